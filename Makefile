@@ -1,0 +1,33 @@
+# `make demo` and `make test` set everything up themselves: a .venv next to this file.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test,notebooks]"
+	# The Allen Cell Segmenter's functions, without napari/itk (see README, Segmentation).
+	$(BIN)/python -m pip install --quiet --no-deps "aicssegmentation>=0.5.3"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/rna-localization demo
+
+lint: install
+	$(BIN)/ruff check rna_localization tests benchmarks batch-processing-scripts
+
+test: install lint
+	$(BIN)/python -m pytest -ra
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,403 @@
+"""``pipeline.toml`` → one typed, validated :class:`Config`.
+
+The keys and defaults are those of the product contract (PRODUCT.md, "Config
+file"). Every key name is unique across sections, so notebooks can pass them
+flat (:meth:`Config.from_flat`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "RESERVED_TABLES",
+    "Config",
+    "ThresholdTable",
+    "check_identifier",
+    "load_config",
+]
+
+#: Tables the package keeps besides one per structure; no structure may take these names.
+RESERVED_TABLES = ("images", "label_images", "distance_measurements")
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_identifier(value: Any, what: str) -> str:
+    """Return `value` if it is a plain SQL identifier, else raise ValueError.
+
+    Plain means letters, digits and underscores, not starting with a digit,
+    at most 63 characters (PostgreSQL's limit). Names are quoted in SQL all
+    the same; this check keeps them usable from psql and from pandas.
+    """
+    if not isinstance(value, str) or not _IDENTIFIER.match(value) or len(value) > 63:
+        msg = (
+            f"{what} {value!r} is not a plain identifier: use letters, digits and "
+            f"underscores only, starting with a letter (e.g. 'rna', 'cell_cycle')."
+        )
+        raise ValueError(msg)
+    return value
+
+
+@dataclass(frozen=True)
+class ThresholdTable:
+    """Distance threshold looked up per image in a metadata column.
+
+    ``{ column = "cycle", nc13 = 4.0, nc14 = 3.0 }`` in TOML.
+    """
+
+    column: str
+    values: dict[str, float]
+
+    def for_image(self, metadata: dict[str, Any], image: str) -> float:
+        """The threshold of one image, from its metadata row."""
+        if self.column not in metadata:
+            msg = (
+                f"distribution.distance_threshold is keyed by column {self.column!r}, "
+                f"which the images table does not have."
+            )
+            raise ValueError(msg)
+        key = str(metadata[self.column])
+        if key not in self.values:
+            msg = (
+                f"image {image!r} has {self.column} = {key!r}, which "
+                f"distribution.distance_threshold does not list (it has "
+                f"{', '.join(sorted(self.values))})."
+            )
+            raise ValueError(msg)
+        return self.values[key]
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = ""
+    name: str = "demo"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    data_dir: Path = Path()
+    structures: tuple[str, ...] = ("rna", "centrosomes")
+    raw_data_dir: str = "raw-data"
+    segmentation_dir: str = "segmentations"
+    segmentation_file_suffix: str = "_seg"
+    metadata_csv: str = "raw-data-metadata.csv"
+    image_name_column: str = "name"
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    xy: float = 0.065
+    z: float = 0.2
+
+
+@dataclass(frozen=True)
+class DistancesConfig:
+    structure_1: str = "rna"
+    structure_2: str = "centrosomes"
+    overwrite: bool = False
+    workers: int = 0
+
+
+@dataclass(frozen=True)
+class NormalizationConfig:
+    structure: str = "rna"
+    lower_threshold: float = 10
+    upper_threshold: float = 40
+    granule_threshold: float = 4
+    group_by: str = "rna_type"
+
+
+@dataclass(frozen=True)
+class DistributionConfig:
+    distance_threshold: float | None | ThresholdTable = 5.0
+    step_size: float = 0.05
+    output_dir: str = "output"
+
+
+@dataclass(frozen=True)
+class PlotConfig:
+    hue: str = ""
+    col: str = ""
+    dpi: int = 600
+
+
+@dataclass(frozen=True)
+class DaskConfig:
+    scheduler: str = ""
+
+
+_SECTIONS = {
+    "database": DatabaseConfig,
+    "data": DataConfig,
+    "scale": ScaleConfig,
+    "distances": DistancesConfig,
+    "normalization": NormalizationConfig,
+    "distribution": DistributionConfig,
+    "plot": PlotConfig,
+    "dask": DaskConfig,
+}
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the pipeline, validated.
+
+    Build it with :func:`load_config` (a TOML file), :meth:`from_dict` (the
+    same nesting as TOML) or :meth:`from_flat` (key names without sections,
+    as in a notebook's parameter cell). Paths are absolute.
+    """
+
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
+    distances: DistancesConfig = field(default_factory=DistancesConfig)
+    normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
+    distribution: DistributionConfig = field(default_factory=DistributionConfig)
+    plot: PlotConfig = field(default_factory=PlotConfig)
+    dask: DaskConfig = field(default_factory=DaskConfig)
+    source: Path | None = None
+
+    # ----------------------------------------------------------------- builders
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any], *, base_dir: str | os.PathLike = ".",
+                  source: Path | None = None) -> Config:
+        """Build from nested settings (``{"data": {"data_dir": ...}, ...}``).
+
+        Relative ``data_dir`` resolves against `base_dir` (the config file's folder).
+        """
+        where = f" in {source}" if source else ""
+        sections = {}
+        for section, values in settings.items():
+            if section not in _SECTIONS:
+                msg = f"unknown config section [{section}]{where}.{_suggest(section, _SECTIONS)}"
+                raise ValueError(msg)
+            if not isinstance(values, dict):
+                msg = f"[{section}]{where} must be a table of keys, got {values!r}."
+                raise ValueError(msg)
+            known = {f.name: f for f in dataclasses.fields(_SECTIONS[section])}
+            for key in values:
+                if key not in known:
+                    msg = (
+                        f"unknown key {key!r} in [{section}]{where}."
+                        f"{_suggest(key, known)}"
+                    )
+                    raise ValueError(msg)
+            sections[section] = _SECTIONS[section](
+                **{k: _coerce(section, k, v, known[k].default, where) for k, v in values.items()}
+            )
+        if "data" not in sections or "data_dir" not in settings["data"]:
+            msg = f"data.data_dir is required{where}: the folder holding your structures."
+            raise ValueError(msg)
+        data = sections["data"]
+        data_dir = Path(base_dir, data.data_dir).expanduser().resolve()
+        sections["data"] = dataclasses.replace(data, data_dir=data_dir)
+        config = cls(**sections, source=source)
+        config.validate()
+        return config
+
+    @classmethod
+    def from_flat(cls, *, base_dir: str | os.PathLike = ".", **settings: Any) -> Config:
+        """Build from key names without sections, e.g. ``data_dir=..., xy=0.065``.
+
+        ``database_url`` and ``database_name`` are accepted for ``url`` and ``name``.
+        """
+        aliases = {"database_url": "url", "database_name": "name"}
+        owner = {
+            f.name: section
+            for section, kind in _SECTIONS.items()
+            for f in dataclasses.fields(kind)
+        }
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in settings.items():
+            key = aliases.get(key, key)
+            if key not in owner:
+                msg = f"unknown setting {key!r}.{_suggest(key, list(owner) + list(aliases))}"
+                raise ValueError(msg)
+            nested.setdefault(owner[key], {})[key] = value
+        return cls.from_dict(nested, base_dir=base_dir)
+
+    # --------------------------------------------------------------- validation
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting that cannot work."""
+        for name in self.data.structures:
+            check_identifier(name, "structure name")
+            if name in RESERVED_TABLES:
+                msg = f"structure name {name!r} is reserved for the package's own tables; rename the folder."
+                raise ValueError(msg)
+        if len(set(self.data.structures)) != len(self.data.structures):
+            msg = f"data.structures lists a structure twice: {list(self.data.structures)}."
+            raise ValueError(msg)
+        for key, name in [
+            ("distances.structure_1", self.distances.structure_1),
+            ("distances.structure_2", self.distances.structure_2),
+            ("normalization.structure", self.normalization.structure),
+        ]:
+            check_identifier(name, key)
+            if name not in self.data.structures:
+                msg = f"{key} = {name!r} is not in data.structures {list(self.data.structures)}."
+                raise ValueError(msg)
+        if self.distances.structure_1 == self.distances.structure_2:
+            msg = "distances.structure_1 and structure_2 must differ."
+            raise ValueError(msg)
+        check_identifier(self.data.image_name_column, "data.image_name_column")
+        check_identifier(self.normalization.group_by, "normalization.group_by")
+        for key in ("hue", "col"):
+            if getattr(self.plot, key):
+                check_identifier(getattr(self.plot, key), f"plot.{key}")
+        for key, value in [("scale.xy", self.scale.xy), ("scale.z", self.scale.z),
+                           ("distribution.step_size", self.distribution.step_size)]:
+            if not (math.isfinite(value) and value > 0):
+                msg = f"{key} must be a positive number of microns; got {value}."
+                raise ValueError(msg)
+        if self.distances.workers < 0:
+            msg = f"distances.workers must be >= 0 (0: one per core); got {self.distances.workers}."
+            raise ValueError(msg)
+        n = self.normalization
+        if not 0 <= n.lower_threshold <= n.upper_threshold:
+            msg = (
+                f"normalization thresholds must satisfy 0 <= lower_threshold <= "
+                f"upper_threshold; got {n.lower_threshold} and {n.upper_threshold}."
+            )
+            raise ValueError(msg)
+        if n.granule_threshold <= 0:
+            msg = f"normalization.granule_threshold must be positive; got {n.granule_threshold}."
+            raise ValueError(msg)
+        if self.plot.dpi <= 0:
+            msg = f"plot.dpi must be positive; got {self.plot.dpi}."
+            raise ValueError(msg)
+        threshold = self.distribution.distance_threshold
+        thresholds = (
+            threshold.values.items() if isinstance(threshold, ThresholdTable)
+            else [("", threshold)] if threshold is not None else []
+        )
+        for key, value in thresholds:
+            label = f"distribution.distance_threshold{'.' + key if key else ''}"
+            if not (math.isfinite(value) and value >= self.distribution.step_size):
+                msg = (
+                    f"{label} = {value} must be at least distribution.step_size "
+                    f"({self.distribution.step_size})."
+                )
+                raise ValueError(msg)
+        if isinstance(threshold, ThresholdTable):
+            check_identifier(threshold.column, "distribution.distance_threshold.column")
+
+    # ------------------------------------------------------------ derived paths
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size (z, y, x) in microns."""
+        return (self.scale.z, self.scale.xy, self.scale.xy)
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.data.data_dir / self.data.metadata_csv
+
+    @property
+    def output_dir(self) -> Path:
+        return self.data.data_dir / self.distribution.output_dir
+
+    @property
+    def plot_hue(self) -> str:
+        return self.plot.hue or self.normalization.group_by
+
+    def structure_dirs(self, structure: str) -> tuple[Path, Path]:
+        """(raw-data folder, segmentations folder) of one structure."""
+        root = self.data.data_dir / structure
+        return root / self.data.raw_data_dir, root / self.data.segmentation_dir
+
+
+def _coerce(section: str, key: str, value: Any, default: Any, where: str) -> Any:
+    """Check one value's type against its default and convert it."""
+    label = f"{section}.{key}{where}"
+    if key == "distance_threshold":
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        if isinstance(value, dict):
+            table = dict(value)
+            column = table.pop("column", None)
+            if not isinstance(column, str):
+                msg = f"{label} as a table needs column = \"<metadata column>\"; got {value!r}."
+                raise ValueError(msg)
+            values = {str(k): _number(v, f"{label}.{k}") for k, v in table.items()}
+            if not values:
+                msg = f"{label} as a table lists no values for column {column!r}."
+                raise ValueError(msg)
+            return ThresholdTable(column=column, values=values)
+        return _number(value, label)
+    if key == "structures":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            msg = f"{label} must be a list of folder names; got {value!r}."
+            raise ValueError(msg)
+        return tuple(value)
+    if key == "data_dir":
+        if not isinstance(value, str | os.PathLike) or str(value) == "":
+            msg = f"{label} must be a folder path; got {value!r}."
+            raise ValueError(msg)
+        return Path(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            msg = f"{label} must be true or false; got {value!r}."
+            raise ValueError(msg)
+        return value
+    if isinstance(default, int) and key in ("workers", "dpi"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            msg = f"{label} must be a whole number; got {value!r}."
+            raise ValueError(msg)
+        return value
+    if isinstance(default, int | float):
+        return _number(value, label)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            msg = f"{label} must be text; got {value!r}."
+            raise ValueError(msg)
+        return value
+    return value
+
+
+def _number(value: Any, label: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"{label} must be a number; got {value!r}."
+        raise ValueError(msg)
+    return float(value) if isinstance(value, float) else value
+
+
+def load_config(path: str | os.PathLike = "pipeline.toml") -> Config:
+    """Read and validate a ``pipeline.toml``.
+
+    Parameters
+    ----------
+    path : path-like
+        The config file; relative paths inside it resolve against its folder.
+
+    Returns
+    -------
+    Config
+    """
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        msg = (
+            f"config file {path} does not exist; pass --config FILE or create "
+            f"pipeline.toml (see README, 'Config file')."
+        )
+        raise FileNotFoundError(msg)
+    try:
+        settings = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        msg = f"config file {path} is not valid TOML: {error}."
+        raise ValueError(msg) from error
+    return Config.from_dict(settings, base_dir=path.parent, source=path)

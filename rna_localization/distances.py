@@ -1,0 +1,184 @@
+"""Exact nearest-object distances between two label images.
+
+Pure array functions: nothing here reads files or talks to the database.
+
+Why only boundary voxels are compared
+-------------------------------------
+Let voxel ``a`` of object A be nearest to voxel ``t`` of target object T, with
+``a != t``. If all six face neighbours of ``a`` were in A, the neighbour one
+step from ``a`` towards ``t`` along an axis where they differ would be in A and
+strictly closer to ``t``, so ``a`` was not nearest. Hence every nearest pair
+joins a voxel on A's face boundary to a voxel on T's face boundary (the same
+argument from ``t``'s side). Comparing boundary voxels only is therefore exact,
+ties included, while cutting the points of a solid object by a large factor.
+Overlapping objects (distance 0) are found directly from the shared voxels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+from .objects import normalize_spacing
+
+__all__ = ["DISTANCE_COLUMNS", "nearest_distances"]
+
+#: Columns of :func:`nearest_distances` and their dtypes.
+DISTANCE_COLUMNS = {"object_id": "int64", "distance": "float64", "target_id": "Int64"}
+
+
+def _face_boundary(label_image: np.ndarray) -> np.ndarray:
+    """Voxels of an object with at least one face neighbour of another label.
+
+    Neighbours outside the volume do not count: a nearest pair never needs
+    them (see the module docstring).
+    """
+    boundary = np.zeros(label_image.shape, dtype=bool)
+    for axis in range(label_image.ndim):
+        lo = [slice(None)] * label_image.ndim
+        hi = [slice(None)] * label_image.ndim
+        lo[axis] = slice(None, -1)
+        hi[axis] = slice(1, None)
+        differs = label_image[tuple(lo)] != label_image[tuple(hi)]
+        boundary[tuple(lo)] |= differs
+        boundary[tuple(hi)] |= differs
+    boundary &= label_image != 0
+    return boundary
+
+
+def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+
+
+def nearest_distances(
+    label_image: np.ndarray,
+    target_label_image: np.ndarray,
+    spacing=1.0,
+    *,
+    tie_rtol: float = 1e-9,
+    workers: int = 1,
+) -> pd.DataFrame:
+    """Distance from every object to the nearest object of another label image.
+
+    The distance from object A to the target structure is the minimum
+    Euclidean distance, in the units of `spacing`, between the centre of any
+    voxel of A and the centre of any voxel of any target object. It is 0 when
+    A shares a voxel with a target object. The computation is exact: every
+    voxel pair is accounted for (see the module docstring for why comparing
+    face-boundary voxels in a KD-tree is enough).
+
+    Parameters
+    ----------
+    label_image : (Z, Y, X) ndarray of int
+        Objects to measure from (e.g. RNA), 0 as background.
+    target_label_image : (Z, Y, X) ndarray of int
+        Target objects (e.g. centrosomes), same shape.
+    spacing : float or (3,) sequence of float
+        Voxel size along (z, y, x), e.g. ``(0.2, 0.065, 0.065)`` microns.
+    tie_rtol : float
+        Target objects whose distance is within this relative tolerance of the
+        minimum count as tied (floating-point rounding can split exact ties);
+        the smallest target label wins.
+    workers : int
+        Threads for the KD-tree queries (-1: all cores).
+
+    Returns
+    -------
+    DataFrame
+        One row per object of `label_image`, sorted by ``object_id``:
+        ``object_id``, ``distance`` (float64) and ``target_id`` (the nearest
+        target's label, nullable Int64). Without any target object, ``distance``
+        is NaN and ``target_id`` is missing. Zero objects give zero rows.
+
+    Examples
+    --------
+    >>> rna = np.zeros((1, 1, 6), int); rna[0, 0, 0] = 1
+    >>> cen = np.zeros((1, 1, 6), int); cen[0, 0, 4] = 7
+    >>> nearest_distances(rna, cen, spacing=0.5)
+       object_id  distance  target_id
+    0          1       2.0          7
+    """
+    label_image = np.asarray(label_image)
+    target_label_image = np.asarray(target_label_image)
+    if label_image.ndim != 3 or label_image.shape != target_label_image.shape:
+        msg = (
+            f"label_image and target_label_image must be 3D (Z, Y, X) arrays of the "
+            f"same shape; got {label_image.shape} and {target_label_image.shape}."
+        )
+        raise ValueError(msg)
+    scale = normalize_spacing(spacing)
+
+    object_ids = np.unique(label_image)
+    object_ids = object_ids[object_ids != 0].astype(np.int64)
+    n = object_ids.size
+    distance = np.full(n, np.nan)
+    target_id = np.full(n, -1, dtype=np.int64)
+
+    target_boundary = _face_boundary(target_label_image)
+    if n and target_boundary.any():
+        # Objects that share voxels with a target: distance 0, smallest target.
+        overlap = (label_image != 0) & (target_label_image != 0)
+        if overlap.any():
+            src = label_image[overlap].astype(np.int64)
+            tgt = target_label_image[overlap].astype(np.int64)
+            order = np.lexsort((tgt, src))
+            src, tgt = src[order], tgt[order]
+            first = _group_starts(src)
+            rows = np.searchsorted(object_ids, src[first])
+            distance[rows] = 0.0
+            target_id[rows] = tgt[first]
+
+        source_boundary = _face_boundary(label_image)
+        if overlap.any():
+            done = object_ids[distance == 0.0]
+            source_boundary &= ~np.isin(label_image, done)
+        if source_boundary.any():
+            _nearest_from_boundaries(
+                label_image, target_label_image, source_boundary, target_boundary,
+                scale, object_ids, distance, target_id, tie_rtol, workers,
+            )
+
+    nearest = pd.array(target_id, dtype="Int64")
+    nearest[target_id < 0] = pd.NA
+    return pd.DataFrame({"object_id": object_ids, "distance": distance, "target_id": nearest})
+
+
+def _nearest_from_boundaries(
+    label_image, target_label_image, source_boundary, target_boundary,
+    scale, object_ids, distance, target_id, tie_rtol, workers,
+):
+    """Fill `distance` and `target_id` for objects that overlap no target."""
+    target_voxels = np.flatnonzero(target_boundary)
+    target_labels = target_label_image.ravel()[target_voxels].astype(np.int64)
+    target_points = np.column_stack(np.unravel_index(target_voxels, label_image.shape)) * scale
+    tree = cKDTree(target_points)
+
+    source_voxels = np.flatnonzero(source_boundary)
+    source_labels = label_image.ravel()[source_voxels].astype(np.int64)
+    order = np.argsort(source_labels, kind="stable")
+    source_voxels, source_labels = source_voxels[order], source_labels[order]
+    source_points = np.column_stack(np.unravel_index(source_voxels, label_image.shape)) * scale
+
+    voxel_distance, _ = tree.query(source_points, k=1, workers=workers)
+    starts = _group_starts(source_labels)
+    object_min = np.minimum.reduceat(voxel_distance, starts)
+    rows = np.searchsorted(object_ids, source_labels[starts])
+    distance[rows] = object_min
+
+    # Ties: every target voxel within the object's minimum (to rounding) is a
+    # candidate; the smallest target label among them wins.
+    counts = np.diff(np.r_[starts, source_labels.size])
+    point_min = np.repeat(object_min, counts)
+    radius = point_min * (1.0 + tie_rtol) + 1e-12
+    candidates = np.flatnonzero(voxel_distance <= radius)
+    hits = tree.query_ball_point(
+        source_points[candidates], r=radius[candidates], return_sorted=False, workers=workers
+    )
+    hit_counts = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
+    hit_labels = target_labels[np.concatenate(hits).astype(np.int64)]
+    hit_sources = np.repeat(source_labels[candidates], hit_counts)
+    order = np.lexsort((hit_labels, hit_sources))
+    hit_sources, hit_labels = hit_sources[order], hit_labels[order]
+    first = _group_starts(hit_sources)
+    target_id[np.searchsorted(object_ids, hit_sources[first])] = hit_labels[first]

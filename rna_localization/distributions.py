@@ -1,0 +1,201 @@
+"""Normalization to molecules per object and cumulative distributions.
+
+Pure array functions: nothing here reads files or talks to the database.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "DISTRIBUTION_COLUMNS",
+    "cumulative_distribution",
+    "distance_steps",
+    "normalize_intensities",
+    "single_molecule_references",
+]
+
+#: Columns of :func:`cumulative_distribution`.
+DISTRIBUTION_COLUMNS = ["distance", "percent_total_rna", "percent_granule_rna"]
+
+
+def single_molecule_references(
+    total_intensity, area, groups, *, lower_threshold: float, upper_threshold: float
+) -> pd.Series:
+    """Mean total intensity of a single molecule, per group.
+
+    The single molecules of a group are its objects with
+    ``lower_threshold <= area <= upper_threshold``.
+
+    Parameters
+    ----------
+    total_intensity, area, groups : (N,) array-like
+        One value per object: summed raw intensity, area in voxels, and the
+        group (e.g. the image's ``rna_type``).
+    lower_threshold, upper_threshold : float
+        Inclusive area range, in voxels, of single molecules.
+
+    Returns
+    -------
+    Series
+        Reference total intensity indexed by group, one entry per group.
+
+    Raises
+    ------
+    ValueError
+        If a group has no object in the area range; the message names it.
+    """
+    if lower_threshold > upper_threshold:
+        msg = (
+            f"normalization.lower_threshold ({lower_threshold}) is larger than "
+            f"upper_threshold ({upper_threshold})."
+        )
+        raise ValueError(msg)
+    table = pd.DataFrame(
+        {
+            "group": np.asarray(groups, dtype=object),
+            "area": np.asarray(area, dtype=np.float64),
+            "total_intensity": np.asarray(total_intensity, dtype=np.float64),
+        }
+    )
+    single = table[(table["area"] >= lower_threshold) & (table["area"] <= upper_threshold)]
+    references = single.groupby("group", sort=True)["total_intensity"].mean()
+    missing = sorted(set(table["group"]) - set(references.index), key=str)
+    if missing:
+        msg = (
+            f"no single-molecule reference for group {', '.join(map(repr, missing))}: "
+            f"no object has {lower_threshold} <= area <= {upper_threshold} voxels. "
+            f"Widen normalization.lower_threshold/upper_threshold."
+        )
+        raise ValueError(msg)
+    return references
+
+
+def normalize_intensities(
+    total_intensity, area, groups, *, lower_threshold: float, upper_threshold: float
+) -> np.ndarray:
+    """Estimated molecules per object: total intensity over its group's reference.
+
+    Parameters
+    ----------
+    total_intensity, area, groups : (N,) array-like
+        As in :func:`single_molecule_references`.
+    lower_threshold, upper_threshold : float
+        Inclusive area range, in voxels, of single molecules.
+
+    Returns
+    -------
+    (N,) ndarray of float64
+        ``total_intensity / reference[group]``.
+
+    Examples
+    --------
+    >>> normalize_intensities([10, 20, 45], [12, 15, 60], ["a", "a", "a"],
+    ...                       lower_threshold=10, upper_threshold=40)
+    array([0.66666667, 1.33333333, 3.        ])
+    """
+    references = single_molecule_references(
+        total_intensity, area, groups,
+        lower_threshold=lower_threshold, upper_threshold=upper_threshold,
+    )
+    reference = references.reindex(np.asarray(groups, dtype=object)).to_numpy(np.float64)
+    return np.asarray(total_intensity, dtype=np.float64) / reference
+
+
+def distance_steps(threshold: float, step: float) -> np.ndarray:
+    """Distances ``0, step, 2*step, ... < threshold``, then `threshold`.
+
+    Values are rounded to 10 decimals so that ``3 * 0.05`` is ``0.15``.
+
+    Examples
+    --------
+    >>> distance_steps(0.2, 0.05)
+    array([0.  , 0.05, 0.1 , 0.15, 0.2 ])
+    >>> distance_steps(0.12, 0.05)
+    array([0.  , 0.05, 0.1 , 0.12])
+    """
+    if not step > 0:
+        msg = f"distribution.step_size must be positive; got {step}."
+        raise ValueError(msg)
+    if not threshold >= 0:
+        msg = f"distance threshold must be >= 0 microns; got {threshold}."
+        raise ValueError(msg)
+    grid = np.round(np.arange(int(np.ceil(threshold / step)) + 1) * step, 10)
+    grid = grid[grid < threshold]
+    return np.append(grid, threshold).astype(np.float64)
+
+
+def cumulative_distribution(
+    distance,
+    total_intensity,
+    normalized_intensity,
+    *,
+    step_size: float,
+    distance_threshold: float | None = None,
+    granule_threshold: float = 4,
+) -> pd.DataFrame:
+    """Cumulative percent of RNA, and of granule RNA, against distance, for one image.
+
+    Objects with a NaN distance are left out. With ``t`` the threshold and
+    ``d`` each distance of :func:`distance_steps`:
+    ``percent_total_rna(d) = 100 * sum(total[distance <= d]) / sum(total[distance <= t])``
+    and ``percent_granule_rna`` has the same denominator and a numerator
+    restricted to ``normalized_intensity >= granule_threshold``.
+
+    Parameters
+    ----------
+    distance, total_intensity, normalized_intensity : (N,) array-like
+        One value per object of the image: distance in microns to the nearest
+        target, summed raw intensity, estimated molecules.
+    step_size : float
+        Microns between distances.
+    distance_threshold : float or None
+        Largest distance; None takes the image's largest measured distance.
+    granule_threshold : float
+        Molecules from which an object counts as a granule.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``distance``, ``percent_total_rna``, ``percent_granule_rna``;
+        zero rows when no object is left (nothing measured, or a zero
+        denominator).
+
+    Examples
+    --------
+    >>> cumulative_distribution([0.0, 0.1, 0.3], [1, 1, 2], [1, 1, 5],
+    ...                         step_size=0.1, distance_threshold=0.3)
+       distance  percent_total_rna  percent_granule_rna
+    0       0.0               25.0                  0.0
+    1       0.1               50.0                  0.0
+    2       0.2               50.0                  0.0
+    3       0.3              100.0                 50.0
+    """
+    distance = np.asarray(distance, dtype=np.float64)
+    total = np.asarray(total_intensity, dtype=np.float64)
+    molecules = np.asarray(normalized_intensity, dtype=np.float64)
+    measured = ~np.isnan(distance)
+    if distance_threshold is None:
+        if not measured.any():
+            return pd.DataFrame({c: pd.Series(dtype="float64") for c in DISTRIBUTION_COLUMNS})
+        distance_threshold = float(distance[measured].max())
+    kept = measured & (distance <= distance_threshold)
+    denominator = total[kept].sum()
+    if not kept.any() or denominator == 0:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in DISTRIBUTION_COLUMNS})
+    grid = distance_steps(distance_threshold, step_size)
+
+    order = np.argsort(distance[kept], kind="stable")
+    sorted_distance = distance[kept][order]
+    within = np.searchsorted(sorted_distance, grid, side="right")
+    cumulative_total = np.r_[0.0, np.cumsum(total[kept][order])]
+    granule = np.where(molecules[kept][order] >= granule_threshold, total[kept][order], 0.0)
+    cumulative_granule = np.r_[0.0, np.cumsum(granule)]
+    return pd.DataFrame(
+        {
+            "distance": grid,
+            "percent_total_rna": 100.0 * cumulative_total[within] / denominator,
+            "percent_granule_rna": 100.0 * cumulative_granule[within] / denominator,
+        }
+    )
