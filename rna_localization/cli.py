@@ -1,0 +1,223 @@
+"""The command line: ``rna-localization <command> [--config pipeline.toml]``.
+
+A thin shell: :func:`build_parser` describes the commands, :func:`main` loads
+the config and calls one library function per command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="rna-localization",
+        description="Where RNA sits in 3D microscopy stacks: segment, extract objects into "
+        "PostgreSQL, measure exact distances, normalize, compute cumulative distributions, plot.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    config_parent = argparse.ArgumentParser(add_help=False)
+    config_parent.add_argument("--config", default="pipeline.toml", type=Path,
+                               help="pipeline config file (default: ./pipeline.toml)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    db = commands.add_parser("db", parents=[config_parent], help="the embedded PostgreSQL server")
+    db.add_argument("action", choices=["start", "stop", "status", "url", "psql"])
+
+    segment = commands.add_parser("segment", parents=[config_parent],
+                                  help="batch-segment raw-data into segmentations")
+    segment.add_argument("--structure", action="append",
+                         help="structure to segment (repeatable; default: every structure)")
+    segment.add_argument("--workflow", type=Path, help="parameter file saved by a playground notebook")
+    segment.add_argument("--overwrite", action="store_true", help="replace existing segmentations")
+    segment.add_argument("--workers", type=int, help="processes (default: distances.workers)")
+
+    extract = commands.add_parser("extract", parents=[config_parent],
+                                  help="objects of every structure into the database")
+    extract.add_argument("--overwrite", action="store_true", help="extract images again")
+
+    distances = commands.add_parser("distances", parents=[config_parent],
+                                    help="nearest structure_2 object for every structure_1 object")
+    distances.add_argument("--overwrite", action="store_true", default=None,
+                           help="measure again (default: distances.overwrite)")
+
+    commands.add_parser("metadata", parents=[config_parent], help="the images table from the metadata CSV")
+    commands.add_parser("normalize", parents=[config_parent], help="normalized_intensity (molecules per object)")
+    commands.add_parser("distributions", parents=[config_parent],
+                        help="cumulative distributions CSV under output_dir/data/")
+    commands.add_parser("plot", parents=[config_parent], help="figures under output_dir/plots/")
+    commands.add_parser("run", parents=[config_parent],
+                        help="extract, distances, metadata, normalize, distributions, plot")
+
+    export = commands.add_parser("export", parents=[config_parent], help="every table as CSV")
+    export.add_argument("--to", type=Path, help="folder (default: output_dir/backup/)")
+    backup = commands.add_parser("backup", parents=[config_parent], help="whole database with pg_dump")
+    backup.add_argument("--to", type=Path, required=True, help="backup file to write")
+    restore = commands.add_parser("restore", parents=[config_parent], help="whole database with pg_restore")
+    restore.add_argument("--from", dest="source", type=Path, required=True, help="backup file to read")
+    restore.add_argument("--database", help="restore into this database on the same server "
+                         "(default: the config's database)")
+
+    simulate = commands.add_parser("simulate", help="a simulated data set with ground truth")
+    simulate.add_argument("--out", type=Path, required=True, help="folder to create")
+    simulate.add_argument("--images", type=int, default=20, help="number of images (default 20)")
+    simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    simulate.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"),
+                          help="stack shape in voxels")
+
+    demo = commands.add_parser("demo", help="simulate, segment, run, and report against the truth")
+    demo.add_argument("--out", type=Path, default=Path("data/demo"), help="folder (default data/demo)")
+    demo.add_argument("--images", type=int, default=20, help="number of images (default 20)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--ideal-masks", action="store_true",
+                      help="use the simulator's ideal masks instead of segmenting")
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"rna-localization {__version__}"
+
+
+def _show(frame: pd.DataFrame, title: str, max_rows: int = 12) -> None:
+    print(f"\n{title}")
+    if frame.empty:
+        print("  (nothing)")
+        return
+    print(frame.to_string(index=False, max_rows=max_rows))
+
+
+def _summary(frame: pd.DataFrame, title: str) -> None:
+    if frame.empty:
+        print(f"{title}: nothing to do")
+        return
+    counts = frame["status"].value_counts().to_dict()
+    objects = int(pd.to_numeric(frame["objects"], errors="coerce").fillna(0).sum())
+    print(f"{title}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f"; {objects} objects")
+
+
+def _db_command(config, action: str) -> int:
+    from .db import Database, server_status, stop_server
+    from .db.server import client_program
+
+    pgdata = config.data.data_dir / ".pgdata"
+    if action in ("start", "stop", "status") and config.database.url:
+        print(f"database.url is set: the pipeline uses that server, not an embedded one "
+              f"(nothing to {action}).")
+        return 0
+    if action == "status":
+        print(server_status(pgdata))
+        return 0
+    if action == "stop":
+        print("stopped" if stop_server(pgdata) else "not running")
+        return 0
+    db = Database.from_config(config, keep_server=action == "start")
+    if action == "start":
+        print(f"running: {db.url}")
+    elif action == "url":
+        print(db.url)
+    else:  # psql
+        return subprocess.call([client_program("psql"), db.dsn])
+    return 0
+
+
+def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
+    from . import steps
+    from .config import load_config
+
+    if args.command == "simulate":
+        from .synthetic import simulate_dataset
+
+        kwargs = {"shape": tuple(args.shape)} if args.shape else {}
+        out = simulate_dataset(args.out, n_images=args.images, seed=args.seed, **kwargs)
+        print(f"simulated {args.images} images in {out}; run them with:\n"
+              f"  rna-localization run --config {Path(out) / 'pipeline.toml'}")
+        return 0
+    if args.command == "demo":
+        from .demo import run_demo
+
+        run_demo(args.out, n_images=args.images, seed=args.seed, ideal_masks=args.ideal_masks)
+        return 0
+
+    config = load_config(args.config)
+    if args.command == "db":
+        return _db_command(config, args.action)
+    if args.command == "segment":
+        from .segmentation import segment_structure
+
+        for structure in args.structure or config.data.structures:
+            written = segment_structure(config, structure, workflow_file=args.workflow,
+                                        overwrite=args.overwrite, workers=args.workers)
+            print(f"{structure}: {len(written)} segmentation(s) written")
+        return 0
+    from .db import Database
+    from .db.backup import backup_database, export_tables, restore_database
+
+    db = Database.from_config(config)
+    if args.command == "extract":
+        _summary(steps.extract(config, overwrite=args.overwrite, db=db), "extract")
+    elif args.command == "distances":
+        _summary(steps.measure_distances(config, overwrite=args.overwrite, db=db), "distances")
+    elif args.command == "metadata":
+        table = steps.load_metadata(config, db=db)
+        print(f"images table: {len(table)} rows, columns {', '.join(table.columns)}")
+    elif args.command == "normalize":
+        _show(steps.normalize(config, db=db), "single-molecule references")
+    elif args.command == "distributions":
+        table = steps.compute_distributions(config, db=db)
+        print(f"cumulative distributions of {table['name'].nunique() if len(table) else 0} images "
+              f"written to {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
+    elif args.command == "plot":
+        for path in steps.make_plots(config):
+            print(path)
+    elif args.command == "run":
+        results = steps.run(config, db=db)
+        _summary(results["extract"], "extract")
+        _summary(results["distances"], "distances")
+        print(f"metadata: {len(results['metadata'])} images")
+        _show(results["normalize"], "single-molecule references")
+        print(f"\ndistributions: {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
+        print("plots: " + ", ".join(str(p) for p in results["plots"] if p.suffix == ".png"))
+    elif args.command == "export":
+        folder = args.to or config.output_dir / "backup"
+        paths = export_tables(db, folder)
+        print(f"{len(paths)} tables written to {folder}")
+    elif args.command == "backup":
+        print(f"database {db.name!r} saved to {backup_database(db, args.to)}")
+    elif args.command == "restore":
+        target = db.with_name(args.database) if args.database else db
+        restore_database(target, args.source)
+        print(f"{args.source} restored into database {target.name!r}")
+    return 0
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``rna-localization``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = _format_warning
+    try:
+        return _run_command(args)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished images are kept; run the command again to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Which database to use, and connections to it.
+
+``database.url = ""`` → the embedded server under ``<data_dir>/.pgdata`` (or,
+when set, the server in ``RNA_LOCALIZATION_DATABASE_URL``: how tests and labs
+point every run at one server). Otherwise the URL's server; its database name
+when it has one, else ``database.name``. Passwords are never taken from a
+notebook: libpq reads them from the URL, ``PGPASSWORD`` or ``~/.pgpass``, and
+nothing here prints them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import quote, urlencode
+
+import pandas as pd
+import psycopg2
+import psycopg2.errors
+from psycopg2 import sql
+from psycopg2.extensions import make_dsn, parse_dsn
+
+from ..config import Config, check_identifier
+from .server import start_server
+
+__all__ = ["ENV_URL", "Database", "lab_server_url"]
+
+#: Environment variable naming a PostgreSQL server to use instead of the embedded one.
+ENV_URL = "RNA_LOCALIZATION_DATABASE_URL"
+
+
+def lab_server_url(database_name: str, db_user: str = "", db_host: str = "localhost",
+                   db_port: int | None = None) -> str:
+    """URL of a lab PostgreSQL server from the old pipeline's parameters.
+
+    The old ``db_password`` has no place here: put it in ``~/.pgpass``
+    (``host:port:database:user:password``, mode 600) or ``PGPASSWORD``; libpq
+    reads both.
+
+    Examples
+    --------
+    >>> lab_server_url("demo", "pearl", "db.lab.org", 5432)
+    'postgresql://pearl@db.lab.org:5432/demo'
+    """
+    user = f"{quote(db_user)}@" if db_user else ""
+    port = f":{db_port}" if db_port else ""
+    return f"postgresql://{user}{db_host}{port}/{quote(database_name)}"
+
+
+def _params(url_or_dsn: str) -> dict[str, str]:
+    try:
+        return parse_dsn(url_or_dsn)
+    except psycopg2.ProgrammingError as error:
+        msg = f"database.url is not a PostgreSQL URL (postgresql://user@host:port/db): {error}"
+        raise ValueError(msg) from error
+
+
+class Database:
+    """One database on one PostgreSQL server.
+
+    Parameters
+    ----------
+    dsn : str
+        A libpq URL or ``key=value`` string naming the database.
+    """
+
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+        self.params = _params(dsn)
+        self._engine = None
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_config(cls, config: Config, *, keep_server: bool = False) -> Database:
+        """The database a config names, created if missing (server started if embedded)."""
+        server = config.database.url or os.environ.get(ENV_URL, "")
+        name = config.database.name
+        if config.database.url:
+            name = _params(config.database.url).get("dbname") or name
+        elif not server:
+            server = start_server(config.data.data_dir / ".pgdata", keep_running=keep_server)
+        check_identifier(name, "database.name")
+        params = _params(server)
+        params["dbname"] = name
+        database = cls(make_dsn(**params))
+        database.create(maintenance_db=_params(server).get("dbname") or "postgres")
+        return database
+
+    def with_name(self, name: str) -> Database:
+        """The database `name` on the same server (not created)."""
+        check_identifier(name, "database name")
+        return Database(make_dsn(**{**self.params, "dbname": name}))
+
+    def create(self, *, maintenance_db: str = "postgres") -> None:
+        """Create this database on its server if it does not exist yet."""
+        name = self.params.get("dbname", "")
+        if not name or name == maintenance_db:
+            return
+        admin = psycopg2.connect(make_dsn(**{**self.params, "dbname": maintenance_db}))
+        try:
+            admin.autocommit = True
+            with admin.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cursor.fetchone() is None:
+                    try:
+                        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                    except psycopg2.errors.DuplicateDatabase:
+                        pass  # created by a concurrent run
+        finally:
+            admin.close()
+
+    # --------------------------------------------------------------- connecting
+    @property
+    def name(self) -> str:
+        return self.params.get("dbname", "")
+
+    @property
+    def url(self) -> str:
+        """A libpq URL for psql and SQLAlchemy, without any password."""
+        user = self.params.get("user", "")
+        host = self.params.get("host", "")
+        port = self.params.get("port", "")
+        query = {k: v for k, v in self.params.items()
+                 if k not in ("user", "password", "host", "port", "dbname")}
+        netloc = f"{quote(user)}@" if user else ""
+        if host.startswith("/"):
+            query = {"host": host, **query}
+            host = ""
+        netloc += host + (f":{port}" if port else "")
+        suffix = f"?{urlencode(query, safe='/')}" if query else ""
+        return f"postgresql://{netloc}/{quote(self.name)}{suffix}"
+
+    def __repr__(self) -> str:
+        return f"Database({self.url!r})"
+
+    def connect(self):
+        """A new psycopg2 connection (the caller closes it)."""
+        return psycopg2.connect(self.dsn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg2.extensions.cursor]:
+        """A cursor in one transaction: committed on success, rolled back on error."""
+        connection = self.connect()
+        try:
+            with connection, connection.cursor() as cursor:
+                yield cursor
+        finally:
+            connection.close()
+
+    @property
+    def engine(self):
+        """A SQLAlchemy engine on this database (for pandas and custom queries)."""
+        if self._engine is None:
+            from sqlalchemy import create_engine
+
+            self._engine = create_engine("postgresql+psycopg2://", creator=self.connect)
+        return self._engine
+
+    def query(self, statement, params=None) -> pd.DataFrame:
+        """Run a SELECT and return its rows as a DataFrame."""
+        with self.transaction() as cursor:
+            if isinstance(statement, sql.Composable):
+                statement = statement.as_string(cursor.connection)
+            cursor.execute(statement, params)
+            columns = [d.name for d in cursor.description]
+            return pd.DataFrame(cursor.fetchall(), columns=columns)
+
+    def tables(self) -> list[str]:
+        """Tables of the public schema, sorted."""
+        rows = self.query(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name"
+        )
+        return rows["table_name"].tolist()
+
+    def columns(self, table: str) -> list[str]:
+        """Columns of a table in order (empty if the table does not exist)."""
+        rows = self.query(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+            (table,),
+        )
+        return rows["column_name"].tolist()

@@ -1,0 +1,124 @@
+"""The embedded PostgreSQL server: a pip-installed PostgreSQL (pgserver) on a Unix socket.
+
+The server's files live in ``<data_dir>/.pgdata``; it listens on a Unix socket
+only (no TCP port) and trusts the local user, so no password exists to leak.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+__all__ = ["client_program", "embedded_url", "server_status", "start_server", "stop_server"]
+
+# pgserver warns when XDG_RUNTIME_DIR is unset and logs each pg_ctl call: noise for users.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+_handles: dict[Path, object] = {}
+
+
+def _pgserver():
+    """Import pgserver quietly (it warns about XDG_RUNTIME_DIR at import)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+        import pgserver._commands
+        import pgserver.utils
+    return pgserver
+
+
+def _running_info(pgdata: Path):
+    info = _pgserver().utils.PostmasterInfo.read_from_pgdata(pgdata)
+    if info is not None and info.is_running() and info.status == "ready":
+        return info
+    return None
+
+
+def start_server(pgdata: str | os.PathLike, *, keep_running: bool = False) -> str:
+    """Start the embedded server in `pgdata`, or reuse the one running there.
+
+    Parameters
+    ----------
+    pgdata : path-like
+        The server's folder, created on first use (initdb takes a second).
+    keep_running : bool
+        Leave the server running when this process exits (``db start``).
+        Otherwise a server this process started stops when it exits; one that
+        was already running is left as it was.
+
+    Returns
+    -------
+    str
+        The server's libpq URL, ``postgresql://postgres:@/postgres?host=<socket dir>``.
+    """
+    pgdata = Path(pgdata).expanduser().resolve()
+    if pgdata in _handles:
+        return _handles[pgdata].get_uri()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    already = pgdata.is_dir() and _running_info(pgdata) is not None
+    mode = None if (keep_running or already) else "stop"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = _pgserver().get_server(pgdata, cleanup_mode=mode)
+    _handles[pgdata] = server
+    return server.get_uri()
+
+
+def embedded_url(pgdata: str | os.PathLike) -> str | None:
+    """URL of the server running in `pgdata`, or None when none runs."""
+    pgdata = Path(pgdata).expanduser().resolve()
+    if not pgdata.is_dir():
+        return None
+    info = _running_info(pgdata)
+    return info.get_uri() if info is not None else None
+
+
+def server_status(pgdata: str | os.PathLike) -> str:
+    """One line: running (with its socket) or stopped."""
+    pgdata = Path(pgdata).expanduser().resolve()
+    if not (pgdata / "PG_VERSION").exists():
+        return f"no embedded server in {pgdata} yet (it is created on first use)"
+    url = embedded_url(pgdata)
+    return f"running: {url}" if url else f"stopped ({pgdata})"
+
+
+def stop_server(pgdata: str | os.PathLike) -> bool:
+    """Stop the server running in `pgdata`; False if none was running."""
+    pgdata = Path(pgdata).expanduser().resolve()
+    _handles.pop(pgdata, None)
+    if not pgdata.is_dir() or _running_info(pgdata) is None:
+        return False
+    user = "pgserver" if os.name == "posix" and os.geteuid() == 0 else None
+    _pgserver()._commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    return True
+
+
+def client_program(name: str) -> str:
+    """Path of a PostgreSQL client (psql, pg_dump, pg_restore) shipped with pgserver.
+
+    Falls back to the one on PATH; raises FileNotFoundError naming it if neither exists.
+    """
+    try:
+        candidate = Path(_pgserver()._commands.POSTGRES_BIN_PATH) / name
+        if candidate.is_file():
+            return str(candidate)
+    except ImportError:
+        pass
+    found = shutil.which(name)
+    if found:
+        return found
+    msg = f"PostgreSQL client {name!r} not found: install pgserver (pip install pgserver) or PostgreSQL."
+    raise FileNotFoundError(msg)
+
+
+def run_client(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a PostgreSQL client program, raising with its stderr on failure."""
+    result = subprocess.run([client_program(name), *args], capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        msg = f"{name} failed: {result.stderr.strip() or result.stdout.strip()}"
+        raise RuntimeError(msg)
+    return result

@@ -1,0 +1,214 @@
+"""The schema (PRODUCT.md, "Database schema") and the bulk reads and writes on it.
+
+Every identifier goes through :class:`psycopg2.sql.Identifier`; every value is
+a bound parameter or travels by COPY.
+
+Tables
+------
+``<structure>``
+    One row per object (columns of :data:`~rna_localization.objects.OBJECT_COLUMNS`),
+    ``(name, object_id)`` unique; distance and normalization columns are added
+    by those steps.
+``label_images``
+    One row per extracted image and structure: its shape, voxel size and the
+    label image itself (zlib-compressed), so that distances and re-analysis run
+    from the database alone. A row here means "this image is extracted".
+``distance_measurements``
+    One row per (structure_1, structure_2, image) whose distances are measured.
+``images``
+    The metadata CSV (see :mod:`rna_localization.steps`).
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from psycopg2 import sql
+
+from ..objects import OBJECT_COLUMNS
+
+__all__ = [
+    "LabelImage",
+    "copy_frame",
+    "decode_labels",
+    "delete_image",
+    "encode_labels",
+    "ensure_schema",
+    "ensure_structure_table",
+    "read_label_image",
+    "write_image_objects",
+]
+
+_STRUCTURE_COLUMNS = sql.SQL(
+    """
+    id bigserial PRIMARY KEY,
+    name text NOT NULL,
+    object_id integer NOT NULL,
+    area bigint NOT NULL,
+    centroid_z double precision NOT NULL,
+    centroid_y double precision NOT NULL,
+    centroid_x double precision NOT NULL,
+    min_intensity double precision NOT NULL,
+    max_intensity double precision NOT NULL,
+    mean_intensity double precision NOT NULL,
+    total_intensity double precision NOT NULL
+    """
+)
+
+
+def ensure_schema(cursor) -> None:
+    """Create the package's bookkeeping tables if missing."""
+    cursor.execute(
+        """
+        CREATE TABLE IF NOT EXISTS label_images (
+            structure text NOT NULL,
+            name text NOT NULL,
+            shape_z integer NOT NULL,
+            shape_y integer NOT NULL,
+            shape_x integer NOT NULL,
+            spacing_z double precision NOT NULL,
+            spacing_y double precision NOT NULL,
+            spacing_x double precision NOT NULL,
+            n_objects integer NOT NULL,
+            dtype text NOT NULL,
+            labels bytea NOT NULL,
+            raw_path text,
+            segmentation_path text,
+            PRIMARY KEY (structure, name)
+        );
+        CREATE TABLE IF NOT EXISTS distance_measurements (
+            structure_1 text NOT NULL,
+            structure_2 text NOT NULL,
+            name text NOT NULL,
+            PRIMARY KEY (structure_1, structure_2, name)
+        );
+        """
+    )
+
+
+def ensure_structure_table(cursor, structure: str) -> None:
+    """Create the table of one structure if missing."""
+    table = sql.Identifier(structure)
+    cursor.execute(
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, UNIQUE (name, object_id))").format(
+            table, _STRUCTURE_COLUMNS
+        )
+    )
+
+
+def encode_labels(label_image: np.ndarray) -> tuple[bytes, str]:
+    """Compress a label image: the smallest unsigned dtype, then zlib."""
+    top = int(label_image.max(initial=0))
+    dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
+    data = np.ascontiguousarray(label_image, dtype=dtype)
+    return zlib.compress(data.tobytes(), 1), np.dtype(dtype).name
+
+
+def decode_labels(blob: bytes, dtype: str, shape: tuple[int, int, int]) -> np.ndarray:
+    """Inverse of :func:`encode_labels`, as int32."""
+    flat = np.frombuffer(zlib.decompress(blob), dtype=np.dtype(dtype))
+    return flat.reshape(shape).astype(np.int32)
+
+
+def copy_frame(cursor, table: sql.Composable, frame: pd.DataFrame) -> None:
+    """COPY a DataFrame's rows into `table` (its columns named after the frame's)."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, header=False, index=False)
+    buffer.seek(0)
+    columns = sql.SQL(", ").join(map(sql.Identifier, frame.columns))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(table, columns)
+    cursor.copy_expert(statement.as_string(cursor.connection), buffer)
+
+
+def _lock_image(cursor, structure: str, name: str) -> None:
+    # Serializes writers of one image across processes and concurrent runs.
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))", (structure, name))
+
+
+def is_extracted(cursor, structure: str, name: str) -> bool:
+    cursor.execute("SELECT 1 FROM label_images WHERE structure = %s AND name = %s", (structure, name))
+    return cursor.fetchone() is not None
+
+
+def _delete_rows(cursor, structure: str, name: str) -> None:
+    cursor.execute(sql.SQL("DELETE FROM {} WHERE name = %s").format(sql.Identifier(structure)), (name,))
+    cursor.execute("DELETE FROM label_images WHERE structure = %s AND name = %s", (structure, name))
+    cursor.execute(
+        "DELETE FROM distance_measurements WHERE name = %s AND (structure_1 = %s OR structure_2 = %s)",
+        (name, structure, structure),
+    )
+
+
+def write_image_objects(
+    cursor,
+    structure: str,
+    name: str,
+    objects: pd.DataFrame,
+    label_image: np.ndarray,
+    spacing,
+    *,
+    raw_path: str = "",
+    segmentation_path: str = "",
+    overwrite: bool = False,
+) -> bool:
+    """Write one image's objects and label image, replacing what it had.
+
+    Call inside a transaction: the image is then entirely in the database or
+    not at all. Returns False (and writes nothing) when the image is already
+    extracted and `overwrite` is false.
+    """
+    _lock_image(cursor, structure, name)
+    if is_extracted(cursor, structure, name):
+        if not overwrite:
+            return False
+    _delete_rows(cursor, structure, name)
+    rows = objects[list(OBJECT_COLUMNS)].copy()
+    rows.insert(0, "name", name)
+    copy_frame(cursor, sql.Identifier(structure), rows)
+    blob, dtype = encode_labels(label_image)
+    cursor.execute(
+        """
+        INSERT INTO label_images (structure, name, shape_z, shape_y, shape_x, spacing_z,
+            spacing_y, spacing_x, n_objects, dtype, labels, raw_path, segmentation_path)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        """,
+        (structure, name, *map(int, label_image.shape), *map(float, spacing), len(objects),
+         dtype, blob, raw_path, segmentation_path),
+    )
+    return True
+
+
+def delete_image(cursor, structure: str, name: str) -> None:
+    """Remove one image's objects of one structure (and what was measured from them)."""
+    _lock_image(cursor, structure, name)
+    _delete_rows(cursor, structure, name)
+
+
+@dataclass(frozen=True)
+class LabelImage:
+    """A label image as stored by extraction, with its voxel size in microns."""
+
+    structure: str
+    name: str
+    labels: np.ndarray
+    spacing: tuple[float, float, float]
+    n_objects: int
+
+
+def read_label_image(cursor, structure: str, name: str) -> LabelImage | None:
+    """The stored label image of one image and structure, or None if not extracted."""
+    cursor.execute(
+        "SELECT shape_z, shape_y, shape_x, spacing_z, spacing_y, spacing_x, n_objects, dtype, labels "
+        "FROM label_images WHERE structure = %s AND name = %s",
+        (structure, name),
+    )
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    shape, spacing, n_objects, dtype, blob = row[:3], row[3:6], row[6], row[7], row[8]
+    labels = decode_labels(bytes(blob), dtype, tuple(shape))
+    return LabelImage(structure, name, labels, tuple(spacing), n_objects)

@@ -1,0 +1,280 @@
+"""Files: finding image pairs in a data directory, reading and writing TIFF stacks.
+
+Every error names the file and says what to do about it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+__all__ = ["ImagePair", "find_image_pairs", "image_names", "read_stack", "stack_shape", "write_stack"]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """One image of one structure: its raw stack and its segmentation."""
+
+    structure: str
+    name: str
+    raw: Path
+    segmentation: Path
+
+
+def _squeeze_to_3d(shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
+    """Drop singleton axes beyond three (ImageJ writes TZCYX with T = C = 1)."""
+    squeezed = tuple(n for n in shape if n != 1) if len(shape) > 3 else shape
+    if len(shape) > 3 and len(squeezed) < 3:
+        squeezed = shape[-3:]
+    if len(squeezed) == 3:
+        return squeezed
+    if len(squeezed) < 3:
+        msg = (
+            f"{path} is a {len(shape)}D image with shape {shape}; a 3D (Z, Y, X) "
+            f"stack is expected. Save the whole z-stack, not a single slice."
+        )
+        raise ValueError(msg)
+    msg = (
+        f"{path} has {len(squeezed)} non-singleton axes, shape {shape}; a single-channel "
+        f"3D (Z, Y, X) stack is expected. Split multi-channel or time-lapse files into "
+        f"one TIFF per channel first (e.g. Fiji: Image > Color > Split Channels)."
+    )
+    raise ValueError(msg)
+
+
+def stack_shape(path: str | os.PathLike) -> tuple[int, int, int]:
+    """Shape of a TIFF stack read from its header only, as (Z, Y, X).
+
+    Raises
+    ------
+    ValueError
+        If the file is not a readable TIFF or not a single-channel 3D stack.
+    """
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            shape = tuple(int(n) for n in tif.series[0].shape)
+    except Exception as error:  # tifffile raises many kinds for a bad file
+        msg = f"cannot read {path} as a TIFF ({type(error).__name__}: {error}); is it a TIFF stack?"
+        raise ValueError(msg) from error
+    return _squeeze_to_3d(shape, path)
+
+
+def read_stack(path: str | os.PathLike) -> np.ndarray:
+    """Read a single-channel 3D TIFF stack.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.tif``/``.tiff`` file.
+
+    Returns
+    -------
+    (Z, Y, X) ndarray
+        In the file's dtype. Singleton axes beyond three are dropped.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, if it is not a TIFF, is truncated, or is not 3D.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"{path} does not exist."
+        raise FileNotFoundError(msg)
+    try:
+        image = tifffile.imread(path)
+    except Exception as error:
+        msg = f"cannot read {path} as a TIFF ({type(error).__name__}: {error}); is it truncated or not a TIFF?"
+        raise ValueError(msg) from error
+    shape = _squeeze_to_3d(image.shape, path)
+    return image.reshape(shape)
+
+
+def write_stack(path: str | os.PathLike, image: np.ndarray, *, spacing=None) -> Path:
+    """Write a 3D stack as an ImageJ-compatible TIFF (zlib-compressed).
+
+    Parameters
+    ----------
+    path : path-like
+        Destination; parent folders are created.
+    image : (Z, Y, X) ndarray
+        uint8, uint16 or float32 work everywhere (Fiji included).
+    spacing : (3,) sequence of float, optional
+        Microns per voxel (z, y, x), stored as ImageJ calibration.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = np.asarray(image)
+    kwargs = {}
+    if spacing is not None:
+        z, y, x = (float(s) for s in spacing)
+        kwargs = {"resolution": (1 / x, 1 / y), "metadata": {"spacing": z, "unit": "um", "axes": "ZYX"}}
+    else:
+        kwargs = {"metadata": {"axes": "ZYX"}}
+    tmp = path.with_name(path.name + ".part")
+    tifffile.imwrite(tmp, image, imagej=image.dtype in (np.uint8, np.uint16, np.float32),
+                     compression="zlib", **kwargs)
+    os.replace(tmp, path)
+    return path
+
+
+def image_names(folder: Path) -> list[str]:
+    """Names (file names without extension) of the TIFF files in a folder, sorted."""
+    return sorted(p.stem for p in folder.iterdir() if p.suffix.lower() in TIFF_SUFFIXES
+                  and not p.name.startswith("."))
+
+
+def _find_tiff(folder: Path, stem: str) -> Path | None:
+    for suffix in TIFF_SUFFIXES + tuple(s.upper() for s in TIFF_SUFFIXES):
+        candidate = folder / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_image_pairs(
+    data_dir: str | os.PathLike,
+    structure: str,
+    *,
+    raw_data_dir: str = "raw-data",
+    segmentation_dir: str = "segmentations",
+    segmentation_file_suffix: str = "_seg",
+    check_shapes: bool = True,
+) -> list[ImagePair]:
+    """Every raw stack of a structure with its segmentation.
+
+    Parameters
+    ----------
+    data_dir : path-like
+        The data directory (PRODUCT.md, "Data layout").
+    structure : str
+        Folder of the structure, e.g. ``"rna"``.
+    raw_data_dir, segmentation_dir, segmentation_file_suffix : str
+        As in the config's ``[data]`` section.
+    check_shapes : bool
+        Compare raw and segmentation shapes from the TIFF headers.
+
+    Returns
+    -------
+    list of ImagePair
+        Sorted by name.
+
+    Raises
+    ------
+    FileNotFoundError
+        A missing folder or segmentation, named.
+    ValueError
+        An unreadable TIFF or a shape mismatch, named.
+    """
+    root = Path(data_dir) / structure
+    raw_folder = root / raw_data_dir
+    seg_folder = root / segmentation_dir
+    if not root.is_dir():
+        msg = f"structure folder {root} does not exist; check data.data_dir and data.structures."
+        raise FileNotFoundError(msg)
+    if not raw_folder.is_dir():
+        msg = f"structure folder {root} has no {raw_data_dir}/ folder holding its raw TIFF stacks."
+        raise FileNotFoundError(msg)
+    names = image_names(raw_folder)
+    if not names:
+        msg = f"{raw_folder} holds no .tif files."
+        raise FileNotFoundError(msg)
+    pairs = []
+    for name in names:
+        raw = _find_tiff(raw_folder, name)
+        segmentation = _find_tiff(seg_folder, name + segmentation_file_suffix)
+        if segmentation is None:
+            msg = (
+                f"no segmentation for {raw}: expected {seg_folder / (name + segmentation_file_suffix)}.tif "
+                f"(run `rna-localization segment --structure {structure}` or check "
+                f"data.segmentation_file_suffix)."
+            )
+            raise FileNotFoundError(msg)
+        if check_shapes:
+            raw_shape, seg_shape = stack_shape(raw), stack_shape(segmentation)
+            if raw_shape != seg_shape:
+                msg = (
+                    f"{segmentation} has shape {seg_shape} but its raw stack {raw} has "
+                    f"shape {raw_shape}; a segmentation must match its raw stack voxel for voxel."
+                )
+                raise ValueError(msg)
+        pairs.append(ImagePair(structure, name, raw, segmentation))
+    return pairs
+
+
+def read_metadata_csv(path: str | os.PathLike, *, name_column: str = "name"):
+    """Read the metadata CSV: one row per image, column types inferred.
+
+    Parameters
+    ----------
+    path : path-like
+        A UTF-8 CSV whose first row holds the column names.
+    name_column : str
+        The column holding image names.
+
+    Returns
+    -------
+    DataFrame
+        Integer, float and boolean columns typed as such, the rest text.
+
+    Raises
+    ------
+    ValueError
+        Naming the file: not UTF-8, no `name_column`, duplicate or empty
+        image names, or column names that are not plain identifiers.
+    """
+    import pandas as pd
+
+    from .config import check_identifier
+
+    path = Path(path)
+    if not path.is_file():
+        msg = f"metadata CSV {path} does not exist; check data.metadata_csv."
+        raise FileNotFoundError(msg)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        msg = (
+            f"metadata CSV {path} is not UTF-8 (byte {raw[error.start]:#x} at position "
+            f"{error.start}); save it as 'CSV UTF-8' (Excel) or re-encode it."
+        )
+        raise ValueError(msg) from error
+    import io as _io
+
+    try:
+        table = pd.read_csv(_io.StringIO(text), skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        msg = f"metadata CSV {path} cannot be parsed: {error}"
+        raise ValueError(msg) from error
+    for column in table.columns:
+        check_identifier(str(column), f"column name in {path}:")
+        if str(column).lower() == "id":
+            msg = f"metadata CSV {path} has a column named {column!r}; rename it (the images table adds its own id)."
+            raise ValueError(msg)
+    if len({str(c).lower() for c in table.columns}) != len(table.columns):
+        msg = f"metadata CSV {path} has two columns whose names differ only by case: {list(table.columns)}."
+        raise ValueError(msg)
+    if name_column not in table.columns:
+        msg = (
+            f"metadata CSV {path} has no {name_column!r} column (it has "
+            f"{', '.join(map(repr, table.columns))}); set data.image_name_column."
+        )
+        raise ValueError(msg)
+    names = table[name_column]
+    if names.isna().any():
+        msg = f"metadata CSV {path} has rows with an empty {name_column!r}."
+        raise ValueError(msg)
+    table[name_column] = names.astype(str).str.strip()
+    duplicated = sorted(set(table.loc[table[name_column].duplicated(), name_column]))
+    if duplicated:
+        msg = f"metadata CSV {path} lists image(s) more than once: {', '.join(duplicated)}."
+        raise ValueError(msg)
+    return table

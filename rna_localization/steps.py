@@ -1,0 +1,595 @@
+"""The pipeline's steps: the array core applied to a data set, with PostgreSQL.
+
+Each step is one call, safe to run again, and returns a table of what it did,
+so that a notebook cell can show it. ``run`` chains them.
+
+    extract → measure_distances → load_metadata → normalize
+            → compute_distributions → make_plots
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from psycopg2 import sql
+
+from . import io
+from .config import Config, ThresholdTable
+from .db import Database
+from .db.tables import (
+    copy_frame,
+    ensure_schema,
+    ensure_structure_table,
+    read_label_image,
+    write_image_objects,
+)
+from .distances import nearest_distances
+from .distributions import DISTRIBUTION_COLUMNS, cumulative_distribution, normalize_intensities
+from .objects import label_objects, measure_objects
+from .parallel import map_images
+
+__all__ = [
+    "DISTRIBUTIONS_FILE",
+    "PipelineWarning",
+    "compute_distributions",
+    "delete_image_data",
+    "extract",
+    "load_metadata",
+    "make_plots",
+    "measure_distances",
+    "normalize",
+    "run",
+]
+
+#: File name of the cumulative distributions under ``output_dir/data/``.
+DISTRIBUTIONS_FILE = "cumulative_distributions.csv"
+
+
+class PipelineWarning(UserWarning):
+    """Something the user should know about, that does not stop the pipeline."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, PipelineWarning, stacklevel=3)
+
+
+# --------------------------------------------------------------------- locking
+_held = threading.local()
+
+
+@contextmanager
+def _exclusive(db: Database) -> Iterator[None]:
+    """Hold the database's pipeline lock, so that two runs never interleave writes.
+
+    Re-entrant within a process (``run`` calls the other steps).
+    """
+    held = getattr(_held, "dsns", None)
+    if held is None:
+        held = _held.dsns = set()
+    if db.dsn in held:
+        yield
+        return
+    connection = db.connect()
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(hashtext('rna_localization pipeline'))")
+            if not cursor.fetchone()[0]:
+                msg = (
+                    f"another rna-localization command is writing to database {db.name!r}; "
+                    f"wait for it to finish (or stop it) and run this again."
+                )
+                raise RuntimeError(msg)
+        held.add(db.dsn)
+        try:
+            yield
+        finally:
+            held.discard(db.dsn)
+    finally:
+        connection.close()  # closing the session releases the lock
+
+
+def _database(config: Config, db: Database | None) -> Database:
+    return db if db is not None else Database.from_config(config)
+
+
+def _table_exists(db: Database, table: str) -> bool:
+    return bool(db.columns(table))
+
+
+# -------------------------------------------------------------------- extract
+def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool) -> dict:
+    raw = io.read_stack(pair.raw)
+    segmentation = io.read_stack(pair.segmentation)
+    if raw.shape != segmentation.shape:
+        msg = (
+            f"{pair.segmentation} has shape {segmentation.shape} but its raw stack "
+            f"{pair.raw} has shape {raw.shape}."
+        )
+        raise ValueError(msg)
+    try:
+        label_image = label_objects(segmentation)
+    except (TypeError, ValueError) as error:
+        msg = f"{pair.segmentation}: {error}"
+        raise type(error)(msg) from error
+    objects = measure_objects(label_image, raw)
+    with Database(dsn).transaction() as cursor:
+        written = write_image_objects(
+            cursor, pair.structure, pair.name, objects, label_image, spacing,
+            raw_path=str(pair.raw), segmentation_path=str(pair.segmentation), overwrite=overwrite,
+        )
+    return {"structure": pair.structure, "name": pair.name, "objects": len(objects),
+            "status": "extracted" if written else "skipped"}
+
+
+def extract(config: Config, *, overwrite: bool = False, db: Database | None = None,
+            workers: int | None = None) -> pd.DataFrame:
+    """Objects of every structure and image into the database.
+
+    Every image pair is checked first (segmentation present, same shape as
+    its raw stack), so that a typo stops the run before anything is written.
+    Each image and structure is then written in one transaction.
+
+    Parameters
+    ----------
+    config : Config
+    overwrite : bool
+        Extract again images already in the database (replacing their rows,
+        and forgetting their distances).
+    db : Database, optional
+        Defaults to the config's database.
+    workers : int, optional
+        Processes; defaults to ``distances.workers``.
+
+    Returns
+    -------
+    DataFrame
+        One row per structure and image: ``structure``, ``name``, ``objects``
+        and ``status`` (extracted, skipped: already there).
+    """
+    db = _database(config, db)
+    pairs = [
+        pair
+        for structure in config.data.structures
+        for pair in io.find_image_pairs(
+            config.data.data_dir, structure,
+            raw_data_dir=config.data.raw_data_dir,
+            segmentation_dir=config.data.segmentation_dir,
+            segmentation_file_suffix=config.data.segmentation_file_suffix,
+        )
+    ]
+    with _exclusive(db):
+        with db.transaction() as cursor:
+            ensure_schema(cursor)
+            for structure in config.data.structures:
+                ensure_structure_table(cursor, structure)
+        done = set(map(tuple, db.query("SELECT structure, name FROM label_images").to_numpy()))
+        reports = [
+            {"structure": p.structure, "name": p.name, "objects": np.nan, "status": "skipped"}
+            for p in pairs if (p.structure, p.name) in done and not overwrite
+        ]
+        todo = [p for p in pairs if overwrite or (p.structure, p.name) not in done]
+        tasks = [(db.dsn, pair, config.spacing, overwrite) for pair in todo]
+        workers = config.distances.workers if workers is None else workers
+        reports += list(map_images(_extract_one, tasks, workers=workers, desc="extract"))
+    report = pd.DataFrame(reports, columns=["structure", "name", "objects", "status"])
+    if len(report):
+        counts = db.query("SELECT structure, name, n_objects FROM label_images")
+        report = report.drop(columns="objects").merge(counts, on=["structure", "name"], how="left")
+        report = report.rename(columns={"n_objects": "objects"})
+    return report.sort_values(["structure", "name"], ignore_index=True)[
+        ["structure", "name", "objects", "status"]
+    ]
+
+
+def delete_image_data(config: Config, name: str, structure: str, *, db: Database | None = None) -> None:
+    """Remove one image's objects of one structure from the database.
+
+    Its distances are forgotten too; the next ``extract`` reads it again.
+    """
+    from .db.tables import delete_image
+
+    db = _database(config, db)
+    if not _table_exists(db, "label_images"):
+        return
+    with _exclusive(db), db.transaction() as cursor:
+        delete_image(cursor, structure, name)
+
+
+# ------------------------------------------------------------------ distances
+def _distance_columns(structure_2: str) -> tuple[str, str]:
+    return f"distance_to_{structure_2}", f"{structure_2}_id"
+
+
+def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwrite: bool) -> dict:
+    db = Database(dsn)
+    with db.transaction() as cursor:
+        source = read_label_image(cursor, structure_1, name)
+        target = read_label_image(cursor, structure_2, name)
+    if source.labels.shape != target.labels.shape:
+        msg = (
+            f"image {name!r}: {structure_1} has shape {source.labels.shape} but "
+            f"{structure_2} has shape {target.labels.shape}; both must come from the same stack."
+        )
+        raise ValueError(msg)
+    if not np.allclose(source.spacing, target.spacing):
+        msg = f"image {name!r} was extracted with different voxel sizes for {structure_1} and {structure_2}."
+        raise ValueError(msg)
+    result = nearest_distances(source.labels, target.labels, source.spacing)
+    distance_column, id_column = _distance_columns(structure_2)
+    with db.transaction() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))",
+                       (f"{structure_1}>{structure_2}", name))
+        cursor.execute(
+            "SELECT 1 FROM distance_measurements WHERE structure_1 = %s AND structure_2 = %s AND name = %s",
+            (structure_1, structure_2, name),
+        )
+        if cursor.fetchone() is not None and not overwrite:
+            return {"name": name, "objects": len(result), "status": "skipped", "targets": target.n_objects}
+        cursor.execute(
+            "CREATE TEMP TABLE measured (object_id integer, distance double precision, "
+            "target_id integer) ON COMMIT DROP"
+        )
+        copy_frame(cursor, sql.Identifier("measured"), result)
+        cursor.execute(
+            sql.SQL(
+                "UPDATE {table} AS o SET {distance} = m.distance, {target} = m.target_id "
+                "FROM measured AS m WHERE o.name = %s AND o.object_id = m.object_id"
+            ).format(table=sql.Identifier(structure_1), distance=sql.Identifier(distance_column),
+                     target=sql.Identifier(id_column)),
+            (name,),
+        )
+        cursor.execute(
+            "INSERT INTO distance_measurements (structure_1, structure_2, name) VALUES (%s, %s, %s) "
+            "ON CONFLICT DO NOTHING",
+            (structure_1, structure_2, name),
+        )
+    return {"name": name, "objects": len(result), "status": "measured", "targets": target.n_objects}
+
+
+def measure_distances(config: Config, *, overwrite: bool | None = None, db: Database | None = None,
+                      workers: int | None = None) -> pd.DataFrame:
+    """Distance from every structure_1 object to the nearest structure_2 object.
+
+    Exact (see :func:`rna_localization.nearest_distances`), from the label
+    images stored by :func:`extract`. Fills ``distance_to_<structure_2>``
+    (microns) and ``<structure_2>_id`` in the structure_1 table. An image
+    without structure_2 objects keeps NULL distances, with a warning naming it.
+
+    Parameters
+    ----------
+    config : Config
+        Uses ``[distances]``.
+    overwrite : bool, optional
+        Measure again images already measured; defaults to ``distances.overwrite``.
+    db : Database, optional
+    workers : int, optional
+        Processes; defaults to ``distances.workers``.
+
+    Returns
+    -------
+    DataFrame
+        One row per image: ``name``, ``objects``, ``targets`` (structure_2
+        objects), ``status`` (measured, skipped).
+    """
+    db = _database(config, db)
+    s1, s2 = config.distances.structure_1, config.distances.structure_2
+    overwrite = config.distances.overwrite if overwrite is None else overwrite
+    workers = config.distances.workers if workers is None else workers
+    columns = ["name", "objects", "targets", "status"]
+    if not _table_exists(db, "label_images") or not _table_exists(db, s1):
+        msg = f"no {s1} objects in database {db.name!r}: run `rna-localization extract` first."
+        raise ValueError(msg)
+    with _exclusive(db):
+        distance_column, id_column = _distance_columns(s2)
+        with db.transaction() as cursor:
+            cursor.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision, "
+                        "ADD COLUMN IF NOT EXISTS {} integer").format(
+                    sql.Identifier(s1), sql.Identifier(distance_column), sql.Identifier(id_column)
+                )
+            )
+        extracted = db.query(
+            "SELECT structure, name, n_objects FROM label_images WHERE structure IN (%s, %s)", (s1, s2)
+        )
+        sources = set(extracted.loc[extracted["structure"] == s1, "name"])
+        targets = extracted[extracted["structure"] == s2].set_index("name")["n_objects"]
+        measured = set(db.query(
+            "SELECT name FROM distance_measurements WHERE structure_1 = %s AND structure_2 = %s",
+            (s1, s2),
+        )["name"])
+        reports = []
+        todo = []
+        for name in sorted(sources):
+            if name not in targets.index:
+                _warn(f"image {name!r} has no {s2} extracted; its {s1} distances stay NULL.")
+                continue
+            if name in measured and not overwrite:
+                reports.append({"name": name, "objects": np.nan, "targets": targets[name],
+                                "status": "skipped"})
+            else:
+                todo.append((db.dsn, s1, s2, name, overwrite))
+        reports += list(map_images(_measure_one, todo, workers=workers, desc="distances"))
+    for report in reports:
+        if report["status"] == "measured" and report["targets"] == 0:
+            _warn(f"image {report['name']!r} has no {s2} objects; its {s1} distances are NULL.")
+    table = pd.DataFrame(reports, columns=columns).sort_values("name", ignore_index=True)
+    counts = db.query(sql.SQL("SELECT name, count(*) AS objects FROM {} GROUP BY name").format(
+        sql.Identifier(s1)))
+    table = table.drop(columns="objects").merge(counts, on="name", how="left")
+    table["objects"] = table["objects"].fillna(0).astype(int)
+    return table[columns]
+
+
+# ------------------------------------------------------------------- metadata
+_SQL_TYPES = {"b": "boolean", "i": "bigint", "u": "bigint", "f": "double precision"}
+
+
+def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame:
+    """The ``images`` table from the metadata CSV, replacing any earlier one.
+
+    Column types are inferred (integer, float, boolean, else text). Every
+    image named must exist in the data directory or the database.
+
+    Returns
+    -------
+    DataFrame
+        The table as stored (with its ``id``).
+    """
+    db = _database(config, db)
+    path = config.metadata_path
+    name_column = config.data.image_name_column
+    table = io.read_metadata_csv(path, name_column=name_column)
+    known = set()
+    for structure in config.data.structures:
+        raw_folder, _ = config.structure_dirs(structure)
+        if raw_folder.is_dir():
+            known.update(io.image_names(raw_folder))
+    if _table_exists(db, "label_images"):
+        known.update(db.query("SELECT DISTINCT name FROM label_images")["name"])
+    unknown = sorted(set(table[name_column]) - known)
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        msg = (
+            f"metadata CSV {path} names image(s) that exist in no structure's "
+            f"{config.data.raw_data_dir}/ folder: {shown}."
+        )
+        raise ValueError(msg)
+    definitions = [sql.SQL("id serial PRIMARY KEY")]
+    for column in table.columns:
+        kind = _SQL_TYPES.get(table[column].dtype.kind, "text")
+        if column == name_column:
+            definitions.append(sql.SQL("{} text NOT NULL UNIQUE").format(sql.Identifier(column)))
+        else:
+            definitions.append(sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(kind)))
+    with _exclusive(db), db.transaction() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS images")
+        cursor.execute(sql.SQL("CREATE TABLE images ({})").format(sql.SQL(", ").join(definitions)))
+        copy_frame(cursor, sql.Identifier("images"), table)
+    return db.query("SELECT * FROM images ORDER BY id")
+
+
+def _metadata(db: Database, config: Config) -> pd.DataFrame:
+    if not _table_exists(db, "images"):
+        msg = f"database {db.name!r} has no images table: run `rna-localization metadata` first."
+        raise ValueError(msg)
+    return db.query("SELECT * FROM images ORDER BY id").drop(columns="id")
+
+
+# -------------------------------------------------------------- normalization
+def normalize(config: Config, *, db: Database | None = None) -> pd.DataFrame:
+    """``normalized_intensity``: estimated molecules per object of ``normalization.structure``.
+
+    For each value of ``group_by`` (a metadata column) the single-molecule
+    reference is the mean total intensity of the objects with
+    ``lower_threshold <= area <= upper_threshold``. Every object is
+    recomputed each time, in one transaction.
+
+    Returns
+    -------
+    DataFrame
+        One row per group: the group value, ``reference`` (total intensity of
+        one molecule), ``single_molecules`` and ``objects``.
+    """
+    db = _database(config, db)
+    n = config.normalization
+    structure = n.structure
+    metadata = _metadata(db, config)
+    name_column = config.data.image_name_column
+    if n.group_by not in metadata.columns:
+        msg = (
+            f"normalization.group_by = {n.group_by!r} is not a column of the images "
+            f"table (it has {', '.join(metadata.columns)})."
+        )
+        raise ValueError(msg)
+    if not _table_exists(db, structure):
+        msg = f"no {structure} table in database {db.name!r}: run `rna-localization extract` first."
+        raise ValueError(msg)
+    objects = db.query(
+        sql.SQL("SELECT o.id, o.name, o.area, o.total_intensity, i.{group} AS grp FROM {table} AS o "
+                "LEFT JOIN images AS i ON i.{image} = o.name").format(
+            group=sql.Identifier(n.group_by), table=sql.Identifier(structure),
+            image=sql.Identifier(name_column))
+    )
+    orphans = sorted(set(objects.loc[objects["grp"].isna(), "name"]))
+    if orphans:
+        _warn(f"image(s) without a {n.group_by!r} in the metadata CSV are not normalized: "
+              f"{', '.join(orphans)}.")
+    objects = objects[objects["grp"].notna()]
+    objects["grp"] = objects["grp"].astype(str)
+    values = normalize_intensities(
+        objects["total_intensity"], objects["area"], objects["grp"],
+        lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold,
+    )
+    with _exclusive(db), db.transaction() as cursor:
+        table = sql.Identifier(structure)
+        cursor.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS normalized_intensity "
+                               "double precision").format(table))
+        cursor.execute(sql.SQL("UPDATE {} SET normalized_intensity = NULL").format(table))
+        cursor.execute("CREATE TEMP TABLE normalized (id bigint, value double precision) ON COMMIT DROP")
+        copy_frame(cursor, sql.Identifier("normalized"),
+                   pd.DataFrame({"id": objects["id"].to_numpy(), "value": values}))
+        cursor.execute(sql.SQL("UPDATE {} AS o SET normalized_intensity = n.value FROM normalized AS n "
+                               "WHERE o.id = n.id").format(table))
+    single = objects["area"].between(n.lower_threshold, n.upper_threshold)
+    summary = objects.assign(single=single, molecules=values).groupby("grp").agg(
+        objects=("id", "size"), single_molecules=("single", "sum"), molecules=("molecules", "sum"))
+    summary["reference"] = (objects[single].groupby("grp")["total_intensity"].mean())
+    summary.index.name = n.group_by
+    return summary.reset_index()[[n.group_by, "reference", "single_molecules", "objects", "molecules"]]
+
+
+# -------------------------------------------------------------- distributions
+def _threshold(config: Config, row: dict, name: str) -> float | None:
+    threshold = config.distribution.distance_threshold
+    if isinstance(threshold, ThresholdTable):
+        return threshold.for_image(row, name)
+    return threshold
+
+
+def compute_distributions(config: Config, *, db: Database | None = None,
+                          write: bool = True) -> pd.DataFrame:
+    """Per-image cumulative distributions of RNA against distance (PRODUCT.md, "Definitions").
+
+    Reads every measured image's objects in one query. Images with nothing
+    left (no distances, or a zero denominator) are reported by name in a
+    warning.
+
+    Parameters
+    ----------
+    config : Config
+    db : Database, optional
+    write : bool
+        Also write ``output_dir/data/cumulative_distributions.csv``.
+
+    Returns
+    -------
+    DataFrame
+        One row per image and distance: ``distance``, ``percent_total_rna``,
+        ``percent_granule_rna`` and the image's metadata columns.
+    """
+    db = _database(config, db)
+    s1, s2 = config.distances.structure_1, config.distances.structure_2
+    distance_column, _ = _distance_columns(s2)
+    columns = db.columns(s1)
+    if distance_column not in columns:
+        msg = f"{s1} has no {distance_column} column: run `rna-localization distances` first."
+        raise ValueError(msg)
+    if "normalized_intensity" not in columns:
+        msg = f"{s1} has no normalized_intensity column: run `rna-localization normalize` first."
+        raise ValueError(msg)
+    metadata = _metadata(db, config)
+    name_column = config.data.image_name_column
+    rows = {r[name_column]: r for r in metadata.to_dict("records")}
+    objects = db.query(
+        sql.SQL("SELECT o.name, o.{distance} AS distance, o.total_intensity, o.normalized_intensity "
+                "FROM {table} AS o JOIN distance_measurements AS m ON m.name = o.name "
+                "AND m.structure_1 = %s AND m.structure_2 = %s ORDER BY o.name, o.object_id").format(
+            distance=sql.Identifier(distance_column), table=sql.Identifier(s1)),
+        (s1, s2),
+    )
+    measured = db.query(
+        "SELECT name FROM distance_measurements WHERE structure_1 = %s AND structure_2 = %s ORDER BY name",
+        (s1, s2),
+    )["name"]
+    groups = dict(tuple(objects.groupby("name", sort=True)))
+    frames, missing_metadata, empty = [], [], []
+    for name in measured:
+        if name not in rows:
+            missing_metadata.append(name)
+            continue
+        image = groups.get(name)
+        distribution = cumulative_distribution(
+            image["distance"] if image is not None else [],
+            image["total_intensity"] if image is not None else [],
+            image["normalized_intensity"] if image is not None else [],
+            step_size=config.distribution.step_size,
+            distance_threshold=_threshold(config, rows[name], name),
+            granule_threshold=config.normalization.granule_threshold,
+        )
+        if distribution.empty:
+            empty.append(name)
+            continue
+        for column, value in rows[name].items():
+            distribution[column] = value
+        frames.append(distribution)
+    if missing_metadata:
+        _warn(f"image(s) with no row in the metadata CSV have no distribution: {', '.join(missing_metadata)}.")
+    if empty:
+        _warn(f"image(s) with no {s1} object within the distance threshold (or no distances) "
+              f"have no distribution: {', '.join(empty)}.")
+    meta_columns = [c for c in metadata.columns]
+    result = (pd.concat(frames, ignore_index=True) if frames
+              else pd.DataFrame(columns=DISTRIBUTION_COLUMNS + meta_columns))
+    if write:
+        path = config.output_dir / "data" / DISTRIBUTIONS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        result.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    return result
+
+
+# ---------------------------------------------------------------------- plots
+def make_plots(config: Config, distributions: pd.DataFrame | None = None) -> list[Path]:
+    """Line plots of percent_total_rna and percent_granule_rna against distance.
+
+    Mean over images with a standard-deviation band, hue = ``plot.hue`` (or
+    ``normalization.group_by``), one panel per value of ``plot.col``. Written
+    as PDF (``plot.dpi``) and PNG under ``output_dir/plots/``.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    from .plotting import plot_cumulative_distributions, save_figure
+
+    if distributions is None:
+        path = config.output_dir / "data" / DISTRIBUTIONS_FILE
+        if not path.is_file():
+            msg = f"{path} does not exist: run `rna-localization distributions` first."
+            raise FileNotFoundError(msg)
+        distributions = pd.read_csv(path)
+    folder = config.output_dir / "plots"
+    written = []
+    for measure in ("percent_total_rna", "percent_granule_rna"):
+        figure = plot_cumulative_distributions(
+            distributions, measure, hue=config.plot_hue, col=config.plot.col or None,
+            structure=config.distances.structure_2,
+        )
+        written += save_figure(figure, folder / measure, dpi=config.plot.dpi)
+    return written
+
+
+# ------------------------------------------------------------------------ run
+def run(config: Config, *, db: Database | None = None) -> dict[str, pd.DataFrame | list]:
+    """extract → distances → metadata → normalize → distributions → plots.
+
+    Resumes where a previous run stopped: extracted and measured images are
+    skipped (unless ``distances.overwrite``).
+
+    Returns
+    -------
+    dict
+        Each step's returned table, by step name; ``plots`` lists the files.
+    """
+    db = _database(config, db)
+    # A bad metadata CSV should stop the run before hours of work, not after.
+    io.read_metadata_csv(config.metadata_path, name_column=config.data.image_name_column)
+    results: dict[str, pd.DataFrame | list] = {}
+    with _exclusive(db):
+        results["extract"] = extract(config, db=db)
+        results["distances"] = measure_distances(config, db=db)
+        results["metadata"] = load_metadata(config, db=db)
+        results["normalize"] = normalize(config, db=db)
+        results["distributions"] = compute_distributions(config, db=db)
+    results["plots"] = make_plots(config, results["distributions"])
+    return results
