@@ -6,6 +6,7 @@ only (no TCP port) and trusts the local user, so no password exists to leak.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -89,7 +90,10 @@ def server_status(pgdata: str | os.PathLike) -> str:
 def stop_server(pgdata: str | os.PathLike) -> bool:
     """Stop the server running in `pgdata`; False if none was running."""
     pgdata = Path(pgdata).expanduser().resolve()
-    _handles.pop(pgdata, None)
+    handle = _handles.pop(pgdata, None)
+    if handle is not None:  # we stop it now: pgserver must not try again at exit
+        atexit.unregister(handle._cleanup)
+        handle.global_process_id_list.get_and_remove(os.getpid())
     if not pgdata.is_dir() or _running_info(pgdata) is None:
         return False
     user = "pgserver" if os.name == "posix" and os.geteuid() == 0 else None

@@ -1,0 +1,77 @@
+"""Slow, obviously-correct references for the tests: loops and all-pairs distances.
+
+They share no code with the package; labeling uses scikit-image, not scipy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy.spatial.distance import cdist
+from skimage.measure import label as skimage_label
+
+
+def label(segmentation: np.ndarray) -> np.ndarray:
+    values = np.unique(segmentation[segmentation != 0])
+    if len(values) <= 1:
+        return skimage_label(segmentation != 0, connectivity=1)
+    return segmentation.astype(np.int64)
+
+
+def objects(label_image: np.ndarray, raw: np.ndarray) -> pd.DataFrame:
+    rows = []
+    for object_id in np.unique(label_image[label_image != 0]):
+        where = label_image == object_id
+        coords = np.argwhere(where)
+        values = raw[where].astype(np.float64)
+        rows.append({
+            "object_id": int(object_id), "area": int(where.sum()),
+            "centroid_z": coords[:, 0].mean(), "centroid_y": coords[:, 1].mean(),
+            "centroid_x": coords[:, 2].mean(), "min_intensity": values.min(),
+            "max_intensity": values.max(), "mean_intensity": values.mean(),
+            "total_intensity": math.fsum(float(v) for v in raw[where]),
+        })
+    return pd.DataFrame(rows)
+
+
+def distances(label_image, target_label_image, spacing) -> pd.DataFrame:
+    """All voxel pairs; ties (to 1e-9 relative) go to the smallest target label."""
+    spacing = np.broadcast_to(np.asarray(spacing, float), (3,))
+    target_points = np.argwhere(target_label_image != 0)
+    target_labels = target_label_image[target_label_image != 0]
+    rows = []
+    for object_id in np.unique(label_image[label_image != 0]):
+        points = np.argwhere(label_image == object_id)
+        if len(target_points) == 0:
+            rows.append({"object_id": int(object_id), "distance": np.nan, "target_id": None})
+            continue
+        per_target_voxel = cdist(points * spacing, target_points * spacing).min(axis=0)
+        best = per_target_voxel.min()
+        tied = target_labels[per_target_voxel <= best * (1 + 1e-9) + 1e-12]
+        rows.append({"object_id": int(object_id), "distance": best, "target_id": int(tied.min())})
+    return pd.DataFrame(rows, columns=["object_id", "distance", "target_id"])
+
+
+def distribution(distance, total, molecules, *, step, threshold, granule_threshold) -> pd.DataFrame:
+    distance = np.asarray(distance, float)
+    total = np.asarray(total, float)
+    molecules = np.asarray(molecules, float)
+    keep = ~np.isnan(distance)
+    distance, total, molecules = distance[keep], total[keep], molecules[keep]
+    if threshold is None:
+        threshold = distance.max()
+    denominator = sum(t for d, t in zip(distance, total) if d <= threshold)
+    grid, k = [], 0
+    while round(k * step, 10) < threshold:
+        grid.append(round(k * step, 10))
+        k += 1
+    grid.append(threshold)
+    rows = []
+    for d in grid:
+        within = sum(t for x, t in zip(distance, total) if x <= d)
+        granules = sum(t for x, t, m in zip(distance, total, molecules) if x <= d and m >= granule_threshold)
+        rows.append({"distance": d, "percent_total_rna": 100 * within / denominator,
+                     "percent_granule_rna": 100 * granules / denominator})
+    return pd.DataFrame(rows)

@@ -1,0 +1,103 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from rna_localization import label_objects, nearest_distances
+from rna_localization.distances import DISTANCE_COLUMNS
+
+import oracles
+
+
+def _compare(result, expected):
+    assert list(result.columns) == list(DISTANCE_COLUMNS)
+    assert result["object_id"].tolist() == expected["object_id"].tolist()
+    np.testing.assert_allclose(result["distance"], expected["distance"], rtol=1e-12, atol=1e-12)
+    got = result["target_id"].astype("float").to_numpy()
+    want = expected["target_id"].astype("float").to_numpy()
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("spacing", [1.0, (0.2, 0.065, 0.065), (0.35, 0.1, 0.13)])
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_all_pairs_brute_force(spacing, seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(3, 12, size=3))
+    source = label_objects(rng.random(shape) > 0.8)
+    target = label_objects(rng.random(shape) > rng.choice([0.8, 0.97]))
+    _compare(nearest_distances(source, target, spacing), oracles.distances(source, target, spacing))
+
+
+def test_long_object_tip_beats_nearer_centroids():
+    """The old '3 nearest centroids' shortcut misses the rod; the exact answer is the rod."""
+    rna = np.zeros((1, 40, 60), np.int32)
+    rna[0, 20, 30] = 1
+    targets = np.zeros_like(rna)
+    for label, (y, x) in enumerate([(20, 36), (14, 30), (26, 30)], start=2):
+        targets[0, y - 1:y + 2, x - 1:x + 2] = label  # centroids 6 voxels away, edges 5
+    targets[0, 21, 32:60] = 9  # a rod: its centroid is ~16 voxels away, its tip ~2.2
+    result = nearest_distances(rna, targets, spacing=0.1)
+    assert result["target_id"].tolist() == [9]
+    assert result["distance"].iloc[0] == pytest.approx(0.1 * np.hypot(1, 2))
+
+
+def test_overlap_is_zero_and_smallest_label_wins():
+    rna = np.zeros((1, 4, 4), np.int32)
+    rna[0, 1, :3] = 5
+    targets = np.zeros_like(rna)
+    targets[0, 1, 0] = 8
+    targets[0, 1, 2] = 3
+    result = nearest_distances(rna, targets, spacing=(0.2, 0.1, 0.1))
+    assert result["distance"].tolist() == [0.0]
+    assert result["target_id"].tolist() == [3]
+
+
+def test_exact_tie_goes_to_smallest_label():
+    rna = np.zeros((1, 1, 7), np.int32)
+    rna[0, 0, 3] = 1
+    targets = np.zeros_like(rna)
+    targets[0, 0, 0], targets[0, 0, 6] = 4, 2
+    result = nearest_distances(rna, targets, spacing=0.065)
+    assert result["target_id"].tolist() == [2]
+    assert result["distance"].iloc[0] == pytest.approx(3 * 0.065)
+
+
+def test_anisotropy_changes_which_target_is_nearest():
+    rna = np.zeros((5, 1, 5), np.int32)
+    rna[2, 0, 2] = 1
+    targets = np.zeros_like(rna)
+    targets[0, 0, 2] = 1  # two slices away in z
+    targets[2, 0, 4] = 2  # two voxels away in x
+    assert nearest_distances(rna, targets, spacing=(0.2, 0.065, 0.065))["target_id"].tolist() == [2]
+    assert nearest_distances(rna, targets, spacing=(0.05, 0.065, 0.065))["target_id"].tolist() == [1]
+
+
+def test_no_target_gives_missing_values():
+    rna = np.zeros((2, 3, 3), np.int32)
+    rna[0, 0, 0] = 1
+    result = nearest_distances(rna, np.zeros_like(rna), spacing=1)
+    assert result["distance"].isna().all()
+    assert result["target_id"].isna().all()
+    assert result["object_id"].tolist() == [1]
+
+
+def test_no_object_gives_typed_empty_table():
+    result = nearest_distances(np.zeros((2, 3, 3), int), np.ones((2, 3, 3), int), spacing=1)
+    assert len(result) == 0
+    assert dict(result.dtypes.astype(str)) == DISTANCE_COLUMNS
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="same shape"):
+        nearest_distances(np.zeros((2, 3, 3), int), np.zeros((2, 3, 4), int))
+    with pytest.raises(ValueError, match="spacing must be positive"):
+        nearest_distances(np.zeros((2, 3, 3), int), np.zeros((2, 3, 3), int), spacing=(0.2, -1, 1))
+
+
+def test_objects_that_touch_at_the_volume_border():
+    rna = np.zeros((2, 2, 2), np.int32)
+    rna[:, :, 0] = 1
+    targets = np.zeros_like(rna)
+    targets[:, :, 1] = 2
+    result = nearest_distances(rna, targets, spacing=(0.3, 0.1, 0.07))
+    assert result["distance"].iloc[0] == pytest.approx(0.07)
+    assert isinstance(result, pd.DataFrame)

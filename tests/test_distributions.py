@@ -1,0 +1,62 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from rna_localization import (
+    cumulative_distribution,
+    distance_steps,
+    normalize_intensities,
+    single_molecule_references,
+)
+
+import oracles
+
+
+def test_distance_steps():
+    np.testing.assert_array_equal(distance_steps(0.2, 0.05), [0, 0.05, 0.1, 0.15, 0.2])
+    np.testing.assert_array_equal(distance_steps(5.0, 0.05)[-3:], [4.9, 4.95, 5.0])
+    assert len(distance_steps(5.0, 0.05)) == 101
+    np.testing.assert_array_equal(distance_steps(0.12, 0.05), [0, 0.05, 0.1, 0.12])
+    np.testing.assert_array_equal(distance_steps(0.0, 0.05), [0.0])
+    with pytest.raises(ValueError, match="step_size must be positive"):
+        distance_steps(1.0, 0)
+
+
+@pytest.mark.parametrize("threshold", [None, 0.7, 2.5])
+@pytest.mark.parametrize("seed", range(4))
+def test_cumulative_distribution_matches_loops(threshold, seed):
+    rng = np.random.default_rng(seed)
+    n = 60
+    distance = rng.uniform(0, 2, n).round(2)
+    distance[rng.random(n) < 0.1] = np.nan
+    distance[:3] = 0.0
+    total = rng.uniform(100, 5000, n)
+    molecules = rng.uniform(0.5, 8, n)
+    result = cumulative_distribution(distance, total, molecules, step_size=0.1,
+                                     distance_threshold=threshold, granule_threshold=4)
+    expected = oracles.distribution(distance, total, molecules, step=0.1, threshold=threshold,
+                                    granule_threshold=4)
+    pd.testing.assert_frame_equal(result, expected, rtol=1e-12)
+    assert result["percent_total_rna"].iloc[-1] == pytest.approx(100)
+    assert (np.diff(result["percent_total_rna"]) >= 0).all()
+
+
+def test_nothing_left_gives_no_rows():
+    assert cumulative_distribution([np.nan], [5.0], [1.0], step_size=0.1).empty
+    assert cumulative_distribution([3.0], [5.0], [1.0], step_size=0.1, distance_threshold=1.0).empty
+
+
+def test_normalization_matches_per_group_means():
+    area = np.array([5, 10, 40, 41, 12, 30, 100])
+    total = np.array([1.0, 100, 300, 999, 50, 70, 600])
+    groups = np.array(["a", "a", "a", "a", "b", "b", "b"])
+    references = single_molecule_references(total, area, groups, lower_threshold=10, upper_threshold=40)
+    assert references.to_dict() == {"a": 200.0, "b": 60.0}
+    result = normalize_intensities(total, area, groups, lower_threshold=10, upper_threshold=40)
+    expected = [t / {"a": 200.0, "b": 60.0}[g] for t, g in zip(total, groups)]
+    np.testing.assert_allclose(result, expected, rtol=1e-15)
+
+
+def test_group_without_single_molecules_is_named():
+    with pytest.raises(ValueError, match="'gapdh'"):
+        normalize_intensities([1, 2], [15, 200], ["cen", "gapdh"], lower_threshold=10, upper_threshold=40)

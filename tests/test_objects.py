@@ -1,0 +1,84 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from rna_localization import label_objects, measure_objects
+from rna_localization.objects import OBJECT_COLUMNS
+
+import oracles
+
+
+def _same_partition(a, b):
+    """Two label images describe the same objects (whatever the numbers)."""
+    pairs = {(x, y) for x, y in zip(a.ravel(), b.ravel())}
+    return len(pairs) == len(np.unique(a)) == len(np.unique(b))
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.uint16, np.int32])
+def test_binary_mask_is_split_into_face_connected_components(dtype):
+    rng = np.random.default_rng(3)
+    mask = rng.random((6, 12, 14)) > 0.7
+    segmentation = mask.astype(dtype) * (1 if dtype is bool else 255 if dtype == np.uint8 else 1)
+    labels = label_objects(segmentation)
+    assert labels.dtype == np.int32
+    assert _same_partition(labels, oracles.label(mask))
+
+
+def test_diagonal_neighbours_are_separate_objects():
+    mask = np.zeros((2, 2, 2), np.uint8)
+    mask[0, 0, 0] = mask[1, 1, 0] = mask[0, 1, 1] = 255  # edge contacts only
+    assert label_objects(mask).max() == 3
+
+
+def test_label_image_keeps_its_labels():
+    image = np.zeros((3, 5, 5), np.uint16)
+    image[0, 0, :2] = 7
+    image[2, 4, 4] = 3
+    image[1, 2, 2] = 7  # not connected to the other 7s: still one object
+    labels = label_objects(image)
+    np.testing.assert_array_equal(labels, image)
+
+
+def test_single_label_value_is_a_mask():
+    image = np.zeros((1, 1, 5), np.uint16)
+    image[0, 0, [0, 3]] = 9
+    np.testing.assert_array_equal(label_objects(image)[0, 0], [1, 0, 0, 2, 0])
+
+
+def test_float_and_2d_segmentations_are_refused():
+    with pytest.raises(TypeError, match="float"):
+        label_objects(np.ones((2, 3, 3), np.float32))
+    with pytest.raises(ValueError, match=r"3D \(Z, Y, X\).*2 dimensions"):
+        label_objects(np.ones((3, 3), np.uint8))
+    with pytest.raises(ValueError, match="negative"):
+        label_objects(np.full((1, 2, 2), -1, np.int16))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_measurements_match_plain_numpy(dtype):
+    rng = np.random.default_rng(4)
+    labels = label_objects(rng.random((5, 16, 11)) > 0.75)
+    raw = (rng.random(labels.shape) * 200).astype(dtype)
+    measured = measure_objects(labels, raw)
+    expected = oracles.objects(labels, raw)
+    assert list(measured.columns) == list(OBJECT_COLUMNS)
+    pd.testing.assert_frame_equal(measured, expected, check_dtype=False, rtol=1e-12)
+
+
+def test_total_intensity_past_two_to_the_31():
+    labels = np.ones((10, 100, 100), np.int32)  # 100,000 voxels of 65,535
+    raw = np.full(labels.shape, 65535, np.uint16)
+    row = measure_objects(labels, raw).iloc[0]
+    assert row["total_intensity"] == 65535 * 100_000 > 2**31
+    assert row["mean_intensity"] == 65535
+
+
+def test_no_object_gives_typed_empty_table():
+    table = measure_objects(np.zeros((2, 3, 3), np.int32), np.ones((2, 3, 3)))
+    assert len(table) == 0
+    assert dict(table.dtypes.astype(str)) == OBJECT_COLUMNS
+
+
+def test_shape_mismatch_is_refused():
+    with pytest.raises(ValueError, match="same shape"):
+        measure_objects(np.zeros((2, 3, 3), np.int32), np.zeros((2, 3, 4)))

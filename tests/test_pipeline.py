@@ -1,0 +1,332 @@
+"""The whole pipeline on a real PostgreSQL, checked against brute-force oracles from the files."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from rna_localization import load_config, steps
+from rna_localization.cli import main
+from rna_localization.db import Database
+from rna_localization.db.backup import export_tables
+
+import oracles
+
+SPACING = (0.3, 0.1, 0.1)  # datagen's pipeline.toml
+
+
+def _db(config_path) -> Database:
+    return Database.from_config(load_config(config_path))
+
+
+def _export(config_path, folder) -> dict[str, pd.DataFrame]:
+    paths = export_tables(_db(config_path), folder)
+    return {p.stem: pd.read_csv(p) for p in paths}
+
+
+def _oracle(config_path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """rna objects with distances and normalization, and distributions, from the files alone."""
+    root = Path(config_path).parent
+    metadata = pd.read_csv(root / "raw-data-metadata.csv")
+    frames = []
+    for name in metadata["name"]:
+        rna = oracles.label(tifffile.imread(root / "rna" / "segmentations" / f"{name}_seg.tif"))
+        centrosomes = oracles.label(
+            tifffile.imread(root / "centrosomes" / "segmentations" / f"{name}_seg.tif"))
+        objects = oracles.objects(rna, tifffile.imread(root / "rna" / "raw-data" / f"{name}.tif"))
+        distances = oracles.distances(rna, centrosomes, SPACING)
+        frames.append(objects.merge(distances, on="object_id").assign(name=name))
+    rna = pd.concat(frames, ignore_index=True).merge(metadata, on="name")
+    single = rna[(rna["area"] >= 1) & (rna["area"] <= 20)]
+    reference = single.groupby("rna_type")["total_intensity"].mean()
+    rna["normalized_intensity"] = rna["total_intensity"] / rna["rna_type"].map(reference)
+    distributions = []
+    for name, image in rna.groupby("name", sort=True):
+        d = oracles.distribution(image["distance"], image["total_intensity"],
+                                 image["normalized_intensity"], step=0.1, threshold=2.0,
+                                 granule_threshold=4)
+        distributions.append(d.assign(**metadata.set_index("name").loc[name].to_dict(), name=name))
+    return rna, pd.concat(distributions, ignore_index=True)
+
+
+def _by_centroid(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["name", "centroid_z", "centroid_y", "centroid_x"], ignore_index=True)
+
+
+def test_run_matches_brute_force_oracle(dataset, tmp_path):
+    assert main(["run", "--config", str(dataset)]) == 0
+    tables = _export(dataset, tmp_path / "export")
+    assert set(tables) == {"rna", "centrosomes", "images", "label_images", "distance_measurements"}
+    expected, expected_distributions = _oracle(dataset)
+
+    rna = _by_centroid(tables["rna"])
+    expected = _by_centroid(expected)
+    assert len(rna) == len(expected) > 50
+    for column in ["area", "centroid_z", "centroid_y", "centroid_x", "min_intensity",
+                   "max_intensity", "mean_intensity", "total_intensity", "normalized_intensity"]:
+        np.testing.assert_allclose(rna[column], expected[column], rtol=1e-12, err_msg=column)
+    np.testing.assert_allclose(rna["distance_to_centrosomes"], expected["distance"], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(rna["centrosomes_id"], expected["target_id"])
+    assert not rna.duplicated(["name", "object_id"]).any()
+
+    images = tables["images"]
+    assert images.columns.tolist() == ["id", "name", "rna_type", "cycle", "replicate"]
+    assert images["replicate"].dtype.kind == "i"
+
+    config = load_config(dataset)
+    written = pd.read_csv(config.output_dir / "data" / steps.DISTRIBUTIONS_FILE)
+    assert written.columns.tolist()[:3] == ["distance", "percent_total_rna", "percent_granule_rna"]
+    assert {"name", "rna_type", "cycle", "replicate"} <= set(written.columns)
+    written = written.sort_values(["name", "distance"], ignore_index=True)
+    expected_distributions = expected_distributions.sort_values(["name", "distance"], ignore_index=True)
+    for column in ["distance", "percent_total_rna", "percent_granule_rna"]:
+        np.testing.assert_allclose(written[column], expected_distributions[column], rtol=1e-9, atol=1e-9)
+    assert (written["name"] == expected_distributions["name"]).all()
+
+    from PIL import Image
+
+    for stem in ("percent_total_rna", "percent_granule_rna"):
+        png = config.output_dir / "plots" / f"{stem}.png"
+        assert (config.output_dir / "plots" / f"{stem}.pdf").stat().st_size > 1000
+        assert round(Image.open(png).info["dpi"][0]) == 600
+
+
+def test_second_run_changes_nothing(dataset, tmp_path):
+    assert main(["run", "--config", str(dataset)]) == 0
+    first = _export(dataset, tmp_path / "first")
+    results = steps.run(load_config(dataset))
+    assert set(results["extract"]["status"]) == {"skipped"}
+    assert set(results["distances"]["status"]) == {"skipped"}
+    second = _export(dataset, tmp_path / "second")
+    for table in first:
+        pd.testing.assert_frame_equal(first[table], second[table], obj=table)
+
+
+def test_backup_then_restore_gives_identical_tables(dataset, tmp_path, database_name):
+    assert main(["run", "--config", str(dataset)]) == 0
+    backup = tmp_path / "demo.dump"
+    assert main(["backup", "--config", str(dataset), "--to", str(backup)]) == 0
+    copy = database_name + "_copy"
+    assert main(["restore", "--config", str(dataset), "--from", str(backup), "--database", copy]) == 0
+    original = export_tables(_db(dataset), tmp_path / "original")
+    restored = export_tables(_db(dataset).with_name(copy), tmp_path / "restored")
+    assert [p.name for p in original] == [p.name for p in restored]
+    for a, b in zip(original, restored):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_export_reloads_with_full_float_precision(dataset, tmp_path):
+    config = load_config(dataset)
+    steps.run(config)
+    tables = _export(dataset, tmp_path / "csv")
+    db = _db(dataset)
+    stored = db.query("SELECT name, object_id, distance_to_centrosomes, normalized_intensity, "
+                      "centroid_x FROM rna ORDER BY id")
+    exported = tables["rna"].sort_values("id", ignore_index=True)
+    for column in ["distance_to_centrosomes", "normalized_intensity", "centroid_x"]:
+        np.testing.assert_array_equal(exported[column].to_numpy(), stored[column].to_numpy(float))
+
+
+def test_resume_after_deleting_one_image(dataset, tmp_path):
+    config = load_config(dataset)
+    steps.run(config)
+    before = _export(dataset, tmp_path / "before")["rna"].drop(columns="id")
+    steps.delete_image_data(config, "img_01", "rna")
+    rows = _db(dataset).query("SELECT count(*) AS n FROM rna WHERE name = 'img_01'")
+    assert rows["n"].iloc[0] == 0
+    results = steps.run(config)
+    report = results["extract"].set_index(["structure", "name"])["status"]
+    assert report[("rna", "img_01")] == "extracted"
+    assert report[("rna", "img_00")] == "skipped"
+    after = _export(dataset, tmp_path / "after")["rna"].drop(columns="id")
+    pd.testing.assert_frame_equal(
+        _by_centroid(before), _by_centroid(after), check_like=True)
+
+
+def test_two_workers_give_the_same_tables_as_one(dataset, tmp_path, database_name):
+    serial = _export(dataset, tmp_path / "serial") if main(["run", "--config", str(dataset)]) == 0 else None
+    text = dataset.read_text().replace("workers = 1", "workers = 2").replace(
+        f'name = "{database_name}"', f'name = "{database_name}_p"')
+    dataset.write_text(text)
+    assert main(["run", "--config", str(dataset)]) == 0
+    parallel = _export(dataset, tmp_path / "parallel")
+    for table in ["rna", "centrosomes"]:
+        a = _by_centroid(serial[table].drop(columns="id"))
+        b = _by_centroid(parallel[table].drop(columns="id"))
+        pd.testing.assert_frame_equal(a, b, obj=table)
+
+
+def test_extract_overwrite_replaces_and_forgets_distances(dataset):
+    config = load_config(dataset)
+    steps.run(config)
+    db = _db(dataset)
+    report = steps.extract(config, overwrite=True)
+    assert set(report["status"]) == {"extracted"}
+    n = db.query("SELECT count(*) AS n FROM distance_measurements")["n"].iloc[0]
+    assert n == 0
+    assert db.query("SELECT count(*) AS n FROM rna WHERE distance_to_centrosomes IS NOT NULL")["n"].iloc[0] == 0
+    steps.measure_distances(config)
+    assert db.query("SELECT count(*) AS n FROM rna WHERE distance_to_centrosomes IS NULL")["n"].iloc[0] == 0
+    assert not db.query("SELECT name, object_id FROM rna").duplicated().any()
+
+
+def test_image_without_centrosomes_is_null_and_named(dataset):
+    seg = dataset.parent / "centrosomes" / "segmentations" / "img_02_seg.tif"
+    tifffile.imwrite(seg, np.zeros_like(tifffile.imread(seg)))
+    config = load_config(dataset)
+    steps.extract(config)
+    with pytest.warns(UserWarning, match="'img_02' has no centrosomes objects"):
+        steps.measure_distances(config)
+    db = _db(dataset)
+    nulls = db.query("SELECT count(*) AS n FROM rna WHERE name = 'img_02' AND distance_to_centrosomes IS NULL")
+    assert nulls["n"].iloc[0] > 0
+    steps.load_metadata(config)
+    steps.normalize(config)
+    with pytest.warns(UserWarning, match="img_02"):
+        table = steps.compute_distributions(config)
+    assert "img_02" not in set(table["name"])
+    assert {"img_00", "img_01", "img_03"} == set(table["name"])
+
+
+def test_threshold_table_and_none_resolve_per_image(dataset, database_name):
+    text = dataset.read_text().replace(
+        "distance_threshold = 2.0", 'distance_threshold = { column = "cycle", nc13 = 1.0, nc14 = 1.5 }')
+    dataset.write_text(text)
+    config = load_config(dataset)
+    steps.run(config)
+    table = steps.compute_distributions(config, write=False)
+    last = table.groupby("name")["distance"].max()
+    cycles = table.groupby("name")["cycle"].first()
+    assert (last[cycles == "nc13"] == 1.0).all()
+    assert (last[cycles == "nc14"] == 1.5).all()
+
+    dataset.write_text(text.replace('{ column = "cycle", nc13 = 1.0, nc14 = 1.5 }', '"none"'))
+    config = load_config(dataset)
+    table = steps.compute_distributions(config, write=False)
+    maxima = _db(dataset).query("SELECT name, max(distance_to_centrosomes) AS m FROM rna GROUP BY name")
+    last = table.groupby("name")["distance"].max()
+    np.testing.assert_allclose(last.sort_index(), maxima.set_index("name")["m"].sort_index(), rtol=1e-12)
+
+
+def test_metadata_can_be_loaded_again(dataset):
+    config = load_config(dataset)
+    steps.extract(config)
+    steps.load_metadata(config)
+    csv = config.metadata_path
+    table = pd.read_csv(csv)
+    table["genotype"] = ["wt", "mut", "wt", "mut"]
+    table.to_csv(csv, index=False)
+    stored = steps.load_metadata(config)
+    assert stored["genotype"].tolist() == ["wt", "mut", "wt", "mut"]
+    assert len(stored) == 4
+
+
+# ---------------------------------------------------------------- bad input
+def _tables(dataset) -> list[str]:
+    return _db(dataset).tables()
+
+
+def test_shape_mismatch_names_the_file_and_writes_nothing(dataset):
+    seg = dataset.parent / "rna" / "segmentations" / "img_03_seg.tif"
+    tifffile.imwrite(seg, np.zeros((3, 5, 5), np.uint8), photometric="minisblack")
+    with pytest.raises(ValueError, match=r"img_03_seg\.tif has shape \(3, 5, 5\)"):
+        steps.extract(load_config(dataset))
+    assert _tables(dataset) == []
+
+
+def test_missing_segmentation_is_named(dataset):
+    (dataset.parent / "centrosomes" / "segmentations" / "img_01_seg.tif").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no segmentation for .*img_01\.tif"):
+        steps.extract(load_config(dataset))
+    assert _tables(dataset) == []
+
+
+def test_file_that_is_not_a_tiff_is_named(dataset):
+    (dataset.parent / "rna" / "raw-data" / "img_02.tif").write_bytes(b"not a tiff at all")
+    with pytest.raises(ValueError, match=r"img_02\.tif as a TIFF"):
+        steps.extract(load_config(dataset))
+    assert _tables(dataset) == []
+
+
+def test_truncated_tiff_is_named_and_that_image_is_not_written(dataset):
+    raw = dataset.parent / "rna" / "raw-data" / "img_03.tif"
+    data = raw.read_bytes()
+    raw.write_bytes(data[: len(data) // 2])
+    config = load_config(dataset)
+    with pytest.raises(ValueError, match=r"img_03\.tif"):
+        steps.extract(config)
+    db = _db(dataset)
+    assert db.query("SELECT count(*) AS n FROM rna WHERE name = 'img_03'")["n"].iloc[0] == 0
+    assert db.query("SELECT count(*) AS n FROM label_images WHERE name = 'img_03' "
+                    "AND structure = 'rna'")["n"].iloc[0] == 0
+
+
+def test_float_segmentation_is_named(dataset):
+    seg = dataset.parent / "rna" / "segmentations" / "img_00_seg.tif"
+    tifffile.imwrite(seg, tifffile.imread(seg).astype(np.float32) / 255)
+    with pytest.raises(TypeError, match=r"img_00_seg\.tif.*float32"):
+        steps.extract(load_config(dataset))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.rename(columns={"name": "image"}), "has no 'name' column"),
+        (lambda t: pd.concat([t, t.iloc[[0]]]), "more than once: img_00"),
+        (lambda t: pd.concat([t, t.iloc[[0]].assign(name="ghost")]), "exist in no structure.*ghost"),
+        (lambda t: t.assign(**{'x"); DROP TABLE rna; --': 1}), "not a plain identifier"),
+    ],
+)
+def test_bad_metadata_csv_is_refused_and_tables_kept(dataset, change, message):
+    config = load_config(dataset)
+    steps.extract(config)
+    steps.load_metadata(config)
+    change(pd.read_csv(config.metadata_path)).to_csv(config.metadata_path, index=False)
+    with pytest.raises(ValueError, match=message):
+        steps.load_metadata(config)
+    db = _db(dataset)
+    assert len(db.query("SELECT * FROM images")) == 4
+    assert len(db.query("SELECT * FROM rna")) > 0
+
+
+def test_metadata_that_is_not_utf8_is_named(dataset):
+    config = load_config(dataset)
+    config.metadata_path.write_bytes("name,rna_type\nimg_00,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"raw-data-metadata\.csv is not UTF-8"):
+        steps.load_metadata(config)
+
+
+def test_structure_name_that_is_not_an_identifier_is_refused(dataset):
+    text = dataset.read_text().replace('structures = ["rna", "centrosomes"]',
+                                       'structures = ["rna", "x\\"); DROP TABLE rna; --"]')
+    dataset.write_text(text)
+    with pytest.raises(ValueError, match="not a plain identifier"):
+        load_config(dataset)
+
+
+def test_cli_reports_bad_input_in_one_sentence(dataset, capsys):
+    dataset.write_text(dataset.read_text().replace("step_size = 0.1", "step_sise = 0.1"))
+    assert main(["run", "--config", str(dataset)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'step_sise'" in err
+    assert "Did you mean 'step_size'?" in err
+    assert err.count("\n") == 1
+
+
+def test_console_script_runs_the_pipeline(dataset):
+    script = shutil.which("rna-localization") or str(Path(sys.executable).with_name("rna-localization"))
+    done = subprocess.run([script, "run", "--config", str(dataset)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "extract: 8 extracted" in done.stdout
+    url = subprocess.run([script, "db", "url", "--config", str(dataset)], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert url.startswith("postgresql://")
+    assert load_config(dataset).database.name in url
