@@ -20,7 +20,7 @@ def worker_count(workers: int, n_tasks: int) -> int:
 
 
 def map_images(function: Callable, tasks: Iterable[tuple], *, workers: int = 1,
-               desc: str = "images", unit: str = "image") -> Iterator:
+               scheduler: str = "", desc: str = "images", unit: str = "image") -> Iterator:
     """Call ``function(*task)`` for every task and yield the results as they finish.
 
     Each task is one image: it opens its own files and database connection and
@@ -35,6 +35,8 @@ def map_images(function: Callable, tasks: Iterable[tuple], *, workers: int = 1,
         Positional arguments, one tuple per call.
     workers : int
         Processes; 0 → one per core; 1 → in this process.
+    scheduler : str
+        Address of a Dask scheduler (``tcp://host:8786``); "" → local processes.
     desc, unit : str
         Progress bar labels.
     """

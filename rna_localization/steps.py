@@ -178,7 +178,8 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
         todo = [p for p in pairs if overwrite or (p.structure, p.name) not in done]
         tasks = [(db.dsn, pair, config.spacing, overwrite) for pair in todo]
         workers = config.distances.workers if workers is None else workers
-        reports += list(map_images(_extract_one, tasks, workers=workers, desc="extract"))
+        reports += list(map_images(_extract_one, tasks, workers=workers,
+                                   scheduler=config.dask.scheduler, desc="extract"))
     report = pd.DataFrame(reports, columns=["structure", "name", "objects", "status"])
     if len(report):
         counts = db.query("SELECT structure, name, n_objects FROM label_images")
@@ -316,7 +317,8 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
                                 "status": "skipped"})
             else:
                 todo.append((db.dsn, s1, s2, name, overwrite))
-        reports += list(map_images(_measure_one, todo, workers=workers, desc="distances"))
+        reports += list(map_images(_measure_one, todo, workers=workers,
+                                   scheduler=config.dask.scheduler, desc="distances"))
     for report in reports:
         if report["status"] == "measured" and report["targets"] == 0:
             _warn(f"image {report['name']!r} has no {s2} objects; its {s1} distances are NULL.")
