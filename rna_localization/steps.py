@@ -28,6 +28,7 @@ from .db.tables import (
     ensure_schema,
     ensure_structure_table,
     read_label_image,
+    renumber_ids,
     write_image_objects,
 )
 from .distances import nearest_distances
@@ -180,6 +181,10 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
         workers = config.distances.workers if workers is None else workers
         reports += list(map_images(_extract_one, tasks, workers=workers,
                                    scheduler=config.dask.scheduler, desc="extract"))
+        if todo:
+            with db.transaction() as cursor:
+                for structure in config.data.structures:
+                    renumber_ids(cursor, structure)
     report = pd.DataFrame(reports, columns=["structure", "name", "objects", "status"])
     if len(report):
         counts = db.query("SELECT structure, name, n_objects FROM label_images")

@@ -40,6 +40,7 @@ __all__ = [
     "ensure_schema",
     "ensure_structure_table",
     "read_label_image",
+    "renumber_ids",
     "write_image_objects",
 ]
 
@@ -97,6 +98,28 @@ def ensure_structure_table(cursor, structure: str) -> None:
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, UNIQUE (name, object_id))").format(
             table, _STRUCTURE_COLUMNS
         )
+    )
+
+
+def renumber_ids(cursor, structure: str) -> None:
+    """Make ``id`` 1..n in (name, object_id) order.
+
+    Serial ids depend on the order images were written in (parallel workers,
+    interrupted runs); renumbering makes the same data give the same table,
+    value for value.
+    """
+    table = sql.Identifier(structure)
+    cursor.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(table))
+    # Through negative ids: the primary key is checked row by row.
+    cursor.execute(
+        sql.SQL("UPDATE {t} AS o SET id = -r.n FROM (SELECT id, row_number() OVER "
+                "(ORDER BY name, object_id) AS n FROM {t}) AS r WHERE o.id = r.id").format(t=table)
+    )
+    cursor.execute(sql.SQL("UPDATE {} SET id = -id").format(table))
+    cursor.execute(
+        sql.SQL("SELECT setval(pg_get_serial_sequence({}, 'id'), "
+                "coalesce((SELECT max(id) FROM {}), 0) + 1, false)").format(
+            sql.Literal(f'"{structure}"'), table)
     )
 
 
