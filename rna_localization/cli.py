@@ -208,7 +208,7 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``rna-localization``; returns the exit status."""
     args = build_parser().parse_args(argv)
-    warnings.formatwarning = _format_warning
+    formatter, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return _run_command(args)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished images are kept; run the command again to resume.", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatter
 
 
 if __name__ == "__main__":

@@ -32,7 +32,12 @@ from .db.tables import (
     write_image_objects,
 )
 from .distances import nearest_distances
-from .distributions import DISTRIBUTION_COLUMNS, cumulative_distribution, normalize_intensities
+from .distributions import (
+    DISTRIBUTION_COLUMNS,
+    cumulative_distribution,
+    normalize_intensities,
+    single_molecule_references,
+)
 from .objects import label_objects, measure_objects
 from .parallel import map_images
 
@@ -383,7 +388,7 @@ def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame
     return db.query("SELECT * FROM images ORDER BY id")
 
 
-def _metadata(db: Database, config: Config) -> pd.DataFrame:
+def _metadata(db: Database) -> pd.DataFrame:
     if not _table_exists(db, "images"):
         msg = f"database {db.name!r} has no images table: run `rna-localization metadata` first."
         raise ValueError(msg)
@@ -408,7 +413,7 @@ def normalize(config: Config, *, db: Database | None = None) -> pd.DataFrame:
     db = _database(config, db)
     n = config.normalization
     structure = n.structure
-    metadata = _metadata(db, config)
+    metadata = _metadata(db)
     name_column = config.data.image_name_column
     if n.group_by not in metadata.columns:
         msg = (
@@ -448,7 +453,9 @@ def normalize(config: Config, *, db: Database | None = None) -> pd.DataFrame:
     single = objects["area"].between(n.lower_threshold, n.upper_threshold)
     summary = objects.assign(single=single, molecules=values).groupby("grp").agg(
         objects=("id", "size"), single_molecules=("single", "sum"), molecules=("molecules", "sum"))
-    summary["reference"] = (objects[single].groupby("grp")["total_intensity"].mean())
+    summary["reference"] = single_molecule_references(
+        objects["total_intensity"], objects["area"], objects["grp"],
+        lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold)
     summary.index.name = n.group_by
     return summary.reset_index()[[n.group_by, "reference", "single_molecules", "objects", "molecules"]]
 
@@ -492,7 +499,7 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     if "normalized_intensity" not in columns:
         msg = f"{s1} has no normalized_intensity column: run `rna-localization normalize` first."
         raise ValueError(msg)
-    metadata = _metadata(db, config)
+    metadata = _metadata(db)
     name_column = config.data.image_name_column
     rows = {r[name_column]: r for r in metadata.to_dict("records")}
     objects = db.query(
