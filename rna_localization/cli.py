@@ -7,6 +7,7 @@ the config and calls one library function per command.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 import warnings
@@ -28,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     config_parent = argparse.ArgumentParser(add_help=False)
     config_parent.add_argument("--config", default="pipeline.toml", type=Path,
                                help="pipeline config file (default: ./pipeline.toml)")
+    dask_parent = argparse.ArgumentParser(add_help=False)
+    dask_parent.add_argument("--scheduler", metavar="ADDRESS",
+                             help="Dask scheduler to run images on, e.g. tcp://host:8786 "
+                             "(default: dask.scheduler; empty: this machine)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     db = commands.add_parser("db", parents=[config_parent], help="the embedded PostgreSQL server")
@@ -41,11 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--overwrite", action="store_true", help="replace existing segmentations")
     segment.add_argument("--workers", type=int, help="processes (default: distances.workers)")
 
-    extract = commands.add_parser("extract", parents=[config_parent],
+    extract = commands.add_parser("extract", parents=[config_parent, dask_parent],
                                   help="objects of every structure into the database")
     extract.add_argument("--overwrite", action="store_true", help="extract images again")
 
-    distances = commands.add_parser("distances", parents=[config_parent],
+    distances = commands.add_parser("distances", parents=[config_parent, dask_parent],
                                     help="nearest structure_2 object for every structure_1 object")
     distances.add_argument("--overwrite", action="store_true", default=None,
                            help="measure again (default: distances.overwrite)")
@@ -55,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("distributions", parents=[config_parent],
                         help="cumulative distributions CSV under output_dir/data/")
     commands.add_parser("plot", parents=[config_parent], help="figures under output_dir/plots/")
-    commands.add_parser("run", parents=[config_parent],
+    commands.add_parser("doctor", parents=[config_parent],
+                        help="check Python, packages, config, database and data layout")
+    commands.add_parser("run", parents=[config_parent, dask_parent],
                         help="extract, distances, metadata, normalize, distributions, plot")
 
     export = commands.add_parser("export", parents=[config_parent], help="every table as CSV")
@@ -127,7 +134,8 @@ def _db_command(config, action: str) -> int:
     elif action == "url":
         print(db.url)
     else:  # psql
-        return subprocess.call([client_program("psql"), db.dsn])
+        dsn, env = db.client_connection()  # the password, if any, stays off the command line
+        return subprocess.call([client_program("psql"), dsn], env=env)
     return 0
 
 
@@ -149,7 +157,15 @@ def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
         run_demo(args.out, n_images=args.images, seed=args.seed, ideal_masks=args.ideal_masks)
         return 0
 
+    if args.command == "doctor":  # before loading the config: a bad config is one of its findings
+        from .doctor import diagnose, format_findings
+
+        findings = diagnose(args.config)
+        print(format_findings(findings))
+        return 1 if any(not finding.ok for finding in findings) else 0
     config = load_config(args.config)
+    if getattr(args, "scheduler", None):
+        config = dataclasses.replace(config, dask=dataclasses.replace(config.dask, scheduler=args.scheduler))
     if args.command == "db":
         return _db_command(config, args.action)
     if args.command == "segment":
@@ -207,12 +223,21 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``rna-localization``; returns the exit status."""
+    import psycopg2
+
     args = build_parser().parse_args(argv)
     formatter, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return _run_command(args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, TypeError, OSError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except psycopg2.Error as error:  # e.g. the server is down: one line, never a password
+        from .db.database import _redact
+
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        print(f"error: cannot use the database: {_redact(lines[0])} "
+              f"(check database.url; `rna-localization doctor` checks the setup).", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished images are kept; run the command again to resume.", file=sys.stderr)

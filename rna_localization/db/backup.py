@@ -48,8 +48,9 @@ def export_tables(db: Database, folder: str | os.PathLike) -> list[Path]:
     return written
 
 
-def _libpq_args(db: Database) -> list[str]:
-    return ["--dbname", db.dsn]
+def _libpq_args(db: Database) -> tuple[list[str], dict[str, str]]:
+    dsn, env = db.client_connection()  # any password travels in the environment, not argv
+    return ["--dbname", dsn], env
 
 
 def backup_database(db: Database, path: str | os.PathLike) -> Path:
@@ -57,7 +58,8 @@ def backup_database(db: Database, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    run_client("pg_dump", "--format=custom", "--no-owner", "--file", str(tmp), *_libpq_args(db))
+    args, env = _libpq_args(db)
+    run_client("pg_dump", "--format=custom", "--no-owner", "--file", str(tmp), *args, env=env)
     os.replace(tmp, path)
     return path
 
@@ -69,5 +71,6 @@ def restore_database(db: Database, path: str | os.PathLike) -> None:
         msg = f"backup file {path} does not exist."
         raise FileNotFoundError(msg)
     db.create()
+    args, env = _libpq_args(db)
     run_client("pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",
-               *_libpq_args(db), str(path))
+               *args, str(path), env=env)

@@ -11,6 +11,7 @@ nothing here prints them.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote, urlencode
@@ -48,12 +49,27 @@ def lab_server_url(database_name: str, db_user: str = "", db_host: str = "localh
     return f"postgresql://{user}{db_host}{port}/{quote(database_name)}"
 
 
+_SECRET = re.compile(r"(?<=://)([^/@?#]*?):[^/@?#]*@|password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)",
+                     re.IGNORECASE)
+
+
+def _redact(text: str) -> str:
+    """`text` with any password of a libpq URL or key=value string replaced by ``***``."""
+    return _SECRET.sub(lambda m: f"{m.group(1)}:***@" if m.group(1) is not None else "password=***",
+                       text)
+
+
 def _params(url_or_dsn: str) -> dict[str, str]:
     try:
         return parse_dsn(url_or_dsn)
     except psycopg2.ProgrammingError as error:
-        msg = f"database.url is not a PostgreSQL URL (postgresql://user@host:port/db): {error}"
-        raise ValueError(msg) from error
+        detail = _redact(str(error).strip())
+        msg = f"database.url is not a PostgreSQL URL (postgresql://user@host:port/db): {detail}"
+        raise ValueError(msg) from None  # the chained error could show the password
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 class Database:
@@ -79,12 +95,15 @@ class Database:
         if config.database.url:
             name = _params(config.database.url).get("dbname") or name
         elif not server:
+            if not config.data.data_dir.is_dir():  # a typo must not create a server somewhere
+                msg = f"data directory {config.data.data_dir} does not exist; check data.data_dir."
+                raise FileNotFoundError(msg)
             server = start_server(config.data.data_dir / ".pgdata", keep_running=keep_server)
         check_identifier(name, "database.name")
         params = _params(server)
         params["dbname"] = name
         database = cls(make_dsn(**params))
-        database.create(maintenance_db=_params(server).get("dbname") or "postgres")
+        database.create()
         return database
 
     def with_name(self, name: str) -> Database:
@@ -93,11 +112,26 @@ class Database:
         return Database(make_dsn(**{**self.params, "dbname": name}))
 
     def create(self, *, maintenance_db: str = "postgres") -> None:
-        """Create this database on its server if it does not exist yet."""
+        """Create this database on its server if it does not exist yet.
+
+        It is created from `maintenance_db`, which the user must be allowed to
+        reach; on a lab server where that is not so, ask its administrator to
+        create the database once.
+        """
         name = self.params.get("dbname", "")
-        if not name or name == maintenance_db:
+        try:
+            psycopg2.connect(self.dsn).close()
             return
-        admin = psycopg2.connect(make_dsn(**{**self.params, "dbname": maintenance_db}))
+        except psycopg2.OperationalError as error:
+            if "does not exist" not in str(error):
+                msg = f"cannot connect to {self.url}: {_first_line(error)}"
+                raise ConnectionError(msg) from error
+        try:
+            admin = psycopg2.connect(make_dsn(**{**self.params, "dbname": maintenance_db}))
+        except psycopg2.OperationalError as error:
+            msg = (f"database {name!r} does not exist and cannot be created from "
+                   f"{maintenance_db!r}: {_first_line(error)}")
+            raise ConnectionError(msg) from error
         try:
             admin.autocommit = True
             with admin.cursor() as cursor:
@@ -122,7 +156,7 @@ class Database:
         host = self.params.get("host", "")
         port = self.params.get("port", "")
         query = {k: v for k, v in self.params.items()
-                 if k not in ("user", "password", "host", "port", "dbname")}
+                 if k not in ("user", "host", "port", "dbname") and "password" not in k}
         netloc = f"{quote(user)}@" if user else ""
         if host.startswith("/"):
             query = {"host": host, **query}
@@ -137,6 +171,23 @@ class Database:
     def connect(self):
         """A new psycopg2 connection (the caller closes it)."""
         return psycopg2.connect(self.dsn)
+
+    def client_connection(self) -> tuple[str, dict[str, str]]:
+        """How to hand this database to psql or pg_dump without the password on their command line.
+
+        Returns
+        -------
+        dsn : str
+            A libpq connection string without any password (command lines are
+            visible to every user of the machine).
+        env : dict
+            ``os.environ`` plus ``PGPASSWORD`` when the URL held a password.
+        """
+        params = {k: v for k, v in self.params.items() if k != "password"}
+        env = dict(os.environ)
+        if self.params.get("password"):
+            env["PGPASSWORD"] = self.params["password"]
+        return make_dsn(**params), env
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg2.extensions.cursor]:
@@ -173,6 +224,15 @@ class Database:
             "WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name"
         )
         return rows["table_name"].tolist()
+
+    def row_counts(self) -> pd.Series:
+        """Number of rows of every table, indexed by table name."""
+        counts = {}
+        with self.transaction() as cursor:
+            for table in self.tables():
+                cursor.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+                counts[table] = cursor.fetchone()[0]
+        return pd.Series(counts, name="rows", dtype="int64")
 
     def columns(self, table: str) -> list[str]:
         """Columns of a table in order (empty if the table does not exist)."""

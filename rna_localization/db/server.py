@@ -65,8 +65,33 @@ def start_server(pgdata: str | os.PathLike, *, keep_running: bool = False) -> st
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         server = _pgserver().get_server(pgdata, cleanup_mode=mode)
+    _protect_socket_dir(server.get_postmaster_info().socket_dir)
     _handles[pgdata] = server
     return server.get_uri()
+
+
+def _protect_socket_dir(socket_dir) -> None:
+    """Let only the server's owner reach its socket: the server trusts whoever connects.
+
+    The socket is in pgdata (0700, from initdb) unless that path is too long
+    for a Unix socket; pgserver then uses a folder under the user's runtime
+    directory, which it makes world-writable when run as root.
+    """
+    if socket_dir is None or os.name != "posix":
+        return
+    socket_dir = Path(socket_dir)
+    if os.geteuid() != 0 and socket_dir.stat().st_uid != os.geteuid():
+        return  # another user's server: theirs to protect
+    try:
+        if os.geteuid() == 0:  # the server runs as the `pgserver` user; root gets in regardless
+            import pwd
+
+            owner = pwd.getpwnam("pgserver")
+            os.chown(socket_dir, owner.pw_uid, owner.pw_gid)
+        socket_dir.chmod(0o700)
+    except (OSError, KeyError) as error:
+        msg = f"cannot make the server's socket folder {socket_dir} private: {error}"
+        raise RuntimeError(msg) from error
 
 
 def embedded_url(pgdata: str | os.PathLike) -> str | None:
@@ -119,9 +144,11 @@ def client_program(name: str) -> str:
     raise FileNotFoundError(msg)
 
 
-def run_client(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def run_client(name: str, *args: str, check: bool = True,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run a PostgreSQL client program, raising with its stderr on failure."""
-    result = subprocess.run([client_program(name), *args], capture_output=True, text=True, check=False)
+    result = subprocess.run([client_program(name), *args], capture_output=True, text=True,
+                            check=False, env=env)
     if check and result.returncode != 0:
         msg = f"{name} failed: {result.stderr.strip() or result.stdout.strip()}"
         raise RuntimeError(msg)

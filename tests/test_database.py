@@ -1,0 +1,57 @@
+"""Choosing and creating the database, on the real test server."""
+
+import os
+
+import pytest
+from psycopg2.extensions import make_dsn, parse_dsn
+
+from rna_localization import Config
+from rna_localization.db import ENV_URL, Database, lab_server_url
+
+
+def _url_with_database(name: str) -> str:
+    params = parse_dsn(os.environ[ENV_URL])
+    return f"postgresql://{params.get('user', 'postgres')}@/{name}?host={params['host']}"
+
+
+def test_database_named_in_url_is_created(tmp_path, database_name):
+    config = Config.from_flat(data_dir=str(tmp_path), database_url=_url_with_database(database_name),
+                              database_name="ignored")
+    db = Database.from_config(config)
+    assert db.name == database_name
+    assert db.query("SELECT current_database() AS d")["d"].iloc[0] == database_name
+
+
+def test_database_name_is_used_when_url_has_none(tmp_path, database_name):
+    config = Config.from_flat(data_dir=str(tmp_path), database_name=database_name)
+    db = Database.from_config(config)
+    assert db.query("SELECT current_database() AS d")["d"].iloc[0] == database_name
+    assert db.tables() == []
+    assert db.row_counts().empty
+
+
+def test_row_counts(tmp_path, database_name):
+    db = Database.from_config(Config.from_flat(data_dir=str(tmp_path), database_name=database_name))
+    with db.transaction() as cursor:
+        cursor.execute("CREATE TABLE a (x int); INSERT INTO a VALUES (1), (2), (3); CREATE TABLE b (y int)")
+    assert db.row_counts().to_dict() == {"a": 3, "b": 0}
+
+
+def test_url_never_shows_a_password():
+    params = parse_dsn(os.environ[ENV_URL])
+    db = Database(make_dsn(**{**params, "password": "s3cret", "dbname": "x"}))
+    assert "s3cret" not in db.url
+    assert "s3cret" not in repr(db)
+    assert db.url.startswith("postgresql://")
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path):
+    config = Config.from_flat(data_dir=str(tmp_path),
+                              database_url="postgresql://nobody@/x?host=/nonexistent-socket-dir")
+    with pytest.raises(ConnectionError, match="cannot connect to postgresql://nobody@/x"):
+        Database.from_config(config)
+
+
+def test_lab_server_url_from_old_parameters():
+    assert lab_server_url("demo", "pearl", "db.lab.org", 5432) == "postgresql://pearl@db.lab.org:5432/demo"
+    assert lab_server_url("demo") == "postgresql://localhost/demo"
