@@ -48,7 +48,14 @@ def normalize_spacing(spacing, ndim: int = 3) -> np.ndarray:
     >>> normalize_spacing((0.2, 0.065, 0.065))
     array([0.2  , 0.065, 0.065])
     """
-    values = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (ndim,)).copy()
+    try:
+        values = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (ndim,)).copy()
+    except (TypeError, ValueError) as error:
+        msg = (
+            f"spacing must be a number or {ndim} numbers (microns per voxel along z, y, x); "
+            f"got {spacing!r}."
+        )
+        raise ValueError(msg) from error
     if not np.all(np.isfinite(values)) or np.any(values <= 0):
         msg = (
             f"spacing must be positive microns per voxel, one per (z, y, x) axis; "
