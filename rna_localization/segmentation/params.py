@@ -9,7 +9,7 @@ A parameter file names its workflow (``workflow = "rna"``), so the batch run
 knows what the playground tuned::
 
     workflow = "rna"
-    normalization = [2.0, 40.0]
+    normalization = [3.0, 1000.0]
     smoothing_sigma_um = 0.05
     ...
 """
@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 _SMOOTHING = ("3d", "slice_by_slice")
+_REFERENCES = ("background", "mean_std")
 
 
 def microns_to_voxels(length_um: float, spacing) -> np.ndarray:
@@ -120,6 +121,12 @@ class _Params:
             msg = (
                 f"{self.workflow} parameter normalization must be two numbers of standard "
                 f"deviations [below, above] the mean, >= 0 and > 0; got {list(self.normalization)}."
+            )
+            raise ValueError(msg)
+        if self.normalization_reference not in _REFERENCES:
+            msg = (
+                f"{self.workflow} parameter normalization_reference must be one of "
+                f"{list(_REFERENCES)}; got {self.normalization_reference!r}."
             )
             raise ValueError(msg)
         if self.smoothing not in _SMOOTHING:
@@ -307,8 +314,14 @@ class RnaParams(_Params):
     Attributes
     ----------
     normalization : (float, float)
-        ``[a, b]``: intensities are clipped to ``[mean - a·std, mean + b·std]``
-        of the stack and rescaled to [0, 1] (aicssegmentation's auto-contrast).
+        ``[a, b]``: ``centre - a·spread`` maps to 0 and ``centre + b·spread``
+        to 1 (aicssegmentation's auto-contrast).
+    normalization_reference : {"background", "mean_std"}
+        ``"background"``: centre and spread are the background level and
+        noise (median and 1.4826·MAD), and bright voxels are not clipped, so a
+        cutoff means the same signal-to-noise in every image whatever its
+        number of granules. ``"mean_std"``: the stack's mean and standard
+        deviation, clipped to [0, 1], exactly aicssegmentation's.
     smoothing : {"3d", "slice_by_slice"}
         Gaussian smoothing in 3D or in each z-slice.
     smoothing_sigma_um : float
@@ -323,33 +336,55 @@ class RnaParams(_Params):
     min_volume_um3 : float
         Objects of at most this volume (µm³) are removed; 0: keep all.
     split_min_distance_um : float
-        Seeded watershed: objects are split between intensity maxima at least
-        this far apart (microns); 0: no splitting.
+        Seeded watershed: seeds are the smoothed intensity's maxima within a
+        box of this half-width (microns); 0: no splitting.
+    split_saddle_ratio : float
+        Touching watershed basins are merged back unless the intensity
+        between them dips below this fraction of the dimmer one's peak.
     """
 
     workflow: ClassVar[str] = "rna"
 
     normalization: tuple[float, float] = _doc(
-        "Auto-contrast: clip to [mean - a*std, mean + b*std] of the stack, rescale to [0, 1].",
-        (2.0, 40.0),
+        "Auto-contrast [a, b]: centre - a*spread maps to 0 (lower values clipped) and\n"
+        "centre + b*spread to 1; centre and spread: see normalization_reference.",
+        (3.0, 1000.0),
+    )
+    normalization_reference: str = _doc(
+        '"background": centre and spread are the background level and noise (median, MAD),\n'
+        'so a cutoff means the same signal-to-noise in every image; "mean_std": mean and\n'
+        "standard deviation of the stack (aicssegmentation's auto-contrast).",
+        "background",
     )
     smoothing: str = _doc('Gaussian smoothing "3d" or "slice_by_slice".', "3d")
     smoothing_sigma_um: float = _doc("Gaussian smoothing sigma, microns (0: none).", 0.05)
     spot_filters: tuple[tuple[float, float], ...] = _doc(
         "3D spot filter (scale-normalized LoG): [sigma_um, cutoff] pairs, results united.\n"
         "sigma ~ spot radius / sqrt(3); a lower cutoff finds more, fatter spots.",
-        ((0.1, 0.04), (0.2, 0.04)),
+        ((0.1, 0.04),),
     )
     hole_max_um2: float = _doc("Fill holes up to this area per z-slice, square microns (0: none).", 0.05)
     min_volume_um3: float = _doc("Remove objects of at most this volume, cubic microns (0: none).", 0.005)
     split_min_distance_um: float = _doc(
-        "Seeded watershed: split objects between maxima at least this far apart, microns (0: none).",
-        0.0,
+        "Seeded watershed: seeds are intensity maxima within a box of this half-width,\n"
+        "microns (0: no splitting).",
+        0.15,
+    )
+    split_saddle_ratio: float = _doc(
+        "Touching parts are merged back unless the intensity between them dips below\n"
+        "this fraction of the dimmer one's peak (0: always merged, 1: never).",
+        0.9,
     )
 
     def _validate(self) -> None:
         self._validate_common()
         self._positive("split_min_distance_um", allow_zero=True)
+        if not 0 <= self.split_saddle_ratio <= 1:
+            msg = (
+                f"{self.workflow} parameter split_saddle_ratio must be between 0 and 1; "
+                f"got {self.split_saddle_ratio!r}."
+            )
+            raise ValueError(msg)
 
 
 @dataclass(frozen=True)
@@ -364,7 +399,7 @@ class CentrosomeParams(_Params):
 
     Attributes
     ----------
-    normalization : (float, float)
+    normalization, normalization_reference
         See :class:`RnaParams`.
     smoothing : {"3d", "slice_by_slice"}
         Gaussian smoothing in 3D or in each z-slice.
@@ -377,15 +412,24 @@ class CentrosomeParams(_Params):
     min_volume_um3 : float
         Objects of at most this volume (µm³) are removed; 0: keep all.
     split_min_distance_um : float
-        Seeds of the watershed are maxima at least this far apart (microns);
-        0: no splitting.
+        Seeds of the watershed are maxima within a box of this half-width
+        (microns); 0: no splitting.
+    split_saddle_ratio : float
+        See :class:`RnaParams`.
     """
 
     workflow: ClassVar[str] = "centrosomes"
 
     normalization: tuple[float, float] = _doc(
-        "Auto-contrast: clip to [mean - a*std, mean + b*std] of the stack, rescale to [0, 1].",
+        "Auto-contrast [a, b]: centre - a*spread maps to 0 (lower values clipped) and\n"
+        "centre + b*spread to 1; centre and spread: see normalization_reference.",
         (2.0, 40.0),
+    )
+    normalization_reference: str = _doc(
+        '"background": centre and spread are the background level and noise (median, MAD),\n'
+        'so a cutoff means the same signal-to-noise in every image; "mean_std": mean and\n'
+        "standard deviation of the stack (aicssegmentation's auto-contrast).",
+        "background",
     )
     smoothing: str = _doc('Gaussian smoothing "3d" or "slice_by_slice".', "3d")
     smoothing_sigma_um: float = _doc("Gaussian smoothing sigma, microns (0: none).", 0.065)
@@ -397,13 +441,25 @@ class CentrosomeParams(_Params):
     hole_max_um2: float = _doc("Fill holes up to this area per z-slice, square microns (0: none).", 0.2)
     min_volume_um3: float = _doc("Remove objects of at most this volume, cubic microns (0: none).", 0.01)
     split_min_distance_um: float = _doc(
-        "Seeded watershed: seeds are maxima at least this far apart, microns (0: no splitting).",
-        0.4,
+        "Seeded watershed: seeds are intensity maxima within a box of this half-width,\n"
+        "microns (0: no splitting).",
+        0.3,
+    )
+    split_saddle_ratio: float = _doc(
+        "Touching parts are merged back unless the intensity between them dips below\n"
+        "this fraction of the dimmer one's peak (0: always merged, 1: never).",
+        0.5,
     )
 
     def _validate(self) -> None:
         self._validate_common()
         self._positive("split_min_distance_um", allow_zero=True)
+        if not 0 <= self.split_saddle_ratio <= 1:
+            msg = (
+                f"{self.workflow} parameter split_saddle_ratio must be between 0 and 1; "
+                f"got {self.split_saddle_ratio!r}."
+            )
+            raise ValueError(msg)
 
 
 #: Parameter class of each workflow name.

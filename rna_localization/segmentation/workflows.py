@@ -16,8 +16,9 @@ Each workflow chains the Allen Cell Segmenter's classic steps (aicssegmentation)
    every axis);
 4. 2D hole filling (``aicssegmentation.core.utils.hole_filling``);
 5. a size filter (objects of at most ``min_volume_um3`` removed);
-6. a seeded watershed on the smoothed intensities, seeded at maxima at least
-   ``split_min_distance_um`` apart, which splits touching objects.
+6. a seeded watershed on the smoothed intensities (:func:`split_objects`):
+   seeds at local maxima, basins merged back unless the intensity dips between
+   them, so a granule stays whole while a neighbour beside it is split off.
 
 Every workflow returns a ``(Z, Y, X)`` uint8 mask with values 0 and 255. Where
 the watershed splits an object, the voxels of one side that touch the other
@@ -31,11 +32,6 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-from aicssegmentation.core.pre_processing_utils import (
-    image_smoothing_gaussian_3d,
-    image_smoothing_gaussian_slice_by_slice,
-)
-from aicssegmentation.core.utils import hole_filling
 from scipy import ndimage
 from skimage.segmentation import watershed
 
@@ -45,6 +41,7 @@ from .params import CentrosomeParams, RnaParams, microns_to_voxels, volume_to_vo
 __all__ = [
     "DEFAULT_SPACING",
     "SegmentationSteps",
+    "background_statistics",
     "centrosome_steps",
     "fill_holes",
     "normalize_intensity",
@@ -117,6 +114,20 @@ class SegmentationSteps:
 
 
 # --------------------------------------------------------------------- steps
+def _aicssegmentation():
+    """The Allen Cell Segmenter's core modules, or an ImportError saying how to install them."""
+    try:
+        from aicssegmentation.core import pre_processing_utils, utils
+    except ImportError as error:
+        msg = (
+            "segmentation needs the Allen Cell Segmenter's functions: "
+            'pip install --no-deps "aicssegmentation>=0.5.3" (see docs/segmentation.md; '
+            "--no-deps keeps napari and itk out)."
+        )
+        raise ImportError(msg) from error
+    return pre_processing_utils, utils
+
+
 def _check_image(image) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3:
@@ -131,33 +142,87 @@ def _check_image(image) -> np.ndarray:
     return image
 
 
-def normalize_intensity(image: np.ndarray, lower: float, upper: float) -> np.ndarray:
-    """Auto-contrast normalization to [0, 1].
+def background_statistics(image: np.ndarray, *, max_samples: int = 4_000_000) -> tuple[float, float]:
+    """Background level and noise of a stack, unaffected by bright spots.
 
-    Intensities are clipped to ``[max(mean - lower·std, min), min(mean +
-    upper·std, max)]`` of the stack and rescaled to [0, 1], the arithmetic of
-    aicssegmentation's ``intensity_normalization(img, [lower, upper])``
-    (population std, the same 1e-8 guard), computed in float32 without
-    modifying the input.
+    The median and the normalized median absolute deviation (1.4826·MAD, the
+    standard deviation for Gaussian noise) of the voxel values, estimated from
+    an evenly strided sample of at most `max_samples` voxels.
 
     Parameters
     ----------
     image : (Z, Y, X) ndarray
-        Raw stack, any numeric dtype.
+    max_samples : int
+        Largest number of voxels used.
+
+    Returns
+    -------
+    (float, float)
+        ``(level, noise)`` in the image's units; noise is 0 only for a
+        constant image.
+    """
+    flat = np.asarray(image).ravel()
+    step = max(1, -(-flat.size // max_samples))
+    sample = flat[::step].astype(np.float64)
+    level = float(np.median(sample))
+    deviation = np.abs(sample - level)
+    noise = 1.4826 * float(np.median(deviation))
+    if noise == 0:
+        # Quantized, nearly flat backgrounds: fall back to the mean deviation
+        # (1.2533·mean|x - median| is sigma for Gaussian noise).
+        noise = 1.2533 * float(deviation.mean())
+    return level, noise
+
+
+def normalize_intensity(image: np.ndarray, lower: float, upper: float, *,
+                        reference: str = "background") -> np.ndarray:
+    """Auto-contrast normalization to [0, 1].
+
+    Intensities are clipped to ``[max(centre - lower·spread, min),
+    min(centre + upper·spread, max)]`` and rescaled to [0, 1]:
+
+    - ``reference="mean_std"``: centre and spread are the stack's mean and
+      standard deviation, exactly aicssegmentation's
+      ``intensity_normalization(img, [lower, upper])`` (in float32). Bright
+      spots raise the standard deviation, so the same cutoff means a higher
+      threshold in an image with many granules than in one without.
+    - ``reference="background"``: centre and spread are the background level
+      and noise (:func:`background_statistics`), which spots barely change, so
+      a cutoff means the same signal-to-noise in every image of a data set.
+      Only the lower end is clipped: ``centre + upper·spread`` maps to 1 and
+      brighter voxels (granules) go above 1, keeping their shape.
+
+    Parameters
+    ----------
+    image : (Z, Y, X) ndarray
+        Raw stack, any numeric dtype; not modified.
     lower, upper : float
-        Standard deviations below and above the mean.
+        Spreads below and above the centre.
+    reference : {"background", "mean_std"}
 
     Returns
     -------
     (Z, Y, X) ndarray of float32
+        In [0, 1] (``"mean_std"``), or from 0 up (``"background"``).
     """
     image = _check_image(image)
-    mean = float(image.mean(dtype=np.float64))
-    std = float(image.std(dtype=np.float64))
-    low = max(mean - lower * std, float(image.min()))
-    high = min(mean + upper * std, float(image.max()))
+    if reference == "mean_std":
+        centre = float(image.mean(dtype=np.float64))
+        spread = float(image.std(dtype=np.float64))
+    elif reference == "background":
+        centre, spread = background_statistics(image)
+    else:
+        msg = f"normalization reference must be 'background' or 'mean_std'; got {reference!r}."
+        raise ValueError(msg)
+    low = max(centre - lower * spread, float(image.min()))
+    if reference == "mean_std":
+        high = min(centre + upper * spread, float(image.max()))
+    else:
+        # Fixed to the noise, not to the brightest voxel, and not clipped:
+        # granules keep their shape (their dips and slopes) for the watershed.
+        high = max(centre + upper * spread, low)
     out = image.astype(np.float32)
-    np.clip(out, low, high, out=out)
+    np.clip(out, low, high if reference == "mean_std" else None, out=out)
     out -= np.float32(low - 1e-8)
     out /= np.float32(high - low + 1e-8)
     return out
@@ -186,10 +251,11 @@ def smooth(image: np.ndarray, sigma_um: float, *, spacing=DEFAULT_SPACING,
     if sigma_um == 0:
         return image.copy()
     sigma = microns_to_voxels(sigma_um, spacing)
+    pre_processing, _ = _aicssegmentation()
     if method == "3d":
-        return image_smoothing_gaussian_3d(image, sigma=tuple(sigma))
+        return pre_processing.image_smoothing_gaussian_3d(image, sigma=tuple(sigma))
     if method == "slice_by_slice":
-        return image_smoothing_gaussian_slice_by_slice(image, sigma=tuple(sigma[1:]))
+        return pre_processing.image_smoothing_gaussian_slice_by_slice(image, sigma=tuple(sigma[1:]))
     msg = f"smoothing method must be '3d' or 'slice_by_slice'; got {method!r}."
     raise ValueError(msg)
 
@@ -254,7 +320,8 @@ def fill_holes(mask: np.ndarray, hole_max_um2: float, *, spacing=DEFAULT_SPACING
     hole_max = int(hole_max_um2 / (spacing[1] * spacing[2]))
     if hole_max < 1:
         return mask.copy()
-    return np.asarray(hole_filling(mask, 0, hole_max, fill_2d=True), dtype=bool)
+    _, utils = _aicssegmentation()
+    return np.asarray(utils.hole_filling(mask, 0, hole_max, fill_2d=True), dtype=bool)
 
 
 def size_filter(mask: np.ndarray, min_volume_um3: float, *, spacing=DEFAULT_SPACING) -> np.ndarray:
@@ -276,7 +343,8 @@ def size_filter(mask: np.ndarray, min_volume_um3: float, *, spacing=DEFAULT_SPAC
     mask = np.asarray(mask, dtype=bool)
     if min_volume_um3 == 0:
         return mask.copy()
-    max_voxels = volume_to_voxels(min_volume_um3, spacing)
+    # Whole voxels; the tolerance keeps 0.008 / 0.002 (= 3.9999999...) at 4.
+    max_voxels = np.floor(volume_to_voxels(min_volume_um3, spacing) + 1e-6)
     labels, count = ndimage.label(mask, structure=_FACE)
     if count == 0:
         return mask.copy()
@@ -285,12 +353,40 @@ def size_filter(mask: np.ndarray, min_volume_um3: float, *, spacing=DEFAULT_SPAC
     return keep[labels]
 
 
+def _face_pairs(label_image: np.ndarray):
+    """Face-adjacent voxel pairs of two different non-zero labels.
+
+    Works on the non-zero voxels only (flat indices), so its cost follows the
+    objects' volume, not the image's.
+
+    Returns
+    -------
+    first, second : (P,) ndarray of int64
+        Flat indices of the two voxels of each pair.
+    """
+    flat = label_image.ravel()
+    index = np.flatnonzero(flat)
+    shape = label_image.shape
+    strides = np.cumprod((1,) + shape[:0:-1])[::-1]
+    firsts, seconds = [], []
+    for axis, stride in enumerate(strides):
+        along = (index // stride) % shape[axis]
+        a = index[along < shape[axis] - 1]
+        b = a + stride
+        la, lb = flat[a], flat[b]
+        clash = (lb > 0) & (la != lb)
+        firsts.append(a[clash])
+        seconds.append(b[clash])
+    return np.concatenate(firsts), np.concatenate(seconds)
+
+
 def separate_touching(label_image: np.ndarray) -> np.ndarray:
     """Binary mask in which different labels never share a face.
 
-    Of two face-adjacent voxels with different non-zero labels, the one with
-    the larger label is dropped, so the mask's face-connected components are
-    the labels (minus those boundary voxels).
+    Of two face-adjacent voxels with different non-zero labels, the one of the
+    larger object (more voxels; the larger label on ties) is dropped, so small
+    objects keep their voxels and the mask's face-connected components are the
+    labels (minus those boundary voxels).
 
     Parameters
     ----------
@@ -300,72 +396,142 @@ def separate_touching(label_image: np.ndarray) -> np.ndarray:
     -------
     (Z, Y, X) ndarray of bool
     """
-    labels = np.asarray(label_image)
+    labels = np.ascontiguousarray(label_image)
     mask = labels > 0
-    for axis in range(labels.ndim):
-        lo = [slice(None)] * labels.ndim
-        hi = [slice(None)] * labels.ndim
-        lo[axis] = slice(None, -1)
-        hi[axis] = slice(1, None)
-        a, b = labels[tuple(lo)], labels[tuple(hi)]
-        clash = (a > 0) & (b > 0) & (a != b)
-        # Drop the voxel with the larger label of each clashing pair.
-        mask[tuple(lo)] &= ~(clash & (a > b))
-        mask[tuple(hi)] &= ~(clash & (b > a))
+    first, second = _face_pairs(labels)
+    if first.size == 0:
+        return mask
+    sizes = np.bincount(labels.ravel()).astype(np.int64)
+    # Rank = (size, label): unique per label, larger objects rank higher.
+    rank = sizes * (sizes.size + 1) + np.arange(sizes.size)
+    flat = labels.ravel()
+    first_higher = rank[flat[first]] > rank[flat[second]]
+    out = mask.ravel()
+    out[first[first_higher]] = False
+    out[second[~first_higher]] = False
     return mask
 
 
-def split_objects(mask: np.ndarray, intensity: np.ndarray, min_distance_um: float, *,
-                  spacing=DEFAULT_SPACING) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded watershed: split objects between intensity maxima far enough apart.
+def _merge_basins(basins: np.ndarray, intensity: np.ndarray, saddle_ratio: float) -> np.ndarray:
+    """Merge touching basins whose saddle is >= saddle_ratio x the lower peak; labels 1..k."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    Seeds are the voxels of `mask` that are the maximum of `intensity` within
-    a box of half-width `min_distance_um` (per axis, in voxels from the
-    spacing); connected plateau voxels form one seed. The watershed floods
-    ``-intensity`` from the seeds inside the mask.
+    n = int(basins.max())
+    flat_basins, flat_intensity = basins.ravel(), intensity.ravel()
+    inside = flat_basins > 0
+    peak = np.full(n + 1, -np.inf, dtype=np.float64)
+    np.maximum.at(peak, flat_basins[inside], flat_intensity[inside])
+    first, second = _face_pairs(basins)
+    a, b = flat_basins[first], flat_basins[second]
+    height = np.minimum(flat_intensity[first], flat_intensity[second])
+    low, high = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
+    # Saddle of each pair of basins: the highest of its border pairs.
+    keys = low * (n + 1) + high
+    order = np.lexsort((height, keys))
+    keys, height = keys[order], height[order]
+    last = np.r_[keys[1:] != keys[:-1], True] if keys.size else np.zeros(0, bool)
+    keys, saddle = keys[last], height[last]
+    low, high = keys // (n + 1), keys % (n + 1)
+    merge = saddle >= saddle_ratio * np.minimum(peak[low], peak[high])
+    graph = coo_matrix((np.ones(int(merge.sum()), np.int8), (low[merge], high[merge])),
+                       shape=(n + 1, n + 1))
+    _, group = connected_components(graph, directed=False)
+    used = np.unique(group[np.unique(flat_basins[inside])])
+    lookup = np.zeros(group.max() + 1, dtype=np.int32)
+    lookup[used] = np.arange(1, used.size + 1, dtype=np.int32)
+    relabel = lookup[group]
+    relabel[0] = 0
+    return relabel[basins]
+
+
+def split_objects(mask: np.ndarray, intensity: np.ndarray, min_distance_um: float,
+                  saddle_ratio: float, *, spacing=DEFAULT_SPACING) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded watershed that splits touching objects where the intensity dips between them.
+
+    1. Seeds: voxels of `mask` that are the maximum of `intensity` within a
+       box of half-width `min_distance_um` (per axis, in voxels from the
+       spacing, at least 1); every connected object gets at least its
+       brightest voxel.
+    2. In each object holding several seeds, a watershed floods
+       ``-intensity`` from them.
+    3. Two touching basins are merged back when the highest point of their
+       common border (the saddle) is at least ``saddle_ratio`` times the lower
+       of their two peaks: no real dip, so one object (e.g. the molecules of
+       one granule, or noise on top of a centrosome). Basins separated by a
+       deeper dip stay apart (two centrosomes, a molecule beside a granule).
 
     Parameters
     ----------
     mask : (Z, Y, X) ndarray of bool
     intensity : (Z, Y, X) ndarray of float
-        Usually the smoothed stack.
+        Usually the smoothed stack (background near 0).
     min_distance_um : float
-        Minimum distance between seeds, microns.
+        Half-width of the seed search box, microns.
+    saddle_ratio : float
+        In [0, 1]; 0 merges every touching basin (no split), 1 keeps every
+        seed's basin.
     spacing : sequence of 3 floats
         Microns per voxel (z, y, x).
 
     Returns
     -------
     label_image : (Z, Y, X) ndarray of int32
-        One label per watershed basin.
+        One label per object, 1..n; objects split apart touch each other.
     seeds : (Z, Y, X) ndarray of int32
-        The seeds as labels.
+        The watershed seeds as labels (before merging).
     """
     mask = np.asarray(mask, dtype=bool)
-    radius = np.maximum(np.rint(microns_to_voxels(min_distance_um, spacing)).astype(int), 0)
-    size = tuple(2 * radius + 1)
-    # Compare only inside the mask: outside, -inf never wins the maximum.
-    inside = np.where(mask, intensity, -np.inf).astype(np.float32, copy=False)
-    peaks = mask & (inside == ndimage.maximum_filter(inside, size=size, mode="nearest"))
+    intensity = np.asarray(intensity, dtype=np.float32)
+    radius = np.maximum(np.rint(microns_to_voxels(min_distance_um, spacing)).astype(int), 1)
+    inside = np.where(mask, intensity, np.float32(-np.inf))
+    peaks = mask & (inside == ndimage.maximum_filter(inside, size=tuple(2 * radius + 1),
+                                                     mode="nearest"))
+    components, count = ndimage.label(mask, structure=_FACE)
     # A dim object next to a brighter one can lose its own maximum to the box;
     # every object gets at least its brightest voxel as a seed.
-    components, count = ndimage.label(mask, structure=_FACE)
-    has_seed = np.bincount(components[peaks], minlength=count + 1) > 0
-    missing = np.flatnonzero(~has_seed[1:]) + 1
-    if missing.size:
-        where = np.array(ndimage.maximum_position(inside, components, missing)).reshape(-1, 3)
-        peaks[tuple(where.T)] = True
-    del components
+    seeds_per_object = np.bincount(components[peaks], minlength=count + 1)
+    unseeded = seeds_per_object == 0
+    unseeded[0] = False
+    if unseeded.any():
+        voxels = np.flatnonzero(mask)
+        owner = components.ravel()[voxels]
+        voxels, owner = voxels[unseeded[owner]], owner[unseeded[owner]]
+        # Brightest voxel of each unseeded object: the last of its group by intensity.
+        order = np.lexsort((intensity.ravel()[voxels], owner))
+        last = np.r_[owner[order][1:] != owner[order][:-1], True]
+        peaks.ravel()[voxels[order][last]] = True
     seeds, _ = ndimage.label(peaks, structure=np.ones((3, 3, 3), bool))
-    labels = watershed(-inside, markers=seeds, mask=mask, connectivity=1)
-    return labels.astype(np.int32, copy=False), seeds.astype(np.int32, copy=False)
+    # Objects with one seed are their own basin; only the others are flooded.
+    seed_voxels = np.flatnonzero(seeds)
+    _, first = np.unique(seeds.ravel()[seed_voxels], return_index=True)
+    owners = components.ravel()[seed_voxels[first]]
+    several = np.flatnonzero(np.bincount(owners, minlength=count + 1) >= 2)
+    labels = components.astype(np.int32, copy=False)
+    boxes = ndimage.find_objects(components)
+    next_label = count + 1
+    for obj in several:
+        box = boxes[obj - 1]
+        own = components[box] == obj
+        # Seeds renumbered 1..k inside the box.
+        _, markers = np.unique(np.where(own, seeds[box], 0), return_inverse=True)
+        markers = markers.reshape(own.shape)
+        basins = watershed(-intensity[box], markers=markers, mask=own, connectivity=1)
+        merged = _merge_basins(basins, intensity[box], saddle_ratio)
+        parts = int(merged.max())
+        if parts > 1:
+            crop = labels[box]
+            crop[own] = np.where(merged[own] == 1, obj, merged[own] + (next_label - 2))
+            next_label += parts - 1
+    return labels, seeds.astype(np.int32, copy=False)
 
 
 # ----------------------------------------------------------------- workflows
 def _run(image, params, spacing, keep: bool) -> SegmentationSteps:
     image = _check_image(image)
     spacing = normalize_spacing(spacing)
-    normalized = normalize_intensity(image, *params.normalization)
+    normalized = normalize_intensity(image, *params.normalization,
+                                     reference=params.normalization_reference)
     smoothed = smooth(normalized, params.smoothing_sigma_um, spacing=spacing,
                       method=params.smoothing)
     if not keep:
@@ -384,11 +550,16 @@ def _run(image, params, spacing, keep: bool) -> SegmentationSteps:
     seeds = None
     if params.split_min_distance_um > 0:
         labels, seeds = split_objects(size_filtered, smoothed, params.split_min_distance_um,
-                                      spacing=spacing)
+                                      params.split_saddle_ratio, spacing=spacing)
         final = separate_touching(labels)
-        # Splitting can leave slivers; the size filter applies to the parts too.
-        final = size_filter(final, params.min_volume_um3, spacing=spacing)
-        del labels
+        # Splitting can leave slivers: the size filter applies to the parts too
+        # (counted on the object voxels only, without labelling the image again).
+        voxels = np.flatnonzero(final)
+        part = labels.ravel()[voxels]
+        max_voxels = np.floor(volume_to_voxels(params.min_volume_um3, spacing) + 1e-6)
+        small = np.bincount(part) <= max_voxels
+        final.ravel()[voxels[small[part]]] = False
+        del labels, voxels, part
     else:
         final = size_filtered
     result = final.astype(np.uint8) * np.uint8(255)

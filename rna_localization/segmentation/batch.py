@@ -1,0 +1,373 @@
+"""Batch segmentation of a folder of TIFF stacks, with a quality-control page.
+
+File I/O lives here; the workflows themselves (:mod:`.workflows`) only see arrays.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from ..io import read_stack, stack_shape, write_stack
+from ..objects import normalize_spacing
+from .params import WORKFLOWS, load_params
+from .workflows import DEFAULT_SPACING, segment
+
+__all__ = ["qc_overlay", "segment_folder", "segment_structure", "workflow_for_structure",
+           "write_qc_page"]
+
+_TIFF = (".tif", ".tiff")
+_FACE = ndimage.generate_binary_structure(3, 1)
+#: Largest side of a QC overlay, pixels; bigger projections are reduced by block maxima.
+QC_MAX_SIDE = 800
+
+
+def _resolve_params(workflow: str, params):
+    if workflow not in WORKFLOWS:
+        msg = f"workflow must be one of {list(WORKFLOWS)}; got {workflow!r}."
+        raise ValueError(msg)
+    kind = WORKFLOWS[workflow]
+    if params is None:
+        return kind()
+    if isinstance(params, str | os.PathLike):
+        params = load_params(params)
+    if not isinstance(params, kind):
+        msg = (
+            f"the {workflow!r} workflow needs {kind.__name__}; got parameters for "
+            f"workflow {getattr(params, 'workflow', type(params).__name__)!r}."
+        )
+        raise ValueError(msg)
+    return params
+
+
+def _inputs(input_dir: Path) -> list[Path]:
+    if not input_dir.is_dir():
+        msg = f"input folder {input_dir} does not exist or is not a folder."
+        raise FileNotFoundError(msg)
+    files = sorted(p for p in input_dir.iterdir()
+                   if p.suffix.lower() in _TIFF and p.is_file() and not p.name.startswith("."))
+    stems: dict[str, Path] = {}
+    for path in files:
+        if path.stem in stems:
+            msg = (
+                f"{stems[path.stem].name} and {path.name} in {input_dir} have the same image "
+                f"name {path.stem!r}; rename or remove one."
+            )
+            raise ValueError(msg)
+        stems[path.stem] = path
+    return files
+
+
+def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow: str, params,
+                 spacing) -> tuple[Path, int]:
+    """Worker: read, segment, write the mask (and the QC overlay). Returns (path, objects)."""
+    image = read_stack(raw_path)
+    mask = segment(image, workflow, params, spacing=spacing)
+    write_stack(out_path, mask, spacing=spacing)
+    count = int(ndimage.label(mask, structure=_FACE)[1])
+    if qc_path is not None:
+        _write_png(qc_path, qc_overlay(image, mask))
+    return out_path, count
+
+
+def qc_overlay(image: np.ndarray, mask: np.ndarray, *, max_side: int = QC_MAX_SIDE) -> np.ndarray:
+    """Maximum projection of a stack with the segmentation's outlines drawn on it.
+
+    Parameters
+    ----------
+    image : (Z, Y, X) ndarray
+        Raw stack.
+    mask : (Z, Y, X) ndarray
+        Its segmentation (non-zero = object).
+    max_side : int
+        Projections larger than this are reduced by integer block maxima.
+
+    Returns
+    -------
+    (Y', X', 3) ndarray of uint8
+        RGB: the raw projection in grey (contrast 0.5–99.9 percentiles),
+        outlines of the projected mask in magenta.
+    """
+    from skimage.segmentation import find_boundaries
+
+    raw = np.asarray(image).max(axis=0).astype(np.float32)
+    seg = np.asarray(mask).max(axis=0) > 0
+    factor = max(1, int(np.ceil(max(raw.shape) / max_side)))
+    if factor > 1:
+        raw, seg = _block_max(raw, factor), _block_max(seg, factor)
+    low, high = np.percentile(raw, [0.5, 99.9])
+    grey = np.clip((raw - low) / max(high - low, 1e-12), 0, 1)
+    rgb = np.repeat((grey * 255).astype(np.uint8)[..., None], 3, axis=2)
+    edges = find_boundaries(ndimage.label(seg)[0], mode="inner")
+    rgb[edges] = (255, 0, 255)
+    return rgb
+
+
+def _block_max(array: np.ndarray, factor: int) -> np.ndarray:
+    ny, nx = (-(-n // factor) * factor for n in array.shape)
+    fill = array.min() if array.dtype != bool else False
+    padded = np.full((ny, nx), fill, dtype=array.dtype)
+    padded[: array.shape[0], : array.shape[1]] = array
+    return padded.reshape(ny // factor, factor, nx // factor, factor).max(axis=(1, 3))
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    import matplotlib.image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part.png")
+    matplotlib.image.imsave(tmp, rgb)
+    os.replace(tmp, path)
+
+
+def write_qc_page(qc_dir: str | os.PathLike, entries: list[tuple[str, str, int | None]], *,
+                  title: str = "Segmentation QC") -> Path:
+    """Write ``index.html`` showing QC overlays with their names.
+
+    Parameters
+    ----------
+    qc_dir : path-like
+        Folder holding the PNG files; the page is written there.
+    entries : list of (name, png file name, object count or None)
+        One per image, in display order.
+    title : str
+        Page title.
+
+    Returns
+    -------
+    Path
+        The page.
+    """
+    qc_dir = Path(qc_dir)
+    qc_dir.mkdir(parents=True, exist_ok=True)
+    cards = []
+    for name, png, count in entries:
+        caption = html.escape(name) + (f" &middot; {count} objects" if count is not None else "")
+        src = quote(png)
+        cards.append(
+            f'<figure><a href="{src}"><img src="{src}" alt="{html.escape(name)}" loading="lazy"></a>'
+            f"<figcaption>{caption}</figcaption></figure>"
+        )
+    page = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>"
+        "body{font-family:sans-serif;margin:1em;background:#111;color:#eee}"
+        "main{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:12px}"
+        "figure{margin:0}img{width:100%;image-rendering:pixelated;border:1px solid #444}"
+        "figcaption{font-size:0.9em;padding:2px 0;word-break:break-all}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{len(entries)} images: maximum projection of the raw "
+        "stack, segmentation outlines in magenta. Click an image to enlarge it.</p><main>\n"
+        + "\n".join(cards)
+        + "\n</main></body></html>\n"
+    )
+    path = qc_dir / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
+                   workflow: str, params=None, spacing=DEFAULT_SPACING, suffix: str = "_seg",
+                   overwrite: bool = False, workers: int = 1, qc: bool = True) -> list[Path]:
+    """Segment every TIFF stack of a folder.
+
+    Each ``input_dir/<name>.tif`` (or ``.tiff``) becomes
+    ``output_dir/<name><suffix>.tif``: a uint8 0/255 mask of the input's shape.
+    Existing outputs are skipped unless `overwrite`, so an interrupted run
+    resumes where it stopped (outputs are written atomically). With `qc`, a
+    PNG overlay per image and ``output_dir/qc/index.html`` showing all of
+    them are written too.
+
+    Parameters
+    ----------
+    input_dir, output_dir : path-like
+        Raw stacks in, segmentations out (created if missing).
+    workflow : {"rna", "centrosomes"}
+    params : RnaParams, CentrosomeParams, path-like or None
+        Parameters, or a TOML file saved from a playground; None: defaults.
+    spacing : sequence of 3 floats
+        Microns per voxel (z, y, x).
+    suffix : str
+        Appended to the image name for the output file.
+    overwrite : bool
+        Segment again images whose output exists.
+    workers : int
+        Processes; 1: in this process; 0: one per core.
+    qc : bool
+        Write the quality-control overlays and page.
+
+    Returns
+    -------
+    list of Path
+        The segmentations written by this call, in input order (skipped ones
+        are not listed).
+
+    Raises
+    ------
+    ValueError
+        Naming the file, for an input that is not a readable 3D TIFF stack;
+        all inputs to do are checked before any work starts.
+    """
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    params = _resolve_params(workflow, params)
+    spacing = tuple(float(s) for s in normalize_spacing(spacing))
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        msg = f"workers must be a whole number >= 0 (0: one per core); got {workers!r}."
+        raise ValueError(msg)
+    inputs = _inputs(input_dir)
+    outputs = [output_dir / f"{p.stem}{suffix}.tif" for p in inputs]
+    qc_dir = output_dir / "qc"
+    todo = [i for i, out in enumerate(outputs) if overwrite or not out.exists()]
+    for i in todo:
+        stack_shape(inputs[i])  # fail early, naming the file
+    output_dir.mkdir(parents=True, exist_ok=True)
+    counts: dict[int, int] = {}
+    jobs = [(inputs[i], outputs[i], qc_dir / f"{inputs[i].stem}.png" if qc else None, workflow,
+             params, spacing) for i in todo]
+    n_workers = min(os.cpu_count() or 1 if workers == 0 else workers, max(len(jobs), 1))
+    bar = tqdm(total=len(jobs), desc=f"segment {workflow}", unit="image", disable=not jobs)
+    try:
+        if n_workers <= 1:
+            for i, job in zip(todo, jobs, strict=True):
+                counts[i] = _segment_one(*job)[1]
+                bar.update()
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
+                futures = {pool.submit(_segment_one, *job): i for i, job in zip(todo, jobs, strict=True)}
+                for future in as_completed(futures):
+                    counts[futures[future]] = future.result()[1]
+                    bar.update()
+    finally:
+        bar.close()
+    if qc:
+        _finish_qc(inputs, outputs, qc_dir, counts, workflow)
+    return [outputs[i] for i in todo]
+
+
+def _finish_qc(inputs, outputs, qc_dir: Path, counts: dict[int, int], workflow: str) -> None:
+    """Make the overlays missing or stale for skipped images, then the page for all.
+
+    Object counts are cached in ``qc/objects.json`` with each mask's
+    modification time, so a re-run over a large data set does not read every
+    mask again; a mask changed since (e.g. edited by hand) gets a new overlay.
+    """
+    cache_path = qc_dir / "objects.json"
+    try:
+        cache = json.loads(cache_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cache = {}
+    entries, fresh = [], {}
+    for i, (raw, out) in enumerate(zip(inputs, outputs, strict=True)):
+        if not out.exists():
+            continue
+        png = qc_dir / f"{raw.stem}.png"
+        stamp = out.stat().st_mtime_ns
+        cached = cache.get(raw.stem, {})
+        if i in counts:
+            count = counts[i]
+        elif png.exists() and cached.get("mtime_ns") == stamp:
+            count = int(cached["objects"])
+        else:
+            mask = read_stack(out)
+            count = int(ndimage.label(mask, structure=_FACE)[1])
+            _write_png(png, qc_overlay(read_stack(raw), mask))
+        fresh[raw.stem] = {"objects": count, "mtime_ns": stamp}
+        entries.append((raw.stem, png.name, count))
+    qc_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_path.with_name(cache_path.name + ".part")
+    tmp.write_text(json.dumps(fresh, indent=1), encoding="utf-8")
+    os.replace(tmp, cache_path)
+    write_qc_page(qc_dir, entries, title=f"Segmentation QC: {workflow}, {qc_dir.parent}")
+
+
+def _default_workflow(structure: str) -> str | None:
+    if structure == "rna":
+        return "rna"
+    if "centrosome" in structure.lower():
+        return "centrosomes"
+    return None
+
+
+def workflow_for_structure(structure: str) -> str:
+    """The default workflow of a structure folder name.
+
+    ``"rna"`` → ``"rna"``; any name containing ``"centrosome"`` →
+    ``"centrosomes"``. Other structures need a parameter file that names its
+    workflow.
+
+    Raises
+    ------
+    ValueError
+        For any other name.
+    """
+    workflow = _default_workflow(structure)
+    if workflow is not None:
+        return workflow
+    msg = (
+        f"no default segmentation workflow for structure {structure!r}: pass a parameter "
+        f"file (--workflow FILE) whose TOML names its workflow, e.g. workflow = \"rna\"."
+    )
+    raise ValueError(msg)
+
+
+def segment_structure(config, structure: str, *, workflow_file=None, overwrite: bool = False,
+                      workers: int | None = None, qc: bool = True) -> list[Path]:
+    """Segment ``<data_dir>/<structure>/raw-data`` into its ``segmentations`` folder.
+
+    Parameters
+    ----------
+    config : rna_localization.config.Config
+        Supplies the folders, ``data.segmentation_file_suffix`` and the spacing.
+    structure : str
+        Structure folder name, e.g. ``"rna"`` or ``"centrosomes"``.
+    workflow_file : path-like, optional
+        Parameter file saved from a playground; its ``workflow`` key picks the
+        workflow. Without it the workflow follows the structure's name
+        (:func:`workflow_for_structure`) with default parameters.
+    overwrite : bool
+        Segment again images whose segmentation exists.
+    workers : int, optional
+        Processes (0: one per core); None: ``config.distances.workers``.
+    qc : bool
+        Write ``segmentations/qc/`` overlays and ``index.html``.
+
+    Returns
+    -------
+    list of Path
+        Segmentations written by this call.
+    """
+    raw_dir, seg_dir = config.structure_dirs(structure)
+    if workflow_file is not None:
+        params = load_params(workflow_file)
+        workflow = params.workflow
+        expected = _default_workflow(structure)
+        if expected is not None and expected != workflow:
+            msg = (
+                f"parameter file {workflow_file} is for the {workflow!r} workflow but structure "
+                f"{structure!r} is segmented with {expected!r}; name the structure it is for "
+                f"(--structure) or save parameters of the {expected!r} workflow."
+            )
+            raise ValueError(msg)
+    else:
+        workflow = workflow_for_structure(structure)
+        params = None
+    if not raw_dir.is_dir():
+        msg = (
+            f"structure {structure!r} has no raw-data folder {raw_dir}; expected "
+            f"<data_dir>/{structure}/{config.data.raw_data_dir}/<name>.tif."
+        )
+        raise FileNotFoundError(msg)
+    return segment_folder(
+        raw_dir, seg_dir, workflow=workflow, params=params, spacing=config.spacing,
+        suffix=config.data.segmentation_file_suffix, overwrite=overwrite,
+        workers=config.distances.workers if workers is None else workers, qc=qc,
+    )
