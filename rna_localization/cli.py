@@ -171,6 +171,10 @@ def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
     if args.command == "segment":
         from .segmentation import segment_structure
 
+        if args.workflow and not args.structure:
+            msg = "--workflow needs --structure: say which structure the parameter file is for."
+            raise ValueError(msg)
+
         for structure in args.structure or config.data.structures:
             written = segment_structure(config, structure, workflow_file=args.workflow,
                                         overwrite=args.overwrite, workers=args.workers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,11 @@ __all__ = ["DemoReport", "compare_with_truth", "run_demo"]
 #: Folder (under each structure) where the demo writes the workflows' segmentations,
 #: beside the simulator's ideal masks in ``segmentations/``.
 WORKFLOW_SEGMENTATIONS = "segmentations-workflow"
+
+#: Area range (voxels) of single molecules in the RNA workflow's masks at the demo's voxel size.
+#: Its masks are wider than the simulator's half-maximum ideal masks (10-40 voxels); read off the
+#: area histogram of the dispersed RNA's objects, as a user would (old guide, section 4.5).
+WORKFLOW_SINGLE_MOLECULE_AREA = (30, 90)
 
 #: Distance (µm) at which the report compares measured and true cumulative distributions.
 REPORT_DISTANCE = 1.0
@@ -60,7 +66,14 @@ def _demo_config_text(pipeline_toml: Path, segmentation_dir: str) -> str:
     if old not in text:
         msg = f"{pipeline_toml} has no line {old!r}; regenerate the demo data set."
         raise ValueError(msg)
-    return text.replace(old, f'segmentation_dir = "{segmentation_dir}"')
+    text = text.replace(old, f'segmentation_dir = "{segmentation_dir}"')
+    lower, upper = WORKFLOW_SINGLE_MOLECULE_AREA
+    for key, value in (("lower_threshold", lower), ("upper_threshold", upper)):
+        text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}  # single molecules in the workflow's masks", text)
+        if n != 1:
+            msg = f"{pipeline_toml} has no single {key} line; regenerate the demo data set."
+            raise ValueError(msg)
+    return text
 
 
 def run_demo(out_dir: str | Path = "data/demo", *, n_images: int = 20, seed: int = 0,

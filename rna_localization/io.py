@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-__all__ = ["ImagePair", "find_image_pairs", "image_names", "read_stack", "stack_shape", "write_stack"]
+__all__ = ["ImagePair", "check_data_dir", "find_image_pairs", "image_names", "read_stack", "stack_shape", "write_stack"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -139,6 +139,25 @@ def _find_tiff(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def check_data_dir(data_dir: str | os.PathLike) -> Path:
+    """Raise FileNotFoundError, naming it, if the data directory is missing or empty.
+
+    Empty means nothing but hidden entries (the embedded server's ``.pgdata``)
+    and config files.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        msg = f"data directory {data_dir} does not exist; check data.data_dir in your pipeline.toml."
+        raise FileNotFoundError(msg)
+    if not any(not p.name.startswith(".") and p.suffix != ".toml" for p in data_dir.iterdir()):
+        msg = (
+            f"data directory {data_dir} is empty: put each structure's stacks in "
+            f"<structure>/raw-data/<name>.tif and the metadata CSV beside them (README, 'Your data')."
+        )
+        raise FileNotFoundError(msg)
+    return data_dir
+
+
 def find_image_pairs(
     data_dir: str | os.PathLike,
     structure: str,
@@ -173,7 +192,7 @@ def find_image_pairs(
     ValueError
         An unreadable TIFF or a shape mismatch, named.
     """
-    root = Path(data_dir) / structure
+    root = check_data_dir(data_dir) / structure
     raw_folder = root / raw_data_dir
     seg_folder = root / segmentation_dir
     if not root.is_dir():
@@ -254,7 +273,10 @@ def read_metadata_csv(path: str | os.PathLike, *, name_column: str = "name"):
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         msg = f"metadata CSV {path} cannot be parsed: {error}"
         raise ValueError(msg) from error
-    for column in table.columns:
+    for position, column in enumerate(table.columns, start=1):
+        if str(column).startswith("Unnamed: "):  # pandas' name for an empty header cell
+            msg = f"metadata CSV {path} has a column without a name (column {position}); name it or delete it."
+            raise ValueError(msg)
         check_identifier(str(column), f"column name in {path}:")
         if str(column).lower() == "id":
             msg = f"metadata CSV {path} has a column named {column!r}; rename it (the images table adds its own id)."

@@ -139,8 +139,8 @@ class Database:
                 if cursor.fetchone() is None:
                     try:
                         cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                    except psycopg2.errors.DuplicateDatabase:
-                        pass  # created by a concurrent run
+                    except (psycopg2.errors.DuplicateDatabase, psycopg2.errors.UniqueViolation):
+                        pass  # created by a concurrent run (which of the two depends on timing)
         finally:
             admin.close()
 

@@ -1,0 +1,84 @@
+"""Backups beyond the round trip of test_pipeline.py: restoring over a database, and bad backup files."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from rna_localization import load_config, steps
+from rna_localization.cli import main
+from rna_localization.db import Database
+from rna_localization.db.backup import export_tables
+
+
+def _db(config_path) -> Database:
+    return Database.from_config(load_config(config_path))
+
+
+def _snapshot(config_path, folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in export_tables(_db(config_path), folder)}
+
+
+@pytest.fixture
+def backed_up(dataset, tmp_path):
+    """Extracted objects and metadata, saved: (config path, backup file, snapshot at backup time)."""
+    config = load_config(dataset)
+    steps.extract(config)
+    steps.load_metadata(config)
+    backup = tmp_path / "saved.dump"
+    assert main(["backup", "--config", str(dataset), "--to", str(backup)]) == 0
+    assert not list(tmp_path.glob("*.part"))
+    return dataset, backup, _snapshot(dataset, tmp_path / "saved")
+
+
+def _damage(config_path) -> None:
+    db = _db(config_path)
+    with db.transaction() as cursor:
+        cursor.execute("DELETE FROM rna WHERE name = 'img_01'")
+        cursor.execute("UPDATE images SET rna_type = 'changed'")
+        cursor.execute("DROP TABLE centrosomes")
+
+
+def test_restore_into_the_same_database_replaces_its_tables(backed_up, tmp_path, capsys):
+    config, backup, saved = backed_up
+    _damage(config)
+    assert main(["restore", "--config", str(config), "--from", str(backup)]) == 0
+    assert "restored into database" in capsys.readouterr().out
+    assert _snapshot(config, tmp_path / "restored") == saved
+    steps.extract(load_config(config))  # and the pipeline carries on from the restored state
+    assert _snapshot(config, tmp_path / "resumed") == saved
+
+
+@pytest.mark.parametrize(
+    ("make_file", "message"),
+    [
+        (lambda path: None, r"backup file .*missing\.dump does not exist"),
+        (lambda path: path.write_text("name,rna_type\nimg_00,cen\n"), r"pg_restore failed: .*not .*valid archive"),
+    ],
+)
+def test_bad_backup_file_is_named_and_the_database_kept(backed_up, tmp_path, capsys, make_file, message):
+    config, _, _ = backed_up
+    _damage(config)
+    before = _snapshot(config, tmp_path / "before")
+    path = tmp_path / "missing.dump"
+    make_file(path)
+    assert main(["restore", "--config", str(config), "--from", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert re.search(message, err), err
+    assert _snapshot(config, tmp_path / "after") == before
+
+
+def test_truncated_backup_restores_nothing(backed_up, tmp_path, capsys):
+    """pg_restore runs in one transaction: a dump cut short leaves the database as it was."""
+    config, backup, _ = backed_up
+    _damage(config)
+    before = _snapshot(config, tmp_path / "before")
+    data = backup.read_bytes()
+    cut = tmp_path / "cut.dump"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    assert main(["restore", "--config", str(config), "--from", str(cut)]) == 2
+    err = capsys.readouterr().err
+    assert "pg_restore failed" in err
+    assert _snapshot(config, tmp_path / "after") == before

@@ -1,0 +1,241 @@
+"""Hostile and mistaken input: one sentence naming the file or value, and the database untouched.
+
+test_pipeline.py covers shape mismatches, missing segmentations, files that
+are not TIFFs, truncated TIFFs, float segmentations, bad metadata CSVs and
+unknown config keys; this file covers the rest of issue 7's list.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from rna_localization import load_config, steps
+from rna_localization.cli import main
+from rna_localization.db import Database
+from rna_localization.db.backup import export_tables
+from rna_localization.db.tables import (
+    delete_image,
+    ensure_schema,
+    ensure_structure_table,
+    read_label_image,
+    renumber_ids,
+    write_image_objects,
+)
+from rna_localization.objects import label_objects, measure_objects
+
+from datagen import write_dataset
+
+HOSTILE = 'x"); DROP TABLE rna; --'
+
+
+def _db(config_path) -> Database:
+    return Database.from_config(load_config(config_path))
+
+
+def _snapshot(config_path, folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in export_tables(_db(config_path), folder)}
+
+
+@pytest.fixture
+def extracted(dataset, tmp_path):
+    """The small data set, extracted; returns (config path, snapshot of every table)."""
+    steps.extract(load_config(dataset))
+    return dataset, _snapshot(dataset, tmp_path / "before")
+
+
+def _assert_untouched(extracted, tmp_path) -> None:
+    config_path, before = extracted
+    assert _snapshot(config_path, tmp_path / "after") == before
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: "), err
+    assert err.count("\n") == 1, err
+    return err
+
+
+# ------------------------------------------------------------------- TIFFs
+def test_2d_tiff_is_named(extracted, tmp_path):
+    raw = extracted[0].parent / "rna" / "raw-data" / "img_01.tif"
+    tifffile.imwrite(raw, tifffile.imread(raw)[0])
+    with pytest.raises(ValueError, match=r"img_01\.tif is a 2D image with shape \(40, 48\); a 3D"):
+        steps.extract(load_config(extracted[0]), overwrite=True)
+    _assert_untouched(extracted, tmp_path)
+
+
+def test_2d_segmentation_is_named(extracted, tmp_path):
+    seg = extracted[0].parent / "centrosomes" / "segmentations" / "img_02_seg.tif"
+    tifffile.imwrite(seg, tifffile.imread(seg)[3])
+    with pytest.raises(ValueError, match=r"img_02_seg\.tif is a 2D image"):
+        steps.extract(load_config(extracted[0]))
+    _assert_untouched(extracted, tmp_path)
+
+
+def test_multichannel_zcyx_points_to_splitting_channels(extracted, tmp_path, capsys):
+    raw = extracted[0].parent / "rna" / "raw-data" / "img_00.tif"
+    stack = tifffile.imread(raw)
+    tifffile.imwrite(raw, np.stack([stack, stack], axis=1), imagej=True, metadata={"axes": "ZCYX"})
+    assert main(["run", "--config", str(extracted[0])]) == 2
+    err = _one_line_error(capsys)
+    assert "img_00.tif" in err
+    assert "shape (8, 2, 40, 48)" in err
+    assert "one TIFF per channel" in err
+    assert "Split Channels" in err
+    _assert_untouched(extracted, tmp_path)
+
+
+# ---------------------------------------------------------------- layout
+def test_empty_data_directory_is_named(tmp_path, database_name, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = empty / "pipeline.toml"
+    config.write_text(f'[database]\nname = "{database_name}"\n[data]\ndata_dir = "."\n')
+    assert main(["run", "--config", str(config)]) == 2
+    assert f"data directory {empty} is empty" in _one_line_error(capsys)
+    with pytest.raises(FileNotFoundError, match="is empty"):
+        steps.extract(load_config(config))
+    assert _db(config).tables() == []
+
+
+def test_missing_data_directory_is_named_and_creates_nothing(tmp_path, database_name, capsys):
+    config = tmp_path / "pipeline.toml"
+    config.write_text('[database]\nurl = ""\n[data]\ndata_dir = "no_such_folder"\n')
+    import os
+
+    from rna_localization.db import ENV_URL
+
+    server = os.environ.pop(ENV_URL)  # the embedded server would be started inside data_dir
+    try:
+        assert main(["extract", "--config", str(config)]) == 2
+    finally:
+        os.environ[ENV_URL] = server
+    assert "no_such_folder does not exist" in _one_line_error(capsys)
+    assert not (tmp_path / "no_such_folder").exists()
+
+
+def test_structure_folder_without_raw_data_is_named(extracted, tmp_path):
+    shutil.rmtree(extracted[0].parent / "centrosomes" / "raw-data")
+    with pytest.raises(FileNotFoundError, match=r"centrosomes has no raw-data/ folder"):
+        steps.run(load_config(extracted[0]))
+    _assert_untouched(extracted, tmp_path)
+
+
+def test_raw_data_folder_without_tiffs_is_named(extracted, tmp_path):
+    for tif in (extracted[0].parent / "rna" / "raw-data").glob("*.tif"):
+        tif.rename(tif.with_suffix(".tif.bak"))
+    with pytest.raises(FileNotFoundError, match=r"rna/raw-data holds no \.tif files"):
+        steps.extract(load_config(extracted[0]))
+    _assert_untouched(extracted, tmp_path)
+
+
+# ---------------------------------------------------------------- config
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("xy = 0.1", "xy = -0.1", r"scale\.xy must be a positive number of microns; got -0\.1"),
+        ("z = 0.3", "z = 0", r"scale\.z must be a positive number of microns; got 0"),
+        ("step_size = 0.1", "step_size = -0.05", r"distribution\.step_size must be a positive .* got -0\.05"),
+        ("step_size = 0.1", "step_size = 0", r"distribution\.step_size must be a positive .* got 0"),
+        ("distance_threshold = 2.0", "distance_threshold = 0.05",
+         r"distribution\.distance_threshold = 0\.05 must be at least distribution\.step_size \(0\.1\)"),
+        ("distance_threshold = 2.0", 'distance_threshold = { column = "cycle", nc13 = 2.0, nc14 = 0.01 }',
+         r"distribution\.distance_threshold\.nc14 = 0\.01 must be at least"),
+        ("distance_threshold = 2.0", "distance_threshold = -1.0", r"-1\.0 must be at least"),
+        ("xy = 0.1", 'xy = "0.1"', r"scale\.xy in .*pipeline\.toml must be a number; got '0\.1'"),
+        ("[normalization]", f'[normalization]\ngroup_by = "{HOSTILE.replace(chr(34), chr(92) + chr(34))}"',
+         "normalization.group_by .* is not a plain identifier"),
+    ],
+)
+def test_bad_config_value_is_named_and_nothing_runs(extracted, tmp_path, capsys, old, new, message):
+    config = extracted[0]
+    text = config.read_text()
+    assert old in text
+    config.write_text(text.replace(old, new))
+    with pytest.raises(ValueError, match=message):
+        load_config(config)
+    assert main(["run", "--config", str(config)]) == 2
+    _one_line_error(capsys)
+    config.write_text(text)
+    _assert_untouched(extracted, tmp_path)
+
+
+# ----------------------------------------------------- metadata CSV headers
+@pytest.mark.parametrize("header", ["cell cycle", "cycle-2", "2nd_cycle", "ρ"])
+def test_metadata_header_that_is_not_an_identifier_is_named(extracted, tmp_path, header):
+    config = load_config(extracted[0])
+    steps.load_metadata(config)
+    before = _snapshot(extracted[0], tmp_path / "before_metadata")
+    table = pd.read_csv(config.metadata_path)
+    table[header] = 1
+    table.to_csv(config.metadata_path, index=False)
+    with pytest.raises(ValueError, match=rf"raw-data-metadata\.csv: '{header}' is not a plain identifier"):
+        steps.load_metadata(config)
+    assert _snapshot(extracted[0], tmp_path / "after_metadata") == before
+
+
+def test_metadata_column_without_a_header_is_named(dataset):
+    config = load_config(dataset)
+    config.metadata_path.write_text("name,rna_type,,cycle\nimg_00,cen,1,nc13\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"raw-data-metadata\.csv has a column without a name \(column 3\)"):
+        steps.load_metadata(config)
+
+
+# ------------------------------------------------------ quoted identifiers
+def test_hostile_structure_name_is_quoted_at_the_database_layer(dataset):
+    """Below the config's check, every statement quotes the name: a table of that name, nothing dropped."""
+    db = _db(dataset)
+    root = dataset.parent
+    label_image = label_objects(tifffile.imread(root / "rna" / "segmentations" / "img_00_seg.tif"))
+    objects = measure_objects(label_image, tifffile.imread(root / "rna" / "raw-data" / "img_00.tif"))
+    with db.transaction() as cursor:
+        ensure_schema(cursor)
+        for structure in ("rna", HOSTILE):
+            ensure_structure_table(cursor, structure)
+            assert write_image_objects(cursor, structure, "img_00", objects, label_image, (0.3, 0.1, 0.1))
+            renumber_ids(cursor, structure)
+    with db.transaction() as cursor:
+        stored = read_label_image(cursor, HOSTILE, "img_00")
+    np.testing.assert_array_equal(stored.labels, label_image)
+    assert set(db.tables()) == {"rna", HOSTILE, "label_images"} | {"distance_measurements"}
+    rows = db.query('SELECT * FROM "x""); DROP TABLE rna; --" ORDER BY id')
+    assert rows["id"].tolist() == list(range(1, len(objects) + 1))
+    with db.transaction() as cursor:
+        delete_image(cursor, HOSTILE, "img_00")
+    assert len(db.query("SELECT * FROM rna")) == len(objects)
+
+
+def test_hostile_image_name_is_a_value_not_sql(tmp_path, database_name):
+    """File names travel as bound values: quotes and semicolons in them are just characters."""
+    hostile = "o'brien\"); DROP TABLE rna; --"
+    config = write_dataset(tmp_path / "data", database_name=database_name, toml_extra="\n[plot]\ndpi = 40")
+    root = config.parent
+    for structure in ("rna", "centrosomes"):
+        (root / structure / "raw-data" / "img_00.tif").rename(root / structure / "raw-data" / f"{hostile}.tif")
+        (root / structure / "segmentations" / "img_00_seg.tif").rename(
+            root / structure / "segmentations" / f"{hostile}_seg.tif")
+    table = pd.read_csv(root / "raw-data-metadata.csv")
+    table.loc[table["name"] == "img_00", "name"] = hostile
+    table.to_csv(root / "raw-data-metadata.csv", index=False)
+    results = steps.run(load_config(config))
+    assert hostile in set(results["distributions"]["name"])
+    db = _db(config)
+    assert set(db.tables()) == {"rna", "centrosomes", "images", "label_images", "distance_measurements"}
+    names = set(db.query("SELECT DISTINCT name FROM rna")["name"])
+    assert names == {hostile, "img_01", "img_02", "img_03"}
+    assert hostile in set(db.query("SELECT name FROM images")["name"])
+
+
+def test_hostile_database_name_is_refused(dataset, database_name):
+    escaped = HOSTILE.replace('"', '\\"')
+    dataset.write_text(dataset.read_text().replace(f'name = "{database_name}"', f'name = "{escaped}"'))
+    with pytest.raises(ValueError, match=r"database\.name .* is not a plain identifier"):
+        _db(dataset)
+    with pytest.raises(ValueError, match="database name .* is not a plain identifier"):
+        Database("dbname=postgres").with_name(HOSTILE)

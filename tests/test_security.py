@@ -1,0 +1,141 @@
+"""Who can reach the database, and where a password could leak.
+
+The embedded server trusts whoever reaches its Unix socket, so the socket's
+folder must be its owner's alone and there must be no TCP port. A lab server's
+password, even when written into ``database.url``, must never be printed,
+logged, or put on a command line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg2
+import pytest
+
+from rna_localization import load_config
+from rna_localization.cli import main
+from rna_localization.db import Database, start_server, stop_server
+
+SECRET = "s3cret"
+
+
+def _socket_dir(url: str) -> Path | None:
+    host = parse_qs(urlsplit(url).query).get("host", [""])[0]
+    return Path(host) if host.startswith("/") else None
+
+
+def _assert_private_and_socket_only(url: str) -> None:
+    socket_dir = _socket_dir(url)
+    assert socket_dir is not None, f"{url} is not a Unix-socket server"
+    mode = stat.S_IMODE(socket_dir.stat().st_mode)
+    assert mode & 0o077 == 0, f"{socket_dir} has mode {oct(mode)}: others can reach the socket"
+    assert (socket_dir / ".s.PGSQL.5432").is_socket()
+    connection = psycopg2.connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW listen_addresses")
+            assert cursor.fetchone()[0] == ""  # no TCP port at all
+    finally:
+        connection.close()
+
+
+def test_embedded_server_listens_on_a_private_unix_socket_only(postgres_server):
+    if _socket_dir(postgres_server) is None:
+        pytest.skip("RNA_LOCALIZATION_DATABASE_URL names a TCP server, not the embedded one")
+    _assert_private_and_socket_only(postgres_server)
+
+
+def test_socket_outside_pgdata_is_private_too(tmp_path):
+    """A pgdata path too long for a Unix socket makes pgserver put it in a runtime folder."""
+    pgdata = tmp_path / ("long" * 30) / ".pgdata"
+    url = start_server(pgdata)
+    try:
+        assert _socket_dir(url) != pgdata  # the case under test
+        _assert_private_and_socket_only(url)
+    finally:
+        stop_server(pgdata)
+
+
+# ---------------------------------------------------------------- passwords
+def _url_with_password(server_url: str, database: str, host: str | None = None) -> str:
+    """The test server (trust: any password is accepted) addressed with a password in the URL."""
+    socket_dir = host or _socket_dir(server_url)
+    return f"postgresql://postgres:{SECRET}@/{database}?host={socket_dir}"
+
+
+@pytest.fixture
+def password_config(dataset, postgres_server, database_name):
+    if _socket_dir(postgres_server) is None:
+        pytest.skip("needs the embedded test server")
+    url = _url_with_password(postgres_server, database_name)
+    text = dataset.read_text().replace("[database]\n", f'[database]\nurl = "{url}"\n', 1)
+    dataset.write_text(text)
+    Database(postgres_server).with_name(database_name).create()  # a URL's database must exist
+    return dataset
+
+
+def test_database_url_and_repr_never_show_the_password(password_config):
+    db = Database.from_config(load_config(password_config))
+    assert SECRET in db.dsn  # libpq needs it to connect...
+    assert SECRET not in db.url  # ...but nothing shown to a user carries it
+    assert SECRET not in repr(db)
+    assert SECRET not in str(db)
+    with_ssl = Database(db.dsn + f" sslpassword={SECRET}x sslmode=disable")
+    assert SECRET not in with_ssl.url
+    psycopg2.connect(db.url.replace("postgresql://", "postgresql://", 1)).close()  # still usable
+
+
+def test_client_programs_get_the_password_from_the_environment(password_config):
+    db = Database.from_config(load_config(password_config))
+    dsn, env = db.client_connection()
+    assert SECRET not in dsn  # command lines are visible to every user (ps, /proc)
+    assert env["PGPASSWORD"] == SECRET
+
+
+def test_cli_never_prints_or_logs_the_password(password_config, tmp_path, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    config = str(password_config)
+    assert main(["db", "url", "--config", config]) == 0
+    url = capsys.readouterr().out.strip()
+    assert url.startswith("postgresql://postgres@/")
+    psycopg2.connect(url).close()
+    assert main(["extract", "--config", config]) == 0
+    assert main(["backup", "--config", config, "--to", str(tmp_path / "db.dump")]) == 0
+    assert main(["restore", "--config", config, "--from", str(tmp_path / "db.dump")]) == 0
+    assert main(["export", "--config", config, "--to", str(tmp_path / "csv")]) == 0
+    out, err = capsys.readouterr()
+    assert SECRET not in out + err + caplog.text
+    for path in tmp_path.rglob("*.csv"):
+        assert SECRET not in path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://postgres:{SECRET}@/demo?host=/nonexistent/socket/dir",  # no server there
+        f"postgresql://postgres:{SECRET}@localhost:notaport/demo",  # bad port
+        f"postgresql://postgres:{SECRET}@/demo?bogus=1",  # bad parameter
+        f"host=/nonexistent password={SECRET} dbname",  # bad key=value string
+    ],
+)
+def test_connection_errors_never_show_the_password(dataset, capsys, caplog, url):
+    caplog.set_level(logging.DEBUG)
+    dataset.write_text(dataset.read_text().replace("[database]\n", f"[database]\nurl = '{url}'\n", 1))
+    assert main(["extract", "--config", str(dataset)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert err.count("\n") == 1, err  # one sentence, no traceback
+    assert SECRET not in err + caplog.text
+
+
+def test_no_password_in_the_environment_is_needed_for_the_embedded_server(postgres_server):
+    if _socket_dir(postgres_server) is None:
+        pytest.skip("needs the embedded test server")
+    env_password = os.environ.get("PGPASSWORD")
+    assert env_password is None or env_password not in postgres_server
+    assert ":@" in postgres_server or "@" not in postgres_server  # pgserver's URL: no password
