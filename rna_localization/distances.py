@@ -28,23 +28,37 @@ __all__ = ["DISTANCE_COLUMNS", "nearest_distances"]
 DISTANCE_COLUMNS = {"object_id": "int64", "distance": "float64", "target_id": "Int64"}
 
 
-def _face_boundary(label_image: np.ndarray) -> np.ndarray:
-    """Voxels of an object with at least one face neighbour of another label.
+def _face_boundary(flat_labels: np.ndarray, voxels: np.ndarray, shape) -> np.ndarray:
+    """Those of `voxels` with at least one face neighbour of another label.
 
-    Neighbours outside the volume do not count: a nearest pair never needs
-    them (see the module docstring).
+    Works on the object voxels only (a few percent of a stack), not the whole
+    volume. Neighbours outside the volume do not count: a nearest pair never
+    needs them (see the module docstring).
+
+    Parameters
+    ----------
+    flat_labels : (Z*Y*X,) ndarray of int
+        The label image, raveled in C order.
+    voxels : (N,) ndarray of int
+        Flat indices of its non-zero voxels, ascending.
+    shape : tuple of int
+        The label image's shape.
+
+    Returns
+    -------
+    (M,) ndarray of int
+        The boundary voxels' flat indices, ascending.
     """
-    boundary = np.zeros(label_image.shape, dtype=bool)
-    for axis in range(label_image.ndim):
-        lo = [slice(None)] * label_image.ndim
-        hi = [slice(None)] * label_image.ndim
-        lo[axis] = slice(None, -1)
-        hi[axis] = slice(1, None)
-        differs = label_image[tuple(lo)] != label_image[tuple(hi)]
-        boundary[tuple(lo)] |= differs
-        boundary[tuple(hi)] |= differs
-    boundary &= label_image != 0
-    return boundary
+    labels = flat_labels[voxels]
+    coords = np.unravel_index(voxels, shape)
+    strides = np.cumprod((1, *shape[:0:-1]))[::-1]
+    boundary = np.zeros(voxels.size, dtype=bool)
+    for axis, (coord, stride) in enumerate(zip(coords, strides)):
+        below = np.flatnonzero(coord > 0)
+        boundary[below] |= flat_labels[voxels[below] - stride] != labels[below]
+        above = np.flatnonzero(coord < shape[axis] - 1)
+        boundary[above] |= flat_labels[voxels[above] + stride] != labels[above]
+    return voxels[boundary]
 
 
 def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
@@ -108,20 +122,23 @@ def nearest_distances(
         )
         raise ValueError(msg)
     scale = normalize_spacing(spacing)
+    shape = label_image.shape
+    flat_labels = np.ravel(label_image)
+    flat_targets = np.ravel(target_label_image)
 
-    object_ids = np.unique(label_image)
-    object_ids = object_ids[object_ids != 0].astype(np.int64)
+    source_voxels = np.flatnonzero(flat_labels != 0)  # a bool mask: 3x faster than on ints
+    object_ids = np.unique(flat_labels[source_voxels]).astype(np.int64)
     n = object_ids.size
     distance = np.full(n, np.nan)
     target_id = np.full(n, -1, dtype=np.int64)
 
-    target_boundary = _face_boundary(target_label_image)
-    if n and target_boundary.any():
+    target_boundary = _face_boundary(flat_targets, np.flatnonzero(flat_targets != 0), shape)
+    if n and target_boundary.size:
         # Objects that share voxels with a target: distance 0, smallest target.
-        overlap = (label_image != 0) & (target_label_image != 0)
-        if overlap.any():
-            src = label_image[overlap].astype(np.int64)
-            tgt = target_label_image[overlap].astype(np.int64)
+        shared = flat_targets[source_voxels] != 0
+        if shared.any():
+            src = flat_labels[source_voxels[shared]].astype(np.int64)
+            tgt = flat_targets[source_voxels[shared]].astype(np.int64)
             order = np.lexsort((tgt, src))
             src, tgt = src[order], tgt[order]
             first = _group_starts(src)
@@ -129,13 +146,13 @@ def nearest_distances(
             distance[rows] = 0.0
             target_id[rows] = tgt[first]
 
-        source_boundary = _face_boundary(label_image)
-        if overlap.any():
+        source_boundary = _face_boundary(flat_labels, source_voxels, shape)
+        if shared.any():
             done = object_ids[distance == 0.0]
-            source_boundary &= ~np.isin(label_image, done)
-        if source_boundary.any():
+            source_boundary = source_boundary[~np.isin(flat_labels[source_boundary], done)]
+        if source_boundary.size:
             _nearest_from_boundaries(
-                label_image, target_label_image, source_boundary, target_boundary,
+                flat_labels, flat_targets, shape, source_boundary, target_boundary,
                 scale, object_ids, distance, target_id, tie_rtol, workers,
             )
 
@@ -145,20 +162,21 @@ def nearest_distances(
 
 
 def _nearest_from_boundaries(
-    label_image, target_label_image, source_boundary, target_boundary,
+    flat_labels, flat_targets, shape, source_voxels, target_voxels,
     scale, object_ids, distance, target_id, tie_rtol, workers,
 ):
-    """Fill `distance` and `target_id` for objects that overlap no target."""
-    target_voxels = np.flatnonzero(target_boundary)
-    target_labels = target_label_image.ravel()[target_voxels].astype(np.int64)
-    target_points = np.column_stack(np.unravel_index(target_voxels, label_image.shape)) * scale
+    """Fill `distance` and `target_id` for objects that overlap no target.
+
+    `source_voxels` and `target_voxels` are the flat indices of boundary voxels.
+    """
+    target_labels = flat_targets[target_voxels].astype(np.int64)
+    target_points = np.column_stack(np.unravel_index(target_voxels, shape)) * scale
     tree = cKDTree(target_points)
 
-    source_voxels = np.flatnonzero(source_boundary)
-    source_labels = label_image.ravel()[source_voxels].astype(np.int64)
+    source_labels = flat_labels[source_voxels].astype(np.int64)
     order = np.argsort(source_labels, kind="stable")
     source_voxels, source_labels = source_voxels[order], source_labels[order]
-    source_points = np.column_stack(np.unravel_index(source_voxels, label_image.shape)) * scale
+    source_points = np.column_stack(np.unravel_index(source_voxels, shape)) * scale
 
     voxel_distance, _ = tree.query(source_points, k=1, workers=workers)
     starts = _group_starts(source_labels)

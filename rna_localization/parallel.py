@@ -1,62 +1,293 @@
-"""Running one function over many images, in worker processes, with a progress bar."""
+"""Running one function over many images: in this process, a local Dask cluster, or a remote one.
+
+One task is one image. Tasks carry names and paths, never pixels: each opens its
+own files and database connection and commits its own transaction, so a worker
+holds only the image it is working on, and an image is either entirely written
+or not at all. Where the tasks run:
+
+* ``workers = 1`` (and no scheduler): in this process, one after the other. No
+  cluster is started: the fastest choice for small jobs and for tests.
+* ``workers = 0``: a "cluster of one" — a Dask ``LocalCluster`` with one
+  single-threaded worker process per core, on this machine's loopback interface.
+* ``workers = N``: a ``LocalCluster`` of N single-threaded worker processes.
+* ``scheduler = "tcp://host:8786"``: the workers of an existing Dask cluster
+  (e.g. started by dask-jobqueue on SLURM); the database must then be a server
+  every worker can reach (``database.url``), and the data on a shared filesystem.
+
+Failures. A worker that dies mid-image (killed, out of memory, node lost) has
+its database transaction rolled back by PostgreSQL, and the Dask scheduler gives
+the image to another worker; an image whose workers keep dying (four times, Dask's
+``distributed.scheduler.allowed-failures`` + 1) stops the work with a RuntimeError
+saying so. A task that raises an unexpected error (a dropped
+connection, a flaky network filesystem) is retried ``retries`` times. Errors
+that name a bad input — ValueError, TypeError, FileNotFoundError, which the
+command line reports in one sentence — are deterministic: they are not retried,
+and the first one stops the work and is raised here.
+
+Dask is imported only when a cluster is used.
+"""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import sys
+import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
-__all__ = ["map_images", "worker_count"]
+__all__ = ["RETRIES", "map_images", "shared_clusters", "worker_count"]
+
+#: How many times a task that raised an unexpected error is tried again.
+RETRIES = 2
+
+#: How long to wait for a remote Dask scheduler to answer.
+CONNECT_TIMEOUT = "30s"
+
+#: Errors that describe bad input: the same on every attempt, so never retried.
+_INPUT_ERRORS = (ValueError, TypeError, FileNotFoundError)
+
+# Dashboard addresses already shown by this process (one line per cluster).
+_shown_dashboards: set[str] = set()
+# Clients kept open by shared_clusters(), by (workers, scheduler); None outside it.
+_shared: dict[tuple[int, str], tuple] | None = None
 
 
 def worker_count(workers: int, n_tasks: int) -> int:
-    """Processes to use: `workers`, or one per core when 0; never more than tasks."""
+    """Worker processes to use: `workers`, or one per core when 0; never more than tasks.
+
+    Parameters
+    ----------
+    workers : int
+        Requested workers; 0 → one per core available to this process.
+    n_tasks : int
+        Number of tasks.
+
+    Returns
+    -------
+    int
+        At least 1.
+
+    Examples
+    --------
+    >>> worker_count(4, 2)
+    2
+    """
     if workers == 0:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(workers, n_tasks))
 
 
+def _call(function: Callable, task: tuple) -> tuple[bool, object]:
+    """Run one task on a worker; return input errors instead of raising them.
+
+    Returning them keeps Dask from retrying an error that would only repeat;
+    any other exception propagates, and Dask retries the task.
+    """
+    try:
+        return True, function(*task)
+    except _INPUT_ERRORS as error:
+        return False, error
+
+
+def _show_dashboard(client) -> None:
+    link = client.dashboard_link
+    if not link or link in _shown_dashboards:
+        return
+    _shown_dashboards.add(link)
+    try:
+        import bokeh  # noqa: F401
+
+        note = ""
+    except ImportError:
+        note = " (its pages need bokeh: pip install 'bokeh>=3.1')"
+    tqdm.write(f"Dask dashboard: {link}{note}", file=sys.stderr)
+
+
+@contextmanager
+def _fast_worker_start() -> Iterator[None]:
+    """Start local workers from a fork server that has imported the pipeline once.
+
+    With the default "spawn", every worker is a fresh interpreter importing
+    distributed, numpy, scipy, pandas and the package: seconds per worker on a
+    laptop, longer than the work of a small data set. A fork server is a clean,
+    single-threaded process (unlike this one, which has Dask's and tqdm's
+    threads), so forking workers from it is safe.
+    """
+    import dask
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        yield
+        return
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        from distributed.utils import get_mp_context
+
+        # distributed sets its own preload list (itself, numpy, pandas, ...) on first
+        # use; ours adds the pipeline. Either only matters before the fork server starts.
+        get_mp_context()
+        multiprocessing.set_forkserver_preload(["distributed", "rna_localization.steps"])
+        yield
+
+
+@contextmanager
+def _client(workers: int, scheduler: str) -> Iterator:
+    """A Dask client on `scheduler`, or on a new LocalCluster of `workers` processes."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as error:  # pragma: no cover - dask[distributed] is a dependency
+        msg = "parallel work needs dask.distributed: pip install 'dask[distributed]'."
+        raise ImportError(msg) from error
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except OSError as error:
+            msg = (
+                f"no Dask scheduler answers at dask.scheduler = {scheduler!r} ({error}); start "
+                f"one (`dask scheduler`) or set scheduler = \"\" to use this machine's cores."
+            )
+            raise ValueError(msg) from error
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    # Loopback only, a free port for the dashboard, one thread per worker: each
+    # task is one image using one core, and several images never share a worker.
+    with _fast_worker_start():
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
+        )
+    try:
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
+@contextmanager
+def shared_clusters() -> Iterator[None]:
+    """Let every :func:`map_images` call inside this block reuse one cluster.
+
+    Starting a local cluster takes a few seconds; ``run`` extracts and then
+    measures distances on the same workers. A cluster is started only when a
+    call first needs one, and closed when the block ends. Nested blocks share
+    the outermost one's clusters.
+
+    Examples
+    --------
+    >>> with shared_clusters():  # doctest: +SKIP
+    ...     extract(config)
+    ...     measure_distances(config)
+    """
+    global _shared
+    if _shared is not None:
+        yield
+        return
+    _shared = {}
+    try:
+        yield
+    finally:
+        opened, _shared = _shared, None
+        for context, _ in opened.values():
+            context.__exit__(None, None, None)
+
+
+@contextmanager
+def _use_client(workers: int, scheduler: str) -> Iterator:
+    if _shared is None:
+        with _client(workers, scheduler) as client:
+            yield client
+        return
+    key = (workers, scheduler)
+    if key not in _shared:
+        context = _client(workers, scheduler)
+        _shared[key] = (context, context.__enter__())
+    yield _shared[key][1]
+
+
 def map_images(function: Callable, tasks: Iterable[tuple], *, workers: int = 1,
-               scheduler: str = "", desc: str = "images", unit: str = "image") -> Iterator:
+               scheduler: str = "", desc: str = "images", unit: str = "image",
+               retries: int = RETRIES) -> Iterator:
     """Call ``function(*task)`` for every task and yield the results as they finish.
 
     Each task is one image: it opens its own files and database connection and
     commits its own transaction, so an interruption loses at most the images
-    in flight. The first error stops the pool and is raised.
+    in flight, and running again resumes. The first input error (ValueError,
+    TypeError, FileNotFoundError) stops the remaining tasks and is raised.
 
     Parameters
     ----------
     function : callable
-        A module-level function (it is pickled to the worker processes).
+        A module-level function (it is pickled by reference to the workers,
+        which must be able to import it).
     tasks : iterable of tuple
-        Positional arguments, one tuple per call.
+        Positional arguments, one tuple per call: names and paths, not arrays.
     workers : int
-        Processes; 0 → one per core; 1 → in this process.
+        Worker processes when `scheduler` is empty: 1 → in this process, no
+        cluster; 0 → a local Dask cluster with one worker per core; N → a
+        local cluster of N workers (never more than tasks).
     scheduler : str
-        Address of a Dask scheduler (``tcp://host:8786``); "" → local processes.
+        Address of a running Dask scheduler (``tcp://host:8786``): its workers
+        run the tasks and `workers` is ignored. "" → this machine.
     desc, unit : str
         Progress bar labels.
+    retries : int
+        Attempts after the first for a task that raised an unexpected error
+        (not an input error). A worker that dies is replaced by Dask anyway.
+
+    Yields
+    ------
+    object
+        ``function(*task)`` of each task, in the order they finish.
+
+    Examples
+    --------
+    >>> sorted(map_images(pow, [(2, 3), (3, 2)], workers=1, desc="demo"))  # doctest: +SKIP
+    [8, 9]
     """
     tasks = list(tasks)
     n = worker_count(workers, len(tasks))
     with tqdm(total=len(tasks), desc=desc, unit=unit, disable=not tasks) as bar:
-        if n == 1:
+        if not tasks:
+            return
+        if n == 1 and not scheduler:
             for task in tasks:
                 yield function(*task)
                 bar.update()
             return
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=n, mp_context=context) as pool:
-            pending = {pool.submit(function, *task) for task in tasks}
+        from distributed import KilledWorker, as_completed
+
+        with _use_client(n, scheduler) as client:
+            _show_dashboard(client)
+            # pure=False: each call is its own task, even with equal arguments
+            # (the same image extracted again must run again).
+            batch = uuid.uuid4().hex[:12]  # keys unique on a scheduler shared by many runs
+            futures = [client.submit(_call, function, task, pure=False, retries=retries,
+                                     key=f"{desc}-{batch}-{i}")
+                       for i, task in enumerate(tasks)]
+            index = {future.key: i for i, future in enumerate(futures)}
             try:
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                    for future in done:
-                        yield future.result()
-                        bar.update()
+                for future in as_completed(futures):
+                    try:
+                        ok, value = future.result()
+                    except KilledWorker as error:
+                        msg = (
+                            f"{desc}: workers died {error.allowed_failures + 1} times running "
+                            f"{unit} {index[future.key] + 1} of {len(tasks)} (killed, or out of "
+                            f"memory); nothing of it was written. Give each worker more memory, "
+                            f"or use fewer workers, and run again."
+                        )
+                        raise RuntimeError(msg) from error
+                    if not ok:
+                        raise value
+                    yield value
+                    bar.update()
             finally:
-                for future in pending:
-                    future.cancel()
+                client.cancel(futures)

@@ -21,6 +21,7 @@ import pandas as pd
 from psycopg2 import sql
 
 from . import io
+from ._faults import fault_point
 from .config import Config, ThresholdTable
 from .db import Database
 from .db.tables import (
@@ -39,7 +40,7 @@ from .distributions import (
     single_molecule_references,
 )
 from .objects import label_objects, measure_objects
-from .parallel import map_images
+from .parallel import map_images, shared_clusters
 
 __all__ = [
     "DISTRIBUTIONS_FILE",
@@ -186,10 +187,11 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
         workers = config.distances.workers if workers is None else workers
         reports += list(map_images(_extract_one, tasks, workers=workers,
                                    scheduler=config.dask.scheduler, desc="extract"))
-        if todo:
-            with db.transaction() as cursor:
-                for structure in config.data.structures:
-                    renumber_ids(cursor, structure)
+        fault_point("renumber")
+        # Always: a run killed after its last image but before renumbering leaves ids unordered.
+        with db.transaction() as cursor:
+            for structure in config.data.structures:
+                renumber_ids(cursor, structure)
     report = pd.DataFrame(reports, columns=["structure", "name", "objects", "status"])
     if len(report):
         counts = db.query("SELECT structure, name, n_objects FROM label_images")
@@ -262,6 +264,7 @@ def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwr
             "ON CONFLICT DO NOTHING",
             (structure_1, structure_2, name),
         )
+        fault_point("distances")  # crash tests: distances written, not committed
     return {"name": name, "objects": len(result), "status": "measured", "targets": target.n_objects}
 
 
@@ -450,6 +453,7 @@ def normalize(config: Config, *, db: Database | None = None) -> pd.DataFrame:
                    pd.DataFrame({"id": objects["id"].to_numpy(), "value": values}))
         cursor.execute(sql.SQL("UPDATE {} AS o SET normalized_intensity = n.value FROM normalized AS n "
                                "WHERE o.id = n.id").format(table))
+        fault_point("normalize")  # crash tests: every value written, not committed
     single = objects["area"].between(n.lower_threshold, n.upper_threshold)
     summary = objects.assign(single=single, molecules=values).groupby("grp").agg(
         objects=("id", "size"), single_molecules=("single", "sum"), molecules=("molecules", "sum"))
@@ -545,7 +549,7 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     if write:
         path = config.output_dir / "data" / DISTRIBUTIONS_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.part")  # per process: runs may overlap
         result.to_csv(tmp, index=False)
         os.replace(tmp, path)
     return result
@@ -597,9 +601,10 @@ def run(config: Config, *, db: Database | None = None) -> dict[str, pd.DataFrame
     """
     db = _database(config, db)
     # A bad metadata CSV should stop the run before hours of work, not after.
+    io.check_data_dir(config.data.data_dir)
     io.read_metadata_csv(config.metadata_path, name_column=config.data.image_name_column)
     results: dict[str, pd.DataFrame | list] = {}
-    with _exclusive(db):
+    with _exclusive(db), shared_clusters():  # one Dask cluster for extract and distances
         results["extract"] = extract(config, db=db)
         results["distances"] = measure_distances(config, db=db)
         results["metadata"] = load_metadata(config, db=db)

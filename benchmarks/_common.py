@@ -1,0 +1,126 @@
+"""What every benchmark shares: results, timing, profiles and the machine's description."""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import os
+import platform
+import pstats
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Figure", "Section", "best_time", "machine_description", "profile_summary"]
+
+
+@dataclass
+class Figure:
+    """One reported number and its target.
+
+    Attributes
+    ----------
+    name : str
+        What is measured.
+    value : str
+        The number, formatted (e.g. ``"412x"``).
+    target : str
+        The target it is held to, or "" when it is for information.
+    met : bool or None
+        Whether the target is met; None without a target.
+    """
+
+    name: str
+    value: str
+    target: str = ""
+    met: bool | None = None
+
+    @property
+    def verdict(self) -> str:
+        return {True: "met", False: "NOT met", None: ""}[self.met]
+
+
+@dataclass
+class Section:
+    """The figures of one benchmark module, with notes in Markdown (method, profile)."""
+
+    title: str
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def best_time(function: Callable[[], object], *, repeat: int = 3) -> float:
+    """Smallest wall-clock time of `repeat` calls, in seconds (the least disturbed one)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def profile_summary(function: Callable[[], object], *, top: int = 15,
+                    sort: str = "cumulative") -> str:
+    """cProfile one call of `function`; the `top` entries, as text for a Markdown code block."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        function()
+    finally:
+        profiler.disable()
+    return format_profile(profiler, top=top, sort=sort)
+
+
+def format_profile(profiler_or_path, *, top: int = 15, sort: str = "cumulative") -> str:
+    """The `top` entries of a profile (a cProfile.Profile or a saved file), paths shortened."""
+    out = io.StringIO()
+    stats = pstats.Stats(str(profiler_or_path) if isinstance(profiler_or_path, Path)
+                         else profiler_or_path, stream=out)
+    stats.strip_dirs().sort_stats(sort).print_stats(top)
+    lines = out.getvalue().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls")), 0)
+    return "\n".join(line.rstrip() for line in lines[start:] if line.strip())
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gb() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return float("nan")
+
+
+def machine_description() -> list[tuple[str, str]]:
+    """(what, value) pairs: CPU, cores, memory, OS and library versions."""
+    import dask
+    import distributed
+    import numpy
+    import pandas
+    import psycopg2
+    import scipy
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return [
+        ("CPU", _cpu_model()),
+        ("cores available", str(cores)),
+        ("memory", f"{_memory_gb():.1f} GiB"),
+        ("OS", platform.platform()),
+        ("Python", platform.python_version()),
+        ("numpy / scipy / pandas", f"{numpy.__version__} / {scipy.__version__} / {pandas.__version__}"),
+        ("dask / distributed", f"{dask.__version__} / {distributed.__version__}"),
+        ("psycopg2", psycopg2.__version__.split()[0]),
+    ]

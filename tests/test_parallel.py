@@ -1,0 +1,154 @@
+"""Dask for the per-image steps: same database as a serial run, retries, no cluster when serial."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rna_localization import Config, load_config, parallel, steps
+from rna_localization.db import Database
+from rna_localization.db.backup import export_tables
+
+# The tasks below run in Dask worker processes, which import them from this
+# module by name (the tests folder is on their sys.path, as in this process).
+
+
+def fail_once(marker_dir: str, value: int) -> int:
+    """Raise an unexpected error on the first call for `value`, then succeed."""
+    marker = Path(marker_dir) / f"attempt_{value}"
+    if not marker.exists():
+        marker.write_text("1")
+        msg = f"transient failure of task {value}"
+        raise ConnectionError(msg)
+    marker.write_text(str(int(marker.read_text()) + 1))
+    return value * 10
+
+
+def bad_input(marker_dir: str, value: int) -> int:
+    """Raise an input error, counting the attempts."""
+    marker = Path(marker_dir) / f"bad_{value}"
+    marker.write_text(str(int(marker.read_text()) + 1) if marker.exists() else "1")
+    msg = f"image {value} is not a 3D stack"
+    raise ValueError(msg)
+
+
+def write_or_die(dsn: str, marker_dir: str, value: int) -> int:
+    """Insert a row, then on the first attempt kill the worker before committing."""
+    marker = Path(marker_dir) / f"died_{value}"
+    with Database(dsn).transaction() as cursor:
+        cursor.execute("INSERT INTO written (value) VALUES (%s)", (value,))
+        if not marker.exists():
+            marker.write_text("died")
+            os._exit(1)  # the worker process dies mid-transaction
+    return value
+
+
+def always_die(value: int) -> int:
+    """Kill the worker process running it, every time."""
+    os._exit(1)
+
+
+def _export(config, folder) -> dict[str, pd.DataFrame]:
+    return {p.stem: pd.read_csv(p) for p in export_tables(Database.from_config(config), folder)}
+
+
+def test_local_cluster_of_two_gives_the_same_database_as_serial(dataset, tmp_path, database_name):
+    serial_config = load_config(dataset)
+    assert serial_config.distances.workers == 1
+    steps.run(serial_config)
+    serial = _export(serial_config, tmp_path / "serial")
+
+    text = dataset.read_text().replace("workers = 1", "workers = 2").replace(
+        f'name = "{database_name}"', f'name = "{database_name}_dask"')
+    dataset.write_text(text)
+    cluster_config = load_config(dataset)
+    assert cluster_config.distances.workers == 2
+    steps.run(cluster_config)
+    clustered = _export(cluster_config, tmp_path / "cluster")
+
+    assert set(serial) == set(clustered) == {
+        "rna", "centrosomes", "images", "label_images", "distance_measurements"}
+    for table in serial:  # ids included: renumbered by (name, object_id) after extraction
+        pd.testing.assert_frame_equal(serial[table], clustered[table], obj=table)
+    assert len(serial["rna"]) > 50
+
+
+def test_a_task_that_fails_once_is_retried(tmp_path):
+    results = parallel.map_images(fail_once, [(str(tmp_path), v) for v in range(3)],
+                                  workers=2, desc="retry")
+    assert sorted(results) == [0, 10, 20]
+    for value in range(3):  # failed once, then succeeded on the retry
+        assert (tmp_path / f"attempt_{value}").read_text() == "2"
+
+
+def test_input_errors_are_raised_once_not_retried(tmp_path):
+    tasks = [(str(tmp_path), v) for v in range(2)]
+    with pytest.raises(ValueError, match=r"image \d is not a 3D stack"):
+        list(parallel.map_images(bad_input, tasks, workers=2, desc="bad"))
+    attempts = [int(marker.read_text()) for marker in tmp_path.glob("bad_*")]
+    assert attempts
+    assert set(attempts) == {1}  # deterministic errors are not retried
+
+
+def test_a_worker_dying_mid_transaction_leaves_nothing_and_is_retried(tmp_path, database_name):
+    db = Database.from_config(Config.from_flat(data_dir=str(tmp_path), name=database_name))
+    with db.transaction() as cursor:
+        cursor.execute("CREATE TABLE written (value integer)")
+    tasks = [(db.dsn, str(tmp_path), v) for v in range(2)]
+    assert sorted(parallel.map_images(write_or_die, tasks, workers=2, desc="die")) == [0, 1]
+    for value in range(2):
+        assert (tmp_path / f"died_{value}").exists()  # each task's first worker died
+    rows = db.query("SELECT value FROM written ORDER BY value")
+    assert rows["value"].tolist() == [0, 1]  # the dead attempts' inserts were rolled back
+
+
+def test_an_image_that_keeps_killing_workers_is_one_clear_error():
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), pytest.raises(
+        RuntimeError, match=r"extract: workers died 2 times running image \d of 2 .*nothing of it"
+    ):  # two tasks: with one, map_images would run it in this process
+        list(parallel.map_images(always_die, [(1,), (2,)], workers=2, desc="extract"))
+
+
+def test_serial_map_images_starts_no_cluster(tmp_path):
+    script = textwrap.dedent(
+        """
+        import sys
+        import rna_localization, rna_localization.steps, rna_localization.cli
+        from rna_localization.parallel import map_images
+        assert "distributed" not in sys.modules, "importing the package imported distributed"
+        assert list(map_images(pow, [(2, 3), (3, 2)], workers=1)) == [8, 9]
+        assert list(map_images(pow, [(2, 5)], workers=0)) == [32]  # one task: no cluster either
+        assert "distributed" not in sys.modules, "a serial map_images imported distributed"
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_serial_map_images_does_not_touch_dask(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+
+    def refuse(*args, **kwargs):
+        msg = "a cluster was started"
+        raise AssertionError(msg)
+
+    monkeypatch.setattr(distributed, "LocalCluster", refuse)
+    monkeypatch.setattr(distributed, "Client", refuse)
+    assert list(parallel.map_images(divmod, [(7, 2), (9, 4)], workers=1)) == [(3, 1), (2, 1)]
+
+
+def test_unreachable_scheduler_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(parallel, "CONNECT_TIMEOUT", "2s")
+    with pytest.raises(ValueError, match=r"no Dask scheduler answers at dask.scheduler = 'tcp://127.0.0.1:9'"):
+        list(parallel.map_images(pow, [(2, 3)], scheduler="tcp://127.0.0.1:9"))
