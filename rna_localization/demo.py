@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from psycopg2 import sql
 
 from . import steps
-from .config import load_config
+from .config import RESERVED_TABLES, load_config
 from .db import Database, stop_server
 from .db.tables import read_label_image
 
@@ -26,6 +27,9 @@ WORKFLOW_SEGMENTATIONS = "segmentations-workflow"
 #: Its masks are wider than the simulator's half-maximum ideal masks (10-40 voxels); read off the
 #: area histogram of the dispersed RNA's objects, as a user would (old guide, section 4.5).
 WORKFLOW_SINGLE_MOLECULE_AREA = (30, 90)
+
+#: The demo's database (on the embedded server of the demo folder, or RNA_LOCALIZATION_DATABASE_URL's).
+DEMO_DATABASE = "rna_localization_demo"
 
 #: Distance (µm) at which the report compares measured and true cumulative distributions.
 REPORT_DISTANCE = 1.0
@@ -60,13 +64,17 @@ class DemoReport:
         ])
 
 
-def _demo_config_text(pipeline_toml: Path, segmentation_dir: str) -> str:
+def _demo_config_text(pipeline_toml: Path, *, workflow: bool) -> str:
+    """The simulator's pipeline.toml, on the demo's own database, for ideal or workflow masks."""
     text = pipeline_toml.read_text(encoding="utf-8")
+    text = f'[database]\nname = "{DEMO_DATABASE}"  # cleared by each demo run\n\n' + text
+    if not workflow:
+        return text
     old = 'segmentation_dir = "segmentations"'
     if old not in text:
         msg = f"{pipeline_toml} has no line {old!r}; regenerate the demo data set."
         raise ValueError(msg)
-    text = text.replace(old, f'segmentation_dir = "{segmentation_dir}"')
+    text = text.replace(old, f'segmentation_dir = "{WORKFLOW_SEGMENTATIONS}"')
     lower, upper = WORKFLOW_SINGLE_MOLECULE_AREA
     for key, value in (("lower_threshold", lower), ("upper_threshold", upper)):
         text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}  # single molecules in the workflow's masks", text)
@@ -74,6 +82,13 @@ def _demo_config_text(pipeline_toml: Path, segmentation_dir: str) -> str:
             msg = f"{pipeline_toml} has no single {key} line; regenerate the demo data set."
             raise ValueError(msg)
     return text
+
+
+def _clear(db: Database, config) -> None:
+    """Drop the tables a previous demo left in the demo's database."""
+    with db.transaction() as cursor:
+        for table in (*config.data.structures, *RESERVED_TABLES):
+            cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
 
 
 def run_demo(out_dir: str | Path = "data/demo", *, n_images: int = 20, seed: int = 0,
@@ -119,25 +134,24 @@ def run_demo(out_dir: str | Path = "data/demo", *, n_images: int = 20, seed: int
     simulate_dataset(out, n_images=n_images, seed=seed, **({"shape": shape} if shape else {}))
     seconds["simulate"] = time.perf_counter() - start
 
+    config_path = out / "demo.toml"
+    config_path.write_text(_demo_config_text(out / "pipeline.toml", workflow=not ideal_masks),
+                           encoding="utf-8")
+    config = load_config(config_path)
     if ideal_masks:
-        config_path = out / "pipeline.toml"
         segmentation = "the simulator's ideal masks"
     else:
         from .segmentation import segment_structure
 
-        config_path = out / "demo.toml"
-        config_path.write_text(_demo_config_text(out / "pipeline.toml", WORKFLOW_SEGMENTATIONS),
-                               encoding="utf-8")
-        config = load_config(config_path)
         start = time.perf_counter()
         for structure in config.data.structures:
             segment_structure(config, structure, overwrite=True)
         seconds["segment"] = time.perf_counter() - start
         segmentation = "rna and centrosome workflows with default parameters"
-    config = load_config(config_path)
 
     start = time.perf_counter()
     db = Database.from_config(config)
+    _clear(db, config)
     results = steps.run(config, db=db)
     seconds["pipeline"] = time.perf_counter() - start
 

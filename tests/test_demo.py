@@ -22,3 +22,16 @@ def test_demo_with_ideal_masks_recovers_the_truth(tmp_path):
     assert np.isfinite(report.seconds["total"])
     assert {p.name for p in report.plots} >= {"percent_total_rna.png", "percent_granule_rna.pdf"}
     assert "RNA within 1 µm of a centrosome" in str(report)
+
+
+def test_demo_with_the_segmentation_workflows(tmp_path):
+    report = run_demo(tmp_path / "demo", n_images=4, seed=5, shape=(20, 160, 160), verbose=False)
+    assert report.segmentation.startswith("rna and centrosome workflows")
+    detection = report.detection.set_index("rna_type")
+    found = detection["objects_detected"] / detection["objects_simulated"]
+    assert found["gapdh"] > 0.8  # dispersed molecules: nearly all found, none invented
+    assert found["gapdh"] < 1.05
+    localization = report.localization.set_index(["rna_type", "cycle"])
+    for cycle in ("nc13", "nc14"):
+        assert localization.loc[("cen", cycle), "measured"] > localization.loc[("gapdh", cycle), "measured"] + 15
+    assert (localization["difference"].abs() < 15).all()
