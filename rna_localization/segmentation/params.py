@@ -115,7 +115,7 @@ class _Params:
             msg = f"{self.workflow} parameter {name} must be {expected}; got {value!r}."
             raise ValueError(msg)
 
-    def _validate_common(self) -> None:
+    def _validate(self) -> None:
         lower, upper = self.normalization
         if not (math.isfinite(lower) and math.isfinite(upper) and lower >= 0 and upper > 0):
             msg = (
@@ -151,6 +151,13 @@ class _Params:
                 raise ValueError(msg)
         self._positive("min_volume_um3", allow_zero=True)
         self._positive("hole_max_um2", allow_zero=True)
+        self._positive("split_min_distance_um", allow_zero=True)
+        if not 0 <= self.split_saddle_ratio <= 1:
+            msg = (
+                f"{self.workflow} parameter split_saddle_ratio must be between 0 and 1; "
+                f"got {self.split_saddle_ratio!r}."
+            )
+            raise ValueError(msg)
 
     # ------------------------------------------------------------------ TOML
     def to_dict(self) -> dict[str, Any]:
@@ -376,16 +383,6 @@ class RnaParams(_Params):
         0.9,
     )
 
-    def _validate(self) -> None:
-        self._validate_common()
-        self._positive("split_min_distance_um", allow_zero=True)
-        if not 0 <= self.split_saddle_ratio <= 1:
-            msg = (
-                f"{self.workflow} parameter split_saddle_ratio must be between 0 and 1; "
-                f"got {self.split_saddle_ratio!r}."
-            )
-            raise ValueError(msg)
-
 
 @dataclass(frozen=True)
 class CentrosomeParams(_Params):
@@ -450,16 +447,6 @@ class CentrosomeParams(_Params):
         "this fraction of the dimmer one's peak (0: always merged, 1: never).",
         0.5,
     )
-
-    def _validate(self) -> None:
-        self._validate_common()
-        self._positive("split_min_distance_um", allow_zero=True)
-        if not 0 <= self.split_saddle_ratio <= 1:
-            msg = (
-                f"{self.workflow} parameter split_saddle_ratio must be between 0 and 1; "
-                f"got {self.split_saddle_ratio!r}."
-            )
-            raise ValueError(msg)
 
 
 #: Parameter class of each workflow name.
