@@ -58,11 +58,13 @@ def _export(config, folder) -> dict[str, pd.DataFrame]:
     return {p.stem: pd.read_csv(p) for p in export_tables(Database.from_config(config), folder)}
 
 
-def test_local_cluster_of_two_gives_the_same_database_as_serial(dataset, tmp_path, database_name):
+def test_local_cluster_of_two_gives_the_same_database_as_serial(dataset, tmp_path, database_name,
+                                                               capsys):
     serial_config = load_config(dataset)
     assert serial_config.distances.workers == 1
     steps.run(serial_config)
     serial = _export(serial_config, tmp_path / "serial")
+    assert "Dask dashboard" not in capsys.readouterr().err
 
     text = dataset.read_text().replace("workers = 1", "workers = 2").replace(
         f'name = "{database_name}"', f'name = "{database_name}_dask"')
@@ -71,6 +73,7 @@ def test_local_cluster_of_two_gives_the_same_database_as_serial(dataset, tmp_pat
     assert cluster_config.distances.workers == 2
     steps.run(cluster_config)
     clustered = _export(cluster_config, tmp_path / "cluster")
+    assert "Dask dashboard: http://127.0.0.1:" in capsys.readouterr().err  # a cluster ran
 
     assert set(serial) == set(clustered) == {
         "rna", "centrosomes", "images", "label_images", "distance_measurements"}
