@@ -28,6 +28,7 @@ setup(
         "tqdm>=4.60",
         "pgserver>=0.1.4",
         "dask[distributed]>=2024.1",
+        "bokeh>=3.1",  # the Dask dashboard's pages
     ],
     extras_require={
         # aicssegmentation itself is installed with --no-deps (see Makefile and README):
