@@ -55,3 +55,21 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
 def test_lab_server_url_from_old_parameters():
     assert lab_server_url("demo", "pearl", "db.lab.org", 5432) == "postgresql://pearl@db.lab.org:5432/demo"
     assert lab_server_url("demo") == "postgresql://localhost/demo"
+
+
+def test_embedded_server_stops_with_its_process_despite_stale_handles(tmp_path):
+    """A killed process (e.g. a notebook kernel) must not keep the server alive forever."""
+    import json
+    import subprocess
+    import sys
+
+    from rna_localization.db import embedded_url
+
+    pgdata = tmp_path / ".pgdata"
+    script = (f"from rna_localization.db import start_server; start_server({str(pgdata)!r}); "
+              f"print('started')")
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+    assert embedded_url(pgdata) is None  # stopped when that process exited
+    (pgdata / ".handle_pids.json").write_text(json.dumps([2**22 + 7]))  # a dead process
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+    assert embedded_url(pgdata) is None

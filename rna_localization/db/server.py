@@ -7,6 +7,7 @@ only (no TCP port) and trusts the local user, so no password exists to leak.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import shutil
@@ -28,6 +29,7 @@ def _pgserver():
         warnings.simplefilter("ignore")
         import pgserver
         import pgserver._commands
+        import pgserver.postgres_server
         import pgserver.utils
     return pgserver
 
@@ -61,6 +63,7 @@ def start_server(pgdata: str | os.PathLike, *, keep_running: bool = False) -> st
         return _handles[pgdata].get_uri()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     already = pgdata.is_dir() and _running_info(pgdata) is not None
+    _forget_dead_handles(pgdata, server_running=already)
     mode = None if (keep_running or already) else "stop"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -92,6 +95,28 @@ def _protect_socket_dir(socket_dir) -> None:
     except (OSError, KeyError) as error:
         msg = f"cannot make the server's socket folder {socket_dir} private: {error}"
         raise RuntimeError(msg) from error
+
+
+def _forget_dead_handles(pgdata: Path, *, server_running: bool) -> None:
+    """Drop pids of dead processes from pgserver's list of the server's users.
+
+    pgserver stops the server when the last process in that list exits; a
+    process that was killed (a notebook kernel, kill -9) never removes itself,
+    and the server would then never be stopped again.
+    """
+    handles = pgdata / ".handle_pids.json"
+    if not handles.is_file():
+        return
+    import psutil
+
+    with _pgserver().postgres_server.PostgresServer._lock:
+        try:
+            pids = json.loads(handles.read_text())
+        except ValueError:
+            pids = []
+        alive = [p for p in pids if server_running and psutil.pid_exists(p)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
 
 
 def embedded_url(pgdata: str | os.PathLike) -> str | None:
