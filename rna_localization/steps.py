@@ -414,6 +414,11 @@ def normalize(config: Config, *, db: Database | None = None) -> pd.DataFrame:
         one molecule), ``single_molecules`` and ``objects``.
     """
     db = _database(config, db)
+    with _exclusive(db):  # read and write under one lock: no extraction in between
+        return _normalize(config, db)
+
+
+def _normalize(config: Config, db: Database) -> pd.DataFrame:
     n = config.normalization
     structure = n.structure
     metadata = _metadata(db)
@@ -443,7 +448,7 @@ def normalize(config: Config, *, db: Database | None = None) -> pd.DataFrame:
         objects["total_intensity"], objects["area"], objects["grp"],
         lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold,
     )
-    with _exclusive(db), db.transaction() as cursor:
+    with db.transaction() as cursor:
         table = sql.Identifier(structure)
         cursor.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS normalized_intensity "
                                "double precision").format(table))
