@@ -95,6 +95,40 @@ def _doc(text: str, default: Any) -> Any:
     return field(default=default, metadata={"doc": text})
 
 
+#: Documentation of the fields both workflows share (shown in saved TOML files).
+_DOCS = {
+    "normalization": (
+        "Auto-contrast [a, b]: centre - a*spread maps to 0 (lower values clipped) and\n"
+        "centre + b*spread to 1; centre and spread: see normalization_reference."
+    ),
+    "normalization_reference": (
+        '"background": centre and spread are the background level and noise (median, MAD),\n'
+        'so a cutoff means the same signal-to-noise in every image; "mean_std": mean and\n'
+        "standard deviation of the stack (aicssegmentation's auto-contrast)."
+    ),
+    "smoothing": (
+        'Gaussian smoothing "3d" or "slice_by_slice".'
+    ),
+    "smoothing_sigma_um": (
+        "Gaussian smoothing sigma, microns (0: none)."
+    ),
+    "hole_max_um2": (
+        "Fill holes up to this area per z-slice, square microns (0: none)."
+    ),
+    "min_volume_um3": (
+        "Remove objects of at most this volume, cubic microns (0: none)."
+    ),
+    "split_min_distance_um": (
+        "Seeded watershed: seeds are intensity maxima within a box of this half-width,\n"
+        "microns (0: no splitting)."
+    ),
+    "split_saddle_ratio": (
+        "Touching parts are merged back unless the intensity between them dips below\n"
+        "this fraction of the dimmer one's peak (0: always merged, 1: never)."
+    ),
+}
+
+
 class _Params:
     """Validation, TOML saving and loading shared by the parameter classes."""
 
@@ -352,36 +386,19 @@ class RnaParams(_Params):
 
     workflow: ClassVar[str] = "rna"
 
-    normalization: tuple[float, float] = _doc(
-        "Auto-contrast [a, b]: centre - a*spread maps to 0 (lower values clipped) and\n"
-        "centre + b*spread to 1; centre and spread: see normalization_reference.",
-        (3.0, 1000.0),
-    )
-    normalization_reference: str = _doc(
-        '"background": centre and spread are the background level and noise (median, MAD),\n'
-        'so a cutoff means the same signal-to-noise in every image; "mean_std": mean and\n'
-        "standard deviation of the stack (aicssegmentation's auto-contrast).",
-        "background",
-    )
-    smoothing: str = _doc('Gaussian smoothing "3d" or "slice_by_slice".', "3d")
-    smoothing_sigma_um: float = _doc("Gaussian smoothing sigma, microns (0: none).", 0.05)
+    normalization: tuple[float, float] = _doc(_DOCS["normalization"], (3.0, 1000.0))
+    normalization_reference: str = _doc(_DOCS["normalization_reference"], "background")
+    smoothing: str = _doc(_DOCS["smoothing"], "3d")
+    smoothing_sigma_um: float = _doc(_DOCS["smoothing_sigma_um"], 0.05)
     spot_filters: tuple[tuple[float, float], ...] = _doc(
         "3D spot filter (scale-normalized LoG): [sigma_um, cutoff] pairs, results united.\n"
         "sigma ~ spot radius / sqrt(3); a lower cutoff finds more, fatter spots.",
         ((0.1, 0.04),),
     )
-    hole_max_um2: float = _doc("Fill holes up to this area per z-slice, square microns (0: none).", 0.05)
-    min_volume_um3: float = _doc("Remove objects of at most this volume, cubic microns (0: none).", 0.005)
-    split_min_distance_um: float = _doc(
-        "Seeded watershed: seeds are intensity maxima within a box of this half-width,\n"
-        "microns (0: no splitting).",
-        0.15,
-    )
-    split_saddle_ratio: float = _doc(
-        "Touching parts are merged back unless the intensity between them dips below\n"
-        "this fraction of the dimmer one's peak (0: always merged, 1: never).",
-        0.9,
-    )
+    hole_max_um2: float = _doc(_DOCS["hole_max_um2"], 0.05)
+    min_volume_um3: float = _doc(_DOCS["min_volume_um3"], 0.005)
+    split_min_distance_um: float = _doc(_DOCS["split_min_distance_um"], 0.15)
+    split_saddle_ratio: float = _doc(_DOCS["split_saddle_ratio"], 0.9)
 
 
 @dataclass(frozen=True)
@@ -417,36 +434,19 @@ class CentrosomeParams(_Params):
 
     workflow: ClassVar[str] = "centrosomes"
 
-    normalization: tuple[float, float] = _doc(
-        "Auto-contrast [a, b]: centre - a*spread maps to 0 (lower values clipped) and\n"
-        "centre + b*spread to 1; centre and spread: see normalization_reference.",
-        (2.0, 40.0),
-    )
-    normalization_reference: str = _doc(
-        '"background": centre and spread are the background level and noise (median, MAD),\n'
-        'so a cutoff means the same signal-to-noise in every image; "mean_std": mean and\n'
-        "standard deviation of the stack (aicssegmentation's auto-contrast).",
-        "background",
-    )
-    smoothing: str = _doc('Gaussian smoothing "3d" or "slice_by_slice".', "3d")
-    smoothing_sigma_um: float = _doc("Gaussian smoothing sigma, microns (0: none).", 0.065)
+    normalization: tuple[float, float] = _doc(_DOCS["normalization"], (2.0, 40.0))
+    normalization_reference: str = _doc(_DOCS["normalization_reference"], "background")
+    smoothing: str = _doc(_DOCS["smoothing"], "3d")
+    smoothing_sigma_um: float = _doc(_DOCS["smoothing_sigma_um"], 0.065)
     spot_filters: tuple[tuple[float, float], ...] = _doc(
         "3D spot filter (scale-normalized LoG): [sigma_um, cutoff] pairs, results united.\n"
         "sigma ~ blob radius / sqrt(3); a lower cutoff finds more, fatter blobs.",
         ((0.2, 0.04),),
     )
-    hole_max_um2: float = _doc("Fill holes up to this area per z-slice, square microns (0: none).", 0.2)
-    min_volume_um3: float = _doc("Remove objects of at most this volume, cubic microns (0: none).", 0.01)
-    split_min_distance_um: float = _doc(
-        "Seeded watershed: seeds are intensity maxima within a box of this half-width,\n"
-        "microns (0: no splitting).",
-        0.3,
-    )
-    split_saddle_ratio: float = _doc(
-        "Touching parts are merged back unless the intensity between them dips below\n"
-        "this fraction of the dimmer one's peak (0: always merged, 1: never).",
-        0.5,
-    )
+    hole_max_um2: float = _doc(_DOCS["hole_max_um2"], 0.2)
+    min_volume_um3: float = _doc(_DOCS["min_volume_um3"], 0.01)
+    split_min_distance_um: float = _doc(_DOCS["split_min_distance_um"], 0.3)
+    split_saddle_ratio: float = _doc(_DOCS["split_saddle_ratio"], 0.5)
 
 
 #: Parameter class of each workflow name.
