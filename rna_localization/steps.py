@@ -548,7 +548,7 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     if empty:
         _warn(f"image(s) with no {s1} object within the distance threshold (or no distances) "
               f"have no distribution: {', '.join(empty)}.")
-    meta_columns = [c for c in metadata.columns]
+    meta_columns = list(metadata.columns)
     result = (pd.concat(frames, ignore_index=True) if frames
               else pd.DataFrame(columns=DISTRIBUTION_COLUMNS + meta_columns))
     if write:
