@@ -21,6 +21,7 @@ import importlib.metadata
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,7 +99,9 @@ def check_python() -> list[Finding]:
         install = (f"pip install --no-deps '{distributions[0]}>={minimum}'" if module == "aicssegmentation"
                    else f"pip install '{distributions[0]}>={minimum}'")
         try:
-            imported = importlib.import_module(module)
+            with warnings.catch_warnings():  # e.g. pgserver's XDG_RUNTIME_DIR notice: not a finding
+                warnings.simplefilter("ignore")
+                imported = importlib.import_module(module)
         except Exception as error:  # an installed but broken package raises anything
             if needed_for:
                 findings.append(Finding(True, f"{distributions[0]} is not installed (optional: "

@@ -134,7 +134,7 @@ def server_status(pgdata: str | os.PathLike) -> str:
     if not (pgdata / "PG_VERSION").exists():
         return f"no embedded server in {pgdata} yet (it is created on first use)"
     url = embedded_url(pgdata)
-    return f"running: {url}" if url else f"stopped ({pgdata})"
+    return f"running: {url.replace(':@', '@')}" if url else f"stopped ({pgdata})"
 
 
 def stop_server(pgdata: str | os.PathLike) -> bool:
