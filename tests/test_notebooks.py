@@ -26,8 +26,7 @@ from rna_localization.steps import DISTRIBUTIONS_FILE
 
 import oracles
 from datagen import write_dataset
-
-papermill = pytest.importorskip("papermill")
+from notebook_runner import execute_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "pipeline-notebooks"
@@ -49,11 +48,8 @@ ALL_NOTEBOOKS = _repository_notebooks()
 
 def _execute(notebook: str, output: Path, parameters: dict):
     """Run a notebook of pipeline-notebooks/ as Jupyter would (from its folder); return it executed."""
-    papermill.execute_notebook(
-        str(NOTEBOOKS / notebook), str(output), parameters=parameters,
-        kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False,
-    )
-    return nbformat.read(output, as_version=4)
+    return execute_notebook(NOTEBOOKS / notebook, output, parameters=parameters, cwd=NOTEBOOKS,
+                            sockets=output.parent / "kernel")
 
 
 def _outputs(notebook, source_start: str) -> list:

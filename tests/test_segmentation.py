@@ -34,6 +34,8 @@ from rna_localization.segmentation import (
     volume_to_voxels,
 )
 
+from notebook_runner import execute_notebook
+
 ROOT = Path(__file__).resolve().parents[1]
 FACE = ndimage.generate_binary_structure(3, 1)
 SPACING = np.asarray(synthetic.SPACING_UM)
@@ -402,17 +404,16 @@ def test_batch_script_runs(tmp_path, script, workflow):
 @pytest.mark.parametrize(("notebook", "workflow"), [("playground_rna.ipynb", "rna"),
                                                    ("playground_centrosomes.ipynb", "centrosomes")])
 def test_playground_notebook_runs_headless(tmp_path, notebook, workflow):
-    papermill = pytest.importorskip("papermill")
     sim = synthetic.simulate_image("tiny", rna_type="cen", cycle="nc14", seed=3,
                                    shape=(16, 96, 96))
     image = sim.rna if workflow == "rna" else sim.centrosomes
     tifffile.imwrite(tmp_path / "tiny.tif", image)
     out = tmp_path / "test-segmentations"
-    papermill.execute_notebook(
-        str(ROOT / "optimized-segmentation-notebooks" / notebook), str(tmp_path / notebook),
+    execute_notebook(
+        ROOT / "optimized-segmentation-notebooks" / notebook, tmp_path / notebook,
         parameters={"image_path": str(tmp_path / "tiny.tif"), "output_dir": str(out),
                     "params_file": str(tmp_path / "params.toml"), "min_volume_um3": 0.02},
-        kernel_name="python3", cwd=str(tmp_path), progress_bar=False,
+        cwd=tmp_path, sockets=tmp_path / "kernel",
     )
     params = load_params(tmp_path / "params.toml")
     assert params.workflow == workflow
