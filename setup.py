@@ -34,7 +34,8 @@ setup(
         # aicssegmentation itself is installed with --no-deps (see Makefile and README):
         # its declared dependencies pull napari, itk and a 2.7 GB environment.
         "notebooks": ["jupyterlab", "ipywidgets>=8", "papermill>=2.4", "ipykernel"],
-        "test": ["pytest>=7", "ruff>=0.5", "papermill>=2.4", "nbclient>=0.8", "nbformat>=5",
+        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5", "papermill>=2.4", "nbclient>=0.8",
+                 "nbformat>=5",
                  "ipykernel", "ipywidgets>=8"],
     },
     entry_points={"console_scripts": ["rna-localization = rna_localization.cli:main"]},
