@@ -158,32 +158,20 @@ def copy_frame(cursor, table: sql.Composable, frame: pd.DataFrame) -> None:
 # Binary COPY of object rows: ``name`` text, ``object_id`` integer, ``area`` bigint,
 # the rest double precision (see _STRUCTURE_COLUMNS). Sending binary doubles skips
 # formatting them as text in pandas and parsing them back in the server: 5x faster,
-# and the stored values are the same bits.
+# and the stored values are the same bits (NaN stays NaN).
 _BINARY_KINDS = {"object_id": ">i4", "area": ">i8"}
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 
 
-def _binary_ready(values: dict[str, np.ndarray]) -> bool:
-    """Whether object columns go by binary COPY unchanged: numbers, no NaN, int32 ids."""
-    if not all(v.dtype.kind in "iuf" for v in values.values()):
-        return False
-    if any(np.isnan(v).any() for v in values.values() if v.dtype.kind == "f"):
-        return False
-    ids = values["object_id"]
-    limits = np.iinfo(np.int32)
-    return ids.size == 0 or (ids.min() >= limits.min and ids.max() <= limits.max)
-
-
 def _copy_objects(cursor, structure: str, name: str, objects: pd.DataFrame) -> None:
-    """COPY one image's object rows into its structure table (binary when possible)."""
+    """COPY one image's object rows (:func:`~rna_localization.objects.measure_objects`) by binary COPY."""
     columns = list(OBJECT_COLUMNS)
     encoded = name.encode("utf-8")
     values = {c: objects[c].to_numpy() for c in columns}
-    if not (encoded and _binary_ready(values)):  # NaN → NULL, odd types: CSV and its checks
-        rows = objects[columns].copy()
-        rows.insert(0, "name", name)
-        copy_frame(cursor, sql.Identifier(structure), rows)
-        return
+    ids = values["object_id"]
+    if ids.size and (ids.min() < 1 or ids.max() > np.iinfo(np.int32).max):
+        msg = f"image {name!r}: object ids must be 1..2**31-1 (the table's integer column)."
+        raise ValueError(msg)
     fields = [("n_fields", ">i2"), ("name_size", ">i4"), ("name", f"S{len(encoded)}")]
     for column in columns:
         fields += [(f"{column}_size", ">i4"), (column, _BINARY_KINDS.get(column, ">f8"))]
