@@ -212,9 +212,10 @@ def _granule_estimates(db: Database, molecules: pd.DataFrame, objects: pd.DataFr
                             np.array(stored.labels.shape) - 1)
             found.append(pd.Series(stored.labels[tuple(index.T)], index=rows.index))
     granules["detected_id"] = pd.concat(found) if found else pd.Series(dtype=int)
-    estimates = objects.set_index(["name", "object_id"])["normalized_intensity"]
-    keys = list(zip(granules["name"], granules["detected_id"]))
-    granules["estimated_molecules"] = [estimates.get(k, np.nan) for k in keys]
+    granules = granules.merge(
+        objects[["name", "object_id", "normalized_intensity"]].rename(
+            columns={"object_id": "detected_id", "normalized_intensity": "estimated_molecules"}),
+        on=["name", "detected_id"], how="left")
     granules["relative_error"] = (granules["estimated_molecules"] / granules["true_molecules"] - 1).abs()
     summary = granules.groupby("rna_type").agg(
         granules=("true_molecules", "size"),
