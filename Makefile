@@ -27,6 +27,8 @@ test: install lint
 	$(BIN)/python -m pytest -ra
 
 bench: install
+	# Big-FISH, the detection benchmark's baseline (setup.py extra "bench").
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python -m benchmarks
 
 clean:

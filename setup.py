@@ -37,6 +37,7 @@ setup(
         "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5", "papermill>=2.4", "nbclient>=0.8",
                  "nbformat>=5",
                  "ipykernel", "ipywidgets>=8"],
+        "bench": ["big-fish-reloaded>=0.6"],
     },
     entry_points={"console_scripts": ["rna-localization = rna_localization.cli:main"]},
 )

@@ -20,7 +20,7 @@ from pathlib import Path
 from ._common import Section, machine_description
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["distances", "insert", "run", "workers", "segmentation"]
+BENCHMARKS = ["distances", "insert", "run", "workers", "segmentation", "detection"]
 
 
 def _demo_dataset(workdir: Path, quick: bool) -> Path:
@@ -144,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
                 section = bench_workers.run(dataset, workdir, n_images=4 if args.quick else 12,
                                            tile=1 if args.quick else 2,
                                            repeat=1 if args.quick else 2)
+            elif name == "detection":
+                from . import bench_detection
+
+                section = bench_detection.run(quick=args.quick)
             else:
                 section = _external_segmentation(args.quick)
             section.seconds = section.seconds or time.perf_counter() - start

@@ -24,9 +24,9 @@ __all__ = ["DemoReport", "compare_with_truth", "run_demo"]
 WORKFLOW_SEGMENTATIONS = "segmentations-workflow"
 
 #: Area range (voxels) of single molecules in the RNA workflow's masks at the demo's voxel size.
-#: Its masks are wider than the simulator's half-maximum ideal masks (10-40 voxels); read off the
+#: Its masks reach half of each spot's filtered peak, wider than the simulator's ideal masks (10-40 voxels); read off the
 #: area histogram of the dispersed RNA's objects, as a user would (old guide, section 4.5).
-WORKFLOW_SINGLE_MOLECULE_AREA = (30, 90)
+WORKFLOW_SINGLE_MOLECULE_AREA = (20, 55)
 
 #: The demo's database (on the embedded server of the demo folder, or RNA_LOCALIZATION_DATABASE_URL's).
 DEMO_DATABASE = "rna_localization_demo"

@@ -7,8 +7,10 @@
 3. the database (connect, ``SELECT 1``; no password written in ``database.url``);
 4. the data layout: the data directory, every structure's raw-data and
    segmentation folders, one segmentation per raw stack with the same 3D
-   shape, and the metadata CSV (readable, with the name column, naming only
-   existing images, holding the columns the config refers to).
+   shape, each segmentation plausible (some objects, not implausibly many,
+   no object filling the stack: :mod:`.segmentation.quality`), and the
+   metadata CSV (readable, with the name column, naming only existing
+   images, holding the columns the config refers to).
 
 Each check gives a :class:`Finding`: ok or a problem, what was found, and
 how to fix it.
@@ -158,6 +160,8 @@ def check_database(config) -> list[Finding]:
 
 def _check_structure(config, structure: str) -> tuple[list[Finding], set[str]]:
     from . import io
+    from .objects import label_objects
+    from .segmentation import quality
 
     data = config.data
     raw_folder, seg_folder = config.structure_dirs(structure)
@@ -177,7 +181,8 @@ def _check_structure(config, structure: str) -> tuple[list[Finding], set[str]]:
         return [Finding(False, f"{root} has no {data.segmentation_dir}/ folder",
                         f"run `rna-localization segment --structure {structure}` (or set "
                         f"data.segmentation_dir)")], set(names)
-    missing, unreadable, mismatched = [], [], []
+    missing, unreadable, mismatched, not_objects = [], [], [], []
+    implausible: dict[str, list[str]] = {}  # kind of problem: images
     for name in names:
         raw = io._find_tiff(raw_folder, name)
         segmentation = io._find_tiff(seg_folder, name + data.segmentation_file_suffix)
@@ -191,6 +196,22 @@ def _check_structure(config, structure: str) -> tuple[list[Finding], set[str]]:
             continue
         if shapes[0] != shapes[1]:
             mismatched.append(f"{name} ({shapes[0]} vs {shapes[1]})")
+            continue
+        try:  # one segmentation in memory at a time, labelled once
+            stack = io.read_stack(segmentation)
+        except ValueError as error:  # e.g. truncated pixel data behind a good header
+            unreadable.append(str(error))
+            continue
+        try:
+            labels = label_objects(stack)
+        except (ValueError, TypeError) as error:  # floats, negative labels
+            not_objects.append(f"{segmentation}: {error}")
+            continue
+        del stack
+        sizes = quality.object_sizes(labels)
+        for problem in quality._problems(sizes, labels.shape, config.spacing):
+            implausible.setdefault(problem.kind, []).append(name)
+        del labels
     findings = []
     if missing:
         findings.append(Finding(
@@ -201,6 +222,9 @@ def _check_structure(config, structure: str) -> tuple[list[Finding], set[str]]:
         ))
     for message in unreadable[:_SHOWN]:
         findings.append(Finding(False, message, "re-export the file as a single-channel 3D TIFF stack"))
+    for message in not_objects[:_SHOWN]:
+        findings.append(Finding(False, message, "save it as a mask (one non-zero value) or as a "
+                                                "label image of non-negative integers"))
     if mismatched:
         findings.append(Finding(False, f"{structure}: segmentation and raw stack differ in shape for "
                                        f"{_names(mismatched)}",
@@ -208,6 +232,22 @@ def _check_structure(config, structure: str) -> tuple[list[Finding], set[str]]:
     if not findings:
         findings.append(Finding(True, f"{structure}: {len(names)} raw stacks, each with a segmentation "
                                       f"of the same 3D shape"))
+    page = seg_folder / "qc" / "index.html"
+    fix = (f"check the voxel size ([scale] xy = {config.scale.xy}, z = {config.scale.z} in "
+           f"{config.source.name if config.source else 'pipeline.toml'}) and the raw stacks; tune "
+           f"the segmentation in a playground notebook (optimized-segmentation-notebooks/) and run "
+           f"`rna-localization segment --structure {structure} --workflow FILE --overwrite`"
+           + (f"; {page} shows every image" if page.is_file() else ""))
+    kinds = {
+        "empty": "with no objects",
+        "crowded": f"with implausibly many objects (more than {quality.MAX_OBJECTS_PER_UM3:g} "
+                   f"per µm³ of the stack)",
+        "huge": f"with one object over {quality.MAX_OBJECT_FRACTION:.0%} of the stack",
+    }
+    for kind, what in kinds.items():
+        if kind in implausible:
+            findings.append(Finding(False, f"{structure}: {len(implausible[kind])} segmentation(s) "
+                                           f"{what}: {_names(implausible[kind])}", fix))
     return findings, set(names)
 
 

@@ -1,4 +1,4 @@
-"""RNA and centrosome segmentation built on the Allen Cell Segmenter's functions.
+"""RNA and centrosome segmentation: spots found in units of each image's own noise.
 
 Tune in a playground notebook (:func:`rna_steps`, :func:`centrosome_steps` and
 :mod:`.display`), save the parameters (``RnaParams.save``), then segment a
@@ -12,6 +12,7 @@ from .batch import (
     workflow_for_structure,
     write_qc_page,
 )
+from .detection import find_spots, grow_objects, local_noise, noise_threshold, remove_background
 from .params import (
     WORKFLOWS,
     CentrosomeParams,
@@ -20,34 +21,46 @@ from .params import (
     microns_to_voxels,
     volume_to_voxels,
 )
+from .quality import (
+    MAX_OBJECT_FRACTION,
+    MAX_OBJECTS_PER_UM3,
+    ImplausibleSegmentationWarning,
+    check_object_sizes,
+    check_segmentation,
+    object_sizes,
+)
 from .workflows import (
     DEFAULT_SPACING,
     SegmentationSteps,
     centrosome_steps,
-    fill_holes,
-    normalize_intensity,
     rna_steps,
     segment,
     segment_centrosomes,
     segment_rna,
     separate_touching,
     size_filter,
-    smooth,
-    split_objects,
-    spot_filter,
 )
 
 __all__ = [
     "DEFAULT_SPACING",
+    "MAX_OBJECTS_PER_UM3",
+    "MAX_OBJECT_FRACTION",
     "WORKFLOWS",
     "CentrosomeParams",
+    "ImplausibleSegmentationWarning",
     "RnaParams",
     "SegmentationSteps",
     "centrosome_steps",
-    "fill_holes",
+    "check_object_sizes",
+    "check_segmentation",
+    "find_spots",
+    "grow_objects",
+    "local_noise",
+    "noise_threshold",
+    "remove_background",
     "load_params",
     "microns_to_voxels",
-    "normalize_intensity",
+    "object_sizes",
     "qc_overlay",
     "rna_steps",
     "segment",
@@ -57,9 +70,6 @@ __all__ = [
     "segment_structure",
     "separate_touching",
     "size_filter",
-    "smooth",
-    "spot_filter",
-    "split_objects",
     "volume_to_voxels",
     "workflow_for_structure",
     "write_qc_page",

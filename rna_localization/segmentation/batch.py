@@ -9,6 +9,8 @@ import html
 import json
 import multiprocessing
 import os
+import sys
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from urllib.parse import quote
@@ -18,15 +20,16 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from ..io import read_stack, stack_shape, write_stack
-from ..objects import normalize_spacing
+from ..objects import label_objects, normalize_spacing
 from .params import WORKFLOWS, load_params
+from .quality import ImplausibleSegmentationWarning, check_object_sizes, object_sizes
 from .workflows import DEFAULT_SPACING, segment
 
-__all__ = ["qc_overlay", "segment_folder", "segment_structure", "workflow_for_structure",
-           "write_qc_page"]
+__all__ = ["qc_overlay", "qc_problems", "segment_folder", "segment_structure",
+           "workflow_for_structure", "write_qc_page"]
 
 _TIFF = (".tif", ".tiff")
-_FACE = ndimage.generate_binary_structure(3, 1)
+_QC_CACHE = "objects.json"
 #: Largest side of a QC overlay, pixels; bigger projections are reduced by block maxima.
 QC_MAX_SIDE = 800
 
@@ -67,16 +70,41 @@ def _inputs(input_dir: Path) -> list[Path]:
     return files
 
 
+def _assess(segmentation: np.ndarray, spacing, name: str) -> tuple[int, list[str]]:
+    """(objects, problems) of a segmentation: one labelling for both."""
+    sizes = object_sizes(label_objects(segmentation))
+    return int(sizes.size), check_object_sizes(sizes, segmentation.shape, spacing=spacing, name=name)
+
+
 def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow: str, params,
-                 spacing) -> tuple[Path, int]:
-    """Worker: read, segment, write the mask (and the QC overlay). Returns (path, objects)."""
+                 spacing) -> tuple[Path, int, list[str]]:
+    """Worker: read, segment, write the mask (and the QC overlay).
+
+    Returns (path, objects, problems): the problems of
+    :func:`.quality.check_segmentation`, for the main process to warn about.
+    """
     image = read_stack(raw_path)
     mask = segment(image, workflow, params, spacing=spacing)
     write_stack(out_path, mask, spacing=spacing)
-    count = int(ndimage.label(mask, structure=_FACE)[1])
+    count, problems = _assess(mask, spacing, raw_path.stem)
     if qc_path is not None:
         _write_png(qc_path, qc_overlay(image, mask))
-    return out_path, count
+    return out_path, count, problems
+
+
+def _warn(problems: list[str]) -> None:
+    """One ImplausibleSegmentationWarning per problem, around any progress bar.
+
+    Shown every time (not once per message, Python's default), so a notebook
+    that segments the same image again hears about it again; a filter the
+    user set (e.g. "ignore") still wins.
+    """
+    if not problems:
+        return
+    with tqdm.external_write_mode(file=sys.stderr), warnings.catch_warnings():
+        warnings.filterwarnings("always", category=ImplausibleSegmentationWarning, append=True)
+        for problem in problems:
+            warnings.warn(ImplausibleSegmentationWarning(problem), stacklevel=3)
 
 
 def qc_overlay(image: np.ndarray, mask: np.ndarray, *, max_side: int = QC_MAX_SIDE) -> np.ndarray:
@@ -129,16 +157,18 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def write_qc_page(qc_dir: str | os.PathLike, entries: list[tuple[str, str, int | None]], *,
-                  title: str = "Segmentation QC") -> Path:
+def write_qc_page(qc_dir: str | os.PathLike, entries, *, title: str = "Segmentation QC") -> Path:
     """Write ``index.html`` showing QC overlays with their names.
 
     Parameters
     ----------
     qc_dir : path-like
         Folder holding the PNG files; the page is written there.
-    entries : list of (name, png file name, object count or None)
-        One per image, in display order.
+    entries : list of (name, png file name, object count or None[, problems])
+        One per image, in display order. ``problems``, optional, is a list of
+        sentences (:func:`.quality.check_segmentation`): each is shown in red
+        under the image, and the page says at the top how many images look
+        wrong, with links to them.
     title : str
         Page title.
 
@@ -149,23 +179,37 @@ def write_qc_page(qc_dir: str | os.PathLike, entries: list[tuple[str, str, int |
     """
     qc_dir = Path(qc_dir)
     qc_dir.mkdir(parents=True, exist_ok=True)
-    cards = []
-    for name, png, count in entries:
+    cards, flagged = [], []
+    for entry in entries:
+        name, png, count, *rest = entry
+        problems = list(rest[0]) if rest and rest[0] else []
         caption = html.escape(name) + (f" &middot; {count} objects" if count is not None else "")
         src = quote(png)
+        anchor = html.escape(quote(name, safe=""))
+        if problems:
+            flagged.append(f'<a href="#{anchor}">{html.escape(name)}</a>')
+        notes = "".join(f'<p class="problem">{html.escape(problem)}</p>' for problem in problems)
+        flag = ' class="flagged"' if problems else ""
         cards.append(
-            f'<figure><a href="{src}"><img src="{src}" alt="{html.escape(name)}" loading="lazy"></a>'
-            f"<figcaption>{caption}</figcaption></figure>"
+            f'<figure id="{anchor}"{flag}>'
+            f'<a href="{src}"><img src="{src}" alt="{html.escape(name)}" loading="lazy"></a>'
+            f"<figcaption>{caption}{notes}</figcaption></figure>"
         )
+    summary = (f'<p class="problem">{len(flagged)} of {len(entries)} images look wrong (in red '
+               f"below): {', '.join(flagged)}.</p>" if flagged else
+               "<p>No image looks implausible (no objects, far too many, or one huge object).</p>")
     page = (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>"
         "body{font-family:sans-serif;margin:1em;background:#111;color:#eee}"
         "main{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:12px}"
         "figure{margin:0}img{width:100%;image-rendering:pixelated;border:1px solid #444}"
+        "figure.flagged img{border:2px solid #f33}.problem{color:#f55;margin:2px 0;word-break:normal}"
+        "a{color:inherit}"
         "figcaption{font-size:0.9em;padding:2px 0;word-break:break-all}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>{len(entries)} images: maximum projection of the raw "
-        "stack, segmentation outlines in magenta. Click an image to enlarge it.</p><main>\n"
+        "stack, segmentation outlines in magenta. Click an image to enlarge it.</p>"
+        f"{summary}<main>\n"
         + "\n".join(cards)
         + "\n</main></body></html>\n"
     )
@@ -185,6 +229,12 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     resumes where it stopped (outputs are written atomically). With `qc`, a
     PNG overlay per image and ``output_dir/qc/index.html`` showing all of
     them are written too.
+
+    Each segmentation written is checked (:func:`.quality.check_segmentation`:
+    no objects, implausibly many, one huge object): every problem is an
+    :class:`.quality.ImplausibleSegmentationWarning` naming the image, and the
+    QC page flags those images, skipped ones included (:func:`qc_problems`
+    reads the flags back).
 
     Parameters
     ----------
@@ -229,7 +279,7 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     for i in todo:
         stack_shape(inputs[i])  # fail early, naming the file
     output_dir.mkdir(parents=True, exist_ok=True)
-    counts: dict[int, int] = {}
+    results: dict[int, tuple[int, list[str]]] = {}  # input index: (objects, problems)
     jobs = [(inputs[i], outputs[i], qc_dir / f"{inputs[i].stem}.png" if qc else None, workflow,
              params, spacing) for i in todo]
     n_workers = min(os.cpu_count() or 1 if workers == 0 else workers, max(len(jobs), 1))
@@ -237,56 +287,107 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     try:
         if n_workers <= 1:
             for i, job in zip(todo, jobs, strict=True):
-                counts[i] = _segment_one(*job)[1]
+                results[i] = _segment_one(*job)[1:]
+                _warn(results[i][1])
                 bar.update()
         else:
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
                 futures = {pool.submit(_segment_one, *job): i for i, job in zip(todo, jobs, strict=True)}
                 for future in as_completed(futures):
-                    counts[futures[future]] = future.result()[1]
+                    i = futures[future]
+                    results[i] = future.result()[1:]
+                    _warn(results[i][1])
                     bar.update()
     finally:
         bar.close()
     if qc:
-        _finish_qc(inputs, outputs, qc_dir, counts, workflow)
+        _finish_qc(inputs, outputs, qc_dir, results, workflow, spacing)
     return [outputs[i] for i in todo]
 
 
-def _finish_qc(inputs, outputs, qc_dir: Path, counts: dict[int, int], workflow: str) -> None:
+def _finish_qc(inputs, outputs, qc_dir: Path, results: dict[int, tuple[int, list[str]]],
+               workflow: str, spacing: tuple[float, ...]) -> None:
     """Make the overlays missing or stale for skipped images, then the page for all.
 
-    Object counts are cached in ``qc/objects.json`` with each mask's
-    modification time, so a re-run over a large data set does not read every
-    mask again; a mask changed since (e.g. edited by hand) gets a new overlay.
+    Object counts and problems are cached in ``qc/objects.json`` with each
+    mask's modification time (and the spacing the problems were judged
+    with), so a re-run over a large data set does not read every mask again;
+    a mask changed since (e.g. edited by hand) gets a new overlay.
     """
-    cache_path = qc_dir / "objects.json"
-    try:
-        cache = json.loads(cache_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        cache = {}
+    cache_path = qc_dir / _QC_CACHE
+    cache = _read_qc_cache(qc_dir)
     entries, fresh = [], {}
     for i, (raw, out) in enumerate(zip(inputs, outputs, strict=True)):
         if not out.exists():
             continue
         png = qc_dir / f"{raw.stem}.png"
         stamp = out.stat().st_mtime_ns
-        cached = cache.get(raw.stem, {})
-        if i in counts:
-            count = counts[i]
-        elif png.exists() and cached.get("mtime_ns") == stamp:
-            count = int(cached["objects"])
+        cached = cache.get(raw.stem)
+        cached = cached if isinstance(cached, dict) else {}
+        current = png.exists() and cached.get("mtime_ns") == stamp
+        if i in results:
+            count, problems = results[i]
+        elif current and cached.get("spacing") == list(spacing) and "problems" in cached:
+            count, problems = cached.get("objects"), list(cached["problems"])
         else:
             mask = read_stack(out)
-            count = int(ndimage.label(mask, structure=_FACE)[1])
-            _write_png(png, qc_overlay(read_stack(raw), mask))
-        fresh[raw.stem] = {"objects": count, "mtime_ns": stamp}
-        entries.append((raw.stem, png.name, count))
+            try:
+                count, problems = _assess(mask, spacing, raw.stem)
+            except (TypeError, ValueError) as error:  # e.g. a float mask saved by hand
+                count, problems = None, [f"{out.name} cannot be read as objects: {error}"]
+            if not current:
+                _write_png(png, qc_overlay(read_stack(raw), mask))
+        fresh[raw.stem] = {"objects": count, "problems": problems, "spacing": list(spacing),
+                           "mtime_ns": stamp}
+        entries.append((raw.stem, png.name, count, problems))
     qc_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_path.with_name(cache_path.name + ".part")
-    tmp.write_text(json.dumps(fresh, indent=1), encoding="utf-8")
+    tmp.write_text(json.dumps(fresh, indent=1, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, cache_path)
     write_qc_page(qc_dir, entries, title=f"Segmentation QC: {workflow}, {qc_dir.parent}")
+
+
+def _read_qc_cache(qc_dir: Path) -> dict:
+    try:
+        cache = json.loads((qc_dir / _QC_CACHE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def qc_problems(output_dir: str | os.PathLike) -> dict[str, list[str]]:
+    """The problems the last QC page of a segmentation folder shows, per image.
+
+    Parameters
+    ----------
+    output_dir : path-like
+        A folder :func:`segment_folder` wrote to with ``qc=True``.
+
+    Returns
+    -------
+    dict
+        Image name → its problems (sentences; empty when it looks plausible),
+        for every image on ``output_dir/qc/index.html``; empty when there is
+        no QC page.
+
+    Examples
+    --------
+    >>> wrong = {n: p for n, p in qc_problems("rna/segmentations").items() if p}  # doctest: +SKIP
+    """
+    return {name: list(entry.get("problems", []))
+            for name, entry in _read_qc_cache(Path(output_dir) / "qc").items()
+            if isinstance(entry, dict)}
+
+
+def _qc_summary(output_dir: str | os.PathLike) -> str:
+    """"2 of 20 images look wrong: see …/qc/index.html" (the end of a segment command's output)."""
+    problems = qc_problems(output_dir)
+    page = Path(output_dir) / "qc" / "index.html"
+    wrong = sum(bool(p) for p in problems.values())
+    if wrong:
+        return f"{wrong} of {len(problems)} images look wrong: see {page}"
+    return f"none of the {len(problems)} images looks wrong; review {page}"
 
 
 def _default_workflow(structure: str) -> str | None:
@@ -399,5 +500,5 @@ def script_main(workflow: str, argv=None, *, description: str = "") -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"{len(written)} segmentation(s) written to {args.output}; review {args.output}/qc/index.html")
+    print(f"{len(written)} segmentation(s) written to {args.output}; {_qc_summary(args.output)}")
     return 0

@@ -9,8 +9,8 @@ A parameter file names its workflow (``workflow = "rna"``), so the batch run
 knows what the playground tuned::
 
     workflow = "rna"
-    normalization = [3.0, 1000.0]
-    smoothing_sigma_um = 0.05
+    spot_sigma_um = [0.3, 0.11]
+    threshold = 0.0
     ...
 """
 
@@ -36,8 +36,6 @@ __all__ = [
     "volume_to_voxels",
 ]
 
-_SMOOTHING = ("3d", "slice_by_slice")
-_REFERENCES = ("background", "mean_std")
 
 
 def microns_to_voxels(length_um: float, spacing) -> np.ndarray:
@@ -95,36 +93,43 @@ def _doc(text: str, default: Any) -> Any:
     return field(default=default, metadata={"doc": text})
 
 
-#: Documentation of the fields both workflows share (shown in saved TOML files).
+#: Documentation of every parameter (written into saved TOML files).
 _DOCS = {
-    "normalization": (
-        "Auto-contrast [a, b]: centre - a*spread maps to 0 (lower values clipped) and\n"
-        "centre + b*spread to 1; centre and spread: see normalization_reference."
+    "spot_sigma_um": (
+        "[axial, lateral] Gaussian sigma of the detection filter, microns: a little under the\n"
+        "PSF's (~0.3, 0.1) for single molecules (separates neighbours better); larger for blobs."
     ),
-    "normalization_reference": (
-        '"background": centre and spread are the background level and noise (median, MAD),\n'
-        'so a cutoff means the same signal-to-noise in every image; "mean_std": mean and\n'
-        "standard deviation of the stack (aicssegmentation's auto-contrast)."
+    "background_ratio": (
+        "The smooth background removed is the image blurred by this many times the spot\n"
+        "sigma (axis by axis): everything broader than a spot."
     ),
-    "smoothing": (
-        'Gaussian smoothing "3d" or "slice_by_slice".'
+    "threshold": (
+        "Spots must exceed this many noise SDs of the filtered image; 0: automatic, from\n"
+        "false_positives_per_1000um3 (about 4.7 for single molecules)."
     ),
-    "smoothing_sigma_um": (
-        "Gaussian smoothing sigma, microns (0: none)."
+    "false_positives_per_1000um3": (
+        "With threshold = 0: expected false spots per 1000 cubic microns of pure noise."
     ),
-    "hole_max_um2": (
-        "Fill holes up to this area per z-slice, square microns (0: none)."
+    "noise_block_um": (
+        "The noise is measured in blocks of about [axial, lateral] microns, and interpolated."
+    ),
+    "floor": (
+        "No voxel below this many noise SDs joins an object."
+    ),
+    "mask_fraction": (
+        "Each object keeps the voxels where the filtered image reaches this fraction of\n"
+        "its peak (of its dimmest spot's, for spots merged into one object)."
+    ),
+    "split_saddle_ratio": (
+        "Touching objects are merged unless the filtered intensity between them dips below\n"
+        "this fraction of the dimmer one's peak (0: always merged, 1: never)."
+    ),
+    "granule_saddle_ratio": (
+        "The same next to a granule (a spot at least twice as bright as the median spot):\n"
+        "lower, so the lumpy image of a granule stays one object."
     ),
     "min_volume_um3": (
         "Remove objects of at most this volume, cubic microns (0: none)."
-    ),
-    "split_min_distance_um": (
-        "Seeded watershed: seeds are intensity maxima within a box of this half-width,\n"
-        "microns (0: no splitting)."
-    ),
-    "split_saddle_ratio": (
-        "Touching parts are merged back unless the intensity between them dips below\n"
-        "this fraction of the dimmer one's peak (0: always merged, 1: never)."
     ),
 }
 
@@ -150,48 +155,34 @@ class _Params:
             raise ValueError(msg)
 
     def _validate(self) -> None:
-        lower, upper = self.normalization
-        if not (math.isfinite(lower) and math.isfinite(upper) and lower >= 0 and upper > 0):
+        axial, lateral = self.spot_sigma_um
+        if not (math.isfinite(axial) and math.isfinite(lateral) and axial > 0 and lateral > 0):
             msg = (
-                f"{self.workflow} parameter normalization must be two numbers of standard "
-                f"deviations [below, above] the mean, >= 0 and > 0; got {list(self.normalization)}."
+                f"{self.workflow} parameter spot_sigma_um must be two positive microns "
+                f"[axial, lateral], e.g. [0.3, 0.1]; got {list(self.spot_sigma_um)}."
             )
             raise ValueError(msg)
-        if self.normalization_reference not in _REFERENCES:
+        if not (math.isfinite(self.background_ratio) and self.background_ratio > 1):
             msg = (
-                f"{self.workflow} parameter normalization_reference must be one of "
-                f"{list(_REFERENCES)}; got {self.normalization_reference!r}."
+                f"{self.workflow} parameter background_ratio must be a number > 1 (times the "
+                f"spot sigma; 2 is the default); got {self.background_ratio!r}."
             )
             raise ValueError(msg)
-        if self.smoothing not in _SMOOTHING:
+        self._positive("threshold", allow_zero=True)
+        self._positive("false_positives_per_1000um3")
+        if not all(math.isfinite(v) and v > 0 for v in self.noise_block_um):
             msg = (
-                f"{self.workflow} parameter smoothing must be one of {list(_SMOOTHING)}; "
-                f"got {self.smoothing!r}."
+                f"{self.workflow} parameter noise_block_um must be two positive microns "
+                f"[axial, lateral]; got {list(self.noise_block_um)}."
             )
             raise ValueError(msg)
-        self._positive("smoothing_sigma_um", allow_zero=True)
-        if not self.spot_filters:
-            msg = (
-                f"{self.workflow} parameter spot_filters must list at least one "
-                f"[sigma_um, cutoff] pair, e.g. [[0.1, 0.05]]; got []."
-            )
-            raise ValueError(msg)
-        for sigma, cutoff in self.spot_filters:
-            if not (math.isfinite(sigma) and sigma > 0 and math.isfinite(cutoff) and cutoff >= 0):
-                msg = (
-                    f"{self.workflow} parameter spot_filters holds [{sigma}, {cutoff}]: each pair "
-                    f"must be [sigma_um > 0, cutoff >= 0]."
-                )
-                raise ValueError(msg)
+        self._positive("floor", allow_zero=True)
         self._positive("min_volume_um3", allow_zero=True)
-        self._positive("hole_max_um2", allow_zero=True)
-        self._positive("split_min_distance_um", allow_zero=True)
-        if not 0 <= self.split_saddle_ratio <= 1:
-            msg = (
-                f"{self.workflow} parameter split_saddle_ratio must be between 0 and 1; "
-                f"got {self.split_saddle_ratio!r}."
-            )
-            raise ValueError(msg)
+        for name in ("mask_fraction", "split_saddle_ratio", "granule_saddle_ratio"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                msg = f"{self.workflow} parameter {name} must be between 0 and 1; got {value!r}."
+                raise ValueError(msg)
 
     # ------------------------------------------------------------------ TOML
     def to_dict(self) -> dict[str, Any]:
@@ -199,9 +190,7 @@ class _Params:
         values: dict[str, Any] = {"workflow": self.workflow}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "spot_filters":
-                value = [list(pair) for pair in value]
-            elif isinstance(value, tuple):
+            if isinstance(value, tuple):
                 value = list(value)
             values[f.name] = value
         return values
@@ -281,16 +270,6 @@ class _Params:
 
 def _normalize_value(name: str, value: Any, default: Any) -> Any:
     """Turn TOML lists into tuples and ints into floats, refusing wrong types."""
-    if name == "spot_filters":
-        try:
-            pairs = tuple((float(s), float(c)) for s, c in value)
-        except (TypeError, ValueError):
-            msg = (
-                f"parameter spot_filters must be a list of [sigma_um, cutoff] pairs, "
-                f"e.g. [[0.1, 0.05], [0.2, 0.03]]; got {value!r}."
-            )
-            raise ValueError(msg) from None
-        return pairs
     if isinstance(default, tuple):
         if (
             not isinstance(value, list | tuple)
@@ -343,110 +322,77 @@ def _read_toml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class RnaParams(_Params):
-    """Parameters of the RNA (smFISH) workflow; defaults for 100x spinning-disk stacks.
+class _DetectionParams(_Params):
+    """The fields of every workflow (one set of steps: see :mod:`.detection`)."""
 
-    Steps: auto-contrast normalization, Gaussian smoothing, multi-scale 3D
-    spot filter (scale-normalized Laplacian of Gaussian) thresholded at each
-    scale, 2D hole filling, size filter, then a seeded watershed that splits
-    touching objects whose brightest points lie at least
-    ``split_min_distance_um`` apart.
+    workflow: ClassVar[str] = ""
+
+    spot_sigma_um: tuple[float, float] = _doc(_DOCS["spot_sigma_um"], (0.22, 0.08))
+    background_ratio: float = _doc(_DOCS["background_ratio"], 2.0)
+    threshold: float = _doc(_DOCS["threshold"], 0.0)
+    false_positives_per_1000um3: float = _doc(_DOCS["false_positives_per_1000um3"], 1.0)
+    noise_block_um: tuple[float, float] = _doc(_DOCS["noise_block_um"], (1.0, 3.0))
+    floor: float = _doc(_DOCS["floor"], 2.0)
+    mask_fraction: float = _doc(_DOCS["mask_fraction"], 0.5)
+    split_saddle_ratio: float = _doc(_DOCS["split_saddle_ratio"], 0.8)
+    granule_saddle_ratio: float = _doc(_DOCS["granule_saddle_ratio"], 0.5)
+    min_volume_um3: float = _doc(_DOCS["min_volume_um3"], 0.0)
+
+
+@dataclass(frozen=True)
+class RnaParams(_DetectionParams):
+    """Parameters of the RNA (smFISH) workflow: single molecules and granules.
+
+    The defaults work on real widefield and confocal smFISH without tuning:
+    the threshold is set in each image's own noise (see
+    :mod:`rna_localization.segmentation.detection`).
 
     Attributes
     ----------
-    normalization : (float, float)
-        ``[a, b]``: ``centre - a·spread`` maps to 0 and ``centre + b·spread``
-        to 1 (aicssegmentation's auto-contrast).
-    normalization_reference : {"background", "mean_std"}
-        ``"background"``: centre and spread are the background level and
-        noise (median and 1.4826·MAD), and bright voxels are not clipped, so a
-        cutoff means the same signal-to-noise in every image whatever its
-        number of granules. ``"mean_std"``: the stack's mean and standard
-        deviation, clipped to [0, 1], exactly aicssegmentation's.
-    smoothing : {"3d", "slice_by_slice"}
-        Gaussian smoothing in 3D or in each z-slice.
-    smoothing_sigma_um : float
-        Gaussian sigma, microns; 0 turns smoothing off.
-    spot_filters : tuple of (float, float)
-        ``(sigma_um, cutoff)`` pairs: the spot filter at each sigma (microns,
-        ~ spot radius / √3) is thresholded at its cutoff (normalized units)
-        and the results are united. A small sigma finds single molecules, a
-        larger one keeps granules whole.
-    hole_max_um2 : float
-        Holes up to this area (µm², per z-slice) are filled; 0: no filling.
+    spot_sigma_um : (float, float)
+        ``[axial, lateral]`` Gaussian sigma of a molecule's image, µm.
+    background_ratio : float
+        Scale of the smooth background removed, in spot sigmas (> 1).
+    threshold : float
+        Noise SDs a spot must exceed; 0: automatic from
+        `false_positives_per_1000um3`.
+    false_positives_per_1000um3 : float
+        Expected false spots per 1,000 µm³ of pure noise (automatic threshold).
+    noise_block_um : (float, float)
+        ``[axial, lateral]`` size of the blocks the noise is measured in, µm.
+    floor : float
+        Noise SDs below which no voxel joins an object.
+    mask_fraction : float
+        Fraction of its own peak an object's mask reaches down to.
+    split_saddle_ratio : float
+        Touching objects merge unless the intensity dips below this fraction
+        of the dimmer one's peak.
+    granule_saddle_ratio : float
+        The same next to a granule (a spot at least twice as bright as the
+        image's median spot).
     min_volume_um3 : float
         Objects of at most this volume (µm³) are removed; 0: keep all.
-    split_min_distance_um : float
-        Seeded watershed: seeds are the smoothed intensity's maxima within a
-        box of this half-width (microns); 0: no splitting.
-    split_saddle_ratio : float
-        Touching watershed basins are merged back unless the intensity
-        between them dips below this fraction of the dimmer one's peak.
     """
 
     workflow: ClassVar[str] = "rna"
 
-    normalization: tuple[float, float] = _doc(_DOCS["normalization"], (3.0, 1000.0))
-    normalization_reference: str = _doc(_DOCS["normalization_reference"], "background")
-    smoothing: str = _doc(_DOCS["smoothing"], "3d")
-    smoothing_sigma_um: float = _doc(_DOCS["smoothing_sigma_um"], 0.05)
-    spot_filters: tuple[tuple[float, float], ...] = _doc(
-        "3D spot filter (scale-normalized LoG): [sigma_um, cutoff] pairs, results united.\n"
-        "sigma ~ spot radius / sqrt(3); a lower cutoff finds more, fatter spots.",
-        ((0.1, 0.04),),
-    )
-    hole_max_um2: float = _doc(_DOCS["hole_max_um2"], 0.05)
-    min_volume_um3: float = _doc(_DOCS["min_volume_um3"], 0.005)
-    split_min_distance_um: float = _doc(_DOCS["split_min_distance_um"], 0.15)
-    split_saddle_ratio: float = _doc(_DOCS["split_saddle_ratio"], 0.9)
-
 
 @dataclass(frozen=True)
-class CentrosomeParams(_Params):
-    """Parameters of the centrosome workflow; defaults for 100x spinning-disk stacks.
+class CentrosomeParams(_DetectionParams):
+    """Parameters of the centrosome workflow: compact blobs of ~0.3–1 µm.
 
-    Steps: auto-contrast normalization, Gaussian smoothing, 3D spot filter
-    tuned to compact blobs of ~0.3–1.5 µm, 2D hole filling, size filter, then
-    a seeded watershed seeded at the smoothed image's maxima at least
-    ``split_min_distance_um`` apart, so the two centrosomes of a pair stay
-    apart even when their blurred images touch.
-
-    Attributes
-    ----------
-    normalization, normalization_reference
-        See :class:`RnaParams`.
-    smoothing : {"3d", "slice_by_slice"}
-        Gaussian smoothing in 3D or in each z-slice.
-    smoothing_sigma_um : float
-        Gaussian sigma, microns; 0 turns smoothing off.
-    spot_filters : tuple of (float, float)
-        ``(sigma_um, cutoff)`` pairs, see :class:`RnaParams`.
-    hole_max_um2 : float
-        Holes up to this area (µm², per z-slice) are filled; 0: no filling.
-    min_volume_um3 : float
-        Objects of at most this volume (µm³) are removed; 0: keep all.
-    split_min_distance_um : float
-        Seeds of the watershed are maxima within a box of this half-width
-        (microns); 0: no splitting.
-    split_saddle_ratio : float
-        See :class:`RnaParams`.
+    The same steps and fields as :class:`RnaParams`, with a larger spot, a
+    broader background, half-maximum masks and a lower saddle ratio, so the
+    two centrosomes of a pair stay apart even when their blurred images touch.
     """
 
     workflow: ClassVar[str] = "centrosomes"
 
-    normalization: tuple[float, float] = _doc(_DOCS["normalization"], (2.0, 40.0))
-    normalization_reference: str = _doc(_DOCS["normalization_reference"], "background")
-    smoothing: str = _doc(_DOCS["smoothing"], "3d")
-    smoothing_sigma_um: float = _doc(_DOCS["smoothing_sigma_um"], 0.065)
-    spot_filters: tuple[tuple[float, float], ...] = _doc(
-        "3D spot filter (scale-normalized LoG): [sigma_um, cutoff] pairs, results united.\n"
-        "sigma ~ blob radius / sqrt(3); a lower cutoff finds more, fatter blobs.",
-        ((0.2, 0.04),),
-    )
-    hole_max_um2: float = _doc(_DOCS["hole_max_um2"], 0.2)
-    min_volume_um3: float = _doc(_DOCS["min_volume_um3"], 0.01)
-    split_min_distance_um: float = _doc(_DOCS["split_min_distance_um"], 0.3)
+    spot_sigma_um: tuple[float, float] = _doc(_DOCS["spot_sigma_um"], (0.35, 0.2))
+    false_positives_per_1000um3: float = _doc(_DOCS["false_positives_per_1000um3"], 0.1)
+    mask_fraction: float = _doc(_DOCS["mask_fraction"], 0.5)
     split_saddle_ratio: float = _doc(_DOCS["split_saddle_ratio"], 0.5)
+    min_volume_um3: float = _doc(_DOCS["min_volume_um3"], 0.01)
 
 
 #: Parameter class of each workflow name.

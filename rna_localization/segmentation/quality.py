@@ -1,0 +1,182 @@
+"""Is a segmentation plausible? Cheap checks that catch a wrong run before the analysis.
+
+A segmentation is flagged when it has no object at all, implausibly many
+objects for the stack's volume (noise picked up), or one object that fills a
+large part of the stack (background or a merged mass). Each problem is a
+sentence that names the image and says what to do. Pure array code: nothing
+here reads files; :func:`.batch.segment_folder` and ``rna-localization
+doctor`` call it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..objects import label_objects, normalize_spacing
+
+__all__ = [
+    "MAX_OBJECTS_PER_UM3",
+    "MAX_OBJECT_FRACTION",
+    "ImplausibleSegmentationWarning",
+    "check_object_sizes",
+    "check_segmentation",
+    "object_sizes",
+]
+
+#: More objects than this per µm³ of the stack is implausible. Diffraction-limited
+#: spots (about 0.2 × 0.2 × 0.6 µm) this dense would be about 0.8 µm apart over the
+#: whole stack, background included: such a segmentation is picking up noise.
+MAX_OBJECTS_PER_UM3 = 2.0
+#: One object larger than this fraction of the stack's voxels is implausible: RNA
+#: spots, granules and centrosomes are tiny; such an object is background or
+#: many structures merged.
+MAX_OBJECT_FRACTION = 0.05
+
+
+class ImplausibleSegmentationWarning(UserWarning):
+    """A segmentation that is probably wrong: no objects, far too many, or one huge object.
+
+    Issued by :func:`.batch.segment_folder` once per problem, with the sentence
+    of :func:`check_segmentation` as its message. Silence it with
+    ``warnings.simplefilter("ignore", ImplausibleSegmentationWarning)``.
+    """
+
+
+class _Problem(NamedTuple):
+    """One implausibility: ``kind`` is "empty", "crowded" or "huge"; ``text`` the sentence."""
+
+    kind: str
+    text: str
+
+
+def object_sizes(label_image: np.ndarray) -> np.ndarray:
+    """Voxels of each object of a label image, in label order.
+
+    Parameters
+    ----------
+    label_image : (Z, Y, X) ndarray of int
+        0 is background (see :func:`rna_localization.objects.label_objects`).
+
+    Returns
+    -------
+    (n_objects,) ndarray of int64
+        One entry per label present (labels need not be consecutive).
+    """
+    labels = np.asarray(label_image)
+    largest = int(labels.max()) if labels.size else 0
+    if largest == 0:
+        return np.zeros(0, np.int64)
+    if largest <= labels.size:  # masks, and ordinary label images: one pass, no sort
+        counts = np.bincount(labels.ravel(), minlength=largest + 1)[1:]
+        return counts[counts > 0].astype(np.int64)
+    return np.unique(labels[labels != 0], return_counts=True)[1].astype(np.int64)
+
+
+def _fix(spacing: np.ndarray, *, stack: str = "", tune: str = "") -> str:
+    voxel = ", ".join(f"{axis} {s:g}" for axis, s in zip("zyx", spacing))
+    return (f"Check the voxel size ({voxel} µm) and the raw stack{stack}; tune the parameters "
+            f"in the playground notebook{tune} and segment again.")
+
+
+def _problems(sizes, shape, spacing, name: str = "") -> list[_Problem]:
+    sizes = np.asarray(sizes, dtype=np.int64)
+    spacing = normalize_spacing(spacing)
+    voxel_um3 = float(np.prod(spacing))
+    n_voxels = int(np.prod(shape))
+    stack_um3 = n_voxels * voxel_um3
+    what = f"The segmentation of {name}" if name else "The segmentation"
+    if sizes.size == 0:
+        return [_Problem("empty", f"{what} has no objects. {_fix(spacing, stack=' (is the signal there?)')}")]
+    problems = []
+    density = sizes.size / stack_um3
+    if density > MAX_OBJECTS_PER_UM3:
+        problems.append(_Problem(
+            "crowded",
+            f"{what} has {sizes.size} objects in {stack_um3:.3g} µm³ ({density:.3g} per µm³; "
+            f"more than {MAX_OBJECTS_PER_UM3:g} per µm³ is implausible): probably noise. "
+            + _fix(spacing, tune=" (e.g. a higher spot-filter cutoff or min_volume_um3)"),
+        ))
+    largest = int(sizes.max())
+    fraction = largest / n_voxels
+    if fraction > MAX_OBJECT_FRACTION:
+        problems.append(_Problem(
+            "huge",
+            f"{what} has one object of {largest} voxels ({largest * voxel_um3:.3g} µm³), "
+            f"{fraction:.1%} of the stack (more than {MAX_OBJECT_FRACTION:.0%} is implausible): "
+            f"probably background or many structures merged. "
+            + _fix(spacing, tune=" (e.g. a higher normalization or spot-filter cutoff)"),
+        ))
+    return problems
+
+
+def check_object_sizes(sizes, shape, *, spacing, name: str = "") -> list[str]:
+    """:func:`check_segmentation` from object sizes already measured.
+
+    For callers that have labelled the segmentation anyway, so it is not
+    labelled twice.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Voxels of each object (:func:`object_sizes`).
+    shape : tuple of 3 int
+        The stack's shape.
+    spacing : float or sequence of 3 floats
+        Microns per voxel (z, y, x).
+    name : str
+        Image name, put in the sentences.
+
+    Returns
+    -------
+    list of str
+        One sentence per problem; empty when the segmentation looks plausible.
+    """
+    return [problem.text for problem in _problems(sizes, shape, spacing, name)]
+
+
+def check_segmentation(segmentation: np.ndarray, *, spacing, name: str = "") -> list[str]:
+    """Say why a segmentation looks wrong, if it does.
+
+    Objects are those of :func:`rna_localization.objects.label_objects`: the
+    face-connected (6-connected) components of a mask, the labels of a label
+    image. A segmentation is implausible when it has
+
+    - no objects;
+    - more than :data:`MAX_OBJECTS_PER_UM3` objects per µm³ of the stack;
+    - one object larger than :data:`MAX_OBJECT_FRACTION` of the stack's voxels.
+
+    Parameters
+    ----------
+    segmentation : (Z, Y, X) ndarray of bool or integers
+        Mask or label image.
+    spacing : float or sequence of 3 floats
+        Microns per voxel (z, y, x).
+    name : str
+        Image name, put in the sentences.
+
+    Returns
+    -------
+    list of str
+        One sentence per problem, naming the image and saying what to do;
+        empty when the segmentation looks plausible.
+
+    See Also
+    --------
+    ImplausibleSegmentationWarning : how :func:`.batch.segment_folder` reports them.
+
+    Examples
+    --------
+    >>> mask = np.zeros((8, 64, 64), np.uint8)
+    >>> check_segmentation(mask, spacing=(0.2, 0.065, 0.065), name="embryo1")[0][:44]
+    'The segmentation of embryo1 has no objects. '
+    >>> mask[4, 30:33, 30:33] = 255  # one spot: plausible
+    >>> check_segmentation(mask, spacing=(0.2, 0.065, 0.065), name="embryo1")
+    []
+    >>> mask[:, :16, :] = 255  # and a slab, a quarter of the stack
+    >>> print(check_segmentation(mask, spacing=(0.2, 0.065, 0.065))[0].split(" (more")[0])
+    The segmentation has one object of 8192 voxels (6.92 µm³), 25.0% of the stack
+    """
+    labels = label_objects(segmentation)
+    return check_object_sizes(object_sizes(labels), labels.shape, spacing=spacing, name=name)

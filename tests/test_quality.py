@@ -1,0 +1,263 @@
+"""Implausible segmentations (no objects, far too many, one huge object) are said, not silent.
+
+The check itself on arrays; then where it is reported: warnings of ``segment_folder``,
+the QC page (also for images skipped on a re-run), the ``segment`` command's output,
+and ``doctor``. Every file is a real TIFF written with the package's own writer.
+"""
+
+from __future__ import annotations
+
+import doctest
+import html
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from test_doctor import _find
+
+from rna_localization import io
+from rna_localization.doctor import diagnose
+from rna_localization.objects import label_objects
+from rna_localization.segmentation import (
+    MAX_OBJECT_FRACTION,
+    MAX_OBJECTS_PER_UM3,
+    ImplausibleSegmentationWarning,
+    check_segmentation,
+    object_sizes,
+    quality,
+    segment_folder,
+)
+from rna_localization.segmentation.batch import qc_problems
+
+from datagen import random_blobs
+
+SPACING = (0.2, 0.065, 0.065)
+SHAPE = (8, 64, 64)
+
+
+# ------------------------------------------------------------------ masks and stacks
+def _normal(shape=SHAPE, seed=0):
+    """A dozen small blobs: what a segmentation should look like."""
+    return random_blobs(np.random.default_rng(seed), shape, 12, (1.5, 3.0))
+
+
+def _empty(shape=SHAPE):
+    return np.zeros(shape, np.uint8)
+
+
+def _huge(shape=SHAPE):
+    """A few small blobs and one slab of a quarter of the stack."""
+    mask = _normal(shape)
+    mask[:, : shape[1] // 4, :] = 255
+    return mask
+
+
+def _crowded(shape=SHAPE):
+    """Isolated voxels, none sharing a face: half the stack, each one an object."""
+    z, y, x = np.indices(shape)
+    return np.where((z + y + x) % 2 == 0, 255, 0).astype(np.uint8)
+
+
+def _raw(shape, spacing, *, spots=True, seed=0):
+    """A raw stack: a flat background, and with `spots` bright blobs of ~0.12 µm (xy) in Poisson noise."""
+    if not spots:
+        return np.full(shape, 500, np.uint16)
+    rng = np.random.default_rng(seed)
+    image = rng.poisson(500, shape).astype(np.float64)
+    z, y, x = np.indices(shape)
+    sigma = np.array([0.25, 0.12, 0.12]) / np.asarray(spacing)  # voxels
+    margin = np.minimum(np.ceil(2 * sigma).astype(int), np.array(shape) // 2 - 1)
+    for _ in range(4):
+        c = [rng.integers(m, n - m) for m, n in zip(margin, shape)]
+        image += 3000 * np.exp(-0.5 * (((z - c[0]) / sigma[0]) ** 2 + ((y - c[1]) / sigma[1]) ** 2
+                                       + ((x - c[2]) / sigma[2]) ** 2))
+    return image.astype(np.uint16)
+
+
+# ------------------------------------------------------------------ the check
+def test_a_normal_segmentation_is_plausible():
+    assert check_segmentation(_normal(), spacing=SPACING, name="embryo") == []
+
+
+def test_no_objects_is_said_with_the_image_and_what_to_do():
+    (problem,) = check_segmentation(_empty(), spacing=SPACING, name="embryo_7")
+    assert problem.startswith("The segmentation of embryo_7 has no objects.")
+    assert "voxel size (z 0.2, y 0.065, x 0.065 µm)" in problem
+    assert "playground notebook" in problem
+
+
+def test_one_huge_object_is_said_with_its_size():
+    mask = _huge()
+    voxels = SHAPE[0] * (SHAPE[1] // 4) * SHAPE[2] + int(np.count_nonzero(mask[:, SHAPE[1] // 4, :]))
+    largest = int(object_sizes(label_objects(mask)).max())
+    assert largest >= voxels  # the slab, with any blob touching it
+    (problem,) = check_segmentation(mask, spacing=SPACING, name="embryo")
+    um3 = largest * np.prod(SPACING)
+    assert f"one object of {largest} voxels ({um3:.3g} µm³), {largest / mask.size:.1%} of the stack" in problem
+    assert "more than 5% is implausible" in problem
+    assert "playground notebook" in problem
+
+
+def test_implausibly_many_objects_are_said_with_the_density():
+    mask = _crowded()
+    n = mask.size // 2
+    (problem,) = check_segmentation(mask, spacing=SPACING, name="embryo")
+    volume = mask.size * np.prod(SPACING)
+    assert f"has {n} objects in {volume:.3g} µm³ ({n / volume:.3g} per µm³" in problem
+    assert "more than 2 per µm³ is implausible" in problem
+
+
+def test_the_limits_are_the_documented_constants():
+    # 4 x 8 x 8 voxels of 0.5 µm: 32 µm³, so 64 objects at most; 256 voxels, so objects of 12 at most.
+    shape, spacing = (4, 8, 8), 0.5
+    volume = np.prod(shape) * spacing**3
+    isolated = np.flatnonzero(_crowded(shape).ravel())
+    most = int(MAX_OBJECTS_PER_UM3 * volume)
+    assert most == 64
+    for n, flagged in ((most, False), (most + 1, True)):
+        mask = np.zeros(shape, np.uint8)
+        mask.ravel()[isolated[:n]] = 255
+        assert bool(check_segmentation(mask, spacing=spacing)) == flagged, n
+    biggest = int(MAX_OBJECT_FRACTION * np.prod(shape))
+    assert biggest == 12
+    for n, flagged in ((biggest, False), (biggest + 1, True)):
+        mask = np.zeros(shape, np.uint8)
+        mask.ravel()[:n] = 255  # one run along x, then the next row: one object
+        assert bool(check_segmentation(mask, spacing=spacing)) == flagged, n
+
+
+def test_objects_follow_label_objects_masks_by_faces_label_images_by_labels():
+    mask = np.zeros((2, 4, 4), np.uint8)
+    mask[0, 0, 0] = mask[1, 1, 1] = 255  # touching by a corner only: two objects
+    np.testing.assert_array_equal(object_sizes(label_objects(mask)), [1, 1])
+    labels = np.zeros((2, 4, 4), np.int32)
+    labels[0, 0, :2] = 3
+    labels[0, 0, 2:] = 2_000_000_000  # touching labels, one far beyond the voxel count
+    labels[1, 3, 3] = 3  # label 3 in two pieces is still one object
+    np.testing.assert_array_equal(object_sizes(label_objects(labels)), [3, 2])
+    assert object_sizes(np.zeros((2, 2, 2), np.int32)).size == 0
+
+
+def test_the_docstring_example_runs():
+    assert issubclass(ImplausibleSegmentationWarning, UserWarning)
+    result = doctest.testmod(quality, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 5
+    assert result.failed == 0
+
+
+# ------------------------------------------------------------------ segment_folder and the QC page
+def _qc_page(folder) -> str:
+    return html.unescape((folder / "qc" / "index.html").read_text(encoding="utf-8"))
+
+
+def test_segment_folder_warns_about_an_empty_segmentation_and_the_qc_page_flags_it(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "seg"
+    io.write_stack(raw / "flat_embryo.tif", _raw(SHAPE, SPACING, spots=False), spacing=SPACING)
+    io.write_stack(raw / "spots_embryo.tif", _raw(SHAPE, SPACING), spacing=SPACING)
+    with pytest.warns(ImplausibleSegmentationWarning, match="flat_embryo") as record:
+        segment_folder(raw, out, workflow="rna", spacing=SPACING, workers=2)
+    messages = [str(w.message) for w in record if w.category is ImplausibleSegmentationWarning]
+    assert messages == [check_segmentation(_empty(), spacing=SPACING, name="flat_embryo")[0]]
+    assert io.read_stack(out / "spots_embryo_seg.tif").any()
+    page = _qc_page(out)
+    assert "1 of 2 images look wrong" in page
+    assert messages[0] in page
+    assert page.count('class="flagged"') == 1
+    assert qc_problems(out) == {"flat_embryo": messages, "spots_embryo": []}
+
+    # A re-run skips both: no warning, and the page still flags the image (from the cache).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImplausibleSegmentationWarning)
+        assert segment_folder(raw, out, workflow="rna", spacing=SPACING) == []
+    assert messages[0] in _qc_page(out)
+    cache = json.loads((out / "qc" / "objects.json").read_text(encoding="utf-8"))
+    assert cache["flat_embryo"]["problems"] == messages
+
+    # Masks edited by hand are judged again: fixed, flat_embryo is no longer flagged; emptied,
+    # spots_embryo is.
+    io.write_stack(out / "flat_embryo_seg.tif", _normal(), spacing=SPACING)
+    io.write_stack(out / "spots_embryo_seg.tif", _empty(), spacing=SPACING)
+    segment_folder(raw, out, workflow="rna", spacing=SPACING)
+    assert qc_problems(out)["flat_embryo"] == []
+    assert qc_problems(out)["spots_embryo"][0].startswith("The segmentation of spots_embryo has no")
+    assert "1 of 2 images look wrong" in _qc_page(out)
+
+
+def test_qc_page_flags_every_kind_of_problem_of_masks_left_by_hand(tmp_path):
+    """Masks already there (skipped) are judged from the files: huge, crowded, normal."""
+    raw, out = tmp_path / "raw", tmp_path / "seg"
+    masks = {"huge": _huge(), "crowded": _crowded(), "normal": _normal()}
+    for name, mask in masks.items():
+        io.write_stack(raw / f"{name}.tif", _raw(SHAPE, SPACING), spacing=SPACING)
+        io.write_stack(out / f"{name}_seg.tif", mask, spacing=SPACING)
+    assert segment_folder(raw, out, workflow="rna", spacing=SPACING) == []
+    problems = qc_problems(out)
+    assert "one object of" in problems["huge"][0]
+    assert "objects in" in problems["crowded"][0]
+    assert problems["normal"] == []
+    page = _qc_page(out)
+    assert "2 of 3 images look wrong" in page
+    assert page.count('class="flagged"') == 2
+
+
+def test_segment_command_shows_the_warnings_and_a_summary(dataset):
+    """``rna-localization segment`` in its own process, as a user runs it."""
+    root = dataset.parent
+    shape = io.stack_shape(root / "rna" / "raw-data" / "img_00.tif")
+    spacing = (0.3, 0.1, 0.1)  # the data set's [scale]
+    for i, name in enumerate(("img_00", "img_01", "img_02", "img_03")):
+        io.write_stack(root / "rna" / "raw-data" / f"{name}.tif",
+                       _raw(shape, spacing, spots=name != "img_02", seed=i), spacing=spacing)
+    done = subprocess.run(
+        [sys.executable, "-m", "rna_localization.cli", "segment", "--config", str(dataset),
+         "--structure", "rna", "--overwrite"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning: The segmentation of img_02 has no objects." in done.stderr
+    assert done.stderr.count("warning: ") == 1, done.stderr
+    page = root / "rna" / "segmentations" / "qc" / "index.html"
+    assert done.stdout.strip().splitlines()[-1] == (
+        f"rna: 4 segmentation(s) written; 1 of 4 images look wrong: see {page}")
+
+
+# ------------------------------------------------------------------ doctor
+def _write_segmentation(dataset, name, mask):
+    io.write_stack(dataset.parent / "rna" / "segmentations" / f"{name}_seg.tif", mask,
+                   spacing=(0.3, 0.1, 0.1))
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        (_empty, r"^rna: 1 segmentation\(s\) with no objects: img_01$"),
+        (_huge, r"^rna: 1 segmentation\(s\) with one object over 5% of the stack: img_01$"),
+        (_crowded, r"^rna: 1 segmentation\(s\) with implausibly many objects \(more than 2 per "
+                   r"µm³ of the stack\): img_01$"),
+    ],
+)
+def test_doctor_names_implausible_segmentations_with_the_fix(dataset, make, what):
+    shape = io.stack_shape(dataset.parent / "rna" / "raw-data" / "img_01.tif")
+    _write_segmentation(dataset, "img_01", make(shape))
+    findings = diagnose(dataset, database=False)
+    finding = _find(findings, what)
+    assert not finding.ok
+    assert "voxel size ([scale] xy = 0.1, z = 0.3 in pipeline.toml)" in finding.fix
+    assert "playground notebook" in finding.fix
+    assert "rna-localization segment --structure rna --workflow FILE --overwrite" in finding.fix
+    assert [f.what for f in findings if not f.ok] == [finding.what]  # the other images are fine
+    assert _find(findings, r"^rna: 4 raw stacks, each with a segmentation").ok
+
+
+def test_doctor_lists_every_image_of_a_kind_and_a_float_segmentation(dataset):
+    shape = io.stack_shape(dataset.parent / "rna" / "raw-data" / "img_00.tif")
+    for name in ("img_00", "img_03"):
+        _write_segmentation(dataset, name, _empty(shape))
+    _write_segmentation(dataset, "img_01", np.where(_normal(shape) > 0, 0.9, 0.0).astype(np.float32))
+    findings = diagnose(dataset, database=False)
+    assert not _find(findings, r"^rna: 2 segmentation\(s\) with no objects: img_00, img_03$").ok
+    floats = _find(findings, r"img_01_seg\.tif: segmentation must hold integers")
+    assert "label image" in floats.fix
