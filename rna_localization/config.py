@@ -107,9 +107,16 @@ class DistancesConfig:
     workers: int = 0
 
 
+#: normalization.method values.
+NORMALIZATION_METHODS = ("aperture", "total")
+#: distribution.distance values.
+DISTANCE_KINDS = ("centroid", "voxel")
+
+
 @dataclass(frozen=True)
 class NormalizationConfig:
     structure: str = "rna"
+    method: str = "aperture"
     lower_threshold: float = 10
     upper_threshold: float = 40
     granule_threshold: float = 4
@@ -120,6 +127,7 @@ class NormalizationConfig:
 class DistributionConfig:
     distance_threshold: float | None | ThresholdTable = 5.0
     step_size: float = 0.05
+    distance: str = "centroid"
     output_dir: str = "output"
 
 
@@ -267,6 +275,20 @@ class Config:
             msg = f"distances.workers must be >= 0 (0: one per core); got {self.distances.workers}."
             raise ValueError(msg)
         n = self.normalization
+        if self.distribution.distance not in DISTANCE_KINDS:
+            msg = (
+                f"distribution.distance must be one of {list(DISTANCE_KINDS)} (\"centroid\": from "
+                f"each object's background-subtracted intensity centroid; \"voxel\": from its "
+                f"nearest voxel, the old pipeline's); got {self.distribution.distance!r}."
+            )
+            raise ValueError(msg)
+        if n.method not in NORMALIZATION_METHODS:
+            msg = (
+                f"normalization.method must be one of {list(NORMALIZATION_METHODS)} "
+                f"(\"aperture\": background-subtracted matched apertures; \"total\": the old "
+                f"pipeline's raw sums); got {n.method!r}."
+            )
+            raise ValueError(msg)
         if not 0 <= n.lower_threshold <= n.upper_threshold:
             msg = (
                 f"normalization thresholds must satisfy 0 <= lower_threshold <= "

@@ -10,6 +10,9 @@ import pandas as pd
 
 __all__ = [
     "DISTRIBUTION_COLUMNS",
+    "MIN_REFERENCE_OBJECTS",
+    "SINGLE_AREA_WINDOW",
+    "aperture_references",
     "cumulative_distribution",
     "distance_steps",
     "normalize_intensities",
@@ -70,6 +73,74 @@ def single_molecule_references(
         )
         raise ValueError(msg)
     return references
+
+
+#: Method "aperture": single spots are the objects whose area lies in this range,
+#: as a fraction of the median area of their group's objects (most objects of an
+#: smFISH image are single molecules, so the median sits on them).
+SINGLE_AREA_WINDOW = (0.5, 1.5)
+#: Fewer reference objects than this in a group is a warning.
+MIN_REFERENCE_OBJECTS = 20
+
+
+def aperture_references(spot_intensity, area, groups, *,
+                        window: tuple[float, float] = SINGLE_AREA_WINDOW) -> pd.DataFrame:
+    """Single-molecule reference per group from matched-aperture intensities.
+
+    For each group, the single spots are the objects whose area is within
+    ``window`` times the group's median area; the reference is the median of
+    their ``spot_intensity`` (a median, so the odd merged pair or noise spot
+    in the window does not move it).
+
+    Parameters
+    ----------
+    spot_intensity, area, groups : (N,) array-like
+        One value per object: background-subtracted aperture intensity
+        (:func:`rna_localization.apertures.aperture_intensities`), area in
+        voxels, and the group (e.g. the image's ``rna_type``).
+    window : (float, float)
+        Area range of single spots, as fractions of the group's median area.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by group: ``reference``, ``single_molecules`` (objects it is
+        the median of), ``lower_area``, ``upper_area`` (the window in voxels).
+
+    Raises
+    ------
+    ValueError
+        If a group has no object with a positive intensity in its window; the
+        message names the group.
+
+    Examples
+    --------
+    >>> aperture_references([100, 110, 90, 420], [20, 22, 18, 60], ["a"] * 4)["reference"]
+    group
+    a    100.0
+    Name: reference, dtype: float64
+    """
+    table = pd.DataFrame({
+        "group": np.asarray(groups, dtype=object),
+        "area": np.asarray(area, dtype=np.float64),
+        "spot": np.asarray(spot_intensity, dtype=np.float64),
+    })
+    rows = {}
+    for group, objects in table.groupby("group", sort=True):
+        centre = float(objects["area"].median())
+        lower, upper = window[0] * centre, window[1] * centre
+        single = objects[objects["area"].between(lower, upper) & (objects["spot"] > 0)]
+        if single.empty:
+            msg = (
+                f"no single-molecule reference for group {group!r}: no object with a positive "
+                f"spot intensity has an area of {lower:g}-{upper:g} voxels."
+            )
+            raise ValueError(msg)
+        rows[group] = {"reference": float(single["spot"].median()),
+                       "single_molecules": len(single), "lower_area": lower, "upper_area": upper}
+    result = pd.DataFrame.from_dict(rows, orient="index")
+    result.index.name = "group"
+    return result
 
 
 def normalize_intensities(

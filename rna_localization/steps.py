@@ -22,6 +22,7 @@ from psycopg2 import sql
 
 from . import io
 from ._faults import fault_point
+from .apertures import aperture_intensities, spot_centroids
 from .config import Config, ThresholdTable
 from .db import Database
 from .db.tables import (
@@ -32,9 +33,11 @@ from .db.tables import (
     renumber_ids,
     write_image_objects,
 )
-from .distances import nearest_distances
+from .distances import nearest_distances, point_distances
 from .distributions import (
     DISTRIBUTION_COLUMNS,
+    MIN_REFERENCE_OBJECTS,
+    aperture_references,
     cumulative_distribution,
     normalize_intensities,
     single_molecule_references,
@@ -127,6 +130,11 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool) -> dict
         msg = f"{pair.segmentation}: {error}"
         raise type(error)(msg) from error
     objects = measure_objects(label_image, raw)
+    apertures = aperture_intensities(label_image, raw, spacing=spacing)
+    centroids = spot_centroids(label_image, raw,
+                               apertures.set_index("object_id")["background"])
+    objects = (objects.merge(apertures, on="object_id", how="left", validate="one_to_one")
+               .merge(centroids, on="object_id", how="left", validate="one_to_one"))
     with Database(dsn).transaction() as cursor:
         written = write_image_objects(
             cursor, pair.structure, pair.name, objects, label_image, spacing,
@@ -221,6 +229,10 @@ def _distance_columns(structure_2: str) -> tuple[str, str]:
     return f"distance_to_{structure_2}", f"{structure_2}_id"
 
 
+def _centroid_distance_column(structure_2: str) -> str:
+    return f"centroid_distance_to_{structure_2}"
+
+
 def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwrite: bool) -> dict:
     db = Database(dsn)
     with db.transaction() as cursor:
@@ -237,6 +249,16 @@ def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwr
         raise ValueError(msg)
     result = nearest_distances(source.labels, target.labels, source.spacing)
     distance_column, id_column = _distance_columns(structure_2)
+    centroids = db.query(
+        sql.SQL("SELECT object_id, spot_centroid_z, spot_centroid_y, spot_centroid_x FROM {} "
+                "WHERE name = %s").format(sql.Identifier(structure_1)), (name,))
+    centroids = centroids.dropna()
+    result = result.merge(pd.DataFrame({
+        "object_id": centroids["object_id"].to_numpy(np.int64),
+        "centroid_distance": point_distances(
+            centroids[["spot_centroid_z", "spot_centroid_y", "spot_centroid_x"]].to_numpy(),
+            target.labels, source.spacing) if len(centroids) else np.zeros(0),
+    }), on="object_id", how="left")
     with db.transaction() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))",
                        (f"{structure_1}>{structure_2}", name))
@@ -248,15 +270,17 @@ def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwr
             return {"name": name, "objects": len(result), "status": "skipped", "targets": target.n_objects}
         cursor.execute(
             "CREATE TEMP TABLE measured (object_id integer, distance double precision, "
-            "target_id integer) ON COMMIT DROP"
+            "target_id integer, centroid_distance double precision) ON COMMIT DROP"
         )
         copy_frame(cursor, sql.Identifier("measured"), result)
         cursor.execute(
             sql.SQL(
-                "UPDATE {table} AS o SET {distance} = m.distance, {target} = m.target_id "
+                "UPDATE {table} AS o SET {distance} = m.distance, {target} = m.target_id, "
+                "{centroid} = m.centroid_distance "
                 "FROM measured AS m WHERE o.name = %s AND o.object_id = m.object_id"
             ).format(table=sql.Identifier(structure_1), distance=sql.Identifier(distance_column),
-                     target=sql.Identifier(id_column)),
+                     target=sql.Identifier(id_column),
+                     centroid=sql.Identifier(_centroid_distance_column(structure_2))),
             (name,),
         )
         cursor.execute(
@@ -306,8 +330,10 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
         with db.transaction() as cursor:
             cursor.execute(
                 sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision, "
-                        "ADD COLUMN IF NOT EXISTS {} integer").format(
-                    sql.Identifier(s1), sql.Identifier(distance_column), sql.Identifier(id_column)
+                        "ADD COLUMN IF NOT EXISTS {} integer, "
+                        "ADD COLUMN IF NOT EXISTS {} double precision").format(
+                    sql.Identifier(s1), sql.Identifier(distance_column), sql.Identifier(id_column),
+                    sql.Identifier(_centroid_distance_column(s2))
                 )
             )
         extracted = db.query(
@@ -402,16 +428,23 @@ def _metadata(db: Database) -> pd.DataFrame:
 def normalize(config: Config, *, db: Database | None = None) -> pd.DataFrame:
     """``normalized_intensity``: estimated molecules per object of ``normalization.structure``.
 
-    For each value of ``group_by`` (a metadata column) the single-molecule
-    reference is the mean total intensity of the objects with
-    ``lower_threshold <= area <= upper_threshold``. Every object is
-    recomputed each time, in one transaction.
+    One single-molecule reference per value of ``group_by`` (a metadata column):
+
+    - method ``"aperture"`` (the default): ``spot_intensity / reference``, the
+      reference being the median ``spot_intensity`` of the group's single
+      spots (objects within :data:`~.distributions.SINGLE_AREA_WINDOW` of the
+      group's median area; :func:`~.distributions.aperture_references`);
+    - method ``"total"`` (the old pipeline's): ``total_intensity / reference``,
+      the reference being the mean total intensity of the objects with
+      ``lower_threshold <= area <= upper_threshold``.
+
+    Every object is recomputed each time, in one transaction.
 
     Returns
     -------
     DataFrame
-        One row per group: the group value, ``reference`` (total intensity of
-        one molecule), ``single_molecules`` and ``objects``.
+        One row per group: the group value, ``reference`` (intensity of one
+        molecule), ``single_molecules``, ``objects`` and ``molecules``.
     """
     db = _database(config, db)
     with _exclusive(db):  # read and write under one lock: no extraction in between
@@ -432,8 +465,15 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
     if not _table_exists(db, structure):
         msg = f"no {structure} table in database {db.name!r}: run `rna-localization extract` first."
         raise ValueError(msg)
+    aperture = n.method == "aperture"
+    if aperture and "spot_intensity" not in db.columns(structure):
+        msg = (f"{structure} has no spot_intensity column: run `rna-localization extract "
+               f"--overwrite` (or set normalization.method = \"total\").")
+        raise ValueError(msg)
     objects = db.query(
-        sql.SQL("SELECT o.id, o.name, o.area, o.total_intensity, i.{group} AS grp FROM {table} AS o "
+        sql.SQL("SELECT o.id, o.name, o.area, o.total_intensity, "
+                + ("o.spot_intensity, " if aperture else "")
+                + "i.{group} AS grp FROM {table} AS o "
                 "LEFT JOIN images AS i ON i.{image} = o.name").format(
             group=sql.Identifier(n.group_by), table=sql.Identifier(structure),
             image=sql.Identifier(name_column))
@@ -444,10 +484,26 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
               f"{', '.join(orphans)}.")
     objects = objects[objects["grp"].notna()]
     objects["grp"] = objects["grp"].astype(str)
-    values = normalize_intensities(
-        objects["total_intensity"], objects["area"], objects["grp"],
-        lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold,
-    )
+    if aperture:
+        stale = sorted(set(objects.loc[objects["spot_intensity"].isna(), "name"]))
+        if stale:
+            msg = (f"{structure} objects of image(s) {', '.join(stale[:5])}"
+                   f"{' and more' if len(stale) > 5 else ''} have no spot_intensity (extracted by "
+                   f"an older version): run `rna-localization extract --overwrite`.")
+            raise ValueError(msg)
+        references = aperture_references(objects["spot_intensity"], objects["area"], objects["grp"])
+        for group, row in references.iterrows():
+            if row["single_molecules"] < MIN_REFERENCE_OBJECTS:
+                _warn(f"the single-molecule reference of {n.group_by} = {group!r} comes from "
+                      f"{int(row['single_molecules'])} objects only: molecule counts of that group "
+                      f"are uncertain.")
+        reference = references["reference"].reindex(objects["grp"]).to_numpy(np.float64)
+        values = objects["spot_intensity"].to_numpy(np.float64) / reference
+    else:
+        values = normalize_intensities(
+            objects["total_intensity"], objects["area"], objects["grp"],
+            lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold,
+        )
     with db.transaction() as cursor:
         table = sql.Identifier(structure)
         cursor.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS normalized_intensity "
@@ -459,12 +515,17 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
         cursor.execute(sql.SQL("UPDATE {} AS o SET normalized_intensity = n.value FROM normalized AS n "
                                "WHERE o.id = n.id").format(table))
         fault_point("normalize")  # crash tests: every value written, not committed
-    single = objects["area"].between(n.lower_threshold, n.upper_threshold)
-    summary = objects.assign(single=single, molecules=values).groupby("grp").agg(
-        objects=("id", "size"), single_molecules=("single", "sum"), molecules=("molecules", "sum"))
-    summary["reference"] = single_molecule_references(
-        objects["total_intensity"], objects["area"], objects["grp"],
-        lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold)
+    summary = objects.assign(molecules=values).groupby("grp").agg(
+        objects=("id", "size"), molecules=("molecules", "sum"))
+    if aperture:
+        summary["reference"] = references["reference"]
+        summary["single_molecules"] = references["single_molecules"]
+    else:
+        single = objects["area"].between(n.lower_threshold, n.upper_threshold)
+        summary["single_molecules"] = single.groupby(objects["grp"]).sum()
+        summary["reference"] = single_molecule_references(
+            objects["total_intensity"], objects["area"], objects["grp"],
+            lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold)
     summary.index.name = n.group_by
     return summary.reset_index()[[n.group_by, "reference", "single_molecules", "objects", "molecules"]]
 
@@ -500,7 +561,8 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     """
     db = _database(config, db)
     s1, s2 = config.distances.structure_1, config.distances.structure_2
-    distance_column, _ = _distance_columns(s2)
+    distance_column = (_centroid_distance_column(s2) if config.distribution.distance == "centroid"
+                       else _distance_columns(s2)[0])
     columns = db.columns(s1)
     if distance_column not in columns:
         msg = f"{s1} has no {distance_column} column: run `rna-localization distances` first."
@@ -511,8 +573,13 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     metadata = _metadata(db)
     name_column = config.data.image_name_column
     rows = {r[name_column]: r for r in metadata.to_dict("records")}
+    # Method "aperture" weighs each object by its background-subtracted light; an
+    # object dimmer than its surroundings counts for nothing.
+    weight = ("GREATEST(o.spot_intensity, 0)" if config.normalization.method == "aperture"
+              else "o.total_intensity")
     objects = db.query(
-        sql.SQL("SELECT o.name, o.{distance} AS distance, o.total_intensity, o.normalized_intensity "
+        sql.SQL("SELECT o.name, o.{distance} AS distance, " + weight + " AS total_intensity, "
+                "o.normalized_intensity "
                 "FROM {table} AS o JOIN distance_measurements AS m ON m.name = o.name "
                 "AND m.structure_1 = %s AND m.structure_2 = %s ORDER BY o.name, o.object_id").format(
             distance=sql.Identifier(distance_column), table=sql.Identifier(s1)),

@@ -76,12 +76,14 @@ z = 0.3
 workers = 1
 
 [normalization]
+method = 'total'   # the oracle of test_pipeline; method 'aperture' has its own test
 lower_threshold = 1
 upper_threshold = 20
 
 [distribution]
 distance_threshold = 2.0
 step_size = 0.1
+distance = 'voxel'   # the oracle of test_pipeline; 'centroid' has its own test
 {toml_extra}
 """.replace("'", '"'),
         encoding="utf-8",

@@ -122,6 +122,71 @@ def test_backup_then_restore_gives_identical_tables(dataset, tmp_path, database_
         assert a.read_bytes() == b.read_bytes(), a.name
 
 
+def test_aperture_normalization_from_the_files(dataset):
+    # Method "aperture": every object's spot_intensity and background are those of
+    # aperture_intensities on its files (tested against a brute-force oracle in
+    # test_apertures.py); one molecule is the median spot_intensity of the
+    # objects within 0.5-1.5x their group's median area.
+    from rna_localization.apertures import aperture_intensities
+
+    text = Path(dataset).read_text(encoding="utf-8")
+    text = text.replace('method = "total"', 'method = "aperture"')
+    Path(dataset).write_text(text.replace('distance = "voxel"', 'distance = "centroid"'),
+                             encoding="utf-8")
+    config = load_config(dataset)
+    assert config.normalization.method == "aperture"
+    assert config.distribution.distance == "centroid"
+    steps.run(config)
+    stored = _db(dataset).query("SELECT o.name, o.object_id, o.area, o.spot_intensity, o.background, "
+                                "o.normalized_intensity, i.rna_type FROM rna AS o JOIN images AS i "
+                                "ON i.name = o.name ORDER BY o.name, o.object_id")
+    root = Path(dataset).parent
+    expected = []
+    for name in sorted(stored["name"].unique()):
+        labels = oracles.label(tifffile.imread(root / "rna" / "segmentations" / f"{name}_seg.tif"))
+        raw = tifffile.imread(root / "rna" / "raw-data" / f"{name}.tif")
+        expected.append(aperture_intensities(labels, raw, spacing=SPACING).assign(name=name))
+    expected = pd.concat(expected, ignore_index=True)
+    np.testing.assert_allclose(stored["spot_intensity"], expected["spot_intensity"], rtol=1e-12)
+    np.testing.assert_allclose(stored["background"], expected["background"], rtol=1e-12)
+    molecules = []
+    for _, group in stored.groupby("rna_type"):
+        centre = group["area"].median()
+        window = group[(group["area"] >= 0.5 * centre) & (group["area"] <= 1.5 * centre)
+                       & (group["spot_intensity"] > 0)]
+        molecules.append(group["spot_intensity"] / window["spot_intensity"].median())
+    np.testing.assert_allclose(stored["normalized_intensity"], pd.concat(molecules).sort_index(),
+                               rtol=1e-12)
+    # Centroid distances: from each stored centroid to every centrosome voxel, by brute force.
+    centroids = _db(dataset).query(
+        "SELECT name, object_id, spot_centroid_z, spot_centroid_y, spot_centroid_x, "
+        "centroid_distance_to_centrosomes AS distance FROM rna ORDER BY name, object_id")
+    checked = 0
+    for name, image in centroids.groupby("name"):
+        targets = oracles.label(
+            tifffile.imread(root / "centrosomes" / "segmentations" / f"{name}_seg.tif"))
+        points = image[["spot_centroid_z", "spot_centroid_y", "spot_centroid_x"]].to_numpy()
+        voxels = np.argwhere(targets) * np.asarray(SPACING)
+        if len(voxels) == 0:
+            assert image["distance"].isna().all()
+            continue
+        expected = np.sqrt((((points * SPACING)[:, None] - voxels[None]) ** 2).sum(-1)).min(1)
+        expected[targets[tuple(np.rint(points).astype(int).T)] != 0] = 0.0
+        np.testing.assert_allclose(image["distance"], expected, rtol=1e-12, atol=1e-12)
+        checked += len(image)
+    assert checked > 50
+    # The curves: centroid distances, weighed by the light above the background.
+    objects = stored.merge(centroids[["name", "object_id", "distance"]], on=["name", "object_id"])
+    written = pd.read_csv(config.output_dir / "data" / steps.DISTRIBUTIONS_FILE)
+    for name, image in objects.dropna(subset=["distance"]).groupby("name"):
+        expected = oracles.distribution(image["distance"], image["spot_intensity"].clip(lower=0),
+                                        image["normalized_intensity"], step=0.1, threshold=2.0,
+                                        granule_threshold=4)
+        got = written[written["name"] == name].sort_values("distance")
+        for column in ["distance", "percent_total_rna", "percent_granule_rna"]:
+            np.testing.assert_allclose(got[column], expected[column], rtol=1e-9, atol=1e-9)
+
+
 def test_export_reloads_with_full_float_precision(dataset, tmp_path):
     config = load_config(dataset)
     steps.run(config)

@@ -31,6 +31,7 @@ import pandas as pd
 from psycopg2 import sql
 
 from .._faults import fault_point
+from ..apertures import STORED_COLUMNS
 from ..objects import OBJECT_COLUMNS
 
 __all__ = [
@@ -58,7 +59,12 @@ _STRUCTURE_COLUMNS = sql.SQL(
     min_intensity double precision NOT NULL,
     max_intensity double precision NOT NULL,
     mean_intensity double precision NOT NULL,
-    total_intensity double precision NOT NULL
+    total_intensity double precision NOT NULL,
+    spot_intensity double precision,
+    background double precision,
+    spot_centroid_z double precision,
+    spot_centroid_y double precision,
+    spot_centroid_x double precision
     """
 )
 
@@ -100,6 +106,13 @@ def ensure_structure_table(cursor, structure: str) -> None:
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, UNIQUE (name, object_id))").format(
             table, _STRUCTURE_COLUMNS
         )
+    )
+    # Tables made before the matched-aperture columns existed get them (NULL until
+    # their images are extracted again).
+    cursor.execute(
+        sql.SQL("ALTER TABLE {} ").format(table)
+        + sql.SQL(", ").join(sql.SQL("ADD COLUMN IF NOT EXISTS {} double precision").format(
+            sql.Identifier(column)) for column in STORED_COLUMNS)
     )
 
 
@@ -164,8 +177,12 @@ _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 
 
 def _copy_objects(cursor, structure: str, name: str, objects: pd.DataFrame) -> None:
-    """COPY one image's object rows (:func:`~rna_localization.objects.measure_objects`) by binary COPY."""
-    columns = list(OBJECT_COLUMNS)
+    """COPY one image's object rows by binary COPY.
+
+    The columns of :func:`~rna_localization.objects.measure_objects`, and
+    those of :data:`~rna_localization.apertures.STORED_COLUMNS` that `objects` has.
+    """
+    columns = list(OBJECT_COLUMNS) + [c for c in STORED_COLUMNS if c in objects.columns]
     encoded = name.encode("utf-8")
     values = {c: objects[c].to_numpy() for c in columns}
     ids = values["object_id"]

@@ -306,6 +306,7 @@ _SLIDERS = {
     "floor": ("floor SDs", 0.0, 10.0, 0.1),
     "mask_fraction": ("mask fraction", 0.0, 1.0, 0.01),
     "split_saddle_ratio": ("saddle ratio", 0.0, 1.0, 0.01),
+    "granule_saddle_ratio": ("granule saddle", 0.0, 1.0, 0.01),
     "min_volume_um3": ("min volume µm³", 0.0, 0.5, 0.001),
 }
 

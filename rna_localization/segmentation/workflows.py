@@ -178,13 +178,16 @@ def _run(image, params, spacing, keep: bool) -> SegmentationSteps:
                                   background_ratio=params.background_ratio)
     score = filtered / noise
     threshold = params.threshold or detection.noise_threshold(
-        params.spot_sigma_um, false_positives_per_1000um3=params.false_positives_per_1000um3)
+        params.spot_sigma_um, false_positives_per_1000um3=params.false_positives_per_1000um3,
+        spacing=spacing, background_ratio=params.background_ratio)
     spots = detection.find_spots(score, threshold, spacing=spacing,
                                  min_distance_um=params.spot_sigma_um)
     labels = detection.grow_objects(filtered, score, spots, floor=params.floor,
                                     mask_fraction=params.mask_fraction,
                                     saddle_ratio=params.split_saddle_ratio,
-                                    granule_saddle_ratio=params.granule_saddle_ratio)
+                                    granule_saddle_ratio=params.granule_saddle_ratio,
+                                    reach=np.ceil(detection.OBJECT_REACH * detection._sigma_voxels(
+                                        params.spot_sigma_um, spacing)).astype(int))
     final = separate_touching(labels)
     if params.min_volume_um3 > 0:
         # Counted per object on the object voxels only, without labelling the image again.
