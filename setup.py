@@ -31,8 +31,6 @@ setup(
         "bokeh>=3.1",  # the Dask dashboard's pages
     ],
     extras_require={
-        # aicssegmentation itself is installed with --no-deps (see Makefile and README):
-        # its declared dependencies pull napari, itk and a 2.7 GB environment.
         "notebooks": ["jupyterlab", "ipywidgets>=8", "papermill>=2.4", "ipykernel"],
         "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5", "papermill>=2.4", "nbclient>=0.8",
                  "nbformat>=5",

@@ -18,5 +18,5 @@ bench_run
 bench_workers
     ``segment_folder`` with 1 and 2 worker processes.
 bench_segmentation
-    Segmentation workflows against plain aicssegmentation (when present).
+    Segmentation time: today's workflows against the first release's (aicssegmentation steps).
 """

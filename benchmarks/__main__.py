@@ -33,7 +33,7 @@ def _demo_dataset(workdir: Path, quick: bool) -> Path:
 
 def _external_segmentation(quick: bool) -> Section:
     """benchmarks/bench_segmentation.py (written separately), run as its own process."""
-    section = Section("Segmentation workflows against plain aicssegmentation")
+    section = Section("Segmentation time: today's workflows against the first release's")
     script = HERE / "bench_segmentation.py"
     if not script.is_file():
         section.notes.append("Skipped: benchmarks/bench_segmentation.py is not there yet.")

@@ -44,7 +44,6 @@ PACKAGES = (
     ("pgserver", ("pgserver",), "0.1.4", ""),
     ("dask", ("dask",), "2024.1", ""),
     ("distributed", ("distributed",), "2024.1", ""),
-    ("aicssegmentation", ("aicssegmentation",), "0.5.3", "segment"),
 )
 
 _SHOWN = 5  # names listed in one finding before "and N more"
@@ -98,8 +97,7 @@ def check_python() -> list[Finding]:
                      "create the environment with Python 3.11 or newer (see README, 'Install')")
     ]
     for module, distributions, minimum, needed_for in PACKAGES:
-        install = (f"pip install --no-deps '{distributions[0]}>={minimum}'" if module == "aicssegmentation"
-                   else f"pip install '{distributions[0]}>={minimum}'")
+        install = f"pip install '{distributions[0]}>={minimum}'"
         try:
             with warnings.catch_warnings():  # e.g. pgserver's XDG_RUNTIME_DIR notice: not a finding
                 warnings.simplefilter("ignore")

@@ -115,7 +115,8 @@ def _table_exists(db: Database, table: str) -> bool:
 
 
 # -------------------------------------------------------------------- extract
-def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool) -> dict:
+def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
+                 apertures: bool = True) -> dict:
     raw = io.read_stack(pair.raw)
     segmentation = io.read_stack(pair.segmentation)
     if raw.shape != segmentation.shape:
@@ -130,11 +131,14 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool) -> dict
         msg = f"{pair.segmentation}: {error}"
         raise type(error)(msg) from error
     objects = measure_objects(label_image, raw)
-    apertures = aperture_intensities(label_image, raw, spacing=spacing)
-    centroids = spot_centroids(label_image, raw,
-                               apertures.set_index("object_id")["background"])
-    objects = (objects.merge(apertures, on="object_id", how="left", validate="one_to_one")
-               .merge(centroids, on="object_id", how="left", validate="one_to_one"))
+    if apertures:
+        # Matched apertures and light centroids: for the structures whose molecules are
+        # counted or whose distances are measured (the costliest part of extraction).
+        measured = aperture_intensities(label_image, raw, spacing=spacing)
+        centroids = spot_centroids(label_image, raw,
+                                   measured.set_index("object_id")["background"])
+        objects = (objects.merge(measured, on="object_id", how="left", validate="one_to_one")
+                   .merge(centroids, on="object_id", how="left", validate="one_to_one"))
     with Database(dsn).transaction() as cursor:
         written = write_image_objects(
             cursor, pair.structure, pair.name, objects, label_image, spacing,
@@ -191,7 +195,9 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
             for p in pairs if (p.structure, p.name) in done and not overwrite
         ]
         todo = [p for p in pairs if overwrite or (p.structure, p.name) not in done]
-        tasks = [(db.dsn, pair, config.spacing, overwrite) for pair in todo]
+        counted = {config.normalization.structure, config.distances.structure_1}
+        tasks = [(db.dsn, pair, config.spacing, overwrite, pair.structure in counted)
+                 for pair in todo]
         workers = config.distances.workers if workers is None else workers
         reports += list(map_images(_extract_one, tasks, workers=workers,
                                    scheduler=config.dask.scheduler, desc="extract"))

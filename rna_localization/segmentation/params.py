@@ -105,10 +105,11 @@ _DOCS = {
     ),
     "threshold": (
         "Spots must exceed this many noise SDs of the filtered image; 0: automatic, from\n"
-        "false_positives_per_1000um3 (about 4.7 for single molecules)."
+        "false_positives_per_1000um3 (about 5 for single molecules)."
     ),
     "false_positives_per_1000um3": (
-        "With threshold = 0: expected false spots per 1000 cubic microns of pure noise."
+        "With threshold = 0: false spots per 1000 cubic microns of pure noise, as the\n"
+        "Euler characteristic of a smooth field counts them (0.3 measures <= 1 on voxel grids)."
     ),
     "noise_block_um": (
         "The noise is measured in blocks of about [axial, lateral] microns, and interpolated."
