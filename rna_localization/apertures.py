@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from .objects import _check_3d, normalize_spacing
+from .objects import _check_pair, normalize_spacing
 
 __all__ = ["APERTURE_COLUMNS", "APERTURE_GROW_UM", "APERTURE_SHELL_UM", "STORED_COLUMNS",
            "aperture_intensities", "spot_centroids"]
@@ -282,15 +282,7 @@ def aperture_intensities(
        object_id  spot_intensity  background  aperture_area  shell_area
     0          1            44.0        10.0              3           4
     """
-    label_image = np.asarray(label_image)
-    intensity_image = np.asarray(intensity_image)
-    _check_3d(label_image, "label_image")
-    if label_image.shape != intensity_image.shape:
-        msg = (
-            f"label_image and intensity_image must have the same shape; got "
-            f"{label_image.shape} and {intensity_image.shape}."
-        )
-        raise ValueError(msg)
+    label_image, intensity_image = _check_pair(label_image, intensity_image)
     if label_image.dtype == bool:
         label_image = label_image.view(np.uint8)
     if not np.issubdtype(label_image.dtype, np.integer):

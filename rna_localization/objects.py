@@ -74,6 +74,20 @@ def _check_3d(array: np.ndarray, what: str) -> None:
         raise ValueError(msg)
 
 
+def _check_pair(label_image, intensity_image) -> tuple[np.ndarray, np.ndarray]:
+    """Both as arrays, the label image 3D and the two of the same shape."""
+    label_image = np.asarray(label_image)
+    intensity_image = np.asarray(intensity_image)
+    _check_3d(label_image, "label_image")
+    if label_image.shape != intensity_image.shape:
+        msg = (
+            f"label_image and intensity_image must have the same shape; got "
+            f"{label_image.shape} and {intensity_image.shape}."
+        )
+        raise ValueError(msg)
+    return label_image, intensity_image
+
+
 def label_objects(segmentation: np.ndarray) -> np.ndarray:
     """Turn a segmentation into a label image, one integer per object.
 
@@ -158,15 +172,7 @@ def measure_objects(label_image: np.ndarray, intensity_image: np.ndarray) -> pd.
     0          1     2              6.0
     1          2     1              7.0
     """
-    label_image = np.asarray(label_image)
-    intensity_image = np.asarray(intensity_image)
-    _check_3d(label_image, "label_image")
-    if label_image.shape != intensity_image.shape:
-        msg = (
-            f"label_image and intensity_image must have the same shape; got "
-            f"{label_image.shape} and {intensity_image.shape}."
-        )
-        raise ValueError(msg)
+    label_image, intensity_image = _check_pair(label_image, intensity_image)
     flat_labels = label_image.ravel()
     voxels = np.flatnonzero(flat_labels != 0)  # a bool mask: 3x faster than on ints
     if voxels.size == 0:

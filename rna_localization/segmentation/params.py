@@ -335,7 +335,7 @@ class _DetectionParams(_Params):
     noise_block_um: tuple[float, float] = _doc(_DOCS["noise_block_um"], (1.0, 3.0))
     floor: float = _doc(_DOCS["floor"], 2.0)
     mask_fraction: float = _doc(_DOCS["mask_fraction"], 0.5)
-    split_saddle_ratio: float = _doc(_DOCS["split_saddle_ratio"], 0.8)
+    split_saddle_ratio: float = _doc(_DOCS["split_saddle_ratio"], 0.9)
     granule_saddle_ratio: float = _doc(_DOCS["granule_saddle_ratio"], 0.5)
     min_volume_um3: float = _doc(_DOCS["min_volume_um3"], 0.0)
 
