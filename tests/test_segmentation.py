@@ -495,3 +495,11 @@ def test_playground_notebook_runs_headless(tmp_path, notebook, workflow):
     np.testing.assert_array_equal(saved, run(image, params))
     assert saved.any()
     assert tifffile.imread(out / f"tiny_test_{workflow}_score.tif").shape == image.shape
+
+
+def test_docstring_examples_of_the_detection_steps_run():
+    import doctest
+
+    from rna_localization.segmentation import detection
+
+    assert doctest.testmod(detection).failed == 0

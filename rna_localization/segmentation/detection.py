@@ -48,7 +48,7 @@ __all__ = [
 
 #: Columns of :func:`find_spots`'s table.
 SPOT_COLUMNS = {"z": "float64", "y": "float64", "x": "float64", "score": "float64",
-                "peak": "float64", "zi": "int64", "yi": "int64", "xi": "int64"}
+                "zi": "int64", "yi": "int64", "xi": "int64"}
 
 #: The Gaussian kernels stop at this many sigmas.
 _TRUNCATE = 3.0
@@ -110,7 +110,7 @@ def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
     >>> image[4, 16, 16] += 1000
     >>> filtered = remove_background(image, spacing=(0.2, 0.065, 0.065),
     ...                              spot_sigma_um=(0.3, 0.1))
-    >>> int(np.argmax(filtered)) == np.ravel_multi_index((4, 16, 16), image.shape)
+    >>> bool(np.argmax(filtered) == np.ravel_multi_index((4, 16, 16), image.shape))
     True
     >>> bool(abs(filtered[0, 0, 0]) < 1)
     True
@@ -368,7 +368,7 @@ def noise_threshold(spot_sigma_um, *, false_positives_per_1000um3: float = 1.0, 
     Examples
     --------
     >>> round(noise_threshold((0.3, 0.1)), 2)
-    4.66
+    4.7
     """
     sigma = np.asarray(spot_sigma_um, dtype=np.float64).ravel()
     if sigma.size == 2:
@@ -416,8 +416,8 @@ def find_spots(score: np.ndarray, threshold: float, *, spacing, min_distance_um)
     -------
     DataFrame
         One row per spot, brightest first: ``z``, ``y``, ``x`` (sub-voxel
-        position), ``score``, ``peak`` (= score at the voxel), ``zi``, ``yi``,
-        ``xi`` (the voxel). Typed zero rows when there is none.
+        position), ``score`` (at the voxel), ``zi``, ``yi``, ``xi`` (the
+        voxel). Typed zero rows when there is none.
 
     Examples
     --------
@@ -468,7 +468,7 @@ def find_spots(score: np.ndarray, threshold: float, *, spacing, min_distance_um)
     order = np.argsort(-values, kind="stable")
     table = pd.DataFrame({
         "z": position[order, 0], "y": position[order, 1], "x": position[order, 2],
-        "score": values[order], "peak": values[order],
+        "score": values[order],
         "zi": index[order, 0], "yi": index[order, 1], "xi": index[order, 2],
     })
     return table.astype(SPOT_COLUMNS)
