@@ -30,6 +30,7 @@ from .db.tables import (
     ensure_schema,
     ensure_structure_table,
     read_label_image,
+    read_spot_centroids,
     renumber_ids,
     write_image_objects,
 )
@@ -244,6 +245,7 @@ def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwr
     with db.transaction() as cursor:
         source = read_label_image(cursor, structure_1, name)
         target = read_label_image(cursor, structure_2, name)
+        centroids = read_spot_centroids(cursor, structure_1, name)
     if source.labels.shape != target.labels.shape:
         msg = (
             f"image {name!r}: {structure_1} has shape {source.labels.shape} but "
@@ -255,10 +257,6 @@ def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwr
         raise ValueError(msg)
     result = nearest_distances(source.labels, target.labels, source.spacing)
     distance_column, id_column = _distance_columns(structure_2)
-    centroids = db.query(
-        sql.SQL("SELECT object_id, spot_centroid_z, spot_centroid_y, spot_centroid_x FROM {} "
-                "WHERE name = %s").format(sql.Identifier(structure_1)), (name,))
-    centroids = centroids.dropna()
     result = result.merge(pd.DataFrame({
         "object_id": centroids["object_id"].to_numpy(np.int64),
         "centroid_distance": point_distances(

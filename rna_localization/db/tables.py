@@ -43,6 +43,7 @@ __all__ = [
     "ensure_schema",
     "ensure_structure_table",
     "read_label_image",
+    "read_spot_centroids",
     "renumber_ids",
     "write_image_objects",
 ]
@@ -279,6 +280,18 @@ class LabelImage:
     labels: np.ndarray
     spacing: tuple[float, float, float]
     n_objects: int
+
+
+def read_spot_centroids(cursor, structure: str, name: str) -> pd.DataFrame:
+    """``object_id`` and ``spot_centroid_z/y/x`` of one image's objects that have them."""
+    cursor.execute(
+        sql.SQL("SELECT object_id, spot_centroid_z, spot_centroid_y, spot_centroid_x FROM {} "
+                "WHERE name = %s AND spot_centroid_z IS NOT NULL ORDER BY object_id").format(
+            sql.Identifier(structure)),
+        (name,),
+    )
+    return pd.DataFrame(cursor.fetchall(), columns=["object_id", "spot_centroid_z",
+                                                    "spot_centroid_y", "spot_centroid_x"])
 
 
 def read_label_image(cursor, structure: str, name: str) -> LabelImage | None:

@@ -35,6 +35,7 @@ from scipy.sparse.csgraph import connected_components
 from skimage.segmentation import watershed
 
 from ..objects import normalize_spacing
+from .params import microns_to_voxels
 
 __all__ = [
     "GRANULE_BRIGHTNESS",
@@ -65,14 +66,6 @@ OBJECT_REACH = 4.0
 #: A spot at least this many times as bright (filtered peak) as the image's
 #: median spot is taken for a granule by :func:`grow_objects`.
 GRANULE_BRIGHTNESS = 2.0
-
-
-def _sigma_voxels(sigma_um, spacing) -> np.ndarray:
-    """(axial, lateral) or one sigma in µm → one sigma per (z, y, x) axis in voxels."""
-    sigma = np.asarray(sigma_um, dtype=np.float64).ravel()
-    if sigma.size == 2:
-        sigma = np.array([sigma[0], sigma[1], sigma[1]])
-    return np.broadcast_to(sigma, (3,)) / normalize_spacing(spacing)
 
 
 def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
@@ -116,7 +109,7 @@ def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
     True
     """
     image = np.asarray(image, dtype=np.float32)
-    spot = _sigma_voxels(spot_sigma_um, spacing)
+    spot = microns_to_voxels(spot_sigma_um, spacing)
     broad = spot * float(background_ratio)
     # The background changes fastest along z (the embryo or cell surface,
     # out-of-focus planes): each plane's median level goes first, exactly.
@@ -268,7 +261,7 @@ def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 
     """
     filtered = np.asarray(filtered, dtype=np.float32)
     spacing = normalize_spacing(spacing)
-    wide = 2 * _sigma_voxels(spot_sigma_um, spacing)
+    wide = 2 * microns_to_voxels(spot_sigma_um, spacing)
     reach = np.maximum(np.rint(_NOISE_REACH * wide).astype(int), 1)
     # The same steps on white noise: how much of the noise the high pass keeps.
     shape = tuple(int(v) for v in np.maximum(6 * reach + 16, 32))
@@ -283,7 +276,7 @@ def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 
     stride = np.array([1, 2, 2])
     sampled_shape = filtered[sample].shape
     counts = [max(1, int(round(n * step / size)))
-              for n, step, size in zip(filtered.shape, spacing, _sigma_voxels(block_um, 1.0))]
+              for n, step, size in zip(filtered.shape, spacing, microns_to_voxels(block_um, 1.0))]
     counts = [min(c, n) for c, n in zip(counts, sampled_shape)]
     sizes = [n // c for n, c in zip(sampled_shape, counts)]
     # Tile centres in the full image's voxel coordinates.
@@ -314,7 +307,7 @@ def _roughness(spot_sigma_um, spacing, background_ratio: float) -> np.ndarray:
     band-limited field the voxels of this grid sample.
     """
     spacing = normalize_spacing(spacing)
-    sigma = _sigma_voxels(spot_sigma_um, spacing) * float(background_ratio)
+    sigma = microns_to_voxels(spot_sigma_um, spacing) * float(background_ratio)
     shape = tuple(int(v) for v in np.maximum(np.ceil(10 * sigma) + 24, 48))
     white = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     field = remove_background(white, spacing=spacing, spot_sigma_um=spot_sigma_um,
@@ -370,10 +363,7 @@ def noise_threshold(spot_sigma_um, *, false_positives_per_1000um3: float = 1.0, 
     >>> round(noise_threshold((0.3, 0.1)), 2)
     4.7
     """
-    sigma = np.asarray(spot_sigma_um, dtype=np.float64).ravel()
-    if sigma.size == 2:
-        sigma = np.array([sigma[0], sigma[1], sigma[1]])
-    sigma = np.broadcast_to(sigma, (3,))
+    sigma = microns_to_voxels(spot_sigma_um, 1.0)  # one sigma per axis, µm
     rate = float(false_positives_per_1000um3) / 1000.0
     if not (math.isfinite(rate) and rate > 0):
         msg = f"false_positives_per_1000um3 must be a positive number; got {false_positives_per_1000um3!r}."
@@ -428,7 +418,7 @@ def find_spots(score: np.ndarray, threshold: float, *, spacing, min_distance_um)
     (1, 7.17)
     """
     score = np.asarray(score, dtype=np.float32)
-    radius = np.maximum(np.rint(_sigma_voxels(min_distance_um, spacing)).astype(int), 1)
+    radius = np.maximum(np.rint(microns_to_voxels(min_distance_um, spacing)).astype(int), 1)
     above = score > threshold
     if not above.any():
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SPOT_COLUMNS.items()})

@@ -38,13 +38,14 @@ __all__ = [
 
 
 
-def microns_to_voxels(length_um: float, spacing) -> np.ndarray:
+def microns_to_voxels(length_um, spacing) -> np.ndarray:
     """Convert a length in microns to voxels along each axis.
 
     Parameters
     ----------
-    length_um : float
-        A length (e.g. a Gaussian sigma) in microns.
+    length_um : float, (axial, lateral) or (z, y, x)
+        A length (e.g. a Gaussian sigma) in microns: one for every axis, one
+        along z and one in the plane, or one per axis.
     spacing : float or sequence of 3 floats
         Microns per voxel along (z, y, x).
 
@@ -57,10 +58,15 @@ def microns_to_voxels(length_um: float, spacing) -> np.ndarray:
     --------
     >>> microns_to_voxels(0.13, (0.2, 0.065, 0.065))
     array([0.65, 2.  , 2.  ])
+    >>> microns_to_voxels((0.3, 0.13), (0.2, 0.065, 0.065))
+    array([1.5, 2. , 2. ])
     """
     from ..objects import normalize_spacing
 
-    return float(length_um) / normalize_spacing(spacing)
+    length = np.asarray(length_um, dtype=np.float64).ravel()
+    if length.size == 2:
+        length = length[[0, 1, 1]]
+    return np.broadcast_to(length, (3,)) / normalize_spacing(spacing)
 
 
 def volume_to_voxels(volume_um3: float, spacing) -> float:

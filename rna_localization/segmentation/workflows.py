@@ -31,7 +31,7 @@ from scipy import ndimage
 from ..objects import normalize_spacing
 from . import detection
 from .detection import _face_pairs
-from .params import CentrosomeParams, RnaParams, volume_to_voxels
+from .params import CentrosomeParams, RnaParams, microns_to_voxels, volume_to_voxels
 
 __all__ = [
     "DEFAULT_SPACING",
@@ -186,7 +186,7 @@ def _run(image, params, spacing, keep: bool) -> SegmentationSteps:
                                     mask_fraction=params.mask_fraction,
                                     saddle_ratio=params.split_saddle_ratio,
                                     granule_saddle_ratio=params.granule_saddle_ratio,
-                                    reach=np.ceil(detection.OBJECT_REACH * detection._sigma_voxels(
+                                    reach=np.ceil(detection.OBJECT_REACH * microns_to_voxels(
                                         params.spot_sigma_um, spacing)).astype(int))
     final = separate_touching(labels)
     if params.min_volume_um3 > 0:

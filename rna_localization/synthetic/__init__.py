@@ -43,6 +43,7 @@ from .model import (
     Microscope,
     RnaModel,
 )
+from .scoring import mask_spots, match_points, score_spots
 from .truth import SimulatedImage, expected_distribution
 
 #: Voxel size (z, y, x) µm and PSF sigmas (z, y, x) µm of the default preset.
@@ -69,9 +70,11 @@ __all__ = [
     "apply_camera",
     "dataset_conditions",
     "expected_distribution",
+    "mask_spots",
+    "match_points",
     "microscope",
+    "score_spots",
     "simulate_dataset",
     "simulate_image",
     "single_molecule_voxels",
 ]
-from .scoring import mask_spots, match_points, score_spots  # noqa: E402, F401

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 from scipy import ndimage
+from scipy.special import ndtr
 
 from . import model
 from .model import Microscope
@@ -241,8 +242,6 @@ def background(rng, shape, spacing, microscope: Microscope) -> np.ndarray:
     """
     spacing = np.asarray(spacing, dtype=np.float64)
     depth = np.arange(shape[0]) * spacing[0]
-    from scipy.special import ndtr
-
     step = ndtr((depth - model.SURFACE_DEPTH_UM) / model.SURFACE_BLUR_UM)
     inside = model.OUTSIDE_AUTOFLUORESCENCE + (1 - model.OUTSIDE_AUTOFLUORESCENCE) * step
     auto = smooth_random_field(rng, shape, spacing, model.AUTOFLUORESCENCE_LENGTH_UM)
