@@ -132,11 +132,13 @@ def test_rna_default_detection_keeps_granules_whole(simulated):
 
 
 # Figures the defaults reach on realistic images (RESULTS.md has the full sweep
-# beside Big-FISH). They are below the targets (0.97) at SNR 5-12: the
-# assertions guard what holds today, the benchmark reports the gap.
+# beside Big-FISH), a little under what they measure on these images. The issue's
+# target (0.97 from SNR 5) holds on the confocal grid; on the widefield one the
+# faintest molecules at SNR 5-8 and pairs just beyond the resolution limit are
+# lost: the assertions guard what holds today, the benchmark reports the gap.
 SWEEP = [(preset, snr) for preset in ("confocal", "widefield") for snr in (3, 4, 5, 8, 12, 20)]
-RECALL_FLOOR = {"confocal": {5: 0.7, 8: 0.82, 12: 0.85, 20: 0.85},
-                "widefield": {5: 0.4, 8: 0.65, 12: 0.75, 20: 0.8}}
+RECALL_FLOOR = {"confocal": {3: 0.92, 4: 0.94, 5: 0.96, 8: 0.96, 12: 0.96, 20: 0.96},
+                "widefield": {3: 0.48, 4: 0.7, 5: 0.82, 8: 0.9, 12: 0.92, 20: 0.92}}
 
 
 @pytest.mark.parametrize(("preset", "snr"), SWEEP)
@@ -155,12 +157,8 @@ def test_rna_detection_over_the_snr_sweep(preset, snr):
     precision = totals["n_matched"] / max(scored, 1)
     print(f"{preset} SNR {snr}: recall {recall:.3f} precision {precision:.3f}")
     assert totals["n_true"] >= 150
-    if snr >= 5:
-        assert precision >= 0.97, precision
-        assert recall >= RECALL_FLOOR[preset][snr], recall
-    else:  # reported, and at least not zero
-        assert recall > 0.05
-        assert precision >= 0.9
+    assert precision >= 0.97, precision
+    assert recall >= RECALL_FLOOR[preset][snr], recall
 
 
 @pytest.mark.parametrize("preset", ["confocal", "widefield"])
@@ -177,12 +175,15 @@ def test_pure_noise_gives_at_most_the_stated_false_positive_rate(preset):
         found += int(ndimage.label(segment_rna(image, spacing=scope.spacing),
                                    structure=FACE)[1])
         volume += float(np.prod(np.array(image.shape) * scope.spacing))
-    # The stated rate: at most 1 per 1,000 um^3. The default's nominal 0.3 allows for the
-    # extra maxima of a field sampled on voxels about as coarse as the filter, which the
-    # Euler-characteristic formula (a smooth field) does not count.
-    expected = 1.0 * volume / 1000
-    # At most the stated rate, within Poisson error (99th percentile).
+    # The default states 1 per 1,000 um^3: at most that, within Poisson error (99th
+    # percentile), and not far below it either (a threshold set too high loses faint
+    # molecules: the smooth-field formula alone gave 1 spot where 16 were allowed on the
+    # widefield grid, whose voxels miss most of the filtered field's peaks).
+    rate = RnaParams().false_positives_per_1000um3
+    assert rate == 1.0
+    expected = rate * volume / 1000
     assert found <= expected + 2.33 * np.sqrt(expected) + 1, (found, expected, volume)
+    assert found >= 0.3 * expected - 1, (found, expected, volume)
 
 
 def test_noise_estimate_is_not_quantized():

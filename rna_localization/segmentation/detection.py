@@ -25,6 +25,7 @@ converted with the image's ``spacing``.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -300,48 +301,67 @@ def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 
     return interpolate(grid / np.float32(kept))
 
 
-def _roughness(spot_sigma_um, spacing, background_ratio: float) -> np.ndarray:
-    """Per axis, var(df/da) / var(f) in µm⁻² of white noise through :func:`remove_background`.
+#: White noise is counted above this many SDs to calibrate :func:`noise_threshold`:
+#: high enough that the spots' shape of the formula holds, low enough that a
+#: few million voxels give hundreds of maxima.
+_CALIBRATION_LEVEL = 3.5
+#: Voxels of the white-noise volume :func:`noise_threshold` counts maxima in.
+_CALIBRATION_VOXELS = 3_000_000
 
-    Measured on the spectrum of a white-noise cube, so it describes the
-    band-limited field the voxels of this grid sample.
+
+def _euler_shape(k):
+    """(k² - 1) exp(-k²/2): how the density of a smooth field's maxima above k falls with k."""
+    return (k * k - 1.0) * math.exp(-k * k / 2.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _maxima_density(spot_sigma_um: tuple, spacing: tuple, background_ratio: float,
+                    min_distance_um: tuple) -> float:
+    """Spots per µm³ that white noise gives above :data:`_CALIBRATION_LEVEL` SDs on this grid.
+
+    White noise through :func:`remove_background`, divided by its own SD,
+    then :func:`find_spots` exactly as the workflows run it; counted away
+    from the volume's faces (the filters' reach). Deterministic (seeded).
     """
-    spacing = normalize_spacing(spacing)
     sigma = microns_to_voxels(spot_sigma_um, spacing) * float(background_ratio)
-    shape = tuple(int(v) for v in np.maximum(np.ceil(10 * sigma) + 24, 48))
-    white = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    margin = np.ceil(_TRUNCATE * sigma).astype(int) + 1
+    shape = np.maximum(2 * margin + 8, 12)
+    # Grow the lateral axes until the volume holds the voxels asked for.
+    lateral = int(math.ceil(math.sqrt(_CALIBRATION_VOXELS / max(shape[0], 32))))
+    shape = np.array([max(shape[0], 32), max(shape[1], lateral), max(shape[2], lateral)])
+    white = np.random.default_rng(0).standard_normal(tuple(int(n) for n in shape),
+                                                     dtype=np.float32)
     field = remove_background(white, spacing=spacing, spot_sigma_um=spot_sigma_um,
-                              background_ratio=background_ratio).astype(np.float64)
-    margin = tuple(slice(int(m), n - int(m)) for m, n in zip(np.ceil(3 * sigma), shape))
-    inner = field[margin] - field[margin].mean()
-    # Derivatives of the band-limited field the voxels sample, from its spectrum
-    # (differences between neighbouring voxels would miss what lies between them).
-    power = np.abs(np.fft.fftn(inner)) ** 2
-    total = power.sum()
-    roughness = []
-    for axis, n in enumerate(inner.shape):
-        omega = 2 * np.pi * np.fft.fftfreq(n) / spacing[axis]
-        weight = (omega**2).reshape([-1 if a == axis else 1 for a in range(3)])
-        roughness.append(float((power * weight).sum() / total))
-    return np.array(roughness)
+                              background_ratio=background_ratio)
+    del white
+    inner = tuple(slice(int(m), int(n - m)) for m, n in zip(margin, shape))
+    field = field[inner]
+    field /= np.float32(field.std())
+    spots = find_spots(field, _CALIBRATION_LEVEL, spacing=spacing, min_distance_um=min_distance_um)
+    volume = float(np.prod((np.array(field.shape) - 2) * np.asarray(spacing)))  # faces dropped
+    return max(len(spots), 1) / volume
 
 
 def noise_threshold(spot_sigma_um, *, false_positives_per_1000um3: float = 1.0, spacing=None,
-                    background_ratio: float = 2.0) -> float:
+                    background_ratio: float = 2.0, min_distance_um=None) -> float:
     """Noise SDs above which pure noise gives a stated rate of false spots.
 
     Filtered white noise is a smooth Gaussian field whose local maxima above
     a high level ``k`` (in its standard deviations) number about its expected
     Euler characteristic per µm³,
 
-    ``rho(k) = sqrt(det Λ) (k² - 1) exp(-k²/2) / (2π)²``,
+    ``rho(k) = C (k² - 1) exp(-k²/2)``,
 
-    with ``Λ`` the variances of the field's derivatives over its own variance
-    (µm⁻²). This returns the ``k`` where ``rho(k) · 1000`` equals the rate
-    asked for. Without `spacing`, ``Λ`` is that of a Gaussian of sigmas
-    ``s`` (``Λ_a = 1 / (2 s_a²)``): about 4.7 for (0.3, 0.1) µm. With
-    `spacing`, ``Λ`` is measured on white noise put through
-    :func:`remove_background` on that voxel grid: the filter the workflows use.
+    This returns the ``k`` where ``rho(k) · 1000`` equals the rate asked for.
+    Without `spacing`, ``C = sqrt(det Λ) / (2π)²`` of the continuous field a
+    Gaussian of sigmas ``s`` gives (``Λ_a = 1 / (2 s_a²)``): about 4.7 SDs
+    for (0.3, 0.1) µm at 1 per 1,000 µm³. With `spacing`, ``C`` is measured
+    on the voxel grid the images have: white noise put through
+    :func:`remove_background` and :func:`find_spots` as the workflows run
+    them, its spots above 3.5 SDs counted. On a grid about as coarse as the
+    filter, voxels miss many of the continuous field's peaks (a widefield
+    camera's 0.11 µm pixels under a 0.08 µm filter see a quarter of them), so
+    the formula alone would set the threshold too high.
 
     Parameters
     ----------
@@ -353,6 +373,9 @@ def noise_threshold(spot_sigma_um, *, false_positives_per_1000um3: float = 1.0, 
         Microns per voxel (z, y, x) of the images the threshold is for.
     background_ratio : float
         The :func:`remove_background` ratio (used with `spacing`).
+    min_distance_um : float or (axial, lateral), optional
+        :func:`find_spots`'s box half-width (used with `spacing`); by
+        default `spot_sigma_um`, as the workflows use.
 
     Returns
     -------
@@ -362,6 +385,10 @@ def noise_threshold(spot_sigma_um, *, false_positives_per_1000um3: float = 1.0, 
     --------
     >>> round(noise_threshold((0.3, 0.1)), 2)
     4.7
+    >>> widefield = noise_threshold((0.22, 0.08), false_positives_per_1000um3=1.0,
+    ...                             spacing=(0.3, 0.11, 0.11))
+    >>> bool(4.3 < widefield < 4.8)
+    True
     """
     sigma = microns_to_voxels(spot_sigma_um, 1.0)  # one sigma per axis, µm
     rate = float(false_positives_per_1000um3) / 1000.0
@@ -369,10 +396,13 @@ def noise_threshold(spot_sigma_um, *, false_positives_per_1000um3: float = 1.0, 
         msg = f"false_positives_per_1000um3 must be a positive number; got {false_positives_per_1000um3!r}."
         raise ValueError(msg)
     if spacing is None:
-        roughness = 1.0 / (2.0 * sigma**2)
+        scale = math.sqrt(float(np.prod(1.0 / (2.0 * sigma**2)))) / (2 * math.pi) ** 2
     else:
-        roughness = _roughness(spot_sigma_um, spacing, background_ratio)
-    scale = math.sqrt(float(np.prod(roughness))) / (2 * math.pi) ** 2
+        spacing = tuple(float(v) for v in normalize_spacing(spacing))
+        distance = spot_sigma_um if min_distance_um is None else min_distance_um
+        density = _maxima_density(tuple(float(v) for v in sigma), spacing, float(background_ratio),
+                                  tuple(float(v) for v in microns_to_voxels(distance, 1.0)))
+        scale = density / _euler_shape(_CALIBRATION_LEVEL)
 
     def excess(k: float) -> float:
         return math.log(scale * (k * k - 1)) - k * k / 2 - math.log(rate)
@@ -387,9 +417,10 @@ def noise_threshold(spot_sigma_um, *, false_positives_per_1000um3: float = 1.0, 
 def find_spots(score: np.ndarray, threshold: float, *, spacing, min_distance_um) -> pd.DataFrame:
     """Local maxima of a score image above a threshold, with sub-voxel positions.
 
-    A voxel is a spot when its score exceeds `threshold` and is the largest
+    A voxel is a spot when its score exceeds `threshold`, is the largest
     within a box of half-width `min_distance_um` (at least one voxel per
-    axis). The sub-voxel offset along each axis is the vertex of the parabola
+    axis) and is not on the stack's outer face (first or last plane, row or
+    column, on axes longer than 2 voxels). The sub-voxel offset along each axis is the vertex of the parabola
     through the voxel and its two neighbours (within half a voxel).
 
     Parameters
@@ -440,10 +471,12 @@ def find_spots(score: np.ndarray, threshold: float, *, spacing, min_distance_um)
         else:
             is_max &= values32 >= neighbour
     index = index[is_max]
-    # A maximum in the first or last plane may be the flank of something outside
-    # the stack, and the filters' mirrored edges make noise peak there more often.
-    if score.shape[0] > 2:
-        index = index[(index[:, 0] > 0) & (index[:, 0] < score.shape[0] - 1)]
+    # A maximum on the stack's outer face (first or last plane, row or column)
+    # may be the flank of something outside, and the filters' mirrored edges
+    # make noise peak there several times as often as inside.
+    for axis, n in enumerate(score.shape):
+        if n > 2:
+            index = index[(index[:, axis] > 0) & (index[:, axis] < n - 1)]
     values = score[tuple(index.T)].astype(np.float64)
     position = index.astype(np.float64)
     for axis in range(3):
