@@ -66,7 +66,7 @@ _WATERSHED_TILE = 64
 OBJECT_REACH = 4.0
 #: A spot at least this many times as bright (filtered peak) as the image's
 #: median spot is taken for a granule by :func:`grow_objects`.
-GRANULE_BRIGHTNESS = 2.0
+GRANULE_BRIGHTNESS = 3.0
 
 
 def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,

@@ -132,7 +132,7 @@ _DOCS = {
         "this fraction of the dimmer one's peak (0: always merged, 1: never)."
     ),
     "granule_saddle_ratio": (
-        "The same next to a granule (a spot at least twice as bright as the median spot):\n"
+        "The same next to a granule (a spot at least 3 times as bright as the median spot):\n"
         "lower, so the lumpy image of a granule stays one object."
     ),
     "min_volume_um3": (
@@ -341,7 +341,7 @@ class _DetectionParams(_Params):
     noise_block_um: tuple[float, float] = _doc(_DOCS["noise_block_um"], (1.0, 3.0))
     floor: float = _doc(_DOCS["floor"], 2.0)
     mask_fraction: float = _doc(_DOCS["mask_fraction"], 0.5)
-    split_saddle_ratio: float = _doc(_DOCS["split_saddle_ratio"], 0.9)
+    split_saddle_ratio: float = _doc(_DOCS["split_saddle_ratio"], 0.95)
     granule_saddle_ratio: float = _doc(_DOCS["granule_saddle_ratio"], 0.5)
     min_volume_um3: float = _doc(_DOCS["min_volume_um3"], 0.0)
 
@@ -375,7 +375,7 @@ class RnaParams(_DetectionParams):
         Touching objects merge unless the intensity dips below this fraction
         of the dimmer one's peak.
     granule_saddle_ratio : float
-        The same next to a granule (a spot at least twice as bright as the
+        The same next to a granule (a spot at least 3 times as bright as the
         image's median spot).
     min_volume_um3 : float
         Objects of at most this volume (µm³) are removed; 0: keep all.
