@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -23,11 +22,6 @@ __all__ = ["DemoReport", "compare_with_truth", "run_demo"]
 #: beside the simulator's ideal masks in ``segmentations/``.
 WORKFLOW_SEGMENTATIONS = "segmentations-workflow"
 
-#: Area range (voxels) of single molecules in the RNA workflow's masks at the demo's voxel size.
-#: Its masks reach half of each spot's filtered peak, wider than the simulator's ideal masks (10-40 voxels); read off the
-#: area histogram of the dispersed RNA's objects, as a user would (old guide, section 4.5).
-WORKFLOW_SINGLE_MOLECULE_AREA = (20, 55)
-
 #: The demo's database (on the embedded server of the demo folder, or RNA_LOCALIZATION_DATABASE_URL's).
 DEMO_DATABASE = "rna_localization_demo"
 
@@ -35,31 +29,70 @@ DEMO_DATABASE = "rna_localization_demo"
 REPORT_DISTANCE = 1.0
 
 
+#: Every row of the demo's report: metric name, what it measures, and the truth it is held to.
+METRICS = {
+    "percent_total_rna_within_1um": "% of the RNA (by light) within 1 µm of a centrosome, mean over images",
+    "percent_granule_rna_within_1um": "% of the RNA in granules within 1 µm of a centrosome, mean over images",
+    "curve_error_points": "mean |measured - true| of percent_total_rna over every distance, points",
+    "molecules_total": "molecules in all the group's images (sum of normalized_intensity)",
+    "single_molecule_estimate": "mean normalized_intensity of objects holding one isolated molecule",
+    "molecules_per_granule_bias_pct": "mean (estimated / true - 1) over true granules, %",
+    "molecules_per_granule_mae_pct": "mean |estimated / true - 1| over true granules, %",
+    "detection_recall": "resolvable single molecules matched by an object's spot centroid",
+    "detection_precision": "objects' spot centroids matching a resolvable single molecule",
+    "merged_fraction": "resolvable single molecules inside an object that holds another molecule",
+    "centrosome_volume_um3": "mean volume of a centrosome, µm³",
+}
+
+
 @dataclass
 class DemoReport:
-    """What the demo measured, next to the simulator's ground truth."""
+    """What the demo measured, next to the simulator's ground truth.
+
+    Attributes
+    ----------
+    metrics : DataFrame
+        One row per metric (:data:`METRICS`) and group: ``metric``,
+        ``rna_type``, ``cycle``, ``measured``, ``truth``, ``n_images``,
+        ``n_objects`` (the objects, molecules or granules behind the row).
+        Written as ``output/data/demo_report.csv``.
+    """
 
     data_dir: Path
     segmentation: str
-    localization: pd.DataFrame
-    detection: pd.DataFrame
-    granules: pd.DataFrame
+    metrics: pd.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
     plots: list[Path] = field(default_factory=list)
+    csv: Path | None = None
+
+    def value(self, metric: str, rna_type: str, cycle: str | None = None) -> tuple[float, float]:
+        """(measured, truth) of one metric, pooled over cycles when `cycle` is None."""
+        rows = self.metrics[(self.metrics["metric"] == metric) & (self.metrics["rna_type"] == rna_type)]
+        if cycle is not None:
+            rows = rows[rows["cycle"] == cycle]
+        if rows.empty:
+            msg = f"no {metric!r} row for rna_type {rna_type!r}" + (f", cycle {cycle!r}" if cycle else "")
+            raise KeyError(msg)
+        if metric == "molecules_total":
+            return float(rows["measured"].sum()), float(rows["truth"].sum())
+        weights = rows["n_objects"].clip(lower=1).to_numpy(np.float64)
+        return (float(np.average(rows["measured"], weights=weights)),
+                float(np.average(rows["truth"], weights=weights)))
 
     def __str__(self) -> str:
-        def block(title, frame):
-            return f"{title}\n{frame.to_string(index=False, float_format=lambda v: f'{v:.1f}')}\n"
-
+        table = self.metrics.copy()
+        table["difference"] = table["measured"] - table["truth"]
+        table = table[["metric", "rna_type", "cycle", "measured", "truth", "difference",
+                       "n_images", "n_objects"]]
         timing = ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())
         return "\n".join([
             f"Demo report: {self.data_dir} (segmentation: {self.segmentation})",
             "",
-            block(f"RNA within {REPORT_DISTANCE:g} µm of a centrosome (% of total, mean over images)",
-                  self.localization),
-            block("RNA objects detected vs molecules simulated", self.detection),
-            block("Molecules per granule, estimated (normalized_intensity) vs true", self.granules),
+            table.to_string(index=False, float_format=lambda v: f"{v:.3g}"),
+            "",
+            *(f"  {k}: {v}" for k, v in METRICS.items()),
             f"time: {timing}",
+            f"table: {self.csv}" if self.csv else "",
             "plots: " + ", ".join(str(p) for p in self.plots if p.suffix == ".png"),
         ])
 
@@ -74,14 +107,7 @@ def _demo_config_text(pipeline_toml: Path, *, workflow: bool) -> str:
     if old not in text:
         msg = f"{pipeline_toml} has no line {old!r}; regenerate the demo data set."
         raise ValueError(msg)
-    text = text.replace(old, f'segmentation_dir = "{WORKFLOW_SEGMENTATIONS}"')
-    lower, upper = WORKFLOW_SINGLE_MOLECULE_AREA
-    for key, value in (("lower_threshold", lower), ("upper_threshold", upper)):
-        text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}  # single molecules in the workflow's masks", text)
-        if n != 1:
-            msg = f"{pipeline_toml} has no single {key} line; regenerate the demo data set."
-            raise ValueError(msg)
-    return text
+    return text.replace(old, f'segmentation_dir = "{WORKFLOW_SEGMENTATIONS}"')
 
 
 def _clear(db: Database, config) -> None:
@@ -157,6 +183,9 @@ def run_demo(out_dir: str | Path = "data/demo", *, n_images: int = 20, seed: int
 
     report = compare_with_truth(config, db, results["distributions"])
     report.segmentation = segmentation
+    report.csv = config.output_dir / "data" / "demo_report.csv"
+    report.csv.parent.mkdir(parents=True, exist_ok=True)
+    report.metrics.to_csv(report.csv, index=False, float_format="%.6g", lineterminator="\n")
     report.seconds = {**seconds, "total": sum(seconds.values())}
     report.plots = results["plots"]
     if verbose:
@@ -165,63 +194,134 @@ def run_demo(out_dir: str | Path = "data/demo", *, n_images: int = 20, seed: int
     return report
 
 
+def _image_truth(molecules: pd.DataFrame, labels: np.ndarray | None) -> pd.Series:
+    """The detected object (label, 0 = none) at each true molecule's voxel."""
+    if labels is None:
+        return pd.Series(0, index=molecules.index)
+    index = np.clip(np.rint(molecules[["z", "y", "x"]].to_numpy(np.float64)).astype(int), 0,
+                    np.array(labels.shape) - 1)
+    return pd.Series(labels[tuple(index.T)].astype(np.int64), index=molecules.index)
+
+
 def compare_with_truth(config, db: Database, distributions: pd.DataFrame) -> DemoReport:
-    """Measured localization, detection and granule sizes next to the simulator's truth files."""
+    """Every metric of :data:`METRICS` per RNA type and cycle, measured and true.
+
+    The truth comes from the simulator's ``truth/`` tables (``data/README.md``
+    defines each): molecules at their true positions and brightness, the
+    expected cumulative distributions, the centrosomes' true radii. Each true
+    molecule belongs to the detected object at its voxel (or none).
+    """
+    from .synthetic import score_spots, unresolvable
+
     root = config.data.data_dir
     truth = root / "truth"
     molecules = pd.read_csv(truth / "molecules.csv")
+    molecules["in_granule"] = molecules["in_granule"].astype(str) == "True"
     expected = pd.read_csv(truth / "expected_distributions.csv")
-    metadata = pd.read_csv(config.metadata_path)
+    centrosomes = pd.read_csv(truth / "centrosomes.csv")
+    metadata = pd.read_csv(config.metadata_path)[["name", "rna_type", "cycle"]]
     group = ["rna_type", "cycle"]
+    spacing = np.asarray(config.spacing, dtype=np.float64)
+    structure_2 = config.distances.structure_2
+    threshold = config.normalization.granule_threshold
 
-    def at_distance(frame):
-        rows = frame[np.isclose(frame["distance"], REPORT_DISTANCE)]
-        return rows.groupby(group)["percent_total_rna"].mean()
+    rna_columns = set(db.columns("rna"))
+    position = ("spot_centroid_z", "spot_centroid_y", "spot_centroid_x")
+    if not set(position) <= rna_columns:
+        position = ("centroid_z", "centroid_y", "centroid_x")
+    objects = db.query(
+        "SELECT name, object_id, normalized_intensity, " + ", ".join(position) + " FROM rna")
+    objects["normalized_intensity"] = objects["normalized_intensity"].fillna(0.0)
+    targets = (db.query(sql.SQL("SELECT name, area FROM {}").format(sql.Identifier(structure_2)))
+               if structure_2 in db.tables() else pd.DataFrame({"name": [], "area": []}))
 
-    localization = pd.DataFrame({
-        "measured": at_distance(distributions),
-        "truth": at_distance(expected),
-    }).reset_index()
-    localization["difference"] = localization["measured"] - localization["truth"]
+    rows = []
 
-    objects = db.query("SELECT name, object_id, normalized_intensity FROM rna")
-    objects = objects.merge(metadata[["name", "rna_type"]], on="name")
-    molecules = molecules.merge(metadata[["name", "rna_type"]], on="name")
-    true_objects = molecules.groupby(["rna_type", "name", "object_id"]).size().groupby("rna_type").size()
-    detection = pd.DataFrame({
-        "molecules_simulated": molecules.groupby("rna_type").size(),
-        "objects_simulated": true_objects,
-        "objects_detected": objects.groupby("rna_type").size(),
-    }).fillna(0).astype(int).reset_index()
+    def add(metric, key, measured, true, n_images, n_objects):
+        rows.append({"metric": metric, "rna_type": key[0], "cycle": key[1],
+                     "measured": float(measured), "truth": float(true),
+                     "n_images": int(n_images), "n_objects": int(n_objects)})
 
-    granules = _granule_estimates(db, molecules, objects)
-    return DemoReport(root, "", localization, detection, granules)
+    # Curves: measured and expected, image by image.
+    curves = distributions.merge(expected, on=["name", "distance"], suffixes=("", "_true"))
+    curves = curves.merge(metadata, on="name", suffixes=("_x", ""))
+    at = curves[np.isclose(curves["distance"], REPORT_DISTANCE)]
+    for key, part in at.groupby(group):
+        add("percent_total_rna_within_1um", key, part["percent_total_rna"].mean(),
+            part["percent_total_rna_true"].mean(), part["name"].nunique(), 0)
+        add("percent_granule_rna_within_1um", key, part["percent_granule_rna"].mean(),
+            part["percent_granule_rna_true"].mean(), part["name"].nunique(), 0)
+    for key, part in curves.groupby(group):
+        error = (part["percent_total_rna"] - part["percent_total_rna_true"]).abs()
+        add("curve_error_points", key, error.groupby(part["name"]).mean().mean(), 0.0,
+            part["name"].nunique(), 0)
 
-
-def _granule_estimates(db: Database, molecules: pd.DataFrame, objects: pd.DataFrame) -> pd.DataFrame:
-    """Each true granule's molecule count next to the normalized intensity of the object at its centre."""
-    in_granules = molecules[molecules["in_granule"].astype(str) == "True"]
-    granules = in_granules.groupby(["rna_type", "name", "object_id"]).agg(
-        true_molecules=("molecule_id", "size"), z=("z", "mean"), y=("y", "mean"), x=("x", "mean")
-    ).reset_index()
-    found = []
+    # Objects against the molecules they hold.
+    per_image = []
     with db.transaction() as cursor:
-        for name, rows in granules.groupby("name"):
+        for name, image_molecules in molecules.groupby("name"):
             stored = read_label_image(cursor, "rna", name)
-            index = np.clip(np.rint(rows[["z", "y", "x"]].to_numpy()).astype(int), 0,
-                            np.array(stored.labels.shape) - 1)
-            found.append(pd.Series(stored.labels[tuple(index.T)], index=rows.index))
-    granules["detected_id"] = pd.concat(found) if found else pd.Series(dtype=int)
-    granules = granules.merge(
-        objects[["name", "object_id", "normalized_intensity"]].rename(
-            columns={"object_id": "detected_id", "normalized_intensity": "estimated_molecules"}),
-        on=["name", "detected_id"], how="left")
-    granules["relative_error"] = (granules["estimated_molecules"] / granules["true_molecules"] - 1).abs()
-    summary = granules.groupby("rna_type").agg(
-        granules=("true_molecules", "size"),
-        found=("detected_id", lambda v: int((v > 0).sum())),
-        true_mean=("true_molecules", "mean"),
-        estimated_mean=("estimated_molecules", "mean"),
-        mean_abs_error_pct=("relative_error", lambda v: 100 * v.mean()),
-    )
-    return summary.reset_index()
+            labels = stored.labels if stored is not None else None
+            found = image_molecules.assign(label=_image_truth(image_molecules, labels))
+            found["isolated"] = ~unresolvable(image_molecules, spacing=spacing)
+            detected = objects.loc[objects["name"] == name, list(position)].to_numpy(np.float64)
+            score = score_spots(detected, image_molecules, spacing=spacing)
+            per_image.append((name, found, score))
+    molecules_found = pd.concat([found for _, found, _ in per_image], ignore_index=True)
+    scores = pd.DataFrame([{"name": name, **score} for name, _, score in per_image])
+    molecules_found = molecules_found.merge(metadata, on="name", suffixes=("_x", ""))
+    scores = scores.merge(metadata, on="name")
+    estimates = objects.merge(metadata, on="name")
+
+    held = molecules_found[molecules_found["label"] > 0].groupby(["name", "label"]).size()
+    held = held.rename("held").reset_index()
+    molecules_found = molecules_found.merge(held, on=["name", "label"], how="left")
+    molecules_found = molecules_found.merge(
+        objects[["name", "object_id", "normalized_intensity"]].rename(columns={"object_id": "label"}),
+        on=["name", "label"], how="left")
+
+    for key, part in molecules_found.groupby(group):
+        images = part["name"].nunique()
+        mine = estimates[(estimates["rna_type"] == key[0]) & (estimates["cycle"] == key[1])]
+        add("molecules_total", key, mine["normalized_intensity"].sum(), len(part), images, len(mine))
+        lone = part[part["isolated"] & (part["held"] == 1)]
+        add("single_molecule_estimate", key,
+            lone["normalized_intensity"].mean() if len(lone) else np.nan, 1.0, images, len(lone))
+        singles_inside = part[part["isolated"] & (part["label"] > 0)]
+        add("merged_fraction", key,
+            (singles_inside["held"] >= 2).mean() if len(singles_inside) else np.nan, 0.0,
+            images, len(singles_inside))
+        granules = part[part["in_granule"]].groupby(["name", "object_id"]).agg(
+            size=("molecule_id", "size"),
+            label=("label", lambda v: v[v > 0].mode().min() if (v > 0).any() else 0))
+        granules = granules[granules["size"] >= threshold].reset_index()
+        granules = granules[granules["label"] > 0].merge(
+            objects[["name", "object_id", "normalized_intensity"]].rename(
+                columns={"object_id": "label"}), on=["name", "label"], how="left")
+        error = granules["normalized_intensity"] / granules["size"] - 1
+        add("molecules_per_granule_bias_pct", key, 100 * error.mean() if len(error) else np.nan,
+            0.0, images, len(granules))
+        add("molecules_per_granule_mae_pct", key, 100 * error.abs().mean() if len(error) else np.nan,
+            0.0, images, len(granules))
+    for key, part in scores.groupby(group):
+        matched, true = part["n_matched"].sum(), part["n_true"].sum()
+        scored = matched + part["n_false"].sum()
+        add("detection_recall", key, matched / true if true else np.nan, 1.0, len(part), true)
+        add("detection_precision", key, matched / scored if scored else np.nan, 1.0, len(part), scored)
+
+    # Centrosomes: volume of the detected objects against the simulated balls.
+    voxel = float(np.prod(spacing))
+    targets = targets.merge(metadata, on="name")
+    true_volume = centrosomes.merge(metadata, on="name").assign(
+        volume=lambda t: 4.0 / 3.0 * np.pi * t["radius_um"] ** 3)
+    for key, part in true_volume.groupby(group):
+        mine = targets[(targets["rna_type"] == key[0]) & (targets["cycle"] == key[1])]
+        add("centrosome_volume_um3", key, mine["area"].mean() * voxel if len(mine) else np.nan,
+            part["volume"].mean(), part["name"].nunique(), len(mine))
+
+    metrics = pd.DataFrame(rows, columns=["metric", "rna_type", "cycle", "measured", "truth",
+                                          "n_images", "n_objects"])
+    order = {name: i for i, name in enumerate(METRICS)}
+    metrics = metrics.sort_values(["metric", "rna_type", "cycle"],
+                                  key=lambda c: c.map(order) if c.name == "metric" else c)
+    return DemoReport(root, "", metrics.reset_index(drop=True))

@@ -1,4 +1,3 @@
-import doctest
 import math
 
 import numpy as np
@@ -6,7 +5,6 @@ import pandas as pd
 import pytest
 from scipy.spatial.distance import cdist
 
-from rna_localization import apertures
 from rna_localization.apertures import APERTURE_COLUMNS, aperture_intensities
 
 SPACING = (0.2, 0.065, 0.065)
@@ -199,7 +197,3 @@ def test_bad_input_is_refused():
         aperture_intensities(labels.astype(float), raw, spacing=SPACING)
     with pytest.raises(ValueError, match="negative"):
         aperture_intensities(-labels, raw, spacing=SPACING)
-
-
-def test_docstring_example_runs():
-    assert doctest.testmod(apertures).failed == 0

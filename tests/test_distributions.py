@@ -8,6 +8,7 @@ from rna_localization import (
     normalize_intensities,
     single_molecule_references,
 )
+from rna_localization.distributions import aperture_references
 
 import oracles
 
@@ -60,3 +61,17 @@ def test_normalization_matches_per_group_means():
 def test_group_without_single_molecules_is_named():
     with pytest.raises(ValueError, match="'gapdh'"):
         normalize_intensities([1, 2], [15, 200], ["cen", "gapdh"], lower_threshold=10, upper_threshold=40)
+
+
+def test_aperture_reference_is_the_median_single_spot_of_each_group():
+    # Group a: singles of 40-60 voxels around 100, a merged pair (95 voxels) and a granule.
+    spot = [90.0, 100.0, 104.0, 250.0, 900.0, 10.0, 12.0, 11.0]
+    area = [40, 50, 60, 95, 200, 30, 30, 30]
+    groups = ["a"] * 5 + ["b"] * 3
+    table = aperture_references(spot, area, groups)
+    assert table.loc["a", "reference"] == 100.0  # the pair and the granule are outside the window
+    assert table.loc["a", "single_molecules"] == 3
+    assert (table.loc["a", "lower_area"], table.loc["a", "upper_area"]) == (30.0, 90.0)
+    assert table.loc["b", "reference"] == 11.0
+    with pytest.raises(ValueError, match="'c'"):
+        aperture_references([-5.0, -1.0], [30, 30], ["c", "c"])

@@ -70,7 +70,7 @@ GRANULE_BRIGHTNESS = 3.0
 
 
 def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
-                      background_ratio: float = 2.0) -> np.ndarray:
+                      background_ratio: float = 2.0, background_sigma_um=None) -> np.ndarray:
     """Smooth at the PSF's scale and subtract the smooth background.
 
     Each z-plane's median is subtracted first (the background's depth
@@ -92,6 +92,9 @@ def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
         Gaussian sigma of a single molecule's image, µm.
     background_ratio : float
         Sigma of the background's Gaussian, in spot sigmas (> 1).
+    background_sigma_um : float or (axial, lateral), optional
+        Sigma of the background's Gaussian in µm instead (e.g. to cut masks
+        from a lightly smoothed image with the detection's background).
 
     Returns
     -------
@@ -111,7 +114,8 @@ def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
     """
     image = np.asarray(image, dtype=np.float32)
     spot = microns_to_voxels(spot_sigma_um, spacing)
-    broad = spot * float(background_ratio)
+    broad = (spot * float(background_ratio) if background_sigma_um is None
+             else microns_to_voxels(background_sigma_um, spacing))
     # The background changes fastest along z (the embryo or cell surface,
     # out-of-focus planes): each plane's median level goes first, exactly.
     levels = np.median(image[:, ::2, ::2].reshape(image.shape[0], -1), axis=1)
@@ -560,9 +564,19 @@ def _merge_basins(basins: np.ndarray, intensity: np.ndarray, saddle_ratio: float
     return relabel[basins]
 
 
+def _peak_near(image: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Largest value of `image` within one voxel (a 3x3x3 box) of each (z, y, x) row of `index`."""
+    best = np.full(len(index), -np.inf)
+    upper = np.array(image.shape) - 1
+    for offset in np.ndindex(3, 3, 3):
+        at = np.clip(index + np.array(offset) - 1, 0, upper)
+        best = np.maximum(best, image[tuple(at.T)])
+    return best
+
+
 def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *, floor: float,
                  mask_fraction: float, saddle_ratio: float, granule_saddle_ratio: float = 0.5,
-                 reach=None) -> np.ndarray:
+                 reach=None, mask_image: np.ndarray | None = None) -> np.ndarray:
     """One object per spot (or per group of spots with no dip between them).
 
     1. A watershed of ``-filtered`` from the spots over the voxels whose score
@@ -575,9 +589,9 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
        (a granule: several molecules in one diffraction-limited blob) the
        lower `granule_saddle_ratio` applies, so the lumpy image of a granule
        stays one object.
-    3. Each object keeps the voxels where ``filtered`` reaches `mask_fraction`
-       of its peak (of its dimmest spot's peak, for merged spots) and that
-       are connected to its spots.
+    3. Each object keeps the voxels where ``filtered`` (or `mask_image`)
+       reaches `mask_fraction` of its peak (of its dimmest spot's peak, for
+       merged spots) and that are connected to its spots.
 
     Parameters
     ----------
@@ -598,6 +612,10 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
     reach : (3,) sequence of int, optional
         Largest distance, in voxels along (z, y, x), of an object's voxels from
         its nearest spot (a box around each spot); None: no limit.
+    mask_image : (Z, Y, X) ndarray of float, optional
+        The image step 3 cuts the masks from (e.g. the background-removed
+        image, less smoothed than `filtered`); each spot's peak there is the
+        largest value within one voxel of it. Default: `filtered`.
 
     Returns
     -------
@@ -658,10 +676,15 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
     # An object's level is the dimmest of its spots' peaks (the merged basins of
     # a granule dip no lower than the saddle ratio of it, so with a saddle ratio
     # >= mask_fraction the granule stays in one piece).
+    if mask_image is None:
+        mask_image = filtered
+    else:
+        mask_image = np.asarray(mask_image, dtype=np.float32)
+        peaks = _peak_near(mask_image, np.stack(voxels, axis=1))
     object_of_spot = merged[voxels]
     level = np.full(int(merged.max()) + 1, np.inf)
     np.minimum.at(level, object_of_spot, peaks)
-    values = filtered.ravel()[where]
+    values = mask_image.ravel()[where]
     object_of_voxel = merged.ravel()[where]
     keep = (object_of_voxel > 0) & (values >= mask_fraction * level[object_of_voxel])
     cut = np.zeros(filtered.size, dtype=np.int32)

@@ -305,6 +305,7 @@ _SLIDERS = {
     "false_positives_per_1000um3": ("false pos./1000µm³", -3.0, 2.0, None),
     "floor": ("floor SDs", 0.0, 10.0, 0.1),
     "mask_fraction": ("mask fraction", 0.0, 1.0, 0.01),
+    "mask_smoothing": ("mask smoothing ×σ", 0.05, 1.0, 0.05),
     "split_saddle_ratio": ("saddle ratio", 0.0, 1.0, 0.01),
     "granule_saddle_ratio": ("granule saddle", 0.0, 1.0, 0.01),
     "min_volume_um3": ("min volume µm³", 0.0, 0.5, 0.001),

@@ -182,12 +182,20 @@ def _run(image, params, spacing, keep: bool) -> SegmentationSteps:
         spacing=spacing, background_ratio=params.background_ratio)
     spots = detection.find_spots(score, threshold, spacing=spacing,
                                  min_distance_um=params.spot_sigma_um)
+    mask_image = None
+    if params.mask_smoothing < 1:
+        spot = np.asarray(params.spot_sigma_um, dtype=np.float64)
+        mask_image = detection.remove_background(
+            image, spacing=spacing, spot_sigma_um=tuple(spot * params.mask_smoothing),
+            background_sigma_um=tuple(spot * params.background_ratio))
     labels = detection.grow_objects(filtered, score, spots, floor=params.floor,
                                     mask_fraction=params.mask_fraction,
                                     saddle_ratio=params.split_saddle_ratio,
                                     granule_saddle_ratio=params.granule_saddle_ratio,
                                     reach=np.ceil(detection.OBJECT_REACH * microns_to_voxels(
-                                        params.spot_sigma_um, spacing)).astype(int))
+                                        params.spot_sigma_um, spacing)).astype(int),
+                                    mask_image=mask_image)
+    del mask_image
     final = separate_touching(labels)
     if params.min_volume_um3 > 0:
         # Counted per object on the object voxels only, without labelling the image again.

@@ -43,7 +43,7 @@ from .model import (
     Microscope,
     RnaModel,
 )
-from .scoring import mask_spots, match_points, score_spots
+from .scoring import mask_spots, match_points, score_spots, unresolvable
 from .truth import SimulatedImage, expected_distribution
 
 #: Voxel size (z, y, x) µm and PSF sigmas (z, y, x) µm of the default preset.
@@ -77,4 +77,5 @@ __all__ = [
     "simulate_dataset",
     "simulate_image",
     "single_molecule_voxels",
+    "unresolvable",
 ]

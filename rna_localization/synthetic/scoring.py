@@ -18,7 +18,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, min_weight_full_bipartite_matching
 from scipy.spatial import cKDTree
 
-__all__ = ["mask_spots", "match_points", "score_spots"]
+__all__ = ["mask_spots", "match_points", "score_spots", "unresolvable"]
 
 #: Default matching radius (z, y, x) in µm for :func:`score_spots`: about two
 #: PSF sigmas of a high-NA objective, half the distance at which two molecules
@@ -203,22 +203,15 @@ def score_spots(detected_zyx, molecules: pd.DataFrame, *, spacing,
     """
     spacing = np.asarray(spacing, dtype=np.float64)
     radius = _radius(radius_um)
-    resolution = _radius(resolution_um, "resolution_um")
     detected = _points(detected_zyx, "detected_zyx") * spacing
     positions = molecules[["z", "y", "x"]].to_numpy(dtype=np.float64).reshape(-1, 3) * spacing
     in_granule = molecules["in_granule"].to_numpy(dtype=bool)
-    single_index = np.flatnonzero(~in_granule)
-
-    # A single molecule with any other molecule within the resolution is unresolvable.
-    unresolvable = in_granule.copy()
-    i, j, _ = _candidate_pairs(positions[single_index], positions, resolution)
-    crowded = i[single_index[i] != j]
-    unresolvable[single_index[crowded]] = True
+    hidden = unresolvable(molecules, spacing=spacing, resolution_um=resolution_um)
 
     aside = np.zeros(len(detected), bool)
-    near, _, _ = _candidate_pairs(detected, positions[unresolvable], radius)
+    near, _, _ = _candidate_pairs(detected, positions[hidden], radius)
     aside[near] = True
-    scored, targets = detected[~aside], positions[~unresolvable]
+    scored, targets = detected[~aside], positions[~hidden]
     matched, _ = match_points(scored, targets, radius=radius)
 
     n_true, n_scored, n_matched = len(targets), len(scored), len(matched)
@@ -232,8 +225,46 @@ def score_spots(detected_zyx, molecules: pd.DataFrame, *, spacing,
         "n_matched": n_matched,
         "n_false": n_scored - n_matched,
         "n_set_aside": int(aside.sum()),
-        "n_true_set_aside": int((unresolvable & ~in_granule).sum()),
+        "n_true_set_aside": int((hidden & ~in_granule).sum()),
     }
+
+
+def unresolvable(molecules: pd.DataFrame, *, spacing, resolution_um=RESOLUTION_UM) -> np.ndarray:
+    """Which molecules no detector could resolve: in a granule, or too close to another molecule.
+
+    Parameters
+    ----------
+    molecules : DataFrame
+        Columns ``z``, ``y``, ``x`` (voxel coordinates) and ``in_granule``
+        (bool), as :attr:`SimulatedImage.molecules`.
+    spacing : (3,) sequence of float
+        Voxel size (z, y, x) in µm.
+    resolution_um : float or (3,) sequence of float
+        A single molecule with another molecule (single or in a granule) at
+        ``sum(((a - b) / resolution_um) ** 2) <= 1`` is unresolvable.
+
+    Returns
+    -------
+    (N,) ndarray of bool
+
+    Examples
+    --------
+    >>> molecules = pd.DataFrame({"z": [5.0, 5.0, 5.0, 5.0], "y": [10.0, 40.0, 40.0, 70.0],
+    ...                           "x": [10.0, 40.0, 42.0, 70.0],
+    ...                           "in_granule": [False, False, False, True]})
+    >>> unresolvable(molecules, spacing=(0.2, 0.065, 0.065)).tolist()
+    [False, True, True, True]
+    """
+    spacing = np.asarray(spacing, dtype=np.float64)
+    resolution = _radius(resolution_um, "resolution_um")
+    positions = molecules[["z", "y", "x"]].to_numpy(dtype=np.float64).reshape(-1, 3) * spacing
+    in_granule = molecules["in_granule"].to_numpy(dtype=bool)
+    single_index = np.flatnonzero(~in_granule)
+    result = in_granule.copy()
+    i, j, _ = _candidate_pairs(positions[single_index], positions, resolution)
+    crowded = i[single_index[i] != j]
+    result[single_index[crowded]] = True
+    return result
 
 
 def mask_spots(mask: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
