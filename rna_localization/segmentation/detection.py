@@ -43,6 +43,7 @@ __all__ = [
     "SPOT_COLUMNS",
     "find_spots",
     "grow_objects",
+    "less_smoothed",
     "local_noise",
     "noise_threshold",
     "remove_background",
@@ -70,7 +71,7 @@ GRANULE_BRIGHTNESS = 3.0
 
 
 def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
-                      background_ratio: float = 2.0, background_sigma_um=None) -> np.ndarray:
+                      background_ratio: float = 2.0) -> np.ndarray:
     """Smooth at the PSF's scale and subtract the smooth background.
 
     Each z-plane's median is subtracted first (the background's depth
@@ -92,9 +93,6 @@ def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
         Gaussian sigma of a single molecule's image, µm.
     background_ratio : float
         Sigma of the background's Gaussian, in spot sigmas (> 1).
-    background_sigma_um : float or (axial, lateral), optional
-        Sigma of the background's Gaussian in µm instead (e.g. to cut masks
-        from a lightly smoothed image with the detection's background).
 
     Returns
     -------
@@ -114,12 +112,10 @@ def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
     """
     image = np.asarray(image, dtype=np.float32)
     spot = microns_to_voxels(spot_sigma_um, spacing)
-    broad = (spot * float(background_ratio) if background_sigma_um is None
-             else microns_to_voxels(background_sigma_um, spacing))
+    broad = spot * float(background_ratio)
     # The background changes fastest along z (the embryo or cell surface,
     # out-of-focus planes): each plane's median level goes first, exactly.
-    levels = np.median(image[:, ::2, ::2].reshape(image.shape[0], -1), axis=1)
-    image = image - levels.astype(np.float32)[:, None, None]
+    image = image - _plane_levels(image)[:, None, None]
     filtered = ndimage.gaussian_filter(image, spot, mode="reflect", truncate=_TRUNCATE)
     background = ndimage.gaussian_filter(image, broad, mode="reflect", truncate=_TRUNCATE)
     filtered -= background
@@ -146,6 +142,59 @@ def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
         second *= weight
         filtered += second
     return filtered
+
+
+def _plane_levels(image: np.ndarray) -> np.ndarray:
+    """Median of each z-plane (every second voxel in y and x), float32."""
+    return np.median(image[:, ::2, ::2].reshape(image.shape[0], -1), axis=1).astype(np.float32)
+
+
+def less_smoothed(filtered: np.ndarray, image: np.ndarray, *, spacing, spot_sigma_um,
+                  smoothing: float) -> np.ndarray:
+    """:func:`remove_background`'s output with the spot filter narrowed to `smoothing` of it.
+
+    ``filtered + G(smoothing·s) * image - G(s) * image`` (each plane's median
+    removed first, as there): the same background removed, the spot's own
+    outline blurred less. Two small Gaussians, so it costs a fraction of
+    :func:`remove_background`.
+
+    Parameters
+    ----------
+    filtered : (Z, Y, X) ndarray of float32
+        :func:`remove_background` of `image` with `spot_sigma_um`.
+    image : (Z, Y, X) ndarray
+        The raw stack.
+    spacing : float or sequence of 3 floats
+        Microns per voxel (z, y, x).
+    spot_sigma_um : float or (axial, lateral)
+        The spot sigma `filtered` was made with.
+    smoothing : float
+        In (0, 1]: the narrower filter, in spot sigmas (1 returns `filtered`).
+
+    Returns
+    -------
+    (Z, Y, X) ndarray of float32
+
+    Examples
+    --------
+    >>> image = np.full((9, 33, 33), 500.0)
+    >>> image[4, 16, 16] += 1000
+    >>> kw = dict(spacing=(0.2, 0.065, 0.065), spot_sigma_um=(0.3, 0.1))
+    >>> filtered = remove_background(image, **kw)
+    >>> sharp = less_smoothed(filtered, image, smoothing=0.5, **kw)
+    >>> bool(sharp[4, 16, 16] > filtered[4, 16, 16])
+    True
+    """
+    if smoothing >= 1:
+        return filtered
+    image = np.asarray(image, dtype=np.float32)
+    image = image - _plane_levels(image)[:, None, None]
+    spot = microns_to_voxels(spot_sigma_um, spacing)
+    narrow = ndimage.gaussian_filter(image, spot * float(smoothing), mode="reflect",
+                                     truncate=_TRUNCATE)
+    narrow -= ndimage.gaussian_filter(image, spot, mode="reflect", truncate=_TRUNCATE)
+    narrow += filtered
+    return narrow
 
 
 def _interpolation_matrix(n: int, centres: np.ndarray) -> np.ndarray:

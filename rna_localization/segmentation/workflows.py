@@ -184,10 +184,9 @@ def _run(image, params, spacing, keep: bool) -> SegmentationSteps:
                                  min_distance_um=params.spot_sigma_um)
     mask_image = None
     if params.mask_smoothing < 1:
-        spot = np.asarray(params.spot_sigma_um, dtype=np.float64)
-        mask_image = detection.remove_background(
-            image, spacing=spacing, spot_sigma_um=tuple(spot * params.mask_smoothing),
-            background_sigma_um=tuple(spot * params.background_ratio))
+        mask_image = detection.less_smoothed(filtered, image, spacing=spacing,
+                                             spot_sigma_um=params.spot_sigma_um,
+                                             smoothing=params.mask_smoothing)
     labels = detection.grow_objects(filtered, score, spots, floor=params.floor,
                                     mask_fraction=params.mask_fraction,
                                     saddle_ratio=params.split_saddle_ratio,
