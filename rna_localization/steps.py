@@ -23,6 +23,7 @@ from psycopg2 import sql
 from . import io
 from ._faults import fault_point
 from .apertures import aperture_intensities, spot_centroids
+from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
 from .config import Config, ThresholdTable
 from .db import Database
 from .db.tables import (
@@ -149,12 +150,23 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
             "status": "extracted" if written else "skipped"}
 
 
+def _check_voxel_sizes(config: Config, pairs: list[io.ImagePair]) -> None:
+    """Warn about raw stacks and segmentations whose own voxel size is not [scale]'s."""
+    for paths, fix in [([p.raw for p in pairs], FIX_RAW),
+                       ([p.segmentation for p in pairs], FIX_SEGMENTATION)]:
+        warn_mismatches(find_mismatches(paths, config.spacing), config.spacing,
+                        used=scale_source(config), fix=fix, stacklevel=3)
+
+
 def extract(config: Config, *, overwrite: bool = False, db: Database | None = None,
             workers: int | None = None) -> pd.DataFrame:
     """Objects of every structure and image into the database.
 
     Every image pair is checked first (segmentation present, same shape as
     its raw stack), so that a typo stops the run before anything is written.
+    A file whose own voxel size differs from ``[scale]`` by more than 1% is
+    a :class:`.calibration.VoxelSizeWarning` naming it and both values;
+    ``[scale]`` is used all the same.
     Each image and structure is then written in one transaction.
 
     Parameters
@@ -185,6 +197,7 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
             segmentation_file_suffix=config.data.segmentation_file_suffix,
         )
     ]
+    _check_voxel_sizes(config, pairs)
     with _exclusive(db):
         with db.transaction() as cursor:
             ensure_schema(cursor)
