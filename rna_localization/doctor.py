@@ -46,6 +46,7 @@ PACKAGES = (
     ("pgserver", ("pgserver",), "0.1.4", ""),
     ("dask", ("dask",), "2024.1", ""),
     ("distributed", ("distributed",), "2024.1", ""),
+    ("bioio", ("bioio",), "1.0", "import FILE.czi/.nd2/.lif"),
 )
 
 _SHOWN = 5  # names listed in one finding before "and N more"

@@ -53,7 +53,8 @@ def _squeeze_to_3d(shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
     msg = (
         f"{path} has {len(squeezed)} non-singleton axes, shape {shape}; a single-channel "
         f"3D (Z, Y, X) stack is expected. Split multi-channel or time-lapse files into "
-        f"one TIFF per channel first (e.g. Fiji: Image > Color > Split Channels)."
+        f"one TIFF per channel first: `rna-localization import FILE --channels rna=0,centrosomes=1 "
+        f"--data-dir DIR` does it for multi-channel files (or Fiji: Image > Color > Split Channels)."
     )
     raise ValueError(msg)
 
