@@ -135,6 +135,7 @@ class DistributionConfig:
 class PlotConfig:
     hue: str = ""
     col: str = ""
+    row: str = ""
     dpi: int = 600
 
 
@@ -263,9 +264,13 @@ class Config:
             raise ValueError(msg)
         check_identifier(self.data.image_name_column, "data.image_name_column")
         check_identifier(self.normalization.group_by, "normalization.group_by")
-        for key in ("hue", "col"):
+        for key in ("hue", "col", "row"):
             if getattr(self.plot, key):
                 check_identifier(getattr(self.plot, key), f"plot.{key}")
+        if self.plot.row and self.plot.row == self.plot.col:
+            msg = (f"plot.row and plot.col are both {self.plot.row!r}: one column cannot split "
+                   f"the panels both ways; leave one of them \"\".")
+            raise ValueError(msg)
         for key, value in [("scale.xy", self.scale.xy), ("scale.z", self.scale.z),
                            ("distribution.step_size", self.distribution.step_size)]:
             if not (math.isfinite(value) and value > 0):

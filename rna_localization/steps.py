@@ -633,11 +633,15 @@ def compute_distributions(config: Config, *, db: Database | None = None,
 
 # ---------------------------------------------------------------------- plots
 def make_plots(config: Config, distributions: pd.DataFrame | None = None) -> list[Path]:
-    """Line plots of percent_total_rna and percent_granule_rna against distance.
+    """Figures of percent_total_rna and percent_granule_rna against distance, for a paper.
 
-    Mean over images with a standard-deviation band, hue = ``plot.hue`` (or
-    ``normalization.group_by``), one panel per value of ``plot.col``. Written
-    as PDF (``plot.dpi``) and PNG under ``output_dir/plots/``.
+    :func:`rna_localization.plotting.plot_cumulative_distributions`: the mean
+    over images with its 95% confidence band, a colour per value of
+    ``plot.hue`` (or ``normalization.group_by``), a column of panels per
+    value of ``plot.col`` and a row per value of ``plot.row``, the number of
+    images of each curve in its legend; one journal column (3.5 in) wide up
+    to two columns of panels. Written as PDF (TrueType fonts) and PNG
+    (``plot.dpi``) under ``output_dir/plots/``.
 
     Returns
     -------
@@ -657,7 +661,8 @@ def make_plots(config: Config, distributions: pd.DataFrame | None = None) -> lis
     for measure in ("percent_total_rna", "percent_granule_rna"):
         figure = plot_cumulative_distributions(
             distributions, measure, hue=config.plot_hue, col=config.plot.col or None,
-            structure=config.distances.structure_2,
+            row=config.plot.row or None, structure=config.distances.structure_2,
+            image_column=config.data.image_name_column,
         )
         written += save_figure(figure, folder / measure, dpi=config.plot.dpi)
     return written
