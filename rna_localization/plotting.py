@@ -1,4 +1,4 @@
-"""Figures for papers: cumulative distributions.
+"""Figures for papers and for checking: cumulative distributions, and one image's objects.
 
 Everything here draws from tables and arrays it is given; the database and the
 files are read by :mod:`rna_localization.steps`. The figures are made for print:
@@ -29,6 +29,7 @@ __all__ = [
     "curve_summary",
     "facet_title",
     "plot_cumulative_distributions",
+    "plot_image_objects",
     "save_figure",
     "value_label",
     "y_label",
@@ -387,6 +388,153 @@ def _warn_mixed_thresholds(curve: pd.DataFrame, image_column: str, hue, hue_valu
             f"({', '.join(f'{v:g}' for v in ends)} µm): beyond the smallest, "
             f"fewer images count. Split the panels by the threshold's column (plot.col or "
             f"plot.row).", UserWarning, stacklevel=3)
+
+
+def plot_image_objects(image: np.ndarray, objects: pd.DataFrame, *, spacing_xy: float,
+                       histogram_objects: pd.DataFrame | None = None,
+                       reference: float | None = None, granule_threshold: float | None = None,
+                       single_area: tuple[float, float] | None = None,
+                       outline: np.ndarray | None = None, outline_label: str = "",
+                       distance_label: str = "distance (µm)",
+                       intensity_label: str = "intensity", title: str = "",
+                       histogram_title: str = ""):
+    """One image's objects: where they are, coloured by distance; their sizes and intensities.
+
+    Left: the maximum projection of `image` along z, in grey, with a dot at
+    every object's centroid coloured by its distance (colour bar in µm; grey
+    dots: no distance) and the outline of `outline` (the target structure).
+    Right: histograms of the objects' areas and intensities, the single
+    molecule's area range and intensity (`reference`), and the granule
+    threshold, marked.
+
+    Parameters
+    ----------
+    image : (Z, Y, X) or (Y, X) ndarray
+        Raw intensities.
+    objects : DataFrame
+        One row per object of `image`: ``y``, ``x`` (centroid, voxels),
+        ``distance`` (µm), ``area`` (voxels), ``intensity``.
+    spacing_xy : float
+        Microns per pixel, for the axes.
+    histogram_objects : DataFrame, optional
+        ``area`` and ``intensity`` of the objects of the histograms (e.g. every
+        image of the same RNA type); default `objects`.
+    reference : float, optional
+        Intensity of one molecule, marked on the intensity histogram.
+    granule_threshold : float, optional
+        Molecules from which an object is a granule; marked at
+        ``granule_threshold * reference``.
+    single_area : (float, float), optional
+        Area range (voxels) of the objects taken as single molecules, shaded.
+    outline : (Z, Y, X) or (Y, X) bool ndarray, optional
+        Mask of the target structure, outlined on the projection.
+    outline_label, distance_label, intensity_label, title, histogram_title : str
+        Words for the legend, colour bar, x axis and titles.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> image = np.zeros((3, 20, 20)); image[1, 5, 5] = image[1, 12, 15] = 100
+    >>> objects = pd.DataFrame({"y": [5, 12], "x": [5, 15], "distance": [0.5, 2.0],
+    ...                         "area": [10, 25], "intensity": [900, 2000]})
+    >>> figure = plot_image_objects(image, objects, spacing_xy=0.1, reference=1000)
+    >>> figure.axes[-1].get_ylabel()
+    'distance (µm)'
+    """
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    _check_columns(objects, {c: c for c in ("y", "x", "distance", "area", "intensity")})
+    image = np.asarray(image)
+    projection = image.max(axis=0) if image.ndim == 3 else image
+    if projection.ndim != 2:
+        msg = f"image must be (Z, Y, X) or (Y, X); got shape {image.shape}."
+        raise ValueError(msg)
+    if histogram_objects is None:
+        histogram_objects = objects
+    n_y, n_x = projection.shape
+    extent = (0, n_x * spacing_xy, n_y * spacing_xy, 0)
+
+    with matplotlib.rc_context(PAPER_RC):
+        figure = plt.figure(figsize=(TWO_COLUMNS, 3.8), layout="constrained")
+        axes = figure.subplot_mosaic([["image", "area"], ["image", "intensity"]],
+                                     width_ratios=[1.45, 1])
+        ax = axes["image"]
+        low, high = np.percentile(projection, [1, 99.8])
+        ax.imshow(projection, cmap="gray", vmin=low, vmax=max(high, low + 1e-12),
+                  extent=extent, interpolation="nearest")
+        measured = objects["distance"].notna().to_numpy()
+        x = (objects["x"].to_numpy(np.float64) + 0.5) * spacing_xy  # voxel i spans [i, i + 1)
+        y = (objects["y"].to_numpy(np.float64) + 0.5) * spacing_xy
+        ax.scatter(x[~measured], y[~measured], s=9, color="0.6", linewidths=0)
+        dots = ax.scatter(x[measured], y[measured], c=objects["distance"].to_numpy()[measured],
+                          s=9, cmap="viridis", vmin=0, linewidths=0)
+        figure.colorbar(dots, ax=ax, label=distance_label, shrink=0.8)
+        if outline is not None:
+            mask = np.asarray(outline)
+            mask = mask.max(axis=0) if mask.ndim == 3 else mask
+            if mask.any():
+                centres_x = (np.arange(mask.shape[1]) + 0.5) * spacing_xy
+                centres_y = (np.arange(mask.shape[0]) + 0.5) * spacing_xy
+                ax.contour(centres_x, centres_y, mask.astype(float), levels=[0.5], colors="red",
+                           linewidths=0.7)
+                ax.legend(handles=[Line2D([], [], color="red", linewidth=0.7,
+                                          label=outline_label or "target structure")],
+                          loc="upper right", labelcolor="white")
+        ax.set_xlabel("x (µm)")
+        ax.set_ylabel("y (µm)")
+        ax.set_title(title or f"{len(objects)} objects")
+
+        marks_area = []
+        if single_area is not None:
+            marks_area.append(("span", single_area, "single-molecule sizes"))
+        _histogram(axes["area"], histogram_objects["area"], "area (voxels)", marks_area)
+        marks_intensity = []
+        if reference is not None:
+            marks_intensity.append(("line", reference, f"1 molecule ({reference:,.4g})"))
+            if granule_threshold is not None:
+                marks_intensity.append(("dashed", granule_threshold * reference,
+                                        f"granule (≥ {granule_threshold:g} molecules)"))
+        _histogram(axes["intensity"], histogram_objects["intensity"], intensity_label,
+                   marks_intensity)
+        if histogram_title:
+            axes["area"].set_title(histogram_title)
+    return figure
+
+
+def _histogram(ax, values, xlabel: str, marks: list) -> None:
+    """Histogram of `values` over their 0.5-99.5 percentile range and the marks, with the marks."""
+    values = pd.to_numeric(pd.Series(values), errors="coerce").dropna().to_numpy(np.float64)
+    points = [float(p) for kind, value, _ in marks
+              for p in (value if kind == "span" else [value])]
+    if len(values):  # the range of all but the most extreme 0.5 % on each side
+        low = np.percentile(values, 0.5, method="lower")
+        high = np.percentile(values, 99.5, method="higher")
+    else:
+        low, high = 0.0, 1.0
+    low = min([low, 0.0, *points])
+    high = max([high, *[1.3 * p for p in points]])
+    if high <= low:
+        high = low + 1.0
+    ax.hist(values, bins=50, range=(low, high), color="0.45")
+    outside = int(np.sum((values < low) | (values > high)))
+    if outside:
+        xlabel = f"{xlabel}\n({outside} object{'s' if outside != 1 else ''} beyond the axis)"
+    for kind, value, label in marks:
+        if kind == "span":
+            ax.axvspan(*value, color="C0", alpha=0.2, linewidth=0, label=label)
+        else:
+            ax.axvline(value, color="C1", linestyle="--" if kind == "dashed" else "-",
+                       linewidth=1, label=label)
+    if marks:
+        ax.legend(loc="upper right")
+    ax.set_xlim(low, high)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("objects")
 
 
 def save_figure(figure, path_stem: str | Path, *, dpi: int = 600) -> list[Path]:

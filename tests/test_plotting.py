@@ -11,14 +11,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PathCollection
 from matplotlib.text import Text
 from PIL import Image
 
-from rna_localization import plotting
+from rna_localization import load_config, plotting, steps
+from rna_localization.db import Database
 from rna_localization.plotting import (
     CAPTION,
     curve_summary,
     plot_cumulative_distributions,
+    plot_image_objects,
     save_figure,
     y_label,
 )
@@ -261,3 +264,71 @@ def test_empty_distributions_are_an_error(table):
 
 def test_docstring_examples():
     assert doctest.testmod(plotting).failed == 0
+
+
+# ------------------------------------------------------------ one image
+def _image_axes(figure):
+    return next(ax for ax in figure.axes if ax.get_xlabel() == "x (µm)")
+
+
+def _histogram_axes(figure, label_start: str):
+    return next(ax for ax in figure.axes if ax.get_xlabel().startswith(label_start))
+
+
+def test_image_objects_coloured_by_distance_and_reference_marked():
+    image = np.zeros((4, 20, 30))
+    image[2, 5, 7] = image[1, 12, 20] = image[3, 18, 2] = 100
+    objects = pd.DataFrame({"y": [5.0, 12.0, 18.0], "x": [7.0, 20.0, 2.0],
+                            "distance": [0.0, 1.5, np.nan], "area": [10, 12, 40],
+                            "intensity": [1000.0, 1100.0, 5000.0]})
+    outline = np.zeros((4, 20, 30), dtype=bool)
+    outline[1, 4:7, 6:9] = True
+    figure = plot_image_objects(image, objects, spacing_xy=0.1, reference=1050.0,
+                                granule_threshold=4, single_area=(8, 15), outline=outline,
+                                outline_label="centrosomes", distance_label="distance to centrosomes (µm)",
+                                intensity_label="total intensity")
+    ax = _image_axes(figure)
+    grey, dots = [c for c in ax.collections if isinstance(c, PathCollection)]
+    np.testing.assert_allclose(grey.get_offsets(), [[0.25, 1.85]])  # no distance
+    # Pixel i spans [i, i + 1) × 0.1 µm: the dot sits at its centre.
+    np.testing.assert_allclose(dots.get_offsets(), [[0.75, 0.55], [2.05, 1.25]])
+    np.testing.assert_allclose(dots.get_array(), [0.0, 1.5])
+    assert ax.get_xlim() == pytest.approx((0, 3.0))
+    assert _legend_texts(ax) == ["centrosomes"]
+    assert any(a.get_ylabel() == "distance to centrosomes (µm)" for a in figure.axes)  # colour bar
+    intensity = _histogram_axes(figure, "total intensity")
+    marks = {line.get_label(): line.get_xdata()[0] for line in intensity.lines}
+    assert marks == {"1 molecule (1,050)": 1050.0, "granule (≥ 4 molecules)": 4200.0}
+    area = _histogram_axes(figure, "area (voxels)")
+    assert _legend_texts(area) == ["single-molecule sizes"]
+    assert sum(bar.get_height() for bar in area.containers[0]) == 3
+    assert area.get_xlim() == pytest.approx((0, 40))
+
+
+def test_image_objects_from_the_database(dataset):
+    config = load_config(dataset)
+    steps.run(config)
+    db = Database.from_config(config)
+    figure = steps.plot_image_objects(config, "img_01", db=db)
+    objects = db.query("SELECT centroid_y, centroid_x, distance_to_centrosomes FROM rna "
+                       "WHERE name = 'img_01' ORDER BY object_id")
+    ax = _image_axes(figure)
+    assert ax.get_title() == f"img_01: {len(objects)} rna objects"
+    _, dots = [c for c in ax.collections if isinstance(c, PathCollection)]
+    np.testing.assert_allclose(dots.get_offsets(), (objects[["centroid_x", "centroid_y"]] + 0.5) * 0.1)
+    np.testing.assert_allclose(dots.get_array(), objects["distance_to_centrosomes"])
+    # Method "total": one molecule is the mean total intensity of the group's objects of
+    # 1-20 voxels (datagen's thresholds), over every image of img_01's RNA type.
+    reference = db.query(
+        "SELECT avg(total_intensity) AS r FROM rna JOIN images USING (name) WHERE area BETWEEN 1 AND 20 "
+        "AND rna_type = (SELECT rna_type FROM images WHERE name = 'img_01')")["r"][0]
+    intensity = _histogram_axes(figure, "total intensity")
+    one = next(line for line in intensity.lines if line.get_label().startswith("1 molecule"))
+    assert one.get_xdata()[0] == pytest.approx(reference)
+    assert _histogram_axes(figure, "area (voxels)").get_title().startswith("RNA type: gapdh (")
+    assert _legend_texts(ax) == ["centrosomes"]
+    # The first measured image by default; an unknown one is named.
+    assert _image_axes(steps.plot_image_objects(config, db=db)).get_title().startswith("img_00:")
+    with pytest.raises(ValueError, match=r"image 'img_99' has no measured distances from rna to "
+                                         r"centrosomes; measured images: img_00, img_01"):
+        steps.plot_image_objects(config, "img_99", db=db)
