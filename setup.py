@@ -1,4 +1,5 @@
-"""Install rna_localization: ``pip install -e .`` (``.[test]`` for the test tools)."""
+"""Install rna_localization: ``pip install -e .`` (``.[test]`` for the test tools,
+``.[formats]`` to import .czi, .nd2 and .lif files)."""
 
 from pathlib import Path
 
@@ -36,6 +37,8 @@ setup(
                  "nbformat>=5",
                  "ipykernel", "ipywidgets>=8"],
         "bench": ["big-fish-reloaded>=0.6"],
+        # `rna-localization import` of .czi, .nd2 and .lif files (TIFFs need none of these).
+        "formats": ["bioio>=1.0", "bioio-czi>=1.0", "bioio-nd2>=1.0", "bioio-lif>=1.0"],
     },
     entry_points={"console_scripts": ["rna-localization = rna_localization.cli:main"]},
 )

@@ -74,6 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--database", help="restore into this database on the same server "
                          "(default: the config's database)")
 
+    import_ = commands.add_parser(
+        "import", parents=[config_parent],
+        help="split multi-channel microscope files (ImageJ/OME-TIFF; CZI, ND2, LIF with the "
+        "'formats' extra) into <structure>/raw-data/<name>.tif",
+    )
+    import_.add_argument("files", nargs="+", type=Path, metavar="FILE", help="microscope file(s)")
+    import_.add_argument("--channels", required=True, metavar="S=I,...",
+                         help="structure=channel pairs, channels from 0, e.g. rna=0,centrosomes=1")
+    import_.add_argument("--data-dir", type=Path,
+                         help="data directory to write into (default: data.data_dir of --config)")
+    import_.add_argument("--overwrite", action="store_true", help="replace existing stacks")
+
+    init = commands.add_parser("init", help="write a commented pipeline.toml for a data directory")
+    init.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="the data directory")
+    init.add_argument("--out", type=Path, help="file to write (default: DATA_DIR/pipeline.toml)")
+    init.add_argument("--force", action="store_true", help="replace an existing file")
+
     simulate = commands.add_parser("simulate", help="a simulated data set with ground truth")
     simulate.add_argument("--out", type=Path, required=True, help="folder to create")
     simulate.add_argument("--images", type=int, default=20, help="number of images (default 20)")
@@ -139,6 +156,66 @@ def _db_command(config, action: str) -> int:
     return 0
 
 
+def _import_command(args) -> int:
+    from .calibration import format_voxel_size
+    from .importing import import_files, parse_channels
+
+    channels = parse_channels(args.channels)  # before the config: a typo is the first thing to hear
+    if args.data_dir is not None:
+        data_dir, layout = args.data_dir, {}
+    else:
+        from .config import load_config
+
+        config = load_config(args.config)
+        data_dir = config.data.data_dir
+        layout = {"raw_data_dir": config.data.raw_data_dir, "metadata_csv": config.data.metadata_csv,
+                  "name_column": config.data.image_name_column}
+    report = import_files(args.files, channels, data_dir, overwrite=args.overwrite, **layout)
+    for row in report.itertuples():
+        found = (f"voxel size {format_voxel_size(row.voxel_size)}" if row.voxel_size
+                 else "no voxel size in the file")
+        print(f"{row.name}: {row.status} from {row.source_file}"
+              f"{f' series {row.series}' if row.n_series > 1 else ''} "
+              f"(shape {'x'.join(map(str, row.shape))}, {found})")
+    stated = {tuple(round(s, 6) for s in v) for v in report["voxel_size"] if v}
+    unstated = sorted(report.loc[report["voxel_size"].isna(), "source_file"].unique())
+    counts = report["status"].value_counts()
+    skipped = (f", {counts.get('skipped', 0)} skipped (already there; --overwrite replaces them)"
+               if counts.get("skipped", 0) else "")
+    print(f"{Path(data_dir).resolve()}: {counts.get('imported', 0)} image(s) imported{skipped}; "
+          + ", ".join(f"{s} from channel {c}" for s, c in channels.items()))
+    if unstated:
+        warnings.warn(f"{', '.join(unstated)} state(s) no voxel size: set [scale] in pipeline.toml "
+                      f"by hand from the microscope's settings.", stacklevel=2)
+    if len(stated) > 1:
+        warnings.warn("the files state different voxel sizes ("
+                      + "; ".join(format_voxel_size(v) for v in sorted(stated))
+                      + "); the pipeline uses one, [scale] in pipeline.toml.", stacklevel=2)
+    elif stated:
+        print(f"voxel size stated by the files: {format_voxel_size(next(iter(stated)))}; "
+              f"`rna-localization init {data_dir}` writes a pipeline.toml with it.")
+    return 0
+
+
+def _report_init(path: Path, survey) -> None:
+    from .calibration import format_voxel_size
+
+    print(f"wrote {path}: structures {', '.join(survey.structures)}, "
+          f"segmentation suffix {survey.segmentation_file_suffix or '_seg (none yet)'}, "
+          f"metadata {survey.metadata_csv or '(none found)'}")
+    if survey.voxel_size is None:
+        warnings.warn("no raw stack states its voxel size: [scale] holds the defaults "
+                      f"(xy 0.065, z 0.2 µm); set it from the microscope's settings in {path}.",
+                      stacklevel=2)
+    else:
+        print(f"voxel size from the files: {format_voxel_size(survey.voxel_size)}")
+        if len(survey.voxel_sizes) > 1:
+            warnings.warn(f"the raw stacks state {len(survey.voxel_sizes)} different voxel sizes; "
+                          f"the most common is in {path} (its comments list the others).",
+                          stacklevel=2)
+    print(f"check it, then: rna-localization doctor --config {path}")
+
+
 def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
     from . import steps
     from .config import load_config
@@ -157,6 +234,14 @@ def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
         run_demo(args.out, n_images=args.images, seed=args.seed, ideal_masks=args.ideal_masks)
         return 0
 
+    if args.command == "import":
+        return _import_command(args)
+    if args.command == "init":
+        from .init_config import write_config
+
+        path, survey = write_config(args.data_dir, out=args.out, force=args.force)
+        _report_init(path, survey)
+        return 0
     if args.command == "doctor":  # before loading the config: a bad config is one of its findings
         from .doctor import diagnose, format_findings
 

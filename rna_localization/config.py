@@ -22,6 +22,7 @@ __all__ = [
     "Config",
     "ThresholdTable",
     "check_identifier",
+    "describe_settings",
     "load_config",
 ]
 
@@ -29,6 +30,9 @@ __all__ = [
 RESERVED_TABLES = ("images", "label_images", "distance_measurements")
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+#: Names of settings without sections (notebooks) that differ from their TOML key.
+FLAT_ALIASES = {"database_url": "url", "database_name": "name"}
 
 
 def check_identifier(value: Any, what: str) -> str:
@@ -135,6 +139,7 @@ class DistributionConfig:
 class PlotConfig:
     hue: str = ""
     col: str = ""
+    row: str = ""
     dpi: int = 600
 
 
@@ -153,6 +158,11 @@ _SECTIONS = {
     "plot": PlotConfig,
     "dask": DaskConfig,
 }
+
+
+def _owners() -> dict[str, str]:
+    """Section of every key (key names are unique across sections)."""
+    return {f.name: section for section, kind in _SECTIONS.items() for f in dataclasses.fields(kind)}
 
 
 def _suggest(word: str, choices) -> str:
@@ -223,17 +233,12 @@ class Config:
 
         ``database_url`` and ``database_name`` are accepted for ``url`` and ``name``.
         """
-        aliases = {"database_url": "url", "database_name": "name"}
-        owner = {
-            f.name: section
-            for section, kind in _SECTIONS.items()
-            for f in dataclasses.fields(kind)
-        }
+        owner = _owners()
         nested: dict[str, dict[str, Any]] = {}
         for key, value in settings.items():
-            key = aliases.get(key, key)
+            key = FLAT_ALIASES.get(key, key)
             if key not in owner:
-                msg = f"unknown setting {key!r}.{_suggest(key, list(owner) + list(aliases))}"
+                msg = f"unknown setting {key!r}.{_suggest(key, list(owner) + list(FLAT_ALIASES))}"
                 raise ValueError(msg)
             nested.setdefault(owner[key], {})[key] = value
         return cls.from_dict(nested, base_dir=base_dir)
@@ -263,9 +268,13 @@ class Config:
             raise ValueError(msg)
         check_identifier(self.data.image_name_column, "data.image_name_column")
         check_identifier(self.normalization.group_by, "normalization.group_by")
-        for key in ("hue", "col"):
+        for key in ("hue", "col", "row"):
             if getattr(self.plot, key):
                 check_identifier(getattr(self.plot, key), f"plot.{key}")
+        if self.plot.row and self.plot.row == self.plot.col:
+            msg = (f"plot.row and plot.col are both {self.plot.row!r}: one column cannot split "
+                   f"the panels both ways; leave one of them \"\".")
+            raise ValueError(msg)
         for key, value in [("scale.xy", self.scale.xy), ("scale.z", self.scale.z),
                            ("distribution.step_size", self.distribution.step_size)]:
             if not (math.isfinite(value) and value > 0):
@@ -396,6 +405,81 @@ def _number(value: Any, label: str) -> float:
         msg = f"{label} must be a number; got {value!r}."
         raise ValueError(msg)
     return float(value) if isinstance(value, float) else value
+
+
+def _shown(value: Any) -> str:
+    """A setting as it would be written in a notebook's parameter cell."""
+    if isinstance(value, ThresholdTable):
+        value = {"column": value.column, **value.values}
+    if value is None:
+        return '"none"'
+    if isinstance(value, str | Path):
+        return f'"{value}"'
+    if isinstance(value, tuple):
+        value = list(value)
+    return repr(value)
+
+
+def describe_settings(config: Config, cell: dict[str, Any] | None = None, *,
+                      base_dir: str | os.PathLike = ".") -> str:
+    """Say in words where the settings of `config` come from, for a notebook.
+
+    A notebook's parameter cell holds every setting, and ``config_path``: when
+    that is set, the settings are read from the file and the cell's values
+    are not used. This says so, and lists the cell's values that the file
+    overrides, so that an edited cell ignored without notice cannot go
+    unseen.
+
+    Parameters
+    ----------
+    config : Config
+        The settings in use (:func:`load_config`, or :meth:`Config.from_flat` of `cell`).
+    cell : dict, optional
+        The parameter cell's values, by key name without section
+        (``database_url``, ``data_dir``, ``xy``, ...).
+    base_dir : path-like
+        Folder the cell's relative paths are taken from (the notebook's).
+
+    Returns
+    -------
+    str
+        One line, or a first line and one line per overridden value. The
+        database URL is never shown (it may hold a password).
+
+    Examples
+    --------
+    >>> config = Config.from_flat(data_dir="/data", xy=0.1)
+    >>> describe_settings(config, {"data_dir": "/data", "xy": 0.1})
+    'Settings: from the parameter cell (config_path is None).'
+    """
+    if config.source is None:
+        return "Settings: from the parameter cell (config_path is None)."
+    head = (f"Settings: every value comes from {config.source} (config_path is set); "
+            f"the values in the parameter cell are not used.")
+    owner = _owners()
+    lines = []
+    for flat, cell_value in (cell or {}).items():
+        key = FLAT_ALIASES.get(flat, flat)
+        if key not in owner:
+            continue
+        section = owner[key]
+        in_use = getattr(getattr(config, section), key)
+        default = next(f.default for f in dataclasses.fields(_SECTIONS[section]) if f.name == key)
+        try:
+            as_read = _coerce(section, key, cell_value, default, "")
+        except ValueError:
+            as_read = cell_value
+        if key == "data_dir" and isinstance(as_read, Path):
+            as_read = Path(base_dir, as_read).expanduser().resolve()
+        if as_read == in_use:
+            continue
+        if key == "url":
+            lines.append(f"  {flat}: the file's (printed below as the database address)")
+        else:
+            lines.append(f"  {flat} = {_shown(in_use)}   (the cell has {_shown(cell_value)})")
+    if not lines:
+        return head + " They agree with the file."
+    return "\n".join([head, "The file's value, where the cell differs:", *lines])
 
 
 def load_config(path: str | os.PathLike = "pipeline.toml") -> Config:

@@ -10,7 +10,9 @@
    shape, each segmentation plausible (some objects, not implausibly many,
    no object filling the stack: :mod:`.segmentation.quality`), and the
    metadata CSV (readable, with the name column, naming only existing
-   images, holding the columns the config refers to).
+   images, holding the columns the config refers to), and the voxel size
+   the stacks state against ``[scale]`` (:mod:`.calibration`: more than 1%
+   apart is an error).
 
 Each check gives a :class:`Finding`: ok or a problem, what was found, and
 how to fix it.
@@ -44,6 +46,7 @@ PACKAGES = (
     ("pgserver", ("pgserver",), "0.1.4", ""),
     ("dask", ("dask",), "2024.1", ""),
     ("distributed", ("distributed",), "2024.1", ""),
+    ("bioio", ("bioio",), "1.0", "import FILE.czi/.nd2/.lif"),
 )
 
 _SHOWN = 5  # names listed in one finding before "and N more"
@@ -178,7 +181,8 @@ def _check_structure(config, structure: str) -> tuple[list[Finding], set[str]]:
     if not seg_folder.is_dir():
         return [Finding(False, f"{root} has no {data.segmentation_dir}/ folder",
                         f"run `rna-localization segment --structure {structure}` (or set "
-                        f"data.segmentation_dir)")], set(names)
+                        f"data.segmentation_dir)"),
+                *_check_voxel_sizes(config, raw_folder, seg_folder, names)], set(names)
     missing, unreadable, mismatched, not_objects = [], [], [], []
     implausible: dict[str, list[str]] = {}  # kind of problem: images
     for name in names:
@@ -211,6 +215,7 @@ def _check_structure(config, structure: str) -> tuple[list[Finding], set[str]]:
             implausible.setdefault(problem.kind, []).append(name)
         del labels
     findings = []
+    calibrated = _check_voxel_sizes(config, raw_folder, seg_folder, names)
     if missing:
         findings.append(Finding(
             False, f"{structure}: {len(missing)} raw stack(s) without a segmentation in {seg_folder}: "
@@ -230,6 +235,7 @@ def _check_structure(config, structure: str) -> tuple[list[Finding], set[str]]:
     if not findings:
         findings.append(Finding(True, f"{structure}: {len(names)} raw stacks, each with a segmentation "
                                       f"of the same 3D shape"))
+    findings += calibrated
     page = seg_folder / "qc" / "index.html"
     fix = (f"check the voxel size ([scale] xy = {config.scale.xy}, z = {config.scale.z} in "
            f"{config.source.name if config.source else 'pipeline.toml'}) and the raw stacks; tune "
@@ -247,6 +253,33 @@ def _check_structure(config, structure: str) -> tuple[list[Finding], set[str]]:
             findings.append(Finding(False, f"{structure}: {len(implausible[kind])} segmentation(s) "
                                            f"{what}: {_names(implausible[kind])}", fix))
     return findings, set(names)
+
+
+def _check_voxel_sizes(config, raw_folder: Path, seg_folder: Path, names) -> list[Finding]:
+    """An error per voxel size stated by raw stacks or segmentations that [scale] does not say."""
+    from . import io
+    from .calibration import (
+        FIX_RAW,
+        FIX_SEGMENTATION,
+        find_mismatches,
+        format_voxel_size,
+        mismatch_message,
+        scale_source,
+    )
+
+    raws = [io._find_tiff(raw_folder, name) for name in names]
+    segmentations = [io._find_tiff(seg_folder, name + config.data.segmentation_file_suffix)
+                     for name in names] if seg_folder.is_dir() else []
+    findings = []
+    for paths, fix in [(raws, FIX_RAW), (segmentations, FIX_SEGMENTATION)]:
+        paths = [path for path in paths if path is not None]
+        mismatches = find_mismatches(paths, config.spacing)
+        for sentence in mismatch_message(mismatches, config.spacing, used=scale_source(config)):
+            findings.append(Finding(False, sentence, fix.removeprefix("so ")))
+    if not findings and raws:
+        findings.append(Finding(True, f"no stack of {raw_folder.parent.name} states a voxel size "
+                                      f"other than [scale]'s ({format_voxel_size(config.spacing)})"))
+    return findings
 
 
 def _check_metadata(config, images: set[str]) -> list[Finding]:

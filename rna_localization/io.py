@@ -12,9 +12,19 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-__all__ = ["ImagePair", "check_data_dir", "find_image_pairs", "image_names", "read_stack", "stack_shape", "write_stack"]
+__all__ = ["ImagePair", "check_data_dir", "find_image_pairs", "image_names", "read_stack",
+           "read_voxel_size", "stack_shape", "write_stack"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+
+#: Microns per unit of length, for the unit names microscope software writes
+#: (ImageJ's ``unit=``, OME's ``PhysicalSize*Unit``). ``pixel`` and empty mean uncalibrated.
+LENGTH_UNITS_UM = {
+    "µm": 1.0, "μm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0,
+    "micrometre": 1.0, "nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3, "pm": 1e-6,
+    "å": 1e-4, "angstrom": 1e-4, "mm": 1e3, "millimeter": 1e3, "millimetre": 1e3,
+    "cm": 1e4, "m": 1e6, "meter": 1e6, "metre": 1e6, "in": 25400.0, "inch": 25400.0,
+}
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,8 @@ def _squeeze_to_3d(shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
     msg = (
         f"{path} has {len(squeezed)} non-singleton axes, shape {shape}; a single-channel "
         f"3D (Z, Y, X) stack is expected. Split multi-channel or time-lapse files into "
-        f"one TIFF per channel first (e.g. Fiji: Image > Color > Split Channels)."
+        f"one TIFF per channel first: `rna-localization import FILE --channels rna=0,centrosomes=1 "
+        f"--data-dir DIR` does it for multi-channel files (or Fiji: Image > Color > Split Channels)."
     )
     raise ValueError(msg)
 
@@ -119,10 +130,132 @@ def write_stack(path: str | os.PathLike, image: np.ndarray, *, spacing=None) -> 
     else:
         kwargs = {"metadata": {"axes": "ZYX"}}
     tmp = path.with_name(path.name + ".part")
-    tifffile.imwrite(tmp, image, imagej=image.dtype in (np.uint8, np.uint16, np.float32),
-                     compression="zlib", **kwargs)
-    os.replace(tmp, path)
+    try:
+        # minisblack: a stack of 3 or 4 planes is planes, not the colours of one RGB(A) image
+        tifffile.imwrite(tmp, image, imagej=image.dtype in (np.uint8, np.uint16, np.float32),
+                         photometric="minisblack", compression="zlib", **kwargs)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or Ctrl-C: no half-written file left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def _microns_per(unit) -> float | None:
+    """Microns per `unit` (a unit name from a file's metadata), None if not a length."""
+    if not isinstance(unit, str):
+        return None
+    name = unit.strip().replace("\\u00B5", "µ").replace("\\u00b5", "µ").lower()
+    return LENGTH_UNITS_UM.get(name)
+
+
+def _positive(*values) -> bool:
+    return all(v is not None and np.isfinite(v) and v > 0 for v in values)
+
+
+def _pixel_size(page, tag: str, microns: float) -> float | None:
+    """Size of a pixel along one axis from a ``*Resolution`` tag (pixels per unit)."""
+    resolution = page.tags.get(tag)
+    if resolution is None:
+        return None
+    value = resolution.value
+    numerator, denominator = value if isinstance(value, tuple) else (value, 1)
+    if not numerator or not denominator:
+        return None
+    return microns * float(denominator) / float(numerator)
+
+
+def _ome_voxel_size(xml: str, series: int) -> tuple[float, float, float] | None:
+    import xml.etree.ElementTree as ElementTree
+
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError:
+        return None
+    images = root.findall("{*}Image")
+    if series >= len(images):
+        return None
+    pixels = images[series].find("{*}Pixels")
+    if pixels is None:
+        return None
+    sizes = []
+    for axis in "ZYX":
+        value = pixels.get(f"PhysicalSize{axis}")
+        microns = _microns_per(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+        try:
+            sizes.append(float(value) * microns if value is not None and microns else None)
+        except ValueError:
+            sizes.append(None)
+    return tuple(sizes) if _positive(*sizes) else None
+
+
+def read_voxel_size(path: str | os.PathLike, *, series: int = 0) -> tuple[float, float, float] | None:
+    """The voxel size a TIFF file states, in microns, read from its header only.
+
+    Read from, in order: OME-XML (``PhysicalSizeZ/Y/X`` with their units,
+    µm when no unit is given); ImageJ metadata (``unit=``, ``spacing=`` for z,
+    the ``XResolution``/``YResolution`` tags for y and x; ImageJ's own
+    default pixel depth of 1 unit when ``spacing`` is absent); the JSON
+    metadata tifffile writes for dtypes ImageJ cannot hold (``unit``,
+    ``spacing``). A resolution without a unit of length (``pixel``, or the
+    TIFF's inches of desktop software) is not a calibration.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.tif``/``.tiff`` file.
+    series : int
+        Which image of a multi-series file (OME-TIFF with several positions).
+
+    Returns
+    -------
+    (z, y, x) tuple of float, or None
+        Microns per voxel; None when the file does not state all three.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, if it cannot be read as a TIFF.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> path = Path(tempfile.mkdtemp()) / "a.tif"
+    >>> _ = write_stack(path, np.zeros((4, 8, 8), np.uint16), spacing=(0.3, 0.11, 0.11))
+    >>> [round(s, 6) for s in read_voxel_size(path)]
+    [0.3, 0.11, 0.11]
+    """
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome:
+                return _ome_voxel_size(tif.ome_metadata or "", series)
+            page = tif.pages[0]
+            if tif.is_imagej:
+                metadata = tif.imagej_metadata or {}
+                default_depth = 1.0  # ImageJ leaves spacing out when the pixel depth is 1 unit
+            elif tif.is_shaped and tif.shaped_metadata:
+                metadata = tif.shaped_metadata[min(series, len(tif.shaped_metadata) - 1)] or {}
+                page = tif.series[series].keyframe if series < len(tif.series) else page
+                default_depth = None
+            else:
+                return None
+            unit = metadata.get("unit")
+            microns = _microns_per(unit)
+            if not microns:
+                return None
+            y = _pixel_size(page, "YResolution", _microns_per(metadata.get("yunit")) or microns)
+            x = _pixel_size(page, "XResolution", microns)
+            depth = metadata.get("spacing", default_depth)
+            z_microns = _microns_per(metadata.get("zunit")) or microns
+            try:
+                z = float(depth) * z_microns if depth is not None else None
+            except (TypeError, ValueError):
+                z = None
+    except Exception as error:  # tifffile raises many kinds for a bad file
+        msg = f"cannot read {path} as a TIFF ({type(error).__name__}: {error}); is it a TIFF stack?"
+        raise ValueError(msg) from error
+    return (z, y, x) if _positive(z, y, x) else None
 
 
 def image_names(folder: Path) -> list[str]:

@@ -93,7 +93,17 @@ def _call(function: Callable, task: tuple) -> tuple[bool, object]:
         return False, error
 
 
+def _in_notebook() -> bool:
+    """Whether stderr is a Jupyter kernel's, which notebooks show in red as if an error."""
+    return type(sys.stderr).__module__.startswith("ipykernel")
+
+
 def _show_dashboard(client) -> None:
+    """One line with the address of the cluster's dashboard, once per cluster.
+
+    On stderr in a terminal (stdout stays for results); on stdout in a
+    notebook, where it is information, not an error.
+    """
     link = client.dashboard_link
     if not link or link in _shown_dashboards:
         return
@@ -101,10 +111,10 @@ def _show_dashboard(client) -> None:
     try:
         import bokeh  # noqa: F401
 
-        note = ""
+        note = " (optional: open it to watch the workers)"
     except ImportError:
         note = " (its pages need bokeh: pip install 'bokeh>=3.1')"
-    tqdm.write(f"Dask dashboard: {link}{note}", file=sys.stderr)
+    tqdm.write(f"Dask dashboard: {link}{note}", file=sys.stdout if _in_notebook() else sys.stderr)
 
 
 @contextmanager

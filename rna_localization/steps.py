@@ -23,6 +23,7 @@ from psycopg2 import sql
 from . import io
 from ._faults import fault_point
 from .apertures import aperture_intensities, spot_centroids
+from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
 from .config import Config, ThresholdTable
 from .db import Database
 from .db.tables import (
@@ -38,6 +39,7 @@ from .distances import nearest_distances, point_distances
 from .distributions import (
     DISTRIBUTION_COLUMNS,
     MIN_REFERENCE_OBJECTS,
+    SINGLE_AREA_WINDOW,
     aperture_references,
     cumulative_distribution,
     normalize_intensities,
@@ -56,6 +58,7 @@ __all__ = [
     "make_plots",
     "measure_distances",
     "normalize",
+    "plot_image_objects",
     "run",
 ]
 
@@ -149,12 +152,23 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
             "status": "extracted" if written else "skipped"}
 
 
+def _check_voxel_sizes(config: Config, pairs: list[io.ImagePair]) -> None:
+    """Warn about raw stacks and segmentations whose own voxel size is not [scale]'s."""
+    for paths, fix in [([p.raw for p in pairs], FIX_RAW),
+                       ([p.segmentation for p in pairs], FIX_SEGMENTATION)]:
+        warn_mismatches(find_mismatches(paths, config.spacing), config.spacing,
+                        used=scale_source(config), fix=fix, stacklevel=3)
+
+
 def extract(config: Config, *, overwrite: bool = False, db: Database | None = None,
             workers: int | None = None) -> pd.DataFrame:
     """Objects of every structure and image into the database.
 
     Every image pair is checked first (segmentation present, same shape as
     its raw stack), so that a typo stops the run before anything is written.
+    A file whose own voxel size differs from ``[scale]`` by more than 1% is
+    a :class:`.calibration.VoxelSizeWarning` naming it and both values;
+    ``[scale]`` is used all the same.
     Each image and structure is then written in one transaction.
 
     Parameters
@@ -185,6 +199,7 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
             segmentation_file_suffix=config.data.segmentation_file_suffix,
         )
     ]
+    _check_voxel_sizes(config, pairs)
     with _exclusive(db):
         with db.transaction() as cursor:
             ensure_schema(cursor)
@@ -633,11 +648,15 @@ def compute_distributions(config: Config, *, db: Database | None = None,
 
 # ---------------------------------------------------------------------- plots
 def make_plots(config: Config, distributions: pd.DataFrame | None = None) -> list[Path]:
-    """Line plots of percent_total_rna and percent_granule_rna against distance.
+    """Figures of percent_total_rna and percent_granule_rna against distance, for a paper.
 
-    Mean over images with a standard-deviation band, hue = ``plot.hue`` (or
-    ``normalization.group_by``), one panel per value of ``plot.col``. Written
-    as PDF (``plot.dpi``) and PNG under ``output_dir/plots/``.
+    :func:`rna_localization.plotting.plot_cumulative_distributions`: the mean
+    over images with its 95% confidence band, a colour per value of
+    ``plot.hue`` (or ``normalization.group_by``), a column of panels per
+    value of ``plot.col`` and a row per value of ``plot.row``, the number of
+    images of each curve in its legend; one journal column (3.5 in) wide up
+    to two columns of panels. Written as PDF (TrueType fonts) and PNG
+    (``plot.dpi``) under ``output_dir/plots/``.
 
     Returns
     -------
@@ -657,10 +676,128 @@ def make_plots(config: Config, distributions: pd.DataFrame | None = None) -> lis
     for measure in ("percent_total_rna", "percent_granule_rna"):
         figure = plot_cumulative_distributions(
             distributions, measure, hue=config.plot_hue, col=config.plot.col or None,
-            structure=config.distances.structure_2,
+            row=config.plot.row or None, structure=config.distances.structure_2,
+            image_column=config.data.image_name_column,
         )
         written += save_figure(figure, folder / measure, dpi=config.plot.dpi)
     return written
+
+
+def plot_image_objects(config: Config, name: str | None = None, *, db: Database | None = None):
+    """One image's structure_1 objects coloured by distance, and the sizes and intensities of its group.
+
+    Reads the database and the image's raw stack and draws
+    :func:`rna_localization.plotting.plot_image_objects`: the maximum
+    projection of the raw ``structure_1`` stack with a dot at every object's
+    centroid coloured by the distance the curves use (``distribution.distance``:
+    ``centroid_distance_to_<structure_2>`` from the intensity centroid, or
+    ``distance_to_<structure_2>`` from the centroid), the ``structure_2``
+    objects outlined; and histograms of the areas and intensities of every
+    object of the image's ``normalization.group_by`` group, with the single
+    molecule's area range, its reference intensity and the granule threshold
+    marked (once ``normalize`` has run).
+
+    Parameters
+    ----------
+    config : Config
+    name : str, optional
+        The image; default the first measured one (by name).
+    db : Database, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .plotting import facet_title
+    from .plotting import plot_image_objects as draw
+
+    db = _database(config, db)
+    s1, s2 = config.distances.structure_1, config.distances.structure_2
+    centroid = config.distribution.distance == "centroid"
+    distance_column = _centroid_distance_column(s2) if centroid else _distance_columns(s2)[0]
+    columns = db.columns(s1)
+    if distance_column not in columns:
+        msg = f"{s1} has no {distance_column} column: run `rna-localization distances` first."
+        raise ValueError(msg)
+    measured = db.query("SELECT name FROM distance_measurements WHERE structure_1 = %s AND "
+                        "structure_2 = %s ORDER BY name", (s1, s2))["name"].tolist()
+    if not name:
+        if not measured:
+            msg = f"no image has distances from {s1} to {s2} yet: run `rna-localization distances` first."
+            raise ValueError(msg)
+        name = measured[0]
+    elif name not in measured:
+        msg = (f"image {name!r} has no measured distances from {s1} to {s2}; measured images: "
+               f"{', '.join(measured[:5]) or 'none'}{' …' if len(measured) > 5 else ''}.")
+        raise ValueError(msg)
+    aperture = config.normalization.method == "aperture" and "spot_intensity" in columns
+    intensity = "spot_intensity" if aperture else "total_intensity"
+    molecules = "normalized_intensity" if "normalized_intensity" in columns else "NULL::float8"
+    y, x = (("COALESCE(spot_centroid_y, centroid_y)", "COALESCE(spot_centroid_x, centroid_x)")
+            if centroid else ("centroid_y", "centroid_x"))
+    objects = db.query(
+        sql.SQL("SELECT " + y + " AS y, " + x + " AS x, {distance} AS distance, area, "
+                "{intensity} AS intensity FROM {table} WHERE name = %s ORDER BY object_id").format(
+            distance=sql.Identifier(distance_column), intensity=sql.Identifier(intensity),
+            table=sql.Identifier(s1)),
+        (name,),
+    )
+    group_by, name_column = config.normalization.group_by, config.data.image_name_column
+    grouped = _table_exists(db, "images") and group_by in db.columns("images")
+    if grouped:
+        group = db.query(
+            sql.SQL("SELECT o.name, o.area, o.{intensity} AS intensity, " + molecules
+                    + " AS molecules, i.{group} AS grp FROM {table} AS o JOIN images AS i "
+                    "ON i.{image} = o.name WHERE i.{group} = (SELECT {group} FROM images "
+                    "WHERE {image} = %s)").format(
+                intensity=sql.Identifier(intensity), group=sql.Identifier(group_by),
+                table=sql.Identifier(s1), image=sql.Identifier(name_column)),
+            (name,),
+        )
+        grouped = not group.empty
+    if not grouped:  # no metadata yet: the image's own objects
+        group = db.query(
+            sql.SQL("SELECT name, area, {intensity} AS intensity, " + molecules + " AS molecules "
+                    "FROM {table} WHERE name = %s").format(
+                intensity=sql.Identifier(intensity), table=sql.Identifier(s1)),
+            (name,),
+        )
+    # normalized_intensity = intensity / reference, so each normalized object gives the reference back.
+    per_molecule = pd.to_numeric(group["molecules"], errors="coerce")
+    ratio = group["intensity"] / per_molecule.where(per_molecule != 0)
+    reference = float(ratio.median()) if ratio.notna().any() else None
+    if aperture:
+        centre = float(group["area"].median())
+        single_area = (SINGLE_AREA_WINDOW[0] * centre, SINGLE_AREA_WINDOW[1] * centre)
+    else:
+        single_area = (config.normalization.lower_threshold, config.normalization.upper_threshold)
+    with db.transaction() as cursor:
+        cursor.execute("SELECT raw_path FROM label_images WHERE structure = %s AND name = %s",
+                       (s1, name))
+        row = cursor.fetchone()
+        targets = read_label_image(cursor, s2, name)
+    raw_folder = config.structure_dirs(s1)[0]
+    candidates = [Path(row[0])] if row and row[0] else []
+    candidates += [raw_folder / f"{name}.tif", raw_folder / f"{name}.tiff"]
+    raw_path = next((path for path in candidates if path.is_file()), None)
+    if raw_path is None:
+        msg = (f"the raw {s1} stack of image {name!r} is not at {candidates[0]}: was the data "
+               f"folder moved? Set data.data_dir to where it is now.")
+        raise FileNotFoundError(msg)
+    if grouped:
+        words = facet_title(group_by, group["grp"].iloc[0])
+        histogram_title = f"{words} ({len(group)} objects, {group['name'].nunique()} images)"
+    else:
+        histogram_title = f"{name}: {len(group)} objects"
+    return draw(
+        io.read_stack(raw_path), objects, spacing_xy=config.scale.xy, histogram_objects=group,
+        reference=reference, granule_threshold=config.normalization.granule_threshold,
+        single_area=single_area, outline=None if targets is None else targets.labels > 0,
+        outline_label=s2, distance_label=f"distance to {s2} (µm)",
+        intensity_label=("spot intensity (background-subtracted)" if aperture
+                         else "total intensity"),
+        title=f"{name}: {len(objects)} {s1} objects", histogram_title=histogram_title,
+    )
 
 
 # ------------------------------------------------------------------------ run

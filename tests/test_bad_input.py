@@ -87,6 +87,7 @@ def test_multichannel_zcyx_points_to_splitting_channels(extracted, tmp_path, cap
     assert "img_00.tif" in err
     assert "shape (8, 2, 40, 48)" in err
     assert "one TIFF per channel" in err
+    assert "rna-localization import FILE --channels" in err
     assert "Split Channels" in err
     _assert_untouched(extracted, tmp_path)
 

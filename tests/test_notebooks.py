@@ -107,13 +107,21 @@ def test_pipeline_notebook_with_its_parameter_cell(tmp_path, database_name, post
     server = {key: value for key, value in Database(postgres_server).params.items() if key != "dbname"}
     executed = _execute("pipeline.ipynb", tmp_path / "pipeline.ipynb", {
         "database_url": make_dsn(**server), "database_name": database_name, "data_dir": str(data),
-        "xy": 0.1, "z": 0.3, "workers": 1, "lower_threshold": 1, "upper_threshold": 20,
-        "distance_threshold": 2.0, "step_size": 0.1, "col": "cycle", "dpi": 100,
+        "xy": 0.1, "z": 0.3, "workers": 2, "lower_threshold": 1, "upper_threshold": 20,
+        "method": "total", "distance_threshold": 2.0, "step_size": 0.1, "col": "cycle",
+        "row": "replicate", "dpi": 100, "show_image": "img_01", "do_backup": True,
     })
     db = Database(postgres_server).with_name(database_name)
     setup = _stdout(_outputs(executed, "import pandas as pd"))
+    assert setup.startswith("Settings: from the parameter cell (config_path is None).\n")
     assert f"/{database_name}" in setup
     assert "password" not in setup
+
+    # Two workers: a Dask cluster, whose dashboard line is information (stdout), not red stderr.
+    extract_outputs = _outputs(executed, "extracted = steps.extract")
+    assert "Dask dashboard: http://127.0.0.1:" in _stdout(extract_outputs)
+    assert not [o for o in extract_outputs if o.output_type == "stream" and o.name == "stderr"
+                and "Dask" in o.text]
 
     # The database, against the files.
     metadata = pd.read_csv(data / "raw-data-metadata.csv")
@@ -150,6 +158,8 @@ def test_pipeline_notebook_with_its_parameter_cell(tmp_path, database_name, post
         assert (output / "plots" / f"{measure}.pdf").read_bytes().startswith(b"%PDF")
         assert (output / "plots" / f"{measure}.png").read_bytes().startswith(b"\x89PNG")
     assert len(_pngs(_outputs(executed, "figures = steps.make_plots"))) == 2
+    # One image looked at: its objects on its raw stack, and the histograms.
+    assert len(_pngs(_outputs(executed, "figure = steps.plot_image_objects"))) == 1
 
     # The CSV export: one file per table, every row.
     backup = output / "backup"
@@ -158,14 +168,16 @@ def test_pipeline_notebook_with_its_parameter_cell(tmp_path, database_name, post
     for table in tables:
         assert len(pd.read_csv(backup / f"{table}.csv")) == _count(db, table), table
 
-    # The backup, restored into a second database with the same rows.
+    # The backup (do_backup = True), restored into a second database with the same rows.
     assert (backup / f"{database_name}.dump").stat().st_size > 0
     restored = db.with_name(f"{database_name}_restored")
     assert restored.tables() == tables
     for table in tables:
         assert _count(restored, table) == _count(db, table), table
-    comparison = _outputs(executed, "pd.DataFrame({")
-    assert comparison
+    backup_outputs = _outputs(executed, "if do_backup:")
+    assert "restored into postgresql://" in _stdout(backup_outputs)
+    comparison = [o for o in backup_outputs if "text/plain" in o.get("data", {})]
+    assert len(comparison) == 1
     assert "restored" in comparison[0]["data"]["text/plain"]
 
 
@@ -174,8 +186,21 @@ def test_pipeline_notebook_with_config_path_matches_the_command_line(tmp_path, d
     notebook_config = write_dataset(tmp_path / "notebook", database_name=database_name)
     cli_config = write_dataset(tmp_path / "cli", database_name=f"{database_name}_cli")
 
-    _execute("pipeline.ipynb", tmp_path / "pipeline.ipynb", {"config_path": str(notebook_config)})
+    executed = _execute("pipeline.ipynb", tmp_path / "pipeline.ipynb",
+                        {"config_path": str(notebook_config)})
     assert main(["run", "--config", str(cli_config)]) == 0
+
+    # The settings' origin, and the parameter cell's values the file overrides, are printed.
+    setup = _stdout(_outputs(executed, "import pandas as pd")).splitlines()
+    assert setup[0] == (f"Settings: every value comes from {notebook_config} (config_path is set); "
+                        f"the values in the parameter cell are not used.")
+    for line in [f'  database_name = "{database_name}"   (the cell has "demo")',
+                 "  xy = 0.1   (the cell has 0.065)",
+                 '  method = "total"   (the cell has "aperture")',
+                 '  distance = "voxel"   (the cell has "centroid")',
+                 "  z = 0.3   (the cell has 0.2)"]:
+        assert line in setup
+    assert not any(line.startswith("  structures") for line in setup)  # the same in both
 
     exports = {}
     for label, config_path in [("notebook", notebook_config), ("cli", cli_config)]:
@@ -199,6 +224,10 @@ def test_pipeline_notebook_with_config_path_matches_the_command_line(tmp_path, d
     assert distributions[0] == distributions[1]
     for config in (notebook_config, cli_config):
         assert (config.parent / "output" / "plots" / "percent_granule_rna.pdf").is_file()
+    # The image section shows a figure; the backup is opt-in, and off by default.
+    assert len(_pngs(_outputs(executed, "figure = steps.plot_image_objects"))) == 1
+    assert _stdout(_outputs(executed, "if do_backup:")).startswith("No backup made")
+    assert not list((notebook_config.parent / "output").glob("backup/*.dump"))
 
 
 def test_custom_analysis_notebook(tmp_path):

@@ -19,7 +19,16 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from ..io import read_stack, stack_shape, write_stack
+from ..calibration import (
+    FIX_RAW,
+    VoxelSizeWarning,
+    find_mismatches,
+    format_voxel_size,
+    same_voxel_size,
+    scale_source,
+    warn_mismatches,
+)
+from ..io import read_stack, read_voxel_size, stack_shape, write_stack
 from ..objects import label_objects, normalize_spacing
 from .params import WORKFLOWS, load_params
 from .quality import ImplausibleSegmentationWarning, check_object_sizes, object_sizes
@@ -218,9 +227,46 @@ def write_qc_page(qc_dir: str | os.PathLike, entries, *, title: str = "Segmentat
     return path
 
 
+def _spacing_from_files(inputs: list[Path], input_dir: Path) -> tuple[float, float, float]:
+    """The voxel size most stacks of a folder state (warning about the others), else the default.
+
+    One voxel size serves the whole folder: stacks that state another are
+    named in a warning, stacks that state none are segmented with it.
+    """
+    stated = {}
+    for path in inputs:
+        try:
+            voxel_size = read_voxel_size(path)
+        except ValueError:  # named by the step that reads the pixels
+            continue
+        if voxel_size is not None:
+            stated[path] = voxel_size
+    if not stated:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("always", category=VoxelSizeWarning, append=True)
+            warnings.warn(VoxelSizeWarning(
+                f"no voxel size was given and no stack in {input_dir} states one; the default "
+                f"{format_voxel_size(DEFAULT_SPACING)} is used: give the right one (--xy-scale and "
+                f"--z-scale, --config FILE, or [scale] in pipeline.toml) if it is not that."
+            ), stacklevel=3)
+        return tuple(float(s) for s in DEFAULT_SPACING)
+    votes: dict[tuple[float, ...], int] = {}
+    for voxel_size in stated.values():
+        key = next((k for k in votes if same_voxel_size(voxel_size, k)), tuple(voxel_size))
+        votes[key] = votes.get(key, 0) + 1
+    spacing = max(votes, key=votes.get)
+    others = [path for path, voxel_size in stated.items() if not same_voxel_size(voxel_size, spacing)]
+    warn_mismatches(find_mismatches(others, spacing), spacing,
+                    used=f"most stacks in {input_dir}", stacklevel=3,
+                    fix="so give the voxel size (--xy-scale and --z-scale, or --config FILE) or "
+                        "segment those stacks separately")
+    return tuple(float(s) for s in spacing)
+
+
 def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
-                   workflow: str, params=None, spacing=DEFAULT_SPACING, suffix: str = "_seg",
-                   overwrite: bool = False, workers: int = 1, qc: bool = True) -> list[Path]:
+                   workflow: str, params=None, spacing=None, suffix: str = "_seg",
+                   overwrite: bool = False, workers: int = 1, qc: bool = True,
+                   spacing_source: str = "the given spacing") -> list[Path]:
     """Segment every TIFF stack of a folder.
 
     Each ``input_dir/<name>.tif`` (or ``.tiff``) becomes
@@ -243,8 +289,13 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     workflow : {"rna", "centrosomes"}
     params : RnaParams, CentrosomeParams, path-like or None
         Parameters, or a TOML file saved from a playground; None: defaults.
-    spacing : sequence of 3 floats
-        Microns per voxel (z, y, x).
+    spacing : sequence of 3 floats, optional
+        Microns per voxel (z, y, x). A stack whose own voxel size
+        (:func:`..io.read_voxel_size`) differs by more than 1% is a
+        :class:`.calibration.VoxelSizeWarning`; `spacing` is used all the
+        same. None: the voxel size the stacks state (the most common one, the
+        others named in a warning), or ``DEFAULT_SPACING`` with a warning when
+        none states one.
     suffix : str
         Appended to the image name for the output file.
     overwrite : bool
@@ -253,6 +304,9 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
         Processes; 1: in this process; 0: one per core.
     qc : bool
         Write the quality-control overlays and page.
+    spacing_source : str
+        Where `spacing` comes from, as the warnings name it (e.g.
+        ``"[scale] in pipeline.toml"``).
 
     Returns
     -------
@@ -268,7 +322,8 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     params = _resolve_params(workflow, params)
-    spacing = tuple(float(s) for s in normalize_spacing(spacing))
+    if spacing is not None:
+        spacing = tuple(float(s) for s in normalize_spacing(spacing))
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
         msg = f"workers must be a whole number >= 0 (0: one per core); got {workers!r}."
         raise ValueError(msg)
@@ -278,6 +333,12 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     todo = [i for i, out in enumerate(outputs) if overwrite or not out.exists()]
     for i in todo:
         stack_shape(inputs[i])  # fail early, naming the file
+    if spacing is None:
+        spacing = _spacing_from_files(inputs, input_dir)
+    else:
+        warn_mismatches(find_mismatches([inputs[i] for i in todo], spacing), spacing,
+                        used=spacing_source, fix=FIX_RAW if "[scale]" in spacing_source else "",
+                        stacklevel=2)
     output_dir.mkdir(parents=True, exist_ok=True)
     results: dict[int, tuple[int, list[str]]] = {}  # input index: (objects, problems)
     jobs = [(inputs[i], outputs[i], qc_dir / f"{inputs[i].stem}.png" if qc else None, workflow,
@@ -427,7 +488,9 @@ def segment_structure(config, structure: str, *, workflow_file=None, overwrite: 
     Parameters
     ----------
     config : rna_localization.config.Config
-        Supplies the folders, ``data.segmentation_file_suffix`` and the spacing.
+        Supplies the folders, ``data.segmentation_file_suffix`` and the spacing
+        (``[scale]``; raw stacks stating another voxel size are named in a
+        :class:`.calibration.VoxelSizeWarning`).
     structure : str
         Structure folder name, e.g. ``"rna"`` or ``"centrosomes"``.
     workflow_file : path-like, optional
@@ -471,34 +534,56 @@ def segment_structure(config, structure: str, *, workflow_file=None, overwrite: 
         raw_dir, seg_dir, workflow=workflow, params=params, spacing=config.spacing,
         suffix=config.data.segmentation_file_suffix, overwrite=overwrite,
         workers=config.distances.workers if workers is None else workers, qc=qc,
+        spacing_source=scale_source(config),
     )
 
 
 def script_main(workflow: str, argv=None, *, description: str = "") -> int:
     """Command line of ``batch-processing-scripts/seg_rna.py`` and ``seg_cent.py``.
 
-    ``--input DIR --output DIR [--params FILE] [--xy-scale 0.065 --z-scale 0.2]
+    ``--input DIR --output DIR [--params FILE] [--xy-scale 0.065 --z-scale 0.2 | --config FILE]
     [--suffix _seg] [--overwrite] [--workers N]``; returns the exit status.
+
+    The voxel size is, in order: ``--xy-scale`` and ``--z-scale``; the
+    ``[scale]`` of ``--config``; the one the stacks state; the default, with a
+    warning. Stacks stating another than the one used are named in a warning.
     """
     import argparse
-    import sys
+
+    from ..config import load_config
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--input", required=True, help="folder of raw .tif stacks")
     parser.add_argument("--output", required=True, help="folder for <name><suffix>.tif masks")
     parser.add_argument("--params", help="parameter file saved by the playground (TOML)")
-    parser.add_argument("--xy-scale", type=float, default=0.065, help="microns per pixel in x, y")
-    parser.add_argument("--z-scale", type=float, default=0.2, help="microns per z-step")
+    parser.add_argument("--xy-scale", type=float, help="microns per pixel in x, y "
+                        "(default: [scale] of --config, else the voxel size the stacks state)")
+    parser.add_argument("--z-scale", type=float, help="microns per z-step (as --xy-scale)")
+    parser.add_argument("--config", help="pipeline.toml whose [scale] gives the voxel size")
     parser.add_argument("--suffix", default="_seg", help="appended to each image name")
     parser.add_argument("--overwrite", action="store_true", help="replace existing masks")
     parser.add_argument("--workers", type=int, default=1, help="processes (0: one per core)")
     args = parser.parse_args(argv)
+    formatter = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"
     try:
+        if (args.xy_scale is None) != (args.z_scale is None):
+            msg = "give both --xy-scale and --z-scale (microns per voxel), or neither."
+            raise ValueError(msg)
+        if args.xy_scale is not None:
+            spacing, source = (args.z_scale, args.xy_scale, args.xy_scale), "--xy-scale/--z-scale"
+        elif args.config:
+            config = load_config(args.config)
+            spacing, source = config.spacing, scale_source(config)
+        else:
+            spacing, source = None, ""
         written = segment_folder(args.input, args.output, workflow=workflow, params=args.params,
-                                 spacing=(args.z_scale, args.xy_scale, args.xy_scale),
-                                 suffix=args.suffix, overwrite=args.overwrite, workers=args.workers)
+                                 spacing=spacing, spacing_source=source, suffix=args.suffix,
+                                 overwrite=args.overwrite, workers=args.workers)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = formatter
     print(f"{len(written)} segmentation(s) written to {args.output}; {_qc_summary(args.output)}")
     return 0

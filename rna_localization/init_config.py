@@ -1,0 +1,365 @@
+"""``rna-localization init DATA_DIR``: a commented pipeline.toml for the data found there.
+
+:func:`survey_data` looks at a data directory (structures, segmentation file
+suffix, metadata CSV and its columns, the voxel size the stacks state);
+:func:`render_config` turns what it found into TOML text, every value
+commented with where it comes from; :func:`write_config` writes it, never
+over an existing file unless asked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from .calibration import format_voxel_size, same_voxel_size
+from .config import RESERVED_TABLES, ScaleConfig, check_identifier
+from .io import TIFF_SUFFIXES, image_names, read_voxel_size
+
+__all__ = ["DataSurvey", "render_config", "survey_data", "write_config"]
+
+RAW_DATA_DIR = "raw-data"
+SEGMENTATION_DIR = "segmentations"
+METADATA_CSV = "raw-data-metadata.csv"
+#: Metadata columns taken for normalization.group_by, in order of preference.
+GROUP_COLUMNS = ("rna_type", "rna", "gene", "probe", "target")
+
+
+@dataclass(frozen=True)
+class DataSurvey:
+    """What a data directory holds, as :func:`survey_data` found it.
+
+    Attributes
+    ----------
+    data_dir : Path
+    structures : tuple of str
+        Folders holding a ``raw-data/`` folder, sorted.
+    images : dict of str to int
+        Raw stacks per structure.
+    segmentation_file_suffix : str or None
+        The suffix most segmentations carry after their image name; None
+        when there is no segmentation yet.
+    metadata_csv : str or None
+        File name of the metadata CSV, None when there is none.
+    metadata_columns : tuple of str
+    image_name_column : str
+    voxel_sizes : dict of (z, y, x) tuple to list of str
+        Each voxel size the raw stacks state, with the stacks stating it,
+        the most common first.
+    unstated : int
+        Raw stacks that state no voxel size.
+    """
+
+    data_dir: Path
+    structures: tuple[str, ...]
+    images: dict[str, int]
+    segmentation_file_suffix: str | None
+    metadata_csv: str | None
+    metadata_columns: tuple[str, ...]
+    image_name_column: str
+    voxel_sizes: dict[tuple[float, float, float], list[str]]
+    unstated: int
+
+    @property
+    def voxel_size(self) -> tuple[float, float, float] | None:
+        """The voxel size most raw stacks state; None if none states one."""
+        return next(iter(self.voxel_sizes), None)
+
+
+def _segmentation_suffix(raw_folder: Path, seg_folder: Path) -> list[str]:
+    """Suffix of each segmentation after the longest image name it starts with."""
+    if not seg_folder.is_dir():
+        return []
+    names = sorted(image_names(raw_folder), key=len, reverse=True)
+    suffixes = []
+    for stem in image_names(seg_folder):
+        name = next((n for n in names if stem.startswith(n) and stem != n), None)
+        if name is not None:
+            suffixes.append(stem[len(name):])
+    return suffixes
+
+
+def _metadata(data_dir: Path, names: set[str]) -> tuple[str | None, tuple[str, ...], str]:
+    """(CSV file name, its columns, the column holding image names)."""
+    import pandas as pd
+
+    path = data_dir / METADATA_CSV
+    if not path.is_file():
+        candidates = sorted(p for p in data_dir.glob("*.csv") if not p.name.startswith("."))
+        if len(candidates) != 1:
+            return None, (), "name"
+        path = candidates[0]
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return path.name, (), "name"
+    columns = tuple(str(c) for c in table.columns)
+    if "name" in columns:
+        return path.name, columns, "name"
+    overlap = {c: len(set(table[c].str.strip()) & names) for c in columns}
+    best = max(overlap, key=overlap.get, default="name")
+    return path.name, columns, best if overlap.get(best) else "name"
+
+
+def survey_data(data_dir: str | os.PathLike) -> DataSurvey:
+    """Look at a data directory in the layout of the product contract.
+
+    Parameters
+    ----------
+    data_dir : path-like
+        Holds ``<structure>/raw-data/<name>.tif`` (and maybe
+        ``<structure>/segmentations/`` and a metadata CSV).
+
+    Returns
+    -------
+    DataSurvey
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder does not exist or no folder in it holds ``raw-data/``.
+    ValueError
+        For a structure folder whose name cannot be a table name.
+    """
+    data_dir = Path(data_dir).expanduser().resolve()
+    if not data_dir.is_dir():
+        msg = f"data directory {data_dir} does not exist."
+        raise FileNotFoundError(msg)
+    structures = tuple(sorted(
+        p.name for p in data_dir.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / RAW_DATA_DIR).is_dir()
+    ))
+    if not structures:
+        msg = (
+            f"no folder of {data_dir} holds a {RAW_DATA_DIR}/ folder: put each structure's stacks "
+            f"in <structure>/{RAW_DATA_DIR}/<name>.tif (rna-localization import does it from "
+            f"multi-channel files)."
+        )
+        raise FileNotFoundError(msg)
+    for structure in structures:
+        check_identifier(structure, f"structure folder {data_dir / structure}:")
+        if structure in RESERVED_TABLES:
+            msg = f"structure folder {data_dir / structure} has a name reserved for the package's tables; rename it."
+            raise ValueError(msg)
+    images, suffixes, names = {}, [], set()
+    groups: dict[tuple[float, float, float], list[str]] = {}
+    unstated = 0
+    for structure in structures:
+        raw_folder = data_dir / structure / RAW_DATA_DIR
+        stems = image_names(raw_folder)
+        images[structure] = len(stems)
+        names.update(stems)
+        suffixes += _segmentation_suffix(raw_folder, data_dir / structure / SEGMENTATION_DIR)
+        for path in sorted(p for p in raw_folder.iterdir() if p.suffix.lower() in TIFF_SUFFIXES
+                           and not p.name.startswith(".")):
+            try:
+                voxel_size = read_voxel_size(path)
+            except ValueError:
+                voxel_size = None
+            if voxel_size is None:
+                unstated += 1
+                continue
+            key = next((k for k in groups if same_voxel_size(voxel_size, k)),
+                       tuple(float(f"{s:.6g}") for s in voxel_size))
+            groups.setdefault(key, []).append(f"{structure}/{RAW_DATA_DIR}/{path.name}")
+    voxel_sizes = dict(sorted(groups.items(), key=lambda item: -len(item[1])))
+    suffix = Counter(suffixes).most_common(1)[0][0] if suffixes else None
+    csv, columns, name_column = _metadata(data_dir, names)
+    return DataSurvey(data_dir, structures, images, suffix, csv, columns, name_column,
+                      voxel_sizes, unstated)
+
+
+def _pick_pair(structures: tuple[str, ...]) -> tuple[str, str]:
+    """(structure_1, structure_2): RNA first, a centrosome-like structure second if any."""
+    first = "rna" if "rna" in structures else structures[0]
+    others = [s for s in structures if s != first]
+    second = next((s for s in others if "centrosome" in s.lower()), others[0])
+    return first, second
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _database_name(data_dir: Path) -> str:
+    name = re.sub(r"[^a-z0-9_]+", "_", data_dir.name.lower()).strip("_")
+    if not name or not name[0].isalpha():
+        name = f"data_{name}".rstrip("_")
+    return name[:63]
+
+
+def render_config(survey: DataSurvey, *, data_dir: str = ".") -> str:
+    """The text of a commented pipeline.toml for a surveyed data directory.
+
+    Parameters
+    ----------
+    survey : DataSurvey
+        From :func:`survey_data`.
+    data_dir : str
+        ``data.data_dir`` as written: relative to the config file's folder.
+
+    Returns
+    -------
+    str
+        TOML that :func:`.config.load_config` accepts.
+
+    Raises
+    ------
+    ValueError
+        If the data directory holds fewer than two structures (distances
+        need two).
+    """
+    if len(survey.structures) < 2:
+        msg = (
+            f"{survey.data_dir} holds only one structure ({', '.join(survey.structures)}); "
+            f"distances need two: import or add the other structure's stacks "
+            f"(<structure>/{RAW_DATA_DIR}/<name>.tif) first."
+        )
+        raise ValueError(msg)
+    first, second = _pick_pair(survey.structures)
+    counts = ", ".join(f"{s} {n}" for s, n in survey.images.items())
+    lines = [
+        f"# Pipeline settings for {survey.data_dir}, written by `rna-localization init` from the",
+        "# data found there. Check every value, then: rna-localization doctor (it checks this file",
+        "# against the data) and rna-localization segment / run.",
+        "# Every key is documented in the README ('pipeline.toml').",
+        "",
+        "[database]",
+        'url = ""                 # "" → an embedded PostgreSQL under <data_dir>/.pgdata',
+        f"name = {_toml_string(_database_name(survey.data_dir))}",
+        "",
+        "[data]",
+        f"data_dir = {_toml_string(data_dir)}",
+        f"# Folders holding {RAW_DATA_DIR}/; raw stacks found: {counts}.",
+        f"structures = [{', '.join(_toml_string(s) for s in survey.structures)}]",
+        f"raw_data_dir = {_toml_string(RAW_DATA_DIR)}",
+        f"segmentation_dir = {_toml_string(SEGMENTATION_DIR)}",
+    ]
+    if survey.segmentation_file_suffix is None:
+        lines.append('segmentation_file_suffix = "_seg"   # no segmentation yet: '
+                     "`rna-localization segment` writes <name>_seg.tif")
+    else:
+        lines.append(f"segmentation_file_suffix = {_toml_string(survey.segmentation_file_suffix)}"
+                     "   # found after the image names in segmentations/")
+    if survey.metadata_csv is None:
+        lines += [f"# No metadata CSV found: write {METADATA_CSV} with a `name` column (one row per",
+                  "# image) and your conditions, e.g. rna_type, cycle, replicate.",
+                  f"metadata_csv = {_toml_string(METADATA_CSV)}"]
+    else:
+        lines += [f"# Columns found: {', '.join(survey.metadata_columns) or '(none readable)'}.",
+                  f"metadata_csv = {_toml_string(survey.metadata_csv)}"]
+    lines += [f"image_name_column = {_toml_string(survey.image_name_column)}", ""]
+
+    lines.append("[scale]                  # microns per voxel; the pipeline uses these, whatever the files say")
+    voxel_size = survey.voxel_size
+    if voxel_size is None:
+        default = ScaleConfig()
+        lines += ["# No raw stack states its voxel size: these are the defaults. CHECK THEM against the",
+                  "# microscope's settings; a wrong voxel size makes every distance wrong.",
+                  f"xy = {default.xy}", f"z = {default.z}"]
+    else:
+        z, y, x = voxel_size
+        shown = sum(len(files) for files in survey.voxel_sizes.values())
+        lines.append(f"# Stated by {len(survey.voxel_sizes[voxel_size])} of {shown + survey.unstated} "
+                     f"raw stacks ({format_voxel_size(voxel_size)}).")
+        if y != x:
+            lines.append(f"# y ({y:g}) and x ({x:g}) differ in the files; the pipeline takes one xy.")
+        for other, files in list(survey.voxel_sizes.items())[1:]:
+            more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+            lines.append(f"# NOTE: {', '.join(files[:3])}{more} state {format_voxel_size(other)}.")
+        if survey.unstated:
+            lines.append(f"# {survey.unstated} raw stack(s) state no voxel size.")
+        lines += [f"xy = {x:.6g}", f"z = {z:.6g}"]
+    lines += [
+        "",
+        "[distances]",
+        f"structure_1 = {_toml_string(first)}   # distances from every object of this structure",
+        f"structure_2 = {_toml_string(second)}   # to the nearest object of this one",
+        "overwrite = false",
+        "workers = 0              # 0 → one per core",
+        "",
+        "[normalization]",
+        f"structure = {_toml_string(first)}",
+        'method = "aperture"',
+        "lower_threshold = 10",
+        "upper_threshold = 40",
+        "granule_threshold = 4",
+    ]
+    excluded = {survey.image_name_column, "source_file", "series"}
+    group = next((c for c in GROUP_COLUMNS if c in survey.metadata_columns), None)
+    if group is None:
+        lines += ["# No column naming the RNA (rna_type, gene, probe, ...) in the metadata CSV: one",
+                  "# single-molecule reference per image until you add one and name it here.",
+                  f"group_by = {_toml_string(survey.image_name_column)}"]
+    else:
+        lines.append(f"group_by = {_toml_string(group)}   # one single-molecule reference per value")
+    others = [c for c in survey.metadata_columns if c not in excluded | {group}]
+    lines += [
+        "",
+        "[distribution]",
+        "distance_threshold = 5.0 # microns",
+        "step_size = 0.05",
+        'distance = "centroid"',
+        'output_dir = "output"',
+        "",
+        "[plot]",
+        'hue = ""                 # "" → normalization.group_by',
+        'col = ""                 # a metadata column for side-by-side panels'
+        + (f", e.g. {others[0]!r}" if others else ""),
+        "dpi = 600",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_config(data_dir: str | os.PathLike, *, out: str | os.PathLike | None = None,
+                 force: bool = False) -> tuple[Path, DataSurvey]:
+    """Write a commented pipeline.toml for the data found in `data_dir`.
+
+    Parameters
+    ----------
+    data_dir : path-like
+        The data directory.
+    out : path-like, optional
+        The file to write; default ``<data_dir>/pipeline.toml``. Its
+        ``data.data_dir`` is written relative to its folder.
+    force : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    (Path, DataSurvey)
+        The file written and what was found.
+
+    Raises
+    ------
+    FileExistsError
+        If the file exists and not `force`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from rna_localization.synthetic import simulate_dataset
+    >>> from rna_localization.config import load_config
+    >>> folder = simulate_dataset(Path(tempfile.mkdtemp()) / "d", n_images=2,
+    ...                           shape=(14, 64, 64))  # doctest: +SKIP
+    >>> path, _ = write_config(folder, force=True)  # doctest: +SKIP
+    >>> load_config(path).data.structures  # doctest: +SKIP
+    ('centrosomes', 'rna')
+    """
+    data_dir = Path(data_dir).expanduser().resolve()
+    path = Path(out).expanduser().resolve() if out is not None else data_dir / "pipeline.toml"
+    if path.exists() and not force:
+        msg = f"{path} exists; pass --force to replace it (or --out FILE to write another)."
+        raise FileExistsError(msg)
+    survey = survey_data(data_dir)
+    relative = Path(os.path.relpath(data_dir, path.parent)).as_posix()
+    text = render_config(survey, data_dir=relative)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path, survey
