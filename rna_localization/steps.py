@@ -119,9 +119,28 @@ def _table_exists(db: Database, table: str) -> bool:
 
 
 # -------------------------------------------------------------------- extract
+def _check_finite(raw: np.ndarray, path: Path) -> None:
+    """Refuse a float stack with NaN or infinite voxels, naming the file and counting them.
+
+    One such voxel makes every sum over it non-finite: its object's intensity, its
+    group's single-molecule reference, and so every molecule count of the group.
+    """
+    if raw.dtype.kind not in "fc":
+        return
+    bad = raw.size - int(np.count_nonzero(np.isfinite(raw)))
+    if bad:
+        msg = (
+            f"{path} has {bad} voxel{'s' if bad > 1 else ''} that {'are' if bad > 1 else 'is'} "
+            f"NaN or infinite; replace them with real intensities (e.g. Fiji: Process > Math > "
+            f"Remove NaNs) or export the stack again."
+        )
+        raise ValueError(msg)
+
+
 def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
                  apertures: bool = True) -> dict:
     raw = io.read_stack(pair.raw)
+    _check_finite(raw, pair.raw)
     segmentation = io.read_stack(pair.segmentation)
     if raw.shape != segmentation.shape:
         msg = (
