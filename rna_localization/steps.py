@@ -45,6 +45,7 @@ from .distributions import (
     normalize_intensities,
     single_molecule_references,
 )
+from .metadata import read_distributions_csv, read_metadata_csv
 from .objects import label_objects, measure_objects
 from .parallel import map_images, shared_clusters
 
@@ -414,8 +415,10 @@ _SQL_TYPES = {"b": "boolean", "i": "bigint", "u": "bigint", "f": "double precisi
 def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame:
     """The ``images`` table from the metadata CSV, replacing any earlier one.
 
-    Column types are inferred (integer, float, boolean, else text). Every
-    image named must exist in the data directory or the database.
+    Values are read as written (:func:`~rna_localization.metadata.read_metadata_csv`:
+    stripped of surrounding spaces; ``NA`` or ``001`` kept as text; a column
+    typed integer, float or boolean only when every value is clearly one).
+    Every image named must exist in the data directory or the database.
 
     Returns
     -------
@@ -425,7 +428,7 @@ def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame
     db = _database(config, db)
     path = config.metadata_path
     name_column = config.data.image_name_column
-    table = io.read_metadata_csv(path, name_column=name_column)
+    table = read_metadata_csv(path, name_column=name_column)
     known = set()
     for structure in config.data.structures:
         raw_folder, _ = config.structure_dirs(structure)
@@ -609,6 +612,11 @@ def compute_distributions(config: Config, *, db: Database | None = None,
         msg = f"{s1} has no normalized_intensity column: run `rna-localization normalize` first."
         raise ValueError(msg)
     metadata = _metadata(db)
+    computed = sorted(set(metadata.columns) & set(DISTRIBUTION_COLUMNS))
+    if computed:  # an images table not made from a checked CSV, e.g. restored from elsewhere
+        msg = (f"the images table has a column named {computed[0]!r}, which the distributions "
+               f"compute; rename it in the metadata CSV and run `rna-localization metadata` again.")
+        raise ValueError(msg)
     name_column = config.data.image_name_column
     rows = {r[name_column]: r for r in metadata.to_dict("records")}
     # Method "aperture" weighs each object by its background-subtracted light; an
@@ -685,11 +693,8 @@ def make_plots(config: Config, distributions: pd.DataFrame | None = None) -> lis
     from .plotting import plot_cumulative_distributions, save_figure
 
     if distributions is None:
-        path = config.output_dir / "data" / DISTRIBUTIONS_FILE
-        if not path.is_file():
-            msg = f"{path} does not exist: run `rna-localization distributions` first."
-            raise FileNotFoundError(msg)
-        distributions = pd.read_csv(path)
+        distributions = read_distributions_csv(config.output_dir / "data" / DISTRIBUTIONS_FILE,
+                                               name_column=config.data.image_name_column)
     folder = config.output_dir / "plots"
     written = []
     for measure in ("percent_total_rna", "percent_granule_rna"):
@@ -834,7 +839,7 @@ def run(config: Config, *, db: Database | None = None) -> dict[str, pd.DataFrame
     db = _database(config, db)
     # A bad metadata CSV should stop the run before hours of work, not after.
     io.check_data_dir(config.data.data_dir)
-    io.read_metadata_csv(config.metadata_path, name_column=config.data.image_name_column)
+    read_metadata_csv(config.metadata_path, name_column=config.data.image_name_column)
     results: dict[str, pd.DataFrame | list] = {}
     with _exclusive(db), shared_clusters():  # one Dask cluster for extract and distances
         results["extract"] = extract(config, db=db)
