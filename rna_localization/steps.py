@@ -10,10 +10,7 @@ so that a notebook cell can show it. ``run`` chains them.
 from __future__ import annotations
 
 import os
-import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +23,7 @@ from .apertures import aperture_intensities, spot_centroids
 from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
 from .config import Config, ThresholdTable
 from .db import Database
+from .db.locks import pipeline_lock as _exclusive
 from .db.tables import (
     copy_frame,
     ensure_schema,
@@ -73,42 +71,6 @@ class PipelineWarning(UserWarning):
 
 def _warn(message: str) -> None:
     warnings.warn(message, PipelineWarning, stacklevel=3)
-
-
-# --------------------------------------------------------------------- locking
-_held = threading.local()
-
-
-@contextmanager
-def _exclusive(db: Database) -> Iterator[None]:
-    """Hold the database's pipeline lock, so that two runs never interleave writes.
-
-    Re-entrant within a process (``run`` calls the other steps).
-    """
-    held = getattr(_held, "dsns", None)
-    if held is None:
-        held = _held.dsns = set()
-    if db.dsn in held:
-        yield
-        return
-    connection = db.connect()
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(hashtext('rna_localization pipeline'))")
-            if not cursor.fetchone()[0]:
-                msg = (
-                    f"another rna-localization command is writing to database {db.name!r}; "
-                    f"wait for it to finish (or stop it) and run this again."
-                )
-                raise RuntimeError(msg)
-        held.add(db.dsn)
-        try:
-            yield
-        finally:
-            held.discard(db.dsn)
-    finally:
-        connection.close()  # closing the session releases the lock
 
 
 def _database(config: Config, db: Database | None) -> Database:

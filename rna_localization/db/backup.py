@@ -8,6 +8,7 @@ from pathlib import Path
 from psycopg2 import sql
 
 from .database import Database
+from .locks import pipeline_lock
 from .server import run_client
 
 __all__ = ["backup_database", "export_tables", "restore_database"]
@@ -65,12 +66,18 @@ def backup_database(db: Database, path: str | os.PathLike) -> Path:
 
 
 def restore_database(db: Database, path: str | os.PathLike) -> None:
-    """Restore a :func:`backup_database` file into `db` (created if missing), replacing its tables."""
+    """Restore a :func:`backup_database` file into `db` (created if missing), replacing its tables.
+
+    Under the pipeline lock (:func:`~rna_localization.db.locks.pipeline_lock`):
+    while another command writes to `db`, it raises RuntimeError at once
+    instead of mixing the two data sets.
+    """
     path = Path(path)
     if not path.is_file():
         msg = f"backup file {path} does not exist."
         raise FileNotFoundError(msg)
     db.create()
     args, env = _libpq_args(db)
-    run_client("pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",
-               *args, str(path), env=env)
+    with pipeline_lock(db):
+        run_client("pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",
+                   *args, str(path), env=env)
