@@ -12,14 +12,16 @@ import logging
 import os
 import stat
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg2
 import pytest
+from psycopg2 import sql
 
 from rna_localization import load_config
 from rna_localization.cli import main
 from rna_localization.db import Database, start_server, stop_server
+from rna_localization.db.backup import export_tables
 
 SECRET = "s3cret"
 
@@ -139,3 +141,42 @@ def test_no_password_in_the_environment_is_needed_for_the_embedded_server(postgr
     env_password = os.environ.get("PGPASSWORD")
     assert env_password is None or env_password not in postgres_server
     assert ":@" in postgres_server or "@" not in postgres_server  # pgserver's URL: no password
+
+
+# ------------------------------------------------------------ export file names
+ODD_TABLES = ["../../raw-data-metadata", "a/b", "a%2Fb", "..", ".hidden", "rna type"]
+
+
+def test_export_file_names_never_leave_the_folder(dataset, capsys):
+    """Table names come from the database (a restored dump, another tool): they are not paths."""
+    config = load_config(dataset)
+    db = Database.from_config(config)
+    metadata_csv = config.metadata_path
+    original = metadata_csv.read_bytes()
+    with db.transaction() as cursor:
+        for table in ODD_TABLES:
+            cursor.execute(sql.SQL("CREATE TABLE {} (label text)").format(sql.Identifier(table)))
+            cursor.execute(sql.SQL("INSERT INTO {} VALUES ({})").format(sql.Identifier(table), sql.Literal(table)))
+    folder = config.output_dir / "backup"
+    assert (folder / "../../raw-data-metadata.csv").resolve() == metadata_csv.resolve()  # the attack
+    assert main(["export", "--config", str(dataset)]) == 0
+    assert metadata_csv.read_bytes() == original
+    files = sorted(p for p in config.data.data_dir.rglob("*.csv") if p != metadata_csv)
+    assert all(p.parent == folder for p in files), files
+    assert not any(p.name.startswith(".") for p in files)
+    # One file per table, and its name gives the table back.
+    by_table = {unquote(p.stem): p for p in files}
+    assert sorted(by_table) == sorted(ODD_TABLES)
+    for table in ODD_TABLES:
+        assert by_table[table].read_text(encoding="utf-8") == f"label\n{table}\n"
+
+
+def test_export_refuses_tables_whose_files_would_collide(dataset):
+    """On a case-insensitive disk (macOS, Windows) rna.csv and RNA.csv are one file."""
+    db = Database.from_config(load_config(dataset))
+    with db.transaction() as cursor:
+        for table in ("rna", "RNA"):
+            cursor.execute(sql.SQL("CREATE TABLE {} (label text)").format(sql.Identifier(table)))
+    with pytest.raises(ValueError, match=r"tables 'RNA' and 'rna' would be written to the same file"):
+        export_tables(db, dataset.parent / "export")
+    assert not (dataset.parent / "export").exists() or not list((dataset.parent / "export").iterdir())
