@@ -70,10 +70,10 @@ def _mask_url(url: str) -> str:
     """
     head, rest = url.split("://", 1)
     at = rest.rfind("@")
-    user, colon, _ = rest[:at].partition(":")
-    if at < 0 or not colon:
+    if at < 0:
         return url
-    return f"{head}://{user}:***@{rest[at + 1:]}"
+    user, colon, _ = rest[:at].partition(":")
+    return f"{head}://{user}:***@{rest[at + 1:]}" if colon else url
 
 
 def _redact(text: str) -> str:
@@ -113,8 +113,8 @@ def _params(url_or_dsn: str) -> dict[str, str]:
     except psycopg2.ProgrammingError as error:
         # libpq quotes the piece it could not read, which may be (part of) the password:
         # show it only when the string holds none.
-        has_secret = ("@" in url_or_dsn and _URL_START.match(url_or_dsn)) or \
-            "password" in url_or_dsn.lower()
+        is_url = _URL_START.match(url_or_dsn) is not None
+        has_secret = (is_url and "@" in url_or_dsn) or "password" in url_or_dsn.lower()
         detail = ("not shown, as the URL holds a password; if the password has a '%' or another "
                   f"special character, {_ENCODE_HINT}") if has_secret else _redact(str(error).strip())
         msg = f"database.url is not a PostgreSQL URL (postgresql://user@host:port/db): {detail}"
