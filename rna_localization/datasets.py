@@ -37,6 +37,8 @@ from typing import Any
 
 import pandas as pd
 
+from .metadata import read_metadata_csv
+
 __all__ = ["MANIFEST_NAME", "file_sha256", "load", "write_manifest"]
 
 #: File name of the manifest at the top of a data set.
@@ -206,15 +208,9 @@ def load(data_dir: str | os.PathLike, *, verify: bool = True) -> pd.DataFrame:
     if metadata_csv not in files:
         msg = f"{MANIFEST_NAME} in {root} does not list the metadata CSV {metadata_csv}."
         raise ValueError(msg)
-    table = pd.read_csv(root / metadata_csv)
     name_column = layout["image_name_column"]
-    if name_column not in table.columns:
-        msg = (
-            f"metadata CSV {metadata_csv} has no image name column {name_column!r} "
-            f"(columns: {list(table.columns)})."
-        )
-        raise ValueError(msg)
-    names = table[name_column].astype(str)
+    table = read_metadata_csv(root / metadata_csv, name_column=name_column)
+    names = table[name_column]
     for structure in manifest.get("structures", []):
         kinds = {
             "raw": (layout["raw_data_dir"], ""),

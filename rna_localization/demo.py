@@ -15,6 +15,7 @@ from . import steps
 from .config import RESERVED_TABLES, load_config
 from .db import Database, stop_server
 from .db.tables import read_label_image
+from .metadata import read_metadata_csv
 
 __all__ = ["DemoReport", "compare_with_truth", "run_demo"]
 
@@ -219,7 +220,7 @@ def compare_with_truth(config, db: Database, distributions: pd.DataFrame) -> Dem
     molecules["in_granule"] = molecules["in_granule"].astype(str) == "True"
     expected = pd.read_csv(truth / "expected_distributions.csv")
     centrosomes = pd.read_csv(truth / "centrosomes.csv")
-    metadata = pd.read_csv(config.metadata_path)[["name", "rna_type", "cycle"]]
+    metadata = read_metadata_csv(config.metadata_path)[["name", "rna_type", "cycle"]]
     group = ["rna_type", "cycle"]
     spacing = np.asarray(config.spacing, dtype=np.float64)
     structure_2 = config.distances.structure_2

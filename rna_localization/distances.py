@@ -12,6 +12,8 @@ joins a voxel on A's face boundary to a voxel on T's face boundary (the same
 argument from ``t``'s side). Comparing boundary voxels only is therefore exact,
 ties included, while cutting the points of a solid object by a large factor.
 Overlapping objects (distance 0) are found directly from the shared voxels.
+A target without boundary voxels is one object filling the whole stack: every
+object overlaps it.
 """
 
 from __future__ import annotations
@@ -132,8 +134,8 @@ def nearest_distances(
     distance = np.full(n, np.nan)
     target_id = np.full(n, -1, dtype=np.int64)
 
-    target_boundary = _face_boundary(flat_targets, np.flatnonzero(flat_targets != 0), shape)
-    if n and target_boundary.size:
+    target_voxels = np.flatnonzero(flat_targets != 0)
+    if n and target_voxels.size:
         # Objects that share voxels with a target: distance 0, smallest target.
         shared = flat_targets[source_voxels] != 0
         if shared.any():
@@ -146,11 +148,13 @@ def nearest_distances(
             distance[rows] = 0.0
             target_id[rows] = tgt[first]
 
+        # Empty only when one target fills the whole stack: then every object overlaps it.
+        target_boundary = _face_boundary(flat_targets, target_voxels, shape)
         source_boundary = _face_boundary(flat_labels, source_voxels, shape)
         if shared.any():
             done = object_ids[distance == 0.0]
             source_boundary = source_boundary[~np.isin(flat_labels[source_boundary], done)]
-        if source_boundary.size:
+        if source_boundary.size and target_boundary.size:
             _nearest_from_boundaries(
                 flat_labels, flat_targets, shape, source_boundary, target_boundary,
                 scale, object_ids, distance, target_id, tie_rtol, workers,
@@ -236,11 +240,18 @@ def point_distances(points, target_label_image: np.ndarray, spacing=1.0) -> np.n
     targets = np.asarray(target_label_image)
     scale = normalize_spacing(spacing)
     flat = targets.ravel()
-    boundary = _face_boundary(flat, np.flatnonzero(flat), targets.shape)
-    if boundary.size == 0:
+    voxels = np.flatnonzero(flat)
+    if voxels.size == 0:
         return np.full(len(points), np.nan)
-    centres = np.column_stack(np.unravel_index(boundary, targets.shape)) * scale
-    distance, _ = cKDTree(centres).query(points * scale)
+    boundary = _face_boundary(flat, voxels, targets.shape)
+    if boundary.size:
+        centres = np.column_stack(np.unravel_index(boundary, targets.shape)) * scale
+        distance, _ = cKDTree(centres).query(points * scale)
+    else:
+        # One target fills the whole stack: every voxel centre is a target's, and the
+        # nearest one to a point is found axis by axis.
+        nearest = np.clip(np.rint(points), 0, np.array(targets.shape) - 1)
+        distance = np.sqrt((((points - nearest) * scale) ** 2).sum(axis=1))
     voxel = np.rint(points).astype(np.int64)
     inside = np.all((voxel >= 0) & (voxel < np.array(targets.shape)), axis=1)
     hit = np.zeros(len(points), dtype=bool)

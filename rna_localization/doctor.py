@@ -283,13 +283,13 @@ def _check_voxel_sizes(config, raw_folder: Path, seg_folder: Path, names) -> lis
 
 
 def _check_metadata(config, images: set[str]) -> list[Finding]:
-    from . import io
     from .config import ThresholdTable
+    from .metadata import read_metadata_csv
 
     path = config.metadata_path
     name_column = config.data.image_name_column
     try:
-        table = io.read_metadata_csv(path, name_column=name_column)
+        table = read_metadata_csv(path, name_column=name_column)
     except (ValueError, FileNotFoundError) as error:
         return [Finding(False, str(error),
                         f"fix {path}: UTF-8, one row per image, a {name_column!r} column, column "

@@ -10,10 +10,7 @@ so that a notebook cell can show it. ``run`` chains them.
 from __future__ import annotations
 
 import os
-import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +23,7 @@ from .apertures import aperture_intensities, spot_centroids
 from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
 from .config import Config, ThresholdTable
 from .db import Database
+from .db.locks import pipeline_lock as _exclusive
 from .db.tables import (
     copy_frame,
     ensure_schema,
@@ -45,6 +43,7 @@ from .distributions import (
     normalize_intensities,
     single_molecule_references,
 )
+from .metadata import read_distributions_csv, read_metadata_csv
 from .objects import label_objects, measure_objects
 from .parallel import map_images, shared_clusters
 
@@ -74,42 +73,6 @@ def _warn(message: str) -> None:
     warnings.warn(message, PipelineWarning, stacklevel=3)
 
 
-# --------------------------------------------------------------------- locking
-_held = threading.local()
-
-
-@contextmanager
-def _exclusive(db: Database) -> Iterator[None]:
-    """Hold the database's pipeline lock, so that two runs never interleave writes.
-
-    Re-entrant within a process (``run`` calls the other steps).
-    """
-    held = getattr(_held, "dsns", None)
-    if held is None:
-        held = _held.dsns = set()
-    if db.dsn in held:
-        yield
-        return
-    connection = db.connect()
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(hashtext('rna_localization pipeline'))")
-            if not cursor.fetchone()[0]:
-                msg = (
-                    f"another rna-localization command is writing to database {db.name!r}; "
-                    f"wait for it to finish (or stop it) and run this again."
-                )
-                raise RuntimeError(msg)
-        held.add(db.dsn)
-        try:
-            yield
-        finally:
-            held.discard(db.dsn)
-    finally:
-        connection.close()  # closing the session releases the lock
-
-
 def _database(config: Config, db: Database | None) -> Database:
     return db if db is not None else Database.from_config(config)
 
@@ -119,9 +82,28 @@ def _table_exists(db: Database, table: str) -> bool:
 
 
 # -------------------------------------------------------------------- extract
+def _check_finite(raw: np.ndarray, path: Path) -> None:
+    """Refuse a float stack with NaN or infinite voxels, naming the file and counting them.
+
+    One such voxel makes every sum over it non-finite: its object's intensity, its
+    group's single-molecule reference, and so every molecule count of the group.
+    """
+    if raw.dtype.kind not in "fc":
+        return
+    bad = raw.size - int(np.count_nonzero(np.isfinite(raw)))
+    if bad:
+        msg = (
+            f"{path} has {bad} voxel{'s' if bad > 1 else ''} that {'are' if bad > 1 else 'is'} "
+            f"NaN or infinite; replace them with real intensities (e.g. Fiji: Process > Math > "
+            f"Remove NaNs) or export the stack again."
+        )
+        raise ValueError(msg)
+
+
 def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
                  apertures: bool = True) -> dict:
     raw = io.read_stack(pair.raw)
+    _check_finite(raw, pair.raw)
     segmentation = io.read_stack(pair.segmentation)
     if raw.shape != segmentation.shape:
         msg = (
@@ -395,8 +377,10 @@ _SQL_TYPES = {"b": "boolean", "i": "bigint", "u": "bigint", "f": "double precisi
 def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame:
     """The ``images`` table from the metadata CSV, replacing any earlier one.
 
-    Column types are inferred (integer, float, boolean, else text). Every
-    image named must exist in the data directory or the database.
+    Values are read as written (:func:`~rna_localization.metadata.read_metadata_csv`:
+    stripped of surrounding spaces; ``NA`` or ``001`` kept as text; a column
+    typed integer, float or boolean only when every value is clearly one).
+    Every image named must exist in the data directory or the database.
 
     Returns
     -------
@@ -406,7 +390,7 @@ def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame
     db = _database(config, db)
     path = config.metadata_path
     name_column = config.data.image_name_column
-    table = io.read_metadata_csv(path, name_column=name_column)
+    table = read_metadata_csv(path, name_column=name_column)
     known = set()
     for structure in config.data.structures:
         raw_folder, _ = config.structure_dirs(structure)
@@ -590,6 +574,11 @@ def compute_distributions(config: Config, *, db: Database | None = None,
         msg = f"{s1} has no normalized_intensity column: run `rna-localization normalize` first."
         raise ValueError(msg)
     metadata = _metadata(db)
+    computed = sorted(set(metadata.columns) & set(DISTRIBUTION_COLUMNS))
+    if computed:  # an images table not made from a checked CSV, e.g. restored from elsewhere
+        msg = (f"the images table has a column named {computed[0]!r}, which the distributions "
+               f"compute; rename it in the metadata CSV and run `rna-localization metadata` again.")
+        raise ValueError(msg)
     name_column = config.data.image_name_column
     rows = {r[name_column]: r for r in metadata.to_dict("records")}
     # Method "aperture" weighs each object by its background-subtracted light; an
@@ -666,11 +655,8 @@ def make_plots(config: Config, distributions: pd.DataFrame | None = None) -> lis
     from .plotting import plot_cumulative_distributions, save_figure
 
     if distributions is None:
-        path = config.output_dir / "data" / DISTRIBUTIONS_FILE
-        if not path.is_file():
-            msg = f"{path} does not exist: run `rna-localization distributions` first."
-            raise FileNotFoundError(msg)
-        distributions = pd.read_csv(path)
+        distributions = read_distributions_csv(config.output_dir / "data" / DISTRIBUTIONS_FILE,
+                                               name_column=config.data.image_name_column)
     folder = config.output_dir / "plots"
     written = []
     for measure in ("percent_total_rna", "percent_granule_rna"):
@@ -815,7 +801,7 @@ def run(config: Config, *, db: Database | None = None) -> dict[str, pd.DataFrame
     db = _database(config, db)
     # A bad metadata CSV should stop the run before hours of work, not after.
     io.check_data_dir(config.data.data_dir)
-    io.read_metadata_csv(config.metadata_path, name_column=config.data.image_name_column)
+    read_metadata_csv(config.metadata_path, name_column=config.data.image_name_column)
     results: dict[str, pd.DataFrame | list] = {}
     with _exclusive(db), shared_clusters():  # one Dask cluster for extract and distances
         results["extract"] = extract(config, db=db)

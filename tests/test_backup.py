@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 
 import pytest
 
 from rna_localization import load_config, steps
+from rna_localization._faults import PAUSE_ENV
 from rna_localization.cli import main
 from rna_localization.db import Database
 from rna_localization.db.backup import export_tables
@@ -82,3 +87,35 @@ def test_truncated_backup_restores_nothing(backed_up, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "pg_restore failed" in err
     assert _snapshot(config, tmp_path / "after") == before
+
+
+def test_restore_refuses_while_a_run_holds_the_pipeline_lock(backed_up, tmp_path, capsys):
+    """Restoring under a running pipeline would mix two data sets: it stops with the lock's sentence."""
+    config, backup, saved = backed_up
+    _damage(config)
+    gate = tmp_path / "paused"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "rna_localization.cli", "run", "--config", str(config)],
+        env={**os.environ, PAUSE_ENV: f"renumber:1@{gate}"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not gate.exists():
+            assert run.poll() is None, run.communicate()[1]
+            assert time.monotonic() < deadline, "the run never reached its pause point"
+            time.sleep(0.05)
+        # The run holds the pipeline lock (between extraction and renumbering, no transaction open).
+        capsys.readouterr()
+        assert main(["restore", "--config", str(config), "--from", str(backup)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: another rna-localization command is writing to database"), err
+        assert err.count("\n") == 1, err
+        # Nothing restored: the damage is still there (the paused run has not reached metadata).
+        assert _db(config).query("SELECT DISTINCT rna_type FROM images")["rna_type"].tolist() == ["changed"]
+    finally:
+        gate.unlink(missing_ok=True)
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    assert main(["restore", "--config", str(config), "--from", str(backup)]) == 0  # free again
+    assert _snapshot(config, tmp_path / "restored") == saved

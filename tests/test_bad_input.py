@@ -167,6 +167,37 @@ def test_bad_config_value_is_named_and_nothing_runs(extracted, tmp_path, capsys,
     _assert_untouched(extracted, tmp_path)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_voxels_in_a_raw_stack_are_named_and_that_image_not_written(
+        dataset, capsys, bad):
+    """One NaN would make its group's single-molecule reference infinite: every count 0."""
+    raw = dataset.parent / "rna" / "raw-data" / "img_02.tif"
+    image = tifffile.imread(raw).astype(np.float32)
+    image[3, 10, 4:7] = bad
+    tifffile.imwrite(raw, image)
+    with pytest.raises(ValueError, match=r"img_02\.tif has 3 voxels that are NaN or infinite"):
+        steps.extract(load_config(dataset))
+    db = _db(dataset)
+    assert db.query("SELECT count(*) AS n FROM rna WHERE name = 'img_02'")["n"].iloc[0] == 0
+    assert db.query("SELECT count(*) AS n FROM label_images WHERE structure = 'rna' "
+                    "AND name = 'img_02'")["n"].iloc[0] == 0
+    capsys.readouterr()
+    assert main(["extract", "--config", str(dataset)]) == 2
+    last = capsys.readouterr().err.rstrip("\n").split("\n")[-1]  # after the progress bar
+    assert last.startswith("error: ")
+    assert "img_02.tif has 3 voxels that are NaN or infinite" in last
+
+
+def test_finite_float_raw_stack_is_extracted(dataset):
+    raw = dataset.parent / "rna" / "raw-data" / "img_02.tif"
+    tifffile.imwrite(raw, tifffile.imread(raw).astype(np.float32) / 7)
+    report = steps.extract(load_config(dataset))
+    assert set(report["status"]) == {"extracted"}
+    totals = _db(dataset).query("SELECT total_intensity FROM rna WHERE name = 'img_02'")
+    assert len(totals) > 0
+    assert np.isfinite(totals["total_intensity"]).all()
+
+
 # ----------------------------------------------------- metadata CSV headers
 @pytest.mark.parametrize("header", ["cell cycle", "cycle-2", "2nd_cycle", "ρ"])
 def test_metadata_header_that_is_not_an_identifier_is_named(extracted, tmp_path, header):

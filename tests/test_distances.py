@@ -101,3 +101,24 @@ def test_objects_that_touch_at_the_volume_border():
     result = nearest_distances(rna, targets, spacing=(0.3, 0.1, 0.07))
     assert result["distance"].iloc[0] == pytest.approx(0.07)
     assert isinstance(result, pd.DataFrame)
+
+
+@pytest.mark.parametrize("spacing", [1.0, (0.3, 0.1, 0.07)])
+def test_target_filling_the_whole_stack_gives_zero(spacing):
+    """Every voxel is a target: no target voxel has a neighbour of another label, yet all overlap."""
+    rna = np.zeros((2, 3, 4), np.int32)
+    rna[0, 0, 0] = 1
+    rna[1, 2, 1:3] = 2
+    rna[:, 1, 3] = 3
+    targets = np.full_like(rna, 7)
+    result = nearest_distances(rna, targets, spacing)
+    assert result["distance"].tolist() == [0.0, 0.0, 0.0]
+    assert result["target_id"].tolist() == [7, 7, 7]
+    _compare(result, oracles.distances(rna, targets, spacing))
+
+
+def test_source_and_target_both_filling_the_stack():
+    everything = np.ones((1, 2, 2), np.int32)
+    result = nearest_distances(everything, 4 * everything, spacing=0.1)
+    assert result["distance"].tolist() == [0.0]
+    assert result["target_id"].tolist() == [4]

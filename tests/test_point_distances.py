@@ -65,3 +65,9 @@ def test_spot_centroid_of_a_gaussian_spot_is_its_centre():
     table = spot_centroids(labels, spot + 1000, {1: 1000.0})
     found = table[["spot_centroid_z", "spot_centroid_y", "spot_centroid_x"]].to_numpy()[0]
     assert np.abs(found - centre).max() < 0.1
+
+
+def test_points_inside_a_target_filling_the_whole_stack_are_at_zero():
+    targets = np.full((2, 3, 4), 5, np.int32)
+    points = [(0, 0, 0), (1.2, 1.9, 2.6), (0.5, 1.0, 3.0)]
+    np.testing.assert_array_equal(point_distances(points, targets, (0.3, 0.1, 0.1)), [0.0, 0.0, 0.0])

@@ -12,14 +12,16 @@ import logging
 import os
 import stat
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import psycopg2
 import pytest
+from psycopg2 import sql
 
 from rna_localization import load_config
 from rna_localization.cli import main
 from rna_localization.db import Database, start_server, stop_server
+from rna_localization.db.backup import export_tables
 
 SECRET = "s3cret"
 
@@ -139,3 +141,121 @@ def test_no_password_in_the_environment_is_needed_for_the_embedded_server(postgr
     env_password = os.environ.get("PGPASSWORD")
     assert env_password is None or env_password not in postgres_server
     assert ":@" in postgres_server or "@" not in postgres_server  # pgserver's URL: no password
+
+
+# ------------------------------------------------------------ export file names
+ODD_TABLES = ["../../raw-data-metadata", "a/b", "a%2Fb", "..", ".hidden", "rna type"]
+
+
+def test_export_file_names_never_leave_the_folder(dataset, capsys):
+    """Table names come from the database (a restored dump, another tool): they are not paths."""
+    config = load_config(dataset)
+    db = Database.from_config(config)
+    metadata_csv = config.metadata_path
+    original = metadata_csv.read_bytes()
+    with db.transaction() as cursor:
+        for table in ODD_TABLES:
+            cursor.execute(sql.SQL("CREATE TABLE {} (label text)").format(sql.Identifier(table)))
+            cursor.execute(sql.SQL("INSERT INTO {} VALUES ({})").format(sql.Identifier(table), sql.Literal(table)))
+    folder = config.output_dir / "backup"
+    assert (folder / "../../raw-data-metadata.csv").resolve() == metadata_csv.resolve()  # the attack
+    assert main(["export", "--config", str(dataset)]) == 0
+    assert metadata_csv.read_bytes() == original
+    files = sorted(p for p in config.data.data_dir.rglob("*.csv") if p != metadata_csv)
+    assert all(p.parent == folder for p in files), files
+    assert not any(p.name.startswith(".") for p in files)
+    # One file per table, and its name gives the table back.
+    by_table = {unquote(p.stem): p for p in files}
+    assert sorted(by_table) == sorted(ODD_TABLES)
+    for table in ODD_TABLES:
+        assert by_table[table].read_text(encoding="utf-8") == f"label\n{table}\n"
+
+
+def test_export_refuses_tables_whose_files_would_collide(dataset):
+    """On a case-insensitive disk (macOS, Windows) rna.csv and RNA.csv are one file."""
+    db = Database.from_config(load_config(dataset))
+    with db.transaction() as cursor:
+        for table in ("rna", "RNA"):
+            cursor.execute(sql.SQL("CREATE TABLE {} (label text)").format(sql.Identifier(table)))
+    with pytest.raises(ValueError, match=r"tables 'RNA' and 'rna' would be written to the same file"):
+        export_tables(db, dataset.parent / "export")
+    assert not (dataset.parent / "export").exists() or not list((dataset.parent / "export").iterdir())
+
+
+# ------------------------------------------- passwords with URL delimiters in them
+# Each fragment between delimiters is distinctive, so that any piece that leaks is caught.
+FRAGMENTS = ("Xq7k", "Zk9m", "Wm4p")
+AWKWARD = ["Xq7k/Zk9m/Wm4p", "Xq7k@Zk9m@Wm4p", "Xq7k/Zk9m@Wm4p", "Xq7k:Zk9m%Wm4p", "Xq7k?Zk9m#Wm4p"]
+
+
+def _config_with_url(dataset, postgres_server, database_name, url) -> Path:
+    if _socket_dir(postgres_server) is None:
+        pytest.skip("needs the embedded test server")
+    escaped = url.replace("\\", "\\\\").replace('"', '\\"')
+    dataset.write_text(dataset.read_text().replace("[database]\n", f'[database]\nurl = "{escaped}"\n', 1))
+    Database(postgres_server).with_name(database_name).create()  # a URL's database must exist
+    return dataset
+
+
+def _assert_no_fragment(text: str) -> None:
+    for fragment in FRAGMENTS:
+        assert fragment not in text, text
+
+
+@pytest.mark.parametrize("password", [*AWKWARD, "Xq7k%2FZk9m Wm4p"])
+def test_a_percent_encoded_password_works_and_never_shows(dataset, postgres_server, database_name,
+                                                          capsys, caplog, password):
+    caplog.set_level(logging.DEBUG)
+    url = (f"postgresql://postgres:{quote(password, safe='')}@/{database_name}"
+           f"?host={_socket_dir(postgres_server)}")
+    config = str(_config_with_url(dataset, postgres_server, database_name, url))
+    assert main(["db", "url", "--config", config]) == 0
+    shown = capsys.readouterr().out.strip()
+    assert shown.startswith("postgresql://postgres@/")
+    psycopg2.connect(shown).close()
+    db = Database.from_config(load_config(config))
+    assert db.params["password"] == password  # libpq gets the password itself
+    assert main(["extract", "--config", config]) == 0
+    out, err = capsys.readouterr()
+    _assert_no_fragment(shown + repr(db) + out + err + caplog.text)
+
+
+@pytest.mark.parametrize("password", AWKWARD)
+def test_a_raw_password_with_delimiters_never_shows(dataset, postgres_server, database_name,
+                                                    capsys, caplog, password):
+    """Written into the URL as is, '/' or '@' make libpq read pieces of it as host, port or database."""
+    caplog.set_level(logging.DEBUG)
+    url = f"postgresql://postgres:{password}@/{database_name}?host={_socket_dir(postgres_server)}"
+    config = str(_config_with_url(dataset, postgres_server, database_name, url))
+    readable = "/" not in password and "@" not in password and "%" not in password
+    for command in (["db", "url"], ["extract"], ["doctor"]):
+        code = main([*command, "--config", config])
+        out, err = capsys.readouterr()
+        _assert_no_fragment(out + err + caplog.text)
+        if command != ["doctor"]:
+            assert code == (0 if readable else 2), out + err
+        if code == 2:
+            assert err.startswith("error: "), err
+            assert err.count("\n") == 1, err
+    if readable:  # libpq reads it right ('?' and '#' may stand in a password): it is the password
+        db = Database.from_config(load_config(config))
+        assert db.params["password"] == password
+        _assert_no_fragment(db.url + repr(db))
+    else:
+        with pytest.raises(ValueError, match="percent-encode") as refused:
+            Database.from_config(load_config(config))
+        _assert_no_fragment(str(refused.value))
+
+
+@pytest.mark.parametrize("password", AWKWARD)
+@pytest.mark.parametrize("encode", [False, True])
+def test_redaction_of_any_text_holding_the_url(password, encode):
+    from rna_localization.db.database import _redact
+
+    secret = quote(password, safe="") if encode else password
+    for url in (f"postgresql://me:{secret}@db.lab.org:5432/rna?sslmode=require",
+                f"postgres://me:{secret}@/rna?host=/tmp/sock"):
+        for text in (url, f'could not connect to "{url}": timeout', f"invalid dsn: {url}\nDETAIL"):
+            redacted = _redact(text)
+            _assert_no_fragment(redacted)
+            assert "me:***@" in redacted

@@ -49,27 +49,81 @@ def lab_server_url(database_name: str, db_user: str = "", db_host: str = "localh
     return f"postgresql://{user}{db_host}{port}/{quote(database_name)}"
 
 
-_SECRET = re.compile(r"(?<=://)([^/@?#]*?):[^/@?#]*@|password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)",
-                     re.IGNORECASE)
+_URL_START = re.compile(r"postgres(?:ql)?://", re.IGNORECASE)
+# A URL as it appears in a message: up to white space or a quote.
+_URL_IN_TEXT = re.compile(r"postgres(?:ql)?://[^\s'\"<>]*", re.IGNORECASE)
+_KEY_PASSWORD = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+_ENCODE_HINT = (
+    "percent-encode the user name and password (%2F for '/', %40 for '@', %3A for ':', %25 for "
+    "'%': urllib.parse.quote(password, safe='')), or better, leave the password out of the URL "
+    "and put it in ~/.pgpass or PGPASSWORD"
+)
+
+
+def _mask_url(url: str) -> str:
+    """`url` with everything between ``://`` and its last ``@`` after the user name replaced by ``***``.
+
+    The last ``@``, not the first: a password written with a raw ``@`` or ``/``
+    is hidden whole. When an ``@`` stands in the query instead, more than the
+    password is hidden, never less.
+    """
+    head, rest = url.split("://", 1)
+    at = rest.rfind("@")
+    if at < 0:
+        return url
+    user, colon, _ = rest[:at].partition(":")
+    return f"{head}://{user}:***@{rest[at + 1:]}" if colon else url
 
 
 def _redact(text: str) -> str:
     """`text` with any password of a libpq URL or key=value string replaced by ``***``."""
-    return _SECRET.sub(lambda m: f"{m.group(1)}:***@" if m.group(1) is not None else "password=***",
-                       text)
+    text = _URL_IN_TEXT.sub(lambda m: _mask_url(m.group()), text)
+    return _KEY_PASSWORD.sub("password=***", text)
+
+
+def _check_url_delimiters(url: str) -> None:
+    """Refuse a URL whose user name or password holds a raw ``/`` or ``@``.
+
+    libpq takes the user information to end at the first ``@`` or ``/``: the
+    rest of such a password would be read as host, port or database name, and
+    shown wherever those are (``rna-localization db url``, error messages).
+    The message quotes nothing of the URL.
+    """
+    start = _URL_START.match(url)
+    if start is None:
+        return
+    rest = url[start.end():]
+    first = re.search(r"[@/]", rest)
+    if first is not None and first.group() == "@":
+        rest = rest[first.end():]  # the host part, as libpq reads it
+    host_end = re.search(r"[/?]", rest)
+    host = rest[:host_end.start()] if host_end else rest
+    path = rest[host_end.end():].partition("?")[0] if host_end and host_end.group() == "/" else ""
+    if "@" in host or "@" in path:
+        msg = (f"database.url has a '/' or '@' in its user name or password, which would be read as "
+               f"part of the host or database name: {_ENCODE_HINT}.")
+        raise ValueError(msg)
 
 
 def _params(url_or_dsn: str) -> dict[str, str]:
+    _check_url_delimiters(url_or_dsn)
     try:
         return parse_dsn(url_or_dsn)
     except psycopg2.ProgrammingError as error:
-        detail = _redact(str(error).strip())
+        # libpq quotes the piece it could not read, which may be (part of) the password:
+        # show it only when the string holds none.
+        is_url = _URL_START.match(url_or_dsn) is not None
+        has_secret = (is_url and "@" in url_or_dsn) or "password" in url_or_dsn.lower()
+        detail = ("not shown, as the URL holds a password; if the password has a '%' or another "
+                  f"special character, {_ENCODE_HINT}") if has_secret else _redact(str(error).strip())
         msg = f"database.url is not a PostgreSQL URL (postgresql://user@host:port/db): {detail}"
         raise ValueError(msg) from None  # the chained error could show the password
 
 
 def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    """The first line of a driver error, any password in it masked."""
+    return _redact(str(error).strip().splitlines()[0]) if str(error).strip() else type(error).__name__
 
 
 class Database:
@@ -157,13 +211,13 @@ class Database:
         port = self.params.get("port", "")
         query = {k: v for k, v in self.params.items()
                  if k not in ("user", "host", "port", "dbname") and "password" not in k}
-        netloc = f"{quote(user)}@" if user else ""
+        netloc = f"{quote(user, safe='')}@" if user else ""
         if host.startswith("/"):
             query = {"host": host, **query}
             host = ""
         netloc += host + (f":{port}" if port else "")
         suffix = f"?{urlencode(query, safe='/')}" if query else ""
-        return f"postgresql://{netloc}/{quote(self.name)}{suffix}"
+        return f"postgresql://{netloc}/{quote(self.name, safe='')}{suffix}"
 
     def __repr__(self) -> str:
         return f"Database({self.url!r})"

@@ -1,0 +1,193 @@
+"""The metadata CSV, and the distributions CSV built from it: read as the user wrote them.
+
+One rule for every CSV the pipeline reads back: a cell is text unless its whole
+column is clearly numeric (or true/false), surrounding whitespace is dropped,
+and only an empty cell is missing. pandas' default reading would turn ``NA``,
+``None``, ``null``, ``N/A`` or ``nan`` into missing values — a control group
+named ``NA`` would vanish from normalization and plots — and ``001`` into 1,
+so that the image name no longer matches its file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .config import check_identifier
+from .distributions import DISTRIBUTION_COLUMNS
+
+__all__ = ["read_distributions_csv", "read_metadata_csv"]
+
+# Numbers as a person writes them. A leading zero ("007", "-01") makes a code, not a
+# number; "nan" and "inf" are words.
+_INTEGER = r"[+-]?(?:0|[1-9][0-9]*)"
+_FLOAT = r"[+-]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_BOOLEANS = {"true": True, "false": False}
+
+
+def _decode(path: Path, what: str) -> str:
+    if not path.is_file():
+        msg = f"{what} {path} does not exist; check data.metadata_csv."
+        raise FileNotFoundError(msg)
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        msg = (
+            f"{what} {path} is not UTF-8 (byte {raw[error.start]:#x} at position "
+            f"{error.start}); save it as 'CSV UTF-8' (Excel) or re-encode it."
+        )
+        raise ValueError(msg) from error
+
+
+def _read_text(path: Path, what: str) -> pd.DataFrame:
+    """Every cell as stripped text; an empty (or blank) cell is missing, nothing else is."""
+    text = _decode(path, what)
+    try:
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        msg = f"{what} {path} cannot be parsed: {error}"
+        raise ValueError(msg) from error
+    table.columns = [str(column).strip() for column in table.columns]
+    for position in range(table.shape[1]):
+        values = table.iloc[:, position].str.strip()
+        table.isetitem(position, values.mask(values == ""))
+    return table
+
+
+def _typed(values: pd.Series) -> pd.Series:
+    """`values` (text) as integers, floats or booleans when every value present is one."""
+    present = values.dropna()
+    if present.empty:
+        return values
+    missing = len(present) < len(values)
+    if present.str.fullmatch(_INTEGER).all():
+        try:
+            return values.astype("Int64" if missing else "int64")
+        except OverflowError:
+            pass  # beyond 64-bit integers: a float, as pandas would read it
+    if present.str.fullmatch(_FLOAT).all():
+        return values.astype("float64")
+    lowered = values.str.lower()
+    if lowered.dropna().isin(list(_BOOLEANS)).all():
+        booleans = lowered.map(_BOOLEANS)
+        return booleans.astype("boolean" if missing else "bool")
+    return values
+
+
+def _type_columns(table: pd.DataFrame, text_columns) -> pd.DataFrame:
+    for position, column in enumerate(table.columns):
+        if column not in text_columns:
+            table.isetitem(position, _typed(table.iloc[:, position]))
+    return table
+
+
+def read_metadata_csv(path: str | os.PathLike, *, name_column: str = "name") -> pd.DataFrame:
+    """Read the metadata CSV: one row per image, the values as written.
+
+    Every value and column name is stripped of surrounding whitespace (``"cen "``
+    and ``"cen"`` are one group). Only an empty cell is missing: ``NA``,
+    ``None``, ``null``, ``N/A`` and ``nan`` are values like any other. The
+    image names are text (``001`` stays ``001``); another column is typed
+    integer, float or boolean when every value in it is clearly one (``12``,
+    ``-0.5``, ``1e3``; ``true``/``false``), and text otherwise — a number
+    with a leading zero (``007``) is a code, so text.
+
+    Parameters
+    ----------
+    path : path-like
+        A UTF-8 CSV whose first row holds the column names.
+    name_column : str
+        The column holding image names.
+
+    Returns
+    -------
+    DataFrame
+        One row per image, in the file's order.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        Naming the file: not UTF-8, no `name_column`, duplicate or empty
+        image names, column names that are not plain identifiers, or a
+        column named ``id`` or after a column of the distributions CSV
+        (``distance``, ``percent_total_rna``, ``percent_granule_rna``),
+        which it would overwrite.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> csv = Path(tempfile.mkdtemp()) / "raw-data-metadata.csv"
+    >>> _ = csv.write_text("name,rna_type,replicate\\n001,NA,1\\n002, cen ,2\\n")
+    >>> read_metadata_csv(csv).to_dict("list")
+    {'name': ['001', '002'], 'rna_type': ['NA', 'cen'], 'replicate': [1, 2]}
+    """
+    path = Path(path)
+    what = "metadata CSV"
+    table = _read_text(path, what)
+    outputs = {column.lower() for column in DISTRIBUTION_COLUMNS}
+    for position, column in enumerate(table.columns, start=1):
+        if not column or column.startswith("Unnamed: "):  # pandas' name for an empty header cell
+            msg = f"{what} {path} has a column without a name (column {position}); name it or delete it."
+            raise ValueError(msg)
+        check_identifier(column, f"column name in {path}:")
+        if column.lower() == "id":
+            msg = f"{what} {path} has a column named {column!r}; rename it (the images table adds its own id)."
+            raise ValueError(msg)
+        if column.lower() in outputs:
+            msg = (
+                f"{what} {path} has a column named {column!r}, a column the distributions CSV "
+                f"computes ({', '.join(DISTRIBUTION_COLUMNS)}); rename it (e.g. {column}_label)."
+            )
+            raise ValueError(msg)
+    if len({column.lower() for column in table.columns}) != len(table.columns):
+        msg = (f"{what} {path} has two columns of the same name (ignoring case and surrounding "
+               f"spaces): {list(table.columns)}.")
+        raise ValueError(msg)
+    if name_column not in table.columns:
+        msg = (
+            f"{what} {path} has no {name_column!r} column (it has "
+            f"{', '.join(map(repr, table.columns))}); set data.image_name_column."
+        )
+        raise ValueError(msg)
+    names = table[name_column]
+    if names.isna().any():
+        msg = f"{what} {path} has rows with an empty {name_column!r}."
+        raise ValueError(msg)
+    duplicated = sorted(set(names[names.duplicated()]))
+    if duplicated:
+        msg = f"{what} {path} lists image(s) more than once: {', '.join(duplicated)}."
+        raise ValueError(msg)
+    return _type_columns(table, {name_column})
+
+
+def read_distributions_csv(path: str | os.PathLike, *, name_column: str = "name") -> pd.DataFrame:
+    """Read back a cumulative distributions CSV with the metadata values as they were.
+
+    Parameters
+    ----------
+    path : path-like
+        ``output_dir/data/cumulative_distributions.csv``.
+    name_column : str
+        The image name column (kept as text).
+
+    Returns
+    -------
+    DataFrame
+        ``distance``, ``percent_total_rna``, ``percent_granule_rna`` as floats;
+        the metadata columns read as :func:`read_metadata_csv` reads them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"{path} does not exist: run `rna-localization distributions` first."
+        raise FileNotFoundError(msg)
+    table = _type_columns(_read_text(path, "distributions CSV"), {name_column})
+    for column in DISTRIBUTION_COLUMNS:
+        if column in table.columns:
+            table[column] = table[column].astype("float64")
+    return table
