@@ -316,7 +316,7 @@ def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
         return _db_command(config, args.action)
     if args.command == "segment":
         from .segmentation import segment_structure
-        from .segmentation.batch import _qc_summary
+        from .segmentation.batch import _count_images, _segment_summary
 
         if args.workflow and not args.structure:
             msg = "--workflow needs --structure: say which structure the parameter file is for."
@@ -325,8 +325,8 @@ def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
         for structure in args.structure or config.data.structures:
             written = segment_structure(config, structure, workflow_file=args.workflow,
                                         overwrite=args.overwrite, workers=args.workers)
-            print(f"{structure}: {len(written)} segmentation(s) written; "
-                  f"{_qc_summary(config.structure_dirs(structure)[1])}")
+            raw_dir, seg_dir = config.structure_dirs(structure)
+            print(f"{structure}: {_segment_summary(written, _count_images(raw_dir), seg_dir)}")
         return 0
     from .db import Database
     from .db.backup import backup_database, export_tables, restore_database
