@@ -165,8 +165,8 @@ def _check_command(command: str, where: str) -> bool:
     """Check one mention; returns whether it was parsed as a concrete command line."""
     words = command.split()
     commands = _subcommands()
-    if len(words) < 2 or words[1].startswith("-"):
-        return False  # "rna-localization --version", or the program named in prose
+    if len(words) < 2 or words[1].startswith("-") or PLACEHOLDER.search(words[1]):
+        return False  # "rna-localization --version", "rna-localization COMMAND --help", the name
     name = words[1]
     assert name in commands, f"{where}: `{command}`: {name!r} is no rna-localization command"
     flags = _flags(commands[name])
@@ -202,6 +202,7 @@ def test_the_command_check_rejects_what_the_parser_rejects():
         _check_command("rna-localization db begin", "here")
     assert _check_command("rna-localization db url", "here")
     assert not _check_command("rna-localization export [--to DIR]", "here")
+    assert not _check_command("rna-localization COMMAND --help", "here")
 
 
 def test_db_url_is_documented_as_it_is_printed():
