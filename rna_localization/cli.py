@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import subprocess
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -35,49 +36,99 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: dask.scheduler; empty: this machine)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    db = commands.add_parser("db", parents=[config_parent], help="the embedded PostgreSQL server")
+    def command(name, *, help, description, examples, parents=(config_parent,)):  # noqa: A002
+        """A subcommand whose --help says what it does, in a sentence, and shows examples."""
+        return commands.add_parser(
+            name, parents=list(parents), help=help, description=textwrap.fill(description, 79),
+            epilog="Examples:\n" + "\n".join(f"  rna-localization {name} {e}".rstrip() for e in examples),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    db = command("db", help="the embedded PostgreSQL server",
+                 description="Start, stop or check the embedded PostgreSQL server of a data set, "
+                 "print its URL (postgresql://..., for psql, pandas and SQLAlchemy) or open psql "
+                 "on the pipeline's database.",
+                 examples=["start --config pipeline.toml", "url --config pipeline.toml",
+                           "psql --config pipeline.toml"])
     db.add_argument("action", choices=["start", "stop", "status", "url", "psql"])
 
-    segment = commands.add_parser("segment", parents=[config_parent],
-                                  help="batch-segment raw-data into segmentations")
+    segment = command("segment", help="batch-segment raw-data into segmentations",
+                      description="Segment every raw stack of each structure into "
+                      "<structure>/segmentations/<name>_seg.tif and write a QC page; existing "
+                      "segmentations are kept unless --overwrite.",
+                      examples=["--config pipeline.toml",
+                                "--structure rna --workflow rna_params.toml --overwrite"])
     segment.add_argument("--structure", action="append",
                          help="structure to segment (repeatable; default: every structure)")
     segment.add_argument("--workflow", type=Path, help="parameter file saved by a playground notebook")
     segment.add_argument("--overwrite", action="store_true", help="replace existing segmentations")
     segment.add_argument("--workers", type=int, help="processes (default: distances.workers)")
 
-    extract = commands.add_parser("extract", parents=[config_parent, dask_parent],
-                                  help="objects of every structure into the database")
+    extract = command("extract", parents=(config_parent, dask_parent),
+                      help="objects of every structure into the database",
+                      description="Extract the objects of every structure (area, centroid, "
+                      "intensities, apertures) into the database, one table per structure.",
+                      examples=["--config pipeline.toml", "--scheduler tcp://login1:8786"])
     extract.add_argument("--overwrite", action="store_true", help="extract images again")
 
-    distances = commands.add_parser("distances", parents=[config_parent, dask_parent],
-                                    help="nearest structure_2 object for every structure_1 object")
+    distances = command("distances", parents=(config_parent, dask_parent),
+                        help="nearest structure_2 object for every structure_1 object",
+                        description="Measure the exact distance (microns) from every structure_1 "
+                        "object to the nearest structure_2 object of its image.",
+                        examples=["--config pipeline.toml", "--overwrite"])
     distances.add_argument("--overwrite", action="store_true", default=None,
                            help="measure again (default: distances.overwrite)")
 
-    commands.add_parser("metadata", parents=[config_parent], help="the images table from the metadata CSV")
-    commands.add_parser("normalize", parents=[config_parent], help="normalized_intensity (molecules per object)")
-    commands.add_parser("distributions", parents=[config_parent],
-                        help="cumulative distributions CSV under output_dir/data/")
-    commands.add_parser("plot", parents=[config_parent], help="figures under output_dir/plots/")
-    commands.add_parser("doctor", parents=[config_parent],
-                        help="check Python, packages, config, database and data layout")
-    commands.add_parser("run", parents=[config_parent, dask_parent],
-                        help="extract, distances, metadata, normalize, distributions, plot")
+    command("metadata", help="the images table from the metadata CSV",
+            description="Load the metadata CSV (one row per image) into the images table.",
+            examples=["--config pipeline.toml"])
+    command("normalize", help="normalized_intensity (molecules per object)",
+            description="Estimate the molecules in every object (normalized_intensity) from each "
+            "group's single-molecule reference, and print the references.",
+            examples=["--config pipeline.toml"])
+    command("distributions", help="cumulative distributions CSV under output_dir/data/",
+            description="Compute every image's cumulative distributions of RNA around structure_2 "
+            "into output_dir/data/cumulative_distributions.csv.",
+            examples=["--config pipeline.toml"])
+    command("plot", help="figures under output_dir/plots/",
+            description="Plot the cumulative distributions as PDF and PNG figures under "
+            "output_dir/plots/.",
+            examples=["--config pipeline.toml"])
+    command("doctor", help="check Python, packages, config, database and data layout",
+            description="Check Python, the packages, the config, the database and the data "
+            "layout, and say how to fix what is wrong (exit status 1 if anything is).",
+            examples=["--config pipeline.toml"])
+    command("run", parents=(config_parent, dask_parent),
+            help="extract, distances, metadata, normalize, distributions, plot",
+            description="Run extract, distances, metadata, normalize, distributions and plot in "
+            "order, going on where a previous run stopped.",
+            examples=["--config pipeline.toml", "--config pipeline.toml --scheduler tcp://login1:8786"])
 
-    export = commands.add_parser("export", parents=[config_parent], help="every table as CSV")
+    export = command("export", help="every table as CSV",
+                     description="Write every table of the database as <table>.csv into a folder "
+                     "(default: output_dir/backup/).",
+                     examples=["--config pipeline.toml", "--to backup-csv"])
     export.add_argument("--to", type=Path, help="folder (default: output_dir/backup/)")
-    backup = commands.add_parser("backup", parents=[config_parent], help="whole database with pg_dump")
+    backup = command("backup", help="whole database with pg_dump",
+                     description="Save the whole database to one file with pg_dump.",
+                     examples=["--to project.dump"])
     backup.add_argument("--to", type=Path, required=True, help="backup file to write")
-    restore = commands.add_parser("restore", parents=[config_parent], help="whole database with pg_restore")
+    restore = command("restore", help="whole database with pg_restore",
+                      description="Restore a database saved by `rna-localization backup`, with "
+                      "pg_restore.",
+                      examples=["--from project.dump", "--from project.dump --database copy"])
     restore.add_argument("--from", dest="source", type=Path, required=True, help="backup file to read")
     restore.add_argument("--database", help="restore into this database on the same server "
                          "(default: the config's database)")
 
-    import_ = commands.add_parser(
-        "import", parents=[config_parent],
+    import_ = command(
+        "import",
         help="split multi-channel microscope files (ImageJ/OME-TIFF; CZI, ND2, LIF with the "
         "'formats' extra) into <structure>/raw-data/<name>.tif",
+        description="Split multi-channel microscope files (ImageJ/OME-TIFF; CZI, ND2, LIF with "
+        "the 'formats' extra) into one <structure>/raw-data/<name>.tif stack per structure.",
+        examples=["scans/embryo1.czi scans/embryo2.czi --channels rna=0,centrosomes=1 "
+                  "--data-dir data/exp1"],
     )
     import_.add_argument("files", nargs="+", type=Path, metavar="FILE", help="microscope file(s)")
     import_.add_argument("--channels", required=True, metavar="S=I,...",
@@ -86,19 +137,29 @@ def build_parser() -> argparse.ArgumentParser:
                          help="data directory to write into (default: data.data_dir of --config)")
     import_.add_argument("--overwrite", action="store_true", help="replace existing stacks")
 
-    init = commands.add_parser("init", help="write a commented pipeline.toml for a data directory")
+    init = command("init", parents=(), help="write a commented pipeline.toml for a data directory",
+                   description="Write a commented pipeline.toml for the structures, files and "
+                   "voxel size found in a data directory.",
+                   examples=["data/exp1", "data/exp1 --out exp1.toml --force"])
     init.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="the data directory")
     init.add_argument("--out", type=Path, help="file to write (default: DATA_DIR/pipeline.toml)")
     init.add_argument("--force", action="store_true", help="replace an existing file")
 
-    simulate = commands.add_parser("simulate", help="a simulated data set with ground truth")
+    simulate = command("simulate", parents=(), help="a simulated data set with ground truth",
+                       description="Simulate a data set of embryo stacks with its ground truth "
+                       "and its pipeline.toml.",
+                       examples=["--out data/demo --images 20 --seed 0",
+                                 "--out data/small --images 2 --shape 14 64 64"])
     simulate.add_argument("--out", type=Path, required=True, help="folder to create")
     simulate.add_argument("--images", type=int, default=20, help="number of images (default 20)")
     simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     simulate.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"),
                           help="stack shape in voxels")
 
-    demo = commands.add_parser("demo", help="simulate, segment, run, and report against the truth")
+    demo = command("demo", parents=(), help="simulate, segment, run, and report against the truth",
+                   description="Simulate a data set, segment it, run the whole pipeline on it and "
+                   "report the results against the ground truth.",
+                   examples=["", "--out /tmp/demo --images 8 --seed 1 --ideal-masks"])
     demo.add_argument("--out", type=Path, default=Path("data/demo"), help="folder (default data/demo)")
     demo.add_argument("--images", type=int, default=20, help="number of images (default 20)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -255,7 +316,7 @@ def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
         return _db_command(config, args.action)
     if args.command == "segment":
         from .segmentation import segment_structure
-        from .segmentation.batch import _qc_summary
+        from .segmentation.batch import _count_images, _segment_summary
 
         if args.workflow and not args.structure:
             msg = "--workflow needs --structure: say which structure the parameter file is for."
@@ -264,8 +325,8 @@ def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
         for structure in args.structure or config.data.structures:
             written = segment_structure(config, structure, workflow_file=args.workflow,
                                         overwrite=args.overwrite, workers=args.workers)
-            print(f"{structure}: {len(written)} segmentation(s) written; "
-                  f"{_qc_summary(config.structure_dirs(structure)[1])}")
+            raw_dir, seg_dir = config.structure_dirs(structure)
+            print(f"{structure}: {_segment_summary(written, _count_images(raw_dir), seg_dir)}")
         return 0
     from .db import Database
     from .db.backup import backup_database, export_tables, restore_database

@@ -498,7 +498,7 @@ def load_config(path: str | os.PathLike = "pipeline.toml") -> Config:
     if not path.is_file():
         msg = (
             f"config file {path} does not exist; pass --config FILE or create "
-            f"pipeline.toml (see README, 'Config file')."
+            f"pipeline.toml (see README, 'pipeline.toml'; `rna-localization init DATA_DIR` writes one)."
         )
         raise FileNotFoundError(msg)
     try:

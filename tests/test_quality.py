@@ -212,7 +212,7 @@ def test_segment_command_shows_the_warnings_and_a_summary(dataset):
     assert done.stderr.count("warning: ") == 1, done.stderr
     page = root / "rna" / "segmentations" / "qc" / "index.html"
     assert done.stdout.strip().splitlines()[-1] == (
-        f"rna: 4 segmentation(s) written; 1 of 4 images look wrong: see {page}")
+        f"rna: 4 segmentation(s) written, none skipped; 1 of 4 images look wrong: see {page}")
 
 
 # ------------------------------------------------------------------ doctor

@@ -502,3 +502,79 @@ def test_playground_notebook_runs_headless(tmp_path, notebook, workflow):
     np.testing.assert_array_equal(saved, run(image, params))
     assert saved.any()
     assert tifffile.imread(out / f"tiny_test_{workflow}_score.tif").shape == image.shape
+
+
+# ------------------------------------------------------------------ the segment command's report
+def _segment(config: Path, *extra: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "rna_localization.cli", "segment", "--config", str(config),
+         "--structure", "rna", "--workers", "1", *extra],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_segment_command_says_what_it_wrote_skipped_and_where_the_qc_page_is(tmp_path):
+    import html
+    import re
+
+    import matplotlib.image
+
+    data = synthetic.simulate_dataset(tmp_path / "data", n_images=2, shape=(14, 64, 64))
+    config = Path(data) / "pipeline.toml"
+    seg_dir = Path(data) / "rna" / "segmentations"
+    names = sorted(p.stem for p in (Path(data) / "rna" / "raw-data").glob("*.tif"))
+    masks = [seg_dir / f"{name}_seg.tif" for name in names]
+    assert len(names) == 2
+    assert all(mask.exists() for mask in masks)  # the simulator's ideal masks
+    page = seg_dir / "qc" / "index.html"
+    tail = f"; none of the 2 images looks wrong; review {page}"
+
+    # Both exist: nothing written, both skipped, and the way to rewrite them is said.
+    assert _segment(config) == (
+        "rna: 0 segmentation(s) written, 2 skipped (they exist; --overwrite rewrites them)" + tail)
+    untouched = masks[1].stat().st_mtime_ns
+    masks[0].unlink()
+    assert _segment(config) == (
+        "rna: 1 segmentation(s) written, 1 skipped (it exists; --overwrite rewrites it)" + tail)
+    assert masks[0].exists()
+    assert masks[1].stat().st_mtime_ns == untouched
+    assert _segment(config, "--overwrite") == "rna: 2 segmentation(s) written, none skipped" + tail
+    assert masks[1].stat().st_mtime_ns != untouched
+
+    # The page it names shows each image's thumbnail, linked to its full-resolution overlay.
+    text = html.unescape(page.read_text(encoding="utf-8"))
+    links = dict(re.findall(r'<a href="([^"]+)"><img src="([^"]+)"', text))
+    assert sorted(links.values()) == [f"{name}.png" for name in names]
+    for name in names:
+        full = page.parent / f"full/{name}.png"
+        assert links[f"full/{name}.png"] == f"{name}.png"
+        assert matplotlib.image.imread(full).shape[:2] == (64, 64)  # the stack's (Y, X)
+        assert (page.parent / f"{name}.png").stat().st_size > 0
+
+
+def test_qc_thumbnails_of_large_stacks_are_reduced_and_link_to_full_resolution(tmp_path):
+    """A stack wider than QC_MAX_SIDE: the page shows a reduced overlay, the link opens every pixel."""
+    import matplotlib.image
+
+    from rna_localization.io import write_stack
+    from rna_localization.segmentation.batch import QC_MAX_SIDE
+
+    rng = np.random.default_rng(0)
+    shape = (3, 300, 2 * QC_MAX_SIDE + 10)
+    raw, out = tmp_path / "raw", tmp_path / "seg"
+    spacing = (0.2, 0.065, 0.065)
+    write_stack(raw / "wide.tif", rng.integers(100, 200, shape, dtype=np.uint16), spacing=spacing)
+    mask = np.zeros(shape, np.uint8)
+    mask[1, 100:120, 500:520] = 255
+    write_stack(out / "wide_seg.tif", mask, spacing=spacing)  # left by hand: skipped, overlays made
+    assert segment_folder(raw, out, workflow="rna", spacing=spacing) == []
+    full = matplotlib.image.imread(out / "qc" / "full" / "wide.png")
+    thumbnail = matplotlib.image.imread(out / "qc" / "wide.png")
+    assert full.shape[:2] == shape[1:]
+    assert max(thumbnail.shape[:2]) <= QC_MAX_SIDE
+    # Outlines in magenta at full resolution: the 20 x 20 square's border, 76 pixels.
+    magenta = np.all(np.isclose(full[..., :3], (1, 0, 1)), axis=-1)
+    assert magenta.sum() == 76
+    assert '<a href="full/wide.png"><img src="wide.png"' in (out / "qc" / "index.html").read_text()

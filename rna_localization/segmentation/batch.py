@@ -39,6 +39,8 @@ __all__ = ["qc_overlay", "qc_problems", "segment_folder", "segment_structure",
 
 _TIFF = (".tif", ".tiff")
 _QC_CACHE = "objects.json"
+#: Sub-folder of ``qc/`` holding each overlay at the stack's full resolution (the page links to it).
+QC_FULL_DIR = "full"
 #: Largest side of a QC overlay, pixels; bigger projections are reduced by block maxima.
 QC_MAX_SIDE = 800
 
@@ -97,7 +99,7 @@ def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow:
     write_stack(out_path, mask, spacing=spacing)
     count, problems = _assess(mask, spacing, raw_path.stem)
     if qc_path is not None:
-        _write_png(qc_path, qc_overlay(image, mask))
+        _write_overlays(qc_path, image, mask)
     return out_path, count, problems
 
 
@@ -157,6 +159,18 @@ def _block_max(array: np.ndarray, factor: int) -> np.ndarray:
     return padded.reshape(ny // factor, factor, nx // factor, factor).max(axis=(1, 3))
 
 
+def _full_png(png: Path) -> Path:
+    """Where the full-resolution overlay of the thumbnail ``qc/<name>.png`` goes."""
+    return png.parent / QC_FULL_DIR / png.name
+
+
+def _write_overlays(png: Path, image: np.ndarray, mask: np.ndarray) -> None:
+    """The page's thumbnail (at most QC_MAX_SIDE pixels) and the full-resolution overlay."""
+    full = qc_overlay(image, mask, max_side=max(np.shape(image)[1:]))
+    _write_png(_full_png(png), full)
+    _write_png(png, full if max(full.shape[:2]) <= QC_MAX_SIDE else qc_overlay(image, mask))
+
+
 def _write_png(path: Path, rgb: np.ndarray) -> None:
     import matplotlib.image
 
@@ -168,6 +182,9 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
 
 def write_qc_page(qc_dir: str | os.PathLike, entries, *, title: str = "Segmentation QC") -> Path:
     """Write ``index.html`` showing QC overlays with their names.
+
+    Each image links to its full-resolution overlay, ``qc_dir/full/<png>``,
+    where that file exists (to the PNG itself otherwise).
 
     Parameters
     ----------
@@ -194,6 +211,7 @@ def write_qc_page(qc_dir: str | os.PathLike, entries, *, title: str = "Segmentat
         problems = list(rest[0]) if rest and rest[0] else []
         caption = html.escape(name) + (f" &middot; {count} objects" if count is not None else "")
         src = quote(png)
+        href = quote(f"{QC_FULL_DIR}/{png}") if (qc_dir / QC_FULL_DIR / png).is_file() else src
         anchor = html.escape(quote(name, safe=""))
         if problems:
             flagged.append(f'<a href="#{anchor}">{html.escape(name)}</a>')
@@ -201,7 +219,7 @@ def write_qc_page(qc_dir: str | os.PathLike, entries, *, title: str = "Segmentat
         flag = ' class="flagged"' if problems else ""
         cards.append(
             f'<figure id="{anchor}"{flag}>'
-            f'<a href="{src}"><img src="{src}" alt="{html.escape(name)}" loading="lazy"></a>'
+            f'<a href="{href}"><img src="{src}" alt="{html.escape(name)}" loading="lazy"></a>'
             f"<figcaption>{caption}{notes}</figcaption></figure>"
         )
     summary = (f'<p class="problem">{len(flagged)} of {len(entries)} images look wrong (in red '
@@ -217,7 +235,8 @@ def write_qc_page(qc_dir: str | os.PathLike, entries, *, title: str = "Segmentat
         "a{color:inherit}"
         "figcaption{font-size:0.9em;padding:2px 0;word-break:break-all}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>{len(entries)} images: maximum projection of the raw "
-        "stack, segmentation outlines in magenta. Click an image to enlarge it.</p>"
+        "stack, segmentation outlines in magenta. Click an image to open it at full resolution."
+        "</p>"
         f"{summary}<main>\n"
         + "\n".join(cards)
         + "\n</main></body></html>\n"
@@ -273,8 +292,9 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     ``output_dir/<name><suffix>.tif``: a uint8 0/255 mask of the input's shape.
     Existing outputs are skipped unless `overwrite`, so an interrupted run
     resumes where it stopped (outputs are written atomically). With `qc`, a
-    PNG overlay per image and ``output_dir/qc/index.html`` showing all of
-    them are written too.
+    PNG overlay per image (``qc/<name>.png``, at most ``QC_MAX_SIDE`` pixels a
+    side, and ``qc/full/<name>.png`` at full resolution) and
+    ``output_dir/qc/index.html`` showing all of them are written too.
 
     Each segmentation written is checked (:func:`.quality.check_segmentation`:
     no objects, implausibly many, one huge object): every problem is an
@@ -386,7 +406,7 @@ def _finish_qc(inputs, outputs, qc_dir: Path, results: dict[int, tuple[int, list
         stamp = out.stat().st_mtime_ns
         cached = cache.get(raw.stem)
         cached = cached if isinstance(cached, dict) else {}
-        current = png.exists() and cached.get("mtime_ns") == stamp
+        current = png.exists() and _full_png(png).exists() and cached.get("mtime_ns") == stamp
         if i in results:
             count, problems = results[i]
         elif current and cached.get("spacing") == list(spacing) and "problems" in cached:
@@ -398,7 +418,7 @@ def _finish_qc(inputs, outputs, qc_dir: Path, results: dict[int, tuple[int, list
             except (TypeError, ValueError) as error:  # e.g. a float mask saved by hand
                 count, problems = None, [f"{out.name} cannot be read as objects: {error}"]
             if not current:
-                _write_png(png, qc_overlay(read_stack(raw), mask))
+                _write_overlays(png, read_stack(raw), mask)
         fresh[raw.stem] = {"objects": count, "problems": problems, "spacing": list(spacing),
                            "mtime_ns": stamp}
         entries.append((raw.stem, png.name, count, problems))
@@ -449,6 +469,27 @@ def _qc_summary(output_dir: str | os.PathLike) -> str:
     if wrong:
         return f"{wrong} of {len(problems)} images look wrong: see {page}"
     return f"none of the {len(problems)} images looks wrong; review {page}"
+
+
+def _segment_summary(written, n_images: int, output_dir: str | os.PathLike) -> str:
+    """What a segment command did, in one line (after the structure or folder's name).
+
+    "2 segmentation(s) written, 1 skipped (it exists; --overwrite rewrites it); none of the 3
+    images looks wrong; review …/qc/index.html"
+    """
+    skipped = n_images - len(written)
+    if skipped:
+        it = "it exists; --overwrite rewrites it" if skipped == 1 else \
+            "they exist; --overwrite rewrites them"
+        skipped_text = f"{skipped} skipped ({it})"
+    else:
+        skipped_text = "none skipped"
+    return f"{len(written)} segmentation(s) written, {skipped_text}; {_qc_summary(output_dir)}"
+
+
+def _count_images(input_dir: str | os.PathLike) -> int:
+    """The number of raw stacks (``.tif``/``.tiff``) :func:`segment_folder` reads in a folder."""
+    return len(_inputs(Path(input_dir)))
 
 
 def _default_workflow(structure: str) -> str | None:
@@ -585,5 +626,5 @@ def script_main(workflow: str, argv=None, *, description: str = "") -> int:
         return 1
     finally:
         warnings.formatwarning = formatter
-    print(f"{len(written)} segmentation(s) written to {args.output}; {_qc_summary(args.output)}")
+    print(f"{args.output}: {_segment_summary(written, _count_images(args.input), args.output)}")
     return 0
