@@ -134,6 +134,10 @@ class DistributionConfig:
     distance: str = "centroid"
     output_dir: str = "output"
 
+#: Allowed ``plot.dpi``: below, figures are unreadable; above, a two-column figure's
+#: PNG passes a gigabyte of memory.
+DPI_RANGE = (10, 1200)
+
 
 @dataclass(frozen=True)
 class PlotConfig:
@@ -307,8 +311,10 @@ class Config:
         if n.granule_threshold <= 0:
             msg = f"normalization.granule_threshold must be positive; got {n.granule_threshold}."
             raise ValueError(msg)
-        if self.plot.dpi <= 0:
-            msg = f"plot.dpi must be positive; got {self.plot.dpi}."
+        low, high = DPI_RANGE
+        if not low <= self.plot.dpi <= high:
+            msg = (f"plot.dpi must be between {low} and {high} (journals ask for 300-600); "
+                   f"got {self.plot.dpi}.")
             raise ValueError(msg)
         threshold = self.distribution.distance_threshold
         thresholds = (

@@ -11,6 +11,7 @@ only: the caller's matplotlib settings are left as they are.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -540,6 +541,9 @@ def _histogram(ax, values, xlabel: str, marks: list) -> None:
 def save_figure(figure, path_stem: str | Path, *, dpi: int = 600) -> list[Path]:
     """Save a figure as ``<stem>.pdf`` and ``<stem>.png``, close it, and return both paths.
 
+    Each file is written beside its target and renamed over it, so a failed
+    or interrupted save leaves the previous file as it was.
+
     The PDF embeds its fonts as TrueType (Type 42: editable text, accepted by
     journals) and keeps the figure's size (a 3.5 in figure stays 3.5 in wide);
     the PNG is drawn at `dpi` and records it.
@@ -564,10 +568,19 @@ def save_figure(figure, path_stem: str | Path, *, dpi: int = 600) -> list[Path]:
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
-    with matplotlib.rc_context(SAVE_RC):
-        for suffix in (".pdf", ".png"):
-            path = stem.with_name(stem.name + suffix)
-            figure.savefig(path, dpi=dpi)
-            paths.append(path)
-    plt.close(figure)
+    try:
+        with matplotlib.rc_context(SAVE_RC):
+            for suffix in (".pdf", ".png"):
+                path = stem.with_name(stem.name + suffix)
+                # Drawn beside the target, then renamed over it: an interrupted or failed
+                # save leaves the previous figure whole, never a truncated one.
+                part = path.with_name(path.name + ".part")
+                try:
+                    figure.savefig(part, dpi=dpi, format=suffix[1:])
+                    os.replace(part, path)
+                finally:
+                    part.unlink(missing_ok=True)
+                paths.append(path)
+    finally:
+        plt.close(figure)
     return paths

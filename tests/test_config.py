@@ -69,3 +69,11 @@ def test_settings_from_a_file_that_agrees_with_the_cell(tmp_path):
     cell["distance_threshold"] = 5.0
     assert describe_settings(config, cell).endswith(
         '  distance_threshold = "none"   (the cell has 5.0)')
+
+
+@pytest.mark.parametrize("dpi", [0, 5, 1201, 60000])
+def test_dpi_out_of_range_is_named(tmp_path, dpi):
+    path = tmp_path / "pipeline.toml"
+    path.write_text(f'[data]\ndata_dir = "data"\n\n[plot]\ndpi = {dpi}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"plot.dpi must be between 10 and 1200.*got {dpi}"):
+        load_config(path)

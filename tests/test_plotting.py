@@ -332,3 +332,24 @@ def test_image_objects_from_the_database(dataset):
     with pytest.raises(ValueError, match=r"image 'img_99' has no measured distances from rna to "
                                          r"centrosomes; measured images: img_00, img_01"):
         steps.plot_image_objects(config, "img_99", db=db)
+
+
+class _Failing(matplotlib.artist.Artist):
+    """An artist whose drawing fails, as a full disk or a bad value would mid-save."""
+
+    def draw(self, renderer):
+        msg = "drawing failed"
+        raise RuntimeError(msg)
+
+
+def test_a_failed_save_leaves_the_previous_figures_whole(tmp_path):
+    figure, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    good = save_figure(figure, tmp_path / "curves", dpi=40)
+    before = {path: path.read_bytes() for path in good}
+    figure, ax = plt.subplots()
+    ax.add_artist(_Failing())
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        save_figure(figure, tmp_path / "curves", dpi=40)
+    assert {path: path.read_bytes() for path in good} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.pdf", "curves.png"]
