@@ -28,6 +28,7 @@ from .db.tables import (
     copy_frame,
     ensure_schema,
     ensure_structure_table,
+    extracted_images,
     read_label_image,
     read_spot_centroids,
     renumber_ids,
@@ -150,7 +151,10 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
     its raw stack), so that a typo stops the run before anything is written.
     A file whose own voxel size differs from ``[scale]`` by more than 1% is
     a :class:`.calibration.VoxelSizeWarning` naming it and both values;
-    ``[scale]`` is used all the same.
+    ``[scale]`` is used all the same. An image extracted earlier at another
+    voxel size than ``[scale]`` says now (a corrected typo) is extracted
+    again without ``overwrite``, with a warning; that forgets its distances,
+    so the next ``distances`` measures them again.
     Each image and structure is then written in one transaction.
 
     Parameters
@@ -187,15 +191,31 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
             ensure_schema(cursor)
             for structure in config.data.structures:
                 ensure_structure_table(cursor, structure)
-        done = set(map(tuple, db.query("SELECT structure, name FROM label_images").to_numpy()))
+        with db.transaction() as cursor:
+            extracted = extracted_images(cursor)
+        done = set(zip(extracted["structure"], extracted["name"]))
+        # Extracted at another voxel size than [scale] says now (a corrected typo):
+        # stale apertures and distances, so extracted again (which forgets its distances).
+        other_scale = ~np.isclose(extracted[["spacing_z", "spacing_y", "spacing_x"]].to_numpy(),
+                                  np.asarray(config.spacing), rtol=1e-9, atol=0).all(axis=1)
+        stale = set(zip(extracted["structure"][other_scale], extracted["name"][other_scale]))
+        stale &= {(p.structure, p.name) for p in pairs}
+        if stale and not overwrite:
+            names = sorted(f"{structure} {name}" for structure, name in stale)
+            _warn(f"{len(names)} image(s) were extracted at another voxel size than [scale] "
+                  f"(z {config.scale.z}, xy {config.scale.xy} µm): {', '.join(names[:5])}"
+                  f"{' and more' if len(names) > 5 else ''}; extracted again, and their "
+                  f"distances will be measured again.")
         reports = [
             {"structure": p.structure, "name": p.name, "objects": np.nan, "status": "skipped"}
-            for p in pairs if (p.structure, p.name) in done and not overwrite
+            for p in pairs
+            if (p.structure, p.name) in done and (p.structure, p.name) not in stale and not overwrite
         ]
-        todo = [p for p in pairs if overwrite or (p.structure, p.name) not in done]
+        todo = [p for p in pairs
+                if overwrite or (p.structure, p.name) not in done or (p.structure, p.name) in stale]
         counted = {config.normalization.structure, config.distances.structure_1}
-        tasks = [(db.dsn, pair, config.spacing, overwrite, pair.structure in counted)
-                 for pair in todo]
+        tasks = [(db.dsn, pair, config.spacing, overwrite or (pair.structure, pair.name) in stale,
+                  pair.structure in counted) for pair in todo]
         workers = config.distances.workers if workers is None else workers
         reports += list(map_images(_extract_one, tasks, workers=workers,
                                    scheduler=config.dask.scheduler, desc="extract"))

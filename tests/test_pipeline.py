@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ def _export(config_path, folder) -> dict[str, pd.DataFrame]:
     return {p.stem: pd.read_csv(p) for p in paths}
 
 
-def _oracle(config_path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _oracle(config_path, spacing=SPACING) -> tuple[pd.DataFrame, pd.DataFrame]:
     """rna objects with distances and normalization, and distributions, from the files alone."""
     root = Path(config_path).parent
     metadata = pd.read_csv(root / "raw-data-metadata.csv")
@@ -41,7 +42,7 @@ def _oracle(config_path) -> tuple[pd.DataFrame, pd.DataFrame]:
         centrosomes = oracles.label(
             tifffile.imread(root / "centrosomes" / "segmentations" / f"{name}_seg.tif"))
         objects = oracles.objects(rna, tifffile.imread(root / "rna" / "raw-data" / f"{name}.tif"))
-        distances = oracles.distances(rna, centrosomes, SPACING)
+        distances = oracles.distances(rna, centrosomes, spacing)
         frames.append(objects.merge(distances, on="object_id").assign(name=name))
     rna = pd.concat(frames, ignore_index=True).merge(metadata, on="name")
     single = rna[(rna["area"] >= 1) & (rna["area"] <= 20)]
@@ -54,6 +55,31 @@ def _oracle(config_path) -> tuple[pd.DataFrame, pd.DataFrame]:
                                  granule_threshold=4)
         distributions.append(d.assign(**metadata.set_index("name").loc[name].to_dict(), name=name))
     return rna, pd.concat(distributions, ignore_index=True)
+
+
+def test_a_corrected_voxel_size_is_extracted_and_measured_again(dataset):
+    assert main(["run", "--config", str(dataset)]) == 0
+    # [scale] had a typo: xy is 0.2 µm, not 0.1. The next run, without --overwrite,
+    # must not keep the objects and distances measured at the wrong scale.
+    text = dataset.read_text(encoding="utf-8")
+    assert "xy = 0.1\n" in text
+    dataset.write_text(text.replace("xy = 0.1\n", "xy = 0.2\n"), encoding="utf-8")
+    with pytest.warns(steps.PipelineWarning, match=r"another voxel size than \[scale\]"):
+        steps.run(load_config(dataset))
+    db = _db(dataset)
+    spacing = db.query("SELECT DISTINCT spacing_z, spacing_y, spacing_x FROM label_images")
+    assert spacing.to_numpy().tolist() == [[0.3, 0.2, 0.2]]
+    measured = _by_centroid(db.query("SELECT name, centroid_z, centroid_y, centroid_x, "
+                                     "distance_to_centrosomes, centrosomes_id FROM rna"))
+    expected = _by_centroid(_oracle(dataset, spacing=(0.3, 0.2, 0.2))[0])
+    assert len(measured) == len(expected) > 50
+    np.testing.assert_allclose(measured["distance_to_centrosomes"], expected["distance"],
+                               rtol=1e-12, atol=1e-12)
+    # A third run at the same scale has nothing stale: no warning, nothing extracted.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", steps.PipelineWarning)
+        report = steps.extract(load_config(dataset))
+    assert set(report["status"]) == {"skipped"}
 
 
 def _by_centroid(frame: pd.DataFrame) -> pd.DataFrame:

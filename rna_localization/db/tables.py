@@ -265,6 +265,13 @@ def write_image_objects(
     return True
 
 
+def extracted_images(cursor) -> pd.DataFrame:
+    """Every extracted image: ``structure``, ``name`` and the voxel size (z, y, x) it was extracted at."""
+    cursor.execute("SELECT structure, name, spacing_z, spacing_y, spacing_x FROM label_images")
+    return pd.DataFrame(cursor.fetchall(),
+                        columns=["structure", "name", "spacing_z", "spacing_y", "spacing_x"])
+
+
 def delete_image(cursor, structure: str, name: str) -> None:
     """Remove one image's objects of one structure (and what was measured from them)."""
     _lock_image(cursor, structure, name)
