@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from psycopg2 import sql
 
 from . import io
 from ._faults import fault_point
@@ -24,8 +23,25 @@ from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_sourc
 from .config import Config, ThresholdTable
 from .db import Database
 from .db.locks import pipeline_lock as _exclusive
+from .db.results import (
+    NORMALIZED_COLUMN,
+    add_distance_columns,
+    centroid_distance_column,
+    distance_column,
+    image_object_counts,
+    measured_images,
+    read_distribution_objects,
+    read_group_objects,
+    read_images_table,
+    read_normalization_objects,
+    read_plot_objects,
+    read_raw_path,
+    replace_images_table,
+    write_distances,
+    write_normalized_intensities,
+)
 from .db.tables import (
-    copy_frame,
+    delete_image,
     ensure_schema,
     ensure_structure_table,
     extracted_images,
@@ -226,7 +242,8 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
                 renumber_ids(cursor, structure)
     report = pd.DataFrame(reports, columns=["structure", "name", "objects", "status"])
     if len(report):
-        counts = db.query("SELECT structure, name, n_objects FROM label_images")
+        with db.transaction() as cursor:
+            counts = extracted_images(cursor)[["structure", "name", "n_objects"]]
         report = report.drop(columns="objects").merge(counts, on=["structure", "name"], how="left")
         report = report.rename(columns={"n_objects": "objects"})
     return report.sort_values(["structure", "name"], ignore_index=True)[
@@ -239,8 +256,6 @@ def delete_image_data(config: Config, name: str, structure: str, *, db: Database
 
     Its distances are forgotten too; the next ``extract`` reads it again.
     """
-    from .db.tables import delete_image
-
     db = _database(config, db)
     if not _table_exists(db, "label_images"):
         return
@@ -249,14 +264,6 @@ def delete_image_data(config: Config, name: str, structure: str, *, db: Database
 
 
 # ------------------------------------------------------------------ distances
-def _distance_columns(structure_2: str) -> tuple[str, str]:
-    return f"distance_to_{structure_2}", f"{structure_2}_id"
-
-
-def _centroid_distance_column(structure_2: str) -> str:
-    return f"centroid_distance_to_{structure_2}"
-
-
 def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwrite: bool) -> dict:
     db = Database(dsn)
     with db.transaction() as cursor:
@@ -273,7 +280,6 @@ def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwr
         msg = f"image {name!r} was extracted with different voxel sizes for {structure_1} and {structure_2}."
         raise ValueError(msg)
     result = nearest_distances(source.labels, target.labels, source.spacing)
-    distance_column, id_column = _distance_columns(structure_2)
     result = result.merge(pd.DataFrame({
         "object_id": centroids["object_id"].to_numpy(np.int64),
         "centroid_distance": point_distances(
@@ -281,36 +287,9 @@ def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwr
             target.labels, source.spacing) if len(centroids) else np.zeros(0),
     }), on="object_id", how="left")
     with db.transaction() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))",
-                       (f"{structure_1}>{structure_2}", name))
-        cursor.execute(
-            "SELECT 1 FROM distance_measurements WHERE structure_1 = %s AND structure_2 = %s AND name = %s",
-            (structure_1, structure_2, name),
-        )
-        if cursor.fetchone() is not None and not overwrite:
-            return {"name": name, "objects": len(result), "status": "skipped", "targets": target.n_objects}
-        cursor.execute(
-            "CREATE TEMP TABLE measured (object_id integer, distance double precision, "
-            "target_id integer, centroid_distance double precision) ON COMMIT DROP"
-        )
-        copy_frame(cursor, sql.Identifier("measured"), result)
-        cursor.execute(
-            sql.SQL(
-                "UPDATE {table} AS o SET {distance} = m.distance, {target} = m.target_id, "
-                "{centroid} = m.centroid_distance "
-                "FROM measured AS m WHERE o.name = %s AND o.object_id = m.object_id"
-            ).format(table=sql.Identifier(structure_1), distance=sql.Identifier(distance_column),
-                     target=sql.Identifier(id_column),
-                     centroid=sql.Identifier(_centroid_distance_column(structure_2))),
-            (name,),
-        )
-        cursor.execute(
-            "INSERT INTO distance_measurements (structure_1, structure_2, name) VALUES (%s, %s, %s) "
-            "ON CONFLICT DO NOTHING",
-            (structure_1, structure_2, name),
-        )
-        fault_point("distances")  # crash tests: distances written, not committed
-    return {"name": name, "objects": len(result), "status": "measured", "targets": target.n_objects}
+        written = write_distances(cursor, structure_1, structure_2, name, result, overwrite=overwrite)
+    return {"name": name, "objects": len(result), "status": "measured" if written else "skipped",
+            "targets": target.n_objects}
 
 
 def measure_distances(config: Config, *, overwrite: bool | None = None, db: Database | None = None,
@@ -347,25 +326,12 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
         msg = f"no {s1} objects in database {db.name!r}: run `rna-localization extract` first."
         raise ValueError(msg)
     with _exclusive(db):
-        distance_column, id_column = _distance_columns(s2)
         with db.transaction() as cursor:
-            cursor.execute(
-                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision, "
-                        "ADD COLUMN IF NOT EXISTS {} integer, "
-                        "ADD COLUMN IF NOT EXISTS {} double precision").format(
-                    sql.Identifier(s1), sql.Identifier(distance_column), sql.Identifier(id_column),
-                    sql.Identifier(_centroid_distance_column(s2))
-                )
-            )
-        extracted = db.query(
-            "SELECT structure, name, n_objects FROM label_images WHERE structure IN (%s, %s)", (s1, s2)
-        )
+            add_distance_columns(cursor, s1, s2)
+            extracted = extracted_images(cursor)
+            measured = set(measured_images(cursor, s1, s2))
         sources = set(extracted.loc[extracted["structure"] == s1, "name"])
         targets = extracted[extracted["structure"] == s2].set_index("name")["n_objects"]
-        measured = set(db.query(
-            "SELECT name FROM distance_measurements WHERE structure_1 = %s AND structure_2 = %s",
-            (s1, s2),
-        )["name"])
         reports = []
         todo = []
         for name in sorted(sources):
@@ -383,17 +349,14 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
         if report["status"] == "measured" and report["targets"] == 0:
             _warn(f"image {report['name']!r} has no {s2} objects; its {s1} distances are NULL.")
     table = pd.DataFrame(reports, columns=columns).sort_values("name", ignore_index=True)
-    counts = db.query(sql.SQL("SELECT name, count(*) AS objects FROM {} GROUP BY name").format(
-        sql.Identifier(s1)))
+    with db.transaction() as cursor:
+        counts = image_object_counts(cursor, s1)
     table = table.drop(columns="objects").merge(counts, on="name", how="left")
     table["objects"] = table["objects"].fillna(0).astype(int)
     return table[columns]
 
 
 # ------------------------------------------------------------------- metadata
-_SQL_TYPES = {"b": "boolean", "i": "bigint", "u": "bigint", "f": "double precision"}
-
-
 def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame:
     """The ``images`` table from the metadata CSV, replacing any earlier one.
 
@@ -417,7 +380,8 @@ def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame
         if raw_folder.is_dir():
             known.update(io.image_names(raw_folder))
     if _table_exists(db, "label_images"):
-        known.update(db.query("SELECT DISTINCT name FROM label_images")["name"])
+        with db.transaction() as cursor:
+            known.update(extracted_images(cursor)["name"])
     unknown = sorted(set(table[name_column]) - known)
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
@@ -426,25 +390,18 @@ def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame
             f"{config.data.raw_data_dir}/ folder: {shown}."
         )
         raise ValueError(msg)
-    definitions = [sql.SQL("id serial PRIMARY KEY")]
-    for column in table.columns:
-        kind = _SQL_TYPES.get(table[column].dtype.kind, "text")
-        if column == name_column:
-            definitions.append(sql.SQL("{} text NOT NULL UNIQUE").format(sql.Identifier(column)))
-        else:
-            definitions.append(sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(kind)))
     with _exclusive(db), db.transaction() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS images")
-        cursor.execute(sql.SQL("CREATE TABLE images ({})").format(sql.SQL(", ").join(definitions)))
-        copy_frame(cursor, sql.Identifier("images"), table)
-    return db.query("SELECT * FROM images ORDER BY id")
+        replace_images_table(cursor, table, name_column)
+    with db.transaction() as cursor:
+        return read_images_table(cursor)
 
 
 def _metadata(db: Database) -> pd.DataFrame:
     if not _table_exists(db, "images"):
         msg = f"database {db.name!r} has no images table: run `rna-localization metadata` first."
         raise ValueError(msg)
-    return db.query("SELECT * FROM images ORDER BY id").drop(columns="id")
+    with db.transaction() as cursor:
+        return read_images_table(cursor).drop(columns="id")
 
 
 # -------------------------------------------------------------- normalization
@@ -493,14 +450,9 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
         msg = (f"{structure} has no spot_intensity column: run `rna-localization extract "
                f"--overwrite` (or set normalization.method = \"total\").")
         raise ValueError(msg)
-    objects = db.query(
-        sql.SQL("SELECT o.id, o.name, o.area, o.total_intensity, "
-                + ("o.spot_intensity, " if aperture else "")
-                + "i.{group} AS grp FROM {table} AS o "
-                "LEFT JOIN images AS i ON i.{image} = o.name").format(
-            group=sql.Identifier(n.group_by), table=sql.Identifier(structure),
-            image=sql.Identifier(name_column))
-    )
+    with db.transaction() as cursor:
+        objects = read_normalization_objects(cursor, structure, group_by=n.group_by,
+                                             name_column=name_column, spot_intensity=aperture)
     orphans = sorted(set(objects.loc[objects["grp"].isna(), "name"]))
     if orphans:
         _warn(f"image(s) without a {n.group_by!r} in the metadata CSV are not normalized: "
@@ -528,15 +480,7 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
             lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold,
         )
     with db.transaction() as cursor:
-        table = sql.Identifier(structure)
-        cursor.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS normalized_intensity "
-                               "double precision").format(table))
-        cursor.execute(sql.SQL("UPDATE {} SET normalized_intensity = NULL").format(table))
-        cursor.execute("CREATE TEMP TABLE normalized (id bigint, value double precision) ON COMMIT DROP")
-        copy_frame(cursor, sql.Identifier("normalized"),
-                   pd.DataFrame({"id": objects["id"].to_numpy(), "value": values}))
-        cursor.execute(sql.SQL("UPDATE {} AS o SET normalized_intensity = n.value FROM normalized AS n "
-                               "WHERE o.id = n.id").format(table))
+        write_normalized_intensities(cursor, structure, objects["id"].to_numpy(), values)
         fault_point("normalize")  # crash tests: every value written, not committed
     summary = objects.assign(molecules=values).groupby("grp").agg(
         objects=("id", "size"), molecules=("molecules", "sum"))
@@ -584,13 +528,13 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     """
     db = _database(config, db)
     s1, s2 = config.distances.structure_1, config.distances.structure_2
-    distance_column = (_centroid_distance_column(s2) if config.distribution.distance == "centroid"
-                       else _distance_columns(s2)[0])
+    distance = (centroid_distance_column(s2) if config.distribution.distance == "centroid"
+                else distance_column(s2))
     columns = db.columns(s1)
-    if distance_column not in columns:
-        msg = f"{s1} has no {distance_column} column: run `rna-localization distances` first."
+    if distance not in columns:
+        msg = f"{s1} has no {distance} column: run `rna-localization distances` first."
         raise ValueError(msg)
-    if "normalized_intensity" not in columns:
+    if NORMALIZED_COLUMN not in columns:
         msg = f"{s1} has no normalized_intensity column: run `rna-localization normalize` first."
         raise ValueError(msg)
     metadata = _metadata(db)
@@ -603,20 +547,10 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     rows = {r[name_column]: r for r in metadata.to_dict("records")}
     # Method "aperture" weighs each object by its background-subtracted light; an
     # object dimmer than its surroundings counts for nothing.
-    weight = ("GREATEST(o.spot_intensity, 0)" if config.normalization.method == "aperture"
-              else "o.total_intensity")
-    objects = db.query(
-        sql.SQL("SELECT o.name, o.{distance} AS distance, " + weight + " AS total_intensity, "
-                "o.normalized_intensity "
-                "FROM {table} AS o JOIN distance_measurements AS m ON m.name = o.name "
-                "AND m.structure_1 = %s AND m.structure_2 = %s ORDER BY o.name, o.object_id").format(
-            distance=sql.Identifier(distance_column), table=sql.Identifier(s1)),
-        (s1, s2),
-    )
-    measured = db.query(
-        "SELECT name FROM distance_measurements WHERE structure_1 = %s AND structure_2 = %s ORDER BY name",
-        (s1, s2),
-    )["name"]
+    weight = "spot" if config.normalization.method == "aperture" else "total"
+    with db.transaction() as cursor:
+        objects = read_distribution_objects(cursor, s1, s2, distance=distance, weight=weight)
+        measured = measured_images(cursor, s1, s2)
     groups = dict(tuple(objects.groupby("name", sort=True)))
     frames, missing_metadata, empty = [], [], []
     for name in measured:
@@ -720,13 +654,13 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
     db = _database(config, db)
     s1, s2 = config.distances.structure_1, config.distances.structure_2
     centroid = config.distribution.distance == "centroid"
-    distance_column = _centroid_distance_column(s2) if centroid else _distance_columns(s2)[0]
+    distance = centroid_distance_column(s2) if centroid else distance_column(s2)
     columns = db.columns(s1)
-    if distance_column not in columns:
-        msg = f"{s1} has no {distance_column} column: run `rna-localization distances` first."
+    if distance not in columns:
+        msg = f"{s1} has no {distance} column: run `rna-localization distances` first."
         raise ValueError(msg)
-    measured = db.query("SELECT name FROM distance_measurements WHERE structure_1 = %s AND "
-                        "structure_2 = %s ORDER BY name", (s1, s2))["name"].tolist()
+    with db.transaction() as cursor:
+        measured = measured_images(cursor, s1, s2)
     if not name:
         if not measured:
             msg = f"no image has distances from {s1} to {s2} yet: run `rna-localization distances` first."
@@ -738,36 +672,17 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
         raise ValueError(msg)
     aperture = config.normalization.method == "aperture" and "spot_intensity" in columns
     intensity = "spot_intensity" if aperture else "total_intensity"
-    molecules = "normalized_intensity" if "normalized_intensity" in columns else "NULL::float8"
-    y, x = (("COALESCE(spot_centroid_y, centroid_y)", "COALESCE(spot_centroid_x, centroid_x)")
-            if centroid else ("centroid_y", "centroid_x"))
-    objects = db.query(
-        sql.SQL("SELECT " + y + " AS y, " + x + " AS x, {distance} AS distance, area, "
-                "{intensity} AS intensity FROM {table} WHERE name = %s ORDER BY object_id").format(
-            distance=sql.Identifier(distance_column), intensity=sql.Identifier(intensity),
-            table=sql.Identifier(s1)),
-        (name,),
-    )
     group_by, name_column = config.normalization.group_by, config.data.image_name_column
     grouped = _table_exists(db, "images") and group_by in db.columns("images")
-    if grouped:
-        group = db.query(
-            sql.SQL("SELECT o.name, o.area, o.{intensity} AS intensity, " + molecules
-                    + " AS molecules, i.{group} AS grp FROM {table} AS o JOIN images AS i "
-                    "ON i.{image} = o.name WHERE i.{group} = (SELECT {group} FROM images "
-                    "WHERE {image} = %s)").format(
-                intensity=sql.Identifier(intensity), group=sql.Identifier(group_by),
-                table=sql.Identifier(s1), image=sql.Identifier(name_column)),
-            (name,),
-        )
-        grouped = not group.empty
-    if not grouped:  # no metadata yet: the image's own objects
-        group = db.query(
-            sql.SQL("SELECT name, area, {intensity} AS intensity, " + molecules + " AS molecules "
-                    "FROM {table} WHERE name = %s").format(
-                intensity=sql.Identifier(intensity), table=sql.Identifier(s1)),
-            (name,),
-        )
+    with db.transaction() as cursor:
+        objects = read_plot_objects(cursor, s1, name, distance=distance, intensity=intensity,
+                                    spot_centroids=centroid)
+        if grouped:
+            group = read_group_objects(cursor, s1, name, intensity=intensity, group_by=group_by,
+                                       name_column=name_column)
+            grouped = not group.empty
+        if not grouped:  # no metadata yet: the image's own objects
+            group = read_group_objects(cursor, s1, name, intensity=intensity)
     # normalized_intensity = intensity / reference, so each normalized object gives the reference back.
     per_molecule = pd.to_numeric(group["molecules"], errors="coerce")
     ratio = group["intensity"] / per_molecule.where(per_molecule != 0)
@@ -778,12 +693,10 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
     else:
         single_area = (config.normalization.lower_threshold, config.normalization.upper_threshold)
     with db.transaction() as cursor:
-        cursor.execute("SELECT raw_path FROM label_images WHERE structure = %s AND name = %s",
-                       (s1, name))
-        row = cursor.fetchone()
+        recorded = read_raw_path(cursor, s1, name)
         targets = read_label_image(cursor, s2, name)
     raw_folder = config.structure_dirs(s1)[0]
-    candidates = [Path(row[0])] if row and row[0] else []
+    candidates = [Path(recorded)] if recorded else []
     candidates += [raw_folder / f"{name}.tif", raw_folder / f"{name}.tiff"]
     raw_path = next((path for path in candidates if path.is_file()), None)
     if raw_path is None:
