@@ -1,7 +1,9 @@
 """The command line: ``rna-localization <command> [--config pipeline.toml]``.
 
-A thin shell: :func:`build_parser` describes the commands, :func:`main` loads
-the config and calls one library function per command.
+A thin shell: :func:`build_parser` describes the commands, :data:`COMMANDS`
+maps each to one function that loads the config and calls the library, and
+:func:`main` runs it. The library (numpy, pandas, scipy, Dask, matplotlib)
+is imported inside the command functions, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
+from ._errors import USER_ERRORS
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,7 +177,7 @@ def _version() -> str:
     return f"rna-localization {__version__}"
 
 
-def _show(frame: pd.DataFrame, title: str, max_rows: int = 12) -> None:
+def _show(frame, title: str, max_rows: int = 12) -> None:
     print(f"\n{title}")
     if frame.empty:
         print("  (nothing)")
@@ -182,7 +185,9 @@ def _show(frame: pd.DataFrame, title: str, max_rows: int = 12) -> None:
     print(frame.to_string(index=False, max_rows=max_rows))
 
 
-def _summary(frame: pd.DataFrame, title: str) -> None:
+def _summary(frame, title: str) -> None:
+    import pandas as pd
+
     if frame.empty:
         print(f"{title}: nothing to do")
         return
@@ -191,10 +196,27 @@ def _summary(frame: pd.DataFrame, title: str) -> None:
     print(f"{title}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f"; {objects} objects")
 
 
-def _db_command(config, action: str) -> int:
+def _config(args):
+    """The config of ``--config``, with ``--scheduler`` (if the command has it) over ``dask.scheduler``."""
+    from .config import load_config
+
+    config = load_config(args.config)
+    if getattr(args, "scheduler", None):
+        config = dataclasses.replace(config, dask=dataclasses.replace(config.dask, scheduler=args.scheduler))
+    return config
+
+
+def _database(config):
+    from .db import Database
+
+    return Database.from_config(config)
+
+
+def _db_command(args) -> int:
     from .db import Database, server_status, stop_server
     from .db.server import client_program
 
+    config, action = _config(args), args.action
     pgdata = config.data.data_dir / ".pgdata"
     if action in ("start", "stop", "status") and config.database.url:
         print(f"database.url is set: the pipeline uses that server, not an embedded one "
@@ -277,96 +299,169 @@ def _report_init(path: Path, survey) -> None:
     print(f"check it, then: rna-localization doctor --config {path}")
 
 
-def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
-    from . import steps
-    from .config import load_config
+def _simulate_command(args) -> int:
+    from .synthetic import simulate_dataset
 
-    if args.command == "simulate":
-        from .synthetic import simulate_dataset
-
-        kwargs = {"shape": tuple(args.shape)} if args.shape else {}
-        out = simulate_dataset(args.out, n_images=args.images, seed=args.seed, **kwargs)
-        print(f"simulated {args.images} images in {out}; run them with:\n"
-              f"  rna-localization run --config {Path(out) / 'pipeline.toml'}")
-        return 0
-    if args.command == "demo":
-        from .demo import run_demo
-
-        run_demo(args.out, n_images=args.images, seed=args.seed, ideal_masks=args.ideal_masks)
-        return 0
-
-    if args.command == "import":
-        return _import_command(args)
-    if args.command == "init":
-        from .init_config import write_config
-
-        path, survey = write_config(args.data_dir, out=args.out, force=args.force)
-        _report_init(path, survey)
-        return 0
-    if args.command == "doctor":  # before loading the config: a bad config is one of its findings
-        from .doctor import diagnose, format_findings
-
-        findings = diagnose(args.config)
-        print(format_findings(findings))
-        return 1 if any(not finding.ok for finding in findings) else 0
-    config = load_config(args.config)
-    if getattr(args, "scheduler", None):
-        config = dataclasses.replace(config, dask=dataclasses.replace(config.dask, scheduler=args.scheduler))
-    if args.command == "db":
-        return _db_command(config, args.action)
-    if args.command == "segment":
-        from .segmentation import segment_structure
-        from .segmentation.batch import _count_images, _segment_summary
-
-        if args.workflow and not args.structure:
-            msg = "--workflow needs --structure: say which structure the parameter file is for."
-            raise ValueError(msg)
-
-        for structure in args.structure or config.data.structures:
-            written = segment_structure(config, structure, workflow_file=args.workflow,
-                                        overwrite=args.overwrite, workers=args.workers)
-            raw_dir, seg_dir = config.structure_dirs(structure)
-            print(f"{structure}: {_segment_summary(written, _count_images(raw_dir), seg_dir)}")
-        return 0
-    from .db import Database
-    from .db.backup import backup_database, export_tables, restore_database
-
-    db = Database.from_config(config)
-    if args.command == "extract":
-        _summary(steps.extract(config, overwrite=args.overwrite, db=db), "extract")
-    elif args.command == "distances":
-        _summary(steps.measure_distances(config, overwrite=args.overwrite, db=db), "distances")
-    elif args.command == "metadata":
-        table = steps.load_metadata(config, db=db)
-        print(f"images table: {len(table)} rows, columns {', '.join(table.columns)}")
-    elif args.command == "normalize":
-        _show(steps.normalize(config, db=db), "single-molecule references")
-    elif args.command == "distributions":
-        table = steps.compute_distributions(config, db=db)
-        print(f"cumulative distributions of {table['name'].nunique() if len(table) else 0} images "
-              f"written to {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
-    elif args.command == "plot":
-        for path in steps.make_plots(config):
-            print(path)
-    elif args.command == "run":
-        results = steps.run(config, db=db)
-        _summary(results["extract"], "extract")
-        _summary(results["distances"], "distances")
-        print(f"metadata: {len(results['metadata'])} images")
-        _show(results["normalize"], "single-molecule references")
-        print(f"\ndistributions: {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
-        print("plots: " + ", ".join(str(p) for p in results["plots"] if p.suffix == ".png"))
-    elif args.command == "export":
-        folder = args.to or config.output_dir / "backup"
-        paths = export_tables(db, folder)
-        print(f"{len(paths)} tables written to {folder}")
-    elif args.command == "backup":
-        print(f"database {db.name!r} saved to {backup_database(db, args.to)}")
-    elif args.command == "restore":
-        target = db.with_name(args.database) if args.database else db
-        restore_database(target, args.source)
-        print(f"{args.source} restored into database {target.name!r}")
+    kwargs = {"shape": tuple(args.shape)} if args.shape else {}
+    out = simulate_dataset(args.out, n_images=args.images, seed=args.seed, **kwargs)
+    print(f"simulated {args.images} images in {out}; run them with:\n"
+          f"  rna-localization run --config {Path(out) / 'pipeline.toml'}")
     return 0
+
+
+def _demo_command(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, n_images=args.images, seed=args.seed, ideal_masks=args.ideal_masks)
+    return 0
+
+
+def _init_command(args) -> int:
+    from .init_config import write_config
+
+    path, survey = write_config(args.data_dir, out=args.out, force=args.force)
+    _report_init(path, survey)
+    return 0
+
+
+def _doctor_command(args) -> int:
+    from .doctor import diagnose, format_findings
+
+    findings = diagnose(args.config)  # not _config: a bad config is one of its findings
+    print(format_findings(findings))
+    return 1 if any(not finding.ok for finding in findings) else 0
+
+
+def _segment_command(args) -> int:
+    from .segmentation import segment_structure
+    from .segmentation.batch import _count_images, _segment_summary
+
+    if args.workflow and not args.structure:
+        msg = "--workflow needs --structure: say which structure the parameter file is for."
+        raise ValueError(msg)
+    config = _config(args)
+    for structure in args.structure or config.data.structures:
+        written = segment_structure(config, structure, workflow_file=args.workflow,
+                                    overwrite=args.overwrite, workers=args.workers)
+        raw_dir, seg_dir = config.structure_dirs(structure)
+        print(f"{structure}: {_segment_summary(written, _count_images(raw_dir), seg_dir)}")
+    return 0
+
+
+def _extract_command(args) -> int:
+    from . import steps
+
+    config = _config(args)
+    _summary(steps.extract(config, overwrite=args.overwrite, db=_database(config)), "extract")
+    return 0
+
+
+def _distances_command(args) -> int:
+    from . import steps
+
+    config = _config(args)
+    _summary(steps.measure_distances(config, overwrite=args.overwrite, db=_database(config)),
+             "distances")
+    return 0
+
+
+def _metadata_command(args) -> int:
+    from . import steps
+
+    config = _config(args)
+    table = steps.load_metadata(config, db=_database(config))
+    print(f"images table: {len(table)} rows, columns {', '.join(table.columns)}")
+    return 0
+
+
+def _normalize_command(args) -> int:
+    from . import steps
+
+    config = _config(args)
+    _show(steps.normalize(config, db=_database(config)), "single-molecule references")
+    return 0
+
+
+def _distributions_command(args) -> int:
+    from . import steps
+
+    config = _config(args)
+    table = steps.compute_distributions(config, db=_database(config))
+    print(f"cumulative distributions of {table['name'].nunique() if len(table) else 0} images "
+          f"written to {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
+    return 0
+
+
+def _plot_command(args) -> int:
+    from . import steps
+
+    for path in steps.make_plots(_config(args)):
+        print(path)
+    return 0
+
+
+def _run_all_command(args) -> int:
+    from . import steps
+
+    config = _config(args)
+    results = steps.run(config, db=_database(config))
+    _summary(results["extract"], "extract")
+    _summary(results["distances"], "distances")
+    print(f"metadata: {len(results['metadata'])} images")
+    _show(results["normalize"], "single-molecule references")
+    print(f"\ndistributions: {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
+    print("plots: " + ", ".join(str(p) for p in results["plots"] if p.suffix == ".png"))
+    return 0
+
+
+def _export_command(args) -> int:
+    from .db.backup import export_tables
+
+    config = _config(args)
+    folder = args.to or config.output_dir / "backup"
+    paths = export_tables(_database(config), folder)
+    print(f"{len(paths)} tables written to {folder}")
+    return 0
+
+
+def _backup_command(args) -> int:
+    from .db.backup import backup_database
+
+    db = _database(_config(args))
+    print(f"database {db.name!r} saved to {backup_database(db, args.to)}")
+    return 0
+
+
+def _restore_command(args) -> int:
+    from .db.backup import restore_database
+
+    db = _database(_config(args))
+    target = db.with_name(args.database) if args.database else db
+    restore_database(target, args.source)
+    print(f"{args.source} restored into database {target.name!r}")
+    return 0
+
+
+#: Each command of :func:`build_parser` and the function running it (parsed arguments → exit status).
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "db": _db_command,
+    "segment": _segment_command,
+    "extract": _extract_command,
+    "distances": _distances_command,
+    "metadata": _metadata_command,
+    "normalize": _normalize_command,
+    "distributions": _distributions_command,
+    "plot": _plot_command,
+    "doctor": _doctor_command,
+    "run": _run_all_command,
+    "export": _export_command,
+    "backup": _backup_command,
+    "restore": _restore_command,
+    "import": _import_command,
+    "init": _init_command,
+    "simulate": _simulate_command,
+    "demo": _demo_command,
+}
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
@@ -380,8 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     formatter, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
-        return _run_command(args)
-    except (ValueError, TypeError, OSError, RuntimeError) as error:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as error:  # anything else is a bug: its traceback is shown
         print(f"error: {error}", file=sys.stderr)
         return 2
     except psycopg2.Error as error:  # e.g. the server is down: one line, never a password

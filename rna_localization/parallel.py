@@ -39,6 +39,8 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
+from ._errors import PipelineError
+
 __all__ = ["RETRIES", "map_images", "shared_clusters", "worker_count"]
 
 #: How many times a task that raised an unexpected error is tried again.
@@ -294,7 +296,7 @@ def map_images(function: Callable, tasks: Iterable[tuple], *, workers: int = 1,
                             f"memory); nothing of it was written. Give each worker more memory, "
                             f"or use fewer workers, and run again."
                         )
-                        raise RuntimeError(msg) from error
+                        raise PipelineError(msg) from error
                     if not ok:
                         raise value
                     yield value

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import io
+from ._errors import InputTypeError
 from ._faults import fault_point
 from .apertures import aperture_intensities, spot_centroids
 from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
@@ -130,9 +131,9 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         raise ValueError(msg)
     try:
         label_image = label_objects(segmentation)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError) as error:  # the file's dtype or shape
         msg = f"{pair.segmentation}: {error}"
-        raise type(error)(msg) from error
+        raise (ValueError if isinstance(error, ValueError) else InputTypeError)(msg) from error
     objects = measure_objects(label_image, raw)
     if apertures:
         # Matched apertures and light centroids: for the structures whose molecules are

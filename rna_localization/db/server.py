@@ -15,6 +15,8 @@ import subprocess
 import warnings
 from pathlib import Path
 
+from .._errors import PipelineError
+
 __all__ = ["client_program", "embedded_url", "server_status", "start_server", "stop_server"]
 
 # pgserver warns when XDG_RUNTIME_DIR is unset and logs each pg_ctl call: noise for users.
@@ -94,7 +96,7 @@ def _protect_socket_dir(socket_dir) -> None:
         socket_dir.chmod(0o700)
     except (OSError, KeyError) as error:
         msg = f"cannot make the server's socket folder {socket_dir} private: {error}"
-        raise RuntimeError(msg) from error
+        raise PipelineError(msg) from error
 
 
 def _forget_dead_handles(pgdata: Path, *, server_running: bool) -> None:
@@ -176,5 +178,5 @@ def run_client(name: str, *args: str, check: bool = True,
                             check=False, env=env)
     if check and result.returncode != 0:
         msg = f"{name} failed: {result.stderr.strip() or result.stdout.strip()}"
-        raise RuntimeError(msg)
+        raise PipelineError(msg)
     return result
