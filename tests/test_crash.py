@@ -33,7 +33,7 @@ LOCKED = "another rna-localization command is writing to database"
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
+def data_dir(tmp_path_factory, postgres_server) -> Path:
     root = tmp_path_factory.mktemp("crash") / "data"
     write_dataset(root, n_images=N_IMAGES, database_name="template")
     return root

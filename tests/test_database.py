@@ -37,7 +37,7 @@ def test_row_counts(tmp_path, database_name):
     assert db.row_counts().to_dict() == {"a": 3, "b": 0}
 
 
-def test_url_never_shows_a_password():
+def test_url_never_shows_a_password(postgres_server):
     params = parse_dsn(os.environ[ENV_URL])
     db = Database(make_dsn(**{**params, "password": "s3cret", "dbname": "x"}))
     assert "s3cret" not in db.url
