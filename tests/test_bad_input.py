@@ -8,7 +8,6 @@ unknown config keys; this file covers the rest of issue 7's list.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +17,6 @@ import tifffile
 from rna_localization import load_config, steps
 from rna_localization.cli import main
 from rna_localization.db import Database
-from rna_localization.db.backup import export_tables
 from rna_localization.db.tables import (
     delete_image,
     ensure_schema,
@@ -30,16 +28,10 @@ from rna_localization.db.tables import (
 from rna_localization.objects import label_objects, measure_objects
 
 from datagen import write_dataset
+from helpers import database as _db
+from helpers import table_bytes as _snapshot
 
 HOSTILE = 'x"); DROP TABLE rna; --'
-
-
-def _db(config_path) -> Database:
-    return Database.from_config(load_config(config_path))
-
-
-def _snapshot(config_path, folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in export_tables(_db(config_path), folder)}
 
 
 @pytest.fixture

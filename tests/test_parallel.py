@@ -13,7 +13,8 @@ import pytest
 
 from rna_localization import Config, load_config, parallel, steps
 from rna_localization.db import Database
-from rna_localization.db.backup import export_tables
+
+from helpers import table_frames as _export
 
 # The tasks below run in Dask worker processes, which import them from this
 # module by name (the tests folder is on their sys.path, as in this process).
@@ -52,10 +53,6 @@ def write_or_die(dsn: str, marker_dir: str, value: int) -> int:
 def always_die(value: int) -> int:
     """Kill the worker process running it, every time."""
     os._exit(1)
-
-
-def _export(config, folder) -> dict[str, pd.DataFrame]:
-    return {p.stem: pd.read_csv(p) for p in export_tables(Database.from_config(config), folder)}
 
 
 def test_local_cluster_of_two_gives_the_same_database_as_serial(dataset, tmp_path, database_name,
