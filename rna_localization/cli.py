@@ -282,13 +282,15 @@ def _import_command(args) -> int:
 
 def _report_init(path: Path, survey) -> None:
     from .calibration import format_voxel_size
+    from .config import DEFAULT_SPACING
 
     print(f"wrote {path}: structures {', '.join(survey.structures)}, "
           f"segmentation suffix {survey.segmentation_file_suffix or '_seg (none yet)'}, "
           f"metadata {survey.metadata_csv or '(none found)'}")
     if survey.voxel_size is None:
         warnings.warn("no raw stack states its voxel size: [scale] holds the defaults "
-                      f"(xy 0.065, z 0.2 µm); set it from the microscope's settings in {path}.",
+                      f"({format_voxel_size(DEFAULT_SPACING)}); set it from the microscope's "
+                      f"settings in {path}.",
                       stacklevel=2)
     else:
         print(f"voxel size from the files: {format_voxel_size(survey.voxel_size)}")

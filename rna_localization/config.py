@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DEFAULT_SPACING",
     "RESERVED_TABLES",
     "Config",
     "ThresholdTable",
@@ -101,6 +102,11 @@ class DataConfig:
 class ScaleConfig:
     xy: float = 0.065
     z: float = 0.2
+
+
+#: The default voxel size along (z, y, x) in microns: ``[scale]``'s defaults, used
+#: wherever no voxel size is given (the playgrounds, batch segmentation, the simulator).
+DEFAULT_SPACING = (ScaleConfig.z, ScaleConfig.xy, ScaleConfig.xy)
 
 
 @dataclass(frozen=True)

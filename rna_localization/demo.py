@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from . import steps
-from .config import RESERVED_TABLES, load_config
+from .config import RESERVED_TABLES, DataConfig, load_config
 from .db import Database, stop_server
 from .db.tables import drop_tables, read_columns, read_label_image
 from .metadata import read_metadata_csv
@@ -103,7 +103,7 @@ def _demo_config_text(pipeline_toml: Path, *, workflow: bool) -> str:
     text = f'[database]\nname = "{DEMO_DATABASE}"  # cleared by each demo run\n\n' + text
     if not workflow:
         return text
-    old = 'segmentation_dir = "segmentations"'
+    old = f'segmentation_dir = "{DataConfig.segmentation_dir}"'
     if old not in text:
         msg = f"{pipeline_toml} has no line {old!r}; regenerate the demo data set."
         raise ValueError(msg)

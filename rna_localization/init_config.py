@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .calibration import format_voxel_size, same_voxel_size
-from .config import RESERVED_TABLES, ScaleConfig, check_identifier
+from .config import RESERVED_TABLES, DataConfig, ScaleConfig, check_identifier
 from .io import TIFF_SUFFIXES, image_names, read_voxel_size
 
 __all__ = ["DataSurvey", "render_config", "survey_data", "write_config"]
 
-RAW_DATA_DIR = "raw-data"
-SEGMENTATION_DIR = "segmentations"
-METADATA_CSV = "raw-data-metadata.csv"
+RAW_DATA_DIR = DataConfig.raw_data_dir
+SEGMENTATION_DIR = DataConfig.segmentation_dir
+METADATA_CSV = DataConfig.metadata_csv
 #: Metadata columns taken for normalization.group_by, in order of preference.
 GROUP_COLUMNS = ("rna_type", "rna", "gene", "probe", "target")
 

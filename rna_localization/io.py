@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from .config import DataConfig
+
 __all__ = ["ImagePair", "check_data_dir", "find_image_pairs", "image_names", "read_stack",
            "read_voxel_size", "stack_shape", "write_stack"]
 
@@ -295,9 +297,9 @@ def find_image_pairs(
     data_dir: str | os.PathLike,
     structure: str,
     *,
-    raw_data_dir: str = "raw-data",
-    segmentation_dir: str = "segmentations",
-    segmentation_file_suffix: str = "_seg",
+    raw_data_dir: str = DataConfig.raw_data_dir,
+    segmentation_dir: str = DataConfig.segmentation_dir,
+    segmentation_file_suffix: str = DataConfig.segmentation_file_suffix,
     check_shapes: bool = True,
 ) -> list[ImagePair]:
     """Every raw stack of a structure with its segmentation.

@@ -152,3 +152,18 @@ def test_unreachable_scheduler_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(parallel, "CONNECT_TIMEOUT", "2s")
     with pytest.raises(ValueError, match=r"no Dask scheduler answers at dask.scheduler = 'tcp://127.0.0.1:9'"):
         list(parallel.map_images(pow, [(2, 3)], scheduler="tcp://127.0.0.1:9"))
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")
+def test_workers_0_counts_the_cores_the_job_may_use_not_the_machines():
+    """A batch job given 1 CPU of a bigger node starts 1 worker, for extract and segment alike."""
+    code = textwrap.dedent("""
+        import os
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        from rna_localization.parallel import usable_cores, worker_count
+        from rna_localization.segmentation import batch
+        print(usable_cores(), worker_count(0, 50), batch.worker_count is worker_count)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.split() == ["1", "1", "True"]

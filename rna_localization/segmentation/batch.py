@@ -28,11 +28,13 @@ from ..calibration import (
     scale_source,
     warn_mismatches,
 )
+from ..config import DEFAULT_SPACING, DataConfig
 from ..io import read_stack, read_voxel_size, stack_shape, write_stack
 from ..objects import label_objects, normalize_spacing
+from ..parallel import worker_count
 from .params import WORKFLOWS, load_params
 from .quality import ImplausibleSegmentationWarning, check_object_sizes, object_sizes
-from .workflows import DEFAULT_SPACING, segment
+from .workflows import segment
 
 __all__ = ["qc_overlay", "qc_problems", "segment_folder", "segment_structure",
            "workflow_for_structure", "write_qc_page"]
@@ -283,7 +285,8 @@ def _spacing_from_files(inputs: list[Path], input_dir: Path) -> tuple[float, flo
 
 
 def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
-                   workflow: str, params=None, spacing=None, suffix: str = "_seg",
+                   workflow: str, params=None, spacing=None,
+                   suffix: str = DataConfig.segmentation_file_suffix,
                    overwrite: bool = False, workers: int = 1, qc: bool = True,
                    spacing_source: str = "the given spacing") -> list[Path]:
     """Segment every TIFF stack of a folder.
@@ -363,7 +366,7 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     results: dict[int, tuple[int, list[str]]] = {}  # input index: (objects, problems)
     jobs = [(inputs[i], outputs[i], qc_dir / f"{inputs[i].stem}.png" if qc else None, workflow,
              params, spacing) for i in todo]
-    n_workers = min(os.cpu_count() or 1 if workers == 0 else workers, max(len(jobs), 1))
+    n_workers = worker_count(workers, len(jobs))  # 0: the cores this job may use
     bar = tqdm(total=len(jobs), desc=f"segment {workflow}", unit="image", disable=not jobs)
     try:
         if n_workers <= 1:
@@ -582,8 +585,8 @@ def segment_structure(config, structure: str, *, workflow_file=None, overwrite: 
 def script_main(workflow: str, argv=None, *, description: str = "") -> int:
     """Command line of ``batch-processing-scripts/seg_rna.py`` and ``seg_cent.py``.
 
-    ``--input DIR --output DIR [--params FILE] [--xy-scale 0.065 --z-scale 0.2 | --config FILE]
-    [--suffix _seg] [--overwrite] [--workers N]``; returns the exit status.
+    ``--input DIR --output DIR [--params FILE] [--xy-scale XY --z-scale Z | --config FILE]
+    [--suffix SUFFIX] [--overwrite] [--workers N]``; returns the exit status.
 
     The voxel size is, in order: ``--xy-scale`` and ``--z-scale``; the
     ``[scale]`` of ``--config``; the one the stacks state; the default, with a
@@ -601,7 +604,8 @@ def script_main(workflow: str, argv=None, *, description: str = "") -> int:
                         "(default: [scale] of --config, else the voxel size the stacks state)")
     parser.add_argument("--z-scale", type=float, help="microns per z-step (as --xy-scale)")
     parser.add_argument("--config", help="pipeline.toml whose [scale] gives the voxel size")
-    parser.add_argument("--suffix", default="_seg", help="appended to each image name")
+    parser.add_argument("--suffix", default=DataConfig.segmentation_file_suffix,
+                        help="appended to each image name (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing masks")
     parser.add_argument("--workers", type=int, default=1, help="processes (0: one per core)")
     args = parser.parse_args(argv)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..objects import FACE_CONNECTIVITY
 from .params import WORKFLOWS
 from .workflows import DEFAULT_SPACING, SegmentationSteps, centrosome_steps, rna_steps
 
@@ -42,7 +43,6 @@ _TITLES = {
     "result": "result",
 }
 
-_FACE = ndimage.generate_binary_structure(3, 1)
 
 _STEPS = {"rna": rna_steps, "centrosomes": centrosome_steps}
 
@@ -250,7 +250,7 @@ def _outline_panel(ax, raw: np.ndarray, labels: np.ndarray, extent) -> None:
 
 def _objects(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """Face-connected objects of a mask, as the pipeline counts them."""
-    labels, count = ndimage.label(np.asarray(mask) > 0, structure=_FACE)
+    labels, count = ndimage.label(np.asarray(mask) > 0, structure=FACE_CONNECTIVITY)
     return labels, int(count)
 
 

@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from ..objects import normalize_spacing
+from ..config import DEFAULT_SPACING
+from ..objects import FACE_CONNECTIVITY, normalize_spacing
 from . import detection
 from .detection import _face_pairs
 from .params import CentrosomeParams, RnaParams, microns_to_voxels, volume_to_voxels
@@ -44,11 +45,6 @@ __all__ = [
     "separate_touching",
     "size_filter",
 ]
-
-#: Voxel size (z, y, x) in microns of a 100x spinning-disk confocal.
-DEFAULT_SPACING = (0.2, 0.065, 0.065)
-
-_FACE = ndimage.generate_binary_structure(3, 1)
 
 
 @dataclass
@@ -126,7 +122,7 @@ def size_filter(mask: np.ndarray, min_volume_um3: float, *, spacing=DEFAULT_SPAC
         return mask.copy()
     # Whole voxels; the tolerance keeps 0.008 / 0.002 (= 3.9999999...) at 4.
     max_voxels = np.floor(volume_to_voxels(min_volume_um3, spacing) + 1e-6)
-    labels, count = ndimage.label(mask, structure=_FACE)
+    labels, count = ndimage.label(mask, structure=FACE_CONNECTIVITY)
     if count == 0:
         return mask.copy()
     keep = np.bincount(labels.ravel(), minlength=count + 1) > max_voxels
