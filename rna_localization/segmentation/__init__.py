@@ -1,6 +1,6 @@
 """RNA and centrosome segmentation: spots found in units of each image's own noise.
 
-Tune in a playground notebook (:func:`rna_steps`, :func:`centrosome_steps` and
+Tune in a playground notebook (:func:`rna_intermediates`, :func:`centrosome_intermediates` and
 :mod:`.display`), save the parameters (``RnaParams.save``), then segment a
 folder with them (:func:`segment_folder`, or ``rna-localization segment``).
 """
@@ -31,9 +31,9 @@ from .quality import (
 )
 from .workflows import (
     DEFAULT_SPACING,
-    SegmentationSteps,
-    centrosome_steps,
-    rna_steps,
+    Intermediates,
+    centrosome_intermediates,
+    rna_intermediates,
     segment,
     segment_centrosomes,
     segment_rna,
@@ -49,8 +49,8 @@ __all__ = [
     "CentrosomeParams",
     "ImplausibleSegmentationWarning",
     "RnaParams",
-    "SegmentationSteps",
-    "centrosome_steps",
+    "Intermediates",
+    "centrosome_intermediates",
     "check_object_sizes",
     "check_segmentation",
     "find_spots",
@@ -62,7 +62,7 @@ __all__ = [
     "microns_to_voxels",
     "object_sizes",
     "qc_overlay",
-    "rna_steps",
+    "rna_intermediates",
     "segment",
     "segment_centrosomes",
     "segment_folder",

@@ -4,8 +4,8 @@ matplotlib only; ipywidgets is imported lazily by :func:`interactive_playground`
 
 - :func:`playground_image`: the image a playground starts from (a file, the
   first raw image of a configured data set, or a simulated example);
-- :func:`show_steps`: every intermediate of a workflow run
-  (:class:`.workflows.SegmentationSteps`), projection and z-slice;
+- :func:`show_intermediates`: every intermediate image of a workflow run
+  (:class:`.workflows.Intermediates`), projection and z-slice;
 - :func:`show_outline`: the objects' outlines over the raw data;
 - :func:`interactive_playground`: one slider per numeric parameter, redrawn
   at every change on a crop of the image.
@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from ..objects import FACE_CONNECTIVITY
 from .params import WORKFLOWS
-from .workflows import DEFAULT_SPACING, SegmentationSteps, centrosome_steps, rna_steps
+from .workflows import DEFAULT_SPACING, Intermediates, centrosome_intermediates, rna_intermediates
 
 __all__ = [
     "Playground",
@@ -31,7 +31,7 @@ __all__ = [
     "interactive_playground",
     "playground_image",
     "show_outline",
-    "show_steps",
+    "show_intermediates",
 ]
 
 _TITLES = {
@@ -44,7 +44,7 @@ _TITLES = {
 }
 
 
-_STEPS = {"rna": rna_steps, "centrosomes": centrosome_steps}
+_INTERMEDIATES = {"rna": rna_intermediates, "centrosomes": centrosome_intermediates}
 
 
 # ------------------------------------------------------------------- inputs
@@ -133,22 +133,22 @@ def playground_image(workflow: str, *, image_path: str | os.PathLike = "",
 
 
 # ------------------------------------------------------------------ figures
-def default_slice(steps_or_image) -> int:
+def default_slice(intermediates_or_image) -> int:
     """The z-slice holding the most segmented voxels (the middle one if none).
 
     Parameters
     ----------
-    steps_or_image : SegmentationSteps or (Z, Y, X) ndarray
+    intermediates_or_image : Intermediates or (Z, Y, X) ndarray
         With an array, the slice of its brightest voxel.
 
     Returns
     -------
     int
     """
-    if isinstance(steps_or_image, SegmentationSteps):
-        per_slice = np.count_nonzero(steps_or_image.result, axis=(1, 2))
-        return int(np.argmax(per_slice)) if per_slice.any() else steps_or_image.raw.shape[0] // 2
-    image = np.asarray(steps_or_image)
+    if isinstance(intermediates_or_image, Intermediates):
+        per_slice = np.count_nonzero(intermediates_or_image.result, axis=(1, 2))
+        return int(np.argmax(per_slice)) if per_slice.any() else intermediates_or_image.raw.shape[0] // 2
+    image = np.asarray(intermediates_or_image)
     return int(np.unravel_index(np.argmax(image), image.shape)[0])
 
 
@@ -170,11 +170,11 @@ def _show_labels(ax, labels: np.ndarray, extent) -> None:
     ax.imshow(colours, cmap="tab20", vmin=1, vmax=20, extent=extent, interpolation="nearest")
 
 
-def show_steps(steps: SegmentationSteps, *, z: int | None = None, steps_to_show=None,
-               spacing=DEFAULT_SPACING, panel_size: float = 3.2):
-    """Every step as a maximum projection and one z-slice, raw data first.
+def show_intermediates(intermediates: Intermediates, *, z: int | None = None, which=None,
+                       spacing=DEFAULT_SPACING, panel_size: float = 3.2):
+    """Every intermediate image as a maximum projection and one z-slice, raw data first.
 
-    The steps (``steps.images()``): ``raw``; ``filtered`` (background
+    The images (``intermediates.images()``): ``raw``; ``filtered`` (background
     removed, filtered at the spot's scale); ``noise`` (its local noise SD);
     ``score`` (filtered / noise, in noise SDs: what the threshold applies
     to; the spots found are marked with crosses); ``labels`` (objects grown
@@ -182,12 +182,12 @@ def show_steps(steps: SegmentationSteps, *, z: int | None = None, steps_to_show=
 
     Parameters
     ----------
-    steps : SegmentationSteps
-        From :func:`rna_steps` or :func:`centrosome_steps`.
+    intermediates : Intermediates
+        From :func:`rna_intermediates` or :func:`centrosome_intermediates`.
     z : int, optional
         The z-slice to show; None: :func:`default_slice`.
-    steps_to_show : sequence of str, optional
-        Names from ``steps.images()`` (e.g. ``["raw", "score", "result"]``);
+    which : sequence of str, optional
+        Names from ``intermediates.images()`` (e.g. ``["raw", "score", "result"]``);
         None: all.
     spacing : sequence of 3 floats
         Microns per voxel (z, y, x), for the scale of the axes.
@@ -197,22 +197,22 @@ def show_steps(steps: SegmentationSteps, *, z: int | None = None, steps_to_show=
     Returns
     -------
     matplotlib.figure.Figure
-        One row per step: maximum projection (left), z-slice (right).
+        One row per image: maximum projection (left), z-slice (right).
     """
     import matplotlib.pyplot as plt
 
-    images = steps.images()
-    names = list(images) if steps_to_show is None else list(steps_to_show)
+    images = intermediates.images()
+    names = list(images) if which is None else list(which)
     unknown = [n for n in names if n not in images]
     if unknown:
         msg = f"unknown step(s) {unknown}; choose from {list(images)}."
         raise ValueError(msg)
-    z = default_slice(steps) if z is None else int(z)
-    n_z = steps.raw.shape[0]
+    z = default_slice(intermediates) if z is None else int(z)
+    n_z = intermediates.raw.shape[0]
     if not 0 <= z < n_z:
         msg = f"z-slice {z} is outside the stack (0..{n_z - 1})."
         raise ValueError(msg)
-    extent = _extent(steps.raw.shape, spacing)
+    extent = _extent(intermediates.raw.shape, spacing)
     _, dy, dx = (float(s) for s in np.broadcast_to(spacing, (3,)))
     fig, axes = plt.subplots(len(names), 2, figsize=(2 * panel_size, panel_size * len(names)),
                              squeeze=False, constrained_layout=True)
@@ -227,8 +227,8 @@ def show_steps(steps: SegmentationSteps, *, z: int | None = None, steps_to_show=
                 low, high = _limits(view)
                 ax.imshow(view, cmap="gray", vmin=low, vmax=high, extent=extent,
                           interpolation="nearest")
-            if name == "score" and len(steps.spots):
-                spots = steps.spots if col == 0 else steps.spots[steps.spots["zi"] == z]
+            if name == "score" and len(intermediates.spots):
+                spots = intermediates.spots if col == 0 else intermediates.spots[intermediates.spots["zi"] == z]
                 ax.plot((spots["x"] + 0.5) * dx, (spots["y"] + 0.5) * dy, "+", color="tab:red",
                         markersize=4, markeredgewidth=0.6)
             ax.set_title(f"{_TITLES.get(name, name)}: {label}", fontsize=9)
@@ -327,7 +327,7 @@ class Playground:
     ----------
     params : RnaParams or CentrosomeParams
         The parameters the sliders show now (save them with ``.save(path)``).
-    steps : SegmentationSteps
+    intermediates : Intermediates
         The workflow's run on the crop with `params`.
     crop : tuple of 3 slices
         The part of the image the sliders work on.
@@ -343,9 +343,9 @@ class Playground:
         self.crop = crop
         self.spacing = spacing
         self.params = params
-        self.steps = None
+        self.intermediates = None
         self.seconds = float("nan")
-        self._run = _STEPS[params.workflow]
+        self._run = _INTERMEDIATES[params.workflow]
         self._panel_size = panel_size
         self._widgets = widgets
         self._crop_image = np.asarray(image[crop])
@@ -415,9 +415,9 @@ class Playground:
     @property
     def title(self) -> str:
         """e.g. ``"412 objects, threshold 4.7 noise SDs (automatic)"``."""
-        _, count = _objects(self.steps.result)
+        _, count = _objects(self.intermediates.result)
         how = "automatic" if self.params.threshold == 0 else "set by hand"
-        return f"{count} objects, threshold {self.steps.threshold:.1f} noise SDs ({how})"
+        return f"{count} objects, threshold {self.intermediates.threshold:.1f} noise SDs ({how})"
 
     def redraw(self, *, rerun: bool = True) -> None:
         """Run the workflow on the crop (unless `rerun` is False) and draw the outlines."""
@@ -425,9 +425,9 @@ class Playground:
         from IPython.display import display
 
         start = time.perf_counter()
-        if rerun or self.steps is None:
-            self.steps = self._run(self._crop_image, self.params, spacing=self.spacing)
-        labels, _ = _objects(self.steps.result)
+        if rerun or self.intermediates is None:
+            self.intermediates = self._run(self._crop_image, self.params, spacing=self.spacing)
+        labels, _ = _objects(self.intermediates.result)
         z = self.z_slider.value
         if z < 0:
             raw, seg, view = self._crop_image.max(axis=0), labels.max(axis=0), "max projection"
@@ -515,7 +515,7 @@ def interactive_playground(image: np.ndarray, params, *, spacing=DEFAULT_SPACING
         msg = "sliders need ipywidgets: pip install ipywidgets (the playground works without them)."
         raise ImportError(msg) from error
     workflow = getattr(params, "workflow", None)
-    if workflow not in _STEPS:
+    if workflow not in _INTERMEDIATES:
         msg = f"params must be RnaParams or CentrosomeParams; got {type(params).__name__}."
         raise TypeError(msg)
     image = np.asarray(image)

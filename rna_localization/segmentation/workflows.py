@@ -36,9 +36,9 @@ from .params import CentrosomeParams, RnaParams, microns_to_voxels, volume_to_vo
 
 __all__ = [
     "DEFAULT_SPACING",
-    "SegmentationSteps",
-    "centrosome_steps",
-    "rna_steps",
+    "Intermediates",
+    "centrosome_intermediates",
+    "rna_intermediates",
     "segment",
     "segment_centrosomes",
     "segment_rna",
@@ -48,7 +48,7 @@ __all__ = [
 
 
 @dataclass
-class SegmentationSteps:
+class Intermediates:
     """Every intermediate of one workflow run, for display in the playgrounds.
 
     Attributes
@@ -81,7 +81,7 @@ class SegmentationSteps:
     result: np.ndarray
 
     def images(self) -> dict[str, np.ndarray]:
-        """The image steps in order as ``{name: (Z, Y, X) array}``, skipping empty ones."""
+        """The intermediate images in order as ``{name: (Z, Y, X) array}``, skipping empty ones."""
         names = ("raw", "filtered", "noise", "score", "labels", "result")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
@@ -163,7 +163,7 @@ def separate_touching(label_image: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------- workflows
-def _run(image, params, spacing, keep: bool) -> SegmentationSteps:
+def _run(image, params, spacing, keep: bool) -> Intermediates:
     image = _check_image(image)
     spacing = normalize_spacing(spacing)
     filtered = detection.remove_background(image, spacing=spacing,
@@ -201,8 +201,8 @@ def _run(image, params, spacing, keep: bool) -> SegmentationSteps:
         final.ravel()[voxels[small[part]]] = False
     result = final.astype(np.uint8) * np.uint8(255)
     if not keep:
-        return SegmentationSteps(image, None, None, None, threshold, spots, None, result)
-    return SegmentationSteps(image, filtered, noise, score, threshold, spots, labels, result)
+        return Intermediates(image, None, None, None, threshold, spots, None, result)
+    return Intermediates(image, filtered, noise, score, threshold, spots, labels, result)
 
 
 def _params(params, kind):
@@ -216,8 +216,8 @@ def _params(params, kind):
     return params
 
 
-def rna_steps(image: np.ndarray, params: RnaParams | None = None, *,
-              spacing=DEFAULT_SPACING) -> SegmentationSteps:
+def rna_intermediates(image: np.ndarray, params: RnaParams | None = None, *,
+                      spacing=DEFAULT_SPACING) -> Intermediates:
     """Run the RNA workflow and keep every intermediate (for the playground).
 
     Parameters
@@ -231,7 +231,7 @@ def rna_steps(image: np.ndarray, params: RnaParams | None = None, *,
 
     Returns
     -------
-    SegmentationSteps
+    Intermediates
         ``.result`` equals :func:`segment_rna`'s output.
     """
     return _run(image, _params(params, RnaParams), spacing, keep=True)
@@ -266,11 +266,11 @@ def segment_rna(image: np.ndarray, params: RnaParams | None = None, *,
     return _run(image, _params(params, RnaParams), spacing, keep=False).result
 
 
-def centrosome_steps(image: np.ndarray, params: CentrosomeParams | None = None, *,
-                     spacing=DEFAULT_SPACING) -> SegmentationSteps:
+def centrosome_intermediates(image: np.ndarray, params: CentrosomeParams | None = None, *,
+                             spacing=DEFAULT_SPACING) -> Intermediates:
     """Run the centrosome workflow and keep every intermediate (for the playground).
 
-    Parameters and return as :func:`rna_steps`, with :class:`CentrosomeParams`.
+    Parameters and return as :func:`rna_intermediates`, with :class:`CentrosomeParams`.
     """
     return _run(image, _params(params, CentrosomeParams), spacing, keep=True)
 
