@@ -6,7 +6,7 @@ For each microscope preset ("widefield", "confocal") and each median molecule
 SNR, the same simulated images (``"gapdh"`` and ``"cen"`` RNA, nc14) go
 through:
 
-* **ours**: ``segment_rna(image, spacing=...)``, then the intensity-weighted
+* **ours**: ``segment(image, "rna", spacing=...)``, then the intensity-weighted
   centroid of each face-connected object (``mask_spots``);
 * **Big-FISH** ``bigfish.detection.detect_spots`` with its automatic threshold,
   ``voxel_size`` the preset's spacing and ``spot_radius`` the preset's PSF sigma
@@ -103,10 +103,10 @@ class Tally:
 
 # -------------------------------------------------------------------- methods
 def _ours(image: np.ndarray, spacing) -> np.ndarray:
-    from rna_localization.segmentation import segment_rna
+    from rna_localization.segmentation import segment
     from rna_localization.synthetic import mask_spots
 
-    return mask_spots(segment_rna(image, spacing=spacing), image)
+    return mask_spots(segment(image, "rna", spacing=spacing), image)
 
 
 def _ideal(sim) -> np.ndarray:
@@ -330,7 +330,7 @@ def run(quick: bool = False) -> Section:
         "resolvable single molecules; molecules in granules and single molecules with "
         f"another molecule within {_um(RESOLUTION_UM)} µm are no targets, and detections "
         "within the matching radius of them are set aside, neither true nor false), counts "
-        "pooled over the images of a cell. Ours: `segment_rna` → intensity-weighted "
+        "pooled over the images of a cell. Ours: `segment(image, 'rna')` → intensity-weighted "
         "centroids of its face-connected objects. Big-FISH: `detect_spots` with its automatic threshold, "
         "`voxel_size` = the preset's spacing, `spot_radius` = the PSF sigma (σ) or twice "
         f"it (2σ), on the raw image or after `remove_background_gaussian` (bg+, sigma "

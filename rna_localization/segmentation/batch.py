@@ -32,7 +32,7 @@ from ..config import DEFAULT_SPACING, DataConfig
 from ..io import read_stack, read_voxel_size, stack_shape, write_stack
 from ..objects import label_objects, normalize_spacing
 from ..parallel import worker_count
-from .params import WORKFLOWS, load_params
+from .params import WORKFLOWS, SegmentationParams, load_params
 from .quality import ImplausibleSegmentationWarning, check_object_sizes, object_sizes
 from .workflows import segment
 
@@ -51,14 +51,13 @@ def _resolve_params(workflow: str, params):
     if workflow not in WORKFLOWS:
         msg = f"workflow must be one of {list(WORKFLOWS)}; got {workflow!r}."
         raise ValueError(msg)
-    kind = WORKFLOWS[workflow]
     if params is None:
-        return kind()
+        return SegmentationParams(workflow)
     if isinstance(params, str | os.PathLike):
         params = load_params(params)
-    if not isinstance(params, kind):
+    if getattr(params, "workflow", None) != workflow:
         msg = (
-            f"the {workflow!r} workflow needs {kind.__name__}; got parameters for "
+            f"the {workflow!r} workflow needs its own parameters; got parameters for "
             f"workflow {getattr(params, 'workflow', type(params).__name__)!r}."
         )
         raise ValueError(msg)
@@ -97,7 +96,7 @@ def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow:
     :func:`.quality.check_segmentation`, for the main process to warn about.
     """
     image = read_stack(raw_path)
-    mask = segment(image, workflow, params, spacing=spacing)
+    mask = segment(image, params, spacing=spacing)
     write_stack(out_path, mask, spacing=spacing)
     count, problems = _assess(mask, spacing, raw_path.stem)
     if qc_path is not None:
@@ -310,7 +309,7 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     input_dir, output_dir : path-like
         Raw stacks in, segmentations out (created if missing).
     workflow : {"rna", "centrosomes"}
-    params : RnaParams, CentrosomeParams, path-like or None
+    params : SegmentationParams, path-like or None
         Parameters, or a TOML file saved from a playground; None: defaults.
     spacing : sequence of 3 floats, optional
         Microns per voxel (z, y, x). A stack whose own voxel size

@@ -22,8 +22,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..objects import FACE_CONNECTIVITY
-from .params import WORKFLOWS
-from .workflows import DEFAULT_SPACING, Intermediates, centrosome_intermediates, rna_intermediates
+from .params import WORKFLOWS, SegmentationParams
+from .workflows import DEFAULT_SPACING, Intermediates, segment_intermediates
 
 __all__ = [
     "Playground",
@@ -44,7 +44,6 @@ _TITLES = {
 }
 
 
-_INTERMEDIATES = {"rna": rna_intermediates, "centrosomes": centrosome_intermediates}
 
 
 # ------------------------------------------------------------------- inputs
@@ -183,7 +182,7 @@ def show_intermediates(intermediates: Intermediates, *, z: int | None = None, wh
     Parameters
     ----------
     intermediates : Intermediates
-        From :func:`rna_intermediates` or :func:`centrosome_intermediates`.
+        From :func:`.workflows.segment_intermediates`.
     z : int, optional
         The z-slice to show; None: :func:`default_slice`.
     which : sequence of str, optional
@@ -325,7 +324,7 @@ class Playground:
 
     Attributes
     ----------
-    params : RnaParams or CentrosomeParams
+    params : SegmentationParams
         The parameters the sliders show now (save them with ``.save(path)``).
     intermediates : Intermediates
         The workflow's run on the crop with `params`.
@@ -345,7 +344,6 @@ class Playground:
         self.params = params
         self.intermediates = None
         self.seconds = float("nan")
-        self._run = _INTERMEDIATES[params.workflow]
         self._panel_size = panel_size
         self._widgets = widgets
         self._crop_image = np.asarray(image[crop])
@@ -426,7 +424,8 @@ class Playground:
 
         start = time.perf_counter()
         if rerun or self.intermediates is None:
-            self.intermediates = self._run(self._crop_image, self.params, spacing=self.spacing)
+            self.intermediates = segment_intermediates(self._crop_image, self.params,
+                                                       spacing=self.spacing)
         labels, _ = _objects(self.intermediates.result)
         z = self.z_slider.value
         if z < 0:
@@ -484,7 +483,7 @@ def interactive_playground(image: np.ndarray, params, *, spacing=DEFAULT_SPACING
     ----------
     image : (Z, Y, X) ndarray
         Raw stack.
-    params : RnaParams or CentrosomeParams
+    params : SegmentationParams
         Starting values; the workflow follows its class.
     spacing : sequence of 3 floats
         Microns per voxel (z, y, x).
@@ -514,9 +513,8 @@ def interactive_playground(image: np.ndarray, params, *, spacing=DEFAULT_SPACING
     except ImportError as error:
         msg = "sliders need ipywidgets: pip install ipywidgets (the playground works without them)."
         raise ImportError(msg) from error
-    workflow = getattr(params, "workflow", None)
-    if workflow not in _INTERMEDIATES:
-        msg = f"params must be RnaParams or CentrosomeParams; got {type(params).__name__}."
+    if not isinstance(params, SegmentationParams):
+        msg = f"params must be SegmentationParams; got {type(params).__name__}."
         raise TypeError(msg)
     image = np.asarray(image)
     if image.ndim != 3:

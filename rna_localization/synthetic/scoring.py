@@ -273,7 +273,7 @@ def mask_spots(mask: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
     Parameters
     ----------
     mask : (Z, Y, X) ndarray
-        Binary mask (nonzero = object), e.g. from :func:`segment_rna`.
+        Binary mask (nonzero = object), e.g. from :func:`rna_localization.segmentation.segment`.
     image : (Z, Y, X) ndarray, optional
         Intensities to weight each centroid by (e.g. the raw stack); plain
         geometric centroids without it.
