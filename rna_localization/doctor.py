@@ -133,7 +133,7 @@ def check_database(config) -> list[Finding]:
             ))
     try:
         db = Database.from_config(config)
-        db.query("SELECT 1")
+        db.ping()
     except Exception as error:  # every way of failing is a finding, not a crash
         detail = _redact(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
         fix = ("check database.url (host, port, user, database name), that the server runs and "
