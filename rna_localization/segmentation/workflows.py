@@ -175,7 +175,8 @@ def _run(image, params, spacing, keep: bool) -> SegmentationSteps:
                                            background_ratio=params.background_ratio)
     noise = detection.local_noise(filtered, spacing=spacing, spot_sigma_um=params.spot_sigma_um,
                                   block_um=params.noise_block_um,
-                                  background_ratio=params.background_ratio)
+                                  background_ratio=params.background_ratio,
+                                  borrow_crowded=params.borrow_crowded_noise)
     score = filtered / noise
     threshold = params.threshold or detection.noise_threshold(
         params.spot_sigma_um, false_positives_per_1000um3=params.false_positives_per_1000um3,
