@@ -227,6 +227,10 @@ class Config:
         data = sections["data"]
         data_dir = Path(base_dir, data.data_dir).expanduser().resolve()
         sections["data"] = dataclasses.replace(data, data_dir=data_dir)
+        if len(data.structures) == 1 and "structure_2" not in settings.get("distances", {}):
+            # RNA alone: nothing to measure distances to, unless a second structure is named.
+            distances = sections.get("distances", DistancesConfig())
+            sections["distances"] = dataclasses.replace(distances, structure_2="")
         config = cls(**sections, source=source)
         config.validate()
         return config
@@ -263,9 +267,14 @@ class Config:
             ("distances.structure_2", self.distances.structure_2),
             ("normalization.structure", self.normalization.structure),
         ]:
+            if key == "distances.structure_2" and name == "":
+                continue  # no second structure: RNA alone
             check_identifier(name, key)
             if name not in self.data.structures:
-                msg = f"{key} = {name!r} is not in data.structures {list(self.data.structures)}."
+                alone = (" For a data set of one structure alone, set distances.structure_2 = \"\"."
+                         if key == "distances.structure_2" else "")
+                msg = (f"{key} = {name!r} is not in data.structures "
+                       f"{list(self.data.structures)}.{alone}")
                 raise ValueError(msg)
         if self.distances.structure_1 == self.distances.structure_2:
             msg = "distances.structure_1 and structure_2 must differ."
@@ -337,6 +346,23 @@ class Config:
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size (z, y, x) in microns."""
         return (self.scale.z, self.scale.xy, self.scale.xy)
+
+    @property
+    def has_structure_2(self) -> bool:
+        """Whether distances are measured: False for a data set of RNA alone.
+
+        ``distances.structure_2 = ""``, or left out when ``data.structures``
+        lists one structure: the objects are extracted and their molecules
+        counted; distances, distributions and their figures are skipped.
+
+        Examples
+        --------
+        >>> Config.from_flat(data_dir="/data", structures=["rna"]).has_structure_2
+        False
+        >>> Config.from_flat(data_dir="/data").has_structure_2
+        True
+        """
+        return bool(self.distances.structure_2)
 
     @property
     def metadata_path(self) -> Path:
