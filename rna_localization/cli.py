@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
             examples=["--config pipeline.toml"])
     command("plot", help="figures under output_dir/plots/",
             description="Plot the cumulative distributions as PDF and PNG figures under "
-            "output_dir/plots/.",
+            "output_dir/plots/, legends and panel titles in words ([plot.labels] sets yours).",
             examples=["--config pipeline.toml"])
     command("doctor", help="check Python, packages, config, database and data layout",
             description="Check Python, the packages, the config, the database and the data "

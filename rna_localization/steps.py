@@ -56,6 +56,7 @@ __all__ = [
     "MOLECULES_FILE",
     "compute_distributions",
     "count_molecules",
+    "cumulative_figures",
     "delete_image_data",
     "extract",
     "load_metadata",
@@ -694,7 +695,7 @@ def make_plots(config: Config, distributions: pd.DataFrame | None = None) -> lis
     list of Path
         The files written (none without a second structure).
     """
-    from .plotting import plot_cumulative_distributions, save_figure
+    from .plotting import save_figure
 
     if not config.has_structure_2:
         logger.info("%s.", _skipped_without_structure_2(config))
@@ -704,14 +705,45 @@ def make_plots(config: Config, distributions: pd.DataFrame | None = None) -> lis
                                                name_column=config.data.image_name_column)
     folder = config.output_dir / "plots"
     written = []
-    for measure in ("percent_total_rna", "percent_granule_rna"):
-        figure = plot_cumulative_distributions(
-            distributions, measure, hue=config.plot_hue, col=config.plot.col or None,
-            row=config.plot.row or None, structure=config.distances.structure_2,
-            image_column=config.data.image_name_column,
-        )
+    for measure, figure in cumulative_figures(config, distributions).items():
         written += save_figure(figure, folder / measure, dpi=config.plot.dpi)
     return written
+
+
+def cumulative_figures(config: Config, distributions: pd.DataFrame) -> dict:
+    """The figures :func:`make_plots` saves, by measure, with the words of ``[plot.labels]``.
+
+    A value named in ``[plot.labels]`` that no image has (a typo) is a
+    ValueError naming it and the values there are.
+
+    Returns
+    -------
+    dict of str to matplotlib.figure.Figure
+        ``percent_total_rna`` and ``percent_granule_rna``.
+    """
+    from .plotting import plot_cumulative_distributions
+
+    words = config.plot.labels
+    for column, values in words.values.items():
+        if column not in distributions.columns:
+            continue  # plot_cumulative_distributions names the missing column
+        present = {str(v) for v in distributions[column].dropna().unique()}
+        unknown = sorted(set(values) - present)
+        if unknown:
+            msg = (f"[plot.labels] {column} gives words for {', '.join(map(repr, unknown))}, which "
+                   f"no image has in column {column!r} (it has "
+                   f"{', '.join(map(repr, sorted(present)))}); correct the value in "
+                   f"{config.source or 'the config'}.")
+            raise ValueError(msg)
+    return {
+        measure: plot_cumulative_distributions(
+            distributions, measure, hue=config.plot_hue, col=config.plot.col or None,
+            row=config.plot.row or None, structure=config.distances.structure_2,
+            image_column=config.data.image_name_column, labels=words.columns,
+            value_labels=words.values,
+        )
+        for measure in ("percent_total_rna", "percent_granule_rna")
+    }
 
 
 def plot_image_objects(config: Config, name: str | None = None, *, db: Database | None = None):
@@ -820,7 +852,8 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
                f"folder moved? Set data.data_dir to where it is now.")
         raise FileNotFoundError(msg)
     if grouped:
-        words = facet_title(group_by, group["grp"].iloc[0])
+        words = facet_title(group_by, group["grp"].iloc[0], config.plot.labels.columns,
+                            config.plot.labels.values)
         histogram_title = f"{words} ({len(group)} objects, {group['name'].nunique()} images)"
     else:
         histogram_title = f"{name}: {len(group)} objects"
