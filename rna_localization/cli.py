@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import subprocess
 import sys
 import textwrap
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
             examples=["--config pipeline.toml"])
     command("plot", help="figures under output_dir/plots/",
             description="Plot the cumulative distributions as PDF and PNG figures under "
-            "output_dir/plots/.",
+            "output_dir/plots/, legends and panel titles in words ([plot.labels] sets yours).",
             examples=["--config pipeline.toml"])
     command("doctor", help="check Python, packages, config, database and data layout",
             description="Check Python, the packages, the config, the database and the data "
@@ -335,7 +336,9 @@ def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
     if args.command == "extract":
         _summary(steps.extract(config, overwrite=args.overwrite, db=db), "extract")
     elif args.command == "distances":
-        _summary(steps.measure_distances(config, overwrite=args.overwrite, db=db), "distances")
+        table = steps.measure_distances(config, overwrite=args.overwrite, db=db)
+        if config.has_structure_2:  # else the step said why it skipped
+            _summary(table, "distances")
     elif args.command == "metadata":
         table = steps.load_metadata(config, db=db)
         print(f"images table: {len(table)} rows, columns {', '.join(table.columns)}")
@@ -343,19 +346,24 @@ def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
         _show(steps.normalize(config, db=db), "single-molecule references")
     elif args.command == "distributions":
         table = steps.compute_distributions(config, db=db)
-        print(f"cumulative distributions of {table['name'].nunique() if len(table) else 0} images "
-              f"written to {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
+        if config.has_structure_2:
+            print(f"cumulative distributions of {table['name'].nunique() if len(table) else 0} images "
+                  f"written to {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
     elif args.command == "plot":
         for path in steps.make_plots(config):
             print(path)
     elif args.command == "run":
         results = steps.run(config, db=db)
         _summary(results["extract"], "extract")
-        _summary(results["distances"], "distances")
+        if "distances" in results:
+            _summary(results["distances"], "distances")
         print(f"metadata: {len(results['metadata'])} images")
         _show(results["normalize"], "single-molecule references")
-        print(f"\ndistributions: {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
-        print("plots: " + ", ".join(str(p) for p in results["plots"] if p.suffix == ".png"))
+        if "molecules" in results:  # RNA alone
+            print(f"\nmolecules per image: {config.output_dir / 'data' / steps.MOLECULES_FILE}")
+        else:
+            print(f"\ndistributions: {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
+            print("plots: " + ", ".join(str(p) for p in results["plots"] if p.suffix == ".png"))
     elif args.command == "export":
         folder = args.to or config.output_dir / "backup"
         paths = export_tables(db, folder)
@@ -379,6 +387,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     formatter, warnings.formatwarning = warnings.formatwarning, _format_warning
+    info = logging.StreamHandler(sys.stdout)  # what the steps skip, as `info: ...` lines
+    info.setFormatter(logging.Formatter("info: %(message)s"))
+    logger = logging.getLogger("rna_localization")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(info)
     try:
         return _run_command(args)
     except (ValueError, TypeError, OSError, RuntimeError) as error:
@@ -396,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         warnings.formatwarning = formatter
+        logger.removeHandler(info)
+        logger.setLevel(level)
 
 
 if __name__ == "__main__":
