@@ -203,7 +203,7 @@ def score_spots(detected_zyx, molecules: pd.DataFrame, *, spacing,
     >>> score["recall"], score["precision"]
     (1.0, 0.5)
     >>> score["target"].tolist(), score["found"].tolist()
-    ([True, False, False, False], [True, False, False, False])
+    ([True, False, False, False, False], [True, False, False, False, False])
     """
     spacing = np.asarray(spacing, dtype=np.float64)
     radius = _radius(radius_um)
