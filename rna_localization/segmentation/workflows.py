@@ -180,8 +180,7 @@ def _run(image, params, spacing, keep: bool, previous=None) -> SegmentationSteps
     else:
         filtered = detection.remove_background(image, spacing=spacing,
                                                spot_sigma_um=params.spot_sigma_um,
-                                               background_ratio=params.background_ratio,
-                                      borrow_crowded=params.borrow_crowded_noise)
+                                               background_ratio=params.background_ratio)
         noise = detection.local_noise(filtered, spacing=spacing,
                                       spot_sigma_um=params.spot_sigma_um,
                                       block_um=params.noise_block_um,
