@@ -94,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
             description="Plot the cumulative distributions as PDF and PNG figures under "
             "output_dir/plots/.",
             examples=["--config pipeline.toml"])
+    stats = command("stats", help="group figures with bootstrap CIs and permutation tests",
+                    description="Compare groups of images (plot.hue, plot.col, plot.row, or --by): "
+                    "each group's mean curve, distance_50, auc and enrichment with bootstrap 95% "
+                    "intervals over images, and permutation tests between groups differing in one "
+                    "factor, into output_dir/data/stats.csv and stats_tests.csv.",
+                    examples=["--config pipeline.toml", "--by rna_type --by cycle --seed 1"])
+    stats.add_argument("--by", action="append", metavar="COLUMN",
+                       help="metadata column defining the groups (repeatable; default: plot.hue "
+                       "or normalization.group_by, plot.col, plot.row)")
+    stats.add_argument("--bootstrap", type=int, help="bootstrap resamples (default 2000)")
+    stats.add_argument("--permutations", type=int, help="random permutations (default 9999)")
+    stats.add_argument("--seed", type=int, help="random seed (default 0)")
     command("doctor", help="check Python, packages, config, database and data layout",
             description="Check Python, the packages, the config, the database and the data "
             "layout, and say how to fix what is wrong (exit status 1 if anything is).",
@@ -277,6 +289,22 @@ def _report_init(path: Path, survey) -> None:
     print(f"check it, then: rna-localization doctor --config {path}")
 
 
+def _stats_command(config, args) -> int:
+    from .analysis import STATS_FILE, STATS_TESTS_FILE, compute_statistics
+
+    options = {k: v for k, v in (("n_bootstrap", args.bootstrap),
+                                 ("n_permutations", args.permutations), ("seed", args.seed))
+               if v is not None}
+    results = compute_statistics(config, by=args.by, **options)
+    stats, tests = results["stats"], results["tests"]
+    figures = stats[stats["figure"].isin(["distance_50", "auc"])].drop(columns="distance")
+    _show(figures.round(3), "per group (mean over images, bootstrap 95% CI)", max_rows=40)
+    _show(tests.round(4), "permutation tests between groups differing in one factor", max_rows=40)
+    folder = config.output_dir / "data"
+    print(f"\nwritten: {folder / STATS_FILE}, {folder / STATS_TESTS_FILE}")
+    return 0
+
+
 def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
     from . import steps
     from .config import load_config
@@ -328,6 +356,8 @@ def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
             raw_dir, seg_dir = config.structure_dirs(structure)
             print(f"{structure}: {_segment_summary(written, _count_images(raw_dir), seg_dir)}")
         return 0
+    if args.command == "stats":  # from the distributions CSV: no database needed
+        return _stats_command(config, args)
     from .db import Database
     from .db.backup import backup_database, export_tables, restore_database
 

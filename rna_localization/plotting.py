@@ -87,6 +87,10 @@ _MEASURES = {"percent_total_rna": "RNA", "percent_granule_rna": "granule RNA"}
 BAND_LEVEL = 0.95
 #: The line under every cumulative-distribution figure, saying what lines and bands are.
 CAPTION = f"Line: mean over images; band: {BAND_LEVEL:.0%} CI of the mean."
+#: Added to the caption when the chance baseline is drawn.
+CHANCE_CAPTION = " Dashed: expected if the RNA were spread uniformly."
+#: The distributions column of the chance baseline (:mod:`rna_localization.baseline`).
+EXPECTED_COLUMN = "expected_percent_total_rna"
 #: Height of one row of panels as a fraction of its width, and its bounds (inches).
 _PANEL_ASPECT, _PANEL_HEIGHT = 0.75, (1.5, 2.6)
 #: Height of the strip under the panels that holds the caption line, inches.
@@ -233,7 +237,9 @@ def plot_cumulative_distributions(distributions: pd.DataFrame, measure: str = "p
     One line per value of `hue` in each panel; one panel per value of `row`
     (rows) and of `col` (columns). Each legend entry gives the number of
     images of its curve in that panel; a caption line under the panels says
-    what lines and bands are (:data:`CAPTION`). Panels share the y axis,
+    what lines and bands are (:data:`CAPTION`). When the table has the chance
+    baseline (``expected_percent_total_rna``), the percent_total_rna figure
+    draws its mean over images dashed, in the curve's colour. Panels share the y axis,
     which runs from 0 to just above the highest mean or band (so a granule
     curve reaching 30 % is not drawn in the bottom third of a 0-100 axis);
     each panel's x axis runs from 0 to its own largest distance (panels whose
@@ -312,7 +318,7 @@ def plot_cumulative_distributions(distributions: pd.DataFrame, measure: str = "p
         panels, strip = figure.subfigures(2, 1, height_ratios=[height - _CAPTION_HEIGHT,
                                                                _CAPTION_HEIGHT])
         axes = panels.subplots(n_rows, n_cols, sharey=True, squeeze=False)
-        top, drawn = 0.0, []
+        top, drawn, chance_drawn = 0.0, [], False
         for (r, row_value), (c, col_value) in (
             (a, b) for a in enumerate(row_levels) for b in enumerate(col_levels)
         ):
@@ -342,11 +348,17 @@ def plot_cumulative_distributions(distributions: pd.DataFrame, measure: str = "p
                 ax.plot(summary["distance"], summary["mean"], color=colours[hue_value],
                         label=f"{words} (n = {n_images} image{'s' if n_images != 1 else ''})")
                 top = max(top, np.nanmax(summary[["mean", "high"]].to_numpy()))
+                if measure == "percent_total_rna" and curve.get(EXPECTED_COLUMN) is not None \
+                        and curve[EXPECTED_COLUMN].notna().any():
+                    chance = curve.groupby("distance", sort=True)[EXPECTED_COLUMN].mean()
+                    ax.plot(chance.index, chance.to_numpy(), color=colours[hue_value],
+                            linestyle="--", linewidth=0.8, label="_nolegend_")
+                    chance_drawn = True
             ax.set_xlim(0, float(panel["distance"].max()))
         axes[0, 0].set_ylim(0, 1.05 * top if top > 0 else 1.0)
         panels.supxlabel(f"distance to {structure} (µm)")
         panels.supylabel(y_text)
-        strip.text(0.01, 0.5, CAPTION, ha="left", va="center", fontsize=PAPER_RC["legend.fontsize"])
+        strip.text(0.01, 0.5, CAPTION + (CHANCE_CAPTION if chance_drawn else ""), ha="left", va="center", fontsize=PAPER_RC["legend.fontsize"])
         # Each panel's legend sits above it, under the panel's title: it counts that
         # panel's images, and inside the axes it would hide curves or bands.
         for ax in drawn:

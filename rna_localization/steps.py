@@ -19,6 +19,7 @@ from psycopg2 import sql
 
 from . import io
 from ._faults import fault_point
+from .analysis import add_chance_baseline
 from .apertures import aperture_intensities, spot_centroids
 from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
 from .config import Config, ThresholdTable
@@ -646,6 +647,7 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     meta_columns = list(metadata.columns)
     result = (pd.concat(frames, ignore_index=True) if frames
               else pd.DataFrame(columns=DISTRIBUTION_COLUMNS + meta_columns))
+    result = add_chance_baseline(config, result, db=db)  # expected_percent_total_rna, enrichment
     if write:
         path = config.output_dir / "data" / DISTRIBUTIONS_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
