@@ -1,5 +1,6 @@
 """Install rna_localization: ``pip install -e .`` (``.[test]`` for the test tools,
-``.[formats]`` to import .czi, .nd2 and .lif files)."""
+``.[formats]`` to import .czi, .nd2 and .lif files, ``.[anndata]`` for the .h5ad export,
+``.[napari]`` for the viewer)."""
 
 from pathlib import Path
 
@@ -39,6 +40,11 @@ setup(
         "bench": ["big-fish-reloaded>=0.6"],
         # `rna-localization import` of .czi, .nd2 and .lif files (TIFFs need none of these).
         "formats": ["bioio>=1.0", "bioio-czi>=1.0", "bioio-nd2>=1.0", "bioio-lif>=1.0"],
+        # `rna-localization export --format anndata` (.h5ad). Not in "test": on Python 3.11
+        # anndata (<= 0.12) pins pandas < 3, which would change the pandas every test runs on.
+        "anndata": ["anndata>=0.10"],
+        # `rna-localization view` / rna_localization.view: one image in napari.
+        "napari": ["napari[all]>=0.5"],
     },
     entry_points={"console_scripts": ["rna-localization = rna_localization.cli:main"]},
 )

@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--bootstrap", type=int, help="bootstrap resamples (default 2000)")
     stats.add_argument("--permutations", type=int, help="random permutations (default 9999)")
     stats.add_argument("--seed", type=int, help="random seed (default 0)")
+    view = command("view", help="one image in napari (needs napari)",
+                   description="Open one image in napari: every structure's raw stack and "
+                   "segmentation, and the structure_1 objects as points coloured by distance, in "
+                   "microns (needs napari: pip install \"napari[all]\").",
+                   examples=["embryo1 --config pipeline.toml"])
+    view.add_argument("name", metavar="NAME", help="image name (the raw file's name without extension)")
     command("doctor", help="check Python, packages, config, database and data layout",
             description="Check Python, the packages, the config, the database and the data "
             "layout, and say how to fix what is wrong (exit status 1 if anything is).",
@@ -116,11 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
             "order, going on where a previous run stopped.",
             examples=["--config pipeline.toml", "--config pipeline.toml --scheduler tcp://login1:8786"])
 
-    export = command("export", help="every table as CSV",
+    export = command("export", help="every table as CSV, or the objects as AnnData",
                      description="Write every table of the database as <table>.csv into a folder "
-                     "(default: output_dir/backup/).",
-                     examples=["--config pipeline.toml", "--to backup-csv"])
-    export.add_argument("--to", type=Path, help="folder (default: output_dir/backup/)")
+                     "(default: output_dir/backup/), or with --format anndata one <structure>.h5ad "
+                     "per structure (default folder: output_dir/anndata/).",
+                     examples=["--config pipeline.toml", "--to backup-csv",
+                               "--format anndata --to h5ad"])
+    export.add_argument("--to", type=Path, help="folder (default: output_dir/backup/, or "
+                        "output_dir/anndata/ with --format anndata)")
+    export.add_argument("--format", choices=["csv", "anndata"], default="csv",
+                        help="csv: every table (default); anndata: objects as .h5ad (needs anndata)")
     backup = command("backup", help="whole database with pg_dump",
                      description="Save the whole database to one file with pg_dump.",
                      examples=["--to project.dump"])
@@ -358,6 +369,14 @@ def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
         return 0
     if args.command == "stats":  # from the distributions CSV: no database needed
         return _stats_command(config, args)
+    if args.command == "view":
+        from .viewer import view
+
+        viewer = view(args.name, config)
+        import napari  # view() imported it: installed
+
+        napari.run()
+        return 0 if viewer is not None else 1
     from .db import Database
     from .db.backup import backup_database, export_tables, restore_database
 
@@ -386,6 +405,11 @@ def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
         _show(results["normalize"], "single-molecule references")
         print(f"\ndistributions: {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
         print("plots: " + ", ".join(str(p) for p in results["plots"] if p.suffix == ".png"))
+    elif args.command == "export" and args.format == "anndata":
+        from .anndata_export import export_anndata
+
+        for path in export_anndata(config, args.to or config.output_dir / "anndata", db=db):
+            print(path)
     elif args.command == "export":
         folder = args.to or config.output_dir / "backup"
         paths = export_tables(db, folder)
@@ -411,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     formatter, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return _run_command(args)
-    except (ValueError, TypeError, OSError, RuntimeError) as error:
+    except (ValueError, TypeError, OSError, RuntimeError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except psycopg2.Error as error:  # e.g. the server is down: one line, never a password
