@@ -62,6 +62,12 @@ def add_chance_baseline(config: Config, distributions: pd.DataFrame, *, db: Data
     """
     name_column = config.data.image_name_column
     s2 = config.distances.structure_2
+    taken = [c for c in BASELINE_COLUMNS if c in distributions.columns]
+    if taken:  # a metadata column of that name would be overwritten
+        msg = (f"the distributions already have a column {taken[0]!r}, which the chance baseline "
+               f"computes: rename that column of the metadata CSV (e.g. {taken[0]}_label) and run "
+               f"`rna-localization metadata` again.")
+        raise ValueError(msg)
     result = distributions.copy()
     for column in BASELINE_COLUMNS:
         result[column] = np.nan

@@ -372,11 +372,11 @@ def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
     if args.command == "view":
         from .viewer import view
 
-        viewer = view(args.name, config)
+        view(args.name, config)
         import napari  # view() imported it: installed
 
         napari.run()
-        return 0 if viewer is not None else 1
+        return 0
     from .db import Database
     from .db.backup import backup_database, export_tables, restore_database
 

@@ -117,3 +117,14 @@ def test_the_plot_draws_the_chance_baseline_dashed():
     assert any(CHANCE_CAPTION.strip() in t for t in texts)
     without = plot_cumulative_distributions(table.drop(columns="expected_percent_total_rna"))
     assert not [line for line in without.axes[0].get_lines() if line.get_linestyle() == "--"]
+
+
+def test_a_metadata_column_named_like_the_baseline_is_refused(dataset):
+    from rna_localization.analysis import add_chance_baseline
+    from rna_localization.db import Database
+
+    config = load_config(dataset)
+    table = pd.DataFrame({"name": ["img_00"], "distance": [0.0], "percent_total_rna": [100.0],
+                          "enrichment": ["high"]})
+    with pytest.raises(ValueError, match="column 'enrichment'.*rename"):
+        add_chance_baseline(config, table, db=Database.from_config(config))
