@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anndata  # in the test extra: a missing anndata fails here rather than skipping
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,8 +10,6 @@ import pytest
 from rna_localization import load_config
 from rna_localization.cli import main
 from rna_localization.db import Database
-
-anndata = pytest.importorskip("anndata", reason="the anndata extra: pip install anndata")
 
 
 def test_anndata_round_trip_matches_the_database(dataset, tmp_path):
@@ -58,3 +57,25 @@ def test_anndata_round_trip_matches_the_database(dataset, tmp_path):
     assert sorted(references["rna_type"]) == sorted(by_hand.index)
     for row in references.itertuples():
         assert row.reference == pytest.approx(by_hand[row.rna_type])
+
+
+def test_export_without_anndata_names_what_to_install(tmp_path, dataset):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from rna_localization.anndata_export import INSTALL_MESSAGE
+
+    blocker = tmp_path / "blocker" / "anndata"  # an anndata that fails to import, first on the path
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named anndata')\n")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker.parent), str(root)])}
+    script = shutil.which("rna-localization") or str(Path(sys.executable).with_name("rna-localization"))
+    done = subprocess.run([script, "export", "--config", str(dataset), "--format", "anndata"],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode != 0
+    assert INSTALL_MESSAGE in done.stderr
+    assert "Traceback" not in done.stderr
