@@ -30,6 +30,8 @@ __all__ = ["STATS_FILE", "STATS_IMAGES_FILE", "STATS_TESTS_FILE", "add_chance_ba
 STATS_FILE = "stats.csv"
 STATS_TESTS_FILE = "stats_tests.csv"
 STATS_IMAGES_FILE = "stats_images.csv"
+#: The enrichment figure under ``output_dir/plots/`` (PDF and PNG).
+ENRICHMENT_PLOT = "enrichment"
 #: Columns the chance baseline adds to the distributions.
 BASELINE_COLUMNS = ["expected_percent_total_rna", "enrichment"]
 
@@ -119,7 +121,7 @@ def _write(frame: pd.DataFrame, path: Path) -> Path:
 def compute_statistics(config: Config, *, by: Sequence[str] | None = None,
                        distributions: pd.DataFrame | None = None,
                        n_bootstrap: int = N_BOOTSTRAP, n_permutations: int = N_PERMUTATIONS,
-                       seed: int = SEED, write: bool = True) -> dict[str, pd.DataFrame]:
+                       seed: int = SEED, write: bool = True) -> dict[str, pd.DataFrame | list]:
     """Per-group figures with bootstrap intervals, and permutation tests between groups.
 
     Reads ``output_dir/data/cumulative_distributions.csv`` (unless
@@ -138,12 +140,17 @@ def compute_statistics(config: Config, *, by: Sequence[str] | None = None,
         Resampling; the same seed gives the same intervals and p-values.
     write : bool
         Write ``stats.csv``, ``stats_tests.csv`` and ``stats_images.csv`` under
-        ``output_dir/data/``.
+        ``output_dir/data/``, and, when the distributions have the chance
+        baseline and at most two grouping columns, ``plots/enrichment.pdf``
+        and ``.png`` (:func:`rna_localization.plotting.plot_group_statistics`:
+        the first column as colours, the second as panels, the ``auc`` p-values
+        between colours in each panel).
 
     Returns
     -------
-    dict of DataFrame
-        ``"stats"`` (per group), ``"tests"`` (per pair of groups), ``"images"`` (per image).
+    dict
+        ``"stats"`` (per group), ``"tests"`` (per pair of groups), ``"images"``
+        (per image): DataFrames; ``"plots"``: the figure files written.
     """
     from .metadata import read_distributions_csv
     from .steps import DISTRIBUTIONS_FILE
@@ -162,9 +169,19 @@ def compute_statistics(config: Config, *, by: Sequence[str] | None = None,
                          n_permutations=n_permutations, seed=seed) if by
              else pd.DataFrame(columns=["factor", "test", "statistic", "p_value", "n_a", "n_b"]))
     images = image_figures(distributions, by=by, image_column=name_column)
+    plots: list[Path] = []
     if write:
         folder = config.output_dir / "data"
         _write(stats, folder / STATS_FILE)
         _write(tests, folder / STATS_TESTS_FILE)
         _write(images, folder / STATS_IMAGES_FILE)
-    return {"stats": stats, "tests": tests, "images": images}
+        # A curve per hue value in a panel per col value: a third factor would mix curves.
+        if (stats["figure"] == "enrichment").any() and len(by) <= 2:
+            from .plotting import plot_group_statistics, save_figure
+
+            figure = plot_group_statistics(stats, "enrichment", hue=by[0] if by else None,
+                                           col=by[1] if len(by) > 1 else None, tests=tests,
+                                           structure=config.distances.structure_2)
+            plots = save_figure(figure, config.output_dir / "plots" / ENRICHMENT_PLOT,
+                                dpi=config.plot.dpi)
+    return {"stats": stats, "tests": tests, "images": images, "plots": plots}

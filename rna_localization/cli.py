@@ -313,6 +313,8 @@ def _stats_command(config, args) -> int:
     _show(tests.round(4), "permutation tests between groups differing in one factor", max_rows=40)
     folder = config.output_dir / "data"
     print(f"\nwritten: {folder / STATS_FILE}, {folder / STATS_TESTS_FILE}")
+    for path in results["plots"]:
+        print(path)
     return 0
 
 

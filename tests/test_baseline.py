@@ -100,6 +100,9 @@ def test_pipeline_writes_the_baseline_and_stats(dataset):
     assert {"statistic", "p_value", "n_a", "n_b"} <= set(tests.columns)
     assert (tests["n_a"] + tests["n_b"] == table["name"].nunique()).all()
     assert tests["p_value"].between(0, 1).all()
+    # The enrichment figure, one curve per RNA type.
+    assert (config.output_dir / "plots" / "enrichment.png").stat().st_size > 0
+    assert (config.output_dir / "plots" / "enrichment.pdf").stat().st_size > 0
 
 
 def test_the_plot_draws_the_chance_baseline_dashed():
