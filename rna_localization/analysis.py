@@ -54,7 +54,8 @@ def add_chance_baseline(config: Config, distributions: pd.DataFrame, *, db: Data
     db : Database
     region_structure : str, optional
         A structure whose extracted objects are the region RNA could be in
-        (e.g. an embryo or cytoplasm mask); default the whole image volume.
+        (e.g. an embryo or cytoplasm mask); default ``distribution.chance_region``
+        ("": the whole image volume).
 
     Returns
     -------
@@ -64,6 +65,7 @@ def add_chance_baseline(config: Config, distributions: pd.DataFrame, *, db: Data
     """
     name_column = config.data.image_name_column
     s2 = config.distances.structure_2
+    region_structure = region_structure or config.distribution.chance_region or None
     taken = [c for c in BASELINE_COLUMNS if c in distributions.columns]
     if taken:  # a metadata column of that name would be overwritten
         msg = (f"the distributions already have a column {taken[0]!r}, which the chance baseline "
@@ -85,13 +87,22 @@ def add_chance_baseline(config: Config, distributions: pd.DataFrame, *, db: Data
             missing.append(str(name))
             continue
         order = rows["distance"].sort_values().index
-        expected = expected_cumulative_distribution(
-            target.labels > 0, target.spacing, rows.loc[order, "distance"].to_numpy(np.float64),
-            region=None if region is None else region.labels > 0)
+        distances = rows.loc[order, "distance"].to_numpy(np.float64)
+        if region is not None and not (region.labels > 0).any():
+            missing.append(str(name))
+            continue
+        try:
+            expected = expected_cumulative_distribution(
+                target.labels > 0, target.spacing, distances,
+                region=None if region is None else region.labels > 0)
+        except ValueError:  # no voxel of the region within the threshold of the target
+            missing.append(str(name))
+            continue
         result.loc[order, "expected_percent_total_rna"] = expected
     if missing:
-        where = f"or no {region_structure} objects " if region_structure else ""
-        warnings.warn(f"image(s) with no stored {s2} label image {where}have no chance "
+        where = (f", or no {region_structure} voxel within the distance threshold of one, "
+                 if region_structure else " ")
+        warnings.warn(f"image(s) with no stored {s2} label image{where}have no chance "
                       f"baseline: {', '.join(missing)}.", stacklevel=2)
     expected = result["expected_percent_total_rna"]
     result["enrichment"] = result["percent_total_rna"] / expected.where(expected > 0)

@@ -131,3 +131,45 @@ def test_a_metadata_column_named_like_the_baseline_is_refused(dataset):
                           "enrichment": ["high"]})
     with pytest.raises(ValueError, match="column 'enrichment'.*rename"):
         add_chance_baseline(config, table, db=Database.from_config(config))
+
+
+def test_chance_region_spreads_the_rna_over_a_structure(tmp_path, database_name):
+    from datagen import write_dataset
+
+    config_path = write_dataset(tmp_path / "data", database_name=database_name,
+                                structures=("rna", "centrosomes", "embryo"),
+                                toml_extra='chance_region = "embryo"')
+    assert main(["run", "--config", str(config_path)]) == 0
+    config = load_config(config_path)
+    assert config.distribution.chance_region == "embryo"
+    table = read_distributions_csv(config.output_dir / "data" / "cumulative_distributions.csv")
+    for name, rows in table.groupby("name"):
+        target = tifffile.imread(config.structure_dirs("centrosomes")[1] / f"{name}_seg.tif") > 0
+        region = tifffile.imread(config.structure_dirs("embryo")[1] / f"{name}_seg.tif") > 0
+        field = brute_force_distances(target, config.spacing)[region]
+        grid = rows["distance"].to_numpy()
+        within = np.array([(field <= d + 1e-9).sum() for d in grid])
+        np.testing.assert_allclose(rows["expected_percent_total_rna"], 100 * within / within[-1])
+
+
+def test_chance_region_must_be_a_structure(tmp_path):
+    from rna_localization import Config
+
+    with pytest.raises(ValueError, match=r"chance_region = 'embryo' is not one of data.structures"):
+        Config.from_flat(data_dir=str(tmp_path), chance_region="embryo")
+
+
+def test_an_image_without_a_target_has_no_baseline_and_is_named(dataset):
+    from rna_localization import steps
+    from rna_localization.analysis import add_chance_baseline
+    from rna_localization.db import Database
+
+    config = load_config(dataset)
+    db = Database.from_config(config)
+    steps.extract(config, db=db)
+    table = pd.DataFrame({"name": ["img_00", "img_00", "ghost", "ghost"],
+                          "distance": [0.0, 1.0] * 2, "percent_total_rna": [50.0, 100.0] * 2})
+    with pytest.warns(UserWarning, match="have no chance baseline: ghost"):
+        result = add_chance_baseline(config, table, db=db)
+    assert result.loc[result["name"] == "ghost", "expected_percent_total_rna"].isna().all()
+    assert result.loc[result["name"] == "img_00", "expected_percent_total_rna"].iloc[-1] == 100.0
