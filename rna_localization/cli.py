@@ -103,9 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--by", action="append", metavar="COLUMN",
                        help="metadata column defining the groups (repeatable; default: plot.hue "
                        "or normalization.group_by, plot.col, plot.row)")
-    stats.add_argument("--bootstrap", type=int, help="bootstrap resamples (default 2000)")
-    stats.add_argument("--permutations", type=int, help="random permutations (default 9999)")
-    stats.add_argument("--seed", type=int, help="random seed (default 0)")
+    from .stats import N_BOOTSTRAP, N_PERMUTATIONS, SEED
+
+    stats.add_argument("--bootstrap", type=int, help=f"bootstrap resamples (default {N_BOOTSTRAP})")
+    stats.add_argument("--permutations", type=int,
+                       help=f"random permutations, or all of them when fewer (default {N_PERMUTATIONS})")
+    stats.add_argument("--seed", type=int, help=f"random seed (default {SEED})")
     view = command("view", help="one image in napari (needs napari)",
                    description="Open one image in napari: every structure's raw stack and "
                    "segmentation, and the structure_1 objects as points coloured by distance, in "

@@ -47,9 +47,6 @@ N_PERMUTATIONS = 9999
 SEED = 0
 #: The curve the figures are computed on.
 MEASURE = "percent_total_rna"
-#: Columns of the distributions table that are not metadata.
-_COMPUTED = ("distance", "percent_total_rna", "percent_granule_rna",
-             "expected_percent_total_rna", "enrichment")
 
 
 # ------------------------------------------------------------- one curve

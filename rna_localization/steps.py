@@ -581,7 +581,9 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     -------
     DataFrame
         One row per image and distance: ``distance``, ``percent_total_rna``,
-        ``percent_granule_rna`` and the image's metadata columns.
+        ``percent_granule_rna``, the image's metadata columns, then the chance
+        baseline's ``expected_percent_total_rna`` and ``enrichment``
+        (:func:`rna_localization.analysis.add_chance_baseline`).
     """
     db = _database(config, db)
     s1, s2 = config.distances.structure_1, config.distances.structure_2

@@ -187,3 +187,13 @@ def test_group_tests_name_a_missing_column():
     table = _table(np.random.default_rng(0), {("cen", "nc13"): 0.5})
     with pytest.raises(ValueError, match="no column 'genotype'"):
         group_tests(table, by=["genotype"])
+
+
+def test_stats_command_before_distributions_says_what_to_run(tmp_path, capsys):
+    from rna_localization.cli import main
+
+    (tmp_path / "pipeline.toml").write_text('[data]\ndata_dir = "."\n', encoding="utf-8")
+    assert main(["stats", "--config", str(tmp_path / "pipeline.toml")]) == 2
+    error = capsys.readouterr().err
+    assert "cumulative_distributions.csv does not exist" in error
+    assert "rna-localization distributions" in error
