@@ -1,5 +1,6 @@
 """Install rna_localization: ``pip install -e .`` (``.[test]`` for the test tools,
-``.[formats]`` to import .czi, .nd2 and .lif files)."""
+``.[formats]`` to import .czi, .nd2 and .lif files, ``.[anndata]`` for the .h5ad export,
+``.[napari]`` for the viewer)."""
 
 from pathlib import Path
 
@@ -35,10 +36,17 @@ setup(
         "notebooks": ["jupyterlab", "ipywidgets>=8", "papermill>=2.4", "ipykernel"],
         "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5", "papermill>=2.4", "nbclient>=0.8",
                  "nbformat>=5",
-                 "ipykernel", "ipywidgets>=8"],
+                 "ipykernel", "ipywidgets>=8",
+                 "anndata>=0.11", "pandas>=3"],  # the AnnData export's round trip (see "anndata")
         "bench": ["big-fish-reloaded>=0.6"],
         # `rna-localization import` of .czi, .nd2 and .lif files (TIFFs need none of these).
         "formats": ["bioio>=1.0", "bioio-czi>=1.0", "bioio-nd2>=1.0", "bioio-lif>=1.0"],
+        # `rna-localization export --format anndata` (.h5ad). pandas >= 3 keeps pip from
+        # downgrading pandas for the newest anndata on Python 3.11 (0.12.7+ pin pandas < 3;
+        # 0.12.6 and the 0.13 line on Python 3.12 work with pandas 3).
+        "anndata": ["anndata>=0.11", "pandas>=3"],
+        # `rna-localization view` / rna_localization.view: one image in napari.
+        "napari": ["napari[all]>=0.5"],
     },
     entry_points={"console_scripts": ["rna-localization = rna_localization.cli:main"]},
 )

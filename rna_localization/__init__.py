@@ -12,6 +12,7 @@ from .distributions import (
     single_molecule_references,
 )
 from .objects import label_objects, measure_objects
+from .viewer import view
 
 __version__ = "0.1.0"
 
@@ -25,4 +26,5 @@ __all__ = [
     "nearest_distances",
     "normalize_intensities",
     "single_molecule_references",
+    "view",
 ]

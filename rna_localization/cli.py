@@ -95,6 +95,27 @@ def build_parser() -> argparse.ArgumentParser:
             description="Plot the cumulative distributions as PDF and PNG figures under "
             "output_dir/plots/, legends and panel titles in words ([plot.labels] sets yours).",
             examples=["--config pipeline.toml"])
+    stats = command("stats", help="group figures with bootstrap CIs and permutation tests",
+                    description="Compare groups of images (plot.hue, plot.col, plot.row, or --by): "
+                    "each group's mean curve, distance_50, auc and enrichment with bootstrap 95% "
+                    "intervals over images, and permutation tests between groups differing in one "
+                    "factor, into output_dir/data/stats.csv and stats_tests.csv.",
+                    examples=["--config pipeline.toml", "--by rna_type --by cycle --seed 1"])
+    stats.add_argument("--by", action="append", metavar="COLUMN",
+                       help="metadata column defining the groups (repeatable; default: plot.hue "
+                       "or normalization.group_by, plot.col, plot.row)")
+    from .stats import N_BOOTSTRAP, N_PERMUTATIONS, SEED
+
+    stats.add_argument("--bootstrap", type=int, help=f"bootstrap resamples (default {N_BOOTSTRAP})")
+    stats.add_argument("--permutations", type=int,
+                       help=f"random permutations, or all of them when fewer (default {N_PERMUTATIONS})")
+    stats.add_argument("--seed", type=int, help=f"random seed (default {SEED})")
+    view = command("view", help="one image in napari (needs napari)",
+                   description="Open one image in napari: every structure's raw stack and "
+                   "segmentation, and the structure_1 objects as points coloured by distance, in "
+                   "microns (needs napari: pip install \"napari[all]\").",
+                   examples=["embryo1 --config pipeline.toml"])
+    view.add_argument("name", metavar="NAME", help="image name (the raw file's name without extension)")
     command("doctor", help="check Python, packages, config, database and data layout",
             description="Check Python, the packages, the config, the database and the data "
             "layout, and say how to fix what is wrong (exit status 1 if anything is).",
@@ -105,11 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
             "order, going on where a previous run stopped.",
             examples=["--config pipeline.toml", "--config pipeline.toml --scheduler tcp://login1:8786"])
 
-    export = command("export", help="every table as CSV",
+    export = command("export", help="every table as CSV, or the objects as AnnData",
                      description="Write every table of the database as <table>.csv into a folder "
-                     "(default: output_dir/backup/).",
-                     examples=["--config pipeline.toml", "--to backup-csv"])
-    export.add_argument("--to", type=Path, help="folder (default: output_dir/backup/)")
+                     "(default: output_dir/backup/), or with --format anndata one <structure>.h5ad "
+                     "per structure (default folder: output_dir/anndata/).",
+                     examples=["--config pipeline.toml", "--to backup-csv",
+                               "--format anndata --to h5ad"])
+    export.add_argument("--to", type=Path, help="folder (default: output_dir/backup/, or "
+                        "output_dir/anndata/ with --format anndata)")
+    export.add_argument("--format", choices=["csv", "anndata"], default="csv",
+                        help="csv: every table (default); anndata: objects as .h5ad (needs anndata)")
     backup = command("backup", help="whole database with pg_dump",
                      description="Save the whole database to one file with pg_dump.",
                      examples=["--to project.dump"])
@@ -278,6 +304,24 @@ def _report_init(path: Path, survey) -> None:
     print(f"check it, then: rna-localization doctor --config {path}")
 
 
+def _stats_command(config, args) -> int:
+    from .analysis import STATS_FILE, STATS_TESTS_FILE, compute_statistics
+
+    options = {k: v for k, v in (("n_bootstrap", args.bootstrap),
+                                 ("n_permutations", args.permutations), ("seed", args.seed))
+               if v is not None}
+    results = compute_statistics(config, by=args.by, **options)
+    stats, tests = results["stats"], results["tests"]
+    figures = stats[stats["figure"].isin(["distance_50", "auc"])].drop(columns="distance")
+    _show(figures.round(3), "per group (mean over images, bootstrap 95% CI)", max_rows=40)
+    _show(tests.round(4), "permutation tests between groups differing in one factor", max_rows=40)
+    folder = config.output_dir / "data"
+    print(f"\nwritten: {folder / STATS_FILE}, {folder / STATS_TESTS_FILE}")
+    for path in results["plots"]:
+        print(path)
+    return 0
+
+
 def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
     from . import steps
     from .config import load_config
@@ -329,6 +373,16 @@ def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
             raw_dir, seg_dir = config.structure_dirs(structure)
             print(f"{structure}: {_segment_summary(written, _count_images(raw_dir), seg_dir)}")
         return 0
+    if args.command == "stats":  # from the distributions CSV: no database needed
+        return _stats_command(config, args)
+    if args.command == "view":
+        from .viewer import view
+
+        view(args.name, config)
+        import napari  # view() imported it: installed
+
+        napari.run()
+        return 0
     from .db import Database
     from .db.backup import backup_database, export_tables, restore_database
 
@@ -364,6 +418,11 @@ def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
         else:
             print(f"\ndistributions: {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
             print("plots: " + ", ".join(str(p) for p in results["plots"] if p.suffix == ".png"))
+    elif args.command == "export" and args.format == "anndata":
+        from .anndata_export import export_anndata
+
+        for path in export_anndata(config, args.to or config.output_dir / "anndata", db=db):
+            print(path)
     elif args.command == "export":
         folder = args.to or config.output_dir / "backup"
         paths = export_tables(db, folder)
@@ -395,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.addHandler(info)
     try:
         return _run_command(args)
-    except (ValueError, TypeError, OSError, RuntimeError) as error:
+    except (ValueError, TypeError, OSError, RuntimeError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except psycopg2.Error as error:  # e.g. the server is down: one line, never a password

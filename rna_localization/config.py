@@ -134,6 +134,7 @@ class DistributionConfig:
     step_size: float = 0.05
     distance: str = "centroid"
     output_dir: str = "output"
+    chance_region: str = ""
 
 #: Allowed ``plot.dpi``: below, figures are unreadable; above, a two-column figure's
 #: PNG passes a gigabyte of memory.
@@ -331,6 +332,12 @@ class Config:
             if not (math.isfinite(value) and value > 0):
                 msg = f"{key} must be a positive number of microns; got {value}."
                 raise ValueError(msg)
+        region = self.distribution.chance_region
+        if region and region not in self.data.structures:
+            msg = (f"distribution.chance_region = {region!r} is not one of data.structures "
+                   f"{list(self.data.structures)}: name the structure whose objects are where RNA "
+                   f"can be (e.g. \"embryo\"), or \"\" for the whole image.")
+            raise ValueError(msg)
         if self.distances.workers < 0:
             msg = f"distances.workers must be >= 0 (0: one per core); got {self.distances.workers}."
             raise ValueError(msg)

@@ -300,6 +300,7 @@ def render_config(survey: DataSurvey, *, data_dir: str = ".") -> str:
         "step_size = 0.05",
         'distance = "centroid"',
         'output_dir = "output"',
+        'chance_region = ""       # a structure where RNA can be (e.g. "embryo"); "" → whole image',
         "",
         "[plot]",
         'hue = ""                 # "" → normalization.group_by',

@@ -20,6 +20,7 @@ from psycopg2 import sql
 
 from . import io
 from ._faults import fault_point
+from .analysis import add_chance_baseline
 from .apertures import aperture_intensities, spot_centroids
 from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
 from .config import Config, ThresholdTable
@@ -599,8 +600,10 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     -------
     DataFrame
         One row per image and distance: ``distance``, ``percent_total_rna``,
-        ``percent_granule_rna`` and the image's metadata columns; no rows
-        (and no file) without a second structure.
+        ``percent_granule_rna``, the image's metadata columns, then the chance
+        baseline's ``expected_percent_total_rna`` and ``enrichment``
+        (:func:`rna_localization.analysis.add_chance_baseline`); no rows (and no
+        file) without a second structure.
     """
     if not config.has_structure_2:
         logger.info("%s.", _skipped_without_structure_2(config))
@@ -669,6 +672,7 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     meta_columns = list(metadata.columns)
     result = (pd.concat(frames, ignore_index=True) if frames
               else pd.DataFrame(columns=DISTRIBUTION_COLUMNS + meta_columns))
+    result = add_chance_baseline(config, result, db=db)  # expected_percent_total_rna, enrichment
     if write:
         path = config.output_dir / "data" / DISTRIBUTIONS_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
