@@ -58,6 +58,10 @@ def config_record(config: Config) -> dict:
             return str(value)
         if isinstance(value, list | tuple):
             return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
         return value
 
     record = {}
