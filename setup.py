@@ -1,5 +1,6 @@
 """Install rna_localization: ``pip install -e .`` (``.[test]`` for the test tools,
-``.[formats]`` to import .czi, .nd2 and .lif files)."""
+``.[formats]`` to import .czi, .nd2 and .lif files, ``.[anndata]`` for the .h5ad export,
+``.[napari]`` for the viewer)."""
 
 import re
 import runpy

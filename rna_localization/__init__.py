@@ -22,6 +22,7 @@ _API = {
     "nearest_distances": "distances",
     "normalize_intensities": "distributions",
     "single_molecule_references": "distributions",
+    "view": "viewer",
 }
 
 __all__ = sorted(_API)

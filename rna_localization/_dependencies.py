@@ -30,10 +30,17 @@ REQUIREMENTS = (
 EXTRAS = {
     "notebooks": ["jupyterlab", "ipywidgets>=8", "papermill>=2.4", "ipykernel"],
     "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5", "papermill>=2.4", "nbclient>=0.8",
-             "nbformat>=5", "ipykernel", "ipywidgets>=8"],
+             "nbformat>=5", "ipykernel", "ipywidgets>=8",
+             "anndata>=0.11", "pandas>=3"],  # the AnnData export's round trip (see "anndata")
     "bench": ["big-fish-reloaded>=0.6"],
     # `rna-localization import` of .czi, .nd2 and .lif files (TIFFs need none of these).
     "formats": ["bioio>=1.0", "bioio-czi>=1.0", "bioio-nd2>=1.0", "bioio-lif>=1.0"],
+    # `rna-localization export --format anndata` (.h5ad). pandas >= 3 keeps pip from
+    # downgrading pandas for the newest anndata on Python 3.11 (0.12.7+ pin pandas < 3;
+    # 0.12.6 and the 0.13 line on Python 3.12 work with pandas 3).
+    "anndata": ["anndata>=0.11", "pandas>=3"],
+    # `rna-localization view` / rna_localization.view: one image in napari.
+    "napari": ["napari[all]>=0.5"],
 }
 
 # Distributions that provide the same module as a required one (conda's psycopg2).

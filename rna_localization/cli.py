@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import subprocess
 import sys
 import textwrap
@@ -95,8 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
             examples=["--config pipeline.toml"])
     command("plot", help="figures under output_dir/plots/",
             description="Plot the cumulative distributions as PDF and PNG figures under "
-            "output_dir/plots/.",
+            "output_dir/plots/, legends and panel titles in words ([plot.labels] sets yours).",
             examples=["--config pipeline.toml"])
+    stats = command("stats", help="group figures with bootstrap CIs and permutation tests",
+                    description="Compare groups of images (plot.hue, plot.col, plot.row, or --by): "
+                    "each group's mean curve, distance_50, auc and enrichment with bootstrap 95% "
+                    "intervals over images, and permutation tests between groups differing in one "
+                    "factor, into output_dir/data/stats.csv and stats_tests.csv.",
+                    examples=["--config pipeline.toml", "--by rna_type --by cycle --seed 1"])
+    stats.add_argument("--by", action="append", metavar="COLUMN",
+                       help="metadata column defining the groups (repeatable; default: plot.hue "
+                       "or normalization.group_by, plot.col, plot.row)")
+    from .config import N_BOOTSTRAP, N_PERMUTATIONS, SEED
+
+    stats.add_argument("--bootstrap", type=int, help=f"bootstrap resamples (default {N_BOOTSTRAP})")
+    stats.add_argument("--permutations", type=int,
+                       help=f"random permutations, or all of them when fewer (default {N_PERMUTATIONS})")
+    stats.add_argument("--seed", type=int, help=f"random seed (default {SEED})")
+    view = command("view", help="one image in napari (needs napari)",
+                   description="Open one image in napari: every structure's raw stack and "
+                   "segmentation, and the structure_1 objects as points coloured by distance, in "
+                   "microns (needs napari: pip install \"napari[all]\").",
+                   examples=["embryo1 --config pipeline.toml"])
+    view.add_argument("name", metavar="NAME", help="image name (the raw file's name without extension)")
     command("doctor", help="check Python, packages, config, database and data layout",
             description="Check Python, the packages, the config, the database and the data "
             "layout, and say how to fix what is wrong (exit status 1 if anything is).",
@@ -107,11 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
             "order, going on where a previous run stopped.",
             examples=["--config pipeline.toml", "--config pipeline.toml --scheduler tcp://login1:8786"])
 
-    export = command("export", help="every table as CSV",
+    export = command("export", help="every table as CSV, or the objects as AnnData",
                      description="Write every table of the database as <table>.csv into a folder "
-                     "(default: output_dir/backup/).",
-                     examples=["--config pipeline.toml", "--to backup-csv"])
-    export.add_argument("--to", type=Path, help="folder (default: output_dir/backup/)")
+                     "(default: output_dir/backup/), or with --format anndata one <structure>.h5ad "
+                     "per structure (default folder: output_dir/anndata/).",
+                     examples=["--config pipeline.toml", "--to backup-csv",
+                               "--format anndata --to h5ad"])
+    export.add_argument("--to", type=Path, help="folder (default: output_dir/backup/, or "
+                        "output_dir/anndata/ with --format anndata)")
+    export.add_argument("--format", choices=["csv", "anndata"], default="csv",
+                        help="csv: every table (default); anndata: objects as .h5ad (needs anndata)")
     backup = command("backup", help="whole database with pg_dump",
                      description="Save the whole database to one file with pg_dump.",
                      examples=["--to project.dump"])
@@ -301,6 +328,26 @@ def _report_init(path: Path, survey) -> None:
     print(f"check it, then: rna-localization doctor --config {path}")
 
 
+def _stats_command(args) -> int:  # from the distributions CSV: no database needed
+    from .analysis import STATS_FILE, STATS_TESTS_FILE, compute_statistics
+
+    config = _config(args)
+
+    options = {k: v for k, v in (("n_bootstrap", args.bootstrap),
+                                 ("n_permutations", args.permutations), ("seed", args.seed))
+               if v is not None}
+    results = compute_statistics(config, by=args.by, **options)
+    stats, tests = results["stats"], results["tests"]
+    figures = stats[stats["figure"].isin(["distance_50", "auc"])].drop(columns="distance")
+    _show(figures.round(3), "per group (mean over images, bootstrap 95% CI)", max_rows=40)
+    _show(tests.round(4), "permutation tests between groups differing in one factor", max_rows=40)
+    folder = config.output_dir / "data"
+    print(f"\nwritten: {folder / STATS_FILE}, {folder / STATS_TESTS_FILE}")
+    for path in results["plots"]:
+        print(path)
+    return 0
+
+
 def _simulate_command(args) -> int:
     from .synthetic import simulate_dataset
 
@@ -362,8 +409,9 @@ def _distances_command(args) -> int:
     from . import steps
 
     config = _config(args)
-    _summary(steps.measure_distances(config, overwrite=args.overwrite, db=_database(config)),
-             "distances")
+    table = steps.measure_distances(config, overwrite=args.overwrite, db=_database(config))
+    if config.has_structure_2:  # else the step said why it skipped
+        _summary(table, "distances")
     return 0
 
 
@@ -389,8 +437,9 @@ def _distributions_command(args) -> int:
 
     config = _config(args)
     table = steps.compute_distributions(config, db=_database(config))
-    print(f"cumulative distributions of {table['name'].nunique() if len(table) else 0} images "
-          f"written to {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
+    if config.has_structure_2:
+        print(f"cumulative distributions of {table['name'].nunique() if len(table) else 0} images "
+              f"written to {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
     return 0
 
 
@@ -408,21 +457,42 @@ def _run_all_command(args) -> int:
     config = _config(args)
     results = steps.run(config, db=_database(config))
     _summary(results["extract"], "extract")
-    _summary(results["distances"], "distances")
+    if "distances" in results:
+        _summary(results["distances"], "distances")
     print(f"metadata: {len(results['metadata'])} images")
     _show(results["normalize"], "single-molecule references")
-    print(f"\ndistributions: {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
-    print("plots: " + ", ".join(str(p) for p in results["plots"] if p.suffix == ".png"))
+    if "molecules" in results:  # RNA alone
+        print(f"\nmolecules per image: {config.output_dir / 'data' / steps.MOLECULES_FILE}")
+    else:
+        print(f"\ndistributions: {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
+        print("plots: " + ", ".join(str(p) for p in results["plots"] if p.suffix == ".png"))
     return 0
 
 
 def _export_command(args) -> int:
+    config = _config(args)
+    db = _database(config)
+    if args.format == "anndata":
+        from .anndata_export import export_anndata
+
+        for path in export_anndata(config, args.to or config.output_dir / "anndata", db=db):
+            print(path)
+        return 0
     from .db.backup import export_tables
 
-    config = _config(args)
     folder = args.to or config.output_dir / "backup"
-    paths = export_tables(_database(config), folder)
+    paths = export_tables(db, folder)
     print(f"{len(paths)} tables written to {folder}")
+    return 0
+
+
+def _view_command(args) -> int:
+    from .viewer import view
+
+    view(args.name, _config(args))
+    import napari  # view() imported it: installed
+
+    napari.run()
     return 0
 
 
@@ -459,6 +529,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": _export_command,
     "backup": _backup_command,
     "restore": _restore_command,
+    "stats": _stats_command,
+    "view": _view_command,
     "import": _import_command,
     "init": _init_command,
     "simulate": _simulate_command,
@@ -476,6 +548,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     formatter, warnings.formatwarning = warnings.formatwarning, _format_warning
+    info = logging.StreamHandler(sys.stdout)  # what the steps skip, as `info: ...` lines
+    info.setFormatter(logging.Formatter("info: %(message)s"))
+    logger = logging.getLogger("rna_localization")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(info)
     try:
         return COMMANDS[args.command](args)
     except USER_ERRORS as error:  # anything else is a bug: its traceback is shown
@@ -493,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         warnings.formatwarning = formatter
+        logger.removeHandler(info)
+        logger.setLevel(level)
 
 
 if __name__ == "__main__":

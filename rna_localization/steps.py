@@ -9,6 +9,7 @@ so that a notebook cell can show it. ``run`` chains them.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ import pandas as pd
 from . import io
 from ._errors import InputTypeError
 from ._faults import fault_point
+from .analysis import add_chance_baseline
 from .apertures import aperture_intensities, spot_centroids
 from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
 from .config import Config, ThresholdTable
@@ -41,6 +43,7 @@ from .db.results import (
     write_distances,
     write_normalized_intensities,
 )
+from .db.summaries import molecules_per_image
 from .db.tables import (
     delete_image,
     ensure_schema,
@@ -68,7 +71,10 @@ from .parallel import map_images, shared_clusters
 __all__ = [
     "DISTRIBUTIONS_FILE",
     "PipelineWarning",
+    "MOLECULES_FILE",
     "compute_distributions",
+    "count_molecules",
+    "cumulative_figures",
     "delete_image_data",
     "extract",
     "load_metadata",
@@ -81,6 +87,17 @@ __all__ = [
 
 #: File name of the cumulative distributions under ``output_dir/data/``.
 DISTRIBUTIONS_FILE = "cumulative_distributions.csv"
+#: File name of the per-image molecule counts under ``output_dir/data/``.
+MOLECULES_FILE = "molecules_per_image.csv"
+
+#: Where the steps say what they skip (the CLI prints it as ``info: ...``).
+logger = logging.getLogger("rna_localization")
+
+
+def _skipped_without_structure_2(config: Config) -> str:
+    return (f"no second structure (data.structures = {list(config.data.structures)}, "
+            f"distances.structure_2 = \"\"): distances, cumulative distributions and their "
+            f"figures are skipped")
 
 
 class PipelineWarning(UserWarning):
@@ -318,11 +335,14 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
         One row per image: ``name``, ``objects``, ``targets`` (structure_2
         objects), ``status`` (measured, skipped).
     """
+    columns = ["name", "objects", "targets", "status"]
+    if not config.has_structure_2:
+        logger.info("%s.", _skipped_without_structure_2(config))
+        return pd.DataFrame(columns=columns)
     db = _database(config, db)
     s1, s2 = config.distances.structure_1, config.distances.structure_2
     overwrite = config.distances.overwrite if overwrite is None else overwrite
     workers = config.distances.workers if workers is None else workers
-    columns = ["name", "objects", "targets", "status"]
     if not _table_exists(db, "label_images") or not _table_exists(db, s1):
         msg = f"no {s1} objects in database {db.name!r}: run `rna-localization extract` first."
         raise ValueError(msg)
@@ -525,8 +545,14 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     -------
     DataFrame
         One row per image and distance: ``distance``, ``percent_total_rna``,
-        ``percent_granule_rna`` and the image's metadata columns.
+        ``percent_granule_rna``, the image's metadata columns, then the chance
+        baseline's ``expected_percent_total_rna`` and ``enrichment``
+        (:func:`rna_localization.analysis.add_chance_baseline`); no rows (and no
+        file) without a second structure.
     """
+    if not config.has_structure_2:
+        logger.info("%s.", _skipped_without_structure_2(config))
+        return pd.DataFrame(columns=DISTRIBUTION_COLUMNS)
     db = _database(config, db)
     s1, s2 = config.distances.structure_1, config.distances.structure_2
     distance = (centroid_distance_column(s2) if config.distribution.distance == "centroid"
@@ -581,6 +607,7 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     meta_columns = list(metadata.columns)
     result = (pd.concat(frames, ignore_index=True) if frames
               else pd.DataFrame(columns=DISTRIBUTION_COLUMNS + meta_columns))
+    result = add_chance_baseline(config, result, db=db)  # expected_percent_total_rna, enrichment
     if write:
         path = config.output_dir / "data" / DISTRIBUTIONS_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -605,23 +632,57 @@ def make_plots(config: Config, distributions: pd.DataFrame | None = None) -> lis
     Returns
     -------
     list of Path
-        The files written.
+        The files written (none without a second structure).
     """
-    from .plotting import plot_cumulative_distributions, save_figure
+    from .plotting import save_figure
 
+    if not config.has_structure_2:
+        logger.info("%s.", _skipped_without_structure_2(config))
+        return []
     if distributions is None:
         distributions = read_distributions_csv(config.output_dir / "data" / DISTRIBUTIONS_FILE,
                                                name_column=config.data.image_name_column)
     folder = config.output_dir / "plots"
     written = []
-    for measure in ("percent_total_rna", "percent_granule_rna"):
-        figure = plot_cumulative_distributions(
-            distributions, measure, hue=config.plot_hue, col=config.plot.col or None,
-            row=config.plot.row or None, structure=config.distances.structure_2,
-            image_column=config.data.image_name_column,
-        )
+    for measure, figure in cumulative_figures(config, distributions).items():
         written += save_figure(figure, folder / measure, dpi=config.plot.dpi)
     return written
+
+
+def cumulative_figures(config: Config, distributions: pd.DataFrame) -> dict:
+    """The figures :func:`make_plots` saves, by measure, with the words of ``[plot.labels]``.
+
+    A value named in ``[plot.labels]`` that no image has (a typo) is a
+    ValueError naming it and the values there are.
+
+    Returns
+    -------
+    dict of str to matplotlib.figure.Figure
+        ``percent_total_rna`` and ``percent_granule_rna``.
+    """
+    from .plotting import plot_cumulative_distributions
+
+    words = config.plot.labels
+    for column, values in words.values.items():
+        if column not in distributions.columns:
+            continue  # plot_cumulative_distributions names the missing column
+        present = {str(v) for v in distributions[column].dropna().unique()}
+        unknown = sorted(set(values) - present)
+        if unknown:
+            msg = (f"[plot.labels] {column} gives words for {', '.join(map(repr, unknown))}, which "
+                   f"no image has in column {column!r} (it has "
+                   f"{', '.join(map(repr, sorted(present)))}); correct the value in "
+                   f"{config.source or 'the config'}.")
+            raise ValueError(msg)
+    return {
+        measure: plot_cumulative_distributions(
+            distributions, measure, hue=config.plot_hue, col=config.plot.col or None,
+            row=config.plot.row or None, structure=config.distances.structure_2,
+            image_column=config.data.image_name_column, labels=words.columns,
+            value_labels=words.values,
+        )
+        for measure in ("percent_total_rna", "percent_granule_rna")
+    }
 
 
 def plot_image_objects(config: Config, name: str | None = None, *, db: Database | None = None):
@@ -652,6 +713,10 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
     from .plotting import facet_title
     from .plotting import plot_image_objects as draw
 
+    if not config.has_structure_2:
+        msg = (f"{_skipped_without_structure_2(config)}: there are no distances to colour "
+               f"objects by. Name the second structure in distances.structure_2.")
+        raise ValueError(msg)
     db = _database(config, db)
     s1, s2 = config.distances.structure_1, config.distances.structure_2
     centroid = config.distribution.distance == "centroid"
@@ -705,7 +770,8 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
                f"folder moved? Set data.data_dir to where it is now.")
         raise FileNotFoundError(msg)
     if grouped:
-        words = facet_title(group_by, group["grp"].iloc[0])
+        words = facet_title(group_by, group["grp"].iloc[0], config.plot.labels.columns,
+                            config.plot.labels.values)
         histogram_title = f"{words} ({len(group)} objects, {group['name'].nunique()} images)"
     else:
         histogram_title = f"{name}: {len(group)} objects"
@@ -720,17 +786,61 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
     )
 
 
+# ------------------------------------------------------------ molecule counts
+def count_molecules(config: Config, *, db: Database | None = None, write: bool = True) -> pd.DataFrame:
+    """Objects and estimated molecules per image of ``normalization.structure``.
+
+    The molecules of an image are the sum of its objects'
+    ``normalized_intensity`` (run :func:`normalize` first). This is what a
+    data set of RNA alone (no second structure) measures.
+
+    Parameters
+    ----------
+    config : Config
+    db : Database, optional
+    write : bool
+        Also write ``output_dir/data/molecules_per_image.csv``.
+
+    Returns
+    -------
+    DataFrame
+        One row per extracted image: ``name`` (the image name column),
+        ``objects``, ``molecules``, and the image's metadata columns when it
+        has a metadata row.
+    """
+    db = _database(config, db)
+    structure = config.normalization.structure
+    if not _table_exists(db, structure) or "normalized_intensity" not in db.columns(structure):
+        msg = (f"{structure} has no normalized_intensity column: run `rna-localization normalize` "
+               f"first.")
+        raise ValueError(msg)
+    name_column = config.data.image_name_column
+    table = molecules_per_image(db, structure).rename(columns={"name": name_column})
+    if _table_exists(db, "images"):
+        table = table.merge(_metadata(db), on=name_column, how="left")
+    if write:
+        path = config.output_dir / "data" / MOLECULES_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+        table.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    return table
+
+
 # ------------------------------------------------------------------------ run
 def run(config: Config, *, db: Database | None = None) -> dict[str, pd.DataFrame | list]:
     """extract → distances → metadata → normalize → distributions → plots.
 
     Resumes where a previous run stopped: extracted and measured images are
-    skipped (unless ``distances.overwrite``).
+    skipped (unless ``distances.overwrite``). Without a second structure
+    (RNA alone) distances, distributions and plots are skipped, with one
+    info line, and :func:`count_molecules` runs instead.
 
     Returns
     -------
     dict
-        Each step's returned table, by step name; ``plots`` lists the files.
+        Each step's returned table, by step name; ``plots`` lists the files;
+        ``molecules`` (RNA alone only) the per-image molecule counts.
     """
     db = _database(config, db)
     # A bad metadata CSV should stop the run before hours of work, not after.
@@ -739,6 +849,13 @@ def run(config: Config, *, db: Database | None = None) -> dict[str, pd.DataFrame
     results: dict[str, pd.DataFrame | list] = {}
     with _exclusive(db), shared_clusters():  # one Dask cluster for extract and distances
         results["extract"] = extract(config, db=db)
+        if not config.has_structure_2:
+            logger.info("%s; molecules per image: %s.", _skipped_without_structure_2(config),
+                        config.output_dir / "data" / MOLECULES_FILE)
+            results["metadata"] = load_metadata(config, db=db)
+            results["normalize"] = normalize(config, db=db)
+            results["molecules"] = count_molecules(config, db=db)
+            return results
         results["distances"] = measure_distances(config, db=db)
         results["metadata"] = load_metadata(config, db=db)
         results["normalize"] = normalize(config, db=db)

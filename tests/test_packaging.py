@@ -51,13 +51,32 @@ def test_readme_conda_instructions_create_and_activate_the_environment():
     assert f"conda activate {_environment()['name']}" in readme
 
 
-def test_readme_has_a_binder_badge_for_the_notebooks():
+def _setup_url() -> str | None:
+    """The repository address setup.py states (``url=``), if any."""
+    found = re.search(r"""\burl\s*=\s*["']([^"']+)["']""", (ROOT / "setup.py").read_text())
+    return found.group(1) if found else None
+
+
+def test_binder_links_point_at_the_repository_setup_py_names_or_there_is_none():
+    """No badge to a made-up address: one derived from setup.py's url=, or none and the way to launch."""
     readme = (ROOT / "README.md").read_text()
-    (link,) = re.findall(r"\[!\[Binder\]\(https://mybinder\.org/badge_logo\.svg\)\]\(([^)]+)\)",
-                         readme)
-    assert link.startswith("https://mybinder.org/v2/gh/")
-    folder = re.search(r"urlpath=lab/tree/([\w./-]+)", link).group(1)
-    assert list((ROOT / folder).glob("*.ipynb"))
+    links = re.findall(r"https://mybinder\.org/v2/[^\s)\]]+", readme)
+    url = _setup_url()
+    github = re.match(r"https://github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?$", url or "")
+    if github is None:
+        assert links == []
+        assert "OWNER/REPO" not in readme
+        assert "docs/notebooks.md#on-mybinderorg-without-installing-anything" in readme
+        launch = (ROOT / "docs" / "notebooks.md").read_text()
+        assert "## On mybinder.org, without installing anything" in launch
+        assert "https://mybinder.org/v2/gh/<owner>/<repository>/HEAD?urlpath=lab" in launch
+    else:
+        owner, name = github.groups()
+        assert links
+        for link in links:
+            assert link.startswith(f"https://mybinder.org/v2/gh/{owner}/{name}/"), link
+            folder = re.search(r"urlpath=lab/tree/([\w./-]+)", link)
+            assert folder is None or list((ROOT / folder.group(1)).glob("*.ipynb"))
 
 
 def test_setup_installs_the_one_version_and_dependency_list():

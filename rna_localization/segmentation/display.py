@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from ..objects import FACE_CONNECTIVITY
 from .params import WORKFLOWS, SegmentationParams
-from .workflows import DEFAULT_SPACING, Intermediates, segment_intermediates
+from .workflows import DEFAULT_SPACING, FILTER_PARAMETERS, Intermediates, segment_intermediates
 
 __all__ = [
     "Playground",
@@ -61,17 +61,22 @@ def _structure_for(config, workflow: str) -> str:
 
 
 def playground_image(workflow: str, *, image_path: str | os.PathLike = "",
-                     config_path: str | os.PathLike = "", spacing=DEFAULT_SPACING,
+                     config_path: str | os.PathLike = "", spacing=None,
                      preset: str = "confocal", snr: float = 8.0, seed: int = 0,
                      shape=(30, 256, 256)):
     """The image a playground notebook tunes on, its name and its voxel size.
 
     In order of precedence:
 
-    1. `image_path`: that stack, with `spacing`;
+    1. `image_path`: that stack, with `spacing`, or when `spacing` is None
+       the voxel size the file states (ImageJ/OME metadata), else that of
+       `config_path`'s ``[scale]``, else :data:`.workflows.DEFAULT_SPACING`
+       with a warning to set it;
     2. `config_path` (a ``pipeline.toml``): the first raw image (by name) of
        the structure segmented with `workflow` (``<data_dir>/<structure>/
-       raw-data``), with the configuration's voxel size;
+       raw-data``), with the configuration's voxel size (``[scale]``, as the
+       pipeline uses it; a :class:`.calibration.VoxelSizeWarning` if the file
+       states another), unless `spacing` is given;
     3. otherwise a simulated example (:func:`rna_localization.synthetic.simulate_image`)
        of the `preset` microscope, with its voxel size (`spacing` is ignored).
 
@@ -82,8 +87,9 @@ def playground_image(workflow: str, *, image_path: str | os.PathLike = "",
         One raw (Z, Y, X) stack; "" for none.
     config_path : path-like
         A pipeline configuration; "" for none.
-    spacing : sequence of 3 floats
-        Microns per voxel (z, y, x) of `image_path`.
+    spacing : sequence of 3 floats, optional
+        Microns per voxel (z, y, x) of the stack; None (or a 0 on any axis):
+        read as above.
     preset : {"confocal", "widefield"}
         Microscope of the simulated example.
     snr : float
@@ -105,14 +111,25 @@ def playground_image(workflow: str, *, image_path: str | os.PathLike = "",
     if workflow not in WORKFLOWS:
         msg = f"workflow must be one of {list(WORKFLOWS)}; got {workflow!r}."
         raise ValueError(msg)
-    if image_path:
-        path = Path(image_path)
-        return read_stack(path), path.stem, tuple(float(s) for s in normalize_spacing(spacing))
+    if spacing is not None and not all(np.broadcast_to(np.asarray(spacing, dtype=object), (3,))):
+        spacing = None  # a 0 (a notebook's "read it") on any axis
+    if spacing is not None:
+        spacing = tuple(float(s) for s in normalize_spacing(spacing))
+    config = None
     if config_path:
         from ..config import load_config
-        from .batch import _inputs
 
         config = load_config(config_path)
+    if image_path:
+        path = Path(image_path)
+        image = read_stack(path)
+        if spacing is None:
+            spacing = _stated_spacing(path, config)
+        return image, path.stem, spacing
+    if config is not None:
+        from ..calibration import find_mismatches, scale_source, warn_mismatches
+        from .batch import _inputs
+
         structure = _structure_for(config, workflow)
         raw_dir, _ = config.structure_dirs(structure)
         if not raw_dir.is_dir():
@@ -122,13 +139,35 @@ def playground_image(workflow: str, *, image_path: str | os.PathLike = "",
         if not paths:
             msg = f"no .tif stack in {raw_dir}; set image_path to one of your raw stacks."
             raise FileNotFoundError(msg)
-        return read_stack(paths[0]), paths[0].stem, tuple(config.spacing)
+        if spacing is None:
+            spacing = tuple(config.spacing)
+            warn_mismatches(find_mismatches(paths[:1], spacing), spacing,
+                            used=scale_source(config), fix="so correct [scale] if the file is right")
+        return read_stack(paths[0]), paths[0].stem, spacing
     from ..synthetic import PRESETS, simulate_image
 
     example = simulate_image("example", rna_type="cen", cycle="nc14", seed=seed, shape=shape,
                              preset=preset, snr=snr)
     image = example.rna if workflow == "rna" else example.centrosomes
     return image, f"example_{preset}", tuple(float(s) for s in PRESETS[preset].spacing)
+
+
+def _stated_spacing(path: Path, config) -> tuple[float, float, float]:
+    """The voxel size of a stack: its file's, else the config's [scale], else the default (warned)."""
+    import warnings
+
+    from ..calibration import VoxelSizeWarning, format_voxel_size
+    from ..io import read_voxel_size
+
+    stated = read_voxel_size(path)
+    if stated is not None:
+        return tuple(float(s) for s in stated)
+    if config is not None:
+        return tuple(config.spacing)
+    warnings.warn(f"{path} states no voxel size: using {format_voxel_size(DEFAULT_SPACING)}; "
+                  f"set xy and z (spacing=) to the microscope's.",
+                  VoxelSizeWarning, stacklevel=3)
+    return tuple(DEFAULT_SPACING)
 
 
 # ------------------------------------------------------------------ figures
@@ -311,12 +350,22 @@ _SLIDERS = {
 }
 
 
-def _central_crop(shape, size: int = 256) -> tuple[slice, slice, slice]:
-    def centre(n: int) -> slice:
-        start = max((n - size) // 2, 0)
-        return slice(start, min(start + size, n))
+def _central_crop(image: np.ndarray, size: int = 256, planes: int = 16) -> tuple[slice, slice, slice]:
+    """The central `size` x `size` pixels, and the `planes` z-slices around the brightest one.
 
-    return (slice(None), centre(shape[1]), centre(shape[2]))
+    The brightest z-slice (highest mean intensity within the crop) is the one
+    in focus; every z-slice when the stack has no more than `planes`.
+    """
+    def centre(n: int, width: int, middle: int | None = None) -> slice:
+        middle = n // 2 if middle is None else middle
+        start = min(max(middle - width // 2, 0), max(n - width, 0))
+        return slice(start, min(start + width, n))
+
+    y, x = centre(image.shape[1], size), centre(image.shape[2], size)
+    if image.shape[0] <= planes:
+        return (slice(None), y, x)
+    brightest = int(np.argmax(image[:, y, x].mean(axis=(1, 2))))
+    return (centre(image.shape[0], planes, brightest), y, x)
 
 
 class Playground:
@@ -343,6 +392,7 @@ class Playground:
         self.spacing = spacing
         self.params = params
         self.intermediates = None
+        self._filter_key = None
         self.seconds = float("nan")
         self._panel_size = panel_size
         self._widgets = widgets
@@ -424,8 +474,12 @@ class Playground:
 
         start = time.perf_counter()
         if rerun or self.intermediates is None:
+            # The filters are the costly part: reused when no parameter of theirs moved.
+            key = tuple(getattr(self.params, name) for name in FILTER_PARAMETERS)
+            previous = self.intermediates if key == self._filter_key else None
             self.intermediates = segment_intermediates(self._crop_image, self.params,
-                                                       spacing=self.spacing)
+                                                       spacing=self.spacing, previous=previous)
+            self._filter_key = key
         labels, _ = _objects(self.intermediates.result)
         z = self.z_slider.value
         if z < 0:
@@ -460,7 +514,7 @@ def _crop_text(crop) -> str:
 
 
 def interactive_playground(image: np.ndarray, params, *, spacing=DEFAULT_SPACING, crop=None,
-                           crop_size: int = 256, z: int | None = None,
+                           crop_size: int = 256, crop_planes: int = 16, z: int | None = None,
                            panel_size: float = 6.0) -> Playground:
     """One slider per numeric parameter; the outlines redraw at every change.
 
@@ -474,8 +528,10 @@ def interactive_playground(image: np.ndarray, params, *, spacing=DEFAULT_SPACING
     SDs (automatic)".
 
     To redraw fast the sliders work on a **crop**: by default the central
-    ``crop_size`` x ``crop_size`` pixels in x and y and every z-slice (about
-    1 s per change on a 30 x 256 x 256 crop). Objects are counted in the
+    ``crop_size`` x ``crop_size`` pixels in x and y and the ``crop_planes``
+    z-slices around the brightest one (the one in focus): under 1 s per
+    change on a 16 x 256 x 256 crop (``benchmarks/bench_playground.py``
+    measures it on a 30 x 512 x 512 stack). Objects are counted in the
     crop; the noise is measured locally, so the crop finds the same objects
     as the whole image away from the crop's edges.
 
@@ -492,6 +548,8 @@ def interactive_playground(image: np.ndarray, params, *, spacing=DEFAULT_SPACING
         central crop; ``False``: the whole image (slow on large stacks).
     crop_size : int
         Side in pixels of the default central crop.
+    crop_planes : int
+        z-slices of the default crop.
     z : int, optional
         The z-slice shown at first; None: the maximum projection.
     panel_size : float
@@ -521,7 +579,7 @@ def interactive_playground(image: np.ndarray, params, *, spacing=DEFAULT_SPACING
         msg = f"image must be a 3D (Z, Y, X) stack; got shape {image.shape}."
         raise ValueError(msg)
     if crop is None:
-        crop = _central_crop(image.shape, crop_size)
+        crop = _central_crop(image, crop_size, crop_planes)
     elif crop is False:
         crop = (slice(None),) * 3
     else:
