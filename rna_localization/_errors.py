@@ -2,7 +2,8 @@
 
 A user's input or the machine's state is at fault, and the message says what
 to do: ``ValueError`` and ``OSError`` (bad values, missing or unreadable
-files), and the two types here for the cases those do not fit. Any other
+files), ``ImportError`` (an optional package to install, named), and the two
+types here for the cases those do not fit. Any other
 exception — a ``TypeError`` from a bug in the package or a library above
 all — keeps its traceback, so that it can be reported and fixed.
 """
@@ -33,4 +34,4 @@ class PipelineError(RuntimeError):
 
 
 #: Exceptions :func:`rna_localization.cli.main` prints as one ``error:`` line.
-USER_ERRORS = (ValueError, OSError, InputTypeError, PipelineError)
+USER_ERRORS = (ValueError, OSError, ImportError, InputTypeError, PipelineError)
