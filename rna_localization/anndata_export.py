@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import Config, ThresholdTable
+from .config import DEFAULT_SPACING, Config, ThresholdTable
 from .db import Database
 from .db.exchange import read_images, read_objects, read_spacings
 
@@ -112,7 +112,7 @@ def single_molecule_table(objects: pd.DataFrame, images: pd.DataFrame, *, group_
 
 def anndata_tables(objects: pd.DataFrame, images: pd.DataFrame, spacings: pd.DataFrame, *,
                    name_column: str = "name",
-                   default_spacing=(0.2, 0.065, 0.065)) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+                   default_spacing=DEFAULT_SPACING) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """The three parts of an AnnData of objects: X, obs and the centroids in microns.
 
     Parameters

@@ -233,8 +233,9 @@ def render_config(survey: DataSurvey, *, data_dir: str = ".") -> str:
         f"segmentation_dir = {_toml_string(SEGMENTATION_DIR)}",
     ]
     if survey.segmentation_file_suffix is None:
-        lines.append('segmentation_file_suffix = "_seg"   # no segmentation yet: '
-                     "`rna-localization segment` writes <name>_seg.tif")
+        suffix = DataConfig.segmentation_file_suffix
+        lines.append(f"segmentation_file_suffix = {_toml_string(suffix)}   # no segmentation yet: "
+                     f"`rna-localization segment` writes <name>{suffix}.tif")
     else:
         lines.append(f"segmentation_file_suffix = {_toml_string(survey.segmentation_file_suffix)}"
                      "   # found after the image names in segmentations/")
