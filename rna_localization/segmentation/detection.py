@@ -35,7 +35,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage.segmentation import watershed
 
-from ..objects import normalize_spacing
+from ..objects import FACE_CONNECTIVITY, normalize_spacing
 from .params import microns_to_voxels
 
 __all__ = [
@@ -706,7 +706,7 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
     if len(spots) == 0:
         return labels
     voxels = tuple(spots[["zi", "yi", "xi"]].to_numpy().T)
-    face = ndimage.generate_binary_structure(3, 1)
+    face = FACE_CONNECTIVITY
     region = np.asarray(score) > floor
     region[voxels] = True
     if reach is not None:
