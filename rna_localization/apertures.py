@@ -14,26 +14,24 @@ aperture, not in the dimmer spot's.
 
 How ties are made exact
 -----------------------
-:func:`scipy.ndimage.distance_transform_edt` gives the distance to and one
-nearest object voxel for every voxel, but on a tie it picks a voxel by
-position, not the smallest label. Call a voxel's *cell* the object it was
-given (0 beyond the reach). If ``v``, at distance ``d(v)`` from its nearest
-object, is tied between two labels, an object voxel of the other label -- in
-another cell than ``v`` -- lies ``d(v)`` away. Let ``w`` be the voxel of
-another cell closest to ``v``; one face step from ``w`` towards ``v`` is
-strictly closer to ``v``, hence in ``v``'s cell, and borders ``w``'s: a
-cell-boundary voxel lies within ``d(v)`` of ``v``. A second distance transform, to the
-cell-boundary voxels, therefore finds every possible tie; only those voxels
-are resolved exactly, against a KD-tree of the objects' face-boundary voxels
-(a nearest object voxel always lies on its object's face boundary).
+No distance transform is used (on a tie it picks a voxel by position, not
+the smallest label). The offsets within ``grow_um + shell_um`` form a small
+stencil, sorted by length; equal lengths (to a relative 1e-9) share a
+*rank*. Every pair of an object voxel and a stencil offset proposes the key
+``rank * (n + 1) + object index`` for the voxel it reaches, and each voxel
+keeps the smallest key proposed (``np.minimum.at``): the nearest distance
+first, then the smallest label among those at that distance -- the rule
+itself, with no tie-breaking step. Pairs that cannot be nearest are never
+formed: an object voxel whose face neighbour on the offset's side is of its
+own object is beaten by that neighbour, so each voxel only sends offsets
+through its free faces, and interior voxels send none. The work is the
+number of voxels within reach of each object, not the volume.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
-from scipy.spatial import cKDTree
 
 from .objects import _check_pair, normalize_spacing
 
@@ -69,11 +67,7 @@ STORED_COLUMNS = ("spot_intensity", "background", "spot_centroid_z", "spot_centr
 #: and rounding must not split them).
 _RTOL = 1e-9
 
-# Nearest object voxels fetched per voxel checked for ties before falling back to
-# a ball query (4 is fastest on dense spots; ties of more than 4 voxels are rare).
-_K_NEAREST = 4
-
-# Voxels checked for ties at a time, to bound the memory of the check.
+# (Object voxel, offset) pairs formed at a time, to bound the memory of the search.
 _CHUNK = 1 << 18
 
 
@@ -100,123 +94,128 @@ def _check_length(value, name: str, *, allow_zero: bool) -> float:
     return value
 
 
-def _distances_from_indices(indices: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Microns from every voxel to the voxel its `indices` (a feature transform) name."""
-    squared = None
-    for axis, step in enumerate(scale):
-        shape = [1] * (indices.ndim - 1)
-        shape[axis] = -1
-        here = np.arange(indices.shape[axis + 1]).reshape(shape)
-        offset = (indices[axis] - here).astype(np.float64)
-        offset *= step
-        offset *= offset
-        squared = offset if squared is None else np.add(squared, offset, out=squared)
-    return np.sqrt(squared, out=squared)
-
-
-def _has_other_neighbour(array: np.ndarray) -> np.ndarray:
-    """Boolean map of the voxels with a face neighbour of another value."""
-    other = np.zeros(array.shape, dtype=bool)
-    for axis in range(array.ndim):
-        differs = np.diff(array, axis=axis) != 0
-        lower = [slice(None)] * array.ndim
-        upper = [slice(None)] * array.ndim
-        lower[axis] = slice(None, -1)
-        upper[axis] = slice(1, None)
-        other[tuple(lower)] |= differs
-        other[tuple(upper)] |= differs
-    return other
-
-
-def _nearest_objects(labels: np.ndarray, scale: np.ndarray, limit: float):
-    """Nearest object label and its distance for every voxel within `limit` microns.
+def _stencil(scale: np.ndarray, reach: float, strides):
+    """Voxel offsets within `reach` microns, their flat offsets and distance ranks.
 
     Returns
     -------
-    nearest : ndarray, like `labels`
-        Label of the nearest object (smallest label on ties), 0 beyond `limit`.
-    distance : ndarray of float64
-        Microns to the nearest object voxel (0 on objects).
+    offsets : (m, 3) ndarray of int
+        Every nonzero offset at most `reach` (to rounding) away.
+    flat : (m,) ndarray of int64
+        The same as flat-index steps for an array of `strides` (in items).
+    rank : (m,) ndarray of int64
+        Rank of the offset's distance, from 1: equal distances (to a relative
+        1e-9) share a rank, and a larger rank is a larger distance.
+    nearest : ndarray of float64
+        The smallest distance of each rank, ``nearest[0] = 0`` (the object itself).
     """
-    objects = labels != 0
-    indices = ndimage.distance_transform_edt(
-        ~objects, sampling=scale, return_distances=False, return_indices=True
-    )
-    distance = _distances_from_indices(indices, scale)
-    within = distance <= limit
-    nearest = np.zeros(labels.shape, dtype=labels.dtype)  # C order: ravel() is a view
-    nearest[within] = labels[tuple(indices[:, within])]
-    del indices
-
-    # Ties between labels are possible only close to a boundary between cells
-    # (module docstring). Checked in chunks, so their temporaries stay ~40 MB.
-    present = labels[objects]
-    if np.any(present != present[0]):
-        edge_indices = ndimage.distance_transform_edt(
-            ~_has_other_neighbour(nearest), sampling=scale,
-            return_distances=False, return_indices=True,
-        )
-        region = np.flatnonzero(within & ~objects)
-        tree, tree_labels = _boundary_tree(labels, scale)
-        flat_nearest, flat_distance = nearest.ravel(), distance.ravel()
-        for start in range(0, region.size, _CHUNK):
-            voxels = region[start : start + _CHUNK]
-            coords = np.unravel_index(voxels, labels.shape)
-            d = flat_distance[voxels]
-            to_edge = np.sqrt(
-                sum(
-                    ((edge_indices[axis][coords] - coords[axis]) * step) ** 2
-                    for axis, step in enumerate(scale)
-                )
-            )
-            candidates = np.flatnonzero(to_edge <= _at_most(d))
-            if candidates.size:
-                points = np.column_stack([c[candidates] for c in coords]) * scale
-                flat_nearest[voxels[candidates]] = _smallest_tied_label(
-                    tree, tree_labels, points, d[candidates]
-                )
-    return nearest, distance
+    extent = np.floor(_at_most(reach) / scale).astype(int)
+    grids = np.meshgrid(*[np.arange(-e, e + 1) for e in extent], indexing="ij")
+    offsets = np.column_stack([g.ravel() for g in grids])
+    distance = np.sqrt((((offsets * scale) ** 2).sum(axis=1)))
+    keep = (distance <= _at_most(reach)) & (distance > 0)
+    offsets, distance = offsets[keep], distance[keep]
+    order = np.argsort(distance, kind="stable")
+    offsets, distance = offsets[order], distance[order]
+    rank = np.empty(distance.size, dtype=np.int64)
+    nearest = [0.0]
+    for i, d in enumerate(distance):  # at most a few thousand offsets
+        if d > _at_most(nearest[-1]):
+            nearest.append(float(d))
+        rank[i] = len(nearest) - 1
+    flat = offsets @ np.asarray(strides, dtype=np.int64)
+    return offsets, flat, rank, np.array(nearest)
 
 
-def _boundary_tree(labels: np.ndarray, scale: np.ndarray):
-    """KD-tree of the object voxels with a face neighbour of another label, and their labels.
+def _free_faces(flat_labels: np.ndarray, voxels: np.ndarray, strides) -> np.ndarray:
+    """6-bit mask per object voxel: bit ``2k`` (``2k + 1``) set when its face
+    neighbour one step up (down) axis ``k`` is not of its own label."""
+    own = flat_labels[voxels]
+    faces = np.zeros(voxels.size, dtype=np.uint8)
+    for axis, stride in enumerate(strides):
+        faces |= (flat_labels[voxels + stride] != own).astype(np.uint8) << (2 * axis)
+        faces |= (flat_labels[voxels - stride] != own).astype(np.uint8) << (2 * axis + 1)
+    return faces
 
-    A nearest object voxel always is one: a voxel all of whose face neighbours
-    were of its own object has one strictly closer to any outside voxel.
+
+def _allowed_offsets(offsets: np.ndarray, faces: int) -> np.ndarray:
+    """Offsets that only step through free faces (see :func:`_nearest_keys`)."""
+    allowed = np.ones(len(offsets), dtype=bool)
+    for axis in range(3):
+        if not faces >> (2 * axis) & 1:
+            allowed &= offsets[:, axis] <= 0
+        if not faces >> (2 * axis + 1) & 1:
+            allowed &= offsets[:, axis] >= 0
+    return allowed
+
+
+def _nearest_keys(index_image: np.ndarray, scale: np.ndarray, reach: float, n: int):
+    """Nearest object of every voxel within `reach` microns, as one integer key per voxel.
+
+    `index_image` holds objects as 1..n and is padded by at least the reach
+    plus one voxel on every side. A voxel's key is ``rank * (n + 1) + i``: the
+    rank of its distance to the nearest object (see :func:`_stencil`) and that
+    object's index, the smallest on ties, so the smallest key over all
+    (object voxel, offset) pairs reaching it is the answer. The maximum of the
+    key dtype marks voxels beyond `reach`.
+
+    Only pairs that can be nearest are formed: if the object voxel ``p`` has a
+    neighbour ``p + e`` of its own object with ``e`` on the side of the offset
+    ``o`` (``o_k >= 1`` for ``e`` one step up axis ``k``), then ``p + e`` is
+    strictly closer to ``p + o`` (``|o - e|^2 = |o|^2 - (2 o_k - 1) s_k^2``),
+    so the pair is skipped; the nearest object voxel never is.
     """
-    boundary = np.flatnonzero(_has_other_neighbour(labels) & (labels != 0))
-    points = np.column_stack(np.unravel_index(boundary, labels.shape)) * scale
-    # Sliding-midpoint splits suit points on a voxel grid.
-    tree = cKDTree(points, balanced_tree=False, compact_nodes=False)
-    return tree, labels.ravel()[boundary].astype(np.int64)
-
-
-def _smallest_tied_label(tree, tree_labels, points, distance) -> np.ndarray:
-    """Smallest label among the tree's voxels within `distance` (to rounding) of `points`."""
-    radius = _at_most(distance)
-    k = min(_K_NEAREST, tree.n)
-    found, index = tree.query(points, k=k, distance_upper_bound=float(radius.max()))
-    found, index = found.reshape(len(points), k), index.reshape(len(points), k)
-    tied = found <= radius[:, None]
-    none = np.iinfo(np.int64).max
-    best = np.where(tied, np.r_[tree_labels, none][index], none).min(axis=1)
-    crowded = np.flatnonzero(tied[:, -1]) if k < tree.n else np.empty(0, dtype=np.intp)
-    if crowded.size:  # more than k tied voxels: ask for all of them
-        hits = tree.query_ball_point(points[crowded], r=radius[crowded])
-        best[crowded] = [tree_labels[h].min() for h in hits]
-    return best
+    strides = np.array(index_image.strides) // index_image.itemsize
+    offsets, flat_offsets, rank, nearest = _stencil(scale, reach, strides)
+    n_ranks = len(nearest)
+    dtype = np.int32 if n_ranks * (n + 1) < np.iinfo(np.int32).max else np.int64
+    blank = np.iinfo(dtype).max
+    keys = np.full(index_image.size, blank, dtype=dtype)
+    flat_labels = index_image.ravel()
+    voxels = np.flatnonzero(flat_labels)
+    keys[voxels] = flat_labels[voxels]  # rank 0: every object voxel is its own
+    faces = _free_faces(flat_labels, voxels, strides)
+    offset_keys = (rank * (n + 1)).astype(dtype)
+    for face_set in np.unique(faces[faces != 0]):
+        allowed = _allowed_offsets(offsets, int(face_set))
+        steps, step_keys = flat_offsets[allowed], offset_keys[allowed]
+        chosen = voxels[faces == face_set]
+        per_chunk = max(1, _CHUNK // max(steps.size, 1))
+        for start in range(0, chosen.size, per_chunk):
+            points = chosen[start : start + per_chunk]
+            targets = (points[:, None] + steps[None, :]).ravel()
+            values = (step_keys[None, :] + flat_labels[points].astype(dtype)[:, None]).ravel()
+            np.minimum.at(keys, targets, values)
+    return keys.reshape(index_image.shape), nearest, blank
 
 
 def _group_medians(keys: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """Median of `values` per key in ``0..n-1`` (NaN for keys without values)."""
-    order = np.lexsort((values, keys))
-    values = values[order]
+    """Median of `values` per key in ``0..n-1`` (NaN for keys without values).
+
+    Integer values are packed beside their key into one int64 and sorted once.
+    """
     counts = np.bincount(keys, minlength=n)
-    starts = np.cumsum(counts) - counts
     medians = np.full(n, np.nan)
+    if values.size == 0:
+        return medians
+    starts = np.cumsum(counts) - counts
     has = counts > 0
-    low = values[starts[has] + (counts[has] - 1) // 2]
-    high = values[starts[has] + counts[has] // 2]
+    low_at = starts[has] + (counts[has] - 1) // 2
+    high_at = starts[has] + counts[has] // 2
+    bits = 0
+    if np.issubdtype(values.dtype, np.integer) and -(2**62) < int(values.min()) <= int(values.max()) < 2**62:
+        smallest = int(values.min())
+        bits = (int(values.max()) - smallest).bit_length()
+    if 0 < bits and bits + max(int(n).bit_length(), 1) <= 62:
+        packed = np.left_shift(keys.astype(np.int64), bits)
+        packed |= values.astype(np.int64) - smallest
+        packed.sort()
+        mask = (1 << bits) - 1
+        low = (packed[low_at] & mask).astype(np.float64) + smallest
+        high = (packed[high_at] & mask).astype(np.float64) + smallest
+    else:
+        ordered = values[np.lexsort((values, keys))].astype(np.float64)
+        low, high = ordered[low_at], ordered[high_at]
     medians[has] = (low + high) / 2
     return medians
 
@@ -271,8 +270,9 @@ def aperture_intensities(
     Notes
     -----
     Only the bounding box of the objects, enlarged by ``grow_um + shell_um``,
-    is processed, so sparse objects in a large stack cost little; it takes
-    about 60 bytes per voxel of that box.
+    is held, at 8 bytes per voxel of that box, plus about 40 bytes per voxel
+    within reach of an object; the time grows with the number of voxels
+    within reach, not with the volume (module docstring).
 
     Examples
     --------
@@ -310,32 +310,46 @@ def aperture_intensities(
         raise ValueError(msg)
     del objects
 
-    outer = _at_most(grow_um + shell_um)
-    margin = np.floor(outer / scale).astype(int) + 1
+    outer = grow_um + shell_um
+    margin = np.floor(_at_most(outer) / scale).astype(int) + 1
     box = tuple(
         slice(max(int(found[0]) - m, 0), min(int(found[-1]) + 1 + m, size))
         for found, m, size in zip(extents, margin, label_image.shape)
     )
     labels = label_image[box]
-    nearest, distance = _nearest_objects(labels, scale, outer)
-
-    object_ids = np.unique(labels[labels != 0])
+    present = labels != 0
+    object_ids = np.unique(labels[present])
     n = object_ids.size
-    values = intensity_image[box]
+    index_dtype = np.int32 if n < np.iinfo(np.int32).max else np.int64
+    index_image = np.zeros(tuple(s + 2 * m for s, m in zip(labels.shape, margin)), index_dtype)
+    inner = tuple(slice(m, m + s) for m, s in zip(margin, labels.shape))
+    index_image[inner][present] = np.searchsorted(object_ids, labels[present]) + 1
+    del present
+    keys, nearest, blank = _nearest_keys(index_image, scale, outer, n)
+    del index_image
+    keys = keys[inner]
 
-    owned = nearest != 0
-    in_aperture = owned & (distance <= _at_most(grow_um))
-    in_shell = owned & ~in_aperture
-    del owned, distance
+    within = keys != blank
+    keys = keys[within]
+    values = intensity_image[box][within]
+    del within
+    # Keys are ordered by distance rank first: the aperture is every key below
+    # the first rank farther than grow_um.
+    aperture_ranks = int(np.count_nonzero(nearest <= _at_most(grow_um)))
+    in_aperture = keys < aperture_ranks * (n + 1)
+    owner = keys - keys // (n + 1) * (n + 1)  # floor division by a scalar is fast
+    owner = owner.astype(np.intp) - 1
+    del keys
 
-    keys = np.searchsorted(object_ids, nearest[in_aperture])
-    aperture_area = np.bincount(keys, minlength=n)
+    aperture_owner = owner[in_aperture]
+    aperture_area = np.bincount(aperture_owner, minlength=n)
     aperture_sum = np.bincount(
-        keys, weights=values[in_aperture].astype(np.float64), minlength=n
+        aperture_owner, weights=values[in_aperture].astype(np.float64), minlength=n
     )
-    keys = np.searchsorted(object_ids, nearest[in_shell])
-    shell_area = np.bincount(keys, minlength=n)
-    background = _group_medians(keys, values[in_shell].astype(np.float64), n)
+    in_shell = ~in_aperture
+    shell_owner = owner[in_shell]
+    shell_area = np.bincount(shell_owner, minlength=n)
+    background = _group_medians(shell_owner, values[in_shell], n)
     if np.isnan(background).any():
         background[np.isnan(background)] = np.median(intensity_image.astype(np.float64, copy=False))
 
