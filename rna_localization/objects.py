@@ -126,18 +126,24 @@ def label_objects(segmentation: np.ndarray) -> np.ndarray:
             f"{segmentation.dtype}. Threshold probability maps into a mask first."
         )
         raise TypeError(msg)
-    # Extremes and "more than one non-zero value" without sorting every voxel (np.unique).
-    smallest = segmentation.min() if segmentation.size else 0
+    # Few whole-volume passes: the mask (reused by ndimage.label), the maximum,
+    # the minimum only for signed dtypes, and one comparison for "a single value".
+    if np.issubdtype(segmentation.dtype, np.signedinteger) and segmentation.size:
+        smallest = segmentation.min()
+        if smallest < 0:
+            msg = f"segmentation has negative labels (smallest {smallest}); labels must be >= 0."
+            raise ValueError(msg)
     largest = segmentation.max() if segmentation.size else 0
-    if smallest < 0:
-        msg = f"segmentation has negative labels (smallest {smallest}); labels must be >= 0."
-        raise ValueError(msg)
     if largest > np.iinfo(np.int32).max:
         msg = f"segmentation label {largest} does not fit in int32."
         raise ValueError(msg)
-    if largest == 0 or not np.any((segmentation != 0) & (segmentation != largest)):
-        label_image, _ = ndimage.label(segmentation != 0, structure=FACE_CONNECTIVITY)
-        return label_image.astype(np.int32, copy=False)
+    if largest == 0:
+        return np.zeros(segmentation.shape, dtype=np.int32)
+    mask = segmentation != 0
+    if np.count_nonzero(segmentation == largest) == np.count_nonzero(mask):  # a binary mask
+        label_image = np.empty(segmentation.shape, dtype=np.int32)
+        ndimage.label(mask, structure=FACE_CONNECTIVITY, output=label_image)
+        return label_image
     return segmentation.astype(np.int32)
 
 

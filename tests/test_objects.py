@@ -70,6 +70,24 @@ def test_float_and_2d_segmentations_are_refused():
         label_objects(np.full((1, 2, 2), -1, np.int16))
 
 
+def test_validity_checks_on_every_path():
+    # Empty: zero objects, int32 zeros.
+    empty = label_objects(np.zeros((2, 3, 3), np.uint16))
+    assert empty.dtype == np.int32 and not empty.any()
+    # A negative label hidden among positive ones is found, not only an all-negative image.
+    image = np.zeros((2, 3, 3), np.int64)
+    image[0, 0, 0], image[1, 2, 2] = 5, -2
+    with pytest.raises(ValueError, match=r"negative labels \(smallest -2\)"):
+        label_objects(image)
+    image[1, 2, 2] = 2**31
+    with pytest.raises(ValueError, match="label 2147483648 does not fit in int32"):
+        label_objects(image)
+    # Two values, one of them the largest: a label image, kept as it is (not a mask).
+    image[1, 2, 2] = 3
+    image[1, 2, 1] = 5  # touches the 3: a mask would merge them
+    np.testing.assert_array_equal(label_objects(image), image)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 def test_measurements_match_plain_numpy(dtype):
     rng = np.random.default_rng(4)
