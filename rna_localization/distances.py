@@ -14,20 +14,65 @@ ties included, while cutting the points of a solid object by a large factor.
 Overlapping objects (distance 0) are found directly from the shared voxels.
 A target without boundary voxels is one object filling the whole stack: every
 object overlaps it.
+
+Two ways to the nearest target voxel
+------------------------------------
+Each source boundary voxel's distance to the nearest target voxel comes
+either from a KD-tree of the target boundary voxels (cost grows with the
+number of source boundary voxels, and with how far they are from the
+targets) or from one exact Euclidean distance transform of the box around
+both (cost grows with the box's volume, whatever the number of objects).
+The KD-tree wins on sparse RNA; the transform on tens of thousands of RNA
+objects per stack far from large targets. ``method="auto"`` estimates both
+costs per image and picks the cheaper; either way the object's minimum and
+its tied target voxels (a ball query in the KD-tree) are found the same way.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .objects import normalize_spacing
 
-__all__ = ["DISTANCE_COLUMNS", "nearest_distances", "point_distances"]
+__all__ = ["DISTANCE_COLUMNS", "DISTANCE_METHODS", "nearest_distances", "point_distances",
+           "usable_cores"]
 
 #: Columns of :func:`nearest_distances` and their dtypes.
 DISTANCE_COLUMNS = {"object_id": "int64", "distance": "float64", "target_id": "Int64"}
+
+#: Ways :func:`nearest_distances` can find each boundary voxel's nearest target voxel.
+DISTANCE_METHODS = ("auto", "kdtree", "edt")
+
+# Cost model of the two methods (seconds, measured on one core by
+# benchmarks/bench_distances.py, "method choice"): a KD-tree query costs about
+# _KD_SECONDS per query point and per log2 of the target points, times
+# (1 + distance to the target / _KD_REACH_UM); an exact distance transform costs
+# _EDT_SECONDS per voxel of the box around the boundaries. Only the ratio of
+# the two matters.
+_KD_SECONDS = 2.4e-8
+_KD_REACH_UM = 1.0
+_EDT_SECONDS = 1.1e-7
+# The transform holds ~13 bytes per voxel of that box: above this many voxels
+# the KD-tree is used whatever the estimate (about 450 MB).
+_EDT_MAX_VOXELS = 1 << 25
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1.
+
+    Examples
+    --------
+    >>> usable_cores() >= 1
+    True
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
 
 
 def _face_boundary(flat_labels: np.ndarray, voxels: np.ndarray, shape) -> np.ndarray:
@@ -73,7 +118,8 @@ def nearest_distances(
     spacing=1.0,
     *,
     tie_rtol: float = 1e-9,
-    workers: int = 1,
+    workers: int | None = None,
+    method: str = "auto",
 ) -> pd.DataFrame:
     """Distance from every object to the nearest object of another label image.
 
@@ -96,8 +142,17 @@ def nearest_distances(
         Target objects whose distance is within this relative tolerance of the
         minimum count as tied (floating-point rounding can split exact ties);
         the smallest target label wins.
-    workers : int
-        Threads for the KD-tree queries (-1: all cores).
+    workers : int, optional
+        Threads for the KD-tree queries; None (the default) uses every core
+        this process may run on (:func:`usable_cores`), -1 every core.
+    method : {"auto", "kdtree", "edt"}
+        How each boundary voxel's nearest target voxel is found: a KD-tree of
+        the targets' boundary voxels, or one exact Euclidean distance transform
+        of the box around both images' boundary voxels (faster for many
+        objects near large targets). ``"auto"`` picks the one a cost model
+        says is faster for this image. Both are exact; ties are resolved the
+        same way, so every method gives the same objects, targets and
+        distances (to rounding, 1e-12 relative).
 
     Returns
     -------
@@ -122,6 +177,16 @@ def nearest_distances(
             f"label_image and target_label_image must be 3D (Z, Y, X) arrays of the "
             f"same shape; got {label_image.shape} and {target_label_image.shape}."
         )
+        raise ValueError(msg)
+    if method not in DISTANCE_METHODS:
+        msg = f"method must be one of {', '.join(map(repr, DISTANCE_METHODS))}; got {method!r}."
+        raise ValueError(msg)
+    if workers is None:
+        workers = usable_cores()
+    elif isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or not (
+        workers >= 1 or workers == -1
+    ):
+        msg = f"workers must be a whole number >= 1, -1 (all cores) or None; got {workers!r}."
         raise ValueError(msg)
     scale = normalize_spacing(spacing)
     shape = label_image.shape
@@ -157,7 +222,7 @@ def nearest_distances(
         if source_boundary.size and target_boundary.size:
             _nearest_from_boundaries(
                 flat_labels, flat_targets, shape, source_boundary, target_boundary,
-                scale, object_ids, distance, target_id, tie_rtol, workers,
+                scale, object_ids, distance, target_id, tie_rtol, workers, method,
             )
 
     nearest = pd.array(target_id, dtype="Int64")
@@ -167,7 +232,7 @@ def nearest_distances(
 
 def _nearest_from_boundaries(
     flat_labels, flat_targets, shape, source_voxels, target_voxels,
-    scale, object_ids, distance, target_id, tie_rtol, workers,
+    scale, object_ids, distance, target_id, tie_rtol, workers, method,
 ):
     """Fill `distance` and `target_id` for objects that overlap no target.
 
@@ -183,7 +248,14 @@ def _nearest_from_boundaries(
     source_voxels, source_labels = source_voxels[order], source_labels[order]
     source_points = np.column_stack(np.unravel_index(source_voxels, shape)) * scale
 
-    voxel_distance, _ = tree.query(source_points, k=1, workers=workers)
+    if method == "auto":
+        threads = usable_cores() if workers == -1 else min(workers, usable_cores())
+        method = _choose_method(tree, source_points, source_voxels, target_voxels, shape, scale,
+                                threads)
+    if method == "edt":
+        voxel_distance = _edt_distances(source_voxels, target_voxels, shape, scale)
+    else:
+        voxel_distance, _ = tree.query(source_points, k=1, workers=workers)
     starts = _group_starts(source_labels)
     object_min = np.minimum.reduceat(voxel_distance, starts)
     rows = np.searchsorted(object_ids, source_labels[starts])
@@ -205,6 +277,56 @@ def _nearest_from_boundaries(
     hit_sources, hit_labels = hit_sources[order], hit_labels[order]
     first = _group_starts(hit_sources)
     target_id[np.searchsorted(object_ids, hit_sources[first])] = hit_labels[first]
+
+
+
+def _box(source_voxels, target_voxels, shape) -> tuple[slice, ...]:
+    """Bounding box of both sets of flat voxel indices."""
+    low, high = np.array(shape), np.zeros(len(shape), dtype=np.int64)
+    for voxels in (source_voxels, target_voxels):
+        coords = np.unravel_index(voxels, shape)
+        low = np.minimum(low, [c.min() for c in coords])
+        high = np.maximum(high, [c.max() for c in coords])
+    return tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(low, high))
+
+
+def _edt_distances(source_voxels, target_voxels, shape, scale) -> np.ndarray:
+    """Distance from each source voxel to the nearest target voxel, by one exact distance transform.
+
+    Only the box around both sets is transformed: every nearest pair lies in it.
+    """
+    box = _box(source_voxels, target_voxels, shape)
+    box_shape = tuple(s.stop - s.start for s in box)
+    origin = np.array([s.start for s in box])
+    background = np.ones(box_shape, dtype=bool)
+    target_coords = np.unravel_index(target_voxels, shape)
+    background[tuple(c - o for c, o in zip(target_coords, origin))] = False
+    # The feature transform only (each voxel's nearest target voxel): distances are
+    # then computed at the source voxels alone, not over the whole box.
+    nearest = ndimage.distance_transform_edt(
+        background, sampling=scale, return_distances=False, return_indices=True
+    )
+    del background
+    source_coords = tuple(c - o for c, o in zip(np.unravel_index(source_voxels, shape), origin))
+    squared = np.zeros(len(source_voxels))
+    for axis, step in enumerate(scale):
+        squared += ((nearest[axis][source_coords] - source_coords[axis]) * step) ** 2
+    return np.sqrt(squared)
+
+
+def _choose_method(tree, source_points, source_voxels, target_voxels, shape, scale,
+                   threads: int) -> str:
+    """``"kdtree"`` or ``"edt"``, whichever the cost model (module constants) says is faster."""
+    box = _box(source_voxels, target_voxels, shape)
+    voxels = int(np.prod([s.stop - s.start for s in box]))
+    if voxels > _EDT_MAX_VOXELS:
+        return "kdtree"
+    # How far the queries reach, from an even sample of them (deterministic).
+    sample = source_points[:: max(1, len(source_points) // 256)]
+    reach = float(np.mean(tree.query(sample, k=1)[0]))
+    kd = _KD_SECONDS * len(source_points) * np.log2(tree.n + 1) * (1 + reach / _KD_REACH_UM)
+    kd /= threads  # the queries run in parallel, the transform on one core
+    return "edt" if _EDT_SECONDS * voxels < kd else "kdtree"
 
 
 def point_distances(points, target_label_image: np.ndarray, spacing=1.0) -> np.ndarray:

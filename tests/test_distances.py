@@ -122,3 +122,54 @@ def test_source_and_target_both_filling_the_stack():
     result = nearest_distances(everything, 4 * everything, spacing=0.1)
     assert result["distance"].tolist() == [0.0]
     assert result["target_id"].tolist() == [4]
+
+
+@pytest.mark.parametrize("method", ["kdtree", "edt"])
+@pytest.mark.parametrize("spacing", [1.0, (0.2, 0.065, 0.065), (0.3, 0.1, 0.1)])
+@pytest.mark.parametrize("seed", range(5))
+def test_each_method_matches_all_pairs_brute_force(method, spacing, seed):
+    # Objects confined to a corner of a larger stack (the distance transform
+    # works on the box around them) and crowded: many exact ties between targets.
+    rng = np.random.default_rng(50 + seed)
+    shape = (9, 14, 13)
+    source = np.zeros(shape, np.int32)
+    target = np.zeros(shape, np.int32)
+    inner = (slice(1, 7), slice(2, 12), slice(0, 9))
+    source[inner] = label_objects(rng.random((6, 10, 9)) > 0.8)
+    target[inner] = label_objects(rng.random((6, 10, 9)) > rng.choice([0.85, 0.97]))
+    result = nearest_distances(source, target, spacing, method=method, workers=2)
+    _compare(result, oracles.distances(source, target, spacing))
+
+
+def test_method_choice_follows_the_cost_of_each():
+    from scipy.spatial import cKDTree
+
+    from rna_localization import distances
+
+    scale = np.array((0.2, 0.065, 0.065))
+    shape = (30, 512, 512)
+    target_voxels = np.ravel_multi_index(np.nonzero(np.ones((6, 60, 60), bool)), shape)
+    tree = cKDTree(np.column_stack(np.unravel_index(target_voxels, shape)) * scale)
+    # Few source voxels: querying them beats transforming 7.9 million voxels.
+    few = np.arange(0, shape[1] * shape[2], 997, dtype=np.int64)[:500] + 20 * shape[1] * shape[2]
+    points = np.column_stack(np.unravel_index(few, shape)) * scale
+    assert distances._choose_method(tree, points, few, target_voxels, shape, scale, 1) == "kdtree"
+    # Hundreds of thousands of them, far from the targets: one transform is cheaper...
+    many = np.arange(0, 30 * 512 * 512, 11, dtype=np.int64)
+    points = np.column_stack(np.unravel_index(many, shape)) * scale
+    assert distances._choose_method(tree, points, many, target_voxels, shape, scale, 1) == "edt"
+    # ... unless the queries share many cores, or the box is too large to transform.
+    assert distances._choose_method(tree, points, many, target_voxels, shape, scale, 64) == "kdtree"
+    big = (300, 512, 512)
+    spread = np.arange(0, 300 * 512 * 512, 110, dtype=np.int64)
+    points = np.column_stack(np.unravel_index(spread, big)) * scale
+    assert distances._choose_method(tree, points, spread, target_voxels, big, scale, 1) == "kdtree"
+
+
+def test_bad_method_and_workers_are_named():
+    rna = np.zeros((1, 1, 4), np.int32)
+    rna[0, 0, 0] = 1
+    with pytest.raises(ValueError, match=r"method must be one of 'auto', 'kdtree', 'edt'; got 'fast'"):
+        nearest_distances(rna, rna, method="fast")
+    with pytest.raises(ValueError, match=r"workers must be .* got 0"):
+        nearest_distances(rna, rna, workers=0)
