@@ -70,6 +70,9 @@ _RTOL = 1e-9
 # (Object voxel, offset) pairs formed at a time, to bound the memory of the search.
 _CHUNK = 1 << 18
 
+# Voxels of the box handled at a time (whole planes, plus the planes within reach).
+_SLAB_VOXELS = 1 << 24
+
 
 def _at_most(limit: float) -> float:
     """Largest distance counted as <= `limit`, allowing for rounding."""
@@ -270,9 +273,10 @@ def aperture_intensities(
     Notes
     -----
     Only the bounding box of the objects, enlarged by ``grow_um + shell_um``,
-    is held, at 8 bytes per voxel of that box, plus about 40 bytes per voxel
-    within reach of an object; the time grows with the number of voxels
-    within reach, not with the volume (module docstring).
+    is processed, a slab of whole planes (about 16 million voxels) at a time:
+    8 bytes per voxel of a slab, plus a few bytes per shell voxel kept for
+    the medians. The time grows with the number of voxels within reach of
+    an object, not with the volume (module docstring).
 
     Examples
     --------
@@ -317,39 +321,54 @@ def aperture_intensities(
         for found, m, size in zip(extents, margin, label_image.shape)
     )
     labels = label_image[box]
-    present = labels != 0
-    object_ids = np.unique(labels[present])
+    values = intensity_image[box]
+    object_ids = np.unique(labels[labels != 0])
     n = object_ids.size
     index_dtype = np.int32 if n < np.iinfo(np.int32).max else np.int64
-    index_image = np.zeros(tuple(s + 2 * m for s, m in zip(labels.shape, margin)), index_dtype)
-    inner = tuple(slice(m, m + s) for m, s in zip(margin, labels.shape))
-    index_image[inner][present] = np.searchsorted(object_ids, labels[present]) + 1
-    del present
-    keys, nearest, blank = _nearest_keys(index_image, scale, outer, n)
-    del index_image
-    keys = keys[inner]
-
-    within = keys != blank
-    keys = keys[within]
-    values = intensity_image[box][within]
-    del within
-    # Keys are ordered by distance rank first: the aperture is every key below
-    # the first rank farther than grow_um.
-    aperture_ranks = int(np.count_nonzero(nearest <= _at_most(grow_um)))
-    in_aperture = keys < aperture_ranks * (n + 1)
-    owner = keys - keys // (n + 1) * (n + 1)  # floor division by a scalar is fast
-    owner = owner.astype(np.intp) - 1
-    del keys
-
-    aperture_owner = owner[in_aperture]
-    aperture_area = np.bincount(aperture_owner, minlength=n)
-    aperture_sum = np.bincount(
-        aperture_owner, weights=values[in_aperture].astype(np.float64), minlength=n
-    )
-    in_shell = ~in_aperture
-    shell_owner = owner[in_shell]
+    aperture_area = np.zeros(n, dtype=np.int64)
+    aperture_sum = np.zeros(n)
+    shell_owners, shell_values = [], []
+    # In slabs of planes, each with the planes within reach on both sides: every
+    # object voxel within reach of a slab voxel is in them, so each slab is exact,
+    # and memory stays bounded on a full frame.
+    depth = labels.shape[0]
+    planes = max(1, _SLAB_VOXELS // max(labels[0].size, 1))
+    for first in range(0, depth, planes):
+        last = min(first + planes, depth)
+        low, high = max(first - margin[0], 0), min(last + margin[0], depth)
+        slab = labels[low:high]
+        present = slab != 0
+        index_image = np.zeros(tuple(s + 2 * m for s, m in zip(slab.shape, margin)), index_dtype)
+        inner = tuple(slice(m, m + s) for m, s in zip(margin, slab.shape))
+        index_image[inner][present] = np.searchsorted(object_ids, slab[present]) + 1
+        del present
+        keys, nearest, blank = _nearest_keys(index_image, scale, outer, n)
+        del index_image
+        keys = keys[inner][first - low : last - low]
+        within = keys != blank
+        keys = keys[within]
+        here = values[first:last][within]
+        del within
+        # Keys are ordered by distance rank first: the aperture is every key below
+        # the first rank farther than grow_um.
+        aperture_ranks = int(np.count_nonzero(nearest <= _at_most(grow_um)))
+        in_aperture = keys < aperture_ranks * (n + 1)
+        owner = keys - keys // (n + 1) * (n + 1)  # floor division by a scalar is fast
+        owner -= 1
+        del keys
+        aperture_owner = owner[in_aperture]
+        aperture_area += np.bincount(aperture_owner, minlength=n)
+        aperture_sum += np.bincount(
+            aperture_owner, weights=here[in_aperture].astype(np.float64), minlength=n
+        )
+        in_shell = ~in_aperture
+        shell_owners.append(owner[in_shell])
+        shell_values.append(here[in_shell])
+    shell_owner = np.concatenate(shell_owners).astype(np.intp)
+    del shell_owners
     shell_area = np.bincount(shell_owner, minlength=n)
-    background = _group_medians(shell_owner, values[in_shell], n)
+    shell_values = np.concatenate(shell_values)
+    background = _group_medians(shell_owner, shell_values, n)
     if np.isnan(background).any():
         background[np.isnan(background)] = np.median(intensity_image.astype(np.float64, copy=False))
 

@@ -223,3 +223,27 @@ def test_dense_blocks_and_walks_with_many_ties_match_oracle(seed):
         floats = aperture_intensities(labels, raw.astype(np.float32), spacing=(0.3, 0.1, 0.1),
                                       grow_um=grow_um, shell_um=shell_um)
         pd.testing.assert_frame_equal(floats, expected, check_dtype=False, check_exact=True)
+
+
+@pytest.mark.parametrize("slab_voxels", [1, 3 * 14 * 13])
+def test_slabs_of_planes_give_the_whole_stack_answer(monkeypatch, slab_voxels):
+    # A full frame is handled a few planes at a time; force one and three planes
+    # per slab on a crowded stack and compare with the oracle.
+    from rna_localization import apertures
+
+    monkeypatch.setattr(apertures, "_SLAB_VOXELS", slab_voxels)
+    rng = np.random.default_rng(7)
+    shape = (9, 14, 13)
+    labels = _random_objects(rng, shape, 35)
+    raw = rng.integers(0, 4000, shape).astype(np.uint16)
+    measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.3, shell_um=0.3)
+    expected = _oracle(labels, raw, (0.2, 0.1, 0.1), 0.3, 0.3)
+    pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
+    # A lone voxel: the voxels exactly 0.6 um (three planes) above and below it are
+    # in its shell, so each slab must see every plane within reach.
+    lone = np.zeros((9, 3, 3), np.int32)
+    lone[4, 1, 1] = 1
+    raw = np.arange(lone.size, dtype=np.uint16).reshape(lone.shape)
+    measured = aperture_intensities(lone, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.3, shell_um=0.3)
+    expected = _oracle(lone, raw, (0.2, 0.1, 0.1), 0.3, 0.3)
+    pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
