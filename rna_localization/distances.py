@@ -250,7 +250,7 @@ def _nearest_from_boundaries(
 
     if method == "auto":
         threads = usable_cores() if workers == -1 else min(workers, usable_cores())
-        method = _choose_method(tree, source_points, source_voxels, target_voxels, shape, scale,
+        method = _choose_method(tree, source_points, source_voxels, target_voxels, shape,
                                 threads)
     if method == "edt":
         voxel_distance = _edt_distances(source_voxels, target_voxels, shape, scale)
@@ -314,20 +314,21 @@ def _edt_distances(source_voxels, target_voxels, shape, scale) -> np.ndarray:
     return np.sqrt(squared)
 
 
-def _choose_method(tree, source_points, source_voxels, target_voxels, shape, scale,
+def _choose_method(tree, source_points, source_voxels, target_voxels, shape,
                    threads: int) -> str:
     """``"kdtree"`` or ``"edt"``, whichever the cost model (module constants) says is faster."""
-    box = _box(source_voxels, target_voxels, shape)
-    voxels = int(np.prod([s.stop - s.start for s in box]))
-    if voxels > _EDT_MAX_VOXELS:
-        return "kdtree"
     # How far the queries reach, from an even sample of them (deterministic).
     sample = source_points[:: max(1, len(source_points) // 256)]
     reach = float(np.mean(tree.query(sample, k=1)[0]))
     kd = _KD_SECONDS * len(source_points) * np.log2(tree.n + 1) * (1 + reach / _KD_REACH_UM)
     kd /= threads  # the queries run in parallel, the transform on one core
+    # The box holds at least every source and target voxel: often that settles it.
+    if kd <= _EDT_SECONDS * (len(source_voxels) + len(target_voxels)):
+        return "kdtree"
+    voxels = int(np.prod([s.stop - s.start for s in _box(source_voxels, target_voxels, shape)]))
+    if voxels > _EDT_MAX_VOXELS:
+        return "kdtree"
     return "edt" if _EDT_SECONDS * voxels < kd else "kdtree"
-
 
 def point_distances(points, target_label_image: np.ndarray, spacing=1.0) -> np.ndarray:
     """Exact distance, in microns, from points to the nearest voxel centre of any target object.

@@ -153,17 +153,17 @@ def test_method_choice_follows_the_cost_of_each():
     # Few source voxels: querying them beats transforming 7.9 million voxels.
     few = np.arange(0, shape[1] * shape[2], 997, dtype=np.int64)[:500] + 20 * shape[1] * shape[2]
     points = np.column_stack(np.unravel_index(few, shape)) * scale
-    assert distances._choose_method(tree, points, few, target_voxels, shape, scale, 1) == "kdtree"
+    assert distances._choose_method(tree, points, few, target_voxels, shape, 1) == "kdtree"
     # Hundreds of thousands of them, far from the targets: one transform is cheaper...
     many = np.arange(0, 30 * 512 * 512, 11, dtype=np.int64)
     points = np.column_stack(np.unravel_index(many, shape)) * scale
-    assert distances._choose_method(tree, points, many, target_voxels, shape, scale, 1) == "edt"
+    assert distances._choose_method(tree, points, many, target_voxels, shape, 1) == "edt"
     # ... unless the queries share many cores, or the box is too large to transform.
-    assert distances._choose_method(tree, points, many, target_voxels, shape, scale, 64) == "kdtree"
+    assert distances._choose_method(tree, points, many, target_voxels, shape, 64) == "kdtree"
     big = (300, 512, 512)
     spread = np.arange(0, 300 * 512 * 512, 110, dtype=np.int64)
     points = np.column_stack(np.unravel_index(spread, big)) * scale
-    assert distances._choose_method(tree, points, spread, target_voxels, big, scale, 1) == "kdtree"
+    assert distances._choose_method(tree, points, spread, target_voxels, big, 1) == "kdtree"
 
 
 def test_bad_method_and_workers_are_named():
