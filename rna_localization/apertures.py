@@ -14,10 +14,10 @@ aperture, not in the dimmer spot's.
 
 How ties are made exact
 -----------------------
-No distance transform is used (on a tie it picks a voxel by position, not
-the smallest label). The offsets within ``grow_um + shell_um`` form a small
+No distance transform is used: on a tie it picks a voxel by position, not
+the smallest label. The offsets within ``grow_um + shell_um`` form a small
 stencil, sorted by length; equal lengths (to a relative 1e-9) share a
-*rank*. Every pair of an object voxel and a stencil offset proposes the key
+*rank* (distinct lengths on a voxel grid differ by far more than that). Every pair of an object voxel and a stencil offset proposes the key
 ``rank * (n + 1) + object index`` for the voxel it reaches, and each voxel
 keeps the smallest key proposed (``np.minimum.at``): the nearest distance
 first, then the smallest label among those at that distance -- the rule
