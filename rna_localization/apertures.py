@@ -115,7 +115,7 @@ def _stencil(scale: np.ndarray, reach: float, strides):
     extent = np.floor(_at_most(reach) / scale).astype(int)
     grids = np.meshgrid(*[np.arange(-e, e + 1) for e in extent], indexing="ij")
     offsets = np.column_stack([g.ravel() for g in grids])
-    distance = np.sqrt((((offsets * scale) ** 2).sum(axis=1)))
+    distance = np.sqrt(((offsets * scale) ** 2).sum(axis=1))
     keep = (distance <= _at_most(reach)) & (distance > 0)
     offsets, distance = offsets[keep], distance[keep]
     order = np.argsort(distance, kind="stable")

@@ -73,7 +73,8 @@ def test_float_and_2d_segmentations_are_refused():
 def test_validity_checks_on_every_path():
     # Empty: zero objects, int32 zeros.
     empty = label_objects(np.zeros((2, 3, 3), np.uint16))
-    assert empty.dtype == np.int32 and not empty.any()
+    assert empty.dtype == np.int32
+    assert not empty.any()
     # A negative label hidden among positive ones is found, not only an all-negative image.
     image = np.zeros((2, 3, 3), np.int64)
     image[0, 0, 0], image[1, 2, 2] = 5, -2
