@@ -30,17 +30,15 @@ its tied target voxels (a ball query in the KD-tree) are found the same way.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from ._cores import usable_cores
 from .objects import normalize_spacing
 
-__all__ = ["DISTANCE_COLUMNS", "DISTANCE_METHODS", "nearest_distances", "point_distances",
-           "usable_cores"]
+__all__ = ["DISTANCE_COLUMNS", "DISTANCE_METHODS", "nearest_distances", "point_distances"]
 
 #: Columns of :func:`nearest_distances` and their dtypes.
 DISTANCE_COLUMNS = {"object_id": "int64", "distance": "float64", "target_id": "Int64"}
@@ -60,19 +58,6 @@ _EDT_SECONDS = 1.1e-7
 # The transform holds ~13 bytes per voxel of that box: above this many voxels
 # the KD-tree is used whatever the estimate (about 450 MB).
 _EDT_MAX_VOXELS = 1 << 25
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity), at least 1.
-
-    Examples
-    --------
-    >>> usable_cores() >= 1
-    True
-    """
-    if hasattr(os, "sched_getaffinity"):
-        return max(len(os.sched_getaffinity(0)), 1)
-    return os.cpu_count() or 1
 
 
 def _face_boundary(flat_labels: np.ndarray, voxels: np.ndarray, shape) -> np.ndarray:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +38,7 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
+from ._cores import usable_cores
 from ._errors import PipelineError
 
 __all__ = ["RETRIES", "map_images", "shared_clusters", "usable_cores", "worker_count"]
@@ -56,22 +56,6 @@ _INPUT_ERRORS = (ValueError, TypeError, FileNotFoundError)
 _shown_dashboards: set[str] = set()
 # Clients kept open by shared_clusters(), by (workers, scheduler); None outside it.
 _shared: dict[tuple[int, str], tuple] | None = None
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (a batch job's share, not the whole node).
-
-    A job given 32 CPUs of a 128-core node sees 32 here (its CPU affinity),
-    where ``os.cpu_count()`` says 128.
-
-    Examples
-    --------
-    >>> 1 <= usable_cores() <= (os.cpu_count() or 1)
-    True
-    """
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 def worker_count(workers: int, n_tasks: int) -> int:

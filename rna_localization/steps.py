@@ -66,7 +66,7 @@ from .distributions import (
 )
 from .metadata import read_distributions_csv, read_metadata_csv
 from .objects import label_objects, measure_objects
-from .parallel import map_images, shared_clusters
+from .parallel import map_images, shared_clusters, worker_count
 
 __all__ = [
     "DISTRIBUTIONS_FILE",
@@ -282,7 +282,8 @@ def delete_image_data(config: Config, name: str, structure: str, *, db: Database
 
 
 # ------------------------------------------------------------------ distances
-def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwrite: bool) -> dict:
+def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwrite: bool,
+                 threads: int | None = None) -> dict:
     db = Database(dsn)
     with db.transaction() as cursor:
         source = read_label_image(cursor, structure_1, name)
@@ -297,7 +298,7 @@ def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwr
     if not np.allclose(source.spacing, target.spacing):
         msg = f"image {name!r} was extracted with different voxel sizes for {structure_1} and {structure_2}."
         raise ValueError(msg)
-    result = nearest_distances(source.labels, target.labels, source.spacing)
+    result = nearest_distances(source.labels, target.labels, source.spacing, workers=threads)
     result = result.merge(pd.DataFrame({
         "object_id": centroids["object_id"].to_numpy(np.int64),
         "centroid_distance": point_distances(
@@ -363,7 +364,10 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
                 reports.append({"name": name, "objects": np.nan, "targets": targets[name],
                                 "status": "skipped"})
             else:
-                todo.append((db.dsn, s1, s2, name, overwrite))
+                todo.append([db.dsn, s1, s2, name, overwrite])
+        # One image at a time: its queries use every core; several at once: one each.
+        alone = not config.dask.scheduler and worker_count(workers, len(todo)) == 1
+        todo = [(*task, None if alone else 1) for task in todo]
         reports += list(map_images(_measure_one, todo, workers=workers,
                                    scheduler=config.dask.scheduler, desc="distances"))
     for report in reports:
