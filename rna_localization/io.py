@@ -5,6 +5,7 @@ Every error names the file and says what to do about it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-__all__ = ["ImagePair", "check_data_dir", "find_image_pairs", "image_names", "read_stack",
-           "read_voxel_size", "stack_shape", "write_stack"]
+__all__ = ["FileFingerprint", "ImagePair", "check_data_dir", "file_fingerprint", "find_image_pairs",
+           "image_names", "read_stack", "read_voxel_size", "stack_shape", "write_stack"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -35,6 +36,61 @@ class ImagePair:
     name: str
     raw: Path
     segmentation: Path
+
+
+@dataclass(frozen=True)
+class FileFingerprint:
+    """What tells a replaced file from the one extracted: size, modification time, SHA-256."""
+
+    size: int
+    mtime: float
+    sha256: str
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_fingerprint(path: str | os.PathLike) -> FileFingerprint:
+    """Size, modification time (seconds since the epoch) and SHA-256 of a file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.txt"
+    >>> _ = path.write_bytes(b"abc")
+    >>> print(file_fingerprint(path).size, file_fingerprint(path).sha256[:12])
+    3 ba7816bf8f01
+    """
+    path = Path(path)
+    stat = path.stat()
+    return FileFingerprint(stat.st_size, stat.st_mtime, _sha256(path))
+
+
+def file_changed(path: str | os.PathLike, size, mtime, sha256) -> bool:
+    """Whether `path` is no longer the file fingerprinted as (`size`, `mtime`, `sha256`).
+
+    Same size and modification time: unchanged, without reading it. Otherwise
+    (a copy, a ``touch``, a replacement) the content decides. A file that is
+    gone counts as changed; unknown fingerprints (None: extracted before they
+    were stored) as unchanged.
+    """
+    if size is None or sha256 is None:
+        return False
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return True
+    if stat.st_size != size:
+        return True
+    if mtime is not None and stat.st_mtime == mtime:
+        return False
+    return _sha256(path) != sha256
 
 
 def _squeeze_to_3d(shape: tuple[int, ...], path: Path) -> tuple[int, ...]:

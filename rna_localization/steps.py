@@ -103,6 +103,9 @@ def _check_finite(raw: np.ndarray, path: Path) -> None:
 
 def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
                  apertures: bool = True) -> dict:
+    # Before reading: a file replaced while it is read is seen as changed by the next run.
+    fingerprints = {"raw_fingerprint": io.file_fingerprint(pair.raw),
+                    "segmentation_fingerprint": io.file_fingerprint(pair.segmentation)}
     raw = io.read_stack(pair.raw)
     _check_finite(raw, pair.raw)
     segmentation = io.read_stack(pair.segmentation)
@@ -130,6 +133,7 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         written = write_image_objects(
             cursor, pair.structure, pair.name, objects, label_image, spacing,
             raw_path=str(pair.raw), segmentation_path=str(pair.segmentation), overwrite=overwrite,
+            **fingerprints,
         )
     return {"structure": pair.structure, "name": pair.name, "objects": len(objects),
             "status": "extracted" if written else "skipped"}
@@ -143,6 +147,28 @@ def _check_voxel_sizes(config: Config, pairs: list[io.ImagePair]) -> None:
                         used=scale_source(config), fix=fix, stacklevel=3)
 
 
+def _replaced_files(extracted: pd.DataFrame, pairs: list[io.ImagePair]) -> set[tuple[str, str]]:
+    """(structure, name) of the extracted images whose raw stack or segmentation is now another file."""
+    stored = extracted.set_index(["structure", "name"])
+    replaced = set()
+    for pair in pairs:
+        key = (pair.structure, pair.name)
+        if key not in stored.index:
+            continue
+        row = stored.loc[key]
+        for kind, path in [("raw", pair.raw), ("segmentation", pair.segmentation)]:
+            if io.file_changed(path, *(_none(row[f"{kind}_{field}"])
+                                       for field in ("size", "mtime", "sha256"))):
+                replaced.add(key)
+                break
+    return replaced
+
+
+def _none(value):
+    """None for SQL NULL however pandas holds it, the value itself otherwise."""
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+
+
 def extract(config: Config, *, overwrite: bool = False, db: Database | None = None,
             workers: int | None = None) -> pd.DataFrame:
     """Objects of every structure and image into the database.
@@ -154,7 +180,10 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
     ``[scale]`` is used all the same. An image extracted earlier at another
     voxel size than ``[scale]`` says now (a corrected typo) is extracted
     again without ``overwrite``, with a warning; that forgets its distances,
-    so the next ``distances`` measures them again.
+    so the next ``distances`` measures them again. So is, with a warning, an
+    image whose raw stack or segmentation changed since it was extracted (its
+    size, modification time and SHA-256 are stored: a file only touched or
+    copied is not extracted again).
     Each image and structure is then written in one transaction.
 
     Parameters
@@ -206,6 +235,15 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
                   f"(z {config.scale.z}, xy {config.scale.xy} µm): {', '.join(names[:5])}"
                   f"{' and more' if len(names) > 5 else ''}; extracted again, and their "
                   f"distances will be measured again.")
+        # A raw stack or segmentation replaced since extraction (a corrected mask saved
+        # under the same name): its stored objects are another file's, so extracted again.
+        replaced = set() if overwrite else _replaced_files(extracted, pairs) - stale
+        if replaced:
+            names = sorted(f"{structure} {name}" for structure, name in replaced)
+            _warn(f"{len(names)} image(s) have a raw stack or segmentation that changed since they "
+                  f"were extracted: {', '.join(names[:5])}{' and more' if len(names) > 5 else ''}; "
+                  f"extracted again, and their distances will be measured again.")
+        stale |= replaced
         reports = [
             {"structure": p.structure, "name": p.name, "objects": np.nan, "status": "skipped"}
             for p in pairs
