@@ -29,6 +29,7 @@ setup(
         "tqdm>=4.60",
         "pgserver>=0.1.4",
         "dask[distributed]>=2024.1",
+        "cryptography>=41",  # the local Dask cluster's private TLS certificate
         "bokeh>=3.1",  # the Dask dashboard's pages
     ],
     extras_require={

@@ -46,6 +46,7 @@ PACKAGES = (
     ("pgserver", ("pgserver",), "0.1.4", ""),
     ("dask", ("dask",), "2024.1", ""),
     ("distributed", ("distributed",), "2024.1", ""),
+    ("cryptography", ("cryptography",), "41", ""),
     ("bioio", ("bioio",), "1.0", "import FILE.czi/.nd2/.lif"),
 )
 
