@@ -1,17 +1,27 @@
 """rna_localization: where RNA sits inside cells in 3D microscopy.
 
 The public API is the list in ``__all__`` (also in the README, "Python API").
+Its names are imported on first use: ``import rna_localization`` alone loads
+no numpy, scipy or pandas, so that the command line answers (and Ctrl-C in its
+first second is one line, not an import traceback) at once.
 """
 
-from .config import Config, load_config
-from .distances import nearest_distances
-from .distributions import (
-    cumulative_distribution,
-    distance_steps,
-    normalize_intensities,
-    single_molecule_references,
-)
-from .objects import label_objects, measure_objects
+from __future__ import annotations
+
+import importlib
+
+# Public name -> module defining it.
+_HOMES = {
+    "Config": "config",
+    "load_config": "config",
+    "nearest_distances": "distances",
+    "cumulative_distribution": "distributions",
+    "distance_steps": "distributions",
+    "normalize_intensities": "distributions",
+    "single_molecule_references": "distributions",
+    "label_objects": "objects",
+    "measure_objects": "objects",
+}
 
 __version__ = "0.1.0"
 
@@ -26,3 +36,16 @@ __all__ = [
     "normalize_intensities",
     "single_molecule_references",
 ]
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

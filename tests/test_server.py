@@ -121,4 +121,162 @@ def test_a_server_that_does_not_start_is_one_sentence(stopped, monkeypatch, caps
     assert error.startswith(f"error: the embedded PostgreSQL server in {config.parent / '.pgdata'} "
                             f"did not start (")
     assert "incompatible" in error
-    assert "move" in error and "it holds your tables" in error
+    assert "move" in error
+    assert "it holds your tables" in error
+
+
+# ---------------------------------------------------- who stops the server, and how commands end
+_USER = """
+import sys, time
+from pathlib import Path
+from rna_localization.db import start_server
+start_server(sys.argv[1])
+Path(sys.argv[2]).write_text("up")
+while not Path(sys.argv[3]).exists():
+    time.sleep(0.05)
+"""
+
+
+def _user(pgdata: Path, folder: Path, name: str) -> tuple[subprocess.Popen, Path]:
+    """A process using the server until `folder / (name + '.done')` appears."""
+    up, done = folder / f"{name}.up", folder / f"{name}.done"
+    process = subprocess.Popen([sys.executable, "-c", _USER, str(pgdata), str(up), str(done)],
+                               env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(up.exists, f"{name} never started the server: {process}")
+    return process, done
+
+
+def _wait_for(condition, message: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(message)
+        time.sleep(0.05)
+
+
+def _postmaster(pgdata: Path) -> int:
+    return int((pgdata / "postmaster.pid").read_text().split()[0])
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_overlapping_commands_the_last_to_exit_stops_the_server(tmp_path):
+    pgdata = tmp_path / ".pgdata"
+    first, first_done = _user(pgdata, tmp_path, "first")
+    postmaster = _postmaster(pgdata)
+    second, second_done = _user(pgdata, tmp_path, "second")  # joins the running server
+    assert _postmaster(pgdata) == postmaster
+    first_done.touch()
+    assert first.wait(60) == 0, first.stderr.read()
+    assert _alive(postmaster)  # the second command still uses it
+    assert _select_one(embedded_url(pgdata)) == 1
+    second_done.touch()
+    assert second.wait(60) == 0, second.stderr.read()
+    _wait_for(lambda: not _alive(postmaster), "the server outlived every command using it", 30)
+
+
+def test_a_server_orphaned_by_kill_9_is_stopped_by_the_next_command(tmp_path):
+    pgdata = tmp_path / ".pgdata"
+    killed, _ = _user(pgdata, tmp_path, "killed")
+    postmaster = _postmaster(pgdata)
+    killed.kill()
+    killed.wait(60)
+    assert _alive(postmaster)  # nobody left to stop it
+    _in_a_process(pgdata, "c = psycopg2.connect(url); c.close()")
+    _wait_for(lambda: not _alive(postmaster), "the orphaned server was never stopped", 30)
+
+
+def test_db_start_keeps_the_server_for_later_commands_until_db_stop(tmp_path):
+    config = write_dataset(tmp_path / "data", database_name="kept")
+    pgdata = config.parent / ".pgdata"
+    env = {k: v for k, v in os.environ.items() if k != ENV_URL} | {"PYTHONPATH": str(ROOT)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rna_localization.cli", *args, "--config",
+                               str(config)], env=env, capture_output=True, text=True, timeout=120)
+
+    assert cli("db", "start").returncode == 0
+    postmaster = _postmaster(pgdata)
+    assert cli("db", "url").returncode == 0  # another command uses it, then exits
+    assert _alive(postmaster)
+    assert cli("db", "stop").stdout.strip() == "stopped"
+    _wait_for(lambda: not _alive(postmaster), "db stop did not stop the server", 30)
+
+
+def _paused_run(config: Path, gate: Path) -> subprocess.Popen:
+    """`run` on the embedded server, paused inside the first image's transaction."""
+    env = {k: v for k, v in os.environ.items() if k != ENV_URL}
+    env |= {"PYTHONPATH": str(ROOT), "RNA_LOCALIZATION_TEST_PAUSE_AT": f"extract:1@{gate}"}
+    process = subprocess.Popen([sys.executable, "-m", "rna_localization.cli", "run", "--config",
+                                str(config)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    _wait_for(gate.exists, "the run never reached its first image")
+    return process
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_stops_the_embedded_server_the_command_started(tmp_path, signum):
+    config = write_dataset(tmp_path / "data", database_name="terminated")
+    process = _paused_run(config, tmp_path / "gate")
+    postmaster = _postmaster(config.parent / ".pgdata")
+    assert _alive(postmaster)
+    process.send_signal(signum)
+    assert process.wait(60) == 128 + signum
+    error = process.stderr.read()
+    assert "Traceback" not in error
+    assert error.splitlines()[-1] == (f"terminated ({signal.Signals(signum).name}): finished "
+                                      f"images are kept; run the command again to resume.")
+    _wait_for(lambda: not _alive(postmaster), "the server outlived the terminated command", 30)
+
+
+def test_ctrl_c_is_one_line_and_130_and_stops_the_server(tmp_path):
+    config = write_dataset(tmp_path / "data", database_name="interrupted")
+    process = _paused_run(config, tmp_path / "gate")
+    postmaster = _postmaster(config.parent / ".pgdata")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(60) == 130
+    error = process.stderr.read()
+    assert "Traceback" not in error
+    assert error.splitlines()[-1] == _INTERRUPTED
+    _wait_for(lambda: not _alive(postmaster), "the server outlived the interrupted command", 30)
+
+
+_INTERRUPTED = "interrupted: finished images are kept; run the command again to resume."
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.5, 0.8])
+def test_ctrl_c_in_the_first_second_is_one_line(tmp_path, delay):
+    """While Python imports the pipeline: no import traceback.
+
+    (Before 0.1 s or so the interpreter itself is starting: no code of ours runs yet.)
+    """
+    config = write_dataset(tmp_path / "data", database_name="early")
+    process = subprocess.Popen([sys.executable, "-m", "rna_localization.cli", "run", "--config",
+                                str(config)], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(60) == 130
+    assert process.stderr.read() == _INTERRUPTED + "\n"
+
+
+def test_a_killed_postmaster_adds_no_traceback_at_exit(tmp_path):
+    pgdata = tmp_path / ".pgdata"
+    script = ("import os, signal, time; from pathlib import Path; "
+              "from rna_localization.db import start_server; "
+              f"start_server({str(pgdata)!r}); "
+              f"os.kill(int(Path({str(pgdata / 'postmaster.pid')!r}).read_text().split()[0]), "
+              "signal.SIGKILL); time.sleep(1); print('exiting')")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert result.returncode == 0
+    assert result.stdout == "exiting\n"
+    assert result.stderr == ""

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -30,12 +31,17 @@ logging.getLogger("pgserver").setLevel(logging.CRITICAL)
 _POSTMASTER_LINES = 8
 #: Seconds to wait for a server that is still writing its ``postmaster.pid``.
 _STARTING_WAIT = 10
+#: Seconds to wait for a server pgserver gave up on after its 10 s (a busy machine).
+_SLOW_START_WAIT = 120
 #: Object ids from here up are databases someone created (PostgreSQL's FirstNormalObjectId).
 _FIRST_USER_OID = 16384
 # Characters a path may hold to pass unquoted through the shell pg_ctl starts postgres with.
 _SHELL_SAFE = re.compile(r"[\w@%+=:,./-]+")
 
 _handles: dict[Path, object] = {}
+
+#: In ``.pgdata`` while a server started by ``db start`` must outlive the commands using it.
+KEEP_RUNNING_FILE = ".keep_running"
 
 
 def _pgserver():
@@ -67,9 +73,10 @@ def start_server(pgdata: str | os.PathLike, *, keep_running: bool = False) -> st
     pgdata : path-like
         The server's folder, created on first use (initdb takes a second).
     keep_running : bool
-        Leave the server running when this process exits (``db start``).
-        Otherwise a server this process started stops when it exits; one that
-        was already running is left as it was.
+        Leave the server running when this process exits (``db start``; until
+        :func:`stop_server`). Otherwise the server stops when the last process
+        using it exits, whichever started it (overlapping commands, a command
+        killed while others used its server), unless ``db start`` started it.
 
     Returns
     -------
@@ -84,20 +91,77 @@ def start_server(pgdata: str | os.PathLike, *, keep_running: bool = False) -> st
         _repair(pgdata)
     already = pgdata.is_dir() and _running_info(pgdata) is not None
     _forget_dead_handles(pgdata, server_running=already)
-    mode = None if (keep_running or already) else "stop"
+    keep = pgdata / KEEP_RUNNING_FILE
+    if not already:
+        keep.unlink(missing_ok=True)  # left by a `db start` whose server is gone
+    # Stopped when the last process using it exits: when this one started it, and when it
+    # runs for others (each command that started or joined it is in pgserver's list of its
+    # users; the last to exit stops it), or for no one (its starter was killed: an orphan).
+    # Left running only when `db start` asked for it.
+    mode = None if keep_running or (already and keep.is_file()) else "stop"
+    try:
+        server = _get_server(pgdata, mode)
+    except (subprocess.SubprocessError, AssertionError, RuntimeError, OSError) as error:
+        if not _timed_out(error):
+            raise RuntimeError(_start_failure(pgdata, error)) from error
+        # pgserver gives pg_ctl 10 s; on a busy machine the server is still starting after
+        # that. Once it is ready, pgserver takes it for a running server and uses it.
+        deadline = time.monotonic() + _SLOW_START_WAIT
+        while _running_info(pgdata) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        try:
+            server = _get_server(pgdata, mode)
+        except (subprocess.SubprocessError, AssertionError, RuntimeError, OSError) as again:
+            raise RuntimeError(_start_failure(pgdata, again)) from again
+    # pgserver's own exit handler prints a traceback when the server died first.
+    atexit.unregister(server._cleanup)
+    if keep_running:
+        keep.touch()
+    _protect_socket_dir(server.get_postmaster_info().socket_dir)
+    _handles[pgdata] = server
+    return server.get_uri()
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    """At exit, let each server handle of this process go (stopping its server if last user).
+
+    A server that is already gone (its postmaster killed) has nothing to stop:
+    no traceback for it, nor for any other failure of this last step.
+    """
+    for pgdata, handle in list(_handles.items()):
+        _handles.pop(pgdata, None)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                handle._cleanup()
+        except Exception as error:  # noqa: BLE001 - exiting anyway; one line, no traceback
+            if _running_info(pgdata) is not None:
+                print(f"warning: could not stop the embedded server in {pgdata} "
+                      f"({type(error).__name__}: {error}); `rna-localization db stop` stops it.",
+                      file=sys.stderr)
+
+
+def _get_server(pgdata: Path, mode: str | None):
     try:
         with warnings.catch_warnings(), _shell_safe_socket_dir():
             warnings.simplefilter("ignore")
-            server = _pgserver().get_server(pgdata, cleanup_mode=mode)
-    except (subprocess.SubprocessError, AssertionError, RuntimeError, OSError) as error:
+            return _pgserver().get_server(pgdata, cleanup_mode=mode)
+    except BaseException:
         # pgserver keeps the failed handle (returned again by the next call) and its atexit hook.
         failed = _pgserver().postgres_server.PostgresServer._instances.pop(pgdata, None)
         if failed is not None:
             atexit.unregister(failed._cleanup)
-        raise RuntimeError(_start_failure(pgdata, error)) from error
-    _protect_socket_dir(server.get_postmaster_info().socket_dir)
-    _handles[pgdata] = server
-    return server.get_uri()
+        raise
+
+
+def _timed_out(error: BaseException | None) -> bool:
+    """Whether `error` is, or was raised while handling, a subprocess timeout."""
+    while error is not None:
+        if isinstance(error, subprocess.TimeoutExpired):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _start_failure(pgdata: Path, error: BaseException) -> str:
@@ -105,8 +169,12 @@ def _start_failure(pgdata: Path, error: BaseException) -> str:
     log = pgdata / "log"
     lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
     reasons = [line for line in lines if "FATAL" in line or "PANIC" in line] or lines[-1:]
-    reason = reasons[-1].strip() if reasons else (str(error).strip().splitlines() or
-                                                  [type(error).__name__])[0]
+    if reasons:
+        reason = reasons[-1].strip()
+    elif _timed_out(error):
+        reason = "it did not answer in time"
+    else:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
     return (f"the embedded PostgreSQL server in {pgdata} did not start ({reason}); its log is "
             f"{log}. Stop any other program using that folder and run the command again; if it "
             f"still fails, move {pgdata} elsewhere (it holds your tables) to start a new, empty "
@@ -278,9 +346,9 @@ def stop_server(pgdata: str | os.PathLike) -> bool:
     """Stop the server running in `pgdata`; False if none was running."""
     pgdata = Path(pgdata).expanduser().resolve()
     handle = _handles.pop(pgdata, None)
-    if handle is not None:  # we stop it now: pgserver must not try again at exit
-        atexit.unregister(handle._cleanup)
+    if handle is not None:  # we stop it now: nothing to do at exit
         handle.global_process_id_list.get_and_remove(os.getpid())
+    (pgdata / KEEP_RUNNING_FILE).unlink(missing_ok=True)
     if not pgdata.is_dir() or _running_info(pgdata) is None:
         return False
     user = "pgserver" if os.name == "posix" and os.geteuid() == 0 else None
