@@ -175,7 +175,12 @@ def _check_structure(config, structure: str) -> tuple[list[Finding], set[str]]:
     if not raw_folder.is_dir():
         return [Finding(False, f"{root} has no {data.raw_data_dir}/ folder",
                         f"put the raw stacks in {raw_folder}/<name>.tif (or set data.raw_data_dir)")], set()
-    names = io.image_names(raw_folder)
+    try:
+        raw_files = io.tiff_files(raw_folder)
+        seg_files = io.tiff_files(seg_folder) if seg_folder.is_dir() else {}
+    except ValueError as error:  # x.tif beside x.tiff, a symbolic link loop
+        return [Finding(False, str(error).split(";")[0], str(error).split("; ", 1)[-1])], set()
+    names = list(raw_files)
     if not names:
         return [Finding(False, f"{raw_folder} holds no .tif files",
                         "put one single-channel 3D TIFF per image there")], set()
@@ -187,8 +192,8 @@ def _check_structure(config, structure: str) -> tuple[list[Finding], set[str]]:
     missing, unreadable, mismatched, not_objects = [], [], [], []
     implausible: dict[str, list[str]] = {}  # kind of problem: images
     for name in names:
-        raw = io._find_tiff(raw_folder, name)
-        segmentation = io._find_tiff(seg_folder, name + data.segmentation_file_suffix)
+        raw = raw_files[name]
+        segmentation = seg_files.get(name + data.segmentation_file_suffix)
         if segmentation is None:
             missing.append(name)
             continue
@@ -268,8 +273,10 @@ def _check_voxel_sizes(config, raw_folder: Path, seg_folder: Path, names) -> lis
         scale_source,
     )
 
-    raws = [io._find_tiff(raw_folder, name) for name in names]
-    segmentations = [io._find_tiff(seg_folder, name + config.data.segmentation_file_suffix)
+    raw_files = io.tiff_files(raw_folder)
+    seg_files = io.tiff_files(seg_folder) if seg_folder.is_dir() else {}
+    raws = [raw_files.get(name) for name in names]
+    segmentations = [seg_files.get(name + config.data.segmentation_file_suffix)
                      for name in names] if seg_folder.is_dir() else []
     findings = []
     for paths, fix in [(raws, FIX_RAW), (segmentations, FIX_SEGMENTATION)]:

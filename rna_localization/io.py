@@ -5,8 +5,10 @@ Every error names the file and says what to do about it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import numpy as np
 import tifffile
 
 __all__ = ["FileFingerprint", "ImagePair", "check_data_dir", "file_fingerprint", "find_image_pairs",
-           "image_names", "read_stack", "read_voxel_size", "stack_shape", "write_stack"]
+           "image_names", "read_stack", "read_voxel_size", "stack_shape", "tiff_files", "write_stack"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -314,18 +316,65 @@ def read_voxel_size(path: str | os.PathLike, *, series: int = 0) -> tuple[float,
     return (z, y, x) if _positive(z, y, x) else None
 
 
+def tiff_files(folder: str | os.PathLike) -> dict[str, Path]:
+    """The TIFF stacks of a folder, by image name (the file name without extension).
+
+    The one place where image files are found: every step and command that
+    lists images uses it. A TIFF ends in ``.tif`` or ``.tiff``, in any case
+    (``.TIF``, ``.Tiff``); hidden files and folders (even one named
+    ``x.tif``) are not images.
+
+    Parameters
+    ----------
+    folder : path-like
+        An existing folder.
+
+    Returns
+    -------
+    dict of str to Path
+        Sorted by name.
+
+    Raises
+    ------
+    ValueError
+        Two files of one name (``x.tif`` and ``x.tiff``), naming both; or a
+        TIFF name that is a broken symbolic link or a loop of them, naming it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ["b.TIF", "a.tiff", "notes.txt", ".hidden.tif"]:
+    ...     _ = (folder / name).write_bytes(b"")
+    >>> (folder / "c.tif").mkdir()
+    >>> {name: path.name for name, path in tiff_files(folder).items()}
+    {'a': 'a.tiff', 'b': 'b.TIF'}
+    """
+    folder = Path(folder)
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in TIFF_SUFFIXES:
+            continue
+        try:
+            if not stat.S_ISREG(path.stat().st_mode):  # a folder named x.tif, a device
+                continue
+        except OSError as error:  # only a symbolic link can be listed yet not stat'ed
+            what = ("a loop of symbolic links" if error.errno == errno.ELOOP
+                    else f"a broken symbolic link (to {os.readlink(path)})" if path.is_symlink()
+                    else f"unreadable ({error.strerror})")
+            msg = f"{path} is {what}; remove it or point it at the TIFF stack it stands for."
+            raise ValueError(msg) from error
+        if path.stem in found:
+            msg = (f"{found[path.stem]} and {path.name} in {folder} are both image "
+                   f"{path.stem!r}; remove or rename one of them.")
+            raise ValueError(msg)
+        found[path.stem] = path
+    return dict(sorted(found.items()))
+
+
 def image_names(folder: Path) -> list[str]:
-    """Names (file names without extension) of the TIFF files in a folder, sorted."""
-    return sorted(p.stem for p in folder.iterdir() if p.suffix.lower() in TIFF_SUFFIXES
-                  and not p.name.startswith("."))
-
-
-def _find_tiff(folder: Path, stem: str) -> Path | None:
-    for suffix in TIFF_SUFFIXES + tuple(s.upper() for s in TIFF_SUFFIXES):
-        candidate = folder / f"{stem}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+    """Names (file names without extension) of the TIFF files in a folder, sorted (:func:`tiff_files`)."""
+    return list(tiff_files(folder))
 
 
 def check_data_dir(data_dir: str | os.PathLike) -> Path:
@@ -390,14 +439,14 @@ def find_image_pairs(
     if not raw_folder.is_dir():
         msg = f"structure folder {root} has no {raw_data_dir}/ folder holding its raw TIFF stacks."
         raise FileNotFoundError(msg)
-    names = image_names(raw_folder)
-    if not names:
+    raws = tiff_files(raw_folder)
+    if not raws:
         msg = f"{raw_folder} holds no .tif files."
         raise FileNotFoundError(msg)
+    segmentations = tiff_files(seg_folder) if seg_folder.is_dir() else {}
     pairs = []
-    for name in names:
-        raw = _find_tiff(raw_folder, name)
-        segmentation = _find_tiff(seg_folder, name + segmentation_file_suffix)
+    for name, raw in raws.items():
+        segmentation = segmentations.get(name + segmentation_file_suffix)
         if segmentation is None:
             msg = (
                 f"no segmentation for {raw}: expected {seg_folder / (name + segmentation_file_suffix)}.tif "

@@ -28,7 +28,7 @@ from ..calibration import (
     scale_source,
     warn_mismatches,
 )
-from ..io import read_stack, read_voxel_size, stack_shape, write_stack
+from ..io import read_stack, read_voxel_size, stack_shape, tiff_files, write_stack
 from ..objects import label_objects, normalize_spacing
 from .params import WORKFLOWS, load_params
 from .quality import ImplausibleSegmentationWarning, check_object_sizes, object_sizes
@@ -37,7 +37,6 @@ from .workflows import DEFAULT_SPACING, segment
 __all__ = ["qc_overlay", "qc_problems", "segment_folder", "segment_structure",
            "workflow_for_structure", "write_qc_page"]
 
-_TIFF = (".tif", ".tiff")
 _QC_CACHE = "objects.json"
 #: Sub-folder of ``qc/`` holding each overlay at the stack's full resolution (the page links to it).
 QC_FULL_DIR = "full"
@@ -67,18 +66,7 @@ def _inputs(input_dir: Path) -> list[Path]:
     if not input_dir.is_dir():
         msg = f"input folder {input_dir} does not exist or is not a folder."
         raise FileNotFoundError(msg)
-    files = sorted(p for p in input_dir.iterdir()
-                   if p.suffix.lower() in _TIFF and p.is_file() and not p.name.startswith("."))
-    stems: dict[str, Path] = {}
-    for path in files:
-        if path.stem in stems:
-            msg = (
-                f"{stems[path.stem].name} and {path.name} in {input_dir} have the same image "
-                f"name {path.stem!r}; rename or remove one."
-            )
-            raise ValueError(msg)
-        stems[path.stem] = path
-    return files
+    return list(tiff_files(input_dir).values())
 
 
 def _assess(segmentation: np.ndarray, spacing, name: str) -> tuple[int, list[str]]:
