@@ -292,7 +292,7 @@ def _check_voxel_sizes(config, raw_folder: Path, seg_folder: Path, names) -> lis
 
 def _check_metadata(config, images: set[str]) -> list[Finding]:
     from .config import ThresholdTable
-    from .metadata import read_metadata_csv
+    from .metadata import metadata_problems, read_metadata_csv
 
     path = config.metadata_path
     name_column = config.data.image_name_column
@@ -304,20 +304,23 @@ def _check_metadata(config, images: set[str]) -> list[Finding]:
                         f"names of letters, digits and underscores (README, 'Your data')")]
     findings = []
     names = set(table[name_column])
-    unknown = names - images
-    if unknown:
-        findings.append(Finding(False, f"metadata CSV {path} names image(s) with no raw stack: "
-                                       f"{_names(unknown)}",
-                                "remove those rows or add their stacks"))
+    threshold = config.distribution.distance_threshold
+    problems = metadata_problems(
+        table, path=f"metadata CSV {path}", name_column=name_column, images=images,
+        raw_data_dir=config.data.raw_data_dir,
+        threshold=threshold if isinstance(threshold, ThresholdTable) else None)
+    for problem in problems[:_SHOWN]:
+        what, _, fix = problem.partition("; ")
+        findings.append(Finding(False, what, fix))
+    if len(problems) > _SHOWN:
+        findings.append(Finding(False, f"metadata CSV {path}: {len(problems) - _SHOWN} more "
+                                       f"such lines", "see above"))
     without = images - names
     if without:
         findings.append(Finding(True, f"image(s) without a row in metadata CSV {path}: {_names(without)}",
                                 "add their rows, or they are left out of normalization and distributions"))
     wanted = {"normalization.group_by": config.normalization.group_by,
               "plot.hue": config.plot.hue, "plot.col": config.plot.col}
-    threshold = config.distribution.distance_threshold
-    if isinstance(threshold, ThresholdTable):
-        wanted["distribution.distance_threshold.column"] = threshold.column
     for key, column in wanted.items():
         if column and column not in table.columns:
             findings.append(Finding(False, f"{key} = {column!r} is not a column of metadata CSV {path} "

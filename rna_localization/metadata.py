@@ -10,6 +10,7 @@ so that the image name no longer matches its file.
 
 from __future__ import annotations
 
+import difflib
 import io
 import os
 from pathlib import Path
@@ -19,7 +20,7 @@ import pandas as pd
 from .config import check_identifier
 from .distributions import DISTRIBUTION_COLUMNS
 
-__all__ = ["read_distributions_csv", "read_metadata_csv"]
+__all__ = ["metadata_problems", "read_distributions_csv", "read_metadata_csv"]
 
 # Numbers as a person writes them. A leading zero ("007", "-01") makes a code, not a
 # number; "nan" and "inf" are words.
@@ -164,6 +165,87 @@ def read_metadata_csv(path: str | os.PathLike, *, name_column: str = "name") -> 
         msg = f"{what} {path} lists image(s) more than once: {', '.join(duplicated)}."
         raise ValueError(msg)
     return _type_columns(table, {name_column})
+
+
+def _listed(values, limit: int = 8) -> str:
+    values = [str(v) for v in values]
+    return ", ".join(values[:limit]) + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def _closest(name: str, candidates) -> list[str]:
+    """The candidates most like `name` (a typo's intended names): the best, and any as good."""
+    scored = sorted(((difflib.SequenceMatcher(None, name, c).ratio(), c) for c in candidates),
+                    key=lambda item: (-item[0], item[1]))
+    if not scored or scored[0][0] < 0.6:
+        return []
+    return [c for ratio, c in scored[:3] if ratio >= scored[0][0] - 0.05]
+
+
+def metadata_problems(table: pd.DataFrame, *, path, name_column: str, images,
+                      threshold=None, raw_data_dir: str = "raw-data") -> list[str]:
+    """What in a metadata CSV does not fit the images found, one sentence each.
+
+    Checked before any work (``run``, ``doctor``, ``metadata``), so that a typo
+    does not surface hours later, after extraction and distances.
+
+    Parameters
+    ----------
+    table : DataFrame
+        As :func:`read_metadata_csv` returns it.
+    path : path-like
+        The CSV, for the messages.
+    name_column : str
+    images : iterable of str
+        The image names there are (raw stacks found, images extracted).
+    threshold : ThresholdTable, optional
+        ``distribution.distance_threshold`` when it is looked up in a column:
+        every row must have a value it lists.
+    raw_data_dir : str
+        For the messages.
+
+    Returns
+    -------
+    list of str
+        Empty when all is well. Each names the CSV line (the header is line 1),
+        the image and the value, and says what to do; a name that is no image
+        comes with the closest image names (a typo).
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"name": ["img_01", "img_O2"], "cycle": ["nc13", None]})
+    >>> for problem in metadata_problems(table, path="meta.csv", name_column="name",
+    ...                                  images=["img_01", "img_02"]):
+    ...     print(problem)
+    meta.csv line 3: image 'img_O2' is in no structure's raw-data/ folder; did you mean 'img_02'?
+    """
+    images = set(images)
+    problems = []
+    for line, name in zip(range(2, len(table) + 2), table[name_column], strict=True):
+        if name not in images:
+            close = _closest(str(name), images)
+            hint = (f"did you mean {' or '.join(map(repr, close))}?" if close else
+                    f"remove the row or add its stack (images: {_listed(sorted(images))}).")
+            problems.append(f"{path} line {line}: image {name!r} is in no structure's "
+                            f"{raw_data_dir}/ folder; {hint}")
+    if threshold is not None:
+        column = threshold.column
+        if column not in table.columns:
+            problems.append(f"{path} has no column {column!r}, which distribution.distance_threshold "
+                            f"is looked up in (it has {', '.join(map(str, table.columns))}); add it "
+                            f"or change distribution.distance_threshold.")
+            return problems
+        keys = list(threshold.values)
+        for line, name, value in zip(range(2, len(table) + 2), table[name_column], table[column],
+                                     strict=True):
+            if pd.isna(value):
+                problems.append(f"{path} line {line}: image {name!r} has an empty {column!r} cell, "
+                                f"which distribution.distance_threshold is looked up by; write one "
+                                f"of {', '.join(keys)}.")
+            elif str(value) not in threshold.values:
+                problems.append(f"{path} line {line}: image {name!r} has {column} = {value!r}, which "
+                                f"distribution.distance_threshold does not list (it has "
+                                f"{', '.join(keys)}); correct the cell or add {value} to it.")
+    return problems
 
 
 def read_distributions_csv(path: str | os.PathLike, *, name_column: str = "name") -> pd.DataFrame:

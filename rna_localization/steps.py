@@ -44,7 +44,7 @@ from .distributions import (
     normalize_intensities,
     single_molecule_references,
 )
-from .metadata import read_distributions_csv, read_metadata_csv
+from .metadata import metadata_problems, read_distributions_csv, read_metadata_csv
 from .objects import label_objects, measure_objects
 from .parallel import map_images, shared_clusters
 
@@ -432,6 +432,32 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
 _SQL_TYPES = {"b": "boolean", "i": "bigint", "u": "bigint", "f": "double precision"}
 
 
+def _checked_metadata(config: Config, db: Database) -> pd.DataFrame:
+    """The metadata CSV, refused (ValueError, naming the lines) when it does not fit the images.
+
+    Images are the raw stacks found and the images already extracted.
+    """
+    path = config.metadata_path
+    table = read_metadata_csv(path, name_column=config.data.image_name_column)
+    known = set()
+    for structure in config.data.structures:
+        raw_folder, _ = config.structure_dirs(structure)
+        if raw_folder.is_dir():
+            known.update(io.image_names(raw_folder))
+    if _table_exists(db, "label_images"):
+        known.update(db.query("SELECT DISTINCT name FROM label_images")["name"])
+    threshold = config.distribution.distance_threshold
+    problems = metadata_problems(
+        table, path=f"metadata CSV {path}", name_column=config.data.image_name_column,
+        images=known, raw_data_dir=config.data.raw_data_dir,
+        threshold=threshold if isinstance(threshold, ThresholdTable) else None)
+    if problems:
+        more = f" ({len(problems) - 3} more such lines)" if len(problems) > 3 else ""
+        msg = " ".join(problems[:3]) + more
+        raise ValueError(msg)
+    return table
+
+
 def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame:
     """The ``images`` table from the metadata CSV, replacing any earlier one.
 
@@ -446,24 +472,8 @@ def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame
         The table as stored (with its ``id``).
     """
     db = _database(config, db)
-    path = config.metadata_path
     name_column = config.data.image_name_column
-    table = read_metadata_csv(path, name_column=name_column)
-    known = set()
-    for structure in config.data.structures:
-        raw_folder, _ = config.structure_dirs(structure)
-        if raw_folder.is_dir():
-            known.update(io.image_names(raw_folder))
-    if _table_exists(db, "label_images"):
-        known.update(db.query("SELECT DISTINCT name FROM label_images")["name"])
-    unknown = sorted(set(table[name_column]) - known)
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        msg = (
-            f"metadata CSV {path} names image(s) that exist in no structure's "
-            f"{config.data.raw_data_dir}/ folder: {shown}."
-        )
-        raise ValueError(msg)
+    table = _checked_metadata(config, db)
     definitions = [sql.SQL("id serial PRIMARY KEY")]
     for column in table.columns:
         kind = _SQL_TYPES.get(table[column].dtype.kind, "text")
@@ -857,9 +867,10 @@ def run(config: Config, *, db: Database | None = None) -> dict[str, pd.DataFrame
         Each step's returned table, by step name; ``plots`` lists the files.
     """
     db = _database(config, db)
-    # A bad metadata CSV should stop the run before hours of work, not after.
+    # A bad metadata CSV (a misspelt image name, an empty threshold cell) should stop
+    # the run before hours of work, not after.
     io.check_data_dir(config.data.data_dir)
-    read_metadata_csv(config.metadata_path, name_column=config.data.image_name_column)
+    _checked_metadata(config, db)
     results: dict[str, pd.DataFrame | list] = {}
     with _exclusive(db), shared_clusters():  # one Dask cluster for extract and distances
         results["extract"] = extract(config, db=db)

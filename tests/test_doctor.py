@@ -61,6 +61,13 @@ def _unknown_image_in_csv(root):
     pd.concat([table, table.iloc[[0]].assign(name="ghost")]).to_csv(path, index=False)
 
 
+def _misspelt_image_in_csv(root):
+    path = root / "raw-data-metadata.csv"
+    table = pd.read_csv(path)
+    table.loc[table["name"] == "img_01", "name"] = "img_O1"  # a letter O for a zero
+    table.to_csv(path, index=False)
+
+
 def _group_by_column_missing(root):
     path = root / "raw-data-metadata.csv"
     pd.read_csv(path).drop(columns="rna_type").to_csv(path, index=False)
@@ -87,7 +94,10 @@ def _shape_mismatch(root):
          r"segment --structure rna.*segmentation_file_suffix"),
         (_header_with_a_space, r"'rna type' is not a plain identifier", r"column names of letters"),
         (_latin1_csv, r"raw-data-metadata\.csv is not UTF-8", r"UTF-8"),
-        (_unknown_image_in_csv, r"names image\(s\) with no raw stack: ghost", r"remove those rows"),
+        (_unknown_image_in_csv, r"line 6: image 'ghost' is in no structure's raw-data/ folder",
+         r"remove the row or add its stack"),
+        (_misspelt_image_in_csv, r"line 3: image 'img_O1' is in no structure's raw-data/ folder",
+         r"did you mean 'img_01'\?"),
         (_group_by_column_missing, r"normalization\.group_by = 'rna_type' is not a column",
          r"add the column or change normalization\.group_by"),
         (_no_raw_data, r"rna has no raw-data/ folder", r"put the raw stacks in .*rna/raw-data"),

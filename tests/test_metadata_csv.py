@@ -179,3 +179,51 @@ def test_an_images_table_with_a_computed_column_name_is_refused(dataset):
         cursor.execute("ALTER TABLE images ADD COLUMN distance double precision DEFAULT 99")
     with pytest.raises(ValueError, match=r"images table has a column named 'distance'"):
         steps.compute_distributions(config, write=False)
+
+
+# ------------------------------------------------- checked against the images before any work
+def _edit_csv(config_path, edit) -> None:
+    path = config_path.parent / "raw-data-metadata.csv"
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    edit(table)
+    table.to_csv(path, index=False)
+
+
+def _nothing_done(config_path) -> None:
+    assert Database.from_config(load_config(config_path)).tables() == []
+    assert not (config_path.parent / "output").exists()
+
+
+def test_a_misspelt_image_name_stops_run_before_any_work(dataset, capsys):
+    def misspell(table):
+        table.loc[table["name"] == "img_02", "name"] = "img_2"
+
+    _edit_csv(dataset, misspell)
+    assert main(["run", "--config", str(dataset)]) == 2
+    error = capsys.readouterr().err
+    assert error == (f"error: metadata CSV {dataset.parent / 'raw-data-metadata.csv'} line 4: "
+                     f"image 'img_2' is in no structure's raw-data/ folder; did you mean "
+                     f"'img_02'?\n")
+    _nothing_done(dataset)
+
+
+def test_an_empty_threshold_cell_stops_run_before_any_work(dataset, capsys):
+    text = dataset.read_text(encoding="utf-8")
+    dataset.write_text(text.replace(
+        "distance_threshold = 2.0",
+        'distance_threshold = { column = "cycle", nc13 = 2.0, nc14 = 3.0 }'), encoding="utf-8")
+
+    def blank(table):
+        table.loc[table["name"] == "img_03", "cycle"] = ""
+        table.loc[table["name"] == "img_01", "cycle"] = "nc15"
+
+    _edit_csv(dataset, blank)
+    assert main(["run", "--config", str(dataset)]) == 2
+    error = capsys.readouterr().err
+    csv = dataset.parent / "raw-data-metadata.csv"
+    assert error.count("\n") == 1
+    assert (f"metadata CSV {csv} line 3: image 'img_01' has cycle = 'nc15', which "
+            f"distribution.distance_threshold does not list (it has nc13, nc14)") in error
+    assert (f"metadata CSV {csv} line 5: image 'img_03' has an empty 'cycle' cell, which "
+            f"distribution.distance_threshold is looked up by; write one of nc13, nc14.") in error
+    _nothing_done(dataset)

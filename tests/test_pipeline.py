@@ -398,7 +398,7 @@ def test_float_segmentation_is_named(dataset):
     [
         (lambda t: t.rename(columns={"name": "image"}), "has no 'name' column"),
         (lambda t: pd.concat([t, t.iloc[[0]]]), "more than once: img_00"),
-        (lambda t: pd.concat([t, t.iloc[[0]].assign(name="ghost")]), "exist in no structure.*ghost"),
+        (lambda t: pd.concat([t, t.iloc[[0]].assign(name="ghost")]), "line 6: image 'ghost' is in no structure's raw-data/ folder"),
         (lambda t: t.assign(**{'x"); DROP TABLE rna; --': 1}), "not a plain identifier"),
     ],
 )
