@@ -10,6 +10,7 @@ so that the image name no longer matches its file.
 
 from __future__ import annotations
 
+import csv
 import difflib
 import io
 import os
@@ -28,6 +29,9 @@ _INTEGER = r"[+-]?(?:0|[1-9][0-9]*)"
 _FLOAT = r"[+-]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _BOOLEANS = {"true": True, "false": False}
 
+#: Columns a metadata CSV may have: PostgreSQL's 1,600 per table, less the images table's id.
+MAX_METADATA_COLUMNS = 1599
+
 
 def _decode(path: Path, what: str) -> str:
     if not path.is_file():
@@ -44,19 +48,46 @@ def _decode(path: Path, what: str) -> str:
         raise ValueError(msg) from error
 
 
+def _delimiter(header: str) -> str:
+    """``;`` for the CSVs spreadsheets write where the decimal mark is a comma, else ``,``."""
+    return ";" if header.count(";") > header.count(",") else ","
+
+
 def _read_text(path: Path, what: str) -> pd.DataFrame:
-    """Every cell as stripped text; an empty (or blank) cell is missing, nothing else is."""
+    """Every cell as stripped text; an empty (or blank) cell is missing, nothing else is.
+
+    Comma- or semicolon-separated (whichever the header uses). Rows and
+    columns that are entirely empty (a spreadsheet's trailing ``,,,``) are
+    dropped; two columns of one name are refused, naming them.
+    """
     text = _decode(path, what)
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        msg = f"{what} {path} is empty: write a header row (e.g. name,rna_type) and one row per image."
+        raise ValueError(msg)
+    delimiter = _delimiter(next(line for line in lines if line.strip()))
+    header = next(csv.reader(io.StringIO(text), delimiter=delimiter))
+    names = [cell.strip() for cell in header]
+    for position, name in enumerate(names):
+        if name and names.index(name) < position:
+            msg = (f"{what} {path} has two columns of the same name, {name!r} (columns "
+                   f"{names.index(name) + 1} and {position + 1}); rename or delete one of them.")
+            raise ValueError(msg)
     try:
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[])
+        table = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
+                            na_values=[], header=None, skiprows=1, names=range(len(header)),
+                            skip_blank_lines=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         msg = f"{what} {path} cannot be parsed: {error}"
         raise ValueError(msg) from error
-    table.columns = [str(column).strip() for column in table.columns]
     for position in range(table.shape[1]):
         values = table.iloc[:, position].str.strip()
         table.isetitem(position, values.mask(values == ""))
-    return table
+    table.columns = names
+    table = table.dropna(how="all").reset_index(drop=True)  # a spreadsheet's empty rows
+    empty = [position for position, name in enumerate(names)
+             if not name and table.iloc[:, position].isna().all()]
+    return table.iloc[:, [i for i in range(table.shape[1]) if i not in empty]]
 
 
 def _typed(values: pd.Series) -> pd.Series:
@@ -131,6 +162,12 @@ def read_metadata_csv(path: str | os.PathLike, *, name_column: str = "name") -> 
     path = Path(path)
     what = "metadata CSV"
     table = _read_text(path, what)
+    if table.shape[1] > MAX_METADATA_COLUMNS:
+        msg = (f"{what} {path} has {table.shape[1]} columns; the images table holds at most "
+               f"{MAX_METADATA_COLUMNS} (PostgreSQL's limit of {MAX_METADATA_COLUMNS + 1} columns, "
+               f"one being its id). Keep the name and the columns you group, plot or threshold "
+               f"by, and move the others to another file.")
+        raise ValueError(msg)
     outputs = {column.lower() for column in DISTRIBUTION_COLUMNS}
     for position, column in enumerate(table.columns, start=1):
         if not column or column.startswith("Unnamed: "):  # pandas' name for an empty header cell

@@ -227,3 +227,46 @@ def test_an_empty_threshold_cell_stops_run_before_any_work(dataset, capsys):
     assert (f"metadata CSV {csv} line 5: image 'img_03' has an empty 'cycle' cell, which "
             f"distribution.distance_threshold is looked up by; write one of nc13, nc14.") in error
     _nothing_done(dataset)
+
+
+# ------------------------------------------------- CSVs as spreadsheets write them
+def test_a_semicolon_separated_csv_is_read(tmp_path):
+    csv = tmp_path / "meta.csv"
+    csv.write_text("name;rna_type;ratio\nimg_00;cen;0.5\nimg_01;gapdh;1,5\n", encoding="utf-8")
+    table = read_metadata_csv(csv)
+    assert table.columns.tolist() == ["name", "rna_type", "ratio"]
+    assert table["name"].tolist() == ["img_00", "img_01"]
+    assert table["ratio"].tolist() == ["0.5", "1,5"]  # a decimal comma is text, not a number
+
+
+def test_a_duplicated_name_header_names_both_columns(tmp_path):
+    csv = tmp_path / "meta.csv"
+    csv.write_text("name,rna_type,name\nimg_00,cen,a\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"meta\.csv has two columns of the same name, 'name' "
+                                         r"\(columns 1 and 3\); rename or delete one of them\."):
+        read_metadata_csv(csv)
+
+
+def test_a_spreadsheets_empty_trailing_rows_and_columns_are_dropped(tmp_path):
+    csv = tmp_path / "meta.csv"
+    csv.write_text("name,rna_type,,\nimg_00,cen,,\nimg_01,gapdh,,\n,,,\n,,,\n", encoding="utf-8")
+    table = read_metadata_csv(csv)
+    assert table.to_dict("list") == {"name": ["img_00", "img_01"], "rna_type": ["cen", "gapdh"]}
+    # A column without a name that holds values is still refused.
+    csv.write_text("name,rna_type,\nimg_00,cen,x\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"has a column without a name \(column 3\)"):
+        read_metadata_csv(csv)
+
+
+def test_too_many_columns_for_a_table_are_named(tmp_path):
+    csv = tmp_path / "meta.csv"
+    header = ["name"] + [f"c{i}" for i in range(1699)]
+    csv.write_text(",".join(header) + "\n" + ",".join(["img_00"] + ["1"] * 1699) + "\n",
+                   encoding="utf-8")
+    with pytest.raises(ValueError, match=r"meta\.csv has 1700 columns; the images table holds at "
+                                         r"most 1599 \(PostgreSQL's limit of 1600"):
+        read_metadata_csv(csv)
+    # As many as the limit are read.
+    csv.write_text(",".join(header[:1599]) + "\n" + ",".join(["img_00"] + ["1"] * 1598) + "\n",
+                   encoding="utf-8")
+    assert read_metadata_csv(csv).shape == (1, 1599)
