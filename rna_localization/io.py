@@ -9,6 +9,8 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,8 @@ import numpy as np
 import tifffile
 
 __all__ = ["FileFingerprint", "ImagePair", "check_data_dir", "file_fingerprint", "find_image_pairs",
-           "image_names", "read_stack", "read_voxel_size", "stack_shape", "tiff_files", "write_stack"]
+           "image_names", "read_stack", "read_voxel_size", "replacing", "stack_shape", "tiff_files",
+           "write_stack"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -197,6 +200,54 @@ def write_stack(path: str | os.PathLike, image: np.ndarray, *, spacing=None) -> 
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+#: errno values of a full disk or an exhausted quota.
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT} if hasattr(errno, "EDQUOT") else {errno.ENOSPC}
+
+
+def disk_full_error(path: Path, error: OSError) -> OSError:
+    """An OSError naming `path` for a write that failed on a full disk; `error` itself otherwise."""
+    if error.errno not in _DISK_FULL:
+        return error
+    full = OSError(f"no space left on the disk (or quota) to write {path}: free some space, or "
+                   f"write elsewhere, and run the command again; {path} was left as it was.")
+    full.errno = error.errno
+    return full
+
+
+@contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` to write to, renamed over `path` when the block ends.
+
+    So `path` is always the old file or the new one, never half of one: a
+    failure or Ctrl-C in the block removes the temporary file. A full disk is
+    an OSError naming `path` (its own message names no file). The temporary
+    name is per process, so overlapping runs do not write into one file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "table.csv"
+    >>> with replacing(path) as tmp:
+    ...     _ = tmp.write_text("a,b")
+    >>> path.read_text(), sorted(p.name for p in path.parent.iterdir())
+    ('a,b', ['table.csv'])
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        full = disk_full_error(path, error)
+        if full is error:
+            raise
+        raise full from error
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _microns_per(unit) -> float | None:

@@ -9,7 +9,6 @@ so that a notebook cell can show it. ``run`` chains them.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -697,9 +696,8 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     if write:
         path = config.output_dir / "data" / DISTRIBUTIONS_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.part")  # per process: runs may overlap
-        result.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        with io.replacing(path) as tmp:  # per process: runs may overlap
+            result.to_csv(tmp, index=False)
     return result
 
 

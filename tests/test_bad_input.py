@@ -338,3 +338,32 @@ def test_hostile_database_name_is_refused(dataset, database_name):
         _db(dataset)
     with pytest.raises(ValueError, match="database name .* is not a plain identifier"):
         Database("dbname=postgres").with_name(HOSTILE)
+
+
+# ------------------------------------------------------------- writing
+def test_export_to_a_file_is_named(extracted, tmp_path, capsys):
+    target = tmp_path / "tables.csv"
+    target.write_text("keep me\n", encoding="utf-8")
+    assert main(["export", "--config", str(extracted[0]), "--to", str(target)]) == 2
+    assert _one_line_error(capsys) == (
+        f"error: {target} is a file, not a folder: the export writes one CSV per table into a "
+        f"folder; give a folder's name (it is created if missing).\n")
+    assert target.read_text(encoding="utf-8") == "keep me\n"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_names_the_file_being_written(extracted, tmp_path, capsys):
+    import os
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "rna.csv").write_text("the previous export\n", encoding="utf-8")
+    # Every write to /dev/full fails with ENOSPC, as on a full disk: the export's
+    # temporary file for rna.csv is made to be it.
+    (folder / f"rna.csv.{os.getpid()}.part").symlink_to("/dev/full")
+    with pytest.raises(OSError, match=rf"no space left on the disk \(or quota\) to write "
+                                      rf"{folder / 'rna.csv'}: free some space") as caught:
+        export_tables(_db(extracted[0]), folder)
+    assert caught.value.errno == 28  # ENOSPC
+    assert (folder / "rna.csv").read_text(encoding="utf-8") == "the previous export\n"
+    assert not list(folder.glob("*.part"))
