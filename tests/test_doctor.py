@@ -47,6 +47,13 @@ def _remove_one_segmentation(root):
     (root / "rna" / "segmentations" / "img_02_seg.tif").unlink()
 
 
+def _one_image_in_two_files(root):
+    import shutil
+
+    seg = root / "rna" / "segmentations" / "img_02_seg.tif"
+    shutil.copy(seg, seg.with_suffix(".TIFF"))
+
+
 def _header_with_a_space(root):
     (root / "raw-data-metadata.csv").write_text("name,rna type\nimg_00,cen\n", encoding="utf-8")
 
@@ -92,6 +99,8 @@ def _shape_mismatch(root):
          r"rna-localization segment --structure centrosomes"),
         (_remove_one_segmentation, r"rna: 1 raw stack\(s\) without a segmentation .*: img_02",
          r"segment --structure rna.*segmentation_file_suffix"),
+        (_one_image_in_two_files, r"img_02_seg\.tif and img_02_seg\.TIFF in .* are both image",
+         r"remove or rename one of them"),
         (_header_with_a_space, r"'rna type' is not a plain identifier", r"column names of letters"),
         (_latin1_csv, r"raw-data-metadata\.csv is not UTF-8", r"UTF-8"),
         (_unknown_image_in_csv, r"line 6: image 'ghost' is in no structure's raw-data/ folder",
