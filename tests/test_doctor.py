@@ -99,7 +99,7 @@ def _shape_mismatch(root):
          r"rna-localization segment --structure centrosomes"),
         (_remove_one_segmentation, r"rna: 1 raw stack\(s\) without a segmentation .*: img_02",
          r"segment --structure rna.*segmentation_file_suffix"),
-        (_one_image_in_two_files, r"img_02_seg\.tif and img_02_seg\.TIFF in .* are both image",
+        (_one_image_in_two_files, r"img_02_seg\.TIFF and img_02_seg\.tif in .* are both image",
          r"remove or rename one of them"),
         (_header_with_a_space, r"'rna type' is not a plain identifier", r"column names of letters"),
         (_latin1_csv, r"raw-data-metadata\.csv is not UTF-8", r"UTF-8"),
