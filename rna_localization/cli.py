@@ -406,7 +406,8 @@ def _terminate_cleanly():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signums = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s]
+    signums = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+               if s and signal.getsignal(s) is signal.SIG_DFL]  # nohup's ignored SIGHUP stays so
     previous = {s: signal.signal(s, _terminate) for s in signums}
     try:
         yield

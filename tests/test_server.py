@@ -280,3 +280,20 @@ def test_a_killed_postmaster_adds_no_traceback_at_exit(tmp_path):
     assert result.returncode == 0
     assert result.stdout == "exiting\n"
     assert result.stderr == ""
+
+
+def test_a_run_under_nohup_survives_sighup(tmp_path):
+    """nohup ignores SIGHUP so that a run outlives its terminal: that must stay so."""
+    config = write_dataset(tmp_path / "data", database_name="nohup")
+    gate = tmp_path / "gate"
+    env = {k: v for k, v in os.environ.items() if k != ENV_URL}
+    env |= {"PYTHONPATH": str(ROOT), "RNA_LOCALIZATION_TEST_PAUSE_AT": f"extract:1@{gate}"}
+    process = subprocess.Popen(["nohup", sys.executable, "-m", "rna_localization.cli", "run",
+                                "--config", str(config)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    _wait_for(gate.exists, "the run never reached its first image")
+    process.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    assert process.poll() is None  # still running
+    gate.unlink()
+    assert process.wait(120) == 0, process.stderr.read()
