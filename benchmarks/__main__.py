@@ -20,7 +20,7 @@ from pathlib import Path
 from ._common import Section, machine_description
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["distances", "insert", "run", "workers", "segmentation", "detection"]
+BENCHMARKS = ["distances", "insert", "run", "workers", "segmentation", "detection", "playground"]
 
 
 def _demo_dataset(workdir: Path, quick: bool) -> Path:
@@ -148,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                 from . import bench_detection
 
                 section = bench_detection.run(quick=args.quick)
+            elif name == "playground":
+                from . import bench_playground
+
+                section = bench_playground.run(quick=args.quick)
             else:
                 section = _external_segmentation(args.quick)
             section.seconds = section.seconds or time.perf_counter() - start

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import cProfile
 import io
-import os
 import platform
 import pstats
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rna_localization.parallel import usable_cores
 
 __all__ = ["Figure", "Section", "best_time", "machine_description", "profile_summary"]
 
@@ -113,7 +114,7 @@ def machine_description() -> list[tuple[str, str]]:
     import psycopg2
     import scipy
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     return [
         ("CPU", _cpu_model()),
         ("cores available", str(cores)),

@@ -16,6 +16,7 @@ import tifffile
 
 from rna_localization import label_objects, load_config
 from rna_localization.db import start_server, stop_server
+from rna_localization.parallel import usable_cores
 
 from ._common import Figure, Section, format_profile
 
@@ -132,7 +133,7 @@ def run(dataset: Path, workdir: Path, *, small_images: int, quick: bool = False)
         for pgdata in servers:
             stop_server(pgdata)
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     ratio_cluster = cluster["seconds"] / floor
     ratio_serial = serial["seconds"] / floor
     without_plots = serial["seconds"] - serial["steps"].get("make_plots", 0.0)

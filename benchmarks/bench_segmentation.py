@@ -43,7 +43,7 @@ def make_stack(shape, workflow: str, seed: int = 0) -> np.ndarray:
 def ours(image: np.ndarray, workflow: str) -> np.ndarray:
     from rna_localization.segmentation import segment
 
-    return segment(image, workflow, spacing=SPACING)
+    return segment(image, workflow, spacing=SPACING)  # the workflow's preset
 
 
 #: The first release's default parameters (lengths in µm, volumes in µm³).

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from rna_localization.parallel import usable_cores
+
 from ._common import Figure, Section
 
 
@@ -33,7 +35,7 @@ def run(dataset: Path, workdir: Path, *, n_images: int, tile: int = 2,
                              f"available ({error}).")
         print(f"  skipped: segment_folder is not available ({error})")
         return section
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     inputs = workdir / "segment_inputs"
     inputs.mkdir(parents=True, exist_ok=True)
     # The demo's stacks are small (30x256x256); microscopes give 512x512 to 2048x2048

@@ -1,51 +1,41 @@
 """rna_localization: where RNA sits inside cells in 3D microscopy.
 
 The public API is the list in ``__all__`` (also in the README, "Python API").
-Its names are imported on first use: ``import rna_localization`` alone loads
-no numpy, scipy or pandas, so that the command line answers (and Ctrl-C in its
-first second is one line, not an import traceback) at once.
+Its names are imported on first use, so that the command line starts (and
+``rna-localization --help`` answers) without loading numpy, pandas or scipy.
 """
 
 from __future__ import annotations
 
 import importlib
 
-# Public name -> module defining it.
-_HOMES = {
-    "Config": "config",
-    "load_config": "config",
-    "nearest_distances": "distances",
-    "cumulative_distribution": "distributions",
-    "distance_steps": "distributions",
-    "normalize_intensities": "distributions",
-    "single_molecule_references": "distributions",
-    "label_objects": "objects",
-    "measure_objects": "objects",
-}
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "Config",
-    "cumulative_distribution",
-    "distance_steps",
-    "label_objects",
-    "load_config",
-    "measure_objects",
-    "nearest_distances",
-    "normalize_intensities",
-    "single_molecule_references",
-]
+# Public name → the module defining it.
+_API = {
+    "Config": "config",
+    "cumulative_distribution": "distributions",
+    "distance_steps": "distributions",
+    "label_objects": "objects",
+    "load_config": "config",
+    "measure_objects": "objects",
+    "nearest_distances": "distances",
+    "normalize_intensities": "distributions",
+    "single_molecule_references": "distributions",
+    "view": "viewer",
+}
+
+__all__ = sorted(_API)
 
 
 def __getattr__(name: str):
-    if name in _HOMES:
-        value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
+    if name not in _API:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    globals()[name] = value  # once: later look-ups skip this function
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(_API))

@@ -1,26 +1,28 @@
 """The command line: ``rna-localization <command> [--config pipeline.toml]``.
 
-A thin shell: :func:`build_parser` describes the commands, :func:`main` loads
-the config and calls one library function per command.
+A thin shell: :func:`build_parser` describes the commands, :data:`COMMANDS`
+maps each to one function that loads the config and calls the library, and
+:func:`main` runs it. The library (numpy, pandas, scipy, Dask, matplotlib)
+is imported inside the command functions, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import signal
 import subprocess
 import sys
 import textwrap
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pandas is imported by the commands that use it: the shell starts at once
-    import pandas as pd
+from ._errors import USER_ERRORS
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,8 +98,29 @@ def build_parser() -> argparse.ArgumentParser:
             examples=["--config pipeline.toml"])
     command("plot", help="figures under output_dir/plots/",
             description="Plot the cumulative distributions as PDF and PNG figures under "
-            "output_dir/plots/.",
+            "output_dir/plots/, legends and panel titles in words ([plot.labels] sets yours).",
             examples=["--config pipeline.toml"])
+    stats = command("stats", help="group figures with bootstrap CIs and permutation tests",
+                    description="Compare groups of images (plot.hue, plot.col, plot.row, or --by): "
+                    "each group's mean curve, distance_50, auc and enrichment with bootstrap 95% "
+                    "intervals over images, and permutation tests between groups differing in one "
+                    "factor, into output_dir/data/stats.csv and stats_tests.csv.",
+                    examples=["--config pipeline.toml", "--by rna_type --by cycle --seed 1"])
+    stats.add_argument("--by", action="append", metavar="COLUMN",
+                       help="metadata column defining the groups (repeatable; default: plot.hue "
+                       "or normalization.group_by, plot.col, plot.row)")
+    from .config import N_BOOTSTRAP, N_PERMUTATIONS, SEED
+
+    stats.add_argument("--bootstrap", type=int, help=f"bootstrap resamples (default {N_BOOTSTRAP})")
+    stats.add_argument("--permutations", type=int,
+                       help=f"random permutations, or all of them when fewer (default {N_PERMUTATIONS})")
+    stats.add_argument("--seed", type=int, help=f"random seed (default {SEED})")
+    view = command("view", help="one image in napari (needs napari)",
+                   description="Open one image in napari: every structure's raw stack and "
+                   "segmentation, and the structure_1 objects as points coloured by distance, in "
+                   "microns (needs napari: pip install \"napari[all]\").",
+                   examples=["embryo1 --config pipeline.toml"])
+    view.add_argument("name", metavar="NAME", help="image name (the raw file's name without extension)")
     command("doctor", help="check Python, packages, config, database and data layout",
             description="Check Python, the packages, the config, the database and the data "
             "layout, and say how to fix what is wrong (exit status 1 if anything is).",
@@ -108,11 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
             "order, going on where a previous run stopped.",
             examples=["--config pipeline.toml", "--config pipeline.toml --scheduler tcp://login1:8786"])
 
-    export = command("export", help="every table as CSV",
+    export = command("export", help="every table as CSV, or the objects as AnnData",
                      description="Write every table of the database as <table>.csv into a folder "
-                     "(default: output_dir/backup/).",
-                     examples=["--config pipeline.toml", "--to backup-csv"])
-    export.add_argument("--to", type=Path, help="folder (default: output_dir/backup/)")
+                     "(default: output_dir/backup/), or with --format anndata one <structure>.h5ad "
+                     "per structure (default folder: output_dir/anndata/).",
+                     examples=["--config pipeline.toml", "--to backup-csv",
+                               "--format anndata --to h5ad"])
+    export.add_argument("--to", type=Path, help="folder (default: output_dir/backup/, or "
+                        "output_dir/anndata/ with --format anndata)")
+    export.add_argument("--format", choices=["csv", "anndata"], default="csv",
+                        help="csv: every table (default); anndata: objects as .h5ad (needs anndata)")
     backup = command("backup", help="whole database with pg_dump",
                      description="Save the whole database to one file with pg_dump.",
                      examples=["--to project.dump"])
@@ -178,7 +206,7 @@ def _version() -> str:
     return f"rna-localization {__version__}"
 
 
-def _show(frame: pd.DataFrame, title: str, max_rows: int = 12) -> None:
+def _show(frame, title: str, max_rows: int = 12) -> None:
     print(f"\n{title}")
     if frame.empty:
         print("  (nothing)")
@@ -186,21 +214,38 @@ def _show(frame: pd.DataFrame, title: str, max_rows: int = 12) -> None:
     print(frame.to_string(index=False, max_rows=max_rows))
 
 
-def _summary(frame: pd.DataFrame, title: str) -> None:
+def _summary(frame, title: str) -> None:
+    import pandas as pd
+
     if frame.empty:
         print(f"{title}: nothing to do")
         return
-    import pandas as pd
-
     counts = frame["status"].value_counts().to_dict()
     objects = int(pd.to_numeric(frame["objects"], errors="coerce").fillna(0).sum())
     print(f"{title}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f"; {objects} objects")
 
 
-def _db_command(config, action: str) -> int:
+def _config(args):
+    """The config of ``--config``, with ``--scheduler`` (if the command has it) over ``dask.scheduler``."""
+    from .config import load_config
+
+    config = load_config(args.config)
+    if getattr(args, "scheduler", None):
+        config = dataclasses.replace(config, dask=dataclasses.replace(config.dask, scheduler=args.scheduler))
+    return config
+
+
+def _database(config):
+    from .db import Database
+
+    return Database.from_config(config)
+
+
+def _db_command(args) -> int:
     from .db import Database, server_status, stop_server
     from .db.server import client_program
 
+    config, action = _config(args), args.action
     pgdata = config.data.data_dir / ".pgdata"
     if action in ("start", "stop", "status") and config.database.url:
         print(f"database.url is set: the pipeline uses that server, not an embedded one "
@@ -266,13 +311,15 @@ def _import_command(args) -> int:
 
 def _report_init(path: Path, survey) -> None:
     from .calibration import format_voxel_size
+    from .config import DEFAULT_SPACING
 
     print(f"wrote {path}: structures {', '.join(survey.structures)}, "
           f"segmentation suffix {survey.segmentation_file_suffix or '_seg (none yet)'}, "
           f"metadata {survey.metadata_csv or '(none found)'}")
     if survey.voxel_size is None:
         warnings.warn("no raw stack states its voxel size: [scale] holds the defaults "
-                      f"(xy 0.065, z 0.2 µm); set it from the microscope's settings in {path}.",
+                      f"({format_voxel_size(DEFAULT_SPACING)}); set it from the microscope's "
+                      f"settings in {path}.",
                       stacklevel=2)
     else:
         print(f"voxel size from the files: {format_voxel_size(survey.voxel_size)}")
@@ -283,96 +330,214 @@ def _report_init(path: Path, survey) -> None:
     print(f"check it, then: rna-localization doctor --config {path}")
 
 
-def _run_command(args) -> int:  # noqa: PLR0911, PLR0912
+def _stats_command(args) -> int:  # from the distributions CSV: no database needed
+    from .analysis import STATS_FILE, STATS_TESTS_FILE, compute_statistics
+
+    config = _config(args)
+
+    options = {k: v for k, v in (("n_bootstrap", args.bootstrap),
+                                 ("n_permutations", args.permutations), ("seed", args.seed))
+               if v is not None}
+    results = compute_statistics(config, by=args.by, **options)
+    stats, tests = results["stats"], results["tests"]
+    figures = stats[stats["figure"].isin(["distance_50", "auc"])].drop(columns="distance")
+    _show(figures.round(3), "per group (mean over images, bootstrap 95% CI)", max_rows=40)
+    _show(tests.round(4), "permutation tests between groups differing in one factor", max_rows=40)
+    folder = config.output_dir / "data"
+    print(f"\nwritten: {folder / STATS_FILE}, {folder / STATS_TESTS_FILE}")
+    for path in results["plots"]:
+        print(path)
+    return 0
+
+
+def _simulate_command(args) -> int:
+    from .synthetic import simulate_dataset
+
+    kwargs = {"shape": tuple(args.shape)} if args.shape else {}
+    out = simulate_dataset(args.out, n_images=args.images, seed=args.seed, **kwargs)
+    print(f"simulated {args.images} images in {out}; run them with:\n"
+          f"  rna-localization run --config {Path(out) / 'pipeline.toml'}")
+    return 0
+
+
+def _demo_command(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, n_images=args.images, seed=args.seed, ideal_masks=args.ideal_masks)
+    return 0
+
+
+def _init_command(args) -> int:
+    from .init_config import write_config
+
+    path, survey = write_config(args.data_dir, out=args.out, force=args.force)
+    _report_init(path, survey)
+    return 0
+
+
+def _doctor_command(args) -> int:
+    from .doctor import diagnose, format_findings
+
+    findings = diagnose(args.config)  # not _config: a bad config is one of its findings
+    print(format_findings(findings))
+    return 1 if any(not finding.ok for finding in findings) else 0
+
+
+def _segment_command(args) -> int:
+    from .segmentation import segment_structure
+    from .segmentation.batch import _count_images, _segment_summary
+
+    if args.workflow and not args.structure:
+        msg = "--workflow needs --structure: say which structure the parameter file is for."
+        raise ValueError(msg)
+    config = _config(args)
+    for structure in args.structure or config.data.structures:
+        written = segment_structure(config, structure, workflow_file=args.workflow,
+                                    overwrite=args.overwrite, workers=args.workers)
+        raw_dir, seg_dir = config.structure_dirs(structure)
+        print(f"{structure}: {_segment_summary(written, _count_images(raw_dir), seg_dir)}")
+    return 0
+
+
+def _extract_command(args) -> int:
     from . import steps
-    from .config import load_config
 
-    if args.command == "simulate":
-        from .synthetic import simulate_dataset
+    config = _config(args)
+    _summary(steps.extract(config, overwrite=args.overwrite, db=_database(config)), "extract")
+    return 0
 
-        kwargs = {"shape": tuple(args.shape)} if args.shape else {}
-        out = simulate_dataset(args.out, n_images=args.images, seed=args.seed, **kwargs)
-        print(f"simulated {args.images} images in {out}; run them with:\n"
-              f"  rna-localization run --config {Path(out) / 'pipeline.toml'}")
-        return 0
-    if args.command == "demo":
-        from .demo import run_demo
 
-        run_demo(args.out, n_images=args.images, seed=args.seed, ideal_masks=args.ideal_masks)
-        return 0
+def _distances_command(args) -> int:
+    from . import steps
 
-    if args.command == "import":
-        return _import_command(args)
-    if args.command == "init":
-        from .init_config import write_config
+    config = _config(args)
+    table = steps.measure_distances(config, overwrite=args.overwrite, db=_database(config))
+    if config.has_structure_2:  # else the step said why it skipped
+        _summary(table, "distances")
+    return 0
 
-        path, survey = write_config(args.data_dir, out=args.out, force=args.force)
-        _report_init(path, survey)
-        return 0
-    if args.command == "doctor":  # before loading the config: a bad config is one of its findings
-        from .doctor import diagnose, format_findings
 
-        findings = diagnose(args.config)
-        print(format_findings(findings))
-        return 1 if any(not finding.ok for finding in findings) else 0
-    config = load_config(args.config)
-    if getattr(args, "scheduler", None):
-        config = dataclasses.replace(config, dask=dataclasses.replace(config.dask, scheduler=args.scheduler))
-    if args.command == "db":
-        return _db_command(config, args.action)
-    if args.command == "segment":
-        from .segmentation import segment_structure
-        from .segmentation.batch import _count_images, _segment_summary
+def _metadata_command(args) -> int:
+    from . import steps
 
-        if args.workflow and not args.structure:
-            msg = "--workflow needs --structure: say which structure the parameter file is for."
-            raise ValueError(msg)
+    config = _config(args)
+    table = steps.load_metadata(config, db=_database(config))
+    print(f"images table: {len(table)} rows, columns {', '.join(table.columns)}")
+    return 0
 
-        for structure in args.structure or config.data.structures:
-            written = segment_structure(config, structure, workflow_file=args.workflow,
-                                        overwrite=args.overwrite, workers=args.workers)
-            raw_dir, seg_dir = config.structure_dirs(structure)
-            print(f"{structure}: {_segment_summary(written, _count_images(raw_dir), seg_dir)}")
-        return 0
-    from .db import Database
-    from .db.backup import backup_database, export_tables, restore_database
 
-    db = Database.from_config(config)
-    if args.command == "extract":
-        _summary(steps.extract(config, overwrite=args.overwrite, db=db), "extract")
-    elif args.command == "distances":
-        _summary(steps.measure_distances(config, overwrite=args.overwrite, db=db), "distances")
-    elif args.command == "metadata":
-        table = steps.load_metadata(config, db=db)
-        print(f"images table: {len(table)} rows, columns {', '.join(table.columns)}")
-    elif args.command == "normalize":
-        _show(steps.normalize(config, db=db), "single-molecule references")
-    elif args.command == "distributions":
-        table = steps.compute_distributions(config, db=db)
+def _normalize_command(args) -> int:
+    from . import steps
+
+    config = _config(args)
+    _show(steps.normalize(config, db=_database(config)), "single-molecule references")
+    return 0
+
+
+def _distributions_command(args) -> int:
+    from . import steps
+
+    config = _config(args)
+    table = steps.compute_distributions(config, db=_database(config))
+    if config.has_structure_2:
         print(f"cumulative distributions of {table['name'].nunique() if len(table) else 0} images "
               f"written to {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
-    elif args.command == "plot":
-        for path in steps.make_plots(config):
-            print(path)
-    elif args.command == "run":
-        results = steps.run(config, db=db)
-        _summary(results["extract"], "extract")
+    return 0
+
+
+def _plot_command(args) -> int:
+    from . import steps
+
+    for path in steps.make_plots(_config(args)):
+        print(path)
+    return 0
+
+
+def _run_all_command(args) -> int:
+    from . import steps
+
+    config = _config(args)
+    results = steps.run(config, db=_database(config))
+    _summary(results["extract"], "extract")
+    if "distances" in results:
         _summary(results["distances"], "distances")
-        print(f"metadata: {len(results['metadata'])} images")
-        _show(results["normalize"], "single-molecule references")
+    print(f"metadata: {len(results['metadata'])} images")
+    _show(results["normalize"], "single-molecule references")
+    if "molecules" in results:  # RNA alone
+        print(f"\nmolecules per image: {config.output_dir / 'data' / steps.MOLECULES_FILE}")
+    else:
         print(f"\ndistributions: {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
         print("plots: " + ", ".join(str(p) for p in results["plots"] if p.suffix == ".png"))
-    elif args.command == "export":
-        folder = args.to or config.output_dir / "backup"
-        paths = export_tables(db, folder)
-        print(f"{len(paths)} tables written to {folder}")
-    elif args.command == "backup":
-        print(f"database {db.name!r} saved to {backup_database(db, args.to)}")
-    elif args.command == "restore":
-        target = db.with_name(args.database) if args.database else db
-        restore_database(target, args.source)
-        print(f"{args.source} restored into database {target.name!r}")
     return 0
+
+
+def _export_command(args) -> int:
+    config = _config(args)
+    db = _database(config)
+    if args.format == "anndata":
+        from .anndata_export import export_anndata
+
+        for path in export_anndata(config, args.to or config.output_dir / "anndata", db=db):
+            print(path)
+        return 0
+    from .db.backup import export_tables
+
+    folder = args.to or config.output_dir / "backup"
+    paths = export_tables(db, folder)
+    print(f"{len(paths)} tables written to {folder}")
+    return 0
+
+
+def _view_command(args) -> int:
+    from .viewer import view
+
+    view(args.name, _config(args))
+    import napari  # view() imported it: installed
+
+    napari.run()
+    return 0
+
+
+def _backup_command(args) -> int:
+    from .db.backup import backup_database
+
+    db = _database(_config(args))
+    print(f"database {db.name!r} saved to {backup_database(db, args.to)}")
+    return 0
+
+
+def _restore_command(args) -> int:
+    from .db.backup import restore_database
+
+    db = _database(_config(args))
+    target = db.with_name(args.database) if args.database else db
+    restore_database(target, args.source)
+    print(f"{args.source} restored into database {target.name!r}")
+    return 0
+
+
+#: Each command of :func:`build_parser` and the function running it (parsed arguments → exit status).
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "db": _db_command,
+    "segment": _segment_command,
+    "extract": _extract_command,
+    "distances": _distances_command,
+    "metadata": _metadata_command,
+    "normalize": _normalize_command,
+    "distributions": _distributions_command,
+    "plot": _plot_command,
+    "doctor": _doctor_command,
+    "run": _run_all_command,
+    "export": _export_command,
+    "backup": _backup_command,
+    "restore": _restore_command,
+    "stats": _stats_command,
+    "view": _view_command,
+    "import": _import_command,
+    "init": _init_command,
+    "simulate": _simulate_command,
+    "demo": _demo_command,
+}
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
@@ -441,9 +606,15 @@ def _main(argv: list[str] | None) -> int:
 
     args = build_parser().parse_args(argv)
     formatter, warnings.formatwarning = warnings.formatwarning, _format_warning
+    info = logging.StreamHandler(sys.stdout)  # what the steps skip, as `info: ...` lines
+    info.setFormatter(logging.Formatter("info: %(message)s"))
+    logger = logging.getLogger("rna_localization")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(info)
     try:
-        return _run_command(args)
-    except (ValueError, TypeError, OSError, RuntimeError) as error:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as error:  # anything else is a bug: its traceback is shown
         print(f"error: {error}", file=sys.stderr)
         return 2
     except psycopg2.Error as error:  # e.g. the server is down: one line, never a password
@@ -455,6 +626,8 @@ def _main(argv: list[str] | None) -> int:
         return 2
     finally:
         warnings.formatwarning = formatter
+        logger.removeHandler(info)
+        logger.setLevel(level)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,22 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DEFAULT_SPACING",
     "RESERVED_TABLES",
     "Config",
+    "PlotLabels",
     "ThresholdTable",
     "check_identifier",
     "describe_settings",
     "load_config",
 ]
+
+#: ``stats``: bootstrap resamples of the images.
+N_BOOTSTRAP = 2000
+#: ``stats``: random relabellings of the images in a permutation test (all of them when fewer).
+N_PERMUTATIONS = 9999
+#: ``stats``: seed of the random generator: the same table gives the same intervals and p-values.
+SEED = 0
 
 #: Tables the package keeps besides one per structure; no structure may take these names.
 RESERVED_TABLES = ("images", "label_images", "distance_measurements")
@@ -103,6 +112,11 @@ class ScaleConfig:
     z: float = 0.2
 
 
+#: The default voxel size along (z, y, x) in microns: ``[scale]``'s defaults, used
+#: wherever no voxel size is given (the playgrounds, batch segmentation, the simulator).
+DEFAULT_SPACING = (ScaleConfig.z, ScaleConfig.xy, ScaleConfig.xy)
+
+
 @dataclass(frozen=True)
 class DistancesConfig:
     structure_1: str = "rna"
@@ -133,10 +147,39 @@ class DistributionConfig:
     step_size: float = 0.05
     distance: str = "centroid"
     output_dir: str = "output"
+    chance_region: str = ""
 
 #: Allowed ``plot.dpi``: below, figures are unreadable; above, a two-column figure's
 #: PNG passes a gigabyte of memory.
 DPI_RANGE = (10, 1200)
+
+
+@dataclass(frozen=True)
+class PlotLabels:
+    """Words in the figures for metadata columns and their values (``[plot.labels]``).
+
+    In TOML, one key per column the figures use (``plot.hue``, ``col``,
+    ``row``): text for the column's words, or a table of its values' words,
+    with ``label`` for the column's own::
+
+        [plot.labels]
+        rna_type = { label = "probe", cen = "centrocortin", gapdh = "GAPDH" }
+        replicate = "biological replicate"
+
+    Attributes
+    ----------
+    columns : dict of str to str
+        Words for column names (``plotting.plot_cumulative_distributions(labels=)``).
+    values : dict of str to dict
+        Words for values, by column (``value_labels=``).
+    """
+
+    columns: dict[str, str] = field(default_factory=dict)
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+#: The key of a ``[plot.labels]`` column table that holds the column's own words.
+LABEL_KEY = "label"
 
 
 @dataclass(frozen=True)
@@ -145,6 +188,7 @@ class PlotConfig:
     col: str = ""
     row: str = ""
     dpi: int = 600
+    labels: PlotLabels = field(default_factory=PlotLabels)
 
 
 @dataclass(frozen=True)
@@ -227,6 +271,10 @@ class Config:
         data = sections["data"]
         data_dir = Path(base_dir, data.data_dir).expanduser().resolve()
         sections["data"] = dataclasses.replace(data, data_dir=data_dir)
+        if len(data.structures) == 1 and "structure_2" not in settings.get("distances", {}):
+            # RNA alone: nothing to measure distances to, unless a second structure is named.
+            distances = sections.get("distances", DistancesConfig())
+            sections["distances"] = dataclasses.replace(distances, structure_2="")
         config = cls(**sections, source=source)
         config.validate()
         return config
@@ -263,9 +311,14 @@ class Config:
             ("distances.structure_2", self.distances.structure_2),
             ("normalization.structure", self.normalization.structure),
         ]:
+            if key == "distances.structure_2" and name == "":
+                continue  # no second structure: RNA alone
             check_identifier(name, key)
             if name not in self.data.structures:
-                msg = f"{key} = {name!r} is not in data.structures {list(self.data.structures)}."
+                alone = (" For a data set of one structure alone, set distances.structure_2 = \"\"."
+                         if key == "distances.structure_2" else "")
+                msg = (f"{key} = {name!r} is not in data.structures "
+                       f"{list(self.data.structures)}.{alone}")
                 raise ValueError(msg)
         if self.distances.structure_1 == self.distances.structure_2:
             msg = "distances.structure_1 and structure_2 must differ."
@@ -275,6 +328,14 @@ class Config:
         for key in ("hue", "col", "row"):
             if getattr(self.plot, key):
                 check_identifier(getattr(self.plot, key), f"plot.{key}")
+        used = [c for c in dict.fromkeys([self.plot_hue, self.plot.col, self.plot.row]) if c]
+        for column in {**self.plot.labels.columns, **self.plot.labels.values}:
+            if column not in used:
+                msg = (f"unknown key {column!r} in [plot.labels]{self._where}: the figures name the "
+                       f"columns {', '.join(repr(c) for c in used)} (plot.hue, plot.col, plot.row)."
+                       f"{_suggest(column, used)} Give words for those, or set plot.hue/col/row "
+                       f"to {column!r}.")
+                raise ValueError(msg)
         if self.plot.row and self.plot.row == self.plot.col:
             msg = (f"plot.row and plot.col are both {self.plot.row!r}: one column cannot split "
                    f"the panels both ways; leave one of them \"\".")
@@ -284,6 +345,12 @@ class Config:
             if not (math.isfinite(value) and value > 0):
                 msg = f"{key} must be a positive number of microns; got {value}."
                 raise ValueError(msg)
+        region = self.distribution.chance_region
+        if region and region not in self.data.structures:
+            msg = (f"distribution.chance_region = {region!r} is not one of data.structures "
+                   f"{list(self.data.structures)}: name the structure whose objects are where RNA "
+                   f"can be (e.g. \"embryo\"), or \"\" for the whole image.")
+            raise ValueError(msg)
         if self.distances.workers < 0:
             msg = f"distances.workers must be >= 0 (0: one per core); got {self.distances.workers}."
             raise ValueError(msg)
@@ -334,9 +401,30 @@ class Config:
 
     # ------------------------------------------------------------ derived paths
     @property
+    def _where(self) -> str:
+        return f" in {self.source}" if self.source else ""
+
+    @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size (z, y, x) in microns."""
         return (self.scale.z, self.scale.xy, self.scale.xy)
+
+    @property
+    def has_structure_2(self) -> bool:
+        """Whether distances are measured: False for a data set of RNA alone.
+
+        ``distances.structure_2 = ""``, or left out when ``data.structures``
+        lists one structure: the objects are extracted and their molecules
+        counted; distances, distributions and their figures are skipped.
+
+        Examples
+        --------
+        >>> Config.from_flat(data_dir="/data", structures=["rna"]).has_structure_2
+        False
+        >>> Config.from_flat(data_dir="/data").has_structure_2
+        True
+        """
+        return bool(self.distances.structure_2)
 
     @property
     def metadata_path(self) -> Path:
@@ -374,6 +462,8 @@ def _coerce(section: str, key: str, value: Any, default: Any, where: str) -> Any
                 raise ValueError(msg)
             return ThresholdTable(column=column, values=values)
         return _number(value, label)
+    if key == "labels":
+        return _plot_labels(value, f"{section}.{key}", where)
     if key == "structures":
         if isinstance(value, str):
             value = [value]
@@ -404,6 +494,41 @@ def _coerce(section: str, key: str, value: Any, default: Any, where: str) -> Any
             raise ValueError(msg)
         return value
     return value
+
+
+def _plot_labels(value: Any, label: str, where: str = "") -> PlotLabels:
+    """``[plot.labels]`` as read from TOML (or a notebook's dict), checked."""
+    if isinstance(value, PlotLabels):
+        return value
+    example = ('e.g. [plot.labels] with rna_type = { label = "probe", cen = "centrocortin" } '
+               'or replicate = "biological replicate"')
+    if not isinstance(value, dict):
+        msg = f"{label}{where} must be a table of metadata columns ({example}); got {value!r}."
+        raise ValueError(msg)
+    columns, values = {}, {}
+    for column, words in value.items():
+        check_identifier(column, f"{label} key{where}")
+        if isinstance(words, str):
+            columns[column] = words
+            continue
+        if not isinstance(words, dict) or not words:
+            msg = (f"{label}.{column}{where} must be text (the column's words) or a table of its "
+                   f"values' words ({example}); got {words!r}.")
+            raise ValueError(msg)
+        for key, text in words.items():
+            if not isinstance(text, str) or not text.strip():
+                msg = f"{label}.{column}.{key}{where} must be non-empty text; got {text!r}."
+                raise ValueError(msg)
+        table = dict(words)
+        if LABEL_KEY in table:
+            columns[column] = table.pop(LABEL_KEY)
+        if table:
+            values[column] = table
+    for column, words in columns.items():
+        if not words.strip():
+            msg = f"{label}.{column}{where} must be non-empty text; got {words!r}."
+            raise ValueError(msg)
+    return PlotLabels(columns=columns, values=values)
 
 
 def _number(value: Any, label: str) -> float:

@@ -37,6 +37,7 @@ from typing import Any
 
 import pandas as pd
 
+from .config import DataConfig
 from .metadata import read_metadata_csv
 
 __all__ = ["MANIFEST_NAME", "file_sha256", "load", "write_manifest"]
@@ -46,13 +47,9 @@ MANIFEST_NAME = "manifest.json"
 #: Version of the manifest's own format.
 MANIFEST_FORMAT = 1
 
-_LAYOUT_DEFAULTS = {
-    "metadata_csv": "raw-data-metadata.csv",
-    "image_name_column": "name",
-    "raw_data_dir": "raw-data",
-    "segmentation_dir": "segmentations",
-    "segmentation_file_suffix": "_seg",
-}
+_LAYOUT_DEFAULTS = {key: getattr(DataConfig, key) for key in (
+    "metadata_csv", "image_name_column", "raw_data_dir", "segmentation_dir",
+    "segmentation_file_suffix")}
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from psycopg2 import sql
 
 from . import steps
-from .config import RESERVED_TABLES, load_config
+from .config import RESERVED_TABLES, DataConfig, load_config
 from .db import Database, stop_server
-from .db.tables import read_label_image
+from .db.tables import drop_tables, read_columns, read_label_image
 from .metadata import read_metadata_csv
 
 __all__ = ["DemoReport", "compare_with_truth", "run_demo"]
@@ -104,7 +103,7 @@ def _demo_config_text(pipeline_toml: Path, *, workflow: bool) -> str:
     text = f'[database]\nname = "{DEMO_DATABASE}"  # cleared by each demo run\n\n' + text
     if not workflow:
         return text
-    old = 'segmentation_dir = "segmentations"'
+    old = f'segmentation_dir = "{DataConfig.segmentation_dir}"'
     if old not in text:
         msg = f"{pipeline_toml} has no line {old!r}; regenerate the demo data set."
         raise ValueError(msg)
@@ -114,8 +113,7 @@ def _demo_config_text(pipeline_toml: Path, *, workflow: bool) -> str:
 def _clear(db: Database, config) -> None:
     """Drop the tables a previous demo left in the demo's database."""
     with db.transaction() as cursor:
-        for table in (*config.data.structures, *RESERVED_TABLES):
-            cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+        drop_tables(cursor, (*config.data.structures, *RESERVED_TABLES))
 
 
 def run_demo(out_dir: str | Path = "data/demo", *, n_images: int = 20, seed: int = 0,
@@ -230,11 +228,11 @@ def compare_with_truth(config, db: Database, distributions: pd.DataFrame) -> Dem
     position = ("spot_centroid_z", "spot_centroid_y", "spot_centroid_x")
     if not set(position) <= rna_columns:
         position = ("centroid_z", "centroid_y", "centroid_x")
-    objects = db.query(
-        "SELECT name, object_id, normalized_intensity, " + ", ".join(position) + " FROM rna")
+    with db.transaction() as cursor:
+        objects = read_columns(cursor, "rna", ["name", "object_id", "normalized_intensity", *position])
+        targets = (read_columns(cursor, structure_2, ["name", "area"])
+                   if structure_2 in db.tables() else pd.DataFrame({"name": [], "area": []}))
     objects["normalized_intensity"] = objects["normalized_intensity"].fillna(0.0)
-    targets = (db.query(sql.SQL("SELECT name, area FROM {}").format(sql.Identifier(structure_2)))
-               if structure_2 in db.tables() else pd.DataFrame({"name": [], "area": []}))
 
     rows = []
 

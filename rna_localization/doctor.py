@@ -29,26 +29,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._dependencies import CHECKED
+
 __all__ = ["Finding", "diagnose", "format_findings"]
 
-#: (import name, distribution name(s), minimum version, needed for), as in setup.py.
-PACKAGES = (
-    ("numpy", ("numpy",), "1.24", ""),
-    ("scipy", ("scipy",), "1.10", ""),
-    ("skimage", ("scikit-image",), "0.21", ""),
-    ("tifffile", ("tifffile",), "2023.1", ""),
-    ("pandas", ("pandas",), "2.0", ""),
-    ("psycopg2", ("psycopg2-binary", "psycopg2"), "2.9", ""),
-    ("sqlalchemy", ("SQLAlchemy",), "2.0", ""),
-    ("matplotlib", ("matplotlib",), "3.7", ""),
-    ("seaborn", ("seaborn",), "0.13", ""),
-    ("tqdm", ("tqdm",), "4.60", ""),
-    ("pgserver", ("pgserver",), "0.1.4", ""),
-    ("dask", ("dask",), "2024.1", ""),
-    ("distributed", ("distributed",), "2024.1", ""),
-    ("cryptography", ("cryptography",), "41", ""),
-    ("bioio", ("bioio",), "1.0", "import FILE.czi/.nd2/.lif"),
-)
+#: (import name, distribution name(s), minimum version, needed for): the packages of setup.py.
+PACKAGES = CHECKED
 
 _SHOWN = 5  # names listed in one finding before "and N more"
 
@@ -147,7 +133,7 @@ def check_database(config) -> list[Finding]:
             ))
     try:
         db = Database.from_config(config)
-        db.query("SELECT 1")
+        db.ping()
     except Exception as error:  # every way of failing is a finding, not a crash
         detail = _redact(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
         fix = ("check database.url (host, port, user, database name), that the server runs and "

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import RESERVED_TABLES, check_identifier
+from .config import RESERVED_TABLES, DataConfig, check_identifier
 from .io import read_voxel_size, write_stack
 
 __all__ = [
@@ -452,8 +452,9 @@ def _sources(paths: Iterable[str | os.PathLike], channels: dict[str, int]) -> li
 
 
 def import_files(paths: Iterable[str | os.PathLike], channels: dict[str, int] | str,
-                 data_dir: str | os.PathLike, *, raw_data_dir: str = "raw-data",
-                 metadata_csv: str = "raw-data-metadata.csv", name_column: str = "name",
+                 data_dir: str | os.PathLike, *, raw_data_dir: str = DataConfig.raw_data_dir,
+                 metadata_csv: str = DataConfig.metadata_csv,
+                 name_column: str = DataConfig.image_name_column,
                  overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
     """Split microscope files into the data layout's single-channel stacks.
 

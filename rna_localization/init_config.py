@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .calibration import format_voxel_size, same_voxel_size
-from .config import RESERVED_TABLES, ScaleConfig, check_identifier
+from .config import RESERVED_TABLES, DataConfig, ScaleConfig, check_identifier
 from .io import image_names, read_voxel_size, tiff_files
 
 __all__ = ["DataSurvey", "render_config", "survey_data", "write_config"]
 
-RAW_DATA_DIR = "raw-data"
-SEGMENTATION_DIR = "segmentations"
-METADATA_CSV = "raw-data-metadata.csv"
+RAW_DATA_DIR = DataConfig.raw_data_dir
+SEGMENTATION_DIR = DataConfig.segmentation_dir
+METADATA_CSV = DataConfig.metadata_csv
 #: Metadata columns taken for normalization.group_by, in order of preference.
 GROUP_COLUMNS = ("rna_type", "rna", "gene", "probe", "target")
 
@@ -172,10 +172,13 @@ def survey_data(data_dir: str | os.PathLike) -> DataSurvey:
 
 
 def _pick_pair(structures: tuple[str, ...]) -> tuple[str, str]:
-    """(structure_1, structure_2): RNA first, a centrosome-like structure second if any."""
+    """(structure_1, structure_2): RNA first, a centrosome-like structure second if any.
+
+    structure_2 is "" for a data set of one structure (RNA alone).
+    """
     first = "rna" if "rna" in structures else structures[0]
     others = [s for s in structures if s != first]
-    second = next((s for s in others if "centrosome" in s.lower()), others[0])
+    second = next((s for s in others if "centrosome" in s.lower()), others[0] if others else "")
     return first, second
 
 
@@ -205,19 +208,10 @@ def render_config(survey: DataSurvey, *, data_dir: str = ".") -> str:
     str
         TOML that :func:`.config.load_config` accepts.
 
-    Raises
-    ------
-    ValueError
-        If the data directory holds fewer than two structures (distances
-        need two).
+    A data directory of one structure (RNA alone) gets
+    ``structure_2 = ""``: its objects are extracted and their molecules
+    counted, with no distances.
     """
-    if len(survey.structures) < 2:
-        msg = (
-            f"{survey.data_dir} holds only one structure ({', '.join(survey.structures)}); "
-            f"distances need two: import or add the other structure's stacks "
-            f"(<structure>/{RAW_DATA_DIR}/<name>.tif) first."
-        )
-        raise ValueError(msg)
     first, second = _pick_pair(survey.structures)
     counts = ", ".join(f"{s} {n}" for s, n in survey.images.items())
     lines = [
@@ -238,8 +232,9 @@ def render_config(survey: DataSurvey, *, data_dir: str = ".") -> str:
         f"segmentation_dir = {_toml_string(SEGMENTATION_DIR)}",
     ]
     if survey.segmentation_file_suffix is None:
-        lines.append('segmentation_file_suffix = "_seg"   # no segmentation yet: '
-                     "`rna-localization segment` writes <name>_seg.tif")
+        suffix = DataConfig.segmentation_file_suffix
+        lines.append(f"segmentation_file_suffix = {_toml_string(suffix)}   # no segmentation yet: "
+                     f"`rna-localization segment` writes <name>{suffix}.tif")
     else:
         lines.append(f"segmentation_file_suffix = {_toml_string(survey.segmentation_file_suffix)}"
                      "   # found after the image names in segmentations/")
@@ -276,7 +271,9 @@ def render_config(survey: DataSurvey, *, data_dir: str = ".") -> str:
         "",
         "[distances]",
         f"structure_1 = {_toml_string(first)}   # distances from every object of this structure",
-        f"structure_2 = {_toml_string(second)}   # to the nearest object of this one",
+        (f"structure_2 = {_toml_string(second)}   # to the nearest object of this one" if second
+         else 'structure_2 = ""   # one structure alone: no distances; molecules per image are '
+              "counted (name a second structure here once you have one)"),
         "overwrite = false",
         "workers = 0              # 0 → one per core",
         "",
@@ -303,6 +300,7 @@ def render_config(survey: DataSurvey, *, data_dir: str = ".") -> str:
         "step_size = 0.05",
         'distance = "centroid"',
         'output_dir = "output"',
+        'chance_region = ""       # a structure where RNA can be (e.g. "embryo"); "" → whole image',
         "",
         "[plot]",
         'hue = ""                 # "" → normalization.group_by',

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from .config import DataConfig
+
 __all__ = ["FileFingerprint", "ImagePair", "check_data_dir", "file_fingerprint", "find_image_pairs",
            "image_names", "read_stack", "read_voxel_size", "replacing", "stack_shape", "tiff_files",
            "write_stack"]
@@ -451,9 +453,9 @@ def find_image_pairs(
     data_dir: str | os.PathLike,
     structure: str,
     *,
-    raw_data_dir: str = "raw-data",
-    segmentation_dir: str = "segmentations",
-    segmentation_file_suffix: str = "_seg",
+    raw_data_dir: str = DataConfig.raw_data_dir,
+    segmentation_dir: str = DataConfig.segmentation_dir,
+    segmentation_file_suffix: str = DataConfig.segmentation_file_suffix,
     check_shapes: bool = True,
 ) -> list[ImagePair]:
     """Every raw stack of a structure with its segmentation.

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-__all__ = ["OBJECT_COLUMNS", "label_objects", "measure_objects", "normalize_spacing"]
+__all__ = ["FACE_CONNECTIVITY", "OBJECT_COLUMNS", "label_objects", "measure_objects", "normalize_spacing"]
 
 #: Columns of :func:`measure_objects`, in order, with their dtypes.
 OBJECT_COLUMNS = {
@@ -25,7 +25,9 @@ OBJECT_COLUMNS = {
 }
 
 # Face connectivity: two voxels touch when they share a face (6 neighbours in 3D).
-_FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
+#: Voxels sharing a face are neighbours (6-connectivity): the connectivity of every
+#: object in the package (labeling, segmentation workflows, outlines).
+FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
 
 
 def normalize_spacing(spacing, ndim: int = 3) -> np.ndarray:
@@ -134,7 +136,7 @@ def label_objects(segmentation: np.ndarray) -> np.ndarray:
         msg = f"segmentation label {largest} does not fit in int32."
         raise ValueError(msg)
     if largest == 0 or not np.any((segmentation != 0) & (segmentation != largest)):
-        label_image, _ = ndimage.label(segmentation != 0, structure=_FACE_CONNECTIVITY)
+        label_image, _ = ndimage.label(segmentation != 0, structure=FACE_CONNECTIVITY)
         return label_image.astype(np.int32, copy=False)
     return segmentation.astype(np.int32)
 

@@ -41,7 +41,9 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
-__all__ = ["RETRIES", "map_images", "shared_clusters", "worker_count"]
+from ._errors import PipelineError
+
+__all__ = ["RETRIES", "map_images", "shared_clusters", "usable_cores", "worker_count"]
 
 #: How many times a task that raised an unexpected error is tried again.
 RETRIES = 2
@@ -56,6 +58,22 @@ _INPUT_ERRORS = (ValueError, TypeError, FileNotFoundError)
 _shown_dashboards: set[str] = set()
 # Clients kept open by shared_clusters(), by (workers, scheduler); None outside it.
 _shared: dict[tuple[int, str], tuple] | None = None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a batch job's share, not the whole node).
+
+    A job given 32 CPUs of a 128-core node sees 32 here (its CPU affinity),
+    where ``os.cpu_count()`` says 128.
+
+    Examples
+    --------
+    >>> 1 <= usable_cores() <= (os.cpu_count() or 1)
+    True
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def worker_count(workers: int, n_tasks: int) -> int:
@@ -79,7 +97,7 @@ def worker_count(workers: int, n_tasks: int) -> int:
     2
     """
     if workers == 0:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        workers = usable_cores()
     return max(1, min(workers, n_tasks))
 
 
@@ -314,7 +332,7 @@ def map_images(function: Callable, tasks: Iterable[tuple], *, workers: int = 1,
                             f"memory); nothing of it was written. Give each worker more memory, "
                             f"or use fewer workers, and run again."
                         )
-                        raise RuntimeError(msg) from error
+                        raise PipelineError(msg) from error
                     if not ok:
                         raise value
                     yield value

@@ -30,6 +30,7 @@ __all__ = [
     "curve_summary",
     "facet_title",
     "plot_cumulative_distributions",
+    "plot_group_statistics",
     "plot_image_objects",
     "save_figure",
     "value_label",
@@ -87,6 +88,10 @@ _MEASURES = {"percent_total_rna": "RNA", "percent_granule_rna": "granule RNA"}
 BAND_LEVEL = 0.95
 #: The line under every cumulative-distribution figure, saying what lines and bands are.
 CAPTION = f"Line: mean over images; band: {BAND_LEVEL:.0%} CI of the mean."
+#: Added to the caption when the chance baseline is drawn.
+CHANCE_CAPTION = "\nDashed: expected if the RNA were spread uniformly."
+#: The distributions column of the chance baseline (:mod:`rna_localization.baseline`).
+EXPECTED_COLUMN = "expected_percent_total_rna"
 #: Height of one row of panels as a fraction of its width, and its bounds (inches).
 _PANEL_ASPECT, _PANEL_HEIGHT = 0.75, (1.5, 2.6)
 #: Height of the strip under the panels that holds the caption line, inches.
@@ -233,7 +238,9 @@ def plot_cumulative_distributions(distributions: pd.DataFrame, measure: str = "p
     One line per value of `hue` in each panel; one panel per value of `row`
     (rows) and of `col` (columns). Each legend entry gives the number of
     images of its curve in that panel; a caption line under the panels says
-    what lines and bands are (:data:`CAPTION`). Panels share the y axis,
+    what lines and bands are (:data:`CAPTION`). When the table has the chance
+    baseline (``expected_percent_total_rna``), the percent_total_rna figure
+    draws its mean over images dashed, in the curve's colour. Panels share the y axis,
     which runs from 0 to just above the highest mean or band (so a granule
     curve reaching 30 % is not drawn in the bottom third of a 0-100 axis);
     each panel's x axis runs from 0 to its own largest distance (panels whose
@@ -301,16 +308,19 @@ def plot_cumulative_distributions(distributions: pd.DataFrame, measure: str = "p
     n_rows, n_cols = len(row_levels), len(col_levels)
     if width is None:
         width = ONE_COLUMN if n_cols <= 2 else TWO_COLUMNS
+    with_chance = (measure == "percent_total_rna" and EXPECTED_COLUMN in data.columns
+                   and data[EXPECTED_COLUMN].notna().any())
+    caption_height = _CAPTION_HEIGHT * (2 if with_chance else 1)  # a second caption line
     if height is None:
         panel_height = float(np.clip(_PANEL_ASPECT * width / n_cols, *_PANEL_HEIGHT))
-        height = n_rows * panel_height + 0.5 + _CAPTION_HEIGHT
+        height = n_rows * panel_height + 0.5 + caption_height
     colours = dict(zip(hue_levels, sns.color_palette("colorblind", len(hue_levels))))
 
     with matplotlib.rc_context(PAPER_RC):
         figure = plt.figure(figsize=(width, height), layout="constrained")
         # Panels above, the caption line in a strip of its own below them.
-        panels, strip = figure.subfigures(2, 1, height_ratios=[height - _CAPTION_HEIGHT,
-                                                               _CAPTION_HEIGHT])
+        panels, strip = figure.subfigures(2, 1, height_ratios=[height - caption_height,
+                                                               caption_height])
         axes = panels.subplots(n_rows, n_cols, sharey=True, squeeze=False)
         top, drawn = 0.0, []
         for (r, row_value), (c, col_value) in (
@@ -342,11 +352,16 @@ def plot_cumulative_distributions(distributions: pd.DataFrame, measure: str = "p
                 ax.plot(summary["distance"], summary["mean"], color=colours[hue_value],
                         label=f"{words} (n = {n_images} image{'s' if n_images != 1 else ''})")
                 top = max(top, np.nanmax(summary[["mean", "high"]].to_numpy()))
+                if with_chance and curve[EXPECTED_COLUMN].notna().any():
+                    chance = curve.groupby("distance", sort=True)[EXPECTED_COLUMN].mean()
+                    ax.plot(chance.index, chance.to_numpy(), color=colours[hue_value],
+                            linestyle="--", linewidth=0.8, label="_nolegend_")
             ax.set_xlim(0, float(panel["distance"].max()))
         axes[0, 0].set_ylim(0, 1.05 * top if top > 0 else 1.0)
         panels.supxlabel(f"distance to {structure} (µm)")
         panels.supylabel(y_text)
-        strip.text(0.01, 0.5, CAPTION, ha="left", va="center", fontsize=PAPER_RC["legend.fontsize"])
+        strip.text(0.01, 0.5, CAPTION + (CHANCE_CAPTION if with_chance else ""), ha="left",
+                   va="center", fontsize=PAPER_RC["legend.fontsize"])
         # Each panel's legend sits above it, under the panel's title: it counts that
         # panel's images, and inside the axes it would hide curves or bands.
         for ax in drawn:
@@ -584,3 +599,116 @@ def save_figure(figure, path_stem: str | Path, *, dpi: int = 600) -> list[Path]:
     finally:
         plt.close(figure)
     return paths
+
+
+def plot_group_statistics(stats: pd.DataFrame, figure: str = "enrichment", *,
+                          hue: str | None = "rna_type", col: str | None = None,
+                          tests: pd.DataFrame | None = None, test: str = "auc",
+                          structure: str = "centrosomes",
+                          labels: Mapping[str, str] | None = None,
+                          value_labels: Mapping[str, Mapping] | None = None,
+                          width: float | None = None):
+    """Each group's mean curve with its bootstrap band, and the p-values between hue groups.
+
+    Draws a curve of :func:`rna_localization.stats.group_statistics`
+    (``figure``: ``"enrichment"``, with chance, 1, dashed; or
+    ``"percent_total_rna"``): one line per value of `hue`, its band from
+    ``ci_low`` to ``ci_high``, one panel per value of `col`. With `tests`
+    (:func:`rna_localization.stats.group_tests`), each panel lists the
+    p-value of `test` between every two of its hue groups.
+
+    Parameters
+    ----------
+    stats : DataFrame
+        ``stats.csv``: `hue`, `col`, ``figure``, ``distance``, ``value``,
+        ``ci_low``, ``ci_high``, ``n_images``.
+    figure : str
+    hue, col : str or None
+    tests : DataFrame, optional
+        ``stats_tests.csv``.
+    test : {"auc", "max_curve_difference"}
+    structure : str
+        The target structure, for the x label.
+    labels, value_labels : mapping, optional
+        As in :func:`plot_cumulative_distributions`.
+    width : float, optional
+        Inches; default one journal column up to two panels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> stats = pd.DataFrame({"rna_type": ["cen"] * 2 + ["gapdh"] * 2, "figure": "enrichment",
+    ...     "distance": [0.5, 1.0] * 2, "value": [8.0, 6.0, 1.2, 1.1],
+    ...     "ci_low": [7.0, 5.5, 1.0, 1.0], "ci_high": [9.0, 6.5, 1.4, 1.2], "n_images": 5})
+    >>> tests = pd.DataFrame({"factor": ["rna_type"], "rna_type_a": ["cen"],
+    ...     "rna_type_b": ["gapdh"], "test": ["auc"], "p_value": [0.0079]})
+    >>> fig = plot_group_statistics(stats, tests=tests)
+    >>> [t.get_text() for t in fig.axes[0].texts]
+    ['cen vs gapdh: p = 0.0079 (auc)']
+    >>> fig.axes[0].get_lines()[-1].get_linestyle()  # chance: an enrichment of 1
+    '--'
+    """
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    rows = stats[(stats["figure"] == figure) & stats["distance"].notna()]
+    if rows.empty:
+        msg = (f"the statistics have no {figure!r} curve (they have "
+               f"{', '.join(map(str, pd.unique(stats['figure'])))}).")
+        raise ValueError(msg)
+    for what, column in {"hue": hue, "col": col}.items():
+        if column and column not in rows.columns:
+            msg = f"the statistics have no {what} column {column!r}; group them by it (--by {column})."
+            raise ValueError(msg)
+    data = rows.copy()
+    hue_levels = [str(v) for v in _levels(data[hue])] if hue else [None]
+    col_levels = [str(v) for v in _levels(data[col])] if col else [None]
+    colours = dict(zip(hue_levels, sns.color_palette("colorblind", len(hue_levels))))
+    if width is None:
+        width = ONE_COLUMN if len(col_levels) <= 2 else TWO_COLUMNS
+    panel_height = float(np.clip(_PANEL_ASPECT * width / len(col_levels), *_PANEL_HEIGHT))
+    y_text = ("enrichment over chance\n(observed / expected)" if figure == "enrichment"
+              else y_label(figure) if figure in _MEASURES else figure)
+    with matplotlib.rc_context(PAPER_RC):
+        fig, axes = plt.subplots(1, len(col_levels), figsize=(width, panel_height + 0.8),
+                                 sharey=True, squeeze=False, layout="constrained")
+        for ax, col_value in zip(axes[0], col_levels):
+            panel = data if col is None else data[data[col].astype(str) == col_value]
+            if col:
+                ax.set_title(facet_title(col, col_value, labels, value_labels))
+            for hue_value in hue_levels:
+                curve = panel if hue is None else panel[panel[hue].astype(str) == hue_value]
+                if curve.empty:
+                    continue
+                curve = curve.sort_values("distance")
+                n = int(curve["n_images"].max())
+                words = "all images" if hue is None else value_label(hue, hue_value, value_labels)
+                ax.fill_between(curve["distance"], curve["ci_low"], curve["ci_high"],
+                                color=colours[hue_value], alpha=0.25, linewidth=0)
+                ax.plot(curve["distance"], curve["value"], color=colours[hue_value],
+                        label=f"{words} (n = {n} image{'s' if n != 1 else ''})")
+            if figure == "enrichment":
+                ax.axhline(1.0, color="0.4", linestyle="--", linewidth=0.8)
+            if tests is not None and hue and len(tests):
+                chosen = tests[(tests["factor"] == hue) & (tests["test"] == test)]
+                if col and f"{col}_a" in chosen.columns:
+                    chosen = chosen[chosen[f"{col}_a"].astype(str) == col_value]
+                lines = [f"{value_label(hue, r[f'{hue}_a'], value_labels)} vs "
+                         f"{value_label(hue, r[f'{hue}_b'], value_labels)}: p = {r['p_value']:.2g} ({test})"
+                         for _, r in chosen.iterrows()]
+                if lines:  # under the panel's title, clear of the curves
+                    ax.annotate("\n".join(lines), xy=(0.5, 1), xycoords="axes fraction",
+                                xytext=(0, 2), textcoords="offset points", ha="center",
+                                va="bottom", fontsize=PAPER_RC["legend.fontsize"] - 1)
+                    if col:
+                        ax.set_title(ax.get_title(), pad=4 + 8 * len(lines))
+            ax.legend(loc="upper right", title=column_label(hue, labels) if hue else None,
+                      alignment="right", handlelength=1.2, fontsize=PAPER_RC["legend.fontsize"] - 1,
+                      title_fontsize=PAPER_RC["legend.fontsize"] - 1)
+        fig.supxlabel(f"distance to {structure} (µm)")
+        fig.supylabel(y_text)
+    return fig

@@ -9,22 +9,43 @@ so that a notebook cell can show it. ``run`` chains them.
 
 from __future__ import annotations
 
+import logging
+import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from psycopg2 import sql
 
 from . import io
+from ._errors import InputTypeError
 from ._faults import fault_point
+from .analysis import add_chance_baseline
 from .apertures import aperture_intensities, spot_centroids
 from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
 from .config import Config, ThresholdTable
 from .db import Database
 from .db.locks import pipeline_lock as _exclusive
+from .db.results import (
+    NORMALIZED_COLUMN,
+    add_distance_columns,
+    centroid_distance_column,
+    distance_column,
+    image_object_counts,
+    measured_images,
+    read_distribution_objects,
+    read_group_objects,
+    read_images_table,
+    read_normalization_objects,
+    read_plot_objects,
+    read_raw_path,
+    replace_images_table,
+    write_distances,
+    write_normalized_intensities,
+)
+from .db.summaries import molecules_per_image
 from .db.tables import (
-    copy_frame,
+    delete_image,
     ensure_schema,
     ensure_structure_table,
     extracted_images,
@@ -50,7 +71,10 @@ from .parallel import map_images, shared_clusters
 __all__ = [
     "DISTRIBUTIONS_FILE",
     "PipelineWarning",
+    "MOLECULES_FILE",
     "compute_distributions",
+    "count_molecules",
+    "cumulative_figures",
     "delete_image_data",
     "extract",
     "load_metadata",
@@ -63,6 +87,17 @@ __all__ = [
 
 #: File name of the cumulative distributions under ``output_dir/data/``.
 DISTRIBUTIONS_FILE = "cumulative_distributions.csv"
+#: File name of the per-image molecule counts under ``output_dir/data/``.
+MOLECULES_FILE = "molecules_per_image.csv"
+
+#: Where the steps say what they skip (the CLI prints it as ``info: ...``).
+logger = logging.getLogger("rna_localization")
+
+
+def _skipped_without_structure_2(config: Config) -> str:
+    return (f"no second structure (data.structures = {list(config.data.structures)}, "
+            f"distances.structure_2 = \"\"): distances, cumulative distributions and their "
+            f"figures are skipped")
 
 
 class PipelineWarning(UserWarning):
@@ -116,9 +151,9 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         raise ValueError(msg)
     try:
         label_image = label_objects(segmentation)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError) as error:  # the file's dtype or shape
         msg = f"{pair.segmentation}: {error}"
-        raise type(error)(msg) from error
+        raise (ValueError if isinstance(error, ValueError) else InputTypeError)(msg) from error
     objects = measure_objects(label_image, raw)
     if apertures:
         # Matched apertures and light centroids: for the structures whose molecules are
@@ -263,7 +298,8 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
                 renumber_ids(cursor, structure)
     report = pd.DataFrame(reports, columns=["structure", "name", "objects", "status"])
     if len(report):
-        counts = db.query("SELECT structure, name, n_objects FROM label_images")
+        with db.transaction() as cursor:
+            counts = extracted_images(cursor)[["structure", "name", "n_objects"]]
         report = report.drop(columns="objects").merge(counts, on=["structure", "name"], how="left")
         report = report.rename(columns={"n_objects": "objects"})
     return report.sort_values(["structure", "name"], ignore_index=True)[
@@ -276,8 +312,6 @@ def delete_image_data(config: Config, name: str, structure: str, *, db: Database
 
     Its distances are forgotten too; the next ``extract`` reads it again.
     """
-    from .db.tables import delete_image
-
     db = _database(config, db)
     if not _table_exists(db, "label_images"):
         return
@@ -286,14 +320,6 @@ def delete_image_data(config: Config, name: str, structure: str, *, db: Database
 
 
 # ------------------------------------------------------------------ distances
-def _distance_columns(structure_2: str) -> tuple[str, str]:
-    return f"distance_to_{structure_2}", f"{structure_2}_id"
-
-
-def _centroid_distance_column(structure_2: str) -> str:
-    return f"centroid_distance_to_{structure_2}"
-
-
 def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwrite: bool) -> dict:
     db = Database(dsn)
     with db.transaction() as cursor:
@@ -310,7 +336,6 @@ def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwr
         msg = f"image {name!r} was extracted with different voxel sizes for {structure_1} and {structure_2}."
         raise ValueError(msg)
     result = nearest_distances(source.labels, target.labels, source.spacing)
-    distance_column, id_column = _distance_columns(structure_2)
     result = result.merge(pd.DataFrame({
         "object_id": centroids["object_id"].to_numpy(np.int64),
         "centroid_distance": point_distances(
@@ -318,36 +343,9 @@ def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwr
             target.labels, source.spacing) if len(centroids) else np.zeros(0),
     }), on="object_id", how="left")
     with db.transaction() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))",
-                       (f"{structure_1}>{structure_2}", name))
-        cursor.execute(
-            "SELECT 1 FROM distance_measurements WHERE structure_1 = %s AND structure_2 = %s AND name = %s",
-            (structure_1, structure_2, name),
-        )
-        if cursor.fetchone() is not None and not overwrite:
-            return {"name": name, "objects": len(result), "status": "skipped", "targets": target.n_objects}
-        cursor.execute(
-            "CREATE TEMP TABLE measured (object_id integer, distance double precision, "
-            "target_id integer, centroid_distance double precision) ON COMMIT DROP"
-        )
-        copy_frame(cursor, sql.Identifier("measured"), result)
-        cursor.execute(
-            sql.SQL(
-                "UPDATE {table} AS o SET {distance} = m.distance, {target} = m.target_id, "
-                "{centroid} = m.centroid_distance "
-                "FROM measured AS m WHERE o.name = %s AND o.object_id = m.object_id"
-            ).format(table=sql.Identifier(structure_1), distance=sql.Identifier(distance_column),
-                     target=sql.Identifier(id_column),
-                     centroid=sql.Identifier(_centroid_distance_column(structure_2))),
-            (name,),
-        )
-        cursor.execute(
-            "INSERT INTO distance_measurements (structure_1, structure_2, name) VALUES (%s, %s, %s) "
-            "ON CONFLICT DO NOTHING",
-            (structure_1, structure_2, name),
-        )
-        fault_point("distances")  # crash tests: distances written, not committed
-    return {"name": name, "objects": len(result), "status": "measured", "targets": target.n_objects}
+        written = write_distances(cursor, structure_1, structure_2, name, result, overwrite=overwrite)
+    return {"name": name, "objects": len(result), "status": "measured" if written else "skipped",
+            "targets": target.n_objects}
 
 
 def measure_distances(config: Config, *, overwrite: bool | None = None, db: Database | None = None,
@@ -375,34 +373,24 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
         One row per image: ``name``, ``objects``, ``targets`` (structure_2
         objects), ``status`` (measured, skipped).
     """
+    columns = ["name", "objects", "targets", "status"]
+    if not config.has_structure_2:
+        logger.info("%s.", _skipped_without_structure_2(config))
+        return pd.DataFrame(columns=columns)
     db = _database(config, db)
     s1, s2 = config.distances.structure_1, config.distances.structure_2
     overwrite = config.distances.overwrite if overwrite is None else overwrite
     workers = config.distances.workers if workers is None else workers
-    columns = ["name", "objects", "targets", "status"]
     if not _table_exists(db, "label_images") or not _table_exists(db, s1):
         msg = f"no {s1} objects in database {db.name!r}: run `rna-localization extract` first."
         raise ValueError(msg)
     with _exclusive(db):
-        distance_column, id_column = _distance_columns(s2)
         with db.transaction() as cursor:
-            cursor.execute(
-                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision, "
-                        "ADD COLUMN IF NOT EXISTS {} integer, "
-                        "ADD COLUMN IF NOT EXISTS {} double precision").format(
-                    sql.Identifier(s1), sql.Identifier(distance_column), sql.Identifier(id_column),
-                    sql.Identifier(_centroid_distance_column(s2))
-                )
-            )
-        extracted = db.query(
-            "SELECT structure, name, n_objects FROM label_images WHERE structure IN (%s, %s)", (s1, s2)
-        )
+            add_distance_columns(cursor, s1, s2)
+            extracted = extracted_images(cursor)
+            measured = set(measured_images(cursor, s1, s2))
         sources = set(extracted.loc[extracted["structure"] == s1, "name"])
         targets = extracted[extracted["structure"] == s2].set_index("name")["n_objects"]
-        measured = set(db.query(
-            "SELECT name FROM distance_measurements WHERE structure_1 = %s AND structure_2 = %s",
-            (s1, s2),
-        )["name"])
         reports = []
         todo = []
         for name in sorted(sources):
@@ -420,17 +408,14 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
         if report["status"] == "measured" and report["targets"] == 0:
             _warn(f"image {report['name']!r} has no {s2} objects; its {s1} distances are NULL.")
     table = pd.DataFrame(reports, columns=columns).sort_values("name", ignore_index=True)
-    counts = db.query(sql.SQL("SELECT name, count(*) AS objects FROM {} GROUP BY name").format(
-        sql.Identifier(s1)))
+    with db.transaction() as cursor:
+        counts = image_object_counts(cursor, s1)
     table = table.drop(columns="objects").merge(counts, on="name", how="left")
     table["objects"] = table["objects"].fillna(0).astype(int)
     return table[columns]
 
 
 # ------------------------------------------------------------------- metadata
-_SQL_TYPES = {"b": "boolean", "i": "bigint", "u": "bigint", "f": "double precision"}
-
-
 def _checked_metadata(config: Config, db: Database) -> pd.DataFrame:
     """The metadata CSV, refused (ValueError, naming the lines) when it does not fit the images.
 
@@ -444,7 +429,8 @@ def _checked_metadata(config: Config, db: Database) -> pd.DataFrame:
         if raw_folder.is_dir():
             known.update(io.image_names(raw_folder))
     if _table_exists(db, "label_images"):
-        known.update(db.query("SELECT DISTINCT name FROM label_images")["name"])
+        with db.transaction() as cursor:
+            known.update(extracted_images(cursor)["name"])
     threshold = config.distribution.distance_threshold
     problems = metadata_problems(
         table, path=f"metadata CSV {path}", name_column=config.data.image_name_column,
@@ -473,25 +459,18 @@ def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame
     db = _database(config, db)
     name_column = config.data.image_name_column
     table = _checked_metadata(config, db)
-    definitions = [sql.SQL("id serial PRIMARY KEY")]
-    for column in table.columns:
-        kind = _SQL_TYPES.get(table[column].dtype.kind, "text")
-        if column == name_column:
-            definitions.append(sql.SQL("{} text NOT NULL UNIQUE").format(sql.Identifier(column)))
-        else:
-            definitions.append(sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(kind)))
     with _exclusive(db), db.transaction() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS images")
-        cursor.execute(sql.SQL("CREATE TABLE images ({})").format(sql.SQL(", ").join(definitions)))
-        copy_frame(cursor, sql.Identifier("images"), table)
-    return db.query("SELECT * FROM images ORDER BY id")
+        replace_images_table(cursor, table, name_column)
+    with db.transaction() as cursor:
+        return read_images_table(cursor)
 
 
 def _metadata(db: Database) -> pd.DataFrame:
     if not _table_exists(db, "images"):
         msg = f"database {db.name!r} has no images table: run `rna-localization metadata` first."
         raise ValueError(msg)
-    return db.query("SELECT * FROM images ORDER BY id").drop(columns="id")
+    with db.transaction() as cursor:
+        return read_images_table(cursor).drop(columns="id")
 
 
 # -------------------------------------------------------------- normalization
@@ -540,14 +519,9 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
         msg = (f"{structure} has no spot_intensity column: run `rna-localization extract "
                f"--overwrite` (or set normalization.method = \"total\").")
         raise ValueError(msg)
-    objects = db.query(
-        sql.SQL("SELECT o.id, o.name, o.area, o.total_intensity, "
-                + ("o.spot_intensity, " if aperture else "")
-                + "i.{group} AS grp FROM {table} AS o "
-                "LEFT JOIN images AS i ON i.{image} = o.name").format(
-            group=sql.Identifier(n.group_by), table=sql.Identifier(structure),
-            image=sql.Identifier(name_column))
-    )
+    with db.transaction() as cursor:
+        objects = read_normalization_objects(cursor, structure, group_by=n.group_by,
+                                             name_column=name_column, spot_intensity=aperture)
     orphans = sorted(set(objects.loc[objects["grp"].isna(), "name"]))
     if orphans:
         _warn(f"image(s) without a {n.group_by!r} in the metadata CSV are not normalized: "
@@ -575,15 +549,7 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
             lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold,
         )
     with db.transaction() as cursor:
-        table = sql.Identifier(structure)
-        cursor.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS normalized_intensity "
-                               "double precision").format(table))
-        cursor.execute(sql.SQL("UPDATE {} SET normalized_intensity = NULL").format(table))
-        cursor.execute("CREATE TEMP TABLE normalized (id bigint, value double precision) ON COMMIT DROP")
-        copy_frame(cursor, sql.Identifier("normalized"),
-                   pd.DataFrame({"id": objects["id"].to_numpy(), "value": values}))
-        cursor.execute(sql.SQL("UPDATE {} AS o SET normalized_intensity = n.value FROM normalized AS n "
-                               "WHERE o.id = n.id").format(table))
+        write_normalized_intensities(cursor, structure, objects["id"].to_numpy(), values)
         fault_point("normalize")  # crash tests: every value written, not committed
     summary = objects.assign(molecules=values).groupby("grp").agg(
         objects=("id", "size"), molecules=("molecules", "sum"))
@@ -627,17 +593,23 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     -------
     DataFrame
         One row per image and distance: ``distance``, ``percent_total_rna``,
-        ``percent_granule_rna`` and the image's metadata columns.
+        ``percent_granule_rna``, the image's metadata columns, then the chance
+        baseline's ``expected_percent_total_rna`` and ``enrichment``
+        (:func:`rna_localization.analysis.add_chance_baseline`); no rows (and no
+        file) without a second structure.
     """
+    if not config.has_structure_2:
+        logger.info("%s.", _skipped_without_structure_2(config))
+        return pd.DataFrame(columns=DISTRIBUTION_COLUMNS)
     db = _database(config, db)
     s1, s2 = config.distances.structure_1, config.distances.structure_2
-    distance_column = (_centroid_distance_column(s2) if config.distribution.distance == "centroid"
-                       else _distance_columns(s2)[0])
+    distance = (centroid_distance_column(s2) if config.distribution.distance == "centroid"
+                else distance_column(s2))
     columns = db.columns(s1)
-    if distance_column not in columns:
-        msg = f"{s1} has no {distance_column} column: run `rna-localization distances` first."
+    if distance not in columns:
+        msg = f"{s1} has no {distance} column: run `rna-localization distances` first."
         raise ValueError(msg)
-    if "normalized_intensity" not in columns:
+    if NORMALIZED_COLUMN not in columns:
         msg = f"{s1} has no normalized_intensity column: run `rna-localization normalize` first."
         raise ValueError(msg)
     metadata = _metadata(db)
@@ -650,20 +622,10 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     rows = {r[name_column]: r for r in metadata.to_dict("records")}
     # Method "aperture" weighs each object by its background-subtracted light; an
     # object dimmer than its surroundings counts for nothing.
-    weight = ("GREATEST(o.spot_intensity, 0)" if config.normalization.method == "aperture"
-              else "o.total_intensity")
-    objects = db.query(
-        sql.SQL("SELECT o.name, o.{distance} AS distance, " + weight + " AS total_intensity, "
-                "o.normalized_intensity "
-                "FROM {table} AS o JOIN distance_measurements AS m ON m.name = o.name "
-                "AND m.structure_1 = %s AND m.structure_2 = %s ORDER BY o.name, o.object_id").format(
-            distance=sql.Identifier(distance_column), table=sql.Identifier(s1)),
-        (s1, s2),
-    )
-    measured = db.query(
-        "SELECT name FROM distance_measurements WHERE structure_1 = %s AND structure_2 = %s ORDER BY name",
-        (s1, s2),
-    )["name"]
+    weight = "spot" if config.normalization.method == "aperture" else "total"
+    with db.transaction() as cursor:
+        objects = read_distribution_objects(cursor, s1, s2, distance=distance, weight=weight)
+        measured = measured_images(cursor, s1, s2)
     groups = dict(tuple(objects.groupby("name", sort=True)))
     frames, missing_metadata, empty = [], [], []
     for name in measured:
@@ -693,6 +655,7 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     meta_columns = list(metadata.columns)
     result = (pd.concat(frames, ignore_index=True) if frames
               else pd.DataFrame(columns=DISTRIBUTION_COLUMNS + meta_columns))
+    result = add_chance_baseline(config, result, db=db)  # expected_percent_total_rna, enrichment
     if write:
         path = config.output_dir / "data" / DISTRIBUTIONS_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -716,23 +679,57 @@ def make_plots(config: Config, distributions: pd.DataFrame | None = None) -> lis
     Returns
     -------
     list of Path
-        The files written.
+        The files written (none without a second structure).
     """
-    from .plotting import plot_cumulative_distributions, save_figure
+    from .plotting import save_figure
 
+    if not config.has_structure_2:
+        logger.info("%s.", _skipped_without_structure_2(config))
+        return []
     if distributions is None:
         distributions = read_distributions_csv(config.output_dir / "data" / DISTRIBUTIONS_FILE,
                                                name_column=config.data.image_name_column)
     folder = config.output_dir / "plots"
     written = []
-    for measure in ("percent_total_rna", "percent_granule_rna"):
-        figure = plot_cumulative_distributions(
-            distributions, measure, hue=config.plot_hue, col=config.plot.col or None,
-            row=config.plot.row or None, structure=config.distances.structure_2,
-            image_column=config.data.image_name_column,
-        )
+    for measure, figure in cumulative_figures(config, distributions).items():
         written += save_figure(figure, folder / measure, dpi=config.plot.dpi)
     return written
+
+
+def cumulative_figures(config: Config, distributions: pd.DataFrame) -> dict:
+    """The figures :func:`make_plots` saves, by measure, with the words of ``[plot.labels]``.
+
+    A value named in ``[plot.labels]`` that no image has (a typo) is a
+    ValueError naming it and the values there are.
+
+    Returns
+    -------
+    dict of str to matplotlib.figure.Figure
+        ``percent_total_rna`` and ``percent_granule_rna``.
+    """
+    from .plotting import plot_cumulative_distributions
+
+    words = config.plot.labels
+    for column, values in words.values.items():
+        if column not in distributions.columns:
+            continue  # plot_cumulative_distributions names the missing column
+        present = {str(v) for v in distributions[column].dropna().unique()}
+        unknown = sorted(set(values) - present)
+        if unknown:
+            msg = (f"[plot.labels] {column} gives words for {', '.join(map(repr, unknown))}, which "
+                   f"no image has in column {column!r} (it has "
+                   f"{', '.join(map(repr, sorted(present)))}); correct the value in "
+                   f"{config.source or 'the config'}.")
+            raise ValueError(msg)
+    return {
+        measure: plot_cumulative_distributions(
+            distributions, measure, hue=config.plot_hue, col=config.plot.col or None,
+            row=config.plot.row or None, structure=config.distances.structure_2,
+            image_column=config.data.image_name_column, labels=words.columns,
+            value_labels=words.values,
+        )
+        for measure in ("percent_total_rna", "percent_granule_rna")
+    }
 
 
 def plot_image_objects(config: Config, name: str | None = None, *, db: Database | None = None):
@@ -763,16 +760,20 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
     from .plotting import facet_title
     from .plotting import plot_image_objects as draw
 
+    if not config.has_structure_2:
+        msg = (f"{_skipped_without_structure_2(config)}: there are no distances to colour "
+               f"objects by. Name the second structure in distances.structure_2.")
+        raise ValueError(msg)
     db = _database(config, db)
     s1, s2 = config.distances.structure_1, config.distances.structure_2
     centroid = config.distribution.distance == "centroid"
-    distance_column = _centroid_distance_column(s2) if centroid else _distance_columns(s2)[0]
+    distance = centroid_distance_column(s2) if centroid else distance_column(s2)
     columns = db.columns(s1)
-    if distance_column not in columns:
-        msg = f"{s1} has no {distance_column} column: run `rna-localization distances` first."
+    if distance not in columns:
+        msg = f"{s1} has no {distance} column: run `rna-localization distances` first."
         raise ValueError(msg)
-    measured = db.query("SELECT name FROM distance_measurements WHERE structure_1 = %s AND "
-                        "structure_2 = %s ORDER BY name", (s1, s2))["name"].tolist()
+    with db.transaction() as cursor:
+        measured = measured_images(cursor, s1, s2)
     if not name:
         if not measured:
             msg = f"no image has distances from {s1} to {s2} yet: run `rna-localization distances` first."
@@ -784,36 +785,17 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
         raise ValueError(msg)
     aperture = config.normalization.method == "aperture" and "spot_intensity" in columns
     intensity = "spot_intensity" if aperture else "total_intensity"
-    molecules = "normalized_intensity" if "normalized_intensity" in columns else "NULL::float8"
-    y, x = (("COALESCE(spot_centroid_y, centroid_y)", "COALESCE(spot_centroid_x, centroid_x)")
-            if centroid else ("centroid_y", "centroid_x"))
-    objects = db.query(
-        sql.SQL("SELECT " + y + " AS y, " + x + " AS x, {distance} AS distance, area, "
-                "{intensity} AS intensity FROM {table} WHERE name = %s ORDER BY object_id").format(
-            distance=sql.Identifier(distance_column), intensity=sql.Identifier(intensity),
-            table=sql.Identifier(s1)),
-        (name,),
-    )
     group_by, name_column = config.normalization.group_by, config.data.image_name_column
     grouped = _table_exists(db, "images") and group_by in db.columns("images")
-    if grouped:
-        group = db.query(
-            sql.SQL("SELECT o.name, o.area, o.{intensity} AS intensity, " + molecules
-                    + " AS molecules, i.{group} AS grp FROM {table} AS o JOIN images AS i "
-                    "ON i.{image} = o.name WHERE i.{group} = (SELECT {group} FROM images "
-                    "WHERE {image} = %s)").format(
-                intensity=sql.Identifier(intensity), group=sql.Identifier(group_by),
-                table=sql.Identifier(s1), image=sql.Identifier(name_column)),
-            (name,),
-        )
-        grouped = not group.empty
-    if not grouped:  # no metadata yet: the image's own objects
-        group = db.query(
-            sql.SQL("SELECT name, area, {intensity} AS intensity, " + molecules + " AS molecules "
-                    "FROM {table} WHERE name = %s").format(
-                intensity=sql.Identifier(intensity), table=sql.Identifier(s1)),
-            (name,),
-        )
+    with db.transaction() as cursor:
+        objects = read_plot_objects(cursor, s1, name, distance=distance, intensity=intensity,
+                                    spot_centroids=centroid)
+        if grouped:
+            group = read_group_objects(cursor, s1, name, intensity=intensity, group_by=group_by,
+                                       name_column=name_column)
+            grouped = not group.empty
+        if not grouped:  # no metadata yet: the image's own objects
+            group = read_group_objects(cursor, s1, name, intensity=intensity)
     # normalized_intensity = intensity / reference, so each normalized object gives the reference back.
     per_molecule = pd.to_numeric(group["molecules"], errors="coerce")
     ratio = group["intensity"] / per_molecule.where(per_molecule != 0)
@@ -824,12 +806,10 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
     else:
         single_area = (config.normalization.lower_threshold, config.normalization.upper_threshold)
     with db.transaction() as cursor:
-        cursor.execute("SELECT raw_path FROM label_images WHERE structure = %s AND name = %s",
-                       (s1, name))
-        row = cursor.fetchone()
+        recorded = read_raw_path(cursor, s1, name)
         targets = read_label_image(cursor, s2, name)
     raw_folder = config.structure_dirs(s1)[0]
-    candidates = [Path(row[0])] if row and row[0] else []
+    candidates = [Path(recorded)] if recorded else []
     candidates += [raw_folder / f"{name}.tif", raw_folder / f"{name}.tiff"]
     raw_path = next((path for path in candidates if path.is_file()), None)
     if raw_path is None:
@@ -837,7 +817,8 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
                f"folder moved? Set data.data_dir to where it is now.")
         raise FileNotFoundError(msg)
     if grouped:
-        words = facet_title(group_by, group["grp"].iloc[0])
+        words = facet_title(group_by, group["grp"].iloc[0], config.plot.labels.columns,
+                            config.plot.labels.values)
         histogram_title = f"{words} ({len(group)} objects, {group['name'].nunique()} images)"
     else:
         histogram_title = f"{name}: {len(group)} objects"
@@ -852,17 +833,61 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
     )
 
 
+# ------------------------------------------------------------ molecule counts
+def count_molecules(config: Config, *, db: Database | None = None, write: bool = True) -> pd.DataFrame:
+    """Objects and estimated molecules per image of ``normalization.structure``.
+
+    The molecules of an image are the sum of its objects'
+    ``normalized_intensity`` (run :func:`normalize` first). This is what a
+    data set of RNA alone (no second structure) measures.
+
+    Parameters
+    ----------
+    config : Config
+    db : Database, optional
+    write : bool
+        Also write ``output_dir/data/molecules_per_image.csv``.
+
+    Returns
+    -------
+    DataFrame
+        One row per extracted image: ``name`` (the image name column),
+        ``objects``, ``molecules``, and the image's metadata columns when it
+        has a metadata row.
+    """
+    db = _database(config, db)
+    structure = config.normalization.structure
+    if not _table_exists(db, structure) or "normalized_intensity" not in db.columns(structure):
+        msg = (f"{structure} has no normalized_intensity column: run `rna-localization normalize` "
+               f"first.")
+        raise ValueError(msg)
+    name_column = config.data.image_name_column
+    table = molecules_per_image(db, structure).rename(columns={"name": name_column})
+    if _table_exists(db, "images"):
+        table = table.merge(_metadata(db), on=name_column, how="left")
+    if write:
+        path = config.output_dir / "data" / MOLECULES_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+        table.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    return table
+
+
 # ------------------------------------------------------------------------ run
 def run(config: Config, *, db: Database | None = None) -> dict[str, pd.DataFrame | list]:
     """extract → distances → metadata → normalize → distributions → plots.
 
     Resumes where a previous run stopped: extracted and measured images are
-    skipped (unless ``distances.overwrite``).
+    skipped (unless ``distances.overwrite``). Without a second structure
+    (RNA alone) distances, distributions and plots are skipped, with one
+    info line, and :func:`count_molecules` runs instead.
 
     Returns
     -------
     dict
-        Each step's returned table, by step name; ``plots`` lists the files.
+        Each step's returned table, by step name; ``plots`` lists the files;
+        ``molecules`` (RNA alone only) the per-image molecule counts.
     """
     db = _database(config, db)
     # A bad metadata CSV (a misspelt image name, an empty threshold cell) should stop
@@ -872,6 +897,13 @@ def run(config: Config, *, db: Database | None = None) -> dict[str, pd.DataFrame
     results: dict[str, pd.DataFrame | list] = {}
     with _exclusive(db), shared_clusters():  # one Dask cluster for extract and distances
         results["extract"] = extract(config, db=db)
+        if not config.has_structure_2:
+            logger.info("%s; molecules per image: %s.", _skipped_without_structure_2(config),
+                        config.output_dir / "data" / MOLECULES_FILE)
+            results["metadata"] = load_metadata(config, db=db)
+            results["normalize"] = normalize(config, db=db)
+            results["molecules"] = count_molecules(config, db=db)
+            return results
         results["distances"] = measure_distances(config, db=db)
         results["metadata"] = load_metadata(config, db=db)
         results["normalize"] = normalize(config, db=db)

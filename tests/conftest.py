@@ -18,9 +18,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from rna_localization.db import ENV_URL, start_server, stop_server  # noqa: E402
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory):
-    """URL of the PostgreSQL server every test database lives on."""
+    """URL of the PostgreSQL server every test database lives on.
+
+    Started for the first test that asks for it (directly, or through
+    ``database_name`` or ``dataset``): a run of pure array tests starts none.
+    """
     url = os.environ.get(ENV_URL)
     if url:
         yield url
@@ -36,7 +40,8 @@ def postgres_server(tmp_path_factory):
 
 
 @pytest.fixture
-def database_name():
+def database_name(postgres_server):
+    """A fresh database's name on the test server."""
     return f"t_{uuid.uuid4().hex[:12]}"
 
 

@@ -13,16 +13,9 @@ import pytest
 from rna_localization import load_config, steps
 from rna_localization._faults import PAUSE_ENV
 from rna_localization.cli import main
-from rna_localization.db import Database
-from rna_localization.db.backup import export_tables
 
-
-def _db(config_path) -> Database:
-    return Database.from_config(load_config(config_path))
-
-
-def _snapshot(config_path, folder) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in export_tables(_db(config_path), folder)}
+from helpers import database as _db
+from helpers import table_bytes as _snapshot
 
 
 @pytest.fixture

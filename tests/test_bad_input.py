@@ -30,16 +30,10 @@ from rna_localization.db.tables import (
 from rna_localization.objects import label_objects, measure_objects
 
 from datagen import write_dataset
+from helpers import database as _db
+from helpers import table_bytes as _snapshot
 
 HOSTILE = 'x"); DROP TABLE rna; --'
-
-
-def _db(config_path) -> Database:
-    return Database.from_config(load_config(config_path))
-
-
-def _snapshot(config_path, folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in export_tables(_db(config_path), folder)}
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ here; each runs through the installed ``rna-localization`` script, as a user typ
 
 from __future__ import annotations
 
-import argparse
 import re
 import shlex
 import shutil
@@ -18,12 +17,9 @@ import pytest
 
 from rna_localization.cli import build_parser
 
+from helpers import subcommands as _subcommands
+
 SCRIPT = shutil.which("rna-localization") or str(Path(sys.executable).with_name("rna-localization"))
-
-
-def _subcommands() -> dict[str, argparse.ArgumentParser]:
-    (action,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
 
 
 COMMANDS = sorted(_subcommands())

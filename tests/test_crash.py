@@ -27,13 +27,14 @@ from rna_localization.db import Database
 from rna_localization.db.backup import export_tables
 
 from datagen import write_dataset
+from helpers import database as _db
 
 N_IMAGES = 6  # 2 structures → 12 extraction transactions: rna img_00..05, then centrosomes
 LOCKED = "another rna-localization command is writing to database"
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
+def data_dir(tmp_path_factory, postgres_server) -> Path:
     root = tmp_path_factory.mktemp("crash") / "data"
     write_dataset(root, n_images=N_IMAGES, database_name="template")
     return root
@@ -49,10 +50,6 @@ def _config(data_dir: Path) -> Path:
     path = data_dir / f"{name}.toml"
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def _db(config_path: Path) -> Database:
-    return Database.from_config(load_config(config_path))
 
 
 def _snapshot(config_path: Path, folder: Path) -> dict[str, bytes]:

@@ -37,7 +37,7 @@ def test_row_counts(tmp_path, database_name):
     assert db.row_counts().to_dict() == {"a": 3, "b": 0}
 
 
-def test_url_never_shows_a_password():
+def test_url_never_shows_a_password(postgres_server):
     params = parse_dsn(os.environ[ENV_URL])
     db = Database(make_dsn(**{**params, "password": "s3cret", "dbname": "x"}))
     assert "s3cret" not in db.url
@@ -73,3 +73,52 @@ def test_embedded_server_stops_with_its_process_despite_stale_handles(tmp_path):
     (pgdata / ".handle_pids.json").write_text(json.dumps([2**22 + 7]))  # a dead process
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
     assert embedded_url(pgdata) is None
+
+
+def _empty_database(tmp_path, database_name) -> Database:
+    return Database.from_config(Config.from_flat(data_dir=str(tmp_path), database_name=database_name))
+
+
+def test_update_from_frame_sets_only_matched_rows(tmp_path, database_name):
+    import pandas as pd
+
+    from rna_localization.db.results import update_from_frame
+
+    db = _empty_database(tmp_path, database_name)
+    with db.transaction() as cursor:
+        cursor.execute("CREATE TABLE t (name text, object_id integer, d double precision, k integer); "
+                       "INSERT INTO t VALUES ('a', 1, NULL, NULL), ('a', 2, NULL, NULL), "
+                       "('b', 1, NULL, NULL)")
+        frame = pd.DataFrame({"object_id": [1, 2], "d": [0.5, float("nan")], "k": [7, 8]})
+        update_from_frame(cursor, "t", frame, keys=["object_id"], match={"name": "a"})
+        # Twice in one transaction: the staging table does not outlive its call.
+        update_from_frame(cursor, "t", frame.iloc[:1].assign(d=1.5), keys=["object_id"],
+                          match={"name": "a"})
+    with db.transaction() as cursor:
+        cursor.execute("SELECT name, object_id, d, k FROM t ORDER BY name, object_id")
+        rows = cursor.fetchall()
+    assert rows == [
+        ("a", 1, 1.5, 7),
+        ("a", 2, None, 8),  # NaN travels as NULL
+        ("b", 1, None, None),  # another image: untouched
+    ]
+
+
+def test_images_table_is_typed_from_the_frame(tmp_path, database_name):
+    import pandas as pd
+
+    from rna_localization.db.results import read_images_table, replace_images_table
+
+    db = _empty_database(tmp_path, database_name)
+    table = pd.DataFrame({"name": ["x", "NA"], "n": [1, 2], "f": [0.5, 1.0], "ok": [True, False],
+                          "probe": ["p", "001"]})
+    with db.transaction() as cursor:
+        replace_images_table(cursor, table, "name")
+        replace_images_table(cursor, table.iloc[::-1], "name")  # replaced, not appended
+        stored = read_images_table(cursor)
+    types = db.query("SELECT column_name, data_type FROM information_schema.columns "
+                     "WHERE table_name = 'images'").set_index("column_name")["data_type"].to_dict()
+    assert types == {"id": "integer", "name": "text", "n": "bigint", "f": "double precision",
+                     "ok": "boolean", "probe": "text"}
+    assert stored["name"].tolist() == ["NA", "x"]
+    assert stored["probe"].tolist() == ["001", "p"]

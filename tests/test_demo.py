@@ -26,7 +26,7 @@ def _check_csv(report):
     assert (table["n_images"] == 1).all()
 
 
-def test_demo_with_ideal_masks_recovers_the_truth(tmp_path):
+def test_demo_with_ideal_masks_recovers_the_truth(tmp_path, postgres_server):
     report = run_demo(tmp_path / "demo", n_images=4, seed=3, ideal_masks=True,
                       shape=(20, 160, 160), verbose=False)
     _check_csv(report)
@@ -54,7 +54,7 @@ def test_demo_with_ideal_masks_recovers_the_truth(tmp_path):
     assert "percent_total_rna_within_1um" in str(report)
 
 
-def test_demo_with_the_segmentation_workflows_meets_its_targets(tmp_path):
+def test_demo_with_the_segmentation_workflows_meets_its_targets(tmp_path, postgres_server):
     report = run_demo(tmp_path / "demo", n_images=4, seed=5, shape=(20, 160, 160), verbose=False)
     assert report.segmentation.startswith("rna and centrosome workflows")
     _check_csv(report)

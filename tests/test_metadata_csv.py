@@ -9,14 +9,11 @@ import pytest
 
 from rna_localization import load_config, steps
 from rna_localization.cli import main
-from rna_localization.db import Database
 from rna_localization.metadata import read_distributions_csv, read_metadata_csv
 
+from helpers import database as _db
+
 MISSING_WORDS = ["NA", "None", "null", "N/A", "nan"]
-
-
-def _db(config_path) -> Database:
-    return Database.from_config(load_config(config_path))
 
 
 def _rename_image(root, old: str, new: str) -> None:
@@ -190,7 +187,7 @@ def _edit_csv(config_path, edit) -> None:
 
 
 def _nothing_done(config_path) -> None:
-    assert Database.from_config(load_config(config_path)).tables() == []
+    assert _db(config_path).tables() == []
     assert not (config_path.parent / "output").exists()
 
 

@@ -145,7 +145,13 @@ def test_pipeline_notebook_with_its_parameter_cell(tmp_path, database_name, post
     output = data / "output"
     distributions = pd.read_csv(output / "data" / DISTRIBUTIONS_FILE)
     assert distributions.columns.tolist() == [
-        "distance", "percent_total_rna", "percent_granule_rna", "name", "rna_type", "cycle", "replicate"]
+        "distance", "percent_total_rna", "percent_granule_rna", "name", "rna_type", "cycle", "replicate",
+        "expected_percent_total_rna", "enrichment"]
+    assert (distributions.groupby("name")["expected_percent_total_rna"].last() == 100).all()
+    # The statistics section: one row per pair of RNA types and test, images behind each.
+    tests = pd.read_csv(output / "data" / "stats_tests.csv")
+    assert set(tests["test"]) == {"auc", "max_curve_difference"}
+    assert (tests["n_a"] + tests["n_b"] <= distributions["name"].nunique()).all()
     assert sorted(distributions["name"].unique()) == sorted(metadata["name"])
     for name, curve in distributions.groupby("name"):
         np.testing.assert_allclose(np.diff(curve["distance"]), 0.1, err_msg=name)

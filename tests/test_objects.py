@@ -14,11 +14,13 @@ def _same_partition(a, b):
     return len(pairs) == len(np.unique(a)) == len(np.unique(b))
 
 
-@pytest.mark.parametrize("dtype", [bool, np.uint8, np.uint16, np.int32])
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.uint16, np.int32, np.int64])
 def test_binary_mask_is_split_into_face_connected_components(dtype):
     rng = np.random.default_rng(3)
     mask = rng.random((6, 12, 14)) > 0.7
-    segmentation = mask.astype(dtype) * (1 if dtype is bool else 255 if dtype == np.uint8 else 1)
+    # 255 for uint8 (ImageJ's masks), 1 otherwise; the mask's own dtype, never promoted.
+    segmentation = mask.astype(dtype) * np.array(255 if dtype == np.uint8 else 1, dtype=dtype)
+    assert segmentation.dtype == np.dtype(dtype)
     labels = label_objects(segmentation)
     assert labels.dtype == np.int32
     assert _same_partition(labels, oracles.label(mask))
@@ -37,6 +39,20 @@ def test_label_image_keeps_its_labels():
     image[1, 2, 2] = 7  # not connected to the other 7s: still one object
     labels = label_objects(image)
     np.testing.assert_array_equal(labels, image)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.uint32])
+def test_wide_label_images_keep_their_labels_and_refuse_what_int32_cannot_hold(dtype):
+    image = np.zeros((2, 4, 4), dtype)
+    image[0, 0, :2] = 2**31 - 1  # the largest label the tables' integer column holds
+    image[1, 3, 3] = 5
+    labels = label_objects(image)
+    assert labels.dtype == np.int32
+    assert labels[0, 0, 0] == 2**31 - 1
+    assert labels[1, 3, 3] == 5
+    image[1, 3, 3] = 2**31
+    with pytest.raises(ValueError, match=f"label {2**31} does not fit in int32"):
+        label_objects(image)
 
 
 def test_single_label_value_is_a_mask():

@@ -13,7 +13,8 @@ import pytest
 
 from rna_localization import Config, load_config, parallel, steps
 from rna_localization.db import Database
-from rna_localization.db.backup import export_tables
+
+from helpers import table_frames as _export
 
 # The tasks below run in Dask worker processes, which import them from this
 # module by name (the tests folder is on their sys.path, as in this process).
@@ -52,10 +53,6 @@ def write_or_die(dsn: str, marker_dir: str, value: int) -> int:
 def always_die(value: int) -> int:
     """Kill the worker process running it, every time."""
     os._exit(1)
-
-
-def _export(config, folder) -> dict[str, pd.DataFrame]:
-    return {p.stem: pd.read_csv(p) for p in export_tables(Database.from_config(config), folder)}
 
 
 def test_local_cluster_of_two_gives_the_same_database_as_serial(dataset, tmp_path, database_name,
@@ -155,3 +152,18 @@ def test_unreachable_scheduler_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(parallel, "CONNECT_TIMEOUT", "2s")
     with pytest.raises(ValueError, match=r"no Dask scheduler answers at dask.scheduler = 'tcp://127.0.0.1:9'"):
         list(parallel.map_images(pow, [(2, 3)], scheduler="tcp://127.0.0.1:9"))
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")
+def test_workers_0_counts_the_cores_the_job_may_use_not_the_machines():
+    """A batch job given 1 CPU of a bigger node starts 1 worker, for extract and segment alike."""
+    code = textwrap.dedent("""
+        import os
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        from rna_localization.parallel import usable_cores, worker_count
+        from rna_localization.segmentation import batch
+        print(usable_cores(), worker_count(0, 50), batch.worker_count is worker_count)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.split() == ["1", "1", "True"]

@@ -15,21 +15,13 @@ import tifffile
 
 from rna_localization import load_config, steps
 from rna_localization.cli import main
-from rna_localization.db import Database
 from rna_localization.db.backup import export_tables
 
 import oracles
+from helpers import database as _db
+from helpers import table_frames as _export
 
 SPACING = (0.3, 0.1, 0.1)  # datagen's pipeline.toml
-
-
-def _db(config_path) -> Database:
-    return Database.from_config(load_config(config_path))
-
-
-def _export(config_path, folder) -> dict[str, pd.DataFrame]:
-    paths = export_tables(_db(config_path), folder)
-    return {p.stem: pd.read_csv(p) for p in paths}
 
 
 def _oracle(config_path, spacing=SPACING) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -18,6 +18,8 @@ import pytest
 
 from rna_localization.cli import build_parser
 
+from helpers import subcommands as _subcommands
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MARKDOWN = [README, ROOT / "data" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -127,11 +129,6 @@ def test_a_missing_config_points_to_the_readme_section_that_explains_it(tmp_path
 
 
 # ------------------------------------------------------------------ commands
-def _subcommands() -> dict[str, argparse.ArgumentParser]:
-    (action,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
-
-
 def _command_mentions(path: Path) -> list[str]:
     """Every command line ``rna-localization …`` of a file's code blocks and code spans.
 

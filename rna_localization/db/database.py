@@ -271,6 +271,12 @@ class Database:
             columns = [d.name for d in cursor.description]
             return pd.DataFrame(cursor.fetchall(), columns=columns)
 
+    def ping(self) -> None:
+        """Ask the server for ``SELECT 1``: raises (psycopg2.Error) if the database does not answer."""
+        with self.transaction() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+
     def tables(self) -> list[str]:
         """Tables of the public schema, sorted."""
         rows = self.query(

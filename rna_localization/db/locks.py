@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from .._errors import PipelineError
 from .database import Database
 
 __all__ = ["LOCK_KEY", "pipeline_lock"]
@@ -46,7 +47,7 @@ def pipeline_lock(db: Database) -> Iterator[None]:
                     f"another rna-localization command is writing to database {db.name!r}; "
                     f"wait for it to finish (or stop it) and run this again."
                 )
-                raise RuntimeError(msg)
+                raise PipelineError(msg)
         held.add(db.dsn)
         try:
             yield

@@ -21,6 +21,8 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+from .._errors import PipelineError
+
 __all__ = ["client_program", "embedded_url", "server_status", "start_server", "stop_server"]
 
 # pgserver warns when XDG_RUNTIME_DIR is unset, logs each pg_ctl call, and logs a failed
@@ -103,7 +105,7 @@ def start_server(pgdata: str | os.PathLike, *, keep_running: bool = False) -> st
         server = _get_server(pgdata, mode)
     except (subprocess.SubprocessError, AssertionError, RuntimeError, OSError) as error:
         if not _timed_out(error):
-            raise RuntimeError(_start_failure(pgdata, error)) from error
+            raise PipelineError(_start_failure(pgdata, error)) from error
         # pgserver gives pg_ctl 10 s; on a busy machine the server is still starting after
         # that. Once it is ready, pgserver takes it for a running server and uses it.
         deadline = time.monotonic() + _SLOW_START_WAIT
@@ -112,7 +114,7 @@ def start_server(pgdata: str | os.PathLike, *, keep_running: bool = False) -> st
         try:
             server = _get_server(pgdata, mode)
         except (subprocess.SubprocessError, AssertionError, RuntimeError, OSError) as again:
-            raise RuntimeError(_start_failure(pgdata, again)) from again
+            raise PipelineError(_start_failure(pgdata, again)) from again
     # pgserver's own exit handler prints a traceback when the server died first.
     atexit.unregister(server._cleanup)
     if keep_running:
@@ -236,7 +238,7 @@ def _repair(pgdata: Path) -> None:
                f"{'global/pg_control' if (pgdata / 'PG_VERSION').is_file() else 'PG_VERSION'}) "
                f"but holds databases: restore a backup into a new folder "
                f"(`rna-localization restore`), or move {pgdata} elsewhere to start afresh.")
-        raise RuntimeError(msg)
+        raise PipelineError(msg)
     warnings.warn(f"the embedded PostgreSQL server's folder {pgdata} was left half-made by an "
                   f"interrupted first start (it held no data); it is made again.",
                   UserWarning, stacklevel=3)
@@ -299,7 +301,7 @@ def _protect_socket_dir(socket_dir) -> None:
         socket_dir.chmod(0o700)
     except (OSError, KeyError) as error:
         msg = f"cannot make the server's socket folder {socket_dir} private: {error}"
-        raise RuntimeError(msg) from error
+        raise PipelineError(msg) from error
 
 
 def _forget_dead_handles(pgdata: Path, *, server_running: bool) -> None:
@@ -381,5 +383,5 @@ def run_client(name: str, *args: str, check: bool = True,
                             check=False, env=env)
     if check and result.returncode != 0:
         msg = f"{name} failed: {result.stderr.strip() or result.stdout.strip()}"
-        raise RuntimeError(msg)
+        raise PipelineError(msg)
     return result

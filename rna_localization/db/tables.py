@@ -39,9 +39,12 @@ __all__ = [
     "copy_frame",
     "decode_labels",
     "delete_image",
+    "drop_tables",
     "encode_labels",
     "ensure_schema",
     "ensure_structure_table",
+    "extracted_images",
+    "read_columns",
     "read_label_image",
     "read_spot_centroids",
     "renumber_ids",
@@ -283,14 +286,14 @@ def write_image_objects(
     return True
 
 
-_EXTRACTED_COLUMNS = ["structure", "name", "spacing_z", "spacing_y", "spacing_x",
+_EXTRACTED_COLUMNS = ["structure", "name", "n_objects", "spacing_z", "spacing_y", "spacing_x",
                       "raw_path", "raw_size", "raw_mtime", "raw_sha256", "segmentation_path",
                       "segmentation_size", "segmentation_mtime", "segmentation_sha256"]
 
 
 def extracted_images(cursor) -> pd.DataFrame:
-    """Every extracted image: ``structure``, ``name``, the voxel size (z, y, x) it was
-    extracted at, and the path, size, mtime and SHA-256 of its raw and segmentation files."""
+    """Every extracted image: ``structure``, ``name``, ``n_objects``, the voxel size (z, y, x) it
+    was extracted at, and the path, size, mtime and SHA-256 of its raw and segmentation files."""
     cursor.execute(sql.SQL("SELECT {} FROM label_images").format(
         sql.SQL(", ").join(map(sql.Identifier, _EXTRACTED_COLUMNS))))
     return pd.DataFrame(cursor.fetchall(), columns=_EXTRACTED_COLUMNS).astype(
@@ -339,3 +342,17 @@ def read_label_image(cursor, structure: str, name: str) -> LabelImage | None:
     shape, spacing, n_objects, dtype, blob = row[:3], row[3:6], row[6], row[7], row[8]
     labels = decode_labels(bytes(blob), dtype, tuple(shape))
     return LabelImage(structure, name, labels, tuple(spacing), n_objects)
+
+
+def read_columns(cursor, table: str, columns) -> pd.DataFrame:
+    """Columns `columns` of every row of `table`, in no particular order."""
+    columns = list(columns)
+    cursor.execute(sql.SQL("SELECT {} FROM {}").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table)))
+    return pd.DataFrame(cursor.fetchall(), columns=columns)
+
+
+def drop_tables(cursor, tables) -> None:
+    """Drop each of `tables` that exists."""
+    for table in tables:
+        cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))

@@ -1,8 +1,7 @@
 """RNA and centrosome segmentation: spots found in units of each image's own noise.
 
-Tune in a playground notebook (:func:`rna_steps`, :func:`centrosome_steps` and
-:mod:`.display`), save the parameters (``RnaParams.save``), then segment a
-folder with them (:func:`segment_folder`, or ``rna-localization segment``).
+Tune in a playground notebook (:func:`segment_intermediates` and :mod:`.display`),
+save the parameters (``SegmentationParams.save``), then segment a folder with them (:func:`segment_folder`, or ``rna-localization segment``).
 """
 
 from .batch import (
@@ -14,9 +13,9 @@ from .batch import (
 )
 from .detection import find_spots, grow_objects, local_noise, noise_threshold, remove_background
 from .params import (
+    PRESETS,
     WORKFLOWS,
-    CentrosomeParams,
-    RnaParams,
+    SegmentationParams,
     load_params,
     microns_to_voxels,
     volume_to_voxels,
@@ -31,12 +30,9 @@ from .quality import (
 )
 from .workflows import (
     DEFAULT_SPACING,
-    SegmentationSteps,
-    centrosome_steps,
-    rna_steps,
+    Intermediates,
     segment,
-    segment_centrosomes,
-    segment_rna,
+    segment_intermediates,
     separate_touching,
     size_filter,
 )
@@ -45,12 +41,11 @@ __all__ = [
     "DEFAULT_SPACING",
     "MAX_OBJECTS_PER_UM3",
     "MAX_OBJECT_FRACTION",
+    "PRESETS",
     "WORKFLOWS",
-    "CentrosomeParams",
     "ImplausibleSegmentationWarning",
-    "RnaParams",
-    "SegmentationSteps",
-    "centrosome_steps",
+    "Intermediates",
+    "SegmentationParams",
     "check_object_sizes",
     "check_segmentation",
     "find_spots",
@@ -62,11 +57,9 @@ __all__ = [
     "microns_to_voxels",
     "object_sizes",
     "qc_overlay",
-    "rna_steps",
     "segment",
-    "segment_centrosomes",
     "segment_folder",
-    "segment_rna",
+    "segment_intermediates",
     "segment_structure",
     "separate_touching",
     "size_filter",

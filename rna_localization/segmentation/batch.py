@@ -28,11 +28,13 @@ from ..calibration import (
     scale_source,
     warn_mismatches,
 )
+from ..config import DEFAULT_SPACING, DataConfig
 from ..io import read_stack, read_voxel_size, stack_shape, tiff_files, write_stack
 from ..objects import label_objects, normalize_spacing
-from .params import WORKFLOWS, load_params
+from ..parallel import worker_count
+from .params import WORKFLOWS, SegmentationParams, load_params
 from .quality import ImplausibleSegmentationWarning, check_object_sizes, object_sizes
-from .workflows import DEFAULT_SPACING, segment
+from .workflows import segment
 
 __all__ = ["qc_overlay", "qc_problems", "segment_folder", "segment_structure",
            "workflow_for_structure", "write_qc_page"]
@@ -48,14 +50,13 @@ def _resolve_params(workflow: str, params):
     if workflow not in WORKFLOWS:
         msg = f"workflow must be one of {list(WORKFLOWS)}; got {workflow!r}."
         raise ValueError(msg)
-    kind = WORKFLOWS[workflow]
     if params is None:
-        return kind()
+        return SegmentationParams(workflow)
     if isinstance(params, str | os.PathLike):
         params = load_params(params)
-    if not isinstance(params, kind):
+    if getattr(params, "workflow", None) != workflow:
         msg = (
-            f"the {workflow!r} workflow needs {kind.__name__}; got parameters for "
+            f"the {workflow!r} workflow needs its own parameters; got parameters for "
             f"workflow {getattr(params, 'workflow', type(params).__name__)!r}."
         )
         raise ValueError(msg)
@@ -83,7 +84,7 @@ def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow:
     :func:`.quality.check_segmentation`, for the main process to warn about.
     """
     image = read_stack(raw_path)
-    mask = segment(image, workflow, params, spacing=spacing)
+    mask = segment(image, params, spacing=spacing)
     write_stack(out_path, mask, spacing=spacing)
     count, problems = _assess(mask, spacing, raw_path.stem)
     if qc_path is not None:
@@ -271,7 +272,8 @@ def _spacing_from_files(inputs: list[Path], input_dir: Path) -> tuple[float, flo
 
 
 def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
-                   workflow: str, params=None, spacing=None, suffix: str = "_seg",
+                   workflow: str, params=None, spacing=None,
+                   suffix: str = DataConfig.segmentation_file_suffix,
                    overwrite: bool = False, workers: int = 1, qc: bool = True,
                    spacing_source: str = "the given spacing") -> list[Path]:
     """Segment every TIFF stack of a folder.
@@ -295,7 +297,7 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     input_dir, output_dir : path-like
         Raw stacks in, segmentations out (created if missing).
     workflow : {"rna", "centrosomes"}
-    params : RnaParams, CentrosomeParams, path-like or None
+    params : SegmentationParams, path-like or None
         Parameters, or a TOML file saved from a playground; None: defaults.
     spacing : sequence of 3 floats, optional
         Microns per voxel (z, y, x). A stack whose own voxel size
@@ -351,7 +353,7 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     results: dict[int, tuple[int, list[str]]] = {}  # input index: (objects, problems)
     jobs = [(inputs[i], outputs[i], qc_dir / f"{inputs[i].stem}.png" if qc else None, workflow,
              params, spacing) for i in todo]
-    n_workers = min(os.cpu_count() or 1 if workers == 0 else workers, max(len(jobs), 1))
+    n_workers = worker_count(workers, len(jobs))  # 0: the cores this job may use
     bar = tqdm(total=len(jobs), desc=f"segment {workflow}", unit="image", disable=not jobs)
     try:
         if n_workers <= 1:
@@ -570,8 +572,8 @@ def segment_structure(config, structure: str, *, workflow_file=None, overwrite: 
 def script_main(workflow: str, argv=None, *, description: str = "") -> int:
     """Command line of ``batch-processing-scripts/seg_rna.py`` and ``seg_cent.py``.
 
-    ``--input DIR --output DIR [--params FILE] [--xy-scale 0.065 --z-scale 0.2 | --config FILE]
-    [--suffix _seg] [--overwrite] [--workers N]``; returns the exit status.
+    ``--input DIR --output DIR [--params FILE] [--xy-scale XY --z-scale Z | --config FILE]
+    [--suffix SUFFIX] [--overwrite] [--workers N]``; returns the exit status.
 
     The voxel size is, in order: ``--xy-scale`` and ``--z-scale``; the
     ``[scale]`` of ``--config``; the one the stacks state; the default, with a
@@ -589,7 +591,8 @@ def script_main(workflow: str, argv=None, *, description: str = "") -> int:
                         "(default: [scale] of --config, else the voxel size the stacks state)")
     parser.add_argument("--z-scale", type=float, help="microns per z-step (as --xy-scale)")
     parser.add_argument("--config", help="pipeline.toml whose [scale] gives the voxel size")
-    parser.add_argument("--suffix", default="_seg", help="appended to each image name")
+    parser.add_argument("--suffix", default=DataConfig.segmentation_file_suffix,
+                        help="appended to each image name (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing masks")
     parser.add_argument("--workers", type=int, default=1, help="processes (0: one per core)")
     args = parser.parse_args(argv)

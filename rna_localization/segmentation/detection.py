@@ -35,7 +35,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage.segmentation import watershed
 
-from ..objects import normalize_spacing
+from ..objects import FACE_CONNECTIVITY, normalize_spacing
 from .params import microns_to_voxels
 
 __all__ = [
@@ -60,6 +60,9 @@ _CURVATURE_SCALE = 2.0
 #: The noise is measured on the filtered image minus its neighbours this many
 #: times two spot sigmas away (see local_noise).
 _NOISE_REACH = 3.0
+# A tile with fewer voxels than this away from spots takes its noise from the
+# nearest tile with enough (the MAD of 100 normal values is within ~10%).
+_MIN_NOISE_VOXELS = 100
 #: grow_objects floods the crowded components starting in one tile of this many
 #: voxels (y and x) with one watershed call.
 _WATERSHED_TILE = 64
@@ -212,13 +215,16 @@ def _interpolation_matrix(n: int, centres: np.ndarray) -> np.ndarray:
     return weights
 
 
-def _block_mad(values: np.ndarray, counts, exclude: np.ndarray | None = None) -> np.ndarray:
+def _block_mad(values: np.ndarray, counts, exclude: np.ndarray | None = None, *,
+               borrow: bool = True) -> np.ndarray:
     """1.4826·MAD of each tile of a regular grid of ``counts`` tiles per axis.
 
     Tiles are ``n // count`` voxels along each axis (the few voxels left over
     at the far ends are not sampled). Voxels where `exclude` is True are left
-    out, unless that leaves a tile with fewer than a quarter of its voxels
-    (then all of them count). Vectorized: one sort of all tiles at once.
+    out. A tile left with fewer than :data:`_MIN_NOISE_VOXELS` (crowded) takes
+    the value of the nearest tile that is not (`borrow`; when every tile is
+    crowded, all take the MAD of all the voxels left), or is measured on all
+    its voxels (not `borrow`). Vectorized: one sort of all tiles at once.
     """
     sizes = [max(n // c, 1) for n, c in zip(values.shape, counts)]
     counts = [min(c, n) for c, n in zip(counts, values.shape)]
@@ -229,9 +235,20 @@ def _block_mad(values: np.ndarray, counts, exclude: np.ndarray | None = None) ->
         return shaped.transpose(0, 2, 4, 1, 3, 5).reshape(int(np.prod(counts)), -1)
 
     data = tiles(values).astype(np.float32)
+    crowded = np.zeros(len(data), dtype=bool)
     if exclude is not None:
         valid = ~tiles(exclude)
-        valid[4 * valid.sum(axis=1) < valid.shape[1]] = True
+        crowded = valid.sum(axis=1) < min(_MIN_NOISE_VOXELS, valid.shape[1])
+        if borrow and crowded.all() and valid.sum() >= _MIN_NOISE_VOXELS:
+            # Spots crowd every tile: one noise for all, from the voxels clear of them.
+            pooled = data[valid]
+            spread = 1.4826 * np.median(np.abs(pooled - np.median(pooled)))
+            return np.full(counts, spread, dtype=np.float32)
+        if crowded.all() or not borrow:
+            valid[:] = True
+            crowded[:] = False
+        else:
+            valid[crowded] = True
         data = np.where(valid, data, np.float32(np.nan))
     valid_count = np.sum(~np.isnan(data), axis=1)
     rows = np.arange(len(data))
@@ -242,8 +259,13 @@ def _block_mad(values: np.ndarray, counts, exclude: np.ndarray | None = None) ->
         return 0.5 * (ordered[rows, low] + ordered[rows, high])
 
     centre = median(data)
-    spread = median(np.abs(data - centre[:, None]))
-    return (1.4826 * spread).reshape(counts).astype(np.float32)
+    spread = (1.4826 * median(np.abs(data - centre[:, None]))).reshape(counts)
+    if crowded.any():
+        # A tile too crowded with spots to measure takes the nearest measured tile's noise.
+        nearest = ndimage.distance_transform_edt(crowded.reshape(counts), return_distances=False,
+                                                 return_indices=True)
+        spread = spread[tuple(nearest)]
+    return spread.astype(np.float32)
 
 
 def _high_pass(filtered: np.ndarray, reach: np.ndarray) -> np.ndarray:
@@ -270,7 +292,7 @@ def _high_pass(filtered: np.ndarray, reach: np.ndarray) -> np.ndarray:
 
 
 def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 3.0),
-                background_ratio: float = 2.0) -> np.ndarray:
+                background_ratio: float = 2.0, borrow_crowded: bool = True) -> np.ndarray:
     """Noise standard deviation of a filtered image, varying smoothly over the image.
 
     What varies over more than a few spot sizes is background left over, not
@@ -278,7 +300,9 @@ def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 
     its neighbours six spot sigmas away along each axis, then scaled back by
     the ratio the same steps give on white noise (computed, not assumed).
     Voxels near anything brighter than 4.5 times a first estimate (spots, not
-    noise) are left out of the second, final estimate. The image is cut into
+    noise) are left out of the second, final estimate; a block they crowd out
+    (fewer than 100 voxels left) takes the nearest clear block's noise
+    (`borrow_crowded`), or is measured on all its voxels. The image is cut into
     blocks of about `block_um` (axial, lateral); each block's noise is
     ``1.4826 · MAD`` (robust to the few voxels on spots; on floats, so not
     quantized like integer images), interpolated linearly between block centres.
@@ -296,6 +320,11 @@ def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 
         (the embryo surface, out-of-focus planes).
     background_ratio : float
         The ratio `filtered` was made with.
+    borrow_crowded : bool
+        True: where spots crowd a block, its noise is its nearest clear
+        block's (dense RNA: the molecules' light is not noise). False: it is
+        measured on all the block's voxels, so broad structure there counts as
+        noise (centrosomes: out-of-focus cells are then not found as objects).
 
     Returns
     -------
@@ -350,7 +379,7 @@ def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 
     half = np.maximum(reach // stride, 1)
     bright = (filtered[sample] > 4.5 * noise[sample]).view(np.uint8)
     near_spots = ndimage.maximum_filter(bright, size=tuple(2 * half + 1), mode="constant") > 0
-    grid = _block_mad(high, counts, near_spots)
+    grid = _block_mad(high, counts, near_spots, borrow=borrow_crowded)
     return interpolate(grid / np.float32(kept))
 
 
@@ -677,7 +706,7 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
     if len(spots) == 0:
         return labels
     voxels = tuple(spots[["zi", "yi", "xi"]].to_numpy().T)
-    face = ndimage.generate_binary_structure(3, 1)
+    face = FACE_CONNECTIVITY
     region = np.asarray(score) > floor
     region[voxels] = True
     if reach is not None:

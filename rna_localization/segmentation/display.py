@@ -4,8 +4,8 @@ matplotlib only; ipywidgets is imported lazily by :func:`interactive_playground`
 
 - :func:`playground_image`: the image a playground starts from (a file, the
   first raw image of a configured data set, or a simulated example);
-- :func:`show_steps`: every intermediate of a workflow run
-  (:class:`.workflows.SegmentationSteps`), projection and z-slice;
+- :func:`show_intermediates`: every intermediate image of a workflow run
+  (:class:`.workflows.Intermediates`), projection and z-slice;
 - :func:`show_outline`: the objects' outlines over the raw data;
 - :func:`interactive_playground`: one slider per numeric parameter, redrawn
   at every change on a crop of the image.
@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .params import WORKFLOWS
-from .workflows import DEFAULT_SPACING, SegmentationSteps, centrosome_steps, rna_steps
+from ..objects import FACE_CONNECTIVITY
+from .params import WORKFLOWS, SegmentationParams
+from .workflows import DEFAULT_SPACING, FILTER_PARAMETERS, Intermediates, segment_intermediates
 
 __all__ = [
     "Playground",
@@ -30,7 +31,7 @@ __all__ = [
     "interactive_playground",
     "playground_image",
     "show_outline",
-    "show_steps",
+    "show_intermediates",
 ]
 
 _TITLES = {
@@ -42,9 +43,7 @@ _TITLES = {
     "result": "result",
 }
 
-_FACE = ndimage.generate_binary_structure(3, 1)
 
-_STEPS = {"rna": rna_steps, "centrosomes": centrosome_steps}
 
 
 # ------------------------------------------------------------------- inputs
@@ -62,17 +61,22 @@ def _structure_for(config, workflow: str) -> str:
 
 
 def playground_image(workflow: str, *, image_path: str | os.PathLike = "",
-                     config_path: str | os.PathLike = "", spacing=DEFAULT_SPACING,
+                     config_path: str | os.PathLike = "", spacing=None,
                      preset: str = "confocal", snr: float = 8.0, seed: int = 0,
                      shape=(30, 256, 256)):
     """The image a playground notebook tunes on, its name and its voxel size.
 
     In order of precedence:
 
-    1. `image_path`: that stack, with `spacing`;
+    1. `image_path`: that stack, with `spacing`, or when `spacing` is None
+       the voxel size the file states (ImageJ/OME metadata), else that of
+       `config_path`'s ``[scale]``, else :data:`.workflows.DEFAULT_SPACING`
+       with a warning to set it;
     2. `config_path` (a ``pipeline.toml``): the first raw image (by name) of
        the structure segmented with `workflow` (``<data_dir>/<structure>/
-       raw-data``), with the configuration's voxel size;
+       raw-data``), with the configuration's voxel size (``[scale]``, as the
+       pipeline uses it; a :class:`.calibration.VoxelSizeWarning` if the file
+       states another), unless `spacing` is given;
     3. otherwise a simulated example (:func:`rna_localization.synthetic.simulate_image`)
        of the `preset` microscope, with its voxel size (`spacing` is ignored).
 
@@ -83,8 +87,9 @@ def playground_image(workflow: str, *, image_path: str | os.PathLike = "",
         One raw (Z, Y, X) stack; "" for none.
     config_path : path-like
         A pipeline configuration; "" for none.
-    spacing : sequence of 3 floats
-        Microns per voxel (z, y, x) of `image_path`.
+    spacing : sequence of 3 floats, optional
+        Microns per voxel (z, y, x) of the stack; None (or a 0 on any axis):
+        read as above.
     preset : {"confocal", "widefield"}
         Microscope of the simulated example.
     snr : float
@@ -106,14 +111,25 @@ def playground_image(workflow: str, *, image_path: str | os.PathLike = "",
     if workflow not in WORKFLOWS:
         msg = f"workflow must be one of {list(WORKFLOWS)}; got {workflow!r}."
         raise ValueError(msg)
-    if image_path:
-        path = Path(image_path)
-        return read_stack(path), path.stem, tuple(float(s) for s in normalize_spacing(spacing))
+    if spacing is not None and not all(np.broadcast_to(np.asarray(spacing, dtype=object), (3,))):
+        spacing = None  # a 0 (a notebook's "read it") on any axis
+    if spacing is not None:
+        spacing = tuple(float(s) for s in normalize_spacing(spacing))
+    config = None
     if config_path:
         from ..config import load_config
-        from .batch import _inputs
 
         config = load_config(config_path)
+    if image_path:
+        path = Path(image_path)
+        image = read_stack(path)
+        if spacing is None:
+            spacing = _stated_spacing(path, config)
+        return image, path.stem, spacing
+    if config is not None:
+        from ..calibration import find_mismatches, scale_source, warn_mismatches
+        from .batch import _inputs
+
         structure = _structure_for(config, workflow)
         raw_dir, _ = config.structure_dirs(structure)
         if not raw_dir.is_dir():
@@ -123,7 +139,11 @@ def playground_image(workflow: str, *, image_path: str | os.PathLike = "",
         if not paths:
             msg = f"no .tif stack in {raw_dir}; set image_path to one of your raw stacks."
             raise FileNotFoundError(msg)
-        return read_stack(paths[0]), paths[0].stem, tuple(config.spacing)
+        if spacing is None:
+            spacing = tuple(config.spacing)
+            warn_mismatches(find_mismatches(paths[:1], spacing), spacing,
+                            used=scale_source(config), fix="so correct [scale] if the file is right")
+        return read_stack(paths[0]), paths[0].stem, spacing
     from ..synthetic import PRESETS, simulate_image
 
     example = simulate_image("example", rna_type="cen", cycle="nc14", seed=seed, shape=shape,
@@ -132,23 +152,41 @@ def playground_image(workflow: str, *, image_path: str | os.PathLike = "",
     return image, f"example_{preset}", tuple(float(s) for s in PRESETS[preset].spacing)
 
 
+def _stated_spacing(path: Path, config) -> tuple[float, float, float]:
+    """The voxel size of a stack: its file's, else the config's [scale], else the default (warned)."""
+    import warnings
+
+    from ..calibration import VoxelSizeWarning, format_voxel_size
+    from ..io import read_voxel_size
+
+    stated = read_voxel_size(path)
+    if stated is not None:
+        return tuple(float(s) for s in stated)
+    if config is not None:
+        return tuple(config.spacing)
+    warnings.warn(f"{path} states no voxel size: using {format_voxel_size(DEFAULT_SPACING)}; "
+                  f"set xy and z (spacing=) to the microscope's.",
+                  VoxelSizeWarning, stacklevel=3)
+    return tuple(DEFAULT_SPACING)
+
+
 # ------------------------------------------------------------------ figures
-def default_slice(steps_or_image) -> int:
+def default_slice(intermediates_or_image) -> int:
     """The z-slice holding the most segmented voxels (the middle one if none).
 
     Parameters
     ----------
-    steps_or_image : SegmentationSteps or (Z, Y, X) ndarray
+    intermediates_or_image : Intermediates or (Z, Y, X) ndarray
         With an array, the slice of its brightest voxel.
 
     Returns
     -------
     int
     """
-    if isinstance(steps_or_image, SegmentationSteps):
-        per_slice = np.count_nonzero(steps_or_image.result, axis=(1, 2))
-        return int(np.argmax(per_slice)) if per_slice.any() else steps_or_image.raw.shape[0] // 2
-    image = np.asarray(steps_or_image)
+    if isinstance(intermediates_or_image, Intermediates):
+        per_slice = np.count_nonzero(intermediates_or_image.result, axis=(1, 2))
+        return int(np.argmax(per_slice)) if per_slice.any() else intermediates_or_image.raw.shape[0] // 2
+    image = np.asarray(intermediates_or_image)
     return int(np.unravel_index(np.argmax(image), image.shape)[0])
 
 
@@ -170,11 +208,11 @@ def _show_labels(ax, labels: np.ndarray, extent) -> None:
     ax.imshow(colours, cmap="tab20", vmin=1, vmax=20, extent=extent, interpolation="nearest")
 
 
-def show_steps(steps: SegmentationSteps, *, z: int | None = None, steps_to_show=None,
-               spacing=DEFAULT_SPACING, panel_size: float = 3.2):
-    """Every step as a maximum projection and one z-slice, raw data first.
+def show_intermediates(intermediates: Intermediates, *, z: int | None = None, which=None,
+                       spacing=DEFAULT_SPACING, panel_size: float = 3.2):
+    """Every intermediate image as a maximum projection and one z-slice, raw data first.
 
-    The steps (``steps.images()``): ``raw``; ``filtered`` (background
+    The images (``intermediates.images()``): ``raw``; ``filtered`` (background
     removed, filtered at the spot's scale); ``noise`` (its local noise SD);
     ``score`` (filtered / noise, in noise SDs: what the threshold applies
     to; the spots found are marked with crosses); ``labels`` (objects grown
@@ -182,12 +220,12 @@ def show_steps(steps: SegmentationSteps, *, z: int | None = None, steps_to_show=
 
     Parameters
     ----------
-    steps : SegmentationSteps
-        From :func:`rna_steps` or :func:`centrosome_steps`.
+    intermediates : Intermediates
+        From :func:`.workflows.segment_intermediates`.
     z : int, optional
         The z-slice to show; None: :func:`default_slice`.
-    steps_to_show : sequence of str, optional
-        Names from ``steps.images()`` (e.g. ``["raw", "score", "result"]``);
+    which : sequence of str, optional
+        Names from ``intermediates.images()`` (e.g. ``["raw", "score", "result"]``);
         None: all.
     spacing : sequence of 3 floats
         Microns per voxel (z, y, x), for the scale of the axes.
@@ -197,22 +235,22 @@ def show_steps(steps: SegmentationSteps, *, z: int | None = None, steps_to_show=
     Returns
     -------
     matplotlib.figure.Figure
-        One row per step: maximum projection (left), z-slice (right).
+        One row per image: maximum projection (left), z-slice (right).
     """
     import matplotlib.pyplot as plt
 
-    images = steps.images()
-    names = list(images) if steps_to_show is None else list(steps_to_show)
+    images = intermediates.images()
+    names = list(images) if which is None else list(which)
     unknown = [n for n in names if n not in images]
     if unknown:
         msg = f"unknown step(s) {unknown}; choose from {list(images)}."
         raise ValueError(msg)
-    z = default_slice(steps) if z is None else int(z)
-    n_z = steps.raw.shape[0]
+    z = default_slice(intermediates) if z is None else int(z)
+    n_z = intermediates.raw.shape[0]
     if not 0 <= z < n_z:
         msg = f"z-slice {z} is outside the stack (0..{n_z - 1})."
         raise ValueError(msg)
-    extent = _extent(steps.raw.shape, spacing)
+    extent = _extent(intermediates.raw.shape, spacing)
     _, dy, dx = (float(s) for s in np.broadcast_to(spacing, (3,)))
     fig, axes = plt.subplots(len(names), 2, figsize=(2 * panel_size, panel_size * len(names)),
                              squeeze=False, constrained_layout=True)
@@ -227,8 +265,8 @@ def show_steps(steps: SegmentationSteps, *, z: int | None = None, steps_to_show=
                 low, high = _limits(view)
                 ax.imshow(view, cmap="gray", vmin=low, vmax=high, extent=extent,
                           interpolation="nearest")
-            if name == "score" and len(steps.spots):
-                spots = steps.spots if col == 0 else steps.spots[steps.spots["zi"] == z]
+            if name == "score" and len(intermediates.spots):
+                spots = intermediates.spots if col == 0 else intermediates.spots[intermediates.spots["zi"] == z]
                 ax.plot((spots["x"] + 0.5) * dx, (spots["y"] + 0.5) * dy, "+", color="tab:red",
                         markersize=4, markeredgewidth=0.6)
             ax.set_title(f"{_TITLES.get(name, name)}: {label}", fontsize=9)
@@ -250,7 +288,7 @@ def _outline_panel(ax, raw: np.ndarray, labels: np.ndarray, extent) -> None:
 
 def _objects(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """Face-connected objects of a mask, as the pipeline counts them."""
-    labels, count = ndimage.label(np.asarray(mask) > 0, structure=_FACE)
+    labels, count = ndimage.label(np.asarray(mask) > 0, structure=FACE_CONNECTIVITY)
     return labels, int(count)
 
 
@@ -312,12 +350,22 @@ _SLIDERS = {
 }
 
 
-def _central_crop(shape, size: int = 256) -> tuple[slice, slice, slice]:
-    def centre(n: int) -> slice:
-        start = max((n - size) // 2, 0)
-        return slice(start, min(start + size, n))
+def _central_crop(image: np.ndarray, size: int = 256, planes: int = 16) -> tuple[slice, slice, slice]:
+    """The central `size` x `size` pixels, and the `planes` z-slices around the brightest one.
 
-    return (slice(None), centre(shape[1]), centre(shape[2]))
+    The brightest z-slice (highest mean intensity within the crop) is the one
+    in focus; every z-slice when the stack has no more than `planes`.
+    """
+    def centre(n: int, width: int, middle: int | None = None) -> slice:
+        middle = n // 2 if middle is None else middle
+        start = min(max(middle - width // 2, 0), max(n - width, 0))
+        return slice(start, min(start + width, n))
+
+    y, x = centre(image.shape[1], size), centre(image.shape[2], size)
+    if image.shape[0] <= planes:
+        return (slice(None), y, x)
+    brightest = int(np.argmax(image[:, y, x].mean(axis=(1, 2))))
+    return (centre(image.shape[0], planes, brightest), y, x)
 
 
 class Playground:
@@ -325,9 +373,9 @@ class Playground:
 
     Attributes
     ----------
-    params : RnaParams or CentrosomeParams
+    params : SegmentationParams
         The parameters the sliders show now (save them with ``.save(path)``).
-    steps : SegmentationSteps
+    intermediates : Intermediates
         The workflow's run on the crop with `params`.
     crop : tuple of 3 slices
         The part of the image the sliders work on.
@@ -343,9 +391,9 @@ class Playground:
         self.crop = crop
         self.spacing = spacing
         self.params = params
-        self.steps = None
+        self.intermediates = None
+        self._filter_key = None
         self.seconds = float("nan")
-        self._run = _STEPS[params.workflow]
         self._panel_size = panel_size
         self._widgets = widgets
         self._crop_image = np.asarray(image[crop])
@@ -415,9 +463,9 @@ class Playground:
     @property
     def title(self) -> str:
         """e.g. ``"412 objects, threshold 4.7 noise SDs (automatic)"``."""
-        _, count = _objects(self.steps.result)
+        _, count = _objects(self.intermediates.result)
         how = "automatic" if self.params.threshold == 0 else "set by hand"
-        return f"{count} objects, threshold {self.steps.threshold:.1f} noise SDs ({how})"
+        return f"{count} objects, threshold {self.intermediates.threshold:.1f} noise SDs ({how})"
 
     def redraw(self, *, rerun: bool = True) -> None:
         """Run the workflow on the crop (unless `rerun` is False) and draw the outlines."""
@@ -425,9 +473,14 @@ class Playground:
         from IPython.display import display
 
         start = time.perf_counter()
-        if rerun or self.steps is None:
-            self.steps = self._run(self._crop_image, self.params, spacing=self.spacing)
-        labels, _ = _objects(self.steps.result)
+        if rerun or self.intermediates is None:
+            # The filters are the costly part: reused when no parameter of theirs moved.
+            key = tuple(getattr(self.params, name) for name in FILTER_PARAMETERS)
+            previous = self.intermediates if key == self._filter_key else None
+            self.intermediates = segment_intermediates(self._crop_image, self.params,
+                                                       spacing=self.spacing, previous=previous)
+            self._filter_key = key
+        labels, _ = _objects(self.intermediates.result)
         z = self.z_slider.value
         if z < 0:
             raw, seg, view = self._crop_image.max(axis=0), labels.max(axis=0), "max projection"
@@ -461,7 +514,7 @@ def _crop_text(crop) -> str:
 
 
 def interactive_playground(image: np.ndarray, params, *, spacing=DEFAULT_SPACING, crop=None,
-                           crop_size: int = 256, z: int | None = None,
+                           crop_size: int = 256, crop_planes: int = 16, z: int | None = None,
                            panel_size: float = 6.0) -> Playground:
     """One slider per numeric parameter; the outlines redraw at every change.
 
@@ -475,8 +528,10 @@ def interactive_playground(image: np.ndarray, params, *, spacing=DEFAULT_SPACING
     SDs (automatic)".
 
     To redraw fast the sliders work on a **crop**: by default the central
-    ``crop_size`` x ``crop_size`` pixels in x and y and every z-slice (about
-    1 s per change on a 30 x 256 x 256 crop). Objects are counted in the
+    ``crop_size`` x ``crop_size`` pixels in x and y and the ``crop_planes``
+    z-slices around the brightest one (the one in focus): under 1 s per
+    change on a 16 x 256 x 256 crop (``benchmarks/bench_playground.py``
+    measures it on a 30 x 512 x 512 stack). Objects are counted in the
     crop; the noise is measured locally, so the crop finds the same objects
     as the whole image away from the crop's edges.
 
@@ -484,7 +539,7 @@ def interactive_playground(image: np.ndarray, params, *, spacing=DEFAULT_SPACING
     ----------
     image : (Z, Y, X) ndarray
         Raw stack.
-    params : RnaParams or CentrosomeParams
+    params : SegmentationParams
         Starting values; the workflow follows its class.
     spacing : sequence of 3 floats
         Microns per voxel (z, y, x).
@@ -493,6 +548,8 @@ def interactive_playground(image: np.ndarray, params, *, spacing=DEFAULT_SPACING
         central crop; ``False``: the whole image (slow on large stacks).
     crop_size : int
         Side in pixels of the default central crop.
+    crop_planes : int
+        z-slices of the default crop.
     z : int, optional
         The z-slice shown at first; None: the maximum projection.
     panel_size : float
@@ -514,16 +571,15 @@ def interactive_playground(image: np.ndarray, params, *, spacing=DEFAULT_SPACING
     except ImportError as error:
         msg = "sliders need ipywidgets: pip install ipywidgets (the playground works without them)."
         raise ImportError(msg) from error
-    workflow = getattr(params, "workflow", None)
-    if workflow not in _STEPS:
-        msg = f"params must be RnaParams or CentrosomeParams; got {type(params).__name__}."
+    if not isinstance(params, SegmentationParams):
+        msg = f"params must be SegmentationParams; got {type(params).__name__}."
         raise TypeError(msg)
     image = np.asarray(image)
     if image.ndim != 3:
         msg = f"image must be a 3D (Z, Y, X) stack; got shape {image.shape}."
         raise ValueError(msg)
     if crop is None:
-        crop = _central_crop(image.shape, crop_size)
+        crop = _central_crop(image, crop_size, crop_planes)
     elif crop is False:
         crop = (slice(None),) * 3
     else:

@@ -5,8 +5,10 @@ parameters carries across microscopes: the workflows convert them to voxels
 with the image's ``spacing`` (z, y, x) at run time (:func:`microns_to_voxels`,
 :func:`volume_to_voxels`).
 
-A parameter file names its workflow (``workflow = "rna"``), so the batch run
-knows what the playground tuned::
+One type, :class:`SegmentationParams`, holds the parameters of every workflow;
+each workflow is a preset of it (:data:`PRESETS`): the values a field takes
+when not given. A parameter file names its workflow (``workflow = "rna"``), so
+the batch run knows what the playground tuned::
 
     workflow = "rna"
     spot_sigma_um = [0.3, 0.11]
@@ -23,14 +25,14 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "PRESETS",
     "WORKFLOWS",
-    "CentrosomeParams",
-    "RnaParams",
+    "SegmentationParams",
     "load_params",
     "microns_to_voxels",
     "volume_to_voxels",
@@ -120,6 +122,11 @@ _DOCS = {
     "noise_block_um": (
         "The noise is measured in blocks of about [axial, lateral] microns, and interpolated."
     ),
+    "borrow_crowded_noise": (
+        "Where spots crowd a noise block (fewer than 100 voxels clear of them), take the\n"
+        "nearest clear block's noise (true: dense RNA) or measure it on all the block's voxels\n"
+        "(false: broad structure such as out-of-focus cells then counts as noise; centrosomes)."
+    ),
     "floor": (
         "No voxel below this many noise SDs joins an object."
     ),
@@ -145,16 +152,75 @@ _DOCS = {
 }
 
 
-class _Params:
-    """Validation, TOML saving and loading shared by the parameter classes."""
+#: Each workflow's defaults: every field of :class:`SegmentationParams` (one set of steps,
+#: :mod:`.detection`) with the value it takes when not given.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Single molecules and granules: the defaults work on real widefield and confocal
+    # smFISH without tuning, the threshold set in each image's own noise.
+    "rna": {
+        "spot_sigma_um": (0.22, 0.08),
+        "background_ratio": 2.0,
+        "threshold": 0.0,
+        "false_positives_per_1000um3": 1.0,
+        "noise_block_um": (1.0, 3.0),
+        "borrow_crowded_noise": True,
+        "floor": 2.0,
+        "mask_fraction": 0.5,
+        "mask_smoothing": 1.0,
+        "split_saddle_ratio": 0.95,
+        "granule_saddle_ratio": 0.8,
+        "min_volume_um3": 0.0,
+    },
+}
+# Compact blobs of ~0.3-1 um: a larger spot, half-maximum masks in a less smoothed image and
+# a lower saddle ratio, so the two centrosomes of a pair stay apart even when their blurred
+# images touch.
+PRESETS["centrosomes"] = {
+    **PRESETS["rna"],
+    "spot_sigma_um": (0.35, 0.2),
+    # Fixed, not from the false-positive rate: at the centrosomes' scale the background
+    # itself (autofluorescence varying over a few microns) makes local maxima the
+    # white-noise rate does not count; centrosomes score 50-100 noise SDs.
+    "threshold": 10.0,
+    "false_positives_per_1000um3": 0.1,
+    # Measured on every voxel of a block crowded by a centrosome or by out-of-focus light:
+    # taken from the nearest clear block, widefield out-of-focus cells scored up to 25
+    # noise SDs (centrosomes 18-80) and were found as 4-150 um^3 objects.
+    "borrow_crowded_noise": False,
+    # Half of each centrosome's own peak in a less smoothed image: cut from the
+    # detection filter's (0.35 um along z on top of the PSF) masks held 1.15-1.35x the
+    # centrosomes' volume on both presets; at 0.7 spot sigmas, 0.89-1.01x.
+    "mask_smoothing": 0.7,
+    "split_saddle_ratio": 0.5,
+    "min_volume_um3": 0.01,
+}
 
-    workflow: ClassVar[str]
+#: The workflows' names, in order.
+WORKFLOWS = tuple(PRESETS)
+
+
+def _check_workflow(workflow: Any, where: str = "") -> str:
+    if workflow not in PRESETS:
+        msg = (f"workflow{where} must be one of {', '.join(map(repr, WORKFLOWS))}; "
+               f"got {workflow!r}.")
+        raise ValueError(msg)
+    return workflow
+
+
+class _Params:
+    """Validation, TOML saving and loading of :class:`SegmentationParams`."""
+
+    workflow: str
 
     # ----------------------------------------------------------- validation
     def __post_init__(self) -> None:
+        preset = PRESETS[_check_workflow(self.workflow)]
         for f in dataclasses.fields(self):
-            value = _normalize_value(f.name, getattr(self, f.name), f.default)
-            object.__setattr__(self, f.name, value)
+            if f.name == "workflow":
+                continue
+            value = getattr(self, f.name)
+            value = preset[f.name] if value is None else value  # not given: the preset's
+            object.__setattr__(self, f.name, _normalize_value(f.name, value, preset[f.name]))
         self._validate()
 
     def _positive(self, name: str, *, allow_zero: bool = False) -> None:
@@ -202,7 +268,7 @@ class _Params:
     # ------------------------------------------------------------------ TOML
     def to_dict(self) -> dict[str, Any]:
         """The parameters as plain Python values, ``workflow`` first."""
-        values: dict[str, Any] = {"workflow": self.workflow}
+        values: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, tuple):
@@ -218,6 +284,8 @@ class _Params:
             f"workflow = {_toml_value(self.workflow)}",
         ]
         for f in dataclasses.fields(self):
+            if f.name == "workflow":
+                continue
             lines.append("")
             lines.extend(f"# {line}" for line in f.metadata["doc"].splitlines())
             lines.append(f"{f.name} = {_toml_value(self.to_dict()[f.name])}")
@@ -242,45 +310,37 @@ class _Params:
         return path
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], *, source: str = "") -> _Params:
+    def from_dict(cls, values: dict[str, Any], *, workflow: str | None = None,
+                  source: str = "") -> SegmentationParams:
         """Build from a mapping such as the one :meth:`to_dict` returns.
 
-        A ``workflow`` key, if present, must name this class's workflow.
+        Its ``workflow`` key picks the preset (or `workflow`, when it has
+        none; both given must agree); keys not given take the preset's value.
         Unknown keys are an error that suggests the closest known name.
         """
         where = f" in {source}" if source else ""
         values = dict(values)
-        workflow = values.pop("workflow", cls.workflow)
-        if workflow != cls.workflow:
-            msg = (
-                f"parameters{where} are for workflow {workflow!r}, not {cls.workflow!r}; "
-                f"load them with load_params() or {_CLASS_NAMES.get(workflow, 'the matching class')}."
-            )
+        named = values.pop("workflow", None)
+        if named is not None and workflow is not None and named != workflow:
+            msg = f"parameters{where} are for workflow {named!r}, not {workflow!r}."
             raise ValueError(msg)
-        known = [f.name for f in dataclasses.fields(cls)]
+        workflow = _check_workflow(named or workflow, where)
+        known = [f.name for f in dataclasses.fields(cls) if f.name != "workflow"]
         for key in values:
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else f" Known: {', '.join(known)}."
-                msg = f"unknown {cls.workflow} parameter {key!r}{where}.{hint}"
+                msg = f"unknown {workflow} parameter {key!r}{where}.{hint}"
                 raise ValueError(msg)
-        return cls(**values)
+        return cls(workflow=workflow, **values)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> _Params:
-        """Read parameters written by :meth:`save` (missing keys keep their defaults).
+    def load(cls, path: str | os.PathLike) -> SegmentationParams:
+        """Read parameters written by :meth:`save` (missing keys keep their preset's value).
 
-        Parameters
-        ----------
-        path : path-like
-            A TOML parameter file.
-
-        Returns
-        -------
-        RnaParams or CentrosomeParams
-            An instance of the class it is called on.
+        The same as :func:`load_params`.
         """
-        return cls.from_dict(_read_toml(path), source=str(path))
+        return load_params(path)
 
 
 def _normalize_value(name: str, value: Any, default: Any) -> Any:
@@ -337,36 +397,20 @@ def _read_toml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class _DetectionParams(_Params):
-    """The fields of every workflow (one set of steps: see :mod:`.detection`)."""
+class SegmentationParams(_Params):
+    """Parameters of a segmentation workflow, in microns: a preset and what differs from it.
 
-    workflow: ClassVar[str] = ""
-
-    spot_sigma_um: tuple[float, float] = _doc(_DOCS["spot_sigma_um"], (0.22, 0.08))
-    background_ratio: float = _doc(_DOCS["background_ratio"], 2.0)
-    threshold: float = _doc(_DOCS["threshold"], 0.0)
-    false_positives_per_1000um3: float = _doc(_DOCS["false_positives_per_1000um3"], 1.0)
-    noise_block_um: tuple[float, float] = _doc(_DOCS["noise_block_um"], (1.0, 3.0))
-    floor: float = _doc(_DOCS["floor"], 2.0)
-    mask_fraction: float = _doc(_DOCS["mask_fraction"], 0.5)
-    mask_smoothing: float = _doc(_DOCS["mask_smoothing"], 1.0)
-    split_saddle_ratio: float = _doc(_DOCS["split_saddle_ratio"], 0.95)
-    granule_saddle_ratio: float = _doc(_DOCS["granule_saddle_ratio"], 0.8)
-    min_volume_um3: float = _doc(_DOCS["min_volume_um3"], 0.0)
-
-
-@dataclass(frozen=True)
-class RnaParams(_DetectionParams):
-    """Parameters of the RNA (smFISH) workflow: single molecules and granules.
-
-    The defaults work on real widefield and confocal smFISH without tuning:
-    the threshold is set in each image's own noise (see
-    :mod:`rna_localization.segmentation.detection`).
+    Every workflow runs the same steps (:mod:`.detection`); ``workflow``
+    names the preset (:data:`PRESETS`) whose value every field not given
+    takes. The ``"rna"`` preset finds single molecules and granules, the
+    ``"centrosomes"`` preset compact blobs kept apart in pairs.
 
     Attributes
     ----------
+    workflow : {"rna", "centrosomes"}
+        The preset.
     spot_sigma_um : (float, float)
-        ``[axial, lateral]`` Gaussian sigma of a molecule's image, µm.
+        ``[axial, lateral]`` Gaussian sigma of a spot's image, µm.
     background_ratio : float
         Scale of the smooth background removed, in spot sigmas (> 1).
     threshold : float
@@ -376,6 +420,9 @@ class RnaParams(_DetectionParams):
         Expected false spots per 1,000 µm³ of pure noise (automatic threshold).
     noise_block_um : (float, float)
         ``[axial, lateral]`` size of the blocks the noise is measured in, µm.
+    borrow_crowded_noise : bool
+        Where spots crowd a block, its noise is the nearest clear block's
+        (true), or measured on all its voxels (false).
     floor : float
         Noise SDs below which no voxel joins an object.
     mask_fraction : float
@@ -391,63 +438,49 @@ class RnaParams(_DetectionParams):
         image's median spot).
     min_volume_um3 : float
         Objects of at most this volume (µm³) are removed; 0: keep all.
+
+    Examples
+    --------
+    >>> SegmentationParams("centrosomes").threshold
+    10.0
+    >>> SegmentationParams("rna", threshold=5).threshold
+    5.0
     """
 
-    workflow: ClassVar[str] = "rna"
+    workflow: str = "rna"
+    spot_sigma_um: tuple[float, float] = _doc(_DOCS["spot_sigma_um"], None)
+    background_ratio: float = _doc(_DOCS["background_ratio"], None)
+    threshold: float = _doc(_DOCS["threshold"], None)
+    false_positives_per_1000um3: float = _doc(_DOCS["false_positives_per_1000um3"], None)
+    noise_block_um: tuple[float, float] = _doc(_DOCS["noise_block_um"], None)
+    borrow_crowded_noise: bool = _doc(_DOCS["borrow_crowded_noise"], None)
+    floor: float = _doc(_DOCS["floor"], None)
+    mask_fraction: float = _doc(_DOCS["mask_fraction"], None)
+    mask_smoothing: float = _doc(_DOCS["mask_smoothing"], None)
+    split_saddle_ratio: float = _doc(_DOCS["split_saddle_ratio"], None)
+    granule_saddle_ratio: float = _doc(_DOCS["granule_saddle_ratio"], None)
+    min_volume_um3: float = _doc(_DOCS["min_volume_um3"], None)
 
 
-@dataclass(frozen=True)
-class CentrosomeParams(_DetectionParams):
-    """Parameters of the centrosome workflow: compact blobs of ~0.3–1 µm.
-
-    The same steps and fields as :class:`RnaParams`, with a larger spot,
-    half-maximum masks and a lower saddle ratio, so the two centrosomes of a
-    pair stay apart even when their blurred images touch; the threshold is a
-    fixed 10 noise SDs (centrosomes are bright, while at their scale the
-    background itself, autofluorescence varying over a few microns, makes more
-    local maxima than the white-noise false-positive rate counts).
-    """
-
-    workflow: ClassVar[str] = "centrosomes"
-
-    spot_sigma_um: tuple[float, float] = _doc(_DOCS["spot_sigma_um"], (0.35, 0.2))
-    # Fixed, not from the false-positive rate: at the centrosomes' scale the background
-    # itself (autofluorescence varying over a few microns) makes local maxima the
-    # white-noise rate does not count; centrosomes score 50-100 noise SDs.
-    threshold: float = _doc(_DOCS["threshold"], 10.0)
-    false_positives_per_1000um3: float = _doc(_DOCS["false_positives_per_1000um3"], 0.1)
-    mask_fraction: float = _doc(_DOCS["mask_fraction"], 0.5)
-    # Half of each centrosome's own peak in a less smoothed image: cut from the
-    # detection filter's (0.35 µm along z on top of the PSF) masks held 1.15-1.35x the
-    # centrosomes' volume on both presets; at 0.7 spot sigmas, 0.89-1.01x.
-    mask_smoothing: float = _doc(_DOCS["mask_smoothing"], 0.7)
-    split_saddle_ratio: float = _doc(_DOCS["split_saddle_ratio"], 0.5)
-    min_volume_um3: float = _doc(_DOCS["min_volume_um3"], 0.01)
-
-
-#: Parameter class of each workflow name.
-WORKFLOWS: dict[str, type[_Params]] = {"rna": RnaParams, "centrosomes": CentrosomeParams}
-_CLASS_NAMES = {name: kind.__name__ for name, kind in WORKFLOWS.items()}
-
-
-def load_params(path: str | os.PathLike) -> RnaParams | CentrosomeParams:
-    """Read a parameter file of either workflow, chosen by its ``workflow`` key.
+def load_params(path: str | os.PathLike) -> SegmentationParams:
+    """Read a parameter file of any workflow, chosen by its ``workflow`` key.
 
     Parameters
     ----------
     path : path-like
-        A TOML file written by ``RnaParams.save`` or ``CentrosomeParams.save``.
+        A TOML file written by :meth:`SegmentationParams.save` (or by an
+        earlier version's ``RnaParams.save`` / ``CentrosomeParams.save``: the
+        same keys).
 
     Returns
     -------
-    RnaParams or CentrosomeParams
+    SegmentationParams
     """
     values = _read_toml(path)
     workflow = values.get("workflow")
-    if workflow not in WORKFLOWS:
-        msg = (
-            f"parameter file {path} must name its workflow with a key "
-            f"workflow = \"rna\" or \"centrosomes\"; got {workflow!r}."
-        )
+    if workflow not in PRESETS:
+        names = " or ".join(f'"{name}"' for name in WORKFLOWS)
+        msg = (f"parameter file {path} must name its workflow with a key workflow = {names}; "
+               f"got {workflow!r}.")
         raise ValueError(msg)
-    return WORKFLOWS[workflow].from_dict(values, source=str(path))
+    return SegmentationParams.from_dict(values, source=str(path))

@@ -1,7 +1,7 @@
 """RNA and centrosome segmentation workflows: pure functions from a stack to a mask.
 
-Both workflows run the same steps (:mod:`.detection`) with their own
-parameters (:class:`.params.RnaParams`, :class:`.params.CentrosomeParams`):
+Both workflows run the same steps (:mod:`.detection`), each with its preset of
+:class:`.params.SegmentationParams`:
 
 1. remove the smooth background and filter at the scale of the spot;
 2. measure the filtered image's noise, locally and robustly;
@@ -14,7 +14,7 @@ parameters (:class:`.params.RnaParams`, :class:`.params.CentrosomeParams`):
 5. remove objects at or below a volume and make the objects the mask's
    face-connected components.
 
-Every workflow returns a ``(Z, Y, X)`` uint8 mask with values 0 and 255. Where
+:func:`segment` returns a ``(Z, Y, X)`` uint8 mask with values 0 and 255. Where
 two objects touch, the voxels of one that touch the other by a face are set
 to 0, so the objects of the mask are exactly its connected components with
 face (6-) connectivity, as the rest of the pipeline reads them.
@@ -28,31 +28,29 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from ..objects import normalize_spacing
+from ..config import DEFAULT_SPACING
+from ..objects import FACE_CONNECTIVITY, normalize_spacing
 from . import detection
 from .detection import _face_pairs
-from .params import CentrosomeParams, RnaParams, microns_to_voxels, volume_to_voxels
+from .params import SegmentationParams, microns_to_voxels, volume_to_voxels
 
 __all__ = [
     "DEFAULT_SPACING",
-    "SegmentationSteps",
-    "centrosome_steps",
-    "rna_steps",
+    "Intermediates",
     "segment",
-    "segment_centrosomes",
-    "segment_rna",
+    "segment_intermediates",
     "separate_touching",
     "size_filter",
 ]
 
-#: Voxel size (z, y, x) in microns of a 100x spinning-disk confocal.
-DEFAULT_SPACING = (0.2, 0.065, 0.065)
-
-_FACE = ndimage.generate_binary_structure(3, 1)
+#: The parameters the filtered image and its noise depend on (the costly part of a run):
+#: a playground slider moving any other parameter reuses them (``previous=``).
+FILTER_PARAMETERS = ("spot_sigma_um", "background_ratio", "noise_block_um",
+                     "borrow_crowded_noise")
 
 
 @dataclass
-class SegmentationSteps:
+class Intermediates:
     """Every intermediate of one workflow run, for display in the playgrounds.
 
     Attributes
@@ -85,7 +83,7 @@ class SegmentationSteps:
     result: np.ndarray
 
     def images(self) -> dict[str, np.ndarray]:
-        """The image steps in order as ``{name: (Z, Y, X) array}``, skipping empty ones."""
+        """The intermediate images in order as ``{name: (Z, Y, X) array}``, skipping empty ones."""
         names = ("raw", "filtered", "noise", "score", "labels", "result")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
@@ -126,7 +124,7 @@ def size_filter(mask: np.ndarray, min_volume_um3: float, *, spacing=DEFAULT_SPAC
         return mask.copy()
     # Whole voxels; the tolerance keeps 0.008 / 0.002 (= 3.9999999...) at 4.
     max_voxels = np.floor(volume_to_voxels(min_volume_um3, spacing) + 1e-6)
-    labels, count = ndimage.label(mask, structure=_FACE)
+    labels, count = ndimage.label(mask, structure=FACE_CONNECTIVITY)
     if count == 0:
         return mask.copy()
     keep = np.bincount(labels.ravel(), minlength=count + 1) > max_voxels
@@ -167,15 +165,20 @@ def separate_touching(label_image: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------- workflows
-def _run(image, params, spacing, keep: bool) -> SegmentationSteps:
+def _run(image, params, spacing, keep: bool, previous=None) -> Intermediates:
     image = _check_image(image)
     spacing = normalize_spacing(spacing)
-    filtered = detection.remove_background(image, spacing=spacing,
-                                           spot_sigma_um=params.spot_sigma_um,
-                                           background_ratio=params.background_ratio)
-    noise = detection.local_noise(filtered, spacing=spacing, spot_sigma_um=params.spot_sigma_um,
-                                  block_um=params.noise_block_um,
-                                  background_ratio=params.background_ratio)
+    if previous is not None and previous.filtered is not None:
+        filtered, noise = previous.filtered, previous.noise
+    else:
+        filtered = detection.remove_background(image, spacing=spacing,
+                                               spot_sigma_um=params.spot_sigma_um,
+                                               background_ratio=params.background_ratio)
+        noise = detection.local_noise(filtered, spacing=spacing,
+                                      spot_sigma_um=params.spot_sigma_um,
+                                      block_um=params.noise_block_um,
+                                      background_ratio=params.background_ratio,
+                                      borrow_crowded=params.borrow_crowded_noise)
     score = filtered / noise
     threshold = params.threshold or detection.noise_threshold(
         params.spot_sigma_um, false_positives_per_1000um3=params.false_positives_per_1000um3,
@@ -205,122 +208,69 @@ def _run(image, params, spacing, keep: bool) -> SegmentationSteps:
         final.ravel()[voxels[small[part]]] = False
     result = final.astype(np.uint8) * np.uint8(255)
     if not keep:
-        return SegmentationSteps(image, None, None, None, threshold, spots, None, result)
-    return SegmentationSteps(image, filtered, noise, score, threshold, spots, labels, result)
+        return Intermediates(image, None, None, None, threshold, spots, None, result)
+    return Intermediates(image, filtered, noise, score, threshold, spots, labels, result)
 
 
-def _params(params, kind):
-    if params is None:
-        return kind()
+def _params(params) -> SegmentationParams:
+    if isinstance(params, str):
+        return SegmentationParams(params)
     if isinstance(params, dict):
-        return kind.from_dict(params)
-    if not isinstance(params, kind):
-        msg = f"params must be a {kind.__name__} (or None for the defaults); got {type(params).__name__}."
+        return SegmentationParams.from_dict(params)
+    if not isinstance(params, SegmentationParams):
+        msg = (f"params must be SegmentationParams, a workflow name ('rna', 'centrosomes') or a "
+               f"dict with a 'workflow' key; got {type(params).__name__}.")
         raise TypeError(msg)
     return params
 
 
-def rna_steps(image: np.ndarray, params: RnaParams | None = None, *,
-              spacing=DEFAULT_SPACING) -> SegmentationSteps:
-    """Run the RNA workflow and keep every intermediate (for the playground).
+def segment(image: np.ndarray, params: SegmentationParams | str | dict = "rna", *,
+            spacing=DEFAULT_SPACING) -> np.ndarray:
+    """Segment a stack with a workflow: single molecules and granules, or centrosomes.
 
     Parameters
     ----------
     image : (Z, Y, X) ndarray
-        Raw smFISH stack.
-    params : RnaParams, dict or None
-        None: the defaults.
-    spacing : sequence of 3 floats
-        Microns per voxel (z, y, x).
-
-    Returns
-    -------
-    SegmentationSteps
-        ``.result`` equals :func:`segment_rna`'s output.
-    """
-    return _run(image, _params(params, RnaParams), spacing, keep=True)
-
-
-def segment_rna(image: np.ndarray, params: RnaParams | None = None, *,
-                spacing=DEFAULT_SPACING) -> np.ndarray:
-    """Segment smFISH signal: single molecules and granules.
-
-    Parameters
-    ----------
-    image : (Z, Y, X) ndarray
-        Raw smFISH stack, any numeric dtype.
-    params : RnaParams, dict or None
-        None: the defaults, tuned for 100x spinning-disk stacks.
+        Raw stack, any numeric dtype.
+    params : SegmentationParams, str or dict
+        The parameters; a workflow's name (``"rna"``, ``"centrosomes"``):
+        its preset; a dict: :meth:`.SegmentationParams.from_dict`.
     spacing : sequence of 3 floats
         Microns per voxel (z, y, x).
 
     Returns
     -------
     (Z, Y, X) ndarray of uint8
-        255 on RNA, 0 elsewhere; objects are its face-connected components.
+        255 on the objects, 0 elsewhere; objects are its face-connected
+        components (split objects are separated by background voxels).
 
     Examples
     --------
     >>> image = np.full((9, 32, 32), 100, np.uint16)
     >>> image[4, 16, 16] = 5000
-    >>> mask = segment_rna(image)
+    >>> mask = segment(image, "rna")
     >>> mask.dtype, mask.shape, sorted(np.unique(mask).tolist())
     (dtype('uint8'), (9, 32, 32), [0, 255])
     """
-    return _run(image, _params(params, RnaParams), spacing, keep=False).result
+    return _run(image, _params(params), spacing, keep=False).result
 
 
-def centrosome_steps(image: np.ndarray, params: CentrosomeParams | None = None, *,
-                     spacing=DEFAULT_SPACING) -> SegmentationSteps:
-    """Run the centrosome workflow and keep every intermediate (for the playground).
+def segment_intermediates(image: np.ndarray, params: SegmentationParams | str | dict = "rna", *,
+                          spacing=DEFAULT_SPACING,
+                          previous: Intermediates | None = None) -> Intermediates:
+    """Run a workflow and keep every intermediate image (for the playgrounds).
 
-    Parameters and return as :func:`rna_steps`, with :class:`CentrosomeParams`.
-    """
-    return _run(image, _params(params, CentrosomeParams), spacing, keep=True)
+    Parameters as :func:`segment`, and
 
-
-def segment_centrosomes(image: np.ndarray, params: CentrosomeParams | None = None, *,
-                        spacing=DEFAULT_SPACING) -> np.ndarray:
-    """Segment centrosomes: compact blobs, touching pairs split by a seeded watershed.
-
-    Parameters
-    ----------
-    image : (Z, Y, X) ndarray
-        Raw centrosome stack, any numeric dtype.
-    params : CentrosomeParams, dict or None
-        None: the defaults, tuned for 100x spinning-disk stacks.
-    spacing : sequence of 3 floats
-        Microns per voxel (z, y, x).
+    previous : Intermediates, optional
+        A run on the same image and spacing with the same
+        :data:`FILTER_PARAMETERS`: its filtered image and noise are reused
+        (the result is the same, in a fraction of the time). The caller
+        vouches for the sameness.
 
     Returns
     -------
-    (Z, Y, X) ndarray of uint8
-        255 on centrosomes, 0 elsewhere; objects are its face-connected
-        components (split objects are separated by background voxels).
+    Intermediates
+        ``.result`` equals :func:`segment`'s output.
     """
-    return _run(image, _params(params, CentrosomeParams), spacing, keep=False).result
-
-
-_WORKFLOWS = {"rna": (segment_rna, RnaParams), "centrosomes": (segment_centrosomes, CentrosomeParams)}
-
-
-def segment(image: np.ndarray, workflow: str, params=None, *, spacing=DEFAULT_SPACING) -> np.ndarray:
-    """Run a workflow by name: ``"rna"`` or ``"centrosomes"``.
-
-    Parameters
-    ----------
-    image : (Z, Y, X) ndarray
-    workflow : {"rna", "centrosomes"}
-    params : RnaParams, CentrosomeParams, dict or None
-    spacing : sequence of 3 floats
-
-    Returns
-    -------
-    (Z, Y, X) ndarray of uint8
-        0 / 255 mask.
-    """
-    if workflow not in _WORKFLOWS:
-        msg = f"workflow must be one of {list(_WORKFLOWS)}; got {workflow!r}."
-        raise ValueError(msg)
-    function, _ = _WORKFLOWS[workflow]
-    return function(image, params, spacing=spacing)
+    return _run(image, _params(params), spacing, keep=True, previous=previous)

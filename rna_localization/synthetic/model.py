@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..config import DEFAULT_SPACING
+
 __all__ = [
     "CYCLES",
     "DEFAULT_PRESET",
@@ -113,7 +115,7 @@ PRESETS: dict[str, Microscope] = {
     ),
     "confocal": Microscope(
         name="confocal",
-        spacing=(0.2, 0.065, 0.065),
+        spacing=DEFAULT_SPACING,
         psf_sigma_um=(0.30, 0.10, 0.10),
         camera_offset=100.0,
         gain=1.0,

@@ -182,7 +182,9 @@ def score_spots(detected_zyx, molecules: pd.DataFrame, *, spacing,
         detections to the targets; ``n_false``: the rest of those detections.
         ``recall`` = matched / true, ``precision`` = matched / (matched +
         false), ``f1`` = 2 matched / (true + matched + false); a ratio with
-        nothing to divide by is NaN.
+        nothing to divide by is NaN. ``target`` and ``found``: (N,) bool per
+        row of `molecules`, whether it is a target and whether a detection
+        was matched to it (recall by molecule brightness, for instance).
 
     Examples
     --------
@@ -200,6 +202,8 @@ def score_spots(detected_zyx, molecules: pd.DataFrame, *, spacing,
     {'n_true': 1, 'n_true_set_aside': 2, 'n_matched': 1, 'n_false': 1, 'n_set_aside': 3}
     >>> score["recall"], score["precision"]
     (1.0, 0.5)
+    >>> score["target"].tolist(), score["found"].tolist()
+    ([True, False, False, False, False], [True, False, False, False, False])
     """
     spacing = np.asarray(spacing, dtype=np.float64)
     radius = _radius(radius_um)
@@ -212,7 +216,9 @@ def score_spots(detected_zyx, molecules: pd.DataFrame, *, spacing,
     near, _, _ = _candidate_pairs(detected, positions[hidden], radius)
     aside[near] = True
     scored, targets = detected[~aside], positions[~hidden]
-    matched, _ = match_points(scored, targets, radius=radius)
+    matched, matched_targets = match_points(scored, targets, radius=radius)
+    found = np.zeros(len(positions), dtype=bool)
+    found[np.flatnonzero(~hidden)[matched_targets]] = True
 
     n_true, n_scored, n_matched = len(targets), len(scored), len(matched)
     nan = float("nan")
@@ -226,6 +232,8 @@ def score_spots(detected_zyx, molecules: pd.DataFrame, *, spacing,
         "n_false": n_scored - n_matched,
         "n_set_aside": int(aside.sum()),
         "n_true_set_aside": int((hidden & ~in_granule).sum()),
+        "target": ~hidden,
+        "found": found,
     }
 
 
@@ -273,7 +281,7 @@ def mask_spots(mask: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
     Parameters
     ----------
     mask : (Z, Y, X) ndarray
-        Binary mask (nonzero = object), e.g. from :func:`segment_rna`.
+        Binary mask (nonzero = object), e.g. from :func:`rna_localization.segmentation.segment`.
     image : (Z, Y, X) ndarray, optional
         Intensities to weight each centroid by (e.g. the raw stack); plain
         geometric centroids without it.

@@ -1,0 +1,330 @@
+"""What the steps after extraction add to the schema, write and read back.
+
+The distance columns of a structure_1 table and the ``distance_measurements``
+bookkeeping, the ``images`` table of the metadata CSV, the
+``normalized_intensity`` column, and the reads of the distributions and the
+per-image figure. Every identifier goes through :class:`psycopg2.sql.Identifier`;
+every value is a bound parameter or travels by COPY.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+from psycopg2 import sql
+
+from .._faults import fault_point
+from .tables import copy_frame
+
+__all__ = [
+    "NORMALIZED_COLUMN",
+    "add_distance_columns",
+    "centroid_distance_column",
+    "distance_column",
+    "image_object_counts",
+    "measured_images",
+    "read_distribution_objects",
+    "read_group_objects",
+    "read_images_table",
+    "read_normalization_objects",
+    "read_plot_objects",
+    "read_raw_path",
+    "replace_images_table",
+    "target_id_column",
+    "update_from_frame",
+    "write_distances",
+    "write_normalized_intensities",
+]
+
+#: Column of a structure table holding each object's estimated molecules.
+NORMALIZED_COLUMN = "normalized_intensity"
+
+# The images table's column types, by the numpy dtype kind of the metadata column.
+_SQL_TYPES = {"b": "boolean", "i": "bigint", "u": "bigint", "f": "double precision"}
+
+
+def distance_column(structure_2: str) -> str:
+    """Column of the distance from each object's centroid to the nearest structure_2 voxel.
+
+    Examples
+    --------
+    >>> distance_column("centrosomes")
+    'distance_to_centrosomes'
+    """
+    return f"distance_to_{structure_2}"
+
+
+def centroid_distance_column(structure_2: str) -> str:
+    """Column of the distance from each object's intensity (spot) centroid.
+
+    Examples
+    --------
+    >>> centroid_distance_column("centrosomes")
+    'centroid_distance_to_centrosomes'
+    """
+    return f"centroid_distance_to_{structure_2}"
+
+
+def target_id_column(structure_2: str) -> str:
+    """Column of the nearest structure_2 object's id.
+
+    Examples
+    --------
+    >>> target_id_column("centrosomes")
+    'centrosomes_id'
+    """
+    return f"{structure_2}_id"
+
+
+def update_from_frame(cursor, table: str, frame: pd.DataFrame, *, keys: Sequence[str],
+                      match: Mapping[str, object] | None = None) -> None:
+    """Set the columns of `table` named like `frame`'s from its rows, matched on `keys`.
+
+    The rows travel by COPY into a temporary table made like `table`'s columns
+    (so with their types), then one ``UPDATE … FROM``. Rows of `table` with no
+    row in `frame` keep their values.
+
+    Parameters
+    ----------
+    cursor : psycopg2 cursor
+        In the caller's transaction.
+    table : str
+        The table to update; `frame`'s columns are columns of it.
+    frame : DataFrame
+        The `keys` columns and the columns to set.
+    keys : sequence of str
+        Columns identifying a row (together with `match`).
+    match : mapping, optional
+        Column → value every updated row must also have (e.g. ``{"name": image}``).
+    """
+    match = dict(match or {})
+    values = [c for c in frame.columns if c not in keys]
+    staged = sql.Identifier("staged_update")
+    target = sql.Identifier(table)
+    cursor.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA")
+                   .format(staged, sql.SQL(", ").join(map(sql.Identifier, frame.columns)), target))
+    copy_frame(cursor, staged, frame)
+    conditions = [sql.SQL("o.{c} = s.{c}").format(c=sql.Identifier(c)) for c in keys]
+    conditions += [sql.SQL("o.{} = %s").format(sql.Identifier(c)) for c in match]
+    cursor.execute(
+        sql.SQL("UPDATE {} AS o SET {} FROM {} AS s WHERE {}").format(
+            target,
+            sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=sql.Identifier(c)) for c in values),
+            staged, sql.SQL(" AND ").join(conditions)),
+        tuple(match.values()),
+    )
+    cursor.execute(sql.SQL("DROP TABLE {}").format(staged))
+
+
+# ------------------------------------------------------------------ distances
+def add_distance_columns(cursor, structure_1: str, structure_2: str) -> None:
+    """Add the distance, target id and centroid distance columns to `structure_1`'s table if missing."""
+    cursor.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision, "
+                "ADD COLUMN IF NOT EXISTS {} integer, "
+                "ADD COLUMN IF NOT EXISTS {} double precision").format(
+            sql.Identifier(structure_1), sql.Identifier(distance_column(structure_2)),
+            sql.Identifier(target_id_column(structure_2)),
+            sql.Identifier(centroid_distance_column(structure_2)))
+    )
+
+
+def write_distances(cursor, structure_1: str, structure_2: str, name: str,
+                    distances: pd.DataFrame, *, overwrite: bool = False) -> bool:
+    """Write one image's distances and mark it measured.
+
+    Call inside a transaction. Returns False (and writes nothing) when the
+    image is already measured and `overwrite` is false.
+
+    Parameters
+    ----------
+    distances : DataFrame
+        ``object_id``, ``distance``, ``target_id`` and ``centroid_distance``
+        (:func:`rna_localization.nearest_distances` and the centroid distances).
+    """
+    # Serializes writers of one image's distances across processes and concurrent runs.
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))",
+                   (f"{structure_1}>{structure_2}", name))
+    cursor.execute(
+        "SELECT 1 FROM distance_measurements WHERE structure_1 = %s AND structure_2 = %s AND name = %s",
+        (structure_1, structure_2, name),
+    )
+    if cursor.fetchone() is not None and not overwrite:
+        return False
+    frame = distances[["object_id", "distance", "target_id", "centroid_distance"]].rename(columns={
+        "distance": distance_column(structure_2), "target_id": target_id_column(structure_2),
+        "centroid_distance": centroid_distance_column(structure_2)})
+    update_from_frame(cursor, structure_1, frame, keys=["object_id"], match={"name": name})
+    cursor.execute(
+        "INSERT INTO distance_measurements (structure_1, structure_2, name) VALUES (%s, %s, %s) "
+        "ON CONFLICT DO NOTHING",
+        (structure_1, structure_2, name),
+    )
+    fault_point("distances")  # crash tests: distances written, not committed
+    return True
+
+
+def measured_images(cursor, structure_1: str, structure_2: str) -> list[str]:
+    """Names of the images whose distances from structure_1 to structure_2 are measured, sorted."""
+    cursor.execute("SELECT name FROM distance_measurements WHERE structure_1 = %s AND "
+                   "structure_2 = %s ORDER BY name", (structure_1, structure_2))
+    return [row[0] for row in cursor.fetchall()]
+
+
+def image_object_counts(cursor, structure: str) -> pd.DataFrame:
+    """``name`` and ``objects``: the rows of `structure`'s table per image."""
+    cursor.execute(sql.SQL("SELECT name, count(*) AS objects FROM {} GROUP BY name").format(
+        sql.Identifier(structure)))
+    return pd.DataFrame(cursor.fetchall(), columns=["name", "objects"])
+
+
+# --------------------------------------------------------------------- images
+def replace_images_table(cursor, table: pd.DataFrame, name_column: str) -> None:
+    """Make the ``images`` table anew from the metadata CSV's table.
+
+    Its columns are typed from the frame's (boolean, bigint, double precision,
+    else text), the `name_column` being unique and not null; an ``id`` serial
+    keeps the CSV's row order.
+    """
+    definitions = [sql.SQL("id serial PRIMARY KEY")]
+    for column in table.columns:
+        if column == name_column:
+            definitions.append(sql.SQL("{} text NOT NULL UNIQUE").format(sql.Identifier(column)))
+        else:
+            kind = _SQL_TYPES.get(table[column].dtype.kind, "text")
+            definitions.append(sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(kind)))
+    cursor.execute("DROP TABLE IF EXISTS images")
+    cursor.execute(sql.SQL("CREATE TABLE images ({})").format(sql.SQL(", ").join(definitions)))
+    copy_frame(cursor, sql.Identifier("images"), table)
+
+
+def read_images_table(cursor) -> pd.DataFrame:
+    """The ``images`` table in the CSV's order, with its ``id``."""
+    cursor.execute("SELECT * FROM images ORDER BY id")
+    return pd.DataFrame(cursor.fetchall(), columns=[d.name for d in cursor.description])
+
+
+# -------------------------------------------------------------- normalization
+def read_normalization_objects(cursor, structure: str, *, group_by: str, name_column: str,
+                               spot_intensity: bool) -> pd.DataFrame:
+    """Every object of `structure` with its image's `group_by` value as ``grp`` (None if none).
+
+    Columns ``id``, ``name``, ``area``, ``total_intensity``, ``spot_intensity``
+    (when asked) and ``grp``.
+    """
+    columns = ["id", "name", "area", "total_intensity"] + (["spot_intensity"] if spot_intensity else [])
+    cursor.execute(
+        sql.SQL("SELECT {columns}, i.{group} AS grp FROM {table} AS o "
+                "LEFT JOIN images AS i ON i.{image} = o.name").format(
+            columns=sql.SQL(", ").join(sql.SQL("o.{}").format(sql.Identifier(c)) for c in columns),
+            group=sql.Identifier(group_by), table=sql.Identifier(structure),
+            image=sql.Identifier(name_column))
+    )
+    return pd.DataFrame(cursor.fetchall(), columns=[*columns, "grp"])
+
+
+def write_normalized_intensities(cursor, structure: str, ids, values) -> None:
+    """Set ``normalized_intensity`` of the objects `ids` to `values`, and NULL for every other object."""
+    table = sql.Identifier(structure)
+    column = sql.Identifier(NORMALIZED_COLUMN)
+    cursor.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision").format(
+        table, column))
+    cursor.execute(sql.SQL("UPDATE {} SET {} = NULL").format(table, column))
+    update_from_frame(cursor, structure, pd.DataFrame({"id": ids, NORMALIZED_COLUMN: values}),
+                      keys=["id"])
+
+
+# ------------------------------------------------------ distributions, figures
+def read_distribution_objects(cursor, structure_1: str, structure_2: str, *, distance: str,
+                              weight: str) -> pd.DataFrame:
+    """The objects of every measured image: ``name``, ``distance``, ``total_intensity``, ``normalized_intensity``.
+
+    Parameters
+    ----------
+    distance : str
+        The distance column to read.
+    weight : {"total", "spot"}
+        ``total_intensity`` is the object's total intensity, or its
+        background-subtracted spot intensity floored at 0 (a NULL one counts 0).
+    """
+    if weight not in ("total", "spot"):
+        msg = f"weight must be 'total' or 'spot', not {weight!r}."
+        raise ValueError(msg)
+    # GREATEST ignores NULL: an object without a spot intensity weighs 0.
+    expression = "GREATEST(o.spot_intensity, 0)" if weight == "spot" else "o.total_intensity"
+    cursor.execute(
+        sql.SQL("SELECT o.name, o.{distance} AS distance, " + expression + " AS total_intensity, "
+                "o.normalized_intensity "
+                "FROM {table} AS o JOIN distance_measurements AS m ON m.name = o.name "
+                "AND m.structure_1 = %s AND m.structure_2 = %s ORDER BY o.name, o.object_id").format(
+            distance=sql.Identifier(distance), table=sql.Identifier(structure_1)),
+        (structure_1, structure_2),
+    )
+    return pd.DataFrame(cursor.fetchall(),
+                        columns=["name", "distance", "total_intensity", "normalized_intensity"])
+
+
+def read_plot_objects(cursor, structure: str, name: str, *, distance: str, intensity: str,
+                      spot_centroids: bool) -> pd.DataFrame:
+    """One image's objects for its figure: ``y``, ``x``, ``distance``, ``area``, ``intensity``.
+
+    With `spot_centroids`, ``y`` and ``x`` are the intensity centroid where
+    there is one, else the centroid.
+    """
+    y, x = (("COALESCE(spot_centroid_y, centroid_y)", "COALESCE(spot_centroid_x, centroid_x)")
+            if spot_centroids else ("centroid_y", "centroid_x"))
+    cursor.execute(
+        sql.SQL("SELECT " + y + " AS y, " + x + " AS x, {distance} AS distance, area, "
+                "{intensity} AS intensity FROM {table} WHERE name = %s ORDER BY object_id").format(
+            distance=sql.Identifier(distance), intensity=sql.Identifier(intensity),
+            table=sql.Identifier(structure)),
+        (name,),
+    )
+    return pd.DataFrame(cursor.fetchall(), columns=["y", "x", "distance", "area", "intensity"])
+
+
+def read_group_objects(cursor, structure: str, name: str, *, intensity: str,
+                       group_by: str | None = None, name_column: str = "name") -> pd.DataFrame:
+    """``name``, ``area``, ``intensity`` and ``molecules`` of image `name`'s objects.
+
+    With `group_by`, of every image sharing its ``images.<group_by>`` value
+    (and a ``grp`` column). ``molecules`` is ``normalized_intensity``, or
+    None before normalization.
+    """
+    normalized = NORMALIZED_COLUMN in _columns(cursor, structure)
+    molecules = (sql.SQL("o.{}").format(sql.Identifier(NORMALIZED_COLUMN)) if normalized
+                 else sql.SQL("NULL::float8"))
+    if group_by is None:
+        cursor.execute(
+            sql.SQL("SELECT o.name, o.area, o.{intensity} AS intensity, {molecules} AS molecules "
+                    "FROM {table} AS o WHERE o.name = %s").format(
+                intensity=sql.Identifier(intensity), molecules=molecules,
+                table=sql.Identifier(structure)),
+            (name,),
+        )
+        return pd.DataFrame(cursor.fetchall(), columns=["name", "area", "intensity", "molecules"])
+    cursor.execute(
+        sql.SQL("SELECT o.name, o.area, o.{intensity} AS intensity, {molecules} AS molecules, "
+                "i.{group} AS grp FROM {table} AS o JOIN images AS i "
+                "ON i.{image} = o.name WHERE i.{group} = (SELECT {group} FROM images "
+                "WHERE {image} = %s)").format(
+            intensity=sql.Identifier(intensity), molecules=molecules, group=sql.Identifier(group_by),
+            table=sql.Identifier(structure), image=sql.Identifier(name_column)),
+        (name,),
+    )
+    return pd.DataFrame(cursor.fetchall(), columns=["name", "area", "intensity", "molecules", "grp"])
+
+
+def read_raw_path(cursor, structure: str, name: str) -> str | None:
+    """The raw stack an image was extracted from, as recorded then (None if unknown)."""
+    cursor.execute("SELECT raw_path FROM label_images WHERE structure = %s AND name = %s",
+                   (structure, name))
+    row = cursor.fetchone()
+    return row[0] if row and row[0] else None
+
+
+def _columns(cursor, table: str) -> list[str]:
+    cursor.execute("SELECT column_name FROM information_schema.columns "
+                   "WHERE table_schema = 'public' AND table_name = %s", (table,))
+    return [row[0] for row in cursor.fetchall()]

@@ -1,0 +1,34 @@
+"""Helpers shared by the test files: the database a config names, its tables, the CLI's commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from rna_localization.cli import build_parser
+from rna_localization.config import Config, load_config
+from rna_localization.db import Database
+from rna_localization.db.backup import export_tables
+
+
+def database(config) -> Database:
+    """The database of a Config, or of a pipeline.toml by its path."""
+    return Database.from_config(config if isinstance(config, Config) else load_config(config))
+
+
+def table_bytes(config, folder: Path) -> dict[str, bytes]:
+    """Every table of the config's database as its CSV export's bytes, by file name."""
+    return {p.name: p.read_bytes() for p in export_tables(database(config), folder)}
+
+
+def table_frames(config, folder: Path) -> dict[str, pd.DataFrame]:
+    """Every table of the config's database as read back from its CSV export, by table name."""
+    return {p.stem: pd.read_csv(p) for p in export_tables(database(config), folder)}
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    """The command line's subcommands and their parsers, from the parser itself."""
+    (action,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)

@@ -1,0 +1,175 @@
+"""The chance baseline against fractions of voxels counted by brute force, and on a pipeline
+run: the distributions CSV's expected curve and enrichment, and `rna-localization stats`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from rna_localization import load_config
+from rna_localization.baseline import distance_to_target, expected_cumulative_distribution
+from rna_localization.cli import main
+from rna_localization.metadata import read_distributions_csv
+from rna_localization.stats import auc
+
+
+def brute_force_distances(target: np.ndarray, spacing) -> np.ndarray:
+    """Distance of every voxel to the nearest target voxel: every pair, no transform."""
+    voxels = np.argwhere(np.ones(target.shape, dtype=bool)) * np.asarray(spacing)
+    targets = np.argwhere(target) * np.asarray(spacing)
+    nearest = np.full(len(voxels), np.inf)
+    for point in targets:
+        nearest = np.minimum(nearest, np.sqrt(((voxels - point) ** 2).sum(axis=1)))
+    return nearest.reshape(target.shape)
+
+
+def test_single_target_voxel_in_an_anisotropic_box_by_hand():
+    # A 3 x 3 x 3 box, target at a corner, spacing (z, y, x) = (2, 1, 1) µm.
+    target = np.zeros((3, 3, 3), dtype=bool)
+    target[0, 0, 0] = True
+    spacing = (2.0, 1.0, 1.0)
+    # By hand, voxels (dz, dy, dx) at distance sqrt(4dz² + dy² + dx²): within 0 µm the target
+    # (1); within 1 µm add (0,0,1), (0,1,0) → 3; within 1.5 µm add (0,1,1) → 4; within 2 µm
+    # add (0,0,2), (0,2,0), (1,0,0) → 7; all 27 within the largest distance, sqrt(16+4+4).
+    distances = [0.0, 1.0, 1.5, 2.0, np.sqrt(24)]
+    expected = expected_cumulative_distribution(target, spacing, distances)
+    np.testing.assert_allclose(expected, 100 * np.array([1, 3, 4, 7, 27]) / 27)
+    assert expected[-1] == 100.0
+
+
+@pytest.mark.parametrize("spacing", [(0.2, 0.065, 0.065), (1.0, 0.5, 0.25), (0.3, 0.3, 0.3)])
+def test_expected_curve_matches_brute_force_voxel_counts(spacing):
+    rng = np.random.default_rng(0)
+    target = np.zeros((6, 14, 11), dtype=bool)
+    target[tuple(rng.integers(0, s, 4) for s in target.shape)] = True
+    field = brute_force_distances(target, spacing)
+    np.testing.assert_allclose(distance_to_target(target, spacing), field, atol=1e-9)
+    threshold = 0.6 * field.max()
+    grid = np.append(np.arange(0, threshold, threshold / 7)[:7], threshold)
+    region = rng.random(target.shape) < 0.6
+    for mask in (None, region):
+        values = field if mask is None else field[mask]
+        within = np.array([(values <= d + 1e-9).sum() for d in grid])
+        np.testing.assert_allclose(
+            expected_cumulative_distribution(target, spacing, grid, region=mask),
+            100 * within / within[-1])
+
+
+def test_bad_baseline_inputs_are_named():
+    with pytest.raises(ValueError, match="no voxel"):
+        expected_cumulative_distribution(np.zeros((2, 2, 2)), 1.0, [0.0, 1.0])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        expected_cumulative_distribution(np.ones((2, 2, 2)), 1.0, [1.0, 0.0])
+    with pytest.raises(ValueError, match="region has shape"):
+        expected_cumulative_distribution(np.ones((2, 2, 2)), 1.0, [1.0], region=np.ones((3, 2, 2)))
+
+
+def test_pipeline_writes_the_baseline_and_stats(dataset):
+    assert main(["run", "--config", str(dataset)]) == 0
+    config = load_config(dataset)
+    table = read_distributions_csv(config.output_dir / "data" / "cumulative_distributions.csv")
+    assert table["expected_percent_total_rna"].notna().all()
+    for name, rows in table.groupby("name"):
+        seg = tifffile.imread(config.structure_dirs("centrosomes")[1] / f"{name}_seg.tif")
+        field = brute_force_distances(seg > 0, config.spacing)
+        grid = rows["distance"].to_numpy()
+        within = np.array([(field <= d + 1e-9).sum() for d in grid])
+        np.testing.assert_allclose(rows["expected_percent_total_rna"], 100 * within / within[-1])
+        expected = rows["expected_percent_total_rna"].to_numpy()
+        observed = rows["percent_total_rna"].to_numpy()
+        ratio = np.where(expected > 0, observed / np.where(expected > 0, expected, 1), np.nan)
+        np.testing.assert_allclose(rows["enrichment"], ratio)
+
+    assert main(["stats", "--config", str(dataset), "--permutations", "99",
+                 "--bootstrap", "200"]) == 0
+    stats = pd.read_csv(config.output_dir / "data" / "stats.csv")
+    tests = pd.read_csv(config.output_dir / "data" / "stats_tests.csv")
+    assert {"rna_type", "figure", "distance", "value", "ci_low", "ci_high", "n_images"} <= set(stats.columns)
+    for rna_type, rows in table.groupby("rna_type"):
+        by_hand = np.mean([auc(image["distance"], image["percent_total_rna"])
+                           for _, image in rows.groupby("name")])
+        row = stats[(stats["rna_type"] == rna_type) & (stats["figure"] == "auc")].iloc[0]
+        assert row["value"] == pytest.approx(by_hand)
+        assert row["n_images"] == rows["name"].nunique()
+    assert set(stats["figure"]) >= {"auc", "distance_50", "percent_total_rna", "enrichment"}
+    # Two RNA types: one pair, two tests, with the images behind each.
+    assert len(tests) == 2
+    assert set(tests["test"]) == {"auc", "max_curve_difference"}
+    assert {"statistic", "p_value", "n_a", "n_b"} <= set(tests.columns)
+    assert (tests["n_a"] + tests["n_b"] == table["name"].nunique()).all()
+    assert tests["p_value"].between(0, 1).all()
+    # The enrichment figure, one curve per RNA type.
+    assert (config.output_dir / "plots" / "enrichment.png").stat().st_size > 0
+    assert (config.output_dir / "plots" / "enrichment.pdf").stat().st_size > 0
+
+
+def test_the_plot_draws_the_chance_baseline_dashed():
+    from rna_localization.plotting import CHANCE_CAPTION, plot_cumulative_distributions
+
+    table = pd.DataFrame({"name": ["a", "a", "b", "b"], "rna_type": ["cen"] * 4,
+                          "distance": [0.0, 1.0, 0.0, 1.0],
+                          "percent_total_rna": [40.0, 100.0, 60.0, 100.0],
+                          "expected_percent_total_rna": [10.0, 100.0, 30.0, 100.0]})
+    figure = plot_cumulative_distributions(table)
+    dashed = [line for line in figure.axes[0].get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 1
+    np.testing.assert_allclose(dashed[0].get_ydata(), [20.0, 100.0])  # mean over the images
+    texts = [t.get_text() for f in figure.subfigs for t in f.texts]
+    assert any(CHANCE_CAPTION.strip() in t for t in texts)
+    without = plot_cumulative_distributions(table.drop(columns="expected_percent_total_rna"))
+    assert not [line for line in without.axes[0].get_lines() if line.get_linestyle() == "--"]
+
+
+def test_a_metadata_column_named_like_the_baseline_is_refused(dataset):
+    from rna_localization.analysis import add_chance_baseline
+    from rna_localization.db import Database
+
+    config = load_config(dataset)
+    table = pd.DataFrame({"name": ["img_00"], "distance": [0.0], "percent_total_rna": [100.0],
+                          "enrichment": ["high"]})
+    with pytest.raises(ValueError, match="column 'enrichment'.*rename"):
+        add_chance_baseline(config, table, db=Database.from_config(config))
+
+
+def test_chance_region_spreads_the_rna_over_a_structure(tmp_path, database_name):
+    from datagen import write_dataset
+
+    config_path = write_dataset(tmp_path / "data", database_name=database_name,
+                                structures=("rna", "centrosomes", "embryo"),
+                                toml_extra='chance_region = "embryo"')
+    assert main(["run", "--config", str(config_path)]) == 0
+    config = load_config(config_path)
+    assert config.distribution.chance_region == "embryo"
+    table = read_distributions_csv(config.output_dir / "data" / "cumulative_distributions.csv")
+    for name, rows in table.groupby("name"):
+        target = tifffile.imread(config.structure_dirs("centrosomes")[1] / f"{name}_seg.tif") > 0
+        region = tifffile.imread(config.structure_dirs("embryo")[1] / f"{name}_seg.tif") > 0
+        field = brute_force_distances(target, config.spacing)[region]
+        grid = rows["distance"].to_numpy()
+        within = np.array([(field <= d + 1e-9).sum() for d in grid])
+        np.testing.assert_allclose(rows["expected_percent_total_rna"], 100 * within / within[-1])
+
+
+def test_chance_region_must_be_a_structure(tmp_path):
+    from rna_localization import Config
+
+    with pytest.raises(ValueError, match=r"chance_region = 'embryo' is not one of data.structures"):
+        Config.from_flat(data_dir=str(tmp_path), chance_region="embryo")
+
+
+def test_an_image_without_a_target_has_no_baseline_and_is_named(dataset):
+    from rna_localization import steps
+    from rna_localization.analysis import add_chance_baseline
+    from rna_localization.db import Database
+
+    config = load_config(dataset)
+    db = Database.from_config(config)
+    steps.extract(config, db=db)
+    table = pd.DataFrame({"name": ["img_00", "img_00", "ghost", "ghost"],
+                          "distance": [0.0, 1.0] * 2, "percent_total_rna": [50.0, 100.0] * 2})
+    with pytest.warns(UserWarning, match="have no chance baseline: ghost"):
+        result = add_chance_baseline(config, table, db=db)
+    assert result.loc[result["name"] == "ghost", "expected_percent_total_rna"].isna().all()
+    assert result.loc[result["name"] == "img_00", "expected_percent_total_rna"].iloc[-1] == 100.0
