@@ -23,6 +23,7 @@ REQUIREMENTS = (
     ("tqdm", "4.60", "tqdm", ""),
     ("pgserver", "0.1.4", "pgserver", ""),
     ("dask", "2024.1", "dask", "distributed"),
+    ("cryptography", "41", "cryptography", ""),  # the local Dask cluster's private TLS certificate
     ("bokeh", "3.1", "bokeh", ""),  # the Dask dashboard's pages
 )
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import signal
 import subprocess
 import sys
 import textwrap
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from ._errors import USER_ERRORS
@@ -542,8 +544,64 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP received: unwind (closing transactions, clusters, the server) and exit.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` stops it.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+@contextmanager
+def _terminate_cleanly():
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` while the command runs.
+
+    Left to Python's default, they end the process at once, skipping the exit
+    handlers: an embedded server this command started would run on, orphaned.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signums = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+               if s and signal.getsignal(s) is signal.SIG_DFL]  # nohup's ignored SIGHUP stays so
+    previous = {s: signal.signal(s, _terminate) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``rna-localization``; returns the exit status."""
+    """Entry point of ``rna-localization``; returns the exit status.
+
+    Errors of input or setup are one line ``error: …`` and status 2; Ctrl-C is
+    one line and 130; SIGTERM or SIGHUP one line and 128 + the signal's number,
+    after the command has stopped what it started (the embedded server included).
+    """
+    try:
+        with _terminate_cleanly():
+            return _main(argv)
+    except KeyboardInterrupt:  # also in the imports below, before any work
+        print("interrupted: finished images are kept; run the command again to resume.",
+              file=sys.stderr)
+        return 130
+    except Terminated as stop:
+        print(f"terminated ({signal.Signals(stop.signum).name}): finished images are kept; run "
+              f"the command again to resume.", file=sys.stderr)
+        return 128 + stop.signum
+
+
+def _main(argv: list[str] | None) -> int:
     import psycopg2
 
     args = build_parser().parse_args(argv)
@@ -566,9 +624,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot use the database: {_redact(lines[0])} "
               f"(check database.url; `rna-localization doctor` checks the setup).", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished images are kept; run the command again to resume.", file=sys.stderr)
-        return 130
     finally:
         warnings.formatwarning = formatter
         logger.removeHandler(info)

@@ -161,7 +161,12 @@ def _check_structure(config, structure: str) -> tuple[list[Finding], set[str]]:
     if not raw_folder.is_dir():
         return [Finding(False, f"{root} has no {data.raw_data_dir}/ folder",
                         f"put the raw stacks in {raw_folder}/<name>.tif (or set data.raw_data_dir)")], set()
-    names = io.image_names(raw_folder)
+    try:
+        raw_files = io.tiff_files(raw_folder)
+        seg_files = io.tiff_files(seg_folder) if seg_folder.is_dir() else {}
+    except ValueError as error:  # x.tif beside x.tiff, a symbolic link loop
+        return [Finding(False, str(error).split(";")[0], str(error).split("; ", 1)[-1])], set()
+    names = list(raw_files)
     if not names:
         return [Finding(False, f"{raw_folder} holds no .tif files",
                         "put one single-channel 3D TIFF per image there")], set()
@@ -173,8 +178,8 @@ def _check_structure(config, structure: str) -> tuple[list[Finding], set[str]]:
     missing, unreadable, mismatched, not_objects = [], [], [], []
     implausible: dict[str, list[str]] = {}  # kind of problem: images
     for name in names:
-        raw = io._find_tiff(raw_folder, name)
-        segmentation = io._find_tiff(seg_folder, name + data.segmentation_file_suffix)
+        raw = raw_files[name]
+        segmentation = seg_files.get(name + data.segmentation_file_suffix)
         if segmentation is None:
             missing.append(name)
             continue
@@ -254,8 +259,10 @@ def _check_voxel_sizes(config, raw_folder: Path, seg_folder: Path, names) -> lis
         scale_source,
     )
 
-    raws = [io._find_tiff(raw_folder, name) for name in names]
-    segmentations = [io._find_tiff(seg_folder, name + config.data.segmentation_file_suffix)
+    raw_files = io.tiff_files(raw_folder)
+    seg_files = io.tiff_files(seg_folder) if seg_folder.is_dir() else {}
+    raws = [raw_files.get(name) for name in names]
+    segmentations = [seg_files.get(name + config.data.segmentation_file_suffix)
                      for name in names] if seg_folder.is_dir() else []
     findings = []
     for paths, fix in [(raws, FIX_RAW), (segmentations, FIX_SEGMENTATION)]:
@@ -271,7 +278,7 @@ def _check_voxel_sizes(config, raw_folder: Path, seg_folder: Path, names) -> lis
 
 def _check_metadata(config, images: set[str]) -> list[Finding]:
     from .config import ThresholdTable
-    from .metadata import read_metadata_csv
+    from .metadata import metadata_problems, read_metadata_csv
 
     path = config.metadata_path
     name_column = config.data.image_name_column
@@ -283,20 +290,23 @@ def _check_metadata(config, images: set[str]) -> list[Finding]:
                         f"names of letters, digits and underscores (README, 'Your data')")]
     findings = []
     names = set(table[name_column])
-    unknown = names - images
-    if unknown:
-        findings.append(Finding(False, f"metadata CSV {path} names image(s) with no raw stack: "
-                                       f"{_names(unknown)}",
-                                "remove those rows or add their stacks"))
+    threshold = config.distribution.distance_threshold
+    problems = metadata_problems(
+        table, path=f"metadata CSV {path}", name_column=name_column, images=images,
+        raw_data_dir=config.data.raw_data_dir,
+        threshold=threshold if isinstance(threshold, ThresholdTable) else None)
+    for problem in problems[:_SHOWN]:
+        what, _, fix = problem.partition("; ")
+        findings.append(Finding(False, what, fix))
+    if len(problems) > _SHOWN:
+        findings.append(Finding(False, f"metadata CSV {path}: {len(problems) - _SHOWN} more "
+                                       f"such lines", "see above"))
     without = images - names
     if without:
         findings.append(Finding(True, f"image(s) without a row in metadata CSV {path}: {_names(without)}",
                                 "add their rows, or they are left out of normalization and distributions"))
     wanted = {"normalization.group_by": config.normalization.group_by,
               "plot.hue": config.plot.hue, "plot.col": config.plot.col}
-    threshold = config.distribution.distance_threshold
-    if isinstance(threshold, ThresholdTable):
-        wanted["distribution.distance_threshold.column"] = threshold.column
     for key, column in wanted.items():
         if column and column not in table.columns:
             findings.append(Finding(False, f"{key} = {column!r} is not a column of metadata CSV {path} "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .calibration import format_voxel_size, same_voxel_size
 from .config import RESERVED_TABLES, DataConfig, ScaleConfig, check_identifier
-from .io import TIFF_SUFFIXES, image_names, read_voxel_size
+from .io import image_names, read_voxel_size, tiff_files
 
 __all__ = ["DataSurvey", "render_config", "survey_data", "write_config"]
 
@@ -153,8 +153,7 @@ def survey_data(data_dir: str | os.PathLike) -> DataSurvey:
         images[structure] = len(stems)
         names.update(stems)
         suffixes += _segmentation_suffix(raw_folder, data_dir / structure / SEGMENTATION_DIR)
-        for path in sorted(p for p in raw_folder.iterdir() if p.suffix.lower() in TIFF_SUFFIXES
-                           and not p.name.startswith(".")):
+        for path in tiff_files(raw_folder).values():
             try:
                 voxel_size = read_voxel_size(path)
             except ValueError:

@@ -5,7 +5,12 @@ Every error names the file and says what to do about it.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +19,9 @@ import tifffile
 
 from .config import DataConfig
 
-__all__ = ["ImagePair", "check_data_dir", "find_image_pairs", "image_names", "read_stack",
-           "read_voxel_size", "stack_shape", "write_stack"]
+__all__ = ["FileFingerprint", "ImagePair", "check_data_dir", "file_fingerprint", "find_image_pairs",
+           "image_names", "read_stack", "read_voxel_size", "replacing", "stack_shape", "tiff_files",
+           "write_stack"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -37,6 +43,61 @@ class ImagePair:
     name: str
     raw: Path
     segmentation: Path
+
+
+@dataclass(frozen=True)
+class FileFingerprint:
+    """What tells a replaced file from the one extracted: size, modification time, SHA-256."""
+
+    size: int
+    mtime: float
+    sha256: str
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_fingerprint(path: str | os.PathLike) -> FileFingerprint:
+    """Size, modification time (seconds since the epoch) and SHA-256 of a file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.txt"
+    >>> _ = path.write_bytes(b"abc")
+    >>> print(file_fingerprint(path).size, file_fingerprint(path).sha256[:12])
+    3 ba7816bf8f01
+    """
+    path = Path(path)
+    stat = path.stat()
+    return FileFingerprint(stat.st_size, stat.st_mtime, _sha256(path))
+
+
+def file_changed(path: str | os.PathLike, size, mtime, sha256) -> bool:
+    """Whether `path` is no longer the file fingerprinted as (`size`, `mtime`, `sha256`).
+
+    Same size and modification time: unchanged, without reading it. Otherwise
+    (a copy, a ``touch``, a replacement) the content decides. A file that is
+    gone counts as changed; unknown fingerprints (None: extracted before they
+    were stored) as unchanged.
+    """
+    if size is None or sha256 is None:
+        return False
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return True
+    if stat.st_size != size:
+        return True
+    if mtime is not None and stat.st_mtime == mtime:
+        return False
+    return _sha256(path) != sha256
 
 
 def _squeeze_to_3d(shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
@@ -141,6 +202,54 @@ def write_stack(path: str | os.PathLike, image: np.ndarray, *, spacing=None) -> 
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+#: errno values of a full disk or an exhausted quota.
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT} if hasattr(errno, "EDQUOT") else {errno.ENOSPC}
+
+
+def disk_full_error(path: Path, error: OSError) -> OSError:
+    """An OSError naming `path` for a write that failed on a full disk; `error` itself otherwise."""
+    if error.errno not in _DISK_FULL:
+        return error
+    full = OSError(f"no space left on the disk (or quota) to write {path}: free some space, or "
+                   f"write elsewhere, and run the command again; {path} was left as it was.")
+    full.errno = error.errno
+    return full
+
+
+@contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` to write to, renamed over `path` when the block ends.
+
+    So `path` is always the old file or the new one, never half of one: a
+    failure or Ctrl-C in the block removes the temporary file. A full disk is
+    an OSError naming `path` (its own message names no file). The temporary
+    name is per process, so overlapping runs do not write into one file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "table.csv"
+    >>> with replacing(path) as tmp:
+    ...     _ = tmp.write_text("a,b")
+    >>> path.read_text(), sorted(p.name for p in path.parent.iterdir())
+    ('a,b', ['table.csv'])
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        full = disk_full_error(path, error)
+        if full is error:
+            raise
+        raise full from error
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _microns_per(unit) -> float | None:
@@ -260,18 +369,65 @@ def read_voxel_size(path: str | os.PathLike, *, series: int = 0) -> tuple[float,
     return (z, y, x) if _positive(z, y, x) else None
 
 
+def tiff_files(folder: str | os.PathLike) -> dict[str, Path]:
+    """The TIFF stacks of a folder, by image name (the file name without extension).
+
+    The one place where image files are found: every step and command that
+    lists images uses it. A TIFF ends in ``.tif`` or ``.tiff``, in any case
+    (``.TIF``, ``.Tiff``); hidden files and folders (even one named
+    ``x.tif``) are not images.
+
+    Parameters
+    ----------
+    folder : path-like
+        An existing folder.
+
+    Returns
+    -------
+    dict of str to Path
+        Sorted by name.
+
+    Raises
+    ------
+    ValueError
+        Two files of one name (``x.tif`` and ``x.tiff``), naming both; or a
+        TIFF name that is a broken symbolic link or a loop of them, naming it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ["b.TIF", "a.tiff", "notes.txt", ".hidden.tif"]:
+    ...     _ = (folder / name).write_bytes(b"")
+    >>> (folder / "c.tif").mkdir()
+    >>> {name: path.name for name, path in tiff_files(folder).items()}
+    {'a': 'a.tiff', 'b': 'b.TIF'}
+    """
+    folder = Path(folder)
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in TIFF_SUFFIXES:
+            continue
+        try:
+            if not stat.S_ISREG(path.stat().st_mode):  # a folder named x.tif, a device
+                continue
+        except OSError as error:  # only a symbolic link can be listed yet not stat'ed
+            what = ("a loop of symbolic links" if error.errno == errno.ELOOP
+                    else f"a broken symbolic link (to {os.readlink(path)})" if path.is_symlink()
+                    else f"unreadable ({error.strerror})")
+            msg = f"{path} is {what}; remove it or point it at the TIFF stack it stands for."
+            raise ValueError(msg) from error
+        if path.stem in found:
+            msg = (f"{found[path.stem]} and {path.name} in {folder} are both image "
+                   f"{path.stem!r}; remove or rename one of them.")
+            raise ValueError(msg)
+        found[path.stem] = path
+    return dict(sorted(found.items()))
+
+
 def image_names(folder: Path) -> list[str]:
-    """Names (file names without extension) of the TIFF files in a folder, sorted."""
-    return sorted(p.stem for p in folder.iterdir() if p.suffix.lower() in TIFF_SUFFIXES
-                  and not p.name.startswith("."))
-
-
-def _find_tiff(folder: Path, stem: str) -> Path | None:
-    for suffix in TIFF_SUFFIXES + tuple(s.upper() for s in TIFF_SUFFIXES):
-        candidate = folder / f"{stem}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+    """Names (file names without extension) of the TIFF files in a folder, sorted (:func:`tiff_files`)."""
+    return list(tiff_files(folder))
 
 
 def check_data_dir(data_dir: str | os.PathLike) -> Path:
@@ -336,14 +492,14 @@ def find_image_pairs(
     if not raw_folder.is_dir():
         msg = f"structure folder {root} has no {raw_data_dir}/ folder holding its raw TIFF stacks."
         raise FileNotFoundError(msg)
-    names = image_names(raw_folder)
-    if not names:
+    raws = tiff_files(raw_folder)
+    if not raws:
         msg = f"{raw_folder} holds no .tif files."
         raise FileNotFoundError(msg)
+    segmentations = tiff_files(seg_folder) if seg_folder.is_dir() else {}
     pairs = []
-    for name in names:
-        raw = _find_tiff(raw_folder, name)
-        segmentation = _find_tiff(seg_folder, name + segmentation_file_suffix)
+    for name, raw in raws.items():
+        segmentation = segmentations.get(name + segmentation_file_suffix)
         if segmentation is None:
             msg = (
                 f"no segmentation for {raw}: expected {seg_folder / (name + segmentation_file_suffix)}.tif "

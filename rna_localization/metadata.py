@@ -10,6 +10,8 @@ so that the image name no longer matches its file.
 
 from __future__ import annotations
 
+import csv
+import difflib
 import io
 import os
 from pathlib import Path
@@ -19,13 +21,16 @@ import pandas as pd
 from .config import check_identifier
 from .distributions import DISTRIBUTION_COLUMNS
 
-__all__ = ["read_distributions_csv", "read_metadata_csv"]
+__all__ = ["metadata_problems", "read_distributions_csv", "read_metadata_csv"]
 
 # Numbers as a person writes them. A leading zero ("007", "-01") makes a code, not a
 # number; "nan" and "inf" are words.
 _INTEGER = r"[+-]?(?:0|[1-9][0-9]*)"
 _FLOAT = r"[+-]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _BOOLEANS = {"true": True, "false": False}
+
+#: Columns a metadata CSV may have: PostgreSQL's 1,600 per table, less the images table's id.
+MAX_METADATA_COLUMNS = 1599
 
 
 def _decode(path: Path, what: str) -> str:
@@ -43,19 +48,46 @@ def _decode(path: Path, what: str) -> str:
         raise ValueError(msg) from error
 
 
+def _delimiter(header: str) -> str:
+    """``;`` for the CSVs spreadsheets write where the decimal mark is a comma, else ``,``."""
+    return ";" if header.count(";") > header.count(",") else ","
+
+
 def _read_text(path: Path, what: str) -> pd.DataFrame:
-    """Every cell as stripped text; an empty (or blank) cell is missing, nothing else is."""
+    """Every cell as stripped text; an empty (or blank) cell is missing, nothing else is.
+
+    Comma- or semicolon-separated (whichever the header uses). Rows and
+    columns that are entirely empty (a spreadsheet's trailing ``,,,``) are
+    dropped; two columns of one name are refused, naming them.
+    """
     text = _decode(path, what)
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        msg = f"{what} {path} is empty: write a header row (e.g. name,rna_type) and one row per image."
+        raise ValueError(msg)
+    delimiter = _delimiter(next(line for line in lines if line.strip()))
+    header = next(csv.reader(io.StringIO(text), delimiter=delimiter))
+    names = [cell.strip() for cell in header]
+    for position, name in enumerate(names):
+        if name and names.index(name) < position:
+            msg = (f"{what} {path} has two columns of the same name, {name!r} (columns "
+                   f"{names.index(name) + 1} and {position + 1}); rename or delete one of them.")
+            raise ValueError(msg)
     try:
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[])
+        table = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
+                            na_values=[], header=None, skiprows=1, names=range(len(header)),
+                            skip_blank_lines=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         msg = f"{what} {path} cannot be parsed: {error}"
         raise ValueError(msg) from error
-    table.columns = [str(column).strip() for column in table.columns]
     for position in range(table.shape[1]):
         values = table.iloc[:, position].str.strip()
         table.isetitem(position, values.mask(values == ""))
-    return table
+    table.columns = names
+    table = table.dropna(how="all").reset_index(drop=True)  # a spreadsheet's empty rows
+    empty = [position for position, name in enumerate(names)
+             if not name and table.iloc[:, position].isna().all()]
+    return table.iloc[:, [i for i in range(table.shape[1]) if i not in empty]]
 
 
 def _typed(values: pd.Series) -> pd.Series:
@@ -130,6 +162,12 @@ def read_metadata_csv(path: str | os.PathLike, *, name_column: str = "name") -> 
     path = Path(path)
     what = "metadata CSV"
     table = _read_text(path, what)
+    if table.shape[1] > MAX_METADATA_COLUMNS:
+        msg = (f"{what} {path} has {table.shape[1]} columns; the images table holds at most "
+               f"{MAX_METADATA_COLUMNS} (PostgreSQL's limit of {MAX_METADATA_COLUMNS + 1} columns, "
+               f"one being its id). Keep the name and the columns you group, plot or threshold "
+               f"by, and move the others to another file.")
+        raise ValueError(msg)
     outputs = {column.lower() for column in DISTRIBUTION_COLUMNS}
     for position, column in enumerate(table.columns, start=1):
         if not column or column.startswith("Unnamed: "):  # pandas' name for an empty header cell
@@ -164,6 +202,87 @@ def read_metadata_csv(path: str | os.PathLike, *, name_column: str = "name") -> 
         msg = f"{what} {path} lists image(s) more than once: {', '.join(duplicated)}."
         raise ValueError(msg)
     return _type_columns(table, {name_column})
+
+
+def _listed(values, limit: int = 8) -> str:
+    values = [str(v) for v in values]
+    return ", ".join(values[:limit]) + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def _closest(name: str, candidates) -> list[str]:
+    """The candidates most like `name` (a typo's intended names): the best, and any as good."""
+    scored = sorted(((difflib.SequenceMatcher(None, name, c).ratio(), c) for c in candidates),
+                    key=lambda item: (-item[0], item[1]))
+    if not scored or scored[0][0] < 0.6:
+        return []
+    return [c for ratio, c in scored[:3] if ratio >= scored[0][0] - 0.05]
+
+
+def metadata_problems(table: pd.DataFrame, *, path, name_column: str, images,
+                      threshold=None, raw_data_dir: str = "raw-data") -> list[str]:
+    """What in a metadata CSV does not fit the images found, one sentence each.
+
+    Checked before any work (``run``, ``doctor``, ``metadata``), so that a typo
+    does not surface hours later, after extraction and distances.
+
+    Parameters
+    ----------
+    table : DataFrame
+        As :func:`read_metadata_csv` returns it.
+    path : path-like
+        The CSV, for the messages.
+    name_column : str
+    images : iterable of str
+        The image names there are (raw stacks found, images extracted).
+    threshold : ThresholdTable, optional
+        ``distribution.distance_threshold`` when it is looked up in a column:
+        every row must have a value it lists.
+    raw_data_dir : str
+        For the messages.
+
+    Returns
+    -------
+    list of str
+        Empty when all is well. Each names the CSV line (the header is line 1),
+        the image and the value, and says what to do; a name that is no image
+        comes with the closest image names (a typo).
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"name": ["img_01", "img_O2"], "cycle": ["nc13", None]})
+    >>> for problem in metadata_problems(table, path="meta.csv", name_column="name",
+    ...                                  images=["img_01", "img_02"]):
+    ...     print(problem)
+    meta.csv line 3: image 'img_O2' is in no structure's raw-data/ folder; did you mean 'img_02'?
+    """
+    images = set(images)
+    problems = []
+    for line, name in zip(range(2, len(table) + 2), table[name_column], strict=True):
+        if name not in images:
+            close = _closest(str(name), images)
+            hint = (f"did you mean {' or '.join(map(repr, close))}?" if close else
+                    f"remove the row or add its stack (images: {_listed(sorted(images))}).")
+            problems.append(f"{path} line {line}: image {name!r} is in no structure's "
+                            f"{raw_data_dir}/ folder; {hint}")
+    if threshold is not None:
+        column = threshold.column
+        if column not in table.columns:
+            problems.append(f"{path} has no column {column!r}, which distribution.distance_threshold "
+                            f"is looked up in (it has {', '.join(map(str, table.columns))}); add it "
+                            f"or change distribution.distance_threshold.")
+            return problems
+        keys = list(threshold.values)
+        for line, name, value in zip(range(2, len(table) + 2), table[name_column], table[column],
+                                     strict=True):
+            if pd.isna(value):
+                problems.append(f"{path} line {line}: image {name!r} has an empty {column!r} cell, "
+                                f"which distribution.distance_threshold is looked up by; write one "
+                                f"of {', '.join(keys)}.")
+            elif str(value) not in threshold.values:
+                problems.append(f"{path} line {line}: image {name!r} has {column} = {value!r}, which "
+                                f"distribution.distance_threshold does not list (it has "
+                                f"{', '.join(keys)}); correct the cell or add {value} to it.")
+    return problems
 
 
 def read_distributions_csv(path: str | os.PathLike, *, name_column: str = "name") -> pd.DataFrame:

@@ -8,7 +8,9 @@ or not at all. Where the tasks run:
 * ``workers = 1`` (and no scheduler): in this process, one after the other. No
   cluster is started: the fastest choice for small jobs and for tests.
 * ``workers = 0``: a "cluster of one" — a Dask ``LocalCluster`` with one
-  single-threaded worker process per core, on this machine's loopback interface.
+  single-threaded worker process per core, on this machine's loopback interface,
+  behind mutual TLS with a certificate made for it (``Security.temporary``): other
+  users of the machine cannot connect to it and run code as you.
 * ``workers = N``: a ``LocalCluster`` of N single-threaded worker processes.
 * ``scheduler = "tcp://host:8786"``: the workers of an existing Dask cluster
   (e.g. started by dask-jobqueue on SLURM); the database must then be a server
@@ -144,6 +146,18 @@ def _fast_worker_start() -> Iterator[None]:
         yield
 
 
+def _private_security():
+    """Mutual TLS settings with a new self-signed certificate, for one local cluster."""
+    from distributed.security import Security
+
+    try:
+        return Security.temporary()
+    except ImportError as error:
+        msg = ("a local Dask cluster needs the cryptography package for its private TLS "
+               "certificate: pip install cryptography (or set distances.workers = 1).")
+        raise ImportError(msg) from error
+
+
 @contextmanager
 def _client(workers: int, scheduler: str) -> Iterator:
     """A Dask client on `scheduler`, or on a new LocalCluster of `workers` processes."""
@@ -168,13 +182,19 @@ def _client(workers: int, scheduler: str) -> Iterator:
         return
     # Loopback only, a free port for the dashboard, one thread per worker: each
     # task is one image using one core, and several images never share a worker.
+    # Every other user of the machine reaches the loopback interface too, and a
+    # Dask scheduler runs whatever code it is sent: so mutual TLS with a key and
+    # certificate made for this cluster alone, held in memory (never on disk) by
+    # this process and the workers it starts. A client without them is refused.
+    security = _private_security()
     with _fast_worker_start():
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            protocol="tls://", security=security,
             dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
         )
     try:
-        client = Client(cluster)
+        client = Client(cluster, security=security)
         try:
             yield client
         finally:

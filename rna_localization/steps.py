@@ -64,7 +64,7 @@ from .distributions import (
     normalize_intensities,
     single_molecule_references,
 )
-from .metadata import read_distributions_csv, read_metadata_csv
+from .metadata import metadata_problems, read_distributions_csv, read_metadata_csv
 from .objects import label_objects, measure_objects
 from .parallel import map_images, shared_clusters, worker_count
 
@@ -137,6 +137,9 @@ def _check_finite(raw: np.ndarray, path: Path) -> None:
 
 def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
                  apertures: bool = True) -> dict:
+    # Before reading: a file replaced while it is read is seen as changed by the next run.
+    fingerprints = {"raw_fingerprint": io.file_fingerprint(pair.raw),
+                    "segmentation_fingerprint": io.file_fingerprint(pair.segmentation)}
     raw = io.read_stack(pair.raw)
     _check_finite(raw, pair.raw)
     segmentation = io.read_stack(pair.segmentation)
@@ -164,6 +167,7 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         written = write_image_objects(
             cursor, pair.structure, pair.name, objects, label_image, spacing,
             raw_path=str(pair.raw), segmentation_path=str(pair.segmentation), overwrite=overwrite,
+            **fingerprints,
         )
     return {"structure": pair.structure, "name": pair.name, "objects": len(objects),
             "status": "extracted" if written else "skipped"}
@@ -177,6 +181,28 @@ def _check_voxel_sizes(config: Config, pairs: list[io.ImagePair]) -> None:
                         used=scale_source(config), fix=fix, stacklevel=3)
 
 
+def _replaced_files(extracted: pd.DataFrame, pairs: list[io.ImagePair]) -> set[tuple[str, str]]:
+    """(structure, name) of the extracted images whose raw stack or segmentation is now another file."""
+    stored = extracted.set_index(["structure", "name"])
+    replaced = set()
+    for pair in pairs:
+        key = (pair.structure, pair.name)
+        if key not in stored.index:
+            continue
+        row = stored.loc[key]
+        for kind, path in [("raw", pair.raw), ("segmentation", pair.segmentation)]:
+            if io.file_changed(path, *(_none(row[f"{kind}_{field}"])
+                                       for field in ("size", "mtime", "sha256"))):
+                replaced.add(key)
+                break
+    return replaced
+
+
+def _none(value):
+    """None for SQL NULL however pandas holds it, the value itself otherwise."""
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+
+
 def extract(config: Config, *, overwrite: bool = False, db: Database | None = None,
             workers: int | None = None) -> pd.DataFrame:
     """Objects of every structure and image into the database.
@@ -188,7 +214,10 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
     ``[scale]`` is used all the same. An image extracted earlier at another
     voxel size than ``[scale]`` says now (a corrected typo) is extracted
     again without ``overwrite``, with a warning; that forgets its distances,
-    so the next ``distances`` measures them again.
+    so the next ``distances`` measures them again. So is, with a warning, an
+    image whose raw stack or segmentation changed since it was extracted (its
+    size, modification time and SHA-256 are stored: a file only touched or
+    copied is not extracted again).
     Each image and structure is then written in one transaction.
 
     Parameters
@@ -240,6 +269,15 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
                   f"(z {config.scale.z}, xy {config.scale.xy} µm): {', '.join(names[:5])}"
                   f"{' and more' if len(names) > 5 else ''}; extracted again, and their "
                   f"distances will be measured again.")
+        # A raw stack or segmentation replaced since extraction (a corrected mask saved
+        # under the same name): its stored objects are another file's, so extracted again.
+        replaced = set() if overwrite else _replaced_files(extracted, pairs) - stale
+        if replaced:
+            names = sorted(f"{structure} {name}" for structure, name in replaced)
+            _warn(f"{len(names)} image(s) have a raw stack or segmentation that changed since they "
+                  f"were extracted: {', '.join(names[:5])}{' and more' if len(names) > 5 else ''}; "
+                  f"extracted again, and their distances will be measured again.")
+        stale |= replaced
         reports = [
             {"structure": p.structure, "name": p.name, "objects": np.nan, "status": "skipped"}
             for p in pairs
@@ -382,6 +420,33 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
 
 
 # ------------------------------------------------------------------- metadata
+def _checked_metadata(config: Config, db: Database) -> pd.DataFrame:
+    """The metadata CSV, refused (ValueError, naming the lines) when it does not fit the images.
+
+    Images are the raw stacks found and the images already extracted.
+    """
+    path = config.metadata_path
+    table = read_metadata_csv(path, name_column=config.data.image_name_column)
+    known = set()
+    for structure in config.data.structures:
+        raw_folder, _ = config.structure_dirs(structure)
+        if raw_folder.is_dir():
+            known.update(io.image_names(raw_folder))
+    if _table_exists(db, "label_images"):
+        with db.transaction() as cursor:
+            known.update(extracted_images(cursor)["name"])
+    threshold = config.distribution.distance_threshold
+    problems = metadata_problems(
+        table, path=f"metadata CSV {path}", name_column=config.data.image_name_column,
+        images=known, raw_data_dir=config.data.raw_data_dir,
+        threshold=threshold if isinstance(threshold, ThresholdTable) else None)
+    if problems:
+        more = f" ({len(problems) - 3} more such lines)" if len(problems) > 3 else ""
+        msg = " ".join(problems[:3]) + more
+        raise ValueError(msg)
+    return table
+
+
 def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame:
     """The ``images`` table from the metadata CSV, replacing any earlier one.
 
@@ -396,25 +461,8 @@ def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame
         The table as stored (with its ``id``).
     """
     db = _database(config, db)
-    path = config.metadata_path
     name_column = config.data.image_name_column
-    table = read_metadata_csv(path, name_column=name_column)
-    known = set()
-    for structure in config.data.structures:
-        raw_folder, _ = config.structure_dirs(structure)
-        if raw_folder.is_dir():
-            known.update(io.image_names(raw_folder))
-    if _table_exists(db, "label_images"):
-        with db.transaction() as cursor:
-            known.update(extracted_images(cursor)["name"])
-    unknown = sorted(set(table[name_column]) - known)
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        msg = (
-            f"metadata CSV {path} names image(s) that exist in no structure's "
-            f"{config.data.raw_data_dir}/ folder: {shown}."
-        )
-        raise ValueError(msg)
+    table = _checked_metadata(config, db)
     with _exclusive(db), db.transaction() as cursor:
         replace_images_table(cursor, table, name_column)
     with db.transaction() as cursor:
@@ -615,9 +663,8 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     if write:
         path = config.output_dir / "data" / DISTRIBUTIONS_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.part")  # per process: runs may overlap
-        result.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        with io.replacing(path) as tmp:  # per process: runs may overlap
+            result.to_csv(tmp, index=False)
     return result
 
 
@@ -847,9 +894,10 @@ def run(config: Config, *, db: Database | None = None) -> dict[str, pd.DataFrame
         ``molecules`` (RNA alone only) the per-image molecule counts.
     """
     db = _database(config, db)
-    # A bad metadata CSV should stop the run before hours of work, not after.
+    # A bad metadata CSV (a misspelt image name, an empty threshold cell) should stop
+    # the run before hours of work, not after.
     io.check_data_dir(config.data.data_dir)
-    read_metadata_csv(config.metadata_path, name_column=config.data.image_name_column)
+    _checked_metadata(config, db)
     results: dict[str, pd.DataFrame | list] = {}
     with _exclusive(db), shared_clusters():  # one Dask cluster for extract and distances
         results["extract"] = extract(config, db=db)

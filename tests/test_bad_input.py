@@ -8,6 +8,7 @@ unknown config keys; this file covers the rest of issue 7's list.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ import tifffile
 from rna_localization import load_config, steps
 from rna_localization.cli import main
 from rna_localization.db import Database
+from rna_localization.db.backup import export_tables
 from rna_localization.db.tables import (
     delete_image,
     ensure_schema,
@@ -126,6 +128,73 @@ def test_raw_data_folder_without_tiffs_is_named(extracted, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"rna/raw-data holds no \.tif files"):
         steps.extract(load_config(extracted[0]))
     _assert_untouched(extracted, tmp_path)
+
+
+def test_tiffs_in_any_case_are_images_and_folders_are_not(dataset):
+    root = dataset.parent
+    (root / "rna" / "raw-data" / "img_01.tif").rename(root / "rna" / "raw-data" / "img_01.TIF")
+    (root / "rna" / "segmentations" / "img_02_seg.tif").rename(
+        root / "rna" / "segmentations" / "img_02_seg.Tiff")
+    (root / "rna" / "raw-data" / "old runs.tif").mkdir()  # a folder, not a stack
+    report = steps.extract(load_config(dataset))
+    names = ["img_00", "img_01", "img_02", "img_03"]
+    assert sorted(report["name"]) == sorted(names * 2)  # rna and centrosomes, each image once
+    assert set(report["status"]) == {"extracted"}
+    stored = _db(dataset).query("SELECT name, raw_path, segmentation_path FROM label_images "
+                                "WHERE structure = 'rna' ORDER BY name")
+    assert stored["name"].tolist() == names
+    assert stored["raw_path"].iloc[1].endswith("img_01.TIF")
+    assert stored["segmentation_path"].iloc[2].endswith("img_02_seg.Tiff")
+    # Each image counted once, with the objects of its own segmentation.
+    expected = label_objects(tifffile.imread(root / "rna" / "segmentations" / "img_02_seg.Tiff"))
+    counted = _db(dataset).query("SELECT count(*) AS n FROM rna WHERE name = 'img_02'")["n"].iloc[0]
+    assert counted == expected.max() > 0
+
+
+@pytest.mark.parametrize("folder", ["raw-data", "segmentations"])
+def test_one_image_in_two_files_is_refused_naming_both(extracted, tmp_path, capsys, folder):
+    stem = "img_01" if folder == "raw-data" else "img_01_seg"
+    tif = extracted[0].parent / "rna" / folder / f"{stem}.tif"
+    shutil.copy(tif, tif.with_suffix(".tiff"))  # which one is the image? Double counted before
+    assert main(["run", "--config", str(extracted[0])]) == 2
+    error = _one_line_error(capsys)
+    assert f"{tif} and {stem}.tiff in {tif.parent} are both image {stem!r}" in error
+    _assert_untouched(extracted, tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["loop", "broken"])
+def test_a_symbolic_link_loop_or_a_broken_link_is_named(extracted, tmp_path, capsys, kind):
+    link = extracted[0].parent / "rna" / "raw-data" / "img_09.tif"
+    if kind == "loop":
+        link.symlink_to(link.name)  # points at itself
+    else:
+        link.symlink_to("/nonexistent/img_09.tif")
+    assert main(["run", "--config", str(extracted[0])]) == 2
+    error = _one_line_error(capsys)
+    what = "a loop of symbolic links" if kind == "loop" else \
+        "a broken symbolic link (to /nonexistent/img_09.tif)"
+    assert error == f"error: {link} is {what}; remove it or point it at the TIFF stack it stands for.\n"
+    _assert_untouched(extracted, tmp_path)
+
+
+def test_segment_finds_images_as_the_pipeline_does(tmp_path):
+    from rna_localization.segmentation import segment_folder
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    from rna_localization.io import write_stack
+    from rna_localization.segmentation.quality import ImplausibleSegmentationWarning
+
+    write_stack(raw / "a.TIF", np.zeros((4, 16, 16), np.uint16))
+    write_stack(raw / "a.tif", np.zeros((4, 16, 16), np.uint16))
+    with pytest.raises(ValueError, match=r"raw/a\.TIF and a\.tif in .* are both image 'a'"):
+        segment_folder(raw, tmp_path / "seg", workflow="rna", qc=False, spacing=(0.2, 0.1, 0.1))
+    (raw / "a.tif").unlink()
+    (raw / "b.tiff").mkdir()
+    with pytest.warns(ImplausibleSegmentationWarning, match="segmentation of a has no objects"):
+        written = segment_folder(raw, tmp_path / "seg", workflow="rna", qc=False,
+                                 spacing=(0.2, 0.1, 0.1))
+    assert written == [tmp_path / "seg" / "a_seg.tif"]
 
 
 # ---------------------------------------------------------------- config
@@ -263,3 +332,32 @@ def test_hostile_database_name_is_refused(dataset, database_name):
         _db(dataset)
     with pytest.raises(ValueError, match="database name .* is not a plain identifier"):
         Database("dbname=postgres").with_name(HOSTILE)
+
+
+# ------------------------------------------------------------- writing
+def test_export_to_a_file_is_named(extracted, tmp_path, capsys):
+    target = tmp_path / "tables.csv"
+    target.write_text("keep me\n", encoding="utf-8")
+    assert main(["export", "--config", str(extracted[0]), "--to", str(target)]) == 2
+    assert _one_line_error(capsys) == (
+        f"error: {target} is a file, not a folder: the export writes one CSV per table into a "
+        f"folder; give a folder's name (it is created if missing).\n")
+    assert target.read_text(encoding="utf-8") == "keep me\n"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_names_the_file_being_written(extracted, tmp_path, capsys):
+    import os
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "rna.csv").write_text("the previous export\n", encoding="utf-8")
+    # Every write to /dev/full fails with ENOSPC, as on a full disk: the export's
+    # temporary file for rna.csv is made to be it.
+    (folder / f"rna.csv.{os.getpid()}.part").symlink_to("/dev/full")
+    with pytest.raises(OSError, match=rf"no space left on the disk \(or quota\) to write "
+                                      rf"{folder / 'rna.csv'}: free some space") as caught:
+        export_tables(_db(extracted[0]), folder)
+    assert caught.value.errno == 28  # ENOSPC
+    assert (folder / "rna.csv").read_text(encoding="utf-8") == "the previous export\n"
+    assert not list(folder.glob("*.part"))

@@ -47,6 +47,13 @@ def _remove_one_segmentation(root):
     (root / "rna" / "segmentations" / "img_02_seg.tif").unlink()
 
 
+def _one_image_in_two_files(root):
+    import shutil
+
+    seg = root / "rna" / "segmentations" / "img_02_seg.tif"
+    shutil.copy(seg, seg.with_suffix(".TIFF"))
+
+
 def _header_with_a_space(root):
     (root / "raw-data-metadata.csv").write_text("name,rna type\nimg_00,cen\n", encoding="utf-8")
 
@@ -59,6 +66,13 @@ def _unknown_image_in_csv(root):
     path = root / "raw-data-metadata.csv"
     table = pd.read_csv(path)
     pd.concat([table, table.iloc[[0]].assign(name="ghost")]).to_csv(path, index=False)
+
+
+def _misspelt_image_in_csv(root):
+    path = root / "raw-data-metadata.csv"
+    table = pd.read_csv(path)
+    table.loc[table["name"] == "img_01", "name"] = "img_O1"  # a letter O for a zero
+    table.to_csv(path, index=False)
 
 
 def _group_by_column_missing(root):
@@ -85,9 +99,14 @@ def _shape_mismatch(root):
          r"rna-localization segment --structure centrosomes"),
         (_remove_one_segmentation, r"rna: 1 raw stack\(s\) without a segmentation .*: img_02",
          r"segment --structure rna.*segmentation_file_suffix"),
+        (_one_image_in_two_files, r"img_02_seg\.TIFF and img_02_seg\.tif in .* are both image",
+         r"remove or rename one of them"),
         (_header_with_a_space, r"'rna type' is not a plain identifier", r"column names of letters"),
         (_latin1_csv, r"raw-data-metadata\.csv is not UTF-8", r"UTF-8"),
-        (_unknown_image_in_csv, r"names image\(s\) with no raw stack: ghost", r"remove those rows"),
+        (_unknown_image_in_csv, r"line 6: image 'ghost' is in no structure's raw-data/ folder",
+         r"remove the row or add its stack"),
+        (_misspelt_image_in_csv, r"line 3: image 'img_O1' is in no structure's raw-data/ folder",
+         r"did you mean 'img_01'\?"),
         (_group_by_column_missing, r"normalization\.group_by = 'rna_type' is not a column",
          r"add the column or change normalization\.group_by"),
         (_no_raw_data, r"rna has no raw-data/ folder", r"put the raw stacks in .*rna/raw-data"),

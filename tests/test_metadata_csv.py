@@ -176,3 +176,94 @@ def test_an_images_table_with_a_computed_column_name_is_refused(dataset):
         cursor.execute("ALTER TABLE images ADD COLUMN distance double precision DEFAULT 99")
     with pytest.raises(ValueError, match=r"images table has a column named 'distance'"):
         steps.compute_distributions(config, write=False)
+
+
+# ------------------------------------------------- checked against the images before any work
+def _edit_csv(config_path, edit) -> None:
+    path = config_path.parent / "raw-data-metadata.csv"
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    edit(table)
+    table.to_csv(path, index=False)
+
+
+def _nothing_done(config_path) -> None:
+    assert _db(config_path).tables() == []
+    assert not (config_path.parent / "output").exists()
+
+
+def test_a_misspelt_image_name_stops_run_before_any_work(dataset, capsys):
+    def misspell(table):
+        table.loc[table["name"] == "img_02", "name"] = "img_2"
+
+    _edit_csv(dataset, misspell)
+    assert main(["run", "--config", str(dataset)]) == 2
+    error = capsys.readouterr().err
+    assert error == (f"error: metadata CSV {dataset.parent / 'raw-data-metadata.csv'} line 4: "
+                     f"image 'img_2' is in no structure's raw-data/ folder; did you mean "
+                     f"'img_02'?\n")
+    _nothing_done(dataset)
+
+
+def test_an_empty_threshold_cell_stops_run_before_any_work(dataset, capsys):
+    text = dataset.read_text(encoding="utf-8")
+    dataset.write_text(text.replace(
+        "distance_threshold = 2.0",
+        'distance_threshold = { column = "cycle", nc13 = 2.0, nc14 = 3.0 }'), encoding="utf-8")
+
+    def blank(table):
+        table.loc[table["name"] == "img_03", "cycle"] = ""
+        table.loc[table["name"] == "img_01", "cycle"] = "nc15"
+
+    _edit_csv(dataset, blank)
+    assert main(["run", "--config", str(dataset)]) == 2
+    error = capsys.readouterr().err
+    csv = dataset.parent / "raw-data-metadata.csv"
+    assert error.count("\n") == 1
+    assert (f"metadata CSV {csv} line 3: image 'img_01' has cycle = 'nc15', which "
+            f"distribution.distance_threshold does not list (it has nc13, nc14)") in error
+    assert (f"metadata CSV {csv} line 5: image 'img_03' has an empty 'cycle' cell, which "
+            f"distribution.distance_threshold is looked up by; write one of nc13, nc14.") in error
+    _nothing_done(dataset)
+
+
+# ------------------------------------------------- CSVs as spreadsheets write them
+def test_a_semicolon_separated_csv_is_read(tmp_path):
+    csv = tmp_path / "meta.csv"
+    csv.write_text("name;rna_type;ratio\nimg_00;cen;0.5\nimg_01;gapdh;1,5\n", encoding="utf-8")
+    table = read_metadata_csv(csv)
+    assert table.columns.tolist() == ["name", "rna_type", "ratio"]
+    assert table["name"].tolist() == ["img_00", "img_01"]
+    assert table["ratio"].tolist() == ["0.5", "1,5"]  # a decimal comma is text, not a number
+
+
+def test_a_duplicated_name_header_names_both_columns(tmp_path):
+    csv = tmp_path / "meta.csv"
+    csv.write_text("name,rna_type,name\nimg_00,cen,a\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"meta\.csv has two columns of the same name, 'name' "
+                                         r"\(columns 1 and 3\); rename or delete one of them\."):
+        read_metadata_csv(csv)
+
+
+def test_a_spreadsheets_empty_trailing_rows_and_columns_are_dropped(tmp_path):
+    csv = tmp_path / "meta.csv"
+    csv.write_text("name,rna_type,,\nimg_00,cen,,\nimg_01,gapdh,,\n,,,\n,,,\n", encoding="utf-8")
+    table = read_metadata_csv(csv)
+    assert table.to_dict("list") == {"name": ["img_00", "img_01"], "rna_type": ["cen", "gapdh"]}
+    # A column without a name that holds values is still refused.
+    csv.write_text("name,rna_type,\nimg_00,cen,x\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"has a column without a name \(column 3\)"):
+        read_metadata_csv(csv)
+
+
+def test_too_many_columns_for_a_table_are_named(tmp_path):
+    csv = tmp_path / "meta.csv"
+    header = ["name"] + [f"c{i}" for i in range(1699)]
+    csv.write_text(",".join(header) + "\n" + ",".join(["img_00"] + ["1"] * 1699) + "\n",
+                   encoding="utf-8")
+    with pytest.raises(ValueError, match=r"meta\.csv has 1700 columns; the images table holds at "
+                                         r"most 1599 \(PostgreSQL's limit of 1600"):
+        read_metadata_csv(csv)
+    # As many as the limit are read.
+    csv.write_text(",".join(header[:1599]) + "\n" + ",".join(["img_00"] + ["1"] * 1598) + "\n",
+                   encoding="utf-8")
+    assert read_metadata_csv(csv).shape == (1, 1599)

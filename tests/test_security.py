@@ -8,6 +8,7 @@ logged, or put on a command line.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import stat
@@ -259,3 +260,35 @@ def test_redaction_of_any_text_holding_the_url(password, encode):
             redacted = _redact(text)
             _assert_no_fragment(redacted)
             assert "me:***@" in redacted
+
+
+def _square(value: int) -> int:
+    return value * value
+
+
+def test_local_dask_cluster_refuses_clients_without_its_certificate():
+    """Any local user reaches 127.0.0.1; a Dask scheduler runs the code it is sent."""
+    from distributed import Client
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    from rna_localization import parallel
+
+    with parallel._client(2, "") as client:
+        address = client.scheduler.address
+        assert address.startswith("tls://127.0.0.1:")
+        assert client.submit(_square, 7).result() == 49  # the pipeline's own client works
+        port = address.rsplit(":", 1)[1]
+        # Plain TCP, and TLS with another certificate (another user's own), are both refused.
+        for attempt, security in [(f"tcp://127.0.0.1:{port}", None),
+                                  (address, Security.temporary())]:
+            with pytest.raises((OSError, TimeoutError)):
+                Client(attempt, security=security, timeout="3s")
+        # The workers too (each listens on its own port, and runs what it is sent):
+        # not even a connection opens without the certificate.
+        workers = list(client.scheduler_info()["workers"])
+        assert len(workers) == 2
+        for worker in workers:
+            assert worker.startswith("tls://127.0.0.1:")
+            with pytest.raises((OSError, TimeoutError)):
+                asyncio.run(connect(worker.replace("tls://", "tcp://"), timeout="3s"))

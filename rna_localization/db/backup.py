@@ -7,6 +7,7 @@ from pathlib import Path
 
 from psycopg2 import sql
 
+from ..io import replacing
 from .database import Database
 from .locks import pipeline_lock
 from .server import run_client
@@ -65,6 +66,10 @@ def export_tables(db: Database, folder: str | os.PathLike) -> list[Path]:
             msg = (f"tables {first!r} and {second!r} would be written to the same file on a "
                    f"case-insensitive disk (macOS, Windows); rename one of them to export them.")
             raise ValueError(msg)
+    if folder.exists() and not folder.is_dir():
+        msg = (f"{folder} is a file, not a folder: the export writes one CSV per table into a "
+               f"folder; give a folder's name (it is created if missing).")
+        raise ValueError(msg)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     connection = db.connect()
@@ -76,12 +81,10 @@ def export_tables(db: Database, folder: str | os.PathLike) -> list[Path]:
                 order = sql.SQL(", ").join(sql.Literal(i) for i in range(1, min(n_columns, 3) + 1))
                 statement = sql.SQL("COPY (SELECT * FROM {} ORDER BY {}) TO STDOUT WITH (FORMAT csv, HEADER)")
                 path = folder / table_file_name(table)
-                tmp = path.with_name(path.name + ".part")
-                with open(tmp, "w", encoding="utf-8", newline="") as handle:
+                with replacing(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
                     cursor.copy_expert(
                         statement.format(sql.Identifier(table), order).as_string(connection), handle
                     )
-                os.replace(tmp, path)
                 written.append(path)
     finally:
         connection.close()
@@ -96,11 +99,14 @@ def _libpq_args(db: Database) -> tuple[list[str], dict[str, str]]:
 def backup_database(db: Database, path: str | os.PathLike) -> Path:
     """The whole database to one file (pg_dump custom format, compressed)."""
     path = Path(path)
+    if path.is_dir():
+        msg = (f"{path} is a folder: a backup is one file; give a file name, e.g. "
+               f"{path / (db.name + '.dump')}.")
+        raise ValueError(msg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
     args, env = _libpq_args(db)
-    run_client("pg_dump", "--format=custom", "--no-owner", "--file", str(tmp), *args, env=env)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        run_client("pg_dump", "--format=custom", "--no-owner", "--file", str(tmp), *args, env=env)
     return path
 
 

@@ -93,6 +93,15 @@ def ensure_schema(cursor) -> None:
             segmentation_path text,
             PRIMARY KEY (structure, name)
         );
+        -- What tells a replaced file from the one extracted (io.file_fingerprint); added
+        -- to tables made before they existed (NULL there: unknown, not checked).
+        ALTER TABLE label_images
+            ADD COLUMN IF NOT EXISTS raw_size bigint,
+            ADD COLUMN IF NOT EXISTS raw_mtime double precision,
+            ADD COLUMN IF NOT EXISTS raw_sha256 text,
+            ADD COLUMN IF NOT EXISTS segmentation_size bigint,
+            ADD COLUMN IF NOT EXISTS segmentation_mtime double precision,
+            ADD COLUMN IF NOT EXISTS segmentation_sha256 text;
         CREATE TABLE IF NOT EXISTS distance_measurements (
             structure_1 text NOT NULL,
             structure_2 text NOT NULL,
@@ -240,13 +249,17 @@ def write_image_objects(
     *,
     raw_path: str = "",
     segmentation_path: str = "",
+    raw_fingerprint=None,
+    segmentation_fingerprint=None,
     overwrite: bool = False,
 ) -> bool:
     """Write one image's objects and label image, replacing what it had.
 
     Call inside a transaction: the image is then entirely in the database or
     not at all. Returns False (and writes nothing) when the image is already
-    extracted and `overwrite` is false.
+    extracted and `overwrite` is false. The fingerprints
+    (:class:`~rna_localization.io.FileFingerprint`, optional) of the files read
+    let the next extraction see that one was replaced.
     """
     _lock_image(cursor, structure, name)
     if is_extracted(cursor, structure, name):
@@ -255,25 +268,36 @@ def write_image_objects(
     _delete_rows(cursor, structure, name)
     _copy_objects(cursor, structure, name, objects)
     blob, dtype = encode_labels(label_image)
+    fingerprints = [value for fingerprint in (raw_fingerprint, segmentation_fingerprint)
+                    for value in ((fingerprint.size, fingerprint.mtime, fingerprint.sha256)
+                                  if fingerprint is not None else (None, None, None))]
     cursor.execute(
         """
         INSERT INTO label_images (structure, name, shape_z, shape_y, shape_x, spacing_z,
-            spacing_y, spacing_x, n_objects, dtype, labels, raw_path, segmentation_path)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            spacing_y, spacing_x, n_objects, dtype, labels, raw_path, segmentation_path,
+            raw_size, raw_mtime, raw_sha256, segmentation_size, segmentation_mtime,
+            segmentation_sha256)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         """,
         (structure, name, *map(int, label_image.shape), *map(float, spacing), len(objects),
-         dtype, blob, raw_path, segmentation_path),
+         dtype, blob, raw_path, segmentation_path, *fingerprints),
     )
     fault_point("extract")  # crash tests: rows written, transaction not committed
     return True
 
 
+_EXTRACTED_COLUMNS = ["structure", "name", "n_objects", "spacing_z", "spacing_y", "spacing_x",
+                      "raw_path", "raw_size", "raw_mtime", "raw_sha256", "segmentation_path",
+                      "segmentation_size", "segmentation_mtime", "segmentation_sha256"]
+
+
 def extracted_images(cursor) -> pd.DataFrame:
-    """Every extracted image: ``structure``, ``name``, ``n_objects`` and the voxel size (z, y, x) it was extracted at."""
-    columns = ["structure", "name", "n_objects", "spacing_z", "spacing_y", "spacing_x"]
+    """Every extracted image: ``structure``, ``name``, ``n_objects``, the voxel size (z, y, x) it
+    was extracted at, and the path, size, mtime and SHA-256 of its raw and segmentation files."""
     cursor.execute(sql.SQL("SELECT {} FROM label_images").format(
-        sql.SQL(", ").join(map(sql.Identifier, columns))))
-    return pd.DataFrame(cursor.fetchall(), columns=columns)
+        sql.SQL(", ").join(map(sql.Identifier, _EXTRACTED_COLUMNS))))
+    return pd.DataFrame(cursor.fetchall(), columns=_EXTRACTED_COLUMNS).astype(
+        {"spacing_z": float, "spacing_y": float, "spacing_x": float})
 
 
 def delete_image(cursor, structure: str, name: str) -> None:

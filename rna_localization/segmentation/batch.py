@@ -29,7 +29,7 @@ from ..calibration import (
     warn_mismatches,
 )
 from ..config import DEFAULT_SPACING, DataConfig
-from ..io import read_stack, read_voxel_size, stack_shape, write_stack
+from ..io import read_stack, read_voxel_size, stack_shape, tiff_files, write_stack
 from ..objects import label_objects, normalize_spacing
 from ..parallel import worker_count
 from .params import WORKFLOWS, SegmentationParams, load_params
@@ -39,7 +39,6 @@ from .workflows import segment
 __all__ = ["qc_overlay", "qc_problems", "segment_folder", "segment_structure",
            "workflow_for_structure", "write_qc_page"]
 
-_TIFF = (".tif", ".tiff")
 _QC_CACHE = "objects.json"
 #: Sub-folder of ``qc/`` holding each overlay at the stack's full resolution (the page links to it).
 QC_FULL_DIR = "full"
@@ -68,18 +67,7 @@ def _inputs(input_dir: Path) -> list[Path]:
     if not input_dir.is_dir():
         msg = f"input folder {input_dir} does not exist or is not a folder."
         raise FileNotFoundError(msg)
-    files = sorted(p for p in input_dir.iterdir()
-                   if p.suffix.lower() in _TIFF and p.is_file() and not p.name.startswith("."))
-    stems: dict[str, Path] = {}
-    for path in files:
-        if path.stem in stems:
-            msg = (
-                f"{stems[path.stem].name} and {path.name} in {input_dir} have the same image "
-                f"name {path.stem!r}; rename or remove one."
-            )
-            raise ValueError(msg)
-        stems[path.stem] = path
-    return files
+    return list(tiff_files(input_dir).values())
 
 
 def _assess(segmentation: np.ndarray, spacing, name: str) -> tuple[int, list[str]]:
