@@ -49,6 +49,14 @@ def _oracle(config_path, spacing=SPACING) -> tuple[pd.DataFrame, pd.DataFrame]:
     return rna, pd.concat(distributions, ignore_index=True)
 
 
+def _assert_nothing_stale(dataset):
+    """Extracting again finds nothing changed: no warning, every image skipped."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", steps.PipelineWarning)
+        report = steps.extract(load_config(dataset))
+    assert set(report["status"]) == {"skipped"}
+
+
 def test_a_corrected_voxel_size_is_extracted_and_measured_again(dataset):
     assert main(["run", "--config", str(dataset)]) == 0
     # [scale] had a typo: xy is 0.2 µm, not 0.1. The next run, without --overwrite,
@@ -67,11 +75,8 @@ def test_a_corrected_voxel_size_is_extracted_and_measured_again(dataset):
     assert len(measured) == len(expected) > 50
     np.testing.assert_allclose(measured["distance_to_centrosomes"], expected["distance"],
                                rtol=1e-12, atol=1e-12)
-    # A third run at the same scale has nothing stale: no warning, nothing extracted.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", steps.PipelineWarning)
-        report = steps.extract(load_config(dataset))
-    assert set(report["status"]) == {"skipped"}
+    # A third run at the same scale has nothing stale.
+    _assert_nothing_stale(dataset)
 
 
 def test_a_replaced_segmentation_is_extracted_and_measured_again(dataset):
@@ -97,11 +102,7 @@ def test_a_replaced_segmentation_is_extracted_and_measured_again(dataset):
     np.testing.assert_array_equal(measured["area"], expected["area"])
     np.testing.assert_allclose(measured["distance_to_centrosomes"], expected["distance"],
                                rtol=1e-12, atol=1e-12)
-    # Nothing changed since: no warning, nothing extracted.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", steps.PipelineWarning)
-        report = steps.extract(load_config(dataset))
-    assert set(report["status"]) == {"skipped"}
+    _assert_nothing_stale(dataset)
 
 
 def _by_centroid(frame: pd.DataFrame) -> pd.DataFrame:
