@@ -352,7 +352,7 @@ class Config:
                    f"can be (e.g. \"embryo\"), or \"\" for the whole image.")
             raise ValueError(msg)
         if self.distances.workers < 0:
-            msg = f"distances.workers must be >= 0 (0: one per core); got {self.distances.workers}."
+            msg = f"distances.workers must be >= 0 (0: automatic, 1: serial); got {self.distances.workers}."
             raise ValueError(msg)
         n = self.normalization
         if self.distribution.distance not in DISTANCE_KINDS:

@@ -275,7 +275,7 @@ def render_config(survey: DataSurvey, *, data_dir: str = ".") -> str:
          else 'structure_2 = ""   # one structure alone: no distances; molecules per image are '
               "counted (name a second structure here once you have one)"),
         "overwrite = false",
-        "workers = 0              # 0 → one per core",
+        "workers = 0              # 0 → serial, one per core once the rest is long",
         "",
         "[normalization]",
         f"structure = {_toml_string(first)}",

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -47,6 +48,11 @@ __all__ = ["RETRIES", "map_images", "shared_clusters", "usable_cores", "worker_c
 
 #: How many times a task that raised an unexpected error is tried again.
 RETRIES = 2
+
+#: With ``workers = 0``, images run in this process until those left would take
+#: this many seconds more one after another; only then is a local cluster started
+#: for them (its start, a few seconds, costs more than it saves on short jobs).
+AUTO_CLUSTER_SECONDS = 15.0
 
 #: How long to wait for a remote Dask scheduler to answer.
 CONNECT_TIMEOUT = "30s"
@@ -231,6 +237,11 @@ def shared_clusters() -> Iterator[None]:
             context.__exit__(None, None, None)
 
 
+def _cluster_running(workers: int) -> bool:
+    """Whether :func:`shared_clusters` already holds a local cluster of `workers` workers."""
+    return _shared is not None and (workers, "") in _shared
+
+
 @contextmanager
 def _use_client(workers: int, scheduler: str) -> Iterator:
     if _shared is None:
@@ -263,8 +274,11 @@ def map_images(function: Callable, tasks: Iterable[tuple], *, workers: int = 1,
         Positional arguments, one tuple per call: names and paths, not arrays.
     workers : int
         Worker processes when `scheduler` is empty: 1 → in this process, no
-        cluster; 0 → a local Dask cluster with one worker per core; N → a
-        local cluster of N workers (never more than tasks).
+        cluster; 0 → in this process while the images left would take less
+        than :data:`AUTO_CLUSTER_SECONDS` one after another (judged from
+        those done), then a local Dask cluster with one worker per usable
+        core for the rest; N → a local cluster of N workers (never more than
+        tasks).
     scheduler : str
         Address of a running Dask scheduler (``tcp://host:8786``): its workers
         run the tasks and `workers` is ignored. "" → this machine.
@@ -294,6 +308,20 @@ def map_images(function: Callable, tasks: Iterable[tuple], *, workers: int = 1,
                 yield function(*task)
                 bar.update()
             return
+        if workers == 0 and not scheduler and not _cluster_running(n):
+            # One after another until the rest looks long enough to pay for a cluster.
+            started, done = time.perf_counter(), 0
+            while done < len(tasks):
+                yield function(*tasks[done])
+                bar.update()
+                done += 1
+                left = len(tasks) - done
+                if left and (time.perf_counter() - started) / done * left > AUTO_CLUSTER_SECONDS:
+                    break
+            tasks = tasks[done:]
+            if not tasks:
+                return
+            n = worker_count(workers, len(tasks))
         from distributed import KilledWorker, as_completed
 
         with _use_client(n, scheduler) as client:

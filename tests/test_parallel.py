@@ -117,6 +117,20 @@ def test_an_image_that_keeps_killing_workers_is_one_clear_error():
         list(parallel.map_images(always_die, [(1,), (2,)], workers=2, desc="extract"))
 
 
+def test_workers_0_runs_short_jobs_in_this_process_and_long_ones_on_a_cluster(monkeypatch):
+    # A short job (the rest would take far less than AUTO_CLUSTER_SECONDS): every task runs
+    # here, with no cluster to start.
+    tasks = [()] * 4
+    assert set(parallel.map_images(os.getpid, tasks, workers=0)) == {os.getpid()}
+    # A long one (here: any time at all is too long): the first task runs here, then the
+    # rest go to a local cluster's worker processes.
+    monkeypatch.setattr(parallel, "AUTO_CLUSTER_SECONDS", 0.0)
+    pids = list(parallel.map_images(os.getpid, tasks, workers=0))
+    assert pids[0] == os.getpid()
+    assert len(pids) == 4
+    assert os.getpid() not in pids[1:]
+
+
 def test_serial_map_images_starts_no_cluster(tmp_path):
     script = textwrap.dedent(
         """
