@@ -403,8 +403,9 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
                                 "status": "skipped"})
             else:
                 todo.append([db.dsn, s1, s2, name, overwrite])
-        # One image at a time: its queries use every core; several at once: one each.
-        alone = not config.dask.scheduler and worker_count(workers, len(todo)) == 1
+        # Images one after another (workers = 1, and workers = 0 until it starts a cluster):
+        # each one's queries use every core; on a cluster of several workers: one each.
+        alone = not config.dask.scheduler and (workers == 0 or worker_count(workers, len(todo)) == 1)
         todo = [(*task, None if alone else 1) for task in todo]
         reports += list(map_images(_measure_one, todo, workers=workers,
                                    scheduler=config.dask.scheduler, desc="distances"))
