@@ -64,13 +64,9 @@ def config_record(config: Config) -> dict:
             return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
         return value
 
-    record = {}
-    for field in dataclasses.fields(config):
-        section = getattr(config, field.name)
-        if dataclasses.is_dataclass(section):
-            record[field.name] = {f.name: plain(getattr(section, f.name))
-                                  for f in dataclasses.fields(section)}
-    return record
+    sections = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    return {name: plain(section) for name, section in sections.items()
+            if dataclasses.is_dataclass(section)}
 
 
 def single_molecule_table(objects: pd.DataFrame, images: pd.DataFrame, *, group_by: str,
