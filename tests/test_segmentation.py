@@ -28,9 +28,11 @@ from rna_localization.segmentation import (
     remove_background,
     segment,
     segment_folder,
+    segment_intermediates,
     segment_structure,
     separate_touching,
     size_filter,
+    spot_shape,
     volume_to_voxels,
 )
 
@@ -133,11 +135,12 @@ def test_rna_default_detection_keeps_granules_whole(simulated):
 # Figures the defaults reach on realistic images (RESULTS.md has the full sweep
 # beside Big-FISH), a little under what they measure on these images. The issue's
 # target (0.97 from SNR 5) holds on the confocal grid; on the widefield one the
-# faintest molecules at SNR 5-8 and pairs just beyond the resolution limit are
-# lost: the assertions guard what holds today, the benchmark reports the gap.
+# faintest molecules at SNR 5 are lost: the assertions guard what holds today, the
+# benchmark reports the gap. (Without splitting blended spots, widefield reached
+# 0.953-0.958 at SNR 8-20 on these images: pairs just beyond the resolution limit.)
 SWEEP = [(preset, snr) for preset in ("confocal", "widefield") for snr in (3, 4, 5, 8, 12, 20)]
-RECALL_FLOOR = {"confocal": {3: 0.94, 4: 0.96, 5: 0.97, 8: 0.97, 12: 0.97, 20: 0.97},
-                "widefield": {3: 0.5, 4: 0.72, 5: 0.83, 8: 0.91, 12: 0.93, 20: 0.93}}
+RECALL_FLOOR = {"confocal": {3: 0.95, 4: 0.97, 5: 0.98, 8: 0.98, 12: 0.98, 20: 0.98},
+                "widefield": {3: 0.5, 4: 0.72, 5: 0.85, 8: 0.96, 12: 0.97, 20: 0.97}}
 
 
 @pytest.mark.parametrize(("preset", "snr"), SWEEP)
@@ -261,6 +264,81 @@ def test_find_spots_gives_sub_voxel_positions():
     assert len(found) == 2
     nearest = cKDTree(found).query(centres)[0]
     assert nearest.max() < 0.15, nearest  # voxels
+
+
+def _render(centres, amplitudes, shape, background, rng):
+    """Gaussian spots (PSF of the confocal preset), each drawn in its own box, shot noise."""
+    sigma = PSF_UM / SPACING
+    image = np.full(shape, background, dtype=float)
+    reach = np.ceil(4 * sigma).astype(int)
+    for centre, amplitude in zip(centres, amplitudes, strict=True):
+        low = np.maximum(np.floor(centre).astype(int) - reach, 0)
+        high = np.minimum(np.floor(centre).astype(int) + reach + 1, shape)
+        box = tuple(slice(a, b) for a, b in zip(low, high))
+        grid = np.ogrid[box]
+        image[box] += amplitude * np.exp(-0.5 * sum(((grid[a] - centre[a]) / sigma[a]) ** 2
+                                                    for a in range(3)))
+    return rng.poisson(image).astype(np.uint16)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_blended_pairs_are_split_and_lone_molecules_are_not(seed):
+    # Lone molecules on a jittered grid, 30% of them with a second molecule 2-3 PSF sigmas
+    # away in a random 3-D direction (one maximum for most such pairs), brightness
+    # log-normal around 21 noise SDs, Poisson noise. Oracle: the true positions.
+    rng = np.random.default_rng(seed)
+    shape = (24, 160, 160)
+    sigma = PSF_UM / SPACING
+    step = np.ceil(6 * sigma).astype(int)
+    sites = np.stack(np.meshgrid(*[np.arange(s + 2, n - s - 1, s) for s, n in zip(step, shape)],
+                                 indexing="ij"), axis=-1).reshape(-1, 3).astype(float)
+    sites += rng.uniform(-0.5, 0.5, sites.shape)
+    pair = rng.random(len(sites)) < 0.3
+    direction = rng.normal(size=(len(sites), 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    half = 0.5 * rng.uniform(2.0, 3.0, len(sites))[:, None] * direction * sigma
+    centres = np.concatenate([np.where(pair[:, None], sites - half, sites), sites[pair] + half[pair]])
+    in_pair = np.r_[pair, np.ones(pair.sum(), dtype=bool)]
+    image = _render(centres, 300 * np.exp(0.35 * rng.normal(size=len(centres))), shape, 200.0, rng)
+
+    def found(fraction):
+        run = segment_intermediates(image, SegmentationParams("rna", blend_fraction=fraction),
+                                    spacing=SPACING)
+        detected = run.spots[["z", "y", "x"]].to_numpy() * SPACING
+        matched_detections, matched = synthetic.match_points(detected, centres * SPACING,
+                                                             radius=0.75 * PSF_UM)
+        hit = np.zeros(len(centres), dtype=bool)
+        hit[matched] = True
+        return hit, len(detected) - len(matched_detections), run.spots
+
+    hit, extra, spots = found(PRESETS["rna"]["blend_fraction"])
+    hit_unsplit, extra_unsplit, _ = found(0.0)
+    assert pair.sum() >= 50
+    # Measured 0.89 of the paired molecules, against 0.54-0.57 from the maxima alone.
+    assert hit[in_pair].mean() >= 0.85, hit[in_pair].mean()
+    assert hit_unsplit[in_pair].mean() <= 0.7
+    assert hit[~in_pair].all()
+    # A lone molecule is not split: at most a few detections match nothing.
+    assert extra <= extra_unsplit + 0.05 * pair.sum(), (extra, extra_unsplit)
+    assert spots["blended"].sum() <= 2 * pair.sum()
+
+
+def test_spot_shape_is_measured_on_the_image():
+    # Gaussian spots of known sigmas (voxels) with noise, brightness varying 3-fold:
+    # the median neighbour-to-peak ratio gives the sigma back.
+    rng = np.random.default_rng(2)
+    shape, sigma = (20, 96, 96), np.array([1.4, 1.1, 1.1])
+    centres = np.stack(np.meshgrid(*[np.arange(5, n - 4, 9) for n in shape], indexing="ij"),
+                       axis=-1).reshape(-1, 3) + rng.uniform(-0.5, 0.5, (1, 3))
+    grid = np.indices(shape).astype(float)
+    filtered = rng.normal(0.0, 1.0, shape)
+    for centre, amplitude in zip(centres, rng.uniform(30, 90, len(centres)), strict=True):
+        filtered += amplitude * np.exp(-0.5 * sum(((grid[a] - centre[a]) / sigma[a]) ** 2
+                                                  for a in range(3)))
+    spots = find_spots(filtered, 10.0, spacing=1.0, min_distance_um=1.0)
+    assert len(spots) == len(centres)
+    assert spot_shape(filtered, spots) == pytest.approx(sigma, rel=0.06)
+    assert spot_shape(filtered, spots.head(5)) is None  # too few to measure
 
 
 def test_masks_follow_the_optics_not_the_brightness():

@@ -13,7 +13,10 @@ The steps, each a function here, in the order :func:`.workflows.segment` runs th
    Euler characteristic of a smooth Gaussian field, exact for white noise);
 4. :func:`find_spots`: local maxima of ``filtered / noise`` above ``k``, with
    sub-voxel positions from a parabola through each axis;
-5. :func:`grow_objects`: a watershed from the spots over the voxels above
+5. :func:`split_blended_spots`: two molecules too close to make two maxima,
+   found in what is left once every spot's own image (its shape measured on
+   the image's spots) is subtracted, and fitted as two;
+6. :func:`grow_objects`: a watershed from the spots over the voxels above
    ``floor`` noise SDs; touching basins without a real dip between them are
    merged (a granule stays one object), then each object keeps the voxels
    where the filtered image reaches ``mask_fraction`` of its peak, so a mask's
@@ -43,6 +46,8 @@ __all__ = [
     "SPOT_COLUMNS",
     "find_spots",
     "grow_objects",
+    "split_blended_spots",
+    "spot_shape",
     "less_smoothed",
     "local_noise",
     "noise_threshold",
@@ -579,6 +584,316 @@ def find_spots(score: np.ndarray, threshold: float, *, spacing, min_distance_um)
     return table.astype(SPOT_COLUMNS)
 
 
+#: Spots whose filtered peak is within this factor of the median spot's (either way)
+#: give the single-spot shape :func:`spot_shape` measures.
+_SHAPE_SPOTS = 2.0
+#: :func:`spot_shape` needs at least this many such spots.
+_MIN_SHAPE_SPOTS = 10
+#: Spots are drawn out to this many of their sigmas by :func:`find_hidden_spots`.
+_MODEL_REACH = 3.0
+#: Spots drawn per batch (bounds memory on full frames).
+_MODEL_BATCH = 4096
+
+
+def spot_shape(filtered: np.ndarray, spots: pd.DataFrame) -> np.ndarray | None:
+    """Gaussian sigma, in voxels along (z, y, x), of a single spot in the filtered image.
+
+    Measured on the image itself, not assumed: for the spots whose peak is
+    within a factor of 2 of the median spot's (single molecules, not granules),
+    the median ratio ``r`` of the two neighbours' mean to the peak along each
+    axis; a Gaussian of sigma ``s`` sampled on the voxel grid gives
+    ``r = exp(-1 / (2 s²))``. So it holds whatever the microscope's PSF and
+    the detection filter are.
+
+    Parameters
+    ----------
+    filtered : (Z, Y, X) ndarray of float
+        :func:`remove_background`'s output.
+    spots : DataFrame
+        :func:`find_spots`'s table of that image.
+
+    Returns
+    -------
+    (3,) ndarray of float, or None
+        None when fewer than 10 spots qualify, or on an axis shorter than 3
+        voxels.
+
+    Examples
+    --------
+    >>> z, y, x = np.mgrid[:15, :31, :31]
+    >>> filtered = np.zeros((15, 31, 31))
+    >>> spots = []
+    >>> for cy in (5, 15, 25):
+    ...     for cx in (5, 15, 25):
+    ...         filtered += np.exp(-((z - 7) ** 2 / (2 * 1.5 ** 2)
+    ...                              + ((y - cy) ** 2 + (x - cx) ** 2) / (2 * 1.2 ** 2)))
+    ...         spots.append((7, cy, cx))
+    >>> table = find_spots(filtered, 0.5, spacing=1.0, min_distance_um=1.0)
+    >>> [round(float(s), 2) for s in spot_shape(filtered, table)]  # 9 spots: too few
+    Traceback (most recent call last):
+    TypeError: 'NoneType' object is not iterable
+    >>> table = pd.concat([table] * 2, ignore_index=True)
+    >>> [round(float(s), 2) for s in spot_shape(filtered, table)]
+    [1.5, 1.2, 1.2]
+    """
+    if len(spots) == 0 or min(filtered.shape) < 3:
+        return None
+    index = spots[["zi", "yi", "xi"]].to_numpy()
+    peak = filtered[tuple(index.T)].astype(np.float64)
+    middle = float(np.median(peak))
+    if not middle > 0:
+        return None
+    typical = (peak >= middle / _SHAPE_SPOTS) & (peak <= middle * _SHAPE_SPOTS)
+    index, peak = index[typical], peak[typical]
+    if len(index) < _MIN_SHAPE_SPOTS:
+        return None
+    sigma = np.empty(3)
+    for axis in range(3):
+        inside = (index[:, axis] > 0) & (index[:, axis] < filtered.shape[axis] - 1)
+        below, above = index[inside].copy(), index[inside].copy()
+        below[:, axis] -= 1
+        above[:, axis] += 1
+        ratio = (filtered[tuple(below.T)] + filtered[tuple(above.T)]) / (2 * peak[inside])
+        if inside.sum() < _MIN_SHAPE_SPOTS:
+            return None
+        middle_ratio = float(np.median(ratio))
+        if not 0 < middle_ratio < 1:
+            return None
+        sigma[axis] = math.sqrt(-1.0 / (2.0 * math.log(middle_ratio)))
+    return sigma
+
+
+def _draw_spots(shape, position: np.ndarray, amplitude: np.ndarray,
+                sigma: np.ndarray) -> np.ndarray:
+    """Sum of Gaussians of `sigma` (voxels) at sub-voxel `position` rows, float32 volume.
+
+    Each Gaussian is the outer product of three 1-D ones, cut at
+    :data:`_MODEL_REACH` sigmas, added into a volume padded by that reach
+    (so no index falls outside) with one ``bincount`` per batch.
+    """
+    reach = np.ceil(_MODEL_REACH * sigma).astype(int)
+    padded = tuple(int(n + 2 * r) for n, r in zip(shape, reach))
+    strides = np.array([padded[1] * padded[2], padded[2], 1])
+    steps = [np.arange(-r, r + 1) for r in reach]
+    offset_flat = (steps[0][:, None, None] * strides[0] + steps[1][None, :, None] * strides[1]
+                   + steps[2][None, None, :]).ravel()
+    model = np.zeros(int(np.prod(padded)), dtype=np.float64)
+    centre = np.rint(position).astype(np.int64)
+    for start in range(0, len(position), _MODEL_BATCH):
+        part = slice(start, start + _MODEL_BATCH)
+        factors = [np.exp(-0.5 * ((centre[part, a, None] + steps[a][None, :]
+                                   - position[part, a, None]) / sigma[a]) ** 2)
+                   for a in range(3)]
+        values = (amplitude[part, None, None, None] * factors[0][:, :, None, None]
+                  * factors[1][:, None, :, None] * factors[2][:, None, None, :])
+        base = (centre[part] + reach) @ strides
+        flat = (base[:, None] + offset_flat[None, :]).ravel()
+        model += np.bincount(flat, weights=values.ravel(), minlength=model.size)
+    model = model.reshape(padded)
+    inner = tuple(slice(int(r), int(r + n)) for r, n in zip(reach, shape))
+    return model[inner].astype(np.float32)
+
+
+#: :func:`split_blended_spots` splits no spot this many times as bright as the median
+#: spot, nor any spot near one (two blended molecules peak at 1-1.5 times a single's;
+#: a granule of a few molecules higher).
+_SPLIT_BRIGHTNESS = 2.0
+#: Gauss-Newton steps of :func:`_fit_pairs`.
+_FIT_STEPS = 12
+
+
+#: :func:`_fit_pairs` fits the voxels within this many spot sigmas of a pair's middle.
+_FIT_REACH = 2.5
+
+
+def _fit_pairs(data_at, start_1, start_2, amplitude, sigma):
+    """Least-squares fit of two Gaussians of `sigma` to windows of data, all pairs at once.
+
+    ``data_at(voxels)`` gives each pair's data at (P, V, 3) voxel positions
+    (its window: :data:`_FIT_REACH` sigmas around the starting pair's middle),
+    NaN outside the image. Gauss-Newton steps (lightly damped, no molecule
+    moving more than a sigma per step). Returns the fitted (a1, a2, m1, m2);
+    positions in voxels.
+    """
+    reach = np.ceil(_FIT_REACH * sigma).astype(int)
+    steps = [np.arange(-r, r + 1) for r in reach]
+    offsets = np.stack(np.meshgrid(*steps, indexing="ij"), axis=-1).reshape(-1, 3)
+    centre = np.rint(0.5 * (start_1 + start_2)).astype(np.int64)
+    data = data_at(centre[:, None, :] + offsets[None, :, :])    # (P, V)
+    weight = np.isfinite(data).astype(np.float64)
+    data = np.nan_to_num(data)
+    n = len(centre)
+    # Each axis's coordinates in each window: (P, 2r + 1).
+    axes = [centre[:, a, None] + steps[a][None, :] for a in range(3)]
+    shapes = [(n, -1, 1, 1), (n, 1, -1, 1), (n, 1, 1, -1)]
+
+    def gaussian(m):
+        # Value and its three coordinate differences / sigma², on the (P, V) window.
+        parts = [(axes[a] - m[:, a, None]) / sigma[a] for a in range(3)]
+        value = np.ones((n, 1, 1, 1))
+        for a in range(3):
+            value = value * np.exp(-0.5 * parts[a] ** 2).reshape(shapes[a])
+        value = value.reshape(n, -1)
+        slopes = [np.broadcast_to((parts[a] / sigma[a]).reshape(shapes[a]),
+                                  (n, *(len(v) for v in steps))).reshape(n, -1) for a in range(3)]
+        return value, slopes
+
+    params = np.concatenate([amplitude[:, None] * 0.6, amplitude[:, None] * 0.6,
+                             start_1, start_2], axis=1)        # (P, 8)
+    damping = 1e-3 * np.eye(8)
+    for _ in range(_FIT_STEPS):
+        a1, a2 = params[:, 0, None], params[:, 1, None]
+        g1, s1 = gaussian(params[:, 2:5])
+        g2, s2 = gaussian(params[:, 5:8])
+        error = (a1 * g1 + a2 * g2 - data) * weight
+        jacobian = np.stack([g1, g2, *(a1 * g1 * s for s in s1), *(a2 * g2 * s for s in s2)],
+                            axis=2) * weight[..., None]       # (P, V, 8)
+        normal = np.matmul(jacobian.transpose(0, 2, 1), jacobian)
+        normal += normal * damping + 1e-12 * np.eye(8)
+        gradient = np.matmul(jacobian.transpose(0, 2, 1), error[..., None])
+        step = np.linalg.solve(normal, gradient)[..., 0]
+        # No step moves a molecule by more than a sigma.
+        move = np.abs(step[:, 2:]).reshape(-1, 2, 3) / sigma
+        scale = np.minimum(1.0, 1.0 / np.maximum(move.max(axis=(1, 2)), 1e-12))
+        params = params - step * scale[:, None]
+    return params[:, 0], params[:, 1], params[:, 2:5], params[:, 5:8]
+
+
+def split_blended_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFrame,
+                        threshold: float, *, spacing, min_distance_um,
+                        min_fraction: float) -> pd.DataFrame:
+    """Split the spots that are two molecules too close to make two maxima.
+
+    Two molecules closer than about two PSF widths blur into one maximum.
+    Every spot's own image (a Gaussian of the shape :func:`spot_shape`
+    measures on this image, at the spot's sub-voxel position, scaled to its
+    peak) is subtracted; a second molecule beside a spot leaves a bump in the
+    residual where a lone molecule leaves almost nothing. A residual maximum
+    flags its nearest spot when it exceeds `threshold` noise SDs, reaches
+    `min_fraction` of that spot's amplitude (a spot whose shape is a little
+    off the model leaves a residual of a few percent of its peak), lies
+    between one and three spot sigmas from it, and neither it nor any spot
+    within four sigmas is twice the median spot's amplitude or more (a
+    granule's lumpy image is not two molecules). Two Gaussians of that shape are then
+    fitted to the flagged spot's light (least squares, all spots at once);
+    the spot becomes two when both fitted molecules exceed `threshold` noise
+    SDs and lie one to four sigmas apart.
+
+    Parameters
+    ----------
+    filtered : (Z, Y, X) ndarray of float
+        :func:`remove_background`'s output.
+    noise : (Z, Y, X) ndarray of float
+        :func:`local_noise` of `filtered`.
+    spots : DataFrame
+        :func:`find_spots`'s table of ``filtered / noise``.
+    threshold : float
+        The noise SDs the spots had to exceed.
+    spacing : float or sequence of 3 floats
+        Microns per voxel (z, y, x).
+    min_distance_um : float or (axial, lateral)
+        :func:`find_spots`'s box half-width.
+    min_fraction : float
+        Fraction of a spot's amplitude its residual must reach; 0 splits none.
+
+    Returns
+    -------
+    DataFrame
+        `spots` with each split spot moved to its first molecule and a row
+        appended for the second, and a boolean column ``blended`` marking both
+        (:func:`grow_objects` keeps them apart). Unchanged (all False) when
+        there are too few spots to measure their shape.
+
+    Examples
+    --------
+    Two molecules 1.9 sigmas apart along x make one maximum; it is split in two:
+
+    >>> z, y, x = np.mgrid[:15, :41, :61]
+    >>> def spot(cz, cy, cx):
+    ...     return np.exp(-((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2) / (2 * 1.3 ** 2))
+    >>> filtered = sum(spot(7, cy, cx) for cy in (6, 13, 20, 27, 34) for cx in (6, 13, 20))
+    >>> filtered = filtered + spot(7, 20, 40) + spot(7, 20, 42.5)
+    >>> noise = np.full(filtered.shape, 0.02)
+    >>> spots = find_spots(filtered / noise, 10, spacing=1.0, min_distance_um=1.0)
+    >>> len(spots)
+    16
+    >>> split = split_blended_spots(filtered, noise, spots, 10, spacing=1.0,
+    ...                             min_distance_um=1.0, min_fraction=0.25)
+    >>> len(split), int(split["blended"].sum())
+    (17, 2)
+    >>> sorted(round(float(v), 1) for v in split.loc[split["blended"], "x"])
+    [40.0, 42.5]
+    """
+    spots = spots.reset_index(drop=True).assign(blended=False)
+    if min_fraction <= 0 or len(spots) == 0:
+        return spots
+    sigma = spot_shape(filtered, spots)
+    if sigma is None:
+        return spots
+    index = spots[["zi", "yi", "xi"]].to_numpy()
+    position = spots[["z", "y", "x"]].to_numpy(dtype=np.float64)
+    offset = (position - index) / sigma
+    amplitude = (filtered[tuple(index.T)].astype(np.float64)
+                 * np.exp(0.5 * np.einsum("sa,sa->s", offset, offset)))
+    left = filtered - _draw_spots(filtered.shape, position, amplitude, sigma)
+    found = find_spots(left / noise, threshold, spacing=spacing, min_distance_um=min_distance_um)
+    if len(found) == 0:
+        return spots
+    from scipy.spatial import cKDTree
+
+    at = found[["z", "y", "x"]].to_numpy(dtype=np.float64)
+    distance, nearest = cKDTree(position / sigma).query(at / sigma)
+    bright = amplitude >= _SPLIT_BRIGHTNESS * float(np.median(amplitude))
+    # (A bright spot is within four sigmas of itself.)
+    near_bright = np.zeros(len(found), dtype=bool)
+    if bright.any():
+        near_bright = cKDTree(position[bright] / sigma).query(at / sigma)[0] <= 4.0
+    level = left[tuple(found[["zi", "yi", "xi"]].to_numpy().T)]
+    flagged = ((distance >= 1.0) & (distance <= 3.0) & ~near_bright
+               & (level >= min_fraction * amplitude[nearest]))
+    if not flagged.any():
+        return spots
+    # One bump per spot, its strongest (the rows are sorted by score).
+    parent, first = np.unique(nearest[flagged], return_index=True)
+    bump = at[np.flatnonzero(flagged)[first]]
+    start = position[parent]
+    shape = np.array(filtered.shape)
+
+    def data_at(voxels):
+        inside = np.all((voxels >= 0) & (voxels < shape), axis=2)
+        clipped = np.clip(voxels, 0, shape - 1)
+        values = left[tuple(np.moveaxis(clipped, 2, 0))].astype(np.float64)
+        delta = (voxels - start[:, None, :]) / sigma
+        values += amplitude[parent, None] * np.exp(-0.5 * np.einsum("pva,pva->pv", delta, delta))
+        return np.where(inside, values, np.nan)
+
+    a1, a2, m1, m2 = _fit_pairs(data_at, start - 0.4 * (bump - start),
+                                start + 0.6 * (bump - start), amplitude[parent], sigma)
+    apart = np.sqrt((((m1 - m2) / sigma) ** 2).sum(axis=1))
+    middle = np.rint(0.5 * (start + bump))
+    reach = np.ceil(_FIT_REACH * sigma)
+    within = np.all((np.abs(m1 - middle) <= reach) & (np.abs(m2 - middle) <= reach), axis=1)
+    within &= np.all((m1 >= 0) & (m1 <= shape - 1) & (m2 >= 0) & (m2 <= shape - 1), axis=1)
+    with np.errstate(invalid="ignore"):
+        local = noise[tuple(np.clip(np.rint(start).astype(int), 0, shape - 1).T)]
+        good = (within & np.isfinite(apart) & (apart >= 1.0) & (apart <= 4.0)
+                & (np.minimum(a1, a2) >= threshold * local))
+    if not good.any():
+        return spots
+    parent, a1, a2, m1, m2, local = (v[good] for v in (parent, a1, a2, m1, m2, local))
+    voxel_1, voxel_2 = np.rint(m1).astype(np.int64), np.rint(m2).astype(np.int64)
+    distinct = np.any(voxel_1 != voxel_2, axis=1)
+    parent, a1, a2, m1, m2, local, voxel_1, voxel_2 = (
+        v[distinct] for v in (parent, a1, a2, m1, m2, local, voxel_1, voxel_2))
+    spots.loc[parent, ["z", "y", "x"]] = m1
+    spots.loc[parent, ["zi", "yi", "xi"]] = voxel_1
+    spots.loc[parent, "blended"] = True
+    extra = pd.DataFrame({"z": m2[:, 0], "y": m2[:, 1], "x": m2[:, 2], "score": a2 / local,
+                          "zi": voxel_2[:, 0], "yi": voxel_2[:, 1], "xi": voxel_2[:, 2],
+                          "blended": True})
+    return pd.concat([spots, extra], ignore_index=True).astype({**SPOT_COLUMNS, "blended": bool})
+
+
 def _face_pairs(label_image: np.ndarray):
     """Face-adjacent voxel pairs of two different non-zero labels.
 
@@ -607,10 +922,12 @@ def _face_pairs(label_image: np.ndarray):
 
 
 def _merge_basins(basins: np.ndarray, intensity: np.ndarray, saddle_ratio: float, *,
-                  bright: float = np.inf, bright_ratio: float = 0.0) -> np.ndarray:
+                  bright: float = np.inf, bright_ratio: float = 0.0,
+                  apart: np.ndarray | None = None) -> np.ndarray:
     """Merge touching basins whose saddle is >= saddle_ratio x the lower peak; labels 1..k.
 
     Pairs one of whose peaks reaches `bright` use `bright_ratio` instead.
+    Basins whose label is True in `apart` (indexed by label) are never merged.
     """
 
     n = int(basins.max())
@@ -631,6 +948,8 @@ def _merge_basins(basins: np.ndarray, intensity: np.ndarray, saddle_ratio: float
     low, high = keys // (n + 1), keys % (n + 1)
     ratio = np.where(np.maximum(peak[low], peak[high]) >= bright, bright_ratio, saddle_ratio)
     merge = saddle >= ratio * np.minimum(peak[low], peak[high])
+    if apart is not None:
+        merge &= ~(apart[low] | apart[high])
     graph = coo_matrix((np.ones(int(merge.sum()), np.int8), (low[merge], high[merge])),
                        shape=(n + 1, n + 1))
     _, group = connected_components(graph, directed=False)
@@ -666,7 +985,8 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
        at least :data:`GRANULE_BRIGHTNESS` times as bright as the median spot
        (a granule: several molecules in one diffraction-limited blob) the
        lower `granule_saddle_ratio` applies, so the lumpy image of a granule
-       stays one object.
+       stays one object. The spots marked ``blended`` (two molecules fitted
+       in one maximum, :func:`split_blended_spots`) are never merged.
     3. Each object keeps the voxels where ``filtered`` (or `mask_image`)
        reaches `mask_fraction` of its peak (of its dimmest spot's peak, for
        merged spots) and that are connected to its spots.
@@ -678,7 +998,8 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
     score : (Z, Y, X) ndarray of float
         ``filtered / noise``.
     spots : DataFrame
-        :func:`find_spots`'s table (columns ``zi``, ``yi``, ``xi``).
+        :func:`find_spots`'s table (columns ``zi``, ``yi``, ``xi``, and
+        optionally ``blended``).
     floor : float
         Score below which no voxel joins an object.
     mask_fraction : float
@@ -749,8 +1070,12 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
     del components
     peaks = filtered[voxels].astype(np.float64)
     bright = GRANULE_BRIGHTNESS * float(np.median(peaks)) if len(peaks) >= 5 else np.inf
+    apart = None
+    if "blended" in spots and spots["blended"].any():
+        # Basin k is spot k - 1's (the markers above).
+        apart = np.r_[False, spots["blended"].to_numpy(dtype=bool)]
     merged = _merge_basins(basins, filtered, saddle_ratio, bright=bright,
-                           bright_ratio=granule_saddle_ratio)
+                           bright_ratio=granule_saddle_ratio, apart=apart)
     # An object's level is the dimmest of its spots' peaks (the merged basins of
     # a granule dip no lower than the saddle ratio of it, so with a saddle ratio
     # >= mask_fraction the granule stays in one piece).

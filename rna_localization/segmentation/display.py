@@ -346,6 +346,7 @@ _SLIDERS = {
     "mask_smoothing": ("mask smoothing ×σ", 0.05, 1.0, 0.05),
     "split_saddle_ratio": ("saddle ratio", 0.0, 1.0, 0.01),
     "granule_saddle_ratio": ("granule saddle", 0.0, 1.0, 0.01),
+    "blend_fraction": ("blend fraction (0 off)", 0.0, 1.0, 0.01),
     "min_volume_um3": ("min volume µm³", 0.0, 0.5, 0.001),
 }
 

@@ -185,6 +185,9 @@ def _run(image, params, spacing, keep: bool, previous=None) -> Intermediates:
         spacing=spacing, background_ratio=params.background_ratio)
     spots = detection.find_spots(score, threshold, spacing=spacing,
                                  min_distance_um=params.spot_sigma_um)
+    spots = detection.split_blended_spots(filtered, noise, spots, threshold, spacing=spacing,
+                                          min_distance_um=params.spot_sigma_um,
+                                          min_fraction=params.blend_fraction)
     mask_image = None
     if params.mask_smoothing < 1:
         mask_image = detection.less_smoothed(filtered, image, spacing=spacing,
