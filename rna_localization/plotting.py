@@ -474,7 +474,12 @@ def plot_image_objects(image: np.ndarray, objects: pd.DataFrame, *, spacing_xy: 
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    _check_columns(objects, {c: c for c in ("y", "x", color, "area", "intensity")})
+    missing = [c for c in ("y", "x", color, "area", "intensity") if c not in objects.columns]
+    if missing:
+        msg = (f"objects has no column {missing[0]!r} (it has "
+               f"{', '.join(map(str, objects.columns))}); plot_image_objects needs y, x, area, "
+               f"intensity and the column named by color={color!r}.")
+        raise ValueError(msg)
     image = np.asarray(image)
     projection = image.max(axis=0) if image.ndim == 3 else image
     if projection.ndim != 2:

@@ -319,7 +319,8 @@ def test_image_objects_coloured_by_another_column():
     np.testing.assert_allclose(dots.get_offsets(), [[0.5, 0.3], [0.7, 1.7]])
     np.testing.assert_allclose(dots.get_array(), [1.0, 2.9])
     assert any(a.get_ylabel() == "molecules" for a in figure.axes)
-    with pytest.raises(ValueError, match="'spot' is not in"):
+    with pytest.raises(ValueError, match=r"objects has no column 'spot' \(it has y, x, distance, "
+                                         r"area, intensity, molecules\); .* color='spot'"):
         plot_image_objects(image, objects, spacing_xy=0.2, color="spot")
 
 
