@@ -34,6 +34,9 @@ STATS_IMAGES_FILE = "stats_images.csv"
 ENRICHMENT_PLOT = "enrichment"
 #: Columns the chance baseline adds to the distributions.
 BASELINE_COLUMNS = ["expected_percent_total_rna", "enrichment"]
+#: Columns of the tables of :func:`compute_statistics` with no grouping column.
+STATS_COLUMNS = ["figure", "distance", "value", "ci_low", "ci_high", "n_images"]
+TESTS_COLUMNS = ["factor", "test", "statistic", "p_value", "n_a", "n_b"]
 
 
 def add_chance_baseline(config: Config, distributions: pd.DataFrame, *, db: Database,
@@ -161,12 +164,19 @@ def compute_statistics(config: Config, *, by: Sequence[str] | None = None,
     -------
     dict
         ``"stats"`` (per group), ``"tests"`` (per pair of groups), ``"images"``
-        (per image): DataFrames; ``"plots"``: the figure files written.
+        (per image): DataFrames; ``"plots"``: the figure files written. Without
+        a second structure (no distributions): one info line, tables with no
+        rows, and no file.
     """
     from .metadata import read_distributions_csv
-    from .steps import DISTRIBUTIONS_FILE
+    from .steps import DISTRIBUTIONS_FILE, _skipped_without_structure_2, logger
 
     name_column = config.data.image_name_column
+    if not config.has_structure_2:
+        logger.info("%s.", _skipped_without_structure_2(config))
+        return {"stats": pd.DataFrame(columns=STATS_COLUMNS),
+                "tests": pd.DataFrame(columns=TESTS_COLUMNS),
+                "images": pd.DataFrame(columns=[name_column, "distance_50", "auc"]), "plots": []}
     if distributions is None:
         distributions = read_distributions_csv(config.output_dir / "data" / DISTRIBUTIONS_FILE,
                                                name_column=name_column)
@@ -178,7 +188,7 @@ def compute_statistics(config: Config, *, by: Sequence[str] | None = None,
                              n_bootstrap=n_bootstrap, seed=seed)
     tests = (group_tests(distributions, by=by, image_column=name_column,
                          n_permutations=n_permutations, seed=seed) if by
-             else pd.DataFrame(columns=["factor", "test", "statistic", "p_value", "n_a", "n_b"]))
+             else pd.DataFrame(columns=TESTS_COLUMNS))
     images = image_figures(distributions, by=by, image_column=name_column)
     plots: list[Path] = []
     if write:

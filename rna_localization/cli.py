@@ -339,6 +339,8 @@ def _stats_command(args) -> int:  # from the distributions CSV: no database need
                                  ("n_permutations", args.permutations), ("seed", args.seed))
                if v is not None}
     results = compute_statistics(config, by=args.by, **options)
+    if not config.has_structure_2:  # nothing to compare: its info line says so
+        return 0
     stats, tests = results["stats"], results["tests"]
     figures = stats[stats["figure"].isin(["distance_50", "auc"])].drop(columns="distance")
     _show(figures.round(3), "per group (mean over images, bootstrap 95% CI)", max_rows=40)
@@ -463,10 +465,9 @@ def _run_all_command(args) -> int:
         _summary(results["distances"], "distances")
     print(f"metadata: {len(results['metadata'])} images")
     _show(results["normalize"], "single-molecule references")
-    if "molecules" in results:  # RNA alone
-        print(f"\nmolecules per image: {config.output_dir / 'data' / steps.MOLECULES_FILE}")
-    else:
-        print(f"\ndistributions: {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
+    print(f"\nmolecules per image: {config.output_dir / 'data' / steps.MOLECULES_FILE}")
+    if config.has_structure_2:
+        print(f"distributions: {config.output_dir / 'data' / steps.DISTRIBUTIONS_FILE}")
         print("plots: " + ", ".join(str(p) for p in results["plots"] if p.suffix == ".png"))
     return 0
 

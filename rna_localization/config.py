@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
+import numbers
 import os
 import re
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +27,10 @@ __all__ = [
     "PlotLabels",
     "ThresholdTable",
     "check_identifier",
+    "config_toml",
     "describe_settings",
     "load_config",
+    "toml_string",
 ]
 
 #: ``stats``: bootstrap resamples of the images.
@@ -271,10 +276,10 @@ class Config:
         data = sections["data"]
         data_dir = Path(base_dir, data.data_dir).expanduser().resolve()
         sections["data"] = dataclasses.replace(data, data_dir=data_dir)
-        if len(data.structures) == 1 and "structure_2" not in settings.get("distances", {}):
-            # RNA alone: nothing to measure distances to, unless a second structure is named.
+        if "structure_2" not in settings.get("distances", {}):
             distances = sections.get("distances", DistancesConfig())
-            sections["distances"] = dataclasses.replace(distances, structure_2="")
+            sections["distances"] = dataclasses.replace(
+                distances, structure_2=_default_structure_2(data.structures))
         config = cls(**sections, source=source)
         config.validate()
         return config
@@ -442,6 +447,12 @@ class Config:
         """(raw-data folder, segmentations folder) of one structure."""
         root = self.data.data_dir / structure
         return root / self.data.raw_data_dir, root / self.data.segmentation_dir
+
+
+def _default_structure_2(structures: Sequence[str]) -> str:
+    """``distances.structure_2`` when not given: none ("") for a data set of one structure
+    (RNA alone: nothing to measure distances to), else the default."""
+    return "" if len(structures) == 1 else DistancesConfig.structure_2
 
 
 def _coerce(section: str, key: str, value: Any, default: Any, where: str) -> Any:
@@ -638,3 +649,152 @@ def load_config(path: str | os.PathLike = "pipeline.toml") -> Config:
         msg = f"config file {path} is not valid TOML: {error}."
         raise ValueError(msg) from error
     return Config.from_dict(settings, base_dir=path.parent, source=path)
+
+
+# -------------------------------------------------------------------- writing
+#: Column at which the comment of a written key starts (when the key is shorter).
+_COMMENT_COLUMN = 25
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def toml_string(value: str) -> str:
+    """`value` as a TOML basic string, quotes, backslashes and control characters escaped.
+
+    Examples
+    --------
+    >>> print(toml_string('say "hi"'))
+    "say \\"hi\\""
+    """
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _toml_key(key: Any) -> str:
+    key = str(key)
+    return key if _BARE_KEY.match(key) else toml_string(key)
+
+
+def _toml_value(value: Any, label: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        if not math.isfinite(value):
+            msg = f"{label} must be a finite number to be written to TOML; got {value!r}."
+            raise ValueError(msg)
+        return repr(float(value))
+    if value is None:
+        return toml_string("none")
+    if isinstance(value, str | os.PathLike):
+        return toml_string(os.fspath(value))
+    if isinstance(value, ThresholdTable):
+        value = {"column": value.column, **value.values}
+    if isinstance(value, PlotLabels):  # back to [plot.labels]'s form
+        table: dict[str, Any] = {}
+        for column in dict.fromkeys([*value.columns, *value.values]):
+            words = value.values.get(column, {})
+            if column in value.columns:
+                words = {LABEL_KEY: value.columns[column], **words} if words else value.columns[column]
+            table[column] = words
+        value = table
+    if isinstance(value, Mapping):
+        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v, f'{label}.{k}')}"
+                          for k, v in value.items())
+        return f"{{ {items} }}" if items else "{}"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(_toml_value(v, label) for v in value) + "]"
+    msg = f"{label} cannot be written to TOML: {value!r} ({type(value).__name__})."
+    raise TypeError(msg)
+
+
+def _commented(line: str, comment: str | None) -> str:
+    if not comment:
+        return line
+    return f"{line:<{_COMMENT_COLUMN - 1}} # {comment}" if len(line) < _COMMENT_COLUMN - 1 \
+        else f"{line}   # {comment}"
+
+
+def config_toml(settings: Mapping[str, Mapping[str, Any]], *, header: Sequence[str] = (),
+                comments: Mapping[str, str] | None = None,
+                notes: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The text of a ``pipeline.toml``: every section and key, with `settings` over the defaults.
+
+    The one writer of config files (``rna-localization init``, the simulator,
+    the demo): a key not in `settings` is written with its default, the one
+    defined by the config's own classes, so no default is written out twice.
+    Sections and keys come in the order of the README; ``[plot.labels]`` only
+    when given.
+
+    Parameters
+    ----------
+    settings : mapping of section to mapping of key to value
+        The values that differ from the defaults, nested as in TOML
+        (``{"data": {"data_dir": "."}}``). Numbers, text, paths, lists,
+        ``None`` (written ``"none"``) and tables (e.g. a distance threshold
+        per cycle: ``{"column": "cycle", "nc13": 4.0}``).
+    header : sequence of str
+        Comment lines at the top, without their ``#``.
+    comments : mapping of str to str, optional
+        A comment at the end of a key's line, by ``"section.key"``, or of a
+        section's ``[header]`` line, by ``"section"``.
+    notes : mapping of str to sequence of str, optional
+        Comment lines above a key, by ``"section.key"``.
+
+    Returns
+    -------
+    str
+        TOML that :func:`load_config` reads back to the same settings.
+
+    Raises
+    ------
+    ValueError
+        For a section or key the config does not have (with a suggestion).
+
+    Examples
+    --------
+    >>> text = config_toml({"data": {"data_dir": "."}, "scale": {"xy": 0.11}},
+    ...                    comments={"scale.xy": "microns per pixel"})
+    >>> print(text[text.index("[scale]"):text.index("[distances]")].strip())
+    [scale]
+    xy = 0.11                # microns per pixel
+    z = 0.2
+    >>> settings = tomllib.loads(text)
+    >>> settings["normalization"]["lower_threshold"] == NormalizationConfig.lower_threshold
+    True
+    """
+    comments, notes = dict(comments or {}), dict(notes or {})
+    for section, values in settings.items():
+        if section not in _SECTIONS:
+            msg = f"unknown config section [{section}].{_suggest(section, _SECTIONS)}"
+            raise ValueError(msg)
+        known = [f.name for f in dataclasses.fields(_SECTIONS[section])]
+        for key in values:
+            if key not in known:
+                msg = f"unknown key {key!r} in [{section}].{_suggest(key, known)}"
+                raise ValueError(msg)
+    lines = [f"# {line}".rstrip() for line in header]
+    for section, kind in _SECTIONS.items():
+        given = settings.get(section, {})
+        if lines:
+            lines.append("")
+        lines.append(_commented(f"[{section}]", comments.get(section)))
+        for item in dataclasses.fields(kind):
+            key = item.name
+            if key in given:
+                value = given[key]
+            elif (section, key) == ("distances", "structure_2"):
+                value = _default_structure_2(
+                    _coerce("data", "structures", settings.get("data", {}).get(
+                        "structures", DataConfig.structures), None, ""))
+            elif item.default is not dataclasses.MISSING:
+                value = item.default
+            else:
+                value = item.default_factory()
+            if isinstance(value, PlotLabels) and not (value.columns or value.values):
+                continue
+            if isinstance(value, Mapping) and not value:
+                continue
+            lines += [f"# {line}".rstrip() for line in notes.get(f"{section}.{key}", ())]
+            lines.append(_commented(f"{key} = {_toml_value(value, f'{section}.{key}')}",
+                                    comments.get(f"{section}.{key}")))
+    return "\n".join(lines) + "\n"

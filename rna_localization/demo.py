@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import steps
-from .config import RESERVED_TABLES, DataConfig, load_config
+from .config import RESERVED_TABLES, config_toml, load_config
 from .db import Database, stop_server
 from .db.tables import drop_tables, read_columns, read_label_image
 from .metadata import read_metadata_csv
@@ -99,15 +100,13 @@ class DemoReport:
 
 def _demo_config_text(pipeline_toml: Path, *, workflow: bool) -> str:
     """The simulator's pipeline.toml, on the demo's own database, for ideal or workflow masks."""
-    text = pipeline_toml.read_text(encoding="utf-8")
-    text = f'[database]\nname = "{DEMO_DATABASE}"  # cleared by each demo run\n\n' + text
-    if not workflow:
-        return text
-    old = f'segmentation_dir = "{DataConfig.segmentation_dir}"'
-    if old not in text:
-        msg = f"{pipeline_toml} has no line {old!r}; regenerate the demo data set."
-        raise ValueError(msg)
-    return text.replace(old, f'segmentation_dir = "{WORKFLOW_SEGMENTATIONS}"')
+    settings = tomllib.loads(pipeline_toml.read_text(encoding="utf-8"))
+    settings.setdefault("database", {})["name"] = DEMO_DATABASE
+    if workflow:
+        settings.setdefault("data", {})["segmentation_dir"] = WORKFLOW_SEGMENTATIONS
+    masks = "the segmentation workflows' masks" if workflow else "the simulator's ideal masks"
+    return config_toml(settings, header=[f"The demo: {pipeline_toml.name}'s settings on {masks}."],
+                       comments={"database.name": "cleared by each demo run"})
 
 
 def _clear(db: Database, config) -> None:

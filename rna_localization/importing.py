@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .config import RESERVED_TABLES, DataConfig, check_identifier
-from .io import read_voxel_size, write_stack
+from .io import TIFF_SUFFIXES, read_voxel_size, write_stack
 
 __all__ = [
     "BIOIO_PLUGINS",
@@ -35,7 +35,6 @@ __all__ = [
     "read_channels",
 ]
 
-TIFF_SUFFIXES = (".tif", ".tiff")
 #: bioio reader plugin of each optional format (setup.py extra "formats" installs them all).
 BIOIO_PLUGINS = {".czi": "bioio-czi", ".nd2": "bioio-nd2", ".lif": "bioio-lif"}
 #: Columns the importer fills in the metadata CSV, besides the image name.

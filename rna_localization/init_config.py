@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .calibration import format_voxel_size, same_voxel_size
-from .config import RESERVED_TABLES, DataConfig, ScaleConfig, check_identifier
+from .config import RESERVED_TABLES, DataConfig, check_identifier, config_toml
 from .io import image_names, read_voxel_size, tiff_files
 
 __all__ = ["DataSurvey", "render_config", "survey_data", "write_config"]
@@ -182,10 +182,6 @@ def _pick_pair(structures: tuple[str, ...]) -> tuple[str, str]:
     return first, second
 
 
-def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _database_name(data_dir: Path) -> str:
     name = re.sub(r"[^a-z0-9_]+", "_", data_dir.name.lower()).strip("_")
     if not name or not name[0].isalpha():
@@ -214,102 +210,82 @@ def render_config(survey: DataSurvey, *, data_dir: str = ".") -> str:
     """
     first, second = _pick_pair(survey.structures)
     counts = ", ".join(f"{s} {n}" for s, n in survey.images.items())
-    lines = [
-        f"# Pipeline settings for {survey.data_dir}, written by `rna-localization init` from the",
-        "# data found there. Check every value, then: rna-localization doctor (it checks this file",
-        "# against the data) and rna-localization segment / run.",
-        "# Every key is documented in the README ('pipeline.toml').",
-        "",
-        "[database]",
-        'url = ""                 # "" → an embedded PostgreSQL under <data_dir>/.pgdata',
-        f"name = {_toml_string(_database_name(survey.data_dir))}",
-        "",
-        "[data]",
-        f"data_dir = {_toml_string(data_dir)}",
-        f"# Folders holding {RAW_DATA_DIR}/; raw stacks found: {counts}.",
-        f"structures = [{', '.join(_toml_string(s) for s in survey.structures)}]",
-        f"raw_data_dir = {_toml_string(RAW_DATA_DIR)}",
-        f"segmentation_dir = {_toml_string(SEGMENTATION_DIR)}",
-    ]
+    settings: dict[str, dict] = {
+        "database": {"name": _database_name(survey.data_dir)},
+        "data": {"data_dir": data_dir, "structures": list(survey.structures),
+                 "image_name_column": survey.image_name_column},
+        "distances": {"structure_1": first, "structure_2": second},
+        "normalization": {"structure": first},
+    }
+    comments = {
+        "database.url": '"" → an embedded PostgreSQL under <data_dir>/.pgdata',
+        "scale": "microns per voxel; the pipeline uses these, whatever the files say",
+        "distances.structure_1": "distances from every object of this structure",
+        "distances.structure_2": ("to the nearest object of this one" if second else
+                                  "one structure alone: no distances; molecules per image are "
+                                  "counted (name a second structure here once you have one)"),
+        "distances.workers": "0 → serial, one per core once the rest is long",
+        "distribution.distance_threshold": "microns",
+        "distribution.chance_region": 'a structure where RNA can be (e.g. "embryo"); "" → whole image',
+        "plot.hue": '"" → normalization.group_by',
+    }
+    notes: dict[str, list[str]] = {
+        "data.structures": [f"Folders holding {RAW_DATA_DIR}/; raw stacks found: {counts}."],
+    }
     if survey.segmentation_file_suffix is None:
         suffix = DataConfig.segmentation_file_suffix
-        lines.append(f"segmentation_file_suffix = {_toml_string(suffix)}   # no segmentation yet: "
-                     f"`rna-localization segment` writes <name>{suffix}.tif")
+        comments["data.segmentation_file_suffix"] = (
+            f"no segmentation yet: `rna-localization segment` writes <name>{suffix}.tif")
     else:
-        lines.append(f"segmentation_file_suffix = {_toml_string(survey.segmentation_file_suffix)}"
-                     "   # found after the image names in segmentations/")
+        settings["data"]["segmentation_file_suffix"] = survey.segmentation_file_suffix
+        comments["data.segmentation_file_suffix"] = "found after the image names in segmentations/"
     if survey.metadata_csv is None:
-        lines += [f"# No metadata CSV found: write {METADATA_CSV} with a `name` column (one row per",
-                  "# image) and your conditions, e.g. rna_type, cycle, replicate.",
-                  f"metadata_csv = {_toml_string(METADATA_CSV)}"]
+        notes["data.metadata_csv"] = [
+            f"No metadata CSV found: write {METADATA_CSV} with a `name` column (one row per",
+            "image) and your conditions, e.g. rna_type, cycle, replicate."]
     else:
-        lines += [f"# Columns found: {', '.join(survey.metadata_columns) or '(none readable)'}.",
-                  f"metadata_csv = {_toml_string(survey.metadata_csv)}"]
-    lines += [f"image_name_column = {_toml_string(survey.image_name_column)}", ""]
+        settings["data"]["metadata_csv"] = survey.metadata_csv
+        notes["data.metadata_csv"] = [
+            f"Columns found: {', '.join(survey.metadata_columns) or '(none readable)'}."]
 
-    lines.append("[scale]                  # microns per voxel; the pipeline uses these, whatever the files say")
     voxel_size = survey.voxel_size
     if voxel_size is None:
-        default = ScaleConfig()
-        lines += ["# No raw stack states its voxel size: these are the defaults. CHECK THEM against the",
-                  "# microscope's settings; a wrong voxel size makes every distance wrong.",
-                  f"xy = {default.xy}", f"z = {default.z}"]
+        notes["scale.xy"] = [
+            "No raw stack states its voxel size: these are the defaults. CHECK THEM against the",
+            "microscope's settings; a wrong voxel size makes every distance wrong."]
     else:
         z, y, x = voxel_size
+        settings["scale"] = {"xy": float(f"{x:.6g}"), "z": float(f"{z:.6g}")}
         shown = sum(len(files) for files in survey.voxel_sizes.values())
-        lines.append(f"# Stated by {len(survey.voxel_sizes[voxel_size])} of {shown + survey.unstated} "
-                     f"raw stacks ({format_voxel_size(voxel_size)}).")
+        lines = [f"Stated by {len(survey.voxel_sizes[voxel_size])} of {shown + survey.unstated} "
+                 f"raw stacks ({format_voxel_size(voxel_size)})."]
         if y != x:
-            lines.append(f"# y ({y:g}) and x ({x:g}) differ in the files; the pipeline takes one xy.")
+            lines.append(f"y ({y:g}) and x ({x:g}) differ in the files; the pipeline takes one xy.")
         for other, files in list(survey.voxel_sizes.items())[1:]:
             more = f" and {len(files) - 3} more" if len(files) > 3 else ""
-            lines.append(f"# NOTE: {', '.join(files[:3])}{more} state {format_voxel_size(other)}.")
+            lines.append(f"NOTE: {', '.join(files[:3])}{more} state {format_voxel_size(other)}.")
         if survey.unstated:
-            lines.append(f"# {survey.unstated} raw stack(s) state no voxel size.")
-        lines += [f"xy = {x:.6g}", f"z = {z:.6g}"]
-    lines += [
-        "",
-        "[distances]",
-        f"structure_1 = {_toml_string(first)}   # distances from every object of this structure",
-        (f"structure_2 = {_toml_string(second)}   # to the nearest object of this one" if second
-         else 'structure_2 = ""   # one structure alone: no distances; molecules per image are '
-              "counted (name a second structure here once you have one)"),
-        "overwrite = false",
-        "workers = 0              # 0 → serial, one per core once the rest is long",
-        "",
-        "[normalization]",
-        f"structure = {_toml_string(first)}",
-        'method = "aperture"',
-        "lower_threshold = 10",
-        "upper_threshold = 40",
-        "granule_threshold = 4",
-    ]
+            lines.append(f"{survey.unstated} raw stack(s) state no voxel size.")
+        notes["scale.xy"] = lines
+
     excluded = {survey.image_name_column, "source_file", "series"}
     group = next((c for c in GROUP_COLUMNS if c in survey.metadata_columns), None)
     if group is None:
-        lines += ["# No column naming the RNA (rna_type, gene, probe, ...) in the metadata CSV: one",
-                  "# single-molecule reference per image until you add one and name it here.",
-                  f"group_by = {_toml_string(survey.image_name_column)}"]
+        settings["normalization"]["group_by"] = survey.image_name_column
+        notes["normalization.group_by"] = [
+            "No column naming the RNA (rna_type, gene, probe, ...) in the metadata CSV: one",
+            "single-molecule reference per image until you add one and name it here."]
     else:
-        lines.append(f"group_by = {_toml_string(group)}   # one single-molecule reference per value")
+        settings["normalization"]["group_by"] = group
+        comments["normalization.group_by"] = "one single-molecule reference per value"
     others = [c for c in survey.metadata_columns if c not in excluded | {group}]
-    lines += [
-        "",
-        "[distribution]",
-        "distance_threshold = 5.0 # microns",
-        "step_size = 0.05",
-        'distance = "centroid"',
-        'output_dir = "output"',
-        'chance_region = ""       # a structure where RNA can be (e.g. "embryo"); "" → whole image',
-        "",
-        "[plot]",
-        'hue = ""                 # "" → normalization.group_by',
-        'col = ""                 # a metadata column for side-by-side panels'
-        + (f", e.g. {others[0]!r}" if others else ""),
-        "dpi = 600",
-        "",
-    ]
-    return "\n".join(lines)
+    comments["plot.col"] = ("a metadata column for side-by-side panels"
+                            + (f", e.g. {others[0]!r}" if others else ""))
+    header = [f"Pipeline settings for {survey.data_dir}, written by `rna-localization init` from the",
+              "data found there. Check every value, then: rna-localization doctor (it checks this file",
+              "against the data) and rna-localization segment / run.",
+              "Every key is documented in the README ('pipeline.toml')."]
+    return config_toml(settings, header=header, comments=comments, notes=notes)
 
 
 def write_config(data_dir: str | os.PathLike, *, out: str | os.PathLike | None = None,

@@ -390,8 +390,10 @@ def tiff_files(folder: str | os.PathLike) -> dict[str, Path]:
     Raises
     ------
     ValueError
-        Two files of one name (``x.tif`` and ``x.tiff``), naming both; or a
-        TIFF name that is a broken symbolic link or a loop of them, naming it.
+        Two files of one name (``x.tif`` and ``x.tiff``), naming both; a
+        TIFF name that is a broken symbolic link or a loop of them, naming it;
+        or no TIFF but microscope files (``.czi``, ``.nd2``, ``.lif``), naming
+        them and the ``rna-localization import`` command that converts them.
 
     Examples
     --------
@@ -422,7 +424,27 @@ def tiff_files(folder: str | os.PathLike) -> dict[str, Path]:
                    f"{path.stem!r}; remove or rename one of them.")
             raise ValueError(msg)
         found[path.stem] = path
+    if not found:
+        _refuse_microscope_files(folder)
     return dict(sorted(found.items()))
+
+
+def _refuse_microscope_files(folder: Path) -> None:
+    """A folder of .czi/.nd2/.lif files and no TIFF is not an empty folder: say how to convert them."""
+    from .importing import BIOIO_PLUGINS  # importing reads and writes through this module
+
+    files = sorted(path.name for path in folder.iterdir()
+                   if path.suffix.lower() in BIOIO_PLUGINS and not path.name.startswith("."))
+    if files:
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        suffixes = sorted({Path(name).suffix for name in files})
+        msg = (f"{folder} holds no TIFF stack but {len(files)} microscope file(s) the pipeline "
+               f"does not read directly ({shown}); convert them into one single-channel TIFF per "
+               f"image and structure with `rna-localization import "
+               f"{' '.join(f'{folder}/*{suffix}' for suffix in suffixes)} "
+               f"--channels rna=0,centrosomes=1 --data-dir DATA_DIR` "
+               f"(README, 'From the microscope files').")
+        raise ValueError(msg)
 
 
 def image_names(folder: Path) -> list[str]:

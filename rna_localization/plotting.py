@@ -411,17 +411,18 @@ def plot_image_objects(image: np.ndarray, objects: pd.DataFrame, *, spacing_xy: 
                        reference: float | None = None, granule_threshold: float | None = None,
                        single_area: tuple[float, float] | None = None,
                        outline: np.ndarray | None = None, outline_label: str = "",
-                       distance_label: str = "distance (µm)",
+                       color: str = "distance", color_label: str = "distance (µm)",
                        intensity_label: str = "intensity", title: str = "",
                        histogram_title: str = ""):
     """One image's objects: where they are, coloured by distance; their sizes and intensities.
 
     Left: the maximum projection of `image` along z, in grey, with a dot at
     every object's centroid coloured by its distance (colour bar in µm; grey
-    dots: no distance) and the outline of `outline` (the target structure).
-    Right: histograms of the objects' areas and intensities, the single
-    molecule's area range and intensity (`reference`), and the granule
-    threshold, marked.
+    dots: no distance), or by another column of `objects` (`color`: e.g. the
+    molecules of a data set with no second structure), and the outline of
+    `outline` (the target structure). Right: histograms of the objects' areas
+    and intensities, the single molecule's area range and intensity
+    (`reference`), and the granule threshold, marked.
 
     Parameters
     ----------
@@ -429,7 +430,8 @@ def plot_image_objects(image: np.ndarray, objects: pd.DataFrame, *, spacing_xy: 
         Raw intensities.
     objects : DataFrame
         One row per object of `image`: ``y``, ``x`` (centroid, voxels),
-        ``distance`` (µm), ``area`` (voxels), ``intensity``.
+        ``area`` (voxels), ``intensity``, and the `color` column (default
+        ``distance``, µm).
     spacing_xy : float
         Microns per pixel, for the axes.
     histogram_objects : DataFrame, optional
@@ -444,7 +446,10 @@ def plot_image_objects(image: np.ndarray, objects: pd.DataFrame, *, spacing_xy: 
         Area range (voxels) of the objects taken as single molecules, shaded.
     outline : (Z, Y, X) or (Y, X) bool ndarray, optional
         Mask of the target structure, outlined on the projection.
-    outline_label, distance_label, intensity_label, title, histogram_title : str
+    color : str
+        The column of `objects` the dots are coloured by, from 0 up (grey: no
+        value); default ``"distance"``.
+    outline_label, color_label, intensity_label, title, histogram_title : str
         Words for the legend, colour bar, x axis and titles.
 
     Returns
@@ -459,12 +464,22 @@ def plot_image_objects(image: np.ndarray, objects: pd.DataFrame, *, spacing_xy: 
     >>> figure = plot_image_objects(image, objects, spacing_xy=0.1, reference=1000)
     >>> figure.axes[-1].get_ylabel()
     'distance (µm)'
+    >>> objects["molecules"] = [1.0, 2.2]  # no second structure: colour by molecules
+    >>> figure = plot_image_objects(image, objects, spacing_xy=0.1, color="molecules",
+    ...                             color_label="molecules")
+    >>> figure.axes[-1].get_ylabel()
+    'molecules'
     """
     import matplotlib
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    _check_columns(objects, {c: c for c in ("y", "x", "distance", "area", "intensity")})
+    missing = [c for c in ("y", "x", color, "area", "intensity") if c not in objects.columns]
+    if missing:
+        msg = (f"objects has no column {missing[0]!r} (it has "
+               f"{', '.join(map(str, objects.columns))}); plot_image_objects needs y, x, area, "
+               f"intensity and the column named by color={color!r}.")
+        raise ValueError(msg)
     image = np.asarray(image)
     projection = image.max(axis=0) if image.ndim == 3 else image
     if projection.ndim != 2:
@@ -483,13 +498,14 @@ def plot_image_objects(image: np.ndarray, objects: pd.DataFrame, *, spacing_xy: 
         low, high = np.percentile(projection, [1, 99.8])
         ax.imshow(projection, cmap="gray", vmin=low, vmax=max(high, low + 1e-12),
                   extent=extent, interpolation="nearest")
-        measured = objects["distance"].notna().to_numpy()
+        values = pd.to_numeric(objects[color], errors="coerce").to_numpy(np.float64)
+        measured = np.isfinite(values)
         x = (objects["x"].to_numpy(np.float64) + 0.5) * spacing_xy  # voxel i spans [i, i + 1)
         y = (objects["y"].to_numpy(np.float64) + 0.5) * spacing_xy
         ax.scatter(x[~measured], y[~measured], s=9, color="0.6", linewidths=0)
-        dots = ax.scatter(x[measured], y[measured], c=objects["distance"].to_numpy()[measured],
+        dots = ax.scatter(x[measured], y[measured], c=values[measured],
                           s=9, cmap="viridis", vmin=0, linewidths=0)
-        figure.colorbar(dots, ax=ax, label=distance_label, shrink=0.8)
+        figure.colorbar(dots, ax=ax, label=color_label, shrink=0.8)
         if outline is not None:
             mask = np.asarray(outline)
             mask = mask.max(axis=0) if mask.ndim == 3 else mask

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pandas as pd
 from . import io
 from ._errors import InputTypeError
 from ._faults import fault_point
-from .analysis import add_chance_baseline
+from .analysis import BASELINE_COLUMNS, add_chance_baseline
 from .apertures import aperture_intensities, spot_centroids
 from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
 from .config import Config, ThresholdTable
@@ -43,6 +44,7 @@ from .db.results import (
     write_distances,
     write_normalized_intensities,
 )
+from .db.summaries import distance_summary as _distance_summary
 from .db.summaries import molecules_per_image
 from .db.tables import (
     delete_image,
@@ -76,6 +78,7 @@ __all__ = [
     "count_molecules",
     "cumulative_figures",
     "delete_image_data",
+    "distance_summary",
     "extract",
     "load_metadata",
     "make_plots",
@@ -83,6 +86,7 @@ __all__ = [
     "normalize",
     "plot_image_objects",
     "run",
+    "show_info",
 ]
 
 #: File name of the cumulative distributions under ``output_dir/data/``.
@@ -96,8 +100,53 @@ logger = logging.getLogger("rna_localization")
 
 def _skipped_without_structure_2(config: Config) -> str:
     return (f"no second structure (data.structures = {list(config.data.structures)}, "
-            f"distances.structure_2 = \"\"): distances, cumulative distributions and their "
-            f"figures are skipped")
+            f"distances.structure_2 = \"\"): distances, cumulative distributions, their "
+            f"figures and statistics are skipped")
+
+
+class _InfoLines(logging.Handler):
+    """Writes each record as ``info: <message>`` to the ``sys.stdout`` of the moment."""
+
+    def __init__(self, previous_level: int) -> None:
+        super().__init__()
+        self.previous_level = previous_level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"info: {record.getMessage()}", file=sys.stdout)
+
+
+def show_info(show: bool = True) -> None:
+    """Print the steps' information lines, as the command line does, e.g. in a notebook.
+
+    The steps say what they skip, and why (a data set with no second structure
+    skips distances, distributions, figures and statistics), through the
+    ``rna_localization`` logger, which Python leaves silent. After
+    ``show_info()`` each such message is printed as one ``info: ...`` line
+    (under the notebook cell that caused it); calling it again adds nothing.
+
+    Parameters
+    ----------
+    show : bool
+        False stops the lines again.
+
+    Examples
+    --------
+    >>> show_info()
+    >>> show_info()  # still one line per message
+    >>> logger.info("distances skipped")
+    info: distances skipped
+    >>> show_info(False)
+    >>> logger.info("distances skipped")
+    """
+    shown = [handler for handler in logger.handlers if isinstance(handler, _InfoLines)]
+    if show and not shown:
+        logger.addHandler(_InfoLines(logger.level))
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+    elif not show:
+        for handler in shown:
+            logger.removeHandler(handler)
+            logger.setLevel(handler.previous_level)
 
 
 class PipelineWarning(UserWarning):
@@ -420,6 +469,31 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
     return table[columns]
 
 
+def distance_summary(config: Config, *, db: Database | None = None) -> pd.DataFrame:
+    """Per image: how many structure_1 objects have a distance, and the shortest and longest.
+
+    The check after :func:`measure_distances`: ``with_distance`` should equal
+    ``objects``. Without a second structure, one info line and no rows.
+
+    Returns
+    -------
+    DataFrame
+        One row per image with objects: ``name``, ``objects``,
+        ``with_distance``, ``min_um``, ``max_um`` (distance from the nearest
+        voxel, µm).
+    """
+    columns = ["name", "objects", "with_distance", "min_um", "max_um"]
+    if not config.has_structure_2:
+        logger.info("%s.", _skipped_without_structure_2(config))
+        return pd.DataFrame(columns=columns)
+    db = _database(config, db)
+    s1, s2 = config.distances.structure_1, config.distances.structure_2
+    if distance_column(s2) not in db.columns(s1):
+        msg = f"{s1} has no {distance_column(s2)} column: run `rna-localization distances` first."
+        raise ValueError(msg)
+    return _distance_summary(db, s1, distance_column(s2))[columns]
+
+
 # ------------------------------------------------------------------- metadata
 def _checked_metadata(config: Config, db: Database) -> pd.DataFrame:
     """The metadata CSV, refused (ValueError, naming the lines) when it does not fit the images.
@@ -605,7 +679,8 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     """
     if not config.has_structure_2:
         logger.info("%s.", _skipped_without_structure_2(config))
-        return pd.DataFrame(columns=DISTRIBUTION_COLUMNS)
+        return pd.DataFrame(columns=[*DISTRIBUTION_COLUMNS, config.data.image_name_column,
+                                     *BASELINE_COLUMNS])
     db = _database(config, db)
     s1, s2 = config.distances.structure_1, config.distances.structure_2
     distance = (centroid_distance_column(s2) if config.distribution.distance == "centroid"
@@ -751,11 +826,16 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
     molecule's area range, its reference intensity and the granule threshold
     marked (once ``normalize`` has run).
 
+    Without a second structure (``distances.structure_2 = ""``) the dots are
+    coloured by the objects' molecules (``normalized_intensity``), or by their
+    intensity before ``normalize`` has run, and nothing is outlined.
+
     Parameters
     ----------
     config : Config
     name : str, optional
-        The image; default the first measured one (by name).
+        The image; default the first measured one (by name), or without a
+        second structure the first extracted one.
     db : Database, optional
 
     Returns
@@ -765,31 +845,44 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
     from .plotting import facet_title
     from .plotting import plot_image_objects as draw
 
-    if not config.has_structure_2:
-        msg = (f"{_skipped_without_structure_2(config)}: there are no distances to colour "
-               f"objects by. Name the second structure in distances.structure_2.")
-        raise ValueError(msg)
     db = _database(config, db)
+    alone = not config.has_structure_2
     s1, s2 = config.distances.structure_1, config.distances.structure_2
     centroid = config.distribution.distance == "centroid"
-    distance = centroid_distance_column(s2) if centroid else distance_column(s2)
     columns = db.columns(s1)
-    if distance not in columns:
-        msg = f"{s1} has no {distance} column: run `rna-localization distances` first."
-        raise ValueError(msg)
-    with db.transaction() as cursor:
-        measured = measured_images(cursor, s1, s2)
-    if not name:
-        if not measured:
-            msg = f"no image has distances from {s1} to {s2} yet: run `rna-localization distances` first."
-            raise ValueError(msg)
-        name = measured[0]
-    elif name not in measured:
-        msg = (f"image {name!r} has no measured distances from {s1} to {s2}; measured images: "
-               f"{', '.join(measured[:5]) or 'none'}{' …' if len(measured) > 5 else ''}.")
-        raise ValueError(msg)
     aperture = config.normalization.method == "aperture" and "spot_intensity" in columns
     intensity = "spot_intensity" if aperture else "total_intensity"
+    intensity_label = "spot intensity (background-subtracted)" if aperture else "total intensity"
+    if alone:
+        distance = None
+        shown = []
+        if _table_exists(db, "label_images"):
+            with db.transaction() as cursor:
+                extracted = extracted_images(cursor)
+            shown = sorted(extracted.loc[extracted["structure"] == s1, "name"])
+        if not shown:
+            msg = f"no {s1} image is in database {db.name!r} yet: run `rna-localization extract` first."
+            raise ValueError(msg)
+        what = "extracted images"
+    else:
+        distance = centroid_distance_column(s2) if centroid else distance_column(s2)
+        if distance not in columns:
+            msg = f"{s1} has no {distance} column: run `rna-localization distances` first."
+            raise ValueError(msg)
+        with db.transaction() as cursor:
+            shown = measured_images(cursor, s1, s2)
+        if not shown:
+            msg = f"no image has distances from {s1} to {s2} yet: run `rna-localization distances` first."
+            raise ValueError(msg)
+        what = "measured images"
+    if not name:
+        name = shown[0]
+    elif name not in shown:
+        has = (f"is not extracted for {s1}" if alone
+               else f"has no measured distances from {s1} to {s2}")
+        msg = (f"image {name!r} {has}; {what}: "
+               f"{', '.join(shown[:5])}{' …' if len(shown) > 5 else ''}.")
+        raise ValueError(msg)
     group_by, name_column = config.normalization.group_by, config.data.image_name_column
     grouped = _table_exists(db, "images") and group_by in db.columns("images")
     with db.transaction() as cursor:
@@ -801,6 +894,12 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
             grouped = not group.empty
         if not grouped:  # no metadata yet: the image's own objects
             group = read_group_objects(cursor, s1, name, intensity=intensity)
+    if alone and objects["molecules"].notna().any():
+        color, color_label = "molecules", "molecules (normalized intensity)"
+    elif alone:  # before normalize
+        color, color_label = "intensity", intensity_label
+    else:
+        color, color_label = "distance", f"distance to {s2} (µm)"
     # normalized_intensity = intensity / reference, so each normalized object gives the reference back.
     per_molecule = pd.to_numeric(group["molecules"], errors="coerce")
     ratio = group["intensity"] / per_molecule.where(per_molecule != 0)
@@ -812,7 +911,7 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
         single_area = (config.normalization.lower_threshold, config.normalization.upper_threshold)
     with db.transaction() as cursor:
         recorded = read_raw_path(cursor, s1, name)
-        targets = read_label_image(cursor, s2, name)
+        targets = None if alone else read_label_image(cursor, s2, name)
     raw_folder = config.structure_dirs(s1)[0]
     candidates = [Path(recorded)] if recorded else []
     candidates += [raw_folder / f"{name}.tif", raw_folder / f"{name}.tiff"]
@@ -831,9 +930,7 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
         io.read_stack(raw_path), objects, spacing_xy=config.scale.xy, histogram_objects=group,
         reference=reference, granule_threshold=config.normalization.granule_threshold,
         single_area=single_area, outline=None if targets is None else targets.labels > 0,
-        outline_label=s2, distance_label=f"distance to {s2} (µm)",
-        intensity_label=("spot intensity (background-subtracted)" if aperture
-                         else "total intensity"),
+        outline_label=s2, color=color, color_label=color_label, intensity_label=intensity_label,
         title=f"{name}: {len(objects)} {s1} objects", histogram_title=histogram_title,
     )
 
@@ -884,15 +981,16 @@ def run(config: Config, *, db: Database | None = None) -> dict[str, pd.DataFrame
     """extract → distances → metadata → normalize → distributions → plots.
 
     Resumes where a previous run stopped: extracted and measured images are
-    skipped (unless ``distances.overwrite``). Without a second structure
-    (RNA alone) distances, distributions and plots are skipped, with one
-    info line, and :func:`count_molecules` runs instead.
+    skipped (unless ``distances.overwrite``). :func:`count_molecules` writes
+    the objects and molecules per image after ``normalize``. Without a second
+    structure (RNA alone) distances, distributions and plots are skipped, with
+    one info line.
 
     Returns
     -------
     dict
         Each step's returned table, by step name; ``plots`` lists the files;
-        ``molecules`` (RNA alone only) the per-image molecule counts.
+        ``molecules`` the per-image molecule counts.
     """
     db = _database(config, db)
     # A bad metadata CSV (a misspelt image name, an empty threshold cell) should stop
@@ -912,6 +1010,7 @@ def run(config: Config, *, db: Database | None = None) -> dict[str, pd.DataFrame
         results["distances"] = measure_distances(config, db=db)
         results["metadata"] = load_metadata(config, db=db)
         results["normalize"] = normalize(config, db=db)
+        results["molecules"] = count_molecules(config, db=db)
         results["distributions"] = compute_distributions(config, db=db)
     results["plots"] = make_plots(config, results["distributions"])
     return results

@@ -25,7 +25,7 @@ from rna_localization import load_config, steps
 from rna_localization.calibration import VoxelSizeWarning, same_voxel_size
 from rna_localization.doctor import diagnose
 from rna_localization.importing import parse_channels
-from rna_localization.io import read_voxel_size, write_stack
+from rna_localization.io import read_voxel_size, tiff_files, write_stack
 from rna_localization.segmentation.batch import segment_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,6 +190,34 @@ def test_time_series_and_unknown_formats_are_refused(tmp_path):
     err = _one_sentence(_cli("import", png, "--channels", "rna=0", "--data-dir", tmp_path / "d"))
     assert "figure.png is not a format the importer reads" in err
     assert ".czi" in err
+
+
+def test_microscope_files_where_tiffs_belong_name_the_import_command(tmp_path):
+    # .czi files put straight into raw-data/: not "0 segmentations written", nor "no .tif files".
+    data = tmp_path / "data"
+    raw = data / "rna" / "raw-data"
+    raw.mkdir(parents=True)
+    for name in ("a.czi", "b.CZI", "notes.txt"):
+        (raw / name).write_bytes(b"not read")
+    (data / "raw-data-metadata.csv").write_text("name\na\nb\n", encoding="utf-8")
+    toml = data / "pipeline.toml"
+    toml.write_text('[data]\ndata_dir = "."\nstructures = ["rna"]\n', encoding="utf-8")
+    expected = (f"{raw} holds no TIFF stack but 2 microscope file(s) the pipeline does not read "
+                f"directly (a.czi, b.CZI); convert them into one single-channel TIFF per image "
+                f"and structure with `rna-localization import {raw}/*.CZI {raw}/*.czi "
+                f"--channels rna=0,centrosomes=1 --data-dir DATA_DIR`")
+    for command in (["segment", "--config", toml], ["extract", "--config", toml],
+                    ["init", data, "--force"]):
+        assert expected in _one_sentence(_cli(*command)), command
+    assert not (data / "rna" / "segmentations").exists()
+    assert toml.read_text(encoding="utf-8").startswith("[data]")  # init wrote nothing
+    found = [f for f in diagnose(toml, database=False) if not f.ok]
+    assert found[0].what == expected.split(";")[0]
+    assert found[0].fix.startswith("convert them into one single-channel TIFF")
+    # Beside TIFF stacks they are not images; an empty folder has none.
+    write_stack(raw / "c.tif", np.zeros((2, 4, 4), np.uint16))
+    assert list(tiff_files(raw)) == ["c"]
+    assert tiff_files(tmp_path / "data" / "rna") == {}
 
 
 # The command as it runs where bioio and its plugins are not installed: importing them fails.

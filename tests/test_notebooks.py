@@ -22,7 +22,7 @@ from rna_localization import load_config
 from rna_localization.cli import main
 from rna_localization.db import Database
 from rna_localization.db.backup import export_tables
-from rna_localization.steps import DISTRIBUTIONS_FILE
+from rna_localization.steps import DISTRIBUTIONS_FILE, MOLECULES_FILE
 
 import oracles
 from datagen import write_dataset
@@ -230,6 +230,10 @@ def test_pipeline_notebook_with_config_path_matches_the_command_line(tmp_path, d
     ]
     assert distributions[0].count("\n") > 4 * 20
     assert distributions[0] == distributions[1]
+    molecules = [(config.parent / "output" / "data" / MOLECULES_FILE).read_text(encoding="utf-8")
+                 for config in (notebook_config, cli_config)]
+    assert molecules[0].count("\n") > 1
+    assert molecules[0] == molecules[1]
     for config in (notebook_config, cli_config):
         assert (config.parent / "output" / "plots" / "percent_granule_rna.pdf").is_file()
     # The image section shows a figure; the backup is opt-in, and off by default.

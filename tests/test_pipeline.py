@@ -139,6 +139,17 @@ def test_run_matches_brute_force_oracle(dataset, tmp_path):
         np.testing.assert_allclose(written[column], expected_distributions[column], rtol=1e-9, atol=1e-9)
     assert (written["name"] == expected_distributions["name"]).all()
 
+    # The notebook's distance check and the molecules per image, against the oracle.
+    summary = steps.distance_summary(config).set_index("name")
+    by_image = expected.groupby("name")
+    np.testing.assert_array_equal(summary["objects"], by_image.size())
+    np.testing.assert_array_equal(summary["with_distance"], by_image.size())
+    np.testing.assert_allclose(summary["min_um"], by_image["distance"].min(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(summary["max_um"], by_image["distance"].max(), rtol=1e-12)
+    molecules = pd.read_csv(config.output_dir / "data" / steps.MOLECULES_FILE).set_index("name")
+    np.testing.assert_allclose(molecules["molecules"], by_image["normalized_intensity"].sum(),
+                               rtol=1e-9)
+
     from PIL import Image
 
     for stem in ("percent_total_rna", "percent_granule_rna"):

@@ -285,7 +285,7 @@ def test_image_objects_coloured_by_distance_and_reference_marked():
     outline[1, 4:7, 6:9] = True
     figure = plot_image_objects(image, objects, spacing_xy=0.1, reference=1050.0,
                                 granule_threshold=4, single_area=(8, 15), outline=outline,
-                                outline_label="centrosomes", distance_label="distance to centrosomes (µm)",
+                                outline_label="centrosomes", color_label="distance to centrosomes (µm)",
                                 intensity_label="total intensity")
     ax = _image_axes(figure)
     grey, dots = [c for c in ax.collections if isinstance(c, PathCollection)]
@@ -303,6 +303,25 @@ def test_image_objects_coloured_by_distance_and_reference_marked():
     assert _legend_texts(area) == ["single-molecule sizes"]
     assert sum(bar.get_height() for bar in area.containers[0]) == 3
     assert area.get_xlim() == pytest.approx((0, 40))
+
+
+def test_image_objects_coloured_by_another_column():
+    # No second structure: the dots take the molecules; an object without a value is grey.
+    image = np.zeros((2, 10, 10))
+    objects = pd.DataFrame({"y": [1.0, 4.0, 8.0], "x": [2.0, 6.0, 3.0], "distance": np.nan,
+                            "area": [5, 6, 9], "intensity": [10.0, 11.0, 30.0],
+                            "molecules": [1.0, np.nan, 2.9]})
+    figure = plot_image_objects(image, objects, spacing_xy=0.2, color="molecules",
+                                color_label="molecules")
+    ax = _image_axes(figure)
+    grey, dots = [c for c in ax.collections if isinstance(c, PathCollection)]
+    np.testing.assert_allclose(grey.get_offsets(), [[1.3, 0.9]])
+    np.testing.assert_allclose(dots.get_offsets(), [[0.5, 0.3], [0.7, 1.7]])
+    np.testing.assert_allclose(dots.get_array(), [1.0, 2.9])
+    assert any(a.get_ylabel() == "molecules" for a in figure.axes)
+    with pytest.raises(ValueError, match=r"objects has no column 'spot' \(it has y, x, distance, "
+                                         r"area, intensity, molecules\); .* color='spot'"):
+        plot_image_objects(image, objects, spacing_xy=0.2, color="spot")
 
 
 def test_image_objects_from_the_database(dataset):

@@ -265,23 +265,30 @@ def read_distribution_objects(cursor, structure_1: str, structure_2: str, *, dis
                         columns=["name", "distance", "total_intensity", "normalized_intensity"])
 
 
-def read_plot_objects(cursor, structure: str, name: str, *, distance: str, intensity: str,
+def read_plot_objects(cursor, structure: str, name: str, *, distance: str | None, intensity: str,
                       spot_centroids: bool) -> pd.DataFrame:
-    """One image's objects for its figure: ``y``, ``x``, ``distance``, ``area``, ``intensity``.
+    """One image's objects for its figure: ``y``, ``x``, ``distance``, ``area``, ``intensity``, ``molecules``.
 
     With `spot_centroids`, ``y`` and ``x`` are the intensity centroid where
-    there is one, else the centroid.
+    there is one, else the centroid. ``distance`` is NULL when `distance` is
+    None (no second structure); ``molecules`` is ``normalized_intensity``, or
+    NULL before normalization.
     """
     y, x = (("COALESCE(spot_centroid_y, centroid_y)", "COALESCE(spot_centroid_x, centroid_x)")
             if spot_centroids else ("centroid_y", "centroid_x"))
+    distance_sql = sql.Identifier(distance) if distance else sql.SQL("NULL::float8")
+    molecules = (sql.Identifier(NORMALIZED_COLUMN) if NORMALIZED_COLUMN in _columns(cursor, structure)
+                 else sql.SQL("NULL::float8"))
     cursor.execute(
         sql.SQL("SELECT " + y + " AS y, " + x + " AS x, {distance} AS distance, area, "
-                "{intensity} AS intensity FROM {table} WHERE name = %s ORDER BY object_id").format(
-            distance=sql.Identifier(distance), intensity=sql.Identifier(intensity),
+                "{intensity} AS intensity, {molecules} AS molecules FROM {table} WHERE name = %s "
+                "ORDER BY object_id").format(
+            distance=distance_sql, intensity=sql.Identifier(intensity), molecules=molecules,
             table=sql.Identifier(structure)),
         (name,),
     )
-    return pd.DataFrame(cursor.fetchall(), columns=["y", "x", "distance", "area", "intensity"])
+    return pd.DataFrame(cursor.fetchall(),
+                        columns=["y", "x", "distance", "area", "intensity", "molecules"])
 
 
 def read_group_objects(cursor, structure: str, name: str, *, intensity: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from psycopg2 import sql
 
-__all__ = ["molecules_per_image"]
+__all__ = ["distance_summary", "molecules_per_image"]
 
 
 def molecules_per_image(db, structure: str) -> pd.DataFrame:
@@ -40,4 +40,38 @@ def molecules_per_image(db, structure: str) -> pd.DataFrame:
     table = db.query(statement, (structure,))
     table["objects"] = table["objects"].astype(int)
     table["molecules"] = table["molecules"].astype(float)
+    return table
+
+
+def distance_summary(db, structure: str, column: str) -> pd.DataFrame:
+    """How many objects of each image have a distance, and the smallest and largest.
+
+    Parameters
+    ----------
+    db : Database
+    structure : str
+        The structure table measured (``distances.structure_1``).
+    column : str
+        Its distance column, e.g. ``distance_to_centrosomes``.
+
+    Returns
+    -------
+    DataFrame
+        One row per image with objects, by name: ``name``, ``objects``,
+        ``with_distance`` (objects whose distance is not NULL), ``min_um`` and
+        ``max_um``.
+
+    Examples
+    --------
+    >>> distance_summary(db, "rna", "distance_to_centrosomes")  # doctest: +SKIP
+         name  objects  with_distance  min_um  max_um
+    0  img_00       25             25     0.0    4.87
+    """
+    statement = sql.SQL(
+        "SELECT name, count(*) AS objects, count({d}) AS with_distance, min({d}) AS min_um, "
+        "max({d}) AS max_um FROM {table} GROUP BY name ORDER BY name"
+    ).format(d=sql.Identifier(column), table=sql.Identifier(structure))
+    table = db.query(statement)
+    for count in ("objects", "with_distance"):
+        table[count] = table[count].astype(int)
     return table

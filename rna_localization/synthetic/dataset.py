@@ -8,66 +8,78 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import DistributionConfig, NormalizationConfig, config_toml
 from . import model
 from .geometry import check_geometry
 from .image import microscope, simulate_image
 from .model import CYCLES, RNA_TYPES
 from .truth import expected_distribution
 
-__all__ = ["dataset_conditions", "simulate_dataset", "single_molecule_voxels"]
+__all__ = ["dataset_conditions", "pipeline_settings", "simulate_dataset", "single_molecule_voxels"]
 
 STRUCTURES = ("rna", "centrosomes")
 #: Distance threshold (µm) of the cumulative distributions, per cycle: about
 #: half the nuclear spacing, beyond which RNA belongs to the next nucleus.
 DISTANCE_THRESHOLDS_UM = {"nc13": 4.0, "nc14": 3.0}
-#: Step (µm) between distances of the cumulative distributions.
-DISTANCE_STEP_UM = 0.05
-#: Molecules from which an object counts as a granule (normalization.granule_threshold).
-GRANULE_THRESHOLD = 4
+#: Step (µm) between distances of the cumulative distributions: the config's default.
+DISTANCE_STEP_UM = DistributionConfig.step_size
+#: Molecules from which an object counts as a granule: the config's default.
+GRANULE_THRESHOLD = NormalizationConfig.granule_threshold
 #: Replicates (embryos) per condition; images alternate between them.
 N_REPLICATES = 2
 
-_PIPELINE_TOML = """\
-# Pipeline settings for this simulated data set (written by rna_localization {version}),
-# {preset} microscope, median molecule SNR {snr:g}.
-# Run from this folder:  rna-localization run --config pipeline.toml
 
-[data]
-data_dir = "."
-structures = ["rna", "centrosomes"]
-raw_data_dir = "raw-data"
-segmentation_dir = "segmentations"
-segmentation_file_suffix = "_seg"
-metadata_csv = "raw-data-metadata.csv"
-image_name_column = "name"
+def pipeline_settings(spacing, preset=model.DEFAULT_PRESET) -> dict[str, dict]:
+    """The settings of a simulated data set's pipeline.toml, where they differ from the defaults.
 
-[scale]                  # microns per voxel
-xy = {xy}
-z = {z}
+    The voxel size of the simulated microscope, a single-molecule area range
+    around its ideal mask's volume (:func:`single_molecule_voxels`), the
+    distance threshold per cycle and the figures by RNA type and cycle.
+    Written by :func:`rna_localization.config.config_toml`, which adds every
+    other key with its default.
 
-[distances]
-structure_1 = "rna"
-structure_2 = "centrosomes"
-workers = 0
+    Parameters
+    ----------
+    spacing : (z, y, x) floats
+        Voxel size in microns.
+    preset : str or Microscope
+        The simulated microscope.
 
-[normalization]
-structure = "rna"
-# Ideal single-molecule masks of this microscope hold about {voxels:.0f} voxels.
-lower_threshold = {lower}
-upper_threshold = {upper}
-granule_threshold = {granule_threshold}
-group_by = "rna_type"
+    Returns
+    -------
+    dict
+        Nested as in TOML.
 
-[distribution]
-# About half the nuclear spacing of each cycle.
-distance_threshold = {{ column = "cycle", nc13 = {nc13}, nc14 = {nc14} }}
-step_size = {step}
-output_dir = "output"
+    Examples
+    --------
+    >>> settings = pipeline_settings((0.2, 0.065, 0.065), "confocal")
+    >>> settings["scale"], settings["normalization"]
+    ({'xy': 0.065, 'z': 0.2}, {'lower_threshold': 9, 'upper_threshold': 41})
+    """
+    voxels = single_molecule_voxels(preset)
+    return {
+        "data": {"data_dir": ".", "structures": list(STRUCTURES)},
+        "scale": {"xy": float(spacing[1]), "z": float(spacing[0])},
+        "normalization": {"lower_threshold": max(1, math.floor(0.4 * voxels)),
+                          "upper_threshold": math.ceil(1.65 * voxels)},
+        "distribution": {"distance_threshold": {"column": "cycle", **DISTANCE_THRESHOLDS_UM},
+                         "step_size": DISTANCE_STEP_UM},
+        "plot": {"hue": "rna_type", "col": "cycle"},
+    }
 
-[plot]
-hue = "rna_type"
-col = "cycle"
-"""
+
+def _pipeline_toml(spacing, scope, snr: float, version: str) -> str:
+    voxels = single_molecule_voxels(scope)
+    return config_toml(
+        pipeline_settings(spacing, scope),
+        header=[f"Pipeline settings for this simulated data set (written by rna_localization "
+                f"{version}),", f"{scope.name} microscope, median molecule SNR {snr:g}.",
+                "Run from this folder:  rna-localization run --config pipeline.toml"],
+        comments={"scale": "microns per voxel"},
+        notes={"normalization.lower_threshold":
+               [f"Ideal single-molecule masks of this microscope hold about {voxels:.0f} voxels."],
+               "distribution.distance_threshold": ["About half the nuclear spacing of each cycle."]},
+    )
 
 
 def dataset_conditions(n_images: int) -> pd.DataFrame:
@@ -206,7 +218,9 @@ def simulate_dataset(out_dir, *, n_images: int = 20, seed: int = 0,
         centrosomes.append(image.centrosomes_table.assign(name=image.name))
         nuclei.append(image.nuclei.assign(name=image.name))
         curve = expected_distribution(image.molecules,
-                                      distance_threshold=DISTANCE_THRESHOLDS_UM[row["cycle"]])
+                                      distance_threshold=DISTANCE_THRESHOLDS_UM[row["cycle"]],
+                                      step_size=DISTANCE_STEP_UM,
+                                      granule_threshold=GRANULE_THRESHOLD)
         expected.append(curve.assign(**row))
 
     def _first(table: pd.DataFrame, first: list[str]) -> pd.DataFrame:
@@ -226,17 +240,8 @@ def simulate_dataset(out_dir, *, n_images: int = 20, seed: int = 0,
     for relative, table in tables.items():
         table.to_csv(out / relative, index=False, float_format="%.8g", lineterminator="\n")
         written.append(relative)
-    voxels = single_molecule_voxels(scope)
-    (out / "pipeline.toml").write_text(
-        _PIPELINE_TOML.format(
-            version=__version__, xy=spacing[1], z=spacing[0],
-            granule_threshold=GRANULE_THRESHOLD, preset=scope.name, snr=snr,
-            voxels=voxels, lower=max(1, math.floor(0.4 * voxels)), upper=math.ceil(1.65 * voxels),
-            nc13=DISTANCE_THRESHOLDS_UM["nc13"],
-            nc14=DISTANCE_THRESHOLDS_UM["nc14"], step=DISTANCE_STEP_UM,
-        ),
-        encoding="utf-8",
-    )
+    (out / "pipeline.toml").write_text(_pipeline_toml(spacing, scope, snr, __version__),
+                                       encoding="utf-8")
     write_manifest(
         out, written, structures=STRUCTURES,
         generator={
