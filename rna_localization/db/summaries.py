@@ -33,7 +33,9 @@ def molecules_per_image(db, structure: str) -> pd.DataFrame:
     """
     statement = sql.SQL(
         "SELECT l.name, l.n_objects AS objects, "
-        "CASE WHEN l.n_objects = 0 THEN 0 ELSE SUM(o.normalized_intensity) END AS molecules "
+        "CASE WHEN l.n_objects = 0 THEN 0 "
+        # Summed in object order: the same digits whatever order the rows were stored in.
+        "ELSE SUM(o.normalized_intensity ORDER BY o.object_id) END AS molecules "
         "FROM label_images AS l LEFT JOIN {table} AS o ON o.name = l.name "
         "WHERE l.structure = %s GROUP BY l.name, l.n_objects ORDER BY l.name"
     ).format(table=sql.Identifier(structure))
