@@ -323,6 +323,21 @@ def test_blended_pairs_are_split_and_lone_molecules_are_not(seed):
     assert spots["blended"].sum() <= 2 * pair.sum()
 
 
+def test_blended_spots_are_the_same_in_batches(monkeypatch):
+    # Spots are drawn and pairs fitted in batches that bound the memory on full frames:
+    # batches of a few spots give the same table as one batch.
+    from rna_localization.segmentation import detection
+
+    sim = synthetic.simulate_image("b", rna_type="cen", cycle="nc14", seed=3, preset="widefield",
+                                   snr=12, shape=(20, 128, 128))
+    whole = segment_intermediates(sim.rna, "rna", spacing=sim.spacing).spots
+    monkeypatch.setattr(detection, "_MODEL_BATCH", 7)
+    monkeypatch.setattr(detection, "_FIT_BATCH_VALUES", 1)  # one pair per batch
+    batched = segment_intermediates(sim.rna, "rna", spacing=sim.spacing).spots
+    assert whole["blended"].sum() >= 4
+    assert whole.equals(batched)
+
+
 def test_spot_shape_is_measured_on_the_image():
     # Gaussian spots of known sigmas (voxels) with noise, brightness varying 3-fold:
     # the median neighbour-to-peak ratio gives the sigma back.

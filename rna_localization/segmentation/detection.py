@@ -592,7 +592,7 @@ _MIN_SHAPE_SPOTS = 10
 #: Spots are drawn out to this many of their sigmas by :func:`find_hidden_spots`.
 _MODEL_REACH = 3.0
 #: Spots drawn per batch (bounds memory on full frames).
-_MODEL_BATCH = 4096
+_MODEL_BATCH = 2048
 
 
 def spot_shape(filtered: np.ndarray, spots: pd.DataFrame) -> np.ndarray | None:
@@ -704,17 +704,33 @@ _FIT_STEPS = 12
 
 #: :func:`_fit_pairs` fits the voxels within this many spot sigmas of a pair's middle.
 _FIT_REACH = 2.5
+#: Pairs x window voxels fitted at a time (~40 MB per array of the batch).
+_FIT_BATCH_VALUES = 1 << 19
 
 
 def _fit_pairs(data_at, start_1, start_2, amplitude, sigma):
-    """Least-squares fit of two Gaussians of `sigma` to windows of data, all pairs at once.
+    """Least-squares fit of two Gaussians of `sigma` to windows of data, many pairs at once.
 
-    ``data_at(voxels)`` gives each pair's data at (P, V, 3) voxel positions
-    (its window: :data:`_FIT_REACH` sigmas around the starting pair's middle),
-    NaN outside the image. Gauss-Newton steps (lightly damped, no molecule
-    moving more than a sigma per step). Returns the fitted (a1, a2, m1, m2);
+    ``data_at(rows, voxels)`` gives the data of pairs `rows` at (P, V, 3)
+    voxel positions (each pair's window: :data:`_FIT_REACH` sigmas around
+    its starting middle), NaN outside the image. Gauss-Newton steps (lightly
+    damped, no molecule moving more than a sigma per step), in batches of
+    pairs that bound the memory. Returns the fitted (a1, a2, m1, m2);
     positions in voxels.
     """
+    reach = np.ceil(_FIT_REACH * sigma).astype(int)
+    batch = max(1, _FIT_BATCH_VALUES // int(np.prod(2 * reach + 1)))
+    parts = [_fit_pair_batch(lambda voxels, rows=rows: data_at(rows, voxels), start_1[rows],
+                             start_2[rows], amplitude[rows], sigma)
+             for rows in (np.arange(i, min(i + batch, len(start_1)))
+                          for i in range(0, len(start_1), batch))]
+    if not parts:
+        return np.zeros(0), np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3))
+    return tuple(np.concatenate(values) for values in zip(*parts))
+
+
+def _fit_pair_batch(data_at, start_1, start_2, amplitude, sigma):
+    """:func:`_fit_pairs` on one batch; ``data_at(voxels)`` as there, for these pairs."""
     reach = np.ceil(_FIT_REACH * sigma).astype(int)
     steps = [np.arange(-r, r + 1) for r in reach]
     offsets = np.stack(np.meshgrid(*steps, indexing="ij"), axis=-1).reshape(-1, 3)
@@ -859,12 +875,13 @@ def split_blended_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataF
     start = position[parent]
     shape = np.array(filtered.shape)
 
-    def data_at(voxels):
+    def data_at(rows, voxels):
         inside = np.all((voxels >= 0) & (voxels < shape), axis=2)
         clipped = np.clip(voxels, 0, shape - 1)
         values = left[tuple(np.moveaxis(clipped, 2, 0))].astype(np.float64)
-        delta = (voxels - start[:, None, :]) / sigma
-        values += amplitude[parent, None] * np.exp(-0.5 * np.einsum("pva,pva->pv", delta, delta))
+        delta = (voxels - start[rows, None, :]) / sigma
+        values += (amplitude[parent[rows], None]
+                   * np.exp(-0.5 * np.einsum("pva,pva->pv", delta, delta)))
         return np.where(inside, values, np.nan)
 
     a1, a2, m1, m2 = _fit_pairs(data_at, start - 0.4 * (bump - start),
