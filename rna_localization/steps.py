@@ -9,6 +9,7 @@ so that a notebook cell can show it. ``run`` chains them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -26,6 +27,7 @@ from .apertures import aperture_intensities, spot_centroids
 from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
 from .config import Config, ThresholdTable
 from .db import Database
+from .db.database import reuse_connections
 from .db.locks import pipeline_lock as _exclusive
 from .db.results import (
     NORMALIZED_COLUMN,
@@ -112,6 +114,19 @@ def _warn(message: str) -> None:
     warnings.warn(message, PipelineWarning, stacklevel=3)
 
 
+def _one_connection(function):
+    """Run `function` inside :func:`~rna_localization.db.database.reuse_connections`.
+
+    A step's transactions (and, run in this process, its images' tasks) then
+    share one PostgreSQL connection instead of opening one each.
+    """
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with reuse_connections():
+            return function(*args, **kwargs)
+    return wrapper
+
+
 def _database(config: Config, db: Database | None) -> Database:
     return db if db is not None else Database.from_config(config)
 
@@ -139,6 +154,7 @@ def _check_finite(raw: np.ndarray, path: Path) -> None:
         raise ValueError(msg)
 
 
+@_one_connection
 def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
                  apertures: bool = True) -> dict:
     # Before reading: a file replaced while it is read is seen as changed by the next run.
@@ -207,6 +223,7 @@ def _none(value):
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
 
+@_one_connection
 def extract(config: Config, *, overwrite: bool = False, db: Database | None = None,
             workers: int | None = None) -> pd.DataFrame:
     """Objects of every structure and image into the database.
@@ -386,6 +403,7 @@ def _chance_baseline(spec: _ChanceSpec | None, distances: pd.DataFrame, target, 
     return spec.region, grid, expected
 
 
+@_one_connection
 def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwrite: bool,
                  chance: _ChanceSpec | None = None, threads: int | None = None) -> dict:
     db = Database(dsn)
@@ -421,6 +439,7 @@ def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwr
             "targets": target.n_objects}
 
 
+@_one_connection
 def measure_distances(config: Config, *, overwrite: bool | None = None, db: Database | None = None,
                       workers: int | None = None) -> pd.DataFrame:
     """Distance from every structure_1 object to the nearest structure_2 object.
@@ -531,6 +550,7 @@ def _checked_metadata(config: Config, db: Database) -> pd.DataFrame:
     return table
 
 
+@_one_connection
 def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame:
     """The ``images`` table from the metadata CSV, replacing any earlier one.
 
@@ -562,6 +582,7 @@ def _metadata(db: Database) -> pd.DataFrame:
 
 
 # -------------------------------------------------------------- normalization
+@_one_connection
 def normalize(config: Config, *, db: Database | None = None) -> pd.DataFrame:
     """``normalized_intensity``: estimated molecules per object of ``normalization.structure``.
 
@@ -662,6 +683,7 @@ def _threshold(config: Config, row: dict, name: str) -> float | None:
     return threshold
 
 
+@_one_connection
 def compute_distributions(config: Config, *, db: Database | None = None,
                           write: bool = True) -> pd.DataFrame:
     """Per-image cumulative distributions of RNA against distance (PRODUCT.md, "Definitions").
@@ -922,6 +944,7 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
 
 
 # ------------------------------------------------------------ molecule counts
+@_one_connection
 def count_molecules(config: Config, *, db: Database | None = None, write: bool = True) -> pd.DataFrame:
     """Objects and estimated molecules per image of ``normalization.structure``.
 
@@ -963,6 +986,7 @@ def count_molecules(config: Config, *, db: Database | None = None, write: bool =
 
 
 # ------------------------------------------------------------------------ run
+@_one_connection
 def run(config: Config, *, db: Database | None = None) -> dict[str, pd.DataFrame | list]:
     """extract → distances → metadata → normalize → distributions → plots.
 
