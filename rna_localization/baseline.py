@@ -15,8 +15,13 @@ from scipy import ndimage
 __all__ = ["distance_to_target", "expected_cumulative_distribution"]
 
 
-def _squared_distances(target, spacing) -> np.ndarray:
-    """Squared microns from every voxel centre to the nearest target voxel centre."""
+#: Voxels whose squared distances are held at once (planes of the stack at a time): the
+#: only whole-volume arrays are then the target and its feature transform (12 bytes a voxel).
+_SLAB_VOXELS = 1 << 20
+
+
+def _feature_transform(target, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """Each voxel's nearest target voxel, (3, Z, Y, X) int32, and the spacing as 3 floats."""
     target = np.asarray(target) != 0
     if target.ndim != 3:
         msg = f"the target must be a (Z, Y, X) stack; got {target.ndim} dimension(s)."
@@ -28,18 +33,26 @@ def _squared_distances(target, spacing) -> np.ndarray:
     if not np.all(spacing > 0):
         msg = f"spacing must be positive microns per voxel (z, y, x); got {tuple(spacing)}."
         raise ValueError(msg)
-    # The exact feature transform (each voxel's nearest target voxel), then the squared
-    # distances axis by axis: no square roots, and none of scipy's float index copies.
     nearest = ndimage.distance_transform_edt(~target, sampling=tuple(spacing),
                                              return_distances=False, return_indices=True)
-    squared = np.zeros(target.shape)
-    for axis, step in enumerate(spacing):
-        position = np.arange(target.shape[axis]).reshape([-1 if a == axis else 1 for a in range(3)])
-        offset = (nearest[axis] - position).astype(np.float64)
-        offset *= step
-        offset *= offset
-        squared += offset
-    return squared
+    return nearest, spacing
+
+
+def _squared_slabs(nearest: np.ndarray, spacing: np.ndarray):
+    """Yield ``(planes, squared microns)`` for slabs of planes, from the feature transform.
+
+    No square roots, and never a float array of the whole volume.
+    """
+    n_z, n_y, n_x = nearest.shape[1:]
+    per = max(1, _SLAB_VOXELS // (n_y * n_x))
+    rows, columns = np.arange(n_y).reshape(-1, 1), np.arange(n_x)
+    for z0 in range(0, n_z, per):
+        planes = slice(z0, min(n_z, z0 + per))
+        squared = np.square((nearest[0, planes] - np.arange(z0, planes.stop).reshape(-1, 1, 1))
+                            * spacing[0])
+        squared += np.square((nearest[1, planes] - rows) * spacing[1])
+        squared += np.square((nearest[2, planes] - columns) * spacing[2])
+        yield planes, squared
 
 
 def distance_to_target(target, spacing) -> np.ndarray:
@@ -62,7 +75,8 @@ def distance_to_target(target, spacing) -> np.ndarray:
     >>> distance_to_target(target, (1.0, 1.0, 0.5))
     array([[[0. , 0.5, 1. , 1.5]]])
     """
-    return np.sqrt(_squared_distances(target, spacing))
+    nearest, spacing = _feature_transform(target, spacing)
+    return np.concatenate([np.sqrt(squared) for _, squared in _squared_slabs(nearest, spacing)])
 
 
 def expected_cumulative_distribution(target, spacing, distances, *, region=None) -> np.ndarray:
@@ -76,7 +90,8 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None)
 
     The pipeline computes it in the distances step, for the distances the
     image's cumulative distribution will have, and stores it with the
-    distances (:func:`rna_localization.steps.measure_distances`).
+    distances (:func:`rna_localization.steps.measure_distances`). Memory:
+    the target's feature transform (12 bytes a voxel), then slabs of planes.
 
     Parameters
     ----------
@@ -104,19 +119,23 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None)
     if distances.ndim != 1 or distances.size == 0 or np.any(np.diff(distances) <= 0):
         msg = "distances must be a non-empty, strictly increasing 1-D sequence of microns."
         raise ValueError(msg)
-    squared = _squared_distances(target, spacing)
+    nearest, spacing = _feature_transform(target, spacing)
     if region is not None:
         region = np.asarray(region) != 0
-        if region.shape != squared.shape:
-            msg = f"the region has shape {region.shape}, the target {squared.shape}: they must match."
+        if region.shape != nearest.shape[1:]:
+            msg = f"the region has shape {region.shape}, the target {nearest.shape[1:]}: they must match."
             raise ValueError(msg)
-        squared = squared[region]
     # A voxel exactly at a distance counts as within it, as an object does; a hair of
     # tolerance makes 3 · 0.05 be 0.15. Compared squared: no square root per voxel.
     edges = distances * (1 + 1e-9) + 1e-12
-    # Each voxel's first distance it is within; counted, then summed up (no sort).
-    first = np.searchsorted(edges * edges, squared.ravel(), side="left")
-    within = np.cumsum(np.bincount(first, minlength=edges.size + 1)[:edges.size])
+    edges *= edges
+    counts = np.zeros(edges.size + 1, dtype=np.int64)
+    for planes, squared in _squared_slabs(nearest, spacing):
+        values = squared[region[planes]] if region is not None else squared.ravel()
+        values = values[values <= edges[-1]]  # beyond the threshold: in no count
+        # Each voxel's first distance it is within; counted, then summed up (no sort).
+        counts += np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size + 1)
+    within = np.cumsum(counts[:edges.size])
     if within[-1] == 0:
         msg = f"no voxel of the region is within {distances[-1]} µm of the target."
         raise ValueError(msg)

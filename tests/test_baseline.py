@@ -39,8 +39,13 @@ def test_single_target_voxel_in_an_anisotropic_box_by_hand():
     assert expected[-1] == 100.0
 
 
+@pytest.mark.parametrize("planes", [1, 4, None])  # planes of squared distances at a time
 @pytest.mark.parametrize("spacing", [(0.2, 0.065, 0.065), (1.0, 0.5, 0.25), (0.3, 0.3, 0.3)])
-def test_expected_curve_matches_brute_force_voxel_counts(spacing):
+def test_expected_curve_matches_brute_force_voxel_counts(spacing, planes, monkeypatch):
+    from rna_localization import baseline
+
+    if planes is not None:  # slabs of 1 plane, and of 4 (the last one of 2)
+        monkeypatch.setattr(baseline, "_SLAB_VOXELS", planes * 14 * 11)
     rng = np.random.default_rng(0)
     target = np.zeros((6, 14, 11), dtype=bool)
     target[tuple(rng.integers(0, s, 4) for s in target.shape)] = True
