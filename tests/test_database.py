@@ -193,3 +193,26 @@ def test_a_forked_process_never_uses_the_parents_kept_connection(tmp_path, datab
         assert child.exitcode == 0
         assert theirs != mine
         assert _backend(db) == mine  # still usable here: the child neither used nor closed it
+
+
+def test_a_kept_connection_ended_by_the_server_is_replaced(tmp_path, database_name):
+    from rna_localization.db.database import reuse_connections
+
+    db = Database.from_config(Config.from_flat(data_dir=str(tmp_path), database_name=database_name))
+    with reuse_connections():
+        kept = _backend(db)
+        # The server ends it while it is idle (a restart, an idle_session_timeout) ...
+        with psycopg2_connection(db) as other, other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", (kept,))
+            assert cursor.fetchone()[0]
+        # ... and the next transaction runs on a new one instead of failing.
+        with db.transaction() as cursor:
+            cursor.execute("CREATE TABLE t (x int)")
+        assert db.tables() == ["t"]
+        assert _backend(db) != kept
+
+
+def psycopg2_connection(db):
+    from contextlib import closing
+
+    return closing(db.connect())

@@ -48,7 +48,9 @@ def reuse_connections() -> Iterator[None]:
     Opening a connection costs a PostgreSQL backend start (milliseconds),
     more than most of the pipeline's transactions. Inside the block, a
     committed transaction leaves its connection open for the next one of the
-    same database; one that failed closes it. A transaction begun inside
+    same database (checked with one ``SELECT 1`` before it is used again: a
+    connection the server ended meanwhile is replaced); one that failed
+    closes it. A transaction begun inside
     another gets a connection of its own, as outside the block. When the
     outermost block ends, the idle connections are closed: nothing stays open
     between steps (so a server stop or ``DROP DATABASE`` is never held up).
@@ -75,14 +77,31 @@ def reuse_connections() -> Iterator[None]:
 def _take_idle(dsn: str):
     """An idle, usable connection to `dsn` kept by :func:`reuse_connections`, or None."""
     pid = os.getpid()
-    with _reuse_lock:
-        pooled = _idle.get(pid, {}).get(dsn, [])
-        while pooled:
+    while True:
+        with _reuse_lock:
+            pooled = _idle.get(pid, {}).get(dsn, [])
+            if not pooled:
+                return None
             connection = pooled.pop()
-            if not connection.closed and connection.status == STATUS_READY:
-                return connection
-            connection.close()
-    return None
+        if _alive(connection):
+            return connection
+        connection.close()
+
+
+def _alive(connection) -> bool:
+    """Whether a kept connection still answers (a server restart or an idle timeout ends it).
+
+    One round trip, far cheaper than a new connection.
+    """
+    if connection.closed or connection.status != STATUS_READY:
+        return False
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        connection.rollback()
+    except psycopg2.Error:
+        return False
+    return True
 
 
 def _keep_idle(dsn: str, connection) -> bool:
