@@ -24,6 +24,7 @@ from ._errors import InputTypeError
 from ._faults import fault_point
 from .analysis import add_chance_baseline
 from .apertures import aperture_intensities, spot_centroids
+from .baseline import expected_cumulative_distribution
 from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
 from .config import Config, ThresholdTable
 from .db import Database
@@ -59,7 +60,6 @@ from .db.tables import (
     write_image_objects,
 )
 from .distances import nearest_distances, point_distances
-from .baseline import expected_cumulative_distribution
 from .distributions import (
     DISTRIBUTION_COLUMNS,
     MIN_REFERENCE_OBJECTS,
