@@ -20,7 +20,8 @@ import pandas as pd
 from .baseline import expected_cumulative_distribution
 from .config import Config
 from .db import Database
-from .db.tables import read_label_image
+from .db.results import read_chance_baselines, write_chance_baseline
+from .db.tables import add_baseline_columns, lock_image, read_label_image
 from .stats import N_BOOTSTRAP, N_PERMUTATIONS, SEED, group_statistics, group_tests, image_figures
 
 __all__ = ["STATS_FILE", "STATS_IMAGES_FILE", "STATS_TESTS_FILE", "add_chance_baseline",
@@ -45,7 +46,11 @@ def add_chance_baseline(config: Config, distributions: pd.DataFrame, *, db: Data
 
     For each image, :func:`rna_localization.baseline.expected_cumulative_distribution`
     of its ``structure_2`` label image (from the database, with the voxel
-    size it was extracted at) at the image's own distances;
+    size it was extracted at) at the image's own distances: the one the
+    distances step stored with the image's distances when it is for these
+    distances and this region; otherwise computed here, and stored when the
+    region is the configured one (a database from before baselines were
+    stored, or ``[distribution]`` changed since the distances were measured);
     ``enrichment = percent_total_rna / expected_percent_total_rna`` (NaN where
     nothing is expected, e.g. at distance 0 when no voxel is inside the target).
 
@@ -80,28 +85,32 @@ def add_chance_baseline(config: Config, distributions: pd.DataFrame, *, db: Data
         result[column] = np.nan
     if result.empty:
         return result
+    s1 = config.distances.structure_1
+    with db.transaction() as cursor:
+        stored = read_chance_baselines(cursor, s1, s2)
+    # Only the configured region's baseline is kept (the one the distances step computes).
+    store = region_structure == (config.distribution.chance_region or None)
+    columns_ready = False
     missing = []
     for name, rows in result.groupby(name_column, sort=True):
-        with db.transaction() as cursor:
-            target = read_label_image(cursor, s2, str(name))
-            region = (read_label_image(cursor, region_structure, str(name))
-                      if region_structure else None)
-        if target is None or not (target.labels > 0).any() or (region_structure and region is None):
-            missing.append(str(name))
-            continue
+        name = str(name)
         order = rows["distance"].sort_values().index
         distances = rows.loc[order, "distance"].to_numpy(np.float64)
-        if region is not None and not (region.labels > 0).any():
-            missing.append(str(name))
+        hit = stored.get(name)
+        if hit is not None and hit[0] == (region_structure or "") and np.array_equal(hit[1], distances):
+            result.loc[order, "expected_percent_total_rna"] = hit[2]
             continue
-        try:
-            expected = expected_cumulative_distribution(
-                target.labels > 0, target.spacing, distances,
-                region=None if region is None else region.labels > 0)
-        except ValueError:  # no voxel of the region within the threshold of the target
-            missing.append(str(name))
-            continue
-        result.loc[order, "expected_percent_total_rna"] = expected
+        # Not stored (an older database) or for other distances ([distribution] changed
+        # since the distances were measured): computed here, and stored for the next time.
+        if store and not columns_ready:
+            with db.transaction() as cursor:
+                add_baseline_columns(cursor)
+            columns_ready = True
+        expected = _compute_baseline(db, s1, s2, name, distances, region_structure, store=store)
+        if expected is None:
+            missing.append(name)
+        else:
+            result.loc[order, "expected_percent_total_rna"] = expected
     if missing:
         where = (f", or no {region_structure} voxel within the distance threshold of one, "
                  if region_structure else " ")
@@ -110,6 +119,31 @@ def add_chance_baseline(config: Config, distributions: pd.DataFrame, *, db: Data
     expected = result["expected_percent_total_rna"]
     result["enrichment"] = result["percent_total_rna"] / expected.where(expected > 0)
     return result
+
+
+def _compute_baseline(db: Database, s1: str, s2: str, name: str, distances: np.ndarray,
+                      region_structure: str | None, *, store: bool) -> np.ndarray | None:
+    """One image's expected curve from its stored label images (None if it has none), stored if asked."""
+    with db.transaction() as cursor:
+        if store:  # the label images cannot be replaced before the result is stored
+            lock_image(cursor, s2, name)
+            if region_structure:
+                lock_image(cursor, region_structure, name)
+        target = read_label_image(cursor, s2, name)
+        region = read_label_image(cursor, region_structure, name) if region_structure else None
+        if target is None or not (target.labels > 0).any():
+            return None
+        if region_structure and (region is None or not (region.labels > 0).any()):
+            return None
+        try:
+            expected = expected_cumulative_distribution(
+                target.labels > 0, target.spacing, distances,
+                region=None if region is None else region.labels > 0)
+        except ValueError:  # no voxel of the region within the threshold of the target
+            return None
+        if store:
+            write_chance_baseline(cursor, s1, s2, name, (region_structure or "", distances, expected))
+    return expected
 
 
 def grouping_columns(config: Config, distributions: pd.DataFrame) -> list[str]:

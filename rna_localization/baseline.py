@@ -15,6 +15,46 @@ from scipy import ndimage
 __all__ = ["distance_to_target", "expected_cumulative_distribution"]
 
 
+#: Voxels whose squared distances are held at once (planes of the stack at a time): the
+#: only whole-volume arrays are then the target and its feature transform (12 bytes a voxel).
+_SLAB_VOXELS = 1 << 20
+
+
+def _feature_transform(target, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """Each voxel's nearest target voxel, (3, Z, Y, X) int32, and the spacing as 3 floats."""
+    target = np.asarray(target) != 0
+    if target.ndim != 3:
+        msg = f"the target must be a (Z, Y, X) stack; got {target.ndim} dimension(s)."
+        raise ValueError(msg)
+    if not target.any():
+        msg = "the target has no voxel: an image without a target object has no chance baseline."
+        raise ValueError(msg)
+    spacing = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
+    if not np.all(spacing > 0):
+        msg = f"spacing must be positive microns per voxel (z, y, x); got {tuple(spacing)}."
+        raise ValueError(msg)
+    nearest = ndimage.distance_transform_edt(~target, sampling=tuple(spacing),
+                                             return_distances=False, return_indices=True)
+    return nearest, spacing
+
+
+def _squared_slabs(nearest: np.ndarray, spacing: np.ndarray):
+    """Yield ``(planes, squared microns)`` for slabs of planes, from the feature transform.
+
+    No square roots, and never a float array of the whole volume.
+    """
+    n_z, n_y, n_x = nearest.shape[1:]
+    per = max(1, _SLAB_VOXELS // (n_y * n_x))
+    rows, columns = np.arange(n_y).reshape(-1, 1), np.arange(n_x)
+    for z0 in range(0, n_z, per):
+        planes = slice(z0, min(n_z, z0 + per))
+        squared = np.square((nearest[0, planes] - np.arange(z0, planes.stop).reshape(-1, 1, 1))
+                            * spacing[0])
+        squared += np.square((nearest[1, planes] - rows) * spacing[1])
+        squared += np.square((nearest[2, planes] - columns) * spacing[2])
+        yield planes, squared
+
+
 def distance_to_target(target, spacing) -> np.ndarray:
     """Microns from every voxel centre to the nearest target voxel centre (0 inside it).
 
@@ -35,18 +75,8 @@ def distance_to_target(target, spacing) -> np.ndarray:
     >>> distance_to_target(target, (1.0, 1.0, 0.5))
     array([[[0. , 0.5, 1. , 1.5]]])
     """
-    target = np.asarray(target) != 0
-    if target.ndim != 3:
-        msg = f"the target must be a (Z, Y, X) stack; got {target.ndim} dimension(s)."
-        raise ValueError(msg)
-    if not target.any():
-        msg = "the target has no voxel: an image without a target object has no chance baseline."
-        raise ValueError(msg)
-    spacing = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
-    if not np.all(spacing > 0):
-        msg = f"spacing must be positive microns per voxel (z, y, x); got {tuple(spacing)}."
-        raise ValueError(msg)
-    return ndimage.distance_transform_edt(~target, sampling=tuple(spacing))
+    nearest, spacing = _feature_transform(target, spacing)
+    return np.concatenate([np.sqrt(squared) for _, squared in _squared_slabs(nearest, spacing)])
 
 
 def expected_cumulative_distribution(target, spacing, distances, *, region=None) -> np.ndarray:
@@ -57,6 +87,11 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None)
     threshold, ``expected(d) = 100 · #{D ≤ d} / #{D ≤ t}``: the same
     definition as the observed ``percent_total_rna``, whose denominator is
     the RNA within the threshold, so the curve is 100 at ``t``.
+
+    The pipeline computes it in the distances step, for the distances the
+    image's cumulative distribution will have, and stores it with the
+    distances (:func:`rna_localization.steps.measure_distances`). Memory:
+    the target's feature transform (12 bytes a voxel), then slabs of planes.
 
     Parameters
     ----------
@@ -84,19 +119,23 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None)
     if distances.ndim != 1 or distances.size == 0 or np.any(np.diff(distances) <= 0):
         msg = "distances must be a non-empty, strictly increasing 1-D sequence of microns."
         raise ValueError(msg)
-    field = distance_to_target(target, spacing)
+    nearest, spacing = _feature_transform(target, spacing)
     if region is not None:
         region = np.asarray(region) != 0
-        if region.shape != field.shape:
-            msg = f"the region has shape {region.shape}, the target {field.shape}: they must match."
+        if region.shape != nearest.shape[1:]:
+            msg = f"the region has shape {region.shape}, the target {nearest.shape[1:]}: they must match."
             raise ValueError(msg)
-        field = field[region]
-    # A voxel exactly at a distance counts as within it, as an object does; the
-    # transform's square roots get a hair of tolerance so that 3 · 0.05 is 0.15.
+    # A voxel exactly at a distance counts as within it, as an object does; a hair of
+    # tolerance makes 3 · 0.05 be 0.15. Compared squared: no square root per voxel.
     edges = distances * (1 + 1e-9) + 1e-12
-    # Each voxel's first distance it is within; counted, then summed up (no sort).
-    first = np.searchsorted(edges, field.ravel(), side="left")
-    within = np.cumsum(np.bincount(first, minlength=edges.size + 1)[:edges.size])
+    edges *= edges
+    counts = np.zeros(edges.size + 1, dtype=np.int64)
+    for planes, squared in _squared_slabs(nearest, spacing):
+        values = squared[region[planes]] if region is not None else squared.ravel()
+        values = values[values <= edges[-1]]  # beyond the threshold: in no count
+        # Each voxel's first distance it is within; counted, then summed up (no sort).
+        counts += np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size + 1)
+    within = np.cumsum(counts[:edges.size])
     if within[-1] == 0:
         msg = f"no voxel of the region is within {distances[-1]} µm of the target."
         raise ValueError(msg)

@@ -22,6 +22,7 @@ __all__ = [
     "CAPTION",
     "COLUMN_LABELS",
     "ONE_COLUMN",
+    "PALETTE",
     "PAPER_RC",
     "SAVE_RC",
     "TWO_COLUMNS",
@@ -92,10 +93,26 @@ CAPTION = f"Line: mean over images; band: {BAND_LEVEL:.0%} CI of the mean."
 CHANCE_CAPTION = "\nDashed: expected if the RNA were spread uniformly."
 #: The distributions column of the chance baseline (:mod:`rna_localization.baseline`).
 EXPECTED_COLUMN = "expected_percent_total_rna"
+#: Colours of the groups, in order (then again from the first): the colour-blind-safe
+#: palette of Okabe & Ito ("Color Universal Design", 2008), yellow and black last (faint or
+#: heavy as lines on white). Defined here so that a figure needs matplotlib alone.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
+           "#000000")
 #: Height of one row of panels as a fraction of its width, and its bounds (inches).
 _PANEL_ASPECT, _PANEL_HEIGHT = 0.75, (1.5, 2.6)
 #: Height of the strip under the panels that holds the caption line, inches.
 _CAPTION_HEIGHT = 0.2
+
+
+def _colours(levels: Sequence) -> dict:
+    """One :data:`PALETTE` colour per level, in order, cycling past the palette's end.
+
+    Examples
+    --------
+    >>> _colours(["cen", "gapdh"])
+    {'cen': '#0072B2', 'gapdh': '#E69F00'}
+    """
+    return {level: PALETTE[i % len(PALETTE)] for i, level in enumerate(levels)}
 
 
 # ------------------------------------------------------------------ words
@@ -191,14 +208,14 @@ def curve_summary(distributions: pd.DataFrame, measure: str = "percent_total_rna
     0       0.0  3   50.0  10.0   25.16   74.84
     1       1.0  3  100.0   0.0  100.00  100.00
     """
-    from scipy import stats
+    from scipy.special import stdtrit  # Student's t quantile (scipy.stats.t.ppf), lighter to import
 
     keys = [*by, "distance"]
     grouped = distributions.groupby(keys, sort=True, dropna=False)[measure]
     summary = grouped.agg(n="count", mean="mean", sd="std").reset_index()
     n = summary["n"].to_numpy(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        half = np.where(n > 1, stats.t.ppf(0.5 + BAND_LEVEL / 2, n - 1) * summary["sd"] / np.sqrt(n),
+        half = np.where(n > 1, stdtrit(n - 1, 0.5 + BAND_LEVEL / 2) * summary["sd"] / np.sqrt(n),
                         np.nan)
     summary["low"] = np.clip(summary["mean"] - half, 0, 100)
     summary["high"] = np.clip(summary["mean"] + half, 0, 100)
@@ -285,7 +302,6 @@ def plot_cumulative_distributions(distributions: pd.DataFrame, measure: str = "p
     """
     import matplotlib
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     y_text = y_label(measure)
     _check_columns(distributions, {"measure": measure, "distance": "distance",
@@ -314,7 +330,7 @@ def plot_cumulative_distributions(distributions: pd.DataFrame, measure: str = "p
     if height is None:
         panel_height = float(np.clip(_PANEL_ASPECT * width / n_cols, *_PANEL_HEIGHT))
         height = n_rows * panel_height + 0.5 + caption_height
-    colours = dict(zip(hue_levels, sns.color_palette("colorblind", len(hue_levels))))
+    colours = _colours(hue_levels)
 
     with matplotlib.rc_context(PAPER_RC):
         figure = plt.figure(figsize=(width, height), layout="constrained")
@@ -577,7 +593,8 @@ def save_figure(figure, path_stem: str | Path, *, dpi: int = 600) -> list[Path]:
 
     The PDF embeds its fonts as TrueType (Type 42: editable text, accepted by
     journals) and keeps the figure's size (a 3.5 in figure stays 3.5 in wide);
-    the PNG is drawn at `dpi` and records it.
+    the PNG is drawn at `dpi` and records it, with the PDF's layout (the
+    layout engine runs once).
 
     Parameters
     ----------
@@ -612,6 +629,10 @@ def save_figure(figure, path_stem: str | Path, *, dpi: int = 600) -> list[Path]:
                 finally:
                     part.unlink(missing_ok=True)
                 paths.append(path)
+                # Laid out once: the PNG keeps the PDF's layout instead of running the
+                # layout engine again (the figure is closed below anyway).
+                if figure.get_layout_engine() is not None:
+                    figure.set_layout_engine("none")
     finally:
         plt.close(figure)
     return paths
@@ -669,7 +690,6 @@ def plot_group_statistics(stats: pd.DataFrame, figure: str = "enrichment", *,
     """
     import matplotlib
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     rows = stats[(stats["figure"] == figure) & stats["distance"].notna()]
     if rows.empty:
@@ -683,7 +703,7 @@ def plot_group_statistics(stats: pd.DataFrame, figure: str = "enrichment", *,
     data = rows.copy()
     hue_levels = [str(v) for v in _levels(data[hue])] if hue else [None]
     col_levels = [str(v) for v in _levels(data[col])] if col else [None]
-    colours = dict(zip(hue_levels, sns.color_palette("colorblind", len(hue_levels))))
+    colours = _colours(hue_levels)
     if width is None:
         width = ONE_COLUMN if len(col_levels) <= 2 else TWO_COLUMNS
     panel_height = float(np.clip(_PANEL_ASPECT * width / len(col_levels), *_PANEL_HEIGHT))

@@ -9,10 +9,12 @@ so that a notebook cell can show it. ``run`` chains them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +25,11 @@ from ._errors import InputTypeError
 from ._faults import fault_point
 from .analysis import BASELINE_COLUMNS, add_chance_baseline
 from .apertures import aperture_intensities, spot_centroids
+from .baseline import expected_cumulative_distribution
 from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
 from .config import Config, ThresholdTable
 from .db import Database
+from .db.database import reuse_connections
 from .db.locks import pipeline_lock as _exclusive
 from .db.results import (
     NORMALIZED_COLUMN,
@@ -47,6 +51,7 @@ from .db.results import (
 from .db.summaries import distance_summary as _distance_summary
 from .db.summaries import molecules_per_image
 from .db.tables import (
+    add_baseline_columns,
     delete_image,
     ensure_schema,
     ensure_structure_table,
@@ -63,6 +68,7 @@ from .distributions import (
     SINGLE_AREA_WINDOW,
     aperture_references,
     cumulative_distribution,
+    distance_steps,
     normalize_intensities,
     single_molecule_references,
 )
@@ -157,6 +163,19 @@ def _warn(message: str) -> None:
     warnings.warn(message, PipelineWarning, stacklevel=3)
 
 
+def _one_connection(function):
+    """Run `function` inside :func:`~rna_localization.db.database.reuse_connections`.
+
+    A step's transactions (and, run in this process, its images' tasks) then
+    share one PostgreSQL connection instead of opening one each.
+    """
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with reuse_connections():
+            return function(*args, **kwargs)
+    return wrapper
+
+
 def _database(config: Config, db: Database | None) -> Database:
     return db if db is not None else Database.from_config(config)
 
@@ -184,6 +203,7 @@ def _check_finite(raw: np.ndarray, path: Path) -> None:
         raise ValueError(msg)
 
 
+@_one_connection
 def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
                  apertures: bool = True) -> dict:
     # Before reading: a file replaced while it is read is seen as changed by the next run.
@@ -252,6 +272,7 @@ def _none(value):
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
 
+@_one_connection
 def extract(config: Config, *, overwrite: bool = False, db: Database | None = None,
             workers: int | None = None) -> pd.DataFrame:
     """Objects of every structure and image into the database.
@@ -369,13 +390,78 @@ def delete_image_data(config: Config, name: str, structure: str, *, db: Database
 
 
 # ------------------------------------------------------------------ distances
+@dataclass(frozen=True)
+class _ChanceSpec:
+    """What one image's chance baseline is computed at, as the distributions step will need it."""
+
+    step_size: float
+    threshold: float | None  # None: the image's largest distance
+    distance: str            # distribution.distance: "centroid" or "voxel"
+    region: str              # distribution.chance_region ("" → the whole volume)
+
+
+def _chance_spec(config: Config, metadata_rows: dict, name: str) -> _ChanceSpec | None:
+    """The image's baseline grid, or None when its threshold needs a metadata row it lacks."""
+    d = config.distribution
+    threshold = d.distance_threshold
+    if isinstance(threshold, ThresholdTable):
+        try:
+            threshold = threshold.for_image(metadata_rows[name], name)
+        except (KeyError, ValueError):  # the distributions step will say what is wrong
+            return None
+    return _ChanceSpec(d.step_size, threshold, d.distance, d.chance_region or "")
+
+
+def _metadata_rows(config: Config) -> dict:
+    """The metadata CSV's rows by image name, when a per-image threshold needs them ({} if unreadable)."""
+    if not isinstance(config.distribution.distance_threshold, ThresholdTable):
+        return {}
+    name_column = config.data.image_name_column
+    try:
+        table = read_metadata_csv(config.metadata_path, name_column=name_column)
+    except (OSError, ValueError):  # reported by the metadata step
+        return {}
+    return {str(row[name_column]): row for row in table.to_dict("records")}
+
+
+def _chance_baseline(spec: _ChanceSpec | None, distances: pd.DataFrame, target, region):
+    """(region, distances, expected percent) of one image, or None when it has none.
+
+    :func:`rna_localization.baseline.expected_cumulative_distribution` at the
+    grid :func:`~rna_localization.distributions.cumulative_distribution` will use.
+    """
+    if spec is None or not (target.labels > 0).any():
+        return None
+    if spec.region and (region is None or not (region.labels > 0).any()):
+        return None
+    threshold = spec.threshold
+    if threshold is None:
+        column = "centroid_distance" if spec.distance == "centroid" else "distance"
+        values = distances[column].to_numpy(np.float64)
+        values = values[~np.isnan(values)]
+        if not values.size:
+            return None
+        threshold = float(values.max())
+    grid = distance_steps(threshold, spec.step_size)
+    try:
+        expected = expected_cumulative_distribution(
+            target.labels > 0, target.spacing, grid,
+            region=None if region is None else region.labels > 0)
+    except ValueError:  # no region voxel within the threshold: reported by the distributions step
+        return None
+    return spec.region, grid, expected
+
+
+@_one_connection
 def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwrite: bool,
-                 threads: int | None = None) -> dict:
+                 chance: _ChanceSpec | None = None, threads: int | None = None) -> dict:
     db = Database(dsn)
     with db.transaction() as cursor:
         source = read_label_image(cursor, structure_1, name)
         target = read_label_image(cursor, structure_2, name)
         centroids = read_spot_centroids(cursor, structure_1, name)
+        region = (read_label_image(cursor, chance.region, name)
+                  if chance is not None and chance.region else None)
     if source.labels.shape != target.labels.shape:
         msg = (
             f"image {name!r}: {structure_1} has shape {source.labels.shape} but "
@@ -392,12 +478,17 @@ def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwr
             centroids[["spot_centroid_z", "spot_centroid_y", "spot_centroid_x"]].to_numpy(),
             target.labels, source.spacing) if len(centroids) else np.zeros(0),
     }), on="object_id", how="left")
+    # The chance baseline (a distance transform of the whole volume) is computed here,
+    # image by image and in parallel like the distances, and stored with them.
+    baseline = _chance_baseline(chance, result, target, region)
     with db.transaction() as cursor:
-        written = write_distances(cursor, structure_1, structure_2, name, result, overwrite=overwrite)
+        written = write_distances(cursor, structure_1, structure_2, name, result,
+                                  overwrite=overwrite, baseline=baseline)
     return {"name": name, "objects": len(result), "status": "measured" if written else "skipped",
             "targets": target.n_objects}
 
 
+@_one_connection
 def measure_distances(config: Config, *, overwrite: bool | None = None, db: Database | None = None,
                       workers: int | None = None) -> pd.DataFrame:
     """Distance from every structure_1 object to the nearest structure_2 object.
@@ -407,10 +498,18 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
     (microns) and ``<structure_2>_id`` in the structure_1 table. An image
     without structure_2 objects keeps NULL distances, with a warning naming it.
 
+    Each measured image's chance baseline
+    (:func:`rna_localization.baseline.expected_cumulative_distribution` at the
+    distances its cumulative distribution will have) is computed here too, in
+    the same per-image task, and stored with the distances: measured again,
+    it is computed again. :func:`compute_distributions` only reads it (and
+    computes, then stores, one whose distances no longer fit, e.g. after
+    ``[distribution]`` changed).
+
     Parameters
     ----------
     config : Config
-        Uses ``[distances]``.
+        Uses ``[distances]``, and ``[distribution]`` for the baseline's distances.
     overwrite : bool, optional
         Measure again images already measured; defaults to ``distances.overwrite``.
     db : Database, optional
@@ -437,12 +536,14 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
     with _exclusive(db):
         with db.transaction() as cursor:
             add_distance_columns(cursor, s1, s2)
+            add_baseline_columns(cursor)
             extracted = extracted_images(cursor)
             measured = set(measured_images(cursor, s1, s2))
         sources = set(extracted.loc[extracted["structure"] == s1, "name"])
         targets = extracted[extracted["structure"] == s2].set_index("name")["n_objects"]
         reports = []
         todo = []
+        metadata_rows = _metadata_rows(config)
         for name in sorted(sources):
             if name not in targets.index:
                 _warn(f"image {name!r} has no {s2} extracted; its {s1} distances stay NULL.")
@@ -451,7 +552,8 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
                 reports.append({"name": name, "objects": np.nan, "targets": targets[name],
                                 "status": "skipped"})
             else:
-                todo.append([db.dsn, s1, s2, name, overwrite])
+                todo.append([db.dsn, s1, s2, name, overwrite,
+                             _chance_spec(config, metadata_rows, name)])
         # Images one after another (workers = 1, and workers = 0 until it starts a cluster):
         # each one's queries use every core; on a cluster of several workers: one each.
         alone = not config.dask.scheduler and (workers == 0 or worker_count(workers, len(todo)) == 1)
@@ -522,6 +624,7 @@ def _checked_metadata(config: Config, db: Database) -> pd.DataFrame:
     return table
 
 
+@_one_connection
 def load_metadata(config: Config, *, db: Database | None = None) -> pd.DataFrame:
     """The ``images`` table from the metadata CSV, replacing any earlier one.
 
@@ -553,6 +656,7 @@ def _metadata(db: Database) -> pd.DataFrame:
 
 
 # -------------------------------------------------------------- normalization
+@_one_connection
 def normalize(config: Config, *, db: Database | None = None) -> pd.DataFrame:
     """``normalized_intensity``: estimated molecules per object of ``normalization.structure``.
 
@@ -653,6 +757,7 @@ def _threshold(config: Config, row: dict, name: str) -> float | None:
     return threshold
 
 
+@_one_connection
 def compute_distributions(config: Config, *, db: Database | None = None,
                           write: bool = True) -> pd.DataFrame:
     """Per-image cumulative distributions of RNA against distance (PRODUCT.md, "Definitions").
@@ -936,6 +1041,7 @@ def plot_image_objects(config: Config, name: str | None = None, *, db: Database 
 
 
 # ------------------------------------------------------------ molecule counts
+@_one_connection
 def count_molecules(config: Config, *, db: Database | None = None, write: bool = True) -> pd.DataFrame:
     """Objects and estimated molecules per image of ``normalization.structure``.
 
@@ -977,6 +1083,7 @@ def count_molecules(config: Config, *, db: Database | None = None, write: bool =
 
 
 # ------------------------------------------------------------------------ run
+@_one_connection
 def run(config: Config, *, db: Database | None = None) -> dict[str, pd.DataFrame | list]:
     """extract → distances → metadata → normalize → distributions → plots.
 

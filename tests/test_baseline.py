@@ -39,8 +39,13 @@ def test_single_target_voxel_in_an_anisotropic_box_by_hand():
     assert expected[-1] == 100.0
 
 
+@pytest.mark.parametrize("planes", [1, 4, None])  # planes of squared distances at a time
 @pytest.mark.parametrize("spacing", [(0.2, 0.065, 0.065), (1.0, 0.5, 0.25), (0.3, 0.3, 0.3)])
-def test_expected_curve_matches_brute_force_voxel_counts(spacing):
+def test_expected_curve_matches_brute_force_voxel_counts(spacing, planes, monkeypatch):
+    from rna_localization import baseline
+
+    if planes is not None:  # slabs of 1 plane, and of 4 (the last one of 2)
+        monkeypatch.setattr(baseline, "_SLAB_VOXELS", planes * 14 * 11)
     rng = np.random.default_rng(0)
     target = np.zeros((6, 14, 11), dtype=bool)
     target[tuple(rng.integers(0, s, 4) for s in target.shape)] = True
@@ -173,3 +178,94 @@ def test_an_image_without_a_target_has_no_baseline_and_is_named(dataset):
         result = add_chance_baseline(config, table, db=db)
     assert result.loc[result["name"] == "ghost", "expected_percent_total_rna"].isna().all()
     assert result.loc[result["name"] == "img_00", "expected_percent_total_rna"].iloc[-1] == 100.0
+
+
+def _stored_baselines(config):
+    from rna_localization.db import Database
+    from rna_localization.db.results import read_chance_baselines
+
+    with Database.from_config(config).transaction() as cursor:
+        return read_chance_baselines(cursor, "rna", "centrosomes")
+
+
+def _brute_force_curve(config, name, grid, spacing):
+    seg = tifffile.imread(config.structure_dirs("centrosomes")[1] / f"{name}_seg.tif")
+    field = brute_force_distances(seg > 0, spacing)
+    within = np.array([(field <= d + 1e-9).sum() for d in grid])
+    return 100 * within / within[-1]
+
+
+def test_the_distances_step_stores_the_baseline_and_measures_it_again(dataset):
+    from rna_localization.db import Database
+    from rna_localization.db.results import write_chance_baseline
+
+    assert main(["run", "--config", str(dataset)]) == 0
+    config = load_config(dataset)
+    stored = _stored_baselines(config)
+    names = sorted(pd.read_csv(config.metadata_path)["name"])
+    assert sorted(stored) == names  # every measured image, from the distances step
+    grid = np.round(np.arange(20) * 0.1, 10).tolist() + [2.0]  # threshold 2.0, step 0.1
+    for name in names:
+        region, distances, expected = stored[name]
+        assert region == ""
+        np.testing.assert_array_equal(distances, grid)
+        np.testing.assert_allclose(expected, _brute_force_curve(config, name, grid, (0.3, 0.1, 0.1)))
+
+    # The distributions step reads what is stored: a marker value comes out in the CSV.
+    db = Database.from_config(config)
+    with db.transaction() as cursor:
+        assert write_chance_baseline(cursor, "rna", "centrosomes", "img_00",
+                                     ("", np.array(grid), np.full(len(grid), 50.0)))
+    assert main(["distributions", "--config", str(dataset)]) == 0
+    table = read_distributions_csv(config.output_dir / "data" / "cumulative_distributions.csv")
+    assert (table.loc[table["name"] == "img_00", "expected_percent_total_rna"] == 50.0).all()
+    # Measured again (--overwrite): computed again.
+    assert main(["distances", "--config", str(dataset), "--overwrite"]) == 0
+    np.testing.assert_allclose(_stored_baselines(config)["img_00"][2],
+                               _brute_force_curve(config, "img_00", grid, (0.3, 0.1, 0.1)))
+
+    # Another voxel size: extracted and measured again, and so is the baseline.
+    dataset.write_text(dataset.read_text().replace("xy = 0.1", "xy = 0.15"), encoding="utf-8")
+    config = load_config(dataset)
+    with pytest.warns(UserWarning, match="another voxel size"):
+        assert main(["run", "--config", str(dataset)]) == 0
+    stored = _stored_baselines(config)
+    table = read_distributions_csv(config.output_dir / "data" / "cumulative_distributions.csv")
+    for name in names:
+        region, distances, expected = stored[name]
+        np.testing.assert_array_equal(distances, grid)
+        by_hand = _brute_force_curve(config, name, grid, (0.3, 0.15, 0.15))
+        np.testing.assert_allclose(expected, by_hand)
+        np.testing.assert_allclose(
+            table.loc[table["name"] == name, "expected_percent_total_rna"], by_hand)
+    assert not np.allclose(stored["img_00"][2],
+                           _brute_force_curve(config, "img_00", grid, (0.3, 0.1, 0.1)))
+
+
+def test_a_baseline_not_stored_or_for_other_distances_is_computed_and_stored(dataset):
+    import dataclasses
+
+    from rna_localization import steps
+    from rna_localization.db import Database
+
+    assert main(["run", "--config", str(dataset)]) == 0
+    config = load_config(dataset)
+    db = Database.from_config(config)
+    # A database made before baselines were stored: no such columns.
+    with db.transaction() as cursor:
+        cursor.execute("ALTER TABLE distance_measurements DROP COLUMN chance_region, "
+                       "DROP COLUMN chance_distances, DROP COLUMN chance_expected")
+    assert _stored_baselines(config) == {}
+    # Another step size than the distances step computed the baselines at.
+    config = dataclasses.replace(
+        config, distribution=dataclasses.replace(config.distribution, step_size=0.25))
+    table = steps.compute_distributions(config, db=db, write=False)
+    grid = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+    stored = _stored_baselines(config)
+    assert sorted(stored) == sorted(table["name"].unique())
+    for name, rows in table.groupby("name"):
+        by_hand = _brute_force_curve(config, name, grid, config.spacing)
+        np.testing.assert_array_equal(rows["distance"], grid)
+        np.testing.assert_allclose(rows["expected_percent_total_rna"], by_hand)
+        np.testing.assert_array_equal(stored[name][1], grid)
+        np.testing.assert_allclose(stored[name][2], by_hand)

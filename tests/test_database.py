@@ -122,3 +122,97 @@ def test_images_table_is_typed_from_the_frame(tmp_path, database_name):
                      "ok": "boolean", "probe": "text"}
     assert stored["name"].tolist() == ["NA", "x"]
     assert stored["probe"].tolist() == ["001", "p"]
+
+
+def _backend(db) -> int:
+    return int(db.query("SELECT pg_backend_pid() AS p")["p"].iloc[0])
+
+
+def _open_backends(db) -> set[int]:
+    return set(db.query("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")["pid"])
+
+
+def test_reused_connections_within_a_block_and_none_kept_after(tmp_path, database_name):
+    from rna_localization.db.database import reuse_connections
+
+    db = Database.from_config(Config.from_flat(data_dir=str(tmp_path), database_name=database_name))
+    assert _backend(db) != _backend(db)  # outside the block: a connection per transaction
+    with reuse_connections():
+        first = _backend(db)
+        assert _backend(db) == first
+        with db.transaction() as cursor:  # a transaction inside another gets its own
+            cursor.execute("SELECT pg_backend_pid()")
+            assert cursor.fetchone()[0] == first
+            assert _backend(db) != first
+        # A failed transaction is rolled back and its connection closed, not reused.
+        with pytest.raises(Exception, match="boom"), db.transaction() as cursor:
+            cursor.execute("CREATE TABLE t (x int)")
+            raise RuntimeError("boom")
+        assert db.tables() == []
+        assert _backend(db) != first
+        kept = _backend(db)
+    assert kept not in _open_backends(db)  # closed when the block ended
+
+
+def test_a_step_opens_one_connection_for_all_its_transactions(dataset, monkeypatch):
+    import psycopg2
+
+    from rna_localization import load_config, steps
+    from rna_localization.db import database
+
+    config = load_config(dataset)
+    db = Database.from_config(config)
+    steps.extract(config, db=db)
+    real = psycopg2.connect
+    opened = []
+    monkeypatch.setattr(database.psycopg2, "connect", lambda *a, **k: opened.append(1) or real(*a, **k))
+    steps.measure_distances(config, db=db)  # 4 images, workers = 1: 2 transactions each
+    # The pipeline lock's own connection, and one for every transaction of the step.
+    assert len(opened) == 2
+    assert db.query("SELECT count(*) AS n FROM distance_measurements")["n"].iloc[0] == 4
+
+
+def _child_backend(dsn, queue):
+    queue.put(_backend(Database(dsn)))
+
+
+def test_a_forked_process_never_uses_the_parents_kept_connection(tmp_path, database_name):
+    import multiprocessing
+
+    from rna_localization.db.database import reuse_connections
+
+    db = Database.from_config(Config.from_flat(data_dir=str(tmp_path), database_name=database_name))
+    context = multiprocessing.get_context("fork")
+    with reuse_connections():
+        mine = _backend(db)  # kept idle, inherited by the child
+        queue = context.Queue()
+        child = context.Process(target=_child_backend, args=(db.dsn, queue))
+        child.start()
+        theirs = queue.get(timeout=60)
+        child.join(60)
+        assert child.exitcode == 0
+        assert theirs != mine
+        assert _backend(db) == mine  # still usable here: the child neither used nor closed it
+
+
+def test_a_kept_connection_ended_by_the_server_is_replaced(tmp_path, database_name):
+    from rna_localization.db.database import reuse_connections
+
+    db = Database.from_config(Config.from_flat(data_dir=str(tmp_path), database_name=database_name))
+    with reuse_connections():
+        kept = _backend(db)
+        # The server ends it while it is idle (a restart, an idle_session_timeout) ...
+        with psycopg2_connection(db) as other, other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", (kept,))
+            assert cursor.fetchone()[0]
+        # ... and the next transaction runs on a new one instead of failing.
+        with db.transaction() as cursor:
+            cursor.execute("CREATE TABLE t (x int)")
+        assert db.tables() == ["t"]
+        assert _backend(db) != kept
+
+
+def psycopg2_connection(db):
+    from contextlib import closing
+
+    return closing(db.connect())

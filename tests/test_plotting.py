@@ -372,3 +372,39 @@ def test_a_failed_save_leaves_the_previous_figures_whole(tmp_path):
         save_figure(figure, tmp_path / "curves", dpi=40)
     assert {path: path.read_bytes() for path in good} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.pdf", "curves.png"]
+
+
+# ------------------------------------------------------------ colours and imports
+def test_groups_take_the_colour_blind_palette_in_order():
+    from matplotlib.colors import to_hex
+
+    from rna_localization.plotting import PALETTE
+
+    # The Okabe-Ito colours as published (blue, orange, bluish green, vermillion, ...).
+    assert PALETTE[:4] == ("#0072B2", "#E69F00", "#009E73", "#D55E00")
+    groups = [f"g{i}" for i in range(len(PALETTE) + 1)]  # one more group than colours
+    table = pd.DataFrame({"name": [f"{g}_{k}" for g in groups for k in (1, 2)],
+                          "rna_type": [g for g in groups for _ in (1, 2)]})
+    table = table.merge(pd.DataFrame({"distance": [0.0, 1.0]}), how="cross")
+    table["percent_total_rna"] = np.where(table["distance"] == 0, 50.0, 100.0)
+    figure = plot_cumulative_distributions(table, hue="rna_type")
+    colours = [to_hex(line.get_color()) for line in figure.axes[0].lines]
+    assert colours == [c.lower() for c in PALETTE] + [PALETTE[0].lower()]  # then again from the first
+    plt.close(figure)
+
+
+def test_drawing_and_saving_figures_imports_neither_seaborn_nor_scipy_stats(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pandas as pd\n"
+        "from rna_localization.plotting import plot_cumulative_distributions, save_figure\n"
+        "table = pd.DataFrame({'name': ['a', 'a', 'b', 'b'], 'rna_type': ['cen'] * 4,\n"
+        "                      'distance': [0.0, 1.0] * 2, 'percent_total_rna': [40.0, 100.0, 60.0, 100.0]})\n"
+        f"save_figure(plot_cumulative_distributions(table), {str(tmp_path / 'figure')!r}, dpi=100)\n"
+        "print(*[m for m in ('seaborn', 'scipy.stats') if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
+    assert (tmp_path / "figure.png").stat().st_size > 0

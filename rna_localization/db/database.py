@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote, urlencode
@@ -20,15 +21,102 @@ import pandas as pd
 import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
-from psycopg2.extensions import make_dsn, parse_dsn
+from psycopg2.extensions import STATUS_READY, TRANSACTION_STATUS_IDLE, make_dsn, parse_dsn
 
 from ..config import Config, check_identifier
 from .server import start_server
 
-__all__ = ["ENV_URL", "Database", "lab_server_url"]
+__all__ = ["ENV_URL", "Database", "lab_server_url", "reuse_connections"]
 
 #: Environment variable naming a PostgreSQL server to use instead of the embedded one.
 ENV_URL = "RNA_LOCALIZATION_DATABASE_URL"
+
+
+# Idle connections kept between transactions inside reuse_connections(), per process id
+# and database: a forked child never touches (not even closes) its parent's sockets.
+_reuse_lock = threading.Lock()
+_reuse_depth: dict[int, int] = {}
+_idle: dict[int, dict[str, list]] = {}
+# At most this many idle connections per database are kept (threads may hold several).
+_MAX_IDLE = 4
+
+
+@contextmanager
+def reuse_connections() -> Iterator[None]:
+    """Within this block, transactions of this process reuse one connection per database.
+
+    Opening a connection costs a PostgreSQL backend start (milliseconds),
+    more than most of the pipeline's transactions. Inside the block, a
+    committed transaction leaves its connection open for the next one of the
+    same database (checked with one ``SELECT 1`` before it is used again: a
+    connection the server ended meanwhile is replaced); one that failed
+    closes it. A transaction begun inside
+    another gets a connection of its own, as outside the block. When the
+    outermost block ends, the idle connections are closed: nothing stays open
+    between steps (so a server stop or ``DROP DATABASE`` is never held up).
+    Nested blocks, and blocks in other threads of the process, share the pool.
+
+    Examples
+    --------
+    >>> with reuse_connections():
+    ...     pass  # e.g. db.query(...) twice: one connection
+    """
+    pid = os.getpid()
+    with _reuse_lock:
+        _reuse_depth[pid] = _reuse_depth.get(pid, 0) + 1
+    try:
+        yield
+    finally:
+        with _reuse_lock:
+            _reuse_depth[pid] -= 1
+            idle = _idle.pop(pid, {}) if _reuse_depth[pid] == 0 else {}
+        for connection in (c for pooled in idle.values() for c in pooled):
+            connection.close()
+
+
+def _take_idle(dsn: str):
+    """An idle, usable connection to `dsn` kept by :func:`reuse_connections`, or None."""
+    pid = os.getpid()
+    while True:
+        with _reuse_lock:
+            pooled = _idle.get(pid, {}).get(dsn, [])
+            if not pooled:
+                return None
+            connection = pooled.pop()
+        if _alive(connection):
+            return connection
+        connection.close()
+
+
+def _alive(connection) -> bool:
+    """Whether a kept connection still answers (a server restart or an idle timeout ends it).
+
+    One round trip, far cheaper than a new connection.
+    """
+    if connection.closed or connection.status != STATUS_READY:
+        return False
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        connection.rollback()
+    except psycopg2.Error:
+        return False
+    return True
+
+
+def _keep_idle(dsn: str, connection) -> bool:
+    """Keep a connection whose transaction ended cleanly, inside :func:`reuse_connections`."""
+    pid = os.getpid()
+    with _reuse_lock:
+        if not _reuse_depth.get(pid) or connection.closed:
+            return False
+        if connection.info.transaction_status != TRANSACTION_STATUS_IDLE:
+            return False
+        pooled = _idle.setdefault(pid, {}).setdefault(dsn, [])
+        if len(pooled) >= _MAX_IDLE:
+            return False
+        pooled.append(connection)
+        return True
 
 
 def lab_server_url(database_name: str, db_user: str = "", db_host: str = "localhost",
@@ -245,13 +333,20 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg2.extensions.cursor]:
-        """A cursor in one transaction: committed on success, rolled back on error."""
-        connection = self.connect()
+        """A cursor in one transaction: committed on success, rolled back on error.
+
+        On a new connection, closed at the end; inside :func:`reuse_connections`,
+        on the one the last committed transaction left open, kept for the next.
+        """
+        connection = _take_idle(self.dsn) or self.connect()
+        committed = False
         try:
             with connection, connection.cursor() as cursor:
                 yield cursor
+            committed = True
         finally:
-            connection.close()
+            if not (committed and _keep_idle(self.dsn, connection)):
+                connection.close()
 
     @property
     def engine(self):

@@ -1,7 +1,7 @@
 """What the steps after extraction add to the schema, write and read back.
 
 The distance columns of a structure_1 table and the ``distance_measurements``
-bookkeeping, the ``images`` table of the metadata CSV, the
+bookkeeping (with each measured image's chance baseline), the ``images`` table of the metadata CSV, the
 ``normalized_intensity`` column, and the reads of the distributions and the
 per-image figure. Every identifier goes through :class:`psycopg2.sql.Identifier`;
 every value is a bound parameter or travels by COPY.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 from psycopg2 import sql
 
@@ -28,11 +29,13 @@ __all__ = [
     "read_group_objects",
     "read_images_table",
     "read_normalization_objects",
+    "read_chance_baselines",
     "read_plot_objects",
     "read_raw_path",
     "replace_images_table",
     "target_id_column",
     "update_from_frame",
+    "write_chance_baseline",
     "write_distances",
     "write_normalized_intensities",
 ]
@@ -131,17 +134,24 @@ def add_distance_columns(cursor, structure_1: str, structure_2: str) -> None:
 
 
 def write_distances(cursor, structure_1: str, structure_2: str, name: str,
-                    distances: pd.DataFrame, *, overwrite: bool = False) -> bool:
-    """Write one image's distances and mark it measured.
+                    distances: pd.DataFrame, *, overwrite: bool = False,
+                    baseline: tuple[str, np.ndarray, np.ndarray] | None = None) -> bool:
+    """Write one image's distances and mark it measured, with its chance baseline.
 
     Call inside a transaction. Returns False (and writes nothing) when the
-    image is already measured and `overwrite` is false.
+    image is already measured and `overwrite` is false. Whatever baseline the
+    image had is replaced by `baseline` (None: none stored; the distributions
+    step computes it).
 
     Parameters
     ----------
     distances : DataFrame
         ``object_id``, ``distance``, ``target_id`` and ``centroid_distance``
         (:func:`rna_localization.nearest_distances` and the centroid distances).
+    baseline : (region, distances, expected), optional
+        The region structure ("" for the whole volume), the distances in
+        microns and the expected percent at each
+        (:func:`rna_localization.baseline.expected_cumulative_distribution`).
     """
     # Serializes writers of one image's distances across processes and concurrent runs.
     cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))",
@@ -156,10 +166,14 @@ def write_distances(cursor, structure_1: str, structure_2: str, name: str,
         "distance": distance_column(structure_2), "target_id": target_id_column(structure_2),
         "centroid_distance": centroid_distance_column(structure_2)})
     update_from_frame(cursor, structure_1, frame, keys=["object_id"], match={"name": name})
+    region, grid, expected = _baseline_values(baseline)
     cursor.execute(
-        "INSERT INTO distance_measurements (structure_1, structure_2, name) VALUES (%s, %s, %s) "
-        "ON CONFLICT DO NOTHING",
-        (structure_1, structure_2, name),
+        "INSERT INTO distance_measurements (structure_1, structure_2, name, chance_region, "
+        "chance_distances, chance_expected) VALUES (%s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (structure_1, structure_2, name) DO UPDATE SET "
+        "chance_region = EXCLUDED.chance_region, chance_distances = EXCLUDED.chance_distances, "
+        "chance_expected = EXCLUDED.chance_expected",
+        (structure_1, structure_2, name, region, grid, expected),
     )
     fault_point("distances")  # crash tests: distances written, not committed
     return True
@@ -170,6 +184,58 @@ def measured_images(cursor, structure_1: str, structure_2: str) -> list[str]:
     cursor.execute("SELECT name FROM distance_measurements WHERE structure_1 = %s AND "
                    "structure_2 = %s ORDER BY name", (structure_1, structure_2))
     return [row[0] for row in cursor.fetchall()]
+
+
+def _baseline_values(baseline) -> tuple[str | None, list | None, list | None]:
+    if baseline is None:
+        return None, None, None
+    region, grid, expected = baseline
+    grid = np.asarray(grid, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if grid.ndim != 1 or grid.shape != expected.shape:
+        msg = (f"a chance baseline needs one expected value per distance; got {grid.shape} "
+               f"distances and {expected.shape} values.")
+        raise ValueError(msg)
+    # Python floats travel as their shortest exact text: the same bits come back.
+    return region or "", grid.tolist(), expected.tolist()
+
+
+def write_chance_baseline(cursor, structure_1: str, structure_2: str, name: str,
+                          baseline: tuple[str, np.ndarray, np.ndarray]) -> bool:
+    """Store one measured image's chance baseline (see :func:`write_distances`).
+
+    Returns False (nothing stored) when the image's distances are not measured:
+    a baseline lives exactly as long as the distances it goes with. The columns
+    must exist (:func:`~rna_localization.db.tables.add_baseline_columns`).
+    """
+    region, grid, expected = _baseline_values(baseline)
+    cursor.execute(
+        "UPDATE distance_measurements SET chance_region = %s, chance_distances = %s, "
+        "chance_expected = %s WHERE structure_1 = %s AND structure_2 = %s AND name = %s",
+        (region, grid, expected, structure_1, structure_2, name),
+    )
+    return cursor.rowcount > 0
+
+
+def read_chance_baselines(cursor, structure_1: str,
+                          structure_2: str) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
+    """The stored chance baselines of the measured images: name → (region, distances, expected).
+
+    Images measured without one (or by a version that stored none) are left out.
+    """
+    cursor.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' "
+        "AND table_name = 'distance_measurements' AND column_name = 'chance_expected'")
+    if not cursor.fetchone()[0]:  # a database made before baselines were stored
+        return {}
+    cursor.execute(
+        "SELECT name, chance_region, chance_distances, chance_expected FROM distance_measurements "
+        "WHERE structure_1 = %s AND structure_2 = %s AND chance_expected IS NOT NULL",
+        (structure_1, structure_2),
+    )
+    return {name: (region, np.asarray(grid, dtype=np.float64),
+                   np.asarray(expected, dtype=np.float64))
+            for name, region, grid, expected in cursor.fetchall()}
 
 
 def image_object_counts(cursor, structure: str) -> pd.DataFrame:

@@ -14,7 +14,8 @@ Tables
     label image itself (zlib-compressed), so that distances and re-analysis run
     from the database alone. A row here means "this image is extracted".
 ``distance_measurements``
-    One row per (structure_1, structure_2, image) whose distances are measured.
+    One row per (structure_1, structure_2, image) whose distances are measured,
+    with the image's chance baseline (:mod:`rna_localization.db.results`).
 ``images``
     The metadata CSV (see :mod:`rna_localization.steps`).
 """
@@ -36,6 +37,7 @@ from ..objects import OBJECT_COLUMNS
 
 __all__ = [
     "LabelImage",
+    "add_baseline_columns",
     "copy_frame",
     "decode_labels",
     "delete_image",
@@ -44,6 +46,7 @@ __all__ = [
     "ensure_schema",
     "ensure_structure_table",
     "extracted_images",
+    "lock_image",
     "read_columns",
     "read_label_image",
     "read_spot_centroids",
@@ -108,6 +111,26 @@ def ensure_schema(cursor) -> None:
             name text NOT NULL,
             PRIMARY KEY (structure_1, structure_2, name)
         );
+        """
+    )
+    add_baseline_columns(cursor)
+
+
+def add_baseline_columns(cursor) -> None:
+    """Give ``distance_measurements`` the chance-baseline columns, if missing.
+
+    ``chance_region`` (the region structure, "" for the whole volume),
+    ``chance_distances`` and ``chance_expected`` (the expected percent at each
+    of those distances): written with the distances, so gone whenever they are.
+    A database made before these columns existed gets them here, NULL: the
+    distributions step then computes the baseline and stores it.
+    """
+    cursor.execute(
+        """
+        ALTER TABLE distance_measurements
+            ADD COLUMN IF NOT EXISTS chance_region text,
+            ADD COLUMN IF NOT EXISTS chance_distances double precision[],
+            ADD COLUMN IF NOT EXISTS chance_expected double precision[];
         """
     )
 
@@ -220,8 +243,13 @@ def _copy_objects(cursor, structure: str, name: str, objects: pd.DataFrame) -> N
     cursor.copy_expert(statement.as_string(cursor.connection), data)
 
 
-def _lock_image(cursor, structure: str, name: str) -> None:
-    # Serializes writers of one image across processes and concurrent runs.
+def lock_image(cursor, structure: str, name: str) -> None:
+    """Hold, until the transaction ends, the lock writers of one image's objects take.
+
+    Serializes writers of one image across processes and concurrent runs; a
+    reader that stores something computed from the image's label image holds
+    it so that the image cannot be replaced in between.
+    """
     cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))", (structure, name))
 
 
@@ -261,7 +289,7 @@ def write_image_objects(
     (:class:`~rna_localization.io.FileFingerprint`, optional) of the files read
     let the next extraction see that one was replaced.
     """
-    _lock_image(cursor, structure, name)
+    lock_image(cursor, structure, name)
     if is_extracted(cursor, structure, name):
         if not overwrite:
             return False
@@ -302,7 +330,7 @@ def extracted_images(cursor) -> pd.DataFrame:
 
 def delete_image(cursor, structure: str, name: str) -> None:
     """Remove one image's objects of one structure (and what was measured from them)."""
-    _lock_image(cursor, structure, name)
+    lock_image(cursor, structure, name)
     _delete_rows(cursor, structure, name)
 
 
