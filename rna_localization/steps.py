@@ -49,7 +49,7 @@ from .db.results import (
     write_normalized_intensities,
 )
 from .db.summaries import distance_summary as _distance_summary
-from .db.summaries import molecules_per_image
+from .db.summaries import first_objects, molecules_per_image
 from .db.tables import (
     add_baseline_columns,
     delete_image,
@@ -90,6 +90,7 @@ __all__ = [
     "make_plots",
     "measure_distances",
     "normalize",
+    "peek_objects",
     "plot_image_objects",
     "run",
     "show_info",
@@ -569,6 +570,45 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
     table = table.drop(columns="objects").merge(counts, on="name", how="left")
     table["objects"] = table["objects"].fillna(0).astype(int)
     return table[columns]
+
+
+def peek_objects(config: Config, *, brightest: bool = False, limit: int = 5,
+                 db: Database | None = None) -> pd.DataFrame:
+    """A look at the RNA table: its first objects as stored, or the brightest in molecules.
+
+    Parameters
+    ----------
+    config : Config
+    brightest : bool
+        False: the first objects of ``distances.structure_1`` by image and
+        object id, every column. True: the objects of
+        ``normalization.structure`` with the most molecules
+        (``normalized_intensity``; run :func:`normalize` first), with
+        ``name``, ``object_id``, ``area``, ``total_intensity`` and
+        ``normalized_intensity``.
+    limit : int
+        How many objects.
+    db : Database, optional
+
+    Returns
+    -------
+    DataFrame
+    """
+    db = _database(config, db)
+    if not brightest:
+        structure = config.distances.structure_1
+        if not _table_exists(db, structure):
+            msg = f"there is no {structure} table yet: run `rna-localization extract` first."
+            raise ValueError(msg)
+        return first_objects(db, structure, limit=limit)
+    structure = config.normalization.structure
+    if not _table_exists(db, structure) or "normalized_intensity" not in db.columns(structure):
+        msg = (f"{structure} has no normalized_intensity column: run `rna-localization normalize` "
+               f"first.")
+        raise ValueError(msg)
+    return first_objects(db, structure, by="normalized_intensity", limit=limit,
+                         columns=["name", "object_id", "area", "total_intensity",
+                                  "normalized_intensity"])
 
 
 def distance_summary(config: Config, *, db: Database | None = None) -> pd.DataFrame:

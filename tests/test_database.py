@@ -145,9 +145,14 @@ def test_reused_connections_within_a_block_and_none_kept_after(tmp_path, databas
             assert cursor.fetchone()[0] == first
             assert _backend(db) != first
         # A failed transaction is rolled back and its connection closed, not reused.
-        with pytest.raises(Exception, match="boom"), db.transaction() as cursor:
-            cursor.execute("CREATE TABLE t (x int)")
-            raise RuntimeError("boom")
+        def create_then_fail():
+            with db.transaction() as cursor:
+                cursor.execute("CREATE TABLE t (x int)")
+                msg = "boom"
+                raise RuntimeError(msg)
+
+        with pytest.raises(RuntimeError, match="boom"):
+            create_then_fail()
         assert db.tables() == []
         assert _backend(db) != first
         kept = _backend(db)

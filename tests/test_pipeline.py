@@ -149,6 +149,15 @@ def test_run_matches_brute_force_oracle(dataset, tmp_path):
     molecules = pd.read_csv(config.output_dir / "data" / steps.MOLECULES_FILE).set_index("name")
     np.testing.assert_allclose(molecules["molecules"], by_image["normalized_intensity"].sum(),
                                rtol=1e-9)
+    # The notebook's look at the table: the first objects stored, and the brightest.
+    first = steps.peek_objects(config)
+    stored = tables["rna"].sort_values(["name", "object_id"]).head(5)
+    assert first[["name", "object_id"]].values.tolist() == stored[["name", "object_id"]].values.tolist()
+    assert set(first.columns) == set(tables["rna"].columns)
+    brightest = steps.peek_objects(config, brightest=True, limit=3)
+    top = expected.sort_values("normalized_intensity", ascending=False).head(3)
+    np.testing.assert_allclose(brightest["normalized_intensity"], top["normalized_intensity"],
+                               rtol=1e-9)
 
     from PIL import Image
 

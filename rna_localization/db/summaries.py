@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from psycopg2 import sql
 
-__all__ = ["distance_summary", "molecules_per_image"]
+__all__ = ["distance_summary", "first_objects", "molecules_per_image"]
 
 
 def molecules_per_image(db, structure: str) -> pd.DataFrame:
@@ -77,3 +77,33 @@ def distance_summary(db, structure: str, column: str) -> pd.DataFrame:
     for count in ("objects", "with_distance"):
         table[count] = table[count].astype(int)
     return table
+
+
+def first_objects(db, structure: str, *, by: str | None = None, limit: int = 5,
+                  columns: list[str] | None = None) -> pd.DataFrame:
+    """The first objects of a structure's table: as stored, or the largest of a column.
+
+    Parameters
+    ----------
+    db : Database
+    structure : str
+        The structure's table.
+    by : str, optional
+        A column: the objects with its largest values first. Default: by
+        image name and object id, the order they are stored in.
+    limit : int
+        How many objects.
+    columns : list of str, optional
+        The columns to return; default all.
+
+    Returns
+    -------
+    DataFrame
+    """
+    chosen = (sql.SQL(", ").join(sql.Identifier(c) for c in columns) if columns
+              else sql.SQL("*"))
+    order = (sql.SQL("{} DESC NULLS LAST, name, object_id").format(sql.Identifier(by)) if by
+             else sql.SQL("name, object_id"))
+    statement = sql.SQL("SELECT {} FROM {} ORDER BY {} LIMIT %s").format(
+        chosen, sql.Identifier(structure), order)
+    return db.query(statement, (int(limit),))

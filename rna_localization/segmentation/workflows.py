@@ -66,7 +66,8 @@ class Intermediates:
     threshold : float
         Noise SDs a spot had to exceed in this image.
     spots : DataFrame
-        The spots found (:func:`.detection.find_spots`).
+        The spots found (:func:`.detection.find_spots`), blended pairs split
+        in two (:func:`.detection.split_blended_spots`: column ``blended``).
     labels : (Z, Y, X) ndarray of int32
         Objects grown from the spots, before the size filter.
     result : (Z, Y, X) ndarray of uint8
