@@ -32,7 +32,9 @@ EXTRAS = {
     "notebooks": ["jupyterlab", "ipywidgets>=8", "papermill>=2.4", "ipykernel"],
     "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5", "papermill>=2.4", "nbclient>=0.8",
              "nbformat>=5", "ipykernel", "ipywidgets>=8",
-             "anndata>=0.11", "pandas>=3"],  # the AnnData export's round trip (see "anndata")
+             "anndata>=0.11", "pandas>=3",  # the AnnData export's round trip (see "anndata")
+             # The viewer's layers in napari's headless model (no Qt, no window).
+             "napari>=0.5"],
     "bench": ["big-fish-reloaded>=0.6"],
     # `rna-localization import` of .czi, .nd2 and .lif files (TIFFs need none of these).
     "formats": ["bioio>=1.0", "bioio-czi>=1.0", "bioio-nd2>=1.0", "bioio-lif>=1.0"],

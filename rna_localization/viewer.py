@@ -19,7 +19,7 @@ import pandas as pd
 
 from .config import Config, load_config
 
-__all__ = ["INSTALL_MESSAGE", "build_layers", "image_layers", "view"]
+__all__ = ["INSTALL_MESSAGE", "add_layers", "build_layers", "image_layers", "view"]
 
 INSTALL_MESSAGE = ('viewing images needs napari, which is not installed: pip install "napari[all]" '
                    '(or pip install -e ".[napari]" in the repository).')
@@ -72,18 +72,21 @@ def build_layers(raw: dict[str, np.ndarray], labels: dict[str, np.ndarray], poin
     [('rna', 'image', (0.2, 0.1, 0.1)), ('rna objects (segmentation)', 'labels', (0.2, 0.1, 0.1)), ('rna objects', 'points', (0.2, 0.1, 0.1))]
     """
     scale = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,)))
+    units = ("um", "um", "um")  # with `scale`, napari's coordinates and scale bar are microns
     colormaps = ["magenta", "green", "cyan", "yellow"]
     layers: list[tuple] = []
     for i, (structure, image) in enumerate(raw.items()):
         image = np.asarray(image)
         low, high = (np.percentile(image, [1, 99.8]) if image.size else (0.0, 1.0))
-        layers.append((image, {"name": structure, "scale": scale, "blending": "additive",
+        layers.append((image, {"name": structure, "scale": scale, "units": units,
+                               "blending": "additive",
                                "colormap": colormaps[i % len(colormaps)],
                                "contrast_limits": (float(low), float(max(high, low + 1)))},
                        "image"))
     for structure, label_image in labels.items():
         layers.append((np.asarray(label_image), {"name": f"{structure} objects (segmentation)",
-                                                 "scale": scale, "opacity": 0.4}, "labels"))
+                                                 "scale": scale, "units": units, "opacity": 0.4},
+                       "labels"))
     coordinates = points[["z", "y", "x"]].to_numpy(np.float64) if len(points) else np.zeros((0, 3))
     distance = (points["distance"].to_numpy(np.float64) if len(points)
                 else np.zeros(0, dtype=np.float64))
@@ -92,14 +95,14 @@ def build_layers(raw: dict[str, np.ndarray], labels: dict[str, np.ndarray], poin
     if measured.any():
         top = float(distance[measured].max())
         layers.append((coordinates[measured], {
-            "name": points_name, "scale": scale, "size": size,
+            "name": points_name, "scale": scale, "units": units, "size": size,
             "features": pd.DataFrame({distance_label: distance[measured]}),
             "face_color": distance_label, "face_colormap": DISTANCE_COLORMAP,
             "face_contrast_limits": (0.0, top if top > 0 else 1.0),
         }, "points"))
     if (~measured).any():
         layers.append((coordinates[~measured], {
-            "name": f"{points_name} (no distance)", "scale": scale, "size": size,
+            "name": f"{points_name} (no distance)", "scale": scale, "units": units, "size": size,
             "face_color": "gray"}, "points"))
     return layers
 
@@ -174,9 +177,33 @@ def view(name: str, config: Config | str | os.PathLike = "pipeline.toml", *, db=
     napari = _import_napari()  # first: without napari, say so before reading anything
     if not isinstance(config, Config):
         config = load_config(config)
+    layers = image_layers(config, name, db=db)  # read before a window opens
     viewer = napari.Viewer(title=f"rna_localization: {name}")
-    for data, kwargs, kind in image_layers(config, name, db=db):
+    return add_layers(viewer, layers)
+
+
+def add_layers(viewer, layers: list[tuple]):
+    """Add :func:`build_layers`' layers to a napari viewer, with a scale bar in µm.
+
+    Works on a window (``napari.Viewer``) and on napari's headless model
+    (``napari.components.ViewerModel``), which needs no display.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer or napari.components.ViewerModel
+    layers : list of tuple
+        ``(data, kwargs, layer_type)``, e.g. from :func:`image_layers`.
+
+    Returns
+    -------
+    The viewer.
+    """
+    for data, kwargs, kind in layers:
         getattr(viewer, f"add_{kind}")(data, **kwargs)
-    viewer.scale_bar.visible = True
-    viewer.scale_bar.unit = "um"
+    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
+    if overlays is not None:  # napari >= 0.9: the bar takes its unit from the layers'
+        overlays.scale_bar.visible = True
+    else:
+        viewer.scale_bar.visible = True
+        viewer.scale_bar.unit = "um"
     return viewer

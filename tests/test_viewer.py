@@ -1,5 +1,6 @@
-"""The napari view built headless: its layers, their data and scales, checked without napari;
-and without napari the command says what to install and fails."""
+"""The napari view built headless: its layers, their data and scales, checked without napari
+and in napari's own headless viewer model; without napari the command says what to install
+and fails."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import tifffile
 
 from rna_localization import label_objects, load_config, steps
 from rna_localization.db import Database
-from rna_localization.viewer import INSTALL_MESSAGE, build_layers, image_layers
+from rna_localization.viewer import INSTALL_MESSAGE, add_layers, build_layers, image_layers
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = shutil.which("rna-localization") or str(Path(sys.executable).with_name("rna-localization"))
@@ -71,6 +72,48 @@ def test_image_layers_from_the_database(dataset):
     np.testing.assert_allclose(kwargs["features"]["distance to centrosomes (µm)"], measured["d"])
     with pytest.raises(ValueError, match="'nope' is not in database"):
         image_layers(config, "nope", db=db)
+
+
+def test_the_view_in_napari_headless(dataset):
+    # napari's viewer model holds the layers a window would show, without Qt or a display.
+    from napari.components import ViewerModel
+
+    config = load_config(dataset)
+    db = Database.from_config(config)
+    steps.extract(config, db=db)
+    steps.measure_distances(config, db=db)
+    viewer = add_layers(ViewerModel(), image_layers(config, "img_01", db=db))
+    spacing = (config.scale.z, config.scale.xy, config.scale.xy)
+    kinds = {layer.name: type(layer).__name__ for layer in viewer.layers}
+    assert kinds == {"rna": "Image", "centrosomes": "Image",
+                     "rna objects (segmentation)": "Labels",
+                     "centrosomes objects (segmentation)": "Labels", "rna objects": "Points"}
+    for layer in viewer.layers:
+        np.testing.assert_allclose(layer.scale, spacing)  # napari's µm are µm
+    raw_dir, seg_dir = config.structure_dirs("rna")
+    np.testing.assert_array_equal(viewer.layers["rna"].data, tifffile.imread(raw_dir / "img_01.tif"))
+    np.testing.assert_array_equal(viewer.layers["rna objects (segmentation)"].data > 0,
+                                  tifffile.imread(seg_dir / "img_01_seg.tif") > 0)
+    rows = db.query("SELECT centroid_z, centroid_y, centroid_x, distance_to_centrosomes AS d "
+                    "FROM rna WHERE name = 'img_01' AND distance_to_centrosomes IS NOT NULL "
+                    "ORDER BY object_id")
+    points = viewer.layers["rna objects"]
+    np.testing.assert_allclose(points.data, rows[["centroid_z", "centroid_y", "centroid_x"]])
+    # World coordinates are microns: the first object's centroid times the voxel size.
+    np.testing.assert_allclose(points.data_to_world(points.data[0]),
+                               rows.iloc[0][["centroid_z", "centroid_y", "centroid_x"]].to_numpy()
+                               * np.array(spacing))
+    # Colours follow the distance: the nearest object darkest (viridis), the farthest yellow.
+    distance = rows["d"].to_numpy()
+    colours = np.asarray(points.face_color)
+    nearest, farthest = colours[np.argmin(distance)], colours[np.argmax(distance)]
+    assert nearest[:3].sum() < farthest[:3].sum()
+    assert farthest[0] > 0.9  # viridis' yellow end
+    assert farthest[1] > 0.8
+    assert farthest[2] < 0.3
+    for layer in viewer.layers:
+        assert [str(unit) for unit in layer.units] == ["micrometer"] * 3
+    assert viewer.canvas.overlays.scale_bar.visible
 
 
 def test_view_without_napari_names_what_to_install(tmp_path, dataset):
