@@ -36,6 +36,7 @@ import pandas as pd
 from scipy import ndimage, optimize
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
 from ..objects import FACE_CONNECTIVITY, normalize_spacing
@@ -589,6 +590,14 @@ def find_spots(score: np.ndarray, threshold: float, *, spacing, min_distance_um)
 _SHAPE_SPOTS = 2.0
 #: :func:`spot_shape` needs at least this many such spots.
 _MIN_SHAPE_SPOTS = 10
+
+
+def _typical(values: np.ndarray) -> np.ndarray:
+    """True for the spots within a factor :data:`_SHAPE_SPOTS` of the median spot (singles)."""
+    middle = float(np.median(values)) if len(values) else 0.0
+    if not middle > 0:
+        return np.zeros(len(values), dtype=bool)
+    return (values >= middle / _SHAPE_SPOTS) & (values <= middle * _SHAPE_SPOTS)
 #: Spots are drawn out to this many of their sigmas by :func:`find_hidden_spots`.
 _MODEL_REACH = 3.0
 #: Spots drawn per batch (bounds memory on full frames).
@@ -640,10 +649,7 @@ def spot_shape(filtered: np.ndarray, spots: pd.DataFrame) -> np.ndarray | None:
         return None
     index = spots[["zi", "yi", "xi"]].to_numpy()
     peak = filtered[tuple(index.T)].astype(np.float64)
-    middle = float(np.median(peak))
-    if not middle > 0:
-        return None
-    typical = (peak >= middle / _SHAPE_SPOTS) & (peak <= middle * _SHAPE_SPOTS)
+    typical = _typical(peak)
     index, peak = index[typical], peak[typical]
     if len(index) < _MIN_SHAPE_SPOTS:
         return None
@@ -718,8 +724,7 @@ def _residual_profile(left: np.ndarray, index: np.ndarray, amplitude: np.ndarray
     """
     reach = np.ceil(_MODEL_REACH * sigma).astype(int)
     window = tuple(int(v) for v in 2 * reach + 1)
-    middle = float(np.median(amplitude))
-    typical = (amplitude >= middle / _SHAPE_SPOTS) & (amplitude <= middle * _SHAPE_SPOTS)
+    typical = _typical(amplitude)
     typical &= np.all((index >= reach) & (index < np.array(left.shape) - reach), axis=1)
     rows = np.flatnonzero(typical)
     if rows.size < _MIN_SHAPE_SPOTS:
@@ -895,8 +900,6 @@ def split_blended_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataF
     found = find_spots(left / noise, threshold, spacing=spacing, min_distance_um=min_distance_um)
     if len(found) == 0:
         return spots
-    from scipy.spatial import cKDTree
-
     at = found[["z", "y", "x"]].to_numpy(dtype=np.float64)
     distance, nearest = cKDTree(position / sigma).query(at / sigma)
     bright = amplitude >= _SPLIT_BRIGHTNESS * float(np.median(amplitude))
