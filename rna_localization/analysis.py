@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .baseline import expected_cumulative_distribution
+from .baseline import image_baseline
 from .config import Config
 from .db import Database
 from .db.results import read_chance_baselines, write_chance_baseline
@@ -131,15 +131,11 @@ def _compute_baseline(db: Database, s1: str, s2: str, name: str, distances: np.n
                 lock_image(cursor, region_structure, name)
         target = read_label_image(cursor, s2, name)
         region = read_label_image(cursor, region_structure, name) if region_structure else None
-        if target is None or not (target.labels > 0).any():
+        if target is None or (region_structure and region is None):
             return None
-        if region_structure and (region is None or not (region.labels > 0).any()):
-            return None
-        try:
-            expected = expected_cumulative_distribution(
-                target.labels > 0, target.spacing, distances,
-                region=None if region is None else region.labels > 0)
-        except ValueError:  # no voxel of the region within the threshold of the target
+        expected = image_baseline(target.labels, target.spacing, distances,
+                                  region_labels=None if region is None else region.labels)
+        if expected is None:
             return None
         if store:
             write_chance_baseline(cursor, s1, s2, name, (region_structure or "", distances, expected))

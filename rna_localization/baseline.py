@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["distance_to_target", "expected_cumulative_distribution"]
+__all__ = ["distance_to_target", "expected_cumulative_distribution", "image_baseline"]
 
 
 #: Voxels whose squared distances are held at once (planes of the stack at a time): the
@@ -140,3 +140,38 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None)
         msg = f"no voxel of the region is within {distances[-1]} µm of the target."
         raise ValueError(msg)
     return 100.0 * within / within[-1]
+
+
+def image_baseline(target_labels, spacing, distances, *, region_labels=None) -> np.ndarray | None:
+    """:func:`expected_cumulative_distribution` of one image's label images, or None.
+
+    None when the image has no target object, when a region is asked for and
+    it has no object, or when no region voxel lies within the threshold: the
+    image has no chance baseline (the callers name it in a warning).
+
+    Parameters
+    ----------
+    target_labels : (Z, Y, X) ndarray
+        structure_2's label image.
+    spacing : sequence of 3 floats
+        Microns per voxel (z, y, x).
+    distances : (N,) array-like
+        As :func:`expected_cumulative_distribution`.
+    region_labels : (Z, Y, X) ndarray, optional
+        The region's label image; None: the whole volume.
+
+    Examples
+    --------
+    >>> image_baseline(np.zeros((3, 3, 3), int), 1.0, [0.0, 1.0]) is None
+    True
+    """
+    target = np.asarray(target_labels) > 0
+    if not target.any():
+        return None
+    region = None if region_labels is None else np.asarray(region_labels) > 0
+    if region is not None and not region.any():
+        return None
+    try:
+        return expected_cumulative_distribution(target, spacing, distances, region=region)
+    except ValueError:  # no voxel of the region within the threshold of the target
+        return None

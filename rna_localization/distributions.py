@@ -14,6 +14,7 @@ __all__ = [
     "SINGLE_AREA_WINDOW",
     "aperture_references",
     "cumulative_distribution",
+    "distance_grid",
     "distance_steps",
     "normalize_intensities",
     "single_molecule_references",
@@ -197,6 +198,28 @@ def distance_steps(threshold: float, step: float) -> np.ndarray:
     return np.append(grid, threshold).astype(np.float64)
 
 
+def distance_grid(distance, step_size: float, distance_threshold: float | None) -> np.ndarray | None:
+    """The distances one image's curve is computed at (:func:`distance_steps`).
+
+    Up to `distance_threshold`, or, when it is None, the image's largest
+    measured distance; None when it is None and nothing is measured.
+
+    Examples
+    --------
+    >>> distance_grid([0.12, np.nan, 0.08], 0.05, None)
+    array([0.  , 0.05, 0.1 , 0.12])
+    >>> distance_grid([np.nan], 0.05, None) is None
+    True
+    """
+    if distance_threshold is None:
+        distance = np.asarray(distance, dtype=np.float64)
+        measured = distance[~np.isnan(distance)]
+        if not measured.size:
+            return None
+        distance_threshold = float(measured.max())
+    return distance_steps(distance_threshold, step_size)
+
+
 def cumulative_distribution(
     distance,
     total_intensity,
@@ -247,15 +270,13 @@ def cumulative_distribution(
     total = np.asarray(total_intensity, dtype=np.float64)
     molecules = np.asarray(normalized_intensity, dtype=np.float64)
     measured = ~np.isnan(distance)
-    if distance_threshold is None:
-        if not measured.any():
-            return pd.DataFrame({c: pd.Series(dtype="float64") for c in DISTRIBUTION_COLUMNS})
-        distance_threshold = float(distance[measured].max())
-    kept = measured & (distance <= distance_threshold)
+    grid = distance_grid(distance, step_size, distance_threshold)
+    if grid is None:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in DISTRIBUTION_COLUMNS})
+    kept = measured & (distance <= grid[-1])
     denominator = total[kept].sum()
     if not kept.any() or denominator == 0:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in DISTRIBUTION_COLUMNS})
-    grid = distance_steps(distance_threshold, step_size)
 
     order = np.argsort(distance[kept], kind="stable")
     sorted_distance = distance[kept][order]

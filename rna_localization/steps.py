@@ -25,7 +25,7 @@ from ._errors import InputTypeError
 from ._faults import fault_point
 from .analysis import BASELINE_COLUMNS, add_chance_baseline
 from .apertures import aperture_intensities, spot_centroids
-from .baseline import expected_cumulative_distribution
+from .baseline import image_baseline
 from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
 from .config import Config, ThresholdTable
 from .db import Database
@@ -68,7 +68,7 @@ from .distributions import (
     SINGLE_AREA_WINDOW,
     aperture_references,
     cumulative_distribution,
-    distance_steps,
+    distance_grid,
     normalize_intensities,
     single_molecule_references,
 )
@@ -428,29 +428,19 @@ def _metadata_rows(config: Config) -> dict:
 def _chance_baseline(spec: _ChanceSpec | None, distances: pd.DataFrame, target, region):
     """(region, distances, expected percent) of one image, or None when it has none.
 
-    :func:`rna_localization.baseline.expected_cumulative_distribution` at the
-    grid :func:`~rna_localization.distributions.cumulative_distribution` will use.
+    :func:`rna_localization.baseline.image_baseline` at the grid
+    :func:`~rna_localization.distributions.cumulative_distribution` will use
+    (:func:`~rna_localization.distributions.distance_grid`).
     """
-    if spec is None or not (target.labels > 0).any():
+    if spec is None:
         return None
-    if spec.region and (region is None or not (region.labels > 0).any()):
+    column = "centroid_distance" if spec.distance == "centroid" else "distance"
+    grid = distance_grid(distances[column], spec.step_size, spec.threshold)
+    if grid is None:
         return None
-    threshold = spec.threshold
-    if threshold is None:
-        column = "centroid_distance" if spec.distance == "centroid" else "distance"
-        values = distances[column].to_numpy(np.float64)
-        values = values[~np.isnan(values)]
-        if not values.size:
-            return None
-        threshold = float(values.max())
-    grid = distance_steps(threshold, spec.step_size)
-    try:
-        expected = expected_cumulative_distribution(
-            target.labels > 0, target.spacing, grid,
-            region=None if region is None else region.labels > 0)
-    except ValueError:  # no region voxel within the threshold: reported by the distributions step
-        return None
-    return spec.region, grid, expected
+    expected = image_baseline(target.labels, target.spacing, grid,
+                              region_labels=None if region is None else region.labels)
+    return None if expected is None else (spec.region, grid, expected)
 
 
 @_one_connection
