@@ -287,11 +287,13 @@ def read_normalization_objects(cursor, structure: str, names, *,
     """The objects of images `names` of `structure` (through the ``(name, object_id)`` index).
 
     Columns ``id``, ``name``, ``area``, ``total_intensity`` and
-    ``spot_intensity`` (when asked).
+    ``spot_intensity`` (when asked), in (name, object_id) order: sums over
+    them (a mean reference, molecules per group) do not depend on where the
+    rows lie, so the same data always give the same bits.
     """
     columns = ["id", "name", "area", "total_intensity"] + (["spot_intensity"] if spot_intensity else [])
     cursor.execute(
-        sql.SQL("SELECT {} FROM {} WHERE name = ANY(%s)").format(
+        sql.SQL("SELECT {} FROM {} WHERE name = ANY(%s) ORDER BY name, object_id").format(
             sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(structure)),
         (list(names),),
     )
