@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rna_localization import load_config, steps
+from rna_localization import load_config
 from rna_localization._faults import KILL_ENV, PAUSE_ENV
 from rna_localization.cli import main
 from rna_localization.db import Database
