@@ -603,9 +603,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)  # --help and bad arguments end here, before any import
     import psycopg2
 
-    args = build_parser().parse_args(argv)
     formatter, warnings.formatwarning = warnings.formatwarning, _format_warning
     info = logging.StreamHandler(sys.stdout)  # what the steps skip, as `info: ...` lines
     info.setFormatter(logging.Formatter("info: %(message)s"))

@@ -26,6 +26,10 @@ The KD-tree wins on sparse RNA; the transform on tens of thousands of RNA
 objects per stack far from large targets. ``method="auto"`` estimates both
 costs per image and picks the cheaper; either way the object's minimum and
 its tied target voxels (a ball query in the KD-tree) are found the same way.
+The KD-tree queries are bounded by each object's distance to one target
+voxel near it: voxels farther than that from every target, most of a small
+object facing away from the targets, cannot be nearest or tied, and their
+searches stop early (see ``_bounded_queries``).
 """
 
 from __future__ import annotations
@@ -237,11 +241,11 @@ def _nearest_from_boundaries(
         threads = usable_cores() if workers == -1 else min(workers, usable_cores())
         method = _choose_method(tree, source_points, source_voxels, target_voxels, shape,
                                 threads)
+    starts = _group_starts(source_labels)
     if method == "edt":
         voxel_distance = _edt_distances(source_voxels, target_voxels, shape, scale)
     else:
-        voxel_distance, _ = tree.query(source_points, k=1, workers=workers)
-    starts = _group_starts(source_labels)
+        voxel_distance = _bounded_queries(tree, source_points, starts, workers)
     object_min = np.minimum.reduceat(voxel_distance, starts)
     rows = np.searchsorted(object_ids, source_labels[starts])
     distance[rows] = object_min
@@ -263,6 +267,56 @@ def _nearest_from_boundaries(
     first = _group_starts(hit_sources)
     target_id[np.searchsorted(object_ids, hit_sources[first])] = hit_labels[first]
 
+
+
+# Bounded queries run in this many groups of similar bounds (one call each).
+_BOUND_GROUPS = 256
+
+
+def _bounded_queries(tree, source_points, starts, workers) -> np.ndarray:
+    """Each source voxel's distance to its nearest target voxel, or inf where that exceeds a bound.
+
+    A voxel whose nearest target is farther than its object's nearest target
+    can neither set the object's distance nor be tied at it, so its exact
+    distance is not needed. One query per object (its first voxel) finds a
+    target voxel ``p``; the object's distance is at most ``u``, the distance
+    from ``p`` to the object's voxel nearest it (computed for every voxel,
+    without the tree). Every voxel is then queried with that upper bound: the
+    search prunes every branch of the tree beyond it, and a voxel farther than
+    ``u`` from every target comes back as inf. The voxels within ``u``, which
+    include every nearest and tied voxel, get the same exact distance as an
+    unbounded query. Most of a small object's voxels face away from the
+    targets: on dense RNA near large targets this halves the queries' time.
+
+    Parameters
+    ----------
+    tree : cKDTree
+        Of the target boundary voxels, in microns.
+    source_points : (N, 3) ndarray
+        Source boundary voxels in microns, grouped by object.
+    starts : (M,) ndarray of int
+        Index of each object's first row in `source_points`.
+    workers : int
+        Threads for the queries.
+
+    Returns
+    -------
+    (N,) ndarray of float64
+        Exact distances within each object's bound, inf beyond it.
+    """
+    _, first = tree.query(source_points[starts], k=1, workers=workers)
+    counts = np.diff(np.r_[starts, len(source_points)])
+    offsets = source_points - np.repeat(tree.data[first], counts, axis=0)
+    reach = np.minimum.reduceat(np.sqrt(np.einsum("ij,ij->i", offsets, offsets)), starts)
+    # A margin over rounding: the tree's own sums may differ from these in the last bits.
+    bound = np.repeat(reach, counts) * (1 + 1e-6) + 1e-9
+    order = np.argsort(bound, kind="stable")
+    distance = np.empty(len(source_points))
+    for group in np.array_split(order, min(_BOUND_GROUPS, len(order))):
+        group = np.sort(group)  # neighbouring voxels queried together: better cache use
+        distance[group], _ = tree.query(source_points[group], k=1, workers=workers,
+                                        distance_upper_bound=float(bound[group].max()))
+    return distance
 
 
 def _box(source_voxels, target_voxels, shape) -> tuple[slice, ...]:
