@@ -233,12 +233,18 @@ def test_method_choice_follows_the_cost_of_each():
     many = np.arange(0, 30 * 512 * 512, 11, dtype=np.int64)
     points = np.column_stack(np.unravel_index(many, shape)) * scale
     assert distances._choose_method(tree, points, many, target_voxels, shape, 1) == "edt"
-    # ... unless the queries share many cores, or the box is too large to transform.
+    # ... unless the queries share many cores, or a plane is too large to transform.
     assert distances._choose_method(tree, points, many, target_voxels, shape, 64) == "kdtree"
-    big = (300, 512, 512)
+    wide = (2, 8000, 8000)
+    spread = np.arange(0, 2 * 8000 * 8000, 1789, dtype=np.int64)
+    points = np.column_stack(np.unravel_index(spread, wide)) * scale
+    assert distances._choose_method(tree, points, spread, target_voxels, wide, 1) == "kdtree"
+    # The transforms cost by the planes holding a target, not by the box's depth: the same
+    # targets (6 planes) under 300 planes of sources still favour them.
+    deep = (300, 512, 512)
     spread = np.arange(0, 300 * 512 * 512, 110, dtype=np.int64)
-    points = np.column_stack(np.unravel_index(spread, big)) * scale
-    assert distances._choose_method(tree, points, spread, target_voxels, big, 1) == "kdtree"
+    points = np.column_stack(np.unravel_index(spread, deep)) * scale
+    assert distances._choose_method(tree, points, spread, target_voxels, deep, 1) == "edt"
 
 
 def test_bad_method_and_workers_are_named():
