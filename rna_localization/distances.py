@@ -273,8 +273,10 @@ def _nearest_from_boundaries(
 
 
 
-# Bounded queries run in this many groups of similar bounds (one call each).
+# Bounded queries run in up to this many groups of similar bounds (one call each),
+# of at least _GROUP_POINTS voxels.
 _BOUND_GROUPS = 256
+_GROUP_POINTS = 2048
 
 
 def _bounded_queries(tree, source_points, starts, workers) -> np.ndarray:
@@ -316,10 +318,25 @@ def _bounded_queries(tree, source_points, starts, workers) -> np.ndarray:
     bound = np.repeat(reach, counts) * (1 + 1e-6) + 1e-9
     order = np.argsort(bound, kind="stable")
     distance = np.empty(len(source_points))
-    for group in np.array_split(order, min(_BOUND_GROUPS, len(order))):
+
+    def query(group):
         group = np.sort(group)  # neighbouring voxels queried together: better cache use
-        distance[group], _ = tree.query(source_points[group], k=1, workers=workers,
+        distance[group], _ = tree.query(source_points[group], k=1,
                                         distance_upper_bound=float(bound[group].max()))
+
+    # Groups of at least _GROUP_POINTS voxels: each call has a fixed cost.
+    groups = np.array_split(order, max(1, min(_BOUND_GROUPS, len(order) // _GROUP_POINTS)))
+    threads = usable_cores() if workers == -1 else workers
+    if threads > 1 and len(groups) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # The queries release the GIL: the groups share the cores, with one pool for all
+        # (a tree.query with workers > 1 would start threads for every group).
+        with ThreadPoolExecutor(min(threads, len(groups))) as pool:
+            list(pool.map(query, groups))
+    else:
+        for group in groups:
+            query(group)
     return distance
 
 

@@ -189,14 +189,18 @@ def test_elongated_objects_match_all_pairs_brute_force(spacing, seed):
         _compare(nearest_distances(source, target, spacing, method=method, workers=1), expected)
 
 
+@pytest.mark.parametrize("workers", [1, 2])  # groups one after another, or in a thread pool
 @pytest.mark.parametrize("seed", range(3))
-def test_bounded_queries_are_exact_wherever_a_voxel_can_be_nearest(seed):
+def test_bounded_queries_are_exact_wherever_a_voxel_can_be_nearest(seed, workers, monkeypatch):
     """Every voxel within its object's minimum distance (a nearest or tied voxel) gets its exact
     distance from the bounded queries; the others may be left at inf, never below the minimum."""
     from scipy.spatial import cKDTree
     from scipy.spatial.distance import cdist
 
+    from rna_localization import distances
     from rna_localization.distances import _bounded_queries
+
+    monkeypatch.setattr(distances, "_GROUP_POINTS", 16)  # many groups of a few voxels
 
     rng = np.random.default_rng(400 + seed)
     spacing = np.array((0.2, 0.065, 0.065))
@@ -206,7 +210,7 @@ def test_bounded_queries_are_exact_wherever_a_voxel_can_be_nearest(seed):
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
     points = points[:sizes.sum()]
     starts = starts[starts < len(points)]
-    got = _bounded_queries(cKDTree(targets), points, starts, 1)
+    got = _bounded_queries(cKDTree(targets), points, starts, workers)
     exact = cdist(points, targets).min(axis=1)
     minimum = np.repeat(np.minimum.reduceat(exact, starts), np.diff(np.r_[starts, len(points)]))
     near = exact <= minimum * (1 + 1e-9) + 1e-12
