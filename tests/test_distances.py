@@ -238,7 +238,7 @@ def test_method_choice_follows_the_cost_of_each():
     points = np.column_stack(np.unravel_index(many, shape)) * scale
     assert distances._choose_method(tree, points, many, target_voxels, shape, 1) == "edt"
     # ... unless the queries share many cores, or a plane is too large to transform.
-    assert distances._choose_method(tree, points, many, target_voxels, shape, 64) == "kdtree"
+    assert distances._choose_method(tree, points, many, target_voxels, shape, 256) == "kdtree"
     wide = (2, 8000, 8000)
     spread = np.arange(0, 2 * 8000 * 8000, 1789, dtype=np.int64)
     points = np.column_stack(np.unravel_index(spread, wide)) * scale
