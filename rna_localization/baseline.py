@@ -4,7 +4,9 @@ If an image's RNA were spread uniformly over its volume (or over a region,
 e.g. the embryo or the cytoplasm), the fraction of it within ``d`` of the
 target structure would be the fraction of the volume's voxels within ``d``.
 That fraction is computed exactly, from the Euclidean distance transform to
-the target with the image's anisotropic voxel size, not from random draws.
+the target with the image's anisotropic voxel size, not from random draws:
+2D transforms of the planes holding a target, combined across planes, within
+the box where a voxel can be within the threshold (:func:`_counts`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ __all__ = ["distance_to_target", "expected_cumulative_distribution", "image_base
 _SLAB_VOXELS = 1 << 20
 
 
-def _feature_transform(target, spacing) -> tuple[np.ndarray, np.ndarray]:
-    """Each voxel's nearest target voxel, (3, Z, Y, X) int32, and the spacing as 3 floats."""
+def _checked(target, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """The target as a (Z, Y, X) bool array with a voxel, and the spacing as 3 positive floats."""
     target = np.asarray(target) != 0
     if target.ndim != 3:
         msg = f"the target must be a (Z, Y, X) stack; got {target.ndim} dimension(s)."
@@ -33,6 +35,12 @@ def _feature_transform(target, spacing) -> tuple[np.ndarray, np.ndarray]:
     if not np.all(spacing > 0):
         msg = f"spacing must be positive microns per voxel (z, y, x); got {tuple(spacing)}."
         raise ValueError(msg)
+    return target, spacing
+
+
+def _feature_transform(target, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """Each voxel's nearest target voxel, (3, Z, Y, X) int32, and the spacing as 3 floats."""
+    target, spacing = _checked(target, spacing)
     nearest = ndimage.distance_transform_edt(~target, sampling=tuple(spacing),
                                              return_distances=False, return_indices=True)
     return nearest, spacing
@@ -53,6 +61,123 @@ def _squared_slabs(nearest: np.ndarray, spacing: np.ndarray):
         squared += np.square((nearest[1, planes] - rows) * spacing[1])
         squared += np.square((nearest[2, planes] - columns) * spacing[2])
         yield planes, squared
+
+
+#: Largest table of bins by per-axis offset (entries) :func:`_counts` builds; past it
+#: (thresholds of tens of microns) each voxel's squared distance is binned directly.
+_MAX_TABLE = 1 << 22
+#: Voxels of in-plane squared distances :func:`_counts` keeps (those of every plane
+#: holding a target; 8 bytes each): up to 256 MB.
+_PLANE_VOXELS = 1 << 25
+
+
+def _crop(target: np.ndarray, region, spacing, squared_threshold: float):
+    """Target and region cut to the box where a voxel can lie within the threshold of a target.
+
+    A voxel more than the threshold from every target voxel counts in no bin, and
+    a target voxel more than the threshold from every region voxel sets no distance
+    that counts: the box is the target's bounding box grown by the threshold along
+    each axis, cut to the region's bounding box grown the same way. Exact: every
+    pair (region voxel, target voxel) within the threshold lies in it, so each
+    counted voxel's nearest target voxel is in it too. None when no region voxel
+    can be within the threshold.
+    """
+    if region is not None and not region.any():
+        return None
+    reach = np.floor(np.sqrt(squared_threshold) / spacing).astype(np.int64) + 1
+    boxes = [ndimage.find_objects(target.view(np.uint8))[0]]
+    if region is not None:
+        boxes.append(ndimage.find_objects(region.view(np.uint8))[0])
+    low = np.max([[max(0, b.start - r) for b, r in zip(box, reach)] for box in boxes], axis=0)
+    high = np.min([[min(n, b.stop + r) for b, r, n in zip(box, reach, target.shape)]
+                   for box in boxes], axis=0)
+    if np.any(high <= low):  # the region is beyond the threshold of every target
+        return None
+    box = tuple(slice(int(lo), int(hi)) for lo, hi in zip(low, high))
+    if not target[box].any():  # no target voxel within reach of the region
+        return None
+    return target[box], None if region is None else region[box]
+
+
+def _counts(target: np.ndarray, spacing, edges: np.ndarray, region) -> np.ndarray:
+    """Voxels (of the region) per bin: bin i holds squared distances in (edges[i-1], edges[i]].
+
+    Separable and exact: the nearest target voxel of a voxel at plane z is, over
+    the planes z' holding a target, the best of each plane's nearest target voxel
+    in 2D plus the squared step between planes. Each plane's 2D transform is
+    cheap, and only planes with a target are transformed (a few, for
+    centrosomes); the planes are then combined one pair at a time. A voxel's
+    squared distance depends only on its offset (|dz|, |dy|, |dx|) from its
+    nearest target voxel: the bin of every offset within the threshold is
+    computed once, with the arithmetic of :func:`_squared_slabs`, into a table
+    that each voxel's offset indexes; offsets past the threshold index the
+    table's last entries, counted in no bin.
+
+    Falls back to one 3D feature transform (:func:`_feature_transform`) and a
+    bin search per voxel when that table would pass :data:`_MAX_TABLE` entries
+    (thresholds of tens of microns).
+    """
+    shape = target.shape
+    reach = [int(r) for r in np.minimum(np.floor(np.sqrt(edges[-1]) / spacing) + 1,
+                                         np.array(shape) - 1)]
+    size = [r + 2 for r in reach]  # offset r + 1 stands for every offset past the threshold
+    counts = np.zeros(edges.size + 1, dtype=np.int64)
+    if int(np.prod(size)) > _MAX_TABLE:
+        nearest, spacing = _feature_transform(target, spacing)
+        for planes, squared in _squared_slabs(nearest, spacing):
+            values = squared[region[planes]] if region is not None else squared.ravel()
+            values = values[values <= edges[-1]]  # beyond the threshold: in no count
+            counts += np.bincount(np.searchsorted(edges, values, side="left"),
+                                  minlength=edges.size + 1)
+        return counts
+    steps = [np.square(np.arange(n) * step) for n, step in zip(size, spacing)]
+    squared = (steps[0].reshape(-1, 1, 1) + steps[1].reshape(-1, 1)) + steps[2]
+    table = np.searchsorted(edges, squared.ravel(), side="left")
+    table = table.astype(np.min_scalar_type(edges.size))
+    table[-1] = edges.size  # counted nowhere, even where the reach was cut to the stack
+    in_plane = (steps[1].reshape(-1, 1) + steps[2]).ravel()  # by in-plane offset, for the choice
+    in_plane[-1] = np.inf  # (r_y + 1, r_x + 1): no target within reach in the plane
+
+    # Each plane holding a target: its voxels' in-plane offset to the nearest target
+    # voxel of that plane, as one index (|dy| * size_x + |dx|), past the reach clipped.
+    n_y, n_x = shape[1:]
+    rows, columns = np.arange(n_y).reshape(-1, 1), np.arange(n_x)
+    plane_offsets = {}
+    for z in np.flatnonzero(target.any(axis=(1, 2))):
+        nearest = ndimage.distance_transform_edt(~target[z], sampling=spacing[1:],
+                                                 return_distances=False, return_indices=True)
+        dy = np.minimum(np.abs(nearest[0] - rows), reach[1] + 1)
+        dx = np.minimum(np.abs(nearest[1] - columns), reach[2] + 1)
+        offset = (dy * size[2] + dx).astype(np.int32)
+        offset[(dy > reach[1]) | (dx > reach[2])] = size[1] * size[2] - 1
+        plane_offsets[int(z)] = offset
+    # The in-plane squared distances too, when they fit (8 bytes a voxel of each plane
+    # holding a target); else looked up again for every pair of planes.
+    keep = len(plane_offsets) * n_y * n_x <= _PLANE_VOXELS
+    plane_squared = {z: in_plane[offset] if keep else None for z, offset in plane_offsets.items()}
+    plane_size = size[1] * size[2]
+    outside = len(table) - 1  # (r_z + 1, r_y + 1, r_x + 1): past the threshold
+    best, candidate = np.empty((n_y, n_x)), np.empty((n_y, n_x))
+    closer = np.empty((n_y, n_x), dtype=bool)
+    index = np.empty((n_y, n_x), dtype=np.int32)
+    for z in range(shape[0]):
+        best.fill(np.inf)
+        index.fill(outside)
+        # Nearest planes first: the farther ones then seldom bring a voxel closer.
+        for source in sorted(plane_offsets, key=lambda s: abs(z - s)):  # noqa: B023
+            dz = abs(z - source)
+            if dz > reach[0]:
+                break
+            offset, squared = plane_offsets[source], plane_squared[source]
+            np.add(in_plane[offset] if squared is None else squared, steps[0][dz], out=candidate)
+            np.less(candidate, best, out=closer)
+            if not closer.any():
+                continue
+            np.minimum(best, candidate, out=best)
+            index[closer] = offset[closer] + dz * plane_size
+        bins = table[index[region[z]] if region is not None else index.ravel()]
+        counts += np.bincount(bins, minlength=edges.size + 1)
+    return counts
 
 
 def distance_to_target(target, spacing) -> np.ndarray:
@@ -91,7 +216,7 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None)
     The pipeline computes it in the distances step, for the distances the
     image's cumulative distribution will have, and stores it with the
     distances (:func:`rna_localization.steps.measure_distances`). Memory:
-    the target's feature transform (12 bytes a voxel), then slabs of planes.
+    12 bytes a voxel of each plane holding a target, and a few planes' worth.
 
     Parameters
     ----------
@@ -119,23 +244,21 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None)
     if distances.ndim != 1 or distances.size == 0 or np.any(np.diff(distances) <= 0):
         msg = "distances must be a non-empty, strictly increasing 1-D sequence of microns."
         raise ValueError(msg)
-    nearest, spacing = _feature_transform(target, spacing)
+    target, spacing = _checked(target, spacing)
     if region is not None:
         region = np.asarray(region) != 0
-        if region.shape != nearest.shape[1:]:
-            msg = f"the region has shape {region.shape}, the target {nearest.shape[1:]}: they must match."
+        if region.shape != target.shape:
+            msg = f"the region has shape {region.shape}, the target {target.shape}: they must match."
             raise ValueError(msg)
     # A voxel exactly at a distance counts as within it, as an object does; a hair of
     # tolerance makes 3 · 0.05 be 0.15. Compared squared: no square root per voxel.
     edges = distances * (1 + 1e-9) + 1e-12
     edges *= edges
-    counts = np.zeros(edges.size + 1, dtype=np.int64)
-    for planes, squared in _squared_slabs(nearest, spacing):
-        values = squared[region[planes]] if region is not None else squared.ravel()
-        values = values[values <= edges[-1]]  # beyond the threshold: in no count
-        # Each voxel's first distance it is within; counted, then summed up (no sort).
-        counts += np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size + 1)
-    within = np.cumsum(counts[:edges.size])
+    cropped = _crop(target, region, spacing, edges[-1])
+    if cropped is None:
+        within = np.zeros(1)
+    else:
+        within = np.cumsum(_counts(cropped[0], spacing, edges, cropped[1])[:edges.size])
     if within[-1] == 0:
         msg = f"no voxel of the region is within {distances[-1]} µm of the target."
         raise ValueError(msg)

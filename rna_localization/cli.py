@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import signal
-import subprocess
 import sys
 import textwrap
 import warnings
@@ -264,6 +262,8 @@ def _db_command(args) -> int:
         print(db.url)
     else:  # psql
         dsn, env = db.client_connection()  # the password, if any, stays off the command line
+        import subprocess
+
         return subprocess.call([client_program("psql"), dsn], env=env)
     return 0
 
@@ -603,9 +603,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)  # --help and bad arguments end here, before any import
+    import logging
+
     import psycopg2
 
-    args = build_parser().parse_args(argv)
     formatter, warnings.formatwarning = warnings.formatwarning, _format_warning
     info = logging.StreamHandler(sys.stdout)  # what the steps skip, as `info: ...` lines
     info.setFormatter(logging.Formatter("info: %(message)s"))

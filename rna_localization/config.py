@@ -8,13 +8,11 @@ flat (:meth:`Config.from_flat`).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import numbers
 import os
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,6 +218,8 @@ def _owners() -> dict[str, str]:
 
 
 def _suggest(word: str, choices) -> str:
+    import difflib
+
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
 
@@ -644,6 +644,8 @@ def load_config(path: str | os.PathLike = "pipeline.toml") -> Config:
             f"pipeline.toml (see README, 'pipeline.toml'; `rna-localization init DATA_DIR` writes one)."
         )
         raise FileNotFoundError(msg)
+    import tomllib  # here: the command line's --help builds on this module without reading TOML
+
     try:
         settings = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
@@ -759,6 +761,7 @@ def config_toml(settings: Mapping[str, Mapping[str, Any]], *, header: Sequence[s
     [scale]
     xy = 0.11                # microns per pixel
     z = 0.2
+    >>> import tomllib
     >>> settings = tomllib.loads(text)
     >>> settings["normalization"]["lower_threshold"] == NormalizationConfig.lower_threshold
     True

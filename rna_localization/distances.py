@@ -20,12 +20,18 @@ Two ways to the nearest target voxel
 Each source boundary voxel's distance to the nearest target voxel comes
 either from a KD-tree of the target boundary voxels (cost grows with the
 number of source boundary voxels, and with how far they are from the
-targets) or from one exact Euclidean distance transform of the box around
-both (cost grows with the box's volume, whatever the number of objects).
+targets) or from exact Euclidean distance transforms of the box around
+both: a 2D transform of each plane holding a target voxel, read at every
+source voxel (cost grows with those planes' area and with the number of
+source voxels times those planes, however far the voxels are).
 The KD-tree wins on sparse RNA; the transform on tens of thousands of RNA
 objects per stack far from large targets. ``method="auto"`` estimates both
 costs per image and picks the cheaper; either way the object's minimum and
 its tied target voxels (a ball query in the KD-tree) are found the same way.
+The KD-tree queries are bounded by each object's distance to one target
+voxel near it: voxels farther than that from every target, most of a small
+object facing away from the targets, cannot be nearest or tied, and their
+searches stop early (see ``_bounded_queries``).
 """
 
 from __future__ import annotations
@@ -46,17 +52,19 @@ DISTANCE_COLUMNS = {"object_id": "int64", "distance": "float64", "target_id": "I
 #: Ways :func:`nearest_distances` can find each boundary voxel's nearest target voxel.
 DISTANCE_METHODS = ("auto", "kdtree", "edt")
 
-# Cost model of the two methods (seconds, measured on one core by
-# benchmarks/bench_distances.py, "method choice"): a KD-tree query costs about
-# _KD_SECONDS per query point and per log2 of the target points, times
-# (1 + distance to the target / _KD_REACH_UM); an exact distance transform costs
-# _EDT_SECONDS per voxel of the box around the boundaries. Only the ratio of
-# the two matters.
+# Cost model of the two methods (seconds, from benchmarks/bench_distances.py,
+# "method choice"): a KD-tree query costs about _KD_SECONDS per query point and
+# per log2 of the target points, times (1 + distance to the target /
+# _KD_REACH_UM); the transforms cost _EDT_PLANE_SECONDS per voxel of each plane
+# of the box holding a target voxel, plus _EDT_SOURCE_SECONDS per source voxel
+# and such plane. Only the ratio of the two matters: the transforms' constants
+# were fitted to the KD-tree's (bounded queries, 2 threads) on that table.
 _KD_SECONDS = 2.4e-8
 _KD_REACH_UM = 1.0
-_EDT_SECONDS = 1.1e-7
-# The transform holds ~13 bytes per voxel of that box: above this many voxels
-# the KD-tree is used whatever the estimate (about 450 MB).
+_EDT_PLANE_SECONDS = 6.5e-9
+_EDT_SOURCE_SECONDS = 3.4e-9
+# A plane's transform holds ~25 bytes per voxel: above this many voxels in a
+# plane of the box the KD-tree is used whatever the estimate (about 800 MB).
 _EDT_MAX_VOXELS = 1 << 25
 
 
@@ -132,9 +140,10 @@ def nearest_distances(
         this process may run on (:func:`usable_cores`), -1 every core.
     method : {"auto", "kdtree", "edt"}
         How each boundary voxel's nearest target voxel is found: a KD-tree of
-        the targets' boundary voxels, or one exact Euclidean distance transform
-        of the box around both images' boundary voxels (faster for many
-        objects near large targets). ``"auto"`` picks the one a cost model
+        the targets' boundary voxels, or exact Euclidean distance transforms
+        of the box around both images' boundary voxels, one 2D transform per
+        plane holding a target voxel (faster for many objects near large
+        targets). ``"auto"`` picks the one a cost model
         says is faster for this image. Both are exact; ties are resolved the
         same way, so every method gives the same objects, targets and
         distances (to rounding, 1e-12 relative).
@@ -237,11 +246,11 @@ def _nearest_from_boundaries(
         threads = usable_cores() if workers == -1 else min(workers, usable_cores())
         method = _choose_method(tree, source_points, source_voxels, target_voxels, shape,
                                 threads)
+    starts = _group_starts(source_labels)
     if method == "edt":
         voxel_distance = _edt_distances(source_voxels, target_voxels, shape, scale)
     else:
-        voxel_distance, _ = tree.query(source_points, k=1, workers=workers)
-    starts = _group_starts(source_labels)
+        voxel_distance = _bounded_queries(tree, source_points, starts, workers)
     object_min = np.minimum.reduceat(voxel_distance, starts)
     rows = np.searchsorted(object_ids, source_labels[starts])
     distance[rows] = object_min
@@ -265,6 +274,73 @@ def _nearest_from_boundaries(
 
 
 
+# Bounded queries run in up to this many groups of similar bounds (one call each),
+# of at least _GROUP_POINTS voxels.
+_BOUND_GROUPS = 256
+_GROUP_POINTS = 2048
+
+
+def _bounded_queries(tree, source_points, starts, workers) -> np.ndarray:
+    """Each source voxel's distance to its nearest target voxel, or inf where that exceeds a bound.
+
+    A voxel whose nearest target is farther than its object's nearest target
+    can neither set the object's distance nor be tied at it, so its exact
+    distance is not needed. One query per object (its first voxel) finds a
+    target voxel ``p``; the object's distance is at most ``u``, the distance
+    from ``p`` to the object's voxel nearest it (computed for every voxel,
+    without the tree). Every voxel is then queried with that upper bound: the
+    search prunes every branch of the tree beyond it, and a voxel farther than
+    ``u`` from every target comes back as inf. The voxels within ``u``, which
+    include every nearest and tied voxel, get the same exact distance as an
+    unbounded query. Most of a small object's voxels face away from the
+    targets: on dense RNA near large targets this halves the queries' time.
+
+    Parameters
+    ----------
+    tree : cKDTree
+        Of the target boundary voxels, in microns.
+    source_points : (N, 3) ndarray
+        Source boundary voxels in microns, grouped by object.
+    starts : (M,) ndarray of int
+        Index of each object's first row in `source_points`.
+    workers : int
+        Threads for the queries.
+
+    Returns
+    -------
+    (N,) ndarray of float64
+        Exact distances within each object's bound, inf beyond it.
+    """
+    _, first = tree.query(source_points[starts], k=1, workers=workers)
+    counts = np.diff(np.r_[starts, len(source_points)])
+    offsets = source_points - np.repeat(tree.data[first], counts, axis=0)
+    reach = np.minimum.reduceat(np.sqrt(np.einsum("ij,ij->i", offsets, offsets)), starts)
+    # A margin over rounding: the tree's own sums may differ from these in the last bits.
+    bound = np.repeat(reach, counts) * (1 + 1e-6) + 1e-9
+    order = np.argsort(bound, kind="stable")
+    distance = np.empty(len(source_points))
+
+    def query(group):
+        group = np.sort(group)  # neighbouring voxels queried together: better cache use
+        distance[group], _ = tree.query(source_points[group], k=1,
+                                        distance_upper_bound=float(bound[group].max()))
+
+    # Groups of at least _GROUP_POINTS voxels: each call has a fixed cost.
+    groups = np.array_split(order, max(1, min(_BOUND_GROUPS, len(order) // _GROUP_POINTS)))
+    threads = usable_cores() if workers == -1 else workers
+    if threads > 1 and len(groups) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # The queries release the GIL: the groups share the cores, with one pool for all
+        # (a tree.query with workers > 1 would start threads for every group).
+        with ThreadPoolExecutor(min(threads, len(groups))) as pool:
+            list(pool.map(query, groups))
+    else:
+        for group in groups:
+            query(group)
+    return distance
+
+
 def _box(source_voxels, target_voxels, shape) -> tuple[slice, ...]:
     """Bounding box of both sets of flat voxel indices."""
     low, high = np.array(shape), np.zeros(len(shape), dtype=np.int64)
@@ -276,27 +352,36 @@ def _box(source_voxels, target_voxels, shape) -> tuple[slice, ...]:
 
 
 def _edt_distances(source_voxels, target_voxels, shape, scale) -> np.ndarray:
-    """Distance from each source voxel to the nearest target voxel, by one exact distance transform.
+    """Distance from each source voxel to the nearest target voxel, by exact distance transforms.
 
-    Only the box around both sets is transformed: every nearest pair lies in it.
+    Separable: the squared distance from a voxel at plane z to the nearest target
+    voxel is the least, over the planes z' holding a target, of that plane's 2D
+    squared distance at the voxel's (y, x) plus ((z - z') * spacing_z)². Each
+    plane holding a target gets one 2D transform (of the box around both sets:
+    every nearest pair lies in it), read at the source voxels only.
     """
     box = _box(source_voxels, target_voxels, shape)
-    box_shape = tuple(s.stop - s.start for s in box)
     origin = np.array([s.start for s in box])
-    background = np.ones(box_shape, dtype=bool)
-    target_coords = np.unravel_index(target_voxels, shape)
-    background[tuple(c - o for c, o in zip(target_coords, origin))] = False
-    # The feature transform only (each voxel's nearest target voxel): distances are
-    # then computed at the source voxels alone, not over the whole box.
-    nearest = ndimage.distance_transform_edt(
-        background, sampling=scale, return_distances=False, return_indices=True
-    )
-    del background
-    source_coords = tuple(c - o for c, o in zip(np.unravel_index(source_voxels, shape), origin))
-    squared = np.zeros(len(source_voxels))
-    for axis, step in enumerate(scale):
-        squared += ((nearest[axis][source_coords] - source_coords[axis]) * step) ** 2
-    return np.sqrt(squared)
+    n_y, n_x = (s.stop - s.start for s in box[1:])
+    source = [c - o for c, o in zip(np.unravel_index(source_voxels, shape), origin)]
+    target = [c - o for c, o in zip(np.unravel_index(target_voxels, shape), origin)]
+    source_in_plane = source[1] * n_x + source[2]
+    rows, columns = np.arange(n_y).reshape(-1, 1), np.arange(n_x)
+    best = np.full(len(source_voxels), np.inf)
+    order = np.argsort(target[0], kind="stable")
+    planes = _group_starts(target[0][order])
+    for start, stop in zip(planes, np.r_[planes[1:], order.size]):
+        members = order[start:stop]
+        background = np.ones((n_y, n_x), dtype=bool)
+        background[target[1][members], target[2][members]] = False
+        nearest = ndimage.distance_transform_edt(background, sampling=scale[1:],
+                                                 return_distances=False, return_indices=True)
+        in_plane = np.square((nearest[0] - rows) * scale[1])
+        in_plane += np.square((nearest[1] - columns) * scale[2])
+        squared = np.square((target[0][members[0]] - source[0]) * scale[0])
+        squared += in_plane.ravel()[source_in_plane]
+        np.minimum(best, squared, out=best)
+    return np.sqrt(best)
 
 
 def _choose_method(tree, source_points, source_voxels, target_voxels, shape,
@@ -306,14 +391,18 @@ def _choose_method(tree, source_points, source_voxels, target_voxels, shape,
     sample = source_points[:: max(1, len(source_points) // 256)]
     reach = float(np.mean(tree.query(sample, k=1)[0]))
     kd = _KD_SECONDS * len(source_points) * np.log2(tree.n + 1) * (1 + reach / _KD_REACH_UM)
-    kd /= threads  # the queries run in parallel, the transform on one core
-    # The box holds at least every source and target voxel: often that settles it.
-    if kd <= _EDT_SECONDS * (len(source_voxels) + len(target_voxels)):
+    kd /= threads  # the queries run in parallel, the transforms on one core
+    # The planes hold at least every target voxel, and each source voxel meets at
+    # least one of them: often that settles it.
+    if kd <= _EDT_PLANE_SECONDS * len(target_voxels) + _EDT_SOURCE_SECONDS * len(source_voxels):
         return "kdtree"
-    voxels = int(np.prod([s.stop - s.start for s in _box(source_voxels, target_voxels, shape)]))
-    if voxels > _EDT_MAX_VOXELS:
+    box = _box(source_voxels, target_voxels, shape)
+    plane = (box[1].stop - box[1].start) * (box[2].stop - box[2].start)
+    if plane > _EDT_MAX_VOXELS:
         return "kdtree"
-    return "edt" if _EDT_SECONDS * voxels < kd else "kdtree"
+    planes = np.unique(target_voxels // (shape[1] * shape[2])).size
+    edt = planes * (_EDT_PLANE_SECONDS * plane + _EDT_SOURCE_SECONDS * len(source_voxels))
+    return "edt" if edt < kd else "kdtree"
 
 def point_distances(points, target_label_image: np.ndarray, spacing=1.0) -> np.ndarray:
     """Exact distance, in microns, from points to the nearest voxel centre of any target object.

@@ -62,6 +62,97 @@ def test_expected_curve_matches_brute_force_voxel_counts(spacing, planes, monkey
             100 * within / within[-1])
 
 
+def _brute_force_percent(target, spacing, grid, region=None):
+    field = brute_force_distances(target, spacing)
+    values = field if region is None else field[region]
+    within = np.array([(values <= d * (1 + 1e-9) + 1e-12).sum() for d in grid])
+    return 100 * within / within[-1]
+
+
+# How _counts works: planes combined with their squared distances kept, or looked up for
+# every pair of planes, or (a threshold too large for its table) one 3D transform.
+WAYS = ["planes kept", "planes looked up", "3D transform"]
+
+
+def _use(way, monkeypatch):
+    from rna_localization import baseline
+
+    if way == "planes looked up":
+        monkeypatch.setattr(baseline, "_PLANE_VOXELS", 0)
+    elif way == "3D transform":
+        monkeypatch.setattr(baseline, "_MAX_TABLE", 0)
+
+
+@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("spacing", [(0.2, 0.065, 0.065), (0.5, 0.3, 0.2)])
+def test_targets_and_region_far_apart_in_a_large_stack_match_brute_force(spacing, way,
+                                                                         monkeypatch):
+    """The transform is cut to the box where region voxels can be within the threshold of a
+    target: targets beyond it, and region voxels beyond it, must not change the counts."""
+    _use(way, monkeypatch)
+    rng = np.random.default_rng(7)
+    shape = (12, 60, 70)
+    target = np.zeros(shape, dtype=bool)
+    target[1:3, 2:6, 3:5] = True  # a cluster in one corner...
+    target[10, 55, 66] = True  # ... and a lone voxel in the opposite one
+    region = np.zeros(shape, dtype=bool)
+    region[0:8, 0:30, 0:40] = rng.random((8, 30, 40)) < 0.7
+    threshold = 1.3  # µm: the lone target voxel is farther than this from the whole region
+    grid = np.append(np.arange(0, threshold, 0.1), threshold)
+    for mask in (None, region):
+        np.testing.assert_allclose(
+            expected_cumulative_distribution(target, spacing, grid, region=mask),
+            _brute_force_percent(target, spacing, grid, mask), rtol=1e-12)
+
+
+@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("seed", range(3))
+def test_targets_in_every_plane_and_a_whole_target_plane_match_brute_force(seed, way,
+                                                                           monkeypatch):
+    # Every plane holds a target (each output plane combines all of them), one plane is
+    # all target, and the threshold reaches past the stack along z and y.
+    _use(way, monkeypatch)
+    rng = np.random.default_rng(20 + seed)
+    target = rng.random((5, 9, 30)) < 0.01
+    target[np.arange(5), rng.integers(0, 9, 5), rng.integers(0, 30, 5)] = True
+    target[rng.integers(0, 5)] = rng.random() < 0.5  # a plane all target, or all not
+    target[2, 4, 0] = True
+    spacing = (0.3, 0.1, 0.07)
+    region = rng.random(target.shape) < 0.5
+    grid = np.append(np.arange(0, 1.6, 0.05), 1.6)
+    for mask in (None, region):
+        np.testing.assert_allclose(
+            expected_cumulative_distribution(target, spacing, grid, region=mask),
+            _brute_force_percent(target, spacing, grid, mask), rtol=1e-12)
+
+
+def test_a_region_beyond_the_threshold_of_every_target_has_no_baseline():
+    from rna_localization.baseline import image_baseline
+
+    target = np.zeros((4, 40, 40), dtype=np.int32)
+    target[0, 0, 0] = 3
+    region = np.zeros_like(target)
+    region[3, 30:, 30:] = 1
+    with pytest.raises(ValueError, match="no voxel of the region is within 1.0 µm"):
+        expected_cumulative_distribution(target, 0.1, [0.0, 1.0], region=region)
+    assert image_baseline(target, 0.1, [0.0, 1.0], region_labels=region) is None
+    # Within reach once the threshold grows: the region's nearest voxel is 3.9 µm away.
+    far = np.sqrt(0.3**2 + 2 * 3.0**2)
+    expected = expected_cumulative_distribution(target, 0.1, [0.0, far], region=region)
+    np.testing.assert_allclose(expected, [0.0, 100.0])
+
+
+def test_offsets_exactly_at_a_distance_count_as_within():
+    # Offsets whose distance equals a grid value up to rounding (3 x 0.05 is not 0.15 in
+    # binary): each must fall in that value's bin, as the brute force's tolerance puts it.
+    target = np.zeros((3, 1, 40), dtype=bool)
+    target[1, 0, 0] = True
+    spacing = (0.05, 0.05, 0.05)
+    grid = np.round(np.arange(0, 2.0 + 1e-9, 0.05), 10)
+    np.testing.assert_allclose(expected_cumulative_distribution(target, spacing, grid),
+                               _brute_force_percent(target, spacing, grid), rtol=1e-12)
+
+
 def test_bad_baseline_inputs_are_named():
     with pytest.raises(ValueError, match="no voxel"):
         expected_cumulative_distribution(np.zeros((2, 2, 2)), 1.0, [0.0, 1.0])

@@ -14,7 +14,8 @@ from rna_localization._errors import InputTypeError
 
 from helpers import subcommands
 
-HEAVY = ("numpy", "pandas", "scipy", "dask", "distributed", "matplotlib", "seaborn", "skimage")
+HEAVY = ("numpy", "pandas", "scipy", "dask", "distributed", "matplotlib", "seaborn", "skimage",
+         "psycopg2")
 
 
 def _loaded_after(code: str) -> list[str]:

@@ -141,6 +141,85 @@ def test_each_method_matches_all_pairs_brute_force(method, spacing, seed):
     _compare(result, oracles.distances(source, target, spacing))
 
 
+def test_tie_reached_from_a_voxel_other_than_the_first_queried():
+    """The bounded queries start from each object's first voxel; a tie at its far end still counts.
+
+    The rod's first voxel (x = 10) is nearest to target 7; its other end (x = 29)
+    is exactly as far from target 3, which must win. A bound without a margin over
+    rounding, or a bound taken from the first voxel's own distance, would lose it.
+    """
+    rna = np.zeros((1, 11, 40), np.int32)
+    rna[0, 5, 10:30] = 1
+    targets = np.zeros_like(rna)
+    targets[0, 5, 4] = 7
+    targets[0, 2:9, 35] = 3  # a bar: its middle voxel is 6 voxels from the rod's end
+    for spacing in (1.0, 0.065, (0.2, 0.065, 0.065)):
+        result = nearest_distances(rna, targets, spacing, method="kdtree")
+        assert result["target_id"].tolist() == [3]
+        step = np.broadcast_to(np.asarray(spacing, float), (3,))[2]
+        assert result["distance"].iloc[0] == pytest.approx(6 * step, rel=1e-12)
+
+
+def _rods(rng, shape, count) -> np.ndarray:
+    """`count` one-voxel-thick segments in random directions, labels 1..count (later ones on top)."""
+    labels = np.zeros(shape, np.int32)
+    for label in range(1, count + 1):
+        start = rng.uniform(0, shape)
+        step = rng.normal(size=3)
+        step /= np.linalg.norm(step)
+        points = start + np.outer(np.arange(rng.integers(3, 2 * max(shape))), step)
+        inside = np.all((points >= 0) & (points < shape), axis=1)
+        labels[tuple(points[inside].astype(int).T)] = label
+    return labels
+
+
+@pytest.mark.parametrize("spacing", [1.0, (0.2, 0.065, 0.065)])
+@pytest.mark.parametrize("seed", range(4))
+def test_elongated_objects_match_all_pairs_brute_force(spacing, seed):
+    # Long, bent-free rods crossing each other and the targets: an object's first
+    # voxel is often far from its nearest one, which is where a pruned search errs.
+    rng = np.random.default_rng(300 + seed)
+    shape = (6, 20, 20)
+    source = _rods(rng, shape, 12)
+    target = _rods(rng, shape, 5)
+    target[source != 0] = np.where(rng.random(np.count_nonzero(source)) < 0.97, 0,
+                                   target[source != 0])  # a few shared voxels only
+    expected = oracles.distances(source, target, spacing)
+    for method in ("kdtree", "auto"):
+        _compare(nearest_distances(source, target, spacing, method=method, workers=1), expected)
+
+
+@pytest.mark.parametrize("workers", [1, 2])  # groups one after another, or in a thread pool
+@pytest.mark.parametrize("seed", range(3))
+def test_bounded_queries_are_exact_wherever_a_voxel_can_be_nearest(seed, workers, monkeypatch):
+    """Every voxel within its object's minimum distance (a nearest or tied voxel) gets its exact
+    distance from the bounded queries; the others may be left at inf, never below the minimum."""
+    from scipy.spatial import cKDTree
+    from scipy.spatial.distance import cdist
+
+    from rna_localization import distances
+    from rna_localization.distances import _bounded_queries
+
+    monkeypatch.setattr(distances, "_GROUP_POINTS", 16)  # many groups of a few voxels
+
+    rng = np.random.default_rng(400 + seed)
+    spacing = np.array((0.2, 0.065, 0.065))
+    targets = rng.integers(0, (8, 40, 40), size=(60, 3)) * spacing
+    points = rng.integers(0, (8, 40, 40), size=(500, 3)) * spacing
+    sizes = rng.integers(1, 30, size=40)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    points = points[:sizes.sum()]
+    starts = starts[starts < len(points)]
+    got = _bounded_queries(cKDTree(targets), points, starts, workers)
+    exact = cdist(points, targets).min(axis=1)
+    minimum = np.repeat(np.minimum.reduceat(exact, starts), np.diff(np.r_[starts, len(points)]))
+    near = exact <= minimum * (1 + 1e-9) + 1e-12
+    np.testing.assert_allclose(got[near], exact[near], rtol=1e-12)
+    assert np.all((got[~near] == np.inf) | np.isclose(got[~near], exact[~near], rtol=1e-12))
+    np.testing.assert_allclose(np.minimum.reduceat(got, starts), np.minimum.reduceat(exact, starts),
+                               rtol=1e-12)
+
+
 def test_method_choice_follows_the_cost_of_each():
     from scipy.spatial import cKDTree
 
@@ -158,12 +237,18 @@ def test_method_choice_follows_the_cost_of_each():
     many = np.arange(0, 30 * 512 * 512, 11, dtype=np.int64)
     points = np.column_stack(np.unravel_index(many, shape)) * scale
     assert distances._choose_method(tree, points, many, target_voxels, shape, 1) == "edt"
-    # ... unless the queries share many cores, or the box is too large to transform.
-    assert distances._choose_method(tree, points, many, target_voxels, shape, 64) == "kdtree"
-    big = (300, 512, 512)
+    # ... unless the queries share many cores, or a plane is too large to transform.
+    assert distances._choose_method(tree, points, many, target_voxels, shape, 256) == "kdtree"
+    wide = (2, 8000, 8000)
+    spread = np.arange(0, 2 * 8000 * 8000, 1789, dtype=np.int64)
+    points = np.column_stack(np.unravel_index(spread, wide)) * scale
+    assert distances._choose_method(tree, points, spread, target_voxels, wide, 1) == "kdtree"
+    # The transforms cost by the planes holding a target, not by the box's depth: the same
+    # targets (6 planes) under 300 planes of sources still favour them.
+    deep = (300, 512, 512)
     spread = np.arange(0, 300 * 512 * 512, 110, dtype=np.int64)
-    points = np.column_stack(np.unravel_index(spread, big)) * scale
-    assert distances._choose_method(tree, points, spread, target_voxels, big, 1) == "kdtree"
+    points = np.column_stack(np.unravel_index(spread, deep)) * scale
+    assert distances._choose_method(tree, points, spread, target_voxels, deep, 1) == "edt"
 
 
 def test_bad_method_and_workers_are_named():

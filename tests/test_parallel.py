@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -48,6 +49,12 @@ def write_or_die(dsn: str, marker_dir: str, value: int) -> int:
             marker.write_text("died")
             os._exit(1)  # the worker process dies mid-transaction
     return value
+
+
+def pid_after(seconds: float) -> int:
+    """The id of the process running it, after `seconds` of sleep."""
+    time.sleep(seconds)
+    return os.getpid()
 
 
 def always_die(value: int) -> int:
@@ -123,13 +130,23 @@ def test_workers_0_runs_short_jobs_in_this_process_and_long_ones_on_a_cluster(mo
     # here, with no cluster to start.
     tasks = [()] * 4
     assert set(parallel.map_images(os.getpid, tasks, workers=0)) == {os.getpid()}
-    # A long one (here: any time at all is too long): the first task runs here, then the
-    # rest go to a local cluster's worker processes.
+    # A long one (here: any time at all is too long): the first two tasks run here (the
+    # first's one-off costs make it no measure of the rest), then the rest go to a local
+    # cluster's worker processes.
     monkeypatch.setattr(parallel, "AUTO_CLUSTER_SECONDS", 0.0)
-    pids = list(parallel.map_images(os.getpid, tasks, workers=0))
-    assert pids[0] == os.getpid()
-    assert len(pids) == 4
-    assert os.getpid() not in pids[1:]
+    pids = list(parallel.map_images(os.getpid, [()] * 5, workers=0))
+    assert pids[:2] == [os.getpid()] * 2
+    assert len(pids) == 5
+    assert os.getpid() not in pids[2:]
+
+
+def test_workers_0_does_not_judge_the_rest_by_a_slow_first_image(monkeypatch):
+    # The first image is slow (imports, first connection); the others are quick. Judged by
+    # the first, the three left would take 3 x 0.4 s > 1 s and start a cluster whose start
+    # costs more than the whole job; judged by the fastest after it, they stay here.
+    monkeypatch.setattr(parallel, "AUTO_CLUSTER_SECONDS", 1.0)
+    tasks = [(0.4,), (0.0,), (0.0,), (0.0,)]
+    assert set(parallel.map_images(pid_after, tasks, workers=0)) == {os.getpid()}
 
 
 def test_serial_map_images_starts_no_cluster(tmp_path):
