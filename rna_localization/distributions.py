@@ -23,6 +23,12 @@ __all__ = [
 #: Columns of :func:`cumulative_distribution`.
 DISTRIBUTION_COLUMNS = ["distance", "percent_total_rna", "percent_granule_rna"]
 
+#: A distance within this relative tolerance of a grid distance counts as on it. Voxel
+#: distances land exactly on the grid (0.1 µm is one 0.1 µm voxel away), and the last bit
+#: of their square roots depends on the order of the arithmetic (KD-tree or distance
+#: transform), which must not move an object across a grid line.
+GRID_RTOL = 1e-9
+
 
 def single_molecule_references(
     total_intensity, area, groups, *, lower_threshold: float, upper_threshold: float
@@ -235,7 +241,8 @@ def cumulative_distribution(
     ``d`` each distance of :func:`distance_steps`:
     ``percent_total_rna(d) = 100 * sum(total[distance <= d]) / sum(total[distance <= t])``
     and ``percent_granule_rna`` has the same denominator and a numerator
-    restricted to ``normalized_intensity >= granule_threshold``.
+    restricted to ``normalized_intensity >= granule_threshold``. A distance
+    within a relative :data:`GRID_RTOL` of ``d`` counts as ``<= d``.
 
     Parameters
     ----------
@@ -258,7 +265,7 @@ def cumulative_distribution(
 
     Examples
     --------
-    >>> cumulative_distribution([0.0, 0.1, 0.3], [1, 1, 2], [1, 1, 5],
+    >>> cumulative_distribution([0.0, 0.1 + 1e-16, 0.3], [1, 1, 2], [1, 1, 5],
     ...                         step_size=0.1, distance_threshold=0.3)
        distance  percent_total_rna  percent_granule_rna
     0       0.0               25.0                  0.0
@@ -273,14 +280,15 @@ def cumulative_distribution(
     grid = distance_grid(distance, step_size, distance_threshold)
     if grid is None:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in DISTRIBUTION_COLUMNS})
-    kept = measured & (distance <= grid[-1])
+    reach = grid * (1.0 + GRID_RTOL)
+    kept = measured & (distance <= reach[-1])
     denominator = total[kept].sum()
     if not kept.any() or denominator == 0:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in DISTRIBUTION_COLUMNS})
 
     order = np.argsort(distance[kept], kind="stable")
     sorted_distance = distance[kept][order]
-    within = np.searchsorted(sorted_distance, grid, side="right")
+    within = np.searchsorted(sorted_distance, reach, side="right")
     cumulative_total = np.r_[0.0, np.cumsum(total[kept][order])]
     granule = np.where(molecules[kept][order] >= granule_threshold, total[kept][order], 0.0)
     cumulative_granule = np.r_[0.0, np.cumsum(granule)]

@@ -62,7 +62,11 @@ def distribution(distance, total, molecules, *, step, threshold, granule_thresho
     distance, total, molecules = distance[keep], total[keep], molecules[keep]
     if threshold is None:
         threshold = distance.max()
-    denominator = sum(t for d, t in zip(distance, total) if d <= threshold)
+    # The definition's tolerance: a distance within a relative 1e-9 of d is on it.
+    def on_or_before(x, d):
+        return x <= d + 1e-9 * d
+
+    denominator = sum(t for d, t in zip(distance, total) if on_or_before(d, threshold))
     grid, k = [], 0
     while round(k * step, 10) < threshold:
         grid.append(round(k * step, 10))
@@ -70,8 +74,9 @@ def distribution(distance, total, molecules, *, step, threshold, granule_thresho
     grid.append(threshold)
     rows = []
     for d in grid:
-        within = sum(t for x, t in zip(distance, total) if x <= d)
-        granules = sum(t for x, t, m in zip(distance, total, molecules) if x <= d and m >= granule_threshold)
+        within = sum(t for x, t in zip(distance, total) if on_or_before(x, d))
+        granules = sum(t for x, t, m in zip(distance, total, molecules)
+                       if on_or_before(x, d) and m >= granule_threshold)
         rows.append({"distance": d, "percent_total_rna": 100 * within / denominator,
                      "percent_granule_rna": 100 * granules / denominator})
     return pd.DataFrame(rows)

@@ -75,3 +75,19 @@ def test_aperture_reference_is_the_median_single_spot_of_each_group():
     assert table.loc["b", "reference"] == 11.0
     with pytest.raises(ValueError, match="'c'"):
         aperture_references([-5.0, -1.0], [30, 30], ["c", "c"])
+
+
+def test_a_distance_a_rounding_away_from_a_grid_line_counts_on_it():
+    # One 0.1 um voxel away, computed as a difference of scaled coordinates: 0.4 - 0.3
+    # is 0.10000000000000003, 0.6 - 0.5 is 0.09999999999999998; both are 0.1 um and
+    # count at d = 0.1, as does 0.1 itself.
+    near = np.array([0.4 - 0.3, 0.6 - 0.5, 0.1])
+    assert near[0] > 0.1
+    table = cumulative_distribution(np.r_[near, 0.25], [1, 1, 1, 1], [1, 1, 1, 1],
+                                    step_size=0.1, distance_threshold=0.3)
+    assert table["percent_total_rna"].tolist() == [0.0, 75.0, 75.0, 100.0]
+    # A real gap (a millionth of a micron) still counts after the grid line, and past the
+    # threshold the object is left out.
+    table = cumulative_distribution([0.1 + 1e-6, 0.3 + 1e-6], [1, 1], [1, 1],
+                                    step_size=0.1, distance_threshold=0.3)
+    assert table["percent_total_rna"].tolist() == [0.0, 0.0, 100.0, 100.0]
