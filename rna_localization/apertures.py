@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .objects import _check_pair, normalize_spacing
+from .objects import normalize_spacing, object_voxels_and_intensities
 
 __all__ = ["APERTURE_COLUMNS", "APERTURE_GROW_UM", "APERTURE_SHELL_UM", "STORED_COLUMNS",
            "aperture_intensities", "spot_centroids"]
@@ -243,9 +243,10 @@ def aperture_intensities(
 
     Parameters
     ----------
-    label_image : (Z, Y, X) ndarray of int
+    label_image : (Z, Y, X) ndarray of int, or ObjectVoxels
         Objects as positive labels, 0 as background (see
-        :func:`~rna_localization.objects.label_objects`).
+        :func:`~rna_localization.objects.label_objects` and
+        :func:`~rna_localization.objects.object_voxels`).
     intensity_image : (Z, Y, X) ndarray
         Raw intensities, same shape; every value must be finite.
     spacing : float or (3,) sequence of float
@@ -286,12 +287,7 @@ def aperture_intensities(
        object_id  spot_intensity  background  aperture_area  shell_area
     0          1            44.0        10.0              3           4
     """
-    label_image, intensity_image = _check_pair(label_image, intensity_image)
-    if label_image.dtype == bool:
-        label_image = label_image.view(np.uint8)
-    if not np.issubdtype(label_image.dtype, np.integer):
-        msg = f"label_image must hold integer labels; got dtype {label_image.dtype}."
-        raise TypeError(msg)
+    objects, intensity_image = object_voxels_and_intensities(label_image, intensity_image)
     if not np.issubdtype(intensity_image.dtype, np.number) or np.iscomplexobj(intensity_image):
         msg = f"intensity_image must hold real numbers; got dtype {intensity_image.dtype}."
         raise TypeError(msg)
@@ -303,45 +299,44 @@ def aperture_intensities(
     scale = normalize_spacing(spacing)
     grow_um = _check_length(grow_um, "grow_um", allow_zero=True)
     shell_um = _check_length(shell_um, "shell_um", allow_zero=False)
-
-    objects = label_image != 0
-    extents = [np.flatnonzero(np.any(objects, axis=tuple(a for a in range(3) if a != axis)))
-               for axis in range(3)]
-    if extents[0].size == 0:
+    if objects.voxels.size == 0:
         return empty_apertures()
-    if label_image[objects].min() < 0:
-        msg = "label_image has negative labels; labels must be >= 0."
-        raise ValueError(msg)
-    del objects
+    coords = np.unravel_index(objects.voxels, objects.shape)
+    extents = [(int(c.min()), int(c.max())) for c in coords]
 
     outer = grow_um + shell_um
     margin = np.floor(_at_most(outer) / scale).astype(int) + 1
     box = tuple(
-        slice(max(int(found[0]) - m, 0), min(int(found[-1]) + 1 + m, size))
-        for found, m, size in zip(extents, margin, label_image.shape)
+        slice(max(found[0] - m, 0), min(found[1] + 1 + m, size))
+        for found, m, size in zip(extents, margin, objects.shape)
     )
-    labels = label_image[box]
     values = intensity_image[box]
-    object_ids = np.unique(labels[labels != 0])
+    object_ids = np.unique(objects.labels)
     n = object_ids.size
     index_dtype = np.int32 if n < np.iinfo(np.int32).max else np.int64
+    # Each object voxel as its object's index 1..n and its place in the box.
+    index = (np.searchsorted(object_ids, objects.labels) + 1).astype(index_dtype)
+    local = [(c - b.start).astype(np.int32) for c, b in zip(coords, box)]
+    del coords
     aperture_area = np.zeros(n, dtype=np.int64)
     aperture_sum = np.zeros(n)
     shell_owners, shell_values = [], []
     # In slabs of planes, each with the planes within reach on both sides: every
     # object voxel within reach of a slab voxel is in them, so each slab is exact,
     # and memory stays bounded on a full frame.
-    depth = labels.shape[0]
-    planes = max(1, _SLAB_VOXELS // max(labels[0].size, 1))
+    box_shape = values.shape
+    depth = box_shape[0]
+    planes = max(1, _SLAB_VOXELS // max(box_shape[1] * box_shape[2], 1))
     for first in range(0, depth, planes):
         last = min(first + planes, depth)
         low, high = max(first - margin[0], 0), min(last + margin[0], depth)
-        slab = labels[low:high]
-        present = slab != 0
-        index_image = np.zeros(tuple(s + 2 * m for s, m in zip(slab.shape, margin)), index_dtype)
-        inner = tuple(slice(m, m + s) for m, s in zip(margin, slab.shape))
-        index_image[inner][present] = np.searchsorted(object_ids, slab[present]) + 1
-        del present
+        # The voxels are in scan order, so those of planes low..high-1 are one run.
+        within = slice(*np.searchsorted(local[0], [low, high]))
+        index_image = np.zeros(tuple(s + 2 * m for s, m in zip((high - low, *box_shape[1:]), margin)),
+                               index_dtype)
+        inner = tuple(slice(m, m + s) for m, s in zip(margin, (high - low, *box_shape[1:])))
+        index_image[(local[0][within] - low + margin[0], local[1][within] + margin[1],
+                     local[2][within] + margin[2])] = index[within]
         keys, nearest, blank = _nearest_keys(index_image, scale, outer, n)
         del index_image
         keys = keys[inner][first - low : last - low]
@@ -370,7 +365,10 @@ def aperture_intensities(
     shell_values = np.concatenate(shell_values)
     background = _group_medians(shell_owner, shell_values, n)
     if np.isnan(background).any():
-        background[np.isnan(background)] = np.median(intensity_image.astype(np.float64, copy=False))
+        # On integers np.median is already exact in float64, without a float copy of the stack.
+        background[np.isnan(background)] = np.median(
+            intensity_image if intensity_image.dtype.kind in "iub"
+            else intensity_image.astype(np.float64, copy=False))
 
     return pd.DataFrame(
         {
@@ -393,7 +391,7 @@ def spot_centroids(label_image: np.ndarray, intensity_image: np.ndarray, backgro
 
     Parameters
     ----------
-    label_image : (Z, Y, X) ndarray of int
+    label_image : (Z, Y, X) ndarray of int, or ObjectVoxels
         Objects 1..n, 0 as background.
     intensity_image : (Z, Y, X) ndarray
         Raw intensities, same shape.
@@ -415,21 +413,21 @@ def spot_centroids(label_image: np.ndarray, intensity_image: np.ndarray, backgro
     >>> spot_centroids(labels, raw, {1: 10.0})["spot_centroid_x"].tolist()
     [2.75]
     """
-    labels = np.asarray(label_image)
-    voxels = np.flatnonzero(labels)
+    objects, intensity_image = object_voxels_and_intensities(label_image, intensity_image)
+    voxels = objects.voxels
     if voxels.size == 0:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in CENTROID_COLUMNS.items()})
-    owner = labels.ravel()[voxels].astype(np.int64)
+    owner = objects.labels.astype(np.int64)
     ids = np.unique(owner)
     level = pd.Series(background).reindex(ids).to_numpy(np.float64)
     lookup = np.zeros(int(ids.max()) + 1, dtype=np.float64)
     lookup[ids] = level
-    values = np.asarray(intensity_image).ravel()[voxels].astype(np.float64)
+    values = intensity_image.ravel()[voxels].astype(np.float64)
     weight = np.maximum(values - lookup[owner], 0.0)
     size = int(ids.max()) + 1
     total = np.bincount(owner, weights=weight, minlength=size)[ids]
     count = np.bincount(owner, minlength=size)[ids]
-    coordinates = np.unravel_index(voxels, labels.shape)
+    coordinates = np.unravel_index(voxels, objects.shape)
     columns = {"object_id": ids}
     for axis, name in enumerate(("spot_centroid_z", "spot_centroid_y", "spot_centroid_x")):
         weighted = np.bincount(owner, weights=weight * coordinates[axis], minlength=size)[ids]
