@@ -388,9 +388,14 @@ def read_spot_centroids(cursor, structure: str, name: str) -> pd.DataFrame:
 
 def read_label_image(cursor, structure: str, name: str) -> LabelImage | None:
     """The stored label image of one image and structure, or None if not extracted."""
+    # A database of the first release has no labels_format column until the next
+    # extract converts it (ensure_schema): its rows are then all whole volumes.
+    cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'label_images'::regclass "
+                   "AND attname = 'labels_format' AND NOT attisdropped)")
+    kind = sql.Identifier("labels_format") if cursor.fetchone()[0] else sql.SQL("NULL")
     cursor.execute(
-        "SELECT shape_z, shape_y, shape_x, spacing_z, spacing_y, spacing_x, n_objects, dtype, "
-        "labels, labels_format FROM label_images WHERE structure = %s AND name = %s",
+        sql.SQL("SELECT shape_z, shape_y, shape_x, spacing_z, spacing_y, spacing_x, n_objects, "
+                "dtype, labels, {} FROM label_images WHERE structure = %s AND name = %s").format(kind),
         (structure, name),
     )
     row = cursor.fetchone()
