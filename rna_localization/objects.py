@@ -327,7 +327,8 @@ def object_voxels(segmentation: np.ndarray, *, slab_voxels: int = _SLAB_VOXELS) 
     plane = int(np.prod(segmentation.shape[1:]))
     planes = max(1, slab_voxels // max(plane, 1))
     voxels, labels, joins = [], [], []
-    count, previous = 0, None  # labels so far; the previous slab's last plane
+    # Labels so far; the previous slab's last plane and what was added to its labels.
+    count, previous, previous_offset = 0, None, 0
     # One buffer for every slab: a fresh one would cost its page faults each time.
     buffer = np.empty((min(planes, depth), *segmentation.shape[1:]), dtype=np.int32)
     for first in range(0, depth, planes):
@@ -340,9 +341,9 @@ def object_voxels(segmentation: np.ndarray, *, slab_voxels: int = _SLAB_VOXELS) 
         if previous is not None:
             # Objects touching across the slabs' face are one.
             touching = (previous != 0) & (slab[0] != 0)
-            joins.append(np.column_stack([previous[touching].astype(np.int64) + count - found_before,
+            joins.append(np.column_stack([previous[touching].astype(np.int64) + previous_offset,
                                           slab[0][touching].astype(np.int64) + count]))
-        previous, found_before = slab[-1].copy(), found
+        previous, previous_offset = slab[-1].copy(), count
         count += found
     del buffer
     voxels = np.concatenate(voxels)

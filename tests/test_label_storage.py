@@ -5,7 +5,6 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-import oracles
 import pytest
 
 from rna_localization import Config
@@ -13,6 +12,8 @@ from rna_localization.db import Database, read_label_image
 from rna_localization.db.labels import decode_runs, encode_runs
 from rna_localization.db.tables import ensure_schema
 from rna_localization.objects import ObjectVoxels, measure_objects, object_voxels
+
+import oracles
 
 
 def _round_trip(image: np.ndarray) -> np.ndarray:
