@@ -387,7 +387,13 @@ def read_spot_centroids(cursor, structure: str, name: str) -> pd.DataFrame:
 
 
 def read_label_image(cursor, structure: str, name: str) -> LabelImage | None:
-    """The stored label image of one image and structure, or None if not extracted."""
+    """The stored label image of one image and structure, or None if not extracted.
+
+    Its ``objects`` are decoded here (a few bytes per object voxel); its dense
+    ``labels`` only when a caller asks for them. A row of the first release
+    (whole volume) is read too; one in a format this version does not know is
+    a ValueError saying to run ``rna-localization extract --overwrite``.
+    """
     # A database of the first release has no labels_format column until the next
     # extract converts it (ensure_schema): its rows are then all whole volumes.
     cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'label_images'::regclass "
