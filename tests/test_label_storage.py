@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 import zlib
 
 import numpy as np
@@ -173,3 +174,19 @@ def test_an_unknown_format_is_refused_with_the_fix(tmp_path, database_name):
         cursor.execute("UPDATE label_images SET labels_format = 'octree'")
     with db.transaction() as cursor, pytest.raises(ValueError, match=r"'octree'.*extract --overwrite"):
         read_label_image(cursor, "rna", "a")
+
+
+def test_object_voxels_never_hold_a_whole_stack_label_image():
+    # label_objects returns 4 bytes per voxel; object_voxels holds one slab of them
+    # and a few bytes per object voxel, far less than the uint8 mask itself here.
+    rng = np.random.default_rng(11)
+    mask = np.zeros((40, 256, 256), np.uint8)
+    mask.reshape(-1)[rng.choice(mask.size, 2_000, replace=False)] = 255
+    tracemalloc.start()
+    try:
+        found = object_voxels(mask, slab_voxels=1 << 16)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert found.largest > 1_500
+    assert peak < 0.5 * mask.nbytes  # a whole int32 label image would be 4x mask.nbytes
