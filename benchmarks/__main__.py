@@ -20,8 +20,8 @@ from pathlib import Path
 from ._common import Section, machine_description
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["distances", "insert", "run", "fullframe", "workers", "segmentation", "detection",
-              "playground"]
+BENCHMARKS = ["distances", "insert", "bigdb", "run", "fullframe", "workers", "segmentation",
+              "detection", "playground"]
 
 
 def _demo_dataset(workdir: Path, quick: bool) -> Path:
@@ -132,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
                 from . import bench_insert
 
                 section = bench_insert.run(workdir, quick=args.quick)
+            elif name == "bigdb":
+                from . import bench_bigdb
+
+                dataset = dataset or _demo_dataset(workdir, args.quick)
+                section = bench_bigdb.run(dataset, workdir, quick=args.quick)
             elif name == "run":
                 from . import bench_run
 

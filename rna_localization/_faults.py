@@ -14,7 +14,7 @@ commits). Two environment variables turn a point into a fault:
     this process holds its locks and an open transaction.
 
 Points: ``extract`` (one image of one structure written, not committed),
-``renumber`` (extraction finished, ids not yet renumbered), ``distances`` (one
+``extracted`` (every image extracted, the tables not yet vacuumed), ``distances`` (one
 image's distances written, not committed), ``normalize`` (every
 normalized_intensity written, not committed).
 """

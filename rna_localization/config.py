@@ -41,7 +41,8 @@ N_PERMUTATIONS = 9999
 SEED = 0
 
 #: Tables the package keeps besides one per structure; no structure may take these names.
-RESERVED_TABLES = ("images", "label_images", "distance_measurements")
+RESERVED_TABLES = ("images", "label_images", "distance_measurements", "image_numbers",
+                   "normalized_images", "normalization_references")
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -17,7 +17,7 @@ from .db import Database, stop_server
 from .db.tables import drop_tables, read_columns, read_label_image
 from .metadata import read_metadata_csv
 
-__all__ = ["DemoReport", "compare_with_truth", "run_demo"]
+__all__ = ["DemoReport", "compare_with_truth", "granule_errors", "run_demo"]
 
 #: Folder (under each structure) where the demo writes the workflows' segmentations,
 #: beside the simulator's ideal masks in ``segmentations/``.
@@ -39,6 +39,12 @@ METRICS = {
     "single_molecule_estimate": "mean normalized_intensity of objects holding one isolated molecule",
     "molecules_per_granule_bias_pct": "mean (estimated / true - 1) over true granules, %",
     "molecules_per_granule_mae_pct": "mean |estimated / true - 1| over true granules, %",
+    "molecules_per_granule_mae_floor_pct": ("the same from each granule's true light (its molecules' "
+                                            "brightness over the mean single molecule's): what "
+                                            "exact photometry scores, %"),
+    "granules_with_other_molecules_pct": ("true granules whose object also holds molecules of "
+                                          "another object, %"),
+    "molecules_in_no_object_pct": "simulated molecules whose voxel is in no detected object, %",
     "detection_recall": "resolvable single molecules matched by an object's spot centroid",
     "detection_precision": "objects' spot centroids matching a resolvable single molecule",
     "merged_fraction": "resolvable single molecules inside an object that holds another molecule",
@@ -201,6 +207,62 @@ def _image_truth(molecules: pd.DataFrame, labels: np.ndarray | None) -> pd.Serie
     return pd.Series(labels[tuple(index.T)].astype(np.int64), index=molecules.index)
 
 
+def granule_errors(molecules: pd.DataFrame, *, threshold: float) -> pd.DataFrame:
+    """Each simulated granule against the object holding most of its molecules.
+
+    Parameters
+    ----------
+    molecules : DataFrame
+        One row per simulated molecule of one group: ``name``, ``object_id``
+        (its true object), ``in_granule``, ``brightness``, ``label`` (the
+        detected object at its voxel, 0 = none) and ``normalized_intensity``
+        (that object's estimate, NaN when none).
+    threshold : float
+        Molecules from which a granule counts (``granule_threshold``).
+
+    Returns
+    -------
+    DataFrame
+        One row per granule of at least `threshold` molecules held by an
+        object: ``size`` (true molecules), ``estimate``, ``error`` (estimate /
+        size - 1), ``abs_error``, ``abs_light_error`` (the error of exact
+        photometry: |its molecules' brightness over the mean single
+        molecule's / size - 1|) and ``with_others`` (its object also holds
+        molecules that are not of this granule).
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"name": "a", "object_id": [1, 1, 1, 1, 2, 3],
+    ...                   "in_granule": [True] * 4 + [False] * 2,
+    ...                   "brightness": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+    ...                   "label": [5, 5, 5, 5, 5, 6],
+    ...                   "normalized_intensity": [5.0] * 5 + [1.0]})
+    >>> granule_errors(m, threshold=4)[["size", "estimate", "error", "with_others"]]
+       size  estimate  error  with_others
+    0     4       5.0   0.25         True
+    """
+    columns = ["size", "estimate", "error", "abs_error", "abs_light_error", "with_others"]
+    single = molecules.loc[~molecules["in_granule"], "brightness"]
+    unit = float(single.mean()) if len(single) else np.nan
+    inside = molecules[molecules["label"] > 0]
+    held_by = inside.groupby(["name", "label"])
+    rows = []
+    for (name, _), granule in molecules[molecules["in_granule"]].groupby(["name", "object_id"]):
+        labels = granule["label"][granule["label"] > 0]
+        if len(granule) < threshold or labels.empty:
+            continue
+        label = int(labels.mode().min())
+        held = held_by.get_group((name, label))
+        estimate = float(held["normalized_intensity"].iloc[0])
+        others = ~held.index.isin(granule.index)
+        size = len(granule)
+        rows.append({"size": size, "estimate": estimate, "error": estimate / size - 1,
+                     "abs_error": abs(estimate / size - 1),
+                     "abs_light_error": abs(granule["brightness"].sum() / unit / size - 1),
+                     "with_others": bool(others.any())})
+    return pd.DataFrame(rows, columns=columns)
+
+
 def compare_with_truth(config, db: Database, distributions: pd.DataFrame) -> DemoReport:
     """Every metric of :data:`METRICS` per RNA type and cycle, measured and true.
 
@@ -289,18 +351,16 @@ def compare_with_truth(config, db: Database, distributions: pd.DataFrame) -> Dem
         add("merged_fraction", key,
             (singles_inside["held"] >= 2).mean() if len(singles_inside) else np.nan, 0.0,
             images, len(singles_inside))
-        granules = part[part["in_granule"]].groupby(["name", "object_id"]).agg(
-            size=("molecule_id", "size"),
-            label=("label", lambda v: v[v > 0].mode().min() if (v > 0).any() else 0))
-        granules = granules[granules["size"] >= threshold].reset_index()
-        granules = granules[granules["label"] > 0].merge(
-            objects[["name", "object_id", "normalized_intensity"]].rename(
-                columns={"object_id": "label"}), on=["name", "label"], how="left")
-        error = granules["normalized_intensity"] / granules["size"] - 1
-        add("molecules_per_granule_bias_pct", key, 100 * error.mean() if len(error) else np.nan,
-            0.0, images, len(granules))
-        add("molecules_per_granule_mae_pct", key, 100 * error.abs().mean() if len(error) else np.nan,
-            0.0, images, len(granules))
+        add("molecules_in_no_object_pct", key, 100 * (part["label"] == 0).mean(), 0.0, images,
+            len(part))
+        granules = granule_errors(part, threshold=threshold)
+        for metric, column in (("molecules_per_granule_bias_pct", "error"),
+                               ("molecules_per_granule_mae_pct", "abs_error"),
+                               ("molecules_per_granule_mae_floor_pct", "abs_light_error"),
+                               ("granules_with_other_molecules_pct", "with_others")):
+            values = granules[column].astype(np.float64)
+            add(metric, key, 100 * values.mean() if len(values) else np.nan, 0.0, images,
+                len(granules))
     for key, part in scores.groupby(group):
         matched, true = part["n_matched"].sum(), part["n_true"].sum()
         scored = matched + part["n_false"].sum()

@@ -35,17 +35,19 @@ from .db.results import (
     NORMALIZED_COLUMN,
     add_distance_columns,
     centroid_distance_column,
+    clear_normalized_intensities,
     distance_column,
-    image_object_counts,
     measured_images,
     read_distribution_objects,
     read_group_objects,
     read_images_table,
     read_normalization_objects,
+    read_normalization_state,
     read_plot_objects,
     read_raw_path,
     replace_images_table,
     write_distances,
+    write_normalization_state,
     write_normalized_intensities,
 )
 from .db.summaries import distance_summary as _distance_summary
@@ -58,7 +60,8 @@ from .db.tables import (
     extracted_images,
     read_label_image,
     read_spot_centroids,
-    renumber_ids,
+    register_images,
+    vacuum_analyze,
     write_image_objects,
 )
 from .distances import nearest_distances, point_distances
@@ -211,7 +214,7 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
     fingerprints = {"raw_fingerprint": io.file_fingerprint(pair.raw),
                     "segmentation_fingerprint": io.file_fingerprint(pair.segmentation)}
     # The segmentation first, kept as its object voxels only: the raw stack is then
-    # the one whole-stack array held (peak memory ~1.5x the raw stack, not 7x).
+    # the one whole-stack array held (peak memory about twice the raw stack, not 7x).
     segmentation = io.read_stack(pair.segmentation)
     try:
         label_image = object_voxels(segmentation)
@@ -362,23 +365,50 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
         counted = {config.normalization.structure, config.distances.structure_1}
         tasks = [(db.dsn, pair, config.spacing, overwrite or (pair.structure, pair.name) in stale,
                   pair.structure in counted) for pair in todo]
+        # Image numbers (the high digits of the objects' ids) before any worker writes: in
+        # name order, so the ids do not depend on the order the images are committed in.
+        with db.transaction() as cursor:
+            register_images(cursor, sorted({p.name for p in todo}))
         workers = config.distances.workers if workers is None else workers
         reports += list(map_images(_extract_one, tasks, workers=workers,
                                    scheduler=config.dask.scheduler, desc="extract"))
-        fault_point("renumber")
-        # Always: a run killed after its last image but before renumbering leaves ids unordered.
-        with db.transaction() as cursor:
-            for structure in config.data.structures:
-                renumber_ids(cursor, structure)
-    report = pd.DataFrame(reports, columns=["structure", "name", "objects", "status"])
-    if len(report):
+        fault_point("extracted")
         with db.transaction() as cursor:
             counts = extracted_images(cursor)[["structure", "name", "n_objects"]]
+        _vacuum_after_extract(db, reports, extracted, counts)
+    report = pd.DataFrame(reports, columns=["structure", "name", "objects", "status"])
+    if len(report):
         report = report.drop(columns="objects").merge(counts, on=["structure", "name"], how="left")
         report = report.rename(columns={"n_objects": "objects"})
     return report.sort_values(["structure", "name"], ignore_index=True)[
         ["structure", "name", "objects", "status"]
     ]
+
+
+#: A step that inserted, deleted or rewrote at least this fraction of a table's rows
+#: vacuums it (VACUUM (ANALYZE)): the old row versions' space is reused, not added to.
+_VACUUM_FRACTION = 0.1
+
+
+def _vacuum_if_churned(db: Database, table: str, changed: int, total: int) -> None:
+    if changed > 0 and changed >= _VACUUM_FRACTION * total:
+        vacuum_analyze(db, [table])
+
+
+def _vacuum_after_extract(db: Database, reports: list[dict], before: pd.DataFrame,
+                          after: pd.DataFrame) -> None:
+    """Vacuum each structure table whose rows this extraction changed by _VACUUM_FRACTION or more."""
+    written = {(r["structure"], r["name"]) for r in reports if r["status"] == "extracted"}
+
+    def rows_written(table: pd.DataFrame) -> pd.Series:
+        mask = np.array([key in written for key in zip(table["structure"], table["name"])], bool)
+        return table[mask].groupby("structure")["n_objects"].sum()
+
+    # Inserted now, and deleted (what the images written again had before).
+    changed = rows_written(after).add(rows_written(before), fill_value=0)
+    totals = after.groupby("structure")["n_objects"].sum()
+    for structure, rows in changed.items():
+        _vacuum_if_churned(db, structure, int(rows), int(totals.get(structure, 0)))
 
 
 def delete_image_data(config: Config, name: str, structure: str, *, db: Database | None = None) -> None:
@@ -554,12 +584,14 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
         todo = [(*task, None if alone else 1) for task in todo]
         reports += list(map_images(_measure_one, todo, workers=workers,
                                    scheduler=config.dask.scheduler, desc="distances"))
+        counts = extracted.loc[extracted["structure"] == s1, ["name", "n_objects"]].rename(
+            columns={"n_objects": "objects"})
+        _vacuum_if_churned(db, s1, sum(r["objects"] for r in reports if r["status"] == "measured"),
+                           int(counts["objects"].sum()))
     for report in reports:
         if report["status"] == "measured" and report["targets"] == 0:
             _warn(f"image {report['name']!r} has no {s2} objects; its {s1} distances are NULL.")
     table = pd.DataFrame(reports, columns=columns).sort_values("name", ignore_index=True)
-    with db.transaction() as cursor:
-        counts = image_object_counts(cursor, s1)
     table = table.drop(columns="objects").merge(counts, on="name", how="left")
     table["objects"] = table["objects"].fillna(0).astype(int)
     return table[columns]
@@ -703,7 +735,12 @@ def normalize(config: Config, *, db: Database | None = None) -> pd.DataFrame:
       the reference being the mean total intensity of the objects with
       ``lower_threshold <= area <= upper_threshold``.
 
-    Every object is recomputed each time, in one transaction.
+    Only the groups whose images changed since the last normalize (an image
+    extracted, re-extracted or deleted, or given another group in the
+    metadata) are read and written again, in one transaction; the others keep
+    their values and references (``normalization_references``). Changing the
+    method, ``group_by`` or the "total" thresholds recomputes every group.
+    The objects of an image without a group are NULL.
 
     Returns
     -------
@@ -731,55 +768,103 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
         msg = f"no {structure} table in database {db.name!r}: run `rna-localization extract` first."
         raise ValueError(msg)
     aperture = n.method == "aperture"
-    if aperture and "spot_intensity" not in db.columns(structure):
+    columns = db.columns(structure)
+    if aperture and "spot_intensity" not in columns:
         msg = (f"{structure} has no spot_intensity column: run `rna-localization extract "
                f"--overwrite` (or set normalization.method = \"total\").")
         raise ValueError(msg)
     with db.transaction() as cursor:
-        objects = read_normalization_objects(cursor, structure, group_by=n.group_by,
-                                             name_column=name_column, spot_intensity=aperture)
-    orphans = sorted(set(objects.loc[objects["grp"].isna(), "name"]))
+        ensure_schema(cursor)  # a database made before the normalization's state was kept gets it
+        extracted = extracted_images(cursor)
+        previous, stored = read_normalization_state(cursor, structure)
+    extracted = extracted[extracted["structure"] == structure]
+    group_of = {str(name): str(group) for name, group in zip(metadata[name_column],
+                                                             metadata[n.group_by])
+                if not pd.isna(group)}
+    orphans = sorted(name for name, count in zip(extracted["name"], extracted["n_objects"])
+                     if count and name not in group_of)
     if orphans:
         _warn(f"image(s) without a {n.group_by!r} in the metadata CSV are not normalized: "
               f"{', '.join(orphans)}.")
-    objects = objects[objects["grp"].notna()]
-    objects["grp"] = objects["grp"].astype(str)
+    now = {name: group_of[name] for name in extracted["name"] if name in group_of}
+    settings = {"method": n.method, "group_by": n.group_by,
+                "lower_threshold": float(n.lower_threshold),
+                "upper_threshold": float(n.upper_threshold)}
+    compared = ["method", "group_by"] + ([] if aperture else ["lower_threshold", "upper_threshold"])
+    # Only the groups whose images changed since the last normalize (an image extracted,
+    # deleted, or moved to another group in the metadata) are read and written again;
+    # every group when the settings changed or nothing was recorded.
+    everything = stored.empty or any((stored[c] != settings[c]).any() for c in compared)
+    before = {} if everything else dict(zip(previous["name"], previous["grp"]))
+    changed = ({group for name, group in now.items() if before.get(name) != group}
+               | {group for name, group in before.items() if now.get(name) != group})
+    redo = changed & set(now.values())
+    redo_names = sorted(name for name, group in now.items() if group in redo)
+    gone = sorted(set(previous["name"]) - set(now))
+    # Values written by a version that kept no record of them (any image may hold some).
+    unrecorded = stored.empty and NORMALIZED_COLUMN in columns
+    with db.transaction() as cursor:
+        objects = read_normalization_objects(cursor, structure, redo_names, spot_intensity=aperture)
+    objects["grp"] = objects["name"].map(now)
+    references, values = _group_references(config, objects)
+    redone = objects.assign(molecules=values).groupby("grp").agg(
+        objects=("id", "size"), molecules=("molecules", "sum"))
+    redone = (references.join(redone).rename_axis("grp").reset_index().assign(**settings)
+              .astype({"single_molecules": np.int64, "objects": np.int64}))
+    with db.transaction() as cursor:
+        write_normalized_intensities(cursor, structure, objects["id"].to_numpy(), values)
+        written = (clear_normalized_intensities(cursor, structure, redo_names, all_but=True)
+                   if unrecorded else clear_normalized_intensities(cursor, structure, gone))
+        write_normalization_state(cursor, structure,
+                                  pd.DataFrame({"name": redo_names,
+                                                "grp": [now[name] for name in redo_names]}),
+                                  redone, forget=True if everything else gone)
+        fault_point("normalize")  # crash tests: every value written, not committed
+    _vacuum_if_churned(db, structure, written + len(objects), int(extracted["n_objects"].sum()))
+    kept = stored[stored["grp"].isin(set(now.values()) - redo)] if not everything else stored[:0]
+    summary = pd.concat([kept, redone[kept.columns]] if len(kept) else [redone[stored.columns]],
+                        ignore_index=True).sort_values("grp", ignore_index=True)
     if aperture:
+        for group, count in zip(summary["grp"], summary["single_molecules"]):
+            if count < MIN_REFERENCE_OBJECTS:
+                _warn(f"the single-molecule reference of {n.group_by} = {group!r} comes from "
+                      f"{int(count)} objects only: molecule counts of that group are uncertain.")
+    summary = summary.rename(columns={"grp": n.group_by})
+    return summary[[n.group_by, "reference", "single_molecules", "objects", "molecules"]].astype(
+        {"single_molecules": np.int64, "objects": np.int64})
+
+
+def _group_references(config: Config, objects: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Each group's reference and single molecules (indexed by group), and every object's molecules.
+
+    `objects`: every object of the groups (``grp``), with ``area``,
+    ``total_intensity`` and, for method "aperture", ``spot_intensity``.
+    """
+    n = config.normalization
+    columns = ["reference", "single_molecules"]
+    if objects.empty:
+        return pd.DataFrame(columns=columns, dtype=np.float64), np.zeros(0)
+    if n.method == "aperture":
         stale = sorted(set(objects.loc[objects["spot_intensity"].isna(), "name"]))
         if stale:
-            msg = (f"{structure} objects of image(s) {', '.join(stale[:5])}"
+            msg = (f"{n.structure} objects of image(s) {', '.join(stale[:5])}"
                    f"{' and more' if len(stale) > 5 else ''} have no spot_intensity (extracted by "
                    f"an older version): run `rna-localization extract --overwrite`.")
             raise ValueError(msg)
         references = aperture_references(objects["spot_intensity"], objects["area"], objects["grp"])
-        for group, row in references.iterrows():
-            if row["single_molecules"] < MIN_REFERENCE_OBJECTS:
-                _warn(f"the single-molecule reference of {n.group_by} = {group!r} comes from "
-                      f"{int(row['single_molecules'])} objects only: molecule counts of that group "
-                      f"are uncertain.")
         reference = references["reference"].reindex(objects["grp"]).to_numpy(np.float64)
-        values = objects["spot_intensity"].to_numpy(np.float64) / reference
-    else:
-        values = normalize_intensities(
+        return references[columns], objects["spot_intensity"].to_numpy(np.float64) / reference
+    values = normalize_intensities(
+        objects["total_intensity"], objects["area"], objects["grp"],
+        lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold,
+    )
+    single = objects["area"].between(n.lower_threshold, n.upper_threshold)
+    references = pd.DataFrame({
+        "reference": single_molecule_references(
             objects["total_intensity"], objects["area"], objects["grp"],
-            lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold,
-        )
-    with db.transaction() as cursor:
-        write_normalized_intensities(cursor, structure, objects["id"].to_numpy(), values)
-        fault_point("normalize")  # crash tests: every value written, not committed
-    summary = objects.assign(molecules=values).groupby("grp").agg(
-        objects=("id", "size"), molecules=("molecules", "sum"))
-    if aperture:
-        summary["reference"] = references["reference"]
-        summary["single_molecules"] = references["single_molecules"]
-    else:
-        single = objects["area"].between(n.lower_threshold, n.upper_threshold)
-        summary["single_molecules"] = single.groupby(objects["grp"]).sum()
-        summary["reference"] = single_molecule_references(
-            objects["total_intensity"], objects["area"], objects["grp"],
-            lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold)
-    summary.index.name = n.group_by
-    return summary.reset_index()[[n.group_by, "reference", "single_molecules", "objects", "molecules"]]
+            lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold),
+        "single_molecules": single.groupby(objects["grp"]).sum()})
+    return references, values
 
 
 # -------------------------------------------------------------- distributions

@@ -89,7 +89,7 @@ def test_restore_refuses_while_a_run_holds_the_pipeline_lock(backed_up, tmp_path
     gate = tmp_path / "paused"
     run = subprocess.Popen(
         [sys.executable, "-m", "rna_localization.cli", "run", "--config", str(config)],
-        env={**os.environ, PAUSE_ENV: f"renumber:1@{gate}"},
+        env={**os.environ, PAUSE_ENV: f"extracted:1@{gate}"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -98,7 +98,7 @@ def test_restore_refuses_while_a_run_holds_the_pipeline_lock(backed_up, tmp_path
             assert run.poll() is None, run.communicate()[1]
             assert time.monotonic() < deadline, "the run never reached its pause point"
             time.sleep(0.05)
-        # The run holds the pipeline lock (between extraction and renumbering, no transaction open).
+        # The run holds the pipeline lock (after extraction, no transaction open).
         capsys.readouterr()
         assert main(["restore", "--config", str(config), "--from", str(backup)]) == 2
         err = capsys.readouterr().err

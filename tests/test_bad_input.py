@@ -20,11 +20,11 @@ from rna_localization.cli import main
 from rna_localization.db import Database
 from rna_localization.db.backup import export_tables
 from rna_localization.db.tables import (
+    ID_STRIDE,
     delete_image,
     ensure_schema,
     ensure_structure_table,
     read_label_image,
-    renumber_ids,
     write_image_objects,
 )
 from rna_localization.objects import label_objects, measure_objects
@@ -292,13 +292,15 @@ def test_hostile_structure_name_is_quoted_at_the_database_layer(dataset):
         for structure in ("rna", HOSTILE):
             ensure_structure_table(cursor, structure)
             assert write_image_objects(cursor, structure, "img_00", objects, label_image, (0.3, 0.1, 0.1))
-            renumber_ids(cursor, structure)
     with db.transaction() as cursor:
         stored = read_label_image(cursor, HOSTILE, "img_00")
     np.testing.assert_array_equal(stored.labels, label_image)
-    assert set(db.tables()) == {"rna", HOSTILE, "label_images"} | {"distance_measurements"}
+    assert set(db.tables()) == {"rna", HOSTILE, "label_images"} | {
+        "distance_measurements", "image_numbers", "normalized_images", "normalization_references"}
     rows = db.query('SELECT * FROM "x""); DROP TABLE rna; --" ORDER BY id')
-    assert rows["id"].tolist() == list(range(1, len(objects) + 1))
+    # img_00 is the first image numbered: ids 1 * ID_STRIDE + object_id, in object_id order.
+    assert rows["id"].tolist() == (ID_STRIDE + rows["object_id"]).tolist()
+    assert rows["object_id"].tolist() == sorted(objects["object_id"])
     with db.transaction() as cursor:
         delete_image(cursor, HOSTILE, "img_00")
     assert len(db.query("SELECT * FROM rna")) == len(objects)
@@ -319,7 +321,8 @@ def test_hostile_image_name_is_a_value_not_sql(tmp_path, database_name):
     results = steps.run(load_config(config))
     assert hostile in set(results["distributions"]["name"])
     db = _db(config)
-    assert set(db.tables()) == {"rna", "centrosomes", "images", "label_images", "distance_measurements"}
+    assert set(db.tables()) == {"rna", "centrosomes", "images", "label_images", "distance_measurements",
+        "image_numbers", "normalized_images", "normalization_references"}
     names = set(db.query("SELECT DISTINCT name FROM rna")["name"])
     assert names == {hostile, "img_01", "img_02", "img_03"}
     assert hostile in set(db.query("SELECT name FROM images")["name"])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rna_localization import load_config, steps
+from rna_localization import load_config
 from rna_localization._faults import KILL_ENV, PAUSE_ENV
 from rna_localization.cli import main
 from rna_localization.db import Database
@@ -113,7 +113,7 @@ def _check_extract_10(db: Database) -> None:
     assert _count(db, "SELECT count(DISTINCT name) FROM centrosomes") == 3
 
 
-def _check_renumber(db: Database) -> None:
+def _check_extracted(db: Database) -> None:
     assert _count(db, "SELECT count(*) FROM label_images") == 2 * N_IMAGES
     assert _count(db, "SELECT count(*) FROM distance_measurements") == 0
 
@@ -139,7 +139,7 @@ def _check_normalize(db: Database) -> None:
     [
         ("extract:3", _check_extract_3),
         ("extract:10", _check_extract_10),
-        ("renumber:1", _check_renumber),
+        ("extracted:1", _check_extracted),
         ("distances:2", _check_distances_2),
         ("normalize:1", _check_normalize),
     ],
@@ -196,21 +196,3 @@ def test_two_runs_started_together_never_duplicate_rows(data_dir, reference, tmp
         assert _count(db, f"SELECT count(*) - count(DISTINCT (name, object_id)) FROM {table}") == 0
     assert main(["run", "--config", str(config)]) == 0
     _assert_same(_snapshot(config, tmp_path / "after"), reference)
-
-
-def test_ids_are_renumbered_even_when_nothing_is_left_to_extract(dataset, tmp_path):
-    """A parallel run killed after its last commit but before renumbering leaves ids in commit order.
-
-    Here that order is made by hand (img_00's rows moved last); the next run has
-    nothing to extract and must still give ids in (name, object_id) order.
-    """
-    config = load_config(dataset)
-    steps.extract(config)
-    db = _db(dataset)
-    expected = db.query("SELECT * FROM rna ORDER BY id")
-    with db.transaction() as cursor:
-        cursor.execute("UPDATE rna SET id = id + 100000 WHERE name = 'img_00'")
-    report = steps.extract(config)
-    assert set(report["status"]) == {"skipped"}
-    actual = db.query("SELECT * FROM rna ORDER BY id")
-    assert actual.equals(expected)

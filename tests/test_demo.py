@@ -8,7 +8,7 @@ from an earlier run of the pipeline.
 import numpy as np
 import pandas as pd
 
-from rna_localization.demo import METRICS, run_demo
+from rna_localization.demo import METRICS, granule_errors, run_demo
 
 GROUPS = [("cen", "nc13"), ("cen", "nc14"), ("gapdh", "nc13"), ("gapdh", "nc14")]
 
@@ -82,3 +82,29 @@ def test_demo_with_the_segmentation_workflows_meets_its_targets(tmp_path, postgr
         cen = report.value("percent_total_rna_within_1um", "cen", cycle)[0]
         gapdh = report.value("percent_total_rna_within_1um", "gapdh", cycle)[0]
         assert cen > gapdh + 15
+
+
+def test_granule_errors_against_a_hand_count():
+    # Image a: granule 1 (5 molecules, 4 in object 7, one in no object), whose object also
+    # holds single molecule 3; granule 2 (4 molecules) alone in object 8; granule 4 has
+    # only 3 molecules (not a granule at threshold 4). Singles' mean brightness: 2.0.
+    molecules = pd.DataFrame({
+        "name": "a",
+        "object_id": [1, 1, 1, 1, 1, 2, 2, 2, 2, 3, 4, 4, 4, 5],
+        "in_granule": [True] * 9 + [False] + [True] * 3 + [False],
+        "brightness": [2.0, 2.0, 2.0, 2.0, 4.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 3.0],
+        "label": [7, 7, 7, 7, 0, 8, 8, 8, 8, 7, 9, 9, 9, 10],
+    })
+    estimate = {7: 6.6, 8: 3.0, 9: 3.2, 10: 1.1}
+    molecules["normalized_intensity"] = molecules["label"].map(estimate)
+    table = granule_errors(molecules, threshold=4)
+    assert table["size"].tolist() == [5, 4]
+    np.testing.assert_allclose(table["estimate"], [6.6, 3.0])
+    np.testing.assert_allclose(table["error"], [6.6 / 5 - 1, 3.0 / 4 - 1])
+    np.testing.assert_allclose(table["abs_error"], [0.32, 0.25])
+    # True light in single-molecule units: (4 x 2 + 4) / 2 = 6 for 5 molecules; 4 / 2 = 2 for 4.
+    np.testing.assert_allclose(table["abs_light_error"], [6 / 5 - 1, 1 - 2 / 4])
+    assert table["with_others"].tolist() == [True, False]
+    # Below the threshold, or held by no object: no row.
+    assert granule_errors(molecules.assign(label=0), threshold=4).empty
+    assert len(granule_errors(molecules, threshold=6)) == 0

@@ -170,7 +170,8 @@ def test_pipeline_notebook_with_its_parameter_cell(tmp_path, database_name, post
     # The CSV export: one file per table, every row.
     backup = output / "backup"
     tables = db.tables()
-    assert set(tables) == {"rna", "centrosomes", "images", "label_images", "distance_measurements"}
+    assert set(tables) == {"rna", "centrosomes", "images", "label_images", "distance_measurements",
+        "image_numbers", "normalized_images", "normalization_references"}
     for table in tables:
         assert len(pd.read_csv(backup / f"{table}.csv")) == _count(db, table), table
 

@@ -73,8 +73,9 @@ def test_local_cluster_of_two_gives_the_same_database_as_serial(dataset, tmp_pat
     assert "Dask dashboard: http://127.0.0.1:" in capsys.readouterr().err  # a cluster ran
 
     assert set(serial) == set(clustered) == {
-        "rna", "centrosomes", "images", "label_images", "distance_measurements"}
-    for table in serial:  # ids included: renumbered by (name, object_id) after extraction
+        "rna", "centrosomes", "images", "label_images", "distance_measurements", "image_numbers",
+        "normalized_images", "normalization_references"}
+    for table in serial:  # ids included: fixed at insert by the image numbers, given in name order
         pd.testing.assert_frame_equal(serial[table], clustered[table], obj=table)
     assert len(serial["rna"]) > 50
 

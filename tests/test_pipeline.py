@@ -112,7 +112,8 @@ def _by_centroid(frame: pd.DataFrame) -> pd.DataFrame:
 def test_run_matches_brute_force_oracle(dataset, tmp_path):
     assert main(["run", "--config", str(dataset)]) == 0
     tables = _export(dataset, tmp_path / "export")
-    assert set(tables) == {"rna", "centrosomes", "images", "label_images", "distance_measurements"}
+    assert set(tables) == {"rna", "centrosomes", "images", "label_images", "distance_measurements",
+        "image_numbers", "normalized_images", "normalization_references"}
     expected, expected_distributions = _oracle(dataset)
 
     rna = _by_centroid(tables["rna"])

@@ -2,7 +2,8 @@
 
 The distance columns of a structure_1 table and the ``distance_measurements``
 bookkeeping (with each measured image's chance baseline), the ``images`` table of the metadata CSV, the
-``normalized_intensity`` column, and the reads of the distributions and the
+``normalized_intensity`` column with the normalization's state (each group's
+reference, which images hold values), and the reads of the distributions and the
 per-image figure. Every identifier goes through :class:`psycopg2.sql.Identifier`;
 every value is a bound parameter or travels by COPY.
 """
@@ -20,6 +21,7 @@ from .tables import copy_frame
 
 __all__ = [
     "NORMALIZED_COLUMN",
+    "REFERENCE_COLUMNS",
     "add_distance_columns",
     "centroid_distance_column",
     "distance_column",
@@ -27,8 +29,10 @@ __all__ = [
     "measured_images",
     "read_distribution_objects",
     "read_group_objects",
+    "clear_normalized_intensities",
     "read_images_table",
     "read_normalization_objects",
+    "read_normalization_state",
     "read_chance_baselines",
     "read_plot_objects",
     "read_raw_path",
@@ -37,6 +41,7 @@ __all__ = [
     "update_from_frame",
     "write_chance_baseline",
     "write_distances",
+    "write_normalization_state",
     "write_normalized_intensities",
 ]
 
@@ -272,33 +277,92 @@ def read_images_table(cursor) -> pd.DataFrame:
 
 
 # -------------------------------------------------------------- normalization
-def read_normalization_objects(cursor, structure: str, *, group_by: str, name_column: str,
-                               spot_intensity: bool) -> pd.DataFrame:
-    """Every object of `structure` with its image's `group_by` value as ``grp`` (None if none).
+#: Columns of ``normalization_references`` after ``structure`` (one row per group).
+REFERENCE_COLUMNS = ["grp", "method", "group_by", "lower_threshold", "upper_threshold",
+                     "reference", "single_molecules", "objects", "molecules"]
 
-    Columns ``id``, ``name``, ``area``, ``total_intensity``, ``spot_intensity``
-    (when asked) and ``grp``.
+
+def read_normalization_objects(cursor, structure: str, names, *,
+                               spot_intensity: bool) -> pd.DataFrame:
+    """The objects of images `names` of `structure` (through the ``(name, object_id)`` index).
+
+    Columns ``id``, ``name``, ``area``, ``total_intensity`` and
+    ``spot_intensity`` (when asked), in (name, object_id) order: sums over
+    them (a mean reference, molecules per group) do not depend on where the
+    rows lie, so the same data always give the same bits.
     """
     columns = ["id", "name", "area", "total_intensity"] + (["spot_intensity"] if spot_intensity else [])
     cursor.execute(
-        sql.SQL("SELECT {columns}, i.{group} AS grp FROM {table} AS o "
-                "LEFT JOIN images AS i ON i.{image} = o.name").format(
-            columns=sql.SQL(", ").join(sql.SQL("o.{}").format(sql.Identifier(c)) for c in columns),
-            group=sql.Identifier(group_by), table=sql.Identifier(structure),
-            image=sql.Identifier(name_column))
+        sql.SQL("SELECT {} FROM {} WHERE name = ANY(%s) ORDER BY name, object_id").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(structure)),
+        (list(names),),
     )
-    return pd.DataFrame(cursor.fetchall(), columns=[*columns, "grp"])
+    return pd.DataFrame(cursor.fetchall(), columns=columns)
+
+
+def read_normalization_state(cursor, structure: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the last ``normalize`` of `structure` left: its images and its references.
+
+    Returns
+    -------
+    images : DataFrame
+        ``name``, ``grp``: the images whose objects hold ``normalized_intensity``
+        values, and the group whose reference those came from.
+    references : DataFrame
+        :data:`REFERENCE_COLUMNS`, one row per group.
+    """
+    cursor.execute("SELECT name, grp FROM normalized_images WHERE structure = %s", (structure,))
+    images = pd.DataFrame(cursor.fetchall(), columns=["name", "grp"])
+    cursor.execute(sql.SQL("SELECT {} FROM normalization_references WHERE structure = %s "
+                           "ORDER BY grp").format(
+        sql.SQL(", ").join(map(sql.Identifier, REFERENCE_COLUMNS))), (structure,))
+    references = pd.DataFrame(cursor.fetchall(), columns=REFERENCE_COLUMNS)
+    return images, references
 
 
 def write_normalized_intensities(cursor, structure: str, ids, values) -> None:
-    """Set ``normalized_intensity`` of the objects `ids` to `values`, and NULL for every other object."""
-    table = sql.Identifier(structure)
-    column = sql.Identifier(NORMALIZED_COLUMN)
+    """Set ``normalized_intensity`` of the objects `ids` (their ``id``) to `values`; no other row changes."""
     cursor.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision").format(
-        table, column))
-    cursor.execute(sql.SQL("UPDATE {} SET {} = NULL").format(table, column))
+        sql.Identifier(structure), sql.Identifier(NORMALIZED_COLUMN)))
     update_from_frame(cursor, structure, pd.DataFrame({"id": ids, NORMALIZED_COLUMN: values}),
                       keys=["id"])
+
+
+def clear_normalized_intensities(cursor, structure: str, names, *, all_but: bool = False) -> int:
+    """Set ``normalized_intensity`` to NULL for the objects of images `names` that have one.
+
+    With `all_but`, for the objects of every other image instead: a pass over
+    the whole table, for a database normalized before the ``normalized_images``
+    bookkeeping existed. Returns the number of rows changed.
+    """
+    table, column = sql.Identifier(structure), sql.Identifier(NORMALIZED_COLUMN)
+    match = sql.SQL("NOT (name = ANY(%s))" if all_but else "name = ANY(%s)")
+    cursor.execute(sql.SQL("UPDATE {t} SET {c} = NULL WHERE {c} IS NOT NULL AND {m}").format(
+        t=table, c=column, m=match), (list(names),))
+    return cursor.rowcount
+
+
+def write_normalization_state(cursor, structure: str, images: pd.DataFrame,
+                              references: pd.DataFrame, *, forget) -> None:
+    """Record what ``normalize`` wrote: `images` (``name``, ``grp``) and `references` (one row per group).
+
+    The rows of the images `forget` (names; True for every image and group of
+    `structure`) and of the groups in `references` are replaced; a group left
+    without images loses its row.
+    """
+    if forget is True:
+        cursor.execute("DELETE FROM normalized_images WHERE structure = %s", (structure,))
+        cursor.execute("DELETE FROM normalization_references WHERE structure = %s", (structure,))
+    else:
+        cursor.execute("DELETE FROM normalized_images WHERE structure = %s AND name = ANY(%s)",
+                       (structure, sorted(set(forget) | set(images["name"]))))
+        cursor.execute("DELETE FROM normalization_references WHERE structure = %s AND (grp = ANY(%s) "
+                       "OR grp NOT IN (SELECT grp FROM normalized_images WHERE structure = %s))",
+                       (structure, list(references["grp"]), structure))
+    copy_frame(cursor, sql.Identifier("normalized_images"),
+               images[["name", "grp"]].assign(structure=structure)[["structure", "name", "grp"]])
+    copy_frame(cursor, sql.Identifier("normalization_references"),
+               references[REFERENCE_COLUMNS].assign(structure=structure)[["structure", *REFERENCE_COLUMNS]])
 
 
 # ------------------------------------------------------ distributions, figures

@@ -22,6 +22,15 @@ Tables
     with the image's chance baseline (:mod:`rna_localization.db.results`).
 ``images``
     The metadata CSV (see :mod:`rna_localization.steps`).
+``image_numbers``
+    One number per image name, given the first time extraction meets it (in
+    name order within one ``extract``); an object's ``id`` is its image's
+    number times :data:`ID_STRIDE` plus its ``object_id``, so ids are fixed
+    at insert and never renumbered.
+``normalized_images``, ``normalization_references``
+    Which images hold ``normalized_intensity`` values, under which group, and
+    each group's single-molecule reference (:mod:`rna_localization.db.results`):
+    what lets ``normalize`` recompute only the groups that changed.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from ..objects import OBJECT_COLUMNS, ObjectVoxels
 from .labels import RUNS_FORMAT, decode_dense, decode_runs, encode_runs
 
 __all__ = [
+    "ID_STRIDE",
     "LabelImage",
     "add_baseline_columns",
     "convert_dense_label_images",
@@ -54,9 +64,16 @@ __all__ = [
     "read_columns",
     "read_label_image",
     "read_spot_centroids",
-    "renumber_ids",
+    "register_images",
+    "relation_sizes",
+    "vacuum_analyze",
     "write_image_objects",
 ]
+
+#: An object's ``id`` is ``number * ID_STRIDE + object_id``, ``number`` being its
+#: image's in ``image_numbers``: object ids are below 2**31 < 10**10, so ids are
+#: unique, and their decimal digits show the image number and the object_id.
+ID_STRIDE = 10**10
 
 _STRUCTURE_COLUMNS = sql.SQL(
     """
@@ -120,6 +137,7 @@ def ensure_schema(cursor) -> None:
         """
     )
     add_baseline_columns(cursor)
+    _ensure_bookkeeping(cursor)
     convert_dense_label_images(cursor)
 
 
@@ -143,6 +161,42 @@ def convert_dense_label_images(cursor) -> int:
             "WHERE structure = %s AND name = %s",
             (encode_runs(objects), objects.labels.dtype.name, RUNS_FORMAT, structure, name))
     return len(keys)
+
+
+def _ensure_bookkeeping(cursor) -> None:
+    """The image numbers behind the ids and the normalization's state, if missing.
+
+    A database made before they existed gets them empty: its objects keep
+    their ids (all below :data:`ID_STRIDE`, so no new id can equal one) and
+    its next ``normalize`` recomputes every group.
+    """
+    cursor.execute(
+        """
+        CREATE TABLE IF NOT EXISTS image_numbers (
+            name text PRIMARY KEY,
+            number bigint NOT NULL UNIQUE
+        );
+        CREATE TABLE IF NOT EXISTS normalized_images (
+            structure text NOT NULL,
+            name text NOT NULL,
+            grp text NOT NULL,
+            PRIMARY KEY (structure, name)
+        );
+        CREATE TABLE IF NOT EXISTS normalization_references (
+            structure text NOT NULL,
+            grp text NOT NULL,
+            method text NOT NULL,
+            group_by text NOT NULL,
+            lower_threshold double precision NOT NULL,
+            upper_threshold double precision NOT NULL,
+            reference double precision NOT NULL,
+            single_molecules bigint NOT NULL,
+            objects bigint NOT NULL,
+            molecules double precision NOT NULL,
+            PRIMARY KEY (structure, grp)
+        );
+        """
+    )
 
 
 def add_baseline_columns(cursor) -> None:
@@ -181,32 +235,66 @@ def ensure_structure_table(cursor, structure: str) -> None:
     )
 
 
-def renumber_ids(cursor, structure: str) -> None:
-    """Make ``id`` 1..n in (name, object_id) order.
+def register_images(cursor, names) -> None:
+    """Give each of `names` not yet in ``image_numbers`` the next numbers, in the order given.
 
-    Serial ids depend on the order images were written in (parallel workers,
-    interrupted runs); renumbering makes the same data give the same table,
-    value for value.
+    ``extract`` registers every image it will write, sorted, before any is
+    written: whichever order workers then commit them in, the ids are the
+    same, and within one run they follow (name, object_id). The table lock
+    (held to the end of the transaction) makes concurrent registrations wait.
     """
-    table = sql.Identifier(structure)
-    cursor.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(table))
+    names = list(dict.fromkeys(map(str, names)))
+    cursor.execute("LOCK TABLE image_numbers IN SHARE ROW EXCLUSIVE MODE")
     cursor.execute(
-        sql.SQL("SELECT EXISTS (SELECT 1 FROM (SELECT id, row_number() OVER "
-                "(ORDER BY name, object_id) AS n FROM {}) AS r WHERE id <> n)").format(table)
+        "INSERT INTO image_numbers (name, number) "
+        "SELECT u.name, (SELECT coalesce(max(number), 0) FROM image_numbers) "
+        "+ row_number() OVER (ORDER BY u.position) "
+        "FROM unnest(%s::text[]) WITH ORDINALITY AS u(name, position) "
+        "WHERE NOT EXISTS (SELECT 1 FROM image_numbers AS i WHERE i.name = u.name)",
+        (names,),
     )
-    if cursor.fetchone()[0]:
-        # Through negative ids: the primary key is checked row by row.
-        cursor.execute(
-            sql.SQL("UPDATE {t} AS o SET id = -r.n FROM (SELECT id, row_number() OVER "
-                    "(ORDER BY name, object_id) AS n FROM {t}) AS r WHERE o.id = r.id").format(t=table)
-        )
-        cursor.execute(sql.SQL("UPDATE {} SET id = -id").format(table))
-    # pg_get_serial_sequence takes the table name as SQL text: quoted, so any name is safe.
-    cursor.execute(
-        sql.SQL("SELECT setval(pg_get_serial_sequence({}, 'id'), "
-                "coalesce((SELECT max(id) FROM {}), 0) + 1, false)").format(
-            sql.Literal(table.as_string(cursor.connection)), table)
-    )
+
+
+def _image_number(cursor, name: str) -> int:
+    """The number of image `name`, registered now if it has none."""
+    cursor.execute("SELECT number FROM image_numbers WHERE name = %s", (name,))
+    row = cursor.fetchone()
+    if row is None:
+        register_images(cursor, [name])
+        cursor.execute("SELECT number FROM image_numbers WHERE name = %s", (name,))
+        row = cursor.fetchone()
+    return int(row[0])
+
+
+def relation_sizes(cursor, table: str) -> tuple[int, int]:
+    """Bytes on disk of `table`: its rows (the heap), and with its indexes and TOAST."""
+    name = sql.Identifier(table).as_string(cursor.connection)
+    cursor.execute("SELECT pg_relation_size(%s::regclass), pg_total_relation_size(%s::regclass)",
+                   (name, name))
+    heap, total = cursor.fetchone()
+    return int(heap), int(total)
+
+
+def vacuum_analyze(db, tables) -> None:
+    """``VACUUM (ANALYZE)`` each of `tables`: dead row versions made reusable, statistics fresh.
+
+    Run after a bulk DELETE or UPDATE, so the space of the old row versions
+    is reused instead of the table growing. VACUUM cannot run inside a
+    transaction: this takes a connection of its own, in autocommit mode.
+
+    Parameters
+    ----------
+    db : Database
+    tables : iterable of str
+    """
+    connection = db.connect()
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            for table in tables:
+                cursor.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+    finally:
+        connection.close()
 
 
 def copy_frame(cursor, table: sql.Composable, frame: pd.DataFrame) -> None:
@@ -219,19 +307,20 @@ def copy_frame(cursor, table: sql.Composable, frame: pd.DataFrame) -> None:
     cursor.copy_expert(statement.as_string(cursor.connection), buffer)
 
 
-# Binary COPY of object rows: ``name`` text, ``object_id`` integer, ``area`` bigint,
+# Binary COPY of object rows: ``id`` bigint, ``name`` text, ``object_id`` integer, ``area`` bigint,
 # the rest double precision (see _STRUCTURE_COLUMNS). Sending binary doubles skips
 # formatting them as text in pandas and parsing them back in the server: 5x faster,
 # and the stored values are the same bits (NaN stays NaN).
-_BINARY_KINDS = {"object_id": ">i4", "area": ">i8"}
+_BINARY_KINDS = {"id": ">i8", "object_id": ">i4", "area": ">i8"}
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 
 
-def _copy_objects(cursor, structure: str, name: str, objects: pd.DataFrame) -> None:
+def _copy_objects(cursor, structure: str, name: str, objects: pd.DataFrame, number: int) -> None:
     """COPY one image's object rows by binary COPY.
 
     The columns of :func:`~rna_localization.objects.measure_objects`, and
-    those of :data:`~rna_localization.apertures.STORED_COLUMNS` that `objects` has.
+    those of :data:`~rna_localization.apertures.STORED_COLUMNS` that `objects` has;
+    ``id`` is ``number * ID_STRIDE + object_id``.
     """
     columns = list(OBJECT_COLUMNS) + [c for c in STORED_COLUMNS if c in objects.columns]
     encoded = name.encode("utf-8")
@@ -240,11 +329,15 @@ def _copy_objects(cursor, structure: str, name: str, objects: pd.DataFrame) -> N
     if ids.size and (ids.min() < 1 or ids.max() > np.iinfo(np.int32).max):
         msg = f"image {name!r}: object ids must be 1..2**31-1 (the table's integer column)."
         raise ValueError(msg)
-    fields = [("n_fields", ">i2"), ("name_size", ">i4"), ("name", f"S{len(encoded)}")]
+    values["id"] = number * ID_STRIDE + ids.astype(np.int64)
+    fields = [("n_fields", ">i2"), ("id_size", ">i4"), ("id", ">i8"),
+              ("name_size", ">i4"), ("name", f"S{len(encoded)}")]
     for column in columns:
         fields += [(f"{column}_size", ">i4"), (column, _BINARY_KINDS.get(column, ">f8"))]
     rows = np.empty(len(objects), dtype=fields)
-    rows["n_fields"] = 1 + len(columns)
+    rows["n_fields"] = 2 + len(columns)
+    rows["id_size"] = 8
+    rows["id"] = values["id"]
     rows["name_size"] = len(encoded)
     rows["name"] = encoded
     for column in columns:
@@ -252,7 +345,7 @@ def _copy_objects(cursor, structure: str, name: str, objects: pd.DataFrame) -> N
         rows[f"{column}_size"] = kind.itemsize
         rows[column] = values[column]
     data = io.BytesIO(_COPY_SIGNATURE + rows.tobytes() + struct.pack(">h", -1))
-    names = sql.SQL(", ").join(map(sql.Identifier, ["name", *columns]))
+    names = sql.SQL(", ").join(map(sql.Identifier, ["id", "name", *columns]))
     statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
         sql.Identifier(structure), names)
     cursor.copy_expert(statement.as_string(cursor.connection), data)
@@ -280,6 +373,11 @@ def _delete_rows(cursor, structure: str, name: str) -> None:
         "DELETE FROM distance_measurements WHERE name = %s AND (structure_1 = %s OR structure_2 = %s)",
         (name, structure, structure),
     )
+    # Its normalized_intensity is gone with its rows: its group is normalized again.
+    cursor.execute("SELECT to_regclass('normalized_images') IS NOT NULL")
+    if cursor.fetchone()[0]:
+        cursor.execute("DELETE FROM normalized_images WHERE structure = %s AND name = %s",
+                       (structure, name))
 
 
 def write_image_objects(
@@ -310,8 +408,9 @@ def write_image_objects(
     if is_extracted(cursor, structure, name):
         if not overwrite:
             return False
+    number = _image_number(cursor, name)
     _delete_rows(cursor, structure, name)
-    _copy_objects(cursor, structure, name, objects)
+    _copy_objects(cursor, structure, name, objects, number)
     n_rows = len(objects)
     objects = (label_image if isinstance(label_image, ObjectVoxels)
                else ObjectVoxels.from_label_image(label_image))
