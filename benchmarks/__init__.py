@@ -15,6 +15,10 @@ bench_insert
 bench_run
     ``run`` on the simulated 20-image demo data set against the floor of
     reading and labeling its TIFFs; peak memory with 5 and 20 images.
+bench_fullframe
+    One simulated full confocal frame (60 x 2048 x 2048): label images stored
+    as runs against whole-volume zlib, extract's peak memory against the raw
+    stack, and ``run`` against the floor of reading and labeling its TIFFs.
 bench_workers
     ``segment_folder`` with 1 and 2 worker processes.
 bench_segmentation

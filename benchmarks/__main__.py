@@ -20,8 +20,8 @@ from pathlib import Path
 from ._common import Section, machine_description
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["distances", "insert", "bigdb", "run", "workers", "segmentation", "detection",
-              "playground"]
+BENCHMARKS = ["distances", "insert", "bigdb", "run", "fullframe", "workers", "segmentation",
+              "detection", "playground"]
 
 
 def _demo_dataset(workdir: Path, quick: bool) -> Path:
@@ -143,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
                 dataset = dataset or _demo_dataset(workdir, args.quick)
                 section = bench_run.run(dataset, workdir, small_images=2 if args.quick else 5,
                                         quick=args.quick)
+            elif name == "fullframe":
+                from . import bench_fullframe
+
+                section = bench_fullframe.run(workdir, quick=args.quick)
             elif name == "workers":
                 from . import bench_workers
 

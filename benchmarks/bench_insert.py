@@ -113,11 +113,11 @@ def run(workdir: Path, quick: bool = False) -> Section:
     section.notes.append(
         f"Embedded PostgreSQL {version} (pgserver) on a Unix socket, one transaction per image "
         f"through `write_image_objects` (advisory lock, existence check, binary COPY of the "
-        f"rows, the zlib-compressed label image). Best of 3 for the large image "
+        f"rows, the label image as runs of its object voxels). Best of 3 for the large image "
         f"({min(bulk_seconds):.2f} s). Text COPY of the same rows, with pandas formatting every "
         f"double as CSV and the server parsing it back, runs at {csv_rate:,.0f} objects/s. "
         f"Realistic images take {image_seconds * 1e3:.0f} ms each; there the label image "
-        f"(zlib) and the per-transaction round trips weigh as much as the rows."
+        f"and the per-transaction round trips weigh as much as the rows."
     )
     if profile:
         section.notes.append("Profile of one large insert (cProfile, by internal time):\n\n```\n"

@@ -215,7 +215,7 @@ def run(dataset: Path, workdir: Path, *, small_images: int, quick: bool = False)
             f"small); its extract step took {cluster_extract:.1f} s against {extract:.1f} s "
             "with workers = 1;\n"
             f"- per image, database round trips: a connection per task, an advisory lock, the "
-            f"existence check, COPY, the label image (zlib), and for distances reading both "
+            f"existence check, COPY, the label image (runs), and for distances reading both "
             f"label images back and an UPDATE through a temporary table. Extract takes "
             f"{extract:.1f} s and distances {distances:.1f} s against {floor:.1f} s for reading "
             "and labeling every TIFF.\n\n"

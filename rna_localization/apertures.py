@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .objects import _check_pair, normalize_spacing
+from .objects import normalize_spacing, object_voxels_and_intensities
 
 __all__ = ["APERTURE_COLUMNS", "APERTURE_GROW_UM", "APERTURE_SHELL_UM", "STORED_COLUMNS",
            "aperture_intensities", "spot_centroids"]
@@ -70,8 +70,11 @@ _RTOL = 1e-9
 # (Object voxel, offset) pairs formed at a time, to bound the memory of the search.
 _CHUNK = 1 << 18
 
-# Voxels of the box handled at a time (whole planes, plus the planes within reach).
+# Voxels of the box handled at a time (a block of planes and rows, with those within
+# reach around it), and the planes of a block: a block about as deep as it is tall
+# wastes less work on the margins than a slab of whole planes.
 _SLAB_VOXELS = 1 << 24
+_BLOCK_PLANES = 16
 
 
 def _at_most(limit: float) -> float:
@@ -210,8 +213,12 @@ def _group_medians(keys: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
         smallest = int(values.min())
         bits = (int(values.max()) - smallest).bit_length()
     if 0 < bits and bits + max(int(n).bit_length(), 1) <= 62:
-        packed = np.left_shift(keys.astype(np.int64), bits)
-        packed |= values.astype(np.int64) - smallest
+        # In place: adding the offset values to the zeroed low bits is an OR, and
+        # numpy casts `values` in buffered pieces, not into whole-array temporaries.
+        packed = keys.astype(np.int64)
+        packed <<= bits
+        packed += values
+        packed -= smallest
         packed.sort()
         mask = (1 << bits) - 1
         low = (packed[low_at] & mask).astype(np.float64) + smallest
@@ -221,6 +228,22 @@ def _group_medians(keys: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
         low, high = ordered[low_at], ordered[high_at]
     medians[has] = (low + high) / 2
     return medians
+
+
+def _image_median(image: np.ndarray) -> float:
+    """``np.median(image)`` in float64; for 8- and 16-bit integers from a histogram
+    counted in chunks, without the copy of the stack np.median makes."""
+    flat = image.reshape(-1)
+    if flat.dtype.kind not in "iu" or flat.dtype.itemsize > 2 or flat.size == 0:
+        return float(np.median(flat.astype(np.float64, copy=False)))
+    offset = int(np.iinfo(flat.dtype).min)
+    counts = np.zeros(1 << (8 * flat.dtype.itemsize), dtype=np.int64)
+    for start in range(0, flat.size, _CHUNK * 4):
+        chunk = flat[start : start + _CHUNK * 4].astype(np.int64) - offset
+        counts += np.bincount(chunk, minlength=counts.size)
+    cumulative = np.cumsum(counts)
+    low, high = np.searchsorted(cumulative, [(flat.size - 1) // 2 + 1, flat.size // 2 + 1])
+    return (float(low) + float(high)) / 2 + offset
 
 
 def aperture_intensities(
@@ -243,9 +266,10 @@ def aperture_intensities(
 
     Parameters
     ----------
-    label_image : (Z, Y, X) ndarray of int
+    label_image : (Z, Y, X) ndarray of int, or ObjectVoxels
         Objects as positive labels, 0 as background (see
-        :func:`~rna_localization.objects.label_objects`).
+        :func:`~rna_localization.objects.label_objects` and
+        :func:`~rna_localization.objects.object_voxels`).
     intensity_image : (Z, Y, X) ndarray
         Raw intensities, same shape; every value must be finite.
     spacing : float or (3,) sequence of float
@@ -286,12 +310,7 @@ def aperture_intensities(
        object_id  spot_intensity  background  aperture_area  shell_area
     0          1            44.0        10.0              3           4
     """
-    label_image, intensity_image = _check_pair(label_image, intensity_image)
-    if label_image.dtype == bool:
-        label_image = label_image.view(np.uint8)
-    if not np.issubdtype(label_image.dtype, np.integer):
-        msg = f"label_image must hold integer labels; got dtype {label_image.dtype}."
-        raise TypeError(msg)
+    objects, intensity_image = object_voxels_and_intensities(label_image, intensity_image)
     if not np.issubdtype(intensity_image.dtype, np.number) or np.iscomplexobj(intensity_image):
         msg = f"intensity_image must hold real numbers; got dtype {intensity_image.dtype}."
         raise TypeError(msg)
@@ -303,74 +322,99 @@ def aperture_intensities(
     scale = normalize_spacing(spacing)
     grow_um = _check_length(grow_um, "grow_um", allow_zero=True)
     shell_um = _check_length(shell_um, "shell_um", allow_zero=False)
-
-    objects = label_image != 0
-    extents = [np.flatnonzero(np.any(objects, axis=tuple(a for a in range(3) if a != axis)))
-               for axis in range(3)]
-    if extents[0].size == 0:
+    if objects.voxels.size == 0:
         return empty_apertures()
-    if label_image[objects].min() < 0:
-        msg = "label_image has negative labels; labels must be >= 0."
-        raise ValueError(msg)
-    del objects
+    coords = np.unravel_index(objects.voxels, objects.shape)
+    extents = [(int(c.min()), int(c.max())) for c in coords]
 
     outer = grow_um + shell_um
     margin = np.floor(_at_most(outer) / scale).astype(int) + 1
     box = tuple(
-        slice(max(int(found[0]) - m, 0), min(int(found[-1]) + 1 + m, size))
-        for found, m, size in zip(extents, margin, label_image.shape)
+        slice(max(found[0] - m, 0), min(found[1] + 1 + m, size))
+        for found, m, size in zip(extents, margin, objects.shape)
     )
-    labels = label_image[box]
     values = intensity_image[box]
-    object_ids = np.unique(labels[labels != 0])
+    object_ids = np.unique(objects.labels)
     n = object_ids.size
     index_dtype = np.int32 if n < np.iinfo(np.int32).max else np.int64
+    # Each object voxel as its object's index 1..n and its place in the box.
+    index = (np.searchsorted(object_ids, objects.labels) + 1).astype(index_dtype)
+    local = [(c - b.start).astype(np.int32) for c, b in zip(coords, box)]
+    del coords
     aperture_area = np.zeros(n, dtype=np.int64)
     aperture_sum = np.zeros(n)
-    shell_owners, shell_values = [], []
-    # In slabs of planes, each with the planes within reach on both sides: every
-    # object voxel within reach of a slab voxel is in them, so each slab is exact,
-    # and memory stays bounded on a full frame.
-    depth = labels.shape[0]
-    planes = max(1, _SLAB_VOXELS // max(labels[0].size, 1))
+    shell_area = np.zeros(n, dtype=np.int64)
+    background = np.full(n, np.nan)
+    settled = np.zeros(n, dtype=bool)
+    # Each object's last plane: its shell ends within reach of it, so its median is
+    # taken (and its shell voxels let go) once the blocks have passed that far.
+    last_plane = np.zeros(n, dtype=np.int64)
+    _, at = np.unique(index[::-1], return_index=True)
+    last_plane[:] = local[0][index.size - 1 - at]
+    pending_owner, pending_values = [], []
+    # In blocks of planes and rows, each with the planes and rows within reach on
+    # every side: every object voxel within reach of a block voxel is in them, so
+    # each block is exact, and memory stays bounded on a full frame.
+    box_shape = values.shape
+    depth, height = box_shape[0], box_shape[1]
+    width = box_shape[2] + 2 * margin[2]
+    planes = max(1, min(depth, _BLOCK_PLANES, _SLAB_VOXELS // width))
+    rows = max(1, min(height, _SLAB_VOXELS // ((planes + 4 * margin[0]) * width) - 4 * margin[1]))
     for first in range(0, depth, planes):
         last = min(first + planes, depth)
         low, high = max(first - margin[0], 0), min(last + margin[0], depth)
-        slab = labels[low:high]
-        present = slab != 0
-        index_image = np.zeros(tuple(s + 2 * m for s, m in zip(slab.shape, margin)), index_dtype)
-        inner = tuple(slice(m, m + s) for m, s in zip(margin, slab.shape))
-        index_image[inner][present] = np.searchsorted(object_ids, slab[present]) + 1
-        del present
-        keys, nearest, blank = _nearest_keys(index_image, scale, outer, n)
-        del index_image
-        keys = keys[inner][first - low : last - low]
-        within = keys != blank
-        keys = keys[within]
-        here = values[first:last][within]
-        del within
-        # Keys are ordered by distance rank first: the aperture is every key below
-        # the first rank farther than grow_um.
-        aperture_ranks = int(np.count_nonzero(nearest <= _at_most(grow_um)))
-        in_aperture = keys < aperture_ranks * (n + 1)
-        owner = keys - keys // (n + 1) * (n + 1)  # floor division by a scalar is fast
-        owner -= 1
-        del keys
-        aperture_owner = owner[in_aperture]
-        aperture_area += np.bincount(aperture_owner, minlength=n)
-        aperture_sum += np.bincount(
-            aperture_owner, weights=here[in_aperture].astype(np.float64), minlength=n
-        )
-        in_shell = ~in_aperture
-        shell_owners.append(owner[in_shell])
-        shell_values.append(here[in_shell])
-    shell_owner = np.concatenate(shell_owners).astype(np.intp)
-    del shell_owners
-    shell_area = np.bincount(shell_owner, minlength=n)
-    shell_values = np.concatenate(shell_values)
-    background = _group_medians(shell_owner, shell_values, n)
+        # The voxels are in scan order, so those of planes low..high-1 are one run.
+        run = slice(*np.searchsorted(local[0], [low, high]))
+        run_z, run_y, run_x, run_index = (a[run] for a in (*local, index))
+        for top in range(0, height, rows):
+            bottom = min(top + rows, height)
+            north, south = max(top - margin[1], 0), min(bottom + margin[1], height)
+            here_voxels = np.flatnonzero((run_y >= north) & (run_y < south))
+            block_shape = (high - low, south - north, box_shape[2])
+            index_image = np.zeros(tuple(s + 2 * m for s, m in zip(block_shape, margin)),
+                                   index_dtype)
+            inner = tuple(slice(m, m + s) for m, s in zip(margin, block_shape))
+            index_image[(run_z[here_voxels] - low + margin[0],
+                         run_y[here_voxels] - north + margin[1],
+                         run_x[here_voxels] + margin[2])] = run_index[here_voxels]
+            keys, nearest, blank = _nearest_keys(index_image, scale, outer, n)
+            del index_image
+            keys = keys[inner][first - low : last - low, top - north : bottom - north]
+            within = keys != blank
+            keys = keys[within]
+            here = values[first:last, top:bottom][within]
+            del within
+            # Keys are ordered by distance rank first: the aperture is every key below
+            # the first rank farther than grow_um.
+            aperture_ranks = int(np.count_nonzero(nearest <= _at_most(grow_um)))
+            in_aperture = keys < aperture_ranks * (n + 1)
+            owner = keys - keys // (n + 1) * (n + 1)  # floor division by a scalar is fast
+            owner -= 1
+            del keys
+            aperture_owner = owner[in_aperture]
+            aperture_area += np.bincount(aperture_owner, minlength=n)
+            aperture_sum += np.bincount(
+                aperture_owner, weights=here[in_aperture].astype(np.float64), minlength=n
+            )
+            in_shell = ~in_aperture
+            shell_area += np.bincount(owner[in_shell], minlength=n)
+            pending_owner.append(owner[in_shell])
+            pending_values.append(here[in_shell])
+        # Objects whose whole shell is now seen: their medians, and their shell voxels freed.
+        finished = (last_plane + margin[0] <= last) if last < depth else np.ones(n, dtype=bool)
+        finished &= ~settled
+        settled |= finished
+        owner = np.concatenate(pending_owner)
+        shell = np.concatenate(pending_values)
+        pending_owner, pending_values = [], []
+        done = finished[owner]
+        medians = _group_medians(owner[done], shell[done], n)
+        background[finished] = medians[finished]
+        pending_owner.append(owner[~done])
+        pending_values.append(shell[~done])
+        del owner, shell, done
     if np.isnan(background).any():
-        background[np.isnan(background)] = np.median(intensity_image.astype(np.float64, copy=False))
+        background[np.isnan(background)] = _image_median(intensity_image)
 
     return pd.DataFrame(
         {
@@ -393,7 +437,7 @@ def spot_centroids(label_image: np.ndarray, intensity_image: np.ndarray, backgro
 
     Parameters
     ----------
-    label_image : (Z, Y, X) ndarray of int
+    label_image : (Z, Y, X) ndarray of int, or ObjectVoxels
         Objects 1..n, 0 as background.
     intensity_image : (Z, Y, X) ndarray
         Raw intensities, same shape.
@@ -415,21 +459,21 @@ def spot_centroids(label_image: np.ndarray, intensity_image: np.ndarray, backgro
     >>> spot_centroids(labels, raw, {1: 10.0})["spot_centroid_x"].tolist()
     [2.75]
     """
-    labels = np.asarray(label_image)
-    voxels = np.flatnonzero(labels)
+    objects, intensity_image = object_voxels_and_intensities(label_image, intensity_image)
+    voxels = objects.voxels
     if voxels.size == 0:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in CENTROID_COLUMNS.items()})
-    owner = labels.ravel()[voxels].astype(np.int64)
+    owner = objects.labels.astype(np.int64)
     ids = np.unique(owner)
     level = pd.Series(background).reindex(ids).to_numpy(np.float64)
     lookup = np.zeros(int(ids.max()) + 1, dtype=np.float64)
     lookup[ids] = level
-    values = np.asarray(intensity_image).ravel()[voxels].astype(np.float64)
+    values = intensity_image.ravel()[voxels].astype(np.float64)
     weight = np.maximum(values - lookup[owner], 0.0)
     size = int(ids.max()) + 1
     total = np.bincount(owner, weights=weight, minlength=size)[ids]
     count = np.bincount(owner, minlength=size)[ids]
-    coordinates = np.unravel_index(voxels, labels.shape)
+    coordinates = np.unravel_index(voxels, objects.shape)
     columns = {"object_id": ids}
     for axis, name in enumerate(("spot_centroid_z", "spot_centroid_y", "spot_centroid_x")):
         weighted = np.bincount(owner, weights=weight * coordinates[axis], minlength=size)[ids]

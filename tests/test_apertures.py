@@ -225,13 +225,17 @@ def test_dense_blocks_and_walks_with_many_ties_match_oracle(seed):
         pd.testing.assert_frame_equal(floats, expected, check_dtype=False, check_exact=True)
 
 
-@pytest.mark.parametrize("slab_voxels", [1, 3 * 14 * 13])
-def test_slabs_of_planes_give_the_whole_stack_answer(monkeypatch, slab_voxels):
-    # A full frame is handled a few planes at a time; force one and three planes
-    # per slab on a crowded stack and compare with the oracle.
+@pytest.mark.parametrize(("slab_voxels", "block_planes"),
+                         [(1, 16), (3 * 14 * 13, 16), (20_925, 2), (20_925, 16)])
+def test_slabs_of_planes_give_the_whole_stack_answer(monkeypatch, slab_voxels, block_planes):
+    # A full frame is handled a block of planes and rows at a time, each object's
+    # shell median taken once the blocks have passed it; force one plane and row
+    # per block, blocks of 2 planes x 3 rows, and of all planes x 3 rows, on a
+    # crowded stack and compare with the oracle.
     from rna_localization import apertures
 
     monkeypatch.setattr(apertures, "_SLAB_VOXELS", slab_voxels)
+    monkeypatch.setattr(apertures, "_BLOCK_PLANES", block_planes)
     rng = np.random.default_rng(7)
     shape = (9, 14, 13)
     labels = _random_objects(rng, shape, 35)

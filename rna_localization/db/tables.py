@@ -11,8 +11,12 @@ Tables
     by those steps.
 ``label_images``
     One row per extracted image and structure: its shape, voxel size and the
-    label image itself (zlib-compressed), so that distances and re-analysis run
+    label image itself, as its object voxels (``labels_format`` "runs", see
+    :mod:`rna_localization.db.labels`), so that distances and re-analysis run
     from the database alone. A row here means "this image is extracted".
+    Rows of the first release (the whole volume zlib-compressed,
+    ``labels_format`` NULL) are still read, and converted by
+    :func:`ensure_schema` (every ``extract`` calls it).
 ``distance_measurements``
     One row per (structure_1, structure_2, image) whose distances are measured,
     with the image's chance baseline (:mod:`rna_localization.db.results`).
@@ -33,8 +37,8 @@ from __future__ import annotations
 
 import io
 import struct
-import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -42,17 +46,17 @@ from psycopg2 import sql
 
 from .._faults import fault_point
 from ..apertures import STORED_COLUMNS
-from ..objects import OBJECT_COLUMNS
+from ..objects import OBJECT_COLUMNS, ObjectVoxels
+from .labels import RUNS_FORMAT, decode_dense, decode_runs, encode_runs
 
 __all__ = [
     "ID_STRIDE",
     "LabelImage",
     "add_baseline_columns",
+    "convert_dense_label_images",
     "copy_frame",
-    "decode_labels",
     "delete_image",
     "drop_tables",
-    "encode_labels",
     "ensure_schema",
     "ensure_structure_table",
     "extracted_images",
@@ -122,6 +126,8 @@ def ensure_schema(cursor) -> None:
             ADD COLUMN IF NOT EXISTS segmentation_size bigint,
             ADD COLUMN IF NOT EXISTS segmentation_mtime double precision,
             ADD COLUMN IF NOT EXISTS segmentation_sha256 text;
+        -- How `labels` is stored (db/labels.py); NULL: the first release's whole volume.
+        ALTER TABLE label_images ADD COLUMN IF NOT EXISTS labels_format text;
         CREATE TABLE IF NOT EXISTS distance_measurements (
             structure_1 text NOT NULL,
             structure_2 text NOT NULL,
@@ -132,6 +138,29 @@ def ensure_schema(cursor) -> None:
     )
     add_baseline_columns(cursor)
     _ensure_bookkeeping(cursor)
+    convert_dense_label_images(cursor)
+
+
+def convert_dense_label_images(cursor) -> int:
+    """Store every label image the first release wrote (whole volume) as runs; how many.
+
+    Each row is converted on its own (one label image in memory at a time),
+    inside the caller's transaction: the database is converted whole or not at all.
+    """
+    cursor.execute("SELECT structure, name FROM label_images WHERE labels_format IS NULL "
+                   "ORDER BY structure, name")
+    keys = cursor.fetchall()
+    for structure, name in keys:
+        cursor.execute(
+            "SELECT shape_z, shape_y, shape_x, dtype, labels FROM label_images "
+            "WHERE structure = %s AND name = %s", (structure, name))
+        *shape, dtype, blob = cursor.fetchone()
+        objects = ObjectVoxels.from_label_image(decode_dense(blob, dtype, shape))
+        cursor.execute(
+            "UPDATE label_images SET labels = %s, dtype = %s, labels_format = %s "
+            "WHERE structure = %s AND name = %s",
+            (encode_runs(objects), objects.labels.dtype.name, RUNS_FORMAT, structure, name))
+    return len(keys)
 
 
 def _ensure_bookkeeping(cursor) -> None:
@@ -268,20 +297,6 @@ def vacuum_analyze(db, tables) -> None:
         connection.close()
 
 
-def encode_labels(label_image: np.ndarray) -> tuple[bytes, str]:
-    """Compress a label image: the smallest unsigned dtype, then zlib."""
-    top = int(label_image.max(initial=0))
-    dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
-    data = np.ascontiguousarray(label_image, dtype=dtype)
-    return zlib.compress(data.tobytes(), 1), np.dtype(dtype).name
-
-
-def decode_labels(blob: bytes, dtype: str, shape: tuple[int, int, int]) -> np.ndarray:
-    """Inverse of :func:`encode_labels`, as int32."""
-    flat = np.frombuffer(zlib.decompress(blob), dtype=np.dtype(dtype))
-    return flat.reshape(shape).astype(np.int32)
-
-
 def copy_frame(cursor, table: sql.Composable, frame: pd.DataFrame) -> None:
     """COPY a DataFrame's rows into `table` (its columns named after the frame's)."""
     buffer = io.StringIO()
@@ -370,7 +385,7 @@ def write_image_objects(
     structure: str,
     name: str,
     objects: pd.DataFrame,
-    label_image: np.ndarray,
+    label_image: np.ndarray | ObjectVoxels,
     spacing,
     *,
     raw_path: str = "",
@@ -385,7 +400,9 @@ def write_image_objects(
     not at all. Returns False (and writes nothing) when the image is already
     extracted and `overwrite` is false. The fingerprints
     (:class:`~rna_localization.io.FileFingerprint`, optional) of the files read
-    let the next extraction see that one was replaced.
+    let the next extraction see that one was replaced. `label_image` is a
+    (Z, Y, X) label image or its :class:`~rna_localization.objects.ObjectVoxels`;
+    only its object voxels are stored (:mod:`rna_localization.db.labels`).
     """
     lock_image(cursor, structure, name)
     if is_extracted(cursor, structure, name):
@@ -394,20 +411,24 @@ def write_image_objects(
     number = _image_number(cursor, name)
     _delete_rows(cursor, structure, name)
     _copy_objects(cursor, structure, name, objects, number)
-    blob, dtype = encode_labels(label_image)
+    n_rows = len(objects)
+    objects = (label_image if isinstance(label_image, ObjectVoxels)
+               else ObjectVoxels.from_label_image(label_image))
+    blob = encode_runs(objects)
     fingerprints = [value for fingerprint in (raw_fingerprint, segmentation_fingerprint)
                     for value in ((fingerprint.size, fingerprint.mtime, fingerprint.sha256)
                                   if fingerprint is not None else (None, None, None))]
     cursor.execute(
         """
         INSERT INTO label_images (structure, name, shape_z, shape_y, shape_x, spacing_z,
-            spacing_y, spacing_x, n_objects, dtype, labels, raw_path, segmentation_path,
-            raw_size, raw_mtime, raw_sha256, segmentation_size, segmentation_mtime,
-            segmentation_sha256)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            spacing_y, spacing_x, n_objects, dtype, labels, labels_format, raw_path,
+            segmentation_path, raw_size, raw_mtime, raw_sha256, segmentation_size,
+            segmentation_mtime, segmentation_sha256)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         """,
-        (structure, name, *map(int, label_image.shape), *map(float, spacing), len(objects),
-         dtype, blob, raw_path, segmentation_path, *fingerprints),
+        (structure, name, *map(int, objects.shape), *map(float, spacing), n_rows,
+         objects.labels.dtype.name, blob, RUNS_FORMAT, raw_path, segmentation_path,
+         *fingerprints),
     )
     fault_point("extract")  # crash tests: rows written, transaction not committed
     return True
@@ -435,13 +456,21 @@ def delete_image(cursor, structure: str, name: str) -> None:
 
 @dataclass(frozen=True)
 class LabelImage:
-    """A label image as stored by extraction, with its voxel size in microns."""
+    """A label image as stored by extraction, with its voxel size in microns.
+
+    ``objects`` holds its object voxels as stored; ``labels``, the dense
+    (Z, Y, X) int32 label image, is built from them when first asked for.
+    """
 
     structure: str
     name: str
-    labels: np.ndarray
+    objects: ObjectVoxels = field(repr=False)
     spacing: tuple[float, float, float]
     n_objects: int
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        return self.objects.to_label_image(np.int32)
 
 
 def read_spot_centroids(cursor, structure: str, name: str) -> pd.DataFrame:
@@ -457,18 +486,37 @@ def read_spot_centroids(cursor, structure: str, name: str) -> pd.DataFrame:
 
 
 def read_label_image(cursor, structure: str, name: str) -> LabelImage | None:
-    """The stored label image of one image and structure, or None if not extracted."""
+    """The stored label image of one image and structure, or None if not extracted.
+
+    Its ``objects`` are decoded here (a few bytes per object voxel); its dense
+    ``labels`` only when a caller asks for them. A row of the first release
+    (whole volume) is read too; one in a format this version does not know is
+    a ValueError saying to run ``rna-localization extract --overwrite``.
+    """
+    # A database of the first release has no labels_format column until the next
+    # extract converts it (ensure_schema): its rows are then all whole volumes.
+    cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'label_images'::regclass "
+                   "AND attname = 'labels_format' AND NOT attisdropped)")
+    kind = sql.Identifier("labels_format") if cursor.fetchone()[0] else sql.SQL("NULL")
     cursor.execute(
-        "SELECT shape_z, shape_y, shape_x, spacing_z, spacing_y, spacing_x, n_objects, dtype, labels "
-        "FROM label_images WHERE structure = %s AND name = %s",
+        sql.SQL("SELECT shape_z, shape_y, shape_x, spacing_z, spacing_y, spacing_x, n_objects, "
+                "dtype, labels, {} FROM label_images WHERE structure = %s AND name = %s").format(kind),
         (structure, name),
     )
     row = cursor.fetchone()
     if row is None:
         return None
-    shape, spacing, n_objects, dtype, blob = row[:3], row[3:6], row[6], row[7], row[8]
-    labels = decode_labels(bytes(blob), dtype, tuple(shape))
-    return LabelImage(structure, name, labels, tuple(spacing), n_objects)
+    shape, spacing, n_objects, dtype, blob, kind = row[:3], row[3:6], row[6], row[7], row[8], row[9]
+    if kind == RUNS_FORMAT:
+        objects = decode_runs(blob, shape)
+    elif kind is not None:
+        msg = (f"label image {structure} {name!r} is stored as {kind!r}, a format this version "
+               f"does not know: update rna_localization, or run `rna-localization extract "
+               f"--overwrite` to store it again.")
+        raise ValueError(msg)
+    else:  # the first release's whole volume, until ensure_schema converts it
+        objects = ObjectVoxels.from_label_image(decode_dense(blob, dtype, shape))
+    return LabelImage(structure, name, objects, tuple(spacing), n_objects)
 
 
 def read_columns(cursor, table: str, columns) -> pd.DataFrame:

@@ -1,0 +1,41 @@
+"""One ``extract`` in a fresh process, for :mod:`benchmarks.bench_fullframe`.
+
+``python -m benchmarks._extract_child CONFIG --database NAME`` prints one JSON
+line: the step's wall time and the peak of the memory Python and numpy
+allocated during it (tracemalloc: every array buffer, the TIFFs read, the
+blobs sent), with workers = 1 so that the images are extracted in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+import tracemalloc
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config")
+    parser.add_argument("--database", required=True)
+    args = parser.parse_args(argv)
+
+    from rna_localization import load_config, steps
+    from rna_localization.db import Database
+
+    config = load_config(args.config)
+    config = dataclasses.replace(config, database=dataclasses.replace(config.database,
+                                                                      name=args.database))
+    db = Database.from_config(config)  # server start and database creation: not measured
+    tracemalloc.start()
+    start = time.perf_counter()
+    steps.extract(config, db=db, workers=1)
+    seconds = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(json.dumps({"seconds": seconds, "peak_bytes": peak}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""One full confocal frame (60 x 2048 x 2048 uint16): label storage, extract's memory, run / floor.
+
+``python -m benchmarks --only fullframe``. The frame is simulated cheaply (a
+tiled noise block, ~74,000 RNA spots and ~1,000 centrosomes stamped as
+ellipsoids), written as TIFFs in the data layout with its pipeline.toml.
+Simulation, storage, extract and floor take under 2 minutes; the whole run
+as long as its distances step takes on a full frame (minutes, today).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from rna_localization.db import start_server, stop_server
+from rna_localization.db.labels import decode_runs, encode_runs
+from rna_localization.objects import object_voxels
+
+from ._common import Figure, Section, best_time
+from .bench_run import REPO, floor_seconds, timed_run
+
+FULL = {"shape": (60, 2048, 2048), "n_rna": 74_000, "n_centrosomes": 1_000}
+QUICK = {"shape": (16, 512, 512), "n_rna": 1_200, "n_centrosomes": 20}
+# Ellipsoid radii (z, y, x) in voxels at 0.2 x 0.065 x 0.065 um: a diffraction-limited
+# RNA spot (~40 voxels) and a centrosome (~2,000 voxels).
+RNA_RADII = (1.2, 2.6, 2.6)
+CENTROSOME_RADII = (3.5, 11.0, 11.0)
+TARGET_PEAK = 2.5
+TARGET_RUN = 3.0
+
+
+def _ellipsoid(radii) -> np.ndarray:
+    """(K, 3) voxel offsets of a filled ellipsoid."""
+    grid = np.mgrid[tuple(slice(-int(np.ceil(r)), int(np.ceil(r)) + 1) for r in radii)]
+    inside = sum((g / r) ** 2 for g, r in zip(grid, radii)) <= 1
+    return np.stack([g[inside] for g in grid], axis=1)
+
+
+def _stamp(shape, rng, radii, n: int) -> np.ndarray:
+    """Flat indices of `n` ellipsoids at random places (overlapping ones merge)."""
+    offsets = _ellipsoid(radii)
+    low, high = -offsets.min(axis=0), np.array(shape) - offsets.max(axis=0)
+    centres = np.column_stack([rng.integers(lo, hi, n) for lo, hi in zip(low, high)])
+    strides = np.array([shape[1] * shape[2], shape[2], 1])
+    return ((centres @ strides)[:, None] + (offsets @ strides)[None, :]).ravel()
+
+
+def simulate_frame(folder: Path, *, shape, n_rna: int, n_centrosomes: int, seed: int = 0) -> Path:
+    """Write one frame in the data layout (rna, centrosomes); its pipeline.toml's path."""
+    rng = np.random.default_rng(seed)
+    tile = (rng.normal(400, 30, (shape[0], 256, 256))).astype(np.uint16)
+    raw = np.tile(tile, (1, -(-shape[1] // 256), -(-shape[2] // 256)))[:, : shape[1], : shape[2]]
+    raw = np.ascontiguousarray(raw)
+    for structure, radii, n, bright in [("rna", RNA_RADII, n_rna, 900),
+                                        ("centrosomes", CENTROSOME_RADII, n_centrosomes, 600)]:
+        voxels = _stamp(shape, rng, radii, n)
+        mask = np.zeros(shape, np.uint8)
+        mask.reshape(-1)[voxels] = 255
+        image = raw.copy()
+        image.reshape(-1)[voxels] += np.uint16(bright)
+        for kind, array, suffix in [("raw-data", image, ""), ("segmentations", mask, "_seg")]:
+            (folder / structure / kind).mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(folder / structure / kind / f"frame{suffix}.tif", array)
+        del image, mask
+    (folder / "raw-data-metadata.csv").write_text("name,rna_type\nframe,gapdh\n")
+    (folder / "pipeline.toml").write_text(
+        '[database]\nname = "fullframe"\n\n[data]\ndata_dir = "."\n'
+        'structures = ["rna", "centrosomes"]\n\n[scale]\nxy = 0.065\nz = 0.2\n'
+        "\n[distances]\nworkers = 1\n"
+    )
+    return folder / "pipeline.toml"
+
+
+def _dense_blob(label_image: np.ndarray) -> bytes:
+    """The first release's storage: the whole volume in its smallest dtype, zlib level 1."""
+    return zlib.compress(np.ascontiguousarray(label_image).tobytes(), 1)
+
+
+def _storage(folder: Path, structure: str) -> dict:
+    segmentation = tifffile.imread(folder / structure / "segmentations" / "frame_seg.tif")
+    objects = object_voxels(segmentation)
+    del segmentation
+    runs_seconds = best_time(lambda: encode_runs(objects))
+    blob = encode_runs(objects)
+    dense = objects.to_label_image()  # uint8/16/32: what the first release compressed
+    start = time.perf_counter()
+    old = _dense_blob(dense)
+    dense_seconds = time.perf_counter() - start
+    del dense
+    read_runs = best_time(lambda: decode_runs(blob, objects.shape).to_label_image(np.int32), repeat=2)
+    start = time.perf_counter()
+    np.frombuffer(zlib.decompress(old), objects.labels.dtype).reshape(objects.shape).astype(np.int32)
+    read_dense = time.perf_counter() - start
+    return {"objects": objects.largest, "voxels": objects.voxels.size,
+            "runs_bytes": len(blob), "dense_bytes": len(old),
+            "runs_seconds": runs_seconds, "dense_seconds": dense_seconds,
+            "read_runs": read_runs, "read_dense": read_dense}
+
+
+def _extract_peak(config: Path, database: str) -> dict:
+    command = [sys.executable, "-m", "benchmarks._extract_child", str(config), "--database", database]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    if done.returncode != 0:
+        msg = f"benchmark extract failed ({' '.join(command)}):\n{done.stderr[-3000:]}"
+        raise RuntimeError(msg)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(workdir: Path, quick: bool = False) -> Section:
+    """Storage of both label images, extract's peak memory, and the whole run against its floor."""
+    size = QUICK if quick else FULL
+    section = Section("One full frame: label storage, extract memory, run / floor")
+    folder = workdir / "fullframe"
+    start = time.perf_counter()
+    config = simulate_frame(folder, **size)
+    simulate_seconds = time.perf_counter() - start
+    storage = {s: _storage(folder, s) for s in ("rna", "centrosomes")}
+    raw_bytes = int(np.prod(size["shape"])) * 2
+    start_server(folder / ".pgdata", keep_running=True)
+    try:
+        extract = _extract_peak(config, "bench_extract")
+        floor = min(floor_seconds(folder)[0] for _ in range(2))
+        whole = timed_run(folder, "bench_run", workers=1)
+    finally:
+        stop_server(folder / ".pgdata")
+
+    shape = "x".join(map(str, size["shape"]))
+    for structure, s in storage.items():
+        section.figures += [
+            Figure(f"{structure} ({s['objects']:,} objects): stored bytes, whole-volume zlib / runs",
+                   f"{s['dense_bytes'] / s['runs_bytes']:.1f}x"),
+            Figure(f"{structure}: encode time, whole-volume zlib / runs",
+                   f"{s['dense_seconds'] / s['runs_seconds']:.0f}x"),
+            Figure(f"{structure}: read back as an int32 label image, whole-volume zlib / runs",
+                   f"{s['read_dense'] / s['read_runs']:.1f}x"),
+        ]
+    peak_ratio = extract["peak_bytes"] / raw_bytes
+    run_ratio = whole["seconds"] / floor
+    section.figures += [
+        Figure("extract's peak allocated memory / raw stack", f"{peak_ratio:.2f}",
+               f"<= {TARGET_PEAK:g}", peak_ratio <= TARGET_PEAK),
+        Figure("extract (both structures, workers = 1) / floor", f"{extract['seconds'] / floor:.1f}x"),
+        Figure("run (workers = 1) / floor, one full frame", f"{run_ratio:.1f}x",
+               f"<= {TARGET_RUN:g}x", run_ratio <= TARGET_RUN),
+    ]
+    lines = [f"| {s} | {v['objects']:,} | {v['voxels']:,} | {v['dense_bytes']:,} | "
+             f"{v['runs_bytes']:,} | {v['dense_seconds']:.2f} | {v['runs_seconds']:.3f} | "
+             f"{v['read_dense']:.2f} | {v['read_runs']:.2f} |" for s, v in storage.items()]
+    section.notes.append(
+        f"A {shape} uint16 frame{' (quick: smaller)' if quick else ''}: {size['n_rna']:,} RNA "
+        f"spots (ellipsoids of radii {RNA_RADII} voxels) and {size['n_centrosomes']:,} "
+        f"centrosomes ({CENTROSOME_RADII}) stamped at random (touching ones merge) on tiled "
+        f"noise, simulated and written in {simulate_seconds:.0f} s.\n\n"
+        "| structure | objects | object voxels | whole-volume zlib (bytes) | runs (bytes) | "
+        "zlib encode (s) | runs encode (s) | zlib read (s) | runs read (s) |\n"
+        "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
+        "Whole-volume zlib is the first release's storage (the label image in its smallest "
+        "dtype, zlib level 1); runs are today's (`db/labels.py`). Encode: best of 3 for runs, "
+        "one call for zlib; read: back to the int32 label image `read_label_image` gives.\n\n"
+        f"Extract (both structures, workers = 1, a fresh process): {extract['seconds']:.1f} s; "
+        f"peak of the memory allocated through Python and numpy (tracemalloc) "
+        f"{extract['peak_bytes'] / 2**20:,.0f} MiB against a raw stack of "
+        f"{raw_bytes / 2**20:,.0f} MiB. The whole run (fresh process, workers = 1): "
+        f"{whole['seconds']:.1f} s, its process' peak resident memory "
+        f"{whole['maxrss_self_mb']:,.0f} MiB; the floor (reading the four TIFFs and labeling "
+        f"both segmentations with `label_objects`, best of 2): {floor:.1f} s.\n\n"
+        "Seconds per step of the run: " + ", ".join(
+            f"{k} {v:.1f}" for k, v in whole["steps"].items()) + "."
+    )
+    return section
