@@ -58,11 +58,13 @@ DISTANCE_METHODS = ("auto", "kdtree", "edt")
 # _KD_REACH_UM); the transforms cost _EDT_PLANE_SECONDS per voxel of each plane
 # of the box holding a target voxel, plus _EDT_SOURCE_SECONDS per source voxel
 # and such plane. Only the ratio of the two matters: the transforms' constants
-# were fitted to the KD-tree's (bounded queries, 2 threads) on that table.
+# were fitted to the KD-tree's (bounded queries, 2 threads) by least squares on
+# that table's 16 timings, with one fixed cost shared by both methods, on a quiet
+# machine (constants fitted on a loaded one had the transforms 3x too cheap).
 _KD_SECONDS = 2.4e-8
 _KD_REACH_UM = 1.0
-_EDT_PLANE_SECONDS = 6.5e-9
-_EDT_SOURCE_SECONDS = 3.4e-9
+_EDT_PLANE_SECONDS = 2.2e-8
+_EDT_SOURCE_SECONDS = 9.4e-9
 # A plane's transform holds ~25 bytes per voxel: above this many voxels in a
 # plane of the box the KD-tree is used whatever the estimate (about 800 MB).
 _EDT_MAX_VOXELS = 1 << 25
