@@ -11,6 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from rna_localization.apertures import STORED_COLUMNS
+from rna_localization.objects import OBJECT_COLUMNS
 from rna_localization.parallel import usable_cores
 
 __all__ = ["Figure", "Section", "best_time", "machine_description", "profile_summary"]
@@ -125,3 +130,33 @@ def machine_description() -> list[tuple[str, str]]:
         ("dask / distributed", f"{dask.__version__} / {distributed.__version__}"),
         ("psycopg2", psycopg2.__version__.split()[0]),
     ]
+
+
+def synthetic_objects(rng, n: int, *, area=(10, 200), extent: float = 512.0,
+                      apertures: bool = False) -> pd.DataFrame:
+    """`n` objects with realistic values in the columns extraction writes.
+
+    The columns of ``measure_objects``, with areas drawn in `area` (voxels)
+    and centroids within 30 planes of `extent` x `extent` voxels; with
+    `apertures`, the matched-aperture columns too (``STORED_COLUMNS``).
+    """
+    size = rng.integers(area[0], area[1], n)
+    mean = rng.uniform(150, 3000, n)
+    table = pd.DataFrame({
+        "object_id": np.arange(1, n + 1, dtype=np.int64),
+        "area": size,
+        "centroid_z": rng.uniform(0, 30, n),
+        "centroid_y": rng.uniform(0, extent, n),
+        "centroid_x": rng.uniform(0, extent, n),
+        "min_intensity": mean * 0.5,
+        "max_intensity": mean * 1.8,
+        "mean_intensity": mean,
+        "total_intensity": mean * size,
+    })[list(OBJECT_COLUMNS)]
+    if apertures:
+        table["spot_intensity"] = mean * size * rng.uniform(0.3, 0.6, n)
+        table["background"] = rng.uniform(100, 300, n)
+        for axis, top in zip("zyx", (30, extent, extent)):
+            table[f"spot_centroid_{axis}"] = rng.uniform(0, top, n)
+        table = table[[*OBJECT_COLUMNS, *STORED_COLUMNS]]
+    return table

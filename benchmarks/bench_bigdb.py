@@ -28,9 +28,8 @@ from rna_localization.db.tables import (
     vacuum_analyze,
     write_image_objects,
 )
-from rna_localization.objects import OBJECT_COLUMNS
 
-from ._common import Figure, Section
+from ._common import Figure, Section, synthetic_objects
 from .bench_run import subset_dataset
 
 PER_IMAGE = 20_000  # a quarter of a full 60x2048x2048 confocal frame's
@@ -38,30 +37,6 @@ GROUPS = 3
 NORMALIZED = 0.1  # the fraction of the images given a metadata row (and a group) and normalized
 BATCH = 10  # images per transaction while filling
 MIB = 2**20
-
-
-def _objects(rng, n: int) -> pd.DataFrame:
-    """`n` objects with realistic values in every column extraction writes."""
-    area = rng.integers(8, 60, n)
-    mean = rng.uniform(150, 3000, n)
-    spot = mean * area * rng.uniform(0.3, 0.6, n)
-    return pd.DataFrame({
-        "object_id": np.arange(1, n + 1, dtype=np.int64),
-        "area": area,
-        "centroid_z": rng.uniform(0, 30, n),
-        "centroid_y": rng.uniform(0, 2048, n),
-        "centroid_x": rng.uniform(0, 2048, n),
-        "min_intensity": mean * 0.5,
-        "max_intensity": mean * 1.8,
-        "mean_intensity": mean,
-        "total_intensity": mean * area,
-        "spot_intensity": spot,
-        "background": rng.uniform(100, 300, n),
-        "spot_centroid_z": rng.uniform(0, 30, n),
-        "spot_centroid_y": rng.uniform(0, 2048, n),
-        "spot_centroid_x": rng.uniform(0, 2048, n),
-    })[[*OBJECT_COLUMNS, "spot_intensity", "background", "spot_centroid_z", "spot_centroid_y",
-        "spot_centroid_x"]]
 
 
 def _configs(source: Path, folder: Path) -> list[Path]:
@@ -98,7 +73,9 @@ def _fill(db: Database, structure: str, n_images: int, spacing, seed: int = 0) -
     for start in range(0, n_images, BATCH):
         with db.transaction() as cursor:
             for name in names[start:start + BATCH]:
-                write_image_objects(cursor, structure, name, _objects(rng, PER_IMAGE), labels, spacing)
+                objects = synthetic_objects(rng, PER_IMAGE, area=(8, 60), extent=2048,
+                                            apertures=True)
+                write_image_objects(cursor, structure, name, objects, labels, spacing)
     return names
 
 

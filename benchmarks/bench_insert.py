@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from psycopg2 import sql
 
 from rna_localization import Config
@@ -17,28 +16,10 @@ from rna_localization.db.tables import (
     ensure_structure_table,
     write_image_objects,
 )
-from rna_localization.objects import OBJECT_COLUMNS
 
-from ._common import Figure, Section, profile_summary
+from ._common import Figure, Section, profile_summary, synthetic_objects
 
 SPACING = (0.2, 0.065, 0.065)
-
-
-def _objects(rng, n: int) -> pd.DataFrame:
-    """A realistic table of `n` objects (the columns of measure_objects)."""
-    area = rng.integers(10, 200, n)
-    mean = rng.uniform(150, 3000, n)
-    return pd.DataFrame({
-        "object_id": np.arange(1, n + 1, dtype=np.int64),
-        "area": area,
-        "centroid_z": rng.uniform(0, 30, n),
-        "centroid_y": rng.uniform(0, 512, n),
-        "centroid_x": rng.uniform(0, 512, n),
-        "min_intensity": mean * 0.5,
-        "max_intensity": mean * 1.8,
-        "mean_intensity": mean,
-        "total_intensity": mean * area,
-    })[list(OBJECT_COLUMNS)]
 
 
 def run(workdir: Path, quick: bool = False) -> Section:
@@ -58,7 +39,7 @@ def run(workdir: Path, quick: bool = False) -> Section:
 
         # One image with many objects: the COPY path's throughput.
         n_bulk = 20_000 if quick else 200_000
-        bulk = _objects(rng, n_bulk)
+        bulk = synthetic_objects(rng, n_bulk)
         tiny_labels = np.ones((1, 1, 1), np.int32)
         bulk_seconds = []
         for repeat in range(3):
@@ -75,7 +56,7 @@ def run(workdir: Path, quick: bool = False) -> Section:
         flat = labels.reshape(-1)
         flat[rng.choice(flat.size, per_image * 30, replace=False)] = np.repeat(
             np.arange(1, per_image + 1), 30)
-        table = _objects(rng, per_image)
+        table = synthetic_objects(rng, per_image)
         start = time.perf_counter()
         for i in range(n_images):
             with db.transaction() as cursor:

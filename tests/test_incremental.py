@@ -39,6 +39,12 @@ def _versions(db, table: str = "rna") -> pd.DataFrame:
     return db.query(f"SELECT id, xmin::text AS xmin, ctid::text AS ctid FROM {table} ORDER BY id")
 
 
+def _assert_untouched(after: pd.DataFrame, before: pd.DataFrame, ids) -> None:
+    """The rows `ids` kept the versions `before` saw (:func:`_versions`): not rewritten."""
+    pd.testing.assert_frame_equal(after[after["id"].isin(ids)].reset_index(drop=True),
+                                  before[before["id"].isin(ids)].reset_index(drop=True))
+
+
 def _add_image(config_path: Path, name: str, rna_type: str, seed: int) -> None:
     """Write a new image's TIFFs (both structures) and its metadata row."""
     root = config_path.parent
@@ -236,8 +242,7 @@ def test_normalize_rewrites_only_the_groups_that_changed(dataset, method):
                     "WHERE name = 'img_02'")["n"].iloc[0] == 0
     third = _versions(db)
     new_type = db.query("SELECT id FROM rna WHERE name IN ('img_10', 'img_11')")["id"]
-    pd.testing.assert_frame_equal(third[third["id"].isin(new_type)].reset_index(drop=True),
-                                  second[second["id"].isin(new_type)].reset_index(drop=True))
+    _assert_untouched(third, second, new_type)
 
 
 def test_a_changed_method_recomputes_every_group(dataset):
@@ -267,8 +272,7 @@ def test_a_re_extracted_image_renormalizes_its_group(dataset):
     steps.normalize(config)
     _check_normalized(db, config)
     after = _versions(db)
-    pd.testing.assert_frame_equal(after[after["id"].isin(gapdh)].reset_index(drop=True),
-                                  before[before["id"].isin(gapdh)].reset_index(drop=True))
+    _assert_untouched(after, before, gapdh)
 
 
 def test_a_bulk_rewrite_is_vacuumed(dataset):
