@@ -797,7 +797,8 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
     everything = stored.empty or any((stored[c] != settings[c]).any() for c in compared)
     before = {} if everything else dict(zip(previous["name"], previous["grp"]))
     changed = ({group for name, group in now.items() if before.get(name) != group}
-               | {group for name, group in before.items() if now.get(name) != group})
+               | {group for name, group in before.items() if now.get(name) != group}
+               | (set(now.values()) - set(stored["grp"])))  # its reference was dropped
     redo = changed & set(now.values())
     redo_names = sorted(name for name, group in now.items() if group in redo)
     gone = sorted(set(previous["name"]) - set(now))

@@ -245,6 +245,29 @@ def test_normalize_rewrites_only_the_groups_that_changed(dataset, method):
     _assert_untouched(third, second, new_type)
 
 
+def test_a_deleted_image_renormalizes_its_group(dataset):
+    config = load_config(dataset)
+    steps.run(config)
+    db = _db(dataset)
+    gapdh = db.query("SELECT id FROM rna WHERE name IN ('img_01', 'img_03')")["id"]
+    before = _versions(db)
+    steps.delete_image_data(config, "img_00", "rna")  # cen: img_00 and img_02
+    summary = steps.normalize(config)
+    _check_normalized(db, config)
+    # The cen reference and counts are img_02's alone now, checked against the oracle.
+    rows = db.query("SELECT o.name, o.area, o.total_intensity, o.spot_intensity, "
+                    "o.normalized_intensity, i.rna_type FROM rna AS o JOIN images AS i "
+                    "ON i.name = o.name WHERE i.rna_type = 'cen' ORDER BY o.id")
+    assert set(rows["name"]) == {"img_02"}
+    n = config.normalization
+    expected = _oracle(rows, n.method, n.lower_threshold, n.upper_threshold)
+    intensity = rows["spot_intensity" if n.method == "aperture" else "total_intensity"]
+    cen = summary.set_index("rna_type").loc["cen"]
+    np.testing.assert_allclose(cen["reference"], (intensity / expected).median(), rtol=1e-12)
+    assert cen["objects"] == len(rows)
+    _assert_untouched(_versions(db), before, gapdh)
+
+
 def test_a_changed_method_recomputes_every_group(dataset):
     config = load_config(dataset)
     steps.run(config)

@@ -373,9 +373,14 @@ def _delete_rows(cursor, structure: str, name: str) -> None:
         "DELETE FROM distance_measurements WHERE name = %s AND (structure_1 = %s OR structure_2 = %s)",
         (name, structure, structure),
     )
-    # Its normalized_intensity is gone with its rows: its group is normalized again.
+    # Its normalized_intensity is gone with its rows, and its group's reference is out of
+    # date (the image may not come back): the next normalize recomputes that group.
     cursor.execute("SELECT to_regclass('normalized_images') IS NOT NULL")
     if cursor.fetchone()[0]:
+        cursor.execute(
+            "DELETE FROM normalization_references WHERE structure = %s AND grp IN "
+            "(SELECT grp FROM normalized_images WHERE structure = %s AND name = %s)",
+            (structure, structure, name))
         cursor.execute("DELETE FROM normalized_images WHERE structure = %s AND name = %s",
                        (structure, name))
 
