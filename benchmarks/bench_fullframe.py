@@ -21,7 +21,7 @@ import numpy as np
 import tifffile
 
 from rna_localization.db import start_server, stop_server
-from rna_localization.db.labels import decode_runs, encode_runs
+from rna_localization.db.labels import decode_dense, decode_runs, encode_runs
 from rna_localization.objects import object_voxels
 
 from ._common import Figure, Section, best_time
@@ -97,7 +97,7 @@ def _storage(folder: Path, structure: str) -> dict:
     del dense
     read_runs = best_time(lambda: decode_runs(blob, objects.shape).to_label_image(np.int32), repeat=2)
     start = time.perf_counter()
-    np.frombuffer(zlib.decompress(old), objects.labels.dtype).reshape(objects.shape).astype(np.int32)
+    decode_dense(old, objects.labels.dtype.name, objects.shape).astype(np.int32)
     read_dense = time.perf_counter() - start
     return {"objects": objects.largest, "voxels": objects.voxels.size,
             "runs_bytes": len(blob), "dense_bytes": len(old),

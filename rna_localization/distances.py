@@ -244,15 +244,15 @@ def _nearest_from_boundaries(
     source_voxels, source_labels = source_voxels[order], source_labels[order]
     source_points = np.column_stack(np.unravel_index(source_voxels, shape)) * scale
 
+    threads = usable_cores() if workers == -1 else min(workers, usable_cores())
     if method == "auto":
-        threads = usable_cores() if workers == -1 else min(workers, usable_cores())
         method = _choose_method(tree, source_points, source_voxels, target_voxels, shape,
                                 threads)
     starts = _group_starts(source_labels)
     if method == "edt":
         voxel_distance = _edt_distances(source_voxels, target_voxels, shape, scale)
     else:
-        voxel_distance = _bounded_queries(tree, source_points, starts, workers)
+        voxel_distance = _bounded_queries(tree, source_points, starts, threads)
     object_min = np.minimum.reduceat(voxel_distance, starts)
     rows = np.searchsorted(object_ids, source_labels[starts])
     distance[rows] = object_min
@@ -282,7 +282,7 @@ _BOUND_GROUPS = 256
 _GROUP_POINTS = 2048
 
 
-def _bounded_queries(tree, source_points, starts, workers) -> np.ndarray:
+def _bounded_queries(tree, source_points, starts, threads: int) -> np.ndarray:
     """Each source voxel's distance to its nearest target voxel, or inf where that exceeds a bound.
 
     A voxel whose nearest target is farther than its object's nearest target
@@ -305,15 +305,15 @@ def _bounded_queries(tree, source_points, starts, workers) -> np.ndarray:
         Source boundary voxels in microns, grouped by object.
     starts : (M,) ndarray of int
         Index of each object's first row in `source_points`.
-    workers : int
-        Threads for the queries.
+    threads : int
+        Threads for the queries (at most the usable cores).
 
     Returns
     -------
     (N,) ndarray of float64
         Exact distances within each object's bound, inf beyond it.
     """
-    _, first = tree.query(source_points[starts], k=1, workers=workers)
+    _, first = tree.query(source_points[starts], k=1, workers=threads)
     counts = np.diff(np.r_[starts, len(source_points)])
     offsets = source_points - np.repeat(tree.data[first], counts, axis=0)
     reach = np.minimum.reduceat(np.sqrt(np.einsum("ij,ij->i", offsets, offsets)), starts)
@@ -329,7 +329,6 @@ def _bounded_queries(tree, source_points, starts, workers) -> np.ndarray:
 
     # Groups of at least _GROUP_POINTS voxels: each call has a fixed cost.
     groups = np.array_split(order, max(1, min(_BOUND_GROUPS, len(order) // _GROUP_POINTS)))
-    threads = usable_cores() if workers == -1 else workers
     if threads > 1 and len(groups) > 1:
         from concurrent.futures import ThreadPoolExecutor
 

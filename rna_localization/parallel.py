@@ -51,8 +51,9 @@ RETRIES = 2
 
 #: With ``workers = 0``, images run in this process until those left would take
 #: this many seconds more one after another (at the pace of the fastest image
-#: after the first, which also pays one-off costs); only then is a local cluster started for them. Its start, about 3 s on a
-#: laptop, is then at most a fifth of the time left, and n workers save
+#: after the first, which also pays one-off costs); only then is a local cluster
+#: started for them. Its start, about 3 s on a laptop, is then at most a fifth
+#: of the time left, and n workers save
 #: (1 - 1/n) of it, at least half: a cluster is never started where it would
 #: make the job slower than ``workers = 1``.
 AUTO_CLUSTER_SECONDS = 15.0

@@ -99,12 +99,10 @@ def decode_runs(blob: bytes, shape) -> ObjectVoxels:
         offset += n_runs * size
     gaps, lengths, run_labels = arrays
     lengths = lengths.astype(np.int64)
-    starts = np.cumsum(gaps.astype(np.int64)) + np.concatenate(([0], np.cumsum(lengths)[:-1]))
     total = int(lengths.sum())
-    # Each voxel: its run's start plus its place in the run.
-    run_of = np.repeat(np.arange(n_runs), lengths)
-    offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    voxels = starts[run_of] + offsets
+    # The k-th object voxel lies k voxels past the background skipped before its run:
+    # its run's start is that sum of gaps plus the run voxels before it.
+    voxels = np.arange(total, dtype=np.int64) + np.repeat(np.cumsum(gaps.astype(np.int64)), lengths)
     labels = np.repeat(run_labels, lengths)
     if total and voxels[-1] >= int(np.prod(shape)):
         msg = f"label_images.labels reaches voxel {voxels[-1]}, outside a {tuple(shape)} image."

@@ -25,7 +25,6 @@ __all__ = [
     "add_distance_columns",
     "centroid_distance_column",
     "distance_column",
-    "image_object_counts",
     "measured_images",
     "read_distribution_objects",
     "read_group_objects",
@@ -243,14 +242,6 @@ def read_chance_baselines(cursor, structure_1: str,
             for name, region, grid, expected in cursor.fetchall()}
 
 
-def image_object_counts(cursor, structure: str) -> pd.DataFrame:
-    """``name`` and ``objects``: the rows of `structure`'s table per image."""
-    cursor.execute(sql.SQL("SELECT name, count(*) AS objects FROM {} GROUP BY name").format(
-        sql.Identifier(structure)))
-    return pd.DataFrame(cursor.fetchall(), columns=["name", "objects"])
-
-
-# --------------------------------------------------------------------- images
 def replace_images_table(cursor, table: pd.DataFrame, name_column: str) -> None:
     """Make the ``images`` table anew from the metadata CSV's table.
 
