@@ -812,15 +812,17 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
         objects=("id", "size"), molecules=("molecules", "sum"))
     redone = (references.join(redone).rename_axis("grp").reset_index().assign(**settings)
               .astype({"single_molecules": np.int64, "objects": np.int64}))
-    with db.transaction() as cursor:
-        write_normalized_intensities(cursor, structure, objects["id"].to_numpy(), values)
-        written = (clear_normalized_intensities(cursor, structure, redo_names, all_but=True)
-                   if unrecorded else clear_normalized_intensities(cursor, structure, gone))
-        write_normalization_state(cursor, structure,
-                                  pd.DataFrame({"name": redo_names,
-                                                "grp": [now[name] for name in redo_names]}),
-                                  redone, forget=True if everything else gone)
-        fault_point("normalize")  # crash tests: every value written, not committed
+    written = 0
+    if redo_names or gone or unrecorded or everything:  # else nothing to write, no lock taken
+        with db.transaction() as cursor:
+            write_normalized_intensities(cursor, structure, objects["id"].to_numpy(), values)
+            written = (clear_normalized_intensities(cursor, structure, redo_names, all_but=True)
+                       if unrecorded else clear_normalized_intensities(cursor, structure, gone))
+            write_normalization_state(cursor, structure,
+                                      pd.DataFrame({"name": redo_names,
+                                                    "grp": [now[name] for name in redo_names]}),
+                                      redone, forget=True if everything else gone)
+            fault_point("normalize")  # crash tests: every value written, not committed
     _vacuum_if_churned(db, structure, written + len(objects), int(extracted["n_objects"].sum()))
     kept = stored[stored["grp"].isin(set(now.values()) - redo)] if not everything else stored[:0]
     summary = pd.concat([kept, redone[kept.columns]] if len(kept) else [redone[stored.columns]],

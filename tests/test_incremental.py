@@ -349,3 +349,24 @@ def test_a_database_of_the_previous_release_keeps_working(dataset):
     _check_normalized(db, config)
     assert db.query("SELECT count(normalized_intensity) AS n FROM rna "
                     "WHERE name = 'img_03'")["n"].iloc[0] == 0
+
+
+def test_a_normalize_with_nothing_to_do_waits_for_no_reader(dataset):
+    """Nothing changed: normalize writes nothing, so it takes no lock a long read would block."""
+    import psycopg2
+
+    config = load_config(dataset)
+    steps.run(config)
+    db = _db(dataset)
+    reader = psycopg2.connect(db.dsn)
+    try:
+        reader.cursor().execute("LOCK TABLE rna IN ACCESS SHARE MODE")  # as a long SELECT holds
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (steps.normalize(config), done.set()))
+        worker.start()
+        finished = done.wait(30)
+    finally:
+        reader.rollback()  # lets a blocked normalize go on
+        reader.close()
+    worker.join()
+    assert finished, "normalize waited for a reader although it had nothing to write"
