@@ -390,25 +390,34 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
 _VACUUM_FRACTION = 0.1
 
 
+def _churned(changed: int, total: int) -> bool:
+    return changed > 0 and changed >= _VACUUM_FRACTION * total
+
+
 def _vacuum_if_churned(db: Database, table: str, changed: int, total: int) -> None:
-    if changed > 0 and changed >= _VACUUM_FRACTION * total:
+    if _churned(changed, total):
         vacuum_analyze(db, [table])
 
 
 def _vacuum_after_extract(db: Database, reports: list[dict], before: pd.DataFrame,
                           after: pd.DataFrame) -> None:
     """Vacuum each structure table whose rows this extraction changed by _VACUUM_FRACTION or more."""
-    written = {(r["structure"], r["name"]) for r in reports if r["status"] == "extracted"}
+    keys = [(r["structure"], r["name"]) for r in reports if r["status"] == "extracted"]
+    if not keys:
+        return
+    written = pd.MultiIndex.from_tuples(keys)
 
     def rows_written(table: pd.DataFrame) -> pd.Series:
-        mask = np.array([key in written for key in zip(table["structure"], table["name"])], bool)
+        mask = pd.MultiIndex.from_frame(table[["structure", "name"]]).isin(written)
         return table[mask].groupby("structure")["n_objects"].sum()
 
     # Inserted now, and deleted (what the images written again had before).
     changed = rows_written(after).add(rows_written(before), fill_value=0)
     totals = after.groupby("structure")["n_objects"].sum()
-    for structure, rows in changed.items():
-        _vacuum_if_churned(db, structure, int(rows), int(totals.get(structure, 0)))
+    tables = [structure for structure, rows in changed.items()
+              if _churned(int(rows), int(totals.get(structure, 0)))]
+    if tables:  # one connection for all of them
+        vacuum_analyze(db, tables)
 
 
 def delete_image_data(config: Config, name: str, structure: str, *, db: Database | None = None) -> None:
@@ -825,7 +834,7 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
             fault_point("normalize")  # crash tests: every value written, not committed
     _vacuum_if_churned(db, structure, written + len(objects), int(extracted["n_objects"].sum()))
     kept = stored[stored["grp"].isin(set(now.values()) - redo)] if not everything else stored[:0]
-    summary = pd.concat([kept, redone[kept.columns]] if len(kept) else [redone[stored.columns]],
+    summary = pd.concat([kept, redone[stored.columns]] if len(kept) else [redone[stored.columns]],
                         ignore_index=True).sort_values("grp", ignore_index=True)
     if aperture:
         for group, count in zip(summary["grp"], summary["single_molecules"]):
