@@ -5,8 +5,10 @@ e.g. the embryo or the cytoplasm), the fraction of it within ``d`` of the
 target structure would be the fraction of the volume's voxels within ``d``.
 That fraction is computed exactly, from the Euclidean distance transform to
 the target with the image's anisotropic voxel size, not from random draws:
-2D transforms of the planes holding a target, combined across planes, within
-the box where a voxel can be within the threshold (:func:`_counts`).
+2D transforms of the planes holding a target, combined along each column
+(y, x) by the lower envelope of one parabola per plane (linear in the
+volume), within the box where a voxel can be within the threshold
+(:func:`_counts`).
 """
 
 from __future__ import annotations
@@ -146,8 +148,11 @@ def _nearest_planes(values: np.ndarray, planes: np.ndarray, weight: float, depth
     hull = np.empty(n_sources * n_columns, dtype=np.intp)
     begin = np.empty(n_sources * n_columns)
     top = np.full(n_columns, -1, dtype=np.intp)
+    # The (source, column) pairs within the limit, in order of source.
+    pairs = np.flatnonzero(values.ravel() <= limit)
+    bounds = np.searchsorted(pairs, np.arange(n_sources + 1) * n_columns)
     for source in range(n_sources):
-        pending = np.flatnonzero(values[source] <= limit)
+        pending = pairs[bounds[source]:bounds[source + 1]] - source * n_columns
         level = top[pending]
         first = level < 0
         if first.any():  # the column's first source: lowest everywhere so far
@@ -173,13 +178,20 @@ def _nearest_planes(values: np.ndarray, planes: np.ndarray, weight: float, depth
             top[settled] = below + 1
     # Each level is the lowest from its first whole plane on, until a later one begins;
     # sources increase with the level, so a running maximum fills the planes between.
-    nearest = np.full((depth, n_columns), -1, dtype=np.intp)
-    for level in range(int(top.max()) + 1):
-        used = np.flatnonzero(level <= top)
-        start = np.maximum(np.ceil(begin[level * n_columns + used]), 0)
-        inside = start < depth
-        used = used[inside]
-        nearest[start[inside].astype(np.intp), used] = hull[level * n_columns + used]
+    nearest = np.full(depth * n_columns, -1, dtype=np.intp)  # flat: z * C + column
+    used = np.flatnonzero(top >= 0)
+    nearest[used] = hull[used]  # the first level begins at -inf
+    used = used[top[used] > 0]
+    for level in range(1, int(top.max()) + 1):
+        at = used + level * n_columns
+        start = begin[at]
+        inside = start <= depth - 1
+        start = np.maximum(np.ceil(start[inside]), 0).astype(np.intp)
+        start *= n_columns
+        start += used[inside]
+        nearest[start] = hull[at[inside]]
+        used = used[top[used] > level]
+    nearest = nearest.reshape(depth, n_columns)
     for z in range(1, depth):
         np.maximum(nearest[z - 1], nearest[z], out=nearest[z])
     return nearest
@@ -304,7 +316,8 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None)
     The pipeline computes it in the distances step, for the distances the
     image's cumulative distribution will have, and stores it with the
     distances (:func:`rna_localization.steps.measure_distances`). Memory:
-    12 bytes a voxel of each plane holding a target, and a few planes' worth.
+    2 bytes a voxel of each plane holding a target, and a few rows' worth
+    (with a threshold of tens of microns, a 3D transform: 12 bytes a voxel).
 
     Parameters
     ----------
