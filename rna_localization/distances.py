@@ -15,23 +15,30 @@ Overlapping objects (distance 0) are found directly from the shared voxels.
 A target without boundary voxels is one object filling the whole stack: every
 object overlaps it.
 
+Which boundary voxels are measured
+----------------------------------
+The distance to the targets changes by at most the step moved, so a voxel
+``v`` is at least ``d(q) - |v - q|`` from every target for any point ``q``
+whose distance ``d(q)`` is known. Two KD-tree queries per object (its
+centroid, and one object radius behind it, away from the target) bound every
+boundary voxel's distance from below this way; the object's distance to the
+target voxel nearest its centroid bounds its distance from above. Voxels whose
+lower bound exceeds that can be neither nearest nor tied and are not measured:
+on small objects far from their targets, about 7 in 8 (see ``_prune``). The
+bounds hold wherever the two points fall, so this is exact for any shape.
+
 Two ways to the nearest target voxel
 ------------------------------------
-Each source boundary voxel's distance to the nearest target voxel comes
-either from a KD-tree of the target boundary voxels (cost grows with the
-number of source boundary voxels, and with how far they are from the
-targets) or from exact Euclidean distance transforms of the box around
-both: a 2D transform of each plane holding a target voxel, read at every
-source voxel (cost grows with those planes' area and with the number of
-source voxels times those planes, however far the voxels are).
-The KD-tree wins on sparse RNA; the transform on tens of thousands of RNA
-objects per stack far from large targets. ``method="auto"`` estimates both
-costs per image and picks the cheaper; either way the object's minimum and
-its tied target voxels (a ball query in the KD-tree) are found the same way.
-The KD-tree queries are bounded by each object's distance to one target
-voxel near it: voxels farther than that from every target, most of a small
-object facing away from the targets, cannot be nearest or tied, and their
-searches stop early (see ``_bounded_queries``).
+Each remaining voxel's distance to the nearest target voxel comes either from
+a KD-tree of the target boundary voxels (cost grows with the number of those
+voxels, and with how far they are from the targets) or from exact Euclidean
+distance transforms of the box around both: a 2D transform of each plane
+holding a target voxel, read at every such voxel (cost grows with those
+planes' area, however few the voxels). ``method="auto"`` estimates both costs
+per image and picks the cheaper. The KD-tree queries stop at their object's
+upper bound, and return the 4 nearest target voxels: tied target objects come
+from them (a ball search only where all 4 tie). Either way the object's
+minimum and its tied target voxels are found the same way.
 """
 
 from __future__ import annotations
@@ -52,19 +59,20 @@ DISTANCE_COLUMNS = {"object_id": "int64", "distance": "float64", "target_id": "I
 #: Ways :func:`nearest_distances` can find each boundary voxel's nearest target voxel.
 DISTANCE_METHODS = ("auto", "kdtree", "edt")
 
-# Cost model of the two methods (seconds, from benchmarks/bench_distances.py,
-# "method choice"): a KD-tree query costs about _KD_SECONDS per query point and
-# per log2 of the target points, times (1 + distance to the target /
-# _KD_REACH_UM); the transforms cost _EDT_PLANE_SECONDS per voxel of each plane
-# of the box holding a target voxel, plus _EDT_SOURCE_SECONDS per source voxel
-# and such plane. Only the ratio of the two matters: the transforms' constants
-# were fitted to the KD-tree's (bounded queries, 2 threads) by least squares on
-# that table's 16 timings, with one fixed cost shared by both methods, on a quiet
-# machine (constants fitted on a loaded one had the transforms 3x too cheap).
-_KD_SECONDS = 2.4e-8
+# Cost model of the two methods (seconds), for the voxels left after pruning
+# (the pruning's own two queries per object are common to both): a KD-tree query
+# costs about _KD_SECONDS per query point and per log2 of the target points,
+# times (1 + distance to the target / _KD_REACH_UM), shared by the threads; the
+# transforms cost _EDT_PLANE_SECONDS per voxel of each plane of the box holding
+# a target voxel, plus _EDT_SOURCE_SECONDS per source voxel and such plane, on
+# one core. Only the ratio matters. Fitted by least squares on the 8 images of
+# benchmarks/bench_distances.py, "method choice", each method timed alone on
+# one thread in CPU seconds (the machine was shared: CPU time is what load
+# inflates least, and it inflates both methods alike).
+_KD_SECONDS = 5.3e-8
 _KD_REACH_UM = 1.0
-_EDT_PLANE_SECONDS = 2.2e-8
-_EDT_SOURCE_SECONDS = 9.4e-9
+_EDT_PLANE_SECONDS = 3.4e-8
+_EDT_SOURCE_SECONDS = 2.4e-8
 # A plane's transform holds ~25 bytes per voxel: above this many voxels in a
 # plane of the box the KD-tree is used whatever the estimate (about 800 MB).
 _EDT_MAX_VOXELS = 1 << 25
@@ -276,17 +284,20 @@ def _nearest_from_boundaries(
     counts = np.diff(np.r_[starts, source_labels.size])
     radius = np.repeat(object_min * (1.0 + tie_rtol) + 1e-12, counts)
     candidates = np.flatnonzero(voxel_distance <= radius)
-    best = np.full(candidates.size, np.iinfo(np.int64).max)
     if neighbours is None:
-        searched = np.arange(candidates.size)
+        # The transforms give no target voxels: a few nearest ones, searched no farther
+        # than the radius (a short search).
+        neighbours, neighbour_index = _query_within(
+            tree, source_points[candidates], radius[candidates], threads, k=_TIE_NEIGHBOURS)
+        at = np.arange(candidates.size)
     else:
-        # The queries' few nearest target voxels hold every tied one unless all are within
-        # the radius: then (rarely) a ball search finds them all.
         at = np.searchsorted(needed, candidates)
-        within = neighbours[at] <= radius[candidates, None]
-        labels = target_labels[np.where(within, neighbour_index[at], 0)]
-        best = np.where(within, labels, best[:, None]).min(axis=1)
-        searched = np.flatnonzero(within[:, -1])
+    # The few nearest target voxels hold every tied one unless all are within the
+    # radius: then (rarely) a ball search finds them all.
+    within = neighbours[at] <= radius[candidates, None]
+    labels = target_labels[np.where(within, neighbour_index[at], 0)]
+    best = np.where(within, labels, np.iinfo(np.int64).max).min(axis=1)
+    searched = np.flatnonzero(within[:, -1])
     if searched.size:
         hits = tree.query_ball_point(source_points[candidates[searched]],
                                      r=radius[candidates[searched]], return_sorted=False,

@@ -258,3 +258,85 @@ def test_bad_method_and_workers_are_named():
         nearest_distances(rna, rna, method="fast")
     with pytest.raises(ValueError, match=r"workers must be .* got 0"):
         nearest_distances(rna, rna, workers=0)
+
+
+def _arcs(rng, shape, count, first_label) -> np.ndarray:
+    """`count` one-voxel-thick arcs of circles (up to 3/4 turns) in random planes: their
+    centroids lie off the object, far from the voxel nearest a target."""
+    labels = np.zeros(shape, np.int32)
+    for label in range(first_label, first_label + count):
+        centre = rng.uniform(0, shape)
+        radius = rng.uniform(2, 9)
+        u, v = np.linalg.qr(rng.normal(size=(3, 2)))[0].T
+        angles = rng.uniform(0, 2 * np.pi) + np.linspace(0, rng.uniform(0.5, 1.5) * np.pi, 80)
+        points = centre + radius * (np.outer(np.cos(angles), u) + np.outer(np.sin(angles), v))
+        inside = np.all((points >= 0) & (points < shape), axis=1)
+        labels[tuple(points[inside].astype(int).T)] = label
+    return labels
+
+
+def _balls_of_many_sizes(rng, shape) -> np.ndarray:
+    """Target balls from one voxel to 7 voxels across in x (flattened in z), labels 1..."""
+    grid = np.indices(shape)
+    labels = np.zeros(shape, np.int32)
+    for label, radius in enumerate((0.4, 1, 2, 3.5, 1.5, 0.6, 5), start=1):
+        centre = rng.uniform(0, shape)
+        inside = (((grid[0] - centre[0]) * 2.5) ** 2 + (grid[1] - centre[1]) ** 2
+                  + (grid[2] - centre[2]) ** 2) <= radius**2
+        labels[inside] = label
+    labels[tuple(rng.integers(0, shape, size=(4, 3)).T)] = 9  # single voxels of one object
+    return labels
+
+
+@pytest.mark.parametrize("spacing", [(0.3, 0.07, 0.05), 0.1])
+@pytest.mark.parametrize("seed", range(3))
+def test_pruning_is_exact_for_objects_whose_centroid_is_far_from_their_nearest_voxel(
+        spacing, seed):
+    """Arcs, rods and blobs against targets of many sizes: the pruning's lower bounds come from
+    each object's centroid and a point behind it; a bound taken as exact for every voxel (a
+    radius too small, a centroid taken as inside the object, a missing margin) would drop the
+    nearest voxel of an arc whose middle is far from it, and the all-pairs oracle would differ."""
+    from scipy.spatial import cKDTree
+
+    from rna_localization.distances import _face_boundary, _group_starts, _prune
+
+    rng = np.random.default_rng(700 + seed)
+    shape = (8, 36, 36)
+    source = _arcs(rng, shape, 10, 1)
+    rods = _rods(rng, shape, 6)
+    source[rods != 0] = rods[rods != 0] + 10
+    blobs = label_objects(rng.random(shape) > 0.985)
+    source[(blobs != 0) & (source == 0)] = blobs[(blobs != 0) & (source == 0)] + 20
+    target = _balls_of_many_sizes(rng, shape)
+    target[source != 0] = 0  # no overlaps: every object goes through the pruning
+    expected = oracles.distances(source, target, spacing)
+    for method in ("kdtree", "edt", "auto"):
+        _compare(nearest_distances(source, target, spacing, method=method, workers=2), expected)
+
+    # The data exercise the pruning: it rules out some voxels (not the nearest ones, above).
+    scale = np.broadcast_to(np.asarray(spacing, float), (3,))
+    flat, flat_target = source.ravel(), target.ravel()
+    voxels = _face_boundary(flat, np.flatnonzero(flat), shape)
+    voxels = voxels[np.argsort(flat[voxels], kind="stable")]
+    tree = cKDTree(np.column_stack(np.unravel_index(
+        _face_boundary(flat_target, np.flatnonzero(flat_target), shape), shape)) * scale)
+    needed, _ = _prune(tree, np.column_stack(np.unravel_index(voxels, shape)) * scale,
+                       _group_starts(flat[voxels]), 1)
+    assert needed.size < 0.9 * voxels.size
+
+
+@pytest.mark.parametrize("method", ["kdtree", "edt"])
+def test_more_tied_targets_than_the_queries_return(method):
+    """Six targets exactly as far from the object, more than the 4 nearest a query returns:
+    the search for all of them finds the smallest label, whichever four came first."""
+    rna = np.zeros((5, 5, 5), np.int32)
+    rna[2, 2, 2] = 1
+    targets = np.zeros_like(rna)
+    for label, (z, y, x) in zip((9, 8, 7, 6, 5, 4), [(0, 2, 2), (4, 2, 2), (2, 0, 2),
+                                                       (2, 4, 2), (2, 2, 0), (2, 2, 4)]):
+        targets[z, y, x] = label
+    result = nearest_distances(rna, targets, spacing=0.1, method=method)
+    assert result["target_id"].tolist() == [4]
+    assert result["distance"].iloc[0] == pytest.approx(0.2, rel=1e-12)
+    targets[2, 2, 4] = 0  # five left: still more than four
+    assert nearest_distances(rna, targets, spacing=0.1, method=method)["target_id"].tolist() == [5]
