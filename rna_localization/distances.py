@@ -429,21 +429,6 @@ def _query_within(tree, points, bound, threads: int, k: int = 1):
     return distance, index
 
 
-def _bounded_queries(tree, source_points, starts, threads: int, tie_rtol: float = 0.0):
-    """Each source voxel's exact distance where it may be nearest or tied (:func:`_prune`), else inf.
-
-    Returns
-    -------
-    (N,) ndarray of float64
-        Exact distances of the voxels that may be nearest or tied; the others
-        inf or exact, never below their object's minimum.
-    """
-    needed, bound = _prune(tree, source_points, starts, threads, tie_rtol)
-    distance = np.full(len(source_points), np.inf)
-    distance[needed] = _query_within(tree, source_points[needed], bound, threads)[0][:, 0]
-    return distance
-
-
 def _box(source_voxels, target_voxels, shape) -> tuple[slice, ...]:
     """Bounding box of both sets of flat voxel indices."""
     low, high = np.array(shape), np.zeros(len(shape), dtype=np.int64)

@@ -160,6 +160,22 @@ def test_tie_reached_from_a_voxel_other_than_the_first_queried():
         assert result["distance"].iloc[0] == pytest.approx(6 * step, rel=1e-12)
 
 
+@pytest.mark.parametrize("method", ["kdtree", "edt"])
+def test_a_wide_tie_tolerance_reaches_a_target_beyond_the_nearest(method):
+    """With tie_rtol = 6%, target 3 at 21 voxels from the rod's far end ties with target 7 at
+    20 from its near end: the pruning and the queries must look as far as the tolerance."""
+    rna = np.zeros((1, 3, 80), np.int32)
+    rna[0, 1, 30:50] = 1
+    targets = np.zeros_like(rna)
+    targets[0, 1, 10] = 7
+    targets[0, 1, 70] = 3
+    result = nearest_distances(rna, targets, spacing=0.1, tie_rtol=0.06, method=method)
+    assert result["target_id"].tolist() == [3]
+    assert result["distance"].iloc[0] == pytest.approx(2.0, rel=1e-12)
+    strict = nearest_distances(rna, targets, spacing=0.1, method=method)
+    assert strict["target_id"].tolist() == [7]
+
+
 def _rods(rng, shape, count) -> np.ndarray:
     """`count` one-voxel-thick segments in random directions, labels 1..count (later ones on top)."""
     labels = np.zeros(shape, np.int32)
@@ -189,16 +205,20 @@ def test_elongated_objects_match_all_pairs_brute_force(spacing, seed):
         _compare(nearest_distances(source, target, spacing, method=method, workers=1), expected)
 
 
+@pytest.mark.parametrize("tie_rtol", [0.0, 1e-3])
 @pytest.mark.parametrize("workers", [1, 2])  # groups one after another, or in a thread pool
 @pytest.mark.parametrize("seed", range(3))
-def test_bounded_queries_are_exact_wherever_a_voxel_can_be_nearest(seed, workers, monkeypatch):
-    """Every voxel within its object's minimum distance (a nearest or tied voxel) gets its exact
-    distance from the bounded queries; the others may be left at inf, never below the minimum."""
+def test_pruned_queries_are_exact_wherever_a_voxel_can_be_nearest(seed, workers, tie_rtol,
+                                                                  monkeypatch):
+    """Every voxel within its object's minimum distance (a nearest or tied voxel, to tie_rtol)
+    is kept by the pruning and gets its exact distance from the bounded queries; the others
+    may be dropped or left at inf, never below the minimum. The "objects" are scattered points:
+    their centroids and the points behind them are nowhere near their nearest voxels."""
     from scipy.spatial import cKDTree
     from scipy.spatial.distance import cdist
 
     from rna_localization import distances
-    from rna_localization.distances import _bounded_queries
+    from rna_localization.distances import _prune, _query_within
 
     monkeypatch.setattr(distances, "_GROUP_POINTS", 16)  # many groups of a few voxels
 
@@ -210,10 +230,13 @@ def test_bounded_queries_are_exact_wherever_a_voxel_can_be_nearest(seed, workers
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
     points = points[:sizes.sum()]
     starts = starts[starts < len(points)]
-    got = _bounded_queries(cKDTree(targets), points, starts, workers)
+    tree = cKDTree(targets)
+    needed, bound = _prune(tree, points, starts, workers, tie_rtol)
+    got = np.full(len(points), np.inf)
+    got[needed] = _query_within(tree, points[needed], bound, workers, k=1)[0][:, 0]
     exact = cdist(points, targets).min(axis=1)
     minimum = np.repeat(np.minimum.reduceat(exact, starts), np.diff(np.r_[starts, len(points)]))
-    near = exact <= minimum * (1 + 1e-9) + 1e-12
+    near = exact <= minimum * (1 + tie_rtol) + 1e-12
     np.testing.assert_allclose(got[near], exact[near], rtol=1e-12)
     assert np.all((got[~near] == np.inf) | np.isclose(got[~near], exact[~near], rtol=1e-12))
     np.testing.assert_allclose(np.minimum.reduceat(got, starts), np.minimum.reduceat(exact, starts),
