@@ -363,3 +363,30 @@ def test_more_tied_targets_than_the_queries_return(method):
     assert result["distance"].iloc[0] == pytest.approx(0.2, rel=1e-12)
     targets[2, 2, 4] = 0  # five left: still more than four
     assert nearest_distances(rna, targets, spacing=0.1, method=method)["target_id"].tolist() == [5]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_face_boundary_matches_a_voxel_by_voxel_check(seed):
+    """Runs along x that wrap to the next row, labels that change inside a run, voxels on every
+    face of the volume: a voxel is on the boundary when a face neighbour inside the volume has
+    another label."""
+    from rna_localization.distances import _face_boundary
+
+    rng = np.random.default_rng(900 + seed)
+    shape = tuple(int(n) for n in rng.integers(1, 7, size=3))
+    labels = rng.integers(0, 4, size=shape) * (rng.random(shape) < 0.8)
+    expected = []
+    for voxel in zip(*np.nonzero(labels)):
+        for axis in range(3):
+            for step in (-1, 1):
+                neighbour = list(voxel)
+                neighbour[axis] += step
+                if 0 <= neighbour[axis] < shape[axis] and labels[tuple(neighbour)] != labels[voxel]:
+                    expected.append(np.ravel_multi_index(voxel, shape))
+                    break
+            else:
+                continue
+            break
+    flat = labels.ravel()
+    got = _face_boundary(flat, np.flatnonzero(flat), shape)
+    np.testing.assert_array_equal(got, np.unique(np.array(expected, dtype=np.int64)))
