@@ -137,7 +137,7 @@ def nearest_distances(
     voxel of A and the centre of any voxel of any target object. It is 0 when
     A shares a voxel with a target object. The computation is exact: every
     voxel pair is accounted for (see the module docstring for why comparing
-    face-boundary voxels in a KD-tree is enough).
+    face-boundary voxels is enough, and why most of them need no search).
 
     Parameters
     ----------
@@ -155,11 +155,11 @@ def nearest_distances(
         Threads for the KD-tree queries; None (the default) uses every core
         this process may run on (:func:`usable_cores`), -1 every core.
     method : {"auto", "kdtree", "edt"}
-        How each boundary voxel's nearest target voxel is found: a KD-tree of
-        the targets' boundary voxels, or exact Euclidean distance transforms
-        of the box around both images' boundary voxels, one 2D transform per
-        plane holding a target voxel (faster for many objects near large
-        targets). ``"auto"`` picks the one a cost model
+        How the nearest target voxel of each boundary voxel that may be
+        nearest is found: a KD-tree of the targets' boundary voxels, or exact
+        Euclidean distance transforms of the box around those voxels and the
+        targets, one 2D transform per plane holding a target voxel (faster
+        for very many voxels near large targets). ``"auto"`` picks the one a cost model
         says is faster for this image. Both are exact; ties are resolved the
         same way, so every method gives the same objects, targets and
         distances (to rounding, 1e-12 relative).
