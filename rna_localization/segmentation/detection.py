@@ -16,7 +16,11 @@ The steps, each a function here, in the order :func:`.workflows.segment` runs th
 5. :func:`split_blended_spots`: two molecules too close to make two maxima,
    found in what is left once every spot's own image (its shape measured on
    the image's spots) is subtracted, and fitted as two;
-6. :func:`grow_objects`: a watershed from the spots over the voxels above
+6. :func:`find_flank_spots`: single molecules on a granule's flank (no maximum
+   of their own, and never split from a granule by step 5), found in what is
+   left once every granule's own image (one Gaussian of fitted width) and
+   every other spot's are subtracted;
+7. :func:`grow_objects`: a watershed from the spots over the voxels above
    ``floor`` noise SDs; touching basins without a real dip between them are
    merged (a granule stays one object), then each object keeps the voxels
    where the filtered image reaches ``mask_fraction`` of its peak, so a mask's
@@ -1306,7 +1310,9 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
        (a granule: several molecules in one diffraction-limited blob) the
        lower `granule_saddle_ratio` applies, so the lumpy image of a granule
        stays one object. The spots marked ``blended`` (two molecules fitted
-       in one maximum, :func:`split_blended_spots`) are never merged.
+       in one maximum, :func:`split_blended_spots`, or a molecule on a
+       granule's flank and its nearest spot, :func:`find_flank_spots`) are
+       never merged.
     3. Each object keeps the voxels where ``filtered`` (or `mask_image`)
        reaches `mask_fraction` of its peak (of its dimmest spot's peak, for
        merged spots) and that are connected to its spots.
