@@ -1045,25 +1045,37 @@ def _fit_granules(data: np.ndarray, start: np.ndarray, amplitude: np.ndarray,
         voxels = centre[:, None, :] + offsets[None, :, :]               # (G, V, 3)
         weight = np.all((voxels >= 0) & (voxels < shape), axis=2).astype(np.float64)
         values = data[tuple(np.moveaxis(np.clip(voxels, 0, shape - 1), 2, 0))] * weight
-        coords = voxels.astype(np.float64)
+        n = len(centre)
+        # Each axis's coordinates in each window (G, 2r + 1): the Gaussian is separable.
+        axes = [centre[:, a, None] + steps[a][None, :] for a in range(3)]
+        shapes = [(n, -1, 1, 1), (n, 1, -1, 1), (n, 1, 1, -1)]
         low, high = start[part] - _GRANULE_MAX_SHIFT, start[part] + _GRANULE_MAX_SHIFT
         # Parameters: amplitude, centre (3), u = extra width² (µm²).
         params = np.concatenate([amplitude[part, None], start[part],
-                                 np.full((len(centre), 1), 0.01)], axis=1)
+                                 np.full((n, 1), 0.01)], axis=1)
+
+        def spread(per_axis, a):
+            # An axis's (G, 2r + 1) values over the (G, V) window.
+            return np.broadcast_to(per_axis.reshape(shapes[a]), (n, *(len(v) for v in steps))
+                                   ).reshape(n, -1)
+
         for _ in range(_GRANULE_FIT_STEPS):
             height, middle, extra = params[:, 0, None], params[:, 1:4], params[:, 4]
             width2 = sigma ** 2 + extra[:, None] * inverse_area                 # (G, 3)
-            delta = coords - middle[:, None, :]
-            ratio = delta ** 2 / width2[:, None, :]
-            shape_value = np.exp(-0.5 * ratio.sum(axis=2))                      # (G, V)
+            delta = [axes[a] - middle[:, a, None] for a in range(3)]
+            ratio = [delta[a] ** 2 / width2[:, a, None] for a in range(3)]
+            shape_value = np.ones((n, 1, 1, 1))
+            for a in range(3):
+                shape_value = shape_value * np.exp(-0.5 * ratio[a]).reshape(shapes[a])
+            shape_value = shape_value.reshape(n, -1)                            # (G, V)
             error = (height * shape_value - values) * weight
-            slope = height[..., None] * shape_value[..., None]
-            jacobian = np.concatenate([
-                shape_value[..., None],
-                slope * delta / width2[:, None, :],
-                slope * 0.5 * (ratio / width2[:, None, :] * inverse_area).sum(
-                    axis=2, keepdims=True),
-            ], axis=2) * weight[..., None]                                      # (G, V, 5)
+            slope = height * shape_value * weight
+            widening = sum(spread(0.5 * ratio[a] / width2[:, a, None] * inverse_area[a], a)
+                           for a in range(3))
+            jacobian = np.stack([shape_value * weight,
+                                 *(slope * spread(delta[a] / width2[:, a, None], a)
+                                   for a in range(3)),
+                                 slope * widening], axis=2)                     # (G, V, 5)
             normal = np.matmul(jacobian.transpose(0, 2, 1), jacobian)
             normal += normal * 1e-3 * np.eye(5) + 1e-12 * np.eye(5)
             gradient = np.matmul(jacobian.transpose(0, 2, 1), error[..., None])
