@@ -1011,6 +1011,14 @@ _FLANK_LEVEL = 0.5
 _FLANK_APART = 1.0
 
 
+def _spread(per_axis: np.ndarray, axis: int, window: tuple) -> np.ndarray:
+    """One axis's (G, window[axis]) values repeated over (G, prod(window)) flattened boxes."""
+    shape = [len(per_axis), 1, 1, 1]
+    shape[axis + 1] = -1
+    return np.broadcast_to(per_axis.reshape(shape), (len(per_axis), *window)
+                           ).reshape(len(per_axis), -1)
+
+
 def _fit_granules(data: np.ndarray, start: np.ndarray, amplitude: np.ndarray,
                   sigma: np.ndarray, spacing: np.ndarray):
     """Least-squares fit of one wider Gaussian per granule, all granules at once.
@@ -1049,15 +1057,11 @@ def _fit_granules(data: np.ndarray, start: np.ndarray, amplitude: np.ndarray,
         # Each axis's coordinates in each window (G, 2r + 1): the Gaussian is separable.
         axes = [centre[:, a, None] + steps[a][None, :] for a in range(3)]
         shapes = [(n, -1, 1, 1), (n, 1, -1, 1), (n, 1, 1, -1)]
+        window = tuple(len(v) for v in steps)
         low, high = start[part] - _GRANULE_MAX_SHIFT, start[part] + _GRANULE_MAX_SHIFT
         # Parameters: amplitude, centre (3), u = extra width² (µm²).
         params = np.concatenate([amplitude[part, None], start[part],
                                  np.full((n, 1), 0.01)], axis=1)
-
-        def spread(per_axis, a):
-            # An axis's (G, 2r + 1) values over the (G, V) window.
-            return np.broadcast_to(per_axis.reshape(shapes[a]), (n, *(len(v) for v in steps))
-                                   ).reshape(n, -1)
 
         for _ in range(_GRANULE_FIT_STEPS):
             height, middle, extra = params[:, 0, None], params[:, 1:4], params[:, 4]
@@ -1070,10 +1074,10 @@ def _fit_granules(data: np.ndarray, start: np.ndarray, amplitude: np.ndarray,
             shape_value = shape_value.reshape(n, -1)                            # (G, V)
             error = (height * shape_value - values) * weight
             slope = height * shape_value * weight
-            widening = sum(spread(0.5 * ratio[a] / width2[:, a, None] * inverse_area[a], a)
-                           for a in range(3))
+            widening = sum(_spread(0.5 * ratio[a] / width2[:, a, None] * inverse_area[a], a,
+                                   window) for a in range(3))
             jacobian = np.stack([shape_value * weight,
-                                 *(slope * spread(delta[a] / width2[:, a, None], a)
+                                 *(slope * _spread(delta[a] / width2[:, a, None], a, window)
                                    for a in range(3)),
                                  slope * widening], axis=2)                     # (G, V, 5)
             normal = np.matmul(jacobian.transpose(0, 2, 1), jacobian)
