@@ -149,7 +149,8 @@ _DOCS = {
     "blend_fraction": (
         "Two molecules too close to make two maxima: once each spot's own image (its shape\n"
         "measured on the image) is subtracted, a bump of at least this fraction of the spot's\n"
-        "peak beside it makes the spot two molecules, fitted and kept apart (0: never)."
+        "peak beside it makes the spot two molecules, fitted and kept apart; any value above 0\n"
+        "also looks for single molecules on a granule's flank (0: neither)."
     ),
     "min_volume_um3": (
         "Remove objects of at most this volume, cubic microns (0: none)."
@@ -449,7 +450,8 @@ class SegmentationParams(_Params):
         image's median spot).
     blend_fraction : float
         A spot is split into two molecules when, its own image subtracted,
-        a bump of this fraction of its peak is left beside it; 0: never.
+        a bump of this fraction of its peak is left beside it; above 0, single
+        molecules on a granule's flank are also looked for; 0: neither.
     min_volume_um3 : float
         Objects of at most this volume (µm³) are removed; 0: keep all.
 

@@ -67,7 +67,8 @@ class Intermediates:
         Noise SDs a spot had to exceed in this image.
     spots : DataFrame
         The spots found (:func:`.detection.find_spots`), blended pairs split
-        in two (:func:`.detection.split_blended_spots`: column ``blended``).
+        in two (:func:`.detection.split_blended_spots`: column ``blended``) and
+        the molecules on granules' flanks added (:func:`.detection.find_flank_spots`).
     labels : (Z, Y, X) ndarray of int32
         Objects grown from the spots, before the size filter.
     result : (Z, Y, X) ndarray of uint8
@@ -189,6 +190,9 @@ def _run(image, params, spacing, keep: bool, previous=None) -> Intermediates:
     spots = detection.split_blended_spots(filtered, noise, spots, threshold, spacing=spacing,
                                           min_distance_um=params.spot_sigma_um,
                                           min_fraction=params.blend_fraction)
+    if params.blend_fraction > 0:
+        spots = detection.find_flank_spots(filtered, noise, spots, threshold, spacing=spacing,
+                                           min_distance_um=params.spot_sigma_um)
     mask_image = None
     if params.mask_smoothing < 1:
         mask_image = detection.less_smoothed(filtered, image, spacing=spacing,
