@@ -251,3 +251,34 @@ def test_slabs_of_planes_give_the_whole_stack_answer(monkeypatch, slab_voxels, b
     measured = aperture_intensities(lone, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.3, shell_um=0.3)
     expected = _oracle(lone, raw, (0.2, 0.1, 0.1), 0.3, 0.3)
     pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
+
+
+@pytest.mark.parametrize(("dtype", "low", "high"), [
+    (np.uint16, 100, 600),               # key and value packed in an int32
+    (np.int16, -3000, 3000),             # negative intensities, int32
+    (np.uint32, 2**32 - 5000, 2**32 - 1),  # values beyond int32, a narrow range: int32
+    (np.int64, -(2**40), 2**40),         # too wide for int32: packed in an int64
+])
+def test_integer_intensities_of_every_range_match_oracle(dtype, low, high):
+    # The shell medians pack each voxel's object and intensity into one integer
+    # (int32 when they fit in 31 bits, else int64): each range takes its path.
+    rng = np.random.default_rng(21)
+    labels = _random_objects(rng, (7, 12, 11), 12)
+    raw = rng.integers(low, high, labels.shape, endpoint=True).astype(dtype)
+    measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.2, shell_um=0.3)
+    expected = _oracle(labels, raw, (0.2, 0.1, 0.1), 0.2, 0.3)
+    pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
+
+
+def test_int64_keys_give_the_same_answer(monkeypatch):
+    # Keys are int32 unless the distance ranks and object count need more bits
+    # (tens of millions of objects); force int64 keys on a crowded stack.
+    from rna_localization import apertures
+
+    monkeypatch.setattr(apertures, "_key_dtype", lambda n_ranks, n: np.dtype(np.int64))
+    rng = np.random.default_rng(5)
+    labels = _random_objects(rng, (8, 13, 12), 30)
+    raw = rng.integers(0, 4000, labels.shape).astype(np.uint16)
+    measured = aperture_intensities(labels, raw, spacing=(0.3, 0.1, 0.1), grow_um=0.3, shell_um=0.3)
+    expected = _oracle(labels, raw, (0.3, 0.1, 0.1), 0.3, 0.3)
+    pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
