@@ -203,10 +203,16 @@ def _nearest_keys(shape, voxels: np.ndarray, index: np.ndarray, scale: np.ndarra
     # The keys hold the objects' indices and blank elsewhere, so they tell own neighbours.
     faces = _free_faces(keys, voxels, strides)
     offset_keys = (rank << _key_bits(n)).astype(dtype)
-    for face_set in np.unique(faces[faces != 0]):
-        allowed = _allowed_offsets(offsets, int(face_set))
+    # The voxels grouped by their free faces (one sort, not a mask per face set).
+    order = np.argsort(faces, kind="stable")
+    faces = faces[order]
+    bounds = np.flatnonzero(np.diff(faces)) + 1
+    for begin, end in zip(np.r_[0, bounds], np.r_[bounds, faces.size]):
+        if faces[begin] == 0:  # interior voxels: every face neighbour is of their object
+            continue
+        allowed = _allowed_offsets(offsets, int(faces[begin]))
         steps, step_keys = flat_offsets[allowed], offset_keys[allowed]
-        chosen = faces == face_set
+        chosen = order[begin:end]
         chosen_voxels, chosen_index = voxels[chosen], index[chosen]
         per_chunk = max(1, _CHUNK // max(steps.size, 1))
         for start in range(0, chosen_voxels.size, per_chunk):
@@ -217,13 +223,15 @@ def _nearest_keys(shape, voxels: np.ndarray, index: np.ndarray, scale: np.ndarra
     return keys.reshape(shape), nearest, blank
 
 
-def _group_medians(keys: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+def _group_medians(keys: np.ndarray, values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Median of `values` per key in ``0..n-1`` (NaN for keys without values).
+
+    `counts` is ``np.bincount(keys, minlength=n)``, which the caller has at hand.
 
     Integer values are packed beside their key into one integer (int32 when
     both fit in 31 bits, else int64) and sorted once.
     """
-    counts = np.bincount(keys, minlength=n)
+    n = counts.size
     medians = np.full(n, np.nan)
     if values.size == 0:
         return medians
@@ -381,7 +389,7 @@ def aperture_intensities(
     last_plane = np.zeros(n, dtype=np.int64)
     _, at = np.unique(index[::-1], return_index=True)
     last_plane[:] = local[0][index.size - 1 - at]
-    last_row = np.zeros(n, dtype=np.int64)
+    last_row = np.zeros(n, dtype=np.int32)  # local's dtype: np.maximum.at's fast path
     np.maximum.at(last_row, index - 1, local[1])
     pending_owner, pending_values = [], []
     # In blocks of planes and rows, each with the planes and rows within reach on
@@ -439,11 +447,9 @@ def aperture_intensities(
                 aperture_owner, weights=here[in_aperture].astype(np.float64), minlength=n
             )
             in_shell = ~in_aperture
-            shell_owner = owner[in_shell]
-            shell_area += np.bincount(shell_owner, minlength=n)
-            pending_owner.append(shell_owner)
+            pending_owner.append(owner[in_shell])
             pending_values.append(here[in_shell])
-            del owner, here, in_aperture, in_shell, aperture_owner, shell_owner
+            del owner, here, in_aperture, in_shell, aperture_owner
             # Objects whose whole shell is now seen (every plane within reach of them
             # passed, and in this block of planes every row): their medians, and their
             # shell voxels freed.
@@ -456,8 +462,12 @@ def aperture_intensities(
             owner = np.concatenate(pending_owner)
             shell = np.concatenate(pending_values)
             done = finished[owner]
-            medians = _group_medians(owner[done], shell[done], n)
+            owner_done = owner[done]
+            counts = np.bincount(owner_done, minlength=n)
+            shell_area += counts  # only the finished objects' voxels are counted
+            medians = _group_medians(owner_done, shell[done], counts)
             background[finished] = medians[finished]
+            del owner_done
             pending_owner, pending_values = [owner[~done]], [shell[~done]]
             del owner, shell, done
     if np.isnan(background).any():
