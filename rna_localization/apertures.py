@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .objects import normalize_spacing, object_voxels_and_intensities
+from .objects import normalize_spacing, object_index, object_voxels_and_intensities
 
 __all__ = ["APERTURE_COLUMNS", "APERTURE_GROW_UM", "APERTURE_SHELL_UM", "STORED_COLUMNS",
            "aperture_intensities", "spot_centroids"]
@@ -371,11 +371,12 @@ def aperture_intensities(
         for found, m, size in zip(extents, margin, objects.shape)
     )
     values = intensity_image[box]
-    object_ids = np.unique(objects.labels)
+    object_ids, index = object_index(objects.labels)
     n = object_ids.size
     index_dtype = np.int32 if n < np.iinfo(np.int32).max else np.int64
     # Each object voxel as its object's index 1..n and its place in the box.
-    index = (np.searchsorted(object_ids, objects.labels) + 1).astype(index_dtype)
+    index = index.astype(index_dtype)
+    index += 1
     local = [(c - b.start).astype(np.int32) for c, b in zip(coords, box)]
     del coords
     aperture_area = np.zeros(n, dtype=np.int64)
@@ -520,21 +521,18 @@ def spot_centroids(label_image: np.ndarray, intensity_image: np.ndarray, backgro
     voxels = objects.voxels
     if voxels.size == 0:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in CENTROID_COLUMNS.items()})
-    owner = objects.labels.astype(np.int64)
-    ids = np.unique(owner)
+    ids, owner = object_index(objects.labels)
+    size = ids.size
     level = pd.Series(background).reindex(ids).to_numpy(np.float64)
-    lookup = np.zeros(int(ids.max()) + 1, dtype=np.float64)
-    lookup[ids] = level
     values = intensity_image.ravel()[voxels].astype(np.float64)
-    weight = np.maximum(values - lookup[owner], 0.0)
-    size = int(ids.max()) + 1
-    total = np.bincount(owner, weights=weight, minlength=size)[ids]
-    count = np.bincount(owner, minlength=size)[ids]
+    weight = np.maximum(values - level[owner], 0.0)
+    total = np.bincount(owner, weights=weight, minlength=size)
+    count = np.bincount(owner, minlength=size)
     coordinates = np.unravel_index(voxels, objects.shape)
     columns = {"object_id": ids}
     for axis, name in enumerate(("spot_centroid_z", "spot_centroid_y", "spot_centroid_x")):
-        weighted = np.bincount(owner, weights=weight * coordinates[axis], minlength=size)[ids]
-        plain = np.bincount(owner, weights=coordinates[axis].astype(np.float64), minlength=size)[ids]
+        weighted = np.bincount(owner, weights=weight * coordinates[axis], minlength=size)
+        plain = np.bincount(owner, weights=coordinates[axis], minlength=size)
         with np.errstate(invalid="ignore", divide="ignore"):
             columns[name] = np.where(total > 0, weighted / total, plain / count)
     return pd.DataFrame(columns).astype(CENTROID_COLUMNS)
