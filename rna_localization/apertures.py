@@ -73,9 +73,9 @@ _RTOL = 1e-9
 _CHUNK = 1 << 18
 
 # Voxels of the box handled at a time (a block of planes and rows, with those within
-# reach around it), and the most planes of a block: a block through all the planes of
-# a frame has no margin above and below it, where pairs are formed for voxels the
-# block does not keep.
+# reach around it), and the most planes of a block (see _block_size: a block through
+# all the planes of a frame has no margin above and below it, where pairs are formed
+# for voxels the block does not keep).
 _SLAB_VOXELS = 1 << 24
 _BLOCK_PLANES = 64
 
@@ -83,6 +83,28 @@ _BLOCK_PLANES = 64
 def _at_most(limit: float) -> float:
     """Largest distance counted as <= `limit`, allowing for rounding."""
     return limit * (1.0 + _RTOL) + 1e-12
+
+
+def _block_size(depth: int, height: int, width: int, margin) -> tuple[int, int]:
+    """Planes and rows of the blocks of a (depth, height) box of padded `width`.
+
+    Each block is read with the planes and rows within reach around it (the
+    margin) and padded by the margin again, about ``_SLAB_VOXELS`` voxels in
+    all. Of the block sizes that fit, the one that forms the fewest (object
+    voxel, offset) pairs per voxel kept: the fewest margin planes and rows
+    per block plane and row (a block of all the planes has no margin above
+    and below it).
+    """
+    best = None
+    for planes in range(1, min(depth, _BLOCK_PLANES) + 1):
+        around = 0 if planes == depth else 2 * margin[0]  # the planes within reach
+        fit = _SLAB_VOXELS // ((planes + around + 2 * margin[0]) * width) - 4 * margin[1]
+        rows = max(1, min(height, fit))
+        beside = 0 if rows == height else 2 * margin[1]
+        waste = (planes + around) / planes * (rows + beside) / rows
+        if best is None or waste <= best[0]:
+            best = (waste, planes, rows)
+    return best[1], best[2]
 
 
 def empty_apertures() -> pd.DataFrame:
@@ -332,12 +354,12 @@ def aperture_intensities(
     Notes
     -----
     Only the bounding box of the objects, enlarged by ``grow_um + shell_um``,
-    is processed, a block of rows through all the planes of a frame (up to
-    64; about 16 million voxels with its margins) at a time: 4 bytes per
-    voxel of a block, plus a few bytes per shell voxel kept for the medians
-    until the blocks have passed the object. The time grows with the number
-    of voxels within reach of an object, not with the volume (module
-    docstring).
+    is processed a block of planes and rows at a time (about 16 million
+    voxels with its margins; all the planes of a frame of up to 64 planes):
+    4 bytes per voxel of a block, plus a few bytes per shell voxel kept for
+    the medians until the blocks have passed the object. The time grows
+    with the number of voxels within reach of an object, not with the
+    volume (module docstring).
 
     Examples
     --------
@@ -401,8 +423,7 @@ def aperture_intensities(
     box_shape = values.shape
     depth, height = box_shape[0], box_shape[1]
     width = box_shape[2] + 2 * margin[2]
-    planes = max(1, min(depth, _BLOCK_PLANES, _SLAB_VOXELS // width))
-    rows = max(1, min(height, _SLAB_VOXELS // ((planes + 4 * margin[0]) * width) - 4 * margin[1]))
+    planes, rows = _block_size(depth, height, width, margin)
     nearest = _stencil(scale, outer, (1, 1, 1))[3]
     aperture_ranks = int(np.count_nonzero(nearest <= _at_most(grow_um)))
     # One buffer of keys for every block, as large as the largest block.

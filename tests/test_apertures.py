@@ -225,17 +225,21 @@ def test_dense_blocks_and_walks_with_many_ties_match_oracle(seed):
         pd.testing.assert_frame_equal(floats, expected, check_dtype=False, check_exact=True)
 
 
-@pytest.mark.parametrize(("slab_voxels", "block_planes"),
-                         [(1, 16), (3 * 14 * 13, 16), (20_925, 2), (20_925, 16)])
-def test_slabs_of_planes_give_the_whole_stack_answer(monkeypatch, slab_voxels, block_planes):
+@pytest.mark.parametrize(("slab_voxels", "block_planes", "block"),
+                         [(1, 1, (1, 1)), (546, 2, (2, 1)), (20_925, 2, (2, 14)),
+                          (14_229, 16, (9, 3)), (20_925, 16, (9, 14))])
+def test_slabs_of_planes_give_the_whole_stack_answer(monkeypatch, slab_voxels, block_planes, block):
     # A full frame is handled a block of planes and rows at a time, each object's
-    # shell median taken once the blocks have passed it; force one plane and row
-    # per block, blocks of 2 planes x 3 rows, and of all planes x 3 rows, on a
-    # crowded stack and compare with the oracle.
+    # shell median taken once the blocks have passed it; force blocks of one plane
+    # and row, of 2 planes x 1 row, of 2 planes x all rows, of all planes x 3 rows
+    # and one block, on a crowded stack, and compare with the oracle.
     from rna_localization import apertures
 
     monkeypatch.setattr(apertures, "_SLAB_VOXELS", slab_voxels)
     monkeypatch.setattr(apertures, "_BLOCK_PLANES", block_planes)
+    # (planes, rows) of the blocks: margins of 4 planes and 7 rows at 0.6 um, and
+    # the 13 columns padded by 7 on each side.
+    assert apertures._block_size(9, 14, 27, (4, 7, 7)) == block
     rng = np.random.default_rng(7)
     shape = (9, 14, 13)
     labels = _random_objects(rng, shape, 35)
