@@ -5,8 +5,10 @@ e.g. the embryo or the cytoplasm), the fraction of it within ``d`` of the
 target structure would be the fraction of the volume's voxels within ``d``.
 That fraction is computed exactly, from the Euclidean distance transform to
 the target with the image's anisotropic voxel size, not from random draws:
-2D transforms of the planes holding a target, combined across planes, within
-the box where a voxel can be within the threshold (:func:`_counts`).
+2D transforms of the planes holding a target, combined along each column
+(y, x) by the lower envelope of one parabola per plane (linear in the
+volume), within the box where a voxel can be within the threshold
+(:func:`_counts`).
 """
 
 from __future__ import annotations
@@ -66,9 +68,9 @@ def _squared_slabs(nearest: np.ndarray, spacing: np.ndarray):
 #: Largest table of bins by per-axis offset (entries) :func:`_counts` builds; past it
 #: (thresholds of tens of microns) each voxel's squared distance is binned directly.
 _MAX_TABLE = 1 << 22
-#: Voxels of in-plane squared distances :func:`_counts` keeps (those of every plane
-#: holding a target; 8 bytes each): up to 256 MB.
-_PLANE_VOXELS = 1 << 25
+#: Entries (planes x columns) of the arrays :func:`_counts` combines the planes in at
+#: once (rows of the stack at a time; each array 8 bytes an entry): 16 MB each.
+_CHUNK_ENTRIES = 1 << 21
 
 
 def _crop(target: np.ndarray, region, spacing, squared_threshold: float):
@@ -99,19 +101,120 @@ def _crop(target: np.ndarray, region, spacing, squared_threshold: float):
     return target[box], None if region is None else region[box]
 
 
+def _nearest_planes(values: np.ndarray, planes: np.ndarray, weight: float, depth: int,
+                    limit: float) -> np.ndarray:
+    """Per column, the source minimizing ``values[i] + weight · (z - planes[i])²`` at each z.
+
+    The lower envelope of one parabola per source plane along each column
+    (Felzenszwalb & Huttenlocher's 1-D distance transform), built for all
+    columns at once: sources are added in order of plane, each popping the
+    envelope's last parabolas while it is lower where they begin; the pops
+    repeat only over the columns still popping. A source whose value passes
+    `limit` is left out of its column: it is the minimum only of sums past the
+    limit, so a sum within the limit keeps its minimum and its minimizer.
+
+    Parameters
+    ----------
+    values : (P, C) ndarray of float64
+        Per source (a plane holding a target) and column.
+    planes : (P,) ndarray of int
+        The sources' planes, strictly increasing.
+    weight : float
+        Squared microns of one plane step.
+    depth : int
+        Planes z = 0 ... depth - 1 to answer for.
+    limit : float
+        Sums past it need no minimizer.
+
+    Returns
+    -------
+    (depth, C) ndarray of intp
+        The index (into `planes`) of a minimizing source for each plane and
+        column, -1 where the column has no source within the limit.
+
+    Examples
+    --------
+    >>> values = np.array([[0.0, 9.0], [0.5, 9.0]])
+    >>> _nearest_planes(values, np.array([0, 3]), 1.0, 4, limit=4.0)
+    array([[ 0, -1],
+           [ 0, -1],
+           [ 1, -1],
+           [ 1, -1]])
+    """
+    n_sources, n_columns = values.shape
+    shifted = (values + weight * np.square(planes.astype(np.float64)).reshape(-1, 1)).ravel()
+    # The envelope of each column, by level (flat: level * C + column): its sources
+    # and where each starts to be the lowest; `top` its last level (-1: none yet).
+    hull = np.empty(n_sources * n_columns, dtype=np.intp)
+    begin = np.empty(n_sources * n_columns)
+    top = np.full(n_columns, -1, dtype=np.intp)
+    # The (source, column) pairs within the limit, in order of source.
+    pairs = np.flatnonzero(values.ravel() <= limit)
+    bounds = np.searchsorted(pairs, np.arange(n_sources + 1) * n_columns)
+    for source in range(n_sources):
+        pending = pairs[bounds[source]:bounds[source + 1]] - source * n_columns
+        level = top[pending]
+        first = level < 0
+        if first.any():  # the column's first source: lowest everywhere so far
+            hull[pending[first]], begin[pending[first]], top[pending[first]] = source, -np.inf, 0
+            pending, level = pending[~first], level[~first]
+        own = shifted[source * n_columns + pending]
+        gap = 2 * weight * (planes[source] - planes)  # the crossing's denominator, by source
+        while pending.size:
+            at = level * n_columns + pending
+            last = hull[at]
+            cross = own - shifted[last * n_columns + pending]
+            cross /= gap[last]
+            popped = cross <= begin[at]  # never the first level, which begins at -inf
+            settled, below = pending, level
+            if popped.any():  # those pop their last level and compare again
+                stays = ~popped
+                at, cross, settled, below = at[stays], cross[stays], pending[stays], level[stays]
+                pending, level, own = pending[popped], level[popped] - 1, own[popped]
+            else:
+                pending = pending[:0]
+            at += n_columns
+            hull[at], begin[at] = source, cross
+            top[settled] = below + 1
+    # Each level is the lowest from its first whole plane on, until a later one begins;
+    # sources increase with the level, so a running maximum fills the planes between.
+    nearest = np.full(depth * n_columns, -1, dtype=np.intp)  # flat: z * C + column
+    used = np.flatnonzero(top >= 0)
+    nearest[used] = hull[used]  # the first level begins at -inf
+    used = used[top[used] > 0]
+    for level in range(1, int(top.max()) + 1):
+        at = used + level * n_columns
+        start = begin[at]
+        inside = start <= depth - 1
+        start = np.maximum(np.ceil(start[inside]), 0).astype(np.intp)
+        start *= n_columns
+        start += used[inside]
+        nearest[start] = hull[at[inside]]
+        used = used[top[used] > level]
+    nearest = nearest.reshape(depth, n_columns)
+    for z in range(1, depth):
+        np.maximum(nearest[z - 1], nearest[z], out=nearest[z])
+    return nearest
+
+
 def _counts(target: np.ndarray, spacing, edges: np.ndarray, region) -> np.ndarray:
     """Voxels (of the region) per bin: bin i holds squared distances in (edges[i-1], edges[i]].
 
     Separable and exact: the nearest target voxel of a voxel at plane z is, over
-    the planes z' holding a target, the best of each plane's nearest target voxel
+    the planes s holding a target, the best of each plane's nearest target voxel
     in 2D plus the squared step between planes. Each plane's 2D transform is
     cheap, and only planes with a target are transformed (a few, for
-    centrosomes); the planes are then combined one pair at a time. A voxel's
-    squared distance depends only on its offset (|dz|, |dy|, |dx|) from its
-    nearest target voxel: the bin of every offset within the threshold is
-    computed once, with the arithmetic of :func:`_squared_slabs`, into a table
-    that each voxel's offset indexes; offsets past the threshold index the
-    table's last entries, counted in no bin.
+    centrosomes). Along each column (y, x) the best plane for every z is then
+    the lower envelope of one parabola ``F_s + w_z (z - s)²`` per plane holding
+    a target, ``F_s`` its in-plane squared distance (:func:`_nearest_planes`):
+    linear in the volume, in chunks of rows. A voxel's squared distance depends
+    only on its offset (|dz|, |dy|, |dx|) from its nearest target voxel: the bin
+    of every offset within the threshold is computed once, with the arithmetic
+    of :func:`_squared_slabs`, into a table that each voxel's offset indexes;
+    offsets past the threshold index entries counted in no bin.
+
+    Memory: the in-plane offsets of the planes holding a target (2 bytes a voxel
+    of each), and a chunk's arrays (:data:`_CHUNK_ENTRIES`).
 
     Falls back to one 3D feature transform (:func:`_feature_transform`) and a
     bin search per voxel when that table would pass :data:`_MAX_TABLE` entries
@@ -132,50 +235,47 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region) -> np.ndarra
         return counts
     steps = [np.square(np.arange(n) * step) for n, step in zip(size, spacing)]
     squared = (steps[0].reshape(-1, 1, 1) + steps[1].reshape(-1, 1)) + steps[2]
-    table = np.searchsorted(edges, squared.ravel(), side="left")
-    table = table.astype(np.min_scalar_type(edges.size))
-    table[-1] = edges.size  # counted nowhere, even where the reach was cut to the stack
+    plane_size = size[1] * size[2]
+    # One more dz row, counted nowhere: for the voxels of a column without a target in reach.
+    table = np.append(np.searchsorted(edges, squared.ravel(), side="left"),
+                      np.full(plane_size, edges.size)).astype(np.min_scalar_type(edges.size))
     in_plane = (steps[1].reshape(-1, 1) + steps[2]).ravel()  # by in-plane offset, for the choice
-    in_plane[-1] = np.inf  # (r_y + 1, r_x + 1): no target within reach in the plane
 
     # Each plane holding a target: its voxels' in-plane offset to the nearest target
     # voxel of that plane, as one index (|dy| * size_x + |dx|), past the reach clipped.
-    n_y, n_x = shape[1:]
-    rows, columns = np.arange(n_y).reshape(-1, 1), np.arange(n_x)
-    plane_offsets = {}
-    for z in np.flatnonzero(target.any(axis=(1, 2))):
+    n_z, n_y, n_x = shape
+    sources = np.flatnonzero(target.any(axis=(1, 2)))
+    offsets = np.empty((sources.size, n_y, n_x), dtype=np.min_scalar_type(plane_size - 1))
+    rows = np.arange(n_y, dtype=np.int32).reshape(-1, 1)
+    columns = np.arange(n_x, dtype=np.int32)
+    for i, z in enumerate(sources):
         nearest = ndimage.distance_transform_edt(~target[z], sampling=spacing[1:],
                                                  return_distances=False, return_indices=True)
-        dy = np.minimum(np.abs(nearest[0] - rows), reach[1] + 1)
-        dx = np.minimum(np.abs(nearest[1] - columns), reach[2] + 1)
-        offset = (dy * size[2] + dx).astype(np.int32)
-        offset[(dy > reach[1]) | (dx > reach[2])] = size[1] * size[2] - 1
-        plane_offsets[int(z)] = offset
-    # The in-plane squared distances too, when they fit (8 bytes a voxel of each plane
-    # holding a target); else looked up again for every pair of planes.
-    keep = len(plane_offsets) * n_y * n_x <= _PLANE_VOXELS
-    plane_squared = {z: in_plane[offset] if keep else None for z, offset in plane_offsets.items()}
-    plane_size = size[1] * size[2]
-    outside = len(table) - 1  # (r_z + 1, r_y + 1, r_x + 1): past the threshold
-    best, candidate = np.empty((n_y, n_x)), np.empty((n_y, n_x))
-    closer = np.empty((n_y, n_x), dtype=bool)
-    index = np.empty((n_y, n_x), dtype=np.int32)
-    for z in range(shape[0]):
-        best.fill(np.inf)
-        index.fill(outside)
-        # Nearest planes first: the farther ones then seldom bring a voxel closer.
-        for source in sorted(plane_offsets, key=lambda s: abs(z - s)):  # noqa: B023
-            dz = abs(z - source)
-            if dz > reach[0]:
-                break
-            offset, squared = plane_offsets[source], plane_squared[source]
-            np.add(in_plane[offset] if squared is None else squared, steps[0][dz], out=candidate)
-            np.less(candidate, best, out=closer)
-            if not closer.any():
-                continue
-            np.minimum(best, candidate, out=best)
-            index[closer] = offset[closer] + dz * plane_size
-        bins = table[index[region[z]] if region is not None else index.ravel()]
+        dy, dx = nearest[0], nearest[1]
+        dy -= rows
+        dx -= columns
+        np.minimum(np.abs(dy, out=dy), reach[1] + 1, out=dy)
+        np.minimum(np.abs(dx, out=dx), reach[2] + 1, out=dx)
+        dy *= size[2]
+        dy += dx
+        offsets[i] = dy
+        del nearest, dy, dx
+    # The table's dz part of each (plane, source) pair, flat, past the reach clipped;
+    # a last column (source -1: none within the threshold) the row counted nowhere.
+    dz = np.minimum(np.abs(np.arange(n_z).reshape(-1, 1) - sources), reach[0] + 1)
+    dz = (np.append(dz, np.full((n_z, 1), size[0]), axis=1) * plane_size).ravel()
+    per = max(1, _CHUNK_ENTRIES // (max(n_z, sources.size) * n_x))  # rows at a time
+    for y0 in range(0, n_y, per):
+        chunk = slice(y0, min(n_y, y0 + per))
+        offset = offsets[:, chunk].reshape(sources.size, -1)
+        n_columns = offset.shape[1]
+        best = _nearest_planes(in_plane[offset], sources, steps[0][1], n_z, edges[-1])
+        # Source -1 takes the last source's offsets (any will do) and the dz row of none.
+        index = dz[best + np.arange(0, n_z * (sources.size + 1), sources.size + 1).reshape(-1, 1)]
+        best *= n_columns
+        best += np.arange(n_columns)
+        index += offset.ravel()[best]
+        bins = table[index[region[:, chunk].reshape(n_z, -1)] if region is not None else index.ravel()]
         counts += np.bincount(bins, minlength=edges.size + 1)
     return counts
 
@@ -216,7 +316,8 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None)
     The pipeline computes it in the distances step, for the distances the
     image's cumulative distribution will have, and stores it with the
     distances (:func:`rna_localization.steps.measure_distances`). Memory:
-    12 bytes a voxel of each plane holding a target, and a few planes' worth.
+    2 bytes a voxel of each plane holding a target, and a few rows' worth
+    (with a threshold of tens of microns, a 3D transform: 12 bytes a voxel).
 
     Parameters
     ----------

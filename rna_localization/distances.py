@@ -15,23 +15,30 @@ Overlapping objects (distance 0) are found directly from the shared voxels.
 A target without boundary voxels is one object filling the whole stack: every
 object overlaps it.
 
+Which boundary voxels are measured
+----------------------------------
+The distance to the targets changes by at most the step moved, so a voxel
+``v`` is at least ``d(q) - |v - q|`` from every target for any point ``q``
+whose distance ``d(q)`` is known. Two KD-tree queries per object (its
+centroid, and one object radius behind it, away from the target) bound every
+boundary voxel's distance from below this way; the object's distance to the
+target voxel nearest its centroid bounds its distance from above. Voxels whose
+lower bound exceeds that can be neither nearest nor tied and are not measured:
+on small objects far from their targets, about 7 in 8 (see ``_prune``). The
+bounds hold wherever the two points fall, so this is exact for any shape.
+
 Two ways to the nearest target voxel
 ------------------------------------
-Each source boundary voxel's distance to the nearest target voxel comes
-either from a KD-tree of the target boundary voxels (cost grows with the
-number of source boundary voxels, and with how far they are from the
-targets) or from exact Euclidean distance transforms of the box around
-both: a 2D transform of each plane holding a target voxel, read at every
-source voxel (cost grows with those planes' area and with the number of
-source voxels times those planes, however far the voxels are).
-The KD-tree wins on sparse RNA; the transform on tens of thousands of RNA
-objects per stack far from large targets. ``method="auto"`` estimates both
-costs per image and picks the cheaper; either way the object's minimum and
-its tied target voxels (a ball query in the KD-tree) are found the same way.
-The KD-tree queries are bounded by each object's distance to one target
-voxel near it: voxels farther than that from every target, most of a small
-object facing away from the targets, cannot be nearest or tied, and their
-searches stop early (see ``_bounded_queries``).
+Each remaining voxel's distance to the nearest target voxel comes either from
+a KD-tree of the target boundary voxels (cost grows with the number of those
+voxels, and with how far they are from the targets) or from exact Euclidean
+distance transforms of the box around both: a 2D transform of each plane
+holding a target voxel, read at every such voxel (cost grows with those
+planes' area, however few the voxels). ``method="auto"`` estimates both costs
+per image and picks the cheaper. The KD-tree queries stop at their object's
+upper bound, and return the 4 nearest target voxels: tied target objects come
+from them (a ball search only where all 4 tie). Either way the object's
+minimum and its tied target voxels are found the same way.
 """
 
 from __future__ import annotations
@@ -52,19 +59,20 @@ DISTANCE_COLUMNS = {"object_id": "int64", "distance": "float64", "target_id": "I
 #: Ways :func:`nearest_distances` can find each boundary voxel's nearest target voxel.
 DISTANCE_METHODS = ("auto", "kdtree", "edt")
 
-# Cost model of the two methods (seconds, from benchmarks/bench_distances.py,
-# "method choice"): a KD-tree query costs about _KD_SECONDS per query point and
-# per log2 of the target points, times (1 + distance to the target /
-# _KD_REACH_UM); the transforms cost _EDT_PLANE_SECONDS per voxel of each plane
-# of the box holding a target voxel, plus _EDT_SOURCE_SECONDS per source voxel
-# and such plane. Only the ratio of the two matters: the transforms' constants
-# were fitted to the KD-tree's (bounded queries, 2 threads) by least squares on
-# that table's 16 timings, with one fixed cost shared by both methods, on a quiet
-# machine (constants fitted on a loaded one had the transforms 3x too cheap).
-_KD_SECONDS = 2.4e-8
+# Cost model of the two methods (seconds), for the voxels left after pruning
+# (the pruning's own two queries per object are common to both): a KD-tree query
+# costs about _KD_SECONDS per query point and per log2 of the target points,
+# times (1 + distance to the target / _KD_REACH_UM), shared by the threads; the
+# transforms cost _EDT_PLANE_SECONDS per voxel of each plane of the box holding
+# a target voxel, plus _EDT_SOURCE_SECONDS per source voxel and such plane, on
+# one core. Only the ratio matters. Fitted by least squares on the 8 images of
+# benchmarks/bench_distances.py, "method choice", each method timed alone on
+# one thread in CPU seconds (the machine was shared: CPU time is what load
+# inflates least, and it inflates both methods alike).
+_KD_SECONDS = 5.3e-8
 _KD_REACH_UM = 1.0
-_EDT_PLANE_SECONDS = 2.2e-8
-_EDT_SOURCE_SECONDS = 9.4e-9
+_EDT_PLANE_SECONDS = 3.4e-8
+_EDT_SOURCE_SECONDS = 2.4e-8
 # A plane's transform holds ~25 bytes per voxel: above this many voxels in a
 # plane of the box the KD-tree is used whatever the estimate (about 800 MB).
 _EDT_MAX_VOXELS = 1 << 25
@@ -91,15 +99,21 @@ def _face_boundary(flat_labels: np.ndarray, voxels: np.ndarray, shape) -> np.nda
     (M,) ndarray of int
         The boundary voxels' flat indices, ascending.
     """
+    if voxels.size == 0:
+        return voxels
     labels = flat_labels[voxels]
-    coords = np.unravel_index(voxels, shape)
-    strides = np.cumprod((1, *shape[:0:-1]))[::-1]
-    boundary = np.zeros(voxels.size, dtype=bool)
-    for axis, (coord, stride) in enumerate(zip(coords, strides)):
-        below = np.flatnonzero(coord > 0)
-        boundary[below] |= flat_labels[voxels[below] - stride] != labels[below]
-        above = np.flatnonzero(coord < shape[axis] - 1)
-        boundary[above] |= flat_labels[voxels[above] + stride] != labels[above]
+    n_z, n_y, n_x = shape
+    plane = n_y * n_x
+    # Along x the neighbours are the voxels next in the list: a run of the same
+    # label holds each one's x-neighbours (no gathers from the whole image).
+    x = voxels % n_x
+    joined = (np.diff(voxels) == 1) & (labels[1:] == labels[:-1])
+    boundary = np.r_[~joined, True] & (x < n_x - 1)
+    boundary |= np.r_[True, ~joined] & (x > 0)
+    for coord, stride, n in ((voxels // plane, plane, n_z), (voxels // n_x % n_y, n_x, n_y)):
+        # "clip" keeps the indices of voxels on the volume's edge valid; those are masked out.
+        boundary |= (flat_labels.take(voxels - stride, mode="clip") != labels) & (coord > 0)
+        boundary |= (flat_labels.take(voxels + stride, mode="clip") != labels) & (coord < n - 1)
     return voxels[boundary]
 
 
@@ -123,7 +137,7 @@ def nearest_distances(
     voxel of A and the centre of any voxel of any target object. It is 0 when
     A shares a voxel with a target object. The computation is exact: every
     voxel pair is accounted for (see the module docstring for why comparing
-    face-boundary voxels in a KD-tree is enough).
+    face-boundary voxels is enough, and why most of them need no search).
 
     Parameters
     ----------
@@ -141,11 +155,11 @@ def nearest_distances(
         Threads for the KD-tree queries; None (the default) uses every core
         this process may run on (:func:`usable_cores`), -1 every core.
     method : {"auto", "kdtree", "edt"}
-        How each boundary voxel's nearest target voxel is found: a KD-tree of
-        the targets' boundary voxels, or exact Euclidean distance transforms
-        of the box around both images' boundary voxels, one 2D transform per
-        plane holding a target voxel (faster for many objects near large
-        targets). ``"auto"`` picks the one a cost model
+        How the nearest target voxel of each boundary voxel that may be
+        nearest is found: a KD-tree of the targets' boundary voxels, or exact
+        Euclidean distance transforms of the box around those voxels and the
+        targets, one 2D transform per plane holding a target voxel (faster
+        for very many voxels near large targets). ``"auto"`` picks the one a cost model
         says is faster for this image. Both are exact; ties are resolved the
         same way, so every method gives the same objects, targets and
         distances (to rounding, 1e-12 relative).
@@ -190,7 +204,7 @@ def nearest_distances(
     flat_targets = np.ravel(target_label_image)
 
     source_voxels = np.flatnonzero(flat_labels != 0)  # a bool mask: 3x faster than on ints
-    object_ids = np.unique(flat_labels[source_voxels]).astype(np.int64)
+    object_ids = _present_labels(flat_labels[source_voxels])
     n = object_ids.size
     distance = np.full(n, np.nan)
     target_id = np.full(n, -1, dtype=np.int64)
@@ -226,6 +240,20 @@ def nearest_distances(
     return pd.DataFrame({"object_id": object_ids, "distance": distance, "target_id": nearest})
 
 
+def _present_labels(labels: np.ndarray) -> np.ndarray:
+    """The distinct values of `labels`, ascending, as int64.
+
+    Labels numbered from 1 (as :func:`label_objects` numbers them) are counted,
+    several times faster than sorting or hashing them; others are hashed.
+    """
+    if labels.size and labels.dtype.kind in "iu":
+        low, high = int(labels.min()), int(labels.max())
+        if low >= 0 and high <= 4 * labels.size + 1024:
+            counts = np.bincount(labels.astype(np.intp, copy=False), minlength=high + 1)
+            return np.flatnonzero(counts).astype(np.int64)
+    return np.unique(labels).astype(np.int64)
+
+
 def _nearest_from_boundaries(
     flat_labels, flat_targets, shape, source_voxels, target_voxels,
     scale, object_ids, distance, target_id, tie_rtol, workers, method,
@@ -236,8 +264,9 @@ def _nearest_from_boundaries(
     """
     target_labels = flat_targets[target_voxels].astype(np.int64)
     target_points = np.column_stack(np.unravel_index(target_voxels, shape)) * scale
-    # Sliding-midpoint splits suit points on a voxel grid: queries ~25% faster.
-    tree = cKDTree(target_points, balanced_tree=False, compact_nodes=False)
+    # Sliding-midpoint splits suit points on a voxel grid: queries ~25% faster; leaves of 32
+    # points ~20% faster than 16 on the far queries of dense RNA near large targets.
+    tree = cKDTree(target_points, leafsize=32, balanced_tree=False, compact_nodes=False)
 
     source_labels = flat_labels[source_voxels].astype(np.int64)
     order = np.argsort(source_labels, kind="stable")
@@ -245,14 +274,21 @@ def _nearest_from_boundaries(
     source_points = np.column_stack(np.unravel_index(source_voxels, shape)) * scale
 
     threads = usable_cores() if workers == -1 else min(workers, usable_cores())
-    if method == "auto":
-        method = _choose_method(tree, source_points, source_voxels, target_voxels, shape,
-                                threads)
     starts = _group_starts(source_labels)
+    # Only the voxels that may be nearest or tied are measured, by either method.
+    needed, bound = _prune(tree, source_points, starts, threads, tie_rtol)
+    if method == "auto":
+        method = _choose_method(tree, source_points[needed], source_voxels[needed],
+                                target_voxels, shape, threads)
+    voxel_distance = np.full(len(source_voxels), np.inf)
     if method == "edt":
-        voxel_distance = _edt_distances(source_voxels, target_voxels, shape, scale)
+        voxel_distance[needed] = _edt_distances(source_voxels[needed], target_voxels, shape,
+                                                scale)
+        neighbours = neighbour_index = None
     else:
-        voxel_distance = _bounded_queries(tree, source_points, starts, threads)
+        neighbours, neighbour_index = _query_within(tree, source_points[needed], bound, threads,
+                                                    k=_TIE_NEIGHBOURS)
+        voxel_distance[needed] = neighbours[:, 0]
     object_min = np.minimum.reduceat(voxel_distance, starts)
     rows = np.searchsorted(object_ids, source_labels[starts])
     distance[rows] = object_min
@@ -260,42 +296,62 @@ def _nearest_from_boundaries(
     # Ties: every target voxel within the object's minimum (to rounding) is a
     # candidate; the smallest target label among them wins.
     counts = np.diff(np.r_[starts, source_labels.size])
-    point_min = np.repeat(object_min, counts)
-    radius = point_min * (1.0 + tie_rtol) + 1e-12
+    radius = np.repeat(object_min * (1.0 + tie_rtol) + 1e-12, counts)
     candidates = np.flatnonzero(voxel_distance <= radius)
-    hits = tree.query_ball_point(
-        source_points[candidates], r=radius[candidates], return_sorted=False, workers=workers
-    )
-    hit_counts = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
-    hit_labels = target_labels[np.concatenate(hits).astype(np.int64)]
-    hit_sources = np.repeat(source_labels[candidates], hit_counts)
-    order = np.lexsort((hit_labels, hit_sources))
-    hit_sources, hit_labels = hit_sources[order], hit_labels[order]
-    first = _group_starts(hit_sources)
-    target_id[np.searchsorted(object_ids, hit_sources[first])] = hit_labels[first]
+    if neighbours is None:
+        # The transforms give no target voxels: a few nearest ones, searched no farther
+        # than the radius (a short search).
+        neighbours, neighbour_index = _query_within(
+            tree, source_points[candidates], radius[candidates], threads, k=_TIE_NEIGHBOURS)
+        at = np.arange(candidates.size)
+    else:
+        at = np.searchsorted(needed, candidates)
+    # The few nearest target voxels hold every tied one unless all are within the
+    # radius: then (rarely) a ball search finds them all.
+    within = neighbours[at] <= radius[candidates, None]
+    labels = target_labels[np.where(within, neighbour_index[at], 0)]
+    best = np.where(within, labels, np.iinfo(np.int64).max).min(axis=1)
+    searched = np.flatnonzero(within[:, -1])
+    if searched.size:
+        hits = tree.query_ball_point(source_points[candidates[searched]],
+                                     r=radius[candidates[searched]], return_sorted=False,
+                                     workers=threads)
+        hit_counts = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
+        hit_labels = target_labels[np.concatenate(hits).astype(np.int64)]
+        hit_rows = np.repeat(np.arange(searched.size), hit_counts)
+        order = np.lexsort((hit_labels, hit_rows))
+        first = _group_starts(hit_rows[order])
+        best[searched] = hit_labels[order][first]
+    groups = _group_starts(source_labels[candidates])
+    target_id[np.searchsorted(object_ids, source_labels[candidates][groups])] = (
+        np.minimum.reduceat(best, groups))
 
 
-
+# Nearest target voxels each KD-tree query returns: ties among them need no ball search.
+_TIE_NEIGHBOURS = 4
 # Bounded queries run in up to this many groups of similar bounds (one call each),
 # of at least _GROUP_POINTS voxels.
 _BOUND_GROUPS = 256
 _GROUP_POINTS = 2048
 
 
-def _bounded_queries(tree, source_points, starts, threads: int) -> np.ndarray:
-    """Each source voxel's distance to its nearest target voxel, or inf where that exceeds a bound.
+def _prune(tree, source_points, starts, threads: int, tie_rtol: float = 0.0):
+    """The source voxels that may be nearest to a target, or tied with the nearest, per object.
 
-    A voxel whose nearest target is farther than its object's nearest target
-    can neither set the object's distance nor be tied at it, so its exact
-    distance is not needed. One query per object (its first voxel) finds a
-    target voxel ``p``; the object's distance is at most ``u``, the distance
-    from ``p`` to the object's voxel nearest it (computed for every voxel,
-    without the tree). Every voxel is then queried with that upper bound: the
-    search prunes every branch of the tree beyond it, and a voxel farther than
-    ``u`` from every target comes back as inf. The voxels within ``u``, which
-    include every nearest and tied voxel, get the same exact distance as an
-    unbounded query. Most of a small object's voxels face away from the
-    targets: on dense RNA near large targets this halves the queries' time.
+    Two queries per object bound every voxel's distance from below, without
+    querying the voxel: the distance to the targets changes by at most the
+    step moved (triangle inequality), so a voxel ``v`` is at least
+    ``d(q) - |v - q|`` from every target, for any point ``q`` whose distance
+    ``d(q)`` is known. The points queried are the object's centroid ``c`` and
+    ``b``, one object radius behind it (away from the target voxel ``p``
+    nearest to ``c``): ``c`` bounds the voxels near it, ``b`` those on the
+    object's far side and flanks. The object's distance is at most ``u``, the
+    distance from ``p`` to the object's voxel nearest it (computed for every
+    voxel, without the tree). A voxel whose lower bound exceeds ``u`` (times
+    ``1 + tie_rtol``, with a margin over rounding) can be neither nearest nor
+    tied, and is dropped: on small objects far from their targets, about 7 in
+    8. The bounds hold wherever ``c`` and ``b`` fall (the choice only decides
+    how many voxels are dropped), so the result is exact whatever the shapes.
 
     Parameters
     ----------
@@ -307,25 +363,70 @@ def _bounded_queries(tree, source_points, starts, threads: int) -> np.ndarray:
         Index of each object's first row in `source_points`.
     threads : int
         Threads for the queries (at most the usable cores).
+    tie_rtol : float
+        Relative tolerance of a tie (see :func:`nearest_distances`).
 
     Returns
     -------
-    (N,) ndarray of float64
-        Exact distances within each object's bound, inf beyond it.
+    needed : (K,) ndarray of int
+        Rows of `source_points` that may be nearest or tied, ascending.
+    bound : (K,) ndarray of float64
+        For each, its object's ``u`` with the margins: a search can stop there.
     """
-    _, first = tree.query(source_points[starts], k=1, workers=threads)
     counts = np.diff(np.r_[starts, len(source_points)])
-    offsets = source_points - np.repeat(tree.data[first], counts, axis=0)
-    reach = np.minimum.reduceat(np.sqrt(np.einsum("ij,ij->i", offsets, offsets)), starts)
+    centre = np.add.reduceat(source_points, starts) / counts[:, None]
+    from_centre = _norm(source_points - np.repeat(centre, counts, axis=0))
+    radius = np.maximum.reduceat(from_centre, starts)
+    near, first = tree.query(centre, k=1, workers=threads)
+    nearest = tree.data[first]
+    away = centre - nearest
+    length = _norm(away)
+    away /= np.where(length > 0, length, 1.0)[:, None]
+    behind = centre + radius[:, None] * away
+    reach = np.minimum.reduceat(_norm(source_points - np.repeat(nearest, counts, axis=0)),
+                                starts)
     # A margin over rounding: the tree's own sums may differ from these in the last bits.
-    bound = np.repeat(reach, counts) * (1 + 1e-6) + 1e-9
+    limit = reach * (1 + tie_rtol) * (1 + 1e-6) + 1e-9
+    # Every voxel is within 2 radii of b: b farther than limit + 2 radii from every
+    # target rules them all out, and its search can stop there (inf counts as that much).
+    cap = limit + 2 * radius * (1 + 1e-9) + 1e-9
+    far = _query_within(tree, behind, cap, threads, k=1)[0][:, 0]
+    far = np.minimum(far, cap)
+    bound = np.repeat(limit, counts)
+    lower = np.repeat(near, counts) - from_centre
+    np.maximum(lower, np.repeat(far, counts)
+               - _norm(source_points - np.repeat(behind, counts, axis=0)), out=lower)
+    needed = np.flatnonzero(lower <= bound)
+    return needed, bound[needed]
+
+
+def _norm(vectors: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+
+
+def _query_within(tree, points, bound, threads: int, k: int = 1):
+    """Each point's `k` nearest target voxels within its bound.
+
+    The search prunes every branch of the tree beyond the bound; points are
+    queried in groups of similar bounds, one call per group, sharing `threads`.
+
+    Returns
+    -------
+    distance : (N, k) ndarray of float64
+        Ascending; inf beyond the bound.
+    index : (N, k) ndarray of int
+        Rows of ``tree.data``; ``tree.n`` beyond the bound.
+    """
     order = np.argsort(bound, kind="stable")
-    distance = np.empty(len(source_points))
+    distance = np.empty((len(points), k))
+    index = np.empty((len(points), k), dtype=np.int64)
 
     def query(group):
         group = np.sort(group)  # neighbouring voxels queried together: better cache use
-        distance[group], _ = tree.query(source_points[group], k=1,
-                                        distance_upper_bound=float(bound[group].max()))
+        found, rows = tree.query(points[group], k=k,
+                                 distance_upper_bound=float(bound[group].max()))
+        distance[group] = found.reshape(-1, k)
+        index[group] = rows.reshape(-1, k)
 
     # Groups of at least _GROUP_POINTS voxels: each call has a fixed cost.
     groups = np.array_split(order, max(1, min(_BOUND_GROUPS, len(order) // _GROUP_POINTS)))
@@ -339,7 +440,7 @@ def _bounded_queries(tree, source_points, starts, threads: int) -> np.ndarray:
     else:
         for group in groups:
             query(group)
-    return distance
+    return distance, index
 
 
 def _box(source_voxels, target_voxels, shape) -> tuple[slice, ...]:

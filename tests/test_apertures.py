@@ -57,7 +57,7 @@ def test_matches_brute_force_oracle(spacing, seed):
     raw = rng.integers(0, 1000, labels.shape).astype(np.uint16)
     # Radii on which many voxels lie exactly (a 0.3 um z-step, a 0.1 um xy-step).
     for grow_um, shell_um in [(0.3, 0.3), (0.2, 0.13), (0.0, 0.3), (0.4, 1.0)]:
-        measured = aperture_intensities(labels, raw, spacing=spacing, grow_um=grow_um, shell_um=shell_um)
+        measured = aperture_intensities(labels, raw, spacing=spacing, grow_um=grow_um, shell_um=shell_um, background="shell")
         expected = _oracle(labels, raw, spacing, grow_um, shell_um)
         assert list(measured.columns) == list(APERTURE_COLUMNS)
         # Integer intensities: sums and medians are exact in float64.
@@ -68,7 +68,7 @@ def test_float_intensities_and_sparse_labels_match_oracle():
     rng = np.random.default_rng(11)
     labels = _random_objects(rng, (7, 12, 9), 3, labels=[9, 2, 40])
     raw = rng.normal(300, 40, labels.shape).astype(np.float32)
-    measured = aperture_intensities(labels, raw, spacing=SPACING, grow_um=0.25, shell_um=0.2)
+    measured = aperture_intensities(labels, raw, spacing=SPACING, grow_um=0.25, shell_um=0.2, background="shell")
     expected = _oracle(labels, raw, SPACING, 0.25, 0.2)
     pd.testing.assert_frame_equal(measured, expected, check_dtype=False, rtol=1e-12)
 
@@ -78,7 +78,7 @@ def test_exact_tie_goes_to_smallest_label():
     # the left one (label 2), the rule says label 1.
     labels = np.array([[[2, 0, 0, 0, 1]]], np.int32)
     raw = np.array([[[1, 10, 100, 1000, 10000]]], np.uint16)
-    table = aperture_intensities(labels, raw, spacing=1.0, grow_um=2.0, shell_um=1.0)
+    table = aperture_intensities(labels, raw, spacing=1.0, grow_um=2.0, shell_um=1.0, background="shell")
     assert table["aperture_area"].tolist() == [3, 2]
     assert table["shell_area"].tolist() == [0, 0]
 
@@ -91,7 +91,7 @@ def test_tie_off_the_cell_edge_goes_to_smallest_label():
     labels[2, 2, 6] = 1
     labels[2, 3, 5] = labels[3, 1, 6] = 2
     raw = np.arange(labels.size, dtype=np.uint16).reshape(labels.shape)
-    measured = aperture_intensities(labels, raw, spacing=1.0, grow_um=1.5, shell_um=2.5)
+    measured = aperture_intensities(labels, raw, spacing=1.0, grow_um=1.5, shell_um=2.5, background="shell")
     expected = _oracle(labels, raw, 1.0, 1.5, 2.5)
     pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
 
@@ -103,7 +103,7 @@ def test_objects_far_from_each_other_and_the_box_margin():
     labels[0, 0, 0] = 1
     labels[9, 59, 58:] = 2
     raw = np.arange(labels.size, dtype=np.float64).reshape(labels.shape) % 97
-    measured = aperture_intensities(labels, raw, spacing=(0.3, 0.1, 0.1), grow_um=0.3, shell_um=0.3)
+    measured = aperture_intensities(labels, raw, spacing=(0.3, 0.1, 0.1), grow_um=0.3, shell_um=0.3, background="shell")
     expected = _oracle(labels, raw, (0.3, 0.1, 0.1), 0.3, 0.3)
     pd.testing.assert_frame_equal(measured, expected, check_dtype=False, rtol=1e-12)
 
@@ -113,7 +113,7 @@ def test_empty_shell_falls_back_to_the_image_median():
     labels[0, :, :2] = 1
     labels[0, :, 2] = 2  # every voxel is an object voxel: no shell
     raw = np.arange(9, dtype=np.uint16).reshape(1, 3, 3)
-    table = aperture_intensities(labels, raw, spacing=1.0)
+    table = aperture_intensities(labels, raw, spacing=1.0, background="shell")
     assert table["shell_area"].tolist() == [0, 0]
     assert table["background"].tolist() == [4.0, 4.0]
     assert table["spot_intensity"].tolist() == [0 + 1 + 3 + 4 + 6 + 7 - 4.0 * 6, 2 + 5 + 8 - 4.0 * 3]
@@ -188,7 +188,7 @@ def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="grow_um must be finite"):
         aperture_intensities(labels, raw, spacing=SPACING, grow_um=np.inf)
     with pytest.raises(ValueError, match="shell_um must be finite and > 0"):
-        aperture_intensities(labels, raw, spacing=SPACING, shell_um=0)
+        aperture_intensities(labels, raw, spacing=SPACING, shell_um=0, background="shell")
     with pytest.raises(ValueError, match="spacing must be positive"):
         aperture_intensities(labels, raw, spacing=(0.2, 0, 0.1))
     with pytest.raises(ValueError, match=r"3D \(Z, Y, X\)"):
@@ -216,12 +216,12 @@ def test_dense_blocks_and_walks_with_many_ties_match_oracle(seed):
     raw = rng.integers(0, 4000, shape).astype(np.uint16)
     for grow_um, shell_um in [(0.3, 0.3), (0.1, 0.2), (0.0, 0.6)]:
         measured = aperture_intensities(labels, raw, spacing=(0.3, 0.1, 0.1),
-                                        grow_um=grow_um, shell_um=shell_um)
+                                        grow_um=grow_um, shell_um=shell_um, background="shell")
         expected = _oracle(labels, raw, (0.3, 0.1, 0.1), grow_um, shell_um)
         pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
         # Float intensities take the other median path; they must agree too.
         floats = aperture_intensities(labels, raw.astype(np.float32), spacing=(0.3, 0.1, 0.1),
-                                      grow_um=grow_um, shell_um=shell_um)
+                                      grow_um=grow_um, shell_um=shell_um, background="shell")
         pd.testing.assert_frame_equal(floats, expected, check_dtype=False, check_exact=True)
 
 
@@ -244,7 +244,7 @@ def test_slabs_of_planes_give_the_whole_stack_answer(monkeypatch, slab_voxels, b
     shape = (9, 14, 13)
     labels = _random_objects(rng, shape, 35)
     raw = rng.integers(0, 4000, shape).astype(np.uint16)
-    measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.3, shell_um=0.3)
+    measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.3, shell_um=0.3, background="shell")
     expected = _oracle(labels, raw, (0.2, 0.1, 0.1), 0.3, 0.3)
     pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
     # A lone voxel: the voxels exactly 0.6 um (three planes) above and below it are
@@ -252,7 +252,7 @@ def test_slabs_of_planes_give_the_whole_stack_answer(monkeypatch, slab_voxels, b
     lone = np.zeros((9, 3, 3), np.int32)
     lone[4, 1, 1] = 1
     raw = np.arange(lone.size, dtype=np.uint16).reshape(lone.shape)
-    measured = aperture_intensities(lone, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.3, shell_um=0.3)
+    measured = aperture_intensities(lone, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.3, shell_um=0.3, background="shell")
     expected = _oracle(lone, raw, (0.2, 0.1, 0.1), 0.3, 0.3)
     pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
 
@@ -286,3 +286,136 @@ def test_int64_keys_give_the_same_answer(monkeypatch):
     measured = aperture_intensities(labels, raw, spacing=(0.3, 0.1, 0.1), grow_um=0.3, shell_um=0.3)
     expected = _oracle(labels, raw, (0.3, 0.1, 0.1), 0.3, 0.3)
     pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
+
+
+# ------------------------------------------------------------------ the plane background
+def _plane_oracle(labels, raw, spacing, grow_um, sigma_um, shell_um=0.3):
+    """Voxel by voxel: every aperture voxel's background is the Gaussian-weighted mean of its
+    plane's voxels outside every aperture box, within scipy's truncation (4 sigmas);
+    an object with an aperture voxel that has none takes the shell oracle's row."""
+    spacing = np.broadcast_to(np.asarray(spacing, float), (3,))
+    shell = _oracle(labels, raw, spacing, grow_um, shell_um).set_index("object_id")
+    object_points = np.argwhere(labels != 0)
+    object_labels = labels[labels != 0].astype(np.int64)
+    all_points = np.argwhere(np.ones(labels.shape, bool))
+    distance = cdist(all_points * spacing, object_points * spacing)
+    best = distance.min(axis=1)
+    tied = distance <= best[:, None] * (1 + 1e-9) + 1e-12
+    nearest = np.where(tied, object_labels, np.iinfo(np.int64).max).min(axis=1)
+    in_aperture = best <= grow_um * (1 + 1e-9) + 1e-12
+    reach = np.floor(grow_um * (1 + 1e-9) / spacing + 1e-12 / spacing).astype(int)
+    boxed = np.zeros(labels.shape, bool)
+    for point in object_points:
+        boxed[tuple(slice(max(c - r, 0), c + r + 1) for c, r in zip(point, reach))] = True
+    sigma = sigma_um / spacing[1:]
+    radius = (4.0 * sigma + 0.5).astype(int)
+    rows = []
+    for object_id in np.unique(object_labels):
+        total, level, missing = 0.0, 0.0, False
+        for flat in np.flatnonzero((nearest == object_id) & in_aperture):
+            z, y, x = all_points[flat]
+            y0, y1 = max(y - radius[0], 0), min(y + radius[0] + 1, labels.shape[1])
+            x0, x1 = max(x - radius[1], 0), min(x + radius[1] + 1, labels.shape[2])
+            outside = ~boxed[z, y0:y1, x0:x1]
+            dy, dx = np.meshgrid(np.arange(y0, y1) - y, np.arange(x0, x1) - x, indexing="ij")
+            weight = np.exp(-0.5 * ((dy / sigma[0]) ** 2 + (dx / sigma[1]) ** 2)) * outside
+            if weight.sum() == 0:
+                missing = True
+                continue
+            here = (weight * raw[z, y0:y1, x0:x1]).sum() / weight.sum()
+            total += float(raw[z, y, x]) - here
+            level += here
+        area = int(((nearest == object_id) & in_aperture).sum())
+        row = shell.loc[object_id].to_dict()
+        if not missing:
+            row.update(spot_intensity=total, background=level / area)
+        rows.append({"object_id": int(object_id), **row})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_plane_background_matches_voxel_by_voxel_oracle(seed):
+    # A Gaussian sigma of 1.5 voxels makes cells of one voxel: the grid is then the
+    # plane itself and the package's answer must be the oracle's (to the float32 the
+    # grid is kept in: about 1e-7 of the level per voxel).
+    rng = np.random.default_rng(300 + seed)
+    shape = (6, 18, 17)
+    labels = _random_objects(rng, shape, int(rng.integers(2, 12)))
+    raw = rng.integers(100, 3000, shape).astype(np.uint16)
+    for grow_um in (0.3, 0.1, 0.0):
+        measured = aperture_intensities(labels, raw, spacing=(0.3, 0.1, 0.1), grow_um=grow_um,
+                                        background_sigma_um=0.15, background="plane")
+        expected = _plane_oracle(labels, raw, (0.3, 0.1, 0.1), grow_um, 0.15)
+        pd.testing.assert_frame_equal(measured, expected[list(APERTURE_COLUMNS)],
+                                      check_dtype=False, rtol=1e-6, atol=0.05)
+
+
+@pytest.mark.parametrize(("slab_voxels", "block_planes"), [(1, 16), (2 * 18 * 17, 2), (20_925, 16)])
+def test_plane_background_in_slabs_gives_the_whole_stack_answer(monkeypatch, slab_voxels,
+                                                                 block_planes):
+    from rna_localization import apertures
+
+    rng = np.random.default_rng(5)
+    shape = (9, 18, 17)
+    labels = _random_objects(rng, shape, 20)
+    raw = rng.integers(0, 4000, shape).astype(np.uint16)
+    expected = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), background_sigma_um=0.15, background="plane")
+    monkeypatch.setattr(apertures, "_SLAB_VOXELS", slab_voxels)
+    monkeypatch.setattr(apertures, "_BLOCK_PLANES", block_planes)
+    measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), background_sigma_um=0.15, background="plane")
+    pd.testing.assert_frame_equal(measured, expected, check_exact=True)
+    oracle = _plane_oracle(labels, raw, (0.2, 0.1, 0.1), 0.3, 0.15)
+    pd.testing.assert_frame_equal(measured, oracle[list(APERTURE_COLUMNS)], check_dtype=False,
+                                  rtol=1e-6, atol=0.05)
+
+
+def test_plane_background_follows_a_steep_depth_profile():
+    # Autofluorescence rising with depth below the embryo surface, curved over the
+    # aperture's own depth: a 3D shell's median misses the background under the spot
+    # (its shell reaches planes whose background differs from the aperture's), the
+    # plane background takes each plane's own level.
+    from scipy.special import ndtr
+
+    z_um = np.arange(SHAPE[0]) * SPACING[0]
+    depth = 800.0 * ndtr((z_um - CENTRE_UM[0] + 0.6) / 0.8)[:, None, None]
+    lateral = np.linspace(0, 150, SHAPE[2])[None, None, :]  # a gentle lateral slope too
+    spot = _gaussian(SHAPE, CENTRE_UM, 1000.0)
+    labels = (spot >= spot.max() / 2).astype(np.int32)
+    image = spot + 300 + depth + lateral
+    inside = aperture_intensities(labels, spot, spacing=SPACING, background="shell").iloc[0]
+    plane = aperture_intensities(labels, image, spacing=SPACING, background="plane").iloc[0]
+    shell = aperture_intensities(labels, image, spacing=SPACING, background="shell").iloc[0]
+    light = inside["spot_intensity"]  # the spot's own light in its aperture, on black
+    assert plane["spot_intensity"] == pytest.approx(light, rel=0.01)
+    assert abs(shell["spot_intensity"] / light - 1) > 0.05
+
+
+def test_plane_background_ignores_a_neighbour_inside_its_own_aperture():
+    # A very bright neighbour with no tails (a flat block confined to its mask): its
+    # aperture is excluded from the background, so the dim object's background is the
+    # flat level exactly.
+    labels = np.zeros((5, 30, 30), np.int32)
+    labels[2, 10:12, 10:12] = 1
+    labels[1:4, 14:18, 10:14] = 2
+    raw = np.full(labels.shape, 200.0)
+    raw[labels == 1] += 50
+    raw[labels == 2] += 100_000
+    table = aperture_intensities(labels, raw, spacing=(0.3, 0.1, 0.1), background="plane").set_index("object_id")
+    assert table.loc[1, "background"] == pytest.approx(200.0, rel=1e-12)
+    assert table.loc[1, "spot_intensity"] == pytest.approx(50.0 * 4, rel=1e-9)
+    assert table.loc[2, "spot_intensity"] == pytest.approx(100_000.0 * 48, rel=1e-9)
+
+
+def test_plane_background_falls_back_to_the_shell_where_a_plane_has_none():
+    # Objects fill every plane: no voxel outside every aperture, so the shell's answer.
+    labels = np.zeros((1, 3, 3), np.int32)
+    labels[0, :, :2] = 1
+    labels[0, :, 2] = 2
+    raw = np.arange(9, dtype=np.uint16).reshape(1, 3, 3)
+    plane = aperture_intensities(labels, raw, spacing=1.0, background="plane")
+    shell = aperture_intensities(labels, raw, spacing=1.0, background="shell")
+    pd.testing.assert_frame_equal(plane, shell, check_exact=True)
+    with pytest.raises(ValueError, match="background must be 'plane' or 'shell'"):
+        aperture_intensities(labels, raw, spacing=1.0, background="median")
+    with pytest.raises(ValueError, match="background_sigma_um must be finite and > 0"):
+        aperture_intensities(labels, raw, spacing=1.0, background_sigma_um=0, background="plane")

@@ -69,16 +69,16 @@ def _brute_force_percent(target, spacing, grid, region=None):
     return 100 * within / within[-1]
 
 
-# How _counts works: planes combined with their squared distances kept, or looked up for
-# every pair of planes, or (a threshold too large for its table) one 3D transform.
-WAYS = ["planes kept", "planes looked up", "3D transform"]
+# How _counts works: planes combined along z in one chunk of rows, or one row at a time,
+# or (a threshold too large for its table) one 3D transform.
+WAYS = ["one chunk", "row by row", "3D transform"]
 
 
 def _use(way, monkeypatch):
     from rna_localization import baseline
 
-    if way == "planes looked up":
-        monkeypatch.setattr(baseline, "_PLANE_VOXELS", 0)
+    if way == "row by row":
+        monkeypatch.setattr(baseline, "_CHUNK_ENTRIES", 0)
     elif way == "3D transform":
         monkeypatch.setattr(baseline, "_MAX_TABLE", 0)
 
@@ -140,6 +140,66 @@ def test_a_region_beyond_the_threshold_of_every_target_has_no_baseline():
     far = np.sqrt(0.3**2 + 2 * 3.0**2)
     expected = expected_cumulative_distribution(target, 0.1, [0.0, far], region=region)
     np.testing.assert_allclose(expected, [0.0, 100.0])
+
+
+def _blobs(shape, rng, count, radii):
+    """`count` filled ellipsoids of `radii` (voxels) at random centres."""
+    grid = np.indices(shape)
+    target = np.zeros(shape, dtype=bool)
+    for _ in range(count):
+        centre = [rng.uniform(0, n) for n in shape]
+        target |= sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii)) <= 1
+    return target
+
+
+@pytest.mark.parametrize("way", ["one chunk", "row by row"])
+@pytest.mark.parametrize("kind", ["dense voxels", "large blobs", "staggered planes"])
+@pytest.mark.parametrize("spacing", [(0.2, 0.065, 0.065), (0.5, 0.1, 0.15)])
+def test_many_target_planes_combined_along_z_match_brute_force(kind, spacing, way,
+                                                               monkeypatch):
+    """Every column's nearest plane comes from an envelope of many planes holding a target,
+    with a threshold reaching across most of the stack: the counts must be every pair's."""
+    _use(way, monkeypatch)
+    rng = np.random.default_rng(["dense voxels", "large blobs", "staggered planes"].index(kind))
+    shape = (22, 17, 19)
+    if kind == "dense voxels":
+        target = rng.random(shape) < 0.03
+    elif kind == "large blobs":  # across many planes, and a few lone voxels between them
+        target = _blobs(shape, rng, 4, (6.0, 3.0, 4.0)) | (rng.random(shape) < 0.002)
+    else:  # one voxel in every other plane, each somewhere else: a different nearest plane
+        target = np.zeros(shape, dtype=bool)  # for nearly every (plane, column)
+        z = np.arange(0, shape[0], 2)
+        target[z, rng.integers(0, shape[1], z.size), rng.integers(0, shape[2], z.size)] = True
+    threshold = 0.45 * shape[0] * spacing[0]  # about 10 planes along z
+    grid = np.append(np.arange(0, threshold, threshold / 23)[:23], threshold)
+    region = rng.random(shape) < 0.5
+    for mask in (None, region):
+        np.testing.assert_allclose(
+            expected_cumulative_distribution(target, spacing, grid, region=mask),
+            _brute_force_percent(target, spacing, grid, mask), rtol=1e-12)
+
+
+def test_the_lower_envelope_picks_a_minimizing_plane_for_every_plane_and_column():
+    from rna_localization.baseline import _nearest_planes
+
+    rng = np.random.default_rng(3)
+    planes = np.flatnonzero(rng.random(40) < 0.6)  # sources in 60% of 40 planes
+    values = rng.exponential(2.0, (planes.size, 500))
+    values[:, :10] = 1.0  # equal values: every source lowest around its own plane
+    values[:, 10:20] = 100.0  # nothing within the limit in these columns
+    weight, limit = 0.04, 6.0
+    best = _nearest_planes(values, planes, weight, 40, limit)
+    z = np.arange(40).reshape(-1, 1, 1)
+    sums = values[None] + weight * (z - planes.reshape(1, -1, 1)) ** 2  # (plane, source, column)
+    sums[np.broadcast_to(values[None] > limit, sums.shape)] = np.inf
+    lowest = sums.min(axis=1)
+    assert np.all((best == -1) == np.isinf(lowest))
+    chosen = np.take_along_axis(sums, np.maximum(best, 0)[:, None], axis=1)[:, 0]
+    found = best >= 0
+    np.testing.assert_allclose(chosen[found], lowest[found], rtol=1e-12)
+    # The equal columns: each plane's nearest source.
+    nearest_source = np.abs(np.arange(40).reshape(-1, 1) - planes).min(axis=1)
+    np.testing.assert_array_equal(np.abs(np.arange(40) - planes[best[:, 0]]), nearest_source)
 
 
 def test_offsets_exactly_at_a_distance_count_as_within():

@@ -160,6 +160,22 @@ def test_tie_reached_from_a_voxel_other_than_the_first_queried():
         assert result["distance"].iloc[0] == pytest.approx(6 * step, rel=1e-12)
 
 
+@pytest.mark.parametrize("method", ["kdtree", "edt"])
+def test_a_wide_tie_tolerance_reaches_a_target_beyond_the_nearest(method):
+    """With tie_rtol = 6%, target 3 at 21 voxels from the rod's far end ties with target 7 at
+    20 from its near end: the pruning and the queries must look as far as the tolerance."""
+    rna = np.zeros((1, 3, 80), np.int32)
+    rna[0, 1, 30:50] = 1
+    targets = np.zeros_like(rna)
+    targets[0, 1, 10] = 7
+    targets[0, 1, 70] = 3
+    result = nearest_distances(rna, targets, spacing=0.1, tie_rtol=0.06, method=method)
+    assert result["target_id"].tolist() == [3]
+    assert result["distance"].iloc[0] == pytest.approx(2.0, rel=1e-12)
+    strict = nearest_distances(rna, targets, spacing=0.1, method=method)
+    assert strict["target_id"].tolist() == [7]
+
+
 def _rods(rng, shape, count) -> np.ndarray:
     """`count` one-voxel-thick segments in random directions, labels 1..count (later ones on top)."""
     labels = np.zeros(shape, np.int32)
@@ -189,16 +205,20 @@ def test_elongated_objects_match_all_pairs_brute_force(spacing, seed):
         _compare(nearest_distances(source, target, spacing, method=method, workers=1), expected)
 
 
+@pytest.mark.parametrize("tie_rtol", [0.0, 1e-3])
 @pytest.mark.parametrize("workers", [1, 2])  # groups one after another, or in a thread pool
 @pytest.mark.parametrize("seed", range(3))
-def test_bounded_queries_are_exact_wherever_a_voxel_can_be_nearest(seed, workers, monkeypatch):
-    """Every voxel within its object's minimum distance (a nearest or tied voxel) gets its exact
-    distance from the bounded queries; the others may be left at inf, never below the minimum."""
+def test_pruned_queries_are_exact_wherever_a_voxel_can_be_nearest(seed, workers, tie_rtol,
+                                                                  monkeypatch):
+    """Every voxel within its object's minimum distance (a nearest or tied voxel, to tie_rtol)
+    is kept by the pruning and gets its exact distance from the bounded queries; the others
+    may be dropped or left at inf, never below the minimum. The "objects" are scattered points:
+    their centroids and the points behind them are nowhere near their nearest voxels."""
     from scipy.spatial import cKDTree
     from scipy.spatial.distance import cdist
 
     from rna_localization import distances
-    from rna_localization.distances import _bounded_queries
+    from rna_localization.distances import _prune, _query_within
 
     monkeypatch.setattr(distances, "_GROUP_POINTS", 16)  # many groups of a few voxels
 
@@ -210,10 +230,13 @@ def test_bounded_queries_are_exact_wherever_a_voxel_can_be_nearest(seed, workers
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
     points = points[:sizes.sum()]
     starts = starts[starts < len(points)]
-    got = _bounded_queries(cKDTree(targets), points, starts, workers)
+    tree = cKDTree(targets)
+    needed, bound = _prune(tree, points, starts, workers, tie_rtol)
+    got = np.full(len(points), np.inf)
+    got[needed] = _query_within(tree, points[needed], bound, workers, k=1)[0][:, 0]
     exact = cdist(points, targets).min(axis=1)
     minimum = np.repeat(np.minimum.reduceat(exact, starts), np.diff(np.r_[starts, len(points)]))
-    near = exact <= minimum * (1 + 1e-9) + 1e-12
+    near = exact <= minimum * (1 + tie_rtol) + 1e-12
     np.testing.assert_allclose(got[near], exact[near], rtol=1e-12)
     assert np.all((got[~near] == np.inf) | np.isclose(got[~near], exact[~near], rtol=1e-12))
     np.testing.assert_allclose(np.minimum.reduceat(got, starts), np.minimum.reduceat(exact, starts),
@@ -258,3 +281,117 @@ def test_bad_method_and_workers_are_named():
         nearest_distances(rna, rna, method="fast")
     with pytest.raises(ValueError, match=r"workers must be .* got 0"):
         nearest_distances(rna, rna, workers=0)
+
+
+def _arcs(rng, shape, count, first_label) -> np.ndarray:
+    """`count` one-voxel-thick arcs of circles (up to 3/4 turns) in random planes: their
+    centroids lie off the object, far from the voxel nearest a target."""
+    labels = np.zeros(shape, np.int32)
+    for label in range(first_label, first_label + count):
+        centre = rng.uniform(0, shape)
+        radius = rng.uniform(2, 9)
+        u, v = np.linalg.qr(rng.normal(size=(3, 2)))[0].T
+        angles = rng.uniform(0, 2 * np.pi) + np.linspace(0, rng.uniform(0.5, 1.5) * np.pi, 80)
+        points = centre + radius * (np.outer(np.cos(angles), u) + np.outer(np.sin(angles), v))
+        inside = np.all((points >= 0) & (points < shape), axis=1)
+        labels[tuple(points[inside].astype(int).T)] = label
+    return labels
+
+
+def _balls_of_many_sizes(rng, shape) -> np.ndarray:
+    """Target balls from one voxel to 7 voxels across in x (flattened in z), labels 1..."""
+    grid = np.indices(shape)
+    labels = np.zeros(shape, np.int32)
+    for label, radius in enumerate((0.4, 1, 2, 3.5, 1.5, 0.6, 5), start=1):
+        centre = rng.uniform(0, shape)
+        inside = (((grid[0] - centre[0]) * 2.5) ** 2 + (grid[1] - centre[1]) ** 2
+                  + (grid[2] - centre[2]) ** 2) <= radius**2
+        labels[inside] = label
+    labels[tuple(rng.integers(0, shape, size=(4, 3)).T)] = 9  # single voxels of one object
+    return labels
+
+
+@pytest.mark.parametrize("spacing", [(0.3, 0.07, 0.05), 0.1])
+@pytest.mark.parametrize("seed", range(3))
+def test_pruning_is_exact_for_objects_whose_centroid_is_far_from_their_nearest_voxel(
+        spacing, seed):
+    """Arcs, rods and blobs against targets of many sizes: the pruning's lower bounds come from
+    each object's centroid and a point behind it; a bound taken as exact for every voxel (a
+    radius too small, a centroid taken as inside the object, a missing margin) would drop the
+    nearest voxel of an arc whose middle is far from it, and the all-pairs oracle would differ."""
+    from scipy.spatial import cKDTree
+
+    from rna_localization.distances import _face_boundary, _group_starts, _prune
+
+    rng = np.random.default_rng(700 + seed)
+    shape = (8, 36, 36)
+    source = _arcs(rng, shape, 10, 1)
+    rods = _rods(rng, shape, 6)
+    source[rods != 0] = rods[rods != 0] + 10
+    blobs = label_objects(rng.random(shape) > 0.985)
+    source[(blobs != 0) & (source == 0)] = blobs[(blobs != 0) & (source == 0)] + 20
+    target = _balls_of_many_sizes(rng, shape)
+    target[source != 0] = 0  # no overlaps: every object goes through the pruning
+    expected = oracles.distances(source, target, spacing)
+    for method in ("kdtree", "edt", "auto"):
+        _compare(nearest_distances(source, target, spacing, method=method, workers=2), expected)
+
+    # The data exercise the pruning: it rules out some voxels (not the nearest ones, above).
+    scale = np.broadcast_to(np.asarray(spacing, float), (3,))
+    flat, flat_target = source.ravel(), target.ravel()
+    voxels = _face_boundary(flat, np.flatnonzero(flat), shape)
+    voxels = voxels[np.argsort(flat[voxels], kind="stable")]
+    tree = cKDTree(np.column_stack(np.unravel_index(
+        _face_boundary(flat_target, np.flatnonzero(flat_target), shape), shape)) * scale)
+    needed, _ = _prune(tree, np.column_stack(np.unravel_index(voxels, shape)) * scale,
+                       _group_starts(flat[voxels]), 1)
+    assert needed.size < 0.9 * voxels.size
+
+
+@pytest.mark.parametrize("method", ["kdtree", "edt"])
+def test_more_tied_targets_than_the_queries_return(method):
+    """Six targets exactly as far from the object, more than the 4 nearest a query returns:
+    the search for all of them finds the smallest label, whichever four came first."""
+    rna = np.zeros((5, 5, 5), np.int32)
+    rna[2, 2, 2] = 1
+    targets = np.zeros_like(rna)
+    for label, (z, y, x) in zip((9, 8, 7, 6, 5, 4), [(0, 2, 2), (4, 2, 2), (2, 0, 2),
+                                                       (2, 4, 2), (2, 2, 0), (2, 2, 4)]):
+        targets[z, y, x] = label
+    result = nearest_distances(rna, targets, spacing=0.1, method=method)
+    assert result["target_id"].tolist() == [4]
+    assert result["distance"].iloc[0] == pytest.approx(0.2, rel=1e-12)
+    targets[2, 2, 4] = 0  # five left: still more than four
+    assert nearest_distances(rna, targets, spacing=0.1, method=method)["target_id"].tolist() == [5]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_face_boundary_matches_a_voxel_by_voxel_check(seed):
+    """Runs along x that wrap to the next row, labels that change inside a run, voxels on every
+    face of the volume: a voxel is on the boundary when a face neighbour inside the volume has
+    another label."""
+    from rna_localization.distances import _face_boundary
+
+    rng = np.random.default_rng(900 + seed)
+    # Blocks of one label (interior voxels, runs as wide as a row) and a few stray voxels.
+    blocks = rng.integers(0, 3, size=(2, 2, 2))
+    size = rng.integers(1, 4, size=3)
+    labels = np.repeat(np.repeat(np.repeat(blocks, size[0], 0), size[1], 1), size[2], 2)
+    shape = labels.shape
+    stray = rng.random(shape) < 0.05
+    labels[stray] = rng.integers(0, 4, size=int(stray.sum()))
+    expected = []
+    for voxel in zip(*np.nonzero(labels)):
+        for axis in range(3):
+            for step in (-1, 1):
+                neighbour = list(voxel)
+                neighbour[axis] += step
+                if 0 <= neighbour[axis] < shape[axis] and labels[tuple(neighbour)] != labels[voxel]:
+                    expected.append(np.ravel_multi_index(voxel, shape))
+                    break
+            else:
+                continue
+            break
+    flat = labels.ravel()
+    got = _face_boundary(flat, np.flatnonzero(flat), shape)
+    np.testing.assert_array_equal(got, np.unique(np.array(expected, dtype=np.int64)))
