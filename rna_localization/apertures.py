@@ -31,10 +31,12 @@ How ties are made exact
 No distance transform is used: on a tie it picks a voxel by position, not
 the smallest label. The offsets within ``grow_um + shell_um`` form a small
 stencil, sorted by length; equal lengths (to a relative 1e-9) share a
-*rank* (distinct lengths on a voxel grid differ by far more than that). Every pair of an object voxel and a stencil offset proposes the key
-``rank * (n + 1) + object index`` for the voxel it reaches, and each voxel
-keeps the smallest key proposed (``np.minimum.at``): the nearest distance
-first, then the smallest label among those at that distance -- the rule
+*rank* (distinct lengths on a voxel grid differ by far more than that).
+Every pair of an object voxel and a stencil offset proposes the key
+``rank * 2**b + object index`` (``2**b > n``, the number of objects) for
+the voxel it reaches, and each voxel keeps the smallest key proposed
+(``np.minimum.at``): the nearest distance first, then the smallest label
+among those at that distance -- the rule
 itself, with no tie-breaking step. Pairs that cannot be nearest are never
 formed: an object voxel whose face neighbour on the offset's side is of its
 own object is beaten by that neighbour, so each voxel only sends offsets
@@ -48,7 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .objects import normalize_spacing, object_voxels_and_intensities
+from .objects import normalize_spacing, object_index, object_voxels_and_intensities
 
 __all__ = ["APERTURE_COLUMNS", "APERTURE_GROW_UM", "APERTURE_SHELL_UM", "STORED_COLUMNS",
            "aperture_intensities", "spot_centroids"]
@@ -97,15 +99,38 @@ _RTOL = 1e-9
 _CHUNK = 1 << 18
 
 # Voxels of the box handled at a time (a block of planes and rows, with those within
-# reach around it), and the planes of a block: a block about as deep as it is tall
-# wastes less work on the margins than a slab of whole planes.
+# reach around it), and the most planes of a block (see _block_size: a block through
+# all the planes of a frame has no margin above and below it, where pairs are formed
+# for voxels the block does not keep).
 _SLAB_VOXELS = 1 << 24
-_BLOCK_PLANES = 16
+_BLOCK_PLANES = 64
 
 
 def _at_most(limit: float) -> float:
     """Largest distance counted as <= `limit`, allowing for rounding."""
     return limit * (1.0 + _RTOL) + 1e-12
+
+
+def _block_size(depth: int, height: int, width: int, margin) -> tuple[int, int]:
+    """Planes and rows of the blocks of a (depth, height) box of padded `width`.
+
+    Each block is read with the planes and rows within reach around it (the
+    margin) and padded by the margin again, about ``_SLAB_VOXELS`` voxels in
+    all. Of the block sizes that fit, the one that forms the fewest (object
+    voxel, offset) pairs per voxel kept: the fewest margin planes and rows
+    per block plane and row (a block of all the planes has no margin above
+    and below it).
+    """
+    best = None
+    for planes in range(1, min(depth, _BLOCK_PLANES) + 1):
+        around = 0 if planes == depth else 2 * margin[0]  # the planes within reach
+        fit = _SLAB_VOXELS // ((planes + around + 2 * margin[0]) * width) - 4 * margin[1]
+        rows = max(1, min(height, fit))
+        beside = 0 if rows == height else 2 * margin[1]
+        waste = (planes + around) / planes * (rows + beside) / rows
+        if best is None or waste <= best[0]:
+            best = (waste, planes, rows)
+    return best[1], best[2]
 
 
 def empty_apertures() -> pd.DataFrame:
@@ -181,15 +206,30 @@ def _allowed_offsets(offsets: np.ndarray, faces: int) -> np.ndarray:
     return allowed
 
 
-def _nearest_keys(index_image: np.ndarray, scale: np.ndarray, reach: float, n: int):
+def _key_bits(n: int) -> int:
+    """Bits of a key below its rank: object indices 1..n fit in them."""
+    return max(int(n).bit_length(), 1)
+
+
+def _key_dtype(n_ranks: int, n: int) -> np.dtype:
+    """The integer dtype of the keys ``rank << _key_bits(n) | i`` (and of the "beyond reach" mark)."""
+    return np.dtype(np.int32 if n_ranks << _key_bits(n) < np.iinfo(np.int32).max else np.int64)
+
+
+def _nearest_keys(shape, voxels: np.ndarray, index: np.ndarray, scale: np.ndarray,
+                  reach: float, n: int, out: np.ndarray | None = None):
     """Nearest object of every voxel within `reach` microns, as one integer key per voxel.
 
-    `index_image` holds objects as 1..n and is padded by at least the reach
-    plus one voxel on every side. A voxel's key is ``rank * (n + 1) + i``: the
-    rank of its distance to the nearest object (see :func:`_stencil`) and that
-    object's index, the smallest on ties, so the smallest key over all
-    (object voxel, offset) pairs reaching it is the answer. The maximum of the
-    key dtype marks voxels beyond `reach`.
+    The objects are the voxels `voxels` (flat C-order indices into an array of
+    `shape`) with object indices `index` (1..n); the array is padded by at
+    least the reach plus one voxel on every side, so no offset wraps. A voxel's
+    key is ``rank << _key_bits(n) | i``: the rank of its distance to the nearest
+    object (see :func:`_stencil`) and that object's index, the smallest on
+    ties, so the smallest key over all (object voxel, offset) pairs reaching it
+    is the answer. The maximum of the key dtype marks voxels beyond `reach`.
+    `out`, a flat buffer of that dtype with at least ``prod(shape)`` items,
+    holds the keys when given (one buffer for every block: a fresh one would
+    cost its page faults each time).
 
     Only pairs that can be nearest are formed: if the object voxel ``p`` has a
     neighbour ``p + e`` of its own object with ``e`` on the side of the offset
@@ -197,36 +237,49 @@ def _nearest_keys(index_image: np.ndarray, scale: np.ndarray, reach: float, n: i
     strictly closer to ``p + o`` (``|o - e|^2 = |o|^2 - (2 o_k - 1) s_k^2``),
     so the pair is skipped; the nearest object voxel never is.
     """
-    strides = np.array(index_image.strides) // index_image.itemsize
+    strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
     offsets, flat_offsets, rank, nearest = _stencil(scale, reach, strides)
-    n_ranks = len(nearest)
-    dtype = np.int32 if n_ranks * (n + 1) < np.iinfo(np.int32).max else np.int64
+    dtype = _key_dtype(len(nearest), n)
     blank = np.iinfo(dtype).max
-    keys = np.full(index_image.size, blank, dtype=dtype)
-    flat_labels = index_image.ravel()
-    voxels = np.flatnonzero(flat_labels)
-    keys[voxels] = flat_labels[voxels]  # rank 0: every object voxel is its own
-    faces = _free_faces(flat_labels, voxels, strides)
-    offset_keys = (rank * (n + 1)).astype(dtype)
-    for face_set in np.unique(faces[faces != 0]):
-        allowed = _allowed_offsets(offsets, int(face_set))
+    size = int(np.prod(shape))
+    if out is None or out.dtype != dtype or out.size < size:
+        out = np.empty(size, dtype=dtype)
+    keys = out[:size]
+    keys.fill(blank)
+    index = index.astype(dtype, copy=False)
+    keys[voxels] = index  # rank 0: every object voxel is its own
+    # The keys hold the objects' indices and blank elsewhere, so they tell own neighbours.
+    faces = _free_faces(keys, voxels, strides)
+    offset_keys = (rank << _key_bits(n)).astype(dtype)
+    # The voxels grouped by their free faces (one sort, not a mask per face set).
+    order = np.argsort(faces, kind="stable")
+    faces = faces[order]
+    bounds = np.flatnonzero(np.diff(faces)) + 1
+    for begin, end in zip(np.r_[0, bounds], np.r_[bounds, faces.size]):
+        if faces[begin] == 0:  # interior voxels: every face neighbour is of their object
+            continue
+        allowed = _allowed_offsets(offsets, int(faces[begin]))
         steps, step_keys = flat_offsets[allowed], offset_keys[allowed]
-        chosen = voxels[faces == face_set]
+        chosen = order[begin:end]
+        chosen_voxels, chosen_index = voxels[chosen], index[chosen]
         per_chunk = max(1, _CHUNK // max(steps.size, 1))
-        for start in range(0, chosen.size, per_chunk):
-            points = chosen[start : start + per_chunk]
+        for start in range(0, chosen_voxels.size, per_chunk):
+            points = chosen_voxels[start : start + per_chunk]
             targets = (points[:, None] + steps[None, :]).ravel()
-            values = (step_keys[None, :] + flat_labels[points].astype(dtype)[:, None]).ravel()
+            values = (step_keys[None, :] + chosen_index[start : start + per_chunk, None]).ravel()
             np.minimum.at(keys, targets, values)
-    return keys.reshape(index_image.shape), nearest, blank
+    return keys.reshape(shape), nearest, blank
 
 
-def _group_medians(keys: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+def _group_medians(keys: np.ndarray, values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Median of `values` per key in ``0..n-1`` (NaN for keys without values).
 
-    Integer values are packed beside their key into one int64 and sorted once.
+    `counts` is ``np.bincount(keys, minlength=n)``, which the caller has at hand.
+
+    Integer values are packed beside their key into one integer (int32 when
+    both fit in 31 bits, else int64) and sorted once.
     """
-    counts = np.bincount(keys, minlength=n)
+    n = counts.size
     medians = np.full(n, np.nan)
     if values.size == 0:
         return medians
@@ -238,13 +291,17 @@ def _group_medians(keys: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     if np.issubdtype(values.dtype, np.integer) and -(2**62) < int(values.min()) <= int(values.max()) < 2**62:
         smallest = int(values.min())
         bits = (int(values.max()) - smallest).bit_length()
-    if 0 < bits and bits + max(int(n).bit_length(), 1) <= 62:
-        # In place: adding the offset values to the zeroed low bits is an OR, and
-        # numpy casts `values` in buffered pieces, not into whole-array temporaries.
-        packed = keys.astype(np.int64)
+    key_bits = max(int(n).bit_length(), 1)
+    if 0 < bits and bits + key_bits <= 62:
+        # Key and value in one integer, int32 when they fit (it sorts twice as fast).
+        dtype = np.int32 if bits + key_bits <= 31 else np.int64
+        packed = keys.astype(dtype)
         packed <<= bits
-        packed += values
-        packed -= smallest
+        # The value less the smallest, a non-negative integer below 2**bits: an OR.
+        shifted = values.astype(dtype if np.can_cast(values.dtype, dtype) else np.int64)
+        shifted -= smallest
+        packed |= shifted
+        del shifted
         packed.sort()
         mask = (1 << bits) - 1
         low = (packed[low_at] & mask).astype(np.float64) + smallest
@@ -420,10 +477,12 @@ def aperture_intensities(
     Notes
     -----
     Only the bounding box of the objects, enlarged by ``grow_um + shell_um``,
-    is processed, a slab of whole planes (about 16 million voxels) at a time:
-    8 bytes per voxel of a slab, plus a few bytes per shell voxel kept for
-    the medians. The time grows with the number of voxels within reach of
-    an object, not with the volume (module docstring). The plane background
+    is processed a block of planes and rows at a time (about 16 million
+    voxels with its margins; all the planes of a frame of up to 64 planes):
+    4 bytes per voxel of a block, plus a few bytes per shell voxel kept for
+    the medians until the blocks have passed the object. The time grows
+    with the number of voxels within reach of an object, not with the
+    volume (module docstring). The plane background
     reads every plane of that box laterally grown by its Gaussian's reach,
     in slabs, and keeps one float32 per cell of about half a sigma (a cell
     of 4 x 4 voxels at 0.065 µm: 1/16 of a float per voxel).
@@ -465,11 +524,12 @@ def aperture_intensities(
         for found, m, size in zip(extents, margin, objects.shape)
     )
     values = intensity_image[box]
-    object_ids = np.unique(objects.labels)
+    object_ids, index = object_index(objects.labels)
     n = object_ids.size
     index_dtype = np.int32 if n < np.iinfo(np.int32).max else np.int64
     # Each object voxel as its object's index 1..n and its place in the box.
-    index = (np.searchsorted(object_ids, objects.labels) + 1).astype(index_dtype)
+    index = index.astype(index_dtype)
+    index += 1
     local = [(c - b.start).astype(np.int32) for c, b in zip(coords, box)]
     del coords
     aperture_area = np.zeros(n, dtype=np.int64)
@@ -483,20 +543,30 @@ def aperture_intensities(
     shell_area = np.zeros(n, dtype=np.int64)
     background = np.full(n, np.nan)
     settled = np.zeros(n, dtype=bool)
-    # Each object's last plane: its shell ends within reach of it, so its median is
-    # taken (and its shell voxels let go) once the blocks have passed that far.
+    # Each object's last plane and last row: its shell ends within reach of them, so
+    # its median is taken (and its shell voxels let go) once the blocks have passed
+    # that far. The voxels are in scan order: an object's last one is in its last plane.
     last_plane = np.zeros(n, dtype=np.int64)
     _, at = np.unique(index[::-1], return_index=True)
     last_plane[:] = local[0][index.size - 1 - at]
+    last_row = np.zeros(n, dtype=np.int32)  # local's dtype: np.maximum.at's fast path
+    np.maximum.at(last_row, index - 1, local[1])
     pending_owner, pending_values = [], []
     # In blocks of planes and rows, each with the planes and rows within reach on
     # every side: every object voxel within reach of a block voxel is in them, so
-    # each block is exact, and memory stays bounded on a full frame.
+    # each block is exact, and memory stays bounded on a full frame. A block holds
+    # all the planes of a frame (up to _BLOCK_PLANES): the fewer margins, the fewer
+    # (object voxel, offset) pairs formed for voxels outside the block.
     box_shape = values.shape
     depth, height = box_shape[0], box_shape[1]
     width = box_shape[2] + 2 * margin[2]
-    planes = max(1, min(depth, _BLOCK_PLANES, _SLAB_VOXELS // width))
-    rows = max(1, min(height, _SLAB_VOXELS // ((planes + 4 * margin[0]) * width) - 4 * margin[1]))
+    planes, rows = _block_size(depth, height, width, margin)
+    nearest = _stencil(scale, outer, (1, 1, 1))[3]
+    aperture_ranks = int(np.count_nonzero(nearest <= _at_most(grow_um)))
+    # One buffer of keys for every block, as large as the largest block.
+    largest_block = ((min(planes + 2 * margin[0], depth) + 2 * margin[0])
+                     * (min(rows + 2 * margin[1], height) + 2 * margin[1]) * width)
+    buffer = np.empty(largest_block, dtype=_key_dtype(len(nearest), n))
     for first in range(0, depth, planes):
         last = min(first + planes, depth)
         low, high = max(first - margin[0], 0), min(last + margin[0], depth)
@@ -507,16 +577,19 @@ def aperture_intensities(
             bottom = min(top + rows, height)
             north, south = max(top - margin[1], 0), min(bottom + margin[1], height)
             here_voxels = np.flatnonzero((run_y >= north) & (run_y < south))
-            block_shape = (high - low, south - north, box_shape[2])
-            index_image = np.zeros(tuple(s + 2 * m for s, m in zip(block_shape, margin)),
-                                   index_dtype)
-            inner = tuple(slice(m, m + s) for m, s in zip(margin, block_shape))
-            index_image[(run_z[here_voxels] - low + margin[0],
-                         run_y[here_voxels] - north + margin[1],
-                         run_x[here_voxels] + margin[2])] = run_index[here_voxels]
-            keys, nearest, blank = _nearest_keys(index_image, scale, outer, n)
-            del index_image
-            keys = keys[inner][first - low : last - low, top - north : bottom - north]
+            # The block, padded by the margin on every side so that no offset wraps,
+            # and its object voxels' flat indices in it (still in scan order).
+            padded = (high - low + 2 * margin[0], south - north + 2 * margin[1], width)
+            flat = (run_z[here_voxels].astype(np.int64) - (low - margin[0])) * padded[1]
+            flat += run_y[here_voxels] - (north - margin[1])
+            flat *= padded[2]
+            flat += run_x[here_voxels] + margin[2]
+            keys, _, blank = _nearest_keys(padded, flat, run_index[here_voxels], scale, outer, n,
+                                           out=buffer)
+            del flat, here_voxels
+            keys = keys[first - low + margin[0] : last - low + margin[0],
+                        top - north + margin[1] : bottom - north + margin[1],
+                        margin[2] : margin[2] + box_shape[2]]
             within = keys != blank
             keys = keys[within]
             here = values[first:last, top:bottom][within]
@@ -525,9 +598,8 @@ def aperture_intensities(
             del within
             # Keys are ordered by distance rank first: the aperture is every key below
             # the first rank farther than grow_um.
-            aperture_ranks = int(np.count_nonzero(nearest <= _at_most(grow_um)))
-            in_aperture = keys < aperture_ranks * (n + 1)
-            owner = keys - keys // (n + 1) * (n + 1)  # floor division by a scalar is fast
+            in_aperture = keys < aperture_ranks << _key_bits(n)
+            owner = keys & ((1 << _key_bits(n)) - 1)
             owner -= 1
             del keys
             aperture_owner = owner[in_aperture]
@@ -544,22 +616,29 @@ def aperture_intensities(
                 plane_sum += np.bincount(aperture_owner, weights=np.where(missing, 0.0, level),
                                          minlength=n)
             in_shell = ~in_aperture
-            shell_area += np.bincount(owner[in_shell], minlength=n)
             pending_owner.append(owner[in_shell])
             pending_values.append(here[in_shell])
-        # Objects whose whole shell is now seen: their medians, and their shell voxels freed.
-        finished = (last_plane + margin[0] <= last) if last < depth else np.ones(n, dtype=bool)
-        finished &= ~settled
-        settled |= finished
-        owner = np.concatenate(pending_owner)
-        shell = np.concatenate(pending_values)
-        pending_owner, pending_values = [], []
-        done = finished[owner]
-        medians = _group_medians(owner[done], shell[done], n)
-        background[finished] = medians[finished]
-        pending_owner.append(owner[~done])
-        pending_values.append(shell[~done])
-        del owner, shell, done
+            del owner, here, in_aperture, in_shell, aperture_owner
+            # Objects whose whole shell is now seen (every plane within reach of them
+            # passed, and in this block of planes every row): their medians, and their
+            # shell voxels freed.
+            finished = (((last_plane + margin[0] <= last) | (last == depth))
+                        & ((last_row + margin[1] <= bottom) | (bottom == height)))
+            finished &= ~settled
+            if not finished.any():
+                continue
+            settled |= finished
+            owner = np.concatenate(pending_owner)
+            shell = np.concatenate(pending_values)
+            done = finished[owner]
+            owner_done = owner[done]
+            counts = np.bincount(owner_done, minlength=n)
+            shell_area += counts  # only the finished objects' voxels are counted
+            medians = _group_medians(owner_done, shell[done], counts)
+            background[finished] = medians[finished]
+            del owner_done
+            pending_owner, pending_values = [owner[~done]], [shell[~done]]
+            del owner, shell, done
     if np.isnan(background).any():
         background[np.isnan(background)] = _image_median(intensity_image)
     subtracted = background * aperture_area
@@ -615,21 +694,18 @@ def spot_centroids(label_image: np.ndarray, intensity_image: np.ndarray, backgro
     voxels = objects.voxels
     if voxels.size == 0:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in CENTROID_COLUMNS.items()})
-    owner = objects.labels.astype(np.int64)
-    ids = np.unique(owner)
+    ids, owner = object_index(objects.labels)
+    size = ids.size
     level = pd.Series(background).reindex(ids).to_numpy(np.float64)
-    lookup = np.zeros(int(ids.max()) + 1, dtype=np.float64)
-    lookup[ids] = level
     values = intensity_image.ravel()[voxels].astype(np.float64)
-    weight = np.maximum(values - lookup[owner], 0.0)
-    size = int(ids.max()) + 1
-    total = np.bincount(owner, weights=weight, minlength=size)[ids]
-    count = np.bincount(owner, minlength=size)[ids]
+    weight = np.maximum(values - level[owner], 0.0)
+    total = np.bincount(owner, weights=weight, minlength=size)
+    count = np.bincount(owner, minlength=size)
     coordinates = np.unravel_index(voxels, objects.shape)
     columns = {"object_id": ids}
     for axis, name in enumerate(("spot_centroid_z", "spot_centroid_y", "spot_centroid_x")):
-        weighted = np.bincount(owner, weights=weight * coordinates[axis], minlength=size)[ids]
-        plain = np.bincount(owner, weights=coordinates[axis].astype(np.float64), minlength=size)[ids]
+        weighted = np.bincount(owner, weights=weight * coordinates[axis], minlength=size)
+        plain = np.bincount(owner, weights=coordinates[axis], minlength=size)
         with np.errstate(invalid="ignore", divide="ignore"):
             columns[name] = np.where(total > 0, weighted / total, plain / count)
     return pd.DataFrame(columns).astype(CENTROID_COLUMNS)

@@ -55,11 +55,8 @@ class FileFingerprint:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, "sha256").hexdigest()  # one reused buffer
 
 
 def file_fingerprint(path: str | os.PathLike) -> FileFingerprint:

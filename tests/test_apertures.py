@@ -225,17 +225,21 @@ def test_dense_blocks_and_walks_with_many_ties_match_oracle(seed):
         pd.testing.assert_frame_equal(floats, expected, check_dtype=False, check_exact=True)
 
 
-@pytest.mark.parametrize(("slab_voxels", "block_planes"),
-                         [(1, 16), (3 * 14 * 13, 16), (20_925, 2), (20_925, 16)])
-def test_slabs_of_planes_give_the_whole_stack_answer(monkeypatch, slab_voxels, block_planes):
+@pytest.mark.parametrize(("slab_voxels", "block_planes", "block"),
+                         [(1, 1, (1, 1)), (546, 2, (2, 1)), (20_925, 2, (2, 14)),
+                          (14_229, 16, (9, 3)), (20_925, 16, (9, 14))])
+def test_slabs_of_planes_give_the_whole_stack_answer(monkeypatch, slab_voxels, block_planes, block):
     # A full frame is handled a block of planes and rows at a time, each object's
-    # shell median taken once the blocks have passed it; force one plane and row
-    # per block, blocks of 2 planes x 3 rows, and of all planes x 3 rows, on a
-    # crowded stack and compare with the oracle.
+    # shell median taken once the blocks have passed it; force blocks of one plane
+    # and row, of 2 planes x 1 row, of 2 planes x all rows, of all planes x 3 rows
+    # and one block, on a crowded stack, and compare with the oracle.
     from rna_localization import apertures
 
     monkeypatch.setattr(apertures, "_SLAB_VOXELS", slab_voxels)
     monkeypatch.setattr(apertures, "_BLOCK_PLANES", block_planes)
+    # (planes, rows) of the blocks: margins of 4 planes and 7 rows at 0.6 um, and
+    # the 13 columns padded by 7 on each side.
+    assert apertures._block_size(9, 14, 27, (4, 7, 7)) == block
     rng = np.random.default_rng(7)
     shape = (9, 14, 13)
     labels = _random_objects(rng, shape, 35)
@@ -250,6 +254,37 @@ def test_slabs_of_planes_give_the_whole_stack_answer(monkeypatch, slab_voxels, b
     raw = np.arange(lone.size, dtype=np.uint16).reshape(lone.shape)
     measured = aperture_intensities(lone, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.3, shell_um=0.3, background="shell")
     expected = _oracle(lone, raw, (0.2, 0.1, 0.1), 0.3, 0.3)
+    pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
+
+
+@pytest.mark.parametrize(("dtype", "low", "high"), [
+    (np.uint16, 100, 600),               # key and value packed in an int32
+    (np.int16, -3000, 3000),             # negative intensities, int32
+    (np.uint32, 2**32 - 5000, 2**32 - 1),  # values beyond int32, a narrow range: int32
+    (np.int64, -(2**40), 2**40),         # too wide for int32: packed in an int64
+])
+def test_integer_intensities_of_every_range_match_oracle(dtype, low, high):
+    # The shell medians pack each voxel's object and intensity into one integer
+    # (int32 when they fit in 31 bits, else int64): each range takes its path.
+    rng = np.random.default_rng(21)
+    labels = _random_objects(rng, (7, 12, 11), 12)
+    raw = rng.integers(low, high, labels.shape, endpoint=True).astype(dtype)
+    measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.2, shell_um=0.3)
+    expected = _oracle(labels, raw, (0.2, 0.1, 0.1), 0.2, 0.3)
+    pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
+
+
+def test_int64_keys_give_the_same_answer(monkeypatch):
+    # Keys are int32 unless the distance ranks and object count need more bits
+    # (tens of millions of objects); force int64 keys on a crowded stack.
+    from rna_localization import apertures
+
+    monkeypatch.setattr(apertures, "_key_dtype", lambda n_ranks, n: np.dtype(np.int64))
+    rng = np.random.default_rng(5)
+    labels = _random_objects(rng, (8, 13, 12), 30)
+    raw = rng.integers(0, 4000, labels.shape).astype(np.uint16)
+    measured = aperture_intensities(labels, raw, spacing=(0.3, 0.1, 0.1), grow_um=0.3, shell_um=0.3)
+    expected = _oracle(labels, raw, (0.3, 0.1, 0.1), 0.3, 0.3)
     pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
 
 

@@ -117,3 +117,20 @@ def test_no_object_gives_typed_empty_table():
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match="same shape"):
         measure_objects(np.zeros((2, 3, 3), np.int32), np.zeros((2, 3, 4)))
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_measurements_of_dense_and_sparse_labels_match_plain_numpy(kind):
+    # Labels 1..n are counted through a table; a few labels spread up to 2**31 - 1
+    # through np.unique: both must give every object's own voxels.
+    rng = np.random.default_rng(9)
+    labels = label_objects(rng.random((6, 14, 12)) > 0.7)
+    if kind == "sparse":
+        spread = np.r_[0, rng.choice(2**31 - 2, labels.max(), replace=False) + 1]
+        spread[-1] = 2**31 - 1
+        labels = spread[labels].astype(np.int32)
+    raw = rng.integers(0, 60000, labels.shape).astype(np.uint16)
+    measured = measure_objects(labels, raw)
+    expected = oracles.objects(labels, raw)
+    pd.testing.assert_frame_equal(measured, expected, check_dtype=False, rtol=1e-12)
+    assert measured["object_id"].max() == labels.max()
