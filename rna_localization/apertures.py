@@ -17,13 +17,14 @@ The background under an aperture
 By default (``background="shell"``) it is the median of the object's shell.
 With ``background="plane"`` each aperture voxel's background is estimated in
 its own plane: the Gaussian-weighted mean (lateral sigma
-:data:`PLANE_BACKGROUND_SIGMA_UM`) of the plane's voxels outside every
-aperture. Below an embryo's surface the autofluorescence rises over about a
+:data:`PLANE_BACKGROUND_SIGMA_UM`) of the plane's voxels outside the box of
+half-width ``grow_um`` around every object voxel (a box holds the voxel's
+aperture ball, so no aperture voxel is counted). Below an embryo's surface the autofluorescence rises over about a
 micron of depth, curved over the few planes an aperture spans; a median over
 a 3D shell then misses the background under the aperture (on simulated
 images by a tenth of a single molecule's light on average, a third near the
 surface, also on ideal masks), which the per-plane estimate does not. Where
-a plane has no voxel outside every aperture within the weights' reach, the
+a plane has no such voxel within the weights' reach, the
 object falls back to its shell's median.
 
 How ties are made exact
@@ -341,10 +342,10 @@ def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, grow_um:
     """The background of every plane of the box, on a grid of lateral cells.
 
     For each plane, the Gaussian-weighted mean (lateral sigma `sigma_um`) of
-    the plane's voxels that lie outside every aperture: voxels farther than
-    `grow_um` from every object voxel along each axis (a box around each
-    object voxel that holds its ball of radius `grow_um`, so no aperture
-    voxel is counted). Computed on cells of about half a sigma (sums of the
+    the plane's voxels that lie outside the box of half-width `grow_um`
+    around every object voxel (along some axis farther than `grow_um` from
+    each object voxel; the box holds the voxel's ball of radius `grow_um`, so
+    no aperture voxel is counted, and its corners a few more). Computed on cells of about half a sigma (sums of the
     weights and of the weighted values, each smoothed with the Gaussian),
     in slabs of planes.
 
@@ -356,7 +357,7 @@ def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, grow_um:
     Returns
     -------
     grid : (Z, cells_y, cells_x) ndarray of float32
-        NaN where no voxel outside every aperture lies within the Gaussian's
+        NaN where no voxel outside those boxes lies within the Gaussian's
         reach (4 sigmas, scipy's truncation) in that plane.
     cell : int
         Voxels per cell side.
@@ -478,8 +479,8 @@ def aperture_intensities(
     -----
     Only the bounding box of the objects, enlarged by ``grow_um + shell_um``,
     is processed a block of planes and rows at a time (about 16 million
-    voxels with its margins; all the planes of a frame of up to 64 planes):
-    4 bytes per voxel of a block, plus a few bytes per shell voxel kept for
+    voxels with its margins, its shape chosen to waste the fewest pairs):
+    4 bytes per voxel of a block (8 with very many objects), plus a few bytes per shell voxel kept for
     the medians until the blocks have passed the object. The time grows
     with the number of voxels within reach of an object, not with the
     volume (module docstring). The plane background

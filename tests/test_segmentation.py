@@ -501,6 +501,37 @@ def test_granule_fit_recovers_a_known_gaussian():
     assert extra == pytest.approx(np.array([[e] * 3 for _, _, e in truth]), abs=2e-3)
 
 
+def test_granules_cut_by_the_stack_faces_are_fitted_and_drawn_inside_it():
+    # A granule centred a plane above the stack (its light cut by plane 0) and one past
+    # the last row: the fit keeps every centre inside the image, and drawing spots
+    # centred just outside each face gives each one's Gaussian on the voxels inside
+    # (computed directly), with no index falling outside the padding.
+    from rna_localization.segmentation import detection
+
+    sigma, spacing = np.array([1.6, 1.7, 1.7]), np.array([0.2, 0.065, 0.065])
+    shape = (12, 40, 50)
+    grid = np.indices(shape).astype(float)
+    data = np.zeros(shape)
+    for centre in ((-1.0, 20.0, 25.0), (6.0, 40.6, 10.0)):
+        data += 800 * np.exp(-0.5 * sum(((grid[a] - centre[a]) / sigma[a]) ** 2
+                                        for a in range(3)))
+    start = np.array([[0.3, 20.0, 25.0], [6.0, 39.0, 10.0]])
+    _, centre, _ = detection._fit_granules(data, start, np.array([500.0, 500.0]), sigma,
+                                           spacing)
+    assert np.all(centre >= -0.5)
+    assert np.all(centre <= np.array(shape) - 0.5)
+    outside = np.array([[-0.9, 20, 25], [12.4, 20, 25], [6, -0.7, 25], [6, 40.3, 25],
+                        [6, 20, -0.6], [6, 20, 50.4]])
+    drawn = detection._draw_spots(shape, outside, np.full(len(outside), 100.0), sigma)
+    expected = np.zeros(shape)
+    for position in outside:
+        expected += 100 * np.exp(-0.5 * sum(((grid[a] - position[a]) / sigma[a]) ** 2
+                                            for a in range(3)))
+    # Drawn out to 3 sigmas of the nearest voxel inside: the tails beyond are cut.
+    assert drawn == pytest.approx(expected, abs=100 * np.exp(-0.5 * 2.4 ** 2))
+    assert drawn.max() > 50
+
+
 def test_spot_shape_is_measured_on_the_image():
     # Gaussian spots of known sigmas (voxels) with noise, brightness varying 3-fold:
     # the median neighbour-to-peak ratio gives the sigma back.

@@ -696,7 +696,9 @@ def _draw_spots(shape, position: np.ndarray, amplitude: np.ndarray,
     offset_flat = (steps[0][:, None, None] * strides[0] + steps[1][None, :, None] * strides[1]
                    + steps[2][None, None, :]).ravel()
     model = np.zeros(int(np.prod(padded)), dtype=np.float64)
-    centre = np.rint(position).astype(np.int64)
+    # A centre outside the volume is drawn from the nearest voxel inside it (its
+    # factors still come from `position`): no index falls outside the padding.
+    centre = np.clip(np.rint(position), 0, np.array(shape) - 1).astype(np.int64)
     batch = max(1, min(_MODEL_BATCH, _MODEL_VALUES // offset_flat.size))
     for start in range(0, len(position), batch):
         part = slice(start, start + batch)
@@ -1029,7 +1031,7 @@ def _fit_granules(data: np.ndarray, start: np.ndarray, amplitude: np.ndarray,
     optics). Fitted on the voxels within :data:`_GRANULE_FIT_REACH` sigmas of
     `start` (outside the image: no weight), by Gauss-Newton steps (lightly
     damped; no centre moving more than a sigma per step; ``A ≥ 0``, centre
-    within :data:`_GRANULE_MAX_SHIFT` voxels of the start, extra width at most
+    within :data:`_GRANULE_MAX_SHIFT` voxels of the start and within the image, extra width at most
     :data:`_GRANULE_MAX_WIDTH_UM`), in batches of granules that bound the memory.
 
     Returns
@@ -1087,7 +1089,8 @@ def _fit_granules(data: np.ndarray, start: np.ndarray, amplitude: np.ndarray,
             move = np.abs(step[:, 1:4] / sigma).max(axis=1)
             params = params - step * np.minimum(1.0, 1.0 / np.maximum(move, 1e-12))[:, None]
             params[:, 0] = np.maximum(params[:, 0], 0.0)
-            params[:, 1:4] = np.clip(params[:, 1:4], low, high)
+            params[:, 1:4] = np.clip(params[:, 1:4], np.maximum(low, -0.5),
+                                     np.minimum(high, shape - 0.5))
             params[:, 4] = np.clip(params[:, 4], 0.0, _GRANULE_MAX_WIDTH_UM ** 2)
         out.append(params)
     params = np.concatenate(out) if out else np.zeros((0, 5))
