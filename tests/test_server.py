@@ -211,6 +211,19 @@ def test_db_start_keeps_the_server_for_later_commands_until_db_stop(tmp_path):
     _wait_for(lambda: not _alive(postmaster), "db stop did not stop the server", 30)
 
 
+def _finished(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
+    """Exit code and stderr of `process`, its pipes drained while it runs (a full pipe
+    cannot hold it up); a process still running after `timeout` s fails the test with
+    what it printed."""
+    try:
+        _, error = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, error = process.communicate()
+        pytest.fail(f"still running after {timeout} s; its stderr ends with:\n{error[-3000:]}")
+    return process.returncode, error
+
+
 def _paused_run(config: Path, gate: Path) -> subprocess.Popen:
     """`run` on the embedded server, paused inside the first image's transaction."""
     env = {k: v for k, v in os.environ.items() if k != ENV_URL}
@@ -229,8 +242,8 @@ def test_sigterm_stops_the_embedded_server_the_command_started(tmp_path, signum)
     postmaster = _postmaster(config.parent / ".pgdata")
     assert _alive(postmaster)
     process.send_signal(signum)
-    assert process.wait(60) == 128 + signum
-    error = process.stderr.read()
+    code, error = _finished(process)
+    assert code == 128 + signum
     assert "Traceback" not in error
     assert error.splitlines()[-1] == (f"terminated ({signal.Signals(signum).name}): finished "
                                       f"images are kept; run the command again to resume.")
@@ -242,8 +255,8 @@ def test_ctrl_c_is_one_line_and_130_and_stops_the_server(tmp_path):
     process = _paused_run(config, tmp_path / "gate")
     postmaster = _postmaster(config.parent / ".pgdata")
     process.send_signal(signal.SIGINT)
-    assert process.wait(60) == 130
-    error = process.stderr.read()
+    code, error = _finished(process)
+    assert code == 130
     assert "Traceback" not in error
     assert error.splitlines()[-1] == _INTERRUPTED
     _wait_for(lambda: not _alive(postmaster), "the server outlived the interrupted command", 30)
