@@ -224,13 +224,21 @@ def _finished(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str]
     return process.returncode, error
 
 
+def _default_signals() -> None:
+    """In the child before it runs: SIGHUP, SIGTERM and SIGINT at their default, as from a
+    terminal. A test run under nohup (or a CI job started by it) ignores SIGHUP, and the
+    command keeps an inherited ignore on purpose (docs/robustness.md)."""
+    for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def _paused_run(config: Path, gate: Path) -> subprocess.Popen:
     """`run` on the embedded server, paused inside the first image's transaction."""
     env = {k: v for k, v in os.environ.items() if k != ENV_URL}
     env |= {"PYTHONPATH": str(ROOT), "RNA_LOCALIZATION_TEST_PAUSE_AT": f"extract:1@{gate}"}
     process = subprocess.Popen([sys.executable, "-m", "rna_localization.cli", "run", "--config",
                                 str(config)], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
     _wait_for(gate.exists, "the run never reached its first image")
     return process
 
