@@ -226,8 +226,9 @@ def _finished(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str]
 
 def _default_signals() -> None:
     """In the child before it runs: SIGHUP, SIGTERM and SIGINT at their default, as from a
-    terminal. A test run under nohup (or a CI job started by it) ignores SIGHUP, and the
-    command keeps an inherited ignore on purpose (docs/robustness.md)."""
+    terminal. A test run under nohup ignores SIGHUP, one started in the background by a
+    shell without job control ignores SIGINT, and the command keeps an inherited ignore on
+    purpose (docs/robustness.md)."""
     for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
 
@@ -284,7 +285,8 @@ def test_ctrl_c_in_the_first_second_is_one_line(tmp_path, module):
     process = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "rna_localization.cli",
                                 "run", "--config", str(config)],
                                env={**os.environ, "PYTHONPATH": str(ROOT)},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_default_signals)
     for line in process.stderr:
         if line.startswith("import time:") and line.split("|")[-1].strip() == module:
             process.send_signal(signal.SIGINT)
