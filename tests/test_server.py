@@ -175,11 +175,13 @@ def test_overlapping_commands_the_last_to_exit_stops_the_server(tmp_path):
     second, second_done = _user(pgdata, tmp_path, "second")  # joins the running server
     assert _postmaster(pgdata) == postmaster
     first_done.touch()
-    assert first.wait(60) == 0, first.stderr.read()
+    code, error = _finished(first)
+    assert code == 0, error
     assert _alive(postmaster)  # the second command still uses it
     assert _select_one(embedded_url(pgdata)) == 1
     second_done.touch()
-    assert second.wait(60) == 0, second.stderr.read()
+    code, error = _finished(second)
+    assert code == 0, error
     _wait_for(lambda: not _alive(postmaster), "the server outlived every command using it", 30)
 
 
@@ -328,4 +330,5 @@ def test_a_run_under_nohup_survives_sighup(tmp_path):
     time.sleep(1)
     assert process.poll() is None  # still running
     gate.unlink()
-    assert process.wait(120) == 0, process.stderr.read()
+    code, error = _finished(process, timeout=120)
+    assert code == 0, error
