@@ -21,7 +21,7 @@ from ._common import Section, machine_description
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ["distances", "insert", "bigdb", "run", "fullframe", "workers", "segmentation",
-              "detection", "playground"]
+              "detection", "quantification", "playground"]
 
 
 def _demo_dataset(workdir: Path, quick: bool) -> Path:
@@ -158,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
                 from . import bench_detection
 
                 section = bench_detection.run(quick=args.quick)
+            elif name == "quantification":
+                from . import bench_quantification
+
+                section = bench_quantification.run(quick=args.quick)
             elif name == "playground":
                 from . import bench_playground
 
