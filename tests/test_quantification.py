@@ -25,7 +25,7 @@ from rna_localization.segmentation import segment
 SWEEP = [(preset, snr) for preset in ("confocal", "widefield") for snr in (5, 8, 12, 20)]
 SINGLE_TOLERANCE = 0.08
 # Measured (confocal / widefield): gapdh +2.2 / -8.7% at SNR 5, within 3.1% from SNR 8; cen
-# -5.5 / -12.7% at SNR 5, -7.7 / -4.7% at 8, -5.8 / -2.3% at 12, -2.9 / -2.8% at 20.
+# -5.5 / -13.0% at SNR 5, -7.7 / -4.7% at 8, -5.8 / -2.3% at 12, -2.9 / -2.8% at 20.
 TOTAL_FLOOR = {("gapdh", 5): 0.12, ("gapdh", 8): 0.05, ("gapdh", 12): 0.05, ("gapdh", 20): 0.05,
                ("cen", 5): 0.16, ("cen", 8): 0.10, ("cen", 12): 0.08, ("cen", 20): 0.06}
 

@@ -501,6 +501,40 @@ def test_granule_fit_recovers_a_known_gaussian():
     assert extra == pytest.approx(np.array([[e] * 3 for _, _, e in truth]), abs=2e-3)
 
 
+def test_a_molecule_beside_a_granule_keeps_its_own_object_its_lumps_do_not():
+    import pandas as pd
+
+    from rna_localization.segmentation.detection import GRANULE_MERGE_SIGMAS, grow_objects
+
+    z, y, x = np.mgrid[:9, :25, :70].astype(np.float64)
+
+    def spot(cx, amplitude, sigma=1.3):
+        return amplitude * np.exp(-((z - 4) ** 2 + (y - 12) ** 2 + (x - cx) ** 2) / (2 * sigma**2))
+
+    # A granule of two bright lumps 3.5 voxels (2.7 sigmas) apart, whose saddle is 0.78 of
+    # their peaks; a single molecule 5 voxels (3.8 sigmas) beyond the granule's nearer
+    # lump, in its tail (saddle 0.78 of its peak); three lone molecules for the median.
+    centres = [(20.0, 10.0), (23.5, 10.0), (28.5, 1.0), (45.0, 1.0), (52.0, 1.0), (59.0, 1.0)]
+    filtered = sum(spot(cx, a) for cx, a in centres).astype(np.float32)
+    spots = pd.DataFrame({"z": 4.0, "y": 12.0, "x": [cx for cx, _ in centres], "zi": 4, "yi": 12,
+                          "xi": [round(cx) for cx, _ in centres]})
+
+    def objects(granule_reach):
+        labels = grow_objects(filtered, filtered / 0.01, spots, floor=5, mask_fraction=0.3,
+                              saddle_ratio=0.9, granule_saddle_ratio=0.5,
+                              granule_reach=granule_reach)
+        return [int(labels[4, 12, xi]) for xi in spots["xi"]]
+
+    # Without a reach, the granule's ratio pulls the molecule into the granule's object.
+    unlimited = objects(None)
+    assert unlimited[0] == unlimited[1] == unlimited[2]
+    # Within GRANULE_MERGE_SIGMAS spot sigmas only: the lumps stay one object, the molecule
+    # is its own; the lone molecules are untouched either way.
+    limited = objects(GRANULE_MERGE_SIGMAS * np.full(3, 1.3))
+    assert limited[0] == limited[1] != limited[2]
+    assert len(set(limited)) == 5 and 0 not in limited
+
+
 def test_granules_cut_by_the_stack_faces_are_fitted_and_drawn_inside_it():
     # A granule centred a plane above the stack (its light cut by plane 0) and one past
     # the last row: the fit keeps every centre inside the image, and drawing spots

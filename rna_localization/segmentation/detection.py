@@ -82,6 +82,12 @@ OBJECT_REACH = 4.0
 #: A spot at least this many times as bright (filtered peak) as the image's
 #: median spot is taken for a granule by :func:`grow_objects`.
 GRANULE_BRIGHTNESS = 3.0
+#: :func:`grow_objects`: two spots take the granule's lower saddle ratio only when they
+#: lie within this many spot sigmas of each other (per axis, as an ellipsoid): a granule's
+#: lumps lie closer, a single molecule beside it farther. On eight simulated cen images,
+#: molecules per granule 27.7 / 19.9% mean absolute error (nc13 / nc14) without it, 23.6 /
+#: 18.2% at 3 and at 2.5 to 4.3 sigmas laterally; at 1.7 granules start to split.
+GRANULE_MERGE_SIGMAS = 3.0
 
 
 def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
@@ -1266,10 +1272,13 @@ def _face_pairs(label_image: np.ndarray):
 
 def _merge_basins(basins: np.ndarray, intensity: np.ndarray, saddle_ratio: float, *,
                   bright: float = np.inf, bright_ratio: float = 0.0,
-                  apart: np.ndarray | None = None) -> np.ndarray:
+                  apart: np.ndarray | None = None,
+                  position: np.ndarray | None = None) -> np.ndarray:
     """Merge touching basins whose saddle is >= saddle_ratio x the lower peak; labels 1..k.
 
-    Pairs one of whose peaks reaches `bright` use `bright_ratio` instead.
+    Pairs one of whose peaks reaches `bright` use `bright_ratio` instead, when
+    `position` (one row per label, scaled so that 1 is the largest distance)
+    puts them within 1 of each other, or without `position`.
     Basins whose label is True in `apart` (indexed by label) are never merged.
     """
 
@@ -1289,7 +1298,11 @@ def _merge_basins(basins: np.ndarray, intensity: np.ndarray, saddle_ratio: float
     last = np.r_[keys[1:] != keys[:-1], True] if keys.size else np.zeros(0, bool)
     keys, saddle = keys[last], height[last]
     low, high = keys // (n + 1), keys % (n + 1)
-    ratio = np.where(np.maximum(peak[low], peak[high]) >= bright, bright_ratio, saddle_ratio)
+    granule = np.maximum(peak[low], peak[high]) >= bright
+    if position is not None:
+        granule &= np.einsum("ij,ij->i", position[low] - position[high],
+                             position[low] - position[high]) <= 1.0
+    ratio = np.where(granule, bright_ratio, saddle_ratio)
     merge = saddle >= ratio * np.minimum(peak[low], peak[high])
     if apart is not None:
         merge &= ~(apart[low] | apart[high])
@@ -1316,7 +1329,8 @@ def _peak_near(image: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *, floor: float,
                  mask_fraction: float, saddle_ratio: float, granule_saddle_ratio: float = 0.5,
-                 reach=None, mask_image: np.ndarray | None = None) -> np.ndarray:
+                 reach=None, mask_image: np.ndarray | None = None,
+                 granule_reach=None) -> np.ndarray:
     """One object per spot (or per group of spots with no dip between them).
 
     1. A watershed of ``-filtered`` from the spots over the voxels whose score
@@ -1328,7 +1342,9 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
        at least :data:`GRANULE_BRIGHTNESS` times as bright as the median spot
        (a granule: several molecules in one diffraction-limited blob) the
        lower `granule_saddle_ratio` applies, so the lumpy image of a granule
-       stays one object. The spots marked ``blended`` (two molecules fitted
+       stays one object -- between spots within `granule_reach` of each
+       other, when given (a single molecule farther from the granule's spots
+       keeps the usual ratio). The spots marked ``blended`` (two molecules fitted
        in one maximum, :func:`split_blended_spots`, or a molecule on a
        granule's flank and its nearest spot, :func:`find_flank_spots`) are
        never merged.
@@ -1360,6 +1376,10 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
         The image step 3 cuts the masks from (e.g. the background-removed
         image, less smoothed than `filtered`); each spot's peak there is the
         largest value within one voxel of it. Default: `filtered`.
+    granule_reach : (3,) sequence of float, optional
+        Largest distance, in voxels along (z, y, x) (an ellipsoid), between two
+        spots for the granule ratio to join them, e.g.
+        :data:`GRANULE_MERGE_SIGMAS` times :func:`spot_shape`; None: no limit.
 
     Returns
     -------
@@ -1419,8 +1439,14 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
     if "blended" in spots and spots["blended"].any():
         # Basin k is spot k - 1's (the markers above).
         apart = np.r_[False, spots["blended"].to_numpy(dtype=bool)]
+    position = None
+    if granule_reach is not None:
+        # Basin k is spot k - 1's: positions scaled so that granule_reach is 1.
+        at = spots[["z", "y", "x"]].to_numpy(dtype=np.float64) if "z" in spots else \
+            np.stack(voxels, axis=1).astype(np.float64)
+        position = np.vstack([np.zeros((1, 3)), at / np.asarray(granule_reach, dtype=np.float64)])
     merged = _merge_basins(basins, filtered, saddle_ratio, bright=bright,
-                           bright_ratio=granule_saddle_ratio, apart=apart)
+                           bright_ratio=granule_saddle_ratio, apart=apart, position=position)
     # An object's level is the dimmest of its spots' peaks (the merged basins of
     # a granule dip no lower than the saddle ratio of it, so with a saddle ratio
     # >= mask_fraction the granule stays in one piece).

@@ -198,13 +198,19 @@ def _run(image, params, spacing, keep: bool, previous=None) -> Intermediates:
         mask_image = detection.less_smoothed(filtered, image, spacing=spacing,
                                              spot_sigma_um=params.spot_sigma_um,
                                              smoothing=params.mask_smoothing)
+    # Molecules beside a granule (the workflows that split blended spots): only the
+    # granule's own lumps take its lower saddle ratio.
+    sigma = (detection.spot_shape(filtered, spots)
+             if params.blend_fraction > 0 and len(spots) else None)
     labels = detection.grow_objects(filtered, score, spots, floor=params.floor,
                                     mask_fraction=params.mask_fraction,
                                     saddle_ratio=params.split_saddle_ratio,
                                     granule_saddle_ratio=params.granule_saddle_ratio,
                                     reach=np.ceil(detection.OBJECT_REACH * microns_to_voxels(
                                         params.spot_sigma_um, spacing)).astype(int),
-                                    mask_image=mask_image)
+                                    mask_image=mask_image,
+                                    granule_reach=None if sigma is None
+                                    else detection.GRANULE_MERGE_SIGMAS * sigma)
     del mask_image
     final = separate_touching(labels)
     if params.min_volume_um3 > 0:
