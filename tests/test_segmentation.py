@@ -532,7 +532,8 @@ def test_a_molecule_beside_a_granule_keeps_its_own_object_its_lumps_do_not():
     # is its own; the lone molecules are untouched either way.
     limited = objects(GRANULE_MERGE_SIGMAS * np.full(3, 1.3))
     assert limited[0] == limited[1] != limited[2]
-    assert len(set(limited)) == 5 and 0 not in limited
+    assert len(set(limited)) == 5
+    assert 0 not in limited
 
 
 def test_granules_cut_by_the_stack_faces_are_fitted_and_drawn_inside_it():
