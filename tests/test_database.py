@@ -207,9 +207,10 @@ def test_a_kept_connection_ended_by_the_server_is_replaced(tmp_path, database_na
     db = Database.from_config(Config.from_flat(data_dir=str(tmp_path), database_name=database_name))
     with reuse_connections():
         kept = _backend(db)
-        # The server ends it while it is idle (a restart, an idle_session_timeout) ...
+        # The server ends it while it is idle (a restart, an idle_session_timeout): waiting
+        # (up to 60 s) until its backend has exited, as it has long since in those cases ...
         with psycopg2_connection(db) as other, other.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", (kept,))
+            cursor.execute("SELECT pg_terminate_backend(%s, 60000)", (kept,))
             assert cursor.fetchone()[0]
         # ... and the next transaction runs on a new one instead of failing.
         with db.transaction() as cursor:
