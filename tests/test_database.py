@@ -223,3 +223,58 @@ def psycopg2_connection(db):
     from contextlib import closing
 
     return closing(db.connect())
+
+
+def _counting_statements(monkeypatch, sent: list) -> None:
+    """Every connection the package opens records each statement batch and COPY it sends."""
+    import psycopg2
+    import psycopg2.extensions
+
+    from rna_localization.db import database
+
+    class Counting(psycopg2.extensions.cursor):
+        def execute(self, query, params=None):
+            sent.append(query if isinstance(query, str) else query.as_string(self.connection))
+            return super().execute(query, params)
+
+        def copy_expert(self, query, file, *args):
+            sent.append(query)
+            return super().copy_expert(query, file, *args)
+
+    real = psycopg2.connect
+    monkeypatch.setattr(database.psycopg2, "connect",
+                        lambda *a, **k: real(*a, **{**k, "cursor_factory": Counting}))
+
+
+def test_an_image_is_extracted_and_measured_in_a_few_round_trips(dataset, monkeypatch):
+    """Per image, extraction sends 3 batches (lock and checks; DELETEs and label_images; COPY)
+    and distances 8 (two label images and the centroids; lock and check, staging table, COPY,
+    UPDATE, bookkeeping); a kept connection is reused without asking the server first."""
+    from rna_localization import load_config, steps
+
+    config = load_config(dataset)
+    db = Database.from_config(config)
+    sent, per_image = [], []
+    _counting_statements(monkeypatch, sent)
+
+    def counted(function):
+        def wrapper(*args):
+            before = len(sent)
+            result = function(*args)
+            per_image.append(len(sent) - before)
+            return result
+        return wrapper
+
+    monkeypatch.setattr(steps, "_extract_one", counted(steps._extract_one))
+    monkeypatch.setattr(steps, "_measure_one", counted(steps._measure_one))
+    report = steps.extract(config, db=db, workers=1)
+    assert (report["status"] == "extracted").all()
+    assert per_image == [3] * len(report)  # 4 images x 2 structures
+    per_image.clear()
+    measured = steps.measure_distances(config, db=db, workers=1)
+    assert (measured["status"] == "measured").all()
+    assert per_image == [8] * len(measured)
+    assert not [s for s in sent if s.strip() == "SELECT 1"]
+    # What was written is whole: every object with its distance, every label image back.
+    assert db.query("SELECT count(*) AS n FROM rna WHERE distance_to_centrosomes IS NULL")["n"].iloc[0] == 0
+    assert db.query("SELECT count(*) AS n FROM label_images")["n"].iloc[0] == len(report)
