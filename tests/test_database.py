@@ -37,6 +37,51 @@ def test_row_counts(tmp_path, database_name):
     assert db.row_counts().to_dict() == {"a": 3, "b": 0}
 
 
+def test_numbers_are_staged_in_binary_as_csv_would_store_them(tmp_path, database_name):
+    import numpy as np
+    import pandas as pd
+    from psycopg2 import sql
+
+    from rna_localization.db.tables import copy_frame, copy_numbers
+
+    db = _empty_database(tmp_path, database_name)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "i4": np.arange(1, 6, dtype=np.int64),
+        "i8": np.arange(1, 6, dtype=np.int64) * 10**10 + 7,
+        "k": pd.array([3, None, 5, 2**31 - 1, -(2**31)], dtype="Int64"),  # NULL in an integer
+        "f": np.concatenate([[np.nan, np.inf, -0.0], rng.normal(size=2) * 1e-300]),
+        "small": np.array([1, 2, 3, 4, 5], dtype=np.int16),
+    })
+    columns = "i4 integer, i8 bigint, k integer, f double precision, small smallint"
+    with db.transaction() as cursor:
+        cursor.execute(f"CREATE TABLE binary_rows ({columns}); CREATE TABLE csv_rows ({columns}); "
+                       "SELECT * FROM binary_rows LIMIT 0")
+        oids = [column.type_code for column in cursor.description]
+        assert copy_numbers(cursor, sql.Identifier("binary_rows"), frame, oids)
+        copy_frame(cursor, sql.Identifier("csv_rows"), frame)
+        # Bit for bit (float8send), NULL where the frame has NaN, like the CSV.
+        query = ("SELECT i4, i8, k, float8send(f), small FROM {} ORDER BY i4")
+        cursor.execute(query.format("binary_rows"))
+        stored = cursor.fetchall()
+        cursor.execute(query.format("csv_rows"))
+        assert [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in stored] \
+            == [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+                for row in cursor.fetchall()]
+        assert [row[2] for row in stored] == [3, None, 5, 2**31 - 1, -(2**31)]
+        cursor.execute("SELECT f IS NULL, f FROM binary_rows ORDER BY i4 LIMIT 3")
+        assert cursor.fetchall() == [(True, None), (False, float("inf")), (False, -0.0)]
+        cursor.execute("SELECT count(*) FROM binary_rows")
+        assert cursor.fetchone()[0] == 5
+        # What does not fit an integer column, or is no number, is left to the CSV.
+        for bad in ({"k": [1.0]}, {"k": [2**31]}, {"k": ["7"]}):
+            assert not copy_numbers(cursor, sql.Identifier("binary_rows"), pd.DataFrame(bad), [23])
+        assert not copy_numbers(cursor, sql.Identifier("binary_rows"), pd.DataFrame({"k": [True]}), [23])
+        assert copy_numbers(cursor, sql.Identifier("binary_rows"), frame.iloc[:0], oids)  # no rows
+        cursor.execute("SELECT count(*) FROM binary_rows")
+        assert cursor.fetchone()[0] == 5
+
+
 def test_url_never_shows_a_password(postgres_server):
     params = parse_dsn(os.environ[ENV_URL])
     db = Database(make_dsn(**{**params, "password": "s3cret", "dbname": "x"}))

@@ -17,7 +17,7 @@ import pandas as pd
 from psycopg2 import sql
 
 from .._faults import fault_point
-from .tables import copy_frame
+from .tables import copy_frame, copy_numbers
 
 __all__ = [
     "NORMALIZED_COLUMN",
@@ -109,9 +109,14 @@ def update_from_frame(cursor, table: str, frame: pd.DataFrame, *, keys: Sequence
     values = [c for c in frame.columns if c not in keys]
     staged = sql.Identifier("staged_update")
     target = sql.Identifier(table)
-    cursor.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA")
-                   .format(staged, sql.SQL(", ").join(map(sql.Identifier, frame.columns)), target))
-    copy_frame(cursor, staged, frame)
+    # Made like the target's columns, whose types the answer names: numbers then travel in
+    # binary (copy_numbers), anything else as CSV.
+    cursor.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA; "
+                           "SELECT * FROM {} LIMIT 0")
+                   .format(staged, sql.SQL(", ").join(map(sql.Identifier, frame.columns)), target,
+                           staged))
+    if not copy_numbers(cursor, staged, frame, [column.type_code for column in cursor.description]):
+        copy_frame(cursor, staged, frame)
     conditions = [sql.SQL("o.{c} = s.{c}").format(c=sql.Identifier(c)) for c in keys]
     conditions += [sql.SQL("o.{} = %s").format(sql.Identifier(c)) for c in match]
     cursor.execute(  # the UPDATE and the DROP in one round trip

@@ -55,6 +55,7 @@ __all__ = [
     "add_baseline_columns",
     "convert_dense_label_images",
     "copy_frame",
+    "copy_numbers",
     "delete_image",
     "drop_tables",
     "ensure_schema",
@@ -305,6 +306,65 @@ def copy_frame(cursor, table: sql.Composable, frame: pd.DataFrame) -> None:
     columns = sql.SQL(", ").join(map(sql.Identifier, frame.columns))
     statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(table, columns)
     cursor.copy_expert(statement.as_string(cursor.connection), buffer)
+
+
+#: Binary layouts of the numeric column types, by PostgreSQL type OID (int2, int4, int8,
+#: float4, float8), for :func:`copy_numbers`.
+_NUMERIC_OIDS = {21: ">i2", 23: ">i4", 20: ">i8", 700: ">f4", 701: ">f8"}
+
+
+def copy_numbers(cursor, table: sql.Composable, frame: pd.DataFrame, type_oids) -> bool:
+    """COPY a DataFrame of numbers into `table` in binary, as :func:`copy_frame` would store them.
+
+    Binary skips formatting every float as text in pandas (14 ms for 2,300 rows
+    of four columns, 150 ms for 46,000 of two) and parsing it back in the
+    server; the values stored are the same bits. NaN and missing values
+    (``pd.NA`` of a nullable ``Int64`` column) become NULL, as in
+    :func:`copy_frame`'s CSV.
+
+    Parameters
+    ----------
+    cursor : psycopg2 cursor
+    table : psycopg2.sql.Composable
+    frame : DataFrame
+        Columns named like columns of `table`.
+    type_oids : sequence of int
+        The PostgreSQL type OID of each of `frame`'s columns in `table`.
+
+    Returns
+    -------
+    bool
+        False, writing nothing, when a column is not of a numeric type above
+        or does not fit its column (floats, or integers out of range, for an
+        integer column): the caller then uses :func:`copy_frame`, whose
+        error, if any, names the value.
+    """
+    n = len(frame)
+    parts = [np.full((n, 1), len(frame.columns), dtype=">i2").view(np.uint8)]
+    keep = [np.ones((n, 2), dtype=bool)]
+    for series, oid in zip((frame[c] for c in frame.columns), type_oids):
+        kind = _NUMERIC_OIDS.get(oid)
+        dtype = getattr(series.dtype, "numpy_dtype", series.dtype)  # Int64 → int64
+        if kind is None or not isinstance(dtype, np.dtype) or dtype.kind not in "iuf":
+            return False
+        kind = np.dtype(kind)
+        null = series.isna().to_numpy(dtype=bool)
+        values = series.to_numpy(dtype=dtype, na_value=0)
+        if kind.kind == "i":
+            info = np.iinfo(kind)
+            if dtype.kind == "f" or (n and (values.min() < info.min or values.max() > info.max)):
+                return False
+        data = values.astype(kind)
+        parts += [np.where(null, -1, kind.itemsize).astype(">i4").reshape(n, 1).view(np.uint8),
+                  data.reshape(n, 1).view(np.uint8)]
+        keep += [np.ones((n, 4), dtype=bool), np.repeat(~null[:, None], kind.itemsize, axis=1)]
+    # The rows as fixed-width bytes, then the data bytes of the NULL fields left out.
+    rows = np.hstack(parts)[np.hstack(keep)]
+    columns = sql.SQL(", ").join(map(sql.Identifier, frame.columns))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(table, columns)
+    cursor.copy_expert(statement.as_string(cursor.connection),
+                       io.BytesIO(_COPY_SIGNATURE + rows.tobytes() + struct.pack(">h", -1)))
+    return True
 
 
 # Binary COPY of object rows: ``id`` bigint, ``name`` text, ``object_id`` integer, ``area`` bigint,
