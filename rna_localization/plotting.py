@@ -24,6 +24,7 @@ __all__ = [
     "ONE_COLUMN",
     "PALETTE",
     "PAPER_RC",
+    "PNG_COMPRESS_LEVEL",
     "SAVE_RC",
     "TWO_COLUMNS",
     "VALUE_LABELS",
@@ -45,6 +46,9 @@ TWO_COLUMNS = 7.0
 
 #: Matplotlib settings for writing files: text as TrueType (Type 42) fonts, not Type 3.
 SAVE_RC = {"pdf.fonttype": 42, "ps.fonttype": 42}
+#: zlib level of the PNGs :func:`save_figure` writes (lossless at every level): 3 encodes a
+#: 600-dpi figure about a quarter faster than Pillow's default 6, for a file about 13% larger.
+PNG_COMPRESS_LEVEL = 3
 #: Matplotlib settings of every figure drawn here (applied with ``matplotlib.rc_context``).
 #: Sizes are points at the figure's own size, which is its printed size.
 PAPER_RC = {
@@ -593,8 +597,10 @@ def save_figure(figure, path_stem: str | Path, *, dpi: int = 600) -> list[Path]:
 
     The PDF embeds its fonts as TrueType (Type 42: editable text, accepted by
     journals) and keeps the figure's size (a 3.5 in figure stays 3.5 in wide);
-    the PNG is drawn at `dpi` and records it, with the PDF's layout (the
-    layout engine runs once).
+    the PNG is drawn at `dpi` and records it. Both files have one layout: the
+    figure's layout engine (e.g. constrained) runs once, before either is
+    drawn, and each file is then drawn once. The PNG is compressed at
+    :data:`PNG_COMPRESS_LEVEL` (lossless at every level).
 
     Parameters
     ----------
@@ -618,21 +624,26 @@ def save_figure(figure, path_stem: str | Path, *, dpi: int = 600) -> list[Path]:
     paths = []
     try:
         with matplotlib.rc_context(SAVE_RC):
-            for suffix in (".pdf", ".png"):
+            if figure.get_layout_engine() is not None:
+                # Laid out once for both files, drawing nothing. Then no layout engine at
+                # all (not even "none"'s placeholder): savefig draws a figure that has one
+                # twice, the first time only to lay it out (the figure is closed below).
+                figure.draw_without_rendering()
+                with matplotlib.rc_context({"figure.autolayout": False,
+                                            "figure.constrained_layout.use": False}):
+                    figure.set_layout_engine(None)
+            for suffix, options in ((".pdf", {}),
+                                    (".png", {"pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL}})):
                 path = stem.with_name(stem.name + suffix)
                 # Drawn beside the target, then renamed over it: an interrupted or failed
                 # save leaves the previous figure whole, never a truncated one.
                 part = path.with_name(path.name + ".part")
                 try:
-                    figure.savefig(part, dpi=dpi, format=suffix[1:])
+                    figure.savefig(part, dpi=dpi, format=suffix[1:], **options)
                     os.replace(part, path)
                 finally:
                     part.unlink(missing_ok=True)
                 paths.append(path)
-                # Laid out once: the PNG keeps the PDF's layout instead of running the
-                # layout engine again (the figure is closed below anyway).
-                if figure.get_layout_engine() is not None:
-                    figure.set_layout_engine("none")
     finally:
         plt.close(figure)
     return paths

@@ -37,6 +37,51 @@ def test_row_counts(tmp_path, database_name):
     assert db.row_counts().to_dict() == {"a": 3, "b": 0}
 
 
+def test_numbers_are_staged_in_binary_as_csv_would_store_them(tmp_path, database_name):
+    import numpy as np
+    import pandas as pd
+    from psycopg2 import sql
+
+    from rna_localization.db.tables import copy_frame, copy_numbers
+
+    db = _empty_database(tmp_path, database_name)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "i4": np.arange(1, 6, dtype=np.int64),
+        "i8": np.arange(1, 6, dtype=np.int64) * 10**10 + 7,
+        "k": pd.array([3, None, 5, 2**31 - 1, -(2**31)], dtype="Int64"),  # NULL in an integer
+        "f": np.concatenate([[np.nan, np.inf, -0.0], rng.normal(size=2) * 1e-300]),
+        "small": np.array([1, 2, 3, 4, 5], dtype=np.int16),
+    })
+    columns = "i4 integer, i8 bigint, k integer, f double precision, small smallint"
+    with db.transaction() as cursor:
+        cursor.execute(f"CREATE TABLE binary_rows ({columns}); CREATE TABLE csv_rows ({columns}); "
+                       "SELECT * FROM binary_rows LIMIT 0")
+        oids = [column.type_code for column in cursor.description]
+        assert copy_numbers(cursor, sql.Identifier("binary_rows"), frame, oids)
+        copy_frame(cursor, sql.Identifier("csv_rows"), frame)
+        # Bit for bit (float8send), NULL where the frame has NaN, like the CSV.
+        query = ("SELECT i4, i8, k, float8send(f), small FROM {} ORDER BY i4")
+        cursor.execute(query.format("binary_rows"))
+        stored = cursor.fetchall()
+        cursor.execute(query.format("csv_rows"))
+        assert [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in stored] \
+            == [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+                for row in cursor.fetchall()]
+        assert [row[2] for row in stored] == [3, None, 5, 2**31 - 1, -(2**31)]
+        cursor.execute("SELECT f IS NULL, f FROM binary_rows ORDER BY i4 LIMIT 3")
+        assert cursor.fetchall() == [(True, None), (False, float("inf")), (False, -0.0)]
+        cursor.execute("SELECT count(*) FROM binary_rows")
+        assert cursor.fetchone()[0] == 5
+        # What does not fit an integer column, or is no number, is left to the CSV.
+        for bad in ({"k": [1.0]}, {"k": [2**31]}, {"k": ["7"]}):
+            assert not copy_numbers(cursor, sql.Identifier("binary_rows"), pd.DataFrame(bad), [23])
+        assert not copy_numbers(cursor, sql.Identifier("binary_rows"), pd.DataFrame({"k": [True]}), [23])
+        assert copy_numbers(cursor, sql.Identifier("binary_rows"), frame.iloc[:0], oids)  # no rows
+        cursor.execute("SELECT count(*) FROM binary_rows")
+        assert cursor.fetchone()[0] == 5
+
+
 def test_url_never_shows_a_password(postgres_server):
     params = parse_dsn(os.environ[ENV_URL])
     db = Database(make_dsn(**{**params, "password": "s3cret", "dbname": "x"}))
@@ -207,9 +252,10 @@ def test_a_kept_connection_ended_by_the_server_is_replaced(tmp_path, database_na
     db = Database.from_config(Config.from_flat(data_dir=str(tmp_path), database_name=database_name))
     with reuse_connections():
         kept = _backend(db)
-        # The server ends it while it is idle (a restart, an idle_session_timeout) ...
+        # The server ends it while it is idle (a restart, an idle_session_timeout): waiting
+        # (up to 60 s) until its backend has exited, as it has long since in those cases ...
         with psycopg2_connection(db) as other, other.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", (kept,))
+            cursor.execute("SELECT pg_terminate_backend(%s, 60000)", (kept,))
             assert cursor.fetchone()[0]
         # ... and the next transaction runs on a new one instead of failing.
         with db.transaction() as cursor:
@@ -222,3 +268,58 @@ def psycopg2_connection(db):
     from contextlib import closing
 
     return closing(db.connect())
+
+
+def _counting_statements(monkeypatch, sent: list) -> None:
+    """Every connection the package opens records each statement batch and COPY it sends."""
+    import psycopg2
+    import psycopg2.extensions
+
+    from rna_localization.db import database
+
+    class Counting(psycopg2.extensions.cursor):
+        def execute(self, query, params=None):
+            sent.append(query if isinstance(query, str) else query.as_string(self.connection))
+            return super().execute(query, params)
+
+        def copy_expert(self, query, file, *args):
+            sent.append(query)
+            return super().copy_expert(query, file, *args)
+
+    real = psycopg2.connect
+    monkeypatch.setattr(database.psycopg2, "connect",
+                        lambda *a, **k: real(*a, **{**k, "cursor_factory": Counting}))
+
+
+def test_an_image_is_extracted_and_measured_in_a_few_round_trips(dataset, monkeypatch):
+    """Per image, extraction sends 3 batches (lock and checks; DELETEs and label_images; COPY)
+    and distances 8 (two label images and the centroids; lock and check, staging table, COPY,
+    UPDATE, bookkeeping); a kept connection is reused without asking the server first."""
+    from rna_localization import load_config, steps
+
+    config = load_config(dataset)
+    db = Database.from_config(config)
+    sent, per_image = [], []
+    _counting_statements(monkeypatch, sent)
+
+    def counted(function):
+        def wrapper(*args):
+            before = len(sent)
+            result = function(*args)
+            per_image.append(len(sent) - before)
+            return result
+        return wrapper
+
+    monkeypatch.setattr(steps, "_extract_one", counted(steps._extract_one))
+    monkeypatch.setattr(steps, "_measure_one", counted(steps._measure_one))
+    report = steps.extract(config, db=db, workers=1)
+    assert (report["status"] == "extracted").all()
+    assert per_image == [3] * len(report)  # 4 images x 2 structures
+    per_image.clear()
+    measured = steps.measure_distances(config, db=db, workers=1)
+    assert (measured["status"] == "measured").all()
+    assert per_image == [8] * len(measured)
+    assert not [s for s in sent if s.strip() == "SELECT 1"]
+    # What was written is whole: every object with its distance, every label image back.
+    assert db.query("SELECT count(*) AS n FROM rna WHERE distance_to_centrosomes IS NULL")["n"].iloc[0] == 0
+    assert db.query("SELECT count(*) AS n FROM label_images")["n"].iloc[0] == len(report)

@@ -376,6 +376,34 @@ def test_a_failed_save_leaves_the_previous_figures_whole(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.pdf", "curves.png"]
 
 
+class _CountedDraws(matplotlib.artist.Artist):
+    """An artist that counts how often the figure draws it."""
+
+    def __init__(self):
+        super().__init__()
+        self.draws = 0
+
+    def draw(self, renderer):
+        self.draws += 1
+
+
+def test_a_saved_figure_is_laid_out_once_and_each_file_drawn_once(table, tmp_path):
+    figure = plot_cumulative_distributions(table, hue="rna_type", col="cycle")
+    assert figure.get_layout_engine() is not None  # constrained: savefig alone would draw twice
+    counter = _CountedDraws()
+    figure.axes[0].add_artist(counter)
+    laid_out = plot_cumulative_distributions(table, hue="rna_type", col="cycle")
+    laid_out.draw_without_rendering()  # the layout the constrained engine gives
+    pdf, png = save_figure(figure, tmp_path / "curves", dpi=50)
+    assert counter.draws == 3  # the layout, the PDF, the PNG
+    # Laid out all the same: the panels sit where the layout engine puts them.
+    for ax, reference in zip(figure.axes, laid_out.axes):
+        assert ax.get_position().bounds == pytest.approx(reference.get_position().bounds)
+    assert Image.open(png).size[0] == round(3.5 * 50)
+    assert pdf.read_bytes().startswith(b"%PDF")
+    plt.close(laid_out)
+
+
 # ------------------------------------------------------------ colours and imports
 def test_groups_take_the_colour_blind_palette_in_order():
     from matplotlib.colors import to_hex

@@ -17,7 +17,7 @@ import pandas as pd
 from psycopg2 import sql
 
 from .._faults import fault_point
-from .tables import copy_frame
+from .tables import copy_frame, copy_numbers
 
 __all__ = [
     "NORMALIZED_COLUMN",
@@ -109,19 +109,23 @@ def update_from_frame(cursor, table: str, frame: pd.DataFrame, *, keys: Sequence
     values = [c for c in frame.columns if c not in keys]
     staged = sql.Identifier("staged_update")
     target = sql.Identifier(table)
-    cursor.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA")
-                   .format(staged, sql.SQL(", ").join(map(sql.Identifier, frame.columns)), target))
-    copy_frame(cursor, staged, frame)
+    # Made like the target's columns, whose types the answer names: numbers then travel in
+    # binary (copy_numbers), anything else as CSV.
+    cursor.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA; "
+                           "SELECT * FROM {} LIMIT 0")
+                   .format(staged, sql.SQL(", ").join(map(sql.Identifier, frame.columns)), target,
+                           staged))
+    if not copy_numbers(cursor, staged, frame, [column.type_code for column in cursor.description]):
+        copy_frame(cursor, staged, frame)
     conditions = [sql.SQL("o.{c} = s.{c}").format(c=sql.Identifier(c)) for c in keys]
     conditions += [sql.SQL("o.{} = %s").format(sql.Identifier(c)) for c in match]
-    cursor.execute(
-        sql.SQL("UPDATE {} AS o SET {} FROM {} AS s WHERE {}").format(
+    cursor.execute(  # the UPDATE and the DROP in one round trip
+        sql.SQL("UPDATE {} AS o SET {} FROM {} AS s WHERE {}; DROP TABLE {}").format(
             target,
             sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=sql.Identifier(c)) for c in values),
-            staged, sql.SQL(" AND ").join(conditions)),
+            staged, sql.SQL(" AND ").join(conditions), staged),
         tuple(match.values()),
     )
-    cursor.execute(sql.SQL("DROP TABLE {}").format(staged))
 
 
 # ------------------------------------------------------------------ distances
@@ -157,14 +161,14 @@ def write_distances(cursor, structure_1: str, structure_2: str, name: str,
         microns and the expected percent at each
         (:func:`rna_localization.baseline.expected_cumulative_distribution`).
     """
-    # Serializes writers of one image's distances across processes and concurrent runs.
-    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))",
-                   (f"{structure_1}>{structure_2}", name))
+    # Serializes writers of one image's distances across processes and concurrent runs;
+    # the check after it sees what the lock's previous holder committed (one round trip).
     cursor.execute(
-        "SELECT 1 FROM distance_measurements WHERE structure_1 = %s AND structure_2 = %s AND name = %s",
-        (structure_1, structure_2, name),
+        "SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s)); SELECT EXISTS (SELECT 1 FROM "
+        "distance_measurements WHERE structure_1 = %s AND structure_2 = %s AND name = %s)",
+        (f"{structure_1}>{structure_2}", name, structure_1, structure_2, name),
     )
-    if cursor.fetchone() is not None and not overwrite:
+    if cursor.fetchone()[0] and not overwrite:
         return False
     frame = distances[["object_id", "distance", "target_id", "centroid_distance"]].rename(columns={
         "distance": distance_column(structure_2), "target_id": target_id_column(structure_2),
