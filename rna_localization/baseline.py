@@ -13,8 +13,13 @@ volume), within the box where a voxel can be within the threshold
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import edt
 import numpy as np
 from scipy import ndimage
+
+from ._cores import usable_cores
 
 __all__ = ["distance_to_target", "expected_cumulative_distribution", "image_baseline"]
 
@@ -197,7 +202,7 @@ def _nearest_planes(values: np.ndarray, planes: np.ndarray, weight: float, depth
     return nearest
 
 
-def _counts(target: np.ndarray, spacing, edges: np.ndarray, region) -> np.ndarray:
+def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int = 1) -> np.ndarray:
     """Voxels (of the region) per bin: bin i holds squared distances in (edges[i-1], edges[i]].
 
     Separable and exact: the nearest target voxel of a voxel at plane z is, over
@@ -233,51 +238,100 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region) -> np.ndarra
             counts += np.bincount(np.searchsorted(edges, values, side="left"),
                                   minlength=edges.size + 1)
         return counts
-    steps = [np.square(np.arange(n) * step) for n, step in zip(size, spacing)]
-    squared = (steps[0].reshape(-1, 1, 1) + steps[1].reshape(-1, 1)) + steps[2]
-    plane_size = size[1] * size[2]
-    # One more dz row, counted nowhere: for the voxels of a column without a target in reach.
-    table = np.append(np.searchsorted(edges, squared.ravel(), side="left"),
-                      np.full(plane_size, edges.size)).astype(np.min_scalar_type(edges.size))
-    in_plane = (steps[1].reshape(-1, 1) + steps[2]).ravel()  # by in-plane offset, for the choice
-
-    # Each plane holding a target: its voxels' in-plane offset to the nearest target
-    # voxel of that plane, as one index (|dy| * size_x + |dx|), past the reach clipped.
     n_z, n_y, n_x = shape
     sources = np.flatnonzero(target.any(axis=(1, 2)))
-    offsets = np.empty((sources.size, n_y, n_x), dtype=np.min_scalar_type(plane_size - 1))
-    rows = np.arange(n_y, dtype=np.int32).reshape(-1, 1)
-    columns = np.arange(n_x, dtype=np.int32)
-    for i, z in enumerate(sources):
-        nearest = ndimage.distance_transform_edt(~target[z], sampling=spacing[1:],
-                                                 return_distances=False, return_indices=True)
-        dy, dx = nearest[0], nearest[1]
-        dy -= rows
-        dx -= columns
-        np.minimum(np.abs(dy, out=dy), reach[1] + 1, out=dy)
-        np.minimum(np.abs(dx, out=dx), reach[2] + 1, out=dx)
-        dy *= size[2]
-        dy += dx
-        offsets[i] = dy
-        del nearest, dy, dx
+    offsets, in_plane = _plane_offsets(target, sources, spacing, reach, edges, threads)
+    # The bin of every (|dz|, in-plane offset) pair, flat; one more dz row, counted
+    # nowhere: for the voxels of a column without a target in reach.
+    along_z = np.square(np.arange(size[0]) * spacing[0])
+    table = np.append(np.searchsorted(edges, (along_z.reshape(-1, 1) + in_plane).ravel(),
+                                      side="left"),
+                      np.full(in_plane.size, edges.size)).astype(np.min_scalar_type(edges.size))
     # The table's dz part of each (plane, source) pair, flat, past the reach clipped;
     # a last column (source -1: none within the threshold) the row counted nowhere.
     dz = np.minimum(np.abs(np.arange(n_z).reshape(-1, 1) - sources), reach[0] + 1)
-    dz = (np.append(dz, np.full((n_z, 1), size[0]), axis=1) * plane_size).ravel()
-    per = max(1, _CHUNK_ENTRIES // (max(n_z, sources.size) * n_x))  # rows at a time
-    for y0 in range(0, n_y, per):
-        chunk = slice(y0, min(n_y, y0 + per))
+    dz = (np.append(dz, np.full((n_z, 1), size[0]), axis=1) * in_plane.size).ravel()
+    source_rows = np.arange(0, n_z * (sources.size + 1), sources.size + 1).reshape(-1, 1)
+
+    def chunk_counts(chunk: slice) -> np.ndarray:
         offset = offsets[:, chunk].reshape(sources.size, -1)
         n_columns = offset.shape[1]
-        best = _nearest_planes(in_plane[offset], sources, steps[0][1], n_z, edges[-1])
+        best = _nearest_planes(in_plane[offset], sources, along_z[1], n_z, edges[-1])
         # Source -1 takes the last source's offsets (any will do) and the dz row of none.
-        index = dz[best + np.arange(0, n_z * (sources.size + 1), sources.size + 1).reshape(-1, 1)]
+        index = dz[best + source_rows]
         best *= n_columns
         best += np.arange(n_columns)
         index += offset.ravel()[best]
-        bins = table[index[region[:, chunk].reshape(n_z, -1)] if region is not None else index.ravel()]
-        counts += np.bincount(bins, minlength=edges.size + 1)
+        bins = table[index[region[:, chunk].reshape(n_z, -1)] if region is not None
+                     else index.ravel()]
+        return np.bincount(bins, minlength=edges.size + 1)
+
+    per = max(1, _CHUNK_ENTRIES // (max(n_z, sources.size) * n_x))  # rows at a time
+    chunks = [slice(y0, min(n_y, y0 + per)) for y0 in range(0, n_y, per)]
+    for part in _in_threads(chunk_counts, chunks, threads):
+        counts += part
     return counts
+
+
+def _plane_offsets(target: np.ndarray, sources: np.ndarray, spacing, reach, edges, threads: int):
+    """Each plane holding a target: its voxels' in-plane offset to that plane's nearest target voxel.
+
+    Returns ``(offsets, in_plane)``: offsets (sources, Y, X) index `in_plane`, the
+    squared microns of each in-plane offset; every offset past the threshold
+    indexes an entry past it. With square pixels (``spacing[1] == spacing[2]``)
+    the index is the squared offset in pixels ``dy² + dx²``, from one squared
+    transform of integers per plane (``edt``, unit pixels: every value within
+    the threshold is an integer below 2**24, exact in its float32 output, and
+    its lower envelopes compare exact integers in float64); otherwise it is
+    ``|dy| · (reach_x + 2) + |dx|``, from scipy's feature transform.
+    """
+    n_y, n_x = target.shape[1:]
+    square = spacing[1] == spacing[2]
+    if square:
+        pixel = spacing[1] * spacing[1]
+        past = int(edges[-1] / pixel)  # the least squared offset past the threshold
+        while past * pixel <= edges[-1]:
+            past += 1
+        square = past < 1 << 24
+    if square:
+        in_plane = np.arange(past + 1) * pixel
+        dtype = np.min_scalar_type(past)
+
+        def transform(i):
+            squared = edt.edtsq(~target[sources[i]], anisotropy=(1.0, 1.0), black_border=False)
+            np.minimum(squared, past, out=squared)
+            offsets[i] = squared
+    else:
+        size_y, size_x = reach[1] + 2, reach[2] + 2
+        in_plane = (np.square(np.arange(size_y) * spacing[1]).reshape(-1, 1)
+                    + np.square(np.arange(size_x) * spacing[2])).ravel()
+        dtype = np.min_scalar_type(in_plane.size - 1)
+        rows = np.arange(n_y, dtype=np.int32).reshape(-1, 1)
+        columns = np.arange(n_x, dtype=np.int32)
+
+        def transform(i):
+            nearest = ndimage.distance_transform_edt(~target[sources[i]], sampling=spacing[1:],
+                                                     return_distances=False, return_indices=True)
+            dy, dx = nearest[0], nearest[1]
+            dy -= rows
+            dx -= columns
+            np.minimum(np.abs(dy, out=dy), reach[1] + 1, out=dy)
+            np.minimum(np.abs(dx, out=dx), reach[2] + 1, out=dx)
+            dy *= size_x
+            dy += dx
+            offsets[i] = dy
+    offsets = np.empty((sources.size, n_y, n_x), dtype=dtype)
+    _in_threads(transform, range(sources.size), threads)
+    return offsets, in_plane
+
+
+def _in_threads(function, items, threads: int) -> list:
+    """``[function(item) for item in items]``, on up to `threads` threads."""
+    items = list(items)
+    if threads <= 1 or len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(function, items))
 
 
 def distance_to_target(target, spacing) -> np.ndarray:
@@ -304,7 +358,8 @@ def distance_to_target(target, spacing) -> np.ndarray:
     return np.concatenate([np.sqrt(squared) for _, squared in _squared_slabs(nearest, spacing)])
 
 
-def expected_cumulative_distribution(target, spacing, distances, *, region=None) -> np.ndarray:
+def expected_cumulative_distribution(target, spacing, distances, *, region=None,
+                                     workers: int | None = None) -> np.ndarray:
     """Percent of uniformly spread RNA within each distance of the target.
 
     With ``D`` the distance of each voxel of the region to the target
@@ -330,6 +385,9 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None)
         Increasing distances in microns; the last is the threshold.
     region : (Z, Y, X) array-like, optional
         Non-zero where RNA could be (e.g. the embryo); default the whole volume.
+    workers : int, optional
+        Threads for the transforms and the envelopes; None (the default) uses
+        every core this process may run on (:func:`usable_cores`).
 
     Returns
     -------
@@ -360,14 +418,16 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None)
     if cropped is None:
         within = np.zeros(1)
     else:
-        within = np.cumsum(_counts(cropped[0], spacing, edges, cropped[1])[:edges.size])
+        threads = usable_cores() if workers is None else max(1, int(workers))
+        within = np.cumsum(_counts(cropped[0], spacing, edges, cropped[1], threads)[:edges.size])
     if within[-1] == 0:
         msg = f"no voxel of the region is within {distances[-1]} µm of the target."
         raise ValueError(msg)
     return 100.0 * within / within[-1]
 
 
-def image_baseline(target_labels, spacing, distances, *, region_labels=None) -> np.ndarray | None:
+def image_baseline(target_labels, spacing, distances, *, region_labels=None,
+                   workers: int | None = None) -> np.ndarray | None:
     """:func:`expected_cumulative_distribution` of one image's label images, or None.
 
     None when the image has no target object, when a region is asked for and
@@ -384,6 +444,8 @@ def image_baseline(target_labels, spacing, distances, *, region_labels=None) -> 
         As :func:`expected_cumulative_distribution`.
     region_labels : (Z, Y, X) ndarray, optional
         The region's label image; None: the whole volume.
+    workers : int, optional
+        As :func:`expected_cumulative_distribution`.
 
     Examples
     --------
@@ -397,6 +459,7 @@ def image_baseline(target_labels, spacing, distances, *, region_labels=None) -> 
     if region is not None and not region.any():
         return None
     try:
-        return expected_cumulative_distribution(target, spacing, distances, region=region)
+        return expected_cumulative_distribution(target, spacing, distances, region=region,
+                                                workers=workers)
     except ValueError:  # no voxel of the region within the threshold of the target
         return None
