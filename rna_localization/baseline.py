@@ -5,10 +5,12 @@ e.g. the embryo or the cytoplasm), the fraction of it within ``d`` of the
 target structure would be the fraction of the volume's voxels within ``d``.
 That fraction is computed exactly, from the Euclidean distance transform to
 the target with the image's anisotropic voxel size, not from random draws:
-2D transforms of the planes holding a target, combined along each column
-(y, x) by the lower envelope of one parabola per plane (linear in the
-volume), within the box where a voxel can be within the threshold
-(:func:`_counts`).
+2D transforms of the planes holding a target (squared offsets in whole
+pixels, integers, by ``edt``), combined along each column (y, x) by the lower
+envelope of one parabola per plane (linear in the volume), within the box
+where a voxel can be within the threshold, on every core the process may use
+(:func:`_counts`). Each voxel's bin then comes from its offset to its nearest
+target voxel through a table of exact bins: no distance is rounded on the way.
 """
 
 from __future__ import annotations
@@ -148,8 +150,10 @@ def _nearest_planes(values: np.ndarray, planes: np.ndarray, weight: float, depth
     The lower envelope of one parabola per source plane along each column
     (Felzenszwalb & Huttenlocher's 1-D distance transform), built for all
     columns at once: sources are added in order of plane, each popping the
-    envelope's last parabolas while it is lower where they begin; the pops
-    repeat only over the columns still popping. A source whose value passes
+    envelope's last parabolas while it is lower where they begin. Every column's
+    last parabola is also kept in dense arrays, so each source is compared with
+    it in whole-array operations; the pops repeat only over the columns still
+    popping. A source whose value passes
     `limit` is left out of its column: it is the minimum only of sums past the
     limit, so a sum within the limit keeps its minimum and its minimizer.
 
@@ -258,14 +262,16 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
     Separable and exact: the nearest target voxel of a voxel at plane z is, over
     the planes s holding a target, the best of each plane's nearest target voxel
     in 2D plus the squared step between planes. Each plane's 2D transform is
-    cheap, and only planes with a target are transformed (a few, for
-    centrosomes). Along each column (y, x) the best plane for every z is then
+    cheap, and only planes with a target are transformed (:func:`_plane_offsets`:
+    with square pixels, ``edt``'s squared transform in whole pixels, whose values
+    within the threshold are exact integers). Along each column (y, x) the best plane for every z is then
     the lower envelope of one parabola ``F_s + w_z (z - s)²`` per plane holding
     a target, ``F_s`` its in-plane squared distance (:func:`_nearest_planes`):
-    linear in the volume, in chunks of rows. A voxel's squared distance depends
-    only on its offset (|dz|, |dy|, |dx|) from its nearest target voxel: the bin
-    of every offset within the threshold is computed once, with the arithmetic
-    of :func:`_squared_slabs`, into a table that each voxel's offset indexes;
+    linear in the volume, in chunks of rows (on `threads` threads, each reusing
+    its arrays). A voxel's squared distance depends only on its offset from its
+    nearest target voxel (|dz| and the in-plane offset: ``dy² + dx²`` with
+    square pixels, else (|dy|, |dx|)): the bin of every offset within the
+    threshold is computed once into a table that each voxel's offset indexes;
     offsets past the threshold index entries counted in no bin.
 
     Memory: the in-plane offsets of the planes holding a target (2 bytes a voxel
