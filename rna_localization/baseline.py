@@ -153,9 +153,9 @@ def _nearest_planes(values: np.ndarray, planes: np.ndarray, weight: float, depth
     envelope's last parabolas while it is lower where they begin. Every column's
     last parabola is also kept in dense arrays, so each source is compared with
     it in whole-array operations; the pops repeat only over the columns still
-    popping. A source whose value passes
-    `limit` is left out of its column: it is the minimum only of sums past the
-    limit, so a sum within the limit keeps its minimum and its minimizer.
+    popping. A source whose value passes `limit` is left out of its column: it
+    is the minimum only of sums past the limit, so a sum within the limit keeps
+    its minimum and its minimizer.
 
     Parameters
     ----------
@@ -263,11 +263,11 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
     the planes s holding a target, the best of each plane's nearest target voxel
     in 2D plus the squared step between planes. Each plane's 2D transform is
     cheap, and only planes with a target are transformed (:func:`_plane_offsets`:
-    with square pixels, ``edt``'s squared transform in whole pixels, whose values
-    within the threshold are exact integers). Along each column (y, x) the best plane for every z is then
-    the lower envelope of one parabola ``F_s + w_z (z - s)²`` per plane holding
-    a target, ``F_s`` its in-plane squared distance (:func:`_nearest_planes`):
-    linear in the volume, in chunks of rows (on `threads` threads, each reusing
+    with square pixels, ``edt``'s squared transform in whole pixels, whose
+    values within the threshold are exact integers). Along each column (y, x)
+    the best plane for every z is then the lower envelope of one parabola
+    ``F_s + w_z (z - s)²`` per plane holding a target, ``F_s`` its in-plane
+    squared distance (:func:`_nearest_planes`): linear in the volume, in chunks of rows (on `threads` threads, each reusing
     its arrays). A voxel's squared distance depends only on its offset from its
     nearest target voxel (|dz| and the in-plane offset: ``dy² + dx²`` with
     square pixels, else (|dy|, |dx|)): the bin of every offset within the
@@ -275,7 +275,8 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
     offsets past the threshold index entries counted in no bin.
 
     Memory: the in-plane offsets of the planes holding a target (2 bytes a voxel
-    of each; 4 past lateral thresholds of about 16 µm at 0.065 µm), and a chunk's arrays (:data:`_CHUNK_ENTRIES`).
+    of each; 4 past lateral thresholds of about 16 µm at 0.065 µm), and each
+    thread's arrays for a chunk (:data:`_CHUNK_ENTRIES`).
 
     Falls back to one 3D feature transform (:func:`_feature_transform`) and a
     bin search per voxel when that table would pass :data:`_MAX_TABLE` entries
