@@ -175,7 +175,7 @@ def _nearest_planes(values: np.ndarray, planes: np.ndarray, weight: float, depth
 
     Returns
     -------
-    (depth, C) ndarray of intp
+    (depth, C) ndarray of int32 (intp past 2**31 entries)
         The index (into `planes`) of a minimizing source for each plane and
         column, -1 where the column has no source within the limit.
 
@@ -186,7 +186,7 @@ def _nearest_planes(values: np.ndarray, planes: np.ndarray, weight: float, depth
     array([[ 0, -1],
            [ 0, -1],
            [ 1, -1],
-           [ 1, -1]])
+           [ 1, -1]], dtype=int32)
     """
     n_sources, n_columns = values.shape
     work = {} if work is None else work
@@ -197,9 +197,10 @@ def _nearest_planes(values: np.ndarray, planes: np.ndarray, weight: float, depth
     # and where each starts to be the lowest; `top` its last level (-1: none yet).
     # The last level's plane, shifted value and start are also kept per column
     # (dense): most sources compare with the last level only, without gathers.
-    hull = _scratch(work, "hull", n_sources * n_columns, np.intp)
+    index = np.int32 if n_sources * max(n_columns, depth) < 1 << 31 else np.intp  # half the bytes
+    hull = _scratch(work, "hull", n_sources * n_columns, index)
     begin = _scratch(work, "begin", n_sources * n_columns, np.float64)
-    top = np.full(n_columns, -1, dtype=np.intp)
+    top = np.full(n_columns, -1, dtype=index)
     last_plane = np.full(n_columns, -1.0)
     last_shifted = np.zeros(n_columns)
     last_begin = np.full(n_columns, -np.inf)  # no level: never popped
@@ -236,7 +237,7 @@ def _nearest_planes(values: np.ndarray, planes: np.ndarray, weight: float, depth
         last_begin[added] = cross[added]
     # Each level is the lowest from its first whole plane on, until a later one begins;
     # sources increase with the level, so a running maximum fills the planes between.
-    nearest = _scratch(work, "nearest", depth * n_columns, np.intp)  # flat: z * C + column
+    nearest = _scratch(work, "nearest", depth * n_columns, index)  # flat: z * C + column
     nearest.fill(-1)
     used = np.flatnonzero(top >= 0)
     nearest[used] = hull[used]  # the first level begins at -inf
@@ -245,7 +246,7 @@ def _nearest_planes(values: np.ndarray, planes: np.ndarray, weight: float, depth
         at = used + level * n_columns
         start = begin[at]
         inside = start <= depth - 1
-        start = np.maximum(np.ceil(start[inside]), 0).astype(np.intp)
+        start = np.maximum(np.ceil(start[inside]), 0).astype(index)
         start *= n_columns
         start += used[inside]
         nearest[start] = hull[at[inside]]
