@@ -73,6 +73,9 @@ def _squared_slabs(nearest: np.ndarray, spacing: np.ndarray):
         yield planes, squared
 
 
+#: Voxels (of the box the transforms cover) per thread: smaller images use fewer threads,
+#: since starting threads and sharing one interpreter cost more there than they save.
+_VOXELS_PER_THREAD = 1 << 24
 #: Largest table of bins by per-axis offset (entries) :func:`_counts` builds; past it
 #: (thresholds of tens of microns) each voxel's squared distance is binned directly.
 _MAX_TABLE = 1 << 22
@@ -297,6 +300,7 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
                                   minlength=edges.size + 1)
         return counts
     n_z, n_y, n_x = shape
+    threads = max(1, min(threads, target.size // _VOXELS_PER_THREAD))
     sources = np.flatnonzero(target.any(axis=(1, 2)))
     offsets, in_plane = _plane_offsets(target, sources, spacing, reach, edges, threads)
     # The bin of every (|dz|, in-plane offset) pair, flat; one more dz row, counted
@@ -317,14 +321,16 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
         work = local.__dict__
         offset = offsets[:, chunk].reshape(sources.size, -1)
         n_columns = offset.shape[1]
-        values = np.take(in_plane, offset, out=_scratch(work, "values", offset.shape, np.float64))
+        values = np.take(in_plane, offset, out=_scratch(work, "values", offset.shape, np.float64),
+                         mode="clip")  # "raise" would copy through a buffer
         best = _nearest_planes(values, sources, along_z[1], n_z, edges[-1], work)
         # Source -1 takes the last source's offsets (any will do) and the dz row of none.
         index = _scratch(work, "index", best.shape, np.intp)
-        np.take(dz, np.add(best, source_rows, out=index), out=index)
+        np.take(dz, np.add(best, source_rows, out=index), out=index, mode="clip")
         best *= n_columns
         best += np.arange(n_columns)
-        index += np.take(offset.ravel(), best, out=_scratch(work, "picked", best.shape, offset.dtype))
+        index += np.take(offset.ravel(), best, out=_scratch(work, "picked", best.shape, offset.dtype),
+                         mode="wrap")  # source -1: the last source's offsets
         bins = table[index[region[:, chunk].reshape(n_z, -1)] if region is not None
                      else index.ravel()]
         return np.bincount(bins, minlength=edges.size + 1)
@@ -451,7 +457,8 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None,
         Non-zero where RNA could be (e.g. the embryo); default the whole volume.
     workers : int, optional
         Threads for the transforms and the envelopes; None (the default) uses
-        every core this process may run on (:func:`usable_cores`).
+        every core this process may run on (:func:`usable_cores`). At most one
+        per :data:`_VOXELS_PER_THREAD` voxels of the box transformed.
 
     Returns
     -------

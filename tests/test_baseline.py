@@ -449,6 +449,7 @@ def test_any_number_of_threads_gives_the_brute_force_counts(workers, monkeypatch
     from rna_localization import baseline
 
     monkeypatch.setattr(baseline, "_CHUNK_ENTRIES", 0)  # a chunk per row: many for the threads
+    monkeypatch.setattr(baseline, "_VOXELS_PER_THREAD", 1)  # every thread asked for, however small
     rng = np.random.default_rng(11)
     target = _blobs((9, 21, 23), rng, 3, (2.0, 4.0, 3.0))
     spacing = (0.2, 0.065, 0.065)
