@@ -8,8 +8,8 @@ the target with the image's anisotropic voxel size, not from random draws:
 2D transforms of the planes holding a target (squared offsets in whole
 pixels, integers, by ``edt``), combined along each column (y, x) by the lower
 envelope of one parabola per plane (linear in the volume), within the box
-where a voxel can be within the threshold, on every core the process may use
-(:func:`_counts`). Each voxel's bin then comes from its offset to its nearest
+where a voxel can be within the threshold, the envelopes on every core the
+process may use (:func:`_counts`). Each voxel's bin then comes from its offset to its nearest
 target voxel through a table of exact bins: no distance is rounded on the way.
 """
 
@@ -366,9 +366,9 @@ def _plane_offsets(target: np.ndarray, sources: np.ndarray, spacing, reach, edge
         in_plane = np.arange(past + 1) * pixel
         dtype = np.min_scalar_type(past)
 
-        def transform(i):  # edt holds the GIL: its own threads, one plane at a time
-            squared = edt.edtsq(~target[sources[i]], anisotropy=(1.0, 1.0), black_border=False,
-                                parallel=threads)
+        def transform(i):  # one plane at a time: edt holds the GIL, and its own threads
+            # (parallel=2) made a full frame slower on a shared 2-core machine
+            squared = edt.edtsq(~target[sources[i]], anisotropy=(1.0, 1.0), black_border=False)
             np.minimum(squared, past, out=squared)
             offsets[i] = squared
     else:
@@ -456,7 +456,8 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None,
     region : (Z, Y, X) array-like, optional
         Non-zero where RNA could be (e.g. the embryo); default the whole volume.
     workers : int, optional
-        Threads for the transforms and the envelopes; None (the default) uses
+        Threads for the envelopes (and for scipy's transforms, with pixels
+        that are not square); None (the default) uses
         every core this process may run on (:func:`usable_cores`). At most one
         per :data:`_VOXELS_PER_THREAD` voxels of the box transformed.
 
