@@ -34,7 +34,9 @@ _SLAB_VOXELS = 1 << 20
 
 def _checked(target, spacing) -> tuple[np.ndarray, np.ndarray]:
     """The target as a (Z, Y, X) bool array with a voxel, and the spacing as 3 positive floats."""
-    target = np.asarray(target) != 0
+    target = np.asarray(target)
+    if target.dtype != bool:  # a mask already (image_baseline's) needs no second pass
+        target = target != 0
     if target.ndim != 3:
         msg = f"the target must be a (Z, Y, X) stack; got {target.ndim} dimension(s)."
         raise ValueError(msg)
