@@ -474,7 +474,8 @@ def _metadata_rows(config: Config) -> dict:
     return {str(row[name_column]): row for row in table.to_dict("records")}
 
 
-def _chance_baseline(spec: _ChanceSpec | None, distances: pd.DataFrame, target, region):
+def _chance_baseline(spec: _ChanceSpec | None, distances: pd.DataFrame, target, region,
+                     threads: int | None = None):
     """(region, distances, expected percent) of one image, or None when it has none.
 
     :func:`rna_localization.baseline.image_baseline` at the grid
@@ -488,7 +489,8 @@ def _chance_baseline(spec: _ChanceSpec | None, distances: pd.DataFrame, target, 
     if grid is None:
         return None
     expected = image_baseline(target.labels, target.spacing, grid,
-                              region_labels=None if region is None else region.labels)
+                              region_labels=None if region is None else region.labels,
+                              workers=threads)
     return None if expected is None else (spec.region, grid, expected)
 
 
@@ -520,7 +522,7 @@ def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwr
     }), on="object_id", how="left")
     # The chance baseline (a distance transform of the whole volume) is computed here,
     # image by image and in parallel like the distances, and stored with them.
-    baseline = _chance_baseline(chance, result, target, region)
+    baseline = _chance_baseline(chance, result, target, region, threads)
     with db.transaction() as cursor:
         written = write_distances(cursor, structure_1, structure_2, name, result,
                                   overwrite=overwrite, baseline=baseline)

@@ -420,3 +420,54 @@ def test_a_baseline_not_stored_or_for_other_distances_is_computed_and_stored(dat
         np.testing.assert_allclose(rows["expected_percent_total_rna"], by_hand)
         np.testing.assert_array_equal(stored[name][1], grid)
         np.testing.assert_allclose(stored[name][2], by_hand)
+
+
+def test_in_plane_offsets_are_exact_squared_pixel_offsets_on_a_wide_plane():
+    """edt's float32 squared transform in whole pixels: every value within the threshold an
+    exact integer (here up to 4.4 million), every one past it the first index past it."""
+    from rna_localization.baseline import _plane_offsets
+
+    rng = np.random.default_rng(5)
+    target = np.zeros((2, 40, 2100), dtype=bool)
+    target[0, 0, 0] = True  # a far corner: offsets up to 39² + 2099²
+    target[1, rng.integers(0, 40, 6), rng.integers(0, 2100, 6)] = True
+    spacing = np.array([0.2, 0.065, 0.065])
+    y, x = np.indices(target.shape[1:])
+    for threshold in (2100 * 0.065 * 1.5, 3.0):  # beyond every offset, then within a few
+        edges = np.array([threshold]) ** 2
+        offsets, in_plane = _plane_offsets(target, np.array([0, 1]), spacing, None, edges, 1)
+        past = in_plane.size - 1
+        assert in_plane[past] > edges[-1] >= in_plane[past - 1]
+        for plane in (0, 1):
+            ty, tx = np.nonzero(target[plane])
+            exact = np.min([(y - a) ** 2 + (x - b) ** 2 for a, b in zip(ty, tx)], axis=0)
+            np.testing.assert_array_equal(offsets[plane], np.minimum(exact, past))
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_any_number_of_threads_gives_the_brute_force_counts(workers, monkeypatch):
+    from rna_localization import baseline
+
+    monkeypatch.setattr(baseline, "_CHUNK_ENTRIES", 0)  # a chunk per row: many for the threads
+    monkeypatch.setattr(baseline, "_VOXELS_PER_THREAD", 1)  # every thread asked for, however small
+    rng = np.random.default_rng(11)
+    target = _blobs((9, 21, 23), rng, 3, (2.0, 4.0, 3.0))
+    spacing = (0.2, 0.065, 0.065)
+    grid = np.append(np.arange(0, 1.0, 0.05), 1.0)
+    np.testing.assert_allclose(
+        expected_cumulative_distribution(target, spacing, grid, workers=workers),
+        _brute_force_percent(target, spacing, grid), rtol=1e-12)
+
+
+def test_the_lower_envelope_reusing_its_arrays_answers_as_with_fresh_ones():
+    """Chunks reuse one another's arrays: a smaller chunk after a larger one must not read
+    what the larger one left."""
+    from rna_localization.baseline import _nearest_planes
+
+    rng = np.random.default_rng(8)
+    planes = np.array([0, 2, 3, 7, 8, 9])
+    work = {}
+    for columns in (400, 57, 400):
+        values = rng.exponential(1.0, (planes.size, columns))
+        fresh = _nearest_planes(values, planes, 0.04, 12, 3.0)
+        np.testing.assert_array_equal(_nearest_planes(values, planes, 0.04, 12, 3.0, work), fresh)
