@@ -44,7 +44,8 @@ from tqdm.auto import tqdm
 from ._cores import usable_cores
 from ._errors import PipelineError
 
-__all__ = ["RETRIES", "map_images", "shared_clusters", "usable_cores", "worker_count"]
+__all__ = ["RETRIES", "map_images", "on_cluster_worker", "shared_clusters", "usable_cores",
+           "worker_count"]
 
 #: How many times a task that raised an unexpected error is tried again.
 RETRIES = 2
@@ -95,12 +96,28 @@ def worker_count(workers: int, n_tasks: int) -> int:
     return max(1, min(workers, n_tasks))
 
 
+#: Set in a cluster's worker process when it runs its first task (:func:`on_cluster_worker`).
+_ON_CLUSTER_WORKER = False
+
+
+def on_cluster_worker() -> bool:
+    """Whether this process is a cluster worker running :func:`map_images`' tasks.
+
+    Such a worker shares the machine's cores with the other workers: a task
+    that would use every core (threads of a KD-tree query) should use one.
+    False in the process that calls :func:`map_images`, whatever `workers`.
+    """
+    return _ON_CLUSTER_WORKER
+
+
 def _call(function: Callable, task: tuple) -> tuple[bool, object]:
     """Run one task on a worker; return input errors instead of raising them.
 
     Returning them keeps Dask from retrying an error that would only repeat;
     any other exception propagates, and Dask retries the task.
     """
+    global _ON_CLUSTER_WORKER  # noqa: PLW0603 (a per-process fact, set where it becomes true)
+    _ON_CLUSTER_WORKER = True
     try:
         return True, function(*task)
     except _INPUT_ERRORS as error:

@@ -78,7 +78,7 @@ from .distributions import (
 )
 from .metadata import metadata_problems, read_distributions_csv, read_metadata_csv
 from .objects import measure_objects, object_voxels
-from .parallel import map_images, shared_clusters, worker_count
+from .parallel import map_images, on_cluster_worker, shared_clusters, worker_count
 
 __all__ = [
     "DISTRIBUTIONS_FILE",
@@ -497,6 +497,9 @@ def _chance_baseline(spec: _ChanceSpec | None, distances: pd.DataFrame, target, 
 @_one_connection
 def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwrite: bool,
                  chance: _ChanceSpec | None = None, threads: int | None = None) -> dict:
+    if threads is None and on_cluster_worker():
+        # workers = 0 started a cluster partway: its workers share the cores.
+        threads = 1
     db = Database(dsn)
     with db.transaction() as cursor:
         source = read_label_image(cursor, structure_1, name)

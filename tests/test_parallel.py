@@ -140,6 +140,16 @@ def test_workers_0_runs_short_jobs_in_this_process_and_long_ones_on_a_cluster(mo
     assert os.getpid() not in pids[2:]
 
 
+def test_tasks_know_when_a_cluster_worker_runs_them(monkeypatch):
+    # workers = 0 starting a cluster partway: the images it gives the cluster's workers use
+    # one thread each (steps._measure_one asks on_cluster_worker), those run here every core.
+    monkeypatch.setattr(parallel, "AUTO_CLUSTER_SECONDS", 0.0)
+    where = list(parallel.map_images(parallel.on_cluster_worker, [()] * 5, workers=0))
+    assert where[:2] == [False, False]
+    assert where[2:] == [True, True, True]
+    assert parallel.on_cluster_worker() is False
+
+
 def test_workers_0_does_not_judge_the_rest_by_a_slow_first_image(monkeypatch):
     # The first image is slow (imports, first connection); the others are quick. Judged by
     # the first, the three left would take 3 x 0.4 s > 1 s and start a cluster whose start
