@@ -234,10 +234,12 @@ def _figures(cells: dict, with_bigfish: bool) -> list[Figure]:
                  lambda c: abs(c.granule_stat("error")), GRANULE_BIAS_PCT),
                 ("molecules per granule, worst mean absolute error %",
                  lambda c: c.granule_stat("abs_error"), GRANULE_MAE_PCT)):
-            ours = max(value(by_snr[snr][OURS]) for snr in held)
+            # NaN (a cell without a scored granule) is left out, not compared.
+            ours = float(np.nanmax([value(by_snr[snr][OURS]) for snr in held] + [np.nan]))
             text = f"{ours:.1f}"
             if with_bigfish:
-                theirs = max(value(by_snr[snr][best_bigfish(by_snr[snr])]) for snr in held)
+                theirs = np.nanmax([value(by_snr[snr][best_bigfish(by_snr[snr])])
+                                    for snr in held] + [np.nan])
                 text += f" (Big-FISH {theirs:.1f})"
             figures.append(Figure(f"{preset}, SNR ≥ {TARGET_SNR}: {label}, ours (Big-FISH's best)",
                                   text, f"<= {limit:g}", bool(ours <= limit)))
@@ -247,6 +249,8 @@ def _figures(cells: dict, with_bigfish: bool) -> list[Figure]:
                               lambda c: c.granule_stat("abs_error"))):
             pairs = [(value(methods[OURS]), value(methods[best_bigfish(methods)]))
                      for by_snr in cells.values() for methods in by_snr.values()]
+            pairs = [(ours, theirs) for ours, theirs in pairs
+                     if np.isfinite(ours) and np.isfinite(theirs)]
             ahead = sum(ours <= theirs for ours, theirs in pairs)
             figures.append(Figure(f"cells (microscope x SNR) where ours is no worse than "
                                   f"Big-FISH's best: {label}", f"{ahead} of {len(pairs)}",

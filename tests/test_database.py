@@ -77,6 +77,12 @@ def test_numbers_are_staged_in_binary_as_csv_would_store_them(tmp_path, database
         for bad in ({"k": [1.0]}, {"k": [2**31]}, {"k": ["7"]}):
             assert not copy_numbers(cursor, sql.Identifier("binary_rows"), pd.DataFrame(bad), [23])
         assert not copy_numbers(cursor, sql.Identifier("binary_rows"), pd.DataFrame({"k": [True]}), [23])
+        # Floats other than float64 into double precision (a float32's 0.1 is 0.1 in text,
+        # 0.10000000149011612 in binary), and floats into real, are left to the CSV too.
+        assert not copy_numbers(cursor, sql.Identifier("binary_rows"),
+                                pd.DataFrame({"f": np.array([0.1], dtype=np.float32)}), [701])
+        assert not copy_numbers(cursor, sql.Identifier("binary_rows"), pd.DataFrame({"f": [0.1]}),
+                                [700])
         assert copy_numbers(cursor, sql.Identifier("binary_rows"), frame.iloc[:0], oids)  # no rows
         cursor.execute("SELECT count(*) FROM binary_rows")
         assert cursor.fetchone()[0] == 5
@@ -244,6 +250,40 @@ def test_a_forked_process_never_uses_the_parents_kept_connection(tmp_path, datab
         assert child.exitcode == 0
         assert theirs != mine
         assert _backend(db) == mine  # still usable here: the child neither used nor closed it
+
+
+def test_a_kept_connection_on_a_descriptor_past_1023_is_still_seen_alive():
+    # select.select refuses descriptors from 1024 on (a process with many files open):
+    # every kept connection was then taken for dead and replaced.
+    import resource
+    import socket
+
+    from psycopg2.extensions import STATUS_READY
+
+    from rna_localization.db.database import _alive
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft <= 1100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2048, hard), hard))
+    ours, server = socket.socketpair()
+    high = os.dup2(ours.fileno(), 1100)
+
+    class Kept:  # what _alive reads of a psycopg2 connection
+        closed = 0
+        status = STATUS_READY
+
+        def fileno(self):
+            return high
+
+    try:
+        assert _alive(Kept())  # idle: nothing to read
+        server.sendall(b"E")  # the server's goodbye (an error message) waits to be read
+        assert not _alive(Kept())
+    finally:
+        os.close(high)
+        ours.close()
+        server.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_a_kept_connection_ended_by_the_server_is_replaced(tmp_path, database_name):

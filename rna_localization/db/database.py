@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-import select
+import selectors
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,12 +95,19 @@ def _alive(connection) -> bool:
     Checked without a round trip: an idle connection has nothing to read, and a
     server that ended it sent its error and closed the socket, which then reads
     as ready. (Anything else unread, e.g. a setting the server reports after a
-    reload, only costs a new connection.)
+    reload, only costs a new connection.) The socket is polled through
+    :mod:`selectors` (epoll or poll: any descriptor number, where
+    ``select.select`` fails from 1024 on). A connection the server ends in the
+    few milliseconds before it is reused can still pass: its first statement
+    then fails like any connection dropped mid-run (the task is retried on a
+    cluster; a serial run stops with the error, and running again resumes).
     """
     if connection.closed or connection.status != STATUS_READY:
         return False
     try:
-        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+        with selectors.DefaultSelector() as selector:
+            selector.register(connection.fileno(), selectors.EVENT_READ)
+            readable = selector.select(timeout=0)
     except (OSError, ValueError, psycopg2.Error):
         return False
     return not readable

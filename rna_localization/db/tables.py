@@ -336,18 +336,23 @@ def copy_numbers(cursor, table: sql.Composable, frame: pd.DataFrame, type_oids) 
     bool
         False, writing nothing, when a column is not of a numeric type above
         or does not fit its column (floats, or integers out of range, for an
-        integer column): the caller then uses :func:`copy_frame`, whose
-        error, if any, names the value.
+        integer column; floats other than float64 into double precision):
+        the caller then uses :func:`copy_frame`, whose error, if any, names
+        the value.
     """
     n = len(frame)
     parts = [np.full((n, 1), len(frame.columns), dtype=">i2").view(np.uint8)]
     keep = [np.ones((n, 2), dtype=bool)]
-    for series, oid in zip((frame[c] for c in frame.columns), type_oids):
+    for series, oid in zip((frame[c] for c in frame.columns), type_oids, strict=True):
         kind = _NUMERIC_OIDS.get(oid)
         dtype = getattr(series.dtype, "numpy_dtype", series.dtype)  # Int64 → int64
         if kind is None or not isinstance(dtype, np.dtype) or dtype.kind not in "iuf":
             return False
         kind = np.dtype(kind)
+        if dtype.kind == "f" and (dtype.itemsize != 8 or kind.itemsize != 8):
+            # Text keeps what binary would not: a float32's shortest decimal (0.1, not
+            # 0.10000000149011612), and an error for a double too large for a real.
+            return False
         null = series.isna().to_numpy(dtype=bool)
         values = series.to_numpy(dtype=dtype, na_value=0)
         if kind.kind == "i":
