@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ._common import Section, machine_description
+from ._common import Section, machine_description, section_markdown
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ["distances", "insert", "bigdb", "run", "fullframe", "workers", "segmentation",
@@ -82,13 +82,7 @@ def _markdown(sections: list[Section], quick: bool, total: float) -> str:
             lines.append(f"| {section.title} | {figure.name} | {figure.value} | "
                          f"{figure.target} | {figure.verdict} |")
     for section in sections:
-        lines += ["", f"## {section.title}", ""]
-        if section.figures:
-            lines += ["| figure | value | target | |", "|---|---|---|---|"]
-            lines += [f"| {f.name} | {f.value} | {f.target} | {f.verdict} |" for f in section.figures]
-            lines.append("")
-        for note in section.notes:
-            lines += [note, ""]
+        lines += ["", section_markdown(section)]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -18,7 +18,8 @@ from rna_localization.apertures import STORED_COLUMNS
 from rna_localization.objects import OBJECT_COLUMNS
 from rna_localization.parallel import usable_cores
 
-__all__ = ["Figure", "Section", "best_time", "machine_description", "profile_summary"]
+__all__ = ["Figure", "Section", "best_time", "machine_description", "profile_summary",
+           "section_markdown", "standalone"]
 
 
 @dataclass
@@ -55,6 +56,34 @@ class Section:
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def section_markdown(section: Section, *, heading: bool = True) -> str:
+    """The section as Markdown, as ``python -m benchmarks`` writes it into RESULTS.md."""
+    lines = [f"## {section.title}", ""] if heading else []
+    if section.figures:
+        lines += ["| figure | value | target | |", "|---|---|---|---|"]
+        lines += [f"| {f.name} | {f.value} | {f.target} | {f.verdict} |" for f in section.figures]
+        lines.append("")
+    for note in section.notes:
+        lines += [note, ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def standalone(module: str, doc: str, run: Callable[..., Section], quick_help: str,
+               argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.<module> [--quick]``: run one benchmark, print its Markdown."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{module}",
+                                     description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    args = parser.parse_args(argv)
+    section = run(quick=args.quick)
+    print()
+    print(section_markdown(section))
+    print(f"({section.seconds:.0f} s)")
+    return 0
 
 
 def best_time(function: Callable[[], object], *, repeat: int = 3) -> float:

@@ -25,7 +25,6 @@ the time ratio is ours / the best Big-FISH variant of that cell.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import warnings
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._common import Figure, Section
+from ._common import Figure, Section, section_markdown, standalone
 
 TITLE = "Spot detection against Big-FISH"
 TARGET = ("recall ≥ 0.97 and precision ≥ 0.97 at SNR ≥ 5; "
@@ -413,29 +412,13 @@ def run(quick: bool = False) -> Section:
 
 def to_markdown(section: Section) -> str:
     """The section as Markdown, as ``python -m benchmarks`` writes it."""
-    lines = [f"## {section.title}", ""]
-    if section.figures:
-        lines += ["| figure | value | target | |", "|---|---|---|---|"]
-        lines += [f"| {f.name} | {f.value} | {f.target} | {f.verdict} |"
-                  for f in section.figures]
-        lines.append("")
-    for note in section.notes:
-        lines += [note, ""]
-    return "\n".join(lines).rstrip() + "\n"
+    return section_markdown(section)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_detection",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"SNR {'/'.join(map(str, QUICK_SNRS))}, "
-                             f"{'x'.join(map(str, QUICK_SHAPE))} images: a smoke check")
-    args = parser.parse_args(argv)
-    section = run(quick=args.quick)
-    print()
-    print(to_markdown(section))
-    print(f"({section.seconds:.0f} s)")
-    return 0
+    return standalone("bench_detection", __doc__, run,
+                      f"SNR {'/'.join(map(str, QUICK_SNRS))}, "
+                      f"{'x'.join(map(str, QUICK_SHAPE))} images: a smoke check", argv)
 
 
 if __name__ == "__main__":

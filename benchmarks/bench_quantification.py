@@ -27,7 +27,6 @@ against the object (ours) or cluster (Big-FISH) holding most of its molecules
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import warnings
@@ -36,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ._common import Figure, Section
+from ._common import Figure, Section, section_markdown, standalone
 
 TITLE = "Quantification against Big-FISH"
 PRESET_NAMES = ("widefield", "confocal")
@@ -313,28 +312,13 @@ def run(quick: bool = False) -> Section:
 
 def to_markdown(section: Section) -> str:
     """The section as Markdown, as ``python -m benchmarks`` writes it."""
-    lines = [f"## {section.title}", ""]
-    if section.figures:
-        lines += ["| figure | value | target | |", "|---|---|---|---|"]
-        lines += [f"| {f.name} | {f.value} | {f.target} | {f.verdict} |" for f in section.figures]
-        lines.append("")
-    for note in section.notes:
-        lines += [note, ""]
-    return "\n".join(lines).rstrip() + "\n"
+    return section_markdown(section)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_quantification",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"SNR {'/'.join(map(str, QUICK_SNRS))}, "
-                             f"{'x'.join(map(str, QUICK_SHAPE))} images: a smoke check")
-    args = parser.parse_args(argv)
-    section = run(quick=args.quick)
-    print()
-    print(to_markdown(section))
-    print(f"({section.seconds:.0f} s)")
-    return 0
+    return standalone("bench_quantification", __doc__, run,
+                      f"SNR {'/'.join(map(str, QUICK_SNRS))}, "
+                      f"{'x'.join(map(str, QUICK_SHAPE))} images: a smoke check", argv)
 
 
 if __name__ == "__main__":
