@@ -86,7 +86,7 @@ GRANULE_BRIGHTNESS = 3.0
 #: lie within this many spot sigmas of each other (per axis, as an ellipsoid): a granule's
 #: lumps lie closer, a single molecule beside it farther. On eight simulated cen images,
 #: molecules per granule 27.7 / 19.9% mean absolute error (nc13 / nc14) without it, 23.6 /
-#: 18.2% at 3 and at 2.5 to 4.3 sigmas laterally; at 1.7 granules start to split.
+#: 18.2% from 2.6 to 3.5 sigmas laterally; at 4 most of the gain is gone, at 1.7 granules split.
 GRANULE_MERGE_SIGMAS = 3.0
 
 
