@@ -475,8 +475,10 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None,
     array([ 20.,  40.,  60., 100.])
     """
     distances = np.asarray(distances, dtype=np.float64)
-    if distances.ndim != 1 or distances.size == 0 or np.any(np.diff(distances) <= 0):
-        msg = "distances must be a non-empty, strictly increasing 1-D sequence of microns."
+    if (distances.ndim != 1 or distances.size == 0 or np.any(np.diff(distances) <= 0)
+            or not distances[0] >= 0):
+        msg = ("distances must be a non-empty, strictly increasing 1-D sequence of microns, "
+               "none negative.")
         raise ValueError(msg)
     target, spacing = _checked(target, spacing)
     if region is not None:

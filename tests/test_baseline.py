@@ -218,6 +218,8 @@ def test_bad_baseline_inputs_are_named():
         expected_cumulative_distribution(np.zeros((2, 2, 2)), 1.0, [0.0, 1.0])
     with pytest.raises(ValueError, match="strictly increasing"):
         expected_cumulative_distribution(np.ones((2, 2, 2)), 1.0, [1.0, 0.0])
+    with pytest.raises(ValueError, match="none negative"):  # squared, -1 would sort past 0
+        expected_cumulative_distribution(np.ones((2, 2, 2)), 1.0, [-1.0, 0.0, 1.0])
     with pytest.raises(ValueError, match="region has shape"):
         expected_cumulative_distribution(np.ones((2, 2, 2)), 1.0, [1.0], region=np.ones((3, 2, 2)))
 
