@@ -84,17 +84,10 @@ class Cell:
         return int(sum(len(g) for g in self.granules))
 
 
-def _molecules_at(molecules: pd.DataFrame, labels: np.ndarray) -> np.ndarray:
-    """The label at each simulated molecule's voxel (0: none)."""
-    index = np.clip(np.rint(molecules[["z", "y", "x"]].to_numpy(np.float64)).astype(int), 0,
-                    np.array(labels.shape) - 1)
-    return labels[tuple(index.T)].astype(np.int64)
-
-
 def _ours(sims: list) -> Cell:
     """Segment, label, aperture photometry and one reference per RNA type, in memory."""
     from rna_localization.apertures import aperture_intensities
-    from rna_localization.demo import granule_errors
+    from rna_localization.demo import _image_truth, granule_errors
     from rna_localization.distributions import aperture_references
     from rna_localization.objects import label_objects
     from rna_localization.segmentation import segment
@@ -108,7 +101,7 @@ def _ours(sims: list) -> Cell:
         cell.seconds += time.perf_counter() - start
         table["area"] = np.bincount(labels.ravel())[table["object_id"]]
         tables.append(table.assign(name=sim.name, rna_type=sim.name.split("_")[0]))
-        molecules = sim.molecules.assign(name=sim.name, label=_molecules_at(sim.molecules, labels))
+        molecules = sim.molecules.assign(name=sim.name, label=_image_truth(sim.molecules, labels))
         molecules["isolated"] = ~unresolvable(sim.molecules, spacing=sim.spacing)
         found.append(molecules)
     objects = pd.concat(tables, ignore_index=True)

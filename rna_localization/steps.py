@@ -78,7 +78,7 @@ from .distributions import (
 )
 from .metadata import metadata_problems, read_distributions_csv, read_metadata_csv
 from .objects import measure_objects, object_voxels
-from .parallel import map_images, on_cluster_worker, shared_clusters, worker_count
+from .parallel import map_images, on_cluster_worker, shared_clusters
 
 __all__ = [
     "DISTRIBUTIONS_FILE",
@@ -496,10 +496,11 @@ def _chance_baseline(spec: _ChanceSpec | None, distances: pd.DataFrame, target, 
 
 @_one_connection
 def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwrite: bool,
-                 chance: _ChanceSpec | None = None, threads: int | None = None) -> dict:
-    if threads is None and on_cluster_worker():
-        # workers = 0 started a cluster partway: its workers share the cores.
-        threads = 1
+                 chance: _ChanceSpec | None = None) -> dict:
+    # Images one after another in this process (workers = 1, and workers = 0 until it
+    # starts a cluster): each one's queries use every core; on a cluster's workers, which
+    # share the cores: one each.
+    threads = 1 if on_cluster_worker() else None
     db = Database(dsn)
     with db.transaction() as cursor:
         source = read_label_image(cursor, structure_1, name)
@@ -599,10 +600,6 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
             else:
                 todo.append([db.dsn, s1, s2, name, overwrite,
                              _chance_spec(config, metadata_rows, name)])
-        # Images one after another (workers = 1, and workers = 0 until it starts a cluster):
-        # each one's queries use every core; on a cluster of several workers: one each.
-        alone = not config.dask.scheduler and (workers == 0 or worker_count(workers, len(todo)) == 1)
-        todo = [(*task, None if alone else 1) for task in todo]
         reports += list(map_images(_measure_one, todo, workers=workers,
                                    scheduler=config.dask.scheduler, desc="distances"))
         counts = extracted.loc[extracted["structure"] == s1, ["name", "n_objects"]].rename(
