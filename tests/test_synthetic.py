@@ -94,6 +94,35 @@ def _half_max_ellipsoid(position, shape):
 
 
 # ------------------------------------------------------------------ basics
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_overlapping_granules_fuse_and_no_others(seed):
+    # Oracle: the transitive closure of "centres closer than a diameter", by repeated
+    # merging of a brute-force adjacency matrix, against fused_groups.
+    from rna_localization.synthetic.geometry import fused_groups
+
+    rng = np.random.default_rng(seed)
+    radius = 0.25
+    centres = rng.uniform(0, 3, (60, 3))
+    centres[7] = centres[6] + [0, 0.3, 0]  # overlapping
+    centres[8] = centres[7] + [0.45, 0, 0]  # overlapping 7, not 6 (0.54 from it): chained
+    close = np.linalg.norm(centres[:, None] - centres[None], axis=-1) < 2 * radius
+    reach = close.copy()
+    while True:
+        grown = (reach.astype(int) @ close.astype(int)) > 0
+        if (grown == reach).all():
+            break
+        reach = grown
+    groups = fused_groups(centres, radius)
+    np.testing.assert_array_equal(groups[:, None] == groups[None], reach)
+    assert groups[6] == groups[7] == groups[8]
+    # Balls that only touch at a point stay apart.
+    assert fused_groups([[0, 0, 0], [0, 0, 0.5]], radius).tolist() == [0, 1]
+    # Numbered in the order of each group's first ball.
+    first = [int(np.flatnonzero(groups == g)[0]) for g in range(groups.max() + 1)]
+    assert first == sorted(first)
+    assert fused_groups(np.zeros((0, 3)), radius).size == 0
+
+
 def test_same_seed_same_image_other_seed_other_image():
     first = simulate_image("a", rna_type="cen", cycle="nc14", seed=5, shape=(16, 96, 96))
     again = simulate_image("a", rna_type="cen", cycle="nc14", seed=5, shape=(16, 96, 96))

@@ -7,8 +7,8 @@ from scipy.spatial import cKDTree
 
 from . import model
 
-__all__ = ["Embryo", "check_geometry", "hexagonal_nuclei", "place_near", "place_uniform",
-           "sample_on_sphere"]
+__all__ = ["Embryo", "check_geometry", "fused_groups", "hexagonal_nuclei", "place_near",
+           "place_uniform", "sample_on_sphere"]
 
 
 def check_geometry(shape, spacing) -> tuple[tuple[int, int, int], np.ndarray]:
@@ -102,6 +102,45 @@ class Embryo:
             distance, nearest = self.centrosome_tree.query(points)
             ok &= distance > self.centrosome_radii[nearest] + margin
         return ok
+
+
+def fused_groups(centres, radius: float) -> np.ndarray:
+    """Group balls of `radius` that overlap, directly or through others: one index each.
+
+    Two granules whose balls overlap are one condensate (they fuse), so the
+    simulator gives them one object. Groups are numbered 0, 1, ... in the order
+    of their first ball.
+
+    Parameters
+    ----------
+    centres : (N, 3) array-like
+        Ball centres, µm.
+    radius : float
+        Ball radius, µm: centres closer than ``2 * radius`` overlap.
+
+    Returns
+    -------
+    (N,) ndarray of int64
+
+    Examples
+    --------
+    >>> fused_groups([[0, 0, 0], [0, 0, 0.4], [0, 0, 0.8], [0, 0, 2.0]], 0.25).tolist()
+    [0, 0, 0, 1]
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    centres = np.asarray(centres, dtype=np.float64).reshape(-1, 3)
+    n = len(centres)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    # Strictly closer than the diameter: balls that only touch at a point stay apart.
+    pairs = cKDTree(centres).query_pairs(np.nextafter(2 * radius, 0), output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, groups = connected_components(graph, directed=False)
+    # connected_components numbers groups by a search from each unvisited node in
+    # order, so the group of ball 0 is 0, the next new group is the next ball's, ...
+    return groups.astype(np.int64)
 
 
 def place_near(rng, embryo, anchors, radii, counts, length_um, margin=0.0):

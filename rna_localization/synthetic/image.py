@@ -12,6 +12,7 @@ from .camera import apply_camera
 from .geometry import (
     Embryo,
     check_geometry,
+    fused_groups,
     hexagonal_nuclei,
     place_near,
     place_uniform,
@@ -61,7 +62,8 @@ def simulate_image(name: str, *, rna_type: str, cycle: str, replicate: int = 1, 
     * **Geometry.** Nuclei on a jittered hexagonal lattice under the embryo
       surface, a centrosome pair above each; spacings and shapes follow the
       nuclear cycle. RNA lives in the cytoplasm.
-    * **RNA.** Single molecules and granules of 4–15 molecules; ``"cen"``
+    * **RNA.** Single molecules and granules of 4–15 molecules (granules
+      whose balls overlap fuse into one); ``"cen"``
       RNA is enriched around centrosomes and forms granules there,
       ``"gapdh"`` RNA is dispersed.
     * **Brightness in units of noise.** Each molecule's peak SNR is
@@ -174,11 +176,15 @@ def simulate_image(name: str, *, rna_type: str, cycle: str, replicate: int = 1, 
     )
     members = np.clip(members, embryo.margin, extent - embryo.margin)
 
+    # Granules whose balls overlap fuse into one condensate: one object holding the
+    # molecules of both (the truth counts it as one granule; no image could split it).
+    fused = fused_groups(granule_centres, model.GRANULE_RADIUS_UM)
+    n_fused = int(fused.max()) + 1 if fused.size else 0
+
     singles = np.concatenate([dispersed, enriched])
     positions_um = np.concatenate([singles, members])
-    n_single, n_objects = len(singles), len(singles) + len(granule_centres)
-    owners = np.concatenate([np.arange(n_single),
-                             n_single + np.repeat(np.arange(len(granule_centres)), sizes)])
+    n_single, n_objects = len(singles), len(singles) + n_fused
+    owners = np.concatenate([np.arange(n_single), n_single + np.repeat(fused, sizes)])
     is_granule = np.arange(n_objects) >= n_single
     molecule_snr = snr * rng.lognormal(0.0, model.MOLECULE_BRIGHTNESS_SIGMA, len(positions_um))
     amplitudes = molecule_snr * scope.noise

@@ -191,7 +191,8 @@ CENTROSOME_DEPTH_UM = 1.4
 CENTROSOME_DEPTH_SD_UM = 0.15
 #: Gap (µm) between the centrosome layer and the top of the nuclear envelope.
 NUCLEUS_GAP_UM = 0.5
-#: Smallest and largest number of molecules in a granule.
+#: Smallest and largest number of molecules in a granule as drawn (granules whose balls
+#: overlap then fuse into one, which holds their sum).
 GRANULE_SIZE = (4, 15)
 #: Radius (µm) of the ball a granule's molecules are spread uniformly in.
 GRANULE_RADIUS_UM = 0.25
