@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._cores import usable_cores
+from .objects import ObjectVoxels
 
 __all__ = ["distance_to_target", "expected_cumulative_distribution", "image_baseline"]
 
@@ -502,6 +503,19 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None,
     return 100.0 * within / within[-1]
 
 
+def _mask(label_image) -> np.ndarray:
+    """Where the labels are positive, as a bool (Z, Y, X) array; from object voxels directly.
+
+    Examples
+    --------
+    >>> _mask(ObjectVoxels((1, 1, 3), np.array([2]), np.array([5], np.uint8)))
+    array([[[False, False,  True]]])
+    """
+    if isinstance(label_image, ObjectVoxels):  # unsigned labels: non-zero is positive
+        return label_image.to_label_image(bool)
+    return np.asarray(label_image) > 0
+
+
 def image_baseline(target_labels, spacing, distances, *, region_labels=None,
                    workers: int | None = None) -> np.ndarray | None:
     """:func:`expected_cumulative_distribution` of one image's label images, or None.
@@ -512,14 +526,15 @@ def image_baseline(target_labels, spacing, distances, *, region_labels=None,
 
     Parameters
     ----------
-    target_labels : (Z, Y, X) ndarray
-        structure_2's label image.
+    target_labels : (Z, Y, X) ndarray, or ObjectVoxels
+        structure_2's label image, or its object voxels (what the database
+        stores: they become a bool mask directly, 1 byte a voxel).
     spacing : sequence of 3 floats
         Microns per voxel (z, y, x).
     distances : (N,) array-like
         As :func:`expected_cumulative_distribution`.
-    region_labels : (Z, Y, X) ndarray, optional
-        The region's label image; None: the whole volume.
+    region_labels : (Z, Y, X) ndarray, or ObjectVoxels, optional
+        The region's label image (or object voxels); None: the whole volume.
     workers : int, optional
         As :func:`expected_cumulative_distribution`.
 
@@ -528,10 +543,10 @@ def image_baseline(target_labels, spacing, distances, *, region_labels=None,
     >>> image_baseline(np.zeros((3, 3, 3), int), 1.0, [0.0, 1.0]) is None
     True
     """
-    target = np.asarray(target_labels) > 0
+    target = _mask(target_labels)
     if not target.any():
         return None
-    region = None if region_labels is None else np.asarray(region_labels) > 0
+    region = None if region_labels is None else _mask(region_labels)
     if region is not None and not region.any():
         return None
     try:

@@ -473,3 +473,37 @@ def test_the_lower_envelope_reusing_its_arrays_answers_as_with_fresh_ones():
         values = rng.exponential(1.0, (planes.size, columns))
         fresh = _nearest_planes(values, planes, 0.04, 12, 3.0)
         np.testing.assert_array_equal(_nearest_planes(values, planes, 0.04, 12, 3.0, work), fresh)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_baseline_of_object_voxels_is_the_label_images_and_brute_forces(seed):
+    """What the distances step passes (the stored object voxels, made bool masks directly)
+    gives the curve of the label images, bit for bit, and the count of every pair; no target
+    object, or a region without one, gives None either way."""
+    from rna_localization.baseline import image_baseline
+    from rna_localization.db.labels import decode_runs, encode_runs
+    from rna_localization.objects import ObjectVoxels
+
+    def stored(label_image):
+        objects = ObjectVoxels.from_label_image(label_image)
+        return decode_runs(encode_runs(objects), label_image.shape)
+
+    rng = np.random.default_rng(40 + seed)
+    shape = (6, 15, 17)
+    target = rng.integers(1, 300, shape) * (rng.random(shape) < 0.02)  # labels past uint8
+    target[0, 0, 0] = 7  # one on the stack's corner
+    region = rng.integers(1, 3, shape) * (rng.random(shape) < 0.5)
+    spacing = (0.3, 0.1, 0.1)
+    grid = np.append(np.arange(0, 0.8, 0.1), 0.8)
+    for labels in (None, region):
+        from_voxels = image_baseline(stored(target), spacing, grid,
+                                     region_labels=None if labels is None else stored(labels))
+        np.testing.assert_array_equal(
+            from_voxels, image_baseline(target, spacing, grid, region_labels=labels))
+        np.testing.assert_allclose(
+            from_voxels, _brute_force_percent(target != 0, spacing, grid,
+                                              None if labels is None else labels != 0),
+            rtol=1e-12)
+    none = np.zeros(shape, np.int64)
+    assert image_baseline(stored(none), spacing, grid) is None
+    assert image_baseline(stored(target), spacing, grid, region_labels=stored(none)) is None
