@@ -312,8 +312,11 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
     table = np.append(np.searchsorted(edges, (along_z.reshape(-1, 1) + in_plane).ravel(),
                                       side="left"),
                       np.full(in_plane.size, edges.size)).astype(np.min_scalar_type(edges.size))
-    # The table's dz part of each (plane, source) pair, flat, past the reach clipped;
-    # a last column (source -1: none within the threshold) the row counted nowhere.
+    # The table's dz part of each (plane, source) pair, flat, past the reach clipped,
+    # and a last column, the row counted nowhere, for source -1 (none within the
+    # threshold): row z's -1 lands on row z - 1's last column. At plane 0 it is clipped
+    # to (plane 0, first source) instead; that voxel counts nowhere all the same, since
+    # its column's in-plane offsets (the last source's are added) are all past the threshold.
     dz = np.minimum(np.abs(np.arange(n_z).reshape(-1, 1) - sources), reach[0] + 1)
     dz = (np.append(dz, np.full((n_z, 1), size[0]), axis=1) * in_plane.size).ravel()
     source_rows = np.arange(0, n_z * (sources.size + 1), sources.size + 1).reshape(-1, 1)
@@ -327,7 +330,8 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
         values = np.take(in_plane, offset, out=_scratch(work, "values", offset.shape, np.float64),
                          mode="clip")  # "raise" would copy through a buffer
         best = _nearest_planes(values, sources, along_z[1], n_z, edges[-1], work)
-        # Source -1 takes the last source's offsets (any will do) and the dz row of none.
+        # Source -1 takes the last source's offsets (any will do: all are past the
+        # threshold) and the dz row of none (at plane 0, the first source's: see dz).
         index = _scratch(work, "index", best.shape, np.intp)
         np.take(dz, np.add(best, source_rows, out=index), out=index, mode="clip")
         best *= n_columns
@@ -354,8 +358,11 @@ def _plane_offsets(target: np.ndarray, sources: np.ndarray, spacing, reach, edge
     the index is the squared offset in pixels ``dy² + dx²``, from one squared
     transform of integers per plane (``edt``, unit pixels: every value within
     the threshold is an integer below 2**24, exact in its float32 output, and
-    its lower envelopes compare exact integers in float64); otherwise it is
-    ``|dy| · (reach_x + 2) + |dx|``, from scipy's feature transform.
+    its lower envelopes compare exact integers in float64; `in_plane` ends at
+    the threshold or past the plane's diagonal, whichever comes first: no
+    offset in the plane passes the diagonal, and a longer table would grow with
+    the threshold alone); otherwise it is ``|dy| · (reach_x + 2) + |dx|``, from
+    scipy's feature transform.
     """
     n_y, n_x = target.shape[1:]
     square = spacing[1] == spacing[2]
@@ -364,6 +371,9 @@ def _plane_offsets(target: np.ndarray, sources: np.ndarray, spacing, reach, edge
         past = int(edges[-1] / pixel)  # the least squared offset past the threshold
         while past * pixel <= edges[-1]:
             past += 1
+        # No offset in the plane passes its diagonal: a table past it (here and in
+        # _counts, one entry per offset and dz) would grow with the threshold alone.
+        past = min(past, (n_y - 1) ** 2 + (n_x - 1) ** 2 + 1)
         square = past < 1 << 24
     if square:
         in_plane = np.arange(past + 1) * pixel
