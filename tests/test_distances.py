@@ -486,3 +486,18 @@ def test_object_voxels_of_another_shape_are_named():
         nearest_distances(_stored(np.ones((2, 3, 3), int)), np.ones((2, 3, 4), int))
     with pytest.raises(ValueError, match="3D"):
         nearest_distances(np.ones((3, 3), int), _stored(np.ones((1, 3, 3), int)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_last_run_at_or_before_each_voxel_is_searchsorteds(seed):
+    """The run lookup of the face boundary: starts searched among the queries, against each
+    query searched among the starts (queries before the first start, on a start, past the
+    last; none at all)."""
+    from rna_localization.distances import _last_at_or_before
+
+    rng = np.random.default_rng(1700 + seed)
+    starts = np.unique(rng.integers(5, 200, size=rng.integers(1, 40)))
+    queries = np.unique(np.r_[rng.integers(0, 260, size=rng.integers(0, 80)), starts[:2]])
+    np.testing.assert_array_equal(_last_at_or_before(starts, queries),
+                                  np.searchsorted(starts, queries, side="right") - 1)
+    assert _last_at_or_before(starts, queries[:0]).size == 0
