@@ -207,9 +207,10 @@ class ObjectVoxels:
 def as_object_voxels(label_image) -> ObjectVoxels:
     """`label_image` as object voxels: an :class:`ObjectVoxels` as it is, an array converted.
 
-    How the functions that take either (the distances, the chance baseline)
-    read their label images: they work on the object voxels, so a label
-    image costs one pass over it, and the stored ones
+    How :func:`~rna_localization.distances.nearest_distances` and
+    :func:`~rna_localization.distances.point_distances` read their label
+    images: they work on the object voxels, so a label image costs one pass
+    over it, and the stored ones
     (:func:`rna_localization.db.tables.read_label_image`) no volume at all.
     Negative labels are refused (ValueError), non-integer ones too (TypeError).
 
