@@ -1,5 +1,8 @@
 """One full confocal frame (60 x 2048 x 2048 uint16): label storage, extract's memory, run / floor.
 
+Also the distances step's array work on the stored object voxels against the
+int32 label images it built from them before (time and traced peak).
+
 ``python -m benchmarks --only fullframe``. The frame is simulated cheaply (a
 tiled noise block, ~74,000 RNA spots and ~1,000 centrosomes stamped as
 ellipsoids), written as TIFFs in the data layout with its pipeline.toml.
@@ -9,20 +12,26 @@ as long as its distances step takes on a full frame (minutes, today).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 import time
+import tracemalloc
 import zlib
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
+from rna_localization.baseline import image_baseline
+from rna_localization.config import DEFAULT_SPACING, DistributionConfig
 from rna_localization.db import start_server, stop_server
 from rna_localization.db.labels import decode_dense, decode_runs, encode_runs
-from rna_localization.objects import object_voxels
+from rna_localization.distances import nearest_distances, point_distances
+from rna_localization.distributions import distance_grid
+from rna_localization.objects import ObjectVoxels, object_voxels
 
 from ._common import Figure, Section, best_time
 from .bench_run import REPO, floor_seconds, timed_run
@@ -99,10 +108,44 @@ def _storage(folder: Path, structure: str) -> dict:
     start = time.perf_counter()
     decode_dense(old, objects.labels.dtype.name, objects.shape).astype(np.int32)
     read_dense = time.perf_counter() - start
-    return {"objects": objects.largest, "voxels": objects.voxels.size,
+    return {"stored": decode_runs(blob, objects.shape),
+            "objects": objects.largest, "voxels": objects.voxels.size,
             "runs_bytes": len(blob), "dense_bytes": len(old),
             "runs_seconds": runs_seconds, "dense_seconds": dense_seconds,
             "read_runs": read_runs, "read_dense": read_dense}
+
+
+def _distance_inputs(source: ObjectVoxels, target: ObjectVoxels) -> dict:
+    """The distances step's array work (nearest_distances, point_distances, image_baseline at
+    the default grid) on the stored object voxels, and on the int32 label images it built from
+    them before: seconds and traced peak of each, and whether the answers are identical."""
+    spacing = DEFAULT_SPACING
+    _, first = np.unique(source.labels, return_index=True)  # a point in every object
+    points = np.column_stack(np.unravel_index(source.voxels[first], source.shape)) + 0.25
+    answers, measured = {}, {}
+    for kind in ("label images", "object voxels"):
+        gc.collect()
+        tracemalloc.start()
+        start = time.perf_counter()
+        if kind == "label images":
+            rna, targets = source.to_label_image(np.int32), target.to_label_image(np.int32)
+        else:
+            rna, targets = source, target
+        table = nearest_distances(rna, targets, spacing)
+        centroid = point_distances(points, targets, spacing)
+        grid = distance_grid(centroid, DistributionConfig.step_size,
+                             DistributionConfig.distance_threshold)
+        curve = image_baseline(targets, spacing, grid)
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        del rna, targets
+        answers[kind] = (table, centroid, curve)
+        measured[kind] = {"seconds": seconds, "peak": peak}
+    (table, centroid, curve), (table_2, centroid_2, curve_2) = answers.values()
+    same = (table.equals(table_2) and np.array_equal(centroid, centroid_2)
+            and np.array_equal(curve, curve_2))
+    return {**measured, "identical": same}
 
 
 def _extract_peak(config: Path, database: str) -> dict:
@@ -124,6 +167,9 @@ def run(workdir: Path, quick: bool = False) -> Section:
     config = simulate_frame(folder, **size)
     simulate_seconds = time.perf_counter() - start
     storage = {s: _storage(folder, s) for s in ("rna", "centrosomes")}
+    stored = {s: v.pop("stored") for s, v in storage.items()}
+    inputs = _distance_inputs(stored["rna"], stored["centrosomes"])
+    del stored
     raw_bytes = int(np.prod(size["shape"])) * 2
     start_server(folder / ".pgdata", keep_running=True)
     try:
@@ -143,6 +189,12 @@ def run(workdir: Path, quick: bool = False) -> Section:
             Figure(f"{structure}: read back as an int32 label image, whole-volume zlib / runs",
                    f"{s['read_dense'] / s['read_runs']:.1f}x"),
         ]
+    dense, sparse = inputs["label images"], inputs["object voxels"]
+    section.figures += [
+        Figure("distances step's array work: int32 label images / stored object voxels, time",
+               f"{dense['seconds'] / sparse['seconds']:.2f}x"),
+        Figure("the same, traced peak memory", f"{dense['peak'] / sparse['peak']:.2f}x"),
+    ]
     peak_ratio = extract["peak_bytes"] / raw_bytes
     run_ratio = whole["seconds"] / floor
     section.figures += [
@@ -173,6 +225,13 @@ def run(workdir: Path, quick: bool = False) -> Section:
         f"{whole['seconds']:.1f} s, its process' peak resident memory "
         f"{whole['maxrss_self_mb']:,.0f} MiB; the floor (reading the four TIFFs and labeling "
         f"both segmentations with `label_objects`, best of 2): {floor:.1f} s.\n\n"
+        "The distances step's array work (`nearest_distances`, `point_distances` from a point "
+        "in every RNA object, `image_baseline` at the default grid; one call each, under "
+        "tracemalloc) on the stored object voxels, as the step passes them: "
+        f"{sparse['seconds']:.1f} s, peak {sparse['peak'] / 2**20:,.0f} MiB; on the int32 label "
+        f"images the step built from them before (their building included): "
+        f"{dense['seconds']:.1f} s, peak {dense['peak'] / 2**20:,.0f} MiB; answers "
+        f"{'identical' if inputs['identical'] else 'DIFFERENT'}.\n\n"
         "Seconds per step of the run: " + ", ".join(
             f"{k} {v:.1f}" for k, v in whole["steps"].items()) + "."
     )

@@ -133,8 +133,8 @@ def _compute_baseline(db: Database, s1: str, s2: str, name: str, distances: np.n
         region = read_label_image(cursor, region_structure, name) if region_structure else None
         if target is None or (region_structure and region is None):
             return None
-        expected = image_baseline(target.labels, target.spacing, distances,
-                                  region_labels=None if region is None else region.labels)
+        expected = image_baseline(target.objects, target.spacing, distances,
+                                  region_labels=None if region is None else region.objects)
         if expected is None:
             return None
         if store:

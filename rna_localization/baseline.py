@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._cores import usable_cores
+from .objects import ObjectVoxels
 
 __all__ = ["distance_to_target", "expected_cumulative_distribution", "image_baseline"]
 
@@ -311,8 +312,11 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
     table = np.append(np.searchsorted(edges, (along_z.reshape(-1, 1) + in_plane).ravel(),
                                       side="left"),
                       np.full(in_plane.size, edges.size)).astype(np.min_scalar_type(edges.size))
-    # The table's dz part of each (plane, source) pair, flat, past the reach clipped;
-    # a last column (source -1: none within the threshold) the row counted nowhere.
+    # The table's dz part of each (plane, source) pair, flat, past the reach clipped,
+    # and a last column, the row counted nowhere, for source -1 (none within the
+    # threshold): row z's -1 lands on row z - 1's last column. At plane 0 it is clipped
+    # to (plane 0, first source) instead; that voxel counts nowhere all the same, since
+    # its column's in-plane offsets (the last source's are added) are all past the threshold.
     dz = np.minimum(np.abs(np.arange(n_z).reshape(-1, 1) - sources), reach[0] + 1)
     dz = (np.append(dz, np.full((n_z, 1), size[0]), axis=1) * in_plane.size).ravel()
     source_rows = np.arange(0, n_z * (sources.size + 1), sources.size + 1).reshape(-1, 1)
@@ -326,7 +330,8 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
         values = np.take(in_plane, offset, out=_scratch(work, "values", offset.shape, np.float64),
                          mode="clip")  # "raise" would copy through a buffer
         best = _nearest_planes(values, sources, along_z[1], n_z, edges[-1], work)
-        # Source -1 takes the last source's offsets (any will do) and the dz row of none.
+        # Source -1 takes the last source's offsets (any will do: all are past the
+        # threshold) and the dz row of none (at plane 0, the first source's: see dz).
         index = _scratch(work, "index", best.shape, np.intp)
         np.take(dz, np.add(best, source_rows, out=index), out=index, mode="clip")
         best *= n_columns
@@ -353,8 +358,11 @@ def _plane_offsets(target: np.ndarray, sources: np.ndarray, spacing, reach, edge
     the index is the squared offset in pixels ``dy² + dx²``, from one squared
     transform of integers per plane (``edt``, unit pixels: every value within
     the threshold is an integer below 2**24, exact in its float32 output, and
-    its lower envelopes compare exact integers in float64); otherwise it is
-    ``|dy| · (reach_x + 2) + |dx|``, from scipy's feature transform.
+    its lower envelopes compare exact integers in float64; `in_plane` ends at
+    the threshold or past the plane's diagonal, whichever comes first: no
+    offset in the plane passes the diagonal, and a longer table would grow with
+    the threshold alone); otherwise it is ``|dy| · (reach_x + 2) + |dx|``, from
+    scipy's feature transform.
     """
     n_y, n_x = target.shape[1:]
     square = spacing[1] == spacing[2]
@@ -363,6 +371,9 @@ def _plane_offsets(target: np.ndarray, sources: np.ndarray, spacing, reach, edge
         past = int(edges[-1] / pixel)  # the least squared offset past the threshold
         while past * pixel <= edges[-1]:
             past += 1
+        # No offset in the plane passes its diagonal: a table past it (here and in
+        # _counts, one entry per offset and dz) would grow with the threshold alone.
+        past = min(past, (n_y - 1) ** 2 + (n_x - 1) ** 2 + 1)
         square = past < 1 << 24
     if square:
         in_plane = np.arange(past + 1) * pixel
@@ -502,6 +513,19 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None,
     return 100.0 * within / within[-1]
 
 
+def _mask(label_image) -> np.ndarray:
+    """Where the labels are positive, as a bool (Z, Y, X) array; from object voxels directly.
+
+    Examples
+    --------
+    >>> _mask(ObjectVoxels((1, 1, 3), np.array([2]), np.array([5], np.uint8)))
+    array([[[False, False,  True]]])
+    """
+    if isinstance(label_image, ObjectVoxels):  # unsigned labels: non-zero is positive
+        return label_image.to_label_image(bool)
+    return np.asarray(label_image) > 0
+
+
 def image_baseline(target_labels, spacing, distances, *, region_labels=None,
                    workers: int | None = None) -> np.ndarray | None:
     """:func:`expected_cumulative_distribution` of one image's label images, or None.
@@ -512,14 +536,15 @@ def image_baseline(target_labels, spacing, distances, *, region_labels=None,
 
     Parameters
     ----------
-    target_labels : (Z, Y, X) ndarray
-        structure_2's label image.
+    target_labels : (Z, Y, X) ndarray, or ObjectVoxels
+        structure_2's label image, or its object voxels (what the database
+        stores: they become a bool mask directly, 1 byte a voxel).
     spacing : sequence of 3 floats
         Microns per voxel (z, y, x).
     distances : (N,) array-like
         As :func:`expected_cumulative_distribution`.
-    region_labels : (Z, Y, X) ndarray, optional
-        The region's label image; None: the whole volume.
+    region_labels : (Z, Y, X) ndarray, or ObjectVoxels, optional
+        The region's label image (or object voxels); None: the whole volume.
     workers : int, optional
         As :func:`expected_cumulative_distribution`.
 
@@ -528,10 +553,10 @@ def image_baseline(target_labels, spacing, distances, *, region_labels=None,
     >>> image_baseline(np.zeros((3, 3, 3), int), 1.0, [0.0, 1.0]) is None
     True
     """
-    target = np.asarray(target_labels) > 0
+    target = _mask(target_labels)
     if not target.any():
         return None
-    region = None if region_labels is None else np.asarray(region_labels) > 0
+    region = None if region_labels is None else _mask(region_labels)
     if region is not None and not region.any():
         return None
     try:

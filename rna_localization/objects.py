@@ -17,6 +17,7 @@ __all__ = [
     "FACE_CONNECTIVITY",
     "OBJECT_COLUMNS",
     "ObjectVoxels",
+    "as_object_voxels",
     "label_objects",
     "measure_objects",
     "normalize_spacing",
@@ -201,6 +202,27 @@ class ObjectVoxels:
         image = np.zeros(self.shape, dtype=self.labels.dtype if dtype is None else dtype)
         image.reshape(-1)[self.voxels] = self.labels
         return image
+
+
+def as_object_voxels(label_image) -> ObjectVoxels:
+    """`label_image` as object voxels: an :class:`ObjectVoxels` as it is, an array converted.
+
+    How :func:`~rna_localization.distances.nearest_distances` and
+    :func:`~rna_localization.distances.point_distances` read their label
+    images: they work on the object voxels, so a label image costs one pass
+    over it, and the stored ones
+    (:func:`rna_localization.db.tables.read_label_image`) no volume at all.
+    Negative labels are refused (ValueError), non-integer ones too (TypeError).
+
+    Examples
+    --------
+    >>> objects = as_object_voxels(np.array([[[0, 3, 3]]]))
+    >>> objects.voxels, as_object_voxels(objects) is objects
+    (array([1, 2]), True)
+    """
+    if isinstance(label_image, ObjectVoxels):
+        return label_image
+    return ObjectVoxels.from_label_image(label_image)
 
 
 def _scan(segmentation: np.ndarray) -> tuple[int, bool]:

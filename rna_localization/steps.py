@@ -488,8 +488,8 @@ def _chance_baseline(spec: _ChanceSpec | None, distances: pd.DataFrame, target, 
     grid = distance_grid(distances[column], spec.step_size, spec.threshold)
     if grid is None:
         return None
-    expected = image_baseline(target.labels, target.spacing, grid,
-                              region_labels=None if region is None else region.labels,
+    expected = image_baseline(target.objects, target.spacing, grid,
+                              region_labels=None if region is None else region.objects,
                               workers=threads)
     return None if expected is None else (spec.region, grid, expected)
 
@@ -508,21 +508,22 @@ def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwr
         centroids = read_spot_centroids(cursor, structure_1, name)
         region = (read_label_image(cursor, chance.region, name)
                   if chance is not None and chance.region else None)
-    if source.labels.shape != target.labels.shape:
+    if source.objects.shape != target.objects.shape:
         msg = (
-            f"image {name!r}: {structure_1} has shape {source.labels.shape} but "
-            f"{structure_2} has shape {target.labels.shape}; both must come from the same stack."
+            f"image {name!r}: {structure_1} has shape {source.objects.shape} but "
+            f"{structure_2} has shape {target.objects.shape}; both must come from the same stack."
         )
         raise ValueError(msg)
     if not np.allclose(source.spacing, target.spacing):
         msg = f"image {name!r} was extracted with different voxel sizes for {structure_1} and {structure_2}."
         raise ValueError(msg)
-    result = nearest_distances(source.labels, target.labels, source.spacing, workers=threads)
+    # The object voxels as stored: no label image of the whole stack is built.
+    result = nearest_distances(source.objects, target.objects, source.spacing, workers=threads)
     result = result.merge(pd.DataFrame({
         "object_id": centroids["object_id"].to_numpy(np.int64),
         "centroid_distance": point_distances(
             centroids[["spot_centroid_z", "spot_centroid_y", "spot_centroid_x"]].to_numpy(),
-            target.labels, source.spacing) if len(centroids) else np.zeros(0),
+            target.objects, source.spacing) if len(centroids) else np.zeros(0),
     }), on="object_id", how="left")
     # The chance baseline (a distance transform of the whole volume) is computed here,
     # image by image and in parallel like the distances, and stored with them.
@@ -540,7 +541,9 @@ def measure_distances(config: Config, *, overwrite: bool | None = None, db: Data
     """Distance from every structure_1 object to the nearest structure_2 object.
 
     Exact (see :func:`rna_localization.nearest_distances`), from the label
-    images stored by :func:`extract`. Fills ``distance_to_<structure_2>``
+    images stored by :func:`extract`, read as their object voxels (never a
+    label image of the whole stack; the baseline's target and region become
+    bool masks, 1 byte a voxel). Fills ``distance_to_<structure_2>``
     (microns) and ``<structure_2>_id`` in the structure_1 table. An image
     without structure_2 objects keeps NULL distances, with a warning naming it.
 

@@ -435,11 +435,15 @@ def test_in_plane_offsets_are_exact_squared_pixel_offsets_on_a_wide_plane():
     target[1, rng.integers(0, 40, 6), rng.integers(0, 2100, 6)] = True
     spacing = np.array([0.2, 0.065, 0.065])
     y, x = np.indices(target.shape[1:])
+    diagonal = 39**2 + 2099**2  # no offset in the plane passes it
     for threshold in (2100 * 0.065 * 1.5, 3.0):  # beyond every offset, then within a few
         edges = np.array([threshold]) ** 2
         offsets, in_plane = _plane_offsets(target, np.array([0, 1]), spacing, None, edges, 1)
         past = in_plane.size - 1
-        assert in_plane[past] > edges[-1] >= in_plane[past - 1]
+        beyond = np.flatnonzero(np.arange(diagonal + 2) * spacing[1] ** 2 > edges[-1])
+        assert past == (beyond[0] if beyond.size else diagonal + 1)  # the table ends there
+        assert edges[-1] >= in_plane[past - 1]
+        assert in_plane[past] > edges[-1] or past == diagonal + 1
         for plane in (0, 1):
             ty, tx = np.nonzero(target[plane])
             exact = np.min([(y - a) ** 2 + (x - b) ** 2 for a, b in zip(ty, tx)], axis=0)
@@ -473,3 +477,61 @@ def test_the_lower_envelope_reusing_its_arrays_answers_as_with_fresh_ones():
         values = rng.exponential(1.0, (planes.size, columns))
         fresh = _nearest_planes(values, planes, 0.04, 12, 3.0)
         np.testing.assert_array_equal(_nearest_planes(values, planes, 0.04, 12, 3.0, work), fresh)
+
+
+def test_a_threshold_far_past_a_small_stack_builds_no_table_past_its_planes():
+    """The bins are tabled by squared in-plane offset: up to the threshold, but never past the
+    plane's diagonal (a 150 µm threshold at 0.065 µm pixels tabled 5 million offsets, per plane
+    step, for a 4 x 4 plane: 664 MB). Same counts as every pair."""
+    import tracemalloc
+
+    rng = np.random.default_rng(12)
+    target = rng.random((5, 4, 4)) < 0.1
+    target[2, 1, 3] = True
+    region = rng.random(target.shape) < 0.6
+    spacing = (0.2, 0.065, 0.065)
+    grid = np.array([0.0, 0.065, 0.1, 0.2, 0.3, 150.0])
+    for mask in (None, region):
+        tracemalloc.start()
+        try:
+            expected = expected_cumulative_distribution(target, spacing, grid, region=mask)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 * 2**20
+        np.testing.assert_allclose(expected, _brute_force_percent(target, spacing, grid, mask),
+                                   rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_baseline_of_object_voxels_is_the_label_images_and_brute_forces(seed):
+    """What the distances step passes (the stored object voxels, made bool masks directly)
+    gives the curve of the label images, bit for bit, and the count of every pair; no target
+    object, or a region without one, gives None either way."""
+    from rna_localization.baseline import image_baseline
+    from rna_localization.db.labels import decode_runs, encode_runs
+    from rna_localization.objects import ObjectVoxels
+
+    def stored(label_image):
+        objects = ObjectVoxels.from_label_image(label_image)
+        return decode_runs(encode_runs(objects), label_image.shape)
+
+    rng = np.random.default_rng(40 + seed)
+    shape = (6, 15, 17)
+    target = rng.integers(1, 300, shape) * (rng.random(shape) < 0.02)  # labels past uint8
+    target[0, 0, 0] = 7  # one on the stack's corner
+    region = rng.integers(1, 3, shape) * (rng.random(shape) < 0.5)
+    spacing = (0.3, 0.1, 0.1)
+    grid = np.append(np.arange(0, 0.8, 0.1), 0.8)
+    for labels in (None, region):
+        from_voxels = image_baseline(stored(target), spacing, grid,
+                                     region_labels=None if labels is None else stored(labels))
+        np.testing.assert_array_equal(
+            from_voxels, image_baseline(target, spacing, grid, region_labels=labels))
+        np.testing.assert_allclose(
+            from_voxels, _brute_force_percent(target != 0, spacing, grid,
+                                              None if labels is None else labels != 0),
+            rtol=1e-12)
+    none = np.zeros(shape, np.int64)
+    assert image_baseline(stored(none), spacing, grid) is None
+    assert image_baseline(stored(target), spacing, grid, region_labels=stored(none)) is None

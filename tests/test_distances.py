@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from rna_localization import label_objects, nearest_distances
-from rna_localization.distances import DISTANCE_COLUMNS
+from rna_localization.distances import DISTANCE_COLUMNS, point_distances
+from rna_localization.objects import ObjectVoxels
 
 import oracles
 
@@ -283,6 +284,14 @@ def test_bad_method_and_workers_are_named():
         nearest_distances(rna, rna, workers=0)
 
 
+def _boundary_voxels(label_image) -> np.ndarray:
+    """Flat indices of the face-boundary voxels the package finds, from the object voxels."""
+    from rna_localization.distances import _face_boundary
+
+    objects = ObjectVoxels.from_label_image(label_image)
+    return objects.voxels[_face_boundary(objects.voxels, objects.labels, objects.shape)]
+
+
 def _arcs(rng, shape, count, first_label) -> np.ndarray:
     """`count` one-voxel-thick arcs of circles (up to 3/4 turns) in random planes: their
     centroids lie off the object, far from the voxel nearest a target."""
@@ -321,7 +330,7 @@ def test_pruning_is_exact_for_objects_whose_centroid_is_far_from_their_nearest_v
     nearest voxel of an arc whose middle is far from it, and the all-pairs oracle would differ."""
     from scipy.spatial import cKDTree
 
-    from rna_localization.distances import _face_boundary, _group_starts, _prune
+    from rna_localization.distances import _group_starts, _prune
 
     rng = np.random.default_rng(700 + seed)
     shape = (8, 36, 36)
@@ -338,11 +347,10 @@ def test_pruning_is_exact_for_objects_whose_centroid_is_far_from_their_nearest_v
 
     # The data exercise the pruning: it rules out some voxels (not the nearest ones, above).
     scale = np.broadcast_to(np.asarray(spacing, float), (3,))
-    flat, flat_target = source.ravel(), target.ravel()
-    voxels = _face_boundary(flat, np.flatnonzero(flat), shape)
+    flat = source.ravel()
+    voxels = _boundary_voxels(source)
     voxels = voxels[np.argsort(flat[voxels], kind="stable")]
-    tree = cKDTree(np.column_stack(np.unravel_index(
-        _face_boundary(flat_target, np.flatnonzero(flat_target), shape), shape)) * scale)
+    tree = cKDTree(np.column_stack(np.unravel_index(_boundary_voxels(target), shape)) * scale)
     needed, _ = _prune(tree, np.column_stack(np.unravel_index(voxels, shape)) * scale,
                        _group_starts(flat[voxels]), 1)
     assert needed.size < 0.9 * voxels.size
@@ -370,8 +378,6 @@ def test_face_boundary_matches_a_voxel_by_voxel_check(seed):
     """Runs along x that wrap to the next row, labels that change inside a run, voxels on every
     face of the volume: a voxel is on the boundary when a face neighbour inside the volume has
     another label."""
-    from rna_localization.distances import _face_boundary
-
     rng = np.random.default_rng(900 + seed)
     # Blocks of one label (interior voxels, runs as wide as a row) and a few stray voxels.
     blocks = rng.integers(0, 3, size=(2, 2, 2))
@@ -392,6 +398,106 @@ def test_face_boundary_matches_a_voxel_by_voxel_check(seed):
             else:
                 continue
             break
-    flat = labels.ravel()
-    got = _face_boundary(flat, np.flatnonzero(flat), shape)
+    got = _boundary_voxels(labels)
     np.testing.assert_array_equal(got, np.unique(np.array(expected, dtype=np.int64)))
+
+
+# Object voxels (what the database stores and the distances step reads) in place of label
+# images: the same table as from the label images, bit for bit, and the all-pairs answer.
+
+def _stored(label_image) -> ObjectVoxels:
+    """The object voxels as the distances step gets them: through the database's runs."""
+    from rna_localization.db.labels import decode_runs, encode_runs
+
+    return decode_runs(encode_runs(ObjectVoxels.from_label_image(label_image)), label_image.shape)
+
+
+def _touching_labels(rng, shape, n_labels, fill, scale=1) -> np.ndarray:
+    """Voxels of random labels (times `scale`: labels past uint8), neighbours of other labels
+    touching, many on the stack's faces."""
+    labels = rng.integers(1, n_labels + 1, size=shape) * scale
+    labels[rng.random(shape) > fill] = 0
+    return labels.astype(np.int64)
+
+
+@pytest.mark.parametrize("spacing", [1.0, (0.2, 0.065, 0.065), (0.3, 0.1, 0.1)])
+@pytest.mark.parametrize("seed", range(8))
+def test_object_voxels_give_the_label_images_answer_and_brute_forces(spacing, seed):
+    """Unit spacing and whole-voxel offsets make exact ties (smallest target label wins);
+    labels of both kinds touch each other and the stack's faces; some objects overlap a target."""
+    rng = np.random.default_rng(1500 + seed)
+    shape = tuple(rng.integers(2, 10, size=3))
+    source = _touching_labels(rng, shape, 6, 0.25, scale=rng.choice([1, 1000]))
+    target = _touching_labels(rng, shape, 4, rng.choice([0.05, 0.2]))
+    if seed == 0:
+        target[:] = 0
+        target[0, 0, 0] = 3  # one voxel in a corner
+    dense = nearest_distances(source, target, spacing)
+    _compare(dense, oracles.distances(source, target, spacing))
+    for method in ("auto", "kdtree", "edt"):
+        from_voxels = nearest_distances(_stored(source), _stored(target), spacing, method=method)
+        pd.testing.assert_frame_equal(
+            from_voxels, nearest_distances(source, target, spacing, method=method))
+    # One of each kind.
+    pd.testing.assert_frame_equal(nearest_distances(source, _stored(target), spacing), dense)
+    pd.testing.assert_frame_equal(nearest_distances(_stored(source), target, spacing), dense)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_point_distances_from_object_voxels_match_the_label_image_and_brute_force(seed):
+    rng = np.random.default_rng(1600 + seed)
+    shape = tuple(rng.integers(2, 9, size=3))
+    targets = _touching_labels(rng, shape, 3, 0.1)
+    targets[tuple(rng.integers(0, shape))] = 2  # at least one target voxel
+    spacing = (0.3, 0.1, 0.1)
+    points = rng.uniform(-1.0, np.array(shape), (60, 3))  # some outside the stack
+    points[:10] = np.argwhere(targets)[rng.integers(0, np.count_nonzero(targets), 10)]
+    from_voxels = point_distances(points, _stored(targets), spacing)
+    np.testing.assert_array_equal(from_voxels, point_distances(points, targets, spacing))
+    scale = np.asarray(spacing)
+    voxels = np.argwhere(targets) * scale
+    expected = np.sqrt((((points * scale)[:, None, :] - voxels[None]) ** 2).sum(-1)).min(1)
+    rounded = np.rint(points).astype(int)
+    inside = np.all((rounded >= 0) & (rounded < shape), axis=1)
+    hit = np.zeros(len(points), bool)
+    hit[inside] = targets[tuple(rounded[inside].T)] != 0
+    expected[hit] = 0.0
+    np.testing.assert_allclose(from_voxels, expected, rtol=1e-12, atol=1e-12)
+    assert hit[:10].all()
+
+
+def test_object_voxels_without_a_target_or_an_object_or_filling_the_stack_answer_as_label_images():
+    rna = np.zeros((2, 3, 4), np.int32)
+    rna[1, 2, 3] = 4
+    none, full = np.zeros_like(rna), np.full_like(rna, 7)  # full: no target boundary voxel
+    for source, target in [(rna, none), (none, rna), (none, none), (rna, full), (full, full)]:
+        pd.testing.assert_frame_equal(nearest_distances(_stored(source), _stored(target), 0.1),
+                                      nearest_distances(source, target, 0.1))
+    assert nearest_distances(_stored(rna), _stored(none), 0.1)["target_id"].isna().all()
+    assert np.isnan(point_distances([(0, 0, 0), (1, 2, 3)], _stored(none), 0.1)).all()
+    assert nearest_distances(_stored(rna), _stored(full), 0.1)["distance"].tolist() == [0.0]
+    # Inside a voxel, and 0.6 voxel past the stack's last one.
+    np.testing.assert_allclose(point_distances([(0, 0, 0.4), (1, 2, 3.6)], _stored(full), 0.1),
+                               [0.0, 0.06], rtol=1e-12)
+
+
+def test_object_voxels_of_another_shape_are_named():
+    with pytest.raises(ValueError, match=r"same shape; got \(2, 3, 3\) and \(2, 3, 4\)"):
+        nearest_distances(_stored(np.ones((2, 3, 3), int)), np.ones((2, 3, 4), int))
+    with pytest.raises(ValueError, match="3D"):
+        nearest_distances(np.ones((3, 3), int), _stored(np.ones((1, 3, 3), int)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_last_run_at_or_before_each_voxel_is_searchsorteds(seed):
+    """The run lookup of the face boundary: starts searched among the queries, against each
+    query searched among the starts (queries before the first start, on a start, past the
+    last; none at all)."""
+    from rna_localization.distances import _last_at_or_before
+
+    rng = np.random.default_rng(1700 + seed)
+    starts = np.unique(rng.integers(5, 200, size=rng.integers(1, 40)))
+    queries = np.unique(np.r_[rng.integers(0, 260, size=rng.integers(0, 80)), starts[:2]])
+    np.testing.assert_array_equal(_last_at_or_before(starts, queries),
+                                  np.searchsorted(starts, queries, side="right") - 1)
+    assert _last_at_or_before(starts, queries[:0]).size == 0

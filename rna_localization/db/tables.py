@@ -556,8 +556,10 @@ def delete_image(cursor, structure: str, name: str) -> None:
 class LabelImage:
     """A label image as stored by extraction, with its voxel size in microns.
 
-    ``objects`` holds its object voxels as stored; ``labels``, the dense
-    (Z, Y, X) int32 label image, is built from them when first asked for.
+    ``objects`` holds its object voxels as stored (what the distances step
+    and the chance baseline take); ``labels``, the dense (Z, Y, X) int32
+    label image (4 bytes a voxel of the stack), is built from them when first
+    asked for (the plots, the viewer).
     """
 
     structure: str
