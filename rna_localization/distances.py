@@ -240,7 +240,8 @@ def nearest_distances(
         raise ValueError(msg)
     scale = normalize_spacing(spacing)
     shape = shapes[0]
-    source, target = as_object_voxels(label_image), as_object_voxels(target_label_image)
+    source = as_object_voxels(label_image, "label_image")
+    target = as_object_voxels(target_label_image, "target_label_image")
     source_voxels, source_labels = source.voxels, source.labels
     target_voxels, target_labels = target.voxels, target.labels
 
@@ -579,7 +580,7 @@ def point_distances(points, target_label_image: np.ndarray | ObjectVoxels,
     array([2.4, 0. ])
     """
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    targets = as_object_voxels(target_label_image)
+    targets = as_object_voxels(target_label_image, "target_label_image")
     scale = normalize_spacing(spacing)
     shape = np.array(targets.shape)
     if targets.voxels.size == 0:

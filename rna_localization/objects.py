@@ -173,20 +173,23 @@ class ObjectVoxels:
     labels: np.ndarray
 
     @classmethod
-    def from_label_image(cls, label_image) -> ObjectVoxels:
-        """The non-zero voxels of `label_image`; negative labels are refused (ValueError)."""
+    def from_label_image(cls, label_image, name: str = "label_image") -> ObjectVoxels:
+        """The non-zero voxels of `label_image`; negative labels are refused (ValueError).
+
+        `name` is the argument the messages name.
+        """
         label_image = np.asarray(label_image)
-        _check_3d(label_image, "label_image")
+        _check_3d(label_image, name)
         if label_image.dtype == bool:
             label_image = label_image.view(np.uint8)
         if not np.issubdtype(label_image.dtype, np.integer):
-            msg = f"label_image must hold integer labels; got dtype {label_image.dtype}."
+            msg = f"{name} must hold integer labels; got dtype {label_image.dtype}."
             raise TypeError(msg)
         flat = label_image.reshape(-1)
         voxels = np.flatnonzero(flat != 0)  # a bool mask: 3x faster than on ints
         labels = flat[voxels]
         if labels.size and np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
-            msg = f"label_image has negative labels (smallest {labels.min()}); labels must be >= 0."
+            msg = f"{name} has negative labels (smallest {labels.min()}); labels must be >= 0."
             raise ValueError(msg)
         largest = int(labels.max()) if labels.size else 0
         return cls(tuple(label_image.shape), voxels.astype(np.int64, copy=False),
@@ -204,7 +207,7 @@ class ObjectVoxels:
         return image
 
 
-def as_object_voxels(label_image) -> ObjectVoxels:
+def as_object_voxels(label_image, name: str = "label_image") -> ObjectVoxels:
     """`label_image` as object voxels: an :class:`ObjectVoxels` as it is, an array converted.
 
     How :func:`~rna_localization.distances.nearest_distances` and
@@ -212,7 +215,8 @@ def as_object_voxels(label_image) -> ObjectVoxels:
     images: they work on the object voxels, so a label image costs one pass
     over it, and the stored ones
     (:func:`rna_localization.db.tables.read_label_image`) no volume at all.
-    Negative labels are refused (ValueError), non-integer ones too (TypeError).
+    Negative labels are refused (ValueError), non-integer ones too (TypeError),
+    in messages naming the argument `name`.
 
     Examples
     --------
@@ -222,7 +226,7 @@ def as_object_voxels(label_image) -> ObjectVoxels:
     """
     if isinstance(label_image, ObjectVoxels):
         return label_image
-    return ObjectVoxels.from_label_image(label_image)
+    return ObjectVoxels.from_label_image(label_image, name)
 
 
 def _scan(segmentation: np.ndarray) -> tuple[int, bool]:

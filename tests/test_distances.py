@@ -92,6 +92,17 @@ def test_bad_arguments_are_named():
         nearest_distances(np.zeros((2, 3, 3), int), np.zeros((2, 3, 4), int))
     with pytest.raises(ValueError, match="spacing must be positive"):
         nearest_distances(np.zeros((2, 3, 3), int), np.zeros((2, 3, 3), int), spacing=(0.2, -1, 1))
+    # Bad labels are named by the argument that holds them.
+    good, negative = np.zeros((2, 3, 3), int), np.zeros((2, 3, 3), int)
+    negative[0, 0, 0] = -2
+    with pytest.raises(ValueError, match=r"^target_label_image has negative labels \(smallest -2\)"):
+        nearest_distances(good, negative)
+    with pytest.raises(ValueError, match=r"^label_image has negative labels"):
+        nearest_distances(negative, good)
+    with pytest.raises(TypeError, match=r"^target_label_image must hold integer labels"):
+        nearest_distances(good, np.zeros((2, 3, 3)))
+    with pytest.raises(ValueError, match=r"^target_label_image has negative labels"):
+        point_distances(np.zeros((1, 3)), negative, (0.2, 0.1, 0.1))
 
 
 def test_objects_that_touch_at_the_volume_border():
