@@ -94,6 +94,25 @@ def _half_max_ellipsoid(position, shape):
 
 
 # ------------------------------------------------------------------ basics
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_point_inside_a_granule_ball_joins_its_nearest_centre(seed):
+    # Oracle: every (point, centre) distance, brute force.
+    from rna_localization.synthetic.geometry import inside_ball
+
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 2, (15, 3))
+    centres[:3] = [[0.5, 0.5, 0.5], [1.0, 1.0, 1.0], [1.5, 1.5, 1.5]]  # binary fractions
+    points = np.concatenate([rng.uniform(0, 2, (400, 3)),
+                             centres[:3] + [0.0, 0.0, 0.25]])  # exactly on a surface: inside
+    distance = np.linalg.norm(points[:, None] - centres[None], axis=-1)
+    expected = np.where(distance.min(axis=1) <= 0.25, distance.argmin(axis=1), -1)
+    found = inside_ball(points, centres, 0.25)
+    np.testing.assert_array_equal(found, expected)
+    assert (found[-3:] >= 0).all()
+    assert 0 < (found >= 0).sum() < len(points)
+    assert inside_ball(points, np.zeros((0, 3)), 0.25).tolist() == [-1] * len(points)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_overlapping_granules_fuse_and_no_others(seed):
     # Oracle: the transitive closure of "centres closer than a diameter", by repeated

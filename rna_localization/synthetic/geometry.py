@@ -7,8 +7,8 @@ from scipy.spatial import cKDTree
 
 from . import model
 
-__all__ = ["Embryo", "check_geometry", "fused_groups", "hexagonal_nuclei", "place_near",
-           "place_uniform", "sample_on_sphere"]
+__all__ = ["Embryo", "check_geometry", "fused_groups", "hexagonal_nuclei", "inside_ball",
+           "place_near", "place_uniform", "sample_on_sphere"]
 
 
 def check_geometry(shape, spacing) -> tuple[tuple[int, int, int], np.ndarray]:
@@ -141,6 +141,40 @@ def fused_groups(centres, radius: float) -> np.ndarray:
     # connected_components numbers groups by a search from each unvisited node in
     # order, so the group of ball 0 is 0, the next new group is the next ball's, ...
     return groups.astype(np.int64)
+
+
+def inside_ball(points, centres, radius: float) -> np.ndarray:
+    """The ball of `radius` around `centres` that holds each point, -1 for none.
+
+    A point inside several balls gets the one with the nearest centre (the
+    first such centre on a tie); a point on a ball's surface is inside it.
+
+    Parameters
+    ----------
+    points, centres : (N, 3), (M, 3) array-like
+        Positions, µm.
+    radius : float
+        Ball radius, µm.
+
+    Returns
+    -------
+    (N,) ndarray of int64
+        Index into `centres`, or -1.
+
+    Examples
+    --------
+    >>> inside_ball([[0, 0, 0.2], [0, 0, 0.9], [0, 0, 0.5]], [[0, 0, 0], [0, 0, 1]], 0.25).tolist()
+    [0, 1, -1]
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    centres = np.asarray(centres, dtype=np.float64).reshape(-1, 3)
+    found = np.full(len(points), -1, dtype=np.int64)
+    if len(points) == 0 or len(centres) == 0:
+        return found
+    distance, nearest = cKDTree(centres).query(points, distance_upper_bound=np.nextafter(radius, np.inf))
+    hit = distance <= radius
+    found[hit] = nearest[hit]
+    return found
 
 
 def place_near(rng, embryo, anchors, radii, counts, length_um, margin=0.0):

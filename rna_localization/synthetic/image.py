@@ -14,6 +14,7 @@ from .geometry import (
     check_geometry,
     fused_groups,
     hexagonal_nuclei,
+    inside_ball,
     place_near,
     place_uniform,
     sample_on_sphere,
@@ -185,6 +186,10 @@ def simulate_image(name: str, *, rna_type: str, cycle: str, replicate: int = 1, 
     positions_um = np.concatenate([singles, members])
     n_single, n_objects = len(singles), len(singles) + n_fused
     owners = np.concatenate([np.arange(n_single), n_single + np.repeat(fused, sizes)])
+    # A single molecule drawn inside a granule's ball is in the condensate: one of its
+    # molecules (its own object then holds none and is not drawn).
+    ball = inside_ball(singles, granule_centres, model.GRANULE_RADIUS_UM)
+    owners[:n_single][ball >= 0] = n_single + fused[ball[ball >= 0]]
     is_granule = np.arange(n_objects) >= n_single
     molecule_snr = snr * rng.lognormal(0.0, model.MOLECULE_BRIGHTNESS_SIGMA, len(positions_um))
     amplitudes = molecule_snr * scope.noise
