@@ -14,18 +14,25 @@ aperture, not in the dimmer spot's.
 
 The background under an aperture
 --------------------------------
-By default (``background="shell"``) it is the median of the object's shell.
+By default (``background="shell_plane"``) the shell is read plane by plane:
+the aperture's voxels in plane *z* take the median of the object's shell
+voxels in plane *z* (a ring around the aperture), or the whole shell's median
+where that plane holds fewer than :data:`SHELL_PLANE_MIN_VOXELS` of them.
+Below an embryo's surface the autofluorescence rises over about a micron of
+depth, curved over the few planes an aperture spans; the median of the whole
+3D shell (``background="shell"``) then misses the background under the
+aperture (on simulated images by a tenth of a single molecule's light on
+average, a third near the surface, also on ideal masks), so single molecules,
+and the single-molecule reference taken from them, read about 10% bright and
+granules (whose own halo in their shell offsets it) 11-16% low. The ring in
+each plane follows the depth profile and keeps the shell's local view:
+in crowded places it holds part of the neighbours' light, as the aperture does.
 With ``background="plane"`` each aperture voxel's background is estimated in
-its own plane: the Gaussian-weighted mean (lateral sigma
+its own plane from afar: the Gaussian-weighted mean (lateral sigma
 :data:`PLANE_BACKGROUND_SIGMA_UM`) of the plane's voxels outside the box of
 half-width ``grow_um`` around every object voxel (a box holds the voxel's
-aperture ball, so no aperture voxel is counted). Below an embryo's surface the autofluorescence rises over about a
-micron of depth, curved over the few planes an aperture spans; a median over
-a 3D shell then misses the background under the aperture (on simulated
-images by a tenth of a single molecule's light on average, a third near the
-surface, also on ideal masks), which the per-plane estimate does not. Where
-a plane has no such voxel within the weights' reach, the
-object falls back to its shell's median.
+aperture ball, so no aperture voxel is counted). Where a plane has no such
+voxel within the weights' reach, the object falls back to its shell's median.
 
 How ties are made exact
 -----------------------
@@ -53,8 +60,8 @@ from scipy import ndimage
 
 from .objects import normalize_spacing, object_index, object_voxels_and_intensities
 
-__all__ = ["APERTURE_COLUMNS", "APERTURE_GROW_UM", "APERTURE_SHELL_UM", "STORED_COLUMNS",
-           "aperture_intensities", "spot_centroids"]
+__all__ = ["APERTURE_COLUMNS", "APERTURE_GROW_UM", "APERTURE_SHELL_UM", "BACKGROUNDS",
+           "STORED_COLUMNS", "aperture_intensities", "spot_centroids"]
 
 #: How far an aperture reaches beyond its object, µm. 0.3 holds 90-95% of a single
 #: molecule's light (the axial tails are long; 0.5 holds >= 98%), and about the same
@@ -64,13 +71,21 @@ __all__ = ["APERTURE_COLUMNS", "APERTURE_GROW_UM", "APERTURE_SHELL_UM", "STORED_
 APERTURE_GROW_UM = 0.3
 #: Thickness of the background shell around the aperture, µm.
 APERTURE_SHELL_UM = 0.3
+#: Ways :func:`aperture_intensities` can estimate the background under an aperture.
+BACKGROUNDS = ("shell_plane", "shell", "plane")
 #: How the background under an aperture is estimated by default (see
-#: :func:`aperture_intensities`): ``"shell"``, the median of the object's shell, or
-#: ``"plane"``, from the voxels of each plane that lie outside every aperture. Not yet
-#: ``"plane"``: it makes single molecules as bright near the surface as deep down, but
-#: with the area-window reference the demo's single molecules then read 0.93
-#: (README, "The demo": tried and not adopted).
-APERTURE_BACKGROUND = "shell"
+#: :func:`aperture_intensities`): ``"shell_plane"``, each of the aperture's planes
+#: from the object's shell voxels in that plane. ``"shell"`` (the median of the whole
+#: 3D shell) reads the background under a single molecule about a tenth of a molecule
+#: low where the autofluorescence curves with depth, so single molecules, and the
+#: reference taken from them, read 10% bright and granules 11-16% low; ``"plane"``
+#: (each plane's voxels away from every object) fixes that too but drops the shell's
+#: local view of crowded neighbours (README, "The demo").
+APERTURE_BACKGROUND = "shell_plane"
+#: Fewest shell voxels in a plane for that plane's median; fewer, and that plane's
+#: aperture voxels take the whole shell's median. A single molecule's shell holds a
+#: few hundred voxels in each of its aperture's planes.
+SHELL_PLANE_MIN_VOXELS = 8
 #: Lateral reach of the plane background: the Gaussian weight's sigma, µm. Short enough
 #: to follow the cell's autofluorescence texture (about 1 µm grains), long enough to
 #: average a few hundred background voxels per plane.
@@ -418,6 +433,31 @@ def _grid_values(grid: np.ndarray, cell: int, corner: np.ndarray, z: np.ndarray,
         return np.where(total_weight > 0, values / total_weight, np.nan)
 
 
+def _plane_shell_levels(keys: np.ndarray, owners: np.ndarray, values: np.ndarray,
+                        aperture_planes: np.ndarray) -> np.ndarray:
+    """The background summed under each aperture, from its shell plane by plane.
+
+    For `m` objects whose reach spans `span` planes each: `keys` are
+    ``object * span + plane`` (objects ``0..m-1``) of shell voxels, `owners` their
+    object, `values` their intensities; `aperture_planes` ``(m, span)`` counts the
+    aperture's voxels per plane. Each plane's aperture voxels take the median of
+    the shell voxels in the same plane when there are at least
+    :data:`SHELL_PLANE_MIN_VOXELS` of them, else the whole shell's median (taken
+    only for the objects that need it). NaN for an object without shell voxels.
+    """
+    m, span = aperture_planes.shape
+    counts = np.bincount(keys, minlength=m * span)
+    level = _group_medians(keys, values, counts).reshape(m, span)
+    short = (counts.reshape(m, span) < SHELL_PLANE_MIN_VOXELS) & (aperture_planes > 0)
+    needs_whole = short.any(axis=1)
+    if needs_whole.any():
+        pick = needs_whole[owners]
+        whole = _group_medians(owners[pick], values[pick],
+                               np.bincount(owners[pick], minlength=m))
+        level = np.where(short, whole[:, None], level)
+    return np.where(aperture_planes > 0, aperture_planes * level, 0.0).sum(axis=1)
+
+
 def aperture_intensities(
     label_image: np.ndarray,
     intensity_image: np.ndarray,
@@ -452,8 +492,9 @@ def aperture_intensities(
         How far the aperture reaches beyond the object, >= 0 microns.
     shell_um : float
         Thickness of the background shell around the aperture, > 0 microns.
-    background : {"plane", "shell"}
-        How the background under the aperture is estimated (see Returns).
+    background : {"shell_plane", "shell", "plane"}
+        How the background under the aperture is estimated (see Returns and
+        the module docstring).
     background_sigma_um : float
         Lateral sigma of the plane background's Gaussian weights, > 0 microns.
 
@@ -464,9 +505,12 @@ def aperture_intensities(
         :data:`APERTURE_COLUMNS`:
 
         - ``background``: the background level per voxel under the aperture.
-          ``"shell"``: median intensity over the shell; when the shell is
-          empty (neighbours or the image edge take all of it), the median of
-          the whole `intensity_image` instead. ``"plane"``: the mean over the
+          ``"shell_plane"``: the mean over the aperture's voxels of the
+          median of the shell voxels in each one's plane (the whole shell's
+          median for a plane with fewer than :data:`SHELL_PLANE_MIN_VOXELS`).
+          ``"shell"``: median intensity over the shell. Either way, when the
+          shell is empty (neighbours or the image edge take all of it), the
+          median of the whole `intensity_image` instead. ``"plane"``: the mean over the
           aperture's voxels of each one's plane background (module
           docstring), unless one of them has none, then as ``"shell"``.
         - ``spot_intensity``: sum of the intensities over the aperture (in
@@ -508,8 +552,8 @@ def aperture_intensities(
     scale = normalize_spacing(spacing)
     grow_um = _check_length(grow_um, "grow_um", allow_zero=True)
     shell_um = _check_length(shell_um, "shell_um", allow_zero=False)
-    if background not in ("plane", "shell"):
-        msg = f"background must be 'plane' or 'shell'; got {background!r}."
+    if background not in BACKGROUNDS:
+        msg = f"background must be one of {', '.join(map(repr, BACKGROUNDS))}; got {background!r}."
         raise ValueError(msg)
     background_sigma_um = _check_length(background_sigma_um, "background_sigma_um",
                                         allow_zero=False)
@@ -536,6 +580,7 @@ def aperture_intensities(
     aperture_area = np.zeros(n, dtype=np.int64)
     aperture_sum = np.zeros(n)
     plane = background == "plane"
+    by_plane = background == "shell_plane"
     if plane:
         grid, cell, corner = _plane_background(intensity_image, box, local, scale, grow_um,
                                                background_sigma_um)
@@ -553,6 +598,16 @@ def aperture_intensities(
     last_row = np.zeros(n, dtype=np.int32)  # local's dtype: np.maximum.at's fast path
     np.maximum.at(last_row, index - 1, local[1])
     pending_owner, pending_values = [], []
+    if by_plane:
+        # (object, plane) as one key: object * span + its plane less the first plane
+        # its reach can touch; the aperture's voxels counted per key, and the shell's
+        # voxels kept with their key for the medians.
+        _, first_at = np.unique(index, return_index=True)
+        origin = local[0][first_at].astype(np.int64) - margin[0]
+        span = int((last_plane - origin).max()) + margin[0] + 1
+        aperture_planes = np.zeros(n * span, dtype=np.int64)
+        plane_total = np.zeros(n)
+        pending_keys = []
     # In blocks of planes and rows, each with the planes and rows within reach on
     # every side: every object voxel within reach of a block voxel is in them, so
     # each block is exact, and memory stays bounded on a full frame. A block holds
@@ -596,6 +651,9 @@ def aperture_intensities(
             here = values[first:last, top:bottom][within]
             if plane:
                 at = np.nonzero(within)
+            if by_plane:  # each kept voxel's plane: they are in scan order
+                z = np.repeat(np.arange(first, last),
+                              np.count_nonzero(within.reshape(last - first, -1), axis=1))
             del within
             # Keys are ordered by distance rank first: the aperture is every key below
             # the first rank farther than grow_um.
@@ -605,6 +663,10 @@ def aperture_intensities(
             del keys
             aperture_owner = owner[in_aperture]
             aperture_area += np.bincount(aperture_owner, minlength=n)
+            if by_plane:
+                plane_key = owner.astype(np.int64) * span + (z - origin[owner])
+                del z
+                aperture_planes += np.bincount(plane_key[in_aperture], minlength=n * span)
             aperture_sum += np.bincount(
                 aperture_owner, weights=here[in_aperture].astype(np.float64), minlength=n
             )
@@ -619,6 +681,9 @@ def aperture_intensities(
             in_shell = ~in_aperture
             pending_owner.append(owner[in_shell])
             pending_values.append(here[in_shell])
+            if by_plane:
+                pending_keys.append(plane_key[in_shell])
+                del plane_key
             del owner, here, in_aperture, in_shell, aperture_owner
             # Objects whose whole shell is now seen (every plane within reach of them
             # passed, and in this block of planes every row): their medians, and their
@@ -635,14 +700,30 @@ def aperture_intensities(
             owner_done = owner[done]
             counts = np.bincount(owner_done, minlength=n)
             shell_area += counts  # only the finished objects' voxels are counted
-            medians = _group_medians(owner_done, shell[done], counts)
-            background[finished] = medians[finished]
+            if by_plane:  # keys renumbered over the finished objects only
+                plane_keys = np.concatenate(pending_keys)
+                ids = np.flatnonzero(finished)
+                rank = np.cumsum(finished) - 1
+                done_keys = plane_keys[done]
+                owners = rank[done_keys // span]
+                plane_total[ids] = _plane_shell_levels(
+                    owners * span + done_keys % span, owners, shell[done],
+                    aperture_planes.reshape(n, span)[ids])
+                background[ids] = plane_total[ids] / aperture_area[ids]
+                pending_keys = [plane_keys[~done]]
+                del plane_keys, done_keys, owners
+            else:
+                medians = _group_medians(owner_done, shell[done], counts)
+                background[finished] = medians[finished]
             del owner_done
             pending_owner, pending_values = [owner[~done]], [shell[~done]]
             del owner, shell, done
-    if np.isnan(background).any():
-        background[np.isnan(background)] = _image_median(intensity_image)
+    empty = np.isnan(background)  # no shell voxel at all: the image's median
+    if empty.any():
+        background[empty] = _image_median(intensity_image)
     subtracted = background * aperture_area
+    if by_plane:  # each plane's ring, else the whole shell's median (set above)
+        subtracted[~empty] = plane_total[~empty]
     if plane:  # the plane background where every aperture voxel has one, else the shell's
         use = ~no_plane
         subtracted[use] = plane_sum[use]

@@ -11,8 +11,13 @@ SPACING = (0.2, 0.065, 0.065)
 PSF_SIGMA_UM = np.array((0.3, 0.1, 0.1))
 
 
-def _oracle(labels, raw, spacing, grow_um, shell_um):
-    """All voxel-to-object-voxel distances; ties (to 1e-9 relative) go to the smallest label."""
+def _oracle(labels, raw, spacing, grow_um, shell_um, background_kind="shell", min_voxels=8):
+    """All voxel-to-object-voxel distances; ties (to 1e-9 relative) go to the smallest label.
+
+    background_kind "shell": the median of the object's whole shell; "shell_plane": each
+    aperture voxel takes the median of the object's shell voxels in its own plane
+    when there are at least `min_voxels` of them, else the whole shell's median.
+    """
     spacing = np.broadcast_to(np.asarray(spacing, float), (3,))
     object_points = np.argwhere(labels != 0)
     object_labels = labels[labels != 0].astype(np.int64)
@@ -24,14 +29,24 @@ def _oracle(labels, raw, spacing, grow_um, shell_um):
     in_aperture = best <= grow_um * (1 + 1e-9) + 1e-12
     in_shell = ~in_aperture & (best <= (grow_um + shell_um) * (1 + 1e-9) + 1e-12)
     values = raw.ravel()
+    plane = all_points[:, 0]
     rows = []
     for object_id in np.unique(object_labels):
         aperture = values[(nearest == object_id) & in_aperture]
         shell = values[(nearest == object_id) & in_shell]
         background = np.median(shell.astype(float)) if shell.size else np.median(raw.astype(float))
         total = math.fsum(float(v) for v in aperture)
+        under = background * aperture.size
+        if background_kind == "shell_plane" and shell.size:
+            aperture_planes = plane[(nearest == object_id) & in_aperture]
+            shell_planes = plane[(nearest == object_id) & in_shell]
+            under = 0.0
+            for z in aperture_planes:
+                ring = shell[shell_planes == z].astype(float)
+                under += np.median(ring) if ring.size >= min_voxels else background
+            background = under / aperture.size
         rows.append({
-            "object_id": int(object_id), "spot_intensity": total - background * aperture.size,
+            "object_id": int(object_id), "spot_intensity": total - under,
             "background": background, "aperture_area": aperture.size, "shell_area": shell.size,
         })
     return pd.DataFrame(rows)
@@ -49,16 +64,22 @@ def _random_objects(rng, shape, n_objects, labels=None):
     return image
 
 
+@pytest.mark.parametrize(("background", "min_voxels"),
+                         [("shell", 8), ("shell_plane", 8), ("shell_plane", 1), ("shell_plane", 30)])
 @pytest.mark.parametrize("spacing", [(0.3, 0.1, 0.1), (0.2, 0.065, 0.065), 0.1])
 @pytest.mark.parametrize("seed", range(8))
-def test_matches_brute_force_oracle(spacing, seed):
+def test_matches_brute_force_oracle(monkeypatch, spacing, seed, background, min_voxels):
+    from rna_localization import apertures
+
+    monkeypatch.setattr(apertures, "SHELL_PLANE_MIN_VOXELS", min_voxels)
     rng = np.random.default_rng(seed)
     labels = _random_objects(rng, (6, 10, 10), int(rng.integers(1, 5)))
     raw = rng.integers(0, 1000, labels.shape).astype(np.uint16)
     # Radii on which many voxels lie exactly (a 0.3 um z-step, a 0.1 um xy-step).
     for grow_um, shell_um in [(0.3, 0.3), (0.2, 0.13), (0.0, 0.3), (0.4, 1.0)]:
-        measured = aperture_intensities(labels, raw, spacing=spacing, grow_um=grow_um, shell_um=shell_um, background="shell")
-        expected = _oracle(labels, raw, spacing, grow_um, shell_um)
+        measured = aperture_intensities(labels, raw, spacing=spacing, grow_um=grow_um,
+                                        shell_um=shell_um, background=background)
+        expected = _oracle(labels, raw, spacing, grow_um, shell_um, background, min_voxels)
         assert list(measured.columns) == list(APERTURE_COLUMNS)
         # Integer intensities: sums and medians are exact in float64.
         pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
@@ -244,9 +265,12 @@ def test_slabs_of_planes_give_the_whole_stack_answer(monkeypatch, slab_voxels, b
     shape = (9, 14, 13)
     labels = _random_objects(rng, shape, 35)
     raw = rng.integers(0, 4000, shape).astype(np.uint16)
-    measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.3, shell_um=0.3, background="shell")
-    expected = _oracle(labels, raw, (0.2, 0.1, 0.1), 0.3, 0.3)
-    pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
+    monkeypatch.setattr(apertures, "SHELL_PLANE_MIN_VOXELS", 3)  # both ways a plane goes
+    for background in ("shell", "shell_plane"):
+        measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.3,
+                                        shell_um=0.3, background=background)
+        expected = _oracle(labels, raw, (0.2, 0.1, 0.1), 0.3, 0.3, background, 3)
+        pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
     # A lone voxel: the voxels exactly 0.6 um (three planes) above and below it are
     # in its shell, so each slab must see every plane within reach.
     lone = np.zeros((9, 3, 3), np.int32)
@@ -269,9 +293,11 @@ def test_integer_intensities_of_every_range_match_oracle(dtype, low, high):
     rng = np.random.default_rng(21)
     labels = _random_objects(rng, (7, 12, 11), 12)
     raw = rng.integers(low, high, labels.shape, endpoint=True).astype(dtype)
-    measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.2, shell_um=0.3)
-    expected = _oracle(labels, raw, (0.2, 0.1, 0.1), 0.2, 0.3)
-    pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
+    for background in ("shell", "shell_plane"):
+        measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.2,
+                                        shell_um=0.3, background=background)
+        expected = _oracle(labels, raw, (0.2, 0.1, 0.1), 0.2, 0.3, background)
+        pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
 
 
 def test_int64_keys_give_the_same_answer(monkeypatch):
@@ -283,9 +309,11 @@ def test_int64_keys_give_the_same_answer(monkeypatch):
     rng = np.random.default_rng(5)
     labels = _random_objects(rng, (8, 13, 12), 30)
     raw = rng.integers(0, 4000, labels.shape).astype(np.uint16)
-    measured = aperture_intensities(labels, raw, spacing=(0.3, 0.1, 0.1), grow_um=0.3, shell_um=0.3)
-    expected = _oracle(labels, raw, (0.3, 0.1, 0.1), 0.3, 0.3)
-    pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
+    for background in ("shell", "shell_plane"):
+        measured = aperture_intensities(labels, raw, spacing=(0.3, 0.1, 0.1), grow_um=0.3,
+                                        shell_um=0.3, background=background)
+        expected = _oracle(labels, raw, (0.3, 0.1, 0.1), 0.3, 0.3, background)
+        pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
 
 
 # ------------------------------------------------------------------ the plane background
@@ -385,9 +413,13 @@ def test_plane_background_follows_a_steep_depth_profile():
     inside = aperture_intensities(labels, spot, spacing=SPACING, background="shell").iloc[0]
     plane = aperture_intensities(labels, image, spacing=SPACING, background="plane").iloc[0]
     shell = aperture_intensities(labels, image, spacing=SPACING, background="shell").iloc[0]
+    by_plane = aperture_intensities(labels, image, spacing=SPACING, background="shell_plane").iloc[0]
     light = inside["spot_intensity"]  # the spot's own light in its aperture, on black
     assert plane["spot_intensity"] == pytest.approx(light, rel=0.01)
     assert abs(shell["spot_intensity"] / light - 1) > 0.05
+    # The shell plane by plane follows the depth profile as well (the lateral slope is
+    # linear, so each plane's ring median is its centre's level).
+    assert by_plane["spot_intensity"] == pytest.approx(light, rel=0.005)
 
 
 def test_plane_background_ignores_a_neighbour_inside_its_own_aperture():
@@ -415,7 +447,7 @@ def test_plane_background_falls_back_to_the_shell_where_a_plane_has_none():
     plane = aperture_intensities(labels, raw, spacing=1.0, background="plane")
     shell = aperture_intensities(labels, raw, spacing=1.0, background="shell")
     pd.testing.assert_frame_equal(plane, shell, check_exact=True)
-    with pytest.raises(ValueError, match="background must be 'plane' or 'shell'"):
+    with pytest.raises(ValueError, match="background must be one of 'shell_plane', 'shell', 'plane'; got 'median'"):
         aperture_intensities(labels, raw, spacing=1.0, background="median")
     with pytest.raises(ValueError, match="background_sigma_um must be finite and > 0"):
         aperture_intensities(labels, raw, spacing=1.0, background_sigma_um=0, background="plane")

@@ -13,7 +13,7 @@ from rna_localization.demo import METRICS, granule_errors, run_demo
 GROUPS = [("cen", "nc13"), ("cen", "nc14"), ("gapdh", "nc13"), ("gapdh", "nc14")]
 
 
-def _check_csv(report):
+def _check_csv(report, images_per_group=1):
     table = pd.read_csv(report.csv)
     assert list(table.columns) == ["metric", "rna_type", "cycle", "measured", "truth",
                                    "n_images", "n_objects"]
@@ -23,7 +23,7 @@ def _check_csv(report):
     assert np.allclose(merged["measured"], merged["measured_df"], rtol=1e-5, equal_nan=True)
     # Every group has one row per metric, and the images behind it.
     assert (table.groupby(["rna_type", "cycle"]).size() == len(METRICS)).all()
-    assert (table["n_images"] == 1).all()
+    assert (table["n_images"] == images_per_group).all()
 
 
 def test_demo_with_ideal_masks_recovers_the_truth(tmp_path, postgres_server):
@@ -55,19 +55,21 @@ def test_demo_with_ideal_masks_recovers_the_truth(tmp_path, postgres_server):
 
 
 def test_demo_with_the_segmentation_workflows_meets_its_targets(tmp_path, postgres_server):
-    report = run_demo(tmp_path / "demo", n_images=4, seed=5, shape=(20, 160, 160), verbose=False)
+    report = run_demo(tmp_path / "demo", n_images=8, seed=5, shape=(20, 160, 160), verbose=False)
     assert report.segmentation.startswith("rna and centrosome workflows")
-    _check_csv(report)
-    # Two images of each RNA type, pooled over the cycles. The full demo's figures
-    # (20 images, 3 seeds) are in the README; on these small stacks dense cen RNA
-    # carries fewer molecules, so its bounds are wider.
-    for rna_type, total_error in (("cen", 0.25), ("gapdh", 0.08)):
+    _check_csv(report, images_per_group=2)
+    # Four images of each RNA type, two per cycle. The full demo's figures (20 images,
+    # 3 seeds) are in the README; on these small stacks dense cen RNA carries fewer
+    # molecules and its reference (the median over ~300 objects, a fifth of them crowded)
+    # moves more from seed to seed, so its bounds are wider: on seeds 5-12, cen single
+    # molecules 0.87-1.01 (gapdh 0.97-1.02), cen totals -5 to -16%.
+    for rna_type, single_error, total_error in (("cen", 0.15, 0.18), ("gapdh", 0.06, 0.08)):
         recall, _ = report.value("detection_recall", rna_type)
         precision, _ = report.value("detection_precision", rna_type)
         assert recall > 0.95, (rna_type, recall)
         assert precision > 0.97, (rna_type, precision)
         single, _ = report.value("single_molecule_estimate", rna_type)
-        assert abs(single - 1) < 0.08, (rna_type, single)
+        assert abs(single - 1) < single_error, (rna_type, single)
         total, true_total = report.value("molecules_total", rna_type)
         assert abs(total / true_total - 1) < total_error, (rna_type, total, true_total)
         volume, true_volume = report.value("centrosome_volume_um3", rna_type)

@@ -18,16 +18,17 @@ from rna_localization.objects import label_objects
 from rna_localization.segmentation import segment
 
 # Bounds a little outside what these images measure (printed by the test): single
-# molecules within 8% of 1 at every SNR from 5 (measured 0.96-1.06); dispersed (gapdh)
+# molecules within 8% of 1 at every SNR from 5 (measured 0.97-1.04); dispersed (gapdh)
 # molecules summed within a few percent from SNR 8. Dense cen RNA loses more (molecules 1-3
 # spot widths from a brighter one are missed: README, "The demo"), and at SNR 5 the faintest
-# molecules are lost too, so its totals are held to what holds today.
+# molecules are lost too (widefield singles read 1.00 there, so the deficit is the missed
+# molecules), so totals at SNR 5 and cen's are held to what holds today.
 SWEEP = [(preset, snr) for preset in ("confocal", "widefield") for snr in (5, 8, 12, 20)]
 SINGLE_TOLERANCE = 0.08
-# Measured (confocal / widefield): gapdh +2.2 / -8.7% at SNR 5, within 3.1% from SNR 8; cen
-# -5.5 / -13.0% at SNR 5, -7.7 / -4.7% at 8, -5.8 / -2.3% at 12, -2.9 / -2.8% at 20.
-TOTAL_FLOOR = {("gapdh", 5): 0.12, ("gapdh", 8): 0.05, ("gapdh", 12): 0.05, ("gapdh", 20): 0.05,
-               ("cen", 5): 0.16, ("cen", 8): 0.10, ("cen", 12): 0.08, ("cen", 20): 0.06}
+# Measured (confocal / widefield): gapdh -1.8 / -12.5% at SNR 5, within 3.7% from SNR 8; cen
+# -2.1 / -14.8% at SNR 5, -2.3 / -6.6% at 8, -2.8 / -3.2% at 12, -2.2 / -3.9% at 20.
+TOTAL_FLOOR = {("gapdh", 5): 0.14, ("gapdh", 8): 0.05, ("gapdh", 12): 0.05, ("gapdh", 20): 0.05,
+               ("cen", 5): 0.16, ("cen", 8): 0.08, ("cen", 12): 0.05, ("cen", 20): 0.05}
 
 
 def _counted(sim):
