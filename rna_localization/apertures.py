@@ -602,10 +602,14 @@ def aperture_intensities(
         # (object, plane) as one key: object * span + its plane less the first plane
         # its reach can touch; the aperture's voxels counted per key, and the shell's
         # voxels kept with their key for the medians.
-        _, first_at = np.unique(index, return_index=True)
-        origin = local[0][first_at].astype(np.int64) - margin[0]
+        origin = np.full(n, local[0].max(), dtype=np.int32)  # each object's first plane
+        np.minimum.at(origin, index - 1, local[0])
+        origin = origin.astype(np.int64) - margin[0]
         span = int((last_plane - origin).max()) + margin[0] + 1
         aperture_planes = np.zeros(n * span, dtype=np.int64)
+        key_type = np.int32 if n * span < 2**31 else np.int64
+        key_base = (np.arange(n, dtype=np.int64) * span - origin).astype(key_type)
+        del origin
         plane_total = np.zeros(n)
         pending_keys = []
     # In blocks of planes and rows, each with the planes and rows within reach on
@@ -652,7 +656,7 @@ def aperture_intensities(
             if plane:
                 at = np.nonzero(within)
             if by_plane:  # each kept voxel's plane: they are in scan order
-                z = np.repeat(np.arange(first, last),
+                z = np.repeat(np.arange(first, last, dtype=key_type),
                               np.count_nonzero(within.reshape(last - first, -1), axis=1))
             del within
             # Keys are ordered by distance rank first: the aperture is every key below
@@ -664,7 +668,8 @@ def aperture_intensities(
             aperture_owner = owner[in_aperture]
             aperture_area += np.bincount(aperture_owner, minlength=n)
             if by_plane:
-                plane_key = owner.astype(np.int64) * span + (z - origin[owner])
+                plane_key = key_base[owner]
+                plane_key += z
                 del z
                 aperture_planes += np.bincount(plane_key[in_aperture], minlength=n * span)
             aperture_sum += np.bincount(
@@ -703,7 +708,7 @@ def aperture_intensities(
             if by_plane:  # keys renumbered over the finished objects only
                 plane_keys = np.concatenate(pending_keys)
                 ids = np.flatnonzero(finished)
-                rank = np.cumsum(finished) - 1
+                rank = (np.cumsum(finished) - 1).astype(key_type)
                 done_keys = plane_keys[done]
                 owners = rank[done_keys // span]
                 plane_total[ids] = _plane_shell_levels(
