@@ -271,7 +271,8 @@ def _nearest_keys(shape, voxels: np.ndarray, index: np.ndarray, scale: np.ndarra
     order = np.argsort(faces, kind="stable")
     faces = faces[order]
     bounds = np.flatnonzero(np.diff(faces)) + 1
-    for begin, end in zip(np.r_[0, bounds], np.r_[bounds, faces.size]):
+    starts = np.r_[0, bounds] if faces.size else bounds  # no voxel (a band without objects)
+    for begin, end in zip(starts, np.r_[bounds, faces.size]):
         if faces[begin] == 0:  # interior voxels: every face neighbour is of their object
             continue
         allowed = _allowed_offsets(offsets, int(faces[begin]))

@@ -172,6 +172,23 @@ class ObjectVoxels:
     voxels: np.ndarray
     labels: np.ndarray
 
+    def __post_init__(self):
+        # The distances read voxels by binary search: they must be ascending, and
+        # each a voxel of `shape` with a label >= 1. One cheap pass over them.
+        voxels, labels = np.asarray(self.voxels), np.asarray(self.labels)
+        if voxels.ndim != 1 or voxels.shape != labels.shape:
+            msg = (f"ObjectVoxels: voxels and labels must be 1-D and of one length; got "
+                   f"{voxels.shape} and {labels.shape}.")
+            raise ValueError(msg)
+        if voxels.size and (voxels[0] < 0 or voxels[-1] >= int(np.prod(self.shape))
+                            or not (voxels[1:] > voxels[:-1]).all()):
+            msg = (f"ObjectVoxels: voxels must be distinct flat indices into shape "
+                   f"{tuple(self.shape)}, in ascending order.")
+            raise ValueError(msg)
+        if labels.size and not (labels > 0).all():
+            msg = "ObjectVoxels: every object voxel needs a label >= 1."
+            raise ValueError(msg)
+
     @classmethod
     def from_label_image(cls, label_image, name: str = "label_image") -> ObjectVoxels:
         """The non-zero voxels of `label_image`; negative labels are refused (ValueError).

@@ -281,6 +281,30 @@ def test_slabs_of_planes_give_the_whole_stack_answer(monkeypatch, slab_voxels, b
     pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
 
 
+def test_a_band_of_rows_without_objects(monkeypatch):
+    # Blocks of one plane and row: those in the 30 empty rows between two groups of
+    # objects (beyond every object's reach) hold no object voxel, as a full frame's
+    # blocks do where it runs past the embryo; they used to raise IndexError.
+    from rna_localization import apertures
+
+    rng = np.random.default_rng(11)
+    labels = np.zeros((6, 44, 9), np.int32)
+    labels[:, :7] = _random_objects(rng, (6, 7, 9), 5)
+    far = _random_objects(rng, (6, 7, 9), 5)
+    labels[:, -7:] = np.where(far > 0, far + labels.max(), 0)
+    raw = rng.integers(0, 4000, labels.shape).astype(np.uint16)
+    whole = {kind: aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), background=kind)
+             for kind in ("shell", "shell_plane", "plane")}
+    monkeypatch.setattr(apertures, "_SLAB_VOXELS", 1)
+    monkeypatch.setattr(apertures, "_BLOCK_PLANES", 1)
+    for kind, expected in whole.items():
+        measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), background=kind)
+        pd.testing.assert_frame_equal(measured, expected, check_exact=True)
+        if kind != "plane":
+            oracle = _oracle(labels, raw, (0.2, 0.1, 0.1), 0.3, 0.3, kind)
+            pd.testing.assert_frame_equal(measured, oracle, check_dtype=False, check_exact=True)
+
+
 @pytest.mark.parametrize(("dtype", "low", "high"), [
     (np.uint16, 100, 600),               # key and value packed in an int32
     (np.int16, -3000, 3000),             # negative intensities, int32

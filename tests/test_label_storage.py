@@ -107,6 +107,22 @@ def test_object_voxels_keep_a_label_image_and_refuse_what_label_objects_refuses(
     assert object_voxels(np.zeros((2, 2, 2), np.uint8)).voxels.size == 0
 
 
+@pytest.mark.parametrize(("voxels", "labels", "message"), [
+    ([5, 2, 9], [1, 1, 2], "ascending"),          # out of order: binary searches go wrong
+    ([2, 2, 9], [1, 1, 2], "ascending"),          # a voxel twice
+    ([2, 5, 24], [1, 1, 2], "shape"),             # beyond the (2, 3, 4) volume
+    ([-1, 5, 9], [1, 1, 2], "shape"),
+    ([2, 5, 9], [1, 0, 2], "label >= 1"),         # a background voxel listed as an object's
+    ([2, 5, 9], [1, 1], "one length"),
+])
+def test_hand_built_object_voxels_are_checked(voxels, labels, message):
+    with pytest.raises(ValueError, match=message):
+        ObjectVoxels((2, 3, 4), np.array(voxels), np.array(labels, np.uint8))
+    # The same objects, well formed, are accepted.
+    good = ObjectVoxels((2, 3, 4), np.array([2, 5, 9]), np.array([1, 1, 2], np.uint8))
+    assert good.to_label_image().reshape(-1)[[2, 5, 9]].tolist() == [1, 1, 2]
+
+
 def test_measurements_of_object_voxels_match_the_oracle():
     rng = np.random.default_rng(3)
     mask = rng.random((6, 20, 17)) > 0.7

@@ -146,8 +146,9 @@ def fused_groups(centres, radius: float) -> np.ndarray:
 def inside_ball(points, centres, radius: float) -> np.ndarray:
     """The ball of `radius` around `centres` that holds each point, -1 for none.
 
-    A point inside several balls gets the one with the nearest centre (the
-    first such centre on a tie); a point on a ball's surface is inside it.
+    A point inside several balls gets the one with the nearest centre (on an
+    exact tie, either: the KD-tree's choice); a point on a ball's surface is
+    inside it.
 
     Parameters
     ----------
