@@ -434,6 +434,11 @@ def _grid_values(grid: np.ndarray, cell: int, corner: np.ndarray, z: np.ndarray,
         return np.where(total_weight > 0, values / total_weight, np.nan)
 
 
+def _plane_key_dtype(n_keys: int) -> np.dtype:
+    """The integer dtype of the (object, plane) keys ``0..n_keys-1``."""
+    return np.dtype(np.int32 if n_keys < 2**31 else np.int64)
+
+
 def _plane_shell_levels(keys: np.ndarray, owners: np.ndarray, values: np.ndarray,
                         aperture_planes: np.ndarray) -> np.ndarray:
     """The background summed under each aperture, from its shell plane by plane.
@@ -525,8 +530,10 @@ def aperture_intensities(
     Only the bounding box of the objects, enlarged by ``grow_um + shell_um``,
     is processed a block of planes and rows at a time (about 16 million
     voxels with its margins, its shape chosen to waste the fewest pairs):
-    4 bytes per voxel of a block (8 with very many objects), plus a few bytes per shell voxel kept for
-    the medians until the blocks have passed the object. The time grows
+    4 bytes per voxel of a block (8 with very many objects; ``"shell_plane"``
+    adds 8 for each voxel's plane and key), plus a few bytes per shell voxel
+    kept for the medians until the blocks have passed the object (4 more with
+    ``"shell_plane"``: its key). The time grows
     with the number of voxels within reach of an object, not with the
     volume (module docstring). The plane background
     reads every plane of that box laterally grown by its Gaussian's reach,
@@ -608,7 +615,7 @@ def aperture_intensities(
         origin = origin.astype(np.int64) - margin[0]
         span = int((last_plane - origin).max()) + margin[0] + 1
         aperture_planes = np.zeros(n * span, dtype=np.int64)
-        key_type = np.int32 if n * span < 2**31 else np.int64
+        key_type = _plane_key_dtype(n * span)
         key_base = (np.arange(n, dtype=np.int64) * span - origin).astype(key_type)
         del origin
         plane_total = np.zeros(n)

@@ -326,10 +326,12 @@ def test_integer_intensities_of_every_range_match_oracle(dtype, low, high):
 
 def test_int64_keys_give_the_same_answer(monkeypatch):
     # Keys are int32 unless the distance ranks and object count need more bits
-    # (tens of millions of objects); force int64 keys on a crowded stack.
+    # (tens of millions of objects), and so are the (object, plane) keys of
+    # "shell_plane"; force int64 keys on a crowded stack.
     from rna_localization import apertures
 
     monkeypatch.setattr(apertures, "_key_dtype", lambda n_ranks, n: np.dtype(np.int64))
+    monkeypatch.setattr(apertures, "_plane_key_dtype", lambda n_keys: np.dtype(np.int64))
     rng = np.random.default_rng(5)
     labels = _random_objects(rng, (8, 13, 12), 30)
     raw = rng.integers(0, 4000, labels.shape).astype(np.uint16)
