@@ -6,6 +6,7 @@ import cProfile
 import io
 import platform
 import pstats
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -117,6 +118,28 @@ def format_profile(profiler_or_path, *, top: int = 15, sort: str = "cumulative")
     lines = out.getvalue().splitlines()
     start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls")), 0)
     return "\n".join(line.rstrip() for line in lines[start:] if line.strip())
+
+
+def status_kb(field: str) -> int | None:
+    """A field of /proc/self/status in kB (``VmRSS``, ``VmHWM``), None where there is none."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def own_peak_kb() -> int:
+    """This process's own peak resident memory, kB.
+
+    ``ru_maxrss`` would not do for a child process: Linux carries the parent's
+    peak over fork and exec (a child of a 2 GB benchmark process reports 2 GB
+    before it has done anything), so it is read from /proc (VmHWM), and from
+    ``ru_maxrss`` only where there is no /proc.
+    """
+    return status_kb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _cpu_model() -> str:

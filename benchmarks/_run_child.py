@@ -2,7 +2,7 @@
 
 ``python -m benchmarks._run_child CONFIG --database NAME --workers N [--profile FILE]``
 prints one JSON line: the run's wall time, each step's time, and the peak
-resident memory of this process and of its (finished) child processes.
+resident memory of this process (its own: VmHWM) and of its (finished) child processes.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from rna_localization import load_config, steps
     from rna_localization.db import Database
+
+    from ._common import own_peak_kb
 
     config = load_config(args.config)
     config = dataclasses.replace(
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({
         "seconds": seconds,
         "steps": timings,
-        "maxrss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 2**20,
+        "maxrss_self_mb": own_peak_kb() / 1024,
         "maxrss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib / 2**20,
     }))
 

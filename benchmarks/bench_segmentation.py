@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._common import own_peak_kb, status_kb
+
 SPACING = (0.2, 0.065, 0.065)  # the confocal preset
 
 
@@ -102,37 +104,22 @@ def _child(args) -> None:
     start = time.perf_counter()
     mask = run(image, args.child_workflow)
     seconds = time.perf_counter() - start
-    peak = _peak_kb()
+    peak = own_peak_kb()
     print(json.dumps({"seconds": seconds, "peak_mb": (peak - base) / 1024,
                       "objects": int(mask.any())}))
-
-
-def _status_kb(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def _reset_peak_kb() -> int:
     """Current resident memory (kB), after resetting the peak where Linux allows it.
 
-    ``ru_maxrss`` would not do: Linux carries the parent's peak over fork and
-    exec, so a child's own peak is read from /proc (VmHWM, reset through
-    clear_refs).
+    The peak is read as :func:`own_peak_kb` does (VmHWM), reset through
+    clear_refs.
     """
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return _status_kb("VmRSS") or 0
-
-
-def _peak_kb() -> int:
-    return _status_kb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return status_kb("VmRSS") or 0
 
 
 def _measure(image_path: Path, side: str, workflow: str) -> dict:
