@@ -252,8 +252,8 @@ def nearest_distances(
 
     if n and target_voxels.size:
         # Objects that share voxels with a target: distance 0, smallest target.
-        at = np.minimum(np.searchsorted(target_voxels, source_voxels), target_voxels.size - 1)
-        shared = target_voxels[at] == source_voxels
+        at = target.find(source_voxels)
+        shared = at >= 0
         if shared.any():
             src = source_labels[shared].astype(np.int64)
             tgt = target_labels[at[shared]].astype(np.int64)
@@ -597,6 +597,5 @@ def point_distances(points, target_label_image: np.ndarray | ObjectVoxels,
     voxel = np.rint(points).astype(np.int64)
     inside = np.flatnonzero(np.all((voxel >= 0) & (voxel < shape), axis=1))
     flat = np.ravel_multi_index(tuple(voxel[inside].T), targets.shape)
-    at = np.minimum(np.searchsorted(targets.voxels, flat), targets.voxels.size - 1)
-    distance[inside[targets.voxels[at] == flat]] = 0.0
+    distance[inside[targets.find(flat) >= 0]] = 0.0
     return distance

@@ -212,6 +212,20 @@ class ObjectVoxels:
         return cls(tuple(label_image.shape), voxels.astype(np.int64, copy=False),
                    labels.astype(smallest_label_dtype(largest), copy=False))
 
+    def find(self, flat) -> np.ndarray:
+        """Position in :attr:`voxels` of each flat index in `flat`, -1 where it is no object's.
+
+        Examples
+        --------
+        >>> ObjectVoxels((1, 1, 5), np.array([1, 3]), np.array([2, 2], np.uint8)).find([3, 0, 1, 4])
+        array([ 1, -1,  0, -1])
+        """
+        flat = np.asarray(flat, dtype=np.int64)
+        if self.voxels.size == 0:
+            return np.full(flat.shape, -1, dtype=np.intp)
+        at = np.minimum(np.searchsorted(self.voxels, flat), self.voxels.size - 1)
+        return np.where(self.voxels[at] == flat, at, -1)
+
     @property
     def largest(self) -> int:
         """The largest label, 0 without objects."""
