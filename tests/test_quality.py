@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import pytest
 from test_doctor import _find
+from test_segmentation import _two_blobs
 
 from rna_localization import io
 from rna_localization.doctor import diagnose
@@ -24,6 +25,7 @@ from rna_localization.segmentation import (
     MAX_OBJECT_FRACTION,
     MAX_OBJECTS_PER_UM3,
     ImplausibleSegmentationWarning,
+    SegmentationParams,
     check_segmentation,
     object_sizes,
     segment_folder,
@@ -175,6 +177,25 @@ def test_segment_folder_warns_about_an_empty_segmentation_and_the_qc_page_flags_
     assert qc_problems(out)["flat_embryo"] == []
     assert qc_problems(out)["spots_embryo"][0].startswith("The segmentation of spots_embryo has no")
     assert "1 of 2 images look wrong" in _qc_page(out)
+
+
+def test_segment_folder_names_the_image_whose_large_objects_were_removed(tmp_path):
+    """The workflow's warning, raised in a worker process, reaches the user and the QC page."""
+    raw, out = tmp_path / "raw", tmp_path / "seg"
+    spacing = (0.2, 0.065, 0.065)
+    io.write_stack(raw / "blobs.tif", _two_blobs((0.25, 0.6)), spacing=spacing)
+    io.write_stack(raw / "small.tif", _two_blobs((0.25,), seed=1), spacing=spacing)
+    params = SegmentationParams("centrosomes", max_volume_um3=0.3)  # between the two balls
+    with pytest.warns(ImplausibleSegmentationWarning, match="blobs") as record:
+        segment_folder(raw, out, workflow="centrosomes", params=params, spacing=spacing,
+                       workers=2)
+    messages = [str(w.message) for w in record if w.category is ImplausibleSegmentationWarning]
+    assert len(messages) == 1
+    assert messages[0].startswith("The segmentation of blobs: 1 object of more than "
+                                  "max_volume_um3 = 0.3 µm³ removed")
+    assert label_objects(io.read_stack(out / "blobs_seg.tif")).max() == 1
+    assert qc_problems(out) == {"blobs": messages, "small": []}
+    assert messages[0] in _qc_page(out)
 
 
 def test_qc_page_flags_every_kind_of_problem_of_masks_left_by_hand(tmp_path):

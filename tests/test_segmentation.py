@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from scipy.spatial import cKDTree
 from rna_localization import synthetic
 from rna_localization.segmentation import (
     PRESETS,
+    LargeObjectsRemovedWarning,
     SegmentationParams,
     find_spots,
     load_params,
@@ -652,7 +654,8 @@ def test_touching_centrosome_pair_is_split():
     rng = np.random.default_rng(0)
     image = rng.poisson(image + 100).astype(np.uint16) + 100
     unsplit = segment(image, SegmentationParams("centrosomes", split_saddle_ratio=0.0,
-                                                mask_fraction=0.05, mask_smoothing=1.0))
+                                                mask_fraction=0.05, mask_smoothing=1.0,
+                                                max_volume_um3=0))  # the merged pair is large
     split = segment(image, "centrosomes")
     assert ndimage.label(unsplit, structure=FACE)[1] == 1
     assert ndimage.label(split, structure=FACE)[1] == 2
@@ -673,6 +676,89 @@ def test_size_filter_matches_scikit_image_max_size():
     ours = size_filter(mask, 0.008, spacing=spacing)  # 4 voxels
     theirs = remove_small_objects(mask, max_size=4, connectivity=1)
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_size_filter_with_a_maximum_matches_a_brute_force_count():
+    from skimage.morphology import remove_small_objects
+
+    rng = np.random.default_rng(6)
+    mask = rng.random((10, 40, 40)) > 0.7
+    spacing = (0.2, 0.1, 0.1)  # 0.002 um^3 a voxel
+    labels, n = ndimage.label(mask, structure=FACE)
+    large = [i for i in range(1, n + 1) if np.count_nonzero(labels == i) > 10]
+    assert large  # the mask has components of both kinds
+    expected = remove_small_objects(mask, max_size=4, connectivity=1) & ~np.isin(labels, large)
+    ours = size_filter(mask, 0.008, max_volume_um3=0.02, spacing=spacing)  # 4 < voxels <= 10
+    np.testing.assert_array_equal(ours, expected)
+    np.testing.assert_array_equal(size_filter(mask, 0, max_volume_um3=0.02, spacing=spacing),
+                                  mask & ~np.isin(labels, large))
+
+
+def _two_blobs(radii_um, seed=0):
+    """Blurred balls of these radii (µm) on a flat background with shot noise, 2.5 µm apart."""
+    shape = (20, 64, 96)
+    zz, yy, xx = np.indices(shape) * SPACING[:, None, None, None]
+    image = np.zeros(shape)
+    for i, radius in enumerate(radii_um):
+        inside = ((zz - 2) ** 2 + (yy - 2.0) ** 2 + (xx - 1.5 - 2.5 * i) ** 2) <= radius**2
+        image += 600 * ndimage.gaussian_filter(inside.astype(float), PSF_UM / SPACING)
+    return np.random.default_rng(seed).poisson(image + 100).astype(np.uint16) + 100
+
+
+def test_max_volume_removes_the_objects_above_it_and_says_so():
+    image = _two_blobs((0.25, 0.6))
+    unlimited = segment(image, SegmentationParams("centrosomes", max_volume_um3=0))
+    labels, n = ndimage.label(unlimited, structure=FACE)
+    assert n == 2
+    volumes = np.bincount(labels.ravel())[1:] * float(np.prod(SPACING))
+    small, big = np.argsort(volumes) + 1
+    limit = float(np.mean(volumes))  # between the two
+    with pytest.warns(LargeObjectsRemovedWarning) as record:
+        limited = segment(image, SegmentationParams("centrosomes", max_volume_um3=limit))
+    np.testing.assert_array_equal(limited > 0, labels == small)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert message.startswith(f"1 object of more than max_volume_um3 = {limit:g} µm³ removed "
+                              f"(the largest {volumes[big - 1]:.3g} µm³)")
+    assert "raise max_volume_um3 (0: no limit)" in message
+    # The preset's 2 um^3 keeps both (a centrosome is far smaller), without a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LargeObjectsRemovedWarning)
+        np.testing.assert_array_equal(segment(image, "centrosomes"), unlimited)
+
+
+def test_max_volume_must_be_above_min_volume():
+    with pytest.raises(ValueError, match=r"max_volume_um3 \(0.01\) must be above min_volume_um3 "
+                                         r"\(0.02\), or 0 for no limit"):
+        SegmentationParams("centrosomes", min_volume_um3=0.02, max_volume_um3=0.01)
+    with pytest.raises(ValueError, match="max_volume_um3"):
+        SegmentationParams("rna", max_volume_um3=-1)
+    assert SegmentationParams("rna").max_volume_um3 == 0
+    assert SegmentationParams("centrosomes").max_volume_um3 == 2.0
+
+
+def test_no_widefield_out_of_focus_blob_is_taken_for_a_centrosome():
+    # Image 5 of the widefield demo data set (seed 0): an out-of-focus blob of the
+    # centrosome channel leaves a residual just above the threshold (10.4 noise SDs),
+    # grown into an 8 um^3 object on no centrosome, the false target of every RNA object
+    # around it. Every object must lie on a simulated centrosome, at its size.
+    seed = int(np.random.SeedSequence(0).spawn(5)[4].generate_state(1)[0])
+    sim = synthetic.simulate_image("cen_nc13_r2_01", rna_type="cen", cycle="nc13", replicate=2,
+                                   seed=seed, preset="widefield")
+    truth = sim.centrosome_labels > 0
+    voxel_um3 = float(np.prod(sim.spacing))
+    unlimited = ndimage.label(segment(sim.centrosomes, SegmentationParams(
+        "centrosomes", max_volume_um3=0), spacing=sim.spacing), structure=FACE)[0]
+    off = np.setdiff1d(np.unique(unlimited), np.unique(unlimited[truth]))
+    assert off.size == 1  # the case this test is about
+    assert np.count_nonzero(unlimited == off[0]) * voxel_um3 > 5
+    with pytest.warns(LargeObjectsRemovedWarning, match="1 object of more than"):
+        labels = ndimage.label(segment(sim.centrosomes, "centrosomes", spacing=sim.spacing),
+                               structure=FACE)[0]
+    assert np.setdiff1d(np.unique(labels), np.unique(labels[truth])).size == 0
+    assert labels.max() == ndimage.label(truth, structure=FACE)[1]
+    volume = np.count_nonzero(labels) / np.count_nonzero(truth)
+    assert abs(volume - 1) <= 0.2, volume
 
 
 def test_separate_touching_makes_labels_the_face_components():

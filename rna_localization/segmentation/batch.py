@@ -33,7 +33,12 @@ from ..io import read_stack, read_voxel_size, stack_shape, tiff_files, write_sta
 from ..objects import label_objects, normalize_spacing
 from ..parallel import worker_count
 from .params import WORKFLOWS, SegmentationParams, load_params
-from .quality import ImplausibleSegmentationWarning, check_object_sizes, object_sizes
+from .quality import (
+    ImplausibleSegmentationWarning,
+    LargeObjectsRemovedWarning,
+    check_object_sizes,
+    object_sizes,
+)
 from .workflows import segment
 
 __all__ = ["qc_overlay", "qc_problems", "segment_folder", "segment_structure",
@@ -84,9 +89,13 @@ def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow:
     :func:`.quality.check_segmentation`, for the main process to warn about.
     """
     image = read_stack(raw_path)
-    mask = segment(image, params, spacing=spacing)
+    with warnings.catch_warnings(record=True) as caught:  # sent back with the problems
+        warnings.simplefilter("always", LargeObjectsRemovedWarning)
+        mask = segment(image, params, spacing=spacing)
     write_stack(out_path, mask, spacing=spacing)
     count, problems = _assess(mask, spacing, raw_path.stem)
+    problems += [f"The segmentation of {raw_path.stem}: {w.message}" for w in caught
+                 if issubclass(w.category, LargeObjectsRemovedWarning)]
     if qc_path is not None:
         _write_overlays(qc_path, image, mask)
     return out_path, count, problems
@@ -213,7 +222,8 @@ def write_qc_page(qc_dir: str | os.PathLike, entries, *, title: str = "Segmentat
         )
     summary = (f'<p class="problem">{len(flagged)} of {len(entries)} images look wrong (in red '
                f"below): {', '.join(flagged)}.</p>" if flagged else
-               "<p>No image looks implausible (no objects, far too many, or one huge object).</p>")
+               "<p>No image looks implausible (no objects, far too many, one huge object, or "
+               "objects removed as larger than the workflow's max_volume_um3).</p>")
     page = (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>"
@@ -287,10 +297,11 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     ``output_dir/qc/index.html`` showing all of them are written too.
 
     Each segmentation written is checked (:func:`.quality.check_segmentation`:
-    no objects, implausibly many, one huge object): every problem is an
-    :class:`.quality.ImplausibleSegmentationWarning` naming the image, and the
-    QC page flags those images, skipped ones included (:func:`qc_problems`
-    reads the flags back).
+    no objects, implausibly many, one huge object; and objects the
+    workflow's ``max_volume_um3`` removed, :class:`.quality.LargeObjectsRemovedWarning`):
+    every problem is an :class:`.quality.ImplausibleSegmentationWarning` naming
+    the image, and the QC page flags those images, skipped ones included
+    (:func:`qc_problems` reads the flags back).
 
     Parameters
     ----------

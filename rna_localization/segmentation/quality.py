@@ -20,6 +20,7 @@ __all__ = [
     "MAX_OBJECTS_PER_UM3",
     "MAX_OBJECT_FRACTION",
     "ImplausibleSegmentationWarning",
+    "LargeObjectsRemovedWarning",
     "check_object_sizes",
     "check_segmentation",
     "object_sizes",
@@ -41,6 +42,16 @@ class ImplausibleSegmentationWarning(UserWarning):
     Issued by :func:`.batch.segment_folder` once per problem, with the sentence
     of :func:`check_segmentation` as its message. Silence it with
     ``warnings.simplefilter("ignore", ImplausibleSegmentationWarning)``.
+    """
+
+
+class LargeObjectsRemovedWarning(UserWarning):
+    """A workflow removed objects larger than its ``max_volume_um3``.
+
+    Issued by :func:`.workflows.segment` (and passed on by
+    :func:`.batch.segment_folder` with the image's name): out-of-focus light
+    grown into a mask, or structures larger than the workflow expects, which
+    a larger ``max_volume_um3`` (or 0) keeps.
     """
 
 

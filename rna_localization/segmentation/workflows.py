@@ -22,6 +22,7 @@ face (6-) connectivity, as the rest of the pipeline reads them.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ from ..objects import FACE_CONNECTIVITY, normalize_spacing
 from . import detection
 from .detection import _face_pairs
 from .params import SegmentationParams, microns_to_voxels, volume_to_voxels
+from .quality import LargeObjectsRemovedWarning
 
 __all__ = [
     "DEFAULT_SPACING",
@@ -105,8 +107,40 @@ def _check_image(image) -> np.ndarray:
     return image
 
 
-def size_filter(mask: np.ndarray, min_volume_um3: float, *, spacing=DEFAULT_SPACING) -> np.ndarray:
-    """Remove objects (face-connected components) of at most a volume in µm³.
+def _volume_kept(voxels: np.ndarray, min_volume_um3: float, max_volume_um3: float,
+                 spacing) -> np.ndarray:
+    """Which objects of these voxel counts are above the least volume and within the most.
+
+    A limit of 0 is no limit. Volumes are compared in whole voxels; the
+    tolerance keeps 0.008 / 0.002 (= 3.9999999...) at 4.
+    """
+    keep = voxels > np.floor(volume_to_voxels(min_volume_um3, spacing) + 1e-6)
+    if max_volume_um3 > 0:
+        keep &= voxels <= np.floor(volume_to_voxels(max_volume_um3, spacing) + 1e-6)
+    return keep
+
+
+def _warn_large(sizes: np.ndarray, dropped: np.ndarray, params: SegmentationParams,
+                spacing) -> None:
+    """Say how many objects the maximum volume removed, and the largest's volume."""
+    if params.max_volume_um3 <= 0:
+        return
+    large = dropped & (sizes > np.floor(volume_to_voxels(params.max_volume_um3, spacing) + 1e-6))
+    if not large.any():
+        return
+    largest = float(sizes[large].max()) * float(np.prod(normalize_spacing(spacing)))
+    count = int(large.sum())
+    warnings.warn(LargeObjectsRemovedWarning(
+        f"{count} object{'s' if count > 1 else ''} of more than max_volume_um3 = "
+        f"{params.max_volume_um3:g} µm³ removed (the largest {largest:.3g} µm³): out-of-focus "
+        f"light or autofluorescence grown into a mask, or structures larger than the "
+        f"{params.workflow} workflow expects; if they are what you segment, raise "
+        f"max_volume_um3 (0: no limit)."), stacklevel=4)
+
+
+def size_filter(mask: np.ndarray, min_volume_um3: float, *, max_volume_um3: float = 0.0,
+                spacing=DEFAULT_SPACING) -> np.ndarray:
+    """Remove objects (face-connected components) of at most, or more than, a volume in µm³.
 
     Parameters
     ----------
@@ -114,22 +148,29 @@ def size_filter(mask: np.ndarray, min_volume_um3: float, *, spacing=DEFAULT_SPAC
     min_volume_um3 : float
         Objects of this volume or less are removed (the convention of
         scikit-image 0.26's ``remove_small_objects(max_size=...)``).
+    max_volume_um3 : float
+        Objects of more than this volume are removed; 0: no limit.
     spacing : sequence of 3 floats
         Microns per voxel (z, y, x).
 
     Returns
     -------
     (Z, Y, X) ndarray of bool
+
+    Examples
+    --------
+    >>> mask = np.zeros((1, 3, 9), bool); mask[0, 1, :2] = True; mask[0, 1, 3:8] = True
+    >>> size_filter(mask, 2.0, spacing=1.0).sum(), size_filter(mask, 0, max_volume_um3=4, spacing=1).sum()
+    (np.int64(5), np.int64(2))
     """
     mask = np.asarray(mask, dtype=bool)
-    if min_volume_um3 == 0:
+    if min_volume_um3 == 0 and max_volume_um3 == 0:
         return mask.copy()
-    # Whole voxels; the tolerance keeps 0.008 / 0.002 (= 3.9999999...) at 4.
-    max_voxels = np.floor(volume_to_voxels(min_volume_um3, spacing) + 1e-6)
     labels, count = ndimage.label(mask, structure=FACE_CONNECTIVITY)
     if count == 0:
         return mask.copy()
-    keep = np.bincount(labels.ravel(), minlength=count + 1) > max_voxels
+    keep = _volume_kept(np.bincount(labels.ravel(), minlength=count + 1), min_volume_um3,
+                        max_volume_um3, spacing)
     keep[0] = False
     return keep[labels]
 
@@ -213,13 +254,14 @@ def _run(image, params, spacing, keep: bool, previous=None) -> Intermediates:
                                     else detection.GRANULE_MERGE_SIGMAS * sigma)
     del mask_image
     final = separate_touching(labels)
-    if params.min_volume_um3 > 0:
+    if params.min_volume_um3 > 0 or params.max_volume_um3 > 0:
         # Counted per object on the object voxels only, without labelling the image again.
         voxels = np.flatnonzero(final)
         part = labels.ravel()[voxels]
-        max_voxels = np.floor(volume_to_voxels(params.min_volume_um3, spacing) + 1e-6)
-        small = np.bincount(part) <= max_voxels
-        final.ravel()[voxels[small[part]]] = False
+        sizes = np.bincount(part)
+        drop = ~_volume_kept(sizes, params.min_volume_um3, params.max_volume_um3, spacing)
+        final.ravel()[voxels[drop[part]]] = False
+        _warn_large(sizes, drop, params, spacing)
     result = final.astype(np.uint8) * np.uint8(255)
     if not keep:
         return Intermediates(image, None, None, None, threshold, spots, None, result)
