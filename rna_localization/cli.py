@@ -22,6 +22,11 @@ from ._errors import USER_ERRORS
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
+#: The simulated microscopes, as --help says them (the simulator checks the name:
+#: rna_localization.synthetic.PRESETS, not imported here so that --help stays fast).
+PRESET_HELP = ("simulated microscope: confocal (the default; spinning disk, 0.065 µm pixels) "
+               "or widefield (0.11 µm pixels, a brighter, hazier background)")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
@@ -179,22 +184,26 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Simulate a data set of embryo stacks with its ground truth "
                        "and its pipeline.toml.",
                        examples=["--out data/demo --images 20 --seed 0",
-                                 "--out data/small --images 2 --shape 14 64 64"])
+                                 "--out data/small --images 2 --shape 14 64 64",
+                                 "--out data/widefield --preset widefield"])
     simulate.add_argument("--out", type=Path, required=True, help="folder to create")
     simulate.add_argument("--images", type=int, default=20, help="number of images (default 20)")
     simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     simulate.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"),
                           help="stack shape in voxels")
+    simulate.add_argument("--preset", help=PRESET_HELP)
 
     demo = command("demo", parents=(), help="simulate, segment, run, and report against the truth",
                    description="Simulate a data set, segment it, run the whole pipeline on it and "
                    "report the results against the ground truth.",
-                   examples=["", "--out /tmp/demo --images 8 --seed 1 --ideal-masks"])
+                   examples=["", "--out /tmp/demo --images 8 --seed 1 --ideal-masks",
+                             "--out data/demo-widefield --preset widefield"])
     demo.add_argument("--out", type=Path, default=Path("data/demo"), help="folder (default data/demo)")
     demo.add_argument("--images", type=int, default=20, help="number of images (default 20)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--ideal-masks", action="store_true",
                       help="use the simulator's ideal masks instead of segmenting")
+    demo.add_argument("--preset", help=PRESET_HELP)
     return parser
 
 
@@ -356,6 +365,8 @@ def _simulate_command(args) -> int:
     from .synthetic import simulate_dataset
 
     kwargs = {"shape": tuple(args.shape)} if args.shape else {}
+    if args.preset:
+        kwargs["preset"] = args.preset
     out = simulate_dataset(args.out, n_images=args.images, seed=args.seed, **kwargs)
     print(f"simulated {args.images} images in {out}; run them with:\n"
           f"  rna-localization run --config {Path(out) / 'pipeline.toml'}")
@@ -365,7 +376,8 @@ def _simulate_command(args) -> int:
 def _demo_command(args) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, n_images=args.images, seed=args.seed, ideal_masks=args.ideal_masks)
+    run_demo(args.out, n_images=args.images, seed=args.seed, ideal_masks=args.ideal_masks,
+             preset=args.preset)
     return 0
 
 

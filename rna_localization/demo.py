@@ -123,7 +123,7 @@ def _clear(db: Database, config) -> None:
 
 def run_demo(out_dir: str | Path = "data/demo", *, n_images: int = 20, seed: int = 0,
              ideal_masks: bool = False, shape: tuple[int, int, int] | None = None,
-             verbose: bool = True) -> DemoReport:
+             preset: str | None = None, verbose: bool = True) -> DemoReport:
     """Simulate a data set, segment it, run the whole pipeline and report against the truth.
 
     The folder is made anew each time (its embedded database included), so
@@ -143,6 +143,9 @@ def run_demo(out_dir: str | Path = "data/demo", *, n_images: int = 20, seed: int
         Skip segmentation and use the simulator's ideal masks.
     shape : (Z, Y, X), optional
         Stack shape; the simulator's default otherwise.
+    preset : {"confocal", "widefield"}, optional
+        The simulated microscope (:data:`rna_localization.synthetic.PRESETS`);
+        the simulator's default (confocal) otherwise.
     verbose : bool
         Print the report.
 
@@ -150,8 +153,11 @@ def run_demo(out_dir: str | Path = "data/demo", *, n_images: int = 20, seed: int
     -------
     DemoReport
     """
-    from .synthetic import simulate_dataset
+    from .synthetic import microscope, simulate_dataset
 
+    settings = {"shape": shape} if shape else {}
+    if preset is not None:
+        settings["preset"] = microscope(preset)  # a wrong name stops before anything is removed
     out = Path(out_dir).resolve()
     seconds: dict[str, float] = {}
     if (out / ".pgdata").exists():
@@ -161,7 +167,7 @@ def run_demo(out_dir: str | Path = "data/demo", *, n_images: int = 20, seed: int
         shutil.rmtree(out / stale, ignore_errors=True)
 
     start = time.perf_counter()
-    simulate_dataset(out, n_images=n_images, seed=seed, **({"shape": shape} if shape else {}))
+    simulate_dataset(out, n_images=n_images, seed=seed, **settings)
     seconds["simulate"] = time.perf_counter() - start
 
     config_path = out / "demo.toml"

@@ -133,3 +133,28 @@ def test_simulate_dataset_can_rewrite_its_own_folder(folder):
     before = json.loads((folder / "manifest.json").read_text())["files"]
     simulate_dataset(folder, n_images=4, seed=3, shape=SHAPE)
     assert json.loads((folder / "manifest.json").read_text())["files"] == before
+
+
+def test_simulate_command_takes_the_microscope(tmp_path, capsys):
+    from rna_localization.cli import main
+    from rna_localization.config import load_config
+    from rna_localization.io import read_voxel_size
+
+    out = tmp_path / "wf"
+    assert main(["simulate", "--out", str(out), "--images", "1", "--shape", "12", "32", "32",
+                 "--preset", "widefield"]) == 0
+    config = load_config(out / "pipeline.toml")
+    assert (config.scale.z, config.scale.xy) == (0.3, 0.11)
+    datasets.load(out)  # the checksums hold
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["generator"]["preset"] == "widefield"
+    assert manifest["generator"]["spacing"] == [0.3, 0.11, 0.11]
+    raw = next(out.glob("rna/raw-data/*.tif"))
+    np.testing.assert_allclose(read_voxel_size(raw), (0.3, 0.11, 0.11))
+    # A name the simulator does not know stops both commands before anything is written.
+    capsys.readouterr()
+    assert main(["simulate", "--out", str(tmp_path / "bad"), "--preset", "widefeld"]) == 2
+    assert main(["demo", "--out", str(tmp_path / "bad"), "--preset", "widefeld"]) == 2
+    assert "preset must be one of ['widefield', 'confocal']; got 'widefeld'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
