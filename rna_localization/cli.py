@@ -365,7 +365,7 @@ def _simulate_command(args) -> int:
     from .synthetic import simulate_dataset
 
     kwargs = {"shape": tuple(args.shape)} if args.shape else {}
-    if args.preset:
+    if args.preset is not None:
         kwargs["preset"] = args.preset
     out = simulate_dataset(args.out, n_images=args.images, seed=args.seed, **kwargs)
     print(f"simulated {args.images} images in {out}; run them with:\n"

@@ -157,4 +157,3 @@ def test_simulate_command_takes_the_microscope(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "bad"), "--preset", "widefeld"]) == 2
     assert "preset must be one of ['widefield', 'confocal']; got 'widefeld'" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
-

@@ -90,8 +90,9 @@ def test_demo_with_the_segmentation_workflows_meets_its_targets(tmp_path, postgr
 
 
 def test_widefield_demo_with_the_segmentation_workflows(tmp_path, postgres_server):
-    # The microscope of the hand-tagged real images (../shared FACTS: 0.11 µm pixels, 0.3 µm
-    # steps, a bright hazy background with out-of-focus cells), through the whole pipeline.
+    # The microscope of the hand-tagged real images (0.11 µm pixels, 0.3 µm steps, a bright
+    # hazy background with out-of-focus cells: rna_localization.synthetic.model's "widefield"),
+    # through the whole pipeline.
     # Measured on seeds 5-12 (8 images of 20x128x128, two per group): recall 0.944-0.985,
     # precision 0.974-0.996, single molecules cen 0.92-0.98 and gapdh 0.96-1.00, molecules
     # summed cen -9.5 to -16% (dense cen RNA on these small stacks, half of them within a

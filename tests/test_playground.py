@@ -165,3 +165,22 @@ def test_the_sliders_redraw_the_crop_with_the_moved_parameters(capsys):
     intermediates = playground.intermediates
     playground.z_slider.value = 3  # the view alone: the workflow is not run again
     assert playground.intermediates is intermediates
+
+
+def test_the_playground_title_counts_the_objects_removed_as_too_large():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from test_segmentation import _two_blobs
+
+    from rna_localization.segmentation.display import interactive_playground
+
+    spacing = (0.2, 0.065, 0.065)
+    playground = interactive_playground(_two_blobs((0.25, 0.6)), SegmentationParams("centrosomes"),
+                                        spacing=spacing, crop=False)
+    assert playground.title.startswith("2 objects, threshold 10.0 noise SDs")
+    assert "removed" not in playground.title
+    playground.set(max_volume_um3=0.3)  # between the two balls' masks
+    assert playground.title == ("1 objects, threshold 10.0 noise SDs (set by hand), 1 removed as "
+                                "over max_volume_um3 = 0.3 µm³")
+    assert "1 removed" in playground.status.value

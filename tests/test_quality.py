@@ -196,6 +196,15 @@ def test_segment_folder_names_the_image_whose_large_objects_were_removed(tmp_pat
     assert label_objects(io.read_stack(out / "blobs_seg.tif")).max() == 1
     assert qc_problems(out) == {"blobs": messages, "small": []}
     assert messages[0] in _qc_page(out)
+    # The mask does not show what was removed: the flag stays with it on re-runs that judge
+    # the mask again (its overlay gone), and goes when the mask is replaced.
+    (out / "qc" / "blobs.png").unlink()
+    segment_folder(raw, out, workflow="centrosomes", params=params, spacing=spacing)
+    assert qc_problems(out)["blobs"] == messages
+    assert messages[0] in _qc_page(out)
+    io.write_stack(out / "blobs_seg.tif", io.read_stack(out / "blobs_seg.tif"), spacing=spacing)
+    segment_folder(raw, out, workflow="centrosomes", params=params, spacing=spacing)
+    assert qc_problems(out)["blobs"] == []
 
 
 def test_qc_page_flags_every_kind_of_problem_of_masks_left_by_hand(tmp_path):

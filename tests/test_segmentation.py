@@ -731,6 +731,9 @@ def test_max_volume_must_be_above_min_volume():
     with pytest.raises(ValueError, match=r"max_volume_um3 \(0.01\) must be above min_volume_um3 "
                                          r"\(0.02\), or 0 for no limit"):
         SegmentationParams("centrosomes", min_volume_um3=0.02, max_volume_um3=0.01)
+    with pytest.raises(ValueError, match=r"max_volume_um3 \(2.0; 2.0 is the centrosomes preset's, "
+                                         r"which parameters that do not set max_volume_um3 take\)"):
+        SegmentationParams("centrosomes", min_volume_um3=2.5)  # e.g. a file saved before the key
     with pytest.raises(ValueError, match="max_volume_um3"):
         SegmentationParams("rna", max_volume_um3=-1)
     assert SegmentationParams("rna").max_volume_um3 == 0

@@ -82,23 +82,29 @@ def _assess(segmentation: np.ndarray, spacing, name: str) -> tuple[int, list[str
 
 
 def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow: str, params,
-                 spacing) -> tuple[Path, int, list[str]]:
+                 spacing) -> tuple[Path, int, list[str], list[str]]:
     """Worker: read, segment, write the mask (and the QC overlay).
 
-    Returns (path, objects, problems): the problems of
-    :func:`.quality.check_segmentation`, for the main process to warn about.
+    Returns (path, objects, problems, removed): the problems of
+    :func:`.quality.check_segmentation`, and the sentences of the workflow's
+    :class:`.quality.LargeObjectsRemovedWarning` (the mask no longer shows
+    them), for the main process to warn about.
     """
     image = read_stack(raw_path)
-    with warnings.catch_warnings(record=True) as caught:  # sent back with the problems
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LargeObjectsRemovedWarning)
         mask = segment(image, params, spacing=spacing)
+    removed = []
+    for w in caught:
+        if issubclass(w.category, LargeObjectsRemovedWarning):  # sent back with the problems
+            removed.append(f"The segmentation of {raw_path.stem}: {w.message}")
+        else:  # any other, as it would have been shown
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     write_stack(out_path, mask, spacing=spacing)
     count, problems = _assess(mask, spacing, raw_path.stem)
-    problems += [f"The segmentation of {raw_path.stem}: {w.message}" for w in caught
-                 if issubclass(w.category, LargeObjectsRemovedWarning)]
     if qc_path is not None:
         _write_overlays(qc_path, image, mask)
-    return out_path, count, problems
+    return out_path, count, problems, removed
 
 
 def _warn(problems: list[str]) -> None:
@@ -361,7 +367,7 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
                         used=spacing_source, fix=FIX_RAW if "[scale]" in spacing_source else "",
                         stacklevel=2)
     output_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[int, tuple[int, list[str]]] = {}  # input index: (objects, problems)
+    results: dict[int, tuple[int, list[str], list[str]]] = {}  # index: (objects, problems, removed)
     jobs = [(inputs[i], outputs[i], qc_dir / f"{inputs[i].stem}.png" if qc else None, workflow,
              params, spacing) for i in todo]
     n_workers = worker_count(workers, len(jobs))  # 0: the cores this job may use
@@ -370,7 +376,7 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
         if n_workers <= 1:
             for i, job in zip(todo, jobs, strict=True):
                 results[i] = _segment_one(*job)[1:]
-                _warn(results[i][1])
+                _warn(results[i][1] + results[i][2])
                 bar.update()
         else:
             context = multiprocessing.get_context("spawn")
@@ -379,7 +385,7 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
                 for future in as_completed(futures):
                     i = futures[future]
                     results[i] = future.result()[1:]
-                    _warn(results[i][1])
+                    _warn(results[i][1] + results[i][2])
                     bar.update()
     finally:
         bar.close()
@@ -388,14 +394,18 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     return [outputs[i] for i in todo]
 
 
-def _finish_qc(inputs, outputs, qc_dir: Path, results: dict[int, tuple[int, list[str]]],
+def _finish_qc(inputs, outputs, qc_dir: Path,
+               results: dict[int, tuple[int, list[str], list[str]]],
                workflow: str, spacing: tuple[float, ...]) -> None:
     """Make the overlays missing or stale for skipped images, then the page for all.
 
     Object counts and problems are cached in ``qc/objects.json`` with each
     mask's modification time (and the spacing the problems were judged
     with), so a re-run over a large data set does not read every mask again;
-    a mask changed since (e.g. edited by hand) gets a new overlay.
+    a mask changed since (e.g. edited by hand) gets a new overlay. The
+    objects the workflow removed as too large are not in the mask: their
+    sentences are kept apart in the cache (``removed``) and stay with the
+    image for as long as its mask is the one segmented.
     """
     cache_path = qc_dir / _QC_CACHE
     cache = _read_qc_cache(qc_dir)
@@ -407,9 +417,12 @@ def _finish_qc(inputs, outputs, qc_dir: Path, results: dict[int, tuple[int, list
         stamp = out.stat().st_mtime_ns
         cached = cache.get(raw.stem)
         cached = cached if isinstance(cached, dict) else {}
-        current = png.exists() and _full_png(png).exists() and cached.get("mtime_ns") == stamp
+        same_mask = cached.get("mtime_ns") == stamp
+        removed = [str(r) for r in cached.get("removed", [])] if same_mask else []
+        current = png.exists() and _full_png(png).exists() and same_mask
         if i in results:
-            count, problems = results[i]
+            count, problems, removed = results[i]
+            problems = problems + removed
         elif current and cached.get("spacing") == list(spacing) and "problems" in cached:
             count, problems = cached.get("objects"), list(cached["problems"])
         else:
@@ -418,10 +431,11 @@ def _finish_qc(inputs, outputs, qc_dir: Path, results: dict[int, tuple[int, list
                 count, problems = _assess(mask, spacing, raw.stem)
             except (TypeError, ValueError) as error:  # e.g. a float mask saved by hand
                 count, problems = None, [f"{out.name} cannot be read as objects: {error}"]
+            problems += removed
             if not current:
                 _write_overlays(png, read_stack(raw), mask)
-        fresh[raw.stem] = {"objects": count, "problems": problems, "spacing": list(spacing),
-                           "mtime_ns": stamp}
+        fresh[raw.stem] = {"objects": count, "problems": problems, "removed": removed,
+                           "spacing": list(spacing), "mtime_ns": stamp}
         entries.append((raw.stem, png.name, count, problems))
     qc_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_path.with_name(cache_path.name + ".part")

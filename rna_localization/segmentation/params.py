@@ -279,8 +279,11 @@ class _Params:
         self._positive("min_volume_um3", allow_zero=True)
         self._positive("max_volume_um3", allow_zero=True)
         if 0 < self.max_volume_um3 <= self.min_volume_um3:
-            msg = (f"{self.workflow} parameter max_volume_um3 ({self.max_volume_um3!r}) must be "
-                   f"above min_volume_um3 ({self.min_volume_um3!r}), or 0 for no limit.")
+            preset = PRESETS[self.workflow]["max_volume_um3"]
+            whose = (f"; {preset!r} is the {self.workflow} preset's, which parameters that do "
+                     f"not set max_volume_um3 take" if self.max_volume_um3 == preset else "")
+            msg = (f"{self.workflow} parameter max_volume_um3 ({self.max_volume_um3!r}{whose}) "
+                   f"must be above min_volume_um3 ({self.min_volume_um3!r}), or 0 for no limit.")
             raise ValueError(msg)
         if not (math.isfinite(self.mask_smoothing) and 0 < self.mask_smoothing <= 1):
             msg = (f"{self.workflow} parameter mask_smoothing must be in (0, 1] (spot sigmas); "

@@ -51,8 +51,14 @@ class LargeObjectsRemovedWarning(UserWarning):
     Issued by :func:`.workflows.segment` (and passed on by
     :func:`.batch.segment_folder` with the image's name): out-of-focus light
     grown into a mask, or structures larger than the workflow expects, which
-    a larger ``max_volume_um3`` (or 0) keeps.
+    a larger ``max_volume_um3`` (or 0) keeps. ``count`` is the number of
+    objects removed, ``largest_um3`` the volume of the largest.
     """
+
+    def __init__(self, message: str, count: int = 0, largest_um3: float = float("nan")):
+        super().__init__(message)
+        self.count = count
+        self.largest_um3 = largest_um3
 
 
 class _Problem(NamedTuple):

@@ -135,7 +135,7 @@ def _warn_large(sizes: np.ndarray, dropped: np.ndarray, params: SegmentationPara
         f"{params.max_volume_um3:g} µm³ removed (the largest {largest:.3g} µm³): out-of-focus "
         f"light or autofluorescence grown into a mask, or structures larger than the "
         f"{params.workflow} workflow expects; if they are what you segment, raise "
-        f"max_volume_um3 (0: no limit)."), stacklevel=4)
+        f"max_volume_um3 (0: no limit).", count, largest), stacklevel=4)
 
 
 def size_filter(mask: np.ndarray, min_volume_um3: float, *, max_volume_um3: float = 0.0,
