@@ -205,6 +205,16 @@ def test_segment_folder_names_the_image_whose_large_objects_were_removed(tmp_pat
     io.write_stack(out / "blobs_seg.tif", io.read_stack(out / "blobs_seg.tif"), spacing=spacing)
     segment_folder(raw, out, workflow="centrosomes", params=params, spacing=spacing)
     assert qc_problems(out)["blobs"] == []
+    # Segmented without a QC page (or by a run stopped before its page), the flag is on the
+    # page a later run writes; segmented again without removals, it goes.
+    with pytest.warns(ImplausibleSegmentationWarning, match="blobs"):
+        segment_folder(raw, out, workflow="centrosomes", params=params, spacing=spacing,
+                       overwrite=True, qc=False)
+    segment_folder(raw, out, workflow="centrosomes", params=params, spacing=spacing)
+    assert qc_problems(out)["blobs"] == messages
+    segment_folder(raw, out, workflow="centrosomes", spacing=spacing, overwrite=True)
+    assert qc_problems(out)["blobs"] == []
+    assert json.loads((out / "qc" / "removed.json").read_text(encoding="utf-8")) == {}
 
 
 def test_qc_page_flags_every_kind_of_problem_of_masks_left_by_hand(tmp_path):

@@ -713,10 +713,17 @@ def test_max_volume_removes_the_objects_above_it_and_says_so():
     volumes = np.bincount(labels.ravel())[1:] * float(np.prod(SPACING))
     small, big = np.argsort(volumes) + 1
     limit = float(np.mean(volumes))  # between the two
+    params = SegmentationParams("centrosomes", max_volume_um3=limit)
     with pytest.warns(LargeObjectsRemovedWarning) as record:
-        limited = segment(image, SegmentationParams("centrosomes", max_volume_um3=limit))
+        limited = segment(image, params)
     np.testing.assert_array_equal(limited > 0, labels == small)
     assert len(record) == 1
+    assert record[0].filename == __file__  # where segment was called
+    assert record[0].message.count == 1
+    assert record[0].message.largest_um3 == pytest.approx(volumes[big - 1])
+    with pytest.warns(LargeObjectsRemovedWarning):
+        run = segment_intermediates(image, params)
+    assert (run.removed, run.removed_largest_um3) == (1, pytest.approx(volumes[big - 1]))
     message = str(record[0].message)
     assert message.startswith(f"1 object of more than max_volume_um3 = {limit:g} µm³ removed "
                               f"(the largest {volumes[big - 1]:.3g} µm³)")
@@ -727,13 +734,18 @@ def test_max_volume_removes_the_objects_above_it_and_says_so():
         np.testing.assert_array_equal(segment(image, "centrosomes"), unlimited)
 
 
-def test_max_volume_must_be_above_min_volume():
+def test_max_volume_must_be_above_min_volume(tmp_path):
     with pytest.raises(ValueError, match=r"max_volume_um3 \(0.01\) must be above min_volume_um3 "
-                                         r"\(0.02\), or 0 for no limit"):
+                                         r"\(0.02\): set max_volume_um3 above it, or to 0"):
         SegmentationParams("centrosomes", min_volume_um3=0.02, max_volume_um3=0.01)
-    with pytest.raises(ValueError, match=r"max_volume_um3 \(2.0; 2.0 is the centrosomes preset's, "
+    # A file saved before the key existed takes the preset's value: the message says so,
+    # and names the file.
+    old = tmp_path / "params_centrosomes.toml"
+    old.write_text('workflow = "centrosomes"\nmin_volume_um3 = 2.5\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"parameter file {old}: centrosomes parameter "
+                                         r"max_volume_um3 \(2.0; 2.0 is the centrosomes preset's, "
                                          r"which parameters that do not set max_volume_um3 take\)"):
-        SegmentationParams("centrosomes", min_volume_um3=2.5)  # e.g. a file saved before the key
+        load_params(old)
     with pytest.raises(ValueError, match="max_volume_um3"):
         SegmentationParams("rna", max_volume_um3=-1)
     assert SegmentationParams("rna").max_volume_um3 == 0

@@ -33,18 +33,15 @@ from ..io import read_stack, read_voxel_size, stack_shape, tiff_files, write_sta
 from ..objects import label_objects, normalize_spacing
 from ..parallel import worker_count
 from .params import WORKFLOWS, SegmentationParams, load_params
-from .quality import (
-    ImplausibleSegmentationWarning,
-    LargeObjectsRemovedWarning,
-    check_object_sizes,
-    object_sizes,
-)
-from .workflows import segment
+from .quality import ImplausibleSegmentationWarning, check_object_sizes, object_sizes
+from .workflows import _run
 
 __all__ = ["qc_overlay", "qc_problems", "segment_folder", "segment_structure",
            "workflow_for_structure", "write_qc_page"]
 
 _QC_CACHE = "objects.json"
+#: What the workflow removed from each mask as too large (:func:`_record_removed`).
+_QC_REMOVED = "removed.json"
 #: Sub-folder of ``qc/`` holding each overlay at the stack's full resolution (the page links to it).
 QC_FULL_DIR = "full"
 #: Largest side of a QC overlay, pixels; bigger projections are reduced by block maxima.
@@ -86,25 +83,43 @@ def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow:
     """Worker: read, segment, write the mask (and the QC overlay).
 
     Returns (path, objects, problems, removed): the problems of
-    :func:`.quality.check_segmentation`, and the sentences of the workflow's
-    :class:`.quality.LargeObjectsRemovedWarning` (the mask no longer shows
-    them), for the main process to warn about.
+    :func:`.quality.check_segmentation`, and what the workflow removed as
+    larger than its ``max_volume_um3`` (a sentence naming the image, or
+    nothing; the mask cannot show it), for the main process to warn about.
     """
     image = read_stack(raw_path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", LargeObjectsRemovedWarning)
-        mask = segment(image, params, spacing=spacing)
-    removed = []
-    for w in caught:
-        if issubclass(w.category, LargeObjectsRemovedWarning):  # sent back with the problems
-            removed.append(f"The segmentation of {raw_path.stem}: {w.message}")
-        else:  # any other, as it would have been shown
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    write_stack(out_path, mask, spacing=spacing)
-    count, problems = _assess(mask, spacing, raw_path.stem)
+    run = _run(image, params, spacing, keep=False)
+    write_stack(out_path, run.result, spacing=spacing)
+    count, problems = _assess(run.result, spacing, raw_path.stem)
+    removed = ([f"The segmentation of {raw_path.stem}: {run.removed_text(params)}"]
+               if run.removed else [])
     if qc_path is not None:
-        _write_overlays(qc_path, image, mask)
+        _write_overlays(qc_path, image, run.result)
     return out_path, count, problems, removed
+
+
+def _record_removed(qc_dir: Path, name: str, out_path: Path, removed: list[str]) -> None:
+    """Keep what the workflow removed from an image (``qc/removed.json``), as it is written.
+
+    The mask cannot show it, so it is kept with the mask's modification time
+    for :func:`_finish_qc` (also after an interrupted run or one without QC);
+    an image segmented again without removals loses its record.
+    """
+    path = qc_dir / _QC_REMOVED
+    records = _read_json(path)
+    if removed:
+        records[name] = {"mtime_ns": out_path.stat().st_mtime_ns, "removed": removed}
+    elif records.pop(name, None) is None:
+        return
+    qc_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(records, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _strings(value) -> list[str]:
+    """The strings of a list read from a JSON cache (anything else: none)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _warn(problems: list[str]) -> None:
@@ -376,6 +391,7 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
         if n_workers <= 1:
             for i, job in zip(todo, jobs, strict=True):
                 results[i] = _segment_one(*job)[1:]
+                _record_removed(qc_dir, inputs[i].stem, outputs[i], results[i][2])
                 _warn(results[i][1] + results[i][2])
                 bar.update()
         else:
@@ -385,6 +401,7 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
                 for future in as_completed(futures):
                     i = futures[future]
                     results[i] = future.result()[1:]
+                    _record_removed(qc_dir, inputs[i].stem, outputs[i], results[i][2])
                     _warn(results[i][1] + results[i][2])
                     bar.update()
     finally:
@@ -404,11 +421,12 @@ def _finish_qc(inputs, outputs, qc_dir: Path,
     with), so a re-run over a large data set does not read every mask again;
     a mask changed since (e.g. edited by hand) gets a new overlay. The
     objects the workflow removed as too large are not in the mask: their
-    sentences are kept apart in the cache (``removed``) and stay with the
-    image for as long as its mask is the one segmented.
+    sentences come from ``qc/removed.json`` (:func:`_record_removed`) and
+    stay with the image for as long as its mask is the one segmented.
     """
     cache_path = qc_dir / _QC_CACHE
-    cache = _read_qc_cache(qc_dir)
+    cache = _read_json(cache_path)
+    records = _read_json(qc_dir / _QC_REMOVED)
     entries, fresh = [], {}
     for i, (raw, out) in enumerate(zip(inputs, outputs, strict=True)):
         if not out.exists():
@@ -417,14 +435,17 @@ def _finish_qc(inputs, outputs, qc_dir: Path,
         stamp = out.stat().st_mtime_ns
         cached = cache.get(raw.stem)
         cached = cached if isinstance(cached, dict) else {}
-        same_mask = cached.get("mtime_ns") == stamp
-        removed = [str(r) for r in cached.get("removed", [])] if same_mask else []
-        current = png.exists() and _full_png(png).exists() and same_mask
+        record = records.get(raw.stem)
+        removed = (_strings(record.get("removed"))
+                   if isinstance(record, dict) and record.get("mtime_ns") == stamp else [])
+        current = png.exists() and _full_png(png).exists() and cached.get("mtime_ns") == stamp
         if i in results:
-            count, problems, removed = results[i]
-            problems = problems + removed
-        elif current and cached.get("spacing") == list(spacing) and "problems" in cached:
-            count, problems = cached.get("objects"), list(cached["problems"])
+            count, problems = results[i][0], results[i][1] + removed
+        elif (current and cached.get("spacing") == list(spacing)
+              and isinstance(cached.get("problems"), list)):
+            before = set(_strings(cached.get("removed")))
+            count = cached.get("objects")
+            problems = [p for p in _strings(cached["problems"]) if p not in before] + removed
         else:
             mask = read_stack(out)
             try:
@@ -444,9 +465,10 @@ def _finish_qc(inputs, outputs, qc_dir: Path,
     write_qc_page(qc_dir, entries, title=f"Segmentation QC: {workflow}, {qc_dir.parent}")
 
 
-def _read_qc_cache(qc_dir: Path) -> dict:
+def _read_json(path: Path) -> dict:
+    """A JSON object from a cache file; {} when it is missing or not one."""
     try:
-        cache = json.loads((qc_dir / _QC_CACHE).read_text(encoding="utf-8"))
+        cache = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return cache if isinstance(cache, dict) else {}
@@ -472,7 +494,7 @@ def qc_problems(output_dir: str | os.PathLike) -> dict[str, list[str]]:
     >>> wrong = {n: p for n, p in qc_problems("rna/segmentations").items() if p}  # doctest: +SKIP
     """
     return {name: list(entry.get("problems", []))
-            for name, entry in _read_qc_cache(Path(output_dir) / "qc").items()
+            for name, entry in _read_json(Path(output_dir) / "qc" / _QC_CACHE).items()
             if isinstance(entry, dict)}
 
 

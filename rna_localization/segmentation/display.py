@@ -396,7 +396,6 @@ class Playground:
         self.spacing = spacing
         self.params = params
         self.intermediates = None
-        self.removed = 0  # objects the maximum volume removed in the last run
         self._filter_key = None
         self.seconds = float("nan")
         self._panel_size = panel_size
@@ -475,8 +474,8 @@ class Playground:
         _, count = _objects(self.intermediates.result)
         how = "automatic" if self.params.threshold == 0 else "set by hand"
         title = f"{count} objects, threshold {self.intermediates.threshold:.1f} noise SDs ({how})"
-        if self.removed:
-            title += (f", {self.removed} removed as over max_volume_um3 = "
+        if self.intermediates.removed:
+            title += (f", {self.intermediates.removed} removed as over max_volume_um3 = "
                       f"{self.params.max_volume_um3:g} µm³")
         return title
 
@@ -490,16 +489,11 @@ class Playground:
             # The filters are the costly part: reused when no parameter of theirs moved.
             key = tuple(getattr(self.params, name) for name in FILTER_PARAMETERS)
             previous = self.intermediates if key == self._filter_key else None
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", LargeObjectsRemovedWarning)
+            with warnings.catch_warnings():  # the title counts them (a slider's callback
+                # would send the warning to the Jupyter log, not to the notebook)
+                warnings.simplefilter("ignore", LargeObjectsRemovedWarning)
                 self.intermediates = segment_intermediates(self._crop_image, self.params,
                                                            spacing=self.spacing, previous=previous)
-            self.removed = 0
-            for w in caught:  # in the title, not in a log the notebook does not show
-                if isinstance(w.message, LargeObjectsRemovedWarning):
-                    self.removed += w.message.count
-                else:
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             self._filter_key = key
         labels, _ = _objects(self.intermediates.result)
         z = self.z_slider.value
@@ -542,8 +536,9 @@ def interactive_playground(image: np.ndarray, params, *, spacing=DEFAULT_SPACING
     The sliders: spot sigma (axial and lateral, µm), background ratio,
     threshold (noise SDs; 0: automatic from the false-positive rate), false
     positives per 1000 µm³, floor, mask fraction, saddle ratio, minimum and
-    maximum volume (µm³; the title counts the objects the maximum removed). At every change (when a slider is released) the workflow
-    runs again and the figure shows the raw maximum projection (or z-slice,
+    maximum volume (µm³; the title counts the objects the maximum removed).
+    At every change (when a slider is released) the workflow runs again and
+    the figure shows the raw maximum projection (or z-slice,
     with the z slider) with the objects' outlines, titled with the number of
     objects and the threshold used, e.g. "412 objects, threshold 4.7 noise
     SDs (automatic)".

@@ -283,7 +283,8 @@ class _Params:
             whose = (f"; {preset!r} is the {self.workflow} preset's, which parameters that do "
                      f"not set max_volume_um3 take" if self.max_volume_um3 == preset else "")
             msg = (f"{self.workflow} parameter max_volume_um3 ({self.max_volume_um3!r}{whose}) "
-                   f"must be above min_volume_um3 ({self.min_volume_um3!r}), or 0 for no limit.")
+                   f"must be above min_volume_um3 ({self.min_volume_um3!r}): set max_volume_um3 "
+                   f"above it, or to 0 for no limit.")
             raise ValueError(msg)
         if not (math.isfinite(self.mask_smoothing) and 0 < self.mask_smoothing <= 1):
             msg = (f"{self.workflow} parameter mask_smoothing must be in (0, 1] (spot sigmas); "
@@ -363,7 +364,13 @@ class _Params:
                 hint = f" Did you mean {close[0]!r}?" if close else f" Known: {', '.join(known)}."
                 msg = f"unknown {workflow} parameter {key!r}{where}.{hint}"
                 raise ValueError(msg)
-        return cls(workflow=workflow, **values)
+        try:
+            return cls(workflow=workflow, **values)
+        except ValueError as error:  # a value out of range: say which file holds it
+            if not source:
+                raise
+            msg = f"parameter file {source}: {error}"
+            raise ValueError(msg) from None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SegmentationParams:

@@ -48,11 +48,14 @@ class ImplausibleSegmentationWarning(UserWarning):
 class LargeObjectsRemovedWarning(UserWarning):
     """A workflow removed objects larger than its ``max_volume_um3``.
 
-    Issued by :func:`.workflows.segment` (and passed on by
-    :func:`.batch.segment_folder` with the image's name): out-of-focus light
-    grown into a mask, or structures larger than the workflow expects, which
-    a larger ``max_volume_um3`` (or 0) keeps. ``count`` is the number of
-    objects removed, ``largest_um3`` the volume of the largest.
+    Issued by :func:`.workflows.segment` and
+    :func:`.workflows.segment_intermediates` (whose ``Intermediates`` also
+    count them): out-of-focus light grown into a mask, or structures larger
+    than the workflow expects, which a larger ``max_volume_um3`` (or 0) keeps.
+    ``count`` is the number of objects removed, ``largest_um3`` the volume of
+    the largest. :func:`.batch.segment_folder` reports the same sentence,
+    naming the image, as an :class:`ImplausibleSegmentationWarning` and on
+    its QC page.
     """
 
     def __init__(self, message: str, count: int = 0, largest_um3: float = float("nan")):

@@ -75,6 +75,10 @@ class Intermediates:
         Objects grown from the spots, before the size filter.
     result : (Z, Y, X) ndarray of uint8
         The segmentation, 0 and 255.
+    removed : int
+        Objects removed as larger than ``max_volume_um3``.
+    removed_largest_um3 : float
+        The volume of the largest of them, µm³ (NaN: none removed).
     """
 
     raw: np.ndarray
@@ -85,6 +89,18 @@ class Intermediates:
     spots: pd.DataFrame
     labels: np.ndarray | None
     result: np.ndarray
+    removed: int = 0
+    removed_largest_um3: float = float("nan")
+
+    def removed_text(self, params: SegmentationParams) -> str:
+        """What the maximum volume removed, as a sentence ("" when nothing)."""
+        if not self.removed:
+            return ""
+        return (f"{self.removed} object{'s' if self.removed > 1 else ''} of more than "
+                f"max_volume_um3 = {params.max_volume_um3:g} µm³ removed (the largest "
+                f"{self.removed_largest_um3:.3g} µm³): out-of-focus light or autofluorescence "
+                f"grown into a mask, or structures larger than the {params.workflow} workflow "
+                f"expects; if they are what you segment, raise max_volume_um3 (0: no limit).")
 
     def images(self) -> dict[str, np.ndarray]:
         """The intermediate images in order as ``{name: (Z, Y, X) array}``, skipping empty ones."""
@@ -120,22 +136,21 @@ def _volume_kept(voxels: np.ndarray, min_volume_um3: float, max_volume_um3: floa
     return keep
 
 
-def _warn_large(sizes: np.ndarray, dropped: np.ndarray, params: SegmentationParams,
-                spacing) -> None:
-    """Say how many objects the maximum volume removed, and the largest's volume."""
+def _too_large(sizes: np.ndarray, params: SegmentationParams, spacing) -> tuple[int, float]:
+    """How many of these objects (voxel counts) pass the maximum volume, and the largest's µm³."""
     if params.max_volume_um3 <= 0:
-        return
-    large = dropped & (sizes > np.floor(volume_to_voxels(params.max_volume_um3, spacing) + 1e-6))
+        return 0, float("nan")
+    large = sizes > np.floor(volume_to_voxels(params.max_volume_um3, spacing) + 1e-6)
     if not large.any():
-        return
-    largest = float(sizes[large].max()) * float(np.prod(normalize_spacing(spacing)))
-    count = int(large.sum())
-    warnings.warn(LargeObjectsRemovedWarning(
-        f"{count} object{'s' if count > 1 else ''} of more than max_volume_um3 = "
-        f"{params.max_volume_um3:g} µm³ removed (the largest {largest:.3g} µm³): out-of-focus "
-        f"light or autofluorescence grown into a mask, or structures larger than the "
-        f"{params.workflow} workflow expects; if they are what you segment, raise "
-        f"max_volume_um3 (0: no limit).", count, largest), stacklevel=4)
+        return 0, float("nan")
+    return int(large.sum()), float(sizes[large].max()) * float(np.prod(normalize_spacing(spacing)))
+
+
+def _warn_removed(run: Intermediates, params: SegmentationParams) -> None:
+    """A LargeObjectsRemovedWarning at the caller of segment / segment_intermediates."""
+    if run.removed:
+        warnings.warn(LargeObjectsRemovedWarning(run.removed_text(params), run.removed,
+                                                 run.removed_largest_um3), stacklevel=3)
 
 
 def size_filter(mask: np.ndarray, min_volume_um3: float, *, max_volume_um3: float = 0.0,
@@ -261,11 +276,13 @@ def _run(image, params, spacing, keep: bool, previous=None) -> Intermediates:
         sizes = np.bincount(part)
         drop = ~_volume_kept(sizes, params.min_volume_um3, params.max_volume_um3, spacing)
         final.ravel()[voxels[drop[part]]] = False
-        _warn_large(sizes, drop, params, spacing)
+        removed = _too_large(sizes, params, spacing)
+    else:
+        removed = (0, float("nan"))
     result = final.astype(np.uint8) * np.uint8(255)
     if not keep:
-        return Intermediates(image, None, None, None, threshold, spots, None, result)
-    return Intermediates(image, filtered, noise, score, threshold, spots, labels, result)
+        return Intermediates(image, None, None, None, threshold, spots, None, result, *removed)
+    return Intermediates(image, filtered, noise, score, threshold, spots, labels, result, *removed)
 
 
 def _params(params) -> SegmentationParams:
@@ -307,8 +324,14 @@ def segment(image: np.ndarray, params: SegmentationParams | str | dict = "rna", 
     >>> mask = segment(image, "rna")
     >>> mask.dtype, mask.shape, sorted(np.unique(mask).tolist())
     (dtype('uint8'), (9, 32, 32), [0, 255])
+
+    Objects removed as larger than the parameters' ``max_volume_um3`` are
+    reported in a :class:`.quality.LargeObjectsRemovedWarning`.
     """
-    return _run(image, _params(params), spacing, keep=False).result
+    params = _params(params)
+    run = _run(image, params, spacing, keep=False)
+    _warn_removed(run, params)
+    return run.result
 
 
 def segment_intermediates(image: np.ndarray, params: SegmentationParams | str | dict = "rna", *,
@@ -327,6 +350,9 @@ def segment_intermediates(image: np.ndarray, params: SegmentationParams | str | 
     Returns
     -------
     Intermediates
-        ``.result`` equals :func:`segment`'s output.
+        ``.result`` equals :func:`segment`'s output (and the same warning).
     """
-    return _run(image, _params(params), spacing, keep=True, previous=previous)
+    params = _params(params)
+    run = _run(image, params, spacing, keep=True, previous=previous)
+    _warn_removed(run, params)
+    return run
