@@ -111,10 +111,7 @@ def _record_removed(qc_dir: Path, name: str, out_path: Path, removed: list[str])
         records[name] = {"mtime_ns": out_path.stat().st_mtime_ns, "removed": removed}
     elif records.pop(name, None) is None:
         return
-    qc_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(records, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    _write_json(path, records)
 
 
 def _strings(value) -> list[str]:
@@ -458,11 +455,16 @@ def _finish_qc(inputs, outputs, qc_dir: Path,
         fresh[raw.stem] = {"objects": count, "problems": problems, "removed": removed,
                            "spacing": list(spacing), "mtime_ns": stamp}
         entries.append((raw.stem, png.name, count, problems))
-    qc_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_path.with_name(cache_path.name + ".part")
-    tmp.write_text(json.dumps(fresh, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, cache_path)
+    _write_json(cache_path, fresh)
     write_qc_page(qc_dir, entries, title=f"Segmentation QC: {workflow}, {qc_dir.parent}")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write a cache file whole or not at all (a ``.part`` file renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _read_json(path: Path) -> dict:

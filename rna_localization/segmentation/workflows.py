@@ -123,16 +123,20 @@ def _check_image(image) -> np.ndarray:
     return image
 
 
+def _whole_voxels(volume_um3: float, spacing) -> float:
+    """A volume as whole voxels; the tolerance keeps 0.008 / 0.002 (= 3.9999999...) at 4."""
+    return float(np.floor(volume_to_voxels(volume_um3, spacing) + 1e-6))
+
+
 def _volume_kept(voxels: np.ndarray, min_volume_um3: float, max_volume_um3: float,
                  spacing) -> np.ndarray:
     """Which objects of these voxel counts are above the least volume and within the most.
 
-    A limit of 0 is no limit. Volumes are compared in whole voxels; the
-    tolerance keeps 0.008 / 0.002 (= 3.9999999...) at 4.
+    A limit of 0 is no limit. Volumes are compared in whole voxels.
     """
-    keep = voxels > np.floor(volume_to_voxels(min_volume_um3, spacing) + 1e-6)
+    keep = voxels > _whole_voxels(min_volume_um3, spacing)
     if max_volume_um3 > 0:
-        keep &= voxels <= np.floor(volume_to_voxels(max_volume_um3, spacing) + 1e-6)
+        keep &= voxels <= _whole_voxels(max_volume_um3, spacing)
     return keep
 
 
@@ -140,7 +144,7 @@ def _too_large(sizes: np.ndarray, params: SegmentationParams, spacing) -> tuple[
     """How many of these objects (voxel counts) pass the maximum volume, and the largest's µm³."""
     if params.max_volume_um3 <= 0:
         return 0, float("nan")
-    large = sizes > np.floor(volume_to_voxels(params.max_volume_um3, spacing) + 1e-6)
+    large = sizes > _whole_voxels(params.max_volume_um3, spacing)
     if not large.any():
         return 0, float("nan")
     return int(large.sum()), float(sizes[large].max()) * float(np.prod(normalize_spacing(spacing)))
