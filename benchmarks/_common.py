@@ -7,6 +7,7 @@ import io
 import platform
 import pstats
 import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -139,7 +140,13 @@ def own_peak_kb() -> int:
     before it has done anything), so it is read from /proc (VmHWM), and from
     ``ru_maxrss`` only where there is no /proc.
     """
-    return status_kb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return status_kb("VmHWM") or maxrss_kb(resource.RUSAGE_SELF)
+
+
+def maxrss_kb(who: int) -> int:
+    """``ru_maxrss`` of ``resource.RUSAGE_SELF`` or ``RUSAGE_CHILDREN`` in kB (macOS counts bytes)."""
+    peak = resource.getrusage(who).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak
 
 
 def _cpu_model() -> str:

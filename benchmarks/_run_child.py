@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import json
 import resource
-import sys
 import time
 
 
@@ -28,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     from rna_localization import load_config, steps
     from rna_localization.db import Database
 
-    from ._common import own_peak_kb
+    from ._common import maxrss_kb, own_peak_kb
 
     config = load_config(args.config)
     config = dataclasses.replace(
@@ -64,12 +63,11 @@ def main(argv: list[str] | None = None) -> None:
         profiler.disable()
         profiler.dump_stats(args.profile)
     seconds = time.perf_counter() - start
-    kib = 1024 if sys.platform != "darwin" else 1
     print(json.dumps({
         "seconds": seconds,
         "steps": timings,
         "maxrss_self_mb": own_peak_kb() / 1024,
-        "maxrss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib / 2**20,
+        "maxrss_children_mb": maxrss_kb(resource.RUSAGE_CHILDREN) / 1024,
     }))
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import own_peak_kb, status_kb
+from ._common import maxrss_kb, own_peak_kb, status_kb
 
 SPACING = (0.2, 0.065, 0.065)  # the confocal preset
 
@@ -118,7 +118,7 @@ def _reset_peak_kb() -> int:
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return maxrss_kb(resource.RUSAGE_SELF)
     return status_kb("VmRSS") or 0
 
 

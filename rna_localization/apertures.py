@@ -599,18 +599,18 @@ def aperture_intensities(
     settled = np.zeros(n, dtype=bool)
     # Each object's last plane and last row: its shell ends within reach of them, so
     # its median is taken (and its shell voxels let go) once the blocks have passed
-    # that far. The voxels are in scan order: an object's last one is in its last plane.
-    last_plane = np.zeros(n, dtype=np.int64)
-    _, at = np.unique(index[::-1], return_index=True)
-    last_plane[:] = local[0][index.size - 1 - at]
-    last_row = np.zeros(n, dtype=np.int32)  # local's dtype: np.maximum.at's fast path
+    # that far.
+    last_plane = np.zeros(n, dtype=np.int32)  # local's dtype: np.maximum.at's fast path
+    np.maximum.at(last_plane, index - 1, local[0])
+    last_row = np.zeros(n, dtype=np.int32)
     np.maximum.at(last_row, index - 1, local[1])
     pending_owner, pending_values = [], []
     if by_plane:
         # (object, plane) as one key: object * span + its plane less the first plane
         # its reach can touch; the aperture's voxels counted per key, and the shell's
         # voxels kept with their key for the medians.
-        origin = np.full(n, local[0].max(), dtype=np.int32)  # each object's first plane
+        # Each object's first plane (the voxels are in scan order: the last is in the last plane).
+        origin = np.full(n, local[0][-1], dtype=np.int32)
         np.minimum.at(origin, index - 1, local[0])
         origin = origin.astype(np.int64) - margin[0]
         span = int((last_plane - origin).max()) + margin[0] + 1
@@ -717,11 +717,10 @@ def aperture_intensities(
                 plane_keys = np.concatenate(pending_keys)
                 ids = np.flatnonzero(finished)
                 rank = (np.cumsum(finished) - 1).astype(key_type)
-                done_keys = plane_keys[done]
-                owners = rank[done_keys // span]
+                owners = rank[owner_done]  # a key's object is its voxel's owner
+                done_keys = (plane_keys[done] - (owner_done - owners) * span).astype(key_type)
                 plane_total[ids] = _plane_shell_levels(
-                    owners * span + done_keys % span, owners, shell[done],
-                    aperture_planes.reshape(n, span)[ids])
+                    done_keys, owners, shell[done], aperture_planes.reshape(n, span)[ids])
                 background[ids] = plane_total[ids] / aperture_area[ids]
                 pending_keys = [plane_keys[~done]]
                 del plane_keys, done_keys, owners

@@ -440,9 +440,8 @@ def _finish_qc(inputs, outputs, qc_dir: Path,
             count, problems = results[i][0], results[i][1] + removed
         elif (current and cached.get("spacing") == list(spacing)
               and isinstance(cached.get("problems"), list)):
-            before = set(_strings(cached.get("removed")))
-            count = cached.get("objects")
-            problems = [p for p in _strings(cached["problems"]) if p not in before] + removed
+            # Written for this very mask, its removals (recorded with it) included.
+            count, problems = cached.get("objects"), _strings(cached["problems"])
         else:
             mask = read_stack(out)
             try:
@@ -452,8 +451,8 @@ def _finish_qc(inputs, outputs, qc_dir: Path,
             problems += removed
             if not current:
                 _write_overlays(png, read_stack(raw), mask)
-        fresh[raw.stem] = {"objects": count, "problems": problems, "removed": removed,
-                           "spacing": list(spacing), "mtime_ns": stamp}
+        fresh[raw.stem] = {"objects": count, "problems": problems, "spacing": list(spacing),
+                           "mtime_ns": stamp}
         entries.append((raw.stem, png.name, count, problems))
     _write_json(cache_path, fresh)
     write_qc_page(qc_dir, entries, title=f"Segmentation QC: {workflow}, {qc_dir.parent}")
