@@ -23,6 +23,11 @@ Scored against the simulator's molecules: the molecules counted in all
 objects against the simulated ones, and each granule of 4 or more molecules
 against the object (ours) or cluster (Big-FISH) holding most of its molecules
 (``rna_localization.demo.granule_errors``, as the demo does).
+
+The same two ways then count images rendered by sim-fish, the Big-FISH
+authors' simulator (``benchmarks/simfish_images.py``: its own spot rendering
+and noise, molecules through the whole stack, its faces included), if it is
+installed (``make bench`` installs it).
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ class Cell:
     granules: list = field(default_factory=list)
     seconds: float = 0.0
     singles: list = field(default_factory=list)
+    #: Molecules centred on the stack's first or last plane: all, and those held by an object.
+    face_total: int = 0
+    face_found: int = 0
 
     @property
     def total_pct(self) -> float:
@@ -103,6 +111,10 @@ def _ours(sims: list) -> Cell:
         tables.append(table.assign(name=sim.name, rna_type=sim.name.split("_")[0]))
         molecules = sim.molecules.assign(name=sim.name, label=_image_truth(sim.molecules, labels))
         molecules["isolated"] = ~unresolvable(sim.molecules, spacing=sim.spacing)
+        plane = np.rint(molecules["z"].to_numpy(np.float64))
+        face = (plane <= 0) | (plane >= labels.shape[0] - 1)
+        cell.face_total += int(face.sum())
+        cell.face_found += int((face & (molecules["label"].to_numpy() > 0)).sum())
         found.append(molecules)
     objects = pd.concat(tables, ignore_index=True)
     references = aperture_references(objects["spot_intensity"], objects["area"],
@@ -207,6 +219,33 @@ def evaluate(*, snrs=SNRS, shape=SHAPE, presets=PRESET_NAMES, with_bigfish: bool
     return cells
 
 
+#: sim-fish images: the SNRs, and the seeds of the images of each cell.
+SIMFISH_SNRS = (5, 8, 12)
+QUICK_SIMFISH_SNRS = (8,)
+SIMFISH_SEEDS = (1, 2, 3)
+SIMFISH = "sim-fish, widefield grid"
+
+
+def evaluate_simfish(*, snrs=SIMFISH_SNRS, shape=SHAPE, with_bigfish: bool = True,
+                     progress: bool = True) -> dict:
+    """``cells[snr][method]`` -> :class:`Cell` on images rendered by sim-fish."""
+    from .simfish_images import PSF_SIGMA_UM, simfish_image
+
+    cells: dict = {}
+    for snr in snrs:
+        sims = [simfish_image(f"simfish_{seed}_snr{snr}", seed=seed, snr=float(snr), shape=shape)
+                for seed in SIMFISH_SEEDS]
+        methods = {OURS: _ours(sims)}
+        if with_bigfish:
+            methods.update({f"Big-FISH {label}": _bigfish(sims, PSF_SIGMA_UM, factor)
+                            for label, factor in (("σ", 1.0), ("2σ", 2.0))})
+        cells[snr] = methods
+        if progress:
+            line = "  ".join(f"{name}: total {c.total_pct:+.1f}%" for name, c in methods.items())
+            print(f"  sim-fish  SNR {snr:>2}: {line}", flush=True)
+    return cells
+
+
 def best_bigfish(methods: dict) -> str | None:
     """The Big-FISH variant whose molecule total is nearest the truth."""
     names = [name for name in methods if name != OURS]
@@ -250,7 +289,24 @@ def _figures(cells: dict, with_bigfish: bool) -> list[Figure]:
     return figures
 
 
-def _table(preset: str, by_snr: dict) -> list[str]:
+def _simfish_figures(by_snr: dict, with_bigfish: bool) -> list[Figure]:
+    held = [snr for snr in by_snr if snr >= TARGET_SNR]
+    ours = max(abs(by_snr[snr][OURS].total_pct) for snr in held)
+    text = f"{ours:.1f}"
+    if with_bigfish:
+        theirs = max(abs(by_snr[snr][best_bigfish(by_snr[snr])].total_pct) for snr in held)
+        text += f" (Big-FISH {theirs:.1f})"
+    face_found = sum(by_snr[snr][OURS].face_found for snr in by_snr)
+    face_total = sum(by_snr[snr][OURS].face_total for snr in by_snr)
+    return [
+        Figure(f"{SIMFISH}, SNR ≥ {TARGET_SNR}: molecules summed vs simulated, worst |error| %, "
+               "ours (Big-FISH's best)", text, f"<= {TOTAL_PCT:g}", bool(ours <= TOTAL_PCT)),
+        Figure(f"{SIMFISH}: molecules centred on the stack's first or last plane held by an "
+               "object (ours)", f"{face_found} of {face_total}", "", None),
+    ]
+
+
+def _table(preset: str, by_snr: dict, n_images: int = len(IMAGES)) -> list[str]:
     names = list(next(iter(by_snr.values())))
     lines = [f"**{preset}**: molecules summed vs simulated (%) / molecules per granule bias (%) / "
              "mean absolute error (%) / granules scored; single molecules (ours, mean estimate "
@@ -263,7 +319,7 @@ def _table(preset: str, by_snr: dict) -> list[str]:
             c = methods[name]
             cells.append(f"{c.total_pct:+.1f} / {c.granule_stat('error'):+.0f} / "
                          f"{c.granule_stat('abs_error'):.0f} / {c.n_granules}; "
-                         f"{c.seconds / len(IMAGES):.1f} s")
+                         f"{c.seconds / n_images:.1f} s")
         singles = methods[OURS].singles
         lines.append(f"| {snr} | " + " | ".join(cells)
                      + f" | {np.mean(singles):.3f} ({len(singles)}) |")
@@ -299,6 +355,24 @@ def run(quick: bool = False) -> Section:
         "and photometry (ours) or the three Big-FISH calls, per image, in this run.")
     for preset, by_snr in cells.items():
         section.notes.append("\n".join(_table(preset, by_snr)))
+    from .simfish_images import GRANULE_SIZES, SINGLES, available
+
+    unavailable = available()
+    if unavailable is None:
+        simfish_cells = evaluate_simfish(snrs=QUICK_SIMFISH_SNRS if quick else SIMFISH_SNRS,
+                                         shape=shape, with_bigfish=missing is None)
+        section.figures += _simfish_figures(simfish_cells, with_bigfish=missing is None)
+        section.notes.append(
+            f"Images rendered by sim-fish (`benchmarks/simfish_images.py`), seeds "
+            f"{', '.join(map(str, SIMFISH_SEEDS))} at each SNR: {SINGLES} single molecules "
+            f"anywhere in the stack (its faces included) and granules of "
+            f"{', '.join(map(str, GRANULE_SIZES))} molecules, on the widefield grid and PSF, a "
+            "flat background of 3,300 counts with sim-fish's noise; counted as above.\n\n"
+            + "\n".join(_table(SIMFISH, simfish_cells, len(SIMFISH_SEEDS))))
+    else:
+        section.notes.append(
+            f"**sim-fish is not installed** (`import simfish` failed: {unavailable}): its images "
+            "were not counted. `make bench` installs it.")
     section.seconds = time.perf_counter() - start
     return section
 

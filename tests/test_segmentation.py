@@ -22,6 +22,7 @@ from rna_localization.segmentation import (
     PRESETS,
     LargeObjectsRemovedWarning,
     SegmentationParams,
+    face_noise_profile,
     find_spots,
     load_params,
     local_noise,
@@ -190,6 +191,110 @@ def test_pure_noise_gives_at_most_the_stated_false_positive_rate(preset):
     assert found >= 0.3 * expected - 1, (found, expected, volume)
 
 
+def _impulse_oracle(n: int, axis: int, spacing, sigma_um) -> np.ndarray:
+    """Filtered white noise's SD at each index along `axis`, impulse by impulse: the response
+    of remove_background to a unit impulse at every position of a stack of length `n`
+    (the other axes long enough for the filters' whole reach), squared and summed."""
+    reach = 40  # voxels: more than any kernel here reaches
+    shape = [2 * reach + 1] * 3
+    shape[axis] = n
+    variance = np.zeros(n)
+    for j in range(n):
+        impulse = np.zeros(shape, np.float32)
+        centre = [reach] * 3
+        centre[axis] = j
+        impulse[tuple(centre)] = 1.0
+        response = remove_background(impulse, spacing=spacing, spot_sigma_um=sigma_um)
+        other = tuple(a for a in range(3) if a != axis)
+        variance += np.square(response.astype(np.float64)).sum(axis=other)
+    far = np.zeros([2 * reach + 1] * 3, np.float32)
+    far[reach, reach, reach] = 1.0
+    reference = np.square(remove_background(far, spacing=spacing, spot_sigma_um=sigma_um)
+                          .astype(np.float64)).sum()
+    return np.sqrt(variance / reference)
+
+
+@pytest.mark.parametrize(("n", "axis", "spacing"), [
+    (24, 0, (0.3, 0.11, 0.11)), (5, 0, (0.3, 0.11, 0.11)), (40, 2, (0.2, 0.065, 0.065)),
+    (3, 1, (0.2, 0.065, 0.065))])
+def test_face_noise_profile_matches_the_impulse_by_impulse_oracle(n, axis, spacing):
+    sigma_um = (0.22, 0.08)
+    profile = face_noise_profile(n, axis, tuple(spacing),
+                                 tuple(float(v) for v in microns_to_voxels(sigma_um, 1.0)), 2.0)
+    expected = _impulse_oracle(n, axis, spacing, sigma_um)
+    np.testing.assert_allclose(profile, expected, rtol=2e-3)
+    # The outermost voxels' noise is stronger, by a fifth to a third on these grids.
+    if n > 10:
+        assert 1.15 < profile[0] < 1.4
+        assert abs(profile[n // 2] - 1) < 1e-3
+
+
+@pytest.mark.parametrize("preset", ["confocal", "widefield"])
+def test_pure_noise_gives_no_more_false_spots_on_the_faces_than_inside(preset):
+    # Mirrored at the faces, the filters leave stronger noise there: without the face's
+    # noise profile, 20-27 false spots per face plane of four 30x256x256 widefield
+    # noise stacks against 0-2 per inner plane.
+    scope = synthetic.PRESETS[preset]
+    rng = np.random.default_rng(11)
+    face, inside = 0, 0
+    for _ in range(3):
+        image = synthetic.apply_camera(np.full((30, 160, 160), scope.background), rng,
+                                       offset=scope.camera_offset, gain=scope.gain,
+                                       read_noise=scope.read_noise)
+        spots = segment_intermediates(image, "rna", spacing=scope.spacing).spots
+        index = spots[["zi", "yi", "xi"]].to_numpy()
+        on_face = ((index == 0) | (index == np.array(image.shape) - 1)).any(axis=1)
+        face += int(on_face.sum())
+        inside += int((~on_face).sum())
+    # The faces hold 2 of 30 planes and 4 of 160 rows and columns: ~17% of the voxels.
+    assert face <= 0.17 * (face + inside) * 2 + 3, (face, inside)
+
+
+def _gaussian_spot(shape, centre, sigma_vox, amplitude):
+    grid = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return amplitude * np.exp(-sum((g - c) ** 2 / (2 * s * s)
+                                   for g, c, s in zip(grid, centre, sigma_vox)))
+
+
+def test_molecules_on_the_stacks_faces_are_found_and_the_haze_beyond_a_face_is_not():
+    # Widefield grid and PSF. A bright haze centred beyond the first plane (an
+    # out-of-focus cell just outside the stack) slopes down across it; mirrored by the
+    # filters it became a ridge of false spots. Molecules sit on the first and last
+    # planes, on the first row, and inside: each must be found where it is.
+    spacing = np.array([0.3, 0.11, 0.11])
+    shape = (24, 128, 128)
+    psf = np.array([0.33, 0.115, 0.115]) / spacing
+    rng = np.random.default_rng(3)
+    light = np.full(shape, 3300.0)
+    light += _gaussian_spot(shape, (-5, 40, 40), np.array([1.0, 1.5, 1.5]) / spacing, 4000.0)
+    molecules = [(0, 40, 44), (0, 90, 30), (23, 64, 64), (23, 20, 100), (10, 0, 70),
+                 (12, 100, 100), (5, 40, 40)]
+    noise_sd = 100.0
+    for centre in molecules:
+        light += _gaussian_spot(shape, centre, psf, 9 * noise_sd)
+    image = rng.poisson(light).astype(np.float64)
+    image += rng.normal(0, np.sqrt(noise_sd**2 - 3300.0), shape)
+    labels, count = ndimage.label(segment(image, "rna", spacing=spacing), structure=FACE)
+    held = [int(labels[c]) for c in molecules]
+    assert all(held), held  # every molecule is in an object ...
+    assert len(set(held)) == len(molecules)  # ... its own ...
+    # ... and the haze's ridge makes next to none: 55-73 objects on the first plane (seeds
+    # 3-5) with the ridge left in, 0-1 taken away. The automatic threshold allows about one
+    # false spot in a stack this size.
+    assert count - len(molecules) <= 3, count
+
+
+def test_find_spots_keeps_a_maximum_on_a_face_without_a_sub_voxel_offset_across_it():
+    score = np.zeros((7, 15, 15))
+    score[0, 7, 7], score[1, 7, 7], score[0, 7, 8] = 10.0, 6.0, 4.0
+    spots = find_spots(score, 4.0, spacing=0.1, min_distance_um=0.1)
+    assert len(spots) == 1
+    assert spots["z"][0] == 0.0
+    assert spots["zi"][0] == 0
+    assert 7.0 < spots["x"][0] < 7.5  # inside the face the parabola still applies
+    assert find_spots(score, 4.0, spacing=0.1, min_distance_um=0.1, faces=False).empty
+
+
 def test_noise_estimate_is_not_quantized():
     # Integer images of equal noise at two background levels: the old
     # 1.4826*MAD of the integers came out 3 for one and 4 for the other (33% apart).
@@ -283,11 +388,10 @@ def _render(centres, amplitudes, shape, background, rng):
     return rng.poisson(image).astype(np.uint16)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_blended_pairs_are_split_and_lone_molecules_are_not(seed):
-    # Lone molecules on a jittered grid, 30% of them with a second molecule 2-3 PSF sigmas
-    # away in a random 3-D direction (one maximum for most such pairs), brightness
-    # log-normal around 21 noise SDs, Poisson noise. Oracle: the true positions.
+def _pairs_case(seed):
+    """Lone molecules on a jittered grid, 30% of them with a second molecule 2-3 PSF sigmas
+    away in a random 3-D direction (one maximum for most such pairs), brightness log-normal
+    around 21 noise SDs, Poisson noise: the image, the true centres, which are in a pair."""
     rng = np.random.default_rng(seed)
     shape = (24, 160, 160)
     sigma = PSF_UM / SPACING
@@ -302,27 +406,49 @@ def test_blended_pairs_are_split_and_lone_molecules_are_not(seed):
     centres = np.concatenate([np.where(pair[:, None], sites - half, sites), sites[pair] + half[pair]])
     in_pair = np.r_[pair, np.ones(pair.sum(), dtype=bool)]
     image = _render(centres, 300 * np.exp(0.35 * rng.normal(size=len(centres))), shape, 200.0, rng)
+    return image, centres, in_pair
 
-    def found(fraction):
-        run = segment_intermediates(image, SegmentationParams("rna", blend_fraction=fraction),
-                                    spacing=SPACING)
-        detected = run.spots[["z", "y", "x"]].to_numpy() * SPACING
-        matched_detections, matched = synthetic.match_points(detected, centres * SPACING,
-                                                             radius=0.75 * PSF_UM)
-        hit = np.zeros(len(centres), dtype=bool)
-        hit[matched] = True
-        return hit, len(detected) - len(matched_detections), run.spots
 
-    hit, extra, spots = found(PRESETS["rna"]["blend_fraction"])
-    hit_unsplit, extra_unsplit, _ = found(0.0)
-    assert pair.sum() >= 50
+def _pairs_found(image, centres, fraction):
+    """Which true centres a detection matches, the detections matching none, the spots."""
+    run = segment_intermediates(image, SegmentationParams("rna", blend_fraction=fraction),
+                                spacing=SPACING)
+    detected = run.spots[["z", "y", "x"]].to_numpy() * SPACING
+    matched_detections, matched = synthetic.match_points(detected, centres * SPACING,
+                                                         radius=0.75 * PSF_UM)
+    hit = np.zeros(len(centres), dtype=bool)
+    hit[matched] = True
+    return hit, len(detected) - len(matched_detections), run.spots
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_blended_pairs_are_split_and_lone_molecules_are_not(seed):
+    # Oracle: the true positions.
+    image, centres, in_pair = _pairs_case(seed)
+    hit, _, spots = _pairs_found(image, centres, PRESETS["rna"]["blend_fraction"])
+    hit_unsplit, _, _ = _pairs_found(image, centres, 0.0)
+    n_pairs = int(in_pair.sum()) // 2
+    assert n_pairs >= 50
     # Measured 0.89 of the paired molecules, against 0.54-0.57 from the maxima alone.
     assert hit[in_pair].mean() >= 0.85, hit[in_pair].mean()
     assert hit_unsplit[in_pair].mean() <= 0.7
     assert hit[~in_pair].all()
-    # A lone molecule is not split: at most a few detections match nothing.
-    assert extra <= extra_unsplit + 0.05 * pair.sum(), (extra, extra_unsplit)
-    assert spots["blended"].sum() <= 2 * pair.sum()
+    assert spots["blended"].sum() <= 2 * n_pairs
+
+
+def test_lone_molecules_are_not_split():
+    # Detections matching no molecule, with the split and without it, pooled over four
+    # images (~240 pairs, ~560 lone molecules): one image's count moves by a few with
+    # marginal splits and false spots (seeds 1-8: 4-11 with the split, 2-11 without).
+    # Splitting every lone molecule would add hundreds.
+    extra, extra_unsplit, pairs = 0, 0, 0
+    for seed in (1, 2, 3, 4):
+        image, centres, in_pair = _pairs_case(seed)
+        extra += _pairs_found(image, centres, PRESETS["rna"]["blend_fraction"])[1]
+        extra_unsplit += _pairs_found(image, centres, 0.0)[1]
+        pairs += int(in_pair.sum()) // 2
+    assert pairs >= 200
+    assert extra <= extra_unsplit + 0.05 * pairs, (extra, extra_unsplit, pairs)
 
 
 def test_a_spot_with_side_lobes_is_not_split(monkeypatch):

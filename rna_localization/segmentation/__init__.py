@@ -12,6 +12,7 @@ from .batch import (
     write_qc_page,
 )
 from .detection import (
+    face_noise_profile,
     find_spots,
     grow_objects,
     local_noise,
@@ -58,6 +59,7 @@ __all__ = [
     "SegmentationParams",
     "check_object_sizes",
     "check_segmentation",
+    "face_noise_profile",
     "find_spots",
     "grow_objects",
     "load_params",

@@ -1,0 +1,130 @@
+"""Test images rendered by sim-fish, the Big-FISH authors' simulator: a check of our counting on
+images our own simulator did not make.
+
+sim-fish renders each molecule as a Gaussian integrated over its voxels and cut at
+√3 sigmas, on a flat background with Poisson noise (``add_spots``,
+``add_white_noise``). The molecules are placed here: single molecules uniformly
+through the whole stack, its first and last planes, rows and columns included (a
+real stack cuts through the cells, so molecules sit on its faces; our simulator
+keeps them two planes inside), and granules of several molecules spread normally
+around a centre. Positions are sub-voxel: the image is rendered on a grid
+``SUBPIXEL`` times finer along each axis and summed back to the voxels.
+
+The result has the attributes the quantification benchmark reads (``name``,
+``rna``, ``spacing``, ``molecules``), like :class:`rna_localization.synthetic.SimulatedImage`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+#: The widefield grid and optics of the hand-tagged real images (µm): 0.11 µm pixels,
+#: 0.3 µm steps, NA 1.45.
+SPACING = (0.3, 0.11, 0.11)
+PSF_SIGMA_UM = (0.33, 0.115, 0.115)
+#: Background (counts) of the real widefield images, and the share of it its level varies
+#: by from voxel to voxel (sim-fish's ``random_noise``): with the Poisson noise, a noise SD
+#: of ~100 counts, as measured on them (../shared/FACTS.md).
+BACKGROUND, BACKGROUND_SPREAD = 3300.0, 0.025
+#: Molecules per image: single ones, and granules of each of these sizes.
+SINGLES = 400
+GRANULE_SIZES = (4, 6, 8, 10, 12, 15)
+#: SD (µm) of a granule's molecules around its centre, along every axis.
+GRANULE_SPREAD_UM = 0.12
+#: Rendering grid: this many times finer along each axis.
+SUBPIXEL = 2
+#: sim-fish's spread of spot amplitudes and sigmas (its defaults).
+AMPLITUDE_SPREAD, SIGMA_SPREAD = 0.05, 0.05
+
+
+@dataclass
+class SimFishImage:
+    """One rendered image and its molecules (voxel coordinates, as our simulator's table)."""
+
+    name: str
+    rna: np.ndarray
+    spacing: tuple
+    molecules: pd.DataFrame
+
+
+def available() -> str | None:
+    """None when ``simfish`` imports; the reason it does not otherwise."""
+    try:
+        import simfish  # noqa: F401
+    except Exception as error:  # noqa: BLE001 (any import failure means: not available)
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _positions(rng, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Molecule positions (voxels), their object ids and whether each is in a granule."""
+    shape = np.asarray(shape, dtype=np.float64)
+    # A voxel spans its index +- 0.5: molecules anywhere in the stack, faces included.
+    singles = rng.uniform(-0.5, shape - 0.5, size=(SINGLES, 3))
+    centres = rng.uniform(0.5, shape - 1.5, size=(len(GRANULE_SIZES), 3))
+    spread = GRANULE_SPREAD_UM / np.asarray(SPACING)
+    members = [centre + rng.normal(0.0, spread, size=(size, 3))
+               for centre, size in zip(centres, GRANULE_SIZES)]
+    granule = np.clip(np.concatenate(members), -0.5, shape - 0.5 - 1e-6)
+    positions = np.concatenate([singles, granule])
+    owner = np.concatenate([np.arange(1, SINGLES + 1),
+                            SINGLES + 1 + np.repeat(np.arange(len(GRANULE_SIZES)), GRANULE_SIZES)])
+    in_granule = np.arange(len(positions)) >= SINGLES
+    return positions, owner, in_granule
+
+
+def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256)) -> SimFishImage:
+    """A sim-fish image whose single molecules' median peak is `snr` noise SDs above the background.
+
+    Parameters
+    ----------
+    name : str
+        Image name (its text before the first ``_`` is its group, as the benchmark reads it).
+    seed : int
+    snr : float
+        Median over the molecules of the noiseless peak voxel above the background, over the
+        background's noise SD.
+    shape : (3,) tuple of int
+
+    Returns
+    -------
+    SimFishImage
+    """
+    import simfish
+
+    rng = np.random.default_rng(seed)
+    positions, owner, in_granule = _positions(rng, shape)
+    fine_shape = tuple(n * SUBPIXEL for n in shape)
+    fine_voxel_nm = [1000 * s / SUBPIXEL for s in SPACING]
+    # Position p of a voxel maps to fine voxels SUBPIXEL*p .. SUBPIXEL*p + SUBPIXEL - 1.
+    fine = np.clip(np.rint((positions + 0.5) * SUBPIXEL - 0.5), 0,
+                   np.asarray(fine_shape) - 1)
+    sigma = np.asarray([1000 * PSF_SIGMA_UM[0], 1000 * PSF_SIGMA_UM[1]])
+    sigmas = sigma * (1 + SIGMA_SPREAD * rng.standard_normal((len(positions), 2)))
+    spread = rng.uniform(1 - AMPLITUDE_SPREAD, 1 + AMPLITUDE_SPREAD, len(positions))
+    voxel = np.clip(np.rint(positions[~in_granule]).astype(int), 0, np.asarray(shape) - 1)
+    noise_sd = float(np.hypot(np.sqrt(BACKGROUND), BACKGROUND_SPREAD * BACKGROUND))
+
+    def render(amplitude):
+        # sim-fish draws its shot noise from NumPy's global generator.
+        np.random.seed(seed)  # noqa: NPY002 (sim-fish takes no generator)
+        truth = np.column_stack([fine, sigmas, amplitude * spread]).astype(np.float64)
+        light = simfish.add_spots(np.zeros(fine_shape, np.float64), truth,
+                                  voxel_size=tuple(fine_voxel_nm))
+        return light.reshape(shape[0], SUBPIXEL, shape[1], SUBPIXEL, shape[2], SUBPIXEL).sum(
+            axis=(1, 3, 5))
+
+    # Light grows with the amplitude: a first rendering measures the single molecules'
+    # median peak, the second has the amplitude that puts it at `snr` noise SDs.
+    amplitude = 1000.0 * snr * noise_sd / float(np.median(render(1000.0)[tuple(voxel.T)]))
+    light = render(amplitude)
+    image = simfish.add_white_noise(light, noise_level=BACKGROUND, random_noise=BACKGROUND_SPREAD)
+    molecules = pd.DataFrame({
+        "object_id": owner.astype(np.int64), "z": positions[:, 0], "y": positions[:, 1],
+        "x": positions[:, 2], "brightness": amplitude * spread, "in_granule": in_granule,
+    })
+    return SimFishImage(name, np.clip(np.rint(image), 0, 65535).astype(np.uint16), SPACING,
+                        molecules)
