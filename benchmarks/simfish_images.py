@@ -79,14 +79,16 @@ def _positions(rng, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256)) -> SimFishImage:
     """A sim-fish image whose single molecules' median peak is `snr` noise SDs above the background.
 
+    Sets NumPy's global random generator (sim-fish draws its noise from it).
+
     Parameters
     ----------
     name : str
         Image name (its text before the first ``_`` is its group, as the benchmark reads it).
     seed : int
     snr : float
-        Median over the molecules of the noiseless peak voxel above the background, over the
-        background's noise SD.
+        Median over the single molecules of their peak voxel's light above the background
+        (with sim-fish's shot noise), over the background's noise SD.
     shape : (3,) tuple of int
 
     Returns
@@ -102,6 +104,8 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256)) -> 
     # Position p of a voxel maps to fine voxels SUBPIXEL*p .. SUBPIXEL*p + SUBPIXEL - 1.
     fine = np.clip(np.rint((positions + 0.5) * SUBPIXEL - 0.5), 0,
                    np.asarray(fine_shape) - 1)
+    # sim-fish renders on the fine grid's voxels: the molecules are where it puts them.
+    positions = (fine + 0.5) / SUBPIXEL - 0.5
     sigma = np.asarray([1000 * PSF_SIGMA_UM[0], 1000 * PSF_SIGMA_UM[1]])
     sigmas = sigma * (1 + SIGMA_SPREAD * rng.standard_normal((len(positions), 2)))
     spread = rng.uniform(1 - AMPLITUDE_SPREAD, 1 + AMPLITUDE_SPREAD, len(positions))

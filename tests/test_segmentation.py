@@ -22,6 +22,7 @@ from rna_localization.segmentation import (
     PRESETS,
     LargeObjectsRemovedWarning,
     SegmentationParams,
+    detection,
     face_noise_profile,
     find_spots,
     load_params,
@@ -191,10 +192,33 @@ def test_pure_noise_gives_at_most_the_stated_false_positive_rate(preset):
     assert found >= 0.3 * expected - 1, (found, expected, volume)
 
 
+@pytest.mark.parametrize(("preset", "planes"), [("widefield", 5), ("widefield", 9),
+                                                  ("widefield", 16), ("confocal", 5),
+                                                  ("confocal", 9), ("confocal", 16)])
+def test_thin_stacks_of_pure_noise_stay_within_the_stated_false_positive_rate(preset, planes):
+    # The noise measure's steps along z fold back at the faces, on a thin stack onto every
+    # plane: with one share of the noise kept for all planes, 46 false spots in four 5-plane
+    # widefield stacks where 4.8 were allowed, most on the last planes.
+    scope = synthetic.PRESETS[preset]
+    rng = np.random.default_rng(7)
+    volume, found = 0.0, 0
+    for _ in range(4):
+        image = synthetic.apply_camera(np.full((planes, 256, 256), scope.background), rng,
+                                       offset=scope.camera_offset, gain=scope.gain,
+                                       read_noise=scope.read_noise)
+        found += int(ndimage.label(segment(image, "rna", spacing=scope.spacing),
+                                   structure=FACE)[1])
+        volume += float(np.prod(np.array(image.shape) * scope.spacing))
+    expected = SegmentationParams("rna").false_positives_per_1000um3 * volume / 1000
+    assert found <= expected + 2.33 * np.sqrt(expected) + 1, (found, expected)
+
+
 def _impulse_oracle(n: int, axis: int, spacing, sigma_um) -> np.ndarray:
     """Filtered white noise's SD at each index along `axis`, impulse by impulse: the response
-    of remove_background to a unit impulse at every position of a stack of length `n`
-    (the other axes long enough for the filters' whole reach), squared and summed."""
+    of remove_background's linear filters to a unit impulse at every position of a stack of
+    length `n` (the other axes long enough for the filters' whole reach), squared and summed.
+    (Its last step, the face ridges' removal, is a median: not linear, and not part of the
+    profile; on white noise it takes off a few hundredths of an SD.)"""
     reach = 40  # voxels: more than any kernel here reaches
     shape = [2 * reach + 1] * 3
     shape[axis] = n
@@ -217,12 +241,16 @@ def _impulse_oracle(n: int, axis: int, spacing, sigma_um) -> np.ndarray:
 @pytest.mark.parametrize(("n", "axis", "spacing"), [
     (24, 0, (0.3, 0.11, 0.11)), (5, 0, (0.3, 0.11, 0.11)), (40, 2, (0.2, 0.065, 0.065)),
     (3, 1, (0.2, 0.065, 0.065))])
-def test_face_noise_profile_matches_the_impulse_by_impulse_oracle(n, axis, spacing):
+def test_face_noise_profile_matches_the_impulse_by_impulse_oracle(n, axis, spacing, monkeypatch):
     sigma_um = (0.22, 0.08)
-    profile = face_noise_profile(n, axis, tuple(spacing),
-                                 tuple(float(v) for v in microns_to_voxels(sigma_um, 1.0)), 2.0)
+    monkeypatch.setattr(detection, "_remove_face_ridges", lambda filtered, **_: None)
+    detection._filter_kernel.cache_clear()
+    detection._face_noise_profile.cache_clear()
+    profile = face_noise_profile(n, axis, list(spacing), sigma_um)
     expected = _impulse_oracle(n, axis, spacing, sigma_um)
-    np.testing.assert_allclose(profile, expected, rtol=2e-3)
+    detection._filter_kernel.cache_clear()  # made without the ridge step: not for later tests
+    detection._face_noise_profile.cache_clear()
+    np.testing.assert_allclose(profile, expected, rtol=1e-5)
     # The outermost voxels' noise is stronger, by a fifth to a third on these grids.
     if n > 10:
         assert 1.15 < profile[0] < 1.4
@@ -246,8 +274,9 @@ def test_pure_noise_gives_no_more_false_spots_on_the_faces_than_inside(preset):
         on_face = ((index == 0) | (index == np.array(image.shape) - 1)).any(axis=1)
         face += int(on_face.sum())
         inside += int((~on_face).sum())
-    # The faces hold 2 of 30 planes and 4 of 160 rows and columns: ~17% of the voxels.
-    assert face <= 0.17 * (face + inside) * 2 + 3, (face, inside)
+    # The faces hold 2 of 30 planes and 4 of 160 rows and columns: 9% of the voxels. Held
+    # to twice that share (few spots: Poisson error), a face's spots only as likely as any.
+    assert face <= 0.18 * (face + inside) + 2, (face, inside)
 
 
 def _gaussian_spot(shape, centre, sigma_vox, amplitude):
@@ -293,6 +322,12 @@ def test_find_spots_keeps_a_maximum_on_a_face_without_a_sub_voxel_offset_across_
     assert spots["zi"][0] == 0
     assert 7.0 < spots["x"][0] < 7.5  # inside the face the parabola still applies
     assert find_spots(score, 4.0, spacing=0.1, min_distance_um=0.1, faces=False).empty
+    # An exact tie: the first voxel in raster order is the spot, on a face as inside.
+    for z in (0, 3):
+        tied = np.zeros((7, 15, 15))
+        tied[z, 7, 7] = tied[z, 7, 8] = 10.0
+        spots = find_spots(tied, 4.0, spacing=0.1, min_distance_um=0.1)
+        assert spots[["zi", "yi", "xi"]].to_numpy().tolist() == [[z, 7, 7]]
 
 
 def test_noise_estimate_is_not_quantized():

@@ -68,7 +68,11 @@ SPOT_COLUMNS = {"z": "float64", "y": "float64", "x": "float64", "score": "float6
 #: The Gaussian kernels stop at this many sigmas.
 _TRUNCATE = 3.0
 #: Tile (µm along the face) over which :func:`remove_background` measures the ridge left at
-#: the volume's faces: a few spot widths, smaller than out-of-focus haze.
+#: the volume's faces: many spot widths, so that neither a spot nor a compact object (a
+#: centrosome, a granule) moves a tile's median. Tiles of 0.5 µm as well took the haze of a
+#: 0.8 µm wide blob just beyond a face (28 false spots in three widefield stacks, 1), but
+#: also part of the centrosomes near a face (their volume on the widefield demo -11 to -18%
+#: against 0 to +9%).
 _RIDGE_TILE_UM = 1.5
 #: The background's curvature is measured at this many background sigmas.
 _CURVATURE_SCALE = 2.0
@@ -180,7 +184,9 @@ def _remove_face_ridges(filtered: np.ndarray, *, spacing, spot: np.ndarray) -> N
     last plane. That ridge is smooth along the face, a spot is not: on the
     voxels within reach of the spot filter from each face, each slice parallel
     to the face loses the median of its tiles of :data:`_RIDGE_TILE_UM` where
-    that median is positive, interpolated between tile centres.
+    that median is positive, interpolated between tile centres. Haze narrower
+    than a tile (a blob under a micron wide just beyond the face) can still
+    leave a ridge.
     """
     spacing = normalize_spacing(spacing)
     for axis, n in enumerate(filtered.shape):
@@ -191,14 +197,14 @@ def _remove_face_ridges(filtered: np.ndarray, *, spacing, spot: np.ndarray) -> N
         other = [a for a in range(3) if a != axis]
         for face in faces:
             slab = np.moveaxis(filtered, axis, 0)[face]  # a view: (k, a, b), slices along the face
-            slab -= _ridge(slab, [spacing[a] for a in other])
+            slab -= _ridge(slab, [spacing[a] for a in other], _RIDGE_TILE_UM)
 
 
-def _ridge(slab: np.ndarray, spacing) -> np.ndarray:
-    """The positive part of the median of each slice's tiles of `slab` (k, a, b), interpolated
-    linearly between tile centres (constant beyond the outer ones)."""
+def _ridge(slab: np.ndarray, spacing, tile_um: float) -> np.ndarray:
+    """The positive part of the median of each slice's tiles of `tile_um` of `slab` (k, a, b),
+    interpolated linearly between tile centres (constant beyond the outer ones)."""
     shape = slab.shape[1:]
-    sizes = [int(min(max(round(_RIDGE_TILE_UM / step), 3), m)) for step, m in zip(spacing, shape)]
+    sizes = [int(min(max(round(tile_um / step), 3), m)) for step, m in zip(spacing, shape)]
     counts = [max(m // t, 1) for m, t in zip(shape, sizes)]
     sizes = [m // c for m, c in zip(shape, counts)]
     # Every second voxel of a tile along each axis: a quarter of the work, the same
@@ -372,8 +378,10 @@ def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 
     What varies over more than a few spot sizes is background left over, not
     noise, so the noise is measured on the filtered image minus the mean of
     its neighbours six spot sigmas away along each axis, then scaled back by
-    the ratio the same steps give on white noise (computed, not assumed).
-    Voxels near anything brighter than 4.5 times a first estimate (spots, not
+    the ratio the same steps give on white noise (computed, not assumed), plane
+    by plane: near the faces, and on every plane of a thin stack, the steps fold
+    back differently on each plane. The filters' own stronger noise at the faces
+    is multiplied in (:func:`face_noise_profile`). Voxels near anything brighter than 4.5 times a first estimate (spots, not
     noise) are left out of the second, final estimate; a block they crowd out
     (fewer than 100 voxels left) takes the nearest clear block's noise
     (`borrow_crowded`), or is measured on all its voxels. The image is cut into
@@ -420,13 +428,14 @@ def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 
     spacing = normalize_spacing(spacing)
     wide = 2 * microns_to_voxels(spot_sigma_um, spacing)
     reach = np.maximum(np.rint(_NOISE_REACH * wide).astype(int), 1)
-    # The same steps on white noise: how much of the noise the high pass keeps.
-    shape = tuple(int(v) for v in np.maximum(6 * reach + 16, 32))
-    white = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    white = remove_background(white, spacing=spacing, spot_sigma_um=spot_sigma_um,
-                              background_ratio=background_ratio)
-    inner = tuple(slice(2 * r, n - 2 * r) for r, n in zip(reach, shape))
-    kept = float(_high_pass(white, reach)[inner].std() / white[inner].std())
+    sigma = tuple(float(v) for v in microns_to_voxels(spot_sigma_um, 1.0))
+    key = (tuple(float(v) for v in spacing), sigma, float(background_ratio))
+    # How much of the noise the high pass keeps, plane by plane (white noise through the
+    # same steps): near the faces the mirrors of the filters and of the high pass fold
+    # back differently on each plane, on a thin stack on every plane (one ratio for all
+    # put the noise of 5 widefield planes 18% low on the last ones).
+    kept = _kept_profile(filtered.shape[0], *key, tuple(int(r) for r in reach))
+    profiles = [face_noise_profile(n, axis, *key) for axis, n in enumerate(filtered.shape)]
     # Every second voxel in y and x is sampled: a quarter of the work, the same
     # medians to ~1%.
     sample = (slice(None), slice(None, None, 2), slice(None, None, 2))
@@ -444,25 +453,55 @@ def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 
         # A flat block (e.g. a constant image) borrows the others' noise.
         positive = grid[grid > 0]
         grid = np.maximum(grid, np.float32(positive.min() if positive.size else 1e-6))
-        return np.einsum("zi,yj,xk,ijk->zyx", *weights, grid, optimize=True).astype(np.float32)
+        noise = np.einsum("zi,yj,xk,ijk->zyx", *weights, grid, optimize=True).astype(np.float32)
+        # At the volume's faces the mirrored filters average fewer independent voxels:
+        # white noise comes out up to a third stronger on the outermost plane, row and
+        # column (face_noise_profile).
+        for axis, profile in enumerate(profiles):
+            noise *= profile.reshape([-1 if a == axis else 1 for a in range(3)])
+        return noise
 
-    high = _high_pass(filtered, reach)[sample]
-    noise = interpolate(_block_mad(high, counts) / np.float32(kept))
+    # Each plane brought to the noise far from the faces: then the blocks, several planes
+    # thick, measure one level.
+    high = _high_pass(filtered, reach)[sample] / (kept * profiles[0])[:, None, None]
+    noise = interpolate(_block_mad(high, counts))
     # Where molecules are dense they widen the distribution; measure again
     # without the voxels near anything above 4.5 noise SDs (spots, not noise).
     half = np.maximum(reach // stride, 1)
     bright = (filtered[sample] > 4.5 * noise[sample]).view(np.uint8)
     near_spots = ndimage.maximum_filter(bright, size=tuple(2 * half + 1), mode="constant") > 0
-    grid = _block_mad(high, counts, near_spots, borrow=borrow_crowded)
-    noise = interpolate(grid / np.float32(kept))
-    # At the volume's faces the mirrored filters average fewer independent voxels:
-    # white noise comes out up to a third stronger on the outermost plane, row and column.
-    key = (tuple(float(v) for v in spacing),
-           tuple(float(v) for v in microns_to_voxels(spot_sigma_um, 1.0)), float(background_ratio))
-    for axis, n in enumerate(filtered.shape):
-        profile = face_noise_profile(n, axis, *key)
-        noise *= profile.reshape([-1 if a == axis else 1 for a in range(3)])
-    return noise
+    return interpolate(_block_mad(high, counts, near_spots, borrow=borrow_crowded))
+
+
+@functools.lru_cache(maxsize=64)
+def _kept_profile(n: int, spacing: tuple, spot_sigma_um: tuple, background_ratio: float,
+                  reach: tuple) -> np.ndarray:
+    """For a stack of `n` planes, each plane's share of white noise's SD that
+    :func:`_high_pass` (steps `reach`) keeps of :func:`remove_background`'s output.
+
+    Measured on white noise (seeded) of the same number of planes, or, for a thick
+    stack, on its first and last planes and one far from both (the same ratio for
+    every plane in between).
+    """
+    sigma = np.asarray(spot_sigma_um, dtype=np.float64) / np.asarray(spacing, dtype=np.float64)
+    broad = sigma * float(background_ratio)
+    filters = (np.ceil(_TRUNCATE * broad) + np.ceil(_TRUNCATE * broad * _CURVATURE_SCALE) + 2
+               ).astype(int)
+    edge = int(filters[0] + reach[0] + 1)  # planes a face can reach through both steps
+    length = n if n <= 2 * edge + 1 else 2 * edge + 1
+    margin = [int(f + 2 * r) for f, r in zip(filters[1:], reach[1:])]
+    lateral = [m * 2 + 128 for m in margin]
+    white = np.random.default_rng(0).standard_normal((length, *lateral), dtype=np.float32)
+    white = remove_background(white, spacing=spacing, spot_sigma_um=spot_sigma_um,
+                              background_ratio=background_ratio)
+    inner = (slice(None), *(slice(m, -m) for m in margin))
+    ratio = (_high_pass(white, np.asarray(reach))[inner].std(axis=(1, 2), dtype=np.float64)
+             / white[inner].std(axis=(1, 2), dtype=np.float64))
+    if length < n:
+        ratio = np.concatenate([ratio[:edge], np.full(n - 2 * edge, ratio[edge]), ratio[-edge:]])
+    ratio = ratio.astype(np.float32)
+    ratio.setflags(write=False)  # cached: shared by every caller
+    return ratio
 
 
 @functools.lru_cache(maxsize=16)
@@ -480,8 +519,7 @@ def _filter_kernel(spacing: tuple, spot_sigma_um: tuple, background_ratio: float
                              background_ratio=background_ratio).astype(np.float64)
 
 
-@functools.lru_cache(maxsize=64)
-def face_noise_profile(n: int, axis: int, spacing: tuple, spot_sigma_um: tuple,
+def face_noise_profile(n: int, axis: int, spacing, spot_sigma_um,
                        background_ratio: float = 2.0) -> np.ndarray:
     """White noise's SD after :func:`remove_background` at each index along `axis`, over its SD
     far from the faces.
@@ -502,24 +540,32 @@ def face_noise_profile(n: int, axis: int, spacing: tuple, spot_sigma_um: tuple,
         The image's length along `axis`, voxels.
     axis : int
         0, 1 or 2 (z, y, x).
-    spacing : (3,) tuple of float
-        Microns per voxel.
-    spot_sigma_um : (3,) tuple of float
-        The detection filter's sigma per axis, µm.
+    spacing : float or sequence of 3 floats
+        Microns per voxel (z, y, x).
+    spot_sigma_um : float or (axial, lateral)
+        The detection filter's sigma, µm (as :func:`remove_background`'s).
     background_ratio : float
         As :func:`remove_background`'s.
 
     Returns
     -------
     (n,) ndarray of float32
-        1 wherever the filters do not reach a face.
+        1 wherever the filters do not reach a face; read-only (shared by every caller).
 
     Examples
     --------
-    >>> profile = face_noise_profile(30, 0, (0.3, 0.11, 0.11), (0.22, 0.08, 0.08))
+    >>> profile = face_noise_profile(30, 0, (0.3, 0.11, 0.11), (0.22, 0.08))
     >>> bool(1.15 < profile[0] < 1.4), bool(abs(profile[15] - 1) < 1e-6)
     (True, True)
     """
+    return _face_noise_profile(
+        int(n), int(axis), tuple(float(v) for v in normalize_spacing(spacing)),
+        tuple(float(v) for v in microns_to_voxels(spot_sigma_um, 1.0)), float(background_ratio))
+
+
+@functools.lru_cache(maxsize=64)
+def _face_noise_profile(n: int, axis: int, spacing: tuple, spot_sigma_um: tuple,
+                        background_ratio: float) -> np.ndarray:
     kernel = _filter_kernel(spacing, spot_sigma_um, background_ratio)
     slices = np.moveaxis(kernel, axis, 0).reshape(kernel.shape[axis], -1)
     gram = slices @ slices.T
@@ -725,11 +771,13 @@ def find_spots(score: np.ndarray, threshold: float, *, spacing, min_distance_um,
             continue
         clipped = np.clip(index + offset, 0, upper)
         neighbour = score[tuple(clipped.T)]
-        if tuple(offset) < (0, 0, 0):
-            # At the edge the clipped neighbour may be the voxel itself.
-            is_max &= (values32 > neighbour) | np.all(clipped == index, axis=1)
-        else:
-            is_max &= values32 >= neighbour
+        # At a face the clipped neighbour is another one (or the voxel itself): the tie
+        # rule follows where it really lies, before (strictly greater) or after.
+        actual = clipped - index
+        first = np.where(actual[:, 0] != 0, actual[:, 0],
+                         np.where(actual[:, 1] != 0, actual[:, 1], actual[:, 2]))
+        is_max &= np.where(first < 0, values32 > neighbour,
+                           (first == 0) | (values32 >= neighbour))
     index = index[is_max]
     if not faces:
         for axis, n in enumerate(score.shape):
