@@ -167,17 +167,22 @@ def test_rna_detection_over_the_snr_sweep(preset, snr):
     assert recall >= RECALL_FLOOR[preset][snr], recall
 
 
+def _noise_stacks(preset: str, shape, count: int, seed: int):
+    """`count` stacks of a flat background through the preset's camera: shot and read noise
+    only, the noise the automatic threshold's rate is stated for."""
+    scope = synthetic.PRESETS[preset]
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        yield synthetic.apply_camera(np.full(shape, scope.background), rng,
+                                     offset=scope.camera_offset, gain=scope.gain,
+                                     read_noise=scope.read_noise)
+
+
 @pytest.mark.parametrize("preset", ["confocal", "widefield"])
 def test_pure_noise_gives_at_most_the_stated_false_positive_rate(preset):
-    # Flat background through the camera: shot and read noise only, the noise
-    # the automatic threshold's rate is stated for.
     scope = synthetic.PRESETS[preset]
-    rng = np.random.default_rng(7)
     volume, found = 0.0, 0
-    for _ in range(3):
-        image = synthetic.apply_camera(np.full((40, 192, 192), scope.background), rng,
-                                       offset=scope.camera_offset, gain=scope.gain,
-                                       read_noise=scope.read_noise)
+    for image in _noise_stacks(preset, (40, 192, 192), 3, seed=7):
         found += int(ndimage.label(segment(image, "rna", spacing=scope.spacing),
                                    structure=FACE)[1])
         volume += float(np.prod(np.array(image.shape) * scope.spacing))
@@ -200,12 +205,8 @@ def test_thin_stacks_of_pure_noise_stay_within_the_stated_false_positive_rate(pr
     # plane: with one share of the noise kept for all planes, 46 false spots in four 5-plane
     # widefield stacks where 4.8 were allowed, most on the last planes.
     scope = synthetic.PRESETS[preset]
-    rng = np.random.default_rng(7)
     volume, found = 0.0, 0
-    for _ in range(4):
-        image = synthetic.apply_camera(np.full((planes, 256, 256), scope.background), rng,
-                                       offset=scope.camera_offset, gain=scope.gain,
-                                       read_noise=scope.read_noise)
+    for image in _noise_stacks(preset, (planes, 256, 256), 4, seed=7):
         found += int(ndimage.label(segment(image, "rna", spacing=scope.spacing),
                                    structure=FACE)[1])
         volume += float(np.prod(np.array(image.shape) * scope.spacing))
@@ -263,12 +264,8 @@ def test_pure_noise_gives_no_more_false_spots_on_the_faces_than_inside(preset):
     # noise profile, 20-27 false spots per face plane of four 30x256x256 widefield
     # noise stacks against 0-2 per inner plane.
     scope = synthetic.PRESETS[preset]
-    rng = np.random.default_rng(11)
     face, inside = 0, 0
-    for _ in range(3):
-        image = synthetic.apply_camera(np.full((30, 160, 160), scope.background), rng,
-                                       offset=scope.camera_offset, gain=scope.gain,
-                                       read_noise=scope.read_noise)
+    for image in _noise_stacks(preset, (30, 160, 160), 3, seed=11):
         spots = segment_intermediates(image, "rna", spacing=scope.spacing).spots
         index = spots[["zi", "yi", "xi"]].to_numpy()
         on_face = ((index == 0) | (index == np.array(image.shape) - 1)).any(axis=1)
