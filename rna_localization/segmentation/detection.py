@@ -473,22 +473,38 @@ def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 
     return interpolate(_block_mad(high, counts, near_spots, borrow=borrow_crowded))
 
 
-@functools.lru_cache(maxsize=64)
 def _kept_profile(n: int, spacing: tuple, spot_sigma_um: tuple, background_ratio: float,
                   reach: tuple) -> np.ndarray:
     """For a stack of `n` planes, each plane's share of white noise's SD that
     :func:`_high_pass` (steps `reach`) keeps of :func:`remove_background`'s output.
 
     Measured on white noise (seeded) of the same number of planes, or, for a thick
-    stack, on its first and last planes and one far from both (the same ratio for
-    every plane in between).
+    stack, of as many as both faces reach through both steps (the planes beyond
+    take the ratio far from the faces). The two faces' planes are averaged in
+    pairs (the steps are symmetric), and the planes the high pass's fold-back
+    does not reach share one ratio, the mean over them: one plane's sample is
+    a percent off.
     """
     sigma = np.asarray(spot_sigma_um, dtype=np.float64) / np.asarray(spacing, dtype=np.float64)
     broad = sigma * float(background_ratio)
     filters = (np.ceil(_TRUNCATE * broad) + np.ceil(_TRUNCATE * broad * _CURVATURE_SCALE) + 2
                ).astype(int)
     edge = int(filters[0] + reach[0] + 1)  # planes a face can reach through both steps
-    length = n if n <= 2 * edge + 1 else 2 * edge + 1
+    measured = _kept_ratios(min(n, 2 * edge + 1), spacing, spot_sigma_um, background_ratio,
+                            reach, tuple(int(f) for f in filters))
+    if n > measured.size:
+        middle = measured.size // 2
+        measured = np.concatenate([measured[:middle], np.full(n - 2 * middle, measured[middle]),
+                                   measured[-middle:]])
+    measured = measured.astype(np.float32)
+    measured.setflags(write=False)
+    return measured
+
+
+@functools.lru_cache(maxsize=64)
+def _kept_ratios(length: int, spacing: tuple, spot_sigma_um: tuple, background_ratio: float,
+                 reach: tuple, filters: tuple) -> np.ndarray:
+    """:func:`_kept_profile` measured on `length` planes of white noise (float64, read-only)."""
     margin = [int(f + 2 * r) for f, r in zip(filters[1:], reach[1:])]
     lateral = [m * 2 + 128 for m in margin]
     white = np.random.default_rng(0).standard_normal((length, *lateral), dtype=np.float32)
@@ -497,9 +513,12 @@ def _kept_profile(n: int, spacing: tuple, spot_sigma_um: tuple, background_ratio
     inner = (slice(None), *(slice(m, -m) for m in margin))
     ratio = (_high_pass(white, np.asarray(reach))[inner].std(axis=(1, 2), dtype=np.float64)
              / white[inner].std(axis=(1, 2), dtype=np.float64))
-    if length < n:
-        ratio = np.concatenate([ratio[:edge], np.full(n - 2 * edge, ratio[edge]), ratio[-edge:]])
-    ratio = ratio.astype(np.float32)
+    ratio = 0.5 * (ratio + ratio[::-1])
+    # The high pass folds back on the planes within one step (and the filters' reach) of
+    # a face; the others all keep the same share.
+    fold = int(reach[0]) + 2
+    if length > 2 * fold:
+        ratio[fold:length - fold] = ratio[fold:length - fold].mean()
     ratio.setflags(write=False)  # cached: shared by every caller
     return ratio
 
