@@ -485,10 +485,7 @@ def _kept_profile(n: int, spacing: tuple, spot_sigma_um: tuple, background_ratio
     does not reach share one ratio, the mean over them: one plane's sample is
     a percent off.
     """
-    sigma = np.asarray(spot_sigma_um, dtype=np.float64) / np.asarray(spacing, dtype=np.float64)
-    broad = sigma * float(background_ratio)
-    filters = (np.ceil(_TRUNCATE * broad) + np.ceil(_TRUNCATE * broad * _CURVATURE_SCALE) + 2
-               ).astype(int)
+    filters = _filter_reach(spacing, spot_sigma_um, background_ratio)
     edge = int(filters[0] + reach[0] + 1)  # planes a face can reach through both steps
     measured = _kept_ratios(min(n, 2 * edge + 1), spacing, spot_sigma_um, background_ratio,
                             reach, tuple(int(f) for f in filters))
@@ -523,15 +520,19 @@ def _kept_ratios(length: int, spacing: tuple, spot_sigma_um: tuple, background_r
     return ratio
 
 
+def _filter_reach(spacing: tuple, spot_sigma_um: tuple, background_ratio: float) -> np.ndarray:
+    """How far (voxels, per axis) :func:`remove_background` reaches: the spot and background
+    blurs, the still broader blur of the background's curvature and its second difference."""
+    sigma = np.asarray(spot_sigma_um, dtype=np.float64) / np.asarray(spacing, dtype=np.float64)
+    broad = sigma * float(background_ratio)
+    return (np.ceil(_TRUNCATE * broad) + np.ceil(_TRUNCATE * broad * _CURVATURE_SCALE) + 2
+            ).astype(int)
+
+
 @functools.lru_cache(maxsize=16)
 def _filter_kernel(spacing: tuple, spot_sigma_um: tuple, background_ratio: float) -> np.ndarray:
     """:func:`remove_background`'s response to a unit impulse, far from any face (float64)."""
-    sigma = np.asarray(spot_sigma_um, dtype=np.float64) / np.asarray(spacing, dtype=np.float64)
-    broad = sigma * float(background_ratio)
-    # Every step's reach, voxels: the spot and background blurs, the still broader
-    # blur of the background's curvature and its second difference.
-    reach = (np.ceil(_TRUNCATE * broad) + np.ceil(_TRUNCATE * broad * _CURVATURE_SCALE) + 2
-             ).astype(int)
+    reach = _filter_reach(spacing, spot_sigma_um, background_ratio)
     impulse = np.zeros(tuple(2 * reach + 1), dtype=np.float32)
     impulse[tuple(reach)] = 1.0
     return remove_background(impulse, spacing=spacing, spot_sigma_um=spot_sigma_um,
