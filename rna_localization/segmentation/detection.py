@@ -218,11 +218,8 @@ def _ridge(slab: np.ndarray, spacing, tile_um: float) -> np.ndarray:
     # residue (the curvature's) hides no false spot, and lifting it would make some.
     ridge = np.maximum(level, 0.0).astype(np.float32)
     for along, (m, c, t) in enumerate(zip(shape, counts, sizes), start=1):
-        position = np.clip((np.arange(m) - (t - 1) / 2.0) / t, 0, c - 1)
-        low = np.minimum(np.floor(position).astype(int), max(c - 2, 0))
-        high = np.minimum(low + 1, c - 1)
-        frac = (position - low).astype(np.float32).reshape(
-            [-1 if a == along else 1 for a in range(3)])
+        low, high, frac = _linear_weights(m, np.arange(c) * t + (t - 1) / 2.0)
+        frac = frac.reshape([-1 if a == along else 1 for a in range(3)])
         ridge = ridge.take(low, axis=along) * (1 - frac) + ridge.take(high, axis=along) * frac
     return ridge
 
@@ -280,18 +277,22 @@ def less_smoothed(filtered: np.ndarray, image: np.ndarray, *, spacing, spot_sigm
     return narrow
 
 
+def _linear_weights(n: int, centres: np.ndarray):
+    """Linear interpolation from ascending block centres to 0..n-1 (constant beyond the
+    outer ones): for each index, its two blocks ``low``, ``high`` and the weight ``frac``
+    of ``high``."""
+    position = np.interp(np.arange(n), centres, np.arange(centres.size))
+    low = np.minimum(np.floor(position).astype(int), max(centres.size - 2, 0))
+    high = np.minimum(low + 1, centres.size - 1)
+    return low, high, (position - low).astype(np.float32) * (high > low)
+
+
 def _interpolation_matrix(n: int, centres: np.ndarray) -> np.ndarray:
     """(n, len(centres)) weights of linear interpolation from block centres to 0..n-1."""
+    low, high, frac = _linear_weights(n, centres)
     weights = np.zeros((n, centres.size), dtype=np.float32)
-    if centres.size == 1:
-        weights[:, 0] = 1.0
-        return weights
-    position = np.clip(np.interp(np.arange(n), centres, np.arange(centres.size)), 0,
-                       centres.size - 1)
-    low = np.minimum(np.floor(position).astype(int), centres.size - 2)
-    frac = (position - low).astype(np.float32)
-    weights[np.arange(n), low] = 1 - frac
-    weights[np.arange(n), low + 1] = frac
+    np.add.at(weights, (np.arange(n), low), 1 - frac)
+    np.add.at(weights, (np.arange(n), high), frac)
     return weights
 
 
