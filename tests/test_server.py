@@ -281,12 +281,17 @@ def test_ctrl_c_in_the_first_second_is_one_line(tmp_path, module):
     """While Python imports the pipeline's libraries: no import traceback.
 
     ``-X importtime`` reports each import as it ends: the signal is sent right
-    after `module` is imported, whatever the machine's speed.
+    after `module` is imported, whatever the machine's speed. The run waits at
+    its first image until the signal comes: on a loaded machine the signal can
+    land a second or two late, and a run that had ended by then was killed in
+    the interpreter's shutdown (exit -2, the handlers gone).
     """
     config = write_dataset(tmp_path / "data", database_name="early")
+    gate = tmp_path / "gate"  # never removed: the run cannot end before the signal
     process = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "rna_localization.cli",
                                 "run", "--config", str(config)],
-                               env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               env={**os.environ, "PYTHONPATH": str(ROOT),
+                                    "RNA_LOCALIZATION_TEST_PAUSE_AT": f"extract:1@{gate}"},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=_default_signals)
     for line in process.stderr:
@@ -298,8 +303,10 @@ def test_ctrl_c_in_the_first_second_is_one_line(tmp_path, module):
     error = process.stderr.read()
     assert process.wait(60) == 130
     assert "Traceback" not in error
-    assert [line for line in error.splitlines() if not line.startswith("import time:")] == [
-        _INTERRUPTED]
+    lines = [line for line in error.splitlines() if not line.startswith("import time:")]
+    assert lines[-1:] == [_INTERRUPTED]
+    # A signal that lands late finds the run waiting at its first image, its progress bar shown.
+    assert all(not line.strip() or line.startswith("extract") for line in lines[:-1]), lines
 
 
 def test_a_killed_postmaster_adds_no_traceback_at_exit(tmp_path):
