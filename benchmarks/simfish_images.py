@@ -10,6 +10,12 @@ keeps them two planes inside), and granules of several molecules spread normally
 around a centre. Positions are sub-voxel: the image is rendered on a grid
 ``SUBPIXEL`` times finer along each axis and summed back to the voxels.
 
+A :class:`Scene` says what is imaged and how: the default, :data:`WIDEFIELD`, is
+the grid, optics and flat background of the hand-tagged real widefield images;
+:data:`VARIANTS` change one thing each (the confocal grid and optics, an uneven
+background, four times the molecules), to check that the counting holds beyond
+one kind of image.
+
 The result has the attributes the quantification benchmark reads (``name``,
 ``rna``, ``spacing``, ``molecules``), like :class:`rna_localization.synthetic.SimulatedImage`.
 """
@@ -40,6 +46,44 @@ SUBPIXEL = 2
 AMPLITUDE_SPREAD, SIGMA_SPREAD = 0.05, 0.05
 
 
+@dataclass(frozen=True)
+class Scene:
+    """What a sim-fish image shows and how it is seen.
+
+    ``uneven``: the flat background (and sim-fish's noise) is replaced by the
+    widefield background of this package's simulator (cell autofluorescence
+    with its depth profile and grain, haze, out-of-focus cells;
+    ``rna_localization.synthetic.rendering.background``) scaled to the same mean
+    ``background``, with Poisson noise.
+    """
+
+    name: str
+    spacing: tuple = SPACING
+    psf_sigma_um: tuple = PSF_SIGMA_UM
+    background: float = BACKGROUND
+    singles: int = SINGLES
+    uneven: bool = False
+    granule_spread_um: float = GRANULE_SPREAD_UM
+
+
+def _confocal() -> Scene:
+    from rna_localization.synthetic.image import microscope
+
+    scope = microscope("confocal")
+    return Scene("confocal grid and optics", spacing=tuple(scope.spacing),
+                 psf_sigma_um=tuple(scope.psf_sigma_um), background=float(scope.background))
+
+
+#: The images of the hand-tagged real widefield data: grid, optics and background.
+WIDEFIELD = Scene("widefield grid")
+#: One change each: the confocal preset's grid, PSF and (dimmer) background; an uneven
+#: background; four times the single molecules; granules spread wider (their molecules
+#: a few spot widths apart: the image shows a cluster of spots more than a blob).
+VARIANTS = (_confocal(), Scene("uneven background", uneven=True),
+            Scene("4x the single molecules", singles=4 * SINGLES),
+            Scene("granules spread 0.2 µm", granule_spread_um=0.2))
+
+
 @dataclass
 class SimFishImage:
     """One rendered image and its molecules (voxel coordinates, as our simulator's table)."""
@@ -59,24 +103,25 @@ def available() -> str | None:
     return None
 
 
-def _positions(rng, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _positions(rng, shape, scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Molecule positions (voxels), their object ids and whether each is in a granule."""
     shape = np.asarray(shape, dtype=np.float64)
     # A voxel spans its index +- 0.5: molecules anywhere in the stack, faces included.
-    singles = rng.uniform(-0.5, shape - 0.5, size=(SINGLES, 3))
+    singles = rng.uniform(-0.5, shape - 0.5, size=(scene.singles, 3))
     centres = rng.uniform(0.5, shape - 1.5, size=(len(GRANULE_SIZES), 3))
-    spread = GRANULE_SPREAD_UM / np.asarray(SPACING)
+    spread = scene.granule_spread_um / np.asarray(scene.spacing)
     members = [centre + rng.normal(0.0, spread, size=(size, 3))
                for centre, size in zip(centres, GRANULE_SIZES)]
     granule = np.clip(np.concatenate(members), -0.5, shape - 0.5 - 1e-6)
     positions = np.concatenate([singles, granule])
-    owner = np.concatenate([np.arange(1, SINGLES + 1),
-                            SINGLES + 1 + np.repeat(np.arange(len(GRANULE_SIZES)), GRANULE_SIZES)])
-    in_granule = np.arange(len(positions)) >= SINGLES
+    owner = np.concatenate([np.arange(1, scene.singles + 1),
+                            scene.singles + 1 + np.repeat(np.arange(len(GRANULE_SIZES)), GRANULE_SIZES)])
+    in_granule = np.arange(len(positions)) >= scene.singles
     return positions, owner, in_granule
 
 
-def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256)) -> SimFishImage:
+def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256),
+                  scene: Scene = WIDEFIELD) -> SimFishImage:
     """A sim-fish image whose single molecules' median peak is `snr` noise SDs above the background.
 
     Sets NumPy's global random generator (sim-fish draws its noise from it).
@@ -90,6 +135,8 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256)) -> 
         Median over the single molecules of their peak voxel's light above the background
         (with sim-fish's shot noise), over the background's noise SD.
     shape : (3,) tuple of int
+    scene : Scene
+        Grid, optics, background and molecules (:data:`WIDEFIELD` by default).
 
     Returns
     -------
@@ -98,19 +145,22 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256)) -> 
     import simfish
 
     rng = np.random.default_rng(seed)
-    positions, owner, in_granule = _positions(rng, shape)
+    positions, owner, in_granule = _positions(rng, shape, scene)
     fine_shape = tuple(n * SUBPIXEL for n in shape)
-    fine_voxel_nm = [1000 * s / SUBPIXEL for s in SPACING]
+    fine_voxel_nm = [1000 * s / SUBPIXEL for s in scene.spacing]
     # Position p of a voxel maps to fine voxels SUBPIXEL*p .. SUBPIXEL*p + SUBPIXEL - 1.
     fine = np.clip(np.rint((positions + 0.5) * SUBPIXEL - 0.5), 0,
                    np.asarray(fine_shape) - 1)
     # sim-fish renders on the fine grid's voxels: the molecules are where it puts them.
     positions = (fine + 0.5) / SUBPIXEL - 0.5
-    sigma = np.asarray([1000 * PSF_SIGMA_UM[0], 1000 * PSF_SIGMA_UM[1]])
+    sigma = np.asarray([1000 * scene.psf_sigma_um[0], 1000 * scene.psf_sigma_um[1]])
     sigmas = sigma * (1 + SIGMA_SPREAD * rng.standard_normal((len(positions), 2)))
     spread = rng.uniform(1 - AMPLITUDE_SPREAD, 1 + AMPLITUDE_SPREAD, len(positions))
     voxel = np.clip(np.rint(positions[~in_granule]).astype(int), 0, np.asarray(shape) - 1)
-    noise_sd = float(np.hypot(np.sqrt(BACKGROUND), BACKGROUND_SPREAD * BACKGROUND))
+    if scene.uneven:
+        noise_sd = float(np.sqrt(scene.background))
+    else:
+        noise_sd = float(np.hypot(np.sqrt(scene.background), BACKGROUND_SPREAD * scene.background))
 
     def render(amplitude):
         # sim-fish draws its shot noise from NumPy's global generator.
@@ -125,10 +175,19 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256)) -> 
     # median peak, the second has the amplitude that puts it at `snr` noise SDs.
     amplitude = 1000.0 * snr * noise_sd / float(np.median(render(1000.0)[tuple(voxel.T)]))
     light = render(amplitude)
-    image = simfish.add_white_noise(light, noise_level=BACKGROUND, random_noise=BACKGROUND_SPREAD)
+    if scene.uneven:
+        from rna_localization.synthetic.image import microscope
+        from rna_localization.synthetic.rendering import background
+
+        level = background(rng, shape, scene.spacing, microscope("widefield")).astype(np.float64)
+        level *= scene.background / level.mean()
+        image = light + np.random.poisson(level)  # noqa: NPY002 (seeded above, as sim-fish's)
+    else:
+        image = simfish.add_white_noise(light, noise_level=scene.background,
+                                        random_noise=BACKGROUND_SPREAD)
     molecules = pd.DataFrame({
         "object_id": owner.astype(np.int64), "z": positions[:, 0], "y": positions[:, 1],
         "x": positions[:, 2], "brightness": amplitude * spread, "in_granule": in_granule,
     })
-    return SimFishImage(name, np.clip(np.rint(image), 0, 65535).astype(np.uint16), SPACING,
-                        molecules)
+    return SimFishImage(name, np.clip(np.rint(image), 0, 65535).astype(np.uint16),
+                        tuple(scene.spacing), molecules)
