@@ -66,9 +66,9 @@ __all__ = ["APERTURE_COLUMNS", "APERTURE_GROW_UM", "APERTURE_SHELL_UM", "BACKGRO
 #: How far an aperture reaches beyond its object, µm. 0.3 holds 90-95% of a single
 #: molecule's light (the axial tails are long; 0.5 holds >= 98%), and about the same
 #: fraction of a compact granule's, which is what molecule counts need (one whose
-#: molecules spread 0.12 µm keeps 7% less). A wider aperture takes in more of the
+#: molecules spread 0.12 µm keeps 7-10% less). A wider aperture takes in more of the
 #: neighbours' light where RNA is dense: 0.4 and 0.5 brought the demo's single
-#: molecules to 0.72-0.99 (README, "Tried and not adopted").
+#: molecules to 0.72-0.99 (README, "The demo": tried and not adopted).
 APERTURE_GROW_UM = 0.3
 #: Thickness of the background shell around the aperture, µm.
 APERTURE_SHELL_UM = 0.3
