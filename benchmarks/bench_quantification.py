@@ -29,7 +29,8 @@ authors' simulator (``benchmarks/simfish_images.py``: its own spot rendering
 and noise, molecules through the whole stack, its faces included), if it is
 installed (``make bench`` installs it): an SNR sweep on the widefield grid, then
 one change at a time at SNR 8 (``simfish_images.VARIANTS``: the confocal grid,
-an uneven background, four times the molecules, granules spread wider).
+a coarse grid, an uneven background, four times the molecules, granules spread
+wider).
 """
 
 from __future__ import annotations
@@ -194,6 +195,15 @@ def bigfish_available() -> str | None:
     return None
 
 
+def _methods(sims: list, psf_sigma_um, with_bigfish: bool) -> dict:
+    """``{method: Cell}``: ours, and Big-FISH with a spot radius of σ and 2σ."""
+    methods = {OURS: _ours(sims)}
+    if with_bigfish:
+        methods.update({f"Big-FISH {label}": _bigfish(sims, psf_sigma_um, factor)
+                        for label, factor in (("σ", 1.0), ("2σ", 2.0))})
+    return methods
+
+
 def evaluate(*, snrs=SNRS, shape=SHAPE, presets=PRESET_NAMES, with_bigfish: bool = True,
              progress: bool = True) -> dict:
     """``cells[preset][snr][method]`` -> :class:`Cell`; Big-FISH's better radius per cell."""
@@ -207,12 +217,7 @@ def evaluate(*, snrs=SNRS, shape=SHAPE, presets=PRESET_NAMES, with_bigfish: bool
                                    cycle=cycle, seed=seed, shape=shape, preset=preset,
                                    snr=float(snr))
                     for rna_type, cycle, seed in IMAGES]
-            methods = {OURS: _ours(sims)}
-            if with_bigfish:
-                psf = PRESETS[preset].psf_sigma_um
-                variants = {f"Big-FISH {label}": _bigfish(sims, psf, factor)
-                            for label, factor in (("σ", 1.0), ("2σ", 2.0))}
-                methods.update(variants)
+            methods = _methods(sims, PRESETS[preset].psf_sigma_um, with_bigfish)
             cells[preset][snr] = methods
             if progress:
                 line = "  ".join(f"{name}: total {c.total_pct:+.1f}%, granule MAE "
@@ -230,14 +235,6 @@ SIMFISH_SEEDS = (1, 2, 3)
 SIMFISH = "sim-fish, widefield grid"
 
 
-def _simfish_methods(sims: list, psf_sigma_um, with_bigfish: bool) -> dict:
-    methods = {OURS: _ours(sims)}
-    if with_bigfish:
-        methods.update({f"Big-FISH {label}": _bigfish(sims, psf_sigma_um, factor)
-                        for label, factor in (("σ", 1.0), ("2σ", 2.0))})
-    return methods
-
-
 def evaluate_simfish(*, snrs=SIMFISH_SNRS, shape=SHAPE, with_bigfish: bool = True,
                      progress: bool = True, variants=None) -> tuple[dict, dict]:
     """On images rendered by sim-fish: ``cells[snr][method]`` (widefield grid) and
@@ -248,7 +245,7 @@ def evaluate_simfish(*, snrs=SIMFISH_SNRS, shape=SHAPE, with_bigfish: bool = Tru
         sims = [simfish_image(f"simfish_{seed}_snr{snr}", seed=seed, snr=float(snr),
                               shape=shape, scene=scene)
                 for seed in SIMFISH_SEEDS]
-        methods = _simfish_methods(sims, scene.psf_sigma_um, with_bigfish)
+        methods = _methods(sims, scene.psf_sigma_um, with_bigfish)
         if progress:
             line = "  ".join(f"{name}: total {c.total_pct:+.1f}%" for name, c in methods.items())
             print(f"  sim-fish, {scene.name}, SNR {snr:>2}: {line}", flush=True)

@@ -3,7 +3,8 @@ images our own simulator did not make.
 
 sim-fish renders each molecule as a Gaussian integrated over its voxels and cut at
 √3 sigmas, on a flat background with Poisson noise (``add_spots``,
-``add_white_noise``). The molecules are placed here: single molecules uniformly
+``add_white_noise``; the uneven background of one variant is drawn the same way,
+from a level that varies over the stack). The molecules are placed here: single molecules uniformly
 through the whole stack, its first and last planes, rows and columns included (a
 real stack cuts through the cells, so molecules sit on its faces; our simulator
 keeps them two planes inside), and granules of several molecules spread normally
@@ -12,9 +13,9 @@ around a centre. Positions are sub-voxel: the image is rendered on a grid
 
 A :class:`Scene` says what is imaged and how: the default, :data:`WIDEFIELD`, is
 the grid, optics and flat background of the hand-tagged real widefield images;
-:data:`VARIANTS` change one thing each (the confocal grid and optics, an uneven
-background, four times the molecules), to check that the counting holds beyond
-one kind of image.
+:data:`VARIANTS` change one thing each (the confocal grid and optics, a coarse
+grid, an uneven background, four times the molecules, granules spread wider), to
+check that the counting holds beyond one kind of image.
 
 The result has the attributes the quantification benchmark reads (``name``,
 ``rna``, ``spacing``, ``molecules``), like :class:`rna_localization.synthetic.SimulatedImage`.
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from rna_localization.synthetic.image import microscope
 
 #: The widefield grid and optics of the hand-tagged real images (µm): 0.11 µm pixels,
 #: 0.3 µm steps, NA 1.45.
@@ -50,11 +53,12 @@ AMPLITUDE_SPREAD, SIGMA_SPREAD = 0.05, 0.05
 class Scene:
     """What a sim-fish image shows and how it is seen.
 
-    ``uneven``: the flat background (and sim-fish's noise) is replaced by the
-    widefield background of this package's simulator (cell autofluorescence
-    with its depth profile and grain, haze, out-of-focus cells;
+    ``uneven``: the flat background level is replaced by the widefield
+    background of this package's simulator (cell autofluorescence with its
+    depth profile and grain, haze, out-of-focus cells;
     ``rna_localization.synthetic.rendering.background``) scaled to the same mean
-    ``background``, with Poisson noise.
+    ``background``; the noise is drawn from it as sim-fish draws it from the flat
+    level (each voxel's level spread by ``BACKGROUND_SPREAD``, then Poisson).
     """
 
     name: str
@@ -67,8 +71,6 @@ class Scene:
 
 
 def _confocal() -> Scene:
-    from rna_localization.synthetic.image import microscope
-
     scope = microscope("confocal")
     return Scene("confocal grid and optics", spacing=tuple(scope.spacing),
                  psf_sigma_um=tuple(scope.psf_sigma_um), background=float(scope.background))
@@ -76,10 +78,13 @@ def _confocal() -> Scene:
 
 #: The images of the hand-tagged real widefield data: grid, optics and background.
 WIDEFIELD = Scene("widefield grid")
-#: One change each: the confocal preset's grid, PSF and (dimmer) background; an uneven
-#: background; four times the single molecules; granules spread wider (their molecules
-#: a few spot widths apart: the image shows a cluster of spots more than a blob).
-VARIANTS = (_confocal(), Scene("uneven background", uneven=True),
+#: One change each: the confocal preset's grid, PSF and (dimmer) background; a coarse
+#: grid (a 40x oil objective's 0.16 µm pixels, under its PSF's width, and 0.5 µm steps);
+#: an uneven background; four times the single molecules; granules spread wider (their
+#: molecules a few spot widths apart: the image shows a cluster of spots more than a blob).
+VARIANTS = (_confocal(),
+            Scene("coarse grid", spacing=(0.5, 0.16, 0.16), psf_sigma_um=(0.40, 0.12, 0.12)),
+            Scene("uneven background", uneven=True),
             Scene("4x the single molecules", singles=4 * SINGLES),
             Scene("granules spread 0.2 µm", granule_spread_um=0.2))
 
@@ -114,8 +119,8 @@ def _positions(rng, shape, scene: Scene) -> tuple[np.ndarray, np.ndarray, np.nda
                for centre, size in zip(centres, GRANULE_SIZES)]
     granule = np.clip(np.concatenate(members), -0.5, shape - 0.5 - 1e-6)
     positions = np.concatenate([singles, granule])
-    owner = np.concatenate([np.arange(1, scene.singles + 1),
-                            scene.singles + 1 + np.repeat(np.arange(len(GRANULE_SIZES)), GRANULE_SIZES)])
+    granule_owner = np.repeat(np.arange(len(GRANULE_SIZES)), GRANULE_SIZES)
+    owner = np.concatenate([np.arange(1, scene.singles + 1), scene.singles + 1 + granule_owner])
     in_granule = np.arange(len(positions)) >= scene.singles
     return positions, owner, in_granule
 
@@ -132,8 +137,10 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256),
         Image name (its text before the first ``_`` is its group, as the benchmark reads it).
     seed : int
     snr : float
-        Median over the single molecules of their peak voxel's light above the background
-        (with sim-fish's shot noise), over the background's noise SD.
+        Median over the single molecules of their peak voxel's light above the background,
+        over the noise SD of the scene's mean background level (its shot noise and its
+        voxel-to-voxel spread, as sim-fish draws them; an uneven background's grain adds
+        to it).
     shape : (3,) tuple of int
     scene : Scene
         Grid, optics, background and molecules (:data:`WIDEFIELD` by default).
@@ -157,10 +164,7 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256),
     sigmas = sigma * (1 + SIGMA_SPREAD * rng.standard_normal((len(positions), 2)))
     spread = rng.uniform(1 - AMPLITUDE_SPREAD, 1 + AMPLITUDE_SPREAD, len(positions))
     voxel = np.clip(np.rint(positions[~in_granule]).astype(int), 0, np.asarray(shape) - 1)
-    if scene.uneven:
-        noise_sd = float(np.sqrt(scene.background))
-    else:
-        noise_sd = float(np.hypot(np.sqrt(scene.background), BACKGROUND_SPREAD * scene.background))
+    noise_sd = float(np.hypot(np.sqrt(scene.background), BACKGROUND_SPREAD * scene.background))
 
     def render(amplitude):
         # sim-fish draws its shot noise from NumPy's global generator.
@@ -176,12 +180,14 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256),
     amplitude = 1000.0 * snr * noise_sd / float(np.median(render(1000.0)[tuple(voxel.T)]))
     light = render(amplitude)
     if scene.uneven:
-        from rna_localization.synthetic.image import microscope
         from rna_localization.synthetic.rendering import background
 
         level = background(rng, shape, scene.spacing, microscope("widefield")).astype(np.float64)
         level *= scene.background / level.mean()
-        image = light + np.random.poisson(level)  # noqa: NPY002 (seeded above, as sim-fish's)
+        # As add_white_noise draws it, from this level instead of a flat one (its generator
+        # seeded above, as sim-fish's).
+        level += np.random.normal(0.0, BACKGROUND_SPREAD * level)  # noqa: NPY002
+        image = light + np.random.poisson(np.maximum(level, 0.0))  # noqa: NPY002
     else:
         image = simfish.add_white_noise(light, noise_level=scene.background,
                                         random_noise=BACKGROUND_SPREAD)

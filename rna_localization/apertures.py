@@ -63,12 +63,12 @@ from .objects import normalize_spacing, object_index, object_voxels_and_intensit
 __all__ = ["APERTURE_COLUMNS", "APERTURE_GROW_UM", "APERTURE_SHELL_UM", "BACKGROUNDS",
            "STORED_COLUMNS", "aperture_intensities", "spot_centroids"]
 
-#: How far an aperture reaches beyond its object, µm. 0.3 holds 90-95% of a single
-#: molecule's light (the axial tails are long; 0.5 holds >= 98%), and about the same
-#: fraction of a compact granule's, which is what molecule counts need (one whose
-#: molecules spread 0.12 µm keeps 7-10% less). A wider aperture takes in more of the
-#: neighbours' light where RNA is dense: 0.4 and 0.5 brought the demo's single
-#: molecules to 0.72-0.99 (README, "The demo": tried and not adopted).
+#: How far an aperture reaches beyond its object, µm. 0.3 holds 87-95% of a single
+#: molecule's light, whatever its brightness (87% on the widefield grid, whose axial
+#: tails are long; 95% confocal), which is what molecule counts need; a granule whose
+#: molecules spread 0.12 µm keeps 7-10% less of its light. A wider aperture takes in
+#: more of the neighbours' light where RNA is dense: 0.4 and 0.5 brought the demo's
+#: single molecules to 0.72-0.99 (README, "The demo": tried and not adopted).
 APERTURE_GROW_UM = 0.3
 #: Thickness of the background shell around the aperture, µm.
 APERTURE_SHELL_UM = 0.3

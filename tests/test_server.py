@@ -284,7 +284,8 @@ def test_ctrl_c_in_the_first_second_is_one_line(tmp_path, module):
     after `module` is imported, whatever the machine's speed. The run waits at
     its first image until the signal comes: on a loaded machine the signal can
     land a second or two late, and a run that had ended by then was killed in
-    the interpreter's shutdown (exit -2, the handlers gone).
+    the interpreter's shutdown (exit -2, the handlers gone). A signal that late
+    is a skip, not a pass: the run was no longer importing.
     """
     config = write_dataset(tmp_path / "data", database_name="early")
     gate = tmp_path / "gate"  # never removed: the run cannot end before the signal
@@ -300,13 +301,18 @@ def test_ctrl_c_in_the_first_second_is_one_line(tmp_path, module):
             break
     else:
         pytest.fail(f"{module} was never imported")
-    error = process.stderr.read()
-    assert process.wait(60) == 130
+    try:
+        _, error = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, error = process.communicate()
+        pytest.fail(f"the run did not stop on Ctrl-C:\n{error[-3000:]}")
+    if gate.exists():  # the run had passed its imports (the pause is another test's case)
+        pytest.skip("the signal landed after the imports (a loaded machine)")
+    assert process.returncode == 130
     assert "Traceback" not in error
-    lines = [line for line in error.splitlines() if not line.startswith("import time:")]
-    assert lines[-1:] == [_INTERRUPTED]
-    # A signal that lands late finds the run waiting at its first image, its progress bar shown.
-    assert all(not line.strip() or line.startswith("extract") for line in lines[:-1]), lines
+    assert [line for line in error.splitlines() if not line.startswith("import time:")] == [
+        _INTERRUPTED]
 
 
 def test_a_killed_postmaster_adds_no_traceback_at_exit(tmp_path):
