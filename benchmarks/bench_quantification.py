@@ -30,15 +30,21 @@ and noise, molecules through the whole stack, its faces included), if it is
 installed (``make bench`` installs it): an SNR sweep on the widefield grid, then
 one change at a time at SNR 8 (``simfish_images.VARIANTS``: the confocal grid,
 a coarse grid, an uneven background, four times the molecules, granules spread
-wider).
+wider). Last, sim-fish images written as a user's data folder go through the
+command line (``init``, ``segment``, ``run`` on the embedded PostgreSQL), and
+the molecules per image it writes are scored.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -257,6 +263,79 @@ def evaluate_simfish(*, snrs=SIMFISH_SNRS, shape=SHAPE, with_bigfish: bool = Tru
     return cells, others
 
 
+#: Folders through the command line: these scenes (by name), six images each.
+COMMAND_LINE_SCENES = ("widefield grid", "coarse grid", "uneven background")
+COMMAND_LINE_SEEDS = tuple(range(1, 7))
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _command(args: list[str], cwd: Path) -> None:
+    """``rna-localization ARGS`` with this checkout, on the embedded server (no session URL)."""
+    env = {key: value for key, value in os.environ.items()
+           if key != "RNA_LOCALIZATION_DATABASE_URL"}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run([sys.executable, "-m", "rna_localization.cli", *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        msg = f"rna-localization {' '.join(args)} failed in {cwd}:\n{done.stderr[-3000:]}"
+        raise RuntimeError(msg)
+
+
+def evaluate_command_line(*, scenes=COMMAND_LINE_SCENES, seeds=COMMAND_LINE_SEEDS,
+                          shape=SHAPE, progress: bool = True) -> dict:
+    """``{scene name: DataFrame}``: per image, simulated and counted molecules, after
+    ``init``, ``segment`` and ``run`` on a data folder of sim-fish images."""
+    from .simfish_images import VARIANTS, WIDEFIELD, write_folder
+
+    known = {scene.name: scene for scene in (WIDEFIELD, *VARIANTS)}
+    results = {}
+    for name in scenes:
+        with tempfile.TemporaryDirectory(prefix="simfish_folder_") as folder:
+            folder = Path(folder)
+            truth = write_folder(folder, scene=known[name], seeds=seeds, shape=shape)
+            start = time.perf_counter()
+            _command(["init", str(folder)], folder)
+            _command(["segment", "--config", "pipeline.toml"], folder)
+            _command(["run", "--config", "pipeline.toml"], folder)
+            seconds = time.perf_counter() - start
+            counted = pd.read_csv(folder / "output" / "data" / "molecules_per_image.csv")
+        table = truth.merge(counted[["name", "molecules"]].rename(
+            columns={"molecules": "counted"}), on="name", how="left")
+        table.attrs["seconds"] = seconds
+        results[name] = table
+        if progress:
+            total = 100 * (table["counted"].sum() / table["molecules"].sum() - 1)
+            print(f"  command line, {name}: molecules summed {total:+.1f}%", flush=True)
+    return results
+
+
+def _command_line_figures(results: dict) -> list[Figure]:
+    totals = [100 * (t["counted"].sum() / t["molecules"].sum() - 1) for t in results.values()]
+    per_image = np.concatenate([100 * (t["counted"].fillna(0) / t["molecules"] - 1)
+                                for t in results.values()])
+    worst = float(np.max(np.abs(totals)))
+    return [
+        Figure("sim-fish folders through the command line (init, segment, run): molecules "
+               "summed vs simulated, worst |error| % over the scenes", f"{worst:.1f}",
+               f"<= {TOTAL_PCT:g}", bool(worst <= TOTAL_PCT)),
+        Figure("the same, molecules per image vs simulated, range %",
+               f"{per_image.min():+.1f} to {per_image.max():+.1f}", "", None),
+    ]
+
+
+def _command_line_table(results: dict) -> list[str]:
+    lines = ["| scene | images | molecules simulated | counted | summed | per image | "
+             "seconds (init + segment + run) |", "|---|---|---|---|---|---|---|"]
+    for name, table in results.items():
+        error = 100 * (table["counted"] / table["molecules"] - 1)
+        total = 100 * (table["counted"].sum() / table["molecules"].sum() - 1)
+        lines.append(f"| {name} | {len(table)} | {int(table['molecules'].sum()):,} | "
+                     f"{table['counted'].sum():,.0f} | {total:+.1f}% | "
+                     f"{error.min():+.1f} to {error.max():+.1f}% | "
+                     f"{table.attrs['seconds']:.0f} |")
+    return lines
+
+
 def best_bigfish(methods: dict) -> str | None:
     """The Big-FISH variant whose molecule total is nearest the truth."""
     names = [name for name in methods if name != OURS]
@@ -406,6 +485,17 @@ def run(quick: bool = False) -> Section:
             + "\n".join(_scene_line(scene) for scene in VARIANTS) + "\n\n"
             + "\n".join(_table("sim-fish variants", variant_cells, len(SIMFISH_SEEDS),
                                 row="variant")))
+        folders = evaluate_command_line(
+            scenes=COMMAND_LINE_SCENES[:1] if quick else COMMAND_LINE_SCENES,
+            seeds=COMMAND_LINE_SEEDS[:2] if quick else COMMAND_LINE_SEEDS, shape=shape)
+        section.figures += _command_line_figures(folders)
+        section.notes.append(
+            "sim-fish images written as a user's data folder (`simfish_images.write_folder`: "
+            "the RNA stacks with their voxel size, a second channel of blurred blobs as the "
+            "centrosomes, a metadata CSV), SNR 8, then `rna-localization init`, `segment` and "
+            "`run` on the embedded PostgreSQL with every default; the molecules per image "
+            "`run` writes (`molecules_per_image.csv`) against the simulated ones.\n\n"
+            + "\n".join(_command_line_table(folders)))
     else:
         section.notes.append(
             f"**sim-fish is not installed** (`import simfish` failed: {unavailable}): its images "

@@ -17,6 +17,9 @@ the grid, optics and flat background of the hand-tagged real widefield images;
 grid, an uneven background, four times the molecules, granules spread wider), to
 check that the counting holds beyond one kind of image.
 
+:func:`write_folder` writes such images as a user's data folder (with a
+second channel of centrosome-like blobs), for the command line end to end.
+
 The result has the attributes the quantification benchmark reads (``name``,
 ``rna``, ``spacing``, ``molecules``), like :class:`rna_localization.synthetic.SimulatedImage`.
 """
@@ -24,6 +27,7 @@ The result has the attributes the quantification benchmark reads (``name``,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -197,3 +201,56 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256),
     })
     return SimFishImage(name, np.clip(np.rint(image), 0, 65535).astype(np.uint16),
                         tuple(scene.spacing), molecules)
+
+
+#: The second channel of :func:`write_folder`: this many blurred balls per stack, their
+#: radius (µm, lateral; axially 1.5 times), peak and background (counts).
+BLOBS, BLOB_RADIUS_UM, BLOB_PEAK, BLOB_BACKGROUND = 12, 0.3, 3000.0, 500.0
+
+
+def blob_stack(shape, spacing, seed: int) -> np.ndarray:
+    """A stack of centrosome-like blobs (the second structure a data folder needs).
+
+    Examples
+    --------
+    >>> blob_stack((8, 48, 48), (0.3, 0.11, 0.11), seed=0).dtype
+    dtype('uint16')
+    """
+    rng = np.random.default_rng(seed)
+    spacing = np.asarray(spacing, dtype=np.float64)
+    grids = np.indices(shape, dtype=np.float32)
+    radius = np.array([1.5, 1.0, 1.0]) * BLOB_RADIUS_UM
+    margin = np.minimum(np.ceil(radius / spacing), (np.asarray(shape) - 1) // 2)
+    light = np.zeros(shape, np.float32)
+    for centre in rng.uniform(margin, np.asarray(shape) - 1 - margin, size=(BLOBS, 3)):
+        squared = sum(np.square((grid - c) * np.float32(s / r))
+                      for grid, c, s, r in zip(grids, centre, spacing, radius))
+        light += np.float32(BLOB_PEAK) * np.exp(-squared)
+    return np.minimum(rng.poisson(light + BLOB_BACKGROUND), 65535).astype(np.uint16)
+
+
+def write_folder(folder, *, scene: Scene = WIDEFIELD, seeds=range(1, 7), snr: float = 8.0,
+                 shape=(30, 256, 256)) -> pd.DataFrame:
+    """sim-fish images as a data folder: ``rna/raw-data``, ``centrosomes/raw-data`` (blobs,
+    :func:`blob_stack`), each TIFF with its voxel size, and ``raw-data-metadata.csv``.
+
+    Returns
+    -------
+    DataFrame
+        Per image: ``name`` and ``molecules`` (simulated).
+    """
+    from rna_localization.io import write_stack
+
+    folder = Path(folder)
+    truth = []
+    for seed in seeds:
+        name = f"simfish{seed}"
+        image = simfish_image(name, seed=seed, snr=snr, shape=shape, scene=scene)
+        write_stack(folder / "rna" / "raw-data" / f"{name}.tif", image.rna, spacing=image.spacing)
+        write_stack(folder / "centrosomes" / "raw-data" / f"{name}.tif",
+                    blob_stack(shape, image.spacing, seed=1000 + seed), spacing=image.spacing)
+        truth.append({"name": name, "molecules": len(image.molecules)})
+    truth = pd.DataFrame(truth)
+    truth.assign(rna_type="simfish").drop(columns="molecules").to_csv(
+        folder / "raw-data-metadata.csv", index=False)
+    return truth
