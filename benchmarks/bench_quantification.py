@@ -38,6 +38,7 @@ the molecules per image it writes are scored.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -266,18 +267,24 @@ def evaluate_simfish(*, snrs=SIMFISH_SNRS, shape=SHAPE, with_bigfish: bool = Tru
 #: Folders through the command line: these scenes (by name), six images each.
 COMMAND_LINE_SCENES = ("widefield grid", "coarse grid", "uneven background")
 COMMAND_LINE_SEEDS = tuple(range(1, 7))
-REPO = Path(__file__).resolve().parents[1]
+#: Longest a command of the folders may take, seconds.
+COMMAND_TIMEOUT = 1800
 
 
 def _command(args: list[str], cwd: Path) -> None:
     """``rna-localization ARGS`` with this checkout, on the embedded server (no session URL)."""
-    env = {key: value for key, value in os.environ.items()
-           if key != "RNA_LOCALIZATION_DATABASE_URL"}
+    from rna_localization.db import ENV_URL
+
+    from .bench_run import REPO
+
+    env = {key: value for key, value in os.environ.items() if key != ENV_URL}
     env["PYTHONPATH"] = str(REPO)
     done = subprocess.run([sys.executable, "-m", "rna_localization.cli", *args], cwd=cwd,
-                          env=env, capture_output=True, text=True, check=False)
+                          env=env, capture_output=True, text=True, check=False,
+                          timeout=COMMAND_TIMEOUT)
     if done.returncode != 0:
-        msg = f"rna-localization {' '.join(args)} failed in {cwd}:\n{done.stderr[-3000:]}"
+        msg = (f"rna-localization {' '.join(args)} failed in {cwd} (kept for a look):\n"
+               f"{done.stderr[-3000:]}")
         raise RuntimeError(msg)
 
 
@@ -290,17 +297,22 @@ def evaluate_command_line(*, scenes=COMMAND_LINE_SCENES, seeds=COMMAND_LINE_SEED
     known = {scene.name: scene for scene in (WIDEFIELD, *VARIANTS)}
     results = {}
     for name in scenes:
-        with tempfile.TemporaryDirectory(prefix="simfish_folder_") as folder:
-            folder = Path(folder)
-            truth = write_folder(folder, scene=known[name], seeds=seeds, shape=shape)
-            start = time.perf_counter()
-            _command(["init", str(folder)], folder)
-            _command(["segment", "--config", "pipeline.toml"], folder)
-            _command(["run", "--config", "pipeline.toml"], folder)
-            seconds = time.perf_counter() - start
-            counted = pd.read_csv(folder / "output" / "data" / "molecules_per_image.csv")
+        folder = Path(tempfile.mkdtemp(prefix="simfish_folder_"))  # kept if a command fails
+        truth = write_folder(folder, scene=known[name], seeds=seeds, shape=shape,
+                             snr=SIMFISH_VARIANT_SNR)
+        start = time.perf_counter()
+        _command(["init", str(folder)], folder)
+        _command(["segment", "--config", "pipeline.toml"], folder)
+        _command(["run", "--config", "pipeline.toml"], folder)
+        seconds = time.perf_counter() - start
+        counted = pd.read_csv(folder / "output" / "data" / "molecules_per_image.csv")
+        shutil.rmtree(folder)
         table = truth.merge(counted[["name", "molecules"]].rename(
             columns={"molecules": "counted"}), on="name", how="left")
+        if table["counted"].isna().any():
+            missing = ", ".join(table.loc[table["counted"].isna(), "name"])
+            msg = f"run counted no molecules for {missing} ({name}): the pipeline lost them"
+            raise RuntimeError(msg)
         table.attrs["seconds"] = seconds
         results[name] = table
         if progress:
@@ -311,7 +323,7 @@ def evaluate_command_line(*, scenes=COMMAND_LINE_SCENES, seeds=COMMAND_LINE_SEED
 
 def _command_line_figures(results: dict) -> list[Figure]:
     totals = [100 * (t["counted"].sum() / t["molecules"].sum() - 1) for t in results.values()]
-    per_image = np.concatenate([100 * (t["counted"].fillna(0) / t["molecules"] - 1)
+    per_image = np.concatenate([100 * (t["counted"] / t["molecules"] - 1)
                                 for t in results.values()])
     worst = float(np.max(np.abs(totals)))
     return [
@@ -481,7 +493,8 @@ def run(quick: bool = False) -> Section:
             + "\n".join(_table(SIMFISH, simfish_cells, len(SIMFISH_SEEDS)))
             + f"\n\nOne change at a time from the widefield grid, at SNR {SIMFISH_VARIANT_SNR}, "
             "the same seeds (an uneven background is the widefield background of this "
-            "package's simulator, scaled to the same mean, with Poisson noise):\n\n"
+            "package's simulator, scaled to the same mean, its noise drawn as sim-fish draws "
+            "it):\n\n"
             + "\n".join(_scene_line(scene) for scene in VARIANTS) + "\n\n"
             + "\n".join(_table("sim-fish variants", variant_cells, len(SIMFISH_SEEDS),
                                 row="variant")))
@@ -492,7 +505,8 @@ def run(quick: bool = False) -> Section:
         section.notes.append(
             "sim-fish images written as a user's data folder (`simfish_images.write_folder`: "
             "the RNA stacks with their voxel size, a second channel of blurred blobs as the "
-            "centrosomes, a metadata CSV), SNR 8, then `rna-localization init`, `segment` and "
+            f"centrosomes, a metadata CSV), SNR {SIMFISH_VARIANT_SNR}, then `rna-localization "
+            "init`, `segment` and "
             "`run` on the embedded PostgreSQL with every default; the molecules per image "
             "`run` writes (`molecules_per_image.csv`) against the simulated ones.\n\n"
             + "\n".join(_command_line_table(folders)))

@@ -203,13 +203,14 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256),
                         tuple(scene.spacing), molecules)
 
 
-#: The second channel of :func:`write_folder`: this many blurred balls per stack, their
-#: radius (µm, lateral; axially 1.5 times), peak and background (counts).
+#: The second channel of :func:`write_folder`: this many Gaussian blobs per stack, their
+#: 1/e radius (µm, lateral; axially 1.5 times), peak and background (counts).
 BLOBS, BLOB_RADIUS_UM, BLOB_PEAK, BLOB_BACKGROUND = 12, 0.3, 3000.0, 500.0
 
 
 def blob_stack(shape, spacing, seed: int) -> np.ndarray:
-    """A stack of centrosome-like blobs (the second structure a data folder needs).
+    """A stack of centrosome-like Gaussian blobs with Poisson noise (the second structure a
+    data folder needs; only its presence matters to the molecule counts).
 
     Examples
     --------
