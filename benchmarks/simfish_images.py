@@ -4,11 +4,11 @@ images our own simulator did not make.
 sim-fish renders each molecule as a Gaussian integrated over its voxels and cut at
 √3 sigmas, on a flat background with Poisson noise (``add_spots``,
 ``add_white_noise``; the uneven background of one variant is drawn the same way,
-from a level that varies over the stack). The molecules are placed here: single molecules uniformly
-through the whole stack, its first and last planes, rows and columns included (a
-real stack cuts through the cells, so molecules sit on its faces; our simulator
-keeps them two planes inside), and granules of several molecules spread normally
-around a centre. Positions are sub-voxel: the image is rendered on a grid
+from a level that varies over the stack). The molecules are placed here: single
+molecules uniformly through the whole stack, its first and last planes, rows and
+columns included (a real stack cuts through the cells, so molecules sit on its
+faces; our simulator keeps them two planes inside), and granules of several
+molecules spread normally around a centre. Positions are sub-voxel: the image is rendered on a grid
 ``SUBPIXEL`` times finer along each axis and summed back to the voxels.
 
 A :class:`Scene` says what is imaged and how: the default, :data:`WIDEFIELD`, is
