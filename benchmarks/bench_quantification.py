@@ -504,7 +504,7 @@ def run(quick: bool = False) -> Section:
         section.figures += _command_line_figures(folders)
         section.notes.append(
             "sim-fish images written as a user's data folder (`simfish_images.write_folder`: "
-            "the RNA stacks with their voxel size, a second channel of blurred blobs as the "
+            "the RNA stacks with their voxel size, a second channel of blurred balls as the "
             f"centrosomes, a metadata CSV), SNR {SIMFISH_VARIANT_SNR}, then `rna-localization "
             "init`, `segment` and "
             "`run` on the embedded PostgreSQL with every default; the molecules per image "

@@ -203,30 +203,32 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256),
                         tuple(scene.spacing), molecules)
 
 
-#: The second channel of :func:`write_folder`: this many Gaussian blobs per stack, their
-#: 1/e radius (µm, lateral; axially 1.5 times), peak and background (counts).
+#: The second channel of :func:`write_folder`: this many centrosome-like balls per stack,
+#: their radius (µm), blurred peak and the background (counts).
 BLOBS, BLOB_RADIUS_UM, BLOB_PEAK, BLOB_BACKGROUND = 12, 0.3, 3000.0, 500.0
 
 
-def blob_stack(shape, spacing, seed: int) -> np.ndarray:
-    """A stack of centrosome-like Gaussian blobs with Poisson noise (the second structure a
-    data folder needs; only its presence matters to the molecule counts).
+def blob_stack(shape, spacing, psf_sigma_um, seed: int) -> np.ndarray:
+    """A stack of centrosome-like balls, blurred by the PSF, with Poisson noise (the second
+    structure a data folder needs; only its presence matters to the molecule counts).
+
+    Rendered by this package's simulator
+    (:func:`rna_localization.synthetic.rendering.render_centrosomes`).
 
     Examples
     --------
-    >>> blob_stack((8, 48, 48), (0.3, 0.11, 0.11), seed=0).dtype
+    >>> blob_stack((8, 48, 48), (0.3, 0.11, 0.11), (0.33, 0.115, 0.115), seed=0).dtype
     dtype('uint16')
     """
+    from rna_localization.synthetic.rendering import render_centrosomes
+
     rng = np.random.default_rng(seed)
-    spacing = np.asarray(spacing, dtype=np.float64)
-    grids = np.indices(shape, dtype=np.float32)
-    radius = np.array([1.5, 1.0, 1.0]) * BLOB_RADIUS_UM
-    margin = np.minimum(np.ceil(radius / spacing), (np.asarray(shape) - 1) // 2)
-    light = np.zeros(shape, np.float32)
-    for centre in rng.uniform(margin, np.asarray(shape) - 1 - margin, size=(BLOBS, 3)):
-        squared = sum(np.square((grid - c) * np.float32(s / r))
-                      for grid, c, s, r in zip(grids, centre, spacing, radius))
-        light += np.float32(BLOB_PEAK) * np.exp(-squared)
+    extent = (np.asarray(shape) - 1) * np.asarray(spacing, dtype=np.float64)
+    margin = np.minimum(BLOB_RADIUS_UM, extent / 2)
+    centres = rng.uniform(margin, extent - margin, size=(BLOBS, 3))
+    light = render_centrosomes(centres, np.full(BLOBS, BLOB_RADIUS_UM), np.full(BLOBS, BLOB_PEAK),
+                               tuple(shape), np.asarray(spacing, dtype=np.float64),
+                               psf_sigma_um)[0].reshape(shape)
     return np.minimum(rng.poisson(light + BLOB_BACKGROUND), 65535).astype(np.uint16)
 
 
@@ -249,7 +251,8 @@ def write_folder(folder, *, scene: Scene = WIDEFIELD, seeds=range(1, 7), snr: fl
         image = simfish_image(name, seed=seed, snr=snr, shape=shape, scene=scene)
         write_stack(folder / "rna" / "raw-data" / f"{name}.tif", image.rna, spacing=image.spacing)
         write_stack(folder / "centrosomes" / "raw-data" / f"{name}.tif",
-                    blob_stack(shape, image.spacing, seed=1000 + seed), spacing=image.spacing)
+                    blob_stack(shape, image.spacing, scene.psf_sigma_um, seed=1000 + seed),
+                    spacing=image.spacing)
         truth.append({"name": name, "molecules": len(image.molecules)})
     truth = pd.DataFrame(truth)
     truth.assign(rna_type="simfish").drop(columns="molecules").to_csv(
