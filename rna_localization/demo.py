@@ -15,9 +15,10 @@ from . import steps
 from .config import RESERVED_TABLES, config_toml, load_config
 from .db import Database, stop_server
 from .db.tables import drop_tables, read_columns, read_label_image
+from .distributions import cumulative_distribution
 from .metadata import read_metadata_csv
 
-__all__ = ["DemoReport", "compare_with_truth", "granule_errors", "run_demo"]
+__all__ = ["DemoReport", "compare_with_truth", "false_granules", "granule_errors", "run_demo"]
 
 #: Folder (under each structure) where the demo writes the workflows' segmentations,
 #: beside the simulator's ideal masks in ``segmentations/``.
@@ -44,6 +45,10 @@ METRICS = {
                                             "exact photometry scores, %"),
     "granules_with_other_molecules_pct": ("true granules whose object also holds molecules of "
                                           "another object, %"),
+    "false_granules_pct": ("objects counted as granules (granule_threshold molecules or more) "
+                           "that hold no molecule of a true granule, %"),
+    "percent_false_granule_rna_within_1um": ("the points of percent_granule_rna_within_1um "
+                                             "that those objects make, mean over images"),
     "molecules_in_no_object_pct": "simulated molecules whose voxel is in no detected object, %",
     "detection_recall": "resolvable single molecules matched by an object's spot centroid",
     "detection_precision": "objects' spot centroids matching a resolvable single molecule",
@@ -269,6 +274,64 @@ def granule_errors(molecules: pd.DataFrame, *, threshold: float) -> pd.DataFrame
     return pd.DataFrame(rows, columns=columns)
 
 
+def false_granules(objects: pd.DataFrame, molecules: pd.DataFrame, *, threshold: float) -> pd.Series:
+    """Which objects count as granules but hold no molecule of a simulated granule.
+
+    Parameters
+    ----------
+    objects : DataFrame
+        ``name``, ``object_id``, ``normalized_intensity`` (NaN counts as no granule).
+    molecules : DataFrame
+        One row per simulated molecule: ``name``, ``in_granule`` and ``label``
+        (the detected object at its voxel, 0 = none).
+    threshold : float
+        Molecules from which an object counts as a granule (``granule_threshold``).
+
+    Returns
+    -------
+    Series of bool
+        On `objects`' index: counted as a granule, and no granule molecule's
+        voxel is in it (a clump of single molecules, or one read bright).
+
+    Examples
+    --------
+    >>> objects = pd.DataFrame({"name": "a", "object_id": [1, 2, 3],
+    ...                         "normalized_intensity": [5.0, 4.5, 1.0]})
+    >>> molecules = pd.DataFrame({"name": "a", "label": [1, 2, 2, 0],
+    ...                           "in_granule": [True, False, False, True]})
+    >>> false_granules(objects, molecules, threshold=4).tolist()
+    [False, True, False]
+    """
+    holding = molecules.loc[molecules["in_granule"] & (molecules["label"] > 0), ["name", "label"]]
+    keys = pd.MultiIndex.from_arrays([holding["name"], holding["label"].astype(np.int64)])
+    has_granule = pd.MultiIndex.from_arrays(
+        [objects["name"], objects["object_id"].astype(np.int64)]).isin(keys)
+    counted = (objects["normalized_intensity"] >= threshold).to_numpy()
+    return pd.Series(counted & ~has_granule, index=objects.index)
+
+
+def _false_granule_rna(config, db: Database, false: pd.DataFrame, names) -> pd.Series:
+    """Per image of `names`: percent_granule_rna at REPORT_DISTANCE from the false granules only."""
+    objects, _, metadata = steps.distribution_inputs(config, db)
+    objects = objects.merge(false, on=["name", "object_id"], how="left")
+    rows = {r[config.data.image_name_column]: r for r in metadata.to_dict("records")}
+    values = {}
+    for name, image in objects.groupby("name"):
+        if name not in names or name not in rows:
+            continue
+        molecules = np.where(image["false"].fillna(False).astype(bool),
+                             image["normalized_intensity"], 0.0)
+        curve = cumulative_distribution(
+            image["distance"], image["total_intensity"], molecules,
+            step_size=config.distribution.step_size,
+            distance_threshold=steps.image_distance_threshold(config, rows[name], name),
+            granule_threshold=config.normalization.granule_threshold)
+        at = curve.loc[np.isclose(curve["distance"], REPORT_DISTANCE), "percent_granule_rna"]
+        if len(at):
+            values[name] = float(at.iloc[0])
+    return pd.Series(values, dtype=np.float64)
+
+
 def compare_with_truth(config, db: Database, distributions: pd.DataFrame) -> DemoReport:
     """Every metric of :data:`METRICS` per RNA type and cycle, measured and true.
 
@@ -367,6 +430,19 @@ def compare_with_truth(config, db: Database, distributions: pd.DataFrame) -> Dem
             values = granules[column].astype(np.float64)
             add(metric, key, 100 * values.mean() if len(values) else np.nan, 0.0, images,
                 len(granules))
+    # Objects counted as granules that hold no granule molecule, and what they add to the
+    # granule RNA near the centrosomes.
+    estimates["false"] = false_granules(estimates, molecules_found, threshold=threshold)
+    false_rna = _false_granule_rna(config, db, estimates[["name", "object_id", "false"]],
+                                   set(at["name"]))
+    for key, mine in estimates.groupby(group):
+        counted = mine[mine["normalized_intensity"] >= threshold]
+        add("false_granules_pct", key,
+            100 * counted["false"].mean() if len(counted) else np.nan, 0.0,
+            mine["name"].nunique(), len(counted))
+        images = sorted(set(at.loc[(at["rna_type"] == key[0]) & (at["cycle"] == key[1]), "name"]))
+        points = false_rna.reindex(images)
+        add("percent_false_granule_rna_within_1um", key, points.mean(), 0.0, len(images), 0)
     for key, part in scores.groupby(group):
         matched, true = part["n_matched"].sum(), part["n_true"].sum()
         scored = matched + part["n_false"].sum()

@@ -89,7 +89,9 @@ __all__ = [
     "cumulative_figures",
     "delete_image_data",
     "distance_summary",
+    "distribution_inputs",
     "extract",
+    "image_distance_threshold",
     "load_metadata",
     "make_plots",
     "measure_distances",
@@ -892,11 +894,52 @@ def _group_references(config: Config, objects: pd.DataFrame) -> tuple[pd.DataFra
 
 
 # -------------------------------------------------------------- distributions
-def _threshold(config: Config, row: dict, name: str) -> float | None:
+def image_distance_threshold(config: Config, row: dict, name: str) -> float | None:
+    """The distance threshold of image `name` (metadata `row`): the config's, or its table's value."""
     threshold = config.distribution.distance_threshold
     if isinstance(threshold, ThresholdTable):
         return threshold.for_image(row, name)
     return threshold
+
+
+def distribution_inputs(config: Config, db: Database) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
+    """What the cumulative distributions are computed from, checked.
+
+    Returns
+    -------
+    objects : DataFrame
+        Every object of the measured images: ``name``, ``object_id``, ``distance``
+        (the column ``distribution.distance`` names), ``total_intensity`` (the
+        weight of the normalization method: the spot intensity floored at 0 for
+        "aperture"), ``normalized_intensity``.
+    measured : list of str
+        The images whose distances are measured.
+    metadata : DataFrame
+        The images table.
+    """
+    s1, s2 = config.distances.structure_1, config.distances.structure_2
+    distance = (centroid_distance_column(s2) if config.distribution.distance == "centroid"
+                else distance_column(s2))
+    columns = db.columns(s1)
+    if distance not in columns:
+        msg = f"{s1} has no {distance} column: run `rna-localization distances` first."
+        raise ValueError(msg)
+    if NORMALIZED_COLUMN not in columns:
+        msg = f"{s1} has no normalized_intensity column: run `rna-localization normalize` first."
+        raise ValueError(msg)
+    metadata = _metadata(db)
+    computed = sorted(set(metadata.columns) & set(DISTRIBUTION_COLUMNS))
+    if computed:  # an images table not made from a checked CSV, e.g. restored from elsewhere
+        msg = (f"the images table has a column named {computed[0]!r}, which the distributions "
+               f"compute; rename it in the metadata CSV and run `rna-localization metadata` again.")
+        raise ValueError(msg)
+    # Method "aperture" weighs each object by its background-subtracted light; an
+    # object dimmer than its surroundings counts for nothing.
+    weight = "spot" if config.normalization.method == "aperture" else "total"
+    with db.transaction() as cursor:
+        objects = read_distribution_objects(cursor, s1, s2, distance=distance, weight=weight)
+        measured = measured_images(cursor, s1, s2)
+    return objects, measured, metadata
 
 
 @_one_connection
@@ -929,30 +972,9 @@ def compute_distributions(config: Config, *, db: Database | None = None,
         return pd.DataFrame(columns=[*DISTRIBUTION_COLUMNS, config.data.image_name_column,
                                      *BASELINE_COLUMNS])
     db = _database(config, db)
-    s1, s2 = config.distances.structure_1, config.distances.structure_2
-    distance = (centroid_distance_column(s2) if config.distribution.distance == "centroid"
-                else distance_column(s2))
-    columns = db.columns(s1)
-    if distance not in columns:
-        msg = f"{s1} has no {distance} column: run `rna-localization distances` first."
-        raise ValueError(msg)
-    if NORMALIZED_COLUMN not in columns:
-        msg = f"{s1} has no normalized_intensity column: run `rna-localization normalize` first."
-        raise ValueError(msg)
-    metadata = _metadata(db)
-    computed = sorted(set(metadata.columns) & set(DISTRIBUTION_COLUMNS))
-    if computed:  # an images table not made from a checked CSV, e.g. restored from elsewhere
-        msg = (f"the images table has a column named {computed[0]!r}, which the distributions "
-               f"compute; rename it in the metadata CSV and run `rna-localization metadata` again.")
-        raise ValueError(msg)
+    objects, measured, metadata = distribution_inputs(config, db)
     name_column = config.data.image_name_column
     rows = {r[name_column]: r for r in metadata.to_dict("records")}
-    # Method "aperture" weighs each object by its background-subtracted light; an
-    # object dimmer than its surroundings counts for nothing.
-    weight = "spot" if config.normalization.method == "aperture" else "total"
-    with db.transaction() as cursor:
-        objects = read_distribution_objects(cursor, s1, s2, distance=distance, weight=weight)
-        measured = measured_images(cursor, s1, s2)
     groups = dict(tuple(objects.groupby("name", sort=True)))
     frames, missing_metadata, empty = [], [], []
     for name in measured:
@@ -965,7 +987,7 @@ def compute_distributions(config: Config, *, db: Database | None = None,
             image["total_intensity"] if image is not None else [],
             image["normalized_intensity"] if image is not None else [],
             step_size=config.distribution.step_size,
-            distance_threshold=_threshold(config, rows[name], name),
+            distance_threshold=image_distance_threshold(config, rows[name], name),
             granule_threshold=config.normalization.granule_threshold,
         )
         if distribution.empty:
@@ -977,7 +999,7 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     if missing_metadata:
         _warn(f"image(s) with no row in the metadata CSV have no distribution: {', '.join(missing_metadata)}.")
     if empty:
-        _warn(f"image(s) with no {s1} object within the distance threshold (or no distances) "
+        _warn(f"image(s) with no {config.distances.structure_1} object within the distance threshold (or no distances) "
               f"have no distribution: {', '.join(empty)}.")
     meta_columns = list(metadata.columns)
     result = (pd.concat(frames, ignore_index=True) if frames

@@ -8,7 +8,7 @@ from an earlier run of the pipeline.
 import numpy as np
 import pandas as pd
 
-from rna_localization.demo import METRICS, granule_errors, run_demo
+from rna_localization.demo import METRICS, false_granules, granule_errors, run_demo
 
 GROUPS = [("cen", "nc13"), ("cen", "nc14"), ("gapdh", "nc13"), ("gapdh", "nc14")]
 
@@ -49,6 +49,12 @@ def test_demo_with_ideal_masks_recovers_the_truth(tmp_path, postgres_server):
         cen = report.value("percent_total_rna_within_1um", "cen", cycle)[0]
         gapdh = report.value("percent_total_rna_within_1um", "gapdh", cycle)[0]
         assert cen > gapdh + 15
+    # Every molecule its own object: no object but a granule's reaches 4 molecules.
+    rows = report.metrics.set_index(["metric", "rna_type", "cycle"])
+    false = rows.loc["false_granules_pct"]
+    assert false["n_objects"].sum() > 0  # objects counted as granules, all of them granules
+    assert (false.loc[false["n_objects"] > 0, "measured"] == 0).all()
+    assert (rows.loc["percent_false_granule_rna_within_1um", "measured"] == 0).all()
     assert np.isfinite(report.seconds["total"])
     assert {p.name for p in report.plots} >= {"percent_total_rna.png", "percent_granule_rna.pdf"}
     assert "percent_total_rna_within_1um" in str(report)
@@ -107,9 +113,39 @@ def _check_workflow_demo(report, *, recall, precision, within_1um, granule_bias,
     bias, _ = report.value("molecules_per_granule_bias_pct", "cen")
     assert abs(bias) < granule_bias, bias
     for cycle in ("nc13", "nc14"):
+        # The false granules' points are part of the granule RNA figure; without them it is
+        # the true granules' objects, near the truth.
+        measured, truth = report.value("percent_granule_rna_within_1um", "cen", cycle)
+        false, _ = report.value("percent_false_granule_rna_within_1um", "cen", cycle)
+        assert 0 <= false <= measured, (cycle, false, measured)
+        # Two small images per cell: a few points of sampling error (1-2 on the full demo).
+        assert abs(measured - false - truth) < 6, (cycle, measured, false, truth)
+    for cycle in ("nc13", "nc14"):
         cen = report.value("percent_total_rna_within_1um", "cen", cycle)[0]
         gapdh = report.value("percent_total_rna_within_1um", "gapdh", cycle)[0]
         assert cen > gapdh + 15
+
+
+def test_false_granules_against_a_hand_count():
+    # Image a: object 1 holds a granule molecule (a granule, even at 9 molecules with 8
+    # singles); object 2 holds single molecules only and reads 4 (false); object 3 reads 3.9
+    # (not counted); object 4 holds nothing at all and reads 6 (false); object 5 is unmeasured.
+    # Image b reuses the ids: its object 1 holds only singles (false), its object 2 the
+    # granule molecule whose voxel in image a is in no object.
+    objects = pd.DataFrame({
+        "name": ["a"] * 5 + ["b"] * 2,
+        "object_id": [1, 2, 3, 4, 5, 1, 2],
+        "normalized_intensity": [9.0, 4.0, 3.9, 6.0, np.nan, 4.2, 5.0],
+    })
+    molecules = pd.DataFrame({
+        "name": ["a"] * 12 + ["b"] * 3,
+        "label": [1] * 9 + [2, 3, 0] + [1, 1, 2],
+        "in_granule": [True] + [False] * 10 + [True] + [False, False, True],
+    })
+    flags = false_granules(objects, molecules, threshold=4)
+    assert flags.index.equals(objects.index)
+    assert flags.tolist() == [False, True, False, True, False, True, False]
+    assert not false_granules(objects, molecules, threshold=10).any()
 
 
 def test_granule_errors_against_a_hand_count():

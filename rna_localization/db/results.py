@@ -363,7 +363,8 @@ def write_normalization_state(cursor, structure: str, images: pd.DataFrame,
 # ------------------------------------------------------ distributions, figures
 def read_distribution_objects(cursor, structure_1: str, structure_2: str, *, distance: str,
                               weight: str) -> pd.DataFrame:
-    """The objects of every measured image: ``name``, ``distance``, ``total_intensity``, ``normalized_intensity``.
+    """The objects of every measured image: ``name``, ``object_id``, ``distance``, ``total_intensity``,
+    ``normalized_intensity``.
 
     Parameters
     ----------
@@ -379,7 +380,8 @@ def read_distribution_objects(cursor, structure_1: str, structure_2: str, *, dis
     # GREATEST ignores NULL: an object without a spot intensity weighs 0.
     expression = "GREATEST(o.spot_intensity, 0)" if weight == "spot" else "o.total_intensity"
     cursor.execute(
-        sql.SQL("SELECT o.name, o.{distance} AS distance, " + expression + " AS total_intensity, "
+        sql.SQL("SELECT o.name, o.object_id, o.{distance} AS distance, " + expression
+                + " AS total_intensity, "
                 "o.normalized_intensity "
                 "FROM {table} AS o JOIN distance_measurements AS m ON m.name = o.name "
                 "AND m.structure_1 = %s AND m.structure_2 = %s ORDER BY o.name, o.object_id").format(
@@ -387,7 +389,8 @@ def read_distribution_objects(cursor, structure_1: str, structure_2: str, *, dis
         (structure_1, structure_2),
     )
     return pd.DataFrame(cursor.fetchall(),
-                        columns=["name", "distance", "total_intensity", "normalized_intensity"])
+                        columns=["name", "object_id", "distance", "total_intensity",
+                                 "normalized_intensity"])
 
 
 def read_plot_objects(cursor, structure: str, name: str, *, distance: str | None, intensity: str,
