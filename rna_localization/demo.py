@@ -274,7 +274,8 @@ def granule_errors(molecules: pd.DataFrame, *, threshold: float) -> pd.DataFrame
     return pd.DataFrame(rows, columns=columns)
 
 
-def false_granules(objects: pd.DataFrame, molecules: pd.DataFrame, *, threshold: float) -> pd.Series:
+def false_granules(objects: pd.DataFrame, molecules: pd.DataFrame, *,
+                   threshold: float) -> pd.Series:
     """Which objects count as granules but hold no molecule of a simulated granule.
 
     Parameters
@@ -319,8 +320,7 @@ def _false_granule_rna(config, db: Database, false: pd.DataFrame, names) -> pd.S
     for name, image in objects.groupby("name"):
         if name not in names or name not in rows:
             continue
-        molecules = np.where(image["false"].fillna(False).astype(bool),
-                             image["normalized_intensity"], 0.0)
+        molecules = np.where(image["false"].eq(True), image["normalized_intensity"], 0.0)
         curve = cumulative_distribution(
             image["distance"], image["total_intensity"], molecules,
             step_size=config.distribution.step_size,
@@ -339,6 +339,11 @@ def compare_with_truth(config, db: Database, distributions: pd.DataFrame) -> Dem
     defines each): molecules at their true positions and brightness, the
     expected cumulative distributions, the centrosomes' true radii. Each true
     molecule belongs to the detected object at its voxel (or none).
+
+    `distributions` is what :func:`.steps.compute_distributions` returned for
+    `db`: the false granules' part of the granule RNA is computed again from
+    `db`'s objects (:func:`.steps.distribution_inputs`), so the two agree only
+    for that table. ``false_granules_pct`` counts every object of the group.
     """
     from .synthetic import score_spots, unresolvable
 
@@ -409,9 +414,21 @@ def compare_with_truth(config, db: Database, distributions: pd.DataFrame) -> Dem
         objects[["name", "object_id", "normalized_intensity"]].rename(columns={"object_id": "label"}),
         on=["name", "label"], how="left")
 
+    # Objects counted as granules that hold no granule molecule, and the points of granule
+    # RNA near the centrosomes they make (from the objects the distributions were computed from).
+    estimates["false"] = false_granules(estimates, molecules_found, threshold=threshold)
+    false_rna = _false_granule_rna(config, db, estimates[["name", "object_id", "false"]],
+                                   set(at["name"]))
     for key, part in molecules_found.groupby(group):
         images = part["name"].nunique()
         mine = estimates[(estimates["rna_type"] == key[0]) & (estimates["cycle"] == key[1])]
+        counted = mine[mine["normalized_intensity"] >= threshold]
+        add("false_granules_pct", key, 100 * counted["false"].mean() if len(counted) else np.nan,
+            0.0, images, len(counted))
+        curves_of = at.loc[(at["rna_type"] == key[0]) & (at["cycle"] == key[1]), "name"]
+        points = false_rna.reindex(sorted(set(curves_of)))
+        add("percent_false_granule_rna_within_1um", key, points.mean(), 0.0,
+            int(points.notna().sum()), 0)
         add("molecules_total", key, mine["normalized_intensity"].sum(), len(part), images, len(mine))
         lone = part[part["isolated"] & (part["held"] == 1)]
         add("single_molecule_estimate", key,
@@ -430,19 +447,6 @@ def compare_with_truth(config, db: Database, distributions: pd.DataFrame) -> Dem
             values = granules[column].astype(np.float64)
             add(metric, key, 100 * values.mean() if len(values) else np.nan, 0.0, images,
                 len(granules))
-    # Objects counted as granules that hold no granule molecule, and what they add to the
-    # granule RNA near the centrosomes.
-    estimates["false"] = false_granules(estimates, molecules_found, threshold=threshold)
-    false_rna = _false_granule_rna(config, db, estimates[["name", "object_id", "false"]],
-                                   set(at["name"]))
-    for key, mine in estimates.groupby(group):
-        counted = mine[mine["normalized_intensity"] >= threshold]
-        add("false_granules_pct", key,
-            100 * counted["false"].mean() if len(counted) else np.nan, 0.0,
-            mine["name"].nunique(), len(counted))
-        images = sorted(set(at.loc[(at["rna_type"] == key[0]) & (at["cycle"] == key[1]), "name"]))
-        points = false_rna.reindex(images)
-        add("percent_false_granule_rna_within_1um", key, points.mean(), 0.0, len(images), 0)
     for key, part in scores.groupby(group):
         matched, true = part["n_matched"].sum(), part["n_true"].sum()
         scored = matched + part["n_false"].sum()

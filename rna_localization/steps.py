@@ -895,14 +895,15 @@ def _group_references(config: Config, objects: pd.DataFrame) -> tuple[pd.DataFra
 
 # -------------------------------------------------------------- distributions
 def image_distance_threshold(config: Config, row: dict, name: str) -> float | None:
-    """The distance threshold of image `name` (metadata `row`): the config's, or its table's value."""
+    """The distance threshold of image `name` (metadata `row`): the config's, or its table's."""
     threshold = config.distribution.distance_threshold
     if isinstance(threshold, ThresholdTable):
         return threshold.for_image(row, name)
     return threshold
 
 
-def distribution_inputs(config: Config, db: Database) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
+def distribution_inputs(config: Config,
+                        db: Database) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
     """What the cumulative distributions are computed from, checked.
 
     Returns
@@ -999,8 +1000,8 @@ def compute_distributions(config: Config, *, db: Database | None = None,
     if missing_metadata:
         _warn(f"image(s) with no row in the metadata CSV have no distribution: {', '.join(missing_metadata)}.")
     if empty:
-        _warn(f"image(s) with no {config.distances.structure_1} object within the distance threshold (or no distances) "
-              f"have no distribution: {', '.join(empty)}.")
+        _warn(f"image(s) with no {config.distances.structure_1} object within the distance "
+              f"threshold (or no distances) have no distribution: {', '.join(empty)}.")
     meta_columns = list(metadata.columns)
     result = (pd.concat(frames, ignore_index=True) if frames
               else pd.DataFrame(columns=DISTRIBUTION_COLUMNS + meta_columns))

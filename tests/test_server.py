@@ -12,6 +12,7 @@ import signal
 import stat
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -282,21 +283,21 @@ def test_ctrl_c_in_the_first_second_is_one_line(tmp_path, module):
 
     ``-X importtime`` reports each import as it ends: the signal is sent right
     after `module` is imported, whatever the machine's speed. The run waits at
-    its first image until the signal comes: on a loaded machine the signal can
-    land a second or two late, and a run that had ended by then was killed in
-    the interpreter's shutdown (exit -2, the handlers gone). A signal that late
-    is a skip, not a pass: the run was no longer importing.
+    its first image until the signal comes, so it cannot end first; a signal
+    that lands after the imports anyway (a loaded machine) is a skip, not a
+    pass: the run was no longer importing.
 
     The installed ``rna-localization`` script runs, as a user's terminal would,
-    not ``python -m``: CPython marks an interrupt that escapes any ``exec`` of a
-    string (dataclasses and namedtuples make their methods so, many of them while
-    these libraries import) as unhandled even when caught later, and under ``-m``
-    it then ends the process by SIGINT (exit -2) after the command had printed its
-    line and returned 130. A script's exit status is the one it returns.
+    not ``python -m``: CPython marks an interrupt that escapes an ``exec`` or
+    ``eval`` of a string as unhandled even when it is caught later (dataclasses,
+    namedtuples and library code, e.g. scipy's array-API layer, run such strings
+    while these libraries import), and under ``-m`` it then ends the process by
+    SIGINT (exit -2) after the command has printed its line and returned 130. A
+    script's exit status is the one it returns.
     """
     config = write_dataset(tmp_path / "data", database_name="early")
     gate = tmp_path / "gate"  # never removed: the run cannot end before the signal
-    script = Path(sys.executable).with_name("rna-localization")  # what `make install` wrote
+    script = Path(sysconfig.get_path("scripts")) / "rna-localization"  # what `make install` wrote
     assert script.is_file(), f"{script} is missing: install the package (make install)"
     process = subprocess.Popen([sys.executable, "-X", "importtime", str(script),
                                 "run", "--config", str(config)],

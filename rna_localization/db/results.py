@@ -363,7 +363,9 @@ def write_normalization_state(cursor, structure: str, images: pd.DataFrame,
 # ------------------------------------------------------ distributions, figures
 def read_distribution_objects(cursor, structure_1: str, structure_2: str, *, distance: str,
                               weight: str) -> pd.DataFrame:
-    """The objects of every measured image: ``name``, ``object_id``, ``distance``, ``total_intensity``,
+    """The objects of every measured image.
+
+    Columns ``name``, ``object_id``, ``distance``, ``total_intensity``,
     ``normalized_intensity``.
 
     Parameters
