@@ -154,9 +154,9 @@ def _check_workflow_demo(report, *, recall, precision, within_1um, granule_bias,
 def test_false_granules_against_a_hand_count():
     # Image a: object 1 holds a granule molecule (a granule, even at 9 molecules with 8
     # singles); object 2 holds single molecules only and reads 4 (false); object 3 reads 3.9
-    # (not counted); object 4 holds nothing at all and reads 6 (false); object 5 is unmeasured.
-    # Image b reuses the ids: its object 1 holds only singles (false), its object 2 the
-    # granule molecule whose voxel in image a is in no object.
+    # (not counted); object 4 holds nothing at all and reads 6 (false); object 5 is unmeasured;
+    # one granule molecule lies in no object. Image b reuses the ids (they are matched within
+    # an image): its object 1 holds only singles (false), its object 2 a granule molecule.
     objects = pd.DataFrame({
         "name": ["a"] * 5 + ["b"] * 2,
         "object_id": [1, 2, 3, 4, 5, 1, 2],
