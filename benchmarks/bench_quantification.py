@@ -316,16 +316,21 @@ def evaluate_command_line(*, scenes=COMMAND_LINE_SCENES, seeds=COMMAND_LINE_SEED
         table.attrs["seconds"] = seconds
         results[name] = table
         if progress:
-            total = 100 * (table["counted"].sum() / table["molecules"].sum() - 1)
-            print(f"  command line, {name}: molecules summed {total:+.1f}%", flush=True)
+            print(f"  command line, {name}: molecules summed {_errors(table)[0]:+.1f}%",
+                  flush=True)
     return results
 
 
+def _errors(table: pd.DataFrame) -> tuple[float, pd.Series]:
+    """Counted against simulated molecules, %: summed over the images, and per image."""
+    total = 100 * (table["counted"].sum() / table["molecules"].sum() - 1)
+    return float(total), 100 * (table["counted"] / table["molecules"] - 1)
+
+
 def _command_line_figures(results: dict) -> list[Figure]:
-    totals = [100 * (t["counted"].sum() / t["molecules"].sum() - 1) for t in results.values()]
-    per_image = np.concatenate([100 * (t["counted"] / t["molecules"] - 1)
-                                for t in results.values()])
-    worst = float(np.max(np.abs(totals)))
+    errors = [_errors(table) for table in results.values()]
+    per_image = np.concatenate([image for _, image in errors])
+    worst = float(np.max(np.abs([total for total, _ in errors])))
     return [
         Figure("sim-fish folders through the command line (init, segment, run): molecules "
                "summed vs simulated, worst |error| % over the scenes", f"{worst:.1f}",
@@ -339,8 +344,7 @@ def _command_line_table(results: dict) -> list[str]:
     lines = ["| scene | images | molecules simulated | counted | summed | per image | "
              "seconds (init + segment + run) |", "|---|---|---|---|---|---|---|"]
     for name, table in results.items():
-        error = 100 * (table["counted"] / table["molecules"] - 1)
-        total = 100 * (table["counted"].sum() / table["molecules"].sum() - 1)
+        total, error = _errors(table)
         lines.append(f"| {name} | {len(table)} | {int(table['molecules'].sum()):,} | "
                      f"{table['counted'].sum():,.0f} | {total:+.1f}% | "
                      f"{error.min():+.1f} to {error.max():+.1f}% | "
