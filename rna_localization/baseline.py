@@ -5,20 +5,20 @@ e.g. the embryo or the cytoplasm), the fraction of it within ``d`` of the
 target structure would be the fraction of the volume's voxels within ``d``.
 That fraction is computed exactly, from the Euclidean distance transform to
 the target with the image's anisotropic voxel size, not from random draws:
-2D transforms of the planes holding a target (squared offsets in whole
-pixels, integers, by ``edt``), combined along each column (y, x) by the lower
-envelope of one parabola per plane (linear in the volume), within the box
-where a voxel can be within the threshold, the envelopes on every core the
-process may use (:func:`_counts`). Each voxel's bin then comes from its offset to its nearest
-target voxel through a table of exact bins: no distance is rounded on the way.
+each plane holding a target gets every pixel's offset to its nearest target
+pixel (with square pixels, compared as whole squared pixels), and the planes
+are combined along each column (y, x) by the lower envelope of one parabola
+per plane: linear in the volume, within the box where a voxel can be within
+the threshold, in compiled loops (:mod:`rna_localization._envelopes`) on every
+core the process may use (:func:`_counts`). Each voxel's bin then comes from
+its offset to its nearest target voxel through a table of exact bins: no
+distance is rounded on the way.
 """
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import edt
 import numpy as np
 from scipy import ndimage
 
@@ -77,14 +77,14 @@ def _squared_slabs(nearest: np.ndarray, spacing: np.ndarray):
 
 
 #: Voxels (of the box the transforms cover) per thread: smaller images use fewer threads,
-#: since starting threads and sharing one interpreter cost more there than they save.
-_VOXELS_PER_THREAD = 1 << 24
-#: Largest table of bins by per-axis offset (entries) :func:`_counts` builds; past it
+#: since starting threads costs more there than it saves.
+_VOXELS_PER_THREAD = 1 << 22
+#: Largest table of bins by offset (entries) :func:`_counts` builds; past it
 #: (thresholds of tens of microns) each voxel's squared distance is binned directly.
 _MAX_TABLE = 1 << 22
-#: Entries (planes x columns) of the arrays :func:`_counts` combines the planes in at
-#: once (rows of the stack at a time; each array 8 bytes an entry): 16 MB each.
-_CHUNK_ENTRIES = 1 << 21
+#: Bands of rows per thread in which :func:`_counts` combines the planes (a band each
+#: call): more than one evens out the threads' shares.
+_BANDS_PER_THREAD = 4
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
@@ -127,168 +127,35 @@ def _crop(target: np.ndarray, region, spacing, squared_threshold: float):
     return target[box], None if region is None else region[box]
 
 
-def _scratch(work: dict, name: str, shape, dtype) -> np.ndarray:
-    """An uninitialized array kept in `work` under `name`, grown when too small.
-
-    The chunks of :func:`_counts` reuse their arrays: fresh memory of that size
-    costs the kernel a page fault per 4 KiB on first touch, which was a third
-    of the time of the lower envelopes.
-
-    Examples
-    --------
-    >>> work = {}
-    >>> _scratch(work, "a", (2, 3), np.int32).shape, _scratch(work, "a", 4, np.int32).shape
-    ((2, 3), (4,))
-    >>> work["a"].size
-    6
-    """
-    size = int(np.prod(shape))
-    kept = work.get(name)
-    if kept is None or kept.size < size or kept.dtype != dtype:
-        kept = work[name] = np.empty(size, dtype=dtype)
-    return kept[:size].reshape(shape)
-
-
-def _nearest_planes(values: np.ndarray, planes: np.ndarray, weight: float, depth: int,
-                    limit: float, work: dict | None = None) -> np.ndarray:
-    """Per column, the source minimizing ``values[i] + weight · (z - planes[i])²`` at each z.
-
-    The lower envelope of one parabola per source plane along each column
-    (Felzenszwalb & Huttenlocher's 1-D distance transform), built for all
-    columns at once: sources are added in order of plane, each popping the
-    envelope's last parabolas while it is lower where they begin. Every column's
-    last parabola is also kept in dense arrays, so each source is compared with
-    it in whole-array operations; the pops repeat only over the columns still
-    popping. A source whose value passes `limit` is left out of its column: it
-    is the minimum only of sums past the limit, so a sum within the limit keeps
-    its minimum and its minimizer.
-
-    Parameters
-    ----------
-    values : (P, C) ndarray of float64
-        Per source (a plane holding a target) and column.
-    planes : (P,) ndarray of int
-        The sources' planes, strictly increasing.
-    weight : float
-        Squared microns of one plane step.
-    depth : int
-        Planes z = 0 ... depth - 1 to answer for.
-    limit : float
-        Sums past it need no minimizer.
-    work : dict, optional
-        Arrays kept from an earlier call (:func:`_scratch`), reused instead of
-        fresh memory; the result is one of them, valid until the next call.
-
-    Returns
-    -------
-    (depth, C) ndarray of int32 (intp past 2**31 entries)
-        The index (into `planes`) of a minimizing source for each plane and
-        column, -1 where the column has no source within the limit.
-
-    Examples
-    --------
-    >>> values = np.array([[0.0, 9.0], [0.5, 9.0]])
-    >>> _nearest_planes(values, np.array([0, 3]), 1.0, 4, limit=4.0)
-    array([[ 0, -1],
-           [ 0, -1],
-           [ 1, -1],
-           [ 1, -1]], dtype=int32)
-    """
-    n_sources, n_columns = values.shape
-    work = {} if work is None else work
-    within = np.less_equal(values, limit, out=_scratch(work, "within", values.shape, bool))
-    shifted = np.add(values, weight * np.square(planes.astype(np.float64)).reshape(-1, 1),
-                     out=_scratch(work, "shifted", values.shape, np.float64))
-    # The envelope of each column, by level (flat: level * C + column): its sources
-    # and where each starts to be the lowest; `top` its last level (-1: none yet).
-    # The last level's plane, shifted value and start are also kept per column
-    # (dense): most sources compare with the last level only, without gathers.
-    index = np.int32 if n_sources * max(n_columns, depth) < 1 << 31 else np.intp  # half the bytes
-    hull = _scratch(work, "hull", n_sources * n_columns, index)
-    begin = _scratch(work, "begin", n_sources * n_columns, np.float64)
-    top = np.full(n_columns, -1, dtype=index)
-    last_plane = np.full(n_columns, -1.0)
-    last_shifted = np.zeros(n_columns)
-    last_begin = np.full(n_columns, -np.inf)  # no level: never popped
-    cross = np.empty(n_columns)
-    for source in range(n_sources):
-        adding = within[source]
-        own = shifted[source]
-        plane = float(planes[source])
-        # Where the source's parabola starts to be lower than the last level's.
-        np.subtract(own, last_shifted, out=cross)
-        cross /= 2 * weight * (plane - last_plane)
-        popped = np.flatnonzero(adding & (cross <= last_begin))
-        while popped.size:  # those pop their last level and compare with the one below
-            level = top[popped] - 1  # never below 0: the first level begins at -inf
-            top[popped] = level
-            at = level * n_columns + popped
-            below = hull[at]
-            last_plane[popped] = planes[below]
-            last_shifted[popped] = shifted[below, popped]
-            last_begin[popped] = begin[at]
-            start = (own[popped] - last_shifted[popped]) / (2 * weight * (plane - last_plane[popped]))
-            cross[popped] = start
-            again = start <= last_begin[popped]
-            popped = popped[again]
-        cross[top < 0] = -np.inf  # a column's first source is the lowest everywhere so far
-        added = np.flatnonzero(adding)
-        level = top[added] + 1
-        top[added] = level
-        at = level * n_columns + added
-        hull[at] = source
-        begin[at] = cross[added]
-        last_plane[added] = plane
-        last_shifted[added] = own[added]
-        last_begin[added] = cross[added]
-    # Each level is the lowest from its first whole plane on, until a later one begins;
-    # sources increase with the level, so a running maximum fills the planes between.
-    nearest = _scratch(work, "nearest", depth * n_columns, index)  # flat: z * C + column
-    nearest.fill(-1)
-    used = np.flatnonzero(top >= 0)
-    nearest[used] = hull[used]  # the first level begins at -inf
-    used = used[top[used] > 0]
-    for level in range(1, int(top.max()) + 1):
-        at = used + level * n_columns
-        start = begin[at]
-        inside = start <= depth - 1
-        start = np.maximum(np.ceil(start[inside]), 0).astype(index)
-        start *= n_columns
-        start += used[inside]
-        nearest[start] = hull[at[inside]]
-        used = used[top[used] > level]
-    nearest = nearest.reshape(depth, n_columns)
-    for z in range(1, depth):
-        np.maximum(nearest[z - 1], nearest[z], out=nearest[z])
-    return nearest
-
-
 def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int = 1) -> np.ndarray:
     """Voxels (of the region) per bin: bin i holds squared distances in (edges[i-1], edges[i]].
 
     Separable and exact: the nearest target voxel of a voxel at plane z is, over
     the planes s holding a target, the best of each plane's nearest target voxel
-    in 2D plus the squared step between planes. Each plane's 2D transform is
-    cheap, and only planes with a target are transformed (:func:`_plane_offsets`:
-    with square pixels, ``edt``'s squared transform in whole pixels, whose
-    values within the threshold are exact integers). Along each column (y, x)
-    the best plane for every z is then the lower envelope of one parabola
-    ``F_s + w_z (z - s)²`` per plane holding a target, ``F_s`` its in-plane
-    squared distance (:func:`_nearest_planes`): linear in the volume, in chunks of rows (on `threads` threads, each reusing
-    its arrays). A voxel's squared distance depends only on its offset from its
-    nearest target voxel (|dz| and the in-plane offset: ``dy² + dx²`` with
-    square pixels, else (|dy|, |dx|)): the bin of every offset within the
-    threshold is computed once into a table that each voxel's offset indexes;
-    offsets past the threshold index entries counted in no bin.
+    in 2D plus the squared step between planes. Each plane holding a target
+    gets its in-plane offsets to its nearest target pixel
+    (:func:`rna_localization._envelopes.plane_offsets`); along each column
+    (y, x) the best plane for every z is then the lower envelope of one
+    parabola ``F_s + w_z (z - s)²`` per plane holding a target, ``F_s`` its
+    in-plane squared distance (:func:`rna_localization._envelopes.column_counts`),
+    in bands of rows. Both are compiled loops, on `threads` threads (planes,
+    then bands). A voxel's squared distance depends only on its offset from
+    its nearest target voxel (|dz|, |dy|, |dx|): the bin of every offset within
+    the threshold is computed once into a table that each voxel's offsets
+    index; offsets past the threshold index entries counted in no bin. With
+    square pixels, every in-plane comparison is between whole numbers of
+    squared pixels, exact in float64.
 
     Memory: the in-plane offsets of the planes holding a target (2 bytes a voxel
-    of each; 4 past lateral thresholds of about 16 µm at 0.065 µm), and each
-    thread's arrays for a chunk (:data:`_CHUNK_ENTRIES`).
+    of each; 4 past lateral thresholds of about 16 µm at 0.065 µm), and a
+    plane's distances along y per thread (4 bytes a pixel).
 
     Falls back to one 3D feature transform (:func:`_feature_transform`) and a
     bin search per voxel when that table would pass :data:`_MAX_TABLE` entries
     (thresholds of tens of microns).
     """
+    from ._envelopes import column_counts, plane_offsets  # compiled on first use (numba)
+
     shape = target.shape
     reach = [int(r) for r in np.minimum(np.floor(np.sqrt(edges[-1]) / spacing) + 1,
                                          np.array(shape) - 1)]
@@ -305,107 +172,41 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
     n_z, n_y, n_x = shape
     threads = max(1, min(threads, target.size // _VOXELS_PER_THREAD))
     sources = np.flatnonzero(target.any(axis=(1, 2)))
-    offsets, in_plane = _plane_offsets(target, sources, spacing, reach, edges, threads)
-    # The bin of every (|dz|, in-plane offset) pair, flat; one more dz row, counted
-    # nowhere: for the voxels of a column without a target in reach.
+    # In-plane offsets (|dy|, |dx|) as |dy| * size_x + |dx|, and their squared microns.
+    dy, dx = np.arange(size[1]).reshape(-1, 1), np.arange(size[2])
+    if spacing[1] == spacing[2]:  # whole squared pixels, then microns: exact comparisons
+        weights = (1.0, 1.0)
+        in_plane = ((dy * dy + dx * dx) * (spacing[1] * spacing[1])).ravel()
+    else:
+        weights = (spacing[1] ** 2, spacing[2] ** 2)
+        in_plane = (np.square(dy * spacing[1]) + np.square(dx * spacing[2])).ravel()
+    offsets = np.empty((sources.size, n_y, n_x), dtype=np.min_scalar_type(in_plane.size - 1))
+
+    def transform(i):
+        plane_offsets(target[sources[i]], weights[0], weights[1], reach[1] + 1, reach[2] + 1,
+                      offsets[i], np.empty((n_y, n_x), np.int32), np.empty(n_x, np.int64),
+                      np.empty(n_x, np.int64), np.empty(n_x + 1))
+
+    _in_threads(transform, range(sources.size), threads)
+    # The bin of every (|dz|, in-plane offset) pair, flat: a voxel's exact squared distance.
     along_z = np.square(np.arange(size[0]) * spacing[0])
-    table = np.append(np.searchsorted(edges, (along_z.reshape(-1, 1) + in_plane).ravel(),
-                                      side="left"),
-                      np.full(in_plane.size, edges.size)).astype(np.min_scalar_type(edges.size))
-    # The table's dz part of each (plane, source) pair, flat, past the reach clipped,
-    # and a last column, the row counted nowhere, for source -1 (none within the
-    # threshold): row z's -1 lands on row z - 1's last column. At plane 0 it is clipped
-    # to (plane 0, first source) instead; that voxel counts nowhere all the same, since
-    # its column's in-plane offsets (the last source's are added) are all past the threshold.
-    dz = np.minimum(np.abs(np.arange(n_z).reshape(-1, 1) - sources), reach[0] + 1)
-    dz = (np.append(dz, np.full((n_z, 1), size[0]), axis=1) * in_plane.size).ravel()
-    source_rows = np.arange(0, n_z * (sources.size + 1), sources.size + 1).reshape(-1, 1)
+    table = np.searchsorted(edges, (along_z.reshape(-1, 1) + in_plane).ravel(), side="left")
+    table = table.astype(np.uint16 if edges.size < np.iinfo(np.uint16).max else np.int64)
+    sources = sources.astype(np.int64)
+    mask = region if region is not None else np.zeros((1, 1, 1), dtype=bool)
 
-    local = threading.local()  # each thread's arrays, reused from chunk to chunk
+    def band_counts(rows: range) -> np.ndarray:
+        found = np.zeros(edges.size + 1, dtype=np.int64)
+        column_counts(offsets, sources, in_plane, float(spacing[0] ** 2), float(edges[-1]), table,
+                      reach[0], n_z, mask, region is not None, rows.start, rows.stop, found,
+                      np.empty(sources.size, np.int64), np.empty(sources.size + 1))
+        return found
 
-    def chunk_counts(chunk: slice) -> np.ndarray:
-        work = local.__dict__
-        offset = offsets[:, chunk].reshape(sources.size, -1)
-        n_columns = offset.shape[1]
-        values = np.take(in_plane, offset, out=_scratch(work, "values", offset.shape, np.float64),
-                         mode="clip")  # "raise" would copy through a buffer
-        best = _nearest_planes(values, sources, along_z[1], n_z, edges[-1], work)
-        # Source -1 takes the last source's offsets (any will do: all are past the
-        # threshold) and the dz row of none (at plane 0, the first source's: see dz).
-        index = _scratch(work, "index", best.shape, np.intp)
-        np.take(dz, np.add(best, source_rows, out=index), out=index, mode="clip")
-        best *= n_columns
-        best += np.arange(n_columns)
-        index += np.take(offset.ravel(), best, out=_scratch(work, "picked", best.shape, offset.dtype),
-                         mode="wrap")  # source -1: the last source's offsets
-        bins = table[index[region[:, chunk].reshape(n_z, -1)] if region is not None
-                     else index.ravel()]
-        return np.bincount(bins, minlength=edges.size + 1)
-
-    per = max(1, _CHUNK_ENTRIES // (max(n_z, sources.size) * n_x))  # rows at a time
-    chunks = [slice(y0, min(n_y, y0 + per)) for y0 in range(0, n_y, per)]
-    for part in _in_threads(chunk_counts, chunks, threads):
+    per = max(1, -(-n_y // (threads * _BANDS_PER_THREAD)))
+    for part in _in_threads(band_counts, [range(y0, min(n_y, y0 + per))
+                                          for y0 in range(0, n_y, per)], threads):
         counts += part
     return counts
-
-
-def _plane_offsets(target: np.ndarray, sources: np.ndarray, spacing, reach, edges, threads: int):
-    """Each plane holding a target: its voxels' in-plane offset to that plane's nearest target voxel.
-
-    Returns ``(offsets, in_plane)``: offsets (sources, Y, X) index `in_plane`, the
-    squared microns of each in-plane offset; every offset past the threshold
-    indexes an entry past it. With square pixels (``spacing[1] == spacing[2]``)
-    the index is the squared offset in pixels ``dy² + dx²``, from one squared
-    transform of integers per plane (``edt``, unit pixels: every value within
-    the threshold is an integer below 2**24, exact in its float32 output, and
-    its lower envelopes compare exact integers in float64; `in_plane` ends at
-    the threshold or past the plane's diagonal, whichever comes first: no
-    offset in the plane passes the diagonal, and a longer table would grow with
-    the threshold alone); otherwise it is ``|dy| · (reach_x + 2) + |dx|``, from
-    scipy's feature transform.
-    """
-    n_y, n_x = target.shape[1:]
-    square = spacing[1] == spacing[2]
-    if square:
-        pixel = spacing[1] * spacing[1]
-        past = int(edges[-1] / pixel)  # the least squared offset past the threshold
-        while past * pixel <= edges[-1]:
-            past += 1
-        # No offset in the plane passes its diagonal: a table past it (here and in
-        # _counts, one entry per offset and dz) would grow with the threshold alone.
-        past = min(past, (n_y - 1) ** 2 + (n_x - 1) ** 2 + 1)
-        square = past < 1 << 24
-    if square:
-        in_plane = np.arange(past + 1) * pixel
-        dtype = np.min_scalar_type(past)
-
-        def transform(i):  # one plane at a time: edt holds the GIL, and its own threads
-            # (parallel=2) made a full frame slower on a shared 2-core machine
-            squared = edt.edtsq(~target[sources[i]], anisotropy=(1.0, 1.0), black_border=False)
-            np.minimum(squared, past, out=squared)
-            offsets[i] = squared
-    else:
-        size_y, size_x = reach[1] + 2, reach[2] + 2
-        in_plane = (np.square(np.arange(size_y) * spacing[1]).reshape(-1, 1)
-                    + np.square(np.arange(size_x) * spacing[2])).ravel()
-        dtype = np.min_scalar_type(in_plane.size - 1)
-        rows = np.arange(n_y, dtype=np.int32).reshape(-1, 1)
-        columns = np.arange(n_x, dtype=np.int32)
-
-        def transform(i):
-            nearest = ndimage.distance_transform_edt(~target[sources[i]], sampling=spacing[1:],
-                                                     return_distances=False, return_indices=True)
-            dy, dx = nearest[0], nearest[1]
-            dy -= rows
-            dx -= columns
-            np.minimum(np.abs(dy, out=dy), reach[1] + 1, out=dy)
-            np.minimum(np.abs(dx, out=dx), reach[2] + 1, out=dx)
-            dy *= size_x
-            dy += dx
-            offsets[i] = dy
-    offsets = np.empty((sources.size, n_y, n_x), dtype=dtype)
-    _in_threads(transform, range(sources.size), 1 if square else threads)
-    return offsets, in_plane
 
 
 def _in_threads(function, items, threads: int) -> list:
@@ -455,7 +256,7 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None,
     image's cumulative distribution will have, and stores it with the
     distances (:func:`rna_localization.steps.measure_distances`). Memory:
     2 bytes a voxel of each plane holding a target (4 past lateral thresholds
-    of about 16 µm at 0.065 µm), and a few rows' worth
+    of about 16 µm at 0.065 µm), and 4 bytes a pixel of a plane per thread
     (with a threshold of tens of microns, a 3D transform: 12 bytes a voxel).
 
     Parameters
@@ -469,8 +270,7 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None,
     region : (Z, Y, X) array-like, optional
         Non-zero where RNA could be (e.g. the embryo); default the whole volume.
     workers : int, optional
-        Threads for the envelopes (and for scipy's transforms, with pixels
-        that are not square); None (the default) uses
+        Threads for the transforms and envelopes; None (the default) uses
         every core this process may run on (:func:`usable_cores`). At most one
         per :data:`_VOXELS_PER_THREAD` voxels of the box transformed.
 

@@ -69,16 +69,16 @@ def _brute_force_percent(target, spacing, grid, region=None):
     return 100 * within / within[-1]
 
 
-# How _counts works: planes combined along z in one chunk of rows, or one row at a time,
+# How _counts works: planes combined along z in a few bands of rows, or a band per row,
 # or (a threshold too large for its table) one 3D transform.
-WAYS = ["one chunk", "row by row", "3D transform"]
+WAYS = ["a few bands", "a band per row", "3D transform"]
 
 
 def _use(way, monkeypatch):
     from rna_localization import baseline
 
-    if way == "row by row":
-        monkeypatch.setattr(baseline, "_CHUNK_ENTRIES", 0)
+    if way == "a band per row":
+        monkeypatch.setattr(baseline, "_BANDS_PER_THREAD", 10**6)
     elif way == "3D transform":
         monkeypatch.setattr(baseline, "_MAX_TABLE", 0)
 
@@ -152,7 +152,7 @@ def _blobs(shape, rng, count, radii):
     return target
 
 
-@pytest.mark.parametrize("way", ["one chunk", "row by row"])
+@pytest.mark.parametrize("way", WAYS[:2])
 @pytest.mark.parametrize("kind", ["dense voxels", "large blobs", "staggered planes"])
 @pytest.mark.parametrize("spacing", [(0.2, 0.065, 0.065), (0.5, 0.1, 0.15)])
 def test_many_target_planes_combined_along_z_match_brute_force(kind, spacing, way,
@@ -179,27 +179,45 @@ def test_many_target_planes_combined_along_z_match_brute_force(kind, spacing, wa
             _brute_force_percent(target, spacing, grid, mask), rtol=1e-12)
 
 
-def test_the_lower_envelope_picks_a_minimizing_plane_for_every_plane_and_column():
-    from rna_localization.baseline import _nearest_planes
+def test_the_planes_combined_along_z_count_each_voxel_in_its_exact_bin():
+    """column_counts on hand-made in-plane offsets: every voxel of the band counted in the bin
+    of its least sum over the planes (in-plane part within the limit), as a loop over every
+    (voxel, plane) pair counts it; planes whose in-plane part passes the limit never count."""
+    from rna_localization._envelopes import column_counts
 
     rng = np.random.default_rng(3)
-    planes = np.flatnonzero(rng.random(40) < 0.6)  # sources in 60% of 40 planes
-    values = rng.exponential(2.0, (planes.size, 500))
-    values[:, :10] = 1.0  # equal values: every source lowest around its own plane
-    values[:, 10:20] = 100.0  # nothing within the limit in these columns
-    weight, limit = 0.04, 6.0
-    best = _nearest_planes(values, planes, weight, 40, limit)
-    z = np.arange(40).reshape(-1, 1, 1)
-    sums = values[None] + weight * (z - planes.reshape(1, -1, 1)) ** 2  # (plane, source, column)
-    sums[np.broadcast_to(values[None] > limit, sums.shape)] = np.inf
-    lowest = sums.min(axis=1)
-    assert np.all((best == -1) == np.isinf(lowest))
-    chosen = np.take_along_axis(sums, np.maximum(best, 0)[:, None], axis=1)[:, 0]
-    found = best >= 0
-    np.testing.assert_allclose(chosen[found], lowest[found], rtol=1e-12)
-    # The equal columns: each plane's nearest source.
-    nearest_source = np.abs(np.arange(40).reshape(-1, 1) - planes).min(axis=1)
-    np.testing.assert_array_equal(np.abs(np.arange(40) - planes[best[:, 0]]), nearest_source)
+    n_z, n_y, n_x = 40, 5, 60
+    sources = np.flatnonzero(rng.random(n_z) < 0.6)  # planes holding a target: 60% of 40
+    in_plane = np.round(rng.exponential(2.0, 50), 1)  # squared microns of 50 offset indices
+    offsets = rng.integers(0, in_plane.size, (sources.size, n_y, n_x)).astype(np.uint16)
+    offsets[:, :, :10] = np.argmin(in_plane)  # equal values: each plane lowest around itself
+    offsets[:, 1, :] = np.argmax(in_plane)  # a row with no plane within the limit
+    weight, limit, reach = 0.04, 6.0, 12
+    edges = np.array([0.5, 1.0, 2.0, 4.0, 6.0])
+    along_z = np.minimum(np.arange(reach + 2), reach + 1) ** 2 * weight
+    table = np.searchsorted(edges, (along_z[:, None] + in_plane).ravel()).astype(np.uint16)
+    region = rng.random((n_z, n_y, n_x)) < 0.7
+    for use_region in (False, True):
+        counts = np.zeros(edges.size + 1, np.int64)
+        column_counts(offsets, sources.astype(np.int64), in_plane, weight, limit, table, reach,
+                      n_z, region, use_region, 0, n_y, counts, np.empty(sources.size, np.int64),
+                      np.empty(sources.size + 1))
+        expected = np.zeros(edges.size + 1, np.int64)
+        for z in range(n_z):
+            for y in range(n_y):
+                for x in range(n_x):
+                    if use_region and not region[z, y, x]:
+                        continue
+                    best = np.inf
+                    for i, s in enumerate(sources):
+                        part = in_plane[offsets[i, y, x]]
+                        dz = min(abs(z - s), reach + 1)
+                        if part <= limit:
+                            best = min(best, part + dz * dz * weight)
+                    if best <= edges[-1]:
+                        expected[np.searchsorted(edges, best)] += 1
+        np.testing.assert_array_equal(counts[:-1], expected[:-1])
+        assert counts[:-1].sum() > 0
 
 
 def test_offsets_exactly_at_a_distance_count_as_within():
@@ -424,37 +442,49 @@ def test_a_baseline_not_stored_or_for_other_distances_is_computed_and_stored(dat
         np.testing.assert_allclose(stored[name][2], by_hand)
 
 
-def test_in_plane_offsets_are_exact_squared_pixel_offsets_on_a_wide_plane():
-    """edt's float32 squared transform in whole pixels: every value within the threshold an
-    exact integer (here up to 4.4 million), every one past it the first index past it."""
-    from rna_localization.baseline import _plane_offsets
+@pytest.mark.parametrize("weights", [(1.0, 1.0), (0.01, 0.0049)])
+def test_in_plane_offsets_point_to_a_nearest_target_pixel_on_a_wide_plane(weights):
+    """plane_offsets against every (pixel, target pixel) pair on a 40 x 2100 plane (offsets up
+    to 39² + 2099² squared pixels, compared as whole numbers with square pixels): the offset of
+    each pixel is a nearest target pixel's wherever one lies within the caps, and otherwise
+    none nearer lies within them; a plane with no target pixel gives the caps."""
+    from rna_localization._envelopes import plane_offsets
 
     rng = np.random.default_rng(5)
-    target = np.zeros((2, 40, 2100), dtype=bool)
-    target[0, 0, 0] = True  # a far corner: offsets up to 39² + 2099²
-    target[1, rng.integers(0, 40, 6), rng.integers(0, 2100, 6)] = True
-    spacing = np.array([0.2, 0.065, 0.065])
-    y, x = np.indices(target.shape[1:])
-    diagonal = 39**2 + 2099**2  # no offset in the plane passes it
-    for threshold in (2100 * 0.065 * 1.5, 3.0):  # beyond every offset, then within a few
-        edges = np.array([threshold]) ** 2
-        offsets, in_plane = _plane_offsets(target, np.array([0, 1]), spacing, None, edges, 1)
-        past = in_plane.size - 1
-        beyond = np.flatnonzero(np.arange(diagonal + 2) * spacing[1] ** 2 > edges[-1])
-        assert past == (beyond[0] if beyond.size else diagonal + 1)  # the table ends there
-        assert edges[-1] >= in_plane[past - 1]
-        assert in_plane[past] > edges[-1] or past == diagonal + 1
-        for plane in (0, 1):
-            ty, tx = np.nonzero(target[plane])
-            exact = np.min([(y - a) ** 2 + (x - b) ** 2 for a, b in zip(ty, tx)], axis=0)
-            np.testing.assert_array_equal(offsets[plane], np.minimum(exact, past))
+    n_y, n_x = 40, 2100
+    y, x = np.indices((n_y, n_x))
+    planes = [np.zeros((n_y, n_x), bool) for _ in range(3)]
+    planes[0][0, 0] = True  # a far corner
+    planes[1][rng.integers(0, n_y, 6), rng.integers(0, n_x, 6)] = True
+    for cap_y, cap_x in ((n_y, n_x), (7, 25)):  # past every offset, then a few pixels out
+        for plane in planes:
+            out = np.empty((n_y, n_x), np.uint32)
+            plane_offsets(plane, weights[0], weights[1], cap_y, cap_x, out,
+                          np.empty((n_y, n_x), np.int32), np.empty(n_x, np.int64),
+                          np.empty(n_x, np.int64), np.empty(n_x + 1))
+            dy, dx = out // (cap_x + 1), out % (cap_x + 1)
+            assert dy.max() <= cap_y
+            assert dx.max() <= cap_x
+            found = weights[0] * dy.astype(float) ** 2 + weights[1] * dx.astype(float) ** 2
+            ty, tx = np.nonzero(plane)
+            if ty.size == 0:
+                assert np.all((dy == cap_y) & (dx == cap_x))
+                continue
+            exact = np.full((n_y, n_x), np.inf)  # the least over target pixels within the caps
+            for a, b in zip(ty, tx):
+                inside = (np.abs(y - a) < cap_y) & (np.abs(x - b) < cap_x)
+                value = weights[0] * (y - a) ** 2.0 + weights[1] * (x - b) ** 2.0
+                exact = np.where(inside, np.minimum(exact, value), exact)
+            reached = np.isfinite(exact)
+            np.testing.assert_array_equal(found[reached], exact[reached])
+            assert np.all((dy[~reached] == cap_y) | (dx[~reached] == cap_x))
 
 
 @pytest.mark.parametrize("workers", [1, 3])
 def test_any_number_of_threads_gives_the_brute_force_counts(workers, monkeypatch):
     from rna_localization import baseline
 
-    monkeypatch.setattr(baseline, "_CHUNK_ENTRIES", 0)  # a chunk per row: many for the threads
+    monkeypatch.setattr(baseline, "_BANDS_PER_THREAD", 10**6)  # a band per row: many per thread
     monkeypatch.setattr(baseline, "_VOXELS_PER_THREAD", 1)  # every thread asked for, however small
     rng = np.random.default_rng(11)
     target = _blobs((9, 21, 23), rng, 3, (2.0, 4.0, 3.0))
@@ -465,24 +495,10 @@ def test_any_number_of_threads_gives_the_brute_force_counts(workers, monkeypatch
         _brute_force_percent(target, spacing, grid), rtol=1e-12)
 
 
-def test_the_lower_envelope_reusing_its_arrays_answers_as_with_fresh_ones():
-    """Chunks reuse one another's arrays: a smaller chunk after a larger one must not read
-    what the larger one left."""
-    from rna_localization.baseline import _nearest_planes
-
-    rng = np.random.default_rng(8)
-    planes = np.array([0, 2, 3, 7, 8, 9])
-    work = {}
-    for columns in (400, 57, 400):
-        values = rng.exponential(1.0, (planes.size, columns))
-        fresh = _nearest_planes(values, planes, 0.04, 12, 3.0)
-        np.testing.assert_array_equal(_nearest_planes(values, planes, 0.04, 12, 3.0, work), fresh)
-
-
 def test_a_threshold_far_past_a_small_stack_builds_no_table_past_its_planes():
-    """The bins are tabled by squared in-plane offset: up to the threshold, but never past the
-    plane's diagonal (a 150 µm threshold at 0.065 µm pixels tabled 5 million offsets, per plane
-    step, for a 4 x 4 plane: 664 MB). Same counts as every pair."""
+    """The bins are tabled by offset: up to the threshold, but never past the stack (a 150 µm
+    threshold at 0.065 µm pixels would table 5 million in-plane offsets per plane step for a
+    4 x 4 plane). Same counts as every pair."""
     import tracemalloc
 
     rng = np.random.default_rng(12)

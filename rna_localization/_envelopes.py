@@ -1,0 +1,195 @@
+"""Compiled kernels of the chance baseline's exact distance transform (numba).
+
+Pure array functions, each a loop over one plane or over a band of rows,
+compiled once (and cached on disk) by numba. They release the GIL: the
+caller runs them on several threads (:mod:`rna_localization.baseline`).
+
+Both passes are the lower envelope of parabolas of Felzenszwalb &
+Huttenlocher ("Distance transforms of sampled functions", 2012): along a
+line, the least over sources ``p`` of ``f(p) + w (t - p)²`` at every
+``t``, in time linear in the line. Sources whose ``f`` is past a limit are
+left out: they are the minimum only of sums past it, so every sum within
+the limit keeps its minimum and its minimizer.
+
+:func:`plane_offsets` gives every pixel of a plane its offset ``(|dy|, |dx|)``
+to its nearest target pixel (the 1D transform along y, then the envelope
+along x); :func:`column_counts` combines the planes along z (one parabola
+per plane holding a target) and counts each voxel in the bin of its exact
+squared distance, read from a table indexed by its offsets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["column_counts", "plane_offsets"]
+
+
+@njit(cache=True, nogil=True)
+def plane_offsets(plane, weight_y, weight_x, cap_y, cap_x, out, along_y, last, hull, starts):
+    """Each pixel's offset to its nearest True pixel of `plane`, as one index.
+
+    The index is ``|dy| * (cap_x + 1) + |dx|``, with ``|dy| <= cap_y`` and
+    ``|dx| <= cap_x``: offsets are capped there (the caller's caps lie past
+    its threshold, so a capped offset is past it too). "Nearest" weighs
+    squared offsets as ``weight_y dy² + weight_x dx²``; with square pixels
+    both weights are 1 and every comparison is between whole numbers, exact
+    in float64. A row without a pixel within ``cap_y`` of a True pixel along
+    y gets ``(cap_y, cap_x)``.
+
+    Parameters
+    ----------
+    plane : (Y, X) ndarray of bool
+    weight_y, weight_x : float
+    cap_y, cap_x : int
+    out : (Y, X) ndarray of unsigned int
+        Receives the indices.
+    along_y : (Y, X) ndarray of int32
+        Scratch: each pixel's distance along y to a True pixel, capped.
+    last : (X,) ndarray of int64
+    hull : (X,) ndarray of int64
+    starts : (X + 1,) ndarray of float64
+        Scratch.
+    """
+    n_y, n_x = plane.shape
+    stride = cap_x + 1
+    # Along y, every column at once and row after row (contiguous): the distance to
+    # the nearest True pixel above, then below.
+    for x in range(n_x):
+        last[x] = -1
+    for y in range(n_y):
+        for x in range(n_x):
+            if plane[y, x]:
+                last[x] = y
+            along_y[y, x] = cap_y if last[x] < 0 else min(y - last[x], cap_y)
+    for x in range(n_x):
+        last[x] = -1
+    for y in range(n_y - 1, -1, -1):
+        for x in range(n_x):
+            if plane[y, x]:
+                last[x] = y
+            if last[x] >= 0 and last[x] - y < along_y[y, x]:
+                along_y[y, x] = last[x] - y
+    # Along x, row by row: the envelope of weight_y g(p)² + weight_x (x - p)², the
+    # capped sources left out.
+    for y in range(n_y):
+        k = -1
+        for q in range(n_x):
+            g = along_y[y, q]
+            if g >= cap_y:
+                continue
+            f = weight_y * g * g + weight_x * q * q
+            if k < 0:
+                k = 0
+                hull[0] = q
+                starts[0] = -np.inf
+                continue
+            while True:  # never pops the first: it starts at -inf
+                p = hull[k]
+                s = (f - (weight_y * along_y[y, p] * along_y[y, p] + weight_x * p * p)) / (
+                    2.0 * weight_x * (q - p))
+                if s <= starts[k]:
+                    k -= 1
+                else:
+                    break
+            k += 1
+            hull[k] = q
+            starts[k] = s
+        if k < 0:
+            for x in range(n_x):
+                out[y, x] = cap_y * stride + cap_x
+            continue
+        j = 0
+        for x in range(n_x):
+            while j < k and starts[j + 1] < x:
+                j += 1
+            p = hull[j]
+            out[y, x] = along_y[y, p] * stride + min(abs(x - p), cap_x)
+
+
+@njit(cache=True, nogil=True)
+def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n_z, region,
+                  use_region, first_row, stop_row, counts, hull, starts):
+    """Count the voxels of rows ``first_row .. stop_row - 1`` by the bin of their distance.
+
+    Along each column (y, x), the nearest target voxel of the voxel at plane
+    z is, over the planes s holding a target, the one minimizing
+    ``in_plane[offsets[i, y, x]] + weight_z (z - s)²``: the envelope of one
+    parabola per such plane, those whose in-plane part passes `limit` left
+    out. The voxel's bin is then ``table[dz * in_plane.size + offset]``, with
+    ``dz = |z - s|`` (``reach_z + 1`` past it). Voxels of a column without
+    any plane within the limit are past it, and not counted.
+
+    Parameters
+    ----------
+    offsets : (S, Y, X) ndarray of unsigned int
+        :func:`plane_offsets` of each plane holding a target.
+    sources : (S,) ndarray of int64
+        Those planes, increasing.
+    in_plane : (M,) ndarray of float64
+        Squared microns of each in-plane offset index.
+    weight_z : float
+        Squared microns of one plane step.
+    limit : float
+        The threshold, squared microns.
+    table : ndarray of unsigned int
+        Bin of each (dz, in-plane offset) pair, flat, ``reach_z + 2`` rows.
+    reach_z : int
+    n_z : int
+        Planes of the stack.
+    region : (Z, Y, X) ndarray of bool
+        Voxels to count, when `use_region`.
+    use_region : bool
+    first_row, stop_row : int
+    counts : (B,) ndarray of int64
+        Added to.
+    hull : (S,) ndarray of int64
+    starts : (S + 1,) ndarray of float64
+        Scratch.
+    """
+    n_sources, _, n_x = offsets.shape
+    n_in_plane = in_plane.size
+    # Each row's in-plane parts, column by column (contiguous for the envelopes).
+    values = np.empty((n_x, n_sources))
+    shifted = np.empty(n_sources)
+    for i in range(n_sources):
+        shifted[i] = weight_z * sources[i] * sources[i]
+    for y in range(first_row, stop_row):
+        for i in range(n_sources):
+            for x in range(n_x):
+                values[x, i] = in_plane[offsets[i, y, x]]
+        for x in range(n_x):
+            k = -1
+            for i in range(n_sources):
+                value = values[x, i]
+                if value > limit:
+                    continue
+                f = value + shifted[i]
+                if k < 0:
+                    k = 0
+                    hull[0] = i
+                    starts[0] = -np.inf
+                    continue
+                while True:  # never pops the first: it starts at -inf
+                    p = hull[k]
+                    s = (f - (values[x, p] + shifted[p])) / (
+                        2.0 * weight_z * (sources[i] - sources[p]))
+                    if s <= starts[k]:
+                        k -= 1
+                    else:
+                        break
+                k += 1
+                hull[k] = i
+                starts[k] = s
+            if k < 0:
+                continue
+            j = 0
+            for z in range(n_z):
+                while j < k and starts[j + 1] < z:
+                    j += 1
+                if use_region and not region[z, y, x]:
+                    continue
+                i = hull[j]
+                dz = min(abs(z - sources[i]), reach_z + 1)
+                counts[table[dz * n_in_plane + offsets[i, y, x]]] += 1
