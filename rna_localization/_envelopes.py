@@ -193,3 +193,39 @@ def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n
                 i = hull[j]
                 dz = min(abs(z - sources[i]), reach_z + 1)
                 counts[table[dz * n_in_plane + offsets[i, y, x]]] += 1
+
+
+@njit(cache=True, nogil=True)
+def nearest_at_points(offsets, cap_x, weight_y, weight_x, plane_z, weight_z, point_z, point_yx,
+                      best):
+    """Lower `best` to each point's squared distance to the nearest target pixel of one plane.
+
+    Parameters
+    ----------
+    offsets : (Y, X) ndarray of unsigned int
+        :func:`plane_offsets` of the plane (``|dy| * (cap_x + 1) + |dx|``).
+    cap_x : int
+    weight_y, weight_x, weight_z : float
+        Squared microns of one step along y, x and z.
+    plane_z : int
+        The plane.
+    point_z : (N,) ndarray of int64
+        The points' planes.
+    point_yx : (N,) ndarray of int64
+        Their flat (y, x) positions in the plane.
+    best : (N,) ndarray of float64
+        Squared microns, lowered where this plane's nearest target pixel is nearer.
+    """
+    flat = offsets.reshape(-1)
+    stride = cap_x + 1
+    for n in range(point_z.size):
+        dz = point_z[n] - plane_z
+        along_z = weight_z * dz * dz
+        if along_z >= best[n]:
+            continue
+        offset = flat[point_yx[n]]
+        dy = offset // stride
+        dx = offset - dy * stride
+        squared = along_z + weight_y * dy * dy + weight_x * dx * dx
+        if squared < best[n]:
+            best[n] = squared

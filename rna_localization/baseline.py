@@ -17,12 +17,10 @@ distance is rounded on the way.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 from scipy import ndimage
 
-from ._cores import usable_cores
+from ._cores import in_threads, usable_cores
 from .objects import ObjectVoxels
 
 __all__ = ["distance_to_target", "expected_cumulative_distribution", "image_baseline"]
@@ -187,7 +185,7 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
                       offsets[i], np.empty((n_y, n_x), np.int32), np.empty(n_x, np.int64),
                       np.empty(n_x, np.int64), np.empty(n_x + 1))
 
-    _in_threads(transform, range(sources.size), threads)
+    in_threads(transform, range(sources.size), threads)
     # The bin of every (|dz|, in-plane offset) pair, flat: a voxel's exact squared distance.
     along_z = np.square(np.arange(size[0]) * spacing[0])
     table = np.searchsorted(edges, (along_z.reshape(-1, 1) + in_plane).ravel(), side="left")
@@ -203,19 +201,10 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
         return found
 
     per = max(1, -(-n_y // (threads * _BANDS_PER_THREAD)))
-    for part in _in_threads(band_counts, [range(y0, min(n_y, y0 + per))
+    for part in in_threads(band_counts, [range(y0, min(n_y, y0 + per))
                                           for y0 in range(0, n_y, per)], threads):
         counts += part
     return counts
-
-
-def _in_threads(function, items, threads: int) -> list:
-    """``[function(item) for item in items]``, on up to `threads` threads."""
-    items = list(items)
-    if threads <= 1 or len(items) <= 1:
-        return [function(item) for item in items]
-    with ThreadPoolExecutor(min(threads, len(items))) as pool:
-        return list(pool.map(function, items))
 
 
 def distance_to_target(target, spacing) -> np.ndarray:

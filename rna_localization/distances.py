@@ -19,40 +19,42 @@ Overlapping objects (distance 0) are found directly from the shared voxels.
 A target without boundary voxels is one object filling the whole stack: every
 object overlaps it.
 
-Which boundary voxels are measured
-----------------------------------
+Two ways to the nearest target voxel
+------------------------------------
+Each boundary voxel's distance to the nearest target voxel comes either from
+a KD-tree of the target boundary voxels (cost grows with the number of
+objects, the number of those target voxels, and how far the objects are from
+them) or from exact Euclidean distance transforms of the box around both:
+each plane holding a target voxel gets every pixel's offset to its nearest
+target pixel, read at every source boundary voxel (compiled loops,
+:mod:`rna_localization._envelopes`; cost grows with those planes' area and the
+source voxels). ``method="auto"`` estimates both costs per image and picks
+the cheaper. Either way the object's minimum and its tied target voxels are
+found the same way.
+
+Which boundary voxels the KD-tree measures
+------------------------------------------
 The distance to the targets changes by at most the step moved, so a voxel
 ``v`` is at least ``d(q) - |v - q|`` from every target for any point ``q``
 whose distance ``d(q)`` is known. Two KD-tree queries per object (its
 centroid, and one object radius behind it, away from the target) bound every
 boundary voxel's distance from below this way; the object's distance to the
 target voxel nearest its centroid bounds its distance from above. Voxels whose
-lower bound exceeds that can be neither nearest nor tied and are not measured:
+lower bound exceeds that can be neither nearest nor tied and are not queried:
 on small objects far from their targets, about 7 in 8 (see ``_prune``). The
-bounds hold wherever the two points fall, so this is exact for any shape.
-
-Two ways to the nearest target voxel
-------------------------------------
-Each remaining voxel's distance to the nearest target voxel comes either from
-a KD-tree of the target boundary voxels (cost grows with the number of those
-voxels, and with how far they are from the targets) or from exact Euclidean
-distance transforms of the box around both: a 2D transform of each plane
-holding a target voxel, read at every such voxel (cost grows with those
-planes' area, however few the voxels). ``method="auto"`` estimates both costs
-per image and picks the cheaper. The KD-tree queries stop at their object's
-upper bound, and return the 4 nearest target voxels: tied target objects come
-from them (a ball search only where all 4 tie). Either way the object's
-minimum and its tied target voxels are found the same way.
+bounds hold wherever the two points fall, so this is exact for any shape. The
+queries stop at their object's upper bound, and return the 4 nearest target
+voxels: tied target objects come from them (a ball search only where all 4
+tie; after the transforms, a short search from the voxels at the minimum).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from ._cores import usable_cores
+from ._cores import in_threads, usable_cores
 from .objects import ObjectVoxels, as_object_voxels, normalize_spacing
 
 __all__ = ["DISTANCE_COLUMNS", "DISTANCE_METHODS", "nearest_distances", "point_distances"]
@@ -63,22 +65,25 @@ DISTANCE_COLUMNS = {"object_id": "int64", "distance": "float64", "target_id": "I
 #: Ways :func:`nearest_distances` can find each boundary voxel's nearest target voxel.
 DISTANCE_METHODS = ("auto", "kdtree", "edt")
 
-# Cost model of the two methods (seconds), for the voxels left after pruning
-# (the pruning's own two queries per object are common to both): a KD-tree query
-# costs about _KD_SECONDS per query point and per log2 of the target points,
-# times (1 + distance to the target / _KD_REACH_UM), shared by the threads; the
-# transforms cost _EDT_PLANE_SECONDS per voxel of each plane of the box holding
-# a target voxel, plus _EDT_SOURCE_SECONDS per source voxel and such plane, on
-# one core. Only the ratio matters. Fitted by least squares on the 8 images of
-# benchmarks/bench_distances.py, "method choice", each method timed alone on
-# one thread in CPU seconds (the machine was shared: CPU time is what load
-# inflates least, and it inflates both methods alike).
-_KD_SECONDS = 5.3e-8
+# Cost model of the two methods (seconds, only the ratio matters), with L = log2 of the
+# target boundary voxels, times (1 + distance to the target / _KD_REACH_UM): the
+# KD-tree costs _KD_SECONDS per object and L (the pruning's two queries per object,
+# and the voxels left, a few per object); the transforms _EDT_PLANE_SECONDS per
+# voxel of each plane of the box holding a target voxel, plus _EDT_SOURCE_SECONDS
+# per source boundary voxel and such plane, plus _EDT_TIE_SECONDS per object and L
+# (the queries that name the nearest target). Both share the threads. Fitted by
+# least squares on relative errors over 36 images (RNA as 0.35 µm balls, 300 to
+# 16,000 per 30x512x512 voxels; targets of 0.6 to 12 µm; stacks of 30x256x256 to
+# 60x1024x1024), each method alone on one thread, in CPU seconds (the machine was
+# shared: CPU time is what load inflates least, and it inflates both alike); the
+# choice was within 1.25x of the faster method on every one of them.
+_KD_SECONDS = 3.7e-7
 _KD_REACH_UM = 1.0
-_EDT_PLANE_SECONDS = 3.4e-8
-_EDT_SOURCE_SECONDS = 2.4e-8
-# A plane's transform holds ~25 bytes per voxel: above this many voxels in a
-# plane of the box the KD-tree is used whatever the estimate (about 800 MB).
+_EDT_PLANE_SECONDS = 7.0e-9
+_EDT_SOURCE_SECONDS = 6.9e-9
+_EDT_TIE_SECONDS = 1.2e-7
+# A plane's transform holds 9 bytes per pixel and thread: above this many pixels in a
+# plane of the box the KD-tree is used whatever the estimate (about 300 MB a thread).
 _EDT_MAX_VOXELS = 1 << 25
 
 
@@ -192,14 +197,14 @@ def nearest_distances(
         minimum count as tied (floating-point rounding can split exact ties);
         the smallest target label wins.
     workers : int, optional
-        Threads for the KD-tree queries; None (the default) uses every core
+        Threads for the KD-tree queries or the transforms; None (the default) uses every core
         this process may run on (:func:`usable_cores`), -1 every core.
     method : {"auto", "kdtree", "edt"}
-        How the nearest target voxel of each boundary voxel that may be
-        nearest is found: a KD-tree of the targets' boundary voxels, or exact
-        Euclidean distance transforms of the box around those voxels and the
-        targets, one 2D transform per plane holding a target voxel (faster
-        for very many voxels near large targets). ``"auto"`` picks the one a cost model
+        How the nearest target voxel of each boundary voxel is found: a
+        KD-tree of the targets' boundary voxels (for the voxels that may be
+        nearest), or exact Euclidean distance transforms of the box around
+        the voxels and the targets, one per plane holding a target voxel
+        (faster for many objects). ``"auto"`` picks the one a cost model
         says is faster for this image. Both are exact; ties are resolved the
         same way, so every method gives the same objects, targets and
         distances (to rounding, 1e-12 relative).
@@ -318,17 +323,15 @@ def _nearest_from_boundaries(
 
     threads = usable_cores() if workers == -1 else min(workers, usable_cores())
     starts = _group_starts(source_labels)
-    # Only the voxels that may be nearest or tied are measured, by either method.
-    needed, bound = _prune(tree, source_points, starts, threads, tie_rtol)
     if method == "auto":
-        method = _choose_method(tree, source_points[needed], source_voxels[needed],
-                                target_voxels, shape, threads)
-    voxel_distance = np.full(len(source_voxels), np.inf)
-    if method == "edt":
-        voxel_distance[needed] = _edt_distances(source_voxels[needed], target_voxels, shape,
-                                                scale)
+        method = _choose_method(tree, source_points, source_voxels, target_voxels, shape,
+                                starts.size)
+    if method == "edt":  # every boundary voxel: the transforms cost little per voxel
+        voxel_distance = _edt_distances(source_voxels, target_voxels, shape, scale, threads)
         neighbours = neighbour_index = None
-    else:
+    else:  # only the voxels that may be nearest or tied are queried
+        needed, bound = _prune(tree, source_points, starts, threads, tie_rtol)
+        voxel_distance = np.full(len(source_voxels), np.inf)
         neighbours, neighbour_index = _query_within(tree, source_points[needed], bound, threads,
                                                     k=_TIE_NEIGHBOURS)
         voxel_distance[needed] = neighbours[:, 0]
@@ -473,16 +476,9 @@ def _query_within(tree, points, bound, threads: int, k: int = 1):
 
     # Groups of at least _GROUP_POINTS voxels: each call has a fixed cost.
     groups = np.array_split(order, max(1, min(_BOUND_GROUPS, len(order) // _GROUP_POINTS)))
-    if threads > 1 and len(groups) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        # The queries release the GIL: the groups share the cores, with one pool for all
-        # (a tree.query with workers > 1 would start threads for every group).
-        with ThreadPoolExecutor(min(threads, len(groups))) as pool:
-            list(pool.map(query, groups))
-    else:
-        for group in groups:
-            query(group)
+    # The queries release the GIL: the groups share the cores, with one pool for all
+    # (a tree.query with workers > 1 would start threads for every group).
+    in_threads(query, groups, threads)
     return distance, index
 
 
@@ -496,58 +492,76 @@ def _box(source_voxels, target_voxels, shape) -> tuple[slice, ...]:
     return tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(low, high))
 
 
-def _edt_distances(source_voxels, target_voxels, shape, scale) -> np.ndarray:
+def _edt_distances(source_voxels, target_voxels, shape, scale, threads: int = 1) -> np.ndarray:
     """Distance from each source voxel to the nearest target voxel, by exact distance transforms.
 
     Separable: the squared distance from a voxel at plane z to the nearest target
     voxel is the least, over the planes z' holding a target, of that plane's 2D
     squared distance at the voxel's (y, x) plus ((z - z') * spacing_z)². Each
-    plane holding a target gets one 2D transform (of the box around both sets:
-    every nearest pair lies in it), read at the source voxels only.
+    plane holding a target gets every pixel's offset to its nearest target
+    pixel (of the box around both sets: every nearest pair lies in it; with
+    square pixels compared as whole squared pixels), read at the source voxels
+    only (:mod:`rna_localization._envelopes`, compiled); a voxel skips a plane
+    whose step along z alone is farther than its best so far. The planes are
+    shared among `threads` threads, each keeping its own best, then the least.
     """
+    from ._envelopes import nearest_at_points, plane_offsets  # compiled on first use (numba)
+
     box = _box(source_voxels, target_voxels, shape)
     origin = np.array([s.start for s in box])
     n_y, n_x = (s.stop - s.start for s in box[1:])
     source = [c - o for c, o in zip(np.unravel_index(source_voxels, shape), origin)]
     target = [c - o for c, o in zip(np.unravel_index(target_voxels, shape), origin)]
-    source_in_plane = source[1] * n_x + source[2]
-    rows, columns = np.arange(n_y).reshape(-1, 1), np.arange(n_x)
-    best = np.full(len(source_voxels), np.inf)
+    point_z = source[0].astype(np.int64)
+    point_yx = (source[1] * n_x + source[2]).astype(np.int64)
+    # No offset in the box reaches (n_y, n_x): nothing is capped.
+    compare = (1.0, 1.0) if scale[1] == scale[2] else (scale[1] ** 2, scale[2] ** 2)
+    weights = [float(w) ** 2 for w in scale]
     order = np.argsort(target[0], kind="stable")
-    planes = _group_starts(target[0][order])
-    for start, stop in zip(planes, np.r_[planes[1:], order.size]):
-        members = order[start:stop]
-        background = np.ones((n_y, n_x), dtype=bool)
-        background[target[1][members], target[2][members]] = False
-        nearest = ndimage.distance_transform_edt(background, sampling=scale[1:],
-                                                 return_distances=False, return_indices=True)
-        in_plane = np.square((nearest[0] - rows) * scale[1])
-        in_plane += np.square((nearest[1] - columns) * scale[2])
-        squared = np.square((target[0][members[0]] - source[0]) * scale[0])
-        squared += in_plane.ravel()[source_in_plane]
-        np.minimum(best, squared, out=best)
-    return np.sqrt(best)
+    planes = np.split(order, _group_starts(target[0][order])[1:])
+
+    def nearest(group) -> np.ndarray:
+        best = np.full(point_z.size, np.inf)
+        plane = np.zeros((n_y, n_x), dtype=bool)
+        offsets = np.empty((n_y, n_x), dtype=np.uint32)
+        along_y = np.empty((n_y, n_x), dtype=np.int32)
+        scratch = np.empty(n_x, np.int64), np.empty(n_x, np.int64), np.empty(n_x + 1)
+        for members in group:
+            plane[:] = False
+            plane[target[1][members], target[2][members]] = True
+            plane_offsets(plane, compare[0], compare[1], n_y, n_x, offsets, along_y, *scratch)
+            nearest_at_points(offsets, n_x, weights[1], weights[2], int(target[0][members[0]]),
+                              weights[0], point_z, point_yx, best)
+        return best
+
+    threads = max(1, min(threads, len(planes)))
+    groups = [planes[i::threads] for i in range(threads)]
+    return np.sqrt(np.minimum.reduce(in_threads(nearest, groups, threads)))
 
 
 def _choose_method(tree, source_points, source_voxels, target_voxels, shape,
-                   threads: int) -> str:
+                   n_objects: int) -> str:
     """``"kdtree"`` or ``"edt"``, whichever the cost model (module constants) says is faster."""
     # How far the queries reach, from an even sample of them (deterministic).
     sample = source_points[:: max(1, len(source_points) // 256)]
     reach = float(np.mean(tree.query(sample, k=1)[0]))
-    kd = _KD_SECONDS * len(source_points) * np.log2(tree.n + 1) * (1 + reach / _KD_REACH_UM)
-    kd /= threads  # the queries run in parallel, the transforms on one core
+    per_object = n_objects * np.log2(tree.n + 1) * (1 + reach / _KD_REACH_UM)
+    kd = _KD_SECONDS * per_object
     # The planes hold at least every target voxel, and each source voxel meets at
     # least one of them: often that settles it.
-    if kd <= _EDT_PLANE_SECONDS * len(target_voxels) + _EDT_SOURCE_SECONDS * len(source_voxels):
+    edt = (_EDT_TIE_SECONDS * per_object + _EDT_PLANE_SECONDS * len(target_voxels)
+           + _EDT_SOURCE_SECONDS * len(source_voxels))
+    if kd <= edt:
         return "kdtree"
     box = _box(source_voxels, target_voxels, shape)
     plane = (box[1].stop - box[1].start) * (box[2].stop - box[2].start)
     if plane > _EDT_MAX_VOXELS:
         return "kdtree"
     planes = np.unique(target_voxels // (shape[1] * shape[2])).size
-    edt = planes * (_EDT_PLANE_SECONDS * plane + _EDT_SOURCE_SECONDS * len(source_voxels))
+    edt = (_EDT_TIE_SECONDS * per_object
+           + planes * (_EDT_PLANE_SECONDS * plane + _EDT_SOURCE_SECONDS * len(source_voxels)))
     return "edt" if edt < kd else "kdtree"
+
 
 def point_distances(points, target_label_image: np.ndarray | ObjectVoxels,
                     spacing=1.0) -> np.ndarray:
