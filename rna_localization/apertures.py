@@ -254,6 +254,8 @@ def _nearest_keys(shape, voxels: np.ndarray, index: np.ndarray, scale: np.ndarra
     strictly closer to ``p + o`` (``|o - e|^2 = |o|^2 - (2 o_k - 1) s_k^2``),
     so the pair is skipped; the nearest object voxel never is.
     """
+    from ._stencils import spread_keys  # compiled on first use (numba)
+
     strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
     offsets, flat_offsets, rank, nearest = _stencil(scale, reach, strides)
     dtype = _key_dtype(len(nearest), n)
@@ -268,24 +270,13 @@ def _nearest_keys(shape, voxels: np.ndarray, index: np.ndarray, scale: np.ndarra
     # The keys hold the objects' indices and blank elsewhere, so they tell own neighbours.
     faces = _free_faces(keys, voxels, strides)
     offset_keys = (rank << _key_bits(n)).astype(dtype)
-    # The voxels grouped by their free faces (one sort, not a mask per face set).
-    order = np.argsort(faces, kind="stable")
-    faces = faces[order]
-    bounds = np.flatnonzero(np.diff(faces)) + 1
-    starts = np.r_[0, bounds] if faces.size else bounds  # no voxel (a band without objects)
-    for begin, end in zip(starts, np.r_[bounds, faces.size]):
-        if faces[begin] == 0:  # interior voxels: every face neighbour is of their object
-            continue
-        allowed = _allowed_offsets(offsets, int(faces[begin]))
-        steps, step_keys = flat_offsets[allowed], offset_keys[allowed]
-        chosen = order[begin:end]
-        chosen_voxels, chosen_index = voxels[chosen], index[chosen]
-        per_chunk = max(1, _CHUNK // max(steps.size, 1))
-        for start in range(0, chosen_voxels.size, per_chunk):
-            points = chosen_voxels[start : start + per_chunk]
-            targets = (points[:, None] + steps[None, :]).ravel()
-            values = (step_keys[None, :] + chosen_index[start : start + per_chunk, None]).ravel()
-            np.minimum.at(keys, targets, values)
+    # The steps each set of free faces allows (6 bits: 64 sets), then every (voxel,
+    # allowed step) pair in one compiled pass.
+    allowed = [np.flatnonzero(_allowed_offsets(offsets, mask)) for mask in range(64)]
+    mask_starts = np.r_[0, np.cumsum([a.size for a in allowed])].astype(np.int64)
+    spread_keys(keys, voxels.astype(np.int64, copy=False), index, faces,
+                flat_offsets.astype(np.int64, copy=False), offset_keys, mask_starts,
+                np.concatenate(allowed).astype(np.int64))
     return keys.reshape(shape), nearest, blank
 
 
