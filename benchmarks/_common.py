@@ -173,6 +173,7 @@ def machine_description() -> list[tuple[str, str]]:
     """(what, value) pairs: CPU, cores, memory, OS and library versions."""
     import dask
     import distributed
+    import numba
     import numpy
     import pandas
     import psycopg2
@@ -186,6 +187,7 @@ def machine_description() -> list[tuple[str, str]]:
         ("OS", platform.platform()),
         ("Python", platform.python_version()),
         ("numpy / scipy / pandas", f"{numpy.__version__} / {scipy.__version__} / {pandas.__version__}"),
+        ("numba", numba.__version__),
         ("dask / distributed", f"{dask.__version__} / {distributed.__version__}"),
         ("psycopg2", psycopg2.__version__.split()[0]),
     ]

@@ -180,10 +180,10 @@ def _method_choice(section: Section, quick: bool) -> None:
     section.notes.append(
         f"Method choice: RNA as 0.35 µm balls and targets as balls of each size, at random in a "
         f"{shape[0]}x{shape[1]}x{shape[2]} stack (touching balls merge into one object); every "
-        f"method on {cores} usable core(s) (the KD-tree queries run on all of them, the distance "
-        f"transform on one); best of 3, the methods taking turns, seconds. The cost constants in "
-        f"`rna_localization/distances.py` were fitted on these images (each method alone, one "
-        f"thread, CPU seconds).\n\n"
+        f"method on {cores} usable core(s) (the KD-tree queries, or the transforms' planes, "
+        f"shared among them); best of 3, the methods taking turns, seconds. The cost constants in "
+        f"`rna_localization/distances.py` were fitted on 36 images of this kind, from 30x256x256 "
+        f"to 60x1024x1024 voxels (each method alone, one thread, CPU seconds).\n\n"
         "| RNA objects | targets | labeling both | KD-tree | distance transform | auto | "
         "auto / labeling |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
