@@ -13,7 +13,7 @@ __all__ = ["CHECKED", "EXTRAS", "REQUIREMENTS", "install_requires"]
 REQUIREMENTS = (
     ("numpy", "1.24", "numpy", ""),
     ("scipy", "1.10", "scipy", ""),
-    ("numba", "0.60", "numba", ""),  # the chance baseline's compiled distance transforms
+    ("numba", "0.60", "numba", ""),  # compiled loops: distance transforms, apertures' stencil
     ("scikit-image", "0.21", "skimage", ""),
     ("tifffile", "2023.1", "tifffile", ""),
     ("pandas", "2.0", "pandas", ""),

@@ -1,10 +1,12 @@
-"""Compiled kernels of the chance baseline's exact distance transform (numba).
+"""Compiled kernels of exact distance transforms (numba): the chance baseline's and the
+distances' transform method.
 
-Pure array functions, each a loop over one plane or over a band of rows,
-compiled once (and cached on disk) by numba. They release the GIL: the
-caller runs them on several threads (:mod:`rna_localization.baseline`).
+Pure array functions, each a loop over one plane or over a band of rows or
+of points, compiled once (and cached on disk) by numba. They release the GIL:
+the callers run them on several threads (:mod:`rna_localization.baseline`,
+:func:`rna_localization.distances.nearest_distances` with ``method="edt"``).
 
-Both passes are the lower envelope of parabolas of Felzenszwalb &
+The passes are the lower envelope of parabolas of Felzenszwalb &
 Huttenlocher ("Distance transforms of sampled functions", 2012): along a
 line, the least over sources ``p`` of ``f(p) + w (t - p)²`` at every
 ``t``, in time linear in the line. Sources whose ``f`` is past a limit are
@@ -13,9 +15,11 @@ the limit keeps its minimum and its minimizer.
 
 :func:`plane_offsets` gives every pixel of a plane its offset ``(|dy|, |dx|)``
 to its nearest target pixel (the 1D transform along y, then the envelope
-along x); :func:`column_counts` combines the planes along z (one parabola
+along x). :func:`column_counts` combines the planes along z (one parabola
 per plane holding a target) and counts each voxel in the bin of its exact
-squared distance, read from a table indexed by its offsets.
+squared distance, read from a table indexed by its offsets (the baseline);
+:func:`nearest_at_points` reads one plane's offsets at given voxels and keeps
+each one's least squared distance (the distances).
 """
 
 from __future__ import annotations
@@ -23,16 +27,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["column_counts", "plane_offsets"]
+__all__ = ["column_counts", "nearest_at_points", "plane_offsets"]
 
 
 @njit(cache=True, nogil=True)
 def plane_offsets(plane, weight_y, weight_x, cap_y, cap_x, out, along_y, last, hull, starts):
     """Each pixel's offset to its nearest True pixel of `plane`, as one index.
 
-    The index is ``|dy| * (cap_x + 1) + |dx|``, with ``|dy| <= cap_y`` and
-    ``|dx| <= cap_x``: offsets are capped there (the caller's caps lie past
-    its threshold, so a capped offset is past it too). "Nearest" weighs
+    The index is ``|dy| * (cap_x + 1) + |dx|``. Only True pixels fewer than
+    `cap_y` rows away count, and ``|dx|`` is capped at `cap_x`: the callers'
+    caps lie past their threshold, so wherever the nearest True pixel is past
+    a cap, the pixel is past the threshold and so is its capped offset (the
+    baseline), or the caps lie past the plane and nothing is capped (the
+    distances). "Nearest" weighs
     squared offsets as ``weight_y dy² + weight_x dx²``; with square pixels
     both weights are 1 and every comparison is between whole numbers, exact
     in float64. A row without a pixel within ``cap_y`` of a True pixel along

@@ -112,7 +112,7 @@ STORED_COLUMNS = ("spot_intensity", "background", "spot_centroid_z", "spot_centr
 #: and rounding must not split them).
 _RTOL = 1e-9
 
-# (Object voxel, offset) pairs formed at a time, to bound the memory of the search.
+# Voxels of the stack histogrammed at a time by _image_median (four times this).
 _CHUNK = 1 << 18
 
 # Voxels of the box handled at a time (a block of planes and rows, with those within

@@ -157,7 +157,9 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
     shape = target.shape
     reach = [int(r) for r in np.minimum(np.floor(np.sqrt(edges[-1]) / spacing) + 1,
                                          np.array(shape) - 1)]
-    size = [r + 2 for r in reach]  # offset r + 1 stands for every offset past the threshold
+    # Offsets 0 .. r + 1 are tabled; r is past the threshold already, and r + 1 caps
+    # every offset farther (whatever the rounding of r).
+    size = [r + 2 for r in reach]
     counts = np.zeros(edges.size + 1, dtype=np.int64)
     if int(np.prod(size)) > _MAX_TABLE:
         nearest, spacing = _feature_transform(target, spacing)

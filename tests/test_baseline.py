@@ -445,9 +445,10 @@ def test_a_baseline_not_stored_or_for_other_distances_is_computed_and_stored(dat
 @pytest.mark.parametrize("weights", [(1.0, 1.0), (0.01, 0.0049)])
 def test_in_plane_offsets_point_to_a_nearest_target_pixel_on_a_wide_plane(weights):
     """plane_offsets against every (pixel, target pixel) pair on a 40 x 2100 plane (offsets up
-    to 39² + 2099² squared pixels, compared as whole numbers with square pixels): the offset of
-    each pixel is a nearest target pixel's wherever one lies within the caps, and otherwise
-    none nearer lies within them; a plane with no target pixel gives the caps."""
+    to 39² + 2099² squared pixels, compared as whole numbers with square pixels): each pixel's
+    offset is that of a nearest target pixel among those fewer than cap_y rows away, its |dx|
+    capped at cap_x (then every such target pixel is at least cap_x columns away); a pixel
+    with none of them gives the caps."""
     from rna_localization._envelopes import plane_offsets
 
     rng = np.random.default_rng(5)
@@ -466,18 +467,33 @@ def test_in_plane_offsets_point_to_a_nearest_target_pixel_on_a_wide_plane(weight
             assert dy.max() <= cap_y
             assert dx.max() <= cap_x
             found = weights[0] * dy.astype(float) ** 2 + weights[1] * dx.astype(float) ** 2
-            ty, tx = np.nonzero(plane)
-            if ty.size == 0:
-                assert np.all((dy == cap_y) & (dx == cap_x))
-                continue
-            exact = np.full((n_y, n_x), np.inf)  # the least over target pixels within the caps
-            for a, b in zip(ty, tx):
-                inside = (np.abs(y - a) < cap_y) & (np.abs(x - b) < cap_x)
+            exact = np.full((n_y, n_x), np.inf)  # the least over target pixels within cap_y rows
+            for a, b in zip(*np.nonzero(plane)):
                 value = weights[0] * (y - a) ** 2.0 + weights[1] * (x - b) ** 2.0
-                exact = np.where(inside, np.minimum(exact, value), exact)
-            reached = np.isfinite(exact)
-            np.testing.assert_array_equal(found[reached], exact[reached])
-            assert np.all((dy[~reached] == cap_y) | (dx[~reached] == cap_x))
+                exact = np.where(np.abs(y - a) < cap_y, np.minimum(exact, value), exact)
+            none = np.isinf(exact)
+            assert np.all(dy[none] == cap_y)
+            assert np.all(dx[none] == cap_x)
+            exact_x = ~none & (dx < cap_x)
+            np.testing.assert_array_equal(found[exact_x], exact[exact_x])
+            capped = ~none & (dx == cap_x)
+            assert np.all(exact[capped] >= weights[1] * cap_x**2)
+            assert np.all(dy[capped] < cap_y)
+            if cap_x == n_x:
+                assert not capped.any()
+
+
+def test_lateral_reach_past_65535_offsets_counts_as_every_pair():
+    """A threshold of 19 µm at 0.065 µm pixels reaches about 290 pixels: the in-plane offsets
+    take more than 16 bits (uint32), and the planes still combine to the brute-force counts."""
+    rng = np.random.default_rng(13)
+    target = np.zeros((3, 300, 310), dtype=bool)
+    target[0, 5, 7] = True
+    target[2, rng.integers(0, 300, 3), rng.integers(0, 310, 3)] = True
+    spacing = (0.2, 0.065, 0.065)
+    grid = np.array([0.0, 0.5, 2.0, 7.5, 12.0, 19.0])
+    np.testing.assert_allclose(expected_cumulative_distribution(target, spacing, grid),
+                               _brute_force_percent(target, spacing, grid), rtol=1e-12)
 
 
 @pytest.mark.parametrize("workers", [1, 3])

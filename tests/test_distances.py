@@ -153,6 +153,26 @@ def test_each_method_matches_all_pairs_brute_force(method, spacing, seed):
     _compare(result, oracles.distances(source, target, spacing))
 
 
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_the_transforms_planes_shared_among_threads_give_every_pairs_distance(threads):
+    """_edt_distances on any number of threads (whatever the cores: the planes are dealt among
+    them, each keeping its own best): every source voxel's distance to the nearest target voxel,
+    as all pairs give it."""
+    from rna_localization.distances import _edt_distances
+
+    rng = np.random.default_rng(77)
+    shape = (7, 23, 19)
+    scale = np.array((0.3, 0.1, 0.13))
+    target = np.flatnonzero(rng.random(int(np.prod(shape))) < 0.01)
+    source = np.setdiff1d(np.flatnonzero(rng.random(int(np.prod(shape))) < 0.05), target)
+    got = _edt_distances(source, target, shape, scale, threads)
+    points = np.column_stack(np.unravel_index(source, shape)) * scale
+    targets = np.column_stack(np.unravel_index(target, shape)) * scale
+    exact = np.sqrt(((points[:, None] - targets[None]) ** 2).sum(axis=2)).min(axis=1)
+    assert np.unique(target // (shape[1] * shape[2])).size >= 5  # planes for 5 threads
+    np.testing.assert_allclose(got, exact, rtol=1e-12)
+
+
 def test_tie_reached_from_a_voxel_other_than_the_first_queried():
     """The bounded queries start from each object's first voxel; a tie at its far end still counts.
 
