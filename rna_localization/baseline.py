@@ -146,7 +146,7 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
 
     Memory: the in-plane offsets of the planes holding a target (2 bytes a voxel
     of each; 4 past lateral thresholds of about 16 µm at 0.065 µm), and a
-    plane's distances along y per thread (4 bytes a pixel).
+    plane's distances along y per thread (4 bytes a pixel, reused for each of its planes).
 
     Falls back to one 3D feature transform (:func:`_feature_transform`) and a
     bin search per voxel when that table would pass :data:`_MAX_TABLE` entries
@@ -182,12 +182,14 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
         in_plane = (np.square(dy * spacing[1]) + np.square(dx * spacing[2])).ravel()
     offsets = np.empty((sources.size, n_y, n_x), dtype=np.min_scalar_type(in_plane.size - 1))
 
-    def transform(i):
-        plane_offsets(target[sources[i]], weights[0], weights[1], reach[1] + 1, reach[2] + 1,
-                      offsets[i], np.empty((n_y, n_x), np.int32), np.empty(n_x, np.int64),
-                      np.empty(n_x, np.int64), np.empty(n_x + 1))
+    def transform(planes: range) -> None:  # one thread's planes, with its scratch arrays
+        scratch = (np.empty((n_y, n_x), np.int32), np.empty(n_x, np.int64),
+                   np.empty(n_x, np.int64), np.empty(n_x + 1))
+        for i in planes:
+            plane_offsets(target[sources[i]], weights[0], weights[1], reach[1] + 1,
+                          reach[2] + 1, offsets[i], *scratch)
 
-    in_threads(transform, range(sources.size), threads)
+    in_threads(transform, [range(i, sources.size, threads) for i in range(threads)], threads)
     # The bin of every (|dz|, in-plane offset) pair, flat: a voxel's exact squared distance.
     along_z = np.square(np.arange(size[0]) * spacing[0])
     table = np.searchsorted(edges, (along_z.reshape(-1, 1) + in_plane).ravel(), side="left")
