@@ -1,35 +1,48 @@
-"""Compiled loop of the matched apertures (numba): the nearest object's key spread by a stencil.
+"""Compiled loops of the matched apertures (numba).
 
-A pure array function, compiled once (and cached on disk) by numba; it
-releases the GIL. :func:`rna_localization.apertures.aperture_intensities`
-calls it through ``_nearest_keys``, which documents the keys and why only the
-offsets through a voxel's free faces are formed.
+Pure array functions, compiled once (and cached on disk) by numba; they
+release the GIL. :func:`rna_localization.apertures.aperture_intensities`
+calls them block by block:
+
+- :func:`spread_keys` gives every voxel within reach the key of its nearest
+  object (``_nearest_keys`` documents the keys and why only the offsets
+  through a voxel's free faces are formed);
+- :func:`sum_apertures` reads a block's keys once: each aperture's voxel
+  count and light (and its voxels per plane), and its shell voxels for the
+  background's medians.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
-__all__ = ["spread_keys"]
+__all__ = ["shell_levels", "spread_keys", "sum_apertures"]
 
 
 @njit(cache=True, nogil=True)
-def spread_keys(keys, voxels, index, faces, steps, step_keys, mask_starts, mask_steps):
+def spread_keys(keys, voxels, index, strides, steps, step_keys, mask_starts, mask_steps):
     """Lower ``keys[v + steps[s]]`` to ``step_keys[s] + index`` for every voxel and allowed step.
 
-    For voxel ``n`` (flat position ``voxels[n]`` in `keys`, object index
-    ``index[n]``, free-face mask ``faces[n]``), the allowed steps are
-    ``mask_steps[mask_starts[f] : mask_starts[f + 1]]`` with ``f = faces[n]``
-    (indices into `steps` and `step_keys`): as ``np.minimum.at`` over every
-    (voxel, allowed step) pair, in one pass, without the pairs' arrays.
+    Voxel ``n`` (flat position ``voxels[n]`` in `keys`, object index
+    ``index[n]``) has a free face one step up (down) axis ``k`` where
+    ``keys[voxels[n] +- strides[k]]`` is not its own index: bit ``2k``
+    (``2k + 1``) of its mask ``f``. Its allowed steps are
+    ``mask_steps[mask_starts[f] : mask_starts[f + 1]]`` (indices into `steps`
+    and `step_keys`): as ``np.minimum.at`` over every (voxel, allowed step)
+    pair, in one pass, without the pairs' arrays. The masks are read while
+    the keys are lowered: an object voxel's key (its index) is never lowered
+    and a lowered key is never an index (``step_keys`` exceed every index),
+    so a face reads the same before and after.
 
     Parameters
     ----------
     keys : (M,) ndarray of int32 or int64
-        Lowered in place.
+        Each object voxel's index, a larger key everywhere else; lowered in place.
     voxels : (N,) ndarray of int64
     index : (N,) ndarray, `keys`' dtype
-    faces : (N,) ndarray of uint8
+    strides : (3,) ndarray of int64
+        Flat steps one voxel along (z, y, x); no voxel's face neighbour leaves `keys`.
     steps : (S,) ndarray of int64
         Flat offsets; no voxel plus step leaves `keys`.
     step_keys : (S,) ndarray, `keys`' dtype
@@ -37,14 +50,210 @@ def spread_keys(keys, voxels, index, faces, steps, step_keys, mask_starts, mask_
     mask_steps : ndarray of int64
     """
     for n in range(voxels.size):
-        mask = faces[n]
-        if mask == 0:
-            continue
         voxel = voxels[n]
         own = index[n]
+        mask = 0
+        for axis in range(3):
+            if keys[voxel + strides[axis]] != own:
+                mask |= 1 << (2 * axis)
+            if keys[voxel - strides[axis]] != own:
+                mask |= 1 << (2 * axis + 1)
         for j in range(mask_starts[mask], mask_starts[mask + 1]):
             step = mask_steps[j]
             at = voxel + steps[step]
             key = step_keys[step] + own
             if key < keys[at]:
                 keys[at] = key
+
+
+@njit(cache=True, nogil=True)
+def sum_apertures(keys, values, owner_bits, aperture_keys, blank, area, total, plane_base,
+                  first_plane, plane_area):
+    """Add a block's aperture voxels to their objects; return its shell voxels.
+
+    A voxel's key is ``rank << owner_bits | i`` (object index ``i`` from 1),
+    `blank` beyond reach; keys below `aperture_keys` are in the aperture.
+
+    Parameters
+    ----------
+    keys : (Z, Y, X) ndarray of int32 or int64
+        The block's keys.
+    values : (Z, Y, X) ndarray
+        The block's intensities.
+    owner_bits : int
+    aperture_keys : int
+    blank : int
+    area : (n,) ndarray of int64
+        Aperture voxels per object (index ``i - 1``), added to.
+    total : (n,) ndarray of float64
+        Aperture light per object, added to, voxel by voxel in scan order.
+    plane_base : (n,) ndarray of int32 or int64
+        Each object's (object, plane) key less its block plane (``plane_base[i - 1]
+        + first_plane + z``), or empty: no per-plane keys.
+    first_plane : int
+    plane_area : (K,) ndarray of int64
+        Aperture voxels per (object, plane) key, added to (empty without keys).
+
+    Returns
+    -------
+    owner : ndarray, `keys`' dtype
+        The object (index ``i - 1``) of each shell voxel, in scan order.
+    shell : ndarray, `values`' dtype
+        Their intensities.
+    plane_keys : ndarray, `plane_base`'s dtype
+        Their (object, plane) keys (empty without keys).
+    """
+    depth, rows, columns = keys.shape
+    low = (1 << owner_bits) - 1
+    by_plane = plane_base.size > 0
+    n_shell = 0
+    for z in range(depth):
+        for y in range(rows):
+            for x in range(columns):
+                key = keys[z, y, x]
+                if key == blank:
+                    continue
+                if key < aperture_keys:
+                    owner = (key & low) - 1
+                    area[owner] += 1
+                    total[owner] += values[z, y, x]
+                    if by_plane:
+                        plane_area[plane_base[owner] + first_plane + z] += 1
+                else:
+                    n_shell += 1
+    owners = np.empty(n_shell, keys.dtype)
+    shell = np.empty(n_shell, values.dtype)
+    plane_keys = np.empty(n_shell if by_plane else 0, plane_base.dtype)
+    k = 0
+    for z in range(depth):
+        for y in range(rows):
+            for x in range(columns):
+                key = keys[z, y, x]
+                if key == blank or key < aperture_keys:
+                    continue
+                owner = (key & low) - 1
+                owners[k] = owner
+                shell[k] = values[z, y, x]
+                if by_plane:
+                    plane_keys[k] = plane_base[owner] + first_plane + z
+                k += 1
+    return owners, shell, plane_keys
+
+
+@njit(cache=True, nogil=True)
+def _median(a):
+    """Median of `a` (the mean of its two middle values, in float64); reorders `a`.
+
+    Quickselect of the upper middle value (``a.size // 2``), with the median of
+    three values as the pivot; the lower middle one is then the largest below it.
+    """
+    n = a.size
+    k = n // 2
+    left, right = 0, n - 1
+    while left < right:
+        middle = (left + right) // 2
+        # The median of a[left], a[middle], a[right] as the pivot, moved to a[right].
+        if a[middle] < a[left]:
+            a[middle], a[left] = a[left], a[middle]
+        if a[right] < a[left]:
+            a[right], a[left] = a[left], a[right]
+        if a[middle] < a[right]:
+            a[middle], a[right] = a[right], a[middle]
+        pivot = a[right]
+        store = left
+        for i in range(left, right):
+            if a[i] < pivot:
+                a[i], a[store] = a[store], a[i]
+                store += 1
+        a[store], a[right] = a[right], a[store]
+        if store == k:
+            break
+        if store < k:
+            left = store + 1
+        else:
+            right = store - 1
+    upper = np.float64(a[k])
+    if n % 2:
+        return upper
+    lower = a[0]
+    for i in range(1, k):
+        if a[i] > lower:
+            lower = a[i]
+    return (np.float64(lower) + upper) / 2
+
+
+@njit(cache=True, nogil=True)
+def shell_levels(owner, values, keys, span, finished, aperture_planes, min_voxels, shell_area,
+                 whole, under):
+    """The background medians of the finished objects; the other objects' shell voxels kept.
+
+    Shell voxel ``v`` belongs to object ``owner[v]`` (``0..n-1``) and to the
+    (object, plane) group ``keys[v]``, in ``owner[v] * span ... + span - 1``
+    (``keys = owner`` and ``span = 1``: one group per object). For each object
+    ``o`` with ``finished[o]``: ``shell_area[o]`` is added its voxels;
+    ``under[o]`` is the sum over its groups ``g`` with ``aperture_planes[g] > 0``
+    of ``aperture_planes[g]`` times the median of group ``g``, or times
+    ``whole[o]``, the median of all its voxels, where the group holds fewer
+    than `min_voxels` voxels or ``span`` is 1 (``whole[o]`` is only set then).
+    Both are NaN without a shell voxel. A median of an even count is the
+    mean of the two middle values, in float64.
+
+    Returns
+    -------
+    owner, values, keys : ndarray
+        The shell voxels of the objects not finished, in the same order.
+    """
+    n_groups = finished.size * span
+    start = np.zeros(n_groups + 1, np.int64)
+    n_done = 0
+    for v in range(owner.size):
+        if finished[owner[v]]:
+            start[keys[v] + 1] += 1
+            n_done += 1
+    for g in range(n_groups):
+        start[g + 1] += start[g]
+    place = start[:-1].copy()
+    grouped = np.empty(n_done, values.dtype)
+    n_rest = owner.size - n_done
+    rest_owner = np.empty(n_rest, owner.dtype)
+    rest_values = np.empty(n_rest, values.dtype)
+    rest_keys = np.empty(n_rest, keys.dtype)
+    r = 0
+    for v in range(owner.size):
+        o = owner[v]
+        if finished[o]:
+            g = keys[v]
+            grouped[place[g]] = values[v]
+            place[g] += 1
+        else:
+            rest_owner[r] = o
+            rest_values[r] = values[v]
+            rest_keys[r] = keys[v]
+            r += 1
+    for o in range(finished.size):
+        if not finished[o]:
+            continue
+        first, end = start[o * span], start[o * span + span]
+        shell_area[o] += end - first
+        if end == first:
+            whole[o] = np.nan
+            under[o] = np.nan
+            continue
+        # The whole shell's median (on a copy) where it is needed, then each group's
+        # in place (a group's values are only reordered within it).
+        needed = span == 1
+        for g in range(o * span, o * span + span):
+            if aperture_planes[g] > 0 and start[g + 1] - start[g] < min_voxels:
+                needed = True
+        if needed:
+            whole[o] = _median(grouped[first:end].copy())
+        total = 0.0
+        for g in range(o * span, o * span + span):
+            if aperture_planes[g] == 0:
+                continue
+            if span == 1 or start[g + 1] - start[g] < min_voxels:
+                total += aperture_planes[g] * whole[o]
+            else:
+                total += aperture_planes[g] * _median(grouped[start[g]:start[g + 1]])
+        under[o] = total
+    return rest_owner, rest_values, rest_keys

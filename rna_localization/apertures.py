@@ -42,10 +42,10 @@ stencil, sorted by length; equal lengths (to a relative 1e-9) share a
 *rank* (distinct lengths on a voxel grid differ by far more than that).
 Every pair of an object voxel and a stencil offset proposes the key
 ``rank * 2**b + object index`` (``2**b > n``, the number of objects) for
-the voxel it reaches, and each voxel keeps the smallest key proposed
-(``np.minimum.at``): the nearest distance first, then the smallest label
-among those at that distance -- the rule
-itself, with no tie-breaking step. Pairs that cannot be nearest are never
+the voxel it reaches, and each voxel keeps the smallest key proposed (as
+``np.minimum.at`` would, in one compiled pass): the nearest distance first,
+then the smallest label among those at that distance -- the rule itself,
+with no tie-breaking step. Pairs that cannot be nearest are never
 formed: an object voxel whose face neighbour on the offset's side is of its
 own object is beaten by that neighbour, so each voxel only sends offsets
 through its free faces, and interior voxels send none. The work is the
@@ -53,6 +53,8 @@ number of voxels within reach of each object, not the volume.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -201,17 +203,6 @@ def _stencil(scale: np.ndarray, reach: float, strides):
     return offsets, flat, rank, np.array(nearest)
 
 
-def _free_faces(flat_labels: np.ndarray, voxels: np.ndarray, strides) -> np.ndarray:
-    """6-bit mask per object voxel: bit ``2k`` (``2k + 1``) set when its face
-    neighbour one step up (down) axis ``k`` is not of its own label."""
-    own = flat_labels[voxels]
-    faces = np.zeros(voxels.size, dtype=np.uint8)
-    for axis, stride in enumerate(strides):
-        faces |= (flat_labels[voxels + stride] != own).astype(np.uint8) << (2 * axis)
-        faces |= (flat_labels[voxels - stride] != own).astype(np.uint8) << (2 * axis + 1)
-    return faces
-
-
 def _allowed_offsets(offsets: np.ndarray, faces: int) -> np.ndarray:
     """Offsets that only step through free faces (see :func:`_nearest_keys`)."""
     allowed = np.ones(len(offsets), dtype=bool)
@@ -267,59 +258,16 @@ def _nearest_keys(shape, voxels: np.ndarray, index: np.ndarray, scale: np.ndarra
     keys.fill(blank)
     index = index.astype(dtype, copy=False)
     keys[voxels] = index  # rank 0: every object voxel is its own
-    # The keys hold the objects' indices and blank elsewhere, so they tell own neighbours.
-    faces = _free_faces(keys, voxels, strides)
     offset_keys = (rank << _key_bits(n)).astype(dtype)
     # The steps each set of free faces allows (6 bits: 64 sets), then every (voxel,
-    # allowed step) pair in one compiled pass.
+    # allowed step) pair in one compiled pass; the keys hold the objects' indices and
+    # larger keys elsewhere, so they tell each voxel's free faces.
     allowed = [np.flatnonzero(_allowed_offsets(offsets, mask)) for mask in range(64)]
     mask_starts = np.r_[0, np.cumsum([a.size for a in allowed])].astype(np.int64)
-    spread_keys(keys, voxels.astype(np.int64, copy=False), index, faces,
+    spread_keys(keys, voxels.astype(np.int64, copy=False), index, strides,
                 flat_offsets.astype(np.int64, copy=False), offset_keys, mask_starts,
                 np.concatenate(allowed).astype(np.int64))
     return keys.reshape(shape), nearest, blank
-
-
-def _group_medians(keys: np.ndarray, values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Median of `values` per key in ``0..n-1`` (NaN for keys without values).
-
-    `counts` is ``np.bincount(keys, minlength=n)``, which the caller has at hand.
-
-    Integer values are packed beside their key into one integer (int32 when
-    both fit in 31 bits, else int64) and sorted once.
-    """
-    n = counts.size
-    medians = np.full(n, np.nan)
-    if values.size == 0:
-        return medians
-    starts = np.cumsum(counts) - counts
-    has = counts > 0
-    low_at = starts[has] + (counts[has] - 1) // 2
-    high_at = starts[has] + counts[has] // 2
-    bits = 0
-    if np.issubdtype(values.dtype, np.integer) and -(2**62) < int(values.min()) <= int(values.max()) < 2**62:
-        smallest = int(values.min())
-        bits = (int(values.max()) - smallest).bit_length()
-    key_bits = max(int(n).bit_length(), 1)
-    if 0 < bits and bits + key_bits <= 62:
-        # Key and value in one integer, int32 when they fit (it sorts twice as fast).
-        dtype = np.int32 if bits + key_bits <= 31 else np.int64
-        packed = keys.astype(dtype)
-        packed <<= bits
-        # The value less the smallest, a non-negative integer below 2**bits: an OR.
-        shifted = values.astype(dtype if np.can_cast(values.dtype, dtype) else np.int64)
-        shifted -= smallest
-        packed |= shifted
-        del shifted
-        packed.sort()
-        mask = (1 << bits) - 1
-        low = (packed[low_at] & mask).astype(np.float64) + smallest
-        high = (packed[high_at] & mask).astype(np.float64) + smallest
-    else:
-        ordered = values[np.lexsort((values, keys))].astype(np.float64)
-        low, high = ordered[low_at], ordered[high_at]
-    medians[has] = (low + high) / 2
-    return medians
 
 
 def _image_median(image: np.ndarray) -> float:
@@ -431,31 +379,6 @@ def _plane_key_dtype(n_keys: int) -> np.dtype:
     return np.dtype(np.int32 if n_keys < 2**31 else np.int64)
 
 
-def _plane_shell_levels(keys: np.ndarray, owners: np.ndarray, values: np.ndarray,
-                        aperture_planes: np.ndarray) -> np.ndarray:
-    """The background summed under each aperture, from its shell plane by plane.
-
-    For `m` objects whose reach spans `span` planes each: `keys` are
-    ``object * span + plane`` (objects ``0..m-1``) of shell voxels, `owners` their
-    object, `values` their intensities; `aperture_planes` ``(m, span)`` counts the
-    aperture's voxels per plane. Each plane's aperture voxels take the median of
-    the shell voxels in the same plane when there are at least
-    :data:`SHELL_PLANE_MIN_VOXELS` of them, else the whole shell's median (taken
-    only for the objects that need it). NaN for an object without shell voxels.
-    """
-    m, span = aperture_planes.shape
-    counts = np.bincount(keys, minlength=m * span)
-    level = _group_medians(keys, values, counts).reshape(m, span)
-    short = (counts.reshape(m, span) < SHELL_PLANE_MIN_VOXELS) & (aperture_planes > 0)
-    needs_whole = short.any(axis=1)
-    if needs_whole.any():
-        pick = needs_whole[owners]
-        whole = _group_medians(owners[pick], values[pick],
-                               np.bincount(owners[pick], minlength=m))
-        level = np.where(short, whole[:, None], level)
-    return np.where(aperture_planes > 0, aperture_planes * level, 0.0).sum(axis=1)
-
-
 def aperture_intensities(
     label_image: np.ndarray,
     intensity_image: np.ndarray,
@@ -465,6 +388,7 @@ def aperture_intensities(
     shell_um: float = APERTURE_SHELL_UM,
     background: str = APERTURE_BACKGROUND,
     background_sigma_um: float = PLANE_BACKGROUND_SIGMA_UM,
+    threads: int = 1,
 ) -> pd.DataFrame:
     """Matched-aperture, background-subtracted intensity of every object.
 
@@ -495,6 +419,10 @@ def aperture_intensities(
         the module docstring).
     background_sigma_um : float
         Lateral sigma of the plane background's Gaussian weights, > 0 microns.
+    threads : int
+        With 2 or more, a second thread forms the next block's nearest-object
+        keys while this one's are summed (a frame of many blocks takes about
+        half the time; the answer is the same). At most 2 are used.
 
     Returns
     -------
@@ -522,8 +450,8 @@ def aperture_intensities(
     Only the bounding box of the objects, enlarged by ``grow_um + shell_um``,
     is processed a block of planes and rows at a time (about 16 million
     voxels with its margins, its shape chosen to waste the fewest pairs):
-    4 bytes per voxel of a block (8 with very many objects; ``"shell_plane"``
-    adds 8 for each voxel's plane and key), plus a few bytes per shell voxel
+    4 bytes per voxel of a block (8 with very many objects; twice that with
+    two threads: a block's keys each), plus a few bytes per shell voxel
     kept for the medians until the blocks have passed the object (4 more with
     ``"shell_plane"``: its key). The time grows
     with the number of voxels within reach of an object, not with the
@@ -540,6 +468,8 @@ def aperture_intensities(
        object_id  spot_intensity  background  aperture_area  shell_area
     0          1            44.0        10.0              3           4
     """
+    from ._stencils import shell_levels, sum_apertures  # compiled on first use (numba)
+
     objects, intensity_image = object_voxels_and_intensities(label_image, intensity_image)
     if not np.issubdtype(intensity_image.dtype, np.number) or np.iscomplexobj(intensity_image):
         msg = f"intensity_image must hold real numbers; got dtype {intensity_image.dtype}."
@@ -569,6 +499,8 @@ def aperture_intensities(
         for found, m, size in zip(extents, margin, objects.shape)
     )
     values = intensity_image[box]
+    if values.dtype == np.float16:  # the compiled loops read float32 and float64, not half floats
+        values = values.astype(np.float32)
     object_ids, index = object_index(objects.labels)
     n = object_ids.size
     index_dtype = np.int32 if n < np.iinfo(np.int32).max else np.int64
@@ -587,6 +519,10 @@ def aperture_intensities(
         plane_sum = np.zeros(n)
         no_plane = np.zeros(n, dtype=bool)  # an aperture voxel with no plane background
     shell_area = np.zeros(n, dtype=np.int64)
+    # Per object once its shell is all seen: the median of its shell, and the
+    # background summed under its aperture ring by ring ("shell_plane").
+    whole = np.full(n, np.nan)
+    under = np.full(n, np.nan)
     background = np.full(n, np.nan)
     settled = np.zeros(n, dtype=bool)
     # Each object's last plane and last row: its shell ends within reach of them, so
@@ -597,6 +533,11 @@ def aperture_intensities(
     last_row = np.zeros(n, dtype=np.int32)
     np.maximum.at(last_row, index - 1, local[1])
     pending_owner, pending_values = [], []
+    # Without per-plane keys, sum_apertures takes empty key arrays and each shell
+    # voxel's group is its object (one "plane" per object).
+    key_base = np.zeros(0, dtype=np.int32)
+    aperture_planes = np.zeros(0, dtype=np.int64)
+    span = 1
     if by_plane:
         # (object, plane) as one key: object * span + its plane less the first plane
         # its reach can touch; the aperture's voxels counted per key, and the shell's
@@ -610,7 +551,6 @@ def aperture_intensities(
         key_type = _plane_key_dtype(n * span)
         key_base = (np.arange(n, dtype=np.int64) * span - origin).astype(key_type)
         del origin
-        plane_total = np.zeros(n)
         pending_keys = []
     # In blocks of planes and rows, each with the planes and rows within reach on
     # every side: every object voxel within reach of a block voxel is in them, so
@@ -623,73 +563,78 @@ def aperture_intensities(
     planes, rows = _block_size(depth, height, width, margin)
     nearest = _stencil(scale, outer, (1, 1, 1))[3]
     aperture_ranks = int(np.count_nonzero(nearest <= _at_most(grow_um)))
-    # One buffer of keys for every block, as large as the largest block.
-    largest_block = ((min(planes + 2 * margin[0], depth) + 2 * margin[0])
-                     * (min(rows + 2 * margin[1], height) + 2 * margin[1]) * width)
-    buffer = np.empty(largest_block, dtype=_key_dtype(len(nearest), n))
+    # The blocks in order: planes first..last and rows top..bottom kept, read with
+    # planes low..high and rows north..south around them.
+    blocks = []
     for first in range(0, depth, planes):
         last = min(first + planes, depth)
         low, high = max(first - margin[0], 0), min(last + margin[0], depth)
-        # The voxels are in scan order, so those of planes low..high-1 are one run.
-        run = slice(*np.searchsorted(local[0], [low, high]))
-        run_z, run_y, run_x, run_index = (a[run] for a in (*local, index))
         for top in range(0, height, rows):
             bottom = min(top + rows, height)
-            north, south = max(top - margin[1], 0), min(bottom + margin[1], height)
-            here_voxels = np.flatnonzero((run_y >= north) & (run_y < south))
-            # The block, padded by the margin on every side so that no offset wraps,
-            # and its object voxels' flat indices in it (still in scan order).
-            padded = (high - low + 2 * margin[0], south - north + 2 * margin[1], width)
-            flat = (run_z[here_voxels].astype(np.int64) - (low - margin[0])) * padded[1]
-            flat += run_y[here_voxels] - (north - margin[1])
-            flat *= padded[2]
-            flat += run_x[here_voxels] + margin[2]
-            keys, _, blank = _nearest_keys(padded, flat, run_index[here_voxels], scale, outer, n,
-                                           out=buffer)
-            del flat, here_voxels
-            keys = keys[first - low + margin[0] : last - low + margin[0],
-                        top - north + margin[1] : bottom - north + margin[1],
-                        margin[2] : margin[2] + box_shape[2]]
-            within = keys != blank
-            keys = keys[within]
-            here = values[first:last, top:bottom][within]
-            if plane:
-                at = np.nonzero(within)
-            if by_plane:  # each kept voxel's plane: they are in scan order
-                z = np.repeat(np.arange(first, last, dtype=key_type),
-                              np.count_nonzero(within.reshape(last - first, -1), axis=1))
-            del within
+            blocks.append((first, last, low, high, top, bottom, max(top - margin[1], 0),
+                           min(bottom + margin[1], height)))
+    # One buffer of keys per thread, as large as the largest block.
+    largest_block = ((min(planes + 2 * margin[0], depth) + 2 * margin[0])
+                     * (min(rows + 2 * margin[1], height) + 2 * margin[1]) * width)
+    buffers = [np.empty(largest_block, dtype=_key_dtype(len(nearest), n))
+               for _ in range(min(max(int(threads), 1), 2, len(blocks)))]
+
+    def block_keys(b: int):
+        """Block b's keys (its kept planes and rows), from its buffer."""
+        first, last, low, high, top, bottom, north, south = blocks[b]
+        # The voxels are in scan order, so those of planes low..high-1 are one run.
+        run = slice(*np.searchsorted(local[0], [low, high]))
+        run_y = local[1][run]
+        here_voxels = np.flatnonzero((run_y >= north) & (run_y < south))
+        here_voxels += run.start
+        # The block, padded by the margin on every side so that no offset wraps,
+        # and its object voxels' flat indices in it (still in scan order).
+        padded = (high - low + 2 * margin[0], south - north + 2 * margin[1], width)
+        flat = (local[0][here_voxels].astype(np.int64) - (low - margin[0])) * padded[1]
+        flat += local[1][here_voxels] - (north - margin[1])
+        flat *= padded[2]
+        flat += local[2][here_voxels] + margin[2]
+        keys, _, blank = _nearest_keys(padded, flat, index[here_voxels], scale, outer, n,
+                                       out=buffers[b % len(buffers)])
+        return keys[first - low + margin[0] : last - low + margin[0],
+                    top - north + margin[1] : bottom - north + margin[1],
+                    margin[2] : margin[2] + box_shape[2]], blank
+
+    # With two threads, the next block's keys are spread (in the other buffer) while
+    # this block's are summed.
+    ahead = ThreadPoolExecutor(1) if len(buffers) > 1 else None
+    coming = ahead.submit(block_keys, 0) if ahead else None
+    try:
+        for b, (first, last, _, _, top, bottom, _, _) in enumerate(blocks):
+            if ahead:
+                keys, blank = coming.result()
+                if b + 1 < len(blocks):
+                    coming = ahead.submit(block_keys, b + 1)
+            else:
+                keys, blank = block_keys(b)
+            here = values[first:last, top:bottom]
             # Keys are ordered by distance rank first: the aperture is every key below
             # the first rank farther than grow_um.
-            in_aperture = keys < aperture_ranks << _key_bits(n)
-            owner = keys & ((1 << _key_bits(n)) - 1)
-            owner -= 1
-            del keys
-            aperture_owner = owner[in_aperture]
-            aperture_area += np.bincount(aperture_owner, minlength=n)
-            if by_plane:
-                plane_key = key_base[owner]
-                plane_key += z
-                del z
-                aperture_planes += np.bincount(plane_key[in_aperture], minlength=n * span)
-            aperture_sum += np.bincount(
-                aperture_owner, weights=here[in_aperture].astype(np.float64), minlength=n
-            )
-            if plane:
-                level = _grid_values(grid, cell, corner, at[0][in_aperture] + first,
-                                     at[1][in_aperture] + top, at[2][in_aperture])
+            owner, shell, plane_key = sum_apertures(
+                keys, here, _key_bits(n), aperture_ranks << _key_bits(n), blank,
+                aperture_area, aperture_sum, key_base, first, aperture_planes)
+            if plane:  # each aperture voxel's plane background, at its place in the box
+                at = np.nonzero(keys < aperture_ranks << _key_bits(n))  # blank is above
+                aperture_owner = keys[at] & ((1 << _key_bits(n)) - 1)
+                aperture_owner -= 1
+                level = _grid_values(grid, cell, corner, at[0] + first, at[1] + top, at[2])
                 del at
                 missing = np.isnan(level)
                 no_plane[aperture_owner[missing]] = True
                 plane_sum += np.bincount(aperture_owner, weights=np.where(missing, 0.0, level),
                                          minlength=n)
-            in_shell = ~in_aperture
-            pending_owner.append(owner[in_shell])
-            pending_values.append(here[in_shell])
+                del aperture_owner, level, missing
+            del keys, here
+            pending_owner.append(owner)
+            pending_values.append(shell)
             if by_plane:
-                pending_keys.append(plane_key[in_shell])
-                del plane_key
-            del owner, here, in_aperture, in_shell, aperture_owner
+                pending_keys.append(plane_key)
+            del owner, shell, plane_key
             # Objects whose whole shell is now seen (every plane within reach of them
             # passed, and in this block of planes every row): their medians, and their
             # shell voxels freed.
@@ -699,35 +644,28 @@ def aperture_intensities(
             if not finished.any():
                 continue
             settled |= finished
-            owner = np.concatenate(pending_owner)
-            shell = np.concatenate(pending_values)
-            done = finished[owner]
-            owner_done = owner[done]
-            counts = np.bincount(owner_done, minlength=n)
-            shell_area += counts  # only the finished objects' voxels are counted
-            if by_plane:  # keys renumbered over the finished objects only
-                plane_keys = np.concatenate(pending_keys)
-                ids = np.flatnonzero(finished)
-                rank = (np.cumsum(finished) - 1).astype(key_type)
-                owners = rank[owner_done]  # a key's object is its voxel's owner
-                done_keys = (plane_keys[done] - (owner_done - owners) * span).astype(key_type)
-                plane_total[ids] = _plane_shell_levels(
-                    done_keys, owners, shell[done], aperture_planes.reshape(n, span)[ids])
-                background[ids] = plane_total[ids] / aperture_area[ids]
-                pending_keys = [plane_keys[~done]]
-                del plane_keys, done_keys, owners
+            owner, shell = np.concatenate(pending_owner), np.concatenate(pending_values)
+            keys = np.concatenate(pending_keys) if by_plane else owner
+            owner, shell, keys = shell_levels(
+                owner, shell, keys, span, finished,
+                aperture_planes if by_plane else aperture_area, SHELL_PLANE_MIN_VOXELS,
+                shell_area, whole, under)
+            pending_owner, pending_values = [owner], [shell]
+            if by_plane:  # each plane's ring, else the whole shell's median
+                pending_keys = [keys]
+                background[finished] = under[finished] / aperture_area[finished]
             else:
-                medians = _group_medians(owner_done, shell[done], counts)
-                background[finished] = medians[finished]
-            del owner_done
-            pending_owner, pending_values = [owner[~done]], [shell[~done]]
-            del owner, shell, done
+                background[finished] = whole[finished]
+            del owner, shell, keys
+    finally:
+        if ahead:
+            ahead.shutdown(wait=True, cancel_futures=True)
     empty = np.isnan(background)  # no shell voxel at all: the image's median
     if empty.any():
         background[empty] = _image_median(intensity_image)
     subtracted = background * aperture_area
     if by_plane:  # each plane's ring, else the whole shell's median (set above)
-        subtracted[~empty] = plane_total[~empty]
+        subtracted[~empty] = under[~empty]
     if plane:  # the plane background where every aperture voxel has one, else the shell's
         use = ~no_plane
         subtracted[use] = plane_sum[use]

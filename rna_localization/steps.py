@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import io
+from ._cores import usable_cores
 from ._errors import InputTypeError
 from ._faults import fault_point
 from .analysis import BASELINE_COLUMNS, add_chance_baseline
@@ -243,7 +244,11 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
     if apertures:
         # Matched apertures and light centroids: for the structures whose molecules are
         # counted or whose distances are measured (the costliest part of extraction).
-        measured = aperture_intensities(label_image, raw, spacing=spacing)
+        # Images one after another in this process: two threads (the next block's
+        # nearest objects found while this one's light is summed); one on a cluster's
+        # workers, which share the cores.
+        measured = aperture_intensities(label_image, raw, spacing=spacing,
+                                        threads=1 if on_cluster_worker() else usable_cores())
         centroids = spot_centroids(label_image, raw,
                                    measured.set_index("object_id")["background"])
         objects = (objects.merge(measured, on="object_id", how="left", validate="one_to_one")
@@ -525,7 +530,7 @@ def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwr
         "object_id": centroids["object_id"].to_numpy(np.int64),
         "centroid_distance": point_distances(
             centroids[["spot_centroid_z", "spot_centroid_y", "spot_centroid_x"]].to_numpy(),
-            target.objects, source.spacing) if len(centroids) else np.zeros(0),
+            target.objects, source.spacing, workers=threads) if len(centroids) else np.zeros(0),
     }), on="object_id", how="left")
     # The chance baseline (a distance transform of the whole volume) is computed here,
     # image by image and in parallel like the distances, and stored with them.

@@ -267,10 +267,13 @@ def test_slabs_of_planes_give_the_whole_stack_answer(monkeypatch, slab_voxels, b
     raw = rng.integers(0, 4000, shape).astype(np.uint16)
     monkeypatch.setattr(apertures, "SHELL_PLANE_MIN_VOXELS", 3)  # both ways a plane goes
     for background in ("shell", "shell_plane"):
-        measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.3,
-                                        shell_um=0.3, background=background)
         expected = _oracle(labels, raw, (0.2, 0.1, 0.1), 0.3, 0.3, background, 3)
-        pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
+        # With two threads the next block's keys are formed while this one's are
+        # summed, in a second buffer: the same answer.
+        for threads in (1, 2):
+            measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.3,
+                                            shell_um=0.3, background=background, threads=threads)
+            pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
     # A lone voxel: the voxels exactly 0.6 um (three planes) above and below it are
     # in its shell, so each slab must see every plane within reach.
     lone = np.zeros((9, 3, 3), np.int32)
@@ -298,7 +301,8 @@ def test_a_band_of_rows_without_objects(monkeypatch):
     monkeypatch.setattr(apertures, "_SLAB_VOXELS", 1)
     monkeypatch.setattr(apertures, "_BLOCK_PLANES", 1)
     for kind, expected in whole.items():
-        measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), background=kind)
+        measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), background=kind,
+                                        threads=2)
         pd.testing.assert_frame_equal(measured, expected, check_exact=True)
         if kind != "plane":
             oracle = _oracle(labels, raw, (0.2, 0.1, 0.1), 0.3, 0.3, kind)
@@ -306,17 +310,31 @@ def test_a_band_of_rows_without_objects(monkeypatch):
 
 
 @pytest.mark.parametrize(("dtype", "low", "high"), [
-    (np.uint16, 100, 600),               # key and value packed in an int32
-    (np.int16, -3000, 3000),             # negative intensities, int32
-    (np.uint32, 2**32 - 5000, 2**32 - 1),  # values beyond int32, a narrow range: int32
-    (np.int64, -(2**40), 2**40),         # too wide for int32: packed in an int64
+    (np.uint16, 100, 600),
+    (np.uint16, 2**16 - 50, 2**16 - 1),  # the sum of two middle values would wrap
+    (np.int16, -3000, 3000),             # negative intensities
+    (np.uint32, 2**32 - 5000, 2**32 - 1),
+    (np.int64, -(2**40), 2**40),
 ])
 def test_integer_intensities_of_every_range_match_oracle(dtype, low, high):
-    # The shell medians pack each voxel's object and intensity into one integer
-    # (int32 when they fit in 31 bits, else int64): each range takes its path.
+    # The shell medians are selected among the intensities in their own dtype and the
+    # two middle ones averaged in float64: unsigned values near the top of their
+    # range, negative ones and 41-bit ones must not wrap or round.
     rng = np.random.default_rng(21)
     labels = _random_objects(rng, (7, 12, 11), 12)
     raw = rng.integers(low, high, labels.shape, endpoint=True).astype(dtype)
+    for background in ("shell", "shell_plane"):
+        measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.2,
+                                        shell_um=0.3, background=background)
+        expected = _oracle(labels, raw, (0.2, 0.1, 0.1), 0.2, 0.3, background)
+        pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
+
+
+def test_half_float_intensities_match_oracle():
+    # The compiled loops read float32 and float64: half floats are read as float32.
+    rng = np.random.default_rng(22)
+    labels = _random_objects(rng, (7, 12, 11), 12)
+    raw = rng.integers(0, 2000, labels.shape).astype(np.float16)
     for background in ("shell", "shell_plane"):
         measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.2,
                                         shell_um=0.3, background=background)
@@ -477,3 +495,57 @@ def test_plane_background_falls_back_to_the_shell_where_a_plane_has_none():
         aperture_intensities(labels, raw, spacing=1.0, background="median")
     with pytest.raises(ValueError, match="background_sigma_um must be finite and > 0"):
         aperture_intensities(labels, raw, spacing=1.0, background_sigma_um=0, background="plane")
+
+
+# ------------------------------------------------------------------ the compiled loops
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.int64, np.float32, np.float64])
+def test_quickselect_median_is_numpys_median(dtype):
+    # Sizes 1 to 60, few distinct values (many ties: the partition's equal keys) or
+    # many, sorted, reversed and random: the package's median against np.median.
+    from rna_localization._stencils import _median
+
+    rng = np.random.default_rng(3)
+    for size in range(1, 61):
+        for spread in (2, 5, 30_000):
+            values = rng.integers(0, spread, size).astype(dtype)
+            for case in (values, np.sort(values), np.sort(values)[::-1].copy()):
+                expected = float(np.median(case.astype(np.float64)))
+                assert _median(case.copy()) == expected
+
+
+def test_shell_levels_against_a_loop_over_the_objects():
+    # Shell voxels of 40 objects over 5 planes each, some objects with no shell voxel
+    # and some planes with fewer than min_voxels; a third of the objects finished.
+    from rna_localization._stencils import shell_levels
+
+    rng = np.random.default_rng(8)
+    n, span, min_voxels = 40, 5, 4
+    owner = rng.integers(0, n, 3000).astype(np.int32)
+    owner = owner[owner % 7 != 3]  # objects 3, 10, ... have no shell voxel
+    keys = (owner * span + rng.integers(0, span, owner.size)).astype(np.int32)
+    values = rng.integers(0, 5000, owner.size).astype(np.uint16)
+    aperture_planes = rng.integers(0, 4, n * span).astype(np.int64)
+    finished = rng.random(n) < 0.35
+    shell_area = np.full(n, 5, np.int64)
+    whole, under = np.full(n, -1.0), np.full(n, -1.0)
+    rest = shell_levels(owner, values, keys, span, finished, aperture_planes, min_voxels,
+                        shell_area, whole, under)
+    kept = ~finished[owner]
+    for got, expected in zip(rest, (owner[kept], values[kept], keys[kept])):
+        np.testing.assert_array_equal(got, expected)
+    for o in range(n):
+        mine = owner == o
+        if not finished[o]:
+            assert shell_area[o] == 5
+            assert under[o] == -1.0
+            continue
+        assert shell_area[o] == 5 + mine.sum()
+        if not mine.any():
+            assert np.isnan(under[o])
+            continue
+        median = np.median(values[mine].astype(float))
+        total = 0.0
+        for g in range(o * span, o * span + span):
+            ring = values[keys == g].astype(float)
+            total += aperture_planes[g] * (np.median(ring) if ring.size >= min_voxels else median)
+        assert under[o] == total

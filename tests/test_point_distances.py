@@ -20,14 +20,23 @@ def test_point_distances_match_brute_force(spacing, seed):
         targets[z:z + rng.integers(1, 3), y:y + rng.integers(1, 4), x:x + rng.integers(1, 4)] = label
     points = rng.uniform(-0.5, np.array(targets.shape) - 0.5, (40, 3))
     points[:5] = np.argwhere(targets)[:5] + rng.uniform(-0.49, 0.49, (5, 3))  # inside a target
-    measured = point_distances(points, targets, spacing)
     scale = np.asarray(spacing)
     voxels = np.argwhere(targets) * scale
     expected = np.sqrt((((points * scale)[:, None, :] - voxels[None]) ** 2).sum(-1)).min(1)
     inside = targets[tuple(np.rint(points).astype(int).T)] != 0
     expected[inside] = 0.0
-    np.testing.assert_allclose(measured, expected, rtol=1e-12, atol=1e-12)
+    for workers in (None, 1, 2):  # the query's threads split the points
+        measured = point_distances(points, targets, spacing, workers=workers)
+        np.testing.assert_allclose(measured, expected, rtol=1e-12, atol=1e-12)
     assert inside[:5].all()
+
+
+def test_bad_workers_are_named():
+    targets = np.zeros((1, 1, 4), np.int32)
+    targets[0, 0, 0] = 1
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match=r"workers must be .* got"):
+            point_distances([(0, 0, 1)], targets, workers=bad)
 
 
 def test_point_distances_without_targets_are_nan():
