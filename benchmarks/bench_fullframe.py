@@ -6,8 +6,8 @@ int32 label images it built from them before (time and traced peak).
 ``python -m benchmarks --only fullframe``. The frame is simulated cheaply (a
 tiled noise block, ~74,000 RNA spots and ~1,000 centrosomes stamped as
 ellipsoids), written as TIFFs in the data layout with its pipeline.toml.
-Simulation, storage, extract and floor take under 2 minutes; the whole run
-as long as its distances step takes on a full frame (minutes, today).
+Simulation, storage and extract take under a minute; then the floor and the
+whole run (about 20 s each time) take turns, twice.
 """
 
 from __future__ import annotations
@@ -174,8 +174,14 @@ def run(workdir: Path, quick: bool = False) -> Section:
     start_server(folder / ".pgdata", keep_running=True)
     try:
         extract = _extract_peak(config, "bench_extract")
-        floor = min(floor_seconds(folder)[0] for _ in range(2))
-        whole = timed_run(folder, "bench_run", workers=1)
+        # The floor and the run taking turns, twice (each run on a new database), the
+        # faster of each: both see the same page cache and the same neighbours.
+        floors, runs = [], []
+        for turn in range(2):
+            floors.append(floor_seconds(folder)[0])
+            runs.append(timed_run(folder, f"bench_run_{turn}", workers=1))
+        floor = min(floors)
+        whole = min(runs, key=lambda r: r["seconds"])
     finally:
         stop_server(folder / ".pgdata")
 
@@ -221,10 +227,12 @@ def run(workdir: Path, quick: bool = False) -> Section:
         f"Extract (both structures, workers = 1, a fresh process): {extract['seconds']:.1f} s; "
         f"peak of the memory allocated through Python and numpy (tracemalloc) "
         f"{extract['peak_bytes'] / 2**20:,.0f} MiB against a raw stack of "
-        f"{raw_bytes / 2**20:,.0f} MiB. The whole run (fresh process, workers = 1): "
-        f"{whole['seconds']:.1f} s, its process' peak resident memory "
-        f"{whole['maxrss_self_mb']:,.0f} MiB; the floor (reading the four TIFFs and labeling "
-        f"both segmentations with `label_objects`, best of 2): {floor:.1f} s.\n\n"
+        f"{raw_bytes / 2**20:,.0f} MiB. The whole run (fresh process, workers = 1, on a new "
+        f"database; the faster of two, {runs[0]['seconds']:.1f} and {runs[1]['seconds']:.1f} s, "
+        f"taking turns with the floor): {whole['seconds']:.1f} s, its process' peak resident "
+        f"memory {whole['maxrss_self_mb']:,.0f} MiB; the floor (reading the four TIFFs and "
+        f"labeling both segmentations with `label_objects`, the faster of two: "
+        f"{floors[0]:.1f} and {floors[1]:.1f} s): {floor:.1f} s.\n\n"
         "The distances step's array work (`nearest_distances`, `point_distances` from a point "
         "in every RNA object, `image_baseline` at the default grid; one call each, under "
         "tracemalloc) on the stored object voxels, as the step passes them: "

@@ -487,6 +487,9 @@ def aperture_intensities(
         raise ValueError(msg)
     background_sigma_um = _check_length(background_sigma_um, "background_sigma_um",
                                         allow_zero=False)
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        msg = f"threads must be a whole number >= 1; got {threads!r}."
+        raise ValueError(msg)
     if objects.voxels.size == 0:
         return empty_apertures()
     coords = np.unravel_index(objects.voxels, objects.shape)
@@ -577,7 +580,7 @@ def aperture_intensities(
     largest_block = ((min(planes + 2 * margin[0], depth) + 2 * margin[0])
                      * (min(rows + 2 * margin[1], height) + 2 * margin[1]) * width)
     buffers = [np.empty(largest_block, dtype=_key_dtype(len(nearest), n))
-               for _ in range(min(max(int(threads), 1), 2, len(blocks)))]
+               for _ in range(min(int(threads), 2, len(blocks)))]
 
     def block_keys(b: int):
         """Block b's keys (its kept planes and rows), from its buffer."""

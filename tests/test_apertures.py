@@ -218,6 +218,9 @@ def test_bad_input_is_refused():
         aperture_intensities(labels.astype(float), raw, spacing=SPACING)
     with pytest.raises(ValueError, match="negative"):
         aperture_intensities(-labels, raw, spacing=SPACING)
+    for threads in (0, 1.5, None, True):
+        with pytest.raises(ValueError, match=r"threads must be a whole number >= 1; got"):
+            aperture_intensities(labels, raw, spacing=SPACING, threads=threads)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -240,7 +243,7 @@ def test_dense_blocks_and_walks_with_many_ties_match_oracle(seed):
                                         grow_um=grow_um, shell_um=shell_um, background="shell")
         expected = _oracle(labels, raw, (0.3, 0.1, 0.1), grow_um, shell_um)
         pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
-        # Float intensities take the other median path; they must agree too.
+        # Float intensities (compiled loops typed for float32) must agree too.
         floats = aperture_intensities(labels, raw.astype(np.float32), spacing=(0.3, 0.1, 0.1),
                                       grow_um=grow_um, shell_um=shell_um, background="shell")
         pd.testing.assert_frame_equal(floats, expected, check_dtype=False, check_exact=True)
