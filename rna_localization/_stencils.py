@@ -145,33 +145,39 @@ def _median(a):
     """Median of `a` (the mean of its two middle values, in float64); reorders `a`.
 
     Quickselect of the upper middle value (``a.size // 2``), with the median of
-    three values as the pivot; the lower middle one is then the largest below it.
+    three values as the pivot and a three-way partition (values below, equal
+    to and above it: many equal values, as on a clipped or zero background,
+    take one pass); the lower middle one is then the largest below it. NaN
+    for no value.
     """
     n = a.size
+    if n == 0:
+        return np.nan
     k = n // 2
     left, right = 0, n - 1
     while left < right:
         middle = (left + right) // 2
-        # The median of a[left], a[middle], a[right] as the pivot, moved to a[right].
-        if a[middle] < a[left]:
-            a[middle], a[left] = a[left], a[middle]
-        if a[right] < a[left]:
-            a[right], a[left] = a[left], a[right]
-        if a[middle] < a[right]:
-            a[middle], a[right] = a[right], a[middle]
-        pivot = a[right]
-        store = left
-        for i in range(left, right):
+        # The median of a[left], a[middle], a[right] as the pivot.
+        x, y, z = a[left], a[middle], a[right]
+        pivot = max(min(x, y), min(max(x, y), z))
+        # a[left:low] < pivot, a[low:i] == pivot, a[high + 1:right + 1] > pivot.
+        low, i, high = left, left, right
+        while i <= high:
             if a[i] < pivot:
-                a[i], a[store] = a[store], a[i]
-                store += 1
-        a[store], a[right] = a[right], a[store]
-        if store == k:
-            break
-        if store < k:
-            left = store + 1
+                a[i], a[low] = a[low], a[i]
+                low += 1
+                i += 1
+            elif a[i] > pivot:
+                a[i], a[high] = a[high], a[i]
+                high -= 1
+            else:
+                i += 1
+        if k < low:
+            right = low - 1
+        elif k > high:
+            left = high + 1
         else:
-            right = store - 1
+            break
     upper = np.float64(a[k])
     if n % 2:
         return upper

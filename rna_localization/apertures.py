@@ -504,6 +504,8 @@ def aperture_intensities(
     values = intensity_image[box]
     if values.dtype == np.float16:  # the compiled loops read float32 and float64, not half floats
         values = values.astype(np.float32)
+    elif not values.dtype.isnative:  # nor bytes in the other order (a big-endian file's array)
+        values = values.astype(values.dtype.newbyteorder("="))
     object_ids, index = object_index(objects.labels)
     n = object_ids.size
     index_dtype = np.int32 if n < np.iinfo(np.int32).max else np.int64

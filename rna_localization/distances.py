@@ -167,7 +167,8 @@ def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
 def _threads(workers) -> int:
     """Threads for `workers` (None or -1: every core this process may run on, else at
     most that many); anything but a whole number >= 1, -1 or None is refused."""
-    if workers is None or (not isinstance(workers, bool) and workers == -1):
+    if workers is None or (isinstance(workers, (int, np.integer)) and not isinstance(workers, bool)
+                           and workers == -1):
         return usable_cores()
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         msg = f"workers must be a whole number >= 1, -1 (all cores) or None; got {workers!r}."
@@ -574,7 +575,9 @@ def point_distances(points, target_label_image: np.ndarray | ObjectVoxels,
     A point inside a target voxel (the voxel its coordinates round to) is at
     distance 0. Otherwise the nearest target voxel centre is on a target's
     face boundary (the argument of the module docstring, from the point's
-    side), so only those are searched.
+    side), so only those are searched; for a point beyond the stack, also
+    the target voxels on the stack's faces (a step from one towards the
+    point would leave the stack).
 
     Parameters
     ----------
@@ -607,7 +610,13 @@ def point_distances(points, target_label_image: np.ndarray | ObjectVoxels,
     shape = np.array(targets.shape)
     if targets.voxels.size == 0:
         return np.full(len(points), np.nan)
-    boundary = targets.voxels[_face_boundary(targets.voxels, targets.labels, targets.shape)]
+    on_boundary = np.zeros(targets.voxels.size, dtype=bool)
+    on_boundary[_face_boundary(targets.voxels, targets.labels, targets.shape)] = True
+    beyond = (np.rint(points) < 0) | (np.rint(points) > shape - 1)
+    for axis in np.flatnonzero(beyond.any(axis=0)):  # the target voxels on that axis' faces
+        coordinate = np.unravel_index(targets.voxels, targets.shape)[axis]
+        on_boundary |= (coordinate == 0) | (coordinate == shape[axis] - 1)
+    boundary = targets.voxels[on_boundary]
     if boundary.size:
         centres = np.column_stack(np.unravel_index(boundary, targets.shape)) * scale
         # Built as the distances' tree is (a quicker build, and quicker queries here).

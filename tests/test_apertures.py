@@ -318,31 +318,17 @@ def test_a_band_of_rows_without_objects(monkeypatch):
     (np.int16, -3000, 3000),             # negative intensities
     (np.uint32, 2**32 - 5000, 2**32 - 1),
     (np.int64, -(2**40), 2**40),
+    (np.float16, 0, 2000),               # half floats: read as float32 by the compiled loops
+    (np.dtype(">u2"), 100, 600),         # bytes in the other order: read as native ones
 ])
-def test_integer_intensities_of_every_range_match_oracle(dtype, low, high):
+def test_intensities_of_every_dtype_and_range_match_oracle(dtype, low, high):
     # The shell medians are selected among the intensities in their own dtype and the
     # two middle ones averaged in float64: unsigned values near the top of their
     # range, negative ones and 41-bit ones must not wrap or round.
     rng = np.random.default_rng(21)
     labels = _random_objects(rng, (7, 12, 11), 12)
     raw = rng.integers(low, high, labels.shape, endpoint=True).astype(dtype)
-    for background in ("shell", "shell_plane"):
-        measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.2,
-                                        shell_um=0.3, background=background)
-        expected = _oracle(labels, raw, (0.2, 0.1, 0.1), 0.2, 0.3, background)
-        pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
-
-
-def test_half_float_intensities_match_oracle():
-    # The compiled loops read float32 and float64: half floats are read as float32.
-    rng = np.random.default_rng(22)
-    labels = _random_objects(rng, (7, 12, 11), 12)
-    raw = rng.integers(0, 2000, labels.shape).astype(np.float16)
-    for background in ("shell", "shell_plane"):
-        measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), grow_um=0.2,
-                                        shell_um=0.3, background=background)
-        expected = _oracle(labels, raw, (0.2, 0.1, 0.1), 0.2, 0.3, background)
-        pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
+    _assert_both_shells_match_oracle(labels, raw, (0.2, 0.1, 0.1), 0.2)
 
 
 def test_int64_keys_give_the_same_answer(monkeypatch):
@@ -356,10 +342,14 @@ def test_int64_keys_give_the_same_answer(monkeypatch):
     rng = np.random.default_rng(5)
     labels = _random_objects(rng, (8, 13, 12), 30)
     raw = rng.integers(0, 4000, labels.shape).astype(np.uint16)
+    _assert_both_shells_match_oracle(labels, raw, (0.3, 0.1, 0.1), 0.3)
+
+
+def _assert_both_shells_match_oracle(labels, raw, spacing, grow_um, shell_um=0.3):
     for background in ("shell", "shell_plane"):
-        measured = aperture_intensities(labels, raw, spacing=(0.3, 0.1, 0.1), grow_um=0.3,
-                                        shell_um=0.3, background=background)
-        expected = _oracle(labels, raw, (0.3, 0.1, 0.1), 0.3, 0.3, background)
+        measured = aperture_intensities(labels, raw, spacing=spacing, grow_um=grow_um,
+                                        shell_um=shell_um, background=background)
+        expected = _oracle(labels, raw, spacing, grow_um, shell_um, background)
         pd.testing.assert_frame_equal(measured, expected, check_dtype=False, check_exact=True)
 
 
@@ -514,6 +504,10 @@ def test_quickselect_median_is_numpys_median(dtype):
             for case in (values, np.sort(values), np.sort(values)[::-1].copy()):
                 expected = float(np.median(case.astype(np.float64)))
                 assert _median(case.copy()) == expected
+    # A large run of one value among others (a clipped or zero background) and none.
+    values = np.r_[np.zeros(5000), rng.integers(1, 9, 1001)].astype(dtype)
+    assert _median(rng.permutation(values)) == float(np.median(values.astype(np.float64)))
+    assert np.isnan(_median(np.zeros(0, dtype)))
 
 
 def test_shell_levels_against_a_loop_over_the_objects():

@@ -31,10 +31,36 @@ def test_point_distances_match_brute_force(spacing, seed):
     assert inside[:5].all()
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_points_beyond_the_stack_match_brute_force(seed):
+    # Targets that fill part of the stack's faces (their face voxels have no neighbour
+    # beyond the stack, so they are on no target's face boundary) and points up to
+    # three voxels beyond every face: the nearest target voxel of such a point can be
+    # one of those.
+    rng = np.random.default_rng(40 + seed)
+    shape = (6, 7, 5)
+    targets = np.zeros(shape, np.int32)
+    targets[:, :4, 2:] = 1  # touches five faces
+    targets[rng.integers(0, 6), rng.integers(0, 7), 0] = 2
+    points = rng.uniform(-3.5, np.array(shape) + 2.5, (300, 3))
+    spacing = (0.3, 0.1, 0.1)
+    scale = np.asarray(spacing)
+    voxels = np.argwhere(targets) * scale
+    expected = np.sqrt((((points * scale)[:, None, :] - voxels[None]) ** 2).sum(-1)).min(1)
+    voxel = np.rint(points).astype(int)
+    inside = np.all((voxel >= 0) & (voxel < np.array(shape)), axis=1)
+    hit = np.zeros(len(points), bool)
+    hit[inside] = targets[tuple(voxel[inside].T)] != 0
+    expected[hit] = 0.0
+    assert (~inside).sum() > 100
+    np.testing.assert_allclose(point_distances(points, targets, spacing), expected,
+                               rtol=1e-12, atol=1e-12)
+
+
 def test_bad_workers_are_named():
     targets = np.zeros((1, 1, 4), np.int32)
     targets[0, 0, 0] = 1
-    for bad in (0, -2, 1.5, True):
+    for bad in (0, -2, 1.5, -1.0, True, "2"):
         with pytest.raises(ValueError, match=r"workers must be .* got"):
             point_distances([(0, 0, 1)], targets, workers=bad)
 
