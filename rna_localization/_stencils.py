@@ -9,7 +9,9 @@ calls them block by block:
   through a voxel's free faces are formed);
 - :func:`sum_apertures` reads a block's keys once: each aperture's voxel
   count and light (and its voxels per plane), and its shell voxels for the
-  background's medians.
+  background's medians;
+- :func:`shell_levels` takes those medians once an object's whole shell has
+  been read (grouped by a counting sort, each group's median by quickselect).
 """
 
 from __future__ import annotations

@@ -167,13 +167,11 @@ def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
 def _threads(workers) -> int:
     """Threads for `workers` (None or -1: every core this process may run on, else at
     most that many); anything but a whole number >= 1, -1 or None is refused."""
-    if workers is None or (isinstance(workers, (int, np.integer)) and not isinstance(workers, bool)
-                           and workers == -1):
-        return usable_cores()
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+    whole = isinstance(workers, (int, np.integer)) and not isinstance(workers, bool)
+    if workers is not None and not (whole and (workers >= 1 or workers == -1)):
         msg = f"workers must be a whole number >= 1, -1 (all cores) or None; got {workers!r}."
         raise ValueError(msg)
-    return min(int(workers), usable_cores())
+    return usable_cores() if workers is None or workers == -1 else min(int(workers), usable_cores())
 
 
 def nearest_distances(
@@ -612,7 +610,8 @@ def point_distances(points, target_label_image: np.ndarray | ObjectVoxels,
         return np.full(len(points), np.nan)
     on_boundary = np.zeros(targets.voxels.size, dtype=bool)
     on_boundary[_face_boundary(targets.voxels, targets.labels, targets.shape)] = True
-    beyond = (np.rint(points) < 0) | (np.rint(points) > shape - 1)
+    voxel = np.rint(points).astype(np.int64)  # the voxel each point is in
+    beyond = (voxel < 0) | (voxel > shape - 1)
     for axis in np.flatnonzero(beyond.any(axis=0)):  # the target voxels on that axis' faces
         coordinate = np.unravel_index(targets.voxels, targets.shape)[axis]
         on_boundary |= (coordinate == 0) | (coordinate == shape[axis] - 1)
@@ -627,8 +626,7 @@ def point_distances(points, target_label_image: np.ndarray | ObjectVoxels,
         # nearest one to a point is found axis by axis.
         nearest = np.clip(np.rint(points), 0, shape - 1)
         distance = np.sqrt((((points - nearest) * scale) ** 2).sum(axis=1))
-    voxel = np.rint(points).astype(np.int64)
-    inside = np.flatnonzero(np.all((voxel >= 0) & (voxel < shape), axis=1))
+    inside = np.flatnonzero(~beyond.any(axis=1))
     flat = np.ravel_multi_index(tuple(voxel[inside].T), targets.shape)
     distance[inside[targets.find(flat) >= 0]] = 0.0
     return distance
