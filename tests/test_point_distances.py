@@ -20,15 +20,25 @@ def test_point_distances_match_brute_force(spacing, seed):
         targets[z:z + rng.integers(1, 3), y:y + rng.integers(1, 4), x:x + rng.integers(1, 4)] = label
     points = rng.uniform(-0.5, np.array(targets.shape) - 0.5, (40, 3))
     points[:5] = np.argwhere(targets)[:5] + rng.uniform(-0.49, 0.49, (5, 3))  # inside a target
-    scale = np.asarray(spacing)
-    voxels = np.argwhere(targets) * scale
-    expected = np.sqrt((((points * scale)[:, None, :] - voxels[None]) ** 2).sum(-1)).min(1)
-    inside = targets[tuple(np.rint(points).astype(int).T)] != 0
-    expected[inside] = 0.0
+    expected, hit = _brute_force(points, targets, spacing)
     for workers in (None, 1, 2):  # the query's threads split the points
         measured = point_distances(points, targets, spacing, workers=workers)
         np.testing.assert_allclose(measured, expected, rtol=1e-12, atol=1e-12)
-    assert inside[:5].all()
+    assert hit[:5].all()
+
+
+def _brute_force(points, targets, spacing):
+    """Every point's distance to every target voxel centre, the least; 0 for a point whose
+    voxel (rounded, inside the stack) is a target's. Also which points are so."""
+    scale = np.asarray(spacing)
+    voxels = np.argwhere(targets) * scale
+    expected = np.sqrt((((points * scale)[:, None, :] - voxels[None]) ** 2).sum(-1)).min(1)
+    voxel = np.rint(points).astype(int)
+    inside = np.all((voxel >= 0) & (voxel < np.array(targets.shape)), axis=1)
+    hit = np.zeros(len(points), bool)
+    hit[inside] = targets[tuple(voxel[inside].T)] != 0
+    expected[hit] = 0.0
+    return expected, hit
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -44,15 +54,9 @@ def test_points_beyond_the_stack_match_brute_force(seed):
     targets[rng.integers(0, 6), rng.integers(0, 7), 0] = 2
     points = rng.uniform(-3.5, np.array(shape) + 2.5, (300, 3))
     spacing = (0.3, 0.1, 0.1)
-    scale = np.asarray(spacing)
-    voxels = np.argwhere(targets) * scale
-    expected = np.sqrt((((points * scale)[:, None, :] - voxels[None]) ** 2).sum(-1)).min(1)
-    voxel = np.rint(points).astype(int)
-    inside = np.all((voxel >= 0) & (voxel < np.array(shape)), axis=1)
-    hit = np.zeros(len(points), bool)
-    hit[inside] = targets[tuple(voxel[inside].T)] != 0
-    expected[hit] = 0.0
-    assert (~inside).sum() > 100
+    expected, _ = _brute_force(points, targets, spacing)
+    beyond = np.any((np.rint(points) < 0) | (np.rint(points) > np.array(shape) - 1), axis=1)
+    assert beyond.sum() > 100
     np.testing.assert_allclose(point_distances(points, targets, spacing), expected,
                                rtol=1e-12, atol=1e-12)
 
