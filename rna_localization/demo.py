@@ -50,6 +50,12 @@ METRICS = {
     "percent_false_granule_rna_within_1um": ("the points of percent_granule_rna_within_1um "
                                              "that those objects make, mean over images"),
     "molecules_in_no_object_pct": "simulated molecules whose voxel is in no detected object, %",
+    "molecules_in_no_object_within_1um_pct": ("the same, of the molecules within 1 µm of a "
+                                              "centrosome, %"),
+    "percent_detected_rna_within_1um": ("percent_total_rna at 1 µm from the molecules in a "
+                                        "detected object alone, at their true positions and "
+                                        "light, mean over images: the truth without the "
+                                        "molecules no object holds"),
     "detection_recall": "resolvable single molecules matched by an object's spot centroid",
     "detection_precision": "objects' spot centroids matching a resolvable single molecule",
     "merged_fraction": "resolvable single molecules inside an object that holds another molecule",
@@ -332,6 +338,30 @@ def _false_granule_rna(config, db: Database, false: pd.DataFrame, names) -> pd.S
     return pd.Series(values, dtype=np.float64)
 
 
+def _detected_rna_within(config, molecules: pd.DataFrame, image_rows: dict,
+                         at: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per image of `molecules` with a true curve in `at`: percent_total_rna at
+    REPORT_DISTANCE from its molecules in a detected object (``label > 0``) at their
+    true positions and light, and the true figure (every molecule)."""
+    from .synthetic import expected_distribution
+
+    true = at.set_index("name")["percent_total_rna_true"]
+    detected = {}
+    for name, image in molecules.groupby("name"):
+        if name not in true.index:
+            continue
+        curve = expected_distribution(
+            image[image["label"] > 0],
+            distance_threshold=steps.image_distance_threshold(config, image_rows[name], name),
+            step_size=config.distribution.step_size,
+            granule_threshold=config.normalization.granule_threshold)
+        value = curve.loc[np.isclose(curve["distance"], REPORT_DISTANCE), "percent_total_rna"]
+        if len(value):
+            detected[name] = float(value.iloc[0])
+    detected = pd.Series(detected, dtype=np.float64)
+    return detected, true.reindex(detected.index)
+
+
 def compare_with_truth(config, db: Database, distributions: pd.DataFrame) -> DemoReport:
     """Every metric of :data:`METRICS` per RNA type and cycle, measured and true.
 
@@ -353,7 +383,9 @@ def compare_with_truth(config, db: Database, distributions: pd.DataFrame) -> Dem
     molecules["in_granule"] = molecules["in_granule"].astype(str) == "True"
     expected = pd.read_csv(truth / "expected_distributions.csv")
     centrosomes = pd.read_csv(truth / "centrosomes.csv")
-    metadata = read_metadata_csv(config.metadata_path)[["name", "rna_type", "cycle"]]
+    table = read_metadata_csv(config.metadata_path)
+    image_rows = {row[config.data.image_name_column]: row for row in table.to_dict("records")}
+    metadata = table[["name", "rna_type", "cycle"]]
     group = ["rna_type", "cycle"]
     spacing = np.asarray(config.spacing, dtype=np.float64)
     structure_2 = config.distances.structure_2
@@ -439,6 +471,12 @@ def compare_with_truth(config, db: Database, distributions: pd.DataFrame) -> Dem
             images, len(singles_inside))
         add("molecules_in_no_object_pct", key, 100 * (part["label"] == 0).mean(), 0.0, images,
             len(part))
+        near = part[part["distance_to_centrosomes"] <= REPORT_DISTANCE]
+        add("molecules_in_no_object_within_1um_pct", key,
+            100 * (near["label"] == 0).mean() if len(near) else np.nan, 0.0,
+            near["name"].nunique(), len(near))
+        detected, true = _detected_rna_within(config, part, image_rows, at)
+        add("percent_detected_rna_within_1um", key, detected.mean(), true.mean(), len(detected), 0)
         granules = granule_errors(part, threshold=threshold)
         for metric, column in (("molecules_per_granule_bias_pct", "error"),
                                ("molecules_per_granule_mae_pct", "abs_error"),

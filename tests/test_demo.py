@@ -7,8 +7,10 @@ from an earlier run of the pipeline.
 
 import numpy as np
 import pandas as pd
+import pytest
+import tifffile
 
-from rna_localization import steps
+from rna_localization import label_objects, steps
 from rna_localization.config import load_config
 from rna_localization.db import Database
 from rna_localization.demo import (
@@ -64,6 +66,12 @@ def test_demo_with_ideal_masks_recovers_the_truth(tmp_path, postgres_server):
     assert false["n_objects"].sum() > 0  # objects counted as granules, all of them granules
     assert (false.loc[false["n_objects"] > 0, "measured"] == 0).all()
     assert (rows.loc["percent_false_granule_rna_within_1um", "measured"] == 0).all()
+    # Where no molecule is lost, the figure from the detected molecules is the truth itself.
+    _check_undetected_rows(report, tmp_path / "demo")
+    lost = rows.loc["molecules_in_no_object_pct", "measured"]
+    assert (lost == 0).any()
+    detected = rows.loc["percent_detected_rna_within_1um"][lost.eq(0).to_numpy()]
+    np.testing.assert_allclose(detected["measured"], detected["truth"], atol=1e-5)  # the CSV's digits
     assert np.isfinite(report.seconds["total"])
     assert {p.name for p in report.plots} >= {"percent_total_rna.png", "percent_granule_rna.pdf"}
     assert "percent_total_rna_within_1um" in str(report)
@@ -83,6 +91,12 @@ def test_demo_with_the_segmentation_workflows_meets_its_targets(tmp_path, postgr
     # test a reference on.
     _check_workflow_demo(report, recall=0.95, precision=0.97, within_1um=4, granule_bias=25,
                          single={"cen": 0.15, "gapdh": 0.06}, total={"cen": 0.18, "gapdh": 0.08})
+    _check_undetected_rows(report, tmp_path / "demo")
+    # Crowded near the centrosomes, cen RNA loses more of its molecules there than overall.
+    for cycle in ("nc13", "nc14"):
+        near, _ = report.value("molecules_in_no_object_within_1um_pct", "cen", cycle)
+        overall, _ = report.value("molecules_in_no_object_pct", "cen", cycle)
+        assert near > overall, (cycle, near, overall)
     # The false granules' part is taken from the pipeline's own curves: with every object
     # flagged it is percent_granule_rna itself, with none it is 0, image by image.
     config = load_config(tmp_path / "demo" / "demo.toml")
@@ -113,6 +127,38 @@ def test_widefield_demo_with_the_segmentation_workflows(tmp_path, postgres_serve
     _check_csv(report, images_per_group=2)
     _check_workflow_demo(report, recall=0.93, precision=0.96, within_1um=5, granule_bias=35,
                          single={"cen": 0.10, "gapdh": 0.06}, total={"cen": 0.20, "gapdh": 0.10})
+    _check_undetected_rows(report, tmp_path / "demo")
+
+
+def _check_undetected_rows(report, folder):
+    """The two rows on the molecules no object holds, from the truth tables and the
+    segmentation files directly (a brute-force count, not the report's code)."""
+    config = load_config(folder / "demo.toml")
+    molecules = pd.read_csv(folder / "truth" / "molecules.csv")
+    metadata = pd.read_csv(folder / "raw-data-metadata.csv").set_index("name")
+    rows = []
+    for name, image in molecules.groupby("name"):
+        segmentation = folder / "rna" / config.data.segmentation_dir / f"{name}_seg.tif"
+        labels = label_objects(tifffile.imread(segmentation))
+        voxel = np.clip(np.rint(image[["z", "y", "x"]].to_numpy()).astype(int), 0,
+                        np.array(labels.shape) - 1)
+        held = labels[tuple(voxel.T)] > 0
+        d = image["distance_to_centrosomes"].to_numpy()
+        light = image["brightness"].to_numpy()
+        limit = config.distribution.distance_threshold.for_image(metadata.loc[name].to_dict(), name)
+        kept = held & (d <= limit)
+        rows.append({"rna_type": metadata.loc[name, "rna_type"],
+                     "cycle": metadata.loc[name, "cycle"],
+                     "near": int((d <= 1).sum()), "near_lost": int(((d <= 1) & ~held).sum()),
+                     "detected": 100 * light[kept & (d <= 1)].sum() / light[kept].sum()})
+    oracle = pd.DataFrame(rows).groupby(["rna_type", "cycle"])
+    for (rna_type, cycle), part in oracle:
+        lost, _ = report.value("molecules_in_no_object_within_1um_pct", rna_type, cycle)
+        assert lost == pytest.approx(100 * part["near_lost"].sum() / part["near"].sum())
+        detected, truth = report.value("percent_detected_rna_within_1um", rna_type, cycle)
+        assert detected == pytest.approx(part["detected"].mean())
+        assert truth == report.value("percent_total_rna_within_1um", rna_type, cycle)[1]
+    return oracle
 
 
 def _check_workflow_demo(report, *, recall, precision, within_1um, granule_bias, single, total):
