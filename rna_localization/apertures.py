@@ -70,7 +70,7 @@ __all__ = ["APERTURE_COLUMNS", "APERTURE_GROW_UM", "APERTURE_SHELL_UM", "BACKGRO
 #: tails are long; 95% confocal), which is what molecule counts need; a granule whose
 #: molecules spread 0.12 µm keeps 7-10% less of its light. A wider aperture takes in
 #: more of the neighbours' light where RNA is dense: 0.4 and 0.5 brought the demo's
-#: single molecules to 0.72-0.99 (README, "The demo": tried and not adopted).
+#: single molecules to 0.72-0.99 (docs/quantification.md, "Tried and not adopted").
 APERTURE_GROW_UM = 0.3
 #: Thickness of the background shell around the aperture, µm.
 APERTURE_SHELL_UM = 0.3
@@ -83,7 +83,7 @@ BACKGROUNDS = ("shell_plane", "shell", "plane")
 #: low where the autofluorescence curves with depth, so single molecules, and the
 #: reference taken from them, read 10% bright and granules 11-16% low; ``"plane"``
 #: (each plane's voxels away from every object) fixes that too but drops the shell's
-#: local view of crowded neighbours (README, "The demo").
+#: local view of crowded neighbours (docs/quantification.md, "Tried and not adopted").
 APERTURE_BACKGROUND = "shell_plane"
 #: Fewest shell voxels in a plane for that plane's median; fewer, and that plane's
 #: aperture voxels take the whole shell's median. A single molecule's shell holds a

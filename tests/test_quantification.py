@@ -20,7 +20,7 @@ from rna_localization.segmentation import segment
 # Bounds a little outside what these images measure (printed by the test): single
 # molecules within 8% of 1 at every SNR from 5 (measured 0.97-1.04); dispersed (gapdh)
 # molecules summed within a few percent from SNR 8. Dense cen RNA loses more (molecules 1-3
-# spot widths from a brighter one are missed: README, "The demo"), and at SNR 5 the faintest
+# spot widths from a brighter one are missed: docs/quantification.md), and at SNR 5 the faintest
 # molecules are lost too (widefield singles read 1.00 there, so the deficit is the missed
 # molecules), so totals at SNR 5 and cen's are held to what holds today.
 SWEEP = [(preset, snr) for preset in ("confocal", "widefield") for snr in (5, 8, 12, 20)]
