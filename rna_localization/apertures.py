@@ -567,7 +567,9 @@ def aperture_intensities(
     width = box_shape[2] + 2 * margin[2]
     planes, rows = _block_size(depth, height, width, margin)
     nearest = _stencil(scale, outer, (1, 1, 1))[3]
-    aperture_ranks = int(np.count_nonzero(nearest <= _at_most(grow_um)))
+    # Keys are ordered by distance rank first: the aperture is every key below the
+    # first rank farther than grow_um.
+    aperture_keys = int(np.count_nonzero(nearest <= _at_most(grow_um))) << _key_bits(n)
     # The blocks in order: planes first..last and rows top..bottom kept, read with
     # planes low..high and rows north..south around them.
     blocks = []
@@ -618,13 +620,11 @@ def aperture_intensities(
             else:
                 keys, blank = block_keys(b)
             here = values[first:last, top:bottom]
-            # Keys are ordered by distance rank first: the aperture is every key below
-            # the first rank farther than grow_um.
             owner, shell, plane_key = sum_apertures(
-                keys, here, _key_bits(n), aperture_ranks << _key_bits(n), blank,
+                keys, here, _key_bits(n), aperture_keys, blank,
                 aperture_area, aperture_sum, key_base, first, aperture_planes)
             if plane:  # each aperture voxel's plane background, at its place in the box
-                at = np.nonzero(keys < aperture_ranks << _key_bits(n))  # blank is above
+                at = np.nonzero(keys < aperture_keys)  # blank is above
                 aperture_owner = keys[at] & ((1 << _key_bits(n)) - 1)
                 aperture_owner -= 1
                 level = _grid_values(grid, cell, corner, at[0] + first, at[1] + top, at[2])

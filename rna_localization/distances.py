@@ -612,9 +612,11 @@ def point_distances(points, target_label_image: np.ndarray | ObjectVoxels,
     on_boundary[_face_boundary(targets.voxels, targets.labels, targets.shape)] = True
     voxel = np.rint(points).astype(np.int64)  # the voxel each point is in
     beyond = (voxel < 0) | (voxel > shape - 1)
-    for axis in np.flatnonzero(beyond.any(axis=0)):  # the target voxels on that axis' faces
-        coordinate = np.unravel_index(targets.voxels, targets.shape)[axis]
-        on_boundary |= (coordinate == 0) | (coordinate == shape[axis] - 1)
+    axes = np.flatnonzero(beyond.any(axis=0))
+    if axes.size:  # the target voxels on those axes' faces
+        coordinates = np.unravel_index(targets.voxels, targets.shape)
+        for axis in axes:
+            on_boundary |= (coordinates[axis] == 0) | (coordinates[axis] == shape[axis] - 1)
     boundary = targets.voxels[on_boundary]
     if boundary.size:
         centres = np.column_stack(np.unravel_index(boundary, targets.shape)) * scale
