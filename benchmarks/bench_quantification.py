@@ -29,7 +29,7 @@ authors' simulator (``benchmarks/simfish_images.py``: its own spot rendering
 and noise, molecules through the whole stack, its faces included), if it is
 installed (``make bench`` installs it): an SNR sweep on the widefield grid, then
 one change at a time at SNR 8 (``simfish_images.VARIANTS``: the confocal grid,
-a coarse grid, an uneven background, four times the molecules, granules spread
+a coarse grid, 0.4 µm steps, an uneven background, four times the molecules, granules spread
 wider). Last, sim-fish images written as a user's data folder go through the
 command line (``init``, ``segment``, ``run`` on the embedded PostgreSQL), and
 the molecules per image it writes are scored.

@@ -14,7 +14,7 @@ molecules spread normally around a centre. Positions are sub-voxel: the image is
 A :class:`Scene` says what is imaged and how: the default, :data:`WIDEFIELD`, is
 the grid, optics and flat background of the hand-tagged real widefield images;
 :data:`VARIANTS` change one thing each (the confocal grid and optics, a coarse
-grid, an uneven background, four times the molecules, granules spread wider), to
+grid, 0.4 µm steps, an uneven background, four times the molecules, granules spread wider), to
 check that the counting holds beyond one kind of image.
 
 :func:`write_folder` writes such images as a user's data folder (with a
@@ -84,10 +84,12 @@ def _confocal() -> Scene:
 WIDEFIELD = Scene("widefield grid")
 #: One change each: the confocal preset's grid, PSF and (dimmer) background; a coarse
 #: grid (a 40x oil objective's 0.16 µm pixels, under its PSF's width, and 0.5 µm steps);
-#: an uneven background; four times the single molecules; granules spread wider (their
-#: molecules a few spot widths apart: the image shows a cluster of spots more than a blob).
+#: 0.4 µm steps (the real images' coarsest); an uneven background; four times the single
+#: molecules; granules spread wider (their molecules a few spot widths apart: the image
+#: shows a cluster of spots more than a blob).
 VARIANTS = (_confocal(),
             Scene("coarse grid", spacing=(0.5, 0.16, 0.16), psf_sigma_um=(0.40, 0.12, 0.12)),
+            Scene("0.4 µm steps", spacing=(0.4, 0.11, 0.11)),
             Scene("uneven background", uneven=True),
             Scene("4x the single molecules", singles=4 * SINGLES),
             Scene("granules spread 0.2 µm", granule_spread_um=0.2))
