@@ -91,8 +91,8 @@ def _face_boundary(voxels: np.ndarray, labels: np.ndarray, shape) -> np.ndarray:
     """Those of `voxels` with at least one face neighbour of another label (or none).
 
     Works on the object voxels only (a few percent of a stack), never the
-    whole volume: a neighbour along y or z is looked up among the voxels' runs
-    along x (:func:`_last_at_or_before`).
+    whole volume, in one compiled pass
+    (:func:`rna_localization._faces.face_boundary_mask`).
     Neighbours outside the volume do not count: a nearest pair never needs
     them (see the module docstring).
 
@@ -118,46 +118,11 @@ def _face_boundary(voxels: np.ndarray, labels: np.ndarray, shape) -> np.ndarray:
     """
     if voxels.size == 0:
         return np.zeros(0, np.intp)
-    n_z, n_y, n_x = shape
-    plane = n_y * n_x
-    # Along x the neighbours are the voxels next in the list: a run of the same
-    # label holds each one's x-neighbours.
-    x = voxels % n_x
-    joined = (np.diff(voxels) == 1) & (labels[1:] == labels[:-1])
-    boundary = np.r_[~joined, True] & (x < n_x - 1)
-    boundary |= np.r_[True, ~joined] & (x > 0)
-    # Along y and z a neighbour is looked up among those runs (fewer than the voxels):
-    # the last run starting at or before it holds it if it ends past it, with its label.
-    first = np.flatnonzero(np.r_[True, ~joined])
-    run_start, run_label = voxels[first], labels[first]
-    run_stop = voxels[np.r_[first[1:] - 1, voxels.size - 1]] + 1
-    row = voxels // n_x
-    for coord, stride, n in ((row % n_y, n_x, n_y), (row // n_y, plane, n_z)):
-        for step, inside in ((-stride, coord > 0), (stride, coord < n - 1)):
-            # Only the voxels not yet on the boundary (on small objects, few).
-            pending = np.flatnonzero(inside & ~boundary)
-            neighbour = voxels[pending] + step
-            run = _last_at_or_before(run_start, neighbour)
-            boundary[pending] = ((run < 0) | (run_stop[run] <= neighbour)
-                                 | (run_label[run] != labels[pending]))
-    return np.flatnonzero(boundary)
+    from ._faces import face_boundary_mask  # compiled on first use (numba)
 
-
-def _last_at_or_before(starts: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """For each of the ascending `queries`, the index of the last of the ascending `starts`
-    at or before it (-1: none).
-
-    ``np.searchsorted(starts, queries, side="right") - 1``, but searching each
-    start among the queries instead: several times faster when the starts are
-    fewer (runs of voxels against voxels).
-
-    Examples
-    --------
-    >>> _last_at_or_before(np.array([2, 5, 9]), np.array([0, 2, 4, 5, 8, 20]))
-    array([-1,  0,  0,  1,  1,  2])
-    """
-    placed = np.bincount(np.searchsorted(queries, starts), minlength=queries.size + 1)
-    return np.cumsum(placed[:-1]) - 1
+    n_z, n_y, n_x = (int(n) for n in shape)
+    return np.flatnonzero(face_boundary_mask(voxels.astype(np.int64, copy=False), labels,
+                                             n_z, n_y, n_x))
 
 
 def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:

@@ -434,6 +434,26 @@ def test_face_boundary_matches_a_voxel_by_voxel_check(seed):
     np.testing.assert_array_equal(got, np.unique(np.array(expected, dtype=np.int64)))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_face_boundary_of_scattered_labels_matches_shifted_comparisons(seed):
+    """Many short runs, rows and planes skipped, neighbours of every label: a voxel is on the
+    boundary when a neighbour inside the volume along some axis holds another value."""
+    rng = np.random.default_rng(950 + seed)
+    shape = tuple(int(n) for n in rng.integers(3, 15, size=3))
+    labels = np.where(rng.random(shape) < rng.uniform(0.2, 0.8), rng.integers(1, 6, size=shape), 0)
+    differs = np.zeros(shape, bool)
+    for axis in range(3):
+        for step in (-1, 1):
+            shifted = np.roll(labels, -step, axis=axis)
+            inside = np.ones(shape, bool)
+            edge = [slice(None)] * 3
+            edge[axis] = -1 if step == 1 else 0  # the neighbour would lie outside the volume
+            inside[tuple(edge)] = False
+            differs |= inside & (shifted != labels)
+    expected = np.flatnonzero((differs & (labels != 0)).ravel())
+    np.testing.assert_array_equal(_boundary_voxels(labels), expected)
+
+
 # Object voxels (what the database stores and the distances step reads) in place of label
 # images: the same table as from the label images, bit for bit, and the all-pairs answer.
 
@@ -518,18 +538,3 @@ def test_object_voxels_of_another_shape_are_named():
         nearest_distances(_stored(np.ones((2, 3, 3), int)), np.ones((2, 3, 4), int))
     with pytest.raises(ValueError, match="3D"):
         nearest_distances(np.ones((3, 3), int), _stored(np.ones((1, 3, 3), int)))
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_last_run_at_or_before_each_voxel_is_searchsorteds(seed):
-    """The run lookup of the face boundary: starts searched among the queries, against each
-    query searched among the starts (queries before the first start, on a start, past the
-    last; none at all)."""
-    from rna_localization.distances import _last_at_or_before
-
-    rng = np.random.default_rng(1700 + seed)
-    starts = np.unique(rng.integers(5, 200, size=rng.integers(1, 40)))
-    queries = np.unique(np.r_[rng.integers(0, 260, size=rng.integers(0, 80)), starts[:2]])
-    np.testing.assert_array_equal(_last_at_or_before(starts, queries),
-                                  np.searchsorted(starts, queries, side="right") - 1)
-    assert _last_at_or_before(starts, queries[:0]).size == 0
