@@ -48,7 +48,9 @@ def face_boundary_mask(voxels, labels, n_z, n_y, n_x):
     n = voxels.size
     plane = n_y * n_x
     out = np.zeros(n, np.bool_)
-    below_y = above_y = below_z = above_z = 0  # the pointers, one per direction
+    # The y and z neighbours: below and above along y, then along z, each with its pointer.
+    steps = np.array([-n_x, n_x, -plane, plane], np.int64)
+    pointers = np.zeros(4, np.int64)
     row_start = row_end = -1
     y = z = 0
     for i in range(n):
@@ -67,33 +69,18 @@ def face_boundary_mask(voxels, labels, n_z, n_y, n_x):
         if x < n_x - 1 and not (i + 1 < n and voxels[i + 1] == v + 1 and labels[i + 1] == label):
             out[i] = True
             continue
-        # A pointer skipped by an earlier voxel's early exit catches up here: the
-        # neighbours sought only grow.
-        if y > 0:
-            q = v - n_x
-            while below_y < n and voxels[below_y] < q:
-                below_y += 1
-            if not (below_y < n and voxels[below_y] == q and labels[below_y] == label):
-                out[i] = True
+        inside = (y > 0, y < n_y - 1, z > 0, z < n_z - 1)
+        for k in range(4):
+            if not inside[k]:
                 continue
-        if y < n_y - 1:
-            q = v + n_x
-            while above_y < n and voxels[above_y] < q:
-                above_y += 1
-            if not (above_y < n and voxels[above_y] == q and labels[above_y] == label):
+            # A pointer skipped by an earlier voxel's early exit catches up here: the
+            # neighbours sought only grow.
+            q = v + steps[k]
+            p = pointers[k]
+            while p < n and voxels[p] < q:
+                p += 1
+            pointers[k] = p
+            if not (p < n and voxels[p] == q and labels[p] == label):
                 out[i] = True
-                continue
-        if z > 0:
-            q = v - plane
-            while below_z < n and voxels[below_z] < q:
-                below_z += 1
-            if not (below_z < n and voxels[below_z] == q and labels[below_z] == label):
-                out[i] = True
-                continue
-        if z < n_z - 1:
-            q = v + plane
-            while above_z < n and voxels[above_z] < q:
-                above_z += 1
-            if not (above_z < n and voxels[above_z] == q and labels[above_z] == label):
-                out[i] = True
+                break
     return out
