@@ -323,18 +323,17 @@ def _cell_sums(plane: np.ndarray, cell: int) -> np.ndarray:
     return np.add.reduceat(rows, np.arange(0, plane.shape[1], cell), axis=1)
 
 
-def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, metric: np.ndarray,
-                      grow_um: float, sigma_um: float):
+def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, reach: np.ndarray,
+                      sigma_um: float):
     """The background of every plane of the box, on a grid of lateral cells.
 
     For each plane, the Gaussian-weighted mean (lateral sigma `sigma_um`) of
-    the plane's voxels that lie outside the box of half-width `grow_um`
-    around every object voxel (along some axis farther than `grow_um` from
-    each object voxel, in the apertures' steps `metric`; the box holds the
-    voxel's ball of radius `grow_um`, so no aperture voxel is counted, and its
+    the plane's voxels that lie outside the box of half-widths `reach` (voxels
+    along z, y, x: the aperture's reach) around every object voxel (the box
+    holds the voxel's aperture ball, so no aperture voxel is counted, and its
     corners a few more). Computed on cells of about half a sigma (sums of the
     weights and of the weighted values, each smoothed with the Gaussian),
-    in slabs of planes; `scale`, the true voxel size, sets the sigma in voxels.
+    in slabs of planes; `scale`, the voxel size, sets the sigma in voxels.
 
     The planes are those of `box` (the objects' box, whose voxels `local`
     gives box coordinates); laterally the grid covers the box grown by the
@@ -361,7 +360,6 @@ def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, metric: 
     local = (local[0], local[1] - corner[0], local[2] - corner[1])
     depth, n_y, n_x = values.shape
     grid = np.full((depth, -(-n_y // cell), -(-n_x // cell)), np.nan, dtype=np.float32)
-    reach = np.floor(_at_most(grow_um) / metric).astype(int)
     per = max(1, _SLAB_VOXELS // (n_y * n_x) - 2 * int(reach[0]))
     for first in range(0, depth, per):
         last = min(first + per, depth)
@@ -553,7 +551,8 @@ def aperture_intensities(
     plane = background == "plane"
     by_plane = background == "shell_plane"
     if plane:
-        grid, cell, corner = _plane_background(intensity_image, box, local, scale, metric, grow_um,
+        reach = np.floor(_at_most(grow_um) / metric).astype(int)  # the aperture, in voxels
+        grid, cell, corner = _plane_background(intensity_image, box, local, scale, reach,
                                                background_sigma_um)
         plane_sum = np.zeros(n)
         no_plane = np.zeros(n, dtype=bool)  # an aperture voxel with no plane background
