@@ -65,23 +65,26 @@ DISTANCE_COLUMNS = {"object_id": "int64", "distance": "float64", "target_id": "I
 #: Ways :func:`nearest_distances` can find each boundary voxel's nearest target voxel.
 DISTANCE_METHODS = ("auto", "kdtree", "edt")
 
-# Cost model of the two methods (seconds, only the ratio matters), with L = log2 of the
-# target boundary voxels, times (1 + distance to the target / _KD_REACH_UM): the
-# KD-tree costs _KD_SECONDS per object and L (the pruning's two queries per object,
-# and the voxels left, a few per object); the transforms _EDT_PLANE_SECONDS per
-# voxel of each plane of the box holding a target voxel, plus _EDT_SOURCE_SECONDS
-# per source boundary voxel and such plane, plus _EDT_TIE_SECONDS per object and L
-# (the queries that name the nearest target). Both share the threads. Fitted by
-# least squares on relative errors over 36 images (RNA as 0.35 µm balls, 300 to
-# 16,000 per 30x512x512 voxels; targets of 0.6 to 12 µm; stacks of 30x256x256 to
-# 60x1024x1024), each method alone on one thread, in CPU seconds (the machine was
-# shared: CPU time is what load inflates least, and it inflates both alike); the
-# choice was within 1.25x of the faster method on every one of them.
-_KD_SECONDS = 3.7e-7
-_KD_REACH_UM = 1.0
-_EDT_PLANE_SECONDS = 7.0e-9
-_EDT_SOURCE_SECONDS = 6.9e-9
-_EDT_TIE_SECONDS = 1.2e-7
+# Cost model of the two methods (seconds, only the ratio matters), with T the target
+# boundary voxels (the KD-tree's points): the KD-tree costs _KD_SECONDS per object and
+# T^(1/4) (the pruning's two queries per object and the voxels left, a few per object:
+# a larger tree is slower to search than its depth says, as it no longer fits the
+# caches); the transforms _EDT_PLANE_SECONDS per voxel of each plane of the box holding
+# a target voxel, plus _EDT_SOURCE_SECONDS per source boundary voxel and such plane,
+# plus _EDT_TIE_SECONDS per object and T^(1/4) (the queries that name the nearest
+# target). Both share the threads. Fitted by least squares on relative errors over 84
+# images (RNA as 0.35 µm balls, 300 to 30,000 asked per 30x512x512 voxels, touching ones
+# merged; targets of 0.4 to 12 µm; stacks of 30x256x256 to 60x1024x1024), each method
+# alone on one thread, in CPU seconds (the machine was shared: CPU time is what load
+# inflates least, and it inflates both alike): the choice was within 1.21x of the faster
+# method on every one of them, also with each image left out of the fit, against 1.58x
+# with the earlier model (log2 T and the distance to the targets, fitted on 36 such
+# images before the boundary pass was compiled). `python -m benchmarks.fit_distance_costs`
+# measures them again and prints the constants.
+_KD_SECONDS = 1.63e-6
+_EDT_PLANE_SECONDS = 5.5e-9
+_EDT_SOURCE_SECONDS = 1.0e-9
+_EDT_TIE_SECONDS = 1.0e-6
 # A plane's transform holds 9 bytes per pixel and thread: above this many pixels in a
 # plane of the box the KD-tree is used whatever the estimate (about 300 MB a thread).
 _EDT_MAX_VOXELS = 1 << 25
@@ -292,8 +295,7 @@ def _nearest_from_boundaries(
 
     starts = _group_starts(source_labels)
     if method == "auto":
-        method = _choose_method(tree, source_points, source_voxels, target_voxels, shape,
-                                starts.size)
+        method = _choose_method(tree, source_voxels, target_voxels, shape, starts.size)
     if method == "edt":  # every boundary voxel: the transforms cost little per voxel
         voxel_distance = _edt_distances(source_voxels, target_voxels, shape, scale, threads)
         neighbours = neighbour_index = None
@@ -507,13 +509,9 @@ def _edt_distances(source_voxels, target_voxels, shape, scale, threads: int = 1)
     return np.sqrt(np.minimum.reduce(in_threads(nearest, groups, threads)))
 
 
-def _choose_method(tree, source_points, source_voxels, target_voxels, shape,
-                   n_objects: int) -> str:
+def _choose_method(tree, source_voxels, target_voxels, shape, n_objects: int) -> str:
     """``"kdtree"`` or ``"edt"``, whichever the cost model (module constants) says is faster."""
-    # How far the queries reach, from an even sample of them (deterministic).
-    sample = source_points[:: max(1, len(source_points) // 256)]
-    reach = float(np.mean(tree.query(sample, k=1)[0]))
-    per_object = n_objects * np.log2(tree.n + 1) * (1 + reach / _KD_REACH_UM)
+    per_object = n_objects * float(tree.n) ** 0.25
     kd = _KD_SECONDS * per_object
     # The planes hold at least every target voxel, and each source voxel meets at
     # least one of them: often that settles it.

@@ -286,25 +286,21 @@ def test_method_choice_follows_the_cost_of_each():
     tree = cKDTree(np.column_stack(np.unravel_index(target_voxels, shape)) * scale)
     # Few objects: querying them beats transforming 6 planes of 262,144 pixels.
     few = np.arange(0, shape[1] * shape[2], 997, dtype=np.int64)[:500] + 20 * shape[1] * shape[2]
-    points = np.column_stack(np.unravel_index(few, shape)) * scale
-    assert distances._choose_method(tree, points, few, target_voxels, shape, 50) == "kdtree"
-    # Tens of thousands of objects far from the targets: the transforms are cheaper...
+    assert distances._choose_method(tree, few, target_voxels, shape, 50) == "kdtree"
+    # Tens of thousands of objects: the transforms are cheaper...
     many = np.arange(0, 30 * 512 * 512, 11, dtype=np.int64)
-    points = np.column_stack(np.unravel_index(many, shape)) * scale
-    assert distances._choose_method(tree, points, many, target_voxels, shape, 30_000) == "edt"
+    assert distances._choose_method(tree, many, target_voxels, shape, 30_000) == "edt"
     # ... unless there are few objects for those voxels (large ones), or a plane is too
     # large to transform.
-    assert distances._choose_method(tree, points, many, target_voxels, shape, 300) == "kdtree"
+    assert distances._choose_method(tree, many, target_voxels, shape, 300) == "kdtree"
     wide = (2, 8000, 8000)
     spread = np.arange(0, 2 * 8000 * 8000, 1789, dtype=np.int64)
-    points = np.column_stack(np.unravel_index(spread, wide)) * scale
-    assert distances._choose_method(tree, points, spread, target_voxels, wide, 60_000) == "kdtree"
+    assert distances._choose_method(tree, spread, target_voxels, wide, 60_000) == "kdtree"
     # The transforms cost by the planes holding a target, not by the box's depth: the same
     # targets (6 planes) under 300 planes of sources still favour them.
     deep = (300, 512, 512)
     spread = np.arange(0, 300 * 512 * 512, 110, dtype=np.int64)
-    points = np.column_stack(np.unravel_index(spread, deep)) * scale
-    assert distances._choose_method(tree, points, spread, target_voxels, deep, 30_000) == "edt"
+    assert distances._choose_method(tree, spread, target_voxels, deep, 30_000) == "edt"
 
 
 def test_bad_method_and_workers_are_named():
