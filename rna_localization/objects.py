@@ -5,6 +5,7 @@ Pure array functions: nothing here reads files or talks to the database.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,8 @@ import pandas as pd
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from ._cores import in_threads
 
 __all__ = [
     "FACE_CONNECTIVITY",
@@ -346,7 +349,8 @@ def label_objects(segmentation: np.ndarray) -> np.ndarray:
     return segmentation.astype(np.int32)
 
 
-def object_voxels(segmentation: np.ndarray, *, slab_voxels: int = _SLAB_VOXELS) -> ObjectVoxels:
+def object_voxels(segmentation: np.ndarray, *, slab_voxels: int = _SLAB_VOXELS,
+                  threads: int = 1) -> ObjectVoxels:
     """The objects of :func:`label_objects`, as their voxels only.
 
     Same objects and labels as ``ObjectVoxels.from_label_image(label_objects(segmentation))``,
@@ -360,7 +364,11 @@ def object_voxels(segmentation: np.ndarray, *, slab_voxels: int = _SLAB_VOXELS) 
     segmentation : (Z, Y, X) ndarray of bool or integers
         Mask or label image (see :func:`label_objects`).
     slab_voxels : int
-        Voxels labeled at once (4 bytes each, besides the segmentation).
+        Voxels labeled at once (4 bytes each per thread, besides the segmentation).
+    threads : int
+        Slabs labeled at once (``ndimage.label`` lets go of the GIL); with
+        more than one, a stack of fewer slabs is cut into at least that many.
+        The answer is the same.
 
     Returns
     -------
@@ -383,26 +391,44 @@ def object_voxels(segmentation: np.ndarray, *, slab_voxels: int = _SLAB_VOXELS) 
     depth = segmentation.shape[0]
     plane = int(np.prod(segmentation.shape[1:]))
     planes = max(1, slab_voxels // max(plane, 1))
-    voxels, labels, joins = [], [], []
-    # Labels so far; the previous slab's last plane and what was added to its labels.
-    count, previous, previous_offset = 0, None, 0
-    # One buffer for every slab: a fresh one would cost its page faults each time.
-    buffer = np.empty((min(planes, depth), *segmentation.shape[1:]), dtype=np.int32)
-    for first in range(0, depth, planes):
+    if threads > 1:  # every thread a slab at least
+        planes = min(planes, max(1, -(-depth // threads)))
+    # One buffer per thread for all its slabs: a fresh one would cost its page faults
+    # each time.
+    buffers = threading.local()
+
+    def label_slab(first: int):
+        """A slab's object voxels, their labels from 1, its count, and its face labels.
+
+        The face labels are those of its first plane's object voxels that touch the
+        plane before (the slab above), and of its last plane's that touch the next,
+        in the same order as the other slab's: the segmentation says where they touch.
+        """
         part = segmentation[first : first + planes]
-        slab = buffer[: len(part)]
+        if getattr(buffers, "slab", None) is None:
+            buffers.slab = np.empty((min(planes, depth), *segmentation.shape[1:]), np.int32)
+        slab = buffers.slab[: len(part)]
         found = ndimage.label(part, structure=FACE_CONNECTIVITY, output=slab)
         here = np.flatnonzero(part != 0)  # a bool mask: 5x faster than on ints
-        voxels.append(here + first * plane)
-        labels.append(slab.reshape(-1)[here].astype(np.int64) + count)
-        if previous is not None:
-            # Objects touching across the slabs' face are one.
-            touching = (previous != 0) & (slab[0] != 0)
-            joins.append(np.column_stack([previous[touching].astype(np.int64) + previous_offset,
-                                          slab[0][touching].astype(np.int64) + count]))
-        previous, previous_offset = slab[-1].copy(), count
+        above = below = None
+        if first:
+            above = slab[0][(segmentation[first - 1] != 0) & (part[0] != 0)]
+        if first + len(part) < depth:
+            below = slab[-1][(part[-1] != 0) & (segmentation[first + len(part)] != 0)]
+        return here + first * plane, slab.reshape(-1)[here], found, above, below
+
+    voxels, labels, joins = [], [], []
+    count, below, below_offset = 0, None, 0  # labels so far; the slab above's face
+    for here, found_labels, found, above, next_below in in_threads(
+            label_slab, range(0, depth, planes), threads):
+        voxels.append(here)
+        labels.append(found_labels.astype(np.int64) + count)
+        if above is not None and above.size:  # objects touching across the slabs' face are one
+            joins.append(np.column_stack([below.astype(np.int64) + below_offset,
+                                          above.astype(np.int64) + count]))
+        below, below_offset = next_below, count
         count += found
-    del buffer
+    buffers.slab = None  # this thread's (the pool's went with its threads)
     voxels = np.concatenate(voxels)
     labels = np.concatenate(labels)
     if joins:

@@ -224,8 +224,11 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         # The segmentation first, kept as its object voxels only: the raw stack is then
         # the one whole-stack array held (peak memory about 1.5 raw stacks, not 7).
         segmentation = io.read_stack(pair.segmentation)
+        # Its slabs labeled on every core, in this process (one thread on a cluster's
+        # workers, which share the cores).
+        threads = 1 if on_cluster_worker() else usable_cores()
         try:
-            label_image = object_voxels(segmentation)
+            label_image = object_voxels(segmentation, threads=threads)
         except (TypeError, ValueError) as error:  # the file's dtype or shape
             msg = f"{pair.segmentation}: {error}"
             raise (ValueError if isinstance(error, ValueError) else InputTypeError)(msg) from error
@@ -247,8 +250,7 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         # Images one after another in this process: two threads (the next block's
         # nearest objects found while this one's light is summed); one on a cluster's
         # workers, which share the cores.
-        measured = aperture_intensities(label_image, raw, spacing=spacing,
-                                        threads=1 if on_cluster_worker() else usable_cores())
+        measured = aperture_intensities(label_image, raw, spacing=spacing, threads=threads)
         centroids = spot_centroids(label_image, raw,
                                    measured.set_index("object_id")["background"])
         objects = (objects.merge(measured, on="object_id", how="left", validate="one_to_one")

@@ -79,8 +79,9 @@ def test_a_blob_of_another_format_or_shape_is_refused():
         decode_runs(encode_runs(ObjectVoxels.from_label_image(image)), (1, 2, 2))
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("slab_voxels", [1, 13, 50, 10**9])
-def test_object_voxels_label_a_mask_in_slabs_as_a_whole_stack_labeling_does(slab_voxels):
+def test_object_voxels_label_a_mask_in_slabs_as_a_whole_stack_labeling_does(slab_voxels, threads):
     rng = np.random.default_rng(slab_voxels)
     for fill in (0.1, 0.35, 0.6):
         mask = (rng.random((9, 6, 7)) < fill).astype(np.uint8) * 255
@@ -88,7 +89,9 @@ def test_object_voxels_label_a_mask_in_slabs_as_a_whole_stack_labeling_does(slab
         mask[:, 0, 0] = 255
         mask[-1, 0, :] = 255
         mask[:, 0, -1] = 255
-        found = object_voxels(mask, slab_voxels=slab_voxels)
+        # Slabs labeled on several threads, whose faces touch only in places.
+        mask[4, 2:, 3:] = 0
+        found = object_voxels(mask, slab_voxels=slab_voxels, threads=threads)
         expected = oracles.label(mask)  # scikit-image: scan-order numbering too
         np.testing.assert_array_equal(found.to_label_image(np.int64), expected)
         assert found.labels.dtype == np.uint8
