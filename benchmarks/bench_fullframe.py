@@ -158,6 +158,27 @@ def _extract_peak(config: Path, database: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+#: A fresh process writes this many bytes twice: the first write touches its pages first.
+_TOUCH_BYTES = 1 << 29
+_TOUCH = (
+    "import time, numpy\n"
+    f"a = numpy.empty({_TOUCH_BYTES}, numpy.uint8)\n"
+    "t0 = time.perf_counter(); a.fill(1); t1 = time.perf_counter(); a.fill(2)\n"
+    "print(t1 - t0, time.perf_counter() - t1)\n"
+)
+
+
+def _first_touch(idle: float = 10.0) -> tuple[float, float]:
+    """Seconds per GiB of a fresh process's first write to its memory, and of its second.
+
+    Started after `idle` seconds: memory freed just before may still be backed.
+    """
+    time.sleep(idle)
+    out = subprocess.run([sys.executable, "-c", _TOUCH], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return tuple(float(v) * 2**30 / _TOUCH_BYTES for v in out)
+
+
 def run(workdir: Path, quick: bool = False) -> Section:
     """Storage of both label images, extract's peak memory, and the whole run against its floor."""
     size = QUICK if quick else FULL
@@ -182,6 +203,7 @@ def run(workdir: Path, quick: bool = False) -> Section:
             runs.append(timed_run(folder, f"bench_run_{turn}", workers=1))
         floor = min(floors)
         whole = min(runs, key=lambda r: r["seconds"])
+        first_touch, touched_again = _first_touch()
     finally:
         stop_server(folder / ".pgdata")
 
@@ -232,7 +254,12 @@ def run(workdir: Path, quick: bool = False) -> Section:
         f"taking turns with the floor): {whole['seconds']:.1f} s, its process' peak resident "
         f"memory {whole['maxrss_self_mb']:,.0f} MiB; the floor (reading the four TIFFs and "
         f"labeling both segmentations with `label_objects`, the faster of two: "
-        f"{floors[0]:.1f} and {floors[1]:.1f} s): {floor:.1f} s.\n\n"
+        f"{floors[0]:.1f} and {floors[1]:.1f} s): {floor:.1f} s. Both pay for the memory "
+        f"they touch: in a fresh process started after 10 s idle, writing 0.5 GiB took {first_touch:.2f} s per GiB the "
+        f"first time and {touched_again:.2f} s per GiB the second (on a virtual machine whose "
+        f"host backs memory when it is first touched, and takes back what a process freed a "
+        f"few seconds before, the first write costs the most; the floor's two int32 label "
+        f"images are 2 GiB on a full frame).\n\n"
         "The distances step's array work (`nearest_distances`, `point_distances` from a point "
         "in every RNA object, `image_baseline` at the default grid; one call each, under "
         "tracemalloc) on the stored object voxels, as the step passes them: "
