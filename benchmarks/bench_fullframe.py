@@ -158,8 +158,10 @@ def _extract_peak(config: Path, database: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-#: A fresh process writes this many bytes twice: the first write touches its pages first.
+#: A fresh process writes this many bytes twice, after this many seconds idle: the first
+#: write touches its pages first.
 _TOUCH_BYTES = 1 << 29
+_IDLE_SECONDS = 10.0
 _TOUCH = (
     "import time, numpy\n"
     f"a = numpy.empty({_TOUCH_BYTES}, numpy.uint8)\n"
@@ -168,7 +170,7 @@ _TOUCH = (
 )
 
 
-def _first_touch(idle: float = 10.0) -> tuple[float, float]:
+def _first_touch(idle: float = _IDLE_SECONDS) -> tuple[float, float]:
     """Seconds per GiB of a fresh process's first write to its memory, and of its second.
 
     Started after `idle` seconds: memory freed just before may still be backed.
@@ -255,8 +257,9 @@ def run(workdir: Path, quick: bool = False) -> Section:
         f"memory {whole['maxrss_self_mb']:,.0f} MiB; the floor (reading the four TIFFs and "
         f"labeling both segmentations with `label_objects`, the faster of two: "
         f"{floors[0]:.1f} and {floors[1]:.1f} s): {floor:.1f} s. Both pay for the memory "
-        f"they touch: in a fresh process started after 10 s idle, writing 0.5 GiB took {first_touch:.2f} s per GiB the "
-        f"first time and {touched_again:.2f} s per GiB the second (on a virtual machine whose "
+        f"they touch: in a fresh process started after {_IDLE_SECONDS:.0f} s idle, writing "
+        f"{_TOUCH_BYTES / 2**30:g} GiB took {first_touch:.2f} s per GiB the first time and "
+        f"{touched_again:.2f} s per GiB the second (on a virtual machine whose "
         f"host backs memory when it is first touched, and takes back what a process freed a "
         f"few seconds before, the first write costs the most; the floor's two int32 label "
         f"images are 2 GiB on a full frame).\n\n"
