@@ -291,7 +291,9 @@ def _nearest_from_boundaries(
     # Sorted in the labels' own dtype: a radix sort for labels of 8 or 16 bits.
     order = np.argsort(source_labels, kind="stable")
     source_voxels, source_labels = source_voxels[order], source_labels[order].astype(np.int64)
-    source_points = np.column_stack(np.unravel_index(source_voxels, shape)) * scale
+
+    def points(voxels: np.ndarray) -> np.ndarray:  # flat indices -> microns
+        return np.column_stack(np.unravel_index(voxels, shape)) * scale
 
     starts = _group_starts(source_labels)
     if method == "auto":
@@ -300,6 +302,7 @@ def _nearest_from_boundaries(
         voxel_distance = _edt_distances(source_voxels, target_voxels, shape, scale, threads)
         neighbours = neighbour_index = None
     else:  # only the voxels that may be nearest or tied are queried
+        source_points = points(source_voxels)
         needed, bound = _prune(tree, source_points, starts, threads, tie_rtol)
         voxel_distance = np.full(len(source_voxels), np.inf)
         neighbours, neighbour_index = _query_within(tree, source_points[needed], bound, threads,
@@ -316,11 +319,13 @@ def _nearest_from_boundaries(
     candidates = np.flatnonzero(voxel_distance <= radius)
     if neighbours is None:
         # The transforms give no target voxels: a few nearest ones, searched no farther
-        # than the radius (a short search).
+        # than the radius (a short search); only these voxels need their microns.
+        candidate_points = points(source_voxels[candidates])
         neighbours, neighbour_index = _query_within(
-            tree, source_points[candidates], radius[candidates], threads, k=_TIE_NEIGHBOURS)
+            tree, candidate_points, radius[candidates], threads, k=_TIE_NEIGHBOURS)
         at = np.arange(candidates.size)
     else:
+        candidate_points = source_points[candidates]
         at = np.searchsorted(needed, candidates)
     # The few nearest target voxels hold every tied one unless all are within the
     # radius: then (rarely) a ball search finds them all.
@@ -329,7 +334,7 @@ def _nearest_from_boundaries(
     best = np.where(within, labels, np.iinfo(np.int64).max).min(axis=1)
     searched = np.flatnonzero(within[:, -1])
     if searched.size:
-        hits = tree.query_ball_point(source_points[candidates[searched]],
+        hits = tree.query_ball_point(candidate_points[searched],
                                      r=radius[candidates[searched]], return_sorted=False,
                                      workers=threads)
         hit_counts = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
