@@ -63,12 +63,10 @@ def measure(grids=GRIDS, seed: int = 7) -> list[dict]:
                     if not calls:  # every object touches a target: nothing to choose
                         continue
                     tree, source_voxels, target_voxels, box_shape, n_objects = calls[0][0]
-                    box = distances._box(source_voxels, target_voxels, box_shape)
-                    row = {
-                        "objects": n_objects, "targets": tree.n, "sources": len(source_voxels),
-                        "planes": np.unique(target_voxels // (shape[1] * shape[2])).size,
-                        "plane": (box[1].stop - box[1].start) * (box[2].stop - box[2].start),
-                    }
+                    planes, plane = distances._transform_size(source_voxels, target_voxels,
+                                                              box_shape)
+                    row = {"objects": n_objects, "targets": tree.n,
+                           "sources": len(source_voxels), "planes": planes, "plane": plane}
                     for method in ("kdtree", "edt"):
                         row[method] = _cpu_seconds(lambda m=method: distances.nearest_distances(
                             rna, target, SPACING, workers=1, method=m))  # noqa: B023
@@ -80,13 +78,10 @@ def measure(grids=GRIDS, seed: int = 7) -> list[dict]:
 
 
 def terms(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Each image's cost terms: (KD-tree, transforms), as the model adds them."""
-    value = {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
-    per_object = value["objects"] * value["targets"] ** 0.25
-    kd = per_object[:, None]
-    edt = np.column_stack([per_object, value["planes"] * value["plane"],
-                           value["planes"] * value["sources"]])
-    return kd, edt
+    """Each image's cost terms (``distances._cost_terms``): (KD-tree's, transforms'), a row each."""
+    both = [distances._cost_terms(r["objects"], r["targets"], r["sources"], r["planes"],
+                                  r["plane"]) for r in rows]
+    return np.array([kd for kd, _ in both]), np.array([edt for _, edt in both])
 
 
 def fit(rows: list[dict], keep=None) -> tuple[np.ndarray, np.ndarray]:
@@ -112,9 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     constants = fit(rows)
     left_out = [choice_ratios([rows[i]], fit(rows, np.arange(len(rows)) != i))[0]
                 for i in range(len(rows))]
-    today = (np.array([distances._KD_SECONDS]),
-             np.array([distances._EDT_TIE_SECONDS, distances._EDT_PLANE_SECONDS,
-                       distances._EDT_SOURCE_SECONDS]))
+    today = (distances._KD_COSTS, distances._EDT_COSTS)
     print(f"\n{len(rows)} images")
     print(f"_KD_SECONDS = {constants[0][0]:.3g}")
     for name, value in zip(("_EDT_TIE_SECONDS", "_EDT_PLANE_SECONDS", "_EDT_SOURCE_SECONDS"),

@@ -85,6 +85,9 @@ _KD_SECONDS = 1.63e-6
 _EDT_PLANE_SECONDS = 5.5e-9
 _EDT_SOURCE_SECONDS = 1.0e-9
 _EDT_TIE_SECONDS = 1.0e-6
+# The constants in the order of _cost_terms' terms.
+_KD_COSTS = np.array([_KD_SECONDS])
+_EDT_COSTS = np.array([_EDT_TIE_SECONDS, _EDT_PLANE_SECONDS, _EDT_SOURCE_SECONDS])
 # A plane's transform holds 9 bytes per pixel and thread: above this many pixels in a
 # plane of the box the KD-tree is used whatever the estimate (about 300 MB a thread).
 _EDT_MAX_VOXELS = 1 << 25
@@ -513,24 +516,38 @@ def _edt_distances(source_voxels, target_voxels, shape, scale, threads: int = 1)
     return np.sqrt(np.minimum.reduce(in_threads(nearest, groups, threads)))
 
 
-def _choose_method(tree, source_voxels, target_voxels, shape, n_objects: int) -> str:
-    """``"kdtree"`` or ``"edt"``, whichever the cost model (module constants) says is faster."""
-    per_object = n_objects * float(tree.n) ** 0.25
-    kd = _KD_SECONDS * per_object
-    # The planes hold at least every target voxel, and each source voxel meets at
-    # least one of them: often that settles it.
-    edt = (_EDT_TIE_SECONDS * per_object + _EDT_PLANE_SECONDS * len(target_voxels)
-           + _EDT_SOURCE_SECONDS * len(source_voxels))
-    if kd <= edt:
-        return "kdtree"
+def _cost_terms(n_objects: int, n_targets: int, n_sources: int, planes: int,
+                plane: int) -> tuple[np.ndarray, np.ndarray]:
+    """The cost model's terms (module comment): the KD-tree's, and the transforms'.
+
+    Their dot products with :data:`_KD_COSTS` and :data:`_EDT_COSTS` are the
+    estimated costs. `planes` is the number of planes holding a target voxel,
+    `plane` the pixels of one plane of the box the transforms cover.
+    """
+    per_object = n_objects * float(n_targets) ** 0.25
+    return (np.array([per_object]),
+            np.array([per_object, planes * plane, planes * n_sources], dtype=np.float64))
+
+
+def _transform_size(source_voxels, target_voxels, shape) -> tuple[int, int]:
+    """(planes holding a target voxel, pixels of a plane of the box around both sets)."""
     box = _box(source_voxels, target_voxels, shape)
     plane = (box[1].stop - box[1].start) * (box[2].stop - box[2].start)
+    return int(np.unique(target_voxels // (shape[1] * shape[2])).size), int(plane)
+
+
+def _choose_method(tree, source_voxels, target_voxels, shape, n_objects: int) -> str:
+    """``"kdtree"`` or ``"edt"``, whichever the cost model (module constants) says is faster."""
+    # The planes hold at least every target voxel, and each source voxel meets at
+    # least one of them: a lower bound of the transforms' cost often settles it.
+    kd, edt = _cost_terms(n_objects, tree.n, len(source_voxels), 1, len(target_voxels))
+    if _KD_COSTS @ kd <= _EDT_COSTS @ edt:
+        return "kdtree"
+    planes, plane = _transform_size(source_voxels, target_voxels, shape)
     if plane > _EDT_MAX_VOXELS:
         return "kdtree"
-    planes = np.unique(target_voxels // (shape[1] * shape[2])).size
-    edt = (_EDT_TIE_SECONDS * per_object
-           + planes * (_EDT_PLANE_SECONDS * plane + _EDT_SOURCE_SECONDS * len(source_voxels)))
-    return "edt" if edt < kd else "kdtree"
+    edt = _cost_terms(n_objects, tree.n, len(source_voxels), planes, plane)[1]
+    return "edt" if _EDT_COSTS @ edt < _KD_COSTS @ kd else "kdtree"
 
 
 def point_distances(points, target_label_image: np.ndarray | ObjectVoxels,
