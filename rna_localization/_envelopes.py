@@ -125,6 +125,16 @@ def _add_run(runs, first, last, far, offset):
 
 
 @njit(cache=True, nogil=True)
+def _add_planes(runs, low, high, source, far, offset):
+    """Add the voxels of planes ``low .. high`` (nearest to plane `source`, at `offset`
+    in it) to `runs` by their ``|dz|``: one run above the source plane, one below."""
+    if high >= source:
+        _add_run(runs, max(low, source) - source, high - source, far, offset)
+    if low < source:
+        _add_run(runs, source - min(high, source - 1), source - low, far, offset)
+
+
+@njit(cache=True, nogil=True)
 def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n_z, region,
                   use_region, first_row, stop_row, counts, hull, starts):
     """Count the voxels of rows ``first_row .. stop_row - 1`` by the bin of their distance.
@@ -137,13 +147,14 @@ def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n
     ``dz = |z - s|`` (``reach_z + 1`` past it). Voxels of a column without
     any plane within the limit are past it, and not counted.
 
-    Without a region, the planes where one parabola is the least form a
-    stretch whose ``|dz|`` run up (or down) by one: each stretch is added to a
-    difference array over (``|dz|``, offset), and each pair's voxels go to their
-    bin once at the end: the same counts as voxel by voxel within the threshold
-    (the voxels past it are left out of the last count, which no caller reads),
-    about half the time on a full frame, with ``reach_z + 2`` rows of
-    ``in_plane.size`` int64 more.
+    The planes where one parabola is the least form a stretch (with a region,
+    the region's stretches within it) whose ``|dz|`` run up or down by one:
+    each is added to a difference array over (``|dz|``, offset), and each
+    pair's voxels go to their bin once at the end: the same counts as voxel
+    by voxel within the threshold (the voxels past it are left out of the
+    last count, which no caller reads), in about half the time on a full
+    frame. Memory: ``reach_z + 2`` rows of ``in_plane.size`` int64, and with
+    a region a row's region transposed (a byte a voxel of the row).
 
     Parameters
     ----------
@@ -178,6 +189,8 @@ def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n
     values = np.empty((n_x, n_sources))
     far = reach_z + 1
     runs = np.zeros((far + 1, n_in_plane), np.int64)
+    # Each row's region, column by column (contiguous along z).
+    inside = np.empty((n_x, n_z if use_region else 0), np.bool_)
     shifted = np.empty(n_sources)
     for i in range(n_sources):
         shifted[i] = weight_z * sources[i] * sources[i]
@@ -185,6 +198,10 @@ def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n
         for i in range(n_sources):
             for x in range(n_x):
                 values[x, i] = in_plane[offsets[i, y, x]]
+        if use_region:
+            for z in range(n_z):
+                for x in range(n_x):
+                    inside[x, z] = region[z, y, x]
         for x in range(n_x):
             k = -1
             for i in range(n_sources):
@@ -210,19 +227,8 @@ def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n
                 starts[k] = s
             if k < 0:
                 continue
-            if use_region:  # voxel by voxel: the region picks which count
-                j = 0
-                for z in range(n_z):
-                    while j < k and starts[j + 1] < z:
-                        j += 1
-                    if not region[z, y, x]:
-                        continue
-                    i = hull[j]
-                    dz = min(abs(z - sources[i]), far)
-                    counts[table[dz * n_in_plane + offsets[i, y, x]]] += 1
-                continue
             # Parabola j is the least at the planes z with starts[j] < z <= starts[j + 1]
-            # (the voxel loop above, segment by segment): their |dz| are one or two runs.
+            # (the planes of the region among them, with a region): their |dz| are runs.
             low = 0
             for j in range(k + 1):
                 high = n_z - 1
@@ -231,11 +237,19 @@ def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n
                 if high < low:
                     continue
                 i = hull[j]
-                s = sources[i]
-                if high >= s:  # planes max(low, s) .. high, above the source plane
-                    _add_run(runs, max(low, s) - s, high - s, far, offsets[i, y, x])
-                if low < s:  # planes low .. min(high, s - 1), below it
-                    _add_run(runs, s - min(high, s - 1), s - low, far, offsets[i, y, x])
+                if not use_region:
+                    _add_planes(runs, low, high, sources[i], far, offsets[i, y, x])
+                    low = high + 1
+                    continue
+                z = low
+                while z <= high:  # the region's stretches of planes within low .. high
+                    if inside[x, z]:
+                        first = z
+                        while z <= high and inside[x, z]:
+                            z += 1
+                        _add_planes(runs, first, z - 1, sources[i], far, offsets[i, y, x])
+                    else:
+                        z += 1
                 low = high + 1
     # Each (|dz|, offset) pair's voxels (the runs summed along |dz|), into its bin.
     for dz in range(1, far):
