@@ -139,8 +139,10 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
     in bands of rows. Both are compiled loops, on `threads` threads (planes,
     then bands). A voxel's squared distance depends only on its offset from
     its nearest target voxel (|dz|, |dy|, |dx|): the bin of every offset within
-    the threshold is computed once into a table that each voxel's offsets
-    index; offsets past the threshold index entries counted in no bin. With
+    the threshold is computed once into a table; the voxels are counted per
+    offset (along a column, the planes nearest to one plane holding a target
+    have |dz| running up or down by one: a run each), and each offset's count
+    goes to its bin; offsets past the threshold index entries counted in no bin. With
     square pixels, every in-plane comparison is between whole numbers of
     squared pixels, exact in float64.
 
