@@ -118,7 +118,7 @@ def plane_offsets(plane, weight_y, weight_x, cap_y, cap_x, out, along_y, last, h
 @njit(cache=True, nogil=True)
 def _add_run(runs, first, last, far, offset):
     """Add one voxel at each ``|dz|`` of ``first .. last`` below `far` (the others are past
-    the threshold, in no bin) to the difference array `runs` of one in-plane offset."""
+    the threshold, left out) to the difference array `runs` of one in-plane offset."""
     if first < far:
         runs[first, offset] += 1
         runs[min(last, far - 1) + 1, offset] -= 1
@@ -151,9 +151,9 @@ def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n
     the region's stretches within it) whose ``|dz|`` run up or down by one:
     each is added to a difference array over (``|dz|``, offset), and each
     pair's voxels go to their bin once at the end: the same counts as voxel
-    by voxel within the threshold (the voxels past it are left out of the
-    last count, which no caller reads), in about half the time on a full
-    frame. Memory: ``reach_z + 2`` rows of ``in_plane.size`` int64, and with
+    by voxel within the threshold, in about half the time on a full frame.
+    The last count (past the threshold; no caller reads it) leaves out the
+    voxels ``reach_z + 1`` or more planes from their nearest target voxel. Memory: ``reach_z + 2`` rows of ``in_plane.size`` int64, and with
     a region a row's region transposed (a byte a voxel of the row).
 
     Parameters
