@@ -9,6 +9,7 @@ import errno
 import hashlib
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -137,13 +138,21 @@ def stack_shape(path: str | os.PathLike) -> tuple[int, int, int]:
     return _squeeze_to_3d(shape, path)
 
 
-def read_stack(path: str | os.PathLike) -> np.ndarray:
+def read_stack(path: str | os.PathLike, *, mapped: bool = False) -> np.ndarray:
     """Read a single-channel 3D TIFF stack.
 
     Parameters
     ----------
     path : path-like
         A ``.tif``/``.tiff`` file.
+    mapped : bool
+        Map an uncompressed stack stored in one piece, in this machine's byte
+        order, into memory instead of copying it (:class:`numpy.memmap`,
+        read-only): its values are read from the file's pages as they are
+        needed, and no memory is allocated for it. A compressed or scattered
+        stack is read as without it. Extraction reads the raw stacks and
+        segmentations this way; the array must not be written to, and the
+        file must not be truncated while it is in use.
 
     Returns
     -------
@@ -154,18 +163,44 @@ def read_stack(path: str | os.PathLike) -> np.ndarray:
     ------
     ValueError
         Naming the file, if it is not a TIFF, is truncated, or is not 3D.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> stack = np.arange(24, dtype=np.uint16).reshape(2, 3, 4)
+    >>> _ = tifffile.imwrite(folder / "plain.tif", stack)
+    >>> mapped = read_stack(folder / "plain.tif", mapped=True)
+    >>> bool((mapped == stack).all()), mapped.flags.writeable
+    (True, False)
     """
     path = Path(path)
     if not path.is_file():
         msg = f"{path} does not exist."
         raise FileNotFoundError(msg)
     try:
-        image = tifffile.imread(path)
+        image = _mapped_stack(path) if mapped else None
+        if image is None:
+            image = tifffile.imread(path)
     except Exception as error:
         msg = f"cannot read {path} as a TIFF ({type(error).__name__}: {error}); is it truncated or not a TIFF?"
         raise ValueError(msg) from error
     shape = _squeeze_to_3d(image.shape, path)
     return image.reshape(shape)
+
+
+def _mapped_stack(path: Path) -> np.ndarray | None:
+    """The file's first series (what ``tifffile.imread`` reads) as a read-only memory map,
+    or None when it is compressed, stored in pieces or in the other byte order."""
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        offset = series.dataoffset  # None unless stored uncompressed in one piece
+        # The series' dtype is given in this machine's order; the file says its own.
+        native = tif.byteorder == ("<" if sys.byteorder == "little" else ">")
+        if offset is None or series.size == 0 or not (native or series.dtype.itemsize == 1):
+            return None
+        shape, dtype = series.shape, series.dtype
+    return np.asarray(np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape))
 
 
 def write_stack(path: str | os.PathLike, image: np.ndarray, *, spacing=None) -> Path:

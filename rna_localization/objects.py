@@ -5,16 +5,11 @@ Pure array functions: nothing here reads files or talks to the database.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-
-from ._cores import in_threads
 
 __all__ = [
     "FACE_CONNECTIVITY",
@@ -123,10 +118,8 @@ def _check_pair(label_image, intensity_image) -> tuple[np.ndarray, np.ndarray]:
     return label_image, intensity_image
 
 
-# Voxels per chunk of the validity scan (fits in a core's cache with its temporaries),
-# and per slab of planes labeled at once by object_voxels (64 MB of int32 labels).
+# Voxels per chunk of the validity scan (fits in a core's cache with its temporaries).
 _SCAN_VOXELS = 1 << 18
-_SLAB_VOXELS = 1 << 24
 
 
 def smallest_label_dtype(largest: int) -> np.dtype:
@@ -349,26 +342,23 @@ def label_objects(segmentation: np.ndarray) -> np.ndarray:
     return segmentation.astype(np.int32)
 
 
-def object_voxels(segmentation: np.ndarray, *, slab_voxels: int = _SLAB_VOXELS,
-                  threads: int = 1) -> ObjectVoxels:
+def object_voxels(segmentation: np.ndarray) -> ObjectVoxels:
     """The objects of :func:`label_objects`, as their voxels only.
 
     Same objects and labels as ``ObjectVoxels.from_label_image(label_objects(segmentation))``,
-    without ever holding a label image of the whole stack: a mask is labeled
-    in slabs of whole planes (about `slab_voxels` voxels each) whose
-    components are then joined across the slabs' faces and numbered in scan
-    order, as :func:`scipy.ndimage.label` numbers them.
+    without ever holding a label image of the whole stack: a mask's non-zero
+    voxels are listed, then each is joined to its face neighbours (union-find
+    over the listed voxels only) and the objects numbered in scan order, as
+    :func:`scipy.ndimage.label` numbers them. Time and memory grow with the
+    object voxels (about 20 bytes each), besides one read of the mask: a
+    60 x 2048 x 2048 mask holding 70,000 spots is labeled in about 0.2 s on
+    one core, against about 2 s for ``ndimage.label``, which writes 4 bytes
+    for every voxel of the volume.
 
     Parameters
     ----------
     segmentation : (Z, Y, X) ndarray of bool or integers
         Mask or label image (see :func:`label_objects`).
-    slab_voxels : int
-        Voxels labeled at once (4 bytes each per thread, besides the segmentation).
-    threads : int
-        Slabs labeled at once (``ndimage.label`` lets go of the GIL); with
-        more than one, a stack of fewer slabs is cut into at least that many.
-        The answer is the same.
 
     Returns
     -------
@@ -378,73 +368,22 @@ def object_voxels(segmentation: np.ndarray, *, slab_voxels: int = _SLAB_VOXELS,
     --------
     >>> mask = np.zeros((3, 1, 3), bool)
     >>> mask[:, 0, 0] = mask[2, 0, :] = mask[0, 0, 2] = True
-    >>> found = object_voxels(mask, slab_voxels=1)  # one plane per slab
+    >>> found = object_voxels(mask)
     >>> found.labels
     array([1, 2, 1, 1, 1, 1], dtype=uint8)
     >>> bool((found.to_label_image() == label_objects(mask)).all())
     True
     """
+    from ._components import face_components, nonzero_voxels  # compiled on first use (numba)
+
     segmentation = _check_segmentation(segmentation)
     largest, single = _scan(segmentation)
     if largest == 0 or not single:
         return ObjectVoxels.from_label_image(segmentation)
-    depth = segmentation.shape[0]
-    plane = int(np.prod(segmentation.shape[1:]))
-    planes = max(1, slab_voxels // max(plane, 1))
-    if threads > 1:  # every thread a slab at least
-        planes = min(planes, max(1, -(-depth // threads)))
-    # One buffer per thread for all its slabs: a fresh one would cost its page faults
-    # each time.
-    buffers = threading.local()
-
-    def label_slab(first: int):
-        """A slab's object voxels, their labels from 1, its count, and its face labels.
-
-        The face labels are those of its first plane's object voxels that touch the
-        plane before (the slab above), and of its last plane's that touch the next,
-        in the same order as the other slab's: the segmentation says where they touch.
-        """
-        part = segmentation[first : first + planes]
-        if getattr(buffers, "slab", None) is None:
-            buffers.slab = np.empty((min(planes, depth), *segmentation.shape[1:]), np.int32)
-        slab = buffers.slab[: len(part)]
-        found = ndimage.label(part, structure=FACE_CONNECTIVITY, output=slab)
-        here = np.flatnonzero(part != 0)  # a bool mask: 5x faster than on ints
-        above = below = None
-        if first:
-            above = slab[0][(segmentation[first - 1] != 0) & (part[0] != 0)]
-        if first + len(part) < depth:
-            below = slab[-1][(part[-1] != 0) & (segmentation[first + len(part)] != 0)]
-        return here + first * plane, slab.reshape(-1)[here], found, above, below
-
-    voxels, labels, joins = [], [], []
-    count, below, below_offset = 0, None, 0  # labels so far; the slab above's face
-    for here, found_labels, found, above, next_below in in_threads(
-            label_slab, range(0, depth, planes), threads):
-        voxels.append(here)
-        labels.append(found_labels.astype(np.int64) + count)
-        if above is not None and above.size:  # objects touching across the slabs' face are one
-            joins.append(np.column_stack([below.astype(np.int64) + below_offset,
-                                          above.astype(np.int64) + count]))
-        below, below_offset = next_below, count
-        count += found
-    buffers.slab = None  # this thread's (the pool's went with its threads)
-    voxels = np.concatenate(voxels)
-    labels = np.concatenate(labels)
-    if joins:
-        pairs = np.concatenate(joins) - 1
-        graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])),
-                           shape=(count, count))
-        _, component = connected_components(graph, directed=False)
-        # Provisional labels run in the scan order of their first voxels, so a
-        # component's first (smallest) label gives its place in that order.
-        _, first = np.unique(component, return_index=True)
-        rank = np.empty(first.size, dtype=np.int64)
-        rank[np.argsort(first)] = np.arange(1, first.size + 1)
-        labels = rank[component[labels - 1]]
-    largest = int(labels.max()) if labels.size else 0
+    voxels = nonzero_voxels(segmentation.reshape(-1))
+    labels, count = face_components(voxels, segmentation.shape)
     return ObjectVoxels(tuple(segmentation.shape), voxels,
-                        labels.astype(smallest_label_dtype(largest)))
+                        labels.astype(smallest_label_dtype(count)))
 
 
 def empty_objects() -> pd.DataFrame:

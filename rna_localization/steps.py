@@ -222,20 +222,19 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
     with ThreadPoolExecutor(max_workers=1) as hashing:
         raw_fingerprint = hashing.submit(io.file_fingerprint, pair.raw)
         # The segmentation first, kept as its object voxels only: the raw stack is then
-        # the one whole-stack array held (peak memory about 1.5 raw stacks, not 7).
-        segmentation = io.read_stack(pair.segmentation)
-        # Its slabs labeled on every core, in this process (one thread on a cluster's
-        # workers, which share the cores).
-        threads = 1 if on_cluster_worker() else usable_cores()
+        # the one whole-stack array held (peak memory about 1.5 raw stacks, not 7). Both
+        # are mapped from their files when stored uncompressed (read_stack's `mapped`):
+        # no memory is then allocated for them, and no copy made.
+        segmentation = io.read_stack(pair.segmentation, mapped=True)
         try:
-            label_image = object_voxels(segmentation, threads=threads)
+            label_image = object_voxels(segmentation)
         except (TypeError, ValueError) as error:  # the file's dtype or shape
             msg = f"{pair.segmentation}: {error}"
             raise (ValueError if isinstance(error, ValueError) else InputTypeError)(msg) from error
         del segmentation
         fingerprints = {"raw_fingerprint": raw_fingerprint.result(),
                         "segmentation_fingerprint": segmentation_fingerprint}
-    raw = io.read_stack(pair.raw)
+    raw = io.read_stack(pair.raw, mapped=True)
     _check_finite(raw, pair.raw)
     if raw.shape != label_image.shape:
         msg = (
@@ -250,6 +249,7 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         # Images one after another in this process: two threads (the next block's
         # nearest objects found while this one's light is summed); one on a cluster's
         # workers, which share the cores.
+        threads = 1 if on_cluster_worker() else usable_cores()
         measured = aperture_intensities(label_image, raw, spacing=spacing, threads=threads)
         centroids = spot_centroids(label_image, raw,
                                    measured.set_index("object_id")["background"])

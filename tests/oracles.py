@@ -20,6 +20,32 @@ def label(segmentation: np.ndarray) -> np.ndarray:
     return segmentation.astype(np.int64)
 
 
+def flood_fill_labels(mask: np.ndarray) -> np.ndarray:
+    """Face-connected objects numbered in scan order by their first voxel: a flood fill
+    from each voxel, in C order, that no earlier fill reached."""
+    mask = np.asarray(mask) != 0
+    labels = np.zeros(mask.shape, np.int64)
+    count = 0
+    for start in zip(*np.nonzero(mask)):  # C order
+        if labels[start]:
+            continue
+        count += 1
+        labels[start] = count
+        stack = [start]
+        while stack:
+            here = stack.pop()
+            for axis in range(3):
+                for step in (-1, 1):
+                    there = list(here)
+                    there[axis] += step
+                    there = tuple(there)
+                    if (0 <= there[axis] < mask.shape[axis] and mask[there]
+                            and not labels[there]):
+                        labels[there] = count
+                        stack.append(there)
+    return labels
+
+
 def objects(label_image: np.ndarray, raw: np.ndarray) -> pd.DataFrame:
     rows = []
     for object_id in np.unique(label_image[label_image != 0]):

@@ -1,4 +1,4 @@
-"""Label images stored as their object voxels: round trips, slab labeling, the first release's rows."""
+"""Label images stored as their object voxels: round trips, labeling a mask's voxels, the first release's rows."""
 
 from __future__ import annotations
 
@@ -79,28 +79,47 @@ def test_a_blob_of_another_format_or_shape_is_refused():
         decode_runs(encode_runs(ObjectVoxels.from_label_image(image)), (1, 2, 2))
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("slab_voxels", [1, 13, 50, 10**9])
-def test_object_voxels_label_a_mask_in_slabs_as_a_whole_stack_labeling_does(slab_voxels, threads):
-    rng = np.random.default_rng(slab_voxels)
-    for fill in (0.1, 0.35, 0.6):
-        mask = (rng.random((9, 6, 7)) < fill).astype(np.uint8) * 255
-        # An object winding through every slab, joined only through later planes.
-        mask[:, 0, 0] = 255
-        mask[-1, 0, :] = 255
-        mask[:, 0, -1] = 255
-        # Slabs labeled on several threads, whose faces touch only in places.
-        mask[4, 2:, 3:] = 0
-        found = object_voxels(mask, slab_voxels=slab_voxels, threads=threads)
-        expected = oracles.label(mask)  # scikit-image: scan-order numbering too
+@pytest.mark.parametrize("shape", [(9, 6, 7), (8, 7, 1), (1, 5, 9), (6, 1, 6), (1, 1, 40)])
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.uint16, np.int32, ">u2"])
+def test_object_voxels_label_a_mask_as_a_flood_fill_does(shape, dtype):
+    rng = np.random.default_rng(sum(shape))
+    for fill in (0.0, 0.1, 0.35, 0.6, 0.9, 1.0):
+        mask = rng.random(shape) < fill
+        if min(shape[1:]) > 1:
+            # An object winding through every plane, joined only through later planes,
+            # and planes whose faces touch only in places.
+            mask[:, 0, 0] = mask[-1, 0, :] = mask[:, 0, -1] = True
+            mask[shape[0] // 2, 2:, 3:] = False
+        segmentation = mask.astype(dtype)
+        if dtype is np.uint8:
+            segmentation *= np.uint8(255)
+        found = object_voxels(segmentation)
+        expected = oracles.flood_fill_labels(mask)
         np.testing.assert_array_equal(found.to_label_image(np.int64), expected)
-        assert found.labels.dtype == np.uint8
+        assert found.labels.dtype == (np.uint8 if expected.max() < 256 else np.uint16)
+
+
+def test_nonzero_voxels_and_face_components_against_numpy_and_scikit_image():
+    from rna_localization._components import face_components, nonzero_voxels
+
+    rng = np.random.default_rng(5)
+    # Past 8-byte words, odd tails, every dtype width; long runs of zeros.
+    for size in (0, 1, 7, 8, 9, 63, 1000):
+        for dtype in (np.uint8, np.int8, np.uint16, np.int64):
+            flat = (rng.random(size) < 0.05).astype(dtype) * rng.integers(1, 100, size).astype(dtype)
+            np.testing.assert_array_equal(nonzero_voxels(flat), np.flatnonzero(flat))
+    # Sparse objects in a larger volume: the same objects and order as scikit-image.
+    mask = rng.random((12, 40, 50)) < 0.2
+    labels, count = face_components(np.flatnonzero(mask), mask.shape)
+    expected = oracles.label(mask)
+    assert count == expected.max()
+    np.testing.assert_array_equal(labels, expected[mask])
 
 
 def test_object_voxels_keep_a_label_image_and_refuse_what_label_objects_refuses():
     image = np.zeros((2, 3, 4), np.uint16)
     image[0, 0, :2], image[1, 2, 3] = 400, 2
-    found = object_voxels(image, slab_voxels=1)
+    found = object_voxels(image)
     np.testing.assert_array_equal(found.to_label_image(), image)
     assert found.labels.dtype == np.uint16
     with pytest.raises(ValueError, match=r"negative labels \(smallest -1\)"):
@@ -130,7 +149,7 @@ def test_measurements_of_object_voxels_match_the_oracle():
     rng = np.random.default_rng(3)
     mask = rng.random((6, 20, 17)) > 0.7
     raw = rng.integers(0, 5000, mask.shape).astype(np.uint16)
-    table = measure_objects(object_voxels(mask, slab_voxels=100), raw)
+    table = measure_objects(object_voxels(mask), raw)
     expected = oracles.objects(oracles.label(mask), raw)
     np.testing.assert_allclose(table[list(expected.columns)].to_numpy(float),
                                expected.to_numpy(float), rtol=1e-12)
@@ -196,14 +215,14 @@ def test_an_unknown_format_is_refused_with_the_fix(tmp_path, database_name):
 
 
 def test_object_voxels_never_hold_a_whole_stack_label_image():
-    # label_objects returns 4 bytes per voxel; object_voxels holds one slab of them
-    # and a few bytes per object voxel, far less than the uint8 mask itself here.
+    # label_objects returns 4 bytes per voxel; object_voxels holds a few bytes per
+    # object voxel (and its scan's small chunks), far less than the uint8 mask here.
     rng = np.random.default_rng(11)
     mask = np.zeros((40, 256, 256), np.uint8)
     mask.reshape(-1)[rng.choice(mask.size, 2_000, replace=False)] = 255
     tracemalloc.start()
     try:
-        found = object_voxels(mask, slab_voxels=1 << 16)
+        found = object_voxels(mask)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from rna_localization import load_config, steps
+from rna_localization import io, load_config, steps
 from rna_localization.cli import main
 from rna_localization.db.backup import export_tables
 
@@ -398,6 +398,40 @@ def test_truncated_tiff_is_named_and_that_image_is_not_written(dataset):
     assert db.query("SELECT count(*) AS n FROM rna WHERE name = 'img_03'")["n"].iloc[0] == 0
     assert db.query("SELECT count(*) AS n FROM label_images WHERE name = 'img_03' "
                     "AND structure = 'rna'")["n"].iloc[0] == 0
+
+
+def _is_mapped(array: np.ndarray) -> bool:
+    while array is not None:
+        if isinstance(array, np.memmap):
+            return True
+        array = array.base
+    return False
+
+
+def test_plain_stacks_are_mapped_and_others_read_with_the_same_values(tmp_path):
+    stack = (np.arange(6 * 40 * 50, dtype=np.uint16) * 7).reshape(6, 40, 50)
+    plain, hyperstack = tmp_path / "plain.tif", tmp_path / "hyperstack.tif"
+    tifffile.imwrite(plain, stack)
+    tifffile.imwrite(hyperstack, stack[:, None], imagej=True, metadata={"axes": "ZCYX"})
+    for path in (plain, hyperstack):  # uncompressed, in one piece: the file's pages, read-only
+        mapped = io.read_stack(path, mapped=True)
+        assert _is_mapped(mapped)
+        assert not mapped.flags.writeable
+        np.testing.assert_array_equal(mapped, stack)
+        assert io.read_stack(path).flags.writeable  # not asked for: read into memory
+    del mapped
+    for name, options in {"zlib.tif": {"compression": "zlib"}, "big.tif": {"byteorder": ">"},
+                          "tiles.tif": {"tile": (16, 16)}}.items():
+        tifffile.imwrite(tmp_path / name, stack, **options)
+        read = io.read_stack(tmp_path / name, mapped=True)
+        assert read.flags.writeable
+        assert not _is_mapped(read)
+        np.testing.assert_array_equal(read, stack)
+    # Cut short, its data past the file's end: named, as a truncated file read whole is.
+    data = plain.read_bytes()
+    plain.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"plain\.tif as a TIFF"):
+        io.read_stack(plain, mapped=True)
 
 
 def test_float_segmentation_is_named(dataset):

@@ -1,0 +1,176 @@
+"""Compiled kernels (numba): a mask's non-zero voxels, and its face-connected objects.
+
+Pure array functions over flat (C order) indices, as
+:class:`~rna_localization.objects.ObjectVoxels` holds them:
+:func:`rna_localization.objects.object_voxels` lists a mask's non-zero voxels
+with :func:`nonzero_voxels` and numbers its objects with
+:func:`face_components`, in time and memory linear in the object voxels (and
+one read of the mask), never holding a label image of the volume. They release
+the GIL and are compiled once (and cached on disk).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["face_components", "nonzero_voxels"]
+
+
+@njit(cache=True, nogil=True)
+def _count_nonzero(flat):
+    count = 0
+    for i in range(flat.size):
+        count += flat[i] != 0
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _fill_nonzero(flat, words, out):
+    """Write the non-zero positions of `flat` into `out`, ascending.
+
+    `words` is `flat`'s first ``8 * words.size`` bytes as uint64 (for one-byte
+    values; empty otherwise): a zero word skips eight values at once, which is
+    most of a sparse mask.
+    """
+    k = 0
+    for w in range(words.size):
+        if words[w] != 0:
+            for i in range(8 * w, 8 * w + 8):
+                if flat[i] != 0:
+                    out[k] = i
+                    k += 1
+    for i in range(8 * words.size, flat.size):
+        if flat[i] != 0:
+            out[k] = i
+            k += 1
+
+
+def nonzero_voxels(flat: np.ndarray) -> np.ndarray:
+    """Positions of the non-zero values of a 1-D integer array, ascending, as int64.
+
+    ``np.flatnonzero(flat)``, in two passes that allocate nothing but the
+    answer (``np.flatnonzero`` takes 0.7 s on a 250-million-voxel uint8 mask
+    holding 1% of objects; this, about 0.1 s).
+
+    Parameters
+    ----------
+    flat : (N,) ndarray of integers
+
+    Returns
+    -------
+    (M,) ndarray of int64
+
+    Examples
+    --------
+    >>> nonzero_voxels(np.array([0, 3, 0, 0, 0, 0, 0, 0, 0, 255], np.uint8))
+    array([1, 9])
+    """
+    flat = np.ascontiguousarray(flat).reshape(-1)
+    if not flat.dtype.isnative:  # a big-endian file's array: zero in either byte order
+        flat = flat.view(flat.dtype.newbyteorder("="))
+    out = np.empty(_count_nonzero(flat), dtype=np.int64)
+    if flat.dtype.itemsize == 1:
+        words = flat[: flat.size // 8 * 8].view(np.uint64)
+    else:
+        words = np.zeros(0, dtype=np.uint64)
+    _fill_nonzero(flat, words, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _root(parent, i):
+    """The root of `i`'s tree, halving the path on the way."""
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _join(parent, i, j):
+    """One tree for `i` and `j`, rooted at the smaller of their two roots."""
+    a = _root(parent, i)
+    b = _root(parent, j)
+    if a < b:
+        parent[b] = a
+    elif b < a:
+        parent[a] = b
+
+
+@njit(cache=True, nogil=True)
+def _components(voxels, n_y, n_x, parent, labels):
+    """Fill `labels` (see :func:`face_components`); return the number of objects."""
+    n = voxels.size
+    for i in range(n):
+        parent[i] = i
+    plane = n_y * n_x
+    behind_row = 0  # pointers to the first voxel at or after v - n_x, v - plane
+    behind_plane = 0
+    for i in range(n):
+        v = voxels[i]
+        if v % n_x and i and voxels[i - 1] == v - 1:
+            _join(parent, i - 1, i)
+        if (v // n_x) % n_y:
+            previous = v - n_x
+            while voxels[behind_row] < previous:
+                behind_row += 1
+            if voxels[behind_row] == previous:
+                _join(parent, behind_row, i)
+        if v >= plane:
+            previous = v - plane
+            while voxels[behind_plane] < previous:
+                behind_plane += 1
+            if voxels[behind_plane] == previous:
+                _join(parent, behind_plane, i)
+    # Every root is its object's first voxel (trees are rooted at their smallest
+    # index), so numbering the roots in order numbers the objects in scan order.
+    count = 0
+    for i in range(n):
+        root = _root(parent, i)
+        if root == i:
+            count += 1
+            labels[i] = count
+        else:
+            labels[i] = labels[root]
+    return count
+
+
+def face_components(voxels: np.ndarray, shape) -> tuple[np.ndarray, int]:
+    """Label the face-connected (6-connected) objects made of the given voxels.
+
+    Two voxels are in one object when a chain of voxels of the list, each
+    sharing a face with the next, joins them. Objects are numbered 1..n in the
+    scan (C) order of their first voxels, as :func:`scipy.ndimage.label`
+    numbers them. One pass joins each voxel to its neighbours before it along
+    x, y and z (union-find; the neighbours along y and z are found by pointers
+    that only move forward, since ``v - n_x`` and ``v - n_y * n_x`` ascend
+    with ``v``), a second numbers them: linear in the voxels, whatever the
+    volume.
+
+    Parameters
+    ----------
+    voxels : (N,) ndarray of int64
+        Flat (C order) indices into a volume of `shape`, strictly ascending.
+    shape : (3,) tuple of int
+        The volume's (Z, Y, X) shape.
+
+    Returns
+    -------
+    labels : (N,) ndarray of int64
+        Each voxel's object, from 1.
+    count : int
+        The number of objects.
+
+    Examples
+    --------
+    >>> mask = np.zeros((2, 2, 3), bool)
+    >>> mask[0, 0, :2] = mask[1, 0, 1] = mask[0, 1, 2] = True
+    >>> face_components(np.flatnonzero(mask), mask.shape)
+    (array([1, 1, 2, 1]), 2)
+    """
+    voxels = np.ascontiguousarray(voxels, dtype=np.int64)
+    parent = np.empty(voxels.size, dtype=np.int32 if voxels.size < 2**31 else np.int64)
+    labels = np.empty(voxels.size, dtype=np.int64)
+    count = _components(voxels, int(shape[1]), int(shape[2]), parent, labels)
+    return labels, int(count)
