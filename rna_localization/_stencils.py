@@ -11,7 +11,8 @@ calls them block by block:
   count and light (and its voxels per plane), and its shell voxels for the
   background's medians;
 - :func:`shell_levels` takes those medians once an object's whole shell has
-  been read (grouped by a counting sort, each group's median by quickselect).
+  been read (grouped by a counting sort, each group's median by a branch-free
+  quickselect).
 """
 
 from __future__ import annotations
@@ -23,19 +24,21 @@ __all__ = ["shell_levels", "spread_keys", "sum_apertures"]
 
 
 @njit(cache=True, nogil=True)
-def spread_keys(keys, voxels, index, strides, steps, step_keys, mask_starts, mask_steps):
-    """Lower ``keys[v + steps[s]]`` to ``step_keys[s] + index`` for every voxel and allowed step.
+def spread_keys(keys, voxels, index, strides, mask_starts, steps, step_keys):
+    """Lower ``keys[v + steps[j]]`` to ``step_keys[j] + index`` for every voxel and allowed step.
 
     Voxel ``n`` (flat position ``voxels[n]`` in `keys`, object index
     ``index[n]``) has a free face one step up (down) axis ``k`` where
     ``keys[voxels[n] +- strides[k]]`` is not its own index: bit ``2k``
-    (``2k + 1``) of its mask ``f``. Its allowed steps are
-    ``mask_steps[mask_starts[f] : mask_starts[f + 1]]`` (indices into `steps`
-    and `step_keys`): as ``np.minimum.at`` over every (voxel, allowed step)
-    pair, in one pass, without the pairs' arrays. The masks are read while
-    the keys are lowered: an object voxel's key (its index) is never lowered
-    and a lowered key is never an index (``step_keys`` exceed every index),
-    so a face reads the same before and after.
+    (``2k + 1``) of its mask ``f``. Its allowed steps are ``j`` in
+    ``mask_starts[f] : mask_starts[f + 1]``: as ``np.minimum.at`` over every
+    (voxel, allowed step) pair, in one pass, without the pairs' arrays. Each
+    mask's steps are stored together (read in order, no indirection), best
+    in increasing order (the voxels written then lie in increasing order
+    too). The masks are read while the keys are lowered: an object voxel's
+    key (its index) is never lowered and a lowered key is never an index
+    (``step_keys`` exceed every index), so a face reads the same before and
+    after.
 
     Parameters
     ----------
@@ -45,11 +48,10 @@ def spread_keys(keys, voxels, index, strides, steps, step_keys, mask_starts, mas
     index : (N,) ndarray, `keys`' dtype
     strides : (3,) ndarray of int64
         Flat steps one voxel along (z, y, x); no voxel's face neighbour leaves `keys`.
-    steps : (S,) ndarray of int64
-        Flat offsets; no voxel plus step leaves `keys`.
-    step_keys : (S,) ndarray, `keys`' dtype
     mask_starts : (65,) ndarray of int64
-    mask_steps : ndarray of int64
+    steps : (S,) ndarray of int64
+        Flat offsets, each mask's allowed ones in turn; no voxel plus step leaves `keys`.
+    step_keys : (S,) ndarray, `keys`' dtype
     """
     for n in range(voxels.size):
         voxel = voxels[n]
@@ -61,9 +63,8 @@ def spread_keys(keys, voxels, index, strides, steps, step_keys, mask_starts, mas
             if keys[voxel - strides[axis]] != own:
                 mask |= 1 << (2 * axis + 1)
         for j in range(mask_starts[mask], mask_starts[mask + 1]):
-            step = mask_steps[j]
-            at = voxel + steps[step]
-            key = step_keys[step] + own
+            at = voxel + steps[j]
+            key = step_keys[j] + own
             if key < keys[at]:
                 keys[at] = key
 
@@ -142,44 +143,65 @@ def sum_apertures(keys, values, owner_bits, aperture_keys, blank, area, total, p
     return owners, shell, plane_keys
 
 
+#: Stretches of at most this many values are sorted by insertion rather than partitioned.
+_INSERTION = 24
+
+
+@njit(cache=True, nogil=True)
+def _insertion_sort(a, left, right):
+    """Sort ``a[left:right + 1]`` in place."""
+    for i in range(left + 1, right + 1):
+        value = a[i]
+        j = i - 1
+        while j >= left and a[j] > value:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = value
+
+
 @njit(cache=True, nogil=True)
 def _median(a):
     """Median of `a` (the mean of its two middle values, in float64); reorders `a`.
 
     Quickselect of the upper middle value (``a.size // 2``), with the median of
-    three values as the pivot and a three-way partition (values below, equal
-    to and above it: many equal values, as on a clipped or zero background,
-    take one pass); the lower middle one is then the largest below it. NaN
-    for no value.
+    three values as the pivot. Each pass moves the values below the pivot to
+    the front of the stretch, then those equal to it after them, without a
+    branch on the values (a swap per value and a count that adds the
+    comparison): a shell's noisy values send a branch either way at random,
+    and mispredicted branches were most of the time of a partition that
+    branches. Many equal values (a clipped or zero background) end the search
+    at once; a stretch of :data:`_INSERTION` values or fewer is sorted. The
+    lower middle value is then the largest before it. NaN for no value.
     """
     n = a.size
     if n == 0:
         return np.nan
     k = n // 2
     left, right = 0, n - 1
-    while left < right:
+    while right - left > _INSERTION:
         middle = (left + right) // 2
-        # The median of a[left], a[middle], a[right] as the pivot.
         x, y, z = a[left], a[middle], a[right]
         pivot = max(min(x, y), min(max(x, y), z))
-        # a[left:low] < pivot, a[low:i] == pivot, a[high + 1:right + 1] > pivot.
-        low, i, high = left, left, right
-        while i <= high:
-            if a[i] < pivot:
-                a[i], a[low] = a[low], a[i]
-                low += 1
-                i += 1
-            elif a[i] > pivot:
-                a[i], a[high] = a[high], a[i]
-                high -= 1
-            else:
-                i += 1
-        if k < low:
-            right = low - 1
-        elif k > high:
-            left = high + 1
-        else:
+        below = left  # a[left:below] < pivot
+        for i in range(left, right + 1):
+            value = a[i]
+            a[i] = a[below]
+            a[below] = value
+            below += value < pivot
+        if k < below:
+            right = below - 1
+            continue
+        equal = below  # a[below:equal] == pivot
+        for i in range(below, right + 1):
+            value = a[i]
+            a[i] = a[equal]
+            a[equal] = value
+            equal += value == pivot
+        if k < equal:
+            left = right = k
             break
+        left = equal
+    _insertion_sort(a, left, right)
     upper = np.float64(a[k])
     if n % 2:
         return upper

@@ -292,11 +292,13 @@ def _nearest_keys(shape, voxels: np.ndarray, index: np.ndarray, scale: np.ndarra
     # The steps each set of free faces allows (6 bits: 64 sets), then every (voxel,
     # allowed step) pair in one compiled pass; the keys hold the objects' indices and
     # larger keys elsewhere, so they tell each voxel's free faces.
+    # Each set's steps in increasing flat order: each voxel's writes then sweep its
+    # neighbourhood plane by plane and row by row, not by distance across it.
     allowed = [np.flatnonzero(_allowed_offsets(offsets, mask)) for mask in range(64)]
     mask_starts = np.r_[0, np.cumsum([a.size for a in allowed])].astype(np.int64)
-    spread_keys(keys, voxels.astype(np.int64, copy=False), index, strides,
-                flat_offsets.astype(np.int64, copy=False), offset_keys, mask_starts,
-                np.concatenate(allowed).astype(np.int64))
+    steps = np.concatenate([a[np.argsort(flat_offsets[a], kind="stable")] for a in allowed])
+    spread_keys(keys, voxels.astype(np.int64, copy=False), index, strides, mask_starts,
+                flat_offsets[steps].astype(np.int64), offset_keys[steps])
     return keys.reshape(shape), nearest, blank
 
 

@@ -524,12 +524,13 @@ def test_plane_background_falls_back_to_the_shell_where_a_plane_has_none():
 # ------------------------------------------------------------------ the compiled loops
 @pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.int64, np.float32, np.float64])
 def test_quickselect_median_is_numpys_median(dtype):
-    # Sizes 1 to 60, few distinct values (many ties: the partition's equal keys) or
-    # many, sorted, reversed and random: the package's median against np.median.
+    # Sizes 1 to 60 and a few hundreds (several partitions before the insertion sort),
+    # few distinct values (many ties: the partition's equal keys) or many, sorted,
+    # reversed and random: the package's median against np.median.
     from rna_localization._stencils import _median
 
     rng = np.random.default_rng(3)
-    for size in range(1, 61):
+    for size in [*range(1, 61), 99, 100, 257, 1000]:
         for spread in (2, 5, 30_000):
             values = rng.integers(0, spread, size).astype(dtype)
             for case in (values, np.sort(values), np.sort(values)[::-1].copy()):
