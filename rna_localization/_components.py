@@ -26,21 +26,20 @@ def _count_nonzero(flat):
 
 
 @njit(cache=True, nogil=True)
-def _fill_nonzero(flat, words, out):
+def _fill_nonzero(flat, words, per, out):
     """Write the non-zero positions of `flat` into `out`, ascending.
 
-    `words` is `flat`'s first ``8 * words.size`` bytes as uint64 (for one-byte
-    values; empty otherwise): a zero word skips eight values at once, which is
-    most of a sparse mask.
+    `words` is `flat`'s leading bytes as uint64, each holding `per` values: a
+    zero word skips them at once, which is most of a sparse mask or label image.
     """
     k = 0
     for w in range(words.size):
         if words[w] != 0:
-            for i in range(8 * w, 8 * w + 8):
+            for i in range(per * w, per * w + per):
                 if flat[i] != 0:
                     out[k] = i
                     k += 1
-    for i in range(8 * words.size, flat.size):
+    for i in range(per * words.size, flat.size):
         if flat[i] != 0:
             out[k] = i
             k += 1
@@ -50,8 +49,9 @@ def nonzero_voxels(flat: np.ndarray) -> np.ndarray:
     """Positions of the non-zero values of a 1-D integer array, ascending, as int64.
 
     ``np.flatnonzero(flat)``, in two passes that allocate nothing but the
-    answer (``np.flatnonzero`` takes 0.7 s on a 250-million-voxel uint8 mask
-    holding 1% of objects; this, about 0.1 s).
+    answer, eight bytes read at a time where they are all zero
+    (``np.flatnonzero(flat != 0)`` takes about 1 s on a 250-million-voxel uint8
+    mask holding 1% of objects; this, about 0.1 s).
 
     Parameters
     ----------
@@ -69,12 +69,14 @@ def nonzero_voxels(flat: np.ndarray) -> np.ndarray:
     flat = np.ascontiguousarray(flat).reshape(-1)
     if not flat.dtype.isnative:  # a big-endian file's array: zero in either byte order
         flat = flat.view(flat.dtype.newbyteorder("="))
+    if flat.dtype == bool:
+        flat = flat.view(np.uint8)
     out = np.empty(_count_nonzero(flat), dtype=np.int64)
-    if flat.dtype.itemsize == 1:
-        words = flat[: flat.size // 8 * 8].view(np.uint64)
-    else:
-        words = np.zeros(0, dtype=np.uint64)
-    _fill_nonzero(flat, words, out)
+    per = 8 // flat.itemsize  # values in a word of 8 bytes
+    words = flat[: flat.size // per * per].view(np.uint64)
+    if not words.flags.aligned:  # a stack mapped at an odd offset: value by value
+        words = words[:0].copy()
+    _fill_nonzero(flat, words, per, out)
     return out
 
 

@@ -198,8 +198,10 @@ class ObjectVoxels:
         if not np.issubdtype(label_image.dtype, np.integer):
             msg = f"{name} must hold integer labels; got dtype {label_image.dtype}."
             raise TypeError(msg)
+        from ._components import nonzero_voxels  # compiled on first use (numba)
+
         flat = label_image.reshape(-1)
-        voxels = np.flatnonzero(flat != 0)  # a bool mask: 3x faster than on ints
+        voxels = nonzero_voxels(flat)
         labels = flat[voxels]
         if labels.size and np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
             msg = f"{name} has negative labels (smallest {labels.min()}); labels must be >= 0."

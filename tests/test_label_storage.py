@@ -108,6 +108,13 @@ def test_nonzero_voxels_and_face_components_against_numpy_and_scikit_image():
         for dtype in (np.uint8, np.int8, np.uint16, np.int64):
             flat = (rng.random(size) < 0.05).astype(dtype) * rng.integers(1, 100, size).astype(dtype)
             np.testing.assert_array_equal(nonzero_voxels(flat), np.flatnonzero(flat))
+            # The same values a byte or three into a buffer (a stack mapped at an odd
+            # offset of its file): words that are not aligned.
+            for shift in (1, 3):
+                buffer = np.zeros(flat.nbytes + shift, np.uint8)
+                moved = buffer[shift:].view(flat.dtype)
+                moved[:] = flat
+                np.testing.assert_array_equal(nonzero_voxels(moved), np.flatnonzero(flat))
     # Sparse objects in a larger volume: the same objects and order as scikit-image.
     mask = rng.random((12, 40, 50)) < 0.2
     labels, count = face_components(np.flatnonzero(mask), mask.shape)
