@@ -62,10 +62,10 @@ def measure(grids=GRIDS, seed: int = 7) -> list[dict]:
                         distances.nearest_distances(rna, target, SPACING, workers=1)
                     if not calls:  # every object touches a target: nothing to choose
                         continue
-                    tree, source_voxels, target_voxels, box_shape, n_objects = calls[0][0]
+                    source_voxels, target_voxels, box_shape, n_objects = calls[0][0]
                     planes, plane = distances._transform_size(source_voxels, target_voxels,
                                                               box_shape)
-                    row = {"objects": n_objects, "targets": tree.n,
+                    row = {"objects": n_objects, "targets": len(target_voxels),
                            "sources": len(source_voxels), "planes": planes, "plane": plane}
                     for method in ("kdtree", "edt"):
                         row[method] = _cpu_seconds(lambda m=method: distances.nearest_distances(

@@ -1,12 +1,16 @@
-"""Compiled kernels (numba): a mask's non-zero voxels, and its face-connected objects.
+"""Compiled kernels (numba): a mask's non-zero voxels, its face-connected objects, and
+where one list of voxels lies in another.
 
 Pure array functions over flat (C order) indices, as
 :class:`~rna_localization.objects.ObjectVoxels` holds them:
 :func:`rna_localization.objects.object_voxels` lists a mask's non-zero voxels
 with :func:`nonzero_voxels` and numbers its objects with
 :func:`face_components`, in time and memory linear in the object voxels (and
-one read of the mask), never holding a label image of the volume. They release
-the GIL and are compiled once (and cached on disk).
+one read of the mask), never holding a label image of the volume;
+:meth:`~rna_localization.objects.ObjectVoxels.find` finds an ascending list's
+voxels in another with :func:`sorted_positions`; the distances bound their
+voxels with :func:`voxel_box`. They release the GIL and are compiled once (and
+cached on disk).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["face_components", "nonzero_voxels"]
+__all__ = ["face_components", "nonzero_voxels", "sorted_positions", "voxel_box"]
 
 
 @njit(cache=True, nogil=True)
@@ -176,3 +180,76 @@ def face_components(voxels: np.ndarray, shape) -> tuple[np.ndarray, int]:
     labels = np.empty(voxels.size, dtype=np.int64)
     count = _components(voxels, int(shape[1]), int(shape[2]), parent, labels)
     return labels, int(count)
+
+
+@njit(cache=True, nogil=True)
+def sorted_positions(values, queries):
+    """Position in `values` of each of `queries`, -1 where absent; both ascending.
+
+    One merge of the two lists, linear in both: several times faster than a
+    binary search per query when the queries are many (e.g. every RNA voxel
+    looked up among the centrosomes').
+
+    Parameters
+    ----------
+    values : (N,) ndarray of int64
+        Strictly ascending.
+    queries : (M,) ndarray of int64
+        Ascending.
+
+    Returns
+    -------
+    (M,) ndarray of int64
+
+    Examples
+    --------
+    >>> sorted_positions(np.array([2, 5, 9]), np.array([1, 5, 9, 12]))
+    array([-1,  1,  2, -1])
+    """
+    out = np.empty(queries.size, np.int64)
+    j = 0
+    for i in range(queries.size):
+        query = queries[i]
+        while j < values.size and values[j] < query:
+            j += 1
+        out[i] = j if j < values.size and values[j] == query else -1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def voxel_box(voxels, n_y, n_x, box):
+    """Widen `box` to hold every one of `voxels` (flat indices into planes of n_y x n_x).
+
+    One pass, a division per row started rather than per voxel when the voxels
+    ascend (any order is right).
+
+    Parameters
+    ----------
+    voxels : (N,) ndarray of int64
+    n_y, n_x : int
+    box : (6,) ndarray of int64
+        ``z0, z1, y0, y1, x0, x1`` (inclusive), widened in place.
+
+    Examples
+    --------
+    >>> box = np.array([9, 0, 9, 0, 9, 0])
+    >>> voxel_box(np.array([7, 8, 25]), 3, 4, box); box  # (0, 1, 3), (0, 2, 0), (2, 0, 1)
+    array([0, 2, 0, 2, 0, 3])
+    """
+    row_start = row_end = -1
+    z = y = 0
+    for i in range(voxels.size):
+        v = voxels[i]
+        if v < row_start or v >= row_end:
+            row = v // n_x
+            row_start = row * n_x
+            row_end = row_start + n_x
+            z = row // n_y
+            y = row - z * n_y
+            box[0] = min(box[0], z)
+            box[1] = max(box[1], z)
+            box[2] = min(box[2], y)
+            box[3] = max(box[3], y)
+        x = v - row_start
+        box[4] = min(box[4], x)
+        box[5] = max(box[5], x)

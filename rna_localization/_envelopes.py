@@ -21,7 +21,8 @@ along x). :func:`column_counts` combines the planes along z (one parabola
 per plane holding a target) and counts each voxel in the bin of its exact
 squared distance, read from a table indexed by its offsets (the baseline);
 :func:`nearest_at_points` reads one plane's offsets at given voxels and keeps
-each one's least squared distance (the distances).
+each one's least squared distance, with where it came from (the distances);
+:func:`nearest_labels` names the target objects tied at that distance.
 """
 
 from __future__ import annotations
@@ -29,14 +30,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["column_counts", "nearest_at_points", "plane_offsets"]
+__all__ = ["column_counts", "nearest_at_points", "nearest_labels", "plane_offsets"]
 
 
 @njit(cache=True, nogil=True)
-def plane_offsets(plane, weight_y, weight_x, cap_y, cap_x, out, along_y, last, hull, starts):
+def plane_offsets(plane, weight_y, weight_x, cap_y, cap_x, stride, out, along_y, last, hull,
+                  starts):
     """Each pixel's offset to its nearest True pixel of `plane`, as one index.
 
-    The index is ``|dy| * (cap_x + 1) + |dx|``. Only True pixels fewer than
+    The index is ``|dy| * stride + |dx|``: the baseline's ``stride`` is
+    ``cap_x + 1`` (its tables are indexed by the offset), the distances' ``2**16``
+    (``|dy|`` and ``|dx|`` are then a shift and a mask apart). Only True pixels fewer than
     `cap_y` rows away count, and ``|dx|`` is capped at `cap_x`: the callers'
     caps lie past their threshold, so wherever the nearest True pixel is past
     a cap, the pixel is past the threshold and so is its capped offset (the
@@ -52,6 +56,8 @@ def plane_offsets(plane, weight_y, weight_x, cap_y, cap_x, out, along_y, last, h
     plane : (Y, X) ndarray of bool
     weight_y, weight_x : float
     cap_y, cap_x : int
+    stride : int
+        More than `cap_x`.
     out : (Y, X) ndarray of unsigned int
         Receives the indices.
     along_y : (Y, X) ndarray of int32
@@ -62,7 +68,6 @@ def plane_offsets(plane, weight_y, weight_x, cap_y, cap_x, out, along_y, last, h
         Scratch.
     """
     n_y, n_x = plane.shape
-    stride = cap_x + 1
     # Along y, every column at once and row after row (contiguous): the distance to
     # the nearest True pixel above, then below.
     # (`last` holds each column's distance so far, capped: no branch on the pixel.)
@@ -261,37 +266,150 @@ def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n
                 counts[table[dz * n_in_plane + offset]] += runs[dz, offset]
 
 
+#: The distances' offsets hold ``|dy| << OFFSET_BITS | |dx|`` (planes below 2**16 pixels wide).
+OFFSET_BITS = 16
+
+
 @njit(cache=True, nogil=True)
-def nearest_at_points(offsets, cap_x, weight_y, weight_x, plane_z, weight_z, point_z, point_yx,
-                      best):
-    """Lower `best` to each point's squared distance to the nearest target pixel of one plane.
+def nearest_at_points(offsets, weight_y, weight_x, plane_z, weight_z, points, state, best_plane,
+                      best_offset, tie_factor):
+    """Lower each point's squared distance to the nearest target pixel by one plane's.
+
+    Also keeps, for each point, the plane and the offset its best came from,
+    and its least squared distance over the other planes seen (the distances'
+    ties: a target voxel as near as the nearest lies in another plane only if
+    that least is as small). A plane whose step along z alone is past that
+    least, or past the best times `tie_factor`, is not read: the least over
+    the other planes is exact below the final best times `tie_factor`, and only
+    known to lie past it otherwise. Each point's data are packed together
+    (its plane and column in one word, its best and that least side by side):
+    the loop streams them once per plane, and is bound by that.
 
     Parameters
     ----------
     offsets : (Y, X) ndarray of unsigned int
-        :func:`plane_offsets` of the plane (``|dy| * (cap_x + 1) + |dx|``).
-    cap_x : int
+        :func:`plane_offsets` of the plane, with ``stride = 2**OFFSET_BITS``.
     weight_y, weight_x, weight_z : float
         Squared microns of one step along y, x and z.
     plane_z : int
         The plane.
-    point_z : (N,) ndarray of int64
-        The points' planes.
-    point_yx : (N,) ndarray of int64
-        Their flat (y, x) positions in the plane.
-    best : (N,) ndarray of float64
-        Squared microns, lowered where this plane's nearest target pixel is nearer.
+    points : (N,) ndarray of int64
+        Each point's plane, shifted left by 32 bits, plus its flat (y, x) position in it.
+    state : (N, 2) ndarray of float64
+        Squared microns: each point's best over the planes seen, and its least over
+        the others; lowered in place.
+    best_plane, best_offset : (N,) ndarray of int
+        The plane each best came from, and its offset there (as in `offsets`).
+    tie_factor : float
+        At least 1.
     """
     flat = offsets.reshape(-1)
-    stride = cap_x + 1
-    for n in range(point_z.size):
-        dz = point_z[n] - plane_z
+    low = (1 << OFFSET_BITS) - 1
+    for n in range(points.size):
+        point = points[n]
+        dz = (point >> 32) - plane_z
         along_z = weight_z * dz * dz
-        if along_z >= best[n]:
+        best = state[n, 0]
+        second = state[n, 1]
+        if along_z >= second or along_z >= best * tie_factor:
             continue
-        offset = flat[point_yx[n]]
-        dy = offset // stride
-        dx = offset - dy * stride
+        offset = flat[point & 0xFFFFFFFF]
+        dy = offset >> OFFSET_BITS
+        dx = offset & low
         squared = along_z + weight_y * dy * dy + weight_x * dx * dx
-        if squared < best[n]:
-            best[n] = squared
+        if squared < best:
+            state[n, 1] = best
+            state[n, 0] = squared
+            best_plane[n] = plane_z
+            best_offset[n] = offset
+        elif squared < second:
+            state[n, 1] = squared
+
+
+@njit(cache=True, nogil=True)
+def _position(sorted_values, value):
+    """Index of `value` in the ascending array `sorted_values`, -1 if absent."""
+    low, high = 0, sorted_values.size
+    while low < high:
+        middle = (low + high) >> 1
+        if sorted_values[middle] < value:
+            low = middle + 1
+        else:
+            high = middle
+    return low if low < sorted_values.size and sorted_values[low] == value else -1
+
+
+@njit(cache=True, nogil=True)
+def nearest_labels(point_z, point_y, point_x, best_plane, best_offset, limit, weight_y, weight_x,
+                   weight_z, n_y, n_x, target_voxels, target_labels):
+    """The smallest label among the target voxels within each point's limit, in its best plane.
+
+    Each point's nearest target pixel in its plane `best_plane` is at offset
+    ``(|dy|, |dx|)`` (:func:`nearest_at_points`); every target pixel of that
+    plane within the limit is at least as far, so lies in the ring of
+    in-plane squared distances from that offset's to ``limit - weight_z dz²``.
+    The ring's whole-pixel offsets are walked along its outer edge (the
+    largest ``|dx|`` within the limit shrinks as ``|dy|`` grows: no square
+    root per row), each looked up with its four signs among the target voxels
+    by binary search. A ring as thin as the distances' tie tolerance holds a
+    few pixels.
+
+    Parameters
+    ----------
+    point_z, point_y, point_x : (N,) ndarray of int64
+        The points, in the stack's coordinates.
+    best_plane, best_offset : (N,) ndarray of int
+        Their best plane and offset there (``|dy| << OFFSET_BITS | |dx|``).
+    limit : (N,) ndarray of float64
+        Squared microns: the target voxels counted are those this near.
+    weight_y, weight_x, weight_z : float
+        Squared microns of one step along y, x and z.
+    n_y, n_x : int
+        The stack's rows and columns.
+    target_voxels : (M,) ndarray of int64
+        Flat indices of the target voxels, ascending; `target_labels` theirs.
+
+    Returns
+    -------
+    (N,) ndarray of int64
+        The smallest label, -1 where none is within the limit.
+    """
+    low = (1 << OFFSET_BITS) - 1
+    out = np.full(point_z.size, -1, np.int64)
+    for n in range(point_z.size):
+        plane = best_plane[n]
+        dz = point_z[n] - plane
+        room = limit[n] - weight_z * dz * dz
+        offset = best_offset[n]
+        near_y = offset >> OFFSET_BITS
+        near_x = offset & low
+        inner = weight_y * near_y * near_y + weight_x * near_x * near_x
+        inner -= 1e-9 * inner  # the ring's inner edge, widened over rounding
+        label = -1
+        dx = int(np.sqrt(max(room, 0.0) / weight_x)) + 1
+        dy = 0
+        while weight_y * dy * dy <= room:
+            along_y = weight_y * dy * dy
+            while dx >= 0 and along_y + weight_x * dx * dx > room:
+                dx -= 1
+            k = dx
+            while k >= 0 and along_y + weight_x * k * k >= inner:
+                for sign_y in (-1, 1):
+                    if dy == 0 and sign_y < 0:
+                        continue
+                    y = point_y[n] + sign_y * dy
+                    if y < 0 or y >= n_y:
+                        continue
+                    for sign_x in (-1, 1):
+                        if k == 0 and sign_x < 0:
+                            continue
+                        x = point_x[n] + sign_x * k
+                        if x < 0 or x >= n_x:
+                            continue
+                        at = _position(target_voxels, (plane * n_y + y) * n_x + x)
+                        if at >= 0 and (label < 0 or target_labels[at] < label):
+                            label = target_labels[at]
+                k -= 1
+            dy += 1
+        out[n] = label
+    return out

@@ -189,7 +189,7 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
                    np.empty(n_x, np.int64), np.empty(n_x + 1))
         for i in planes:
             plane_offsets(target[sources[i]], weights[0], weights[1], reach[1] + 1,
-                          reach[2] + 1, offsets[i], *scratch)
+                          reach[2] + 1, reach[2] + 2, offsets[i], *scratch)
 
     in_threads(transform, [range(i, sources.size, threads) for i in range(threads)], threads)
     # The bin of every (|dz|, in-plane offset) pair, flat: a voxel's exact squared distance.

@@ -29,8 +29,19 @@ each plane holding a target voxel gets every pixel's offset to its nearest
 target pixel, read at every source boundary voxel (compiled loops,
 :mod:`rna_localization._envelopes`; cost grows with those planes' area and the
 source voxels). ``method="auto"`` estimates both costs per image and picks
-the cheaper. Either way the object's minimum and its tied target voxels are
-found the same way.
+the cheaper. Either way the object's minimum is the least over its voxels, and
+the target named is the smallest label among the target voxels tied with it.
+
+Ties after the transforms
+-------------------------
+The transforms keep, for each voxel, the plane and in-plane offset of its
+nearest target pixel, and its least distance over the other planes. When that
+least is past the tie radius, every tied target voxel lies in the voxel's best
+plane, in a thin ring of whole-pixel offsets as far as the nearest one: the
+ring is walked along its edge and each offset looked up (with its four signs)
+among the target voxels by binary search
+(:func:`rna_localization._envelopes.nearest_labels`). The rare voxel with
+another plane as near goes to the KD-tree's search instead.
 
 Which boundary voxels the KD-tree measures
 ------------------------------------------
@@ -45,10 +56,12 @@ on small objects far from their targets, about 7 in 8 (see ``_prune``). The
 bounds hold wherever the two points fall, so this is exact for any shape. The
 queries stop at their object's upper bound, and return the 4 nearest target
 voxels: tied target objects come from them (a ball search only where all 4
-tie; after the transforms, a short search from the voxels at the minimum).
+tie).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -71,26 +84,31 @@ DISTANCE_METHODS = ("auto", "kdtree", "edt")
 # a larger tree is slower to search than its depth says, as it no longer fits the
 # caches); the transforms _EDT_PLANE_SECONDS per voxel of each plane of the box holding
 # a target voxel, plus _EDT_SOURCE_SECONDS per source boundary voxel and such plane,
-# plus _EDT_TIE_SECONDS per object and T^(1/4) (the queries that name the nearest
-# target). Both share the threads. Fitted by least squares on relative errors over 84
-# images (RNA as 0.35 µm balls, 300 to 30,000 asked per 30x512x512 voxels, touching ones
-# merged; targets of 0.4 to 12 µm; stacks of 30x256x256 to 60x1024x1024), each method
-# alone on one thread, in CPU seconds (the machine was shared: CPU time is what load
-# inflates least, and it inflates both alike): the choice was within 1.21x of the faster
-# method on every one of them, also with each image left out of the fit, against 1.58x
-# with the earlier model (log2 T and the distance to the targets, fitted on 36 such
-# images before the boundary pass was compiled). `python -m benchmarks.fit_distance_costs`
-# measures them again and prints the constants.
-_KD_SECONDS = 1.63e-6
-_EDT_PLANE_SECONDS = 5.5e-9
-_EDT_SOURCE_SECONDS = 1.0e-9
-_EDT_TIE_SECONDS = 1.0e-6
+# plus _EDT_TIE_SECONDS per object and T^(1/4) (naming the nearest target). Both share
+# the threads. Fitted by least squares on relative errors over 84 images (RNA as 0.35 µm
+# balls, 300 to 30,000 asked per 30x512x512 voxels, touching ones merged; targets of 0.4
+# to 12 µm; stacks of 30x256x256 to 60x1024x1024), each method alone on one thread, in
+# CPU seconds (the machine was shared: CPU time is what load inflates least, and it
+# inflates both alike). Refitted when the transforms came to name ties themselves (the
+# ring walk): the choice was within 1.39x of the faster method on every image (mean
+# 1.01), also with each image left out of the fit; the constants before it gave 1.57x on
+# the same measurements. Near the crossing, where both estimates agree within a few
+# percent, one best-of-2 timing on a shared machine moves that much: a first measurement
+# gave 1.55x with its own fit. `python -m benchmarks.fit_distance_costs` measures them
+# again and prints the constants.
+_KD_SECONDS = 1.4e-6
+_EDT_PLANE_SECONDS = 4.4e-9
+_EDT_SOURCE_SECONDS = 1.07e-9
+_EDT_TIE_SECONDS = 5.1e-7
 # The constants in the order of _cost_terms' terms.
 _KD_COSTS = np.array([_KD_SECONDS])
 _EDT_COSTS = np.array([_EDT_TIE_SECONDS, _EDT_PLANE_SECONDS, _EDT_SOURCE_SECONDS])
 # A plane's transform holds 9 bytes per pixel and thread: above this many pixels in a
 # plane of the box the KD-tree is used whatever the estimate (about 300 MB a thread).
 _EDT_MAX_VOXELS = 1 << 25
+# Stacks this many pixels wide or high use the KD-tree (the transforms' offsets pack |dy| and
+# |dx| in 16 bits each).
+_EDT_MAX_SIDE = 1 << 16
 
 
 def _face_boundary(voxels: np.ndarray, labels: np.ndarray, shape) -> np.ndarray:
@@ -185,7 +203,8 @@ def nearest_distances(
         KD-tree of the targets' boundary voxels (for the voxels that may be
         nearest), or exact Euclidean distance transforms of the box around
         the voxels and the targets, one per plane holding a target voxel
-        (faster for many objects). ``"auto"`` picks the one a cost model
+        (faster for many objects; stacks narrower than 65,536 pixels, wider
+        ones use the KD-tree). ``"auto"`` picks the one a cost model
         says is faster for this image. Both are exact; ties are resolved the
         same way, so every method gives the same objects, targets and
         distances (to rounding, 1e-12 relative).
@@ -220,8 +239,10 @@ def nearest_distances(
     threads = _threads(workers)
     scale = normalize_spacing(spacing)
     shape = shapes[0]
-    source = as_object_voxels(label_image, "label_image")
-    target = as_object_voxels(target_label_image, "target_label_image")
+    # Label images are read in one compiled pass each, side by side.
+    source, target = in_threads(lambda named: as_object_voxels(*named),
+                                [(label_image, "label_image"),
+                                 (target_label_image, "target_label_image")], min(threads, 2))
     source_voxels, source_labels = source.voxels, source.labels
     target_voxels, target_labels = target.voxels, target.labels
 
@@ -245,8 +266,9 @@ def nearest_distances(
             target_id[rows] = tgt[first]
 
         # Empty only when one target fills the whole stack: then every object overlaps it.
-        target_boundary = _face_boundary(target_voxels, target_labels, shape)
-        source_boundary = _face_boundary(source_voxels, source_labels, shape)
+        target_boundary, source_boundary = in_threads(
+            lambda voxels: _face_boundary(*voxels, shape),
+            [(target_voxels, target_labels), (source_voxels, source_labels)], min(threads, 2))
         if shared.any():
             done = object_ids[distance == 0.0]
             source_boundary = source_boundary[~np.isin(source_labels[source_boundary], done)]
@@ -289,21 +311,23 @@ def _nearest_from_boundaries(
         return np.column_stack(np.unravel_index(voxels, shape)) * scale
 
     target_labels = target_labels.astype(np.int64)
-    # Sliding-midpoint splits suit points on a voxel grid: queries ~25% faster; leaves of 32
-    # points ~20% faster than 16 on the far queries of dense RNA near large targets.
-    tree = cKDTree(points(target_voxels), leafsize=32, balanced_tree=False, compact_nodes=False)
-
     # Sorted in the labels' own dtype: a radix sort for labels of 8 or 16 bits.
     order = np.argsort(source_labels, kind="stable")
     source_voxels, source_labels = source_voxels[order], source_labels[order].astype(np.int64)
 
     starts = _group_starts(source_labels)
-    if method == "auto":
-        method = _choose_method(tree, source_voxels, target_voxels, shape, starts.size)
+    if max(shape[1], shape[2]) >= _EDT_MAX_SIDE:  # the transforms' offsets hold 16 bits a side
+        method = "kdtree"
+    elif method == "auto":
+        method = _choose_method(source_voxels, target_voxels, shape, starts.size)
+    # How far past a voxel's own squared distance the transforms keep the other planes' exact.
+    tie_factor = (1.0 + tie_rtol) ** 2 * (1.0 + 1e-6)
     if method == "edt":  # every boundary voxel: the transforms cost little per voxel
-        voxel_distance = _edt_distances(source_voxels, target_voxels, shape, scale, threads)
-        neighbours = neighbour_index = None
+        transforms = _edt_distances(source_voxels, target_voxels, shape, scale, threads,
+                                    tie_factor)
+        voxel_distance = np.sqrt(transforms.best)
     else:  # only the voxels that may be nearest or tied are queried
+        tree = _tree(points(target_voxels))
         source_points = points(source_voxels)
         needed, bound = _prune(tree, source_points, starts, threads, tie_rtol)
         voxel_distance = np.full(len(source_voxels), np.inf)
@@ -319,35 +343,58 @@ def _nearest_from_boundaries(
     counts = np.diff(np.r_[starts, source_labels.size])
     radius = np.repeat(object_min * (1.0 + tie_rtol) + 1e-12, counts)
     candidates = np.flatnonzero(voxel_distance <= radius)
-    if neighbours is None:
-        # The transforms give no target voxels: a few nearest ones, searched no farther
-        # than the radius (a short search); only these voxels need their microns.
-        candidate_points = points(source_voxels[candidates])
-        neighbours, neighbour_index = _query_within(
-            tree, candidate_points, radius[candidates], threads, k=_TIE_NEIGHBOURS)
-        at = np.arange(candidates.size)
+    if method == "edt":
+        best = _edt_tied_labels(transforms, candidates, source_voxels[candidates],
+                                radius[candidates], target_voxels, target_labels, shape, scale,
+                                tie_factor, threads)
+        # Voxels whose other planes may hold a target voxel as near (exact ties across
+        # planes; rare): a few nearest target voxels, searched no farther than the radius.
+        rest = np.flatnonzero(best < 0)
+        if rest.size:
+            tree = _tree(points(target_voxels))
+            rest_points = points(source_voxels[candidates[rest]])
+            found = _query_within(tree, rest_points, radius[candidates[rest]], threads,
+                                  k=_TIE_NEIGHBOURS)
+            best[rest] = _tied_labels(tree, target_labels, rest_points,
+                                      radius[candidates[rest]], *found, threads)
     else:
-        candidate_points = source_points[candidates]
         at = np.searchsorted(needed, candidates)
-    # The few nearest target voxels hold every tied one unless all are within the
-    # radius: then (rarely) a ball search finds them all.
-    within = neighbours[at] <= radius[candidates, None]
-    labels = target_labels[np.where(within, neighbour_index[at], 0)]
+        best = _tied_labels(tree, target_labels, source_points[candidates], radius[candidates],
+                            neighbours[at], neighbour_index[at], threads)
+    groups = _group_starts(source_labels[candidates])
+    target_id[np.searchsorted(object_ids, source_labels[candidates][groups])] = (
+        np.minimum.reduceat(best, groups))
+
+
+def _tree(points: np.ndarray) -> cKDTree:
+    """A KD-tree of the target boundary voxels (microns)."""
+    # Sliding-midpoint splits suit points on a voxel grid: queries ~25% faster; leaves of 32
+    # points ~20% faster than 16 on the far queries of dense RNA near large targets.
+    return cKDTree(points, leafsize=32, balanced_tree=False, compact_nodes=False)
+
+
+def _tied_labels(tree, target_labels, points, radius, neighbours, neighbour_index,
+                 threads: int) -> np.ndarray:
+    """The smallest target label within `radius` of each point, from its nearest target voxels.
+
+    `neighbours` and `neighbour_index` are each point's few nearest target voxels
+    within its radius (:func:`_query_within`): they hold every one within it
+    unless all of them are, and then (rarely) a ball search finds them all.
+    """
+    within = neighbours <= radius[:, None]
+    labels = target_labels[np.where(within, neighbour_index, 0)]
     best = np.where(within, labels, np.iinfo(np.int64).max).min(axis=1)
     searched = np.flatnonzero(within[:, -1])
     if searched.size:
-        hits = tree.query_ball_point(candidate_points[searched],
-                                     r=radius[candidates[searched]], return_sorted=False,
-                                     workers=threads)
+        hits = tree.query_ball_point(points[searched], r=radius[searched],
+                                     return_sorted=False, workers=threads)
         hit_counts = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
         hit_labels = target_labels[np.concatenate(hits).astype(np.int64)]
         hit_rows = np.repeat(np.arange(searched.size), hit_counts)
         order = np.lexsort((hit_labels, hit_rows))
         first = _group_starts(hit_rows[order])
         best[searched] = hit_labels[order][first]
-    groups = _group_starts(source_labels[candidates])
-    target_id[np.searchsorted(object_ids, source_labels[candidates][groups])] = (
-        np.minimum.reduceat(best, groups))
+    return best
 
 
 # Nearest target voxels each KD-tree query returns: ties among them need no ball search.
@@ -460,17 +507,27 @@ def _query_within(tree, points, bound, threads: int, k: int = 1):
 
 
 def _box(source_voxels, target_voxels, shape) -> tuple[slice, ...]:
-    """Bounding box of both sets of flat voxel indices."""
-    low, high = np.array(shape), np.zeros(len(shape), dtype=np.int64)
+    """Bounding box of both sets of flat voxel indices (one compiled pass over each)."""
+    from ._components import voxel_box  # compiled on first use (numba)
+
+    box = np.array([shape[0], -1, shape[1], -1, shape[2], -1], dtype=np.int64)
     for voxels in (source_voxels, target_voxels):
-        coords = np.unravel_index(voxels, shape)
-        low = np.minimum(low, [c.min() for c in coords])
-        high = np.maximum(high, [c.max() for c in coords])
-    return tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(low, high))
+        voxel_box(voxels.astype(np.int64, copy=False), int(shape[1]), int(shape[2]), box)
+    return tuple(slice(int(box[i]), int(box[i + 1]) + 1) for i in (0, 2, 4))
 
 
-def _edt_distances(source_voxels, target_voxels, shape, scale, threads: int = 1) -> np.ndarray:
-    """Distance from each source voxel to the nearest target voxel, by exact distance transforms.
+class _Transforms(NamedTuple):
+    """What :func:`_edt_distances` finds for each source voxel."""
+
+    best: np.ndarray  # squared distance to the nearest target voxel
+    second: np.ndarray  # least over the other planes (exact below best * tie_factor)
+    plane: np.ndarray  # the plane of the stack `best` came from
+    offset: np.ndarray  # the offset there, |dy| << OFFSET_BITS | |dx|
+
+
+def _edt_distances(source_voxels, target_voxels, shape, scale, threads: int = 1,
+                   tie_factor: float = 1.0) -> _Transforms:
+    """Squared distance from each source voxel to the nearest target voxel, by exact transforms.
 
     Separable: the squared distance from a voxel at plane z to the nearest target
     voxel is the least, over the planes z' holding a target, of that plane's 2D
@@ -479,26 +536,30 @@ def _edt_distances(source_voxels, target_voxels, shape, scale, threads: int = 1)
     pixel (of the box around both sets: every nearest pair lies in it; with
     square pixels compared as whole squared pixels), read at the source voxels
     only (:mod:`rna_localization._envelopes`, compiled); a voxel skips a plane
-    whose step along z alone is farther than its best so far. The planes are
-    shared among `threads` threads, each keeping its own best, then the least.
+    whose step along z alone is farther than its best so far (times
+    `tie_factor`, past which the other planes' least need not be exact). The
+    planes are shared among `threads` threads, each keeping its own best, then
+    the least. Each voxel also gets the plane and offset of its best, and its
+    least over the other planes: :func:`_edt_tied_labels` names ties from them.
+    The box's planes must be narrower than ``2**OFFSET_BITS`` pixels each way.
     """
-    from ._envelopes import nearest_at_points, plane_offsets  # compiled on first use (numba)
+    from ._envelopes import OFFSET_BITS, nearest_at_points, plane_offsets  # compiled (numba)
 
     box = _box(source_voxels, target_voxels, shape)
     origin = np.array([s.start for s in box])
     n_y, n_x = (s.stop - s.start for s in box[1:])
     source = [c - o for c, o in zip(np.unravel_index(source_voxels, shape), origin)]
     target = [c - o for c, o in zip(np.unravel_index(target_voxels, shape), origin)]
-    point_z = source[0].astype(np.int64)
-    point_yx = (source[1] * n_x + source[2]).astype(np.int64)
+    points = (source[0].astype(np.int64) << 32) | (source[1] * n_x + source[2])
     # No offset in the box reaches (n_y, n_x): nothing is capped.
     compare = (1.0, 1.0) if scale[1] == scale[2] else (scale[1] ** 2, scale[2] ** 2)
     weights = [float(w) ** 2 for w in scale]
     order = np.argsort(target[0], kind="stable")
     planes = np.split(order, _group_starts(target[0][order])[1:])
 
-    def nearest(group) -> np.ndarray:
-        best = np.full(point_z.size, np.inf)
+    def nearest(group) -> tuple:
+        found = (np.full((points.size, 2), np.inf), np.zeros(points.size, np.int32),
+                 np.zeros(points.size, np.uint32))
         plane = np.zeros((n_y, n_x), dtype=bool)
         offsets = np.empty((n_y, n_x), dtype=np.uint32)
         along_y = np.empty((n_y, n_x), dtype=np.int32)
@@ -506,14 +567,57 @@ def _edt_distances(source_voxels, target_voxels, shape, scale, threads: int = 1)
         for members in group:
             plane[:] = False
             plane[target[1][members], target[2][members]] = True
-            plane_offsets(plane, compare[0], compare[1], n_y, n_x, offsets, along_y, *scratch)
-            nearest_at_points(offsets, n_x, weights[1], weights[2], int(target[0][members[0]]),
-                              weights[0], point_z, point_yx, best)
-        return best
+            plane_offsets(plane, compare[0], compare[1], n_y, n_x, 1 << OFFSET_BITS, offsets,
+                          along_y, *scratch)
+            nearest_at_points(offsets, weights[1], weights[2], int(target[0][members[0]]),
+                              weights[0], points, *found, tie_factor)
+        return found
 
     threads = max(1, min(threads, len(planes)))
     groups = [planes[i::threads] for i in range(threads)]
-    return np.sqrt(np.minimum.reduce(in_threads(nearest, groups, threads)))
+    found = in_threads(nearest, groups, threads)
+    state, plane, offset = found[0]
+    best, second = state[:, 0], state[:, 1]
+    for other, other_plane, other_offset in found[1:]:  # disjoint planes: the least of the bests
+        nearer = other[:, 0] < best
+        second = np.minimum(np.minimum(second, other[:, 1]),
+                            np.where(nearer, best, other[:, 0]))
+        best = np.where(nearer, other[:, 0], best)
+        plane = np.where(nearer, other_plane, plane)
+        offset = np.where(nearer, other_offset, offset)
+    return _Transforms(best, second, plane.astype(np.int64) + origin[0], offset.astype(np.int64))
+
+
+def _edt_tied_labels(transforms: _Transforms, rows, voxels, radius, target_voxels,
+                     target_labels, shape, scale, tie_factor: float, threads: int) -> np.ndarray:
+    """The smallest target label within `radius` of each of `voxels` (at `rows` of
+    `transforms`), or -1 where another plane may hold one: the KD-tree names those.
+
+    When a voxel's least over the other planes is past its radius (and exact that
+    far past its best), only its best plane can hold a target voxel within it; that
+    plane's are found around the nearest offset
+    (:func:`rna_localization._envelopes.nearest_labels`), the voxels shared among
+    `threads` threads.
+    """
+    from ._envelopes import nearest_labels  # compiled on first use (numba)
+
+    limit = radius ** 2
+    alone = (transforms.second[rows] > limit) & (limit < transforms.best[rows] * tie_factor)
+    best = np.full(rows.size, -1, dtype=np.int64)
+    picked = rows[alone]
+    z, y, x = (c.astype(np.int64) for c in np.unravel_index(voxels[alone], shape))
+    weights = [float(w) ** 2 for w in scale]
+    plane, offset, limit = transforms.plane[picked], transforms.offset[picked], limit[alone]
+
+    def labels(part: slice) -> np.ndarray:
+        return nearest_labels(z[part], y[part], x[part], plane[part], offset[part], limit[part],
+                              weights[1], weights[2], weights[0], shape[1], shape[2],
+                              target_voxels, target_labels)
+
+    cuts = np.linspace(0, picked.size, threads + 1).astype(np.int64)
+    parts = [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
+    best[alone] = np.concatenate(in_threads(labels, parts, threads))
+    return best
 
 
 def _cost_terms(n_objects: int, n_targets: int, n_sources: int, planes: int,
@@ -536,17 +640,18 @@ def _transform_size(source_voxels, target_voxels, shape) -> tuple[int, int]:
     return int(np.unique(target_voxels // (shape[1] * shape[2])).size), int(plane)
 
 
-def _choose_method(tree, source_voxels, target_voxels, shape, n_objects: int) -> str:
+def _choose_method(source_voxels, target_voxels, shape, n_objects: int) -> str:
     """``"kdtree"`` or ``"edt"``, whichever the cost model (module constants) says is faster."""
     # The planes hold at least every target voxel, and each source voxel meets at
     # least one of them: a lower bound of the transforms' cost often settles it.
-    kd, edt = _cost_terms(n_objects, tree.n, len(source_voxels), 1, len(target_voxels))
+    kd, edt = _cost_terms(n_objects, len(target_voxels), len(source_voxels), 1,
+                          len(target_voxels))
     if _KD_COSTS @ kd <= _EDT_COSTS @ edt:
         return "kdtree"
     planes, plane = _transform_size(source_voxels, target_voxels, shape)
     if plane > _EDT_MAX_VOXELS:
         return "kdtree"
-    edt = _cost_terms(n_objects, tree.n, len(source_voxels), planes, plane)[1]
+    edt = _cost_terms(n_objects, len(target_voxels), len(source_voxels), planes, plane)[1]
     return "edt" if _EDT_COSTS @ edt < _KD_COSTS @ kd else "kdtree"
 
 

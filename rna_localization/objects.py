@@ -213,6 +213,9 @@ class ObjectVoxels:
     def find(self, flat) -> np.ndarray:
         """Position in :attr:`voxels` of each flat index in `flat`, -1 where it is no object's.
 
+        Many ascending indices (another object's voxels) are found by one merge
+        (:func:`rna_localization._components.sorted_positions`), others by binary search.
+
         Examples
         --------
         >>> ObjectVoxels((1, 1, 5), np.array([1, 3]), np.array([2, 2], np.uint8)).find([3, 0, 1, 4])
@@ -221,6 +224,11 @@ class ObjectVoxels:
         flat = np.asarray(flat, dtype=np.int64)
         if self.voxels.size == 0:
             return np.full(flat.shape, -1, dtype=np.intp)
+        if flat.ndim == 1 and 16 * flat.size >= self.voxels.size and (flat[1:] >= flat[:-1]).all():
+            from ._components import sorted_positions  # compiled on first use (numba)
+
+            # Ascending (e.g. another object's voxels): one merge, not a search per voxel.
+            return sorted_positions(self.voxels.astype(np.int64, copy=False), flat).astype(np.intp)
         at = np.minimum(np.searchsorted(self.voxels, flat), self.voxels.size - 1)
         return np.where(self.voxels[at] == flat, at, -1)
 

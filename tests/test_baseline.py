@@ -3,6 +3,8 @@ run: the distributions CSV's expected curve and enrichment, and `rna-localizatio
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -457,13 +459,16 @@ def test_in_plane_offsets_point_to_a_nearest_target_pixel_on_a_wide_plane(weight
     planes = [np.zeros((n_y, n_x), bool) for _ in range(3)]
     planes[0][0, 0] = True  # a far corner
     planes[1][rng.integers(0, n_y, 6), rng.integers(0, n_x, 6)] = True
-    for cap_y, cap_x in ((n_y, n_x), (7, 25)):  # past every offset, then a few pixels out
+    # Past every offset, then a few pixels out; offsets as the baseline packs them, and as
+    # the distances do.
+    for (cap_y, cap_x), stride in itertools.product(((n_y, n_x), (7, 25)), ("cap", 1 << 16)):
+        stride = cap_x + 1 if stride == "cap" else stride
         for plane in planes:
             out = np.empty((n_y, n_x), np.uint32)
-            plane_offsets(plane, weights[0], weights[1], cap_y, cap_x, out,
+            plane_offsets(plane, weights[0], weights[1], cap_y, cap_x, stride, out,
                           np.empty((n_y, n_x), np.int32), np.empty(n_x, np.int64),
                           np.empty(n_x, np.int64), np.empty(n_x + 1))
-            dy, dx = out // (cap_x + 1), out % (cap_x + 1)
+            dy, dx = out // stride, out % stride
             assert dy.max() <= cap_y
             assert dx.max() <= cap_x
             found = weights[0] * dy.astype(float) ** 2 + weights[1] * dx.astype(float) ** 2

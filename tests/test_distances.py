@@ -156,8 +156,9 @@ def test_each_method_matches_all_pairs_brute_force(method, spacing, seed):
 @pytest.mark.parametrize("threads", [1, 2, 5])
 def test_the_transforms_planes_shared_among_threads_give_every_pairs_distance(threads):
     """_edt_distances on any number of threads (whatever the cores: the planes are dealt among
-    them, each keeping its own best): every source voxel's distance to the nearest target voxel,
-    as all pairs give it."""
+    them, each keeping its own): every source voxel's squared distance to the nearest target
+    voxel, the plane and the in-plane offset of one such voxel, and the least over the other
+    planes, as all pairs give them (that least only where it is within the tie factor)."""
     from rna_localization.distances import _edt_distances
 
     rng = np.random.default_rng(77)
@@ -165,12 +166,56 @@ def test_the_transforms_planes_shared_among_threads_give_every_pairs_distance(th
     scale = np.array((0.3, 0.1, 0.13))
     target = np.flatnonzero(rng.random(int(np.prod(shape))) < 0.01)
     source = np.setdiff1d(np.flatnonzero(rng.random(int(np.prod(shape))) < 0.05), target)
-    got = _edt_distances(source, target, shape, scale, threads)
-    points = np.column_stack(np.unravel_index(source, shape)) * scale
-    targets = np.column_stack(np.unravel_index(target, shape)) * scale
-    exact = np.sqrt(((points[:, None] - targets[None]) ** 2).sum(axis=2)).min(axis=1)
-    assert np.unique(target // (shape[1] * shape[2])).size >= 5  # planes for 5 threads
-    np.testing.assert_allclose(got, exact, rtol=1e-12)
+    factor = 1.5
+    got = _edt_distances(source, target, shape, scale, threads, factor)
+    points = np.column_stack(np.unravel_index(source, shape))
+    targets = np.column_stack(np.unravel_index(target, shape))
+    squared = (((points[:, None] - targets[None]) * scale) ** 2).sum(axis=2)
+    exact = squared.min(axis=1)
+    assert np.unique(targets[:, 0]).size >= 5  # planes for 5 threads
+    np.testing.assert_allclose(got.best, exact, rtol=1e-12)
+    # A target voxel at the plane and offset given, at the best distance.
+    offset = np.column_stack([got.offset >> 16, got.offset & 0xFFFF])
+    at = (squared <= exact[:, None] * (1 + 1e-12)) & (targets[None, :, 0] == got.plane[:, None]) & (
+        (np.abs(targets[None, :, 1:] - points[:, None, 1:]) == offset[:, None]).all(axis=2))
+    assert at.any(axis=1).all()
+    # The least over the other planes, wherever it is within the factor.
+    other = np.where(targets[None, :, 0] == got.plane[:, None], np.inf, squared).min(axis=1)
+    near = other < exact * factor
+    assert 0 < near.sum() < near.size
+    np.testing.assert_allclose(got.second[near], other[near], rtol=1e-12)
+    assert (got.second[~near] >= exact[~near] * factor * (1 - 1e-12)).all()
+
+
+@pytest.mark.parametrize("scale", [(0.3, 0.1, 0.1), (0.3, 0.1, 0.13)])
+@pytest.mark.parametrize("widen", [1e-9, 0.3])
+def test_labels_in_the_best_plane_match_all_pairs(scale, widen):
+    """nearest_labels: the smallest label among the target voxels of each source voxel's best
+    plane within its limit, as all pairs give it; square pixels make many exact ties between
+    labels in a plane (a ring of whole-pixel offsets), and a wider limit a wide ring."""
+    from rna_localization._envelopes import nearest_labels
+    from rna_localization.distances import _edt_distances
+
+    rng = np.random.default_rng(5)
+    shape = (6, 31, 29)
+    scale = np.array(scale)
+    target = np.flatnonzero(rng.random(int(np.prod(shape))) < 0.02)
+    target_labels = rng.integers(1, 6, target.size)
+    source = np.setdiff1d(np.flatnonzero(rng.random(int(np.prod(shape))) < 0.1), target)
+    got = _edt_distances(source, target, shape, scale, 1)
+    limit = got.best * (1 + widen)
+    z, y, x = np.unravel_index(source, shape)
+    weights = scale ** 2
+    labels = nearest_labels(z, y, x, got.plane, got.offset, limit, weights[1],
+                            weights[2], weights[0], shape[1], shape[2], target, target_labels)
+    points = np.column_stack([z, y, x])
+    targets = np.column_stack(np.unravel_index(target, shape))
+    squared = (((points[:, None] - targets[None]) * scale) ** 2).sum(axis=2)
+    inside = (squared <= limit[:, None]) & (targets[None, :, 0] == got.plane[:, None])
+    expected = np.where(inside, target_labels[None], np.iinfo(np.int64).max).min(axis=1)
+    np.testing.assert_array_equal(labels, expected)
+    tied = np.array([np.unique(target_labels[row]).size for row in inside])
+    assert (tied >= 2).sum() >= 5  # labels tied (or within the wide limit) in a plane
 
 
 def test_tie_reached_from_a_voxel_other_than_the_first_queried():
@@ -276,31 +321,40 @@ def test_pruned_queries_are_exact_wherever_a_voxel_can_be_nearest(seed, workers,
 
 
 def test_method_choice_follows_the_cost_of_each():
-    from scipy.spatial import cKDTree
-
     from rna_localization import distances
 
-    scale = np.array((0.2, 0.065, 0.065))
     shape = (30, 512, 512)
     target_voxels = np.ravel_multi_index(np.nonzero(np.ones((6, 60, 60), bool)), shape)
-    tree = cKDTree(np.column_stack(np.unravel_index(target_voxels, shape)) * scale)
     # Few objects: querying them beats transforming 6 planes of 262,144 pixels.
     few = np.arange(0, shape[1] * shape[2], 997, dtype=np.int64)[:500] + 20 * shape[1] * shape[2]
-    assert distances._choose_method(tree, few, target_voxels, shape, 50) == "kdtree"
+    assert distances._choose_method(few, target_voxels, shape, 50) == "kdtree"
     # Tens of thousands of objects: the transforms are cheaper...
     many = np.arange(0, 30 * 512 * 512, 11, dtype=np.int64)
-    assert distances._choose_method(tree, many, target_voxels, shape, 30_000) == "edt"
+    assert distances._choose_method(many, target_voxels, shape, 30_000) == "edt"
     # ... unless there are few objects for those voxels (large ones), or a plane is too
     # large to transform.
-    assert distances._choose_method(tree, many, target_voxels, shape, 300) == "kdtree"
+    assert distances._choose_method(many, target_voxels, shape, 300) == "kdtree"
     wide = (2, 8000, 8000)
     spread = np.arange(0, 2 * 8000 * 8000, 1789, dtype=np.int64)
-    assert distances._choose_method(tree, spread, target_voxels, wide, 60_000) == "kdtree"
+    assert distances._choose_method(spread, target_voxels, wide, 60_000) == "kdtree"
     # The transforms cost by the planes holding a target, not by the box's depth: the same
     # targets (6 planes) under 300 planes of sources still favour them.
     deep = (300, 512, 512)
     spread = np.arange(0, 300 * 512 * 512, 110, dtype=np.int64)
-    assert distances._choose_method(tree, spread, target_voxels, deep, 30_000) == "edt"
+    assert distances._choose_method(spread, target_voxels, deep, 30_000) == "edt"
+
+
+def test_stacks_wider_than_the_transforms_offsets_are_measured_exactly():
+    """A row of 70,000 pixels (past the 16 bits a side the transforms' offsets hold): method
+    "edt" goes to the KD-tree, and the nearest target 69,000 pixels away is found."""
+    rna = np.zeros((1, 2, 70_000), np.int32)
+    rna[0, 0, 10] = 1
+    targets = np.zeros_like(rna)
+    targets[0, 1, 69_010] = 4
+    for method in ("edt", "auto"):
+        result = nearest_distances(rna, targets, spacing=(0.2, 0.1, 0.05), method=method)
+        assert result["target_id"].tolist() == [4]
+        assert result["distance"].iloc[0] == pytest.approx(np.hypot(0.1, 0.05 * 69_000))
 
 
 def test_bad_method_and_workers_are_named():

@@ -123,6 +123,40 @@ def test_nonzero_voxels_and_face_components_against_numpy_and_scikit_image():
     np.testing.assert_array_equal(labels, expected[mask])
 
 
+def test_find_gives_each_voxels_position_by_merge_and_by_search_alike():
+    """ObjectVoxels.find against a dictionary of positions: many ascending queries (merged,
+    duplicates and voxels past both ends included), few or unordered ones (searched)."""
+    rng = np.random.default_rng(9)
+    shape = (6, 20, 30)
+    voxels = np.flatnonzero(rng.random(shape) < 0.3)
+    objects = ObjectVoxels(shape, voxels, np.ones(voxels.size, np.uint8))
+    where = {int(v): i for i, v in enumerate(voxels)}
+    size = int(np.prod(shape))
+    ascending = np.sort(rng.integers(-3, size + 3, 2000))
+    for flat in (ascending, ascending[::-1], ascending[:5], np.array([], np.int64),
+                 np.array([voxels[-1], voxels[-1], size + 8])):
+        expected = [where.get(int(v), -1) for v in flat]
+        np.testing.assert_array_equal(objects.find(flat), expected)
+
+
+def test_voxel_box_bounds_voxels_as_their_coordinates_do():
+    """voxel_box against np.unravel_index: ascending voxels (one division per row), shuffled
+    ones, one voxel, and a box already wider than the voxels (left as it is)."""
+    from rna_localization._components import voxel_box
+
+    rng = np.random.default_rng(4)
+    shape = (7, 13, 11)
+    voxels = np.flatnonzero(rng.random(shape) < 0.01)
+    for flat in (voxels, rng.permutation(voxels), voxels[3:4]):
+        box = np.array([shape[0], -1, shape[1], -1, shape[2], -1])
+        voxel_box(flat, shape[1], shape[2], box)
+        coords = np.unravel_index(flat, shape)
+        np.testing.assert_array_equal(box, [f(c) for c in coords for f in (np.min, np.max)])
+    box = np.array([0, 6, 0, 12, 0, 10])
+    voxel_box(voxels[3:4], shape[1], shape[2], box)
+    np.testing.assert_array_equal(box, [0, 6, 0, 12, 0, 10])
+
+
 def test_object_voxels_keep_a_label_image_and_refuse_what_label_objects_refuses():
     image = np.zeros((2, 3, 4), np.uint16)
     image[0, 0, :2], image[1, 2, 3] = 400, 2
