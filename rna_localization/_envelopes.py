@@ -394,21 +394,15 @@ def nearest_labels(point_z, point_y, point_x, best_plane, best_offset, limit, we
                 dx -= 1
             k = dx
             while k >= 0 and along_y + weight_x * k * k >= inner:
-                for sign_y in (-1, 1):
-                    if dy == 0 and sign_y < 0:
-                        continue
+                # Both signs of each step, one where the step is 0; pixels in the stack only.
+                for sign_y in range(-1 if dy else 1, 2, 2):
                     y = point_y[n] + sign_y * dy
-                    if y < 0 or y >= n_y:
-                        continue
-                    for sign_x in (-1, 1):
-                        if k == 0 and sign_x < 0:
-                            continue
+                    for sign_x in range(-1 if k else 1, 2, 2):
                         x = point_x[n] + sign_x * k
-                        if x < 0 or x >= n_x:
-                            continue
-                        at = _position(target_voxels, (plane * n_y + y) * n_x + x)
-                        if at >= 0 and (label < 0 or target_labels[at] < label):
-                            label = target_labels[at]
+                        if 0 <= y < n_y and 0 <= x < n_x:
+                            at = _position(target_voxels, (plane * n_y + y) * n_x + x)
+                            if at >= 0 and (label < 0 or target_labels[at] < label):
+                                label = target_labels[at]
                 k -= 1
             dy += 1
         out[n] = label
