@@ -161,8 +161,8 @@ def recording_choices(calls: list):
     """
     choose = distances._choose_method
 
-    def noted(*args):
-        calls.append((args, choose(*args)))
+    def noted(*args, **kwargs):
+        calls.append((args, choose(*args, **kwargs)))
         return calls[-1][1]
 
     distances._choose_method = noted

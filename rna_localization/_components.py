@@ -9,8 +9,9 @@ with :func:`nonzero_voxels` and numbers its objects with
 one read of the mask), never holding a label image of the volume;
 :meth:`~rna_localization.objects.ObjectVoxels.find` finds an ascending list's
 voxels in another with :func:`sorted_positions`; the distances bound their
-voxels with :func:`voxel_box`. They release the GIL and are compiled once (and
-cached on disk).
+voxels with :func:`voxel_box`, group them by object with :func:`by_label` and
+take each object's least distance with :func:`object_minima`.
+They release the GIL and are compiled once (and cached on disk).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["face_components", "nonzero_voxels", "sorted_positions", "voxel_box"]
+__all__ = ["by_label", "face_components", "nonzero_voxels", "object_minima", "sorted_positions",
+           "voxel_box"]
 
 
 @njit(cache=True, nogil=True)
@@ -253,3 +255,92 @@ def voxel_box(voxels, n_y, n_x, box):
         x = v - row_start
         box[4] = min(box[4], x)
         box[5] = max(box[5], x)
+
+
+@njit(cache=True, nogil=True)
+def by_label(voxels, labels, high):
+    """`voxels` and `labels` ordered by label, stably: a counting sort.
+
+    The same order as ``np.argsort(labels, kind="stable")``, in two passes
+    over the voxels and one over the labels' range, without a comparison sort.
+
+    Parameters
+    ----------
+    voxels : (N,) ndarray of int64
+    labels : (N,) ndarray of int
+        Each voxel's label, from 0 to `high`.
+    high : int
+        The largest label (the counts take ``8 * (high + 2)`` bytes).
+
+    Returns
+    -------
+    voxels, labels : (N,) ndarray of int64
+
+    Examples
+    --------
+    >>> by_label(np.array([10, 11, 12, 13]), np.array([2, 1, 2, 1]), 2)
+    (array([11, 13, 10, 12]), array([1, 1, 2, 2]))
+    """
+    starts = np.zeros(high + 2, np.int64)
+    for i in range(labels.size):
+        starts[labels[i] + 1] += 1
+    for label in range(1, high + 2):
+        starts[label] += starts[label - 1]
+    out_voxels = np.empty(voxels.size, np.int64)
+    out_labels = np.empty(labels.size, np.int64)
+    for i in range(labels.size):
+        label = labels[i]
+        at = starts[label]
+        starts[label] = at + 1
+        out_voxels[at] = voxels[i]
+        out_labels[at] = label
+    return out_voxels, out_labels
+
+
+@njit(cache=True, nogil=True)
+def object_minima(keys, table, values, squared, n_objects, rtol):
+    """Each object's least value over its voxels, and the voxels as near, to a tolerance.
+
+    Voxel ``i`` belongs to object ``table[keys[i]]``. Two passes over the
+    voxels, no array of theirs made on the way.
+
+    Parameters
+    ----------
+    keys : (N,) ndarray of int
+    table : ndarray of int64
+        Each key's object, from 0 to ``n_objects - 1``.
+    values : (N,) ndarray of float64
+        Each voxel's value (any stride); its square root is taken when `squared`.
+    squared : bool
+    n_objects : int
+    rtol : float
+        A voxel is as near as its object's least value ``m`` when its value is at
+        most ``m * (1 + rtol) + 1e-12``.
+
+    Returns
+    -------
+    minima : (n_objects,) ndarray of float64
+        Infinite for an object without a voxel.
+    near : (M,) ndarray of int64
+        The voxels as near as their object's least value, ascending.
+
+    Examples
+    --------
+    >>> table = np.array([0, 0, 0, 0, 0, 0, 0, 1])  # key 5: object 0; key 7: object 1
+    >>> object_minima(np.array([5, 7, 5]), table, np.array([4.0, 9.0, 6.25]), True, 3, 0.0)
+    (array([ 2.,  3., inf]), array([0, 1]))
+    """
+    minima = np.full(n_objects, np.inf)
+    for i in range(keys.size):
+        value = np.sqrt(values[i]) if squared else values[i]
+        row = table[keys[i]]
+        if value < minima[row]:
+            minima[row] = value
+    near = np.empty(keys.size, np.int64)
+    count = 0
+    for i in range(keys.size):
+        value = np.sqrt(values[i]) if squared else values[i]
+        if value <= minima[table[keys[i]]] * (1.0 + rtol) + 1e-12:
+            near[count] = i
+            count += 1
+    return minima, near[:count].copy()

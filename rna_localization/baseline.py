@@ -186,7 +186,7 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
 
     def transform(planes: range) -> None:  # one thread's planes, with its scratch arrays
         scratch = (np.empty((n_y, n_x), np.int32), np.empty(n_x, np.int64),
-                   np.empty(n_x, np.int64), np.empty(n_x + 1))
+                   np.empty(n_x, np.int64), np.empty((n_x + 1, 3)))
         for i in planes:
             plane_offsets(target[sources[i]], weights[0], weights[1], reach[1] + 1,
                           reach[2] + 1, reach[2] + 2, offsets[i], *scratch)

@@ -271,7 +271,7 @@ def nearest_distances(
             [(target_voxels, target_labels), (source_voxels, source_labels)], min(threads, 2))
         if shared.any():
             done = object_ids[distance == 0.0]
-            source_boundary = source_boundary[~np.isin(source_labels[source_boundary], done)]
+            source_boundary = source_boundary[~_in_labels(source_labels[source_boundary], done)]
         if source_boundary.size and target_boundary.size:
             _nearest_from_boundaries(
                 shape, source_voxels[source_boundary], source_labels[source_boundary],
@@ -284,18 +284,37 @@ def nearest_distances(
     return pd.DataFrame({"object_id": object_ids, "distance": distance, "target_id": nearest})
 
 
-def _present_labels(labels: np.ndarray) -> np.ndarray:
-    """The distinct values of `labels`, ascending, as int64.
+def _countable(labels: np.ndarray) -> int | None:
+    """The largest of `labels` when they can be counted, else None.
 
-    Labels numbered from 1 (as :func:`label_objects` numbers them) are counted,
-    several times faster than sorting or hashing them; others are hashed.
+    Labels numbered from 1 (as :func:`label_objects` numbers them) are
+    counted, several times faster than sorting or hashing them; labels far
+    larger than their number (or negative, or not integers) are not.
     """
     if labels.size and labels.dtype.kind in "iu":
         low, high = int(labels.min()), int(labels.max())
         if low >= 0 and high <= 4 * labels.size + 1024:
-            counts = np.bincount(labels.astype(np.intp, copy=False), minlength=high + 1)
-            return np.flatnonzero(counts).astype(np.int64)
+            return high
+    return None
+
+
+def _present_labels(labels: np.ndarray) -> np.ndarray:
+    """The distinct values of `labels`, ascending, as int64."""
+    high = _countable(labels)
+    if high is not None:
+        counts = np.bincount(labels.astype(np.intp, copy=False), minlength=high + 1)
+        return np.flatnonzero(counts).astype(np.int64)
     return np.unique(labels).astype(np.int64)
+
+
+def _in_labels(labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Whether each of `labels` is one of `chosen` (``np.isin``, by a table when countable)."""
+    high = _countable(labels)
+    if high is None:
+        return np.isin(labels, chosen)
+    table = np.zeros(high + 1, dtype=bool)
+    table[chosen[chosen <= high]] = True
+    return table[labels]
 
 
 def _nearest_from_boundaries(
@@ -306,64 +325,84 @@ def _nearest_from_boundaries(
 
     `source_voxels` and `target_voxels` are the flat indices of boundary voxels
     (ascending), with their labels; `threads` share the queries or the transforms.
+    The minima per object are taken by each voxel's row in `object_ids`, in any
+    order: only the KD-tree's pruning needs the voxels grouped by object.
     """
     def points(voxels: np.ndarray) -> np.ndarray:  # flat indices -> microns
         return np.column_stack(np.unravel_index(voxels, shape)) * scale
 
-    target_labels = target_labels.astype(np.int64)
-    # Sorted in the labels' own dtype: a radix sort for labels of 8 or 16 bits.
-    order = np.argsort(source_labels, kind="stable")
-    source_voxels, source_labels = source_voxels[order], source_labels[order].astype(np.int64)
+    from ._components import by_label, object_minima  # compiled on first use (numba)
 
-    starts = _group_starts(source_labels)
+    target_labels = target_labels.astype(np.int64)
+    keys, table = _row_table(object_ids, source_labels)  # each voxel's row: table[keys]
     if max(shape[1], shape[2]) >= _EDT_MAX_SIDE:  # the transforms' offsets hold 16 bits a side
         method = "kdtree"
-    elif method == "auto":
-        method = _choose_method(source_voxels, target_voxels, shape, starts.size)
+    box = None
+    if method == "auto":  # the transforms' box serves the choice and the transforms
+        n_objects = int(np.count_nonzero(np.bincount(keys)))  # keys: one per object
+        box = _box(source_voxels, target_voxels, shape)
+        method = _choose_method(source_voxels, target_voxels, shape, n_objects, box=box)
     # How far past a voxel's own squared distance the transforms keep the other planes' exact.
     tie_factor = (1.0 + tie_rtol) ** 2 * (1.0 + 1e-6)
     if method == "edt":  # every boundary voxel: the transforms cost little per voxel
         transforms = _edt_distances(source_voxels, target_voxels, shape, scale, threads,
-                                    tie_factor)
-        voxel_distance = np.sqrt(transforms.best)
-    else:  # only the voxels that may be nearest or tied are queried
+                                    tie_factor, box=box)
+        object_min, candidates = object_minima(keys, table, transforms.best, True,
+                                               object_ids.size, tie_rtol)
+    else:  # only the voxels that may be nearest or tied are queried, object by object
+        source_voxels, keys = by_label(source_voxels.astype(np.int64, copy=False), table[keys],
+                                       object_ids.size - 1)
+        table = np.arange(object_ids.size)
         tree = _tree(points(target_voxels))
         source_points = points(source_voxels)
-        needed, bound = _prune(tree, source_points, starts, threads, tie_rtol)
+        needed, bound = _prune(tree, source_points, _group_starts(keys), threads, tie_rtol)
         voxel_distance = np.full(len(source_voxels), np.inf)
         neighbours, neighbour_index = _query_within(tree, source_points[needed], bound, threads,
                                                     k=_TIE_NEIGHBOURS)
         voxel_distance[needed] = neighbours[:, 0]
-    object_min = np.minimum.reduceat(voxel_distance, starts)
-    rows = np.searchsorted(object_ids, source_labels[starts])
-    distance[rows] = object_min
+        object_min, candidates = object_minima(keys, table, voxel_distance, False,
+                                               object_ids.size, tie_rtol)
+    measured = object_min < np.inf  # the objects with a voxel here
+    distance[measured] = object_min[measured]
 
     # Ties: every target voxel within the object's minimum (to rounding) is a
     # candidate; the smallest target label among them wins.
-    counts = np.diff(np.r_[starts, source_labels.size])
-    radius = np.repeat(object_min * (1.0 + tie_rtol) + 1e-12, counts)
-    candidates = np.flatnonzero(voxel_distance <= radius)
+    rows = table[keys[candidates]]
+    radius = object_min[rows] * (1.0 + tie_rtol) + 1e-12
     if method == "edt":
-        best = _edt_tied_labels(transforms, candidates, source_voxels[candidates],
-                                radius[candidates], target_voxels, target_labels, shape, scale,
-                                tie_factor, threads)
+        best = _edt_tied_labels(transforms, candidates, source_voxels[candidates], radius,
+                                target_voxels, target_labels, shape, scale, tie_factor, threads)
         # Voxels whose other planes may hold a target voxel as near (exact ties across
         # planes; rare): a few nearest target voxels, searched no farther than the radius.
         rest = np.flatnonzero(best < 0)
         if rest.size:
             tree = _tree(points(target_voxels))
             rest_points = points(source_voxels[candidates[rest]])
-            found = _query_within(tree, rest_points, radius[candidates[rest]], threads,
-                                  k=_TIE_NEIGHBOURS)
-            best[rest] = _tied_labels(tree, target_labels, rest_points,
-                                      radius[candidates[rest]], *found, threads)
+            found = _query_within(tree, rest_points, radius[rest], threads, k=_TIE_NEIGHBOURS)
+            best[rest] = _tied_labels(tree, target_labels, rest_points, radius[rest], *found,
+                                      threads)
     else:
         at = np.searchsorted(needed, candidates)
-        best = _tied_labels(tree, target_labels, source_points[candidates], radius[candidates],
+        best = _tied_labels(tree, target_labels, source_points[candidates], radius,
                             neighbours[at], neighbour_index[at], threads)
-    groups = _group_starts(source_labels[candidates])
-    target_id[np.searchsorted(object_ids, source_labels[candidates][groups])] = (
-        np.minimum.reduceat(best, groups))
+    smallest = np.full(object_ids.size, np.iinfo(np.int64).max)
+    np.minimum.at(smallest, rows, best)
+    target_id[measured] = smallest[measured]
+
+
+def _row_table(object_ids: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(keys, table)``: ``table[keys]`` is each of `labels`' position in `object_ids`.
+
+    `object_ids` ascend and hold every one of `labels`. Countable labels are
+    their own keys into a table by label; others are looked up once.
+    """
+    high = _countable(labels)
+    if high is None:
+        return np.searchsorted(object_ids, labels), np.arange(object_ids.size)
+    table = np.zeros(high + 1, dtype=np.int64)
+    kept = object_ids <= high
+    table[object_ids[kept]] = np.flatnonzero(kept)
+    return labels, table
 
 
 def _tree(points: np.ndarray) -> cKDTree:
@@ -521,12 +560,12 @@ class _Transforms(NamedTuple):
 
     best: np.ndarray  # squared distance to the nearest target voxel
     second: np.ndarray  # least over the other planes (exact below best * tie_factor)
-    plane: np.ndarray  # the plane of the stack `best` came from
-    offset: np.ndarray  # the offset there, |dy| << OFFSET_BITS | |dx|
+    plane: np.ndarray  # the plane of the stack `best` came from (int32)
+    offset: np.ndarray  # the offset there, |dy| << OFFSET_BITS | |dx| (uint32)
 
 
 def _edt_distances(source_voxels, target_voxels, shape, scale, threads: int = 1,
-                   tie_factor: float = 1.0) -> _Transforms:
+                   tie_factor: float = 1.0, box: tuple[slice, ...] | None = None) -> _Transforms:
     """Squared distance from each source voxel to the nearest target voxel, by exact transforms.
 
     Separable: the squared distance from a voxel at plane z to the nearest target
@@ -541,16 +580,23 @@ def _edt_distances(source_voxels, target_voxels, shape, scale, threads: int = 1,
     planes are shared among `threads` threads, each keeping its own best, then
     the least. Each voxel also gets the plane and offset of its best, and its
     least over the other planes: :func:`_edt_tied_labels` names ties from them.
-    The box's planes must be narrower than ``2**OFFSET_BITS`` pixels each way.
+    The box's planes must be narrower than ``2**OFFSET_BITS`` pixels each way;
+    `box` is :func:`_box` of both sets, when the caller has it already.
     """
-    from ._envelopes import OFFSET_BITS, nearest_at_points, plane_offsets  # compiled (numba)
+    from ._envelopes import (  # compiled on first use (numba)
+        OFFSET_BITS,
+        box_points,
+        merge_nearest,
+        nearest_at_points,
+        plane_offsets,
+    )
 
-    box = _box(source_voxels, target_voxels, shape)
+    box = _box(source_voxels, target_voxels, shape) if box is None else box
     origin = np.array([s.start for s in box])
     n_y, n_x = (s.stop - s.start for s in box[1:])
-    source = [c - o for c, o in zip(np.unravel_index(source_voxels, shape), origin)]
     target = [c - o for c, o in zip(np.unravel_index(target_voxels, shape), origin)]
-    points = (source[0].astype(np.int64) << 32) | (source[1] * n_x + source[2])
+    points = box_points(source_voxels.astype(np.int64, copy=False), int(shape[1]), int(shape[2]),
+                        *(int(o) for o in origin), n_x)
     # No offset in the box reaches (n_y, n_x): nothing is capped.
     compare = (1.0, 1.0) if scale[1] == scale[2] else (scale[1] ** 2, scale[2] ** 2)
     weights = [float(w) ** 2 for w in scale]
@@ -563,7 +609,7 @@ def _edt_distances(source_voxels, target_voxels, shape, scale, threads: int = 1,
         plane = np.zeros((n_y, n_x), dtype=bool)
         offsets = np.empty((n_y, n_x), dtype=np.uint32)
         along_y = np.empty((n_y, n_x), dtype=np.int32)
-        scratch = np.empty(n_x, np.int64), np.empty(n_x, np.int64), np.empty(n_x + 1)
+        scratch = np.empty(n_x, np.int64), np.empty(n_x, np.int64), np.empty((n_x + 1, 3))
         for members in group:
             plane[:] = False
             plane[target[1][members], target[2][members]] = True
@@ -577,15 +623,10 @@ def _edt_distances(source_voxels, target_voxels, shape, scale, threads: int = 1,
     groups = [planes[i::threads] for i in range(threads)]
     found = in_threads(nearest, groups, threads)
     state, plane, offset = found[0]
-    best, second = state[:, 0], state[:, 1]
-    for other, other_plane, other_offset in found[1:]:  # disjoint planes: the least of the bests
-        nearer = other[:, 0] < best
-        second = np.minimum(np.minimum(second, other[:, 1]),
-                            np.where(nearer, best, other[:, 0]))
-        best = np.where(nearer, other[:, 0], best)
-        plane = np.where(nearer, other_plane, plane)
-        offset = np.where(nearer, other_offset, offset)
-    return _Transforms(best, second, plane.astype(np.int64) + origin[0], offset.astype(np.int64))
+    for other in found[1:]:  # disjoint planes: the least of the bests
+        merge_nearest(state, plane, offset, *other)
+    plane += np.int32(origin[0])  # the box's planes, numbered as the stack's
+    return _Transforms(state[:, 0], state[:, 1], plane, offset)
 
 
 def _edt_tied_labels(transforms: _Transforms, rows, voxels, radius, target_voxels,
@@ -607,7 +648,9 @@ def _edt_tied_labels(transforms: _Transforms, rows, voxels, radius, target_voxel
     picked = rows[alone]
     z, y, x = (c.astype(np.int64) for c in np.unravel_index(voxels[alone], shape))
     weights = [float(w) ** 2 for w in scale]
-    plane, offset, limit = transforms.plane[picked], transforms.offset[picked], limit[alone]
+    plane, offset = (transforms.plane[picked].astype(np.int64),
+                     transforms.offset[picked].astype(np.int64))
+    limit = limit[alone]
 
     def labels(part: slice) -> np.ndarray:
         return nearest_labels(z[part], y[part], x[part], plane[part], offset[part], limit[part],
@@ -633,22 +676,28 @@ def _cost_terms(n_objects: int, n_targets: int, n_sources: int, planes: int,
             np.array([per_object, planes * plane, planes * n_sources], dtype=np.float64))
 
 
-def _transform_size(source_voxels, target_voxels, shape) -> tuple[int, int]:
-    """(planes holding a target voxel, pixels of a plane of the box around both sets)."""
-    box = _box(source_voxels, target_voxels, shape)
+def _transform_size(source_voxels, target_voxels, shape, box=None) -> tuple[int, int]:
+    """(planes holding a target voxel, pixels of a plane of the box around both sets).
+
+    `box` is :func:`_box` of both sets, when the caller has it already.
+    """
+    box = _box(source_voxels, target_voxels, shape) if box is None else box
     plane = (box[1].stop - box[1].start) * (box[2].stop - box[2].start)
     return int(np.unique(target_voxels // (shape[1] * shape[2])).size), int(plane)
 
 
-def _choose_method(source_voxels, target_voxels, shape, n_objects: int) -> str:
-    """``"kdtree"`` or ``"edt"``, whichever the cost model (module constants) says is faster."""
+def _choose_method(source_voxels, target_voxels, shape, n_objects: int, box=None) -> str:
+    """``"kdtree"`` or ``"edt"``, whichever the cost model (module constants) says is faster.
+
+    `box` is :func:`_box` of both sets, when the caller has it already.
+    """
     # The planes hold at least every target voxel, and each source voxel meets at
     # least one of them: a lower bound of the transforms' cost often settles it.
     kd, edt = _cost_terms(n_objects, len(target_voxels), len(source_voxels), 1,
                           len(target_voxels))
     if _KD_COSTS @ kd <= _EDT_COSTS @ edt:
         return "kdtree"
-    planes, plane = _transform_size(source_voxels, target_voxels, shape)
+    planes, plane = _transform_size(source_voxels, target_voxels, shape, box)
     if plane > _EDT_MAX_VOXELS:
         return "kdtree"
     edt = _cost_terms(n_objects, len(target_voxels), len(source_voxels), planes, plane)[1]

@@ -467,7 +467,7 @@ def test_in_plane_offsets_point_to_a_nearest_target_pixel_on_a_wide_plane(weight
             out = np.empty((n_y, n_x), np.uint32)
             plane_offsets(plane, weights[0], weights[1], cap_y, cap_x, stride, out,
                           np.empty((n_y, n_x), np.int32), np.empty(n_x, np.int64),
-                          np.empty(n_x, np.int64), np.empty(n_x + 1))
+                          np.empty(n_x, np.int64), np.empty((n_x + 1, 3)))
             dy, dx = out // stride, out % stride
             assert dy.max() <= cap_y
             assert dx.max() <= cap_x

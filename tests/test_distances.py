@@ -187,6 +187,130 @@ def test_the_transforms_planes_shared_among_threads_give_every_pairs_distance(th
     assert (got.second[~near] >= exact[~near] * factor * (1 - 1e-12)).all()
 
 
+def test_points_are_packed_with_their_plane_and_place_in_the_box():
+    """box_points against np.unravel_index, in any order, up to flat indices past 2**40 (its
+    quotients are taken in float64 and corrected)."""
+    from rna_localization._envelopes import box_points
+
+    rng = np.random.default_rng(3)
+    for shape in [(5, 7, 11), (40, 1000, 999), (3000, 60_000, 60_001)]:
+        lows = [int(rng.integers(0, n // 2 + 1)) for n in shape]
+        highs = [int(rng.integers(low, n)) for low, n in zip(lows, shape)]
+        coordinates = [rng.integers(low, high + 1, 5000) for low, high in zip(lows, highs)]
+        # Voxels on the box's corners and on plane and row boundaries (exact quotients).
+        coordinates = [np.r_[c, low, high, low, high] for c, low, high in zip(coordinates, lows,
+                                                                             highs)]
+        flat = np.ravel_multi_index(coordinates, shape).astype(np.int64)
+        box_x = highs[2] - lows[2] + 1
+        packed = box_points(flat, shape[1], shape[2], *lows, box_x)
+        np.testing.assert_array_equal(packed >> 32, coordinates[0] - lows[0])
+        np.testing.assert_array_equal(packed & 0xFFFFFFFF, (coordinates[1] - lows[1]) * box_x
+                                      + coordinates[2] - lows[2])
+    # Rows' first voxels, where a rounded quotient must be corrected: with rows of 49
+    # voxels, or planes of 999,000, k times the divisor times its rounded reciprocal falls
+    # below k for many k. The box is narrower than the rows, so a row's error shows.
+    for shape, ys in [((60, 49, 49), range(49)), ((300, 1000, 999), [0, 999])]:
+        middle = shape[2] // 2
+        coordinates = [c.ravel() for c in np.meshgrid(np.arange(shape[0]), ys, [0, middle],
+                                                     indexing="ij")]
+        flat = np.ravel_multi_index(coordinates, shape).astype(np.int64)
+        packed = box_points(flat, shape[1], shape[2], 0, 0, 0, middle + 1)
+        np.testing.assert_array_equal(packed >> 32, coordinates[0])
+        np.testing.assert_array_equal(packed & 0xFFFFFFFF, coordinates[1] * (middle + 1)
+                                      + coordinates[2])
+
+
+def test_two_threads_findings_merge_into_the_least_two():
+    """merge_nearest against sorting each point's four values: the best of both, and as the
+    least over the other planes the second of the four (each state's own pair being ordered);
+    the plane and offset of the best, the first state's where both bests are equal."""
+    from rna_localization._envelopes import merge_nearest
+
+    rng = np.random.default_rng(8)
+    n = 2000
+    states = [np.sort(rng.integers(0, 6, (n, 2)).astype(float), axis=1) for _ in range(2)]
+    states[1][:50] = np.inf  # a thread whose planes reached none of these points
+    planes = [rng.integers(0, 30, n).astype(np.int32) for _ in range(2)]
+    offsets = [rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32) for _ in range(2)]
+    want = np.sort(np.hstack(states), axis=1)
+    first_wins = states[0][:, 0] <= states[1][:, 0]
+    want_plane = np.where(first_wins, planes[0], planes[1])
+    want_offset = np.where(first_wins, offsets[0], offsets[1])
+    state, plane, offset = states[0].copy(), planes[0].copy(), offsets[0].copy()
+    merge_nearest(state, plane, offset, states[1], planes[1], offsets[1])
+    np.testing.assert_array_equal(state, want[:, :2])
+    np.testing.assert_array_equal(plane, want_plane)
+    np.testing.assert_array_equal(offset, want_offset)
+
+
+def test_voxels_grouped_by_label_in_a_stable_order():
+    """by_label (a counting sort) against np.argsort(kind="stable"), labels 0 to high with
+    some absent, in every integer width the distances pass."""
+    from rna_localization._components import by_label
+
+    rng = np.random.default_rng(4)
+    for dtype, high in [(np.uint8, 200), (np.uint16, 3000), (np.int32, 70_000), (np.int64, 5)]:
+        labels = rng.choice(np.arange(0, high + 1, 3), 10_000).astype(dtype)
+        labels[0] = high
+        voxels = np.sort(rng.choice(10**9, labels.size, replace=False)).astype(np.int64)
+        order = np.argsort(labels, kind="stable")
+        got_voxels, got_labels = by_label(voxels, labels, high)
+        np.testing.assert_array_equal(got_voxels, voxels[order])
+        np.testing.assert_array_equal(got_labels, labels[order])
+        assert got_labels.dtype == np.int64
+
+
+@pytest.mark.parametrize("squared", [True, False])
+def test_object_minima_match_a_reduction_per_object(squared):
+    """object_minima against a loop over the objects: each object's least value (of square
+    roots when asked, from a strided column as the transforms give), infinite for an object
+    without a voxel, and the voxels within the tolerance of their object's least."""
+    from rna_localization._components import object_minima
+
+    rng = np.random.default_rng(6)
+    n_objects, rtol = 300, 1e-3
+    keys = rng.integers(0, 1000, 20_000)
+    table = rng.integers(0, n_objects - 5, 1000)  # the last five objects have no voxel
+    state = rng.random((keys.size, 2)) * 50
+    values = state[:, 0]  # a strided view
+    rows = table[keys]
+    # An object at 0, with voxels within and past the absolute tolerance (1e-12).
+    tiny = np.flatnonzero(rows == rows[0])[:3]
+    values[tiny] = np.array([0.0, 5e-13, 2e-12]) ** (2 if squared else 1)
+    # Some voxels just within the tolerance of their object's least value.
+    least = pd.Series(np.sqrt(values) if squared else values).groupby(rows).min()
+    close = rng.choice(keys.size, 200, replace=False)
+    near_least = least[rows[close]].to_numpy() * (1 + rtol / 2)
+    values[close] = near_least ** 2 if squared else near_least
+    minima, near = object_minima(keys, table, values, squared, n_objects, rtol)
+    plain = np.sqrt(values) if squared else values
+    for row in range(n_objects):
+        mine = plain[rows == row]
+        assert minima[row] == (mine.min() if mine.size else np.inf)
+    want = np.flatnonzero(plain <= minima[rows] * (1 + rtol) + 1e-12)
+    assert 0 < want.size < keys.size
+    assert (plain[want] > minima[rows[want]]).any()
+    assert tiny[1] in want
+    assert tiny[2] not in want
+    np.testing.assert_array_equal(near, want)
+
+
+@pytest.mark.parametrize("method", ["kdtree", "edt"])
+def test_labels_far_larger_than_their_number_match_all_pairs(method):
+    """Labels too large to count by table (scattered up to 2**31 - 1) are looked up instead."""
+    rng = np.random.default_rng(12)
+    shape = (6, 15, 14)
+    source = label_objects(rng.random(shape) > 0.85)
+    target = label_objects(rng.random(shape) > 0.95)
+    for image in (source, target):
+        ids = rng.choice(2**31 - 1, image.max() + 1, replace=False).astype(np.int32)
+        ids[0] = 0
+        image[:] = ids[image]
+    assert source.max() > 4 * np.count_nonzero(source) + 1024
+    result = nearest_distances(source, target, (0.3, 0.1, 0.1), method=method)
+    _compare(result, oracles.distances(source, target, (0.3, 0.1, 0.1)))
+
+
 @pytest.mark.parametrize("scale", [(0.3, 0.1, 0.1), (0.3, 0.1, 0.13)])
 @pytest.mark.parametrize("widen", [1e-9, 0.3])
 def test_labels_in_the_best_plane_match_all_pairs(scale, widen):
