@@ -9,8 +9,10 @@ with :func:`nonzero_voxels` and numbers its objects with
 one read of the mask), never holding a label image of the volume;
 :meth:`~rna_localization.objects.ObjectVoxels.find` finds an ascending list's
 voxels in another with :func:`sorted_positions`; the distances bound their
-voxels with :func:`voxel_box`, group them by object with :func:`by_label` and
-take each object's least distance with :func:`object_minima`.
+voxels with :func:`voxel_box`, list the labels present with
+:func:`labels_present`, keep the boundary voxels of the objects still to measure
+with :func:`kept_voxels`, group them by object with :func:`by_label` and take
+each object's least distance with :func:`object_minima`.
 They release the GIL and are compiled once (and cached on disk).
 """
 
@@ -19,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["by_label", "face_components", "nonzero_voxels", "object_minima", "sorted_positions",
-           "voxel_box"]
+__all__ = ["by_label", "face_components", "kept_voxels", "labels_present", "nonzero_voxels",
+           "object_minima", "sorted_positions", "voxel_box"]
 
 
 @njit(cache=True, nogil=True)
@@ -344,3 +346,43 @@ def object_minima(keys, table, values, squared, n_objects, rtol):
             near[count] = i
             count += 1
     return minima, near[:count].copy()
+
+
+@njit(cache=True, nogil=True)
+def labels_present(labels, high):
+    """Whether each label from 0 to `high` is one of `labels` (all of them at most `high`).
+
+    Examples
+    --------
+    >>> labels_present(np.array([3, 1, 3], np.uint8), 4)
+    array([False,  True, False,  True, False])
+    """
+    present = np.zeros(high + 1, np.bool_)
+    for i in range(labels.size):
+        present[labels[i]] = True
+    return present
+
+
+@njit(cache=True, nogil=True)
+def kept_voxels(voxels, labels, chosen, skipped):
+    """The `chosen` voxels (a mask) whose label is not `skipped` (a table by label), with
+    their labels: one pass to count them, one to copy them.
+
+    Examples
+    --------
+    >>> kept_voxels(np.array([4, 5, 6, 7]), np.array([1, 2, 1, 2]),
+    ...             np.array([True, True, False, True]), np.array([False, False, True]))
+    (array([4]), array([1]))
+    """
+    count = 0
+    for i in range(voxels.size):
+        count += chosen[i] and not skipped[labels[i]]
+    out_voxels = np.empty(count, voxels.dtype)
+    out_labels = np.empty(count, labels.dtype)
+    k = 0
+    for i in range(voxels.size):
+        if chosen[i] and not skipped[labels[i]]:
+            out_voxels[k] = voxels[i]
+            out_labels[k] = labels[i]
+            k += 1
+    return out_voxels, out_labels

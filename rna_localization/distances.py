@@ -266,16 +266,14 @@ def nearest_distances(
             target_id[rows] = tgt[first]
 
         # Empty only when one target fills the whole stack: then every object overlaps it.
-        target_boundary, source_boundary = in_threads(
-            lambda voxels: _face_boundary(*voxels, shape),
-            [(target_voxels, target_labels), (source_voxels, source_labels)], min(threads, 2))
-        if shared.any():
-            done = object_ids[distance == 0.0]
-            source_boundary = source_boundary[~_in_labels(source_labels[source_boundary], done)]
-        if source_boundary.size and target_boundary.size:
+        done = object_ids[distance == 0.0]
+        (target_voxels, target_labels), (source_voxels, source_labels) = in_threads(
+            lambda named: _boundary_voxels(*named, shape),
+            [(target_voxels, target_labels, done[:0]), (source_voxels, source_labels, done)],
+            min(threads, 2))
+        if source_voxels.size and target_voxels.size:
             _nearest_from_boundaries(
-                shape, source_voxels[source_boundary], source_labels[source_boundary],
-                target_voxels[target_boundary], target_labels[target_boundary],
+                shape, source_voxels, source_labels, target_voxels, target_labels,
                 scale, object_ids, distance, target_id, tie_rtol, threads, method,
             )
 
@@ -300,21 +298,31 @@ def _countable(labels: np.ndarray) -> int | None:
 
 def _present_labels(labels: np.ndarray) -> np.ndarray:
     """The distinct values of `labels`, ascending, as int64."""
+    from ._components import labels_present  # compiled on first use (numba)
+
     high = _countable(labels)
     if high is not None:
-        counts = np.bincount(labels.astype(np.intp, copy=False), minlength=high + 1)
-        return np.flatnonzero(counts).astype(np.int64)
+        return np.flatnonzero(labels_present(labels, high)).astype(np.int64)
     return np.unique(labels).astype(np.int64)
 
 
-def _in_labels(labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-    """Whether each of `labels` is one of `chosen` (``np.isin``, by a table when countable)."""
+def _boundary_voxels(voxels: np.ndarray, labels: np.ndarray, done: np.ndarray,
+                     shape) -> tuple[np.ndarray, np.ndarray]:
+    """The face-boundary voxels (:func:`_face_boundary`) and their labels, but those of the
+    labels `done`; countable labels in one compiled pass, without a mask's positions."""
+    if voxels.size == 0:
+        return voxels, labels
+    from ._components import kept_voxels  # compiled on first use (numba)
+    from ._faces import face_boundary_mask
+
+    chosen = face_boundary_mask(voxels.astype(np.int64, copy=False), labels, *map(int, shape))
     high = _countable(labels)
     if high is None:
-        return np.isin(labels, chosen)
-    table = np.zeros(high + 1, dtype=bool)
-    table[chosen[chosen <= high]] = True
-    return table[labels]
+        chosen &= ~np.isin(labels, done)
+        return voxels[chosen], labels[chosen]
+    skipped = np.zeros(high + 1, dtype=bool)
+    skipped[done[done <= high]] = True
+    return kept_voxels(voxels, labels, chosen, skipped)
 
 
 def _nearest_from_boundaries(
@@ -339,7 +347,7 @@ def _nearest_from_boundaries(
         method = "kdtree"
     box = None
     if method == "auto":  # the transforms' box serves the choice and the transforms
-        n_objects = int(np.count_nonzero(np.bincount(keys)))  # keys: one per object
+        n_objects = int(np.isnan(distance).sum())  # the objects not measured yet
         box = _box(source_voxels, target_voxels, shape)
         method = _choose_method(source_voxels, target_voxels, shape, n_objects, box=box)
     # How far past a voxel's own squared distance the transforms keep the other planes' exact.

@@ -260,6 +260,26 @@ def test_voxels_grouped_by_label_in_a_stable_order():
         assert got_labels.dtype == np.int64
 
 
+def test_labels_present_and_voxels_kept_match_numpy():
+    """labels_present against np.unique, kept_voxels against boolean indexing (a mask of
+    voxels, and labels left out by a table)."""
+    from rna_localization._components import kept_voxels, labels_present
+
+    rng = np.random.default_rng(9)
+    for dtype in (np.uint8, np.uint16, np.int32, np.int64):
+        labels = rng.choice(np.arange(1, 250, 2), 5000).astype(dtype)
+        present = labels_present(labels, 260)
+        np.testing.assert_array_equal(np.flatnonzero(present), np.unique(labels))
+        voxels = np.sort(rng.choice(10**7, labels.size, replace=False)).astype(np.int64)
+        chosen = rng.random(labels.size) < 0.6
+        skipped = rng.random(261) < 0.3
+        want = chosen & ~skipped[labels]
+        got_voxels, got_labels = kept_voxels(voxels, labels, chosen, skipped)
+        np.testing.assert_array_equal(got_voxels, voxels[want])
+        np.testing.assert_array_equal(got_labels, labels[want])
+        assert got_labels.dtype == labels.dtype
+
+
 @pytest.mark.parametrize("squared", [True, False])
 def test_object_minima_match_a_reduction_per_object(squared):
     """object_minima against a loop over the objects: each object's least value (of square
