@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["by_label", "face_components", "kept_voxels", "labels_present", "nonzero_voxels",
-           "object_minima", "sorted_positions", "voxel_box"]
+__all__ = ["by_label", "face_components", "kept_voxels", "labels_present", "nonzero_labels",
+           "nonzero_voxels", "object_minima", "sorted_positions", "voxel_box"]
 
 
 @njit(cache=True, nogil=True)
@@ -53,6 +53,72 @@ def _fill_nonzero(flat, words, per, out):
             k += 1
 
 
+@njit(cache=True, nogil=True)
+def _fill_labels(flat, words, per, voxels, labels, low, high):
+    """:func:`_fill_nonzero`, also copying each non-zero value into `labels`; returns
+    the smallest and the largest of them (`low` and `high` when they hold none)."""
+    k = 0
+    for w in range(words.size):
+        if words[w] != 0:
+            for i in range(per * w, per * w + per):
+                value = flat[i]
+                if value != 0:
+                    voxels[k] = i
+                    labels[k] = value
+                    low = min(low, value)
+                    high = max(high, value)
+                    k += 1
+    for i in range(per * words.size, flat.size):
+        value = flat[i]
+        if value != 0:
+            voxels[k] = i
+            labels[k] = value
+            low = min(low, value)
+            high = max(high, value)
+            k += 1
+    return low, high
+
+
+def _words(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """`flat` as a native 1-D array, its leading bytes as uint64 words, and values per word."""
+    flat = np.ascontiguousarray(flat).reshape(-1)
+    if not flat.dtype.isnative:  # a big-endian file's array: zero in either byte order
+        flat = flat.view(flat.dtype.newbyteorder("="))
+    if flat.dtype == bool:
+        flat = flat.view(np.uint8)
+    per = 8 // flat.itemsize  # values in a word of 8 bytes
+    words = flat[: flat.size // per * per].view(np.uint64)
+    if not words.flags.aligned:  # a stack mapped at an odd offset: value by value
+        words = words[:0].copy()
+    return flat, words, per
+
+
+def nonzero_labels(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """:func:`nonzero_voxels` and the values there, in one pass after the count.
+
+    Returns the positions (int64), the values (`flat`'s dtype, native), and the
+    smallest and the largest value among them (0 and 0 when there is none).
+
+    Examples
+    --------
+    >>> nonzero_labels(np.array([0, 7, 0, 0, 0, 0, 0, 0, 0, 2], np.int32))
+    (array([1, 9]), array([7, 2], dtype=int32), 2, 7)
+    """
+    flat = np.asarray(flat)
+    if not flat.dtype.isnative:  # the values themselves are copied: in native byte order
+        flat = flat.astype(flat.dtype.newbyteorder("="))
+    flat, words, per = _words(flat)
+    count = _count_nonzero(flat)
+    voxels = np.empty(count, dtype=np.int64)
+    labels = np.empty(count, dtype=flat.dtype)
+    if count == 0:
+        return voxels, labels, 0, 0
+    info = np.iinfo(flat.dtype)
+    low, high = _fill_labels(flat, words, per, voxels, labels, flat.dtype.type(info.max),
+                             flat.dtype.type(info.min))
+    return voxels, labels, int(low), int(high)
+
+
 def nonzero_voxels(flat: np.ndarray) -> np.ndarray:
     """Positions of the non-zero values of a 1-D integer array, ascending, as int64.
 
@@ -74,16 +140,8 @@ def nonzero_voxels(flat: np.ndarray) -> np.ndarray:
     >>> nonzero_voxels(np.array([0, 3, 0, 0, 0, 0, 0, 0, 0, 255], np.uint8))
     array([1, 9])
     """
-    flat = np.ascontiguousarray(flat).reshape(-1)
-    if not flat.dtype.isnative:  # a big-endian file's array: zero in either byte order
-        flat = flat.view(flat.dtype.newbyteorder("="))
-    if flat.dtype == bool:
-        flat = flat.view(np.uint8)
+    flat, words, per = _words(flat)
     out = np.empty(_count_nonzero(flat), dtype=np.int64)
-    per = 8 // flat.itemsize  # values in a word of 8 bytes
-    words = flat[: flat.size // per * per].view(np.uint64)
-    if not words.flags.aligned:  # a stack mapped at an odd offset: value by value
-        words = words[:0].copy()
     _fill_nonzero(flat, words, per, out)
     return out
 
@@ -304,7 +362,7 @@ def object_minima(keys, table, values, squared, n_objects, rtol):
     """Each object's least value over its voxels, and the voxels as near, to a tolerance.
 
     Voxel ``i`` belongs to object ``table[keys[i]]``. Two passes over the
-    voxels, no array of theirs made on the way.
+    voxels, no array of theirs made on the way, and no square root taken in them.
 
     Parameters
     ----------
@@ -332,17 +390,29 @@ def object_minima(keys, table, values, squared, n_objects, rtol):
     >>> object_minima(np.array([5, 7, 5]), table, np.array([4.0, 9.0, 6.25]), True, 3, 0.0)
     (array([ 2.,  3., inf]), array([0, 1]))
     """
-    minima = np.full(n_objects, np.inf)
+    least = np.full(n_objects, np.inf)  # of the values as given
     for i in range(keys.size):
-        value = np.sqrt(values[i]) if squared else values[i]
         row = table[keys[i]]
-        if value < minima[row]:
-            minima[row] = value
+        if values[i] < least[row]:
+            least[row] = values[i]
+    # The square root is monotone and correctly rounded: the root of the least square is
+    # the least root, and each object's voxels as near are those whose value is at most
+    # the largest float whose root is within the tolerance.
+    minima = np.sqrt(least) if squared else least
+    limit = np.empty(n_objects)
+    for row in range(n_objects):
+        radius = minima[row] * (1.0 + rtol) + 1e-12
+        if not squared or radius == np.inf:
+            limit[row] = radius
+            continue
+        bound = radius * radius  # its root is the radius (IEEE rounding to nearest)
+        while np.sqrt(np.nextafter(bound, np.inf)) <= radius:
+            bound = np.nextafter(bound, np.inf)
+        limit[row] = bound
     near = np.empty(keys.size, np.int64)
     count = 0
     for i in range(keys.size):
-        value = np.sqrt(values[i]) if squared else values[i]
-        if value <= minima[table[keys[i]]] * (1.0 + rtol) + 1e-12:
+        if values[i] <= limit[table[keys[i]]]:
             near[count] = i
             count += 1
     return minima, near[:count].copy()

@@ -15,6 +15,10 @@ strictly closer to ``t``, so ``a`` was not nearest. Hence every nearest pair
 joins a voxel on A's face boundary to a voxel on T's face boundary (the same
 argument from ``t``'s side). Comparing boundary voxels only is therefore exact,
 ties included, while cutting the points of a solid object by a large factor.
+Comparing more (interior voxels too) is as exact: objects of a few dozen voxels
+(RNA spots) are nearly all boundary, so when the objects average fewer than
+:data:`_BOUNDARY_VOXELS_PER_OBJECT` voxels, all of theirs are compared, without
+the pass that looks for their boundary.
 Overlapping objects (distance 0) are found directly from the shared voxels.
 A target without boundary voxels is one object filling the whole stack: every
 object overlaps it.
@@ -109,6 +113,10 @@ _EDT_MAX_VOXELS = 1 << 25
 # Stacks this many pixels wide or high use the KD-tree (the transforms' offsets pack |dy| and
 # |dx| in 16 bits each).
 _EDT_MAX_SIDE = 1 << 16
+# Source objects averaging fewer voxels than this are compared whole (module docstring):
+# 97% of the voxels of 0.35 um balls on a 0.2 x 0.065 x 0.065 um grid (46 voxels) are on
+# their boundary, and the pass finding it took longer than the transforms spend on the rest.
+_BOUNDARY_VOXELS_PER_OBJECT = 64
 
 
 def _face_boundary(voxels: np.ndarray, labels: np.ndarray, shape) -> np.ndarray:
@@ -267,10 +275,11 @@ def nearest_distances(
 
         # Empty only when one target fills the whole stack: then every object overlaps it.
         done = object_ids[distance == 0.0]
+        small = source_voxels.size < _BOUNDARY_VOXELS_PER_OBJECT * n
         (target_voxels, target_labels), (source_voxels, source_labels) = in_threads(
             lambda named: _boundary_voxels(*named, shape),
-            [(target_voxels, target_labels, done[:0]), (source_voxels, source_labels, done)],
-            min(threads, 2))
+            [(target_voxels, target_labels, done[:0], True),
+             (source_voxels, source_labels, done, not small)], min(threads, 2))
         if source_voxels.size and target_voxels.size:
             _nearest_from_boundaries(
                 shape, source_voxels, source_labels, target_voxels, target_labels,
@@ -306,16 +315,21 @@ def _present_labels(labels: np.ndarray) -> np.ndarray:
     return np.unique(labels).astype(np.int64)
 
 
-def _boundary_voxels(voxels: np.ndarray, labels: np.ndarray, done: np.ndarray,
+def _boundary_voxels(voxels: np.ndarray, labels: np.ndarray, done: np.ndarray, boundary: bool,
                      shape) -> tuple[np.ndarray, np.ndarray]:
-    """The face-boundary voxels (:func:`_face_boundary`) and their labels, but those of the
-    labels `done`; countable labels in one compiled pass, without a mask's positions."""
+    """The face-boundary voxels (:func:`_face_boundary`; every voxel unless `boundary`) and
+    their labels, but those of the labels `done`; countable labels in one compiled pass,
+    without a mask's positions."""
     if voxels.size == 0:
         return voxels, labels
     from ._components import kept_voxels  # compiled on first use (numba)
     from ._faces import face_boundary_mask
 
-    chosen = face_boundary_mask(voxels.astype(np.int64, copy=False), labels, *map(int, shape))
+    if boundary:
+        chosen = face_boundary_mask(voxels.astype(np.int64, copy=False), labels,
+                                    *map(int, shape))
+    else:
+        chosen = np.ones(voxels.size, dtype=bool)
     high = _countable(labels)
     if high is None:
         chosen &= ~np.isin(labels, done)

@@ -198,16 +198,13 @@ class ObjectVoxels:
         if not np.issubdtype(label_image.dtype, np.integer):
             msg = f"{name} must hold integer labels; got dtype {label_image.dtype}."
             raise TypeError(msg)
-        from ._components import nonzero_voxels  # compiled on first use (numba)
+        from ._components import nonzero_labels  # compiled on first use (numba)
 
-        flat = label_image.reshape(-1)
-        voxels = nonzero_voxels(flat)
-        labels = flat[voxels]
-        if labels.size and np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
-            msg = f"{name} has negative labels (smallest {labels.min()}); labels must be >= 0."
+        voxels, labels, smallest, largest = nonzero_labels(label_image.reshape(-1))
+        if smallest < 0:
+            msg = f"{name} has negative labels (smallest {smallest}); labels must be >= 0."
             raise ValueError(msg)
-        largest = int(labels.max()) if labels.size else 0
-        return cls(tuple(label_image.shape), voxels.astype(np.int64, copy=False),
+        return cls(tuple(label_image.shape), voxels,
                    labels.astype(smallest_label_dtype(largest), copy=False))
 
     def find(self, flat) -> np.ndarray:

@@ -153,6 +153,25 @@ def test_each_method_matches_all_pairs_brute_force(method, spacing, seed):
     _compare(result, oracles.distances(source, target, spacing))
 
 
+@pytest.mark.parametrize("per_object", [0, 10**9])  # the boundary found, or every voxel
+@pytest.mark.parametrize("method", ["kdtree", "edt"])
+@pytest.mark.parametrize("seed", range(3))
+def test_interior_voxels_compared_or_not_give_every_pairs_answer(monkeypatch, seed, method,
+                                                                per_object):
+    """Source objects compared by their face boundary (large objects) or whole (small ones):
+    both exact, with solid objects holding interior voxels, overlaps and ties."""
+    from rna_localization import distances
+
+    monkeypatch.setattr(distances, "_BOUNDARY_VOXELS_PER_OBJECT", per_object)
+    rng = np.random.default_rng(90 + seed)
+    shape = (8, 16, 15)
+    source = label_objects(rng.random(shape) > 0.35)  # solid clumps, interiors included
+    target = label_objects(rng.random(shape) > 0.96)
+    spacing = (0.3, 0.1, 0.1)
+    result = nearest_distances(source, target, spacing, method=method, workers=2)
+    _compare(result, oracles.distances(source, target, spacing))
+
+
 @pytest.mark.parametrize("threads", [1, 2, 5])
 def test_the_transforms_planes_shared_among_threads_give_every_pairs_distance(threads):
     """_edt_distances on any number of threads (whatever the cores: the planes are dealt among
@@ -302,8 +321,22 @@ def test_object_minima_match_a_reduction_per_object(squared):
     close = rng.choice(keys.size, 200, replace=False)
     near_least = least[rows[close]].to_numpy() * (1 + rtol / 2)
     values[close] = near_least ** 2 if squared else near_least
+    # Others on the edge of the tolerance, by a float either way (where a square compared
+    # instead of a root must be exact).
+    edge = rng.choice(np.setdiff1d(np.arange(keys.size), np.r_[close, tiny]), 100, replace=False)
+    least = pd.Series(np.sqrt(values) if squared else values).groupby(rows).min()
+    radius = least[rows[edge]].to_numpy() * (1 + rtol) + 1e-12
+    bound = radius ** 2 if squared else radius.copy()
+    root = np.sqrt if squared else (lambda x: x)
+    for _ in range(4):
+        bound = np.where(root(bound) > radius, np.nextafter(bound, -np.inf), bound)
+        step = np.nextafter(bound, np.inf)
+        bound = np.where(root(step) <= radius, step, bound)
+    values[edge] = np.where(np.arange(edge.size) % 2 == 0, bound, np.nextafter(bound, np.inf))
     minima, near = object_minima(keys, table, values, squared, n_objects, rtol)
     plain = np.sqrt(values) if squared else values
+    assert np.isin(edge[::2], near).all()
+    assert not np.isin(edge[1::2], near).any()
     for row in range(n_objects):
         mine = plain[rows == row]
         assert minima[row] == (mine.min() if mine.size else np.inf)

@@ -99,6 +99,26 @@ def test_object_voxels_label_a_mask_as_a_flood_fill_does(shape, dtype):
         assert found.labels.dtype == (np.uint8 if expected.max() < 256 else np.uint16)
 
 
+def test_nonzero_labels_give_positions_values_and_their_range_as_numpy_does():
+    """nonzero_labels against np.flatnonzero and indexing: every width, signed values,
+    big-endian arrays (their values, not their bytes), unaligned buffers, none at all."""
+    from rna_localization._components import nonzero_labels
+
+    rng = np.random.default_rng(15)
+    for size in (0, 1, 7, 9, 1000):
+        for dtype in (np.uint8, np.int8, np.uint16, np.int32, np.int64, ">i4", ">u2"):
+            values = rng.integers(-100, 300, size) * (rng.random(size) < 0.1)
+            flat = np.clip(values, *(np.iinfo(np.dtype(dtype)).min, np.iinfo(np.dtype(dtype)).max))
+            flat = flat.astype(dtype)
+            where = np.flatnonzero(flat)
+            for array in (flat, np.frombuffer(b"\0" + flat.tobytes(), flat.dtype, offset=1)):
+                voxels, labels, low, high = nonzero_labels(array)
+                np.testing.assert_array_equal(voxels, where)
+                np.testing.assert_array_equal(labels, flat[where])
+                assert (low, high) == ((int(flat[where].min()), int(flat[where].max()))
+                                       if where.size else (0, 0))
+
+
 def test_nonzero_voxels_and_face_components_against_numpy_and_scikit_image():
     from rna_localization._components import face_components, nonzero_voxels
 
