@@ -98,8 +98,11 @@ DISTANCE_METHODS = ("auto", "kdtree", "edt")
 # 1.01), also with each image left out of the fit; the constants before it gave 1.57x on
 # the same measurements. Near the crossing, where both estimates agree within a few
 # percent, one best-of-2 timing on a shared machine moves that much: a first measurement
-# gave 1.55x with its own fit. `python -m benchmarks.fit_distance_costs` measures them
-# again and prints the constants.
+# gave 1.55x with its own fit. Measured again once the passes around the transforms were
+# compiled (the transforms 20-40% faster on dense images): these constants chose within
+# 1.37x (mean 1.010); a new fit, 1.34x (mean 1.005), but with no cost per source voxel
+# (on balls of one size it moves with the cost per object), so these stay.
+# `python -m benchmarks.fit_distance_costs` measures them again and prints the constants.
 _KD_SECONDS = 1.4e-6
 _EDT_PLANE_SECONDS = 4.4e-9
 _EDT_SOURCE_SECONDS = 1.07e-9
