@@ -34,48 +34,29 @@ def _count_nonzero(flat):
 
 
 @njit(cache=True, nogil=True)
-def _fill_nonzero(flat, words, per, out):
-    """Write the non-zero positions of `flat` into `out`, ascending.
+def _fill_nonzero(flat, words, per, voxels, values, low, high):
+    """Write the non-zero positions of `flat` into `voxels`, ascending, and their values into
+    `values`; return the smallest and the largest value (`low` and `high` without any).
 
     `words` is `flat`'s leading bytes as uint64, each holding `per` values: a
     zero word skips them at once, which is most of a sparse mask or label image.
     """
     k = 0
-    for w in range(words.size):
-        if words[w] != 0:
-            for i in range(per * w, per * w + per):
-                if flat[i] != 0:
-                    out[k] = i
-                    k += 1
-    for i in range(per * words.size, flat.size):
-        if flat[i] != 0:
-            out[k] = i
-            k += 1
-
-
-@njit(cache=True, nogil=True)
-def _fill_labels(flat, words, per, voxels, labels, low, high):
-    """:func:`_fill_nonzero`, also copying each non-zero value into `labels`; returns
-    the smallest and the largest of them (`low` and `high` when they hold none)."""
-    k = 0
-    for w in range(words.size):
-        if words[w] != 0:
-            for i in range(per * w, per * w + per):
-                value = flat[i]
-                if value != 0:
-                    voxels[k] = i
-                    labels[k] = value
-                    low = min(low, value)
-                    high = max(high, value)
-                    k += 1
-    for i in range(per * words.size, flat.size):
-        value = flat[i]
-        if value != 0:
-            voxels[k] = i
-            labels[k] = value
-            low = min(low, value)
-            high = max(high, value)
-            k += 1
+    for w in range(words.size + 1):
+        if w < words.size:  # a word's values, unless they are all zero
+            if words[w] == 0:
+                continue
+            first, stop = per * w, per * w + per
+        else:  # the values past the last whole word
+            first, stop = per * words.size, flat.size
+        for i in range(first, stop):
+            value = flat[i]
+            if value != 0:
+                voxels[k] = i
+                values[k] = value
+                low = min(low, value)
+                high = max(high, value)
+                k += 1
     return low, high
 
 
@@ -94,7 +75,7 @@ def _words(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def nonzero_labels(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """:func:`nonzero_voxels` and the values there, in one pass after the count.
+    """:func:`nonzero_voxels` and the values there, in the same pass.
 
     Returns the positions (int64), the values (`flat`'s dtype, native), and the
     smallest and the largest value among them (0 and 0 when there is none).
@@ -114,8 +95,8 @@ def nonzero_labels(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
     if count == 0:
         return voxels, labels, 0, 0
     info = np.iinfo(flat.dtype)
-    low, high = _fill_labels(flat, words, per, voxels, labels, flat.dtype.type(info.max),
-                             flat.dtype.type(info.min))
+    low, high = _fill_nonzero(flat, words, per, voxels, labels, flat.dtype.type(info.max),
+                              flat.dtype.type(info.min))
     return voxels, labels, int(low), int(high)
 
 
@@ -141,8 +122,10 @@ def nonzero_voxels(flat: np.ndarray) -> np.ndarray:
     array([1, 9])
     """
     flat, words, per = _words(flat)
-    out = np.empty(_count_nonzero(flat), dtype=np.int64)
-    _fill_nonzero(flat, words, per, out)
+    count = _count_nonzero(flat)
+    out = np.empty(count, dtype=np.int64)
+    zero = flat.dtype.type(0)
+    _fill_nonzero(flat, words, per, out, np.empty(count, flat.dtype), zero, zero)
     return out
 
 
