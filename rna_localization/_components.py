@@ -7,6 +7,8 @@ Pure array functions over flat (C order) indices, as
 with :func:`nonzero_voxels` and numbers its objects with
 :func:`face_components`, in time and memory linear in the object voxels (and
 one read of the mask), never holding a label image of the volume;
+:meth:`~rna_localization.objects.ObjectVoxels.from_label_image` lists a label
+image's with their labels (:func:`nonzero_labels`);
 :meth:`~rna_localization.objects.ObjectVoxels.find` finds an ascending list's
 voxels in another with :func:`sorted_positions`; the distances bound their
 voxels with :func:`voxel_box`, list the labels present with

@@ -54,8 +54,8 @@ def plane_offsets(plane, weight_y, weight_x, cap_y, cap_x, stride, out, along_y,
     y gets ``(cap_y, cap_x)``.
 
     The envelope along x compares where parabolas cross as fractions, by
-    cross-multiplying (no division on the loop's dependency chain: about
-    twice as fast), so with square pixels it stays in whole numbers.
+    cross-multiplying (no division on the loop's dependency chain: 15-20%
+    faster a plane), so with square pixels it stays in whole numbers.
 
     Parameters
     ----------

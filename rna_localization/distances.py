@@ -30,7 +30,7 @@ a KD-tree of the target boundary voxels (cost grows with the number of
 objects, the number of those target voxels, and how far the objects are from
 them) or from exact Euclidean distance transforms of the box around both:
 each plane holding a target voxel gets every pixel's offset to its nearest
-target pixel, read at every source boundary voxel (compiled loops,
+target pixel, read at every source voxel compared (compiled loops,
 :mod:`rna_localization._envelopes`; cost grows with those planes' area and the
 source voxels). ``method="auto"`` estimates both costs per image and picks
 the cheaper. Either way the object's minimum is the least over its voxels, and
@@ -323,7 +323,7 @@ def _boundary_voxels(voxels: np.ndarray, labels: np.ndarray, done: np.ndarray, b
     """The face-boundary voxels (:func:`_face_boundary`; every voxel unless `boundary`) and
     their labels, but those of the labels `done`; countable labels in one compiled pass,
     without a mask's positions."""
-    if voxels.size == 0:
+    if voxels.size == 0 or (not boundary and done.size == 0):
         return voxels, labels
     from ._components import kept_voxels  # compiled on first use (numba)
     from ._faces import face_boundary_mask
