@@ -7,10 +7,13 @@ or not at all. Where the tasks run:
 
 * ``workers = 1`` (and no scheduler): in this process, one after the other. No
   cluster is started: the fastest choice for small jobs and for tests.
-* ``workers = 0``: a "cluster of one" — a Dask ``LocalCluster`` with one
-  single-threaded worker process per core, on this machine's loopback interface,
-  behind mutual TLS with a certificate made for it (``Security.temporary``): other
-  users of the machine cannot connect to it and run code as you.
+* ``workers = 0``: in this process, :data:`IN_PROCESS_IMAGES` images at a time
+  on threads, while the images left would take less than
+  :data:`AUTO_CLUSTER_SECONDS`; then a "cluster of one" for the rest — a Dask
+  ``LocalCluster`` with one single-threaded worker process per core, on this
+  machine's loopback interface, behind mutual TLS with a certificate made for it
+  (``Security.temporary``): other users of the machine cannot connect to it and
+  run code as you.
 * ``workers = N``: a ``LocalCluster`` of N single-threaded worker processes.
 * ``scheduler = "tcp://host:8786"``: the workers of an existing Dask cluster
   (e.g. started by dask-jobqueue on SLURM); the database must then be a server
@@ -34,9 +37,11 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 from tqdm.auto import tqdm
@@ -44,20 +49,28 @@ from tqdm.auto import tqdm
 from ._cores import usable_cores
 from ._errors import PipelineError
 
-__all__ = ["RETRIES", "map_images", "on_cluster_worker", "shared_clusters", "usable_cores",
+__all__ = ["RETRIES", "map_images", "on_cluster_worker", "shared_clusters", "shares_cores",
+           "usable_cores",
            "worker_count"]
 
 #: How many times a task that raised an unexpected error is tried again.
 RETRIES = 2
 
 #: With ``workers = 0``, images run in this process until those left would take
-#: this many seconds more one after another (at the pace of the fastest image
-#: after the first, which also pays one-off costs); only then is a local cluster
+#: this many seconds more there (at the pace of the fastest image after the
+#: first, which also pays one-off costs); only then is a local cluster
 #: started for them. Its start, about 3 s on a laptop, is then at most a fifth
 #: of the time left, and n workers save
 #: (1 - 1/n) of it, at least half: a cluster is never started where it would
 #: make the job slower than ``workers = 1``.
 AUTO_CLUSTER_SECONDS = 15.0
+
+#: With ``workers = 0``, images run in this process this many at a time (fewer on
+#: fewer usable cores), each on a thread with its own connection and transaction:
+#: while one image's Python runs, the other's file reads, compiled loops and
+#: database round trips, which let go of the GIL, use the other core. Each image
+#: in flight holds its own arrays: two images' memory at most.
+IN_PROCESS_IMAGES = 2
 
 #: How long to wait for a remote Dask scheduler to answer.
 CONNECT_TIMEOUT = "30s"
@@ -108,6 +121,21 @@ def on_cluster_worker() -> bool:
     False in the process that calls :func:`map_images`, whatever `workers`.
     """
     return _ON_CLUSTER_WORKER
+
+
+#: Marks this process' image threads (``workers = 0``) while they run a task.
+_image_thread = threading.local()
+
+
+def shares_cores() -> bool:
+    """Whether the task calling it shares the cores with other images' tasks running beside it.
+
+    True on a cluster's worker process (:func:`on_cluster_worker`) and on this
+    process' image threads (``workers = 0`` runs :data:`IN_PROCESS_IMAGES`
+    images at a time): such a task should do its own work on one thread. False
+    for a task run alone (``workers = 1``), which may use every core.
+    """
+    return _ON_CLUSTER_WORKER or getattr(_image_thread, "active", False)
 
 
 def _call(function: Callable, task: tuple) -> tuple[bool, object]:
@@ -276,6 +304,61 @@ def _use_client(workers: int, scheduler: str) -> Iterator:
     yield _shared[key][1]
 
 
+def _timed(function: Callable, task: tuple, sharing: bool) -> tuple[object, float]:
+    """``function(*task)`` on an image thread (:func:`shares_cores` says `sharing`), and the
+    seconds it took."""
+    started = time.perf_counter()
+    _image_thread.active = sharing
+    try:
+        value = function(*task)
+    finally:
+        _image_thread.active = False
+    return value, time.perf_counter() - started
+
+
+def _here_until_long(function: Callable, tasks: list, bar) -> Iterator:
+    """Run `tasks` in this process, :data:`IN_PROCESS_IMAGES` at a time, until the rest
+    looks long enough to pay for a cluster; yield each result as it finishes, and
+    return how many tasks ran (a prefix of `tasks`).
+
+    The rest is judged at the pace of the fastest task after the first (the first also
+    pays one-off costs: imports, compiled loops loaded, the first connection), as
+    ``fastest * left / threads``: the first `threads` tasks start together, and no
+    other starts while they run until one of them but the first has finished. The
+    first error stops new tasks; those running finish (each commits or rolls back
+    its own transaction), then it is raised.
+    """
+    threads = max(1, min(IN_PROCESS_IMAGES, usable_cores(), len(tasks)))
+    fastest = float("inf")
+    started, stop = 0, False
+    with ThreadPoolExecutor(threads, thread_name_prefix="image") as pool:
+        running = {}
+        try:
+            while True:
+                # The first `threads` together; then more once a pace is known (or when
+                # nothing runs) and while the rest stays short.
+                while (started < len(tasks) and len(running) < threads and not stop
+                       and (started < threads or fastest < float("inf") or not running)):
+                    running[pool.submit(_timed, function, tasks[started], threads > 1)] = started
+                    started += 1
+                if not running:
+                    return started
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(finished, key=running.get):
+                    index = running.pop(future)
+                    value, seconds = future.result()
+                    if index:
+                        fastest = min(fastest, seconds)
+                    yield value
+                    bar.update()
+                left = len(tasks) - started
+                stop = stop or bool(left and fastest < float("inf")
+                                    and fastest * left / threads > AUTO_CLUSTER_SECONDS)
+        finally:
+            for future in running:
+                future.cancel()
+
+
 def map_images(function: Callable, tasks: Iterable[tuple], *, workers: int = 1,
                scheduler: str = "", desc: str = "images", unit: str = "image",
                retries: int = RETRIES) -> Iterator:
@@ -294,12 +377,13 @@ def map_images(function: Callable, tasks: Iterable[tuple], *, workers: int = 1,
     tasks : iterable of tuple
         Positional arguments, one tuple per call: names and paths, not arrays.
     workers : int
-        Worker processes when `scheduler` is empty: 1 → in this process, no
-        cluster; 0 → in this process while the images left would take less
-        than :data:`AUTO_CLUSTER_SECONDS` one after another (judged from
-        the fastest image done after the first), then a local Dask cluster with one worker per usable
-        core for the rest; N → a local cluster of N workers (never more than
-        tasks).
+        Worker processes when `scheduler` is empty: 1 → in this process, one
+        after the other, no cluster; 0 → in this process, up to
+        :data:`IN_PROCESS_IMAGES` at a time on threads, while the images left
+        would take less than :data:`AUTO_CLUSTER_SECONDS` there (judged from
+        the fastest image done after the first), then a local Dask cluster with
+        one worker per usable core for the rest; N → a local cluster of N
+        workers (never more than tasks).
     scheduler : str
         Address of a running Dask scheduler (``tcp://host:8786``): its workers
         run the tasks and `workers` is ignored. "" → this machine.
@@ -330,20 +414,7 @@ def map_images(function: Callable, tasks: Iterable[tuple], *, workers: int = 1,
                 bar.update()
             return
         if workers == 0 and not scheduler and not _cluster_running(n):
-            # One after another until the rest looks long enough to pay for a cluster,
-            # at the pace of the fastest image after the first: the first also pays
-            # one-off costs (imports, the first connection) that the others do not.
-            done, fastest = 0, float("inf")
-            while done < len(tasks):
-                started = time.perf_counter()
-                yield function(*tasks[done])
-                if done:
-                    fastest = min(fastest, time.perf_counter() - started)
-                bar.update()
-                done += 1
-                left = len(tasks) - done
-                if left and done > 1 and fastest * left > AUTO_CLUSTER_SECONDS:
-                    break
+            done = yield from _here_until_long(function, tasks, bar)
             tasks = tasks[done:]
             if not tasks:
                 return

@@ -79,7 +79,7 @@ from .distributions import (
 )
 from .metadata import metadata_problems, read_distributions_csv, read_metadata_csv
 from .objects import measure_objects, object_voxels
-from .parallel import map_images, on_cluster_worker, shared_clusters
+from .parallel import map_images, shared_clusters, shares_cores
 
 __all__ = [
     "DISTRIBUTIONS_FILE",
@@ -246,10 +246,10 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
     if apertures:
         # Matched apertures and light centroids: for the structures whose molecules are
         # counted or whose distances are measured (the costliest part of extraction).
-        # Images one after another in this process: two threads (the next block's
-        # nearest objects found while this one's light is summed); one on a cluster's
-        # workers, which share the cores.
-        threads = 1 if on_cluster_worker() else usable_cores()
+        # An image alone in this process: every core (the next block's nearest objects
+        # found while this one's light is summed); one where images share the cores
+        # (a cluster's workers, or this process' image threads).
+        threads = 1 if shares_cores() else usable_cores()
         measured = aperture_intensities(label_image, raw, spacing=spacing, threads=threads)
         centroids = spot_centroids(label_image, raw,
                                    measured.set_index("object_id")["background"])
@@ -506,10 +506,9 @@ def _chance_baseline(spec: _ChanceSpec | None, distances: pd.DataFrame, target, 
 @_one_connection
 def _measure_one(dsn: str, structure_1: str, structure_2: str, name: str, overwrite: bool,
                  chance: _ChanceSpec | None = None) -> dict:
-    # Images one after another in this process (workers = 1, and workers = 0 until it
-    # starts a cluster): each one's queries use every core; on a cluster's workers, which
-    # share the cores: one each.
-    threads = 1 if on_cluster_worker() else None
+    # An image alone in this process (workers = 1): its queries use every core; where
+    # images share the cores (a cluster's workers, or workers = 0's image threads): one each.
+    threads = 1 if shares_cores() else None
     db = Database(dsn)
     with db.transaction() as cursor:
         source = read_label_image(cursor, structure_1, name)

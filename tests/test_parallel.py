@@ -62,8 +62,8 @@ def always_die(value: int) -> int:
     os._exit(1)
 
 
-def test_local_cluster_of_two_gives_the_same_database_as_serial(dataset, tmp_path, database_name,
-                                                               capsys):
+def test_a_cluster_and_threads_give_the_same_database_as_serial(dataset, tmp_path, database_name,
+                                                                 capsys):
     serial_config = load_config(dataset)
     assert serial_config.distances.workers == 1
     steps.run(serial_config)
@@ -79,11 +79,20 @@ def test_local_cluster_of_two_gives_the_same_database_as_serial(dataset, tmp_pat
     clustered = _export(cluster_config, tmp_path / "cluster")
     assert "Dask dashboard: http://127.0.0.1:" in capsys.readouterr().err  # a cluster ran
 
-    assert set(serial) == set(clustered) == {
+    # workers = 0 on a job this short: this process, images two at a time on threads.
+    dataset.write_text(text.replace("workers = 2", "workers = 0").replace(
+        f'name = "{database_name}_dask"', f'name = "{database_name}_threads"'))
+    threads_config = load_config(dataset)
+    steps.run(threads_config)
+    threaded = _export(threads_config, tmp_path / "threads")
+    assert "Dask dashboard" not in capsys.readouterr().err  # no cluster
+
+    assert set(serial) == set(clustered) == set(threaded) == {
         "rna", "centrosomes", "images", "label_images", "distance_measurements", "image_numbers",
         "normalized_images", "normalization_references"}
     for table in serial:  # ids included: fixed at insert by the image numbers, given in name order
         pd.testing.assert_frame_equal(serial[table], clustered[table], obj=table)
+        pd.testing.assert_frame_equal(serial[table], threaded[table], obj=table)
     assert len(serial["rna"]) > 50
 
 
@@ -140,14 +149,24 @@ def test_workers_0_runs_short_jobs_in_this_process_and_long_ones_on_a_cluster(mo
     assert os.getpid() not in pids[2:]
 
 
-def test_tasks_know_when_a_cluster_worker_runs_them(monkeypatch):
-    # workers = 0 starting a cluster partway: the images it gives the cluster's workers use
-    # one thread each (steps._measure_one asks on_cluster_worker), those run here every core.
+def where_run() -> tuple[bool, bool]:
+    """(on a cluster's worker?, sharing the cores with other images' tasks?)."""
+    return parallel.on_cluster_worker(), parallel.shares_cores()
+
+
+def test_tasks_know_when_they_share_the_cores(monkeypatch):
+    # workers = 1: each image alone, with every core for its own work.
+    assert list(parallel.map_images(where_run, [()] * 3, workers=1)) == [(False, False)] * 3
+    # workers = 0 starting a cluster partway: the first two images run here on image
+    # threads, side by side (with 2 usable cores), the rest on the cluster's workers. Those
+    # sharing the cores use one thread each (steps._extract_one, steps._measure_one ask).
     monkeypatch.setattr(parallel, "AUTO_CLUSTER_SECONDS", 0.0)
-    where = list(parallel.map_images(parallel.on_cluster_worker, [()] * 5, workers=0))
-    assert where[:2] == [False, False]
-    assert where[2:] == [True, True, True]
+    where = list(parallel.map_images(where_run, [()] * 5, workers=0))
+    side_by_side = parallel.usable_cores() >= 2
+    assert where[:2] == [(False, side_by_side)] * 2
+    assert where[2:] == [(True, True)] * 3
     assert parallel.on_cluster_worker() is False
+    assert parallel.shares_cores() is False
 
 
 def test_workers_0_does_not_judge_the_rest_by_a_slow_first_image(monkeypatch):
@@ -157,6 +176,58 @@ def test_workers_0_does_not_judge_the_rest_by_a_slow_first_image(monkeypatch):
     monkeypatch.setattr(parallel, "AUTO_CLUSTER_SECONDS", 1.0)
     tasks = [(0.4,), (0.0,), (0.0,), (0.0,)]
     assert set(parallel.map_images(pid_after, tasks, workers=0)) == {os.getpid()}
+
+
+def meet(barrier, value: int) -> int:
+    """Wait at `barrier` (for the task running beside this one), then return `value`."""
+    barrier.wait(timeout=20)
+    return value
+
+
+def record(log: list, fail_at: int, value: int) -> int:
+    """Log when the task for `value` starts and ends; raise an input error at `fail_at`."""
+    log.append(("start", value, time.perf_counter()))
+    time.sleep(0.05)
+    log.append(("end", value, time.perf_counter()))
+    if value == fail_at:
+        msg = f"image {value} is not a 3D stack"
+        raise ValueError(msg)
+    return value
+
+
+@pytest.mark.skipif(parallel.usable_cores() < 2, reason="needs 2 usable cores")
+def test_workers_0_runs_two_images_at_once_in_this_process():
+    # Each pair of tasks meets at a barrier: run one after the other, the first would wait
+    # for the second and time out (BrokenBarrierError).
+    import threading
+
+    barrier = threading.Barrier(parallel.IN_PROCESS_IMAGES)
+    tasks = [(barrier, i) for i in range(6)]
+    assert sorted(parallel.map_images(meet, tasks, workers=0)) == list(range(6))
+
+
+def test_workers_0_runs_every_image_once_and_stops_at_the_first_input_error():
+    log: list = []
+    assert sorted(parallel.map_images(record, [(log, -1, i) for i in range(7)], workers=0)) == \
+        list(range(7))
+    assert sorted(v for kind, v, _ in log if kind == "start") == list(range(7))
+    log.clear()
+    with pytest.raises(ValueError, match="image 2 is not a 3D stack"):
+        list(parallel.map_images(record, [(log, 2, i) for i in range(10)], workers=0))
+    started = {v for kind, v, _ in log if kind == "start"}
+    ended = {v for kind, v, _ in log if kind == "end"}
+    # Task 2's error stops new tasks: at most the one beside it was running (and finished).
+    assert started <= set(range(2 + parallel.IN_PROCESS_IMAGES))
+    assert started == ended
+
+
+def test_workers_0_on_one_core_runs_one_image_at_a_time(monkeypatch):
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 1)
+    log: list = []
+    assert sorted(parallel.map_images(record, [(log, -1, i) for i in range(4)], workers=0)) == \
+        list(range(4))
+    events = [(kind, v) for kind, v, _ in sorted(log, key=lambda e: e[2])]
+    assert events == [(kind, v) for v in range(4) for kind in ("start", "end")]
 
 
 def test_serial_map_images_starts_no_cluster(tmp_path):
