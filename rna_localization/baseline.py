@@ -17,6 +17,8 @@ distance is rounded on the way.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import ndimage
 
@@ -34,7 +36,7 @@ _SLAB_VOXELS = 1 << 20
 def _checked(target, spacing) -> tuple[np.ndarray, np.ndarray]:
     """The target as a (Z, Y, X) bool array with a voxel, and the spacing as 3 positive floats."""
     target = np.asarray(target)
-    if target.dtype != bool:  # a mask already (image_baseline's) needs no second pass
+    if target.dtype != bool:  # a mask already needs no second pass
         target = target != 0
     if target.ndim != 3:
         msg = f"the target must be a (Z, Y, X) stack; got {target.ndim} dimension(s)."
@@ -42,11 +44,16 @@ def _checked(target, spacing) -> tuple[np.ndarray, np.ndarray]:
     if not target.any():
         msg = "the target has no voxel: an image without a target object has no chance baseline."
         raise ValueError(msg)
+    return target, _checked_spacing(spacing)
+
+
+def _checked_spacing(spacing) -> np.ndarray:
+    """The spacing as 3 positive floats (z, y, x)."""
     spacing = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
     if not np.all(spacing > 0):
         msg = f"spacing must be positive microns per voxel (z, y, x); got {tuple(spacing)}."
         raise ValueError(msg)
-    return target, spacing
+    return spacing
 
 
 def _feature_transform(target, spacing) -> tuple[np.ndarray, np.ndarray]:
@@ -99,11 +106,31 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
     return tuple(slice(int(i[0]), int(i[-1]) + 1) for i in map(np.flatnonzero, axes))
 
 
-def _crop(target: np.ndarray, region, spacing, squared_threshold: float):
-    """Target and region cut to the box where a voxel can lie within the threshold of a target.
+class _TargetPlanes(NamedTuple):
+    """A target as the pixels of each plane holding one, in a box: what :func:`_counts`
+    transforms (never a volume of the target)."""
 
-    A voxel more than the threshold from every target voxel counts in no bin, and
-    a target voxel more than the threshold from every region voxel sets no distance
+    shape: tuple[int, int, int]  # the box's (Z, Y, X)
+    sources: np.ndarray  # the planes holding a target voxel, increasing (int64)
+    starts: np.ndarray  # pixels[starts[i]:starts[i + 1]] are plane sources[i]'s
+    pixels: np.ndarray  # y * X + x of each target voxel, plane after plane (int64)
+
+    def dense(self) -> np.ndarray:
+        """The target as a bool (Z, Y, X) array of the box."""
+        target = np.zeros(self.shape, dtype=bool)
+        plane = self.shape[1] * self.shape[2]
+        planes = np.repeat(self.sources, np.diff(self.starts))
+        target.reshape(-1)[planes * plane + self.pixels] = True
+        return target
+
+
+def _crop(coordinates, shape, region, spacing, squared_threshold: float):
+    """The target's planes and the region, cut to the box where a voxel can lie within the
+    threshold of a target.
+
+    `coordinates` are the target voxels' (z, y, x), in the order of their flat
+    indices. A voxel more than the threshold from every target voxel counts in no bin,
+    and a target voxel more than the threshold from every region voxel sets no distance
     that counts: the box is the target's bounding box grown by the threshold along
     each axis, cut to the region's bounding box grown the same way. Exact: every
     pair (region voxel, target voxel) within the threshold lies in it, so each
@@ -113,19 +140,31 @@ def _crop(target: np.ndarray, region, spacing, squared_threshold: float):
     if region is not None and not region.any():
         return None
     reach = np.floor(np.sqrt(squared_threshold) / spacing).astype(np.int64) + 1
-    boxes = [_bounding_box(target)] + ([] if region is None else [_bounding_box(region)])
+    target_box = tuple(slice(int(c.min()), int(c.max()) + 1) for c in coordinates)
+    boxes = [target_box] + ([] if region is None else [_bounding_box(region)])
     low = np.max([[max(0, b.start - r) for b, r in zip(box, reach)] for box in boxes], axis=0)
-    high = np.min([[min(n, b.stop + r) for b, r, n in zip(box, reach, target.shape)]
+    high = np.min([[min(n, b.stop + r) for b, r, n in zip(box, reach, shape)]
                    for box in boxes], axis=0)
     if np.any(high <= low):  # the region is beyond the threshold of every target
         return None
     box = tuple(slice(int(lo), int(hi)) for lo, hi in zip(low, high))
-    if not target[box].any():  # no target voxel within reach of the region
+    inside = np.ones(coordinates[0].size, dtype=bool)
+    for c, b, lo, hi in zip(coordinates, target_box, low, high):
+        if lo > b.start or hi < b.stop:  # the box cuts the target's
+            inside &= (c >= lo) & (c < hi)
+    if not inside.any():  # no target voxel within reach of the region
         return None
-    return target[box], None if region is None else region[box]
+    z, y, x = (c[inside] - lo for c, lo in zip(coordinates, low))
+    size = tuple(int(n) for n in high - low)
+    first = np.flatnonzero(np.diff(z, prepend=-1))  # z does not decrease: planes in order
+    planes = _TargetPlanes(size, z[first].astype(np.int64),
+                           np.append(first, z.size).astype(np.int64),
+                           (y * size[2] + x).astype(np.int64))
+    return planes, None if region is None else region[box]
 
 
-def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int = 1) -> np.ndarray:
+def _counts(target: _TargetPlanes, spacing, edges: np.ndarray, region,
+            threads: int = 1) -> np.ndarray:
     """Voxels (of the region) per bin: bin i holds squared distances in (edges[i-1], edges[i]].
 
     Separable and exact: the nearest target voxel of a voxel at plane z is, over
@@ -148,7 +187,9 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
 
     Memory: the in-plane offsets of the planes holding a target (2 bytes a voxel
     of each; 4 past lateral thresholds of about 16 µm at 0.065 µm), and a
-    plane's distances along y per thread (4 bytes a pixel, reused for each of its planes).
+    plane's distances along y and its target pixels per thread (5 bytes a pixel,
+    reused for each of its planes); the target itself is its voxels' pixels, plane by
+    plane (:class:`_TargetPlanes`), never a volume.
 
     Falls back to one 3D feature transform (:func:`_feature_transform`) and a
     bin search per voxel when that table would pass :data:`_MAX_TABLE` entries
@@ -164,7 +205,7 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
     size = [r + 2 for r in reach]
     counts = np.zeros(edges.size + 1, dtype=np.int64)
     if int(np.prod(size)) > _MAX_TABLE:
-        nearest, spacing = _feature_transform(target, spacing)
+        nearest, spacing = _feature_transform(target.dense(), spacing)
         for planes, squared in _squared_slabs(nearest, spacing):
             values = squared[region[planes]] if region is not None else squared.ravel()
             values = values[values <= edges[-1]]  # beyond the threshold: in no count
@@ -172,8 +213,8 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
                                   minlength=edges.size + 1)
         return counts
     n_z, n_y, n_x = shape
-    threads = max(1, min(threads, target.size // _VOXELS_PER_THREAD))
-    sources = np.flatnonzero(target.any(axis=(1, 2)))
+    threads = max(1, min(threads, int(np.prod(shape)) // _VOXELS_PER_THREAD))
+    sources = target.sources
     # In-plane offsets (|dy|, |dx|) as |dy| * size_x + |dx|, and their squared microns.
     dy, dx = np.arange(size[1]).reshape(-1, 1), np.arange(size[2])
     if spacing[1] == spacing[2]:  # whole squared pixels, then microns: exact comparisons
@@ -185,11 +226,16 @@ def _counts(target: np.ndarray, spacing, edges: np.ndarray, region, threads: int
     offsets = np.empty((sources.size, n_y, n_x), dtype=np.min_scalar_type(in_plane.size - 1))
 
     def transform(planes: range) -> None:  # one thread's planes, with its scratch arrays
+        plane = np.zeros((n_y, n_x), dtype=bool)
+        pixels = plane.reshape(-1)
         scratch = (np.empty((n_y, n_x), np.int32), np.empty(n_x, np.int64),
                    np.empty(n_x, np.int64), np.empty((n_x + 1, 3)))
         for i in planes:
-            plane_offsets(target[sources[i]], weights[0], weights[1], reach[1] + 1,
+            held = target.pixels[target.starts[i]:target.starts[i + 1]]
+            pixels[held] = True
+            plane_offsets(plane, weights[0], weights[1], reach[1] + 1,
                           reach[2] + 1, reach[2] + 2, offsets[i], *scratch)
+            pixels[held] = False
 
     in_threads(transform, [range(i, sources.size, threads) for i in range(threads)], threads)
     # The bin of every (|dz|, in-plane offset) pair, flat: a voxel's exact squared distance.
@@ -280,23 +326,38 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None,
     >>> expected_cumulative_distribution(target, 1.0, [0.0, 1.0, 2.0, 4.0])
     array([ 20.,  40.,  60., 100.])
     """
+    edges = _squared_edges(distances)
     distances = np.asarray(distances, dtype=np.float64)
-    if (distances.ndim != 1 or distances.size == 0 or np.any(np.diff(distances) <= 0)
-            or not distances[0] >= 0):
-        msg = ("distances must be a non-empty, strictly increasing 1-D sequence of microns, "
-               "none negative.")
-        raise ValueError(msg)
     target, spacing = _checked(target, spacing)
     if region is not None:
         region = np.asarray(region) != 0
         if region.shape != target.shape:
             msg = f"the region has shape {region.shape}, the target {target.shape}: they must match."
             raise ValueError(msg)
+    return _percent_within(np.nonzero(target), target.shape, spacing, distances, edges, region,
+                           workers)
+
+
+def _squared_edges(distances) -> np.ndarray:
+    """The bins' upper edges in squared microns, from the distances (checked)."""
+    distances = np.asarray(distances, dtype=np.float64)
+    if (distances.ndim != 1 or distances.size == 0 or np.any(np.diff(distances) <= 0)
+            or not distances[0] >= 0):
+        msg = ("distances must be a non-empty, strictly increasing 1-D sequence of microns, "
+               "none negative.")
+        raise ValueError(msg)
     # A voxel exactly at a distance counts as within it, as an object does; a hair of
     # tolerance makes 3 · 0.05 be 0.15. Compared squared: no square root per voxel.
     edges = distances * (1 + 1e-9) + 1e-12
-    edges *= edges
-    cropped = _crop(target, region, spacing, edges[-1])
+    return edges * edges
+
+
+def _percent_within(coordinates, shape, spacing, distances, edges, region,
+                    workers) -> np.ndarray:
+    """:func:`expected_cumulative_distribution` of the target voxels at `coordinates`
+    ((z, y, x), in the order of their flat indices) in a stack of `shape`; `edges` are
+    :func:`_squared_edges` of `distances`."""
+    cropped = _crop(coordinates, shape, region, spacing, edges[-1])
     if cropped is None:
         within = np.zeros(1)
     else:
@@ -333,7 +394,7 @@ def image_baseline(target_labels, spacing, distances, *, region_labels=None,
     ----------
     target_labels : (Z, Y, X) ndarray, or ObjectVoxels
         structure_2's label image, or its object voxels (what the database
-        stores: they become a bool mask directly, 1 byte a voxel).
+        stores: used as they are, with no volume built).
     spacing : sequence of 3 floats
         Microns per voxel (z, y, x).
     distances : (N,) array-like
@@ -348,14 +409,20 @@ def image_baseline(target_labels, spacing, distances, *, region_labels=None,
     >>> image_baseline(np.zeros((3, 3, 3), int), 1.0, [0.0, 1.0]) is None
     True
     """
-    target = _mask(target_labels)
-    if not target.any():
+    if isinstance(target_labels, ObjectVoxels):  # the stored voxels: no volume built
+        shape, voxels = tuple(target_labels.shape), target_labels.voxels
+        coordinates = np.unravel_index(voxels[target_labels.labels != 0], shape)
+    else:
+        labels = np.asarray(target_labels)
+        shape, coordinates = labels.shape, np.nonzero(labels > 0)
+    if len(shape) != 3 or coordinates[0].size == 0:
         return None
     region = None if region_labels is None else _mask(region_labels)
-    if region is not None and not region.any():
+    if region is not None and (not region.any() or region.shape != shape):
         return None
     try:
-        return expected_cumulative_distribution(target, spacing, distances, region=region,
-                                                workers=workers)
+        edges = _squared_edges(distances)
+        return _percent_within(coordinates, shape, _checked_spacing(spacing),
+                               np.asarray(distances, dtype=np.float64), edges, region, workers)
     except ValueError:  # no voxel of the region within the threshold of the target
         return None

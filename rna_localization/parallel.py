@@ -326,7 +326,8 @@ def _here_until_long(function: Callable, tasks: list, bar) -> Iterator:
     ``fastest * left / threads``: the first `threads` tasks start together, and no
     other starts while they run until one of them but the first has finished. The
     first error stops new tasks; those running finish (each commits or rolls back
-    its own transaction), then it is raised.
+    its own transaction), then it is raised. So does an interruption (Ctrl-C): the
+    images in flight are written whole, the others not begun.
     """
     threads = max(1, min(IN_PROCESS_IMAGES, usable_cores(), len(tasks)))
     fastest = float("inf")
