@@ -224,7 +224,7 @@ def render_config(survey: DataSurvey, *, data_dir: str = ".") -> str:
         "distances.structure_2": ("to the nearest object of this one" if second else
                                   "one structure alone: no distances; molecules per image are "
                                   "counted (name a second structure here once you have one)"),
-        "distances.workers": "0 → serial, one per core once the rest is long",
+        "distances.workers": "0 → here, 2 images at a time; one per core once the rest is long",
         "distribution.distance_threshold": "microns",
         "distribution.chance_region": 'a structure where RNA can be (e.g. "embryo"); "" → whole image',
         "plot.hue": '"" → normalization.group_by',
