@@ -50,8 +50,7 @@ from ._cores import usable_cores
 from ._errors import PipelineError
 
 __all__ = ["RETRIES", "map_images", "on_cluster_worker", "shared_clusters", "shares_cores",
-           "usable_cores",
-           "worker_count"]
+           "usable_cores", "worker_count"]
 
 #: How many times a task that raised an unexpected error is tried again.
 RETRIES = 2
@@ -134,6 +133,13 @@ def shares_cores() -> bool:
     process' image threads (``workers = 0`` runs :data:`IN_PROCESS_IMAGES`
     images at a time): such a task should do its own work on one thread. False
     for a task run alone (``workers = 1``), which may use every core.
+
+    Examples
+    --------
+    >>> shares_cores()  # here, outside any task
+    False
+    >>> list(map_images(shares_cores, [()], workers=1, desc="demo"))  # doctest: +SKIP
+    [False]
     """
     return _ON_CLUSTER_WORKER or getattr(_image_thread, "active", False)
 
