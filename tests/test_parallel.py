@@ -222,6 +222,8 @@ def test_workers_0_runs_every_image_once_and_stops_at_the_first_input_error():
 
 
 def test_workers_0_on_one_core_runs_one_image_at_a_time(monkeypatch):
+    # One usable core: worker_count(0, ...) is 1, so map_images takes its one-after-the-other
+    # path (no image threads, no cluster); every task ends before the next starts.
     monkeypatch.setattr(parallel, "usable_cores", lambda: 1)
     log: list = []
     assert sorted(parallel.map_images(record, [(log, -1, i) for i in range(4)], workers=0)) == \
