@@ -1,12 +1,21 @@
 """How many cores this process may use (one definition for the pipeline and the array core),
-and a function run on that many threads."""
+a function run on that many threads, and a separable filter's passes shared among them."""
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["in_threads", "usable_cores"]
+import numpy as np
+
+__all__ = ["in_threads", "separable_in_threads", "usable_cores"]
+
+#: :func:`separable_in_threads` cuts a volume into slabs of at least this many voxels
+#: (smaller volumes are filtered whole: a thread's start costs more than it saves) ...
+SLAB_VOXELS = 1 << 21
+#: ... and into this many slabs per thread, so that a thread slowed by another process
+#: holds the others up by a fraction of a pass.
+SLABS_PER_THREAD = 4
 
 
 def usable_cores() -> int:
@@ -41,3 +50,64 @@ def in_threads(function, items, threads: int) -> list:
         return [function(item) for item in items]
     with ThreadPoolExecutor(min(threads, len(items))) as pool:
         return list(pool.map(function, items))
+
+
+
+def separable_in_threads(volume, passes, *, threads: int, dtype=None):
+    """A separable filter, one 1-D pass per axis, each pass shared among `threads` threads.
+
+    ``passes`` is a sequence of ``(axis, pass1d)`` in the order to apply them,
+    where ``pass1d(input, output)`` filters `input` along `axis` into
+    `output` (e.g. ``ndimage.gaussian_filter1d(input, sigma, axis,
+    output=output)``), as ``scipy.ndimage``'s separable filters run their
+    passes. Each pass cuts the volume into slabs across another axis, so that
+    every line along `axis` lies whole in one slab, and each slab is filtered
+    straight into the result (the passes after the first in place): the
+    result equals the passes run on the whole volume, voxel for voxel (for
+    ``scipy.ndimage``'s 1-D filters, which release the GIL, to the bit), with
+    no memory beyond it. One thread, or a volume under
+    ``2 * SLAB_VOXELS``, is filtered in one call per pass.
+
+    Parameters
+    ----------
+    volume : ndarray
+    passes : sequence of (int, callable)
+    threads : int
+    dtype : dtype, optional
+        The result's (every pass writes into it); default `volume`'s.
+
+    Returns
+    -------
+    ndarray
+        Shaped like `volume`.
+
+    Examples
+    --------
+    >>> from scipy import ndimage
+    >>> volume = np.random.default_rng(0).random((4, 300, 200), dtype=np.float32)
+    >>> passes = [(axis, lambda i, o, axis=axis: ndimage.gaussian_filter1d(
+    ...     i, 2.0, axis, output=o, truncate=3.0)) for axis in range(3)]
+    >>> whole = ndimage.gaussian_filter(volume, 2.0, truncate=3.0)
+    >>> np.array_equal(separable_in_threads(volume, passes, threads=2), whole)
+    True
+    """
+    volume = np.asarray(volume)
+    result = np.empty(volume.shape, dtype=volume.dtype if dtype is None else dtype)
+    if not passes:
+        result[...] = volume
+        return result
+    pieces = min(max(threads, 1) * SLABS_PER_THREAD, volume.size // SLAB_VOXELS)
+    source = volume
+    for axis, pass1d in passes:
+        # Across the longest other axis (stacks are thin along z).
+        across = max((a for a in range(volume.ndim) if a != axis), key=lambda a: volume.shape[a])
+        count = min(pieces, volume.shape[across])
+        if threads <= 1 or count < 2:
+            pass1d(source, result)
+        else:
+            bounds = np.linspace(0, volume.shape[across], count + 1).astype(int)
+            cuts = [(slice(None),) * across + (slice(int(a), int(b)),)
+                    for a, b in zip(bounds[:-1], bounds[1:])]
+            in_threads(lambda cut: pass1d(source[cut], result[cut]), cuts, threads)  # noqa: B023
+        source = result
+    return result

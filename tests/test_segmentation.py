@@ -1048,6 +1048,40 @@ def test_segment_folder_writes_masks_skips_existing_and_reviews(tmp_path):
     assert tifffile.imread(written[0]).any()
 
 
+def test_images_at_once_follow_the_memory_available():
+    from rna_localization.parallel import usable_cores
+    from rna_localization.segmentation.batch import SEGMENT_BYTES_PER_VOXEL, images_at_once
+
+    voxels = 60 * 2048 * 2048
+    one = voxels * SEGMENT_BYTES_PER_VOXEL
+    cores = usable_cores()
+    # workers = 0: one per core, but no more than fit.
+    assert images_at_once(0, 50, voxels, int(1.5 * one)) == (1, None)
+    assert images_at_once(0, 50, voxels, 100 * one) == (min(cores, 50), None)
+    assert images_at_once(0, 1, voxels, 100 * one) == (1, None)
+    # A number asked for is kept; too many for the memory is said, with what would fit.
+    n, text = images_at_once(4, 50, voxels, int(2.5 * one))
+    assert n == 4
+    assert "--workers 2" in text
+    assert f"{one / 1e9:.1f} GB" in text
+    assert images_at_once(4, 50, voxels, 4 * one) == (4, None)
+    # One image that does not fit on its own.
+    n, text = images_at_once(0, 3, voxels, one // 2)
+    assert n == 1
+    assert "largest stack" in text
+
+
+def test_segment_folder_warns_when_memory_is_short(tmp_path, monkeypatch):
+    from rna_localization.segmentation import batch
+
+    _small_images(tmp_path / "raw", n=2)
+    need = 16 * 96 * 96 * batch.SEGMENT_BYTES_PER_VOXEL
+    monkeypatch.setattr(batch, "_available_bytes", lambda: need // 2)
+    with pytest.warns(UserWarning, match=r"147,456 voxels\) takes about"):
+        written = segment_folder(tmp_path / "raw", tmp_path / "seg", workflow="rna", qc=False)
+    assert len(written) == 2  # warned, not stopped
+
+
 def test_segment_folder_uses_a_parameter_file_and_names_bad_files(tmp_path):
     sims = _small_images(tmp_path / "raw", n=1)
     params = SegmentationParams("rna", threshold=8.0)
@@ -1201,3 +1235,90 @@ def test_qc_thumbnails_of_large_stacks_are_reduced_and_link_to_full_resolution(t
     magenta = np.all(np.isclose(full[..., :3], (1, 0, 1)), axis=-1)
     assert magenta.sum() == 76
     assert '<a href="full/wide.png"><img src="wide.png"' in (out / "qc" / "index.html").read_text()
+
+
+# ---------------------------------------------------------------- large stacks, on threads
+# Over 2 x SLAB_VOXELS voxels, so that the filters' passes are cut into slabs.
+LARGE = (8, 600, 1000)
+SLAB_VOXELS = 1 << 21  # rna_localization._cores.SLAB_VOXELS, checked below
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_filters_on_threads_equal_scipy_on_the_whole_stack(threads):
+    from rna_localization import _cores
+    from rna_localization.segmentation import detection
+
+    assert _cores.SLAB_VOXELS == SLAB_VOXELS
+    assert np.prod(LARGE) > 2 * SLAB_VOXELS
+    rng = np.random.default_rng(3)
+    volume = rng.normal(300, 25, LARGE).astype(np.float32)
+    sigma = np.array([1.3, 2.4, 2.4])
+    expected = ndimage.gaussian_filter(volume, sigma, mode="reflect", truncate=detection._TRUNCATE)
+    assert np.array_equal(detection._blur(volume, sigma, threads), expected)
+    seeds = (rng.random(LARGE) > 0.9999).view(np.uint8)
+    reach = np.array([1, 4, 3])
+    expected = ndimage.maximum_filter(seeds, size=tuple(2 * reach + 1), mode="constant")
+    assert np.array_equal(detection._box_max(seeds, reach, threads), expected)
+
+
+@pytest.mark.parametrize("shape", [LARGE, (2, 40, 30), (5, 2, 30)])
+def test_curvature_term_against_second_differences(shape):
+    # Oracle: numpy's second differences of the edge-padded volume, in float64, weighted
+    # and added along every axis of at least 3 voxels.
+    from rna_localization.segmentation import detection
+
+    rng = np.random.default_rng(4)
+    coarse = ndimage.gaussian_filter(rng.normal(0, 50, shape), 2.0).astype(np.float32)
+    filtered = rng.normal(0, 5, shape).astype(np.float32)
+    weights = np.array([3.5, 11.0, 11.0], dtype=np.float32)
+    expected = filtered.astype(np.float64)
+    for axis, n in enumerate(shape):
+        if n >= 3:
+            pad = [(1, 1) if a == axis else (0, 0) for a in range(3)]
+            second = np.diff(np.pad(coarse.astype(np.float64), pad, mode="edge"), 2, axis=axis)
+            expected += float(weights[axis]) * second
+    result = filtered.copy()
+    detection._add_curvature(result, coarse, weights, threads=2)
+    scale = float(np.abs(expected).max())
+    assert np.abs(result - expected).max() <= 1e-5 * scale
+    assert np.abs(result - filtered).max() > 1e-3 * scale  # the term is there
+
+
+def test_background_removal_and_masks_do_not_depend_on_threads():
+    # The same stack on one thread and on two (its filters cut into slabs): the same
+    # filtered image to the bit, and the same mask.
+    from rna_localization.segmentation import detection
+
+    sim = synthetic.simulate_image("t", rna_type="cen", cycle="nc14", seed=11,
+                                   preset="widefield", shape=(12, 448, 800))
+    image, spacing = sim.rna, sim.spacing
+    assert image.size > 2 * SLAB_VOXELS
+    kwargs = {"spacing": spacing, "spot_sigma_um": (0.22, 0.08)}
+    one = detection.remove_background(image, threads=1, **kwargs)
+    assert np.array_equal(detection.remove_background(image, threads=2, **kwargs), one)
+    mask = segment(image, "rna", spacing=spacing, threads=1)
+    assert np.array_equal(segment(image, "rna", spacing=spacing, threads=2), mask)
+    assert mask.any()
+
+
+def test_drawn_spots_in_batches_equal_their_sum(monkeypatch):
+    # Many spots in random order, drawn in batches of 7: every Gaussian (cut at the
+    # model's reach around its nearest voxel) summed once, as a brute-force sum gives.
+    from rna_localization.segmentation import detection
+
+    monkeypatch.setattr(detection, "_MODEL_BATCH", 7)
+    rng = np.random.default_rng(5)
+    shape, sigma = (9, 50, 60), np.array([1.2, 1.6, 1.6])
+    position = rng.uniform(-0.4, np.array(shape) - 0.6, (300, 3))
+    amplitude = rng.uniform(50, 150, 300)
+    drawn = detection._draw_spots(shape, position, amplitude, sigma)
+    reach = np.ceil(detection._MODEL_REACH * sigma).astype(int)
+    grid = np.indices(shape).astype(float)
+    expected = np.zeros(shape)
+    for centre, height in zip(position, amplitude, strict=True):
+        nearest = np.clip(np.rint(centre), 0, np.array(shape) - 1)
+        inside = np.all([np.abs(grid[a] - nearest[a]) <= reach[a] for a in range(3)], axis=0)
+        expected += inside * height * np.exp(
+            -0.5 * sum(((grid[a] - centre[a]) / sigma[a]) ** 2 for a in range(3)))
+    assert drawn.dtype == np.float32
+    assert drawn == pytest.approx(expected, abs=1e-4 * amplitude.max())

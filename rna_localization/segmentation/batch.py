@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from .._cores import usable_cores
 from ..calibration import (
     FIX_RAW,
     VoxelSizeWarning,
@@ -36,8 +37,8 @@ from .params import WORKFLOWS, SegmentationParams, load_params
 from .quality import ImplausibleSegmentationWarning, check_object_sizes, object_sizes
 from .workflows import _run
 
-__all__ = ["qc_overlay", "qc_problems", "segment_folder", "segment_structure",
-           "workflow_for_structure", "write_qc_page"]
+__all__ = ["SEGMENT_BYTES_PER_VOXEL", "images_at_once", "qc_overlay", "qc_problems",
+           "segment_folder", "segment_structure", "workflow_for_structure", "write_qc_page"]
 
 _QC_CACHE = "objects.json"
 #: What the workflow removed from each mask as too large (:func:`_record_removed`).
@@ -46,6 +47,74 @@ _QC_REMOVED = "removed.json"
 QC_FULL_DIR = "full"
 #: Largest side of a QC overlay, pixels; bigger projections are reduced by block maxima.
 QC_MAX_SIDE = 800
+
+
+#: Memory a process takes to segment a stack, bytes per voxel, the (uint16) stack itself
+#: included: its float32 filtered image, noise and score, the spots' model, the objects'
+#: int32 labels. About 23 measured on a 60 x 2048 x 2048 frame with either workflow
+#: (``python -m benchmarks --only fullframe``); rounded up.
+SEGMENT_BYTES_PER_VOXEL = 26
+
+
+def images_at_once(workers: int, n_images: int, largest_voxels: int,
+                   available_bytes: int) -> tuple[int, str | None]:
+    """How many images `segment_folder` segments at a time, and a warning if memory is short.
+
+    ``workers = 0`` (one per core) takes no more images at a time than fit in
+    `available_bytes`, each as large as the largest stack
+    (:data:`SEGMENT_BYTES_PER_VOXEL`); a number asked for is kept, with a
+    warning when that many would not fit. One image that would not fit on
+    its own is warned about too.
+
+    Parameters
+    ----------
+    workers : int
+        As asked (0: one per core).
+    n_images : int
+        Images to segment.
+    largest_voxels : int
+        Voxels of the largest of them.
+    available_bytes : int
+        Memory available to start processes in (e.g. ``psutil``'s
+        ``virtual_memory().available``).
+
+    Returns
+    -------
+    (int, str or None)
+        Processes (at least 1), and the warning's text.
+
+    Examples
+    --------
+    >>> frame = 60 * 2048 * 2048  # a full confocal frame: 6.5 GB to segment
+    >>> images_at_once(0, 10, frame, 10 * 2**30)[0]  # 10 GiB free: one frame at a time
+    1
+    >>> images_at_once(2, 10, frame, 64 * 2**30)
+    (2, None)
+    """
+    n = worker_count(workers, n_images)
+    need = largest_voxels * SEGMENT_BYTES_PER_VOXEL
+    fit = max(int(available_bytes // max(need, 1)), 1)
+    gb = f"{need / 1e9:.1f} GB"
+    free = f"{available_bytes / 1e9:.1f} GB"
+    if need > available_bytes:
+        return (1 if workers == 0 else n), (
+            f"segmenting the largest stack ({largest_voxels:,} voxels) takes about {gb} of "
+            f"memory, and {free} is available: close other programs, or segment on a machine "
+            "with more memory (the operating system may stop the process).")
+    if workers == 0:
+        return min(n, fit), None
+    if n > fit:
+        return n, (f"segmenting {n} images at a time takes about {gb} each ({largest_voxels:,} "
+                   f"voxels in the largest stack), and {free} is available: use --workers {fit} "
+                   f"(distances.workers = {fit}, or workers = 0 to choose by memory).")
+    return n, None
+
+
+def _available_bytes() -> int:
+    """Memory available to new processes (without swapping), bytes."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def _resolve_params(workflow: str, params):
@@ -79,8 +148,9 @@ def _assess(segmentation: np.ndarray, spacing, name: str) -> tuple[int, list[str
 
 
 def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow: str, params,
-                 spacing) -> tuple[Path, int, list[str], list[str]]:
-    """Worker: read, segment, write the mask (and the QC overlay).
+                 spacing, threads: int | None = None) -> tuple[Path, int, list[str], list[str]]:
+    """Worker: read, segment (the filters on `threads` threads), write the mask (and the QC
+    overlay).
 
     Returns (path, objects, problems, removed): the problems of
     :func:`.quality.check_segmentation`, and what the workflow removed as
@@ -88,7 +158,7 @@ def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow:
     nothing; the mask cannot show it), for the main process to warn about.
     """
     image = read_stack(raw_path)
-    run = _run(image, params, spacing, keep=False)
+    run = _run(image, params, spacing, keep=False, threads=threads)
     write_stack(out_path, run.result, spacing=spacing)
     count, problems = _assess(run.result, spacing, raw_path.stem)
     removed = ([f"The segmentation of {raw_path.stem}: {run.removed_text(params)}"]
@@ -340,7 +410,10 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     overwrite : bool
         Segment again images whose output exists.
     workers : int
-        Processes; 1: in this process; 0: one per core.
+        Processes; 1: in this process; 0: one per core, as many as fit in
+        the memory available (:func:`images_at_once`). Each image's filters
+        share the cores left to it (one image: all of them); the masks are
+        the same on any number.
     qc : bool
         Write the quality-control overlays and page.
     spacing_source : str
@@ -370,8 +443,8 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     outputs = [output_dir / f"{p.stem}{suffix}.tif" for p in inputs]
     qc_dir = output_dir / "qc"
     todo = [i for i, out in enumerate(outputs) if overwrite or not out.exists()]
-    for i in todo:
-        stack_shape(inputs[i])  # fail early, naming the file
+    # Fail early, naming the file; the largest stack sets the memory an image takes.
+    largest = max((int(np.prod(stack_shape(inputs[i]))) for i in todo), default=0)
     if spacing is None:
         spacing = _spacing_from_files(inputs, input_dir)
     else:
@@ -380,9 +453,13 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
                         stacklevel=2)
     output_dir.mkdir(parents=True, exist_ok=True)
     results: dict[int, tuple[int, list[str], list[str]]] = {}  # index: (objects, problems, removed)
+    n_workers, short = images_at_once(workers, len(todo), largest, _available_bytes())
+    if todo and short:
+        warnings.warn(short, UserWarning, stacklevel=2)
+    # The images at a time share the cores for their filters (one image: all of them).
+    threads = max(usable_cores() // n_workers, 1)
     jobs = [(inputs[i], outputs[i], qc_dir / f"{inputs[i].stem}.png" if qc else None, workflow,
-             params, spacing) for i in todo]
-    n_workers = worker_count(workers, len(jobs))  # 0: the cores this job may use
+             params, spacing, threads) for i in todo]
     bar = tqdm(total=len(jobs), desc=f"segment {workflow}", unit="image", disable=not jobs)
     try:
         if n_workers <= 1:

@@ -43,6 +43,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
+from .._cores import in_threads, separable_in_threads, usable_cores
 from ..objects import FACE_CONNECTIVITY, normalize_spacing
 from .params import microns_to_voxels
 
@@ -99,7 +100,7 @@ GRANULE_MERGE_SIGMAS = 3.0
 
 
 def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
-                      background_ratio: float = 2.0) -> np.ndarray:
+                      background_ratio: float = 2.0, threads: int | None = None) -> np.ndarray:
     """Smooth at the PSF's scale and subtract the smooth background.
 
     Each z-plane's median is subtracted first (the background's depth
@@ -121,6 +122,9 @@ def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
         Gaussian sigma of a single molecule's image, µm.
     background_ratio : float
         Sigma of the background's Gaussian, in spot sigmas (> 1).
+    threads : int, optional
+        Threads for the filters (the same result on any number); None: every
+        core this process may use.
 
     Returns
     -------
@@ -138,14 +142,16 @@ def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
     >>> bool(abs(filtered[0, 0, 0]) < 1)
     True
     """
-    image = np.asarray(image, dtype=np.float32)
+    threads = usable_cores() if threads is None else max(int(threads), 1)
+    image = np.array(image, dtype=np.float32)  # a copy, levelled in place
     spot = microns_to_voxels(spot_sigma_um, spacing)
     broad = spot * float(background_ratio)
     # The background changes fastest along z (the embryo or cell surface,
     # out-of-focus planes): each plane's median level goes first, exactly.
-    image = image - _plane_levels(image)[:, None, None]
-    filtered = ndimage.gaussian_filter(image, spot, mode="reflect", truncate=_TRUNCATE)
-    background = ndimage.gaussian_filter(image, broad, mode="reflect", truncate=_TRUNCATE)
+    image -= _plane_levels(image)[:, None, None]
+    filtered = _blur(image, spot, threads)
+    background = _blur(image, broad, threads)
+    del image
     filtered -= background
     # For a smooth background B the difference above leaves
     # -1/2 sum_a (broad_a^2 - spot_a^2) d^2B/da^2, which looks like a spot
@@ -155,22 +161,80 @@ def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
     # its second derivatives (to well under 1%) at a fraction of the cost.
     # (Blurring the background blur again: a Gaussian of sqrt(c^2 - b^2) after one
     # of b is one of c, with a shorter kernel.)
-    coarse = ndimage.gaussian_filter(background, broad * math.sqrt(_CURVATURE_SCALE**2 - 1),
-                                     mode="reflect", truncate=_TRUNCATE)
+    coarse = _blur(background, broad * math.sqrt(_CURVATURE_SCALE**2 - 1), threads)
     del background
-    for axis in range(3):
-        if image.shape[axis] < 3:
-            continue
-        weight = np.float32(0.5 * (broad[axis] ** 2 - spot[axis] ** 2))
-        padded = np.concatenate([coarse.take([0], axis), coarse, coarse.take([-1], axis)],
-                                axis=axis)
-        n = image.shape[axis]
-        second = (padded.take(range(2, n + 2), axis) - 2 * coarse
-                  + padded.take(range(n), axis))
-        second *= weight
-        filtered += second
+    weights = (0.5 * (broad**2 - spot**2)).astype(np.float32)
+    _add_curvature(filtered, coarse, weights, threads)
+    del coarse
     _remove_face_ridges(filtered, spacing=spacing, spot=spot)
     return filtered
+
+
+def _blur(image: np.ndarray, sigma, threads: int) -> np.ndarray:
+    """``ndimage.gaussian_filter(image, sigma, mode="reflect", truncate=_TRUNCATE)`` of a
+    float32 `image`, the same to the bit, each axis' pass shared among `threads` threads."""
+    sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (image.ndim,))
+    passes = [(axis, functools.partial(_blur_pass, sigma=float(sigma[axis]), axis=axis))
+              for axis in range(image.ndim) if sigma[axis] > 1e-15]  # as scipy skips them
+    return separable_in_threads(image, passes, threads=threads)
+
+
+def _blur_pass(source: np.ndarray, target: np.ndarray, *, sigma: float, axis: int) -> None:
+    ndimage.gaussian_filter1d(source, sigma, axis, output=target, mode="reflect",
+                              truncate=_TRUNCATE)
+
+
+def _box_max(image: np.ndarray, reach, threads: int) -> np.ndarray:
+    """``ndimage.maximum_filter(image, size=2 * reach + 1, mode="constant")``, the same,
+    each axis' pass shared among `threads` threads."""
+    passes = [(axis, functools.partial(_max_pass, size=2 * int(r) + 1, axis=axis))
+              for axis, r in enumerate(reach) if r > 0]
+    return separable_in_threads(image, passes, threads=threads)
+
+
+def _max_pass(source: np.ndarray, target: np.ndarray, *, size: int, axis: int) -> None:
+    ndimage.maximum_filter1d(source, size, axis, output=target, mode="constant")
+
+
+def _add_curvature(filtered: np.ndarray, coarse: np.ndarray, weights: np.ndarray,
+                   threads: int) -> None:
+    """Add, in place, ``weights[a]`` times the second difference of `coarse` along each
+    axis ``a`` of at least 3 voxels (its end values repeated beyond the faces).
+
+    Plane by plane (a few planes' worth of scratch memory, not whole volumes), the planes
+    shared among `threads` threads; each voxel's sums in the same order as the
+    whole-volume expression ``((c[i+1] - 2 c[i]) + c[i-1]) * w``, axis after axis.
+    """
+    n_z = filtered.shape[0]
+    use = [n >= 3 for n in filtered.shape]
+
+    def planes(chunk: range) -> None:
+        for k in chunk:
+            centre = coarse[k]
+            twice = 2 * centre
+            if use[0]:
+                second = coarse[min(k + 1, n_z - 1)] - twice
+                second += coarse[max(k - 1, 0)]
+                second *= weights[0]
+                filtered[k] += second
+            for axis in (0, 1):  # y and x of the plane
+                if not use[axis + 1]:
+                    continue
+                head, tail = [slice(None)] * 2, [slice(None)] * 2
+                head[axis], tail[axis] = slice(1, None), slice(None, -1)
+                last, first = list(head), list(tail)
+                last[axis], first[axis] = slice(-1, None), slice(0, 1)
+                second = np.empty_like(centre)
+                second[tuple(tail)] = centre[tuple(head)]  # c[i + 1]
+                second[tuple(last)] = centre[tuple(last)]
+                second -= twice
+                second[tuple(head)] += centre[tuple(tail)]  # c[i - 1]
+                second[tuple(first)] += centre[tuple(first)]
+                second *= weights[axis + 1]
+                filtered[k] += second
+
+    step = max(1, -(-n_z // (4 * max(threads, 1))))
+    in_threads(planes, [range(k, min(k + step, n_z)) for k in range(0, n_z, step)], threads)
 
 
 def _remove_face_ridges(filtered: np.ndarray, *, spacing, spot: np.ndarray) -> None:
@@ -230,7 +294,7 @@ def _plane_levels(image: np.ndarray) -> np.ndarray:
 
 
 def less_smoothed(filtered: np.ndarray, image: np.ndarray, *, spacing, spot_sigma_um,
-                  smoothing: float) -> np.ndarray:
+                  smoothing: float, threads: int | None = None) -> np.ndarray:
     """:func:`remove_background`'s output with the spot filter narrowed to `smoothing` of it.
 
     ``filtered + G(smoothing·s) * image - G(s) * image`` (each plane's median
@@ -250,6 +314,9 @@ def less_smoothed(filtered: np.ndarray, image: np.ndarray, *, spacing, spot_sigm
         The spot sigma `filtered` was made with.
     smoothing : float
         In (0, 1]: the narrower filter, in spot sigmas (1 returns `filtered`).
+    threads : int, optional
+        Threads for the filters (the same result on any number); None: every
+        core this process may use.
 
     Returns
     -------
@@ -267,12 +334,12 @@ def less_smoothed(filtered: np.ndarray, image: np.ndarray, *, spacing, spot_sigm
     """
     if smoothing >= 1:
         return filtered
-    image = np.asarray(image, dtype=np.float32)
-    image = image - _plane_levels(image)[:, None, None]
+    threads = usable_cores() if threads is None else max(int(threads), 1)
+    image = np.array(image, dtype=np.float32)  # a copy, levelled in place
+    image -= _plane_levels(image)[:, None, None]
     spot = microns_to_voxels(spot_sigma_um, spacing)
-    narrow = ndimage.gaussian_filter(image, spot * float(smoothing), mode="reflect",
-                                     truncate=_TRUNCATE)
-    narrow -= ndimage.gaussian_filter(image, spot, mode="reflect", truncate=_TRUNCATE)
+    narrow = _blur(image, spot * float(smoothing), threads)
+    narrow -= _blur(image, spot, threads)
     narrow += filtered
     return narrow
 
@@ -373,7 +440,8 @@ def _high_pass(filtered: np.ndarray, reach: np.ndarray) -> np.ndarray:
 
 
 def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 3.0),
-                background_ratio: float = 2.0, borrow_crowded: bool = True) -> np.ndarray:
+                background_ratio: float = 2.0, borrow_crowded: bool = True,
+                threads: int | None = None) -> np.ndarray:
     """Noise standard deviation of a filtered image, varying smoothly over the image.
 
     What varies over more than a few spot sizes is background left over, not
@@ -408,6 +476,9 @@ def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 
         block's (dense RNA: the molecules' light is not noise). False: it is
         measured on all the block's voxels, so broad structure there counts as
         noise (centrosomes: out-of-focus cells are then not found as objects).
+    threads : int, optional
+        Threads for the filters (the same result on any number); None: every
+        core this process may use.
 
     Returns
     -------
@@ -470,7 +541,8 @@ def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 
     # without the voxels near anything above 4.5 noise SDs (spots, not noise).
     half = np.maximum(reach // stride, 1)
     bright = (filtered[sample] > 4.5 * noise[sample]).view(np.uint8)
-    near_spots = ndimage.maximum_filter(bright, size=tuple(2 * half + 1), mode="constant") > 0
+    threads = usable_cores() if threads is None else max(int(threads), 1)
+    near_spots = _box_max(bright, half, threads) > 0
     return interpolate(_block_mad(high, counts, near_spots, borrow=borrow_crowded))
 
 
@@ -914,11 +986,14 @@ def spot_shape(filtered: np.ndarray, spots: pd.DataFrame) -> np.ndarray | None:
 
 def _draw_spots(shape, position: np.ndarray, amplitude: np.ndarray,
                 sigma: np.ndarray, reach_sigmas: float = _MODEL_REACH) -> np.ndarray:
-    """Sum of Gaussians of `sigma` (voxels) at sub-voxel `position` rows, float32 volume.
+    """Sum of Gaussians of `sigma` (voxels) at sub-voxel `position` rows, float32 volume
+    (a view into one padded by the Gaussians' reach).
 
     Each Gaussian is the outer product of three 1-D ones, cut at
     `reach_sigmas` sigmas, added into a volume padded by that reach
-    (so no index falls outside) with one ``bincount`` per batch. `sigma` is
+    (so no index falls outside) with one ``bincount`` (float64) per batch of
+    spots in raster order, over the stretch of the volume the batch covers;
+    each voxel is rounded to float32 once, when no later batch reaches it. `sigma` is
     one (3,) shape for all, or one (N, 3) row per spot (each cut at
     `reach_sigmas` of the widest; batches then hold at most
     :data:`_MODEL_VALUES` values).
@@ -931,25 +1006,39 @@ def _draw_spots(shape, position: np.ndarray, amplitude: np.ndarray,
     steps = [np.arange(-r, r + 1) for r in reach]
     offset_flat = (steps[0][:, None, None] * strides[0] + steps[1][None, :, None] * strides[1]
                    + steps[2][None, None, :]).ravel()
-    model = np.zeros(int(np.prod(padded)), dtype=np.float64)
+    model = np.zeros(int(np.prod(padded)), dtype=np.float32)
     # A centre outside the volume is drawn from the nearest voxel inside it (its
     # factors still come from `position`): no index falls outside the padding.
     centre = np.clip(np.rint(position), 0, np.array(shape) - 1).astype(np.int64)
+    # In raster order, so that each batch adds into one stretch of the volume: its sums
+    # (float64) cover that stretch only, not the whole volume. The voxels no later batch
+    # reaches are final and stored (as float32, rounded once); the rest of the stretch is
+    # carried into the next batch's sums, so that no voxel depends on the batches.
+    base_all = (centre + reach) @ strides
+    order = np.argsort(base_all, kind="stable")
+    span = int(offset_flat.max())
     batch = max(1, min(_MODEL_BATCH, _MODEL_VALUES // offset_flat.size))
+    carry = np.zeros(0)
     for start in range(0, len(position), batch):
-        part = slice(start, start + batch)
-        width = sigma[part] if per_spot else np.broadcast_to(sigma, (len(position[part]), 3))
+        part = order[start:start + batch]
+        width = sigma[part] if per_spot else np.broadcast_to(sigma, (len(part), 3))
         factors = [np.exp(-0.5 * ((centre[part, a, None] + steps[a][None, :]
                                    - position[part, a, None]) / width[:, a, None]) ** 2)
                    for a in range(3)]
         values = (amplitude[part, None, None, None] * factors[0][:, :, None, None]
                   * factors[1][:, None, :, None] * factors[2][:, None, None, :])
-        base = (centre[part] + reach) @ strides
-        flat = (base[:, None] + offset_flat[None, :]).ravel()
-        model += np.bincount(flat, weights=values.ravel(), minlength=model.size)
+        base = base_all[part]
+        low = int(base[0]) - span  # base is sorted within the batch
+        flat = (base[:, None] - low + offset_flat[None, :]).ravel()
+        sums = np.bincount(flat, weights=values.ravel())
+        sums[:carry.size] += carry  # the carry starts at this batch's stretch
+        later = start + batch < len(position)
+        done = int(base_all[order[start + batch]]) - span - low if later else sums.size
+        model[low:low + min(done, sums.size)] = sums[:done]
+        carry = sums[done:]
     model = model.reshape(padded)
     inner = tuple(slice(int(r), int(r + n)) for r, n in zip(reach, shape))
-    return model[inner].astype(np.float32)
+    return model[inner]
 
 
 #: :func:`_residual_profile` averages the residuals around at most this many spots.
@@ -1155,7 +1244,8 @@ def split_blended_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataF
     if sigma is None:
         return spots
     index, position, amplitude = _spot_amplitudes(filtered, spots, sigma)
-    left = filtered - _draw_spots(filtered.shape, position, amplitude, sigma)
+    left = _draw_spots(filtered.shape, position, amplitude, sigma)
+    np.subtract(filtered, left, out=left)  # the residual, in the model's memory
     found = find_spots(left / noise, threshold, spacing=spacing, min_distance_um=min_distance_um)
     if len(found) == 0:
         return spots
@@ -1428,7 +1518,8 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
                       shape=(bright.size, bright.size))
     count, granule = connected_components(link, directed=False)
     member = bright_tree.query(scaled)[0] <= _GRANULE_REACH
-    data = filtered - _draw_spots(filtered.shape, position[~member], amplitude[~member], sigma)
+    data = _draw_spots(filtered.shape, position[~member], amplitude[~member], sigma)
+    np.subtract(filtered, data, out=data)
     # Start each granule at its bright spots' amplitude-weighted centre, at the brightest's height.
     weight = amplitude[bright]
     start = np.stack([np.bincount(granule, weight * position[bright, a], minlength=count)
@@ -1560,7 +1651,7 @@ def _peak_near(image: np.ndarray, index: np.ndarray) -> np.ndarray:
 def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *, floor: float,
                  mask_fraction: float, saddle_ratio: float, granule_saddle_ratio: float = 0.5,
                  reach=None, mask_image: np.ndarray | None = None,
-                 granule_reach=None) -> np.ndarray:
+                 granule_reach=None, threads: int | None = None) -> np.ndarray:
     """One object per spot (or per group of spots with no dip between them).
 
     1. A watershed of ``-filtered`` from the spots over the voxels whose score
@@ -1610,6 +1701,9 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
         Largest distance, in voxels along (z, y, x) (an ellipsoid), between two
         spots for the granule ratio to join them, e.g.
         :data:`GRANULE_MERGE_SIGMAS` times :func:`spot_shape`; None: no limit.
+    threads : int, optional
+        Threads for the filters (the same result on any number); None: every
+        core this process may use.
 
     Returns
     -------
@@ -1618,9 +1712,9 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
         :func:`.workflows.separate_touching`).
     """
     filtered = np.asarray(filtered, dtype=np.float32)
-    labels = np.zeros(filtered.shape, dtype=np.int32)
     if len(spots) == 0:
-        return labels
+        return np.zeros(filtered.shape, dtype=np.int32)
+    threads = usable_cores() if threads is None else max(int(threads), 1)
     voxels = tuple(spots[["zi", "yi", "xi"]].to_numpy().T)
     face = FACE_CONNECTIVITY
     region = np.asarray(score) > floor
@@ -1630,8 +1724,8 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
         # a spot on a faint ridge of background cannot flood a whole plane.
         seeds = np.zeros(filtered.shape, dtype=np.uint8)
         seeds[voxels] = 1
-        region &= ndimage.maximum_filter(seeds, size=tuple(2 * np.asarray(reach) + 1),
-                                         mode="constant") > 0
+        region &= _box_max(seeds, np.asarray(reach, dtype=int), threads) > 0
+        del seeds
     components, count = ndimage.label(region, structure=face)
     del region
     owner = components[voxels]
@@ -1677,6 +1771,7 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
         position = np.vstack([np.zeros((1, 3)), at / np.asarray(granule_reach, dtype=np.float64)])
     merged = _merge_basins(basins, filtered, saddle_ratio, bright=bright,
                            bright_ratio=granule_saddle_ratio, apart=apart, position=position)
+    del basins
     # An object's level is the dimmest of its spots' peaks (the merged basins of
     # a granule dip no lower than the saddle ratio of it, so with a saddle ratio
     # >= mask_fraction the granule stays in one piece).
@@ -1691,9 +1786,9 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
     values = mask_image.ravel()[where]
     object_of_voxel = merged.ravel()[where]
     keep = (object_of_voxel > 0) & (values >= mask_fraction * level[object_of_voxel])
-    cut = np.zeros(filtered.size, dtype=np.int32)
-    cut[where[keep]] = object_of_voxel[keep]
-    cut = cut.reshape(filtered.shape)
+    # The merged labels are 0 off the region's voxels: cut them in place.
+    cut = merged
+    cut.ravel()[where[~keep]] = 0
     # Drop the pieces cut off from their object's spots.
     pieces, _ = ndimage.label(cut > 0, structure=face)
     seeded = np.zeros(int(pieces.max()) + 1, dtype=bool)

@@ -227,7 +227,7 @@ def separate_touching(label_image: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------- workflows
-def _run(image, params, spacing, keep: bool, previous=None) -> Intermediates:
+def _run(image, params, spacing, keep: bool, previous=None, threads: int | None = None) -> Intermediates:
     image = _check_image(image)
     spacing = normalize_spacing(spacing)
     if previous is not None and previous.filtered is not None:
@@ -235,12 +235,14 @@ def _run(image, params, spacing, keep: bool, previous=None) -> Intermediates:
     else:
         filtered = detection.remove_background(image, spacing=spacing,
                                                spot_sigma_um=params.spot_sigma_um,
-                                               background_ratio=params.background_ratio)
+                                               background_ratio=params.background_ratio,
+                                               threads=threads)
         noise = detection.local_noise(filtered, spacing=spacing,
                                       spot_sigma_um=params.spot_sigma_um,
                                       block_um=params.noise_block_um,
                                       background_ratio=params.background_ratio,
-                                      borrow_crowded=params.borrow_crowded_noise)
+                                      borrow_crowded=params.borrow_crowded_noise,
+                                      threads=threads)
     score = filtered / noise
     threshold = params.threshold or detection.noise_threshold(
         params.spot_sigma_um, false_positives_per_1000um3=params.false_positives_per_1000um3,
@@ -253,11 +255,13 @@ def _run(image, params, spacing, keep: bool, previous=None) -> Intermediates:
     if params.blend_fraction > 0:
         spots = detection.find_flank_spots(filtered, noise, spots, threshold, spacing=spacing,
                                            min_distance_um=params.spot_sigma_um)
+    if not keep:
+        noise = None  # not needed past here: its memory goes to the objects' arrays
     mask_image = None
     if params.mask_smoothing < 1:
         mask_image = detection.less_smoothed(filtered, image, spacing=spacing,
                                              spot_sigma_um=params.spot_sigma_um,
-                                             smoothing=params.mask_smoothing)
+                                             smoothing=params.mask_smoothing, threads=threads)
     # Molecules beside a granule (the workflows that split blended spots): only the
     # granule's own lumps take its lower saddle ratio.
     sigma = (detection.spot_shape(filtered, spots)
@@ -270,7 +274,8 @@ def _run(image, params, spacing, keep: bool, previous=None) -> Intermediates:
                                         params.spot_sigma_um, spacing)).astype(int),
                                     mask_image=mask_image,
                                     granule_reach=None if sigma is None
-                                    else detection.GRANULE_MERGE_SIGMAS * sigma)
+                                    else detection.GRANULE_MERGE_SIGMAS * sigma,
+                                    threads=threads)
     del mask_image
     final = separate_touching(labels)
     if params.min_volume_um3 > 0 or params.max_volume_um3 > 0:
@@ -302,7 +307,7 @@ def _params(params) -> SegmentationParams:
 
 
 def segment(image: np.ndarray, params: SegmentationParams | str | dict = "rna", *,
-            spacing=DEFAULT_SPACING) -> np.ndarray:
+            spacing=DEFAULT_SPACING, threads: int | None = None) -> np.ndarray:
     """Segment a stack with a workflow: single molecules and granules, or centrosomes.
 
     Parameters
@@ -314,6 +319,9 @@ def segment(image: np.ndarray, params: SegmentationParams | str | dict = "rna", 
         its preset; a dict: :meth:`.SegmentationParams.from_dict`.
     spacing : sequence of 3 floats
         Microns per voxel (z, y, x).
+    threads : int, optional
+        Threads for the filters of a large stack (the same mask on any
+        number); None: every core this process may use.
 
     Returns
     -------
@@ -333,7 +341,7 @@ def segment(image: np.ndarray, params: SegmentationParams | str | dict = "rna", 
     reported in a :class:`.quality.LargeObjectsRemovedWarning`.
     """
     params = _params(params)
-    run = _run(image, params, spacing, keep=False)
+    run = _run(image, params, spacing, keep=False, threads=threads)
     _warn_removed(run, params)
     return run.result
 
