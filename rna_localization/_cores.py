@@ -1,14 +1,17 @@
-"""How many cores this process may use (one definition for the pipeline and the array core),
-a function run on that many threads, and a separable filter's passes shared among them."""
+"""How many cores and how much memory this process may use (one definition for the pipeline
+and the array core), a function run on that many threads, and a separable filter's passes
+shared among them."""
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["in_threads", "separable_in_threads", "usable_cores"]
+__all__ = ["available_memory", "in_threads", "separable_in_threads", "usable_cores"]
 
 #: :func:`separable_in_threads` cuts a volume into slabs of at least this many voxels
 #: (smaller volumes are filtered whole: a thread's start costs more than it saves) ...
@@ -32,6 +35,64 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
+
+
+def available_memory() -> int:
+    """Bytes this process may still allocate without swapping.
+
+    The machine's available memory, or less where a control group limits
+    this process (a batch job's share of a node, a container): there, its
+    limit less what the group uses, the page cache it could drop not counted.
+
+    Examples
+    --------
+    >>> 0 < available_memory()
+    True
+    """
+    import psutil
+
+    return int(min(psutil.virtual_memory().available, cgroup_room()))
+
+
+def cgroup_room(proc_cgroup: Path = Path("/proc/self/cgroup"),
+                sys_cgroup: Path = Path("/sys/fs/cgroup")) -> float:
+    """Bytes left under this process' control-group memory limits (cgroup v2 and v1); inf
+    where none is set or none can be read.
+
+    Each limit less its group's usage, plus the group's inactive file pages (page
+    cache the kernel drops before it reclaims anything else).
+    """
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return math.inf
+    room = math.inf
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":  # v2: one hierarchy
+            base = sys_cgroup / path.lstrip("/")
+            names = ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):  # v1: the memory controller's own
+            base = sys_cgroup / "memory" / path.lstrip("/")
+            names = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+        else:
+            continue
+        try:
+            limit_text = (base / names[0]).read_text().strip()
+            if limit_text == "max":
+                continue
+            limit, usage = int(limit_text), int((base / names[1]).read_text())
+            stat = dict(row.split()[:2] for row in (base / "memory.stat").read_text().splitlines()
+                        if len(row.split()) >= 2)
+            inactive = int(stat.get(names[2], 0))
+        except (OSError, ValueError):
+            continue
+        if limit < 1 << 60:  # v1 writes "no limit" as a huge number
+            room = min(room, limit - usage + inactive)
+    return room
 
 
 def in_threads(function, items, threads: int) -> list:

@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="structure to segment (repeatable; default: every structure)")
     segment.add_argument("--workflow", type=Path, help="parameter file saved by a playground notebook")
     segment.add_argument("--overwrite", action="store_true", help="replace existing segmentations")
-    segment.add_argument("--workers", type=int, help="processes (default: distances.workers)")
+    segment.add_argument("--workers", type=int,
+                         help="processes (default: distances.workers; 0: one per core, as many "
+                              "as fit in memory)")
 
     extract = command("extract", parents=(config_parent, dask_parent),
                       help="objects of every structure into the database",

@@ -76,3 +76,32 @@ def test_small_volumes_and_no_passes():
     expected = ndimage.gaussian_filter(volume, 1.0, mode="reflect", truncate=3.0)
     result = separable_in_threads(volume, _gaussian_passes((1.0, 1.0, 1.0)), threads=2)
     assert np.array_equal(result, expected)
+
+
+def test_cgroup_room_reads_v2_and_v1_limits(tmp_path):
+    # A job's control groups written as the kernel shows them: its room is the limit less
+    # the usage, plus the page cache it could drop; no limit, no room taken.
+    from rna_localization._cores import available_memory, cgroup_room
+
+    proc = tmp_path / "cgroup"
+    v2 = tmp_path / "sys" / "slurm" / "job_7"
+    v2.mkdir(parents=True)
+    (v2 / "memory.max").write_text("8589934592\n")
+    (v2 / "memory.current").write_text("3000000000\n")
+    (v2 / "memory.stat").write_text("anon 2000000000\nfile 1000000000\ninactive_file 600000000\n")
+    proc.write_text("0::/slurm/job_7\n")
+    assert cgroup_room(proc, tmp_path / "sys") == 8589934592 - 3000000000 + 600000000
+    (v2 / "memory.max").write_text("max\n")
+    assert cgroup_room(proc, tmp_path / "sys") == float("inf")
+
+    v1 = tmp_path / "sys" / "memory" / "job_8"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text("4294967296\n")
+    (v1 / "memory.usage_in_bytes").write_text("1000000000\n")
+    (v1 / "memory.stat").write_text("cache 500\ntotal_inactive_file 200000000\n")
+    proc.write_text("4:memory:/job_8\n3:cpuset:/\n0::/slurm/job_7\n")
+    assert cgroup_room(proc, tmp_path / "sys") == 4294967296 - 1000000000 + 200000000
+    (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
+    assert cgroup_room(proc, tmp_path / "sys") == float("inf")
+    assert cgroup_room(tmp_path / "missing", tmp_path / "sys") == float("inf")
+    assert 0 < available_memory() < 1 << 50

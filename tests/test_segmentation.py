@@ -1076,7 +1076,7 @@ def test_segment_folder_warns_when_memory_is_short(tmp_path, monkeypatch):
 
     _small_images(tmp_path / "raw", n=2)
     need = 16 * 96 * 96 * batch.SEGMENT_BYTES_PER_VOXEL
-    monkeypatch.setattr(batch, "_available_bytes", lambda: need // 2)
+    monkeypatch.setattr(batch, "available_memory", lambda: need // 2)
     with pytest.warns(UserWarning, match=r"147,456 voxels\) takes about"):
         written = segment_folder(tmp_path / "raw", tmp_path / "seg", workflow="rna", qc=False)
     assert len(written) == 2  # warned, not stopped

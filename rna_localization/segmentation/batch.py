@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from .._cores import usable_cores
+from .._cores import available_memory, usable_cores
 from ..calibration import (
     FIX_RAW,
     VoxelSizeWarning,
@@ -75,8 +75,9 @@ def images_at_once(workers: int, n_images: int, largest_voxels: int,
     largest_voxels : int
         Voxels of the largest of them.
     available_bytes : int
-        Memory available to start processes in (e.g. ``psutil``'s
-        ``virtual_memory().available``).
+        Memory available to start processes in
+        (:func:`rna_localization._cores.available_memory`: a batch job's
+        share, not the whole node).
 
     Returns
     -------
@@ -108,13 +109,6 @@ def images_at_once(workers: int, n_images: int, largest_voxels: int,
                    f"voxels in the largest stack), and {free} is available: use --workers {fit} "
                    f"(distances.workers = {fit}, or workers = 0 to choose by memory).")
     return n, None
-
-
-def _available_bytes() -> int:
-    """Memory available to new processes (without swapping), bytes."""
-    import psutil
-
-    return int(psutil.virtual_memory().available)
 
 
 def _resolve_params(workflow: str, params):
@@ -453,7 +447,7 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
                         stacklevel=2)
     output_dir.mkdir(parents=True, exist_ok=True)
     results: dict[int, tuple[int, list[str], list[str]]] = {}  # index: (objects, problems, removed)
-    n_workers, short = images_at_once(workers, len(todo), largest, _available_bytes())
+    n_workers, short = images_at_once(workers, len(todo), largest, available_memory())
     if todo and short:
         warnings.warn(short, UserWarning, stacklevel=2)
     # The images at a time share the cores for their filters (one image: all of them).
