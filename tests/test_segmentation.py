@@ -394,6 +394,31 @@ def _spots_image(centres, amplitudes, shape=(20, 64, 64), background=200.0, seed
     return np.random.default_rng(seed).poisson(image).astype(np.uint16), image
 
 
+@pytest.mark.parametrize("min_distance_um", [0.1, (0.2, 0.13), (0.4, 0.2)])
+def test_find_spots_are_the_maxima_of_their_box(min_distance_um):
+    # Oracle: every voxel above the threshold compared with every other voxel of its box
+    # inside the stack (greater than those before it in raster order, at least equal to those
+    # after it), on values rounded so that ties are common.
+    rng = np.random.default_rng(6)
+    score = np.round(rng.normal(0, 2, (6, 11, 13))).astype(np.float32)
+    spacing = 0.1
+    radius = np.maximum(np.rint(np.broadcast_to(np.asarray(min_distance_um, float) / spacing,
+                                                 (2,))[[0, 1, 1]]).astype(int), 1)
+    expected = []
+    for v in zip(*np.nonzero(score > 1.0), strict=True):
+        lows = [max(c - r, 0) for c, r in zip(v, radius, strict=True)]
+        highs = [min(c + r, n - 1) for c, r, n in zip(v, radius, score.shape, strict=True)]
+        box = np.indices([h - lo + 1 for lo, h in zip(lows, highs, strict=True)]).reshape(3, -1).T + lows
+        ok = all(score[v] > score[tuple(u)] if tuple(u) < v else score[v] >= score[tuple(u)]
+                 for u in box if tuple(u) != v)
+        if ok:
+            expected.append(tuple(int(c) for c in v))
+    spots = find_spots(score, 1.0, spacing=spacing, min_distance_um=min_distance_um)
+    found = sorted(zip(spots["zi"], spots["yi"], spots["xi"], strict=True))
+    assert found == sorted(expected)
+    assert len(expected) >= 5
+
+
 def test_find_spots_gives_sub_voxel_positions():
     centres = [(9.3, 20.4, 30.7), (10.6, 44.2, 15.35)]
     _, noise_free = _spots_image(centres, [400, 400])

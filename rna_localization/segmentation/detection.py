@@ -855,13 +855,18 @@ def find_spots(score: np.ndarray, threshold: float, *, spacing, min_distance_um,
     # Only voxels above the threshold can be spots: compare each with its box
     # (ties go to the voxel first in raster order, so a plateau gives one spot).
     index = np.argwhere(above)
+    del above
     values32 = score[tuple(index.T)]
     is_max = np.ones(len(index), dtype=bool)
     upper = np.array(score.shape) - 1
-    for offset in np.ndindex(*(2 * radius + 1)):
-        offset = np.array(offset) - radius
-        if not offset.any():
-            continue
+    # The six face neighbours first (the box holds them: its radius is at least 1): few
+    # voxels pass them, and only those are compared with the rest of the box.
+    box = [np.array(o) - radius for o in np.ndindex(*(2 * radius + 1))]
+    face_offsets = [o for o in box if np.abs(o).sum() == 1]
+    offsets = face_offsets + [o for o in box if np.abs(o).sum() > 1]
+    for k, offset in enumerate(offsets):
+        if k == len(face_offsets):
+            index, values32, is_max = index[is_max], values32[is_max], is_max[is_max]
         clipped = np.clip(index + offset, 0, upper)
         neighbour = score[tuple(clipped.T)]
         # At a face the clipped neighbour is another one (or the voxel itself): the tie
