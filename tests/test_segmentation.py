@@ -419,6 +419,31 @@ def test_find_spots_are_the_maxima_of_their_box(min_distance_um):
     assert len(expected) >= 5
 
 
+@pytest.mark.parametrize("shape", [(9, 40, 36), (1, 20, 21), (3, 7, 30)])
+def test_high_pass_at_the_sample_against_mirrored_neighbours(shape):
+    # Oracle: numpy's reflect padding for the 6 neighbours `reach` voxels away (a reach past
+    # the axis is cut to its length - 1; none along an axis of one voxel: twice the voxel).
+    from rna_localization.segmentation import detection
+
+    rng = np.random.default_rng(7)
+    filtered = rng.normal(0, 1, shape).astype(np.float32)
+    reach = np.array([2, 3, 50])
+    expected = filtered.astype(np.float64)
+    for axis, n in enumerate(shape):
+        step = min(int(reach[axis]), n - 1)
+        if step == 0:
+            expected -= 2 / 6 * filtered
+            continue
+        pad = [(step, step) if a == axis else (0, 0) for a in range(3)]
+        padded = np.pad(filtered.astype(np.float64), pad, mode="reflect")
+        for start in (0, 2 * step):
+            expected -= np.take(padded, range(start, start + n), axis=axis) / 6
+    sample = (slice(None), slice(1, None, 2), slice(None, None, 3))
+    assert detection._high_pass(filtered, reach) == pytest.approx(expected, abs=1e-5)
+    assert detection._high_pass(filtered, reach, sample) == pytest.approx(expected[sample],
+                                                                            abs=1e-5)
+
+
 def test_find_spots_gives_sub_voxel_positions():
     centres = [(9.3, 20.4, 30.7), (10.6, 44.2, 15.35)]
     _, noise_free = _spots_image(centres, [400, 400])

@@ -416,26 +416,32 @@ def _block_mad(values: np.ndarray, counts, exclude: np.ndarray | None = None, *,
     return spread.astype(np.float32)
 
 
-def _high_pass(filtered: np.ndarray, reach: np.ndarray) -> np.ndarray:
+def _high_pass(filtered: np.ndarray, reach: np.ndarray, sample=None) -> np.ndarray:
     """The image minus the mean of its 6 neighbours `reach` voxels away along each axis.
 
     Cancels anything that varies linearly over a few spot sizes (background
     left over), keeps most of the noise; a few array shifts, no convolution.
+    With `sample` (one slice per axis), only at the voxels it selects (the
+    neighbours still `reach` voxels away in the whole image): the same values
+    as ``_high_pass(filtered, reach)[sample]``, for the work of the sample.
     """
-    out = filtered.astype(np.float32, copy=True)
+    sample = (slice(None),) * filtered.ndim if sample is None else tuple(sample)
+    kept = [np.arange(n)[s] for n, s in zip(filtered.shape, sample)]
+    out = np.array(filtered[sample], dtype=np.float32)
     weight = np.float32(1.0 / 6.0)
     for axis, step in enumerate(reach):
         n = filtered.shape[axis]
         step = int(min(step, max(n - 1, 0)))
         if step == 0:
-            out -= np.float32(2.0) * weight * filtered
+            out -= np.float32(2.0) * weight * filtered[sample]
             continue
-        index = np.arange(n)
+        # The sample along the other axes; every plane along this one, to take from.
+        along = filtered[sample[:axis] + (slice(None),) + sample[axis + 1:]]
         for shift in (-step, step):
             # Mirrored at the edges, like the filters.
-            neighbour = np.abs(index + shift)
+            neighbour = np.abs(kept[axis] + shift)
             neighbour = np.where(neighbour > n - 1, 2 * (n - 1) - neighbour, neighbour)
-            out -= weight * filtered.take(neighbour, axis=axis)
+            out -= weight * along.take(neighbour, axis=axis)
     return out
 
 
@@ -535,7 +541,7 @@ def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 
 
     # Each plane brought to the noise far from the faces: then the blocks, several planes
     # thick, measure one level.
-    high = _high_pass(filtered, reach)[sample] / (kept * profiles[0])[:, None, None]
+    high = _high_pass(filtered, reach, sample) / (kept * profiles[0])[:, None, None]
     noise = interpolate(_block_mad(high, counts))
     # Where molecules are dense they widen the distribution; measure again
     # without the voxels near anything above 4.5 noise SDs (spots, not noise).
