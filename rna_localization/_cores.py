@@ -113,7 +113,6 @@ def in_threads(function, items, threads: int) -> list:
         return list(pool.map(function, items))
 
 
-
 def separable_in_threads(volume, passes, *, threads: int, dtype=None):
     """A separable filter, one 1-D pass per axis, each pass shared among `threads` threads.
 
