@@ -150,14 +150,19 @@ def _distance_inputs(source: ObjectVoxels, target: ObjectVoxels) -> dict:
     return {**measured, "identical": same}
 
 
-def _extract_peak(config: Path, database: str) -> dict:
-    command = [sys.executable, "-m", "benchmarks._extract_child", str(config), "--database", database]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+def _child(command: list[str], what: str) -> dict:
+    """Run `command` (python) from the repository in a fresh process; its last line, JSON."""
+    done = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True,
+                          check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
     if done.returncode != 0:
-        msg = f"benchmark extract failed ({' '.join(command)}):\n{done.stderr[-3000:]}"
+        msg = f"benchmark {what} failed:\n{done.stderr[-3000:]}"
         raise RuntimeError(msg)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _extract_peak(config: Path, database: str) -> dict:
+    return _child(["-m", "benchmarks._extract_child", str(config), "--database", database],
+                  "extract")
 
 
 #: One stack segmented in a fresh process with a workflow's defaults on a given number of
@@ -179,14 +184,8 @@ _SEGMENT = (
 
 def _segment_peak(folder: Path, structure: str, threads: int | None) -> dict:
     """:data:`_SEGMENT` on the frame's raw stack of `structure` (its own workflow)."""
-    command = [sys.executable, "-c", _SEGMENT, str(folder / structure / "raw-data" / "frame.tif"),
-               structure, json.dumps(threads)]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    if done.returncode != 0:
-        msg = f"benchmark segment failed ({structure}, threads {threads}):\n{done.stderr[-3000:]}"
-        raise RuntimeError(msg)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _child(["-c", _SEGMENT, str(folder / structure / "raw-data" / "frame.tif"), structure,
+                   json.dumps(threads)], f"segment ({structure}, threads {threads})")
 
 
 #: A fresh process writes this many bytes twice, after this many seconds idle: the first

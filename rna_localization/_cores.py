@@ -113,7 +113,7 @@ def in_threads(function, items, threads: int) -> list:
         return list(pool.map(function, items))
 
 
-def separable_in_threads(volume, passes, *, threads: int, dtype=None):
+def separable_in_threads(volume, passes, *, threads: int):
     """A separable filter, one 1-D pass per axis, each pass shared among `threads` threads.
 
     ``passes`` is a sequence of ``(axis, pass1d)`` in the order to apply them,
@@ -133,13 +133,11 @@ def separable_in_threads(volume, passes, *, threads: int, dtype=None):
     volume : ndarray
     passes : sequence of (int, callable)
     threads : int
-    dtype : dtype, optional
-        The result's (every pass writes into it); default `volume`'s.
 
     Returns
     -------
     ndarray
-        Shaped like `volume`.
+        Shaped and typed like `volume` (every pass writes into it).
 
     Examples
     --------
@@ -152,7 +150,7 @@ def separable_in_threads(volume, passes, *, threads: int, dtype=None):
     True
     """
     volume = np.asarray(volume)
-    result = np.empty(volume.shape, dtype=volume.dtype if dtype is None else dtype)
+    result = np.empty(volume.shape, dtype=volume.dtype)
     if not passes:
         result[...] = volume
         return result

@@ -78,30 +78,33 @@ def test_small_volumes_and_no_passes():
     assert np.array_equal(result, expected)
 
 
+def _group(folder, files: dict) -> None:
+    """A control group's folder with its files, as the kernel shows them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text + "\n")
+
+
 def test_cgroup_room_reads_v2_and_v1_limits(tmp_path):
-    # A job's control groups written as the kernel shows them: its room is the limit less
-    # the usage, plus the page cache it could drop; no limit, no room taken.
+    # A job's control groups: its room is the limit less the usage, plus the page cache it
+    # could drop; no limit, no room taken.
     from rna_localization._cores import available_memory, cgroup_room
 
-    proc = tmp_path / "cgroup"
-    v2 = tmp_path / "sys" / "slurm" / "job_7"
-    v2.mkdir(parents=True)
-    (v2 / "memory.max").write_text("8589934592\n")
-    (v2 / "memory.current").write_text("3000000000\n")
-    (v2 / "memory.stat").write_text("anon 2000000000\nfile 1000000000\ninactive_file 600000000\n")
+    proc, root = tmp_path / "cgroup", tmp_path / "sys"
+    _group(root / "slurm" / "job_7", {
+        "memory.max": "8589934592", "memory.current": "3000000000",
+        "memory.stat": "anon 2000000000\nfile 1000000000\ninactive_file 600000000"})
     proc.write_text("0::/slurm/job_7\n")
-    assert cgroup_room(proc, tmp_path / "sys") == 8589934592 - 3000000000 + 600000000
-    (v2 / "memory.max").write_text("max\n")
-    assert cgroup_room(proc, tmp_path / "sys") == float("inf")
+    assert cgroup_room(proc, root) == 8589934592 - 3000000000 + 600000000
+    _group(root / "slurm" / "job_7", {"memory.max": "max"})
+    assert cgroup_room(proc, root) == float("inf")
 
-    v1 = tmp_path / "sys" / "memory" / "job_8"
-    v1.mkdir(parents=True)
-    (v1 / "memory.limit_in_bytes").write_text("4294967296\n")
-    (v1 / "memory.usage_in_bytes").write_text("1000000000\n")
-    (v1 / "memory.stat").write_text("cache 500\ntotal_inactive_file 200000000\n")
+    _group(root / "memory" / "job_8", {
+        "memory.limit_in_bytes": "4294967296", "memory.usage_in_bytes": "1000000000",
+        "memory.stat": "cache 500\ntotal_inactive_file 200000000"})
     proc.write_text("4:memory:/job_8\n3:cpuset:/\n0::/slurm/job_7\n")
-    assert cgroup_room(proc, tmp_path / "sys") == 4294967296 - 1000000000 + 200000000
-    (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
-    assert cgroup_room(proc, tmp_path / "sys") == float("inf")
-    assert cgroup_room(tmp_path / "missing", tmp_path / "sys") == float("inf")
+    assert cgroup_room(proc, root) == 4294967296 - 1000000000 + 200000000
+    _group(root / "memory" / "job_8", {"memory.limit_in_bytes": "9223372036854771712"})  # none
+    assert cgroup_room(proc, root) == float("inf")
+    assert cgroup_room(tmp_path / "missing", root) == float("inf")
     assert 0 < available_memory() < 1 << 50

@@ -220,16 +220,12 @@ def _add_curvature(filtered: np.ndarray, coarse: np.ndarray, weights: np.ndarray
             for axis in (0, 1):  # y and x of the plane
                 if not use[axis + 1]:
                     continue
-                head, tail = [slice(None)] * 2, [slice(None)] * 2
-                head[axis], tail[axis] = slice(1, None), slice(None, -1)
-                last, first = list(head), list(tail)
-                last[axis], first[axis] = slice(-1, None), slice(0, 1)
                 second = np.empty_like(centre)
-                second[tuple(tail)] = centre[tuple(head)]  # c[i + 1]
-                second[tuple(last)] = centre[tuple(last)]
+                c, out = np.moveaxis(centre, axis, 0), np.moveaxis(second, axis, 0)  # views
+                out[:-1], out[-1] = c[1:], c[-1]  # c[i + 1]
                 second -= twice
-                second[tuple(head)] += centre[tuple(tail)]  # c[i - 1]
-                second[tuple(first)] += centre[tuple(first)]
+                out[1:] += c[:-1]  # c[i - 1]
+                out[0] += c[0]
                 second *= weights[axis + 1]
                 filtered[k] += second
 
