@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["available_memory", "in_threads", "separable_in_threads", "usable_cores"]
+__all__ = ["available_memory", "in_threads", "separable_in_threads", "thread_count",
+           "usable_cores"]
 
 #: :func:`separable_in_threads` cuts a volume into slabs of at least this many voxels
 #: (smaller volumes are filtered whole: a thread's start costs more than it saves) ...
@@ -35,6 +36,17 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
+
+
+def thread_count(threads: int | None) -> int:
+    """Threads to use: `threads` (at least 1), or every usable core when None.
+
+    Examples
+    --------
+    >>> thread_count(0), thread_count(3), thread_count(None) == usable_cores()
+    (1, 3, True)
+    """
+    return usable_cores() if threads is None else max(int(threads), 1)
 
 
 def available_memory() -> int:

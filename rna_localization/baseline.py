@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from ._cores import in_threads, usable_cores
+from ._cores import in_threads, thread_count
 from .objects import ObjectVoxels
 
 __all__ = ["distance_to_target", "expected_cumulative_distribution", "image_baseline"]
@@ -361,7 +361,7 @@ def _percent_within(coordinates, shape, spacing, distances, edges, region,
     if cropped is None:
         within = np.zeros(1)
     else:
-        threads = usable_cores() if workers is None else max(1, int(workers))
+        threads = thread_count(workers)
         within = np.cumsum(_counts(cropped[0], spacing, edges, cropped[1], threads)[:edges.size])
     if within[-1] == 0:
         msg = f"no voxel of the region is within {distances[-1]} µm of the target."

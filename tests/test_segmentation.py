@@ -18,6 +18,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from rna_localization import synthetic
+from rna_localization._cores import SLAB_VOXELS
 from rna_localization.segmentation import (
     PRESETS,
     LargeObjectsRemovedWarning,
@@ -1290,15 +1291,12 @@ def test_qc_thumbnails_of_large_stacks_are_reduced_and_link_to_full_resolution(t
 # ---------------------------------------------------------------- large stacks, on threads
 # Over 2 x SLAB_VOXELS voxels, so that the filters' passes are cut into slabs.
 LARGE = (8, 600, 1000)
-SLAB_VOXELS = 1 << 21  # rna_localization._cores.SLAB_VOXELS, checked below
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_filters_on_threads_equal_scipy_on_the_whole_stack(threads):
-    from rna_localization import _cores
     from rna_localization.segmentation import detection
 
-    assert _cores.SLAB_VOXELS == SLAB_VOXELS
     assert np.prod(LARGE) > 2 * SLAB_VOXELS
     rng = np.random.default_rng(3)
     volume = rng.normal(300, 25, LARGE).astype(np.float32)

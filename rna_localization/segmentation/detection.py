@@ -43,7 +43,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
-from .._cores import in_threads, separable_in_threads, usable_cores
+from .._cores import in_threads, separable_in_threads, thread_count
 from ..objects import FACE_CONNECTIVITY, normalize_spacing
 from .params import microns_to_voxels
 
@@ -142,7 +142,7 @@ def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
     >>> bool(abs(filtered[0, 0, 0]) < 1)
     True
     """
-    threads = usable_cores() if threads is None else max(int(threads), 1)
+    threads = thread_count(threads)
     image = np.array(image, dtype=np.float32)  # a copy, levelled in place
     spot = microns_to_voxels(spot_sigma_um, spacing)
     broad = spot * float(background_ratio)
@@ -330,7 +330,7 @@ def less_smoothed(filtered: np.ndarray, image: np.ndarray, *, spacing, spot_sigm
     """
     if smoothing >= 1:
         return filtered
-    threads = usable_cores() if threads is None else max(int(threads), 1)
+    threads = thread_count(threads)
     image = np.array(image, dtype=np.float32)  # a copy, levelled in place
     image -= _plane_levels(image)[:, None, None]
     spot = microns_to_voxels(spot_sigma_um, spacing)
@@ -543,7 +543,7 @@ def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 
     # without the voxels near anything above 4.5 noise SDs (spots, not noise).
     half = np.maximum(reach // stride, 1)
     bright = (filtered[sample] > 4.5 * noise[sample]).view(np.uint8)
-    threads = usable_cores() if threads is None else max(int(threads), 1)
+    threads = thread_count(threads)
     near_spots = _box_max(bright, half, threads) > 0
     return interpolate(_block_mad(high, counts, near_spots, borrow=borrow_crowded))
 
@@ -1721,7 +1721,7 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
     filtered = np.asarray(filtered, dtype=np.float32)
     if len(spots) == 0:
         return np.zeros(filtered.shape, dtype=np.int32)
-    threads = usable_cores() if threads is None else max(int(threads), 1)
+    threads = thread_count(threads)
     voxels = tuple(spots[["zi", "yi", "xi"]].to_numpy().T)
     face = FACE_CONNECTIVITY
     region = np.asarray(score) > floor
