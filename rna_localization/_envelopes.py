@@ -37,8 +37,13 @@ __all__ = ["box_points", "column_counts", "merge_nearest", "nearest_at_points", 
 
 @njit(cache=True, nogil=True)
 def plane_offsets(plane, weight_y, weight_x, cap_y, cap_x, stride, out, along_y, last, hull,
-                  starts):
+                  starts, first_row):
     """Each pixel's offset to its nearest True pixel of `plane`, as one index.
+
+    Written for the rows ``first_row .. first_row + len(out) - 1`` of `plane`
+    (``out[0]`` is row `first_row`): the baseline passes a band of rows with
+    `cap_y` rows of the plane on either side, which is all the band's offsets
+    depend on; the distances pass the whole plane and 0.
 
     The index is ``|dy| * stride + |dx|``: the baseline's ``stride`` is
     ``cap_x + 1`` (its tables are indexed by the offset), the distances' ``2**16``
@@ -64,14 +69,15 @@ def plane_offsets(plane, weight_y, weight_x, cap_y, cap_x, stride, out, along_y,
     cap_y, cap_x : int
     stride : int
         More than `cap_x`.
-    out : (Y, X) ndarray of unsigned int
-        Receives the indices.
+    out : (R, X) ndarray of unsigned int
+        Receives the indices of rows ``first_row .. first_row + R - 1``.
     along_y : (Y, X) ndarray of int32
         Scratch: each pixel's distance along y to a True pixel, capped.
     last : (X,) ndarray of int64
     hull : (X,) ndarray of int64
     starts : (X + 1, 3) ndarray of float64
         Scratch.
+    first_row : int
     """
     n_y, n_x = plane.shape
     # Along y, every column at once and row after row (contiguous): the distance to
@@ -93,7 +99,8 @@ def plane_offsets(plane, weight_y, weight_x, cap_y, cap_x, stride, out, along_y,
     # capped sources left out. Hull entry k is the source hull[k], its value
     # starts[k, 2], and where it starts to be the least: starts[k, 0] / starts[k, 1]
     # (the denominator positive; the first entry from -inf).
-    for y in range(n_y):
+    for y in range(first_row, first_row + out.shape[0]):
+        row = out[y - first_row]
         k = -1
         for q in range(n_x):
             g = along_y[y, q]
@@ -121,14 +128,14 @@ def plane_offsets(plane, weight_y, weight_x, cap_y, cap_x, stride, out, along_y,
             starts[k, 2] = f
         if k < 0:
             for x in range(n_x):
-                out[y, x] = cap_y * stride + cap_x
+                row[x] = cap_y * stride + cap_x
             continue
         j = 0
         for x in range(n_x):
             while j < k and starts[j + 1, 0] < x * starts[j + 1, 1]:
                 j += 1
             p = hull[j]
-            out[y, x] = along_y[y, p] * stride + min(abs(x - p), cap_x)
+            row[x] = along_y[y, p] * stride + min(abs(x - p), cap_x)
 
 
 @njit(cache=True, nogil=True)
@@ -152,12 +159,15 @@ def _add_planes(runs, low, high, source, far, offset):
 
 @njit(cache=True, nogil=True)
 def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n_z, region,
-                  use_region, first_row, stop_row, counts, hull, starts):
+                  use_region, first_row, stop_row, row_offset, counts, hull, starts):
     """Count the voxels of rows ``first_row .. stop_row - 1`` by the bin of their distance.
+
+    Row y's in-plane offsets are ``offsets[:, y - row_offset]`` (a band's
+    offsets start at its first row), its region ``region[:, y]``.
 
     Along each column (y, x), the nearest target voxel of the voxel at plane
     z is, over the planes s holding a target, the one minimizing
-    ``in_plane[offsets[i, y, x]] + weight_z (z - s)²``: the envelope of one
+    ``in_plane[offsets[i, y - row_offset, x]] + weight_z (z - s)²``: the envelope of one
     parabola per such plane, those whose in-plane part passes `limit` left
     out. The voxel's bin is then ``table[dz * in_plane.size + offset]``, with
     ``dz = |z - s|`` (``reach_z + 1`` past it). Voxels of a column without
@@ -174,8 +184,8 @@ def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n
 
     Parameters
     ----------
-    offsets : (S, Y, X) ndarray of unsigned int
-        :func:`plane_offsets` of each plane holding a target.
+    offsets : (S, R, X) ndarray of unsigned int
+        :func:`plane_offsets` of each plane holding a target, from row `row_offset`.
     sources : (S,) ndarray of int64
         Those planes, increasing.
     in_plane : (M,) ndarray of float64
@@ -192,7 +202,7 @@ def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n
     region : (Z, Y, X) ndarray of bool
         Voxels to count, when `use_region`.
     use_region : bool
-    first_row, stop_row : int
+    first_row, stop_row, row_offset : int
     counts : (B,) ndarray of int64
         Added to.
     hull : (S,) ndarray of int64
@@ -213,7 +223,7 @@ def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n
     for y in range(first_row, stop_row):
         for i in range(n_sources):
             for x in range(n_x):
-                values[x, i] = in_plane[offsets[i, y, x]]
+                values[x, i] = in_plane[offsets[i, y - row_offset, x]]
         if use_region:
             for z in range(n_z):
                 for x in range(n_x):
@@ -254,7 +264,7 @@ def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n
                     continue
                 i = hull[j]
                 if not use_region:
-                    _add_planes(runs, low, high, sources[i], far, offsets[i, y, x])
+                    _add_planes(runs, low, high, sources[i], far, offsets[i, y - row_offset, x])
                     low = high + 1
                     continue
                 z = low
@@ -263,7 +273,8 @@ def column_counts(offsets, sources, in_plane, weight_z, limit, table, reach_z, n
                         first = z
                         while z <= high and inside[x, z]:
                             z += 1
-                        _add_planes(runs, first, z - 1, sources[i], far, offsets[i, y, x])
+                        _add_planes(runs, first, z - 1, sources[i], far,
+                                    offsets[i, y - row_offset, x])
                     else:
                         z += 1
                 low = high + 1

@@ -87,9 +87,12 @@ _VOXELS_PER_THREAD = 1 << 22
 #: Largest table of bins by offset (entries) :func:`_counts` builds; past it
 #: (thresholds of tens of microns) each voxel's squared distance is binned directly.
 _MAX_TABLE = 1 << 22
-#: Bands of rows per thread in which :func:`_counts` combines the planes (a band each
-#: call): more than one evens out the threads' shares.
+#: Bands of rows per thread in which :func:`_counts` transforms and combines the planes:
+#: more than one evens out the threads' shares.
 _BANDS_PER_THREAD = 4
+#: Largest in-plane offsets of one band (every plane holding a target) a thread holds, bytes:
+#: the bands are made thinner on wide stacks with many target planes.
+_BAND_BYTES = 1 << 25
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
@@ -175,8 +178,9 @@ def _counts(target: _TargetPlanes, spacing, edges: np.ndarray, region,
     (y, x) the best plane for every z is then the lower envelope of one
     parabola ``F_s + w_z (z - s)²`` per plane holding a target, ``F_s`` its
     in-plane squared distance (:func:`rna_localization._envelopes.column_counts`),
-    in bands of rows. Both are compiled loops, on `threads` threads (planes,
-    then bands). A voxel's squared distance depends only on its offset from
+    both in bands of rows (a band's offsets depend only on the target pixels
+    up to the lateral reach beyond it). Both are compiled loops, each thread
+    taking its bands one after the other. A voxel's squared distance depends only on its offset from
     its nearest target voxel (|dz|, |dy|, |dx|): the bin of every offset within
     the threshold is computed once into a table; the voxels are counted per
     offset (along a column, the planes nearest to one plane holding a target
@@ -185,11 +189,12 @@ def _counts(target: _TargetPlanes, spacing, edges: np.ndarray, region,
     square pixels, every in-plane comparison is between whole numbers of
     squared pixels, exact in float64.
 
-    Memory: the in-plane offsets of the planes holding a target (2 bytes a voxel
-    of each; 4 past lateral thresholds of about 16 µm at 0.065 µm), and a
-    plane's distances along y and its target pixels per thread (5 bytes a pixel,
-    reused for each of its planes); the target itself is its voxels' pixels, plane by
-    plane (:class:`_TargetPlanes`), never a volume.
+    Memory, per thread and reused from band to band: one band's in-plane
+    offsets in every plane holding a target (2 bytes a voxel; 4 past lateral
+    thresholds of about 16 µm at 0.065 µm; at most :data:`_BAND_BYTES`), and
+    the band's rows with the reach either side, as distances along y and
+    target pixels (5 bytes a pixel); the target itself is its voxels' pixels,
+    plane by plane (:class:`_TargetPlanes`), never a volume.
 
     Falls back to one 3D feature transform (:func:`_feature_transform`) and a
     bin search per voxel when that table would pass :data:`_MAX_TABLE` entries
@@ -223,38 +228,46 @@ def _counts(target: _TargetPlanes, spacing, edges: np.ndarray, region,
     else:
         weights = (spacing[1] ** 2, spacing[2] ** 2)
         in_plane = (np.square(dy * spacing[1]) + np.square(dx * spacing[2])).ravel()
-    offsets = np.empty((sources.size, n_y, n_x), dtype=np.min_scalar_type(in_plane.size - 1))
-
-    def transform(planes: range) -> None:  # one thread's planes, with its scratch arrays
-        plane = np.zeros((n_y, n_x), dtype=bool)
-        pixels = plane.reshape(-1)
-        scratch = (np.empty((n_y, n_x), np.int32), np.empty(n_x, np.int64),
-                   np.empty(n_x, np.int64), np.empty((n_x + 1, 3)))
-        for i in planes:
-            held = target.pixels[target.starts[i]:target.starts[i + 1]]
-            pixels[held] = True
-            plane_offsets(plane, weights[0], weights[1], reach[1] + 1,
-                          reach[2] + 1, reach[2] + 2, offsets[i], *scratch)
-            pixels[held] = False
-
-    in_threads(transform, [range(i, sources.size, threads) for i in range(threads)], threads)
+    offset_type = np.min_scalar_type(in_plane.size - 1)
     # The bin of every (|dz|, in-plane offset) pair, flat: a voxel's exact squared distance.
     along_z = np.square(np.arange(size[0]) * spacing[0])
     table = np.searchsorted(edges, (along_z.reshape(-1, 1) + in_plane).ravel(), side="left")
     table = table.astype(np.uint16 if edges.size < np.iinfo(np.uint16).max else np.int64)
-    sources = sources.astype(np.int64)
     mask = region if region is not None else np.zeros((1, 1, 1), dtype=bool)
+    # Bands of rows: a band's offsets (every plane holding a target) depend only on the
+    # target pixels up to `cap_y` rows beyond it, so each thread transforms its bands one
+    # after the other into one buffer, never the offsets of whole planes.
+    cap_y = reach[1] + 1
+    per_band = max(1, min(-(-n_y // (threads * _BANDS_PER_THREAD)),
+                          _BAND_BYTES // (sources.size * n_x * offset_type.itemsize)))
+    bands = [(y0, min(n_y, y0 + per_band)) for y0 in range(0, n_y, per_band)]
 
-    def band_counts(rows: range) -> np.ndarray:
+    def thread_counts(group: list[tuple[int, int]]) -> np.ndarray:
         found = np.zeros(edges.size + 1, dtype=np.int64)
-        column_counts(offsets, sources, in_plane, float(spacing[0] ** 2), float(edges[-1]), table,
-                      reach[0], n_z, mask, region is not None, rows.start, rows.stop, found,
-                      np.empty(sources.size, np.int64), np.empty(sources.size + 1))
+        rows = min(n_y, per_band + 2 * cap_y)  # a band and the rows either side it needs
+        plane = np.zeros((rows, n_x), dtype=bool)
+        offsets = np.empty((sources.size, per_band, n_x), dtype=offset_type)
+        scratch = (np.empty((rows, n_x), np.int32), np.empty(n_x, np.int64),
+                   np.empty(n_x, np.int64), np.empty((n_x + 1, 3)))
+        hull = np.empty(sources.size, np.int64), np.empty(sources.size + 1)
+        for y0, y1 in group:
+            low, high = max(0, y0 - cap_y), min(n_y, y1 + cap_y)
+            pixels = plane[:high - low].reshape(-1)
+            for i in range(sources.size):
+                held = target.pixels[target.starts[i]:target.starts[i + 1]]  # increasing
+                held = held[np.searchsorted(held, low * n_x):np.searchsorted(held, high * n_x)]
+                held = held - low * n_x
+                pixels[held] = True
+                plane_offsets(plane[:high - low], weights[0], weights[1], cap_y, reach[2] + 1,
+                              reach[2] + 2, offsets[i, :y1 - y0], scratch[0][:high - low],
+                              *scratch[1:], y0 - low)
+                pixels[held] = False
+            column_counts(offsets, sources, in_plane, float(spacing[0] ** 2), float(edges[-1]),
+                          table, reach[0], n_z, mask, region is not None, y0, y1, y0, found,
+                          *hull)
         return found
 
-    per = max(1, -(-n_y // (threads * _BANDS_PER_THREAD)))
-    for part in in_threads(band_counts, [range(y0, min(n_y, y0 + per))
-                                          for y0 in range(0, n_y, per)], threads):
+    for part in in_threads(thread_counts, [bands[i::threads] for i in range(threads)], threads):
         counts += part
     return counts
 
@@ -296,9 +309,10 @@ def expected_cumulative_distribution(target, spacing, distances, *, region=None,
     The pipeline computes it in the distances step, for the distances the
     image's cumulative distribution will have, and stores it with the
     distances (:func:`rna_localization.steps.measure_distances`). Memory:
-    2 bytes a voxel of each plane holding a target (4 past lateral thresholds
-    of about 16 µm at 0.065 µm), and 4 bytes a pixel of a plane per thread
-    (with a threshold of tens of microns, a 3D transform: 12 bytes a voxel).
+    per thread, a band of rows of every plane holding a target, at 2 bytes a
+    voxel (4 past lateral thresholds of about 16 µm at 0.065 µm) and at most
+    :data:`_BAND_BYTES` (32 MiB); with a threshold of tens of microns, a 3D
+    transform: 12 bytes a voxel.
 
     Parameters
     ----------

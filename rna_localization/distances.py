@@ -639,7 +639,7 @@ def _edt_distances(source_voxels, target_voxels, shape, scale, threads: int = 1,
             plane[:] = False
             plane[target[1][members], target[2][members]] = True
             plane_offsets(plane, compare[0], compare[1], n_y, n_x, 1 << OFFSET_BITS, offsets,
-                          along_y, *scratch)
+                          along_y, *scratch, 0)
             nearest_at_points(offsets, weights[1], weights[2], int(target[0][members[0]]),
                               weights[0], points, *found, tie_factor)
         return found

@@ -202,8 +202,8 @@ def test_the_planes_combined_along_z_count_each_voxel_in_its_exact_bin():
     for use_region in (False, True):
         counts = np.zeros(edges.size + 1, np.int64)
         column_counts(offsets, sources.astype(np.int64), in_plane, weight, limit, table, reach,
-                      n_z, region, use_region, 0, n_y, counts, np.empty(sources.size, np.int64),
-                      np.empty(sources.size + 1))
+                      n_z, region, use_region, 0, n_y, 0, counts,
+                      np.empty(sources.size, np.int64), np.empty(sources.size + 1))
         expected = np.zeros(edges.size + 1, np.int64)
         for z in range(n_z):
             for y in range(n_y):
@@ -467,7 +467,7 @@ def test_in_plane_offsets_point_to_a_nearest_target_pixel_on_a_wide_plane(weight
             out = np.empty((n_y, n_x), np.uint32)
             plane_offsets(plane, weights[0], weights[1], cap_y, cap_x, stride, out,
                           np.empty((n_y, n_x), np.int32), np.empty(n_x, np.int64),
-                          np.empty(n_x, np.int64), np.empty((n_x + 1, 3)))
+                          np.empty(n_x, np.int64), np.empty((n_x + 1, 3)), 0)
             dy, dx = out // stride, out % stride
             assert dy.max() <= cap_y
             assert dx.max() <= cap_x
@@ -486,6 +486,33 @@ def test_in_plane_offsets_point_to_a_nearest_target_pixel_on_a_wide_plane(weight
             assert np.all(dy[capped] < cap_y)
             if cap_x == n_x:
                 assert not capped.any()
+
+
+def test_a_band_of_rows_gets_the_offsets_of_the_whole_plane_from_its_margins():
+    """The baseline transforms bands of rows: from the band and cap_y rows either side, each
+    band row's offsets must be those the whole plane gives (checked against every pair above),
+    for bands at the top, inside and at the bottom, and target pixels just outside the
+    margins changing nothing."""
+    from rna_localization._envelopes import plane_offsets
+
+    rng = np.random.default_rng(8)
+    n_y, n_x, cap_y, cap_x = 50, 90, 6, 11
+    plane = rng.random((n_y, n_x)) < 0.01
+    plane[[3, 20, 33], [5, 60, 89]] = True
+
+    def offsets(pixels, rows, first_row):
+        out = np.empty((rows.stop - rows.start, n_x), np.uint16)
+        plane_offsets(pixels, 1.0, 1.0, cap_y, cap_x, cap_x + 1, out,
+                      np.empty(pixels.shape, np.int32), np.empty(n_x, np.int64),
+                      np.empty(n_x, np.int64), np.empty((n_x + 1, 3)), first_row)
+        return out
+
+    whole = offsets(plane, range(0, n_y), 0)
+    for y0, y1 in [(0, 4), (17, 18), (20, 31), (44, 50)]:
+        low, high = max(0, y0 - cap_y), min(n_y, y1 + cap_y)
+        band = offsets(np.ascontiguousarray(plane[low:high]), range(y0, y1), y0 - low)
+        np.testing.assert_array_equal(band, whole[y0:y1])
+        assert (band != cap_y * (cap_x + 1) + cap_x).any() or not plane[low:high].any()
 
 
 def test_lateral_reach_past_65535_offsets_counts_as_every_pair():
