@@ -155,6 +155,35 @@ def test_update_from_frame_sets_only_matched_rows(tmp_path, database_name):
     ]
 
 
+def test_every_row_of_a_structure_table_can_be_updated_on_its_own_page(tmp_path, database_name):
+    """The distances and normalize steps UPDATE every row of an image: a structure table's
+    pages keep room for that, so each row's new version stays on its page (a HOT update,
+    no index entry written). With full pages only the last page's rows would."""
+    import pandas as pd
+
+    from rna_localization.db.results import update_from_frame
+    from rna_localization.db.tables import ensure_structure_table
+
+    db = _empty_database(tmp_path, database_name)
+    n = 3000  # a few dozen pages
+    with db.transaction() as cursor:
+        ensure_structure_table(cursor, "rna")
+        cursor.execute(
+            "INSERT INTO rna (name, object_id, area, centroid_z, centroid_y, centroid_x, "
+            "min_intensity, max_intensity, mean_intensity, total_intensity, spot_intensity, "
+            "background) SELECT 'a', i, 40, 1, 2, 3, 100, 900, 300, 12000, 5000, 110 "
+            "FROM generate_series(1, %s) AS i", (n,))
+    for column in ("spot_intensity", "background"):  # two steps, each in its own transaction
+        with db.transaction() as cursor:
+            frame = pd.DataFrame({"object_id": range(1, n + 1), column: 1.5})
+            update_from_frame(cursor, "rna", frame, keys=["object_id"], match={"name": "a"})
+            cursor.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+                           "WHERE relname = 'rna'")
+            assert cursor.fetchone() == (n, n)
+    assert db.query("SELECT count(*) AS n FROM rna WHERE spot_intensity = 1.5 "
+                    "AND background = 1.5")["n"][0] == n
+
+
 def test_images_table_is_typed_from_the_frame(tmp_path, database_name):
     import pandas as pd
 
