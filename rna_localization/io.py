@@ -179,9 +179,7 @@ def read_stack(path: str | os.PathLike, *, mapped: bool = False) -> np.ndarray:
         msg = f"{path} does not exist."
         raise FileNotFoundError(msg)
     try:
-        image = _mapped_stack(path) if mapped else None
-        if image is None:
-            image = tifffile.imread(path)
+        image = _read(path, mapped)
     except Exception as error:
         msg = f"cannot read {path} as a TIFF ({type(error).__name__}: {error}); is it truncated or not a TIFF?"
         raise ValueError(msg) from error
@@ -189,16 +187,17 @@ def read_stack(path: str | os.PathLike, *, mapped: bool = False) -> np.ndarray:
     return image.reshape(shape)
 
 
-def _mapped_stack(path: Path) -> np.ndarray | None:
-    """The file's first series (what ``tifffile.imread`` reads) as a read-only memory map,
-    or None when it is compressed, stored in pieces or in the other byte order."""
+def _read(path: Path, mapped: bool) -> np.ndarray:
+    """The file's first series (what ``tifffile.imread`` reads), the file parsed once; with
+    `mapped`, as a read-only memory map unless it is compressed, stored in pieces or in the
+    other byte order."""
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        offset = series.dataoffset  # None unless stored uncompressed in one piece
+        offset = series.dataoffset if mapped else None  # None unless uncompressed, in one piece
         # The series' dtype is given in this machine's order; the file says its own.
         native = tif.byteorder == ("<" if sys.byteorder == "little" else ">")
         if offset is None or series.size == 0 or not (native or series.dtype.itemsize == 1):
-            return None
+            return tif.asarray()
         shape, dtype = series.shape, series.dtype
     return np.asarray(np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape))
 
