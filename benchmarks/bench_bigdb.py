@@ -165,10 +165,10 @@ def run(dataset: Path, workdir: Path, quick: bool = False) -> Section:
         # Every row's distance written once, as the distances step writes each image's (its
         # UPDATE, then VACUUM): the pipeline updates every RNA row at least once.
         start = time.perf_counter()
+        column = sql.Identifier(distance_column(big.distances.structure_2))
         with db.transaction() as cursor:
             cursor.execute(sql.SQL("UPDATE {} SET {} = 1.0 WHERE {} IS NULL").format(
-                sql.Identifier(structure), *[sql.Identifier(distance_column(
-                    big.distances.structure_2))] * 2))
+                sql.Identifier(structure), column, column))
         vacuum_analyze(db, [structure])
         update_seconds = time.perf_counter() - start
         with db.transaction() as cursor:
@@ -204,7 +204,7 @@ def run(dataset: Path, workdir: Path, quick: bool = False) -> Section:
         "heap alone, MiB per million objects: "
         + " / ".join(f"{heap * per_million:.0f}" for heap, _ in sizes.values()) + ". A "
         f"structure table's pages are filled to {STRUCTURE_FILLFACTOR}% when its rows are "
-        "written, so that each row's updates stay on its page: rows never updated (the big "
+        "written, so that most rows' updates stay on their page: rows never updated (the big "
         "database's, until the last figure) take that much more room; once every row has "
         "been updated, as every RNA row is by the distances step, full pages would hold two "
         "versions of each and more index entries."

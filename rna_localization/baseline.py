@@ -87,8 +87,8 @@ _VOXELS_PER_THREAD = 1 << 22
 #: Largest table of bins by offset (entries) :func:`_counts` builds; past it
 #: (thresholds of tens of microns) each voxel's squared distance is binned directly.
 _MAX_TABLE = 1 << 22
-#: Bands of rows per thread in which :func:`_counts` transforms and combines the planes:
-#: more than one evens out the threads' shares.
+#: Bands of rows per thread in which :func:`_counts` transforms and combines the planes,
+#: with two threads or more: more than one evens out the threads' shares.
 _BANDS_PER_THREAD = 4
 #: Largest in-plane offsets of one band (every plane holding a target) a thread holds, bytes:
 #: the bands are made thinner on wide stacks with many target planes.
@@ -180,8 +180,9 @@ def _counts(target: _TargetPlanes, spacing, edges: np.ndarray, region,
     in-plane squared distance (:func:`rna_localization._envelopes.column_counts`),
     both in bands of rows (a band's offsets depend only on the target pixels
     up to the lateral reach beyond it). Both are compiled loops, each thread
-    taking its bands one after the other. A voxel's squared distance depends only on its offset from
-    its nearest target voxel (|dz|, |dy|, |dx|): the bin of every offset within
+    taking its bands one after the other. A voxel's squared distance depends
+    only on its offset from its nearest target voxel (|dz|, |dy|, |dx|): the
+    bin of every offset within
     the threshold is computed once into a table; the voxels are counted per
     offset (along a column, the planes nearest to one plane holding a target
     have |dz| running up or down by one: a run each), and each offset's count
@@ -236,10 +237,12 @@ def _counts(target: _TargetPlanes, spacing, edges: np.ndarray, region,
     mask = region if region is not None else np.zeros((1, 1, 1), dtype=bool)
     # Bands of rows: a band's offsets (every plane holding a target) depend only on the
     # target pixels up to `cap_y` rows beyond it, so each thread transforms its bands one
-    # after the other into one buffer, never the offsets of whole planes.
+    # after the other into one buffer, never the offsets of whole planes. Each band pays
+    # for its margins: one thread takes bands as tall as the memory allows, several take
+    # _BANDS_PER_THREAD each at least, to share the rows evenly.
     cap_y = reach[1] + 1
-    per_band = max(1, min(-(-n_y // (threads * _BANDS_PER_THREAD)),
-                          _BAND_BYTES // (sources.size * n_x * offset_type.itemsize)))
+    even = -(-n_y // (threads * _BANDS_PER_THREAD)) if threads > 1 else n_y
+    per_band = max(1, min(even, _BAND_BYTES // (sources.size * n_x * offset_type.itemsize)))
     bands = [(y0, min(n_y, y0 + per_band)) for y0 in range(0, n_y, per_band)]
 
     def thread_counts(group: list[tuple[int, int]]) -> np.ndarray:

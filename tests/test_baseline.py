@@ -71,16 +71,19 @@ def _brute_force_percent(target, spacing, grid, region=None):
     return 100 * within / within[-1]
 
 
-# How _counts works: planes combined along z in a few bands of rows, or a band per row,
-# or (a threshold too large for its table) one 3D transform.
-WAYS = ["a few bands", "a band per row", "3D transform"]
+# How _counts works: planes transformed and combined along z in one band of rows (the
+# whole box), in bands of a few rows or of one (each band's transforms read the rows either
+# side of it), or (a threshold too large for its table) one 3D transform.
+WAYS = ["one band", "bands of a few rows", "a band per row", "3D transform"]
 
 
 def _use(way, monkeypatch):
     from rna_localization import baseline
 
-    if way == "a band per row":
-        monkeypatch.setattr(baseline, "_BANDS_PER_THREAD", 10**6)
+    if way == "bands of a few rows":  # 2 bytes an offset: 4,000 of them a band
+        monkeypatch.setattr(baseline, "_BAND_BYTES", 8000)
+    elif way == "a band per row":
+        monkeypatch.setattr(baseline, "_BAND_BYTES", 1)
     elif way == "3D transform":
         monkeypatch.setattr(baseline, "_MAX_TABLE", 0)
 
@@ -532,7 +535,7 @@ def test_lateral_reach_past_65535_offsets_counts_as_every_pair():
 def test_any_number_of_threads_gives_the_brute_force_counts(workers, monkeypatch):
     from rna_localization import baseline
 
-    monkeypatch.setattr(baseline, "_BANDS_PER_THREAD", 10**6)  # a band per row: many per thread
+    monkeypatch.setattr(baseline, "_BAND_BYTES", 1)  # a band per row: many per thread
     monkeypatch.setattr(baseline, "_VOXELS_PER_THREAD", 1)  # every thread asked for, however small
     rng = np.random.default_rng(11)
     target = _blobs((9, 21, 23), rng, 3, (2.0, 4.0, 3.0))
