@@ -244,6 +244,9 @@ def _counts(target: _TargetPlanes, spacing, edges: np.ndarray, region,
     even = -(-n_y // (threads * _BANDS_PER_THREAD)) if threads > 1 else n_y
     per_band = max(1, min(even, _BAND_BYTES // (sources.size * n_x * offset_type.itemsize)))
     bands = [(y0, min(n_y, y0 + per_band)) for y0 in range(0, n_y, per_band)]
+    # The target pixels of plane i in rows a .. b - 1 are pixels[row_starts[i, a]:row_starts[i, b]].
+    row_starts = np.stack([np.searchsorted(target.pixels[start:stop], np.arange(n_y + 1) * n_x)
+                           + start for start, stop in zip(target.starts[:-1], target.starts[1:])])
 
     def thread_counts(group: list[tuple[int, int]]) -> np.ndarray:
         found = np.zeros(edges.size + 1, dtype=np.int64)
@@ -257,9 +260,7 @@ def _counts(target: _TargetPlanes, spacing, edges: np.ndarray, region,
             low, high = max(0, y0 - cap_y), min(n_y, y1 + cap_y)
             pixels = plane[:high - low].reshape(-1)
             for i in range(sources.size):
-                held = target.pixels[target.starts[i]:target.starts[i + 1]]  # increasing
-                held = held[np.searchsorted(held, low * n_x):np.searchsorted(held, high * n_x)]
-                held = held - low * n_x
+                held = target.pixels[row_starts[i, low]:row_starts[i, high]] - low * n_x
                 pixels[held] = True
                 plane_offsets(plane[:high - low], weights[0], weights[1], cap_y, reach[2] + 1,
                               reach[2] + 2, offsets[i, :y1 - y0], scratch[0][:high - low],

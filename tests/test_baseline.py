@@ -458,7 +458,6 @@ def test_in_plane_offsets_point_to_a_nearest_target_pixel_on_a_wide_plane(weight
 
     rng = np.random.default_rng(5)
     n_y, n_x = 40, 2100
-    y, x = np.indices((n_y, n_x))
     planes = [np.zeros((n_y, n_x), bool) for _ in range(3)]
     planes[0][0, 0] = True  # a far corner
     planes[1][rng.integers(0, n_y, 6), rng.integers(0, n_x, 6)] = True
@@ -471,51 +470,55 @@ def test_in_plane_offsets_point_to_a_nearest_target_pixel_on_a_wide_plane(weight
             plane_offsets(plane, weights[0], weights[1], cap_y, cap_x, stride, out,
                           np.empty((n_y, n_x), np.int32), np.empty(n_x, np.int64),
                           np.empty(n_x, np.int64), np.empty((n_x + 1, 3)), 0)
-            dy, dx = out // stride, out % stride
-            assert dy.max() <= cap_y
-            assert dx.max() <= cap_x
-            found = weights[0] * dy.astype(float) ** 2 + weights[1] * dx.astype(float) ** 2
-            exact = np.full((n_y, n_x), np.inf)  # the least over target pixels within cap_y rows
-            for a, b in zip(*np.nonzero(plane)):
-                value = weights[0] * (y - a) ** 2.0 + weights[1] * (x - b) ** 2.0
-                exact = np.where(np.abs(y - a) < cap_y, np.minimum(exact, value), exact)
-            none = np.isinf(exact)
-            assert np.all(dy[none] == cap_y)
-            assert np.all(dx[none] == cap_x)
-            exact_x = ~none & (dx < cap_x)
-            np.testing.assert_array_equal(found[exact_x], exact[exact_x])
-            capped = ~none & (dx == cap_x)
-            assert np.all(exact[capped] >= weights[1] * cap_x**2)
-            assert np.all(dy[capped] < cap_y)
-            if cap_x == n_x:
-                assert not capped.any()
+            _check_offsets(out, plane, range(n_y), weights, cap_y, cap_x, stride)
 
 
-def test_a_band_of_rows_gets_the_offsets_of_the_whole_plane_from_its_margins():
-    """The baseline transforms bands of rows: from the band and cap_y rows either side, each
-    band row's offsets must be those the whole plane gives (checked against every pair above),
-    for bands at the top, inside and at the bottom, and target pixels just outside the
-    margins changing nothing."""
+def _check_offsets(out, plane, rows, weights, cap_y, cap_x, stride):
+    """`out` (plane_offsets of `plane`'s rows `rows`) against every (pixel, target pixel) pair
+    of the whole plane: each pixel's offset is that of a nearest target pixel among those
+    fewer than cap_y rows away, its |dx| capped at cap_x (then every such target pixel is at
+    least cap_x columns away); a pixel with none of them gives the caps."""
+    n_x = plane.shape[1]
+    y, x = np.meshgrid(np.asarray(rows), np.arange(n_x), indexing="ij")
+    dy, dx = out // stride, out % stride
+    assert dy.max() <= cap_y
+    assert dx.max() <= cap_x
+    found = weights[0] * dy.astype(float) ** 2 + weights[1] * dx.astype(float) ** 2
+    exact = np.full(out.shape, np.inf)  # the least over target pixels within cap_y rows
+    for a, b in zip(*np.nonzero(plane)):
+        value = weights[0] * (y - a) ** 2.0 + weights[1] * (x - b) ** 2.0
+        exact = np.where(np.abs(y - a) < cap_y, np.minimum(exact, value), exact)
+    none = np.isinf(exact)
+    assert np.all(dy[none] == cap_y)
+    assert np.all(dx[none] == cap_x)
+    exact_x = ~none & (dx < cap_x)
+    np.testing.assert_array_equal(found[exact_x], exact[exact_x])
+    capped = ~none & (dx == cap_x)
+    assert np.all(exact[capped] >= weights[1] * cap_x**2)
+    assert np.all(dy[capped] < cap_y)
+    if cap_x == n_x:
+        assert not capped.any()
+
+
+def test_a_band_of_rows_gets_its_offsets_from_its_margins_alone():
+    """The baseline transforms bands of rows, each from the band and cap_y rows either side:
+    each band row's offsets must be those every (pixel, target pixel) pair of the whole plane
+    gives, for bands at the top, inside and at the bottom (target pixels beyond the margins
+    change nothing)."""
     from rna_localization._envelopes import plane_offsets
 
     rng = np.random.default_rng(8)
     n_y, n_x, cap_y, cap_x = 50, 90, 6, 11
     plane = rng.random((n_y, n_x)) < 0.01
     plane[[3, 20, 33], [5, 60, 89]] = True
-
-    def offsets(pixels, rows, first_row):
-        out = np.empty((rows.stop - rows.start, n_x), np.uint16)
-        plane_offsets(pixels, 1.0, 1.0, cap_y, cap_x, cap_x + 1, out,
-                      np.empty(pixels.shape, np.int32), np.empty(n_x, np.int64),
-                      np.empty(n_x, np.int64), np.empty((n_x + 1, 3)), first_row)
-        return out
-
-    whole = offsets(plane, range(0, n_y), 0)
     for y0, y1 in [(0, 4), (17, 18), (20, 31), (44, 50)]:
         low, high = max(0, y0 - cap_y), min(n_y, y1 + cap_y)
-        band = offsets(np.ascontiguousarray(plane[low:high]), range(y0, y1), y0 - low)
-        np.testing.assert_array_equal(band, whole[y0:y1])
-        assert (band != cap_y * (cap_x + 1) + cap_x).any() or not plane[low:high].any()
+        margins = np.ascontiguousarray(plane[low:high])
+        band = np.empty((y1 - y0, n_x), np.uint16)
+        plane_offsets(margins, 1.0, 1.0, cap_y, cap_x, cap_x + 1, band,
+                      np.empty(margins.shape, np.int32), np.empty(n_x, np.int64),
+                      np.empty(n_x, np.int64), np.empty((n_x + 1, 3)), y0 - low)
+        _check_offsets(band, plane, range(y0, y1), (1.0, 1.0), cap_y, cap_x, cap_x + 1)
 
 
 def test_lateral_reach_past_65535_offsets_counts_as_every_pair():
