@@ -574,14 +574,14 @@ def test_a_spot_with_side_lobes_is_not_split(monkeypatch):
 
 
 def test_blended_spots_are_the_same_in_batches(monkeypatch):
-    # Spots are drawn and pairs fitted in batches that bound the memory on full frames:
-    # batches of a few spots give the same table as one batch.
+    # Spot models are summed in slabs of planes and pairs fitted in batches, which bound the
+    # memory on full frames: a plane at a time and a pair at a time give the same table.
     from rna_localization.segmentation import detection
 
     sim = synthetic.simulate_image("b", rna_type="cen", cycle="nc14", seed=3, preset="widefield",
                                    snr=12, shape=(20, 128, 128))
     whole = segment_intermediates(sim.rna, "rna", spacing=sim.spacing).spots
-    monkeypatch.setattr(detection, "_MODEL_BATCH", 7)
+    monkeypatch.setattr(detection, "_MODEL_SLAB_BYTES", 1)  # models summed a plane at a time
     monkeypatch.setattr(detection, "_FIT_BATCH_VALUES", 1)  # one pair per batch
     batched = segment_intermediates(sim.rna, "rna", spacing=sim.spacing).spots
     assert whole["blended"].sum() >= 4
@@ -1349,24 +1349,42 @@ def test_background_removal_and_masks_do_not_depend_on_threads():
     assert mask.any()
 
 
-def test_drawn_spots_in_batches_equal_their_sum(monkeypatch):
-    # Many spots in random order, drawn in batches of 7: every Gaussian (cut at the
-    # model's reach around its nearest voxel) summed once, as a brute-force sum gives.
+@pytest.mark.parametrize("slab_planes", [1, 4, 9])
+@pytest.mark.parametrize("per_spot", [False, True])
+def test_drawn_spots_in_slabs_equal_their_sum(monkeypatch, slab_planes, per_spot):
+    # Many spots in random order, summed a slab of 1, 4 (the last slab 1) or all 9 planes at
+    # a time: every Gaussian (cut at the model's reach around its nearest voxel: the
+    # widest spot's reach, each spot with its own widths) summed once, as a brute-force
+    # sum gives, and the same volume, to the bit, whatever the slabs.
     from rna_localization.segmentation import detection
 
-    monkeypatch.setattr(detection, "_MODEL_BATCH", 7)
     rng = np.random.default_rng(5)
-    shape, sigma = (9, 50, 60), np.array([1.2, 1.6, 1.6])
+    shape = (9, 50, 60)
     position = rng.uniform(-0.4, np.array(shape) - 0.6, (300, 3))
     amplitude = rng.uniform(50, 150, 300)
+    sigma = (rng.uniform(0.8, 2.0, (300, 3)) if per_spot else np.array([1.2, 1.6, 1.6]))
+    whole = detection._draw_spots(shape, position, amplitude, sigma)
+    monkeypatch.setattr(detection, "_MODEL_SLAB_BYTES", 8 * shape[1] * shape[2] * slab_planes)
     drawn = detection._draw_spots(shape, position, amplitude, sigma)
-    reach = np.ceil(detection._MODEL_REACH * sigma).astype(int)
+    reach = np.ceil(detection._MODEL_REACH * (sigma.max(axis=0) if per_spot else sigma))
     grid = np.indices(shape).astype(float)
     expected = np.zeros(shape)
-    for centre, height in zip(position, amplitude, strict=True):
+    for centre, height, width in zip(position, amplitude,
+                                     np.broadcast_to(sigma, position.shape), strict=True):
         nearest = np.clip(np.rint(centre), 0, np.array(shape) - 1)
         inside = np.all([np.abs(grid[a] - nearest[a]) <= reach[a] for a in range(3)], axis=0)
         expected += inside * height * np.exp(
-            -0.5 * sum(((grid[a] - centre[a]) / sigma[a]) ** 2 for a in range(3)))
+            -0.5 * sum(((grid[a] - centre[a]) / width[a]) ** 2 for a in range(3)))
     assert drawn.dtype == np.float32
+    assert drawn.shape == shape
     assert drawn == pytest.approx(expected, abs=1e-4 * amplitude.max())
+    assert np.array_equal(drawn, whole)
+
+
+def test_no_spots_draw_an_empty_model():
+    from rna_localization.segmentation import detection
+
+    drawn = detection._draw_spots((3, 4, 5), np.zeros((0, 3)), np.zeros(0), np.ones(3))
+    assert drawn.dtype == np.float32
+    assert drawn.shape == (3, 4, 5)
+    assert not drawn.any()

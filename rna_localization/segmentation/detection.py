@@ -45,6 +45,7 @@ from skimage.segmentation import watershed
 
 from .._cores import in_threads, separable_in_threads, thread_count
 from ..objects import FACE_CONNECTIVITY, normalize_spacing
+from ._gaussians import add_gaussians
 from .params import microns_to_voxels
 
 __all__ = [
@@ -920,10 +921,8 @@ def _typical(values: np.ndarray) -> np.ndarray:
     return (values >= middle / _SHAPE_SPOTS) & (values <= middle * _SHAPE_SPOTS)
 #: Spots are drawn out to this many of their sigmas by :func:`find_hidden_spots`.
 _MODEL_REACH = 3.0
-#: Spots drawn per batch (bounds memory on full frames).
-_MODEL_BATCH = 2048
-#: ... and at most this many drawn values per batch (wide granule models; ~32 MB).
-_MODEL_VALUES = 1 << 22
+#: Bytes of float64 planes the spot models are summed in at a time (bounds memory on full frames).
+_MODEL_SLAB_BYTES = 1 << 25
 
 
 def spot_shape(filtered: np.ndarray, spots: pd.DataFrame) -> np.ndarray | None:
@@ -993,59 +992,43 @@ def spot_shape(filtered: np.ndarray, spots: pd.DataFrame) -> np.ndarray | None:
 
 def _draw_spots(shape, position: np.ndarray, amplitude: np.ndarray,
                 sigma: np.ndarray, reach_sigmas: float = _MODEL_REACH) -> np.ndarray:
-    """Sum of Gaussians of `sigma` (voxels) at sub-voxel `position` rows, float32 volume
-    (a view into one padded by the Gaussians' reach).
+    """Sum of Gaussians of `sigma` (voxels) at sub-voxel `position` rows, a float32 volume.
 
-    Each Gaussian is the outer product of three 1-D ones, cut at
-    `reach_sigmas` sigmas, added into a volume padded by that reach
-    (so no index falls outside) with one ``bincount`` (float64) per batch of
-    spots in raster order, over the stretch of the volume the batch covers;
-    each voxel is rounded to float32 once, when no later batch reaches it. `sigma` is
-    one (3,) shape for all, or one (N, 3) row per spot (each cut at
-    `reach_sigmas` of the widest; batches then hold at most
-    :data:`_MODEL_VALUES` values).
+    Each Gaussian is the outer product of three 1-D ones, drawn out to
+    `reach_sigmas` sigmas around the voxel nearest its centre (a centre
+    outside the volume is drawn around the nearest voxel inside it; its
+    factors still come from `position`). The planes are summed in float64 a
+    slab of at most :data:`_MODEL_SLAB_BYTES` at a time, in one reused buffer
+    (:func:`._gaussians.add_gaussians`), each voxel adding the spots in raster
+    order of their voxels and rounded to float32 once: the same volume
+    whatever the slabs. `sigma` is one (3,) shape for all, or one (N, 3) row
+    per spot (each cut at `reach_sigmas` of the widest).
     """
     sigma = np.asarray(sigma, dtype=np.float64)
     per_spot = sigma.ndim == 2
-    reach = np.ceil(reach_sigmas * (sigma.max(axis=0) if per_spot else sigma)).astype(int)
-    padded = tuple(int(n + 2 * r) for n, r in zip(shape, reach))
-    strides = np.array([padded[1] * padded[2], padded[2], 1])
-    steps = [np.arange(-r, r + 1) for r in reach]
-    offset_flat = (steps[0][:, None, None] * strides[0] + steps[1][None, :, None] * strides[1]
-                   + steps[2][None, None, :]).ravel()
-    model = np.zeros(int(np.prod(padded)), dtype=np.float32)
-    # A centre outside the volume is drawn from the nearest voxel inside it (its
-    # factors still come from `position`): no index falls outside the padding.
+    reach = np.ceil(reach_sigmas * (sigma.max(axis=0) if per_spot else sigma)).astype(np.int64)
+    model = np.empty(shape, dtype=np.float32)
+    if model.size == 0 or len(position) == 0:
+        model.fill(0)
+        return model
+    position = np.ascontiguousarray(position, dtype=np.float64)
+    width = np.ascontiguousarray(np.broadcast_to(sigma, (len(position), 3)))
     centre = np.clip(np.rint(position), 0, np.array(shape) - 1).astype(np.int64)
-    # In raster order, so that each batch adds into one stretch of the volume: its sums
-    # (float64) cover that stretch only, not the whole volume. The voxels no later batch
-    # reaches are final and stored (as float32, rounded once); the rest of the stretch is
-    # carried into the next batch's sums, so that no voxel depends on the batches.
-    base_all = (centre + reach) @ strides
-    order = np.argsort(base_all, kind="stable")
-    span = int(offset_flat.max())
-    batch = max(1, min(_MODEL_BATCH, _MODEL_VALUES // offset_flat.size))
-    carry = np.zeros(0)
-    for start in range(0, len(position), batch):
-        part = order[start:start + batch]
-        width = sigma[part] if per_spot else np.broadcast_to(sigma, (len(part), 3))
-        factors = [np.exp(-0.5 * ((centre[part, a, None] + steps[a][None, :]
-                                   - position[part, a, None]) / width[:, a, None]) ** 2)
-                   for a in range(3)]
-        values = (amplitude[part, None, None, None] * factors[0][:, :, None, None]
-                  * factors[1][:, None, :, None] * factors[2][:, None, None, :])
-        base = base_all[part]
-        low = int(base[0]) - span  # base is sorted within the batch
-        flat = (base[:, None] - low + offset_flat[None, :]).ravel()
-        sums = np.bincount(flat, weights=values.ravel())
-        sums[:carry.size] += carry  # the carry starts at this batch's stretch
-        later = start + batch < len(position)
-        done = int(base_all[order[start + batch]]) - span - low if later else sums.size
-        model[low:low + min(done, sums.size)] = sums[:done]
-        carry = sums[done:]
-    model = model.reshape(padded)
-    inner = tuple(slice(int(r), int(r + n)) for r, n in zip(reach, shape))
-    return model[inner]
+    order = np.lexsort((centre[:, 2], centre[:, 1], centre[:, 0]))  # raster order
+    plane = centre[order, 0]  # sorted
+    planes = int(min(shape[0], max(1, _MODEL_SLAB_BYTES // (8 * shape[1] * shape[2]))))
+    buffer = np.empty((planes, shape[1], shape[2]))
+    amplitude = np.ascontiguousarray(amplitude, dtype=np.float64)
+    for first in range(0, shape[0], planes):
+        last = min(first + planes, shape[0])
+        # The spots whose box reaches the slab: their voxel's plane within the reach of it.
+        low = np.searchsorted(plane, first - reach[0], side="left")
+        high = np.searchsorted(plane, last - 1 + reach[0], side="right")
+        slab = buffer[: last - first]
+        slab.fill(0)
+        add_gaussians(slab, first, centre, position, amplitude, width, reach, order[low:high])
+        model[first:last] = slab
+    return model
 
 
 #: :func:`_residual_profile` averages the residuals around at most this many spots.
@@ -1534,8 +1517,9 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
     height = np.zeros(count)
     np.maximum.at(height, granule, weight)
     height, centre, width = _fit_granules(data, start, height, sigma, np.asarray(spacing))
-    left = data - _draw_spots(filtered.shape, centre, height, width,
-                              reach_sigmas=_GRANULE_DRAW_REACH)
+    left = _draw_spots(filtered.shape, centre, height, width, reach_sigmas=_GRANULE_DRAW_REACH)
+    np.subtract(data, left, out=left)  # the residual, in the granules' model's memory
+    del data
     found = find_spots(left / noise, threshold, spacing=spacing, min_distance_um=min_distance_um)
     at = found[["z", "y", "x"]].to_numpy(dtype=np.float64)
     voxel = found[["zi", "yi", "xi"]].to_numpy()
