@@ -45,7 +45,6 @@ from skimage.segmentation import watershed
 
 from .._cores import in_threads, separable_in_threads, thread_count
 from ..objects import FACE_CONNECTIVITY, normalize_spacing
-from ._gaussians import add_gaussians
 from .params import microns_to_voxels
 
 __all__ = [
@@ -922,7 +921,7 @@ def _typical(values: np.ndarray) -> np.ndarray:
 #: Spots are drawn out to this many of their sigmas by :func:`find_hidden_spots`.
 _MODEL_REACH = 3.0
 #: Bytes of float64 planes the spot models are summed in at a time (bounds memory on full frames).
-_MODEL_SLAB_BYTES = 1 << 25
+_MODEL_SLAB_BYTES = 1 << 22
 
 
 def spot_shape(filtered: np.ndarray, spots: pd.DataFrame) -> np.ndarray | None:
@@ -1004,6 +1003,8 @@ def _draw_spots(shape, position: np.ndarray, amplitude: np.ndarray,
     whatever the slabs. `sigma` is one (3,) shape for all, or one (N, 3) row
     per spot (each cut at `reach_sigmas` of the widest).
     """
+    from ._gaussians import add_gaussians  # compiled on first use (numba)
+
     sigma = np.asarray(sigma, dtype=np.float64)
     per_spot = sigma.ndim == 2
     reach = np.ceil(reach_sigmas * (sigma.max(axis=0) if per_spot else sigma)).astype(np.int64)
@@ -1011,14 +1012,16 @@ def _draw_spots(shape, position: np.ndarray, amplitude: np.ndarray,
     if model.size == 0 or len(position) == 0:
         model.fill(0)
         return model
-    position = np.ascontiguousarray(position, dtype=np.float64)
-    width = np.ascontiguousarray(np.broadcast_to(sigma, (len(position), 3)))
+    # Fresh, writable, C-ordered copies: the compiled loop is compiled (and its cache read)
+    # for one set of types only (read-only or Fortran-ordered arrays are others to numba).
+    position = np.array(position, dtype=np.float64, order="C")
+    width = np.array(np.broadcast_to(sigma, (len(position), 3)), order="C")
     centre = np.clip(np.rint(position), 0, np.array(shape) - 1).astype(np.int64)
     order = np.lexsort((centre[:, 2], centre[:, 1], centre[:, 0]))  # raster order
     plane = centre[order, 0]  # sorted
     planes = int(min(shape[0], max(1, _MODEL_SLAB_BYTES // (8 * shape[1] * shape[2]))))
     buffer = np.empty((planes, shape[1], shape[2]))
-    amplitude = np.ascontiguousarray(amplitude, dtype=np.float64)
+    amplitude = np.array(amplitude, dtype=np.float64)
     for first in range(0, shape[0], planes):
         last = min(first + planes, shape[0])
         # The spots whose box reaches the slab: their voxel's plane within the reach of it.
