@@ -527,7 +527,14 @@ def local_noise(filtered: np.ndarray, *, spacing, spot_sigma_um, block_um=(1.0, 
         # A flat block (e.g. a constant image) borrows the others' noise.
         positive = grid[grid > 0]
         grid = np.maximum(grid, np.float32(positive.min() if positive.size else 1e-6))
-        noise = np.einsum("zi,yj,xk,ijk->zyx", *weights, grid, optimize=True).astype(np.float32)
+        # The contractions einsum makes of "zi,yj,xk,ijk->zyx" (ijk,zi->jkz; jkz,yj->kzy;
+        # kzy,xk->zyx), the last and large one a plane at a time, each rounded to float32
+        # once: never a float64 volume (a full frame's is 2 GB, its float32 copy 1 GB more).
+        planes = np.tensordot(np.tensordot(grid, weights[0], axes=((0,), (1,))), weights[1],
+                              axes=((0,), (1,)))
+        noise = np.empty(filtered.shape, dtype=np.float32)
+        for z in range(noise.shape[0]):
+            noise[z] = np.tensordot(planes[:, z], weights[2], axes=((0,), (1,)))
         # At the volume's faces the mirrored filters average fewer independent voxels:
         # white noise comes out up to a third stronger on the outermost plane, row and
         # column (face_noise_profile).
