@@ -573,6 +573,24 @@ def test_a_spot_with_side_lobes_is_not_split(monkeypatch):
     assert segment_intermediates(image, "rna", spacing=SPACING).spots["blended"].sum() >= 20
 
 
+@pytest.mark.parametrize("workflow", ["rna", "centrosomes"])
+def test_segment_holds_less_and_gives_the_playgrounds_mask(workflow):
+    # segment() drops the score and the noise as soon as it can (the voxels above the floor
+    # made again from them); the playground's run keeps every intermediate: the same mask,
+    # and objects on the voxels whose score exceeds the floor (or spots' own voxels).
+    sim = synthetic.simulate_image("k", rna_type="cen", cycle="nc14", seed=4, preset="widefield",
+                                   shape=(16, 128, 128))
+    image = sim.rna if workflow == "rna" else sim.centrosomes
+    kept = segment_intermediates(image, workflow, spacing=sim.spacing)
+    mask = segment(image, workflow, spacing=sim.spacing)
+    assert mask.any()
+    assert np.array_equal(mask, kept.result)
+    floor = SegmentationParams(workflow).floor
+    spot_voxels = np.zeros(image.shape, dtype=bool)
+    spot_voxels[tuple(kept.spots[["zi", "yi", "xi"]].to_numpy().T)] = True
+    assert np.all((kept.score > floor) | spot_voxels | (mask == 0))
+
+
 def test_blended_spots_are_the_same_in_batches(monkeypatch):
     # Spot models are summed in slabs of planes and pairs fitted in batches, which bound the
     # memory on full frames: a plane at a time and a pair at a time give the same table.

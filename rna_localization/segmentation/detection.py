@@ -1649,10 +1649,11 @@ def _peak_near(image: np.ndarray, index: np.ndarray) -> np.ndarray:
     return best
 
 
-def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *, floor: float,
-                 mask_fraction: float, saddle_ratio: float, granule_saddle_ratio: float = 0.5,
-                 reach=None, mask_image: np.ndarray | None = None,
-                 granule_reach=None, threads: int | None = None) -> np.ndarray:
+def grow_objects(filtered: np.ndarray, score: np.ndarray | None, spots: pd.DataFrame, *,
+                 floor: float, mask_fraction: float, saddle_ratio: float,
+                 granule_saddle_ratio: float = 0.5, reach=None,
+                 mask_image: np.ndarray | None = None, granule_reach=None,
+                 region: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
     """One object per spot (or per group of spots with no dip between them).
 
     1. A watershed of ``-filtered`` from the spots over the voxels whose score
@@ -1678,8 +1679,8 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
     ----------
     filtered : (Z, Y, X) ndarray of float
         Background-removed image (:func:`remove_background`).
-    score : (Z, Y, X) ndarray of float
-        ``filtered / noise``.
+    score : (Z, Y, X) ndarray of float, or None
+        ``filtered / noise``; None when `region` is given.
     spots : DataFrame
         :func:`find_spots`'s table (columns ``zi``, ``yi``, ``xi``, and
         optionally ``blended``).
@@ -1702,6 +1703,10 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
         Largest distance, in voxels along (z, y, x) (an ellipsoid), between two
         spots for the granule ratio to join them, e.g.
         :data:`GRANULE_MERGE_SIGMAS` times :func:`spot_shape`; None: no limit.
+    region : (Z, Y, X) ndarray of bool, optional
+        ``score > floor``, when the caller has it and no longer holds the
+        score (the workflows, to hold one volume less); used in place of it
+        and written to.
     threads : int, optional
         Threads for the filters (the same result on any number); None: every
         core this process may use.
@@ -1718,7 +1723,7 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray, spots: pd.DataFrame, *
     threads = thread_count(threads)
     voxels = tuple(spots[["zi", "yi", "xi"]].to_numpy().T)
     face = FACE_CONNECTIVITY
-    region = np.asarray(score) > floor
+    region = np.asarray(score) > floor if region is None else region
     region[voxels] = True
     if reach is not None:
         # No object reaches farther than `reach` voxels from its spots along any axis:

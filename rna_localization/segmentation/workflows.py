@@ -249,14 +249,20 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
         spacing=spacing, background_ratio=params.background_ratio)
     spots = detection.find_spots(score, threshold, spacing=spacing,
                                  min_distance_um=params.spot_sigma_um)
+    if not keep:
+        score = None  # made again below (the same values): one volume less meanwhile
     spots = detection.split_blended_spots(filtered, noise, spots, threshold, spacing=spacing,
                                           min_distance_um=params.spot_sigma_um,
                                           min_fraction=params.blend_fraction)
     if params.blend_fraction > 0:
         spots = detection.find_flank_spots(filtered, noise, spots, threshold, spacing=spacing,
                                            min_distance_um=params.spot_sigma_um)
+    region = None
     if not keep:
-        noise = None  # not needed past here: its memory goes to the objects' arrays
+        # The voxels the objects may take, from the score made again; neither it nor the
+        # noise is needed past here: their memory goes to the masks' and objects' arrays.
+        region = filtered / noise > params.floor
+        noise = None
     mask_image = None
     if params.mask_smoothing < 1:
         mask_image = detection.less_smoothed(filtered, image, spacing=spacing,
@@ -275,7 +281,7 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
                                     mask_image=mask_image,
                                     granule_reach=None if sigma is None
                                     else detection.GRANULE_MERGE_SIGMAS * sigma,
-                                    threads=threads)
+                                    region=region, threads=threads)
     del mask_image
     final = separate_touching(labels)
     if params.min_volume_um3 > 0 or params.max_volume_um3 > 0:
