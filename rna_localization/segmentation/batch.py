@@ -51,8 +51,10 @@ QC_MAX_SIDE = 800
 
 #: Memory a process takes to segment a stack, bytes per voxel, the (uint16) stack itself
 #: included: its float32 filtered image, noise and score, the spots' model, the objects'
-#: int32 labels. About 24 measured on a 60 x 2048 x 2048 frame with either workflow
-#: (``python -m benchmarks --only fullframe``: 22 above the stack); rounded up.
+#: int32 labels. Measured above the stack: 18.8 on a 60 x 2048 x 2048 frame of stamped
+#: spots with either workflow (``python -m benchmarks --only fullframe``), 23.5 (rna) and
+#: 20.2 (centrosomes) on a simulated embryo stack of 30 x 1024 x 1024 (denser spots, and
+#: the process' fixed costs weigh more); rounded up.
 SEGMENT_BYTES_PER_VOXEL = 26
 
 
