@@ -925,7 +925,7 @@ def _typical(values: np.ndarray) -> np.ndarray:
     if not middle > 0:
         return np.zeros(len(values), dtype=bool)
     return (values >= middle / _SHAPE_SPOTS) & (values <= middle * _SHAPE_SPOTS)
-#: Spots are drawn out to this many of their sigmas by :func:`find_hidden_spots`.
+#: Spots are drawn out to this many of their sigmas by :func:`_draw_spots`.
 _MODEL_REACH = 3.0
 #: Bytes of float64 planes the spot models are summed in at a time (bounds memory on full frames).
 _MODEL_SLAB_BYTES = 1 << 22
@@ -1015,10 +1015,9 @@ def _draw_spots(shape, position: np.ndarray, amplitude: np.ndarray,
     sigma = np.asarray(sigma, dtype=np.float64)
     per_spot = sigma.ndim == 2
     reach = np.ceil(reach_sigmas * (sigma.max(axis=0) if per_spot else sigma)).astype(np.int64)
-    model = np.empty(shape, dtype=np.float32)
-    if model.size == 0 or len(position) == 0:
-        model.fill(0)
-        return model
+    if len(position) == 0 or 0 in shape:
+        return np.zeros(shape, dtype=np.float32)
+    model = np.empty(shape, dtype=np.float32)  # every plane written below
     # Fresh, writable, C-ordered copies: the compiled loop is compiled (and its cache read)
     # for one set of types only (read-only or Fortran-ordered arrays are others to numba).
     position = np.array(position, dtype=np.float64, order="C")
