@@ -70,7 +70,8 @@ class Intermediates:
     spots : DataFrame
         The spots found (:func:`.detection.find_spots`), blended pairs split
         in two (:func:`.detection.split_blended_spots`: column ``blended``) and
-        the molecules on granules' flanks added (:func:`.detection.find_flank_spots`).
+        the molecules hidden on granules' flanks or beside other spots added
+        (:func:`.detection.find_flank_spots`).
     labels : (Z, Y, X) ndarray of int32
         Objects grown from the spots, before the size filter.
     result : (Z, Y, X) ndarray of uint8
