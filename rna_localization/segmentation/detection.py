@@ -1339,10 +1339,10 @@ _FLANK_LEVEL = 0.5
 #: not take: a second bump, or a dim molecule beside a bright one) needs only this fraction,
 #: below the threshold for a spot of typical brightness: the threshold in noise SDs decides.
 #: Measured on the demo's three seeds, both microscopes, against searching granules' flanks
-#: only: recall on the widefield 0.96-0.97 -> 0.97-0.98, precision unchanged; cen molecules
-#: summed 0.4-0.8 points nearer the truth and granule RNA near centrosomes up to 1.1 points
-#: nearer (crowded objects no longer hold the light of the molecules found beside them),
-#: molecules per granule within 0.4 points. On a granule's flank this fraction split
+#: only: recall on the widefield 0.96-0.97 -> 0.97-0.98, precision 0.99 (within 0.001);
+#: cen molecules summed 0.4-0.8 points nearer the truth and granule RNA near centrosomes up
+#: to 1.1 points nearer (crowded objects no longer hold the light of the molecules found
+#: beside them), molecules per granule within 0.4 points. On a granule's flank this fraction split
 #: granules' outer light off (molecules per granule up to 3 points lower on the confocal).
 _HIDDEN_LEVEL = 0.25
 #: ... and a residual peak lies at least this many spot sigmas from every spot already found.
@@ -1559,7 +1559,7 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
     # an axial asymmetry), as split_blended_spots does; what is left must still pass the
     # threshold.
     reach, profile = _residual_profile(left, index, amplitude, sigma)
-    nearest = cKDTree(scaled).query(at / sigma)[1] if len(at) else np.zeros(0, dtype=np.int64)
+    to_spot, nearest = cKDTree(scaled).query(at / sigma)
     offset = voxel - index[nearest]
     inside = np.all(np.abs(offset) <= reach, axis=1)
     expected = np.zeros(len(at))
@@ -1571,12 +1571,11 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
     # residual beside them is as likely a lump of it as a third molecule.
     pairs = cKDTree(scaled).query_pairs(_GRANULE_REACH, output_type="ndarray")
     alone = np.bincount(pairs.ravel(), minlength=len(scaled)) == 0
-    new = _flank_peaks(at, level, centre, width, scaled, sigma, middle, alone[nearest])
+    new = _flank_peaks(at, level, centre, width, to_spot, middle, alone[nearest])
     new = new[passes[new]]
     if new.size == 0:
         return spots
-    nearest = cKDTree(scaled).query(at[new] / sigma)[1]
-    spots.loc[nearest, "blended"] = True
+    spots.loc[nearest[new], "blended"] = True
     extra = pd.DataFrame({"z": at[new, 0], "y": at[new, 1], "x": at[new, 2],
                           "score": found["score"].to_numpy()[new],
                           "zi": voxel[new, 0], "yi": voxel[new, 1], "xi": voxel[new, 2],
@@ -1584,10 +1583,11 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
     return pd.concat([spots, extra], ignore_index=True).astype({**SPOT_COLUMNS, "blended": bool})
 
 
-def _flank_peaks(at, level, centre, width, scaled, sigma, middle, alone) -> np.ndarray:
-    """Rows of the residual peaks `at` (voxels, with residual `level`; `alone`: their
-    nearest spot has no other near it) that are hidden molecules, by
-    :func:`find_flank_spots`'s criteria (no granule: `centre` and `width` have no rows)."""
+def _flank_peaks(at, level, centre, width, to_spot, middle, alone) -> np.ndarray:
+    """Rows of the residual peaks `at` (voxels, with residual `level`, `to_spot` spot
+    sigmas from their nearest spot; `alone`: that spot has no other near it) that are
+    hidden molecules, by :func:`find_flank_spots`'s criteria (no granule: `centre` and
+    `width` have no rows)."""
     if len(at) == 0:
         return np.zeros(0, dtype=np.int64)
     # Distance to the nearest granule in its own widths, up to _FLANK_FAR (infinite
@@ -1601,7 +1601,6 @@ def _flank_peaks(at, level, centre, width, scaled, sigma, middle, alone) -> np.n
         cols = np.concatenate([np.asarray(n, dtype=np.int64) for n in near])
         np.minimum.at(to_granule, rows,
                       np.sqrt((((at[rows] - centre[cols]) / width[cols]) ** 2).sum(axis=1)))
-    to_spot = cKDTree(scaled).query(at / sigma)[0]
     flank = to_granule <= _FLANK_FAR
     fraction = np.where(flank, _FLANK_LEVEL, _HIDDEN_LEVEL)
     return np.flatnonzero((to_granule >= _FLANK_NEAR) & (level >= fraction * middle)
