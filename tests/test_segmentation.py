@@ -541,6 +541,11 @@ def test_molecules_hidden_beside_single_molecules_are_found():
     # seeds: 23 spots added, every one within a sigma of a molecule; paired molecules found
     # 460 -> 480 of 494 (3 spots added, 463, when it searched granules' flanks only).
     sigma = PSF_UM / SPACING
+
+    def paired_found(table, centres, in_pair):
+        hit = cKDTree(table[["z", "y", "x"]].to_numpy() / sigma).query(centres / sigma)[0] <= 1
+        return int(hit[in_pair].sum())
+
     added_total, before_hits, after_hits = 0, 0, 0
     for seed in (1, 2, 3, 4):
         image, centres, in_pair = _pairs_case(seed)
@@ -551,12 +556,8 @@ def test_molecules_hidden_beside_single_molecules_are_found():
         to_molecule = cKDTree(centres / sigma).query(added[["z", "y", "x"]].to_numpy() / sigma)[0]
         assert np.all(to_molecule <= 1.0), to_molecule
         added_total += len(added)
-        for table, hits in ((before, "before"), (run.spots, "after")):
-            hit = cKDTree(table[["z", "y", "x"]].to_numpy() / sigma).query(centres / sigma)[0] <= 1
-            if hits == "before":
-                before_hits += int(hit[in_pair].sum())
-            else:
-                after_hits += int(hit[in_pair].sum())
+        before_hits += paired_found(before, centres, in_pair)
+        after_hits += paired_found(run.spots, centres, in_pair)
     print(f"added {added_total}; paired molecules found {before_hits} -> {after_hits}")
     assert added_total >= 20
     assert after_hits >= before_hits + 15, (before_hits, after_hits)

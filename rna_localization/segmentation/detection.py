@@ -1078,6 +1078,21 @@ def _residual_profile(left: np.ndarray, index: np.ndarray, amplitude: np.ndarray
     return reach, profile.reshape(window)
 
 
+def _beyond_lone_residual(left: np.ndarray, voxel: np.ndarray, nearest: np.ndarray,
+                          index: np.ndarray, amplitude: np.ndarray,
+                          sigma: np.ndarray) -> np.ndarray:
+    """The residual `left` at each of `voxel`'s rows, less what a lone molecule leaves at
+    that offset from its `nearest` spot (:func:`_residual_profile`, scaled to the spot's
+    amplitude; nothing beyond the profile's window, nothing where it is negative)."""
+    reach, profile = _residual_profile(left, index, amplitude, sigma)
+    offset = voxel - index[nearest]
+    inside = np.all(np.abs(offset) <= reach, axis=1)
+    expected = np.zeros(len(voxel))
+    expected[inside] = profile[tuple((offset[inside] + reach).T)]
+    return (left[tuple(voxel.T)].astype(np.float64)
+            - amplitude[nearest] * np.maximum(expected, 0.0))
+
+
 def _spot_amplitudes(filtered: np.ndarray, spots: pd.DataFrame, sigma: np.ndarray):
     """Each spot's voxel, sub-voxel position and Gaussian amplitude (its peak voxel's value
     scaled up by the Gaussian of `sigma` at the sub-voxel offset)."""
@@ -1257,14 +1272,8 @@ def split_blended_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataF
     if bright.any():
         near_bright = cKDTree(position[bright] / sigma).query(at / sigma)[0] <= 4.0
     voxel = found[["zi", "yi", "xi"]].to_numpy()
-    level = left[tuple(voxel.T)].astype(np.float64)
     # Less what every lone molecule leaves there (the real spot is no Gaussian).
-    reach, profile = _residual_profile(left, index, amplitude, sigma)
-    offset = voxel - index[nearest]
-    inside = np.all(np.abs(offset) <= reach, axis=1)
-    expected = np.zeros(len(found))
-    expected[inside] = profile[tuple((offset[inside] + reach).T)]
-    level -= amplitude[nearest] * np.maximum(expected, 0.0)
+    level = _beyond_lone_residual(left, voxel, nearest, index, amplitude, sigma)
     flagged = ((distance >= 1.0) & (distance <= 3.0) & ~near_bright
                & (level >= min_fraction * amplitude[nearest]))
     if not flagged.any():
@@ -1554,17 +1563,11 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
     found = find_spots(left / noise, threshold, spacing=spacing, min_distance_um=min_distance_um)
     at = found[["z", "y", "x"]].to_numpy(dtype=np.float64)
     voxel = found[["zi", "yi", "xi"]].to_numpy()
-    level = left[tuple(voxel.T)].astype(np.float64)
     # Less what every lone molecule leaves there (a real spot is no Gaussian: side lobes,
     # an axial asymmetry), as split_blended_spots does; what is left must still pass the
     # threshold.
-    reach, profile = _residual_profile(left, index, amplitude, sigma)
     to_spot, nearest = cKDTree(scaled).query(at / sigma)
-    offset = voxel - index[nearest]
-    inside = np.all(np.abs(offset) <= reach, axis=1)
-    expected = np.zeros(len(at))
-    expected[inside] = profile[tuple((offset[inside] + reach).T)]
-    level -= amplitude[nearest] * np.maximum(expected, 0.0)
+    level = _beyond_lone_residual(left, voxel, nearest, index, amplitude, sigma)
     passes = level >= threshold * noise[tuple(voxel.T)]
     # Away from granules, only beside a spot with no other within _GRANULE_REACH sigmas:
     # a granule of a few molecules, too dim to be taken for one, makes two maxima, and the
