@@ -1572,8 +1572,8 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
     # Away from granules, only beside a spot with no other within _GRANULE_REACH sigmas:
     # a granule of a few molecules, too dim to be taken for one, makes two maxima, and the
     # residual beside them is as likely a lump of it as a third molecule.
-    pairs = cKDTree(scaled).query_pairs(_GRANULE_REACH, output_type="ndarray")
-    alone = np.bincount(pairs.ravel(), minlength=len(scaled)) == 0
+    close = cKDTree(scaled).query_pairs(_GRANULE_REACH, output_type="ndarray")
+    alone = np.bincount(close.ravel(), minlength=len(scaled)) == 0
     new = _flank_peaks(at, level, centre, width, to_spot, middle, alone[nearest])
     new = new[passes[new]]
     if new.size == 0:
