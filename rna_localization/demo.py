@@ -45,6 +45,9 @@ METRICS = {
                                             "exact photometry scores, %"),
     "granules_with_other_molecules_pct": ("true granules whose object also holds molecules of "
                                           "another object, %"),
+    "granule_alone_light_bias_pct": ("mean (estimated / true light - 1) over the true granules "
+                                     "whose object holds no other molecule: the photometry's "
+                                     "own error on a granule, %"),
     "false_granules_pct": ("objects counted as granules (granule_threshold molecules or more) "
                            "that hold no molecule of a true granule, %"),
     "percent_false_granule_rna_within_1um": ("the points of percent_granule_rna_within_1um "
@@ -244,8 +247,9 @@ def granule_errors(molecules: pd.DataFrame, *, threshold: float) -> pd.DataFrame
         object: ``size`` (true molecules), ``estimate``, ``error`` (estimate /
         size - 1), ``abs_error``, ``abs_light_error`` (the error of exact
         photometry: |its molecules' brightness over the mean single
-        molecule's / size - 1|) and ``with_others`` (its object also holds
-        molecules that are not of this granule).
+        molecule's / size - 1|), ``light_error`` (estimate / that light - 1:
+        the photometry's own error) and ``with_others`` (its object also
+        holds molecules that are not of this granule).
 
     Examples
     --------
@@ -258,7 +262,8 @@ def granule_errors(molecules: pd.DataFrame, *, threshold: float) -> pd.DataFrame
        size  estimate  error  with_others
     0     4       5.0   0.25         True
     """
-    columns = ["size", "estimate", "error", "abs_error", "abs_light_error", "with_others"]
+    columns = ["size", "estimate", "error", "abs_error", "abs_light_error", "light_error",
+               "with_others"]
     single = molecules.loc[~molecules["in_granule"], "brightness"]
     unit = float(single.mean()) if len(single) else np.nan
     inside = molecules[molecules["label"] > 0]
@@ -273,9 +278,11 @@ def granule_errors(molecules: pd.DataFrame, *, threshold: float) -> pd.DataFrame
         estimate = float(held["normalized_intensity"].iloc[0])
         others = ~held.index.isin(granule.index)
         size = len(granule)
+        light = granule["brightness"].sum() / unit
         rows.append({"size": size, "estimate": estimate, "error": estimate / size - 1,
                      "abs_error": abs(estimate / size - 1),
-                     "abs_light_error": abs(granule["brightness"].sum() / unit / size - 1),
+                     "abs_light_error": abs(light / size - 1),
+                     "light_error": estimate / light - 1,
                      "with_others": bool(others.any())})
     return pd.DataFrame(rows, columns=columns)
 
@@ -485,6 +492,10 @@ def compare_with_truth(config, db: Database, distributions: pd.DataFrame) -> Dem
             values = granules[column].astype(np.float64)
             add(metric, key, 100 * values.mean() if len(values) else np.nan, 0.0, images,
                 len(granules))
+        alone = granules.loc[~granules["with_others"].astype(bool), "light_error"]
+        add("granule_alone_light_bias_pct", key,
+            100 * alone.astype(np.float64).mean() if len(alone) else np.nan, 0.0, images,
+            len(alone))
     for key, part in scores.groupby(group):
         matched, true = part["n_matched"].sum(), part["n_true"].sum()
         scored = matched + part["n_false"].sum()

@@ -238,6 +238,8 @@ def test_granule_errors_against_a_hand_count():
     np.testing.assert_allclose(table["abs_error"], [0.32, 0.25])
     # True light in single-molecule units: (4 x 2 + 4) / 2 = 6 for 5 molecules; 4 / 2 = 2 for 4.
     np.testing.assert_allclose(table["abs_light_error"], [6 / 5 - 1, 1 - 2 / 4])
+    # The photometry's own error: the estimate against that light.
+    np.testing.assert_allclose(table["light_error"], [6.6 / 6 - 1, 3.0 / 2 - 1])
     assert table["with_others"].tolist() == [True, False]
     # Below the threshold, or held by no object: no row.
     assert granule_errors(molecules.assign(label=0), threshold=4).empty
