@@ -1566,13 +1566,14 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
     # Less what every lone molecule leaves there (a real spot is no Gaussian: side lobes,
     # an axial asymmetry), as split_blended_spots does; what is left must still pass the
     # threshold.
-    to_spot, nearest = cKDTree(scaled).query(at / sigma)
+    spot_tree = cKDTree(scaled)
+    to_spot, nearest = spot_tree.query(at / sigma)
     level = _beyond_lone_residual(left, voxel, nearest, index, amplitude, sigma)
     passes = level >= threshold * noise[tuple(voxel.T)]
     # Away from granules, only beside a spot with no other within _GRANULE_REACH sigmas:
     # a granule of a few molecules, too dim to be taken for one, makes two maxima, and the
     # residual beside them is as likely a lump of it as a third molecule.
-    close = cKDTree(scaled).query_pairs(_GRANULE_REACH, output_type="ndarray")
+    close = spot_tree.query_pairs(_GRANULE_REACH, output_type="ndarray")
     alone = np.bincount(close.ravel(), minlength=len(scaled)) == 0
     new = _flank_peaks(at, level, centre, width, to_spot, middle, alone[nearest])
     new = new[passes[new]]
