@@ -8,7 +8,8 @@ centrosomes with granules of 4-15 molecules, and dispersed ``gapdh`` RNA at
 nc14) are counted two ways:
 
 * **ours**: ``segment(image, "rna")``, ``label_objects``, then
-  ``aperture_intensities`` (background-subtracted matched apertures) divided
+  ``corrected_apertures`` (background-subtracted matched apertures, bright
+  objects' aperture corrections applied, as extraction stores them) divided
   by one single-molecule reference per RNA type and cell
   (``aperture_references``, the median over the objects in the area window):
   the default ``normalize`` of the package, run in memory;
@@ -104,7 +105,7 @@ class Cell:
 
 def _ours(sims: list) -> Cell:
     """Segment, label, aperture photometry and one reference per RNA type, in memory."""
-    from rna_localization.apertures import aperture_intensities
+    from rna_localization.capture import corrected_apertures
     from rna_localization.demo import _image_truth, granule_errors
     from rna_localization.distributions import aperture_references
     from rna_localization.objects import label_objects
@@ -115,7 +116,7 @@ def _ours(sims: list) -> Cell:
     for sim in sims:
         start = time.perf_counter()
         labels = label_objects(segment(sim.rna, "rna", spacing=sim.spacing))
-        table = aperture_intensities(labels, sim.rna, spacing=sim.spacing)
+        table = corrected_apertures(labels, sim.rna, spacing=sim.spacing)
         cell.seconds += time.perf_counter() - start
         table["area"] = np.bincount(labels.ravel())[table["object_id"]]
         tables.append(table.assign(name=sim.name, rna_type=sim.name.split("_")[0]))
@@ -466,7 +467,7 @@ def run(quick: bool = False) -> Section:
         f"Images per cell: {', '.join(f'{r} {c} seed {s}' for r, c, s in IMAGES)} "
         f"({'×'.join(map(str, shape))} voxels), the same at every SNR (the median peak SNR "
         "of a single molecule). Ours: `segment(image, 'rna')` → `label_objects` → "
-        "`aperture_intensities` → one `aperture_references` reference per RNA type and "
+        "`corrected_apertures` → one `aperture_references` reference per RNA type and "
         "cell. Big-FISH: `detect_spots` (automatic threshold, `spot_radius` the PSF sigma σ "
         f"or 2σ) → `decompose_dense` (alpha 0.7, beta 1, gamma 5) → `detect_clusters` "
         f"({CLUSTER_RADIUS_NM} nm, ≥ {CLUSTER_MIN_SPOTS} spots); each simulated molecule "

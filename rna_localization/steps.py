@@ -26,9 +26,10 @@ from ._cores import usable_cores
 from ._errors import InputTypeError
 from ._faults import fault_point
 from .analysis import BASELINE_COLUMNS, add_chance_baseline
-from .apertures import aperture_intensities, spot_centroids
+from .apertures import spot_centroids
 from .baseline import image_baseline
 from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
+from .capture import PSF_MIN_OBJECTS, corrected_apertures
 from .config import Config, ThresholdTable
 from .db import Database
 from .db.database import reuse_connections
@@ -243,6 +244,7 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         )
         raise ValueError(msg)
     objects = measure_objects(label_image, raw)
+    uncorrected = False
     if apertures:
         # Matched apertures and light centroids: for the structures whose molecules are
         # counted or whose distances are measured (the costliest part of extraction).
@@ -250,7 +252,12 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         # found while this one's light is summed); one where images share the cores
         # (a cluster's workers, or this process' image threads).
         threads = 1 if shares_cores() else usable_cores()
-        measured = aperture_intensities(label_image, raw, spacing=spacing, threads=threads)
+        # With each bright object's light beyond its aperture added (a granule's image
+        # is wider than a single molecule's: rna_localization.capture).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # reported by extract, per image
+            measured = corrected_apertures(label_image, raw, spacing=spacing, threads=threads)
+        uncorrected = len(measured) > 0 and measured.attrs["psf_um"] is None
         centroids = spot_centroids(label_image, raw,
                                    measured.set_index("object_id")["background"])
         objects = (objects.merge(measured, on="object_id", how="left", validate="one_to_one")
@@ -262,7 +269,7 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
             **fingerprints,
         )
     return {"structure": pair.structure, "name": pair.name, "objects": len(objects),
-            "status": "extracted" if written else "skipped"}
+            "status": "extracted" if written else "skipped", "uncorrected": uncorrected}
 
 
 def _check_voxel_sizes(config: Config, pairs: list[io.ImagePair]) -> None:
@@ -389,6 +396,12 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
         reports += list(map_images(_extract_one, tasks, workers=workers,
                                    scheduler=config.dask.scheduler, desc="extract"))
         fault_point("extracted")
+        uncorrected = sorted(f"{r['structure']} {r['name']}" for r in reports if r.get("uncorrected"))
+        if uncorrected:
+            _warn(f"{len(uncorrected)} image(s) hold too few single-molecule-like objects to measure "
+                  f"the PSF from (at least {PSF_MIN_OBJECTS}): {', '.join(uncorrected[:5])}"
+                  f"{' and more' if len(uncorrected) > 5 else ''}; their bright objects' light "
+                  f"beyond the aperture is not corrected (capture_correction 1).")
         with db.transaction() as cursor:
             counts = extracted_images(cursor)[["structure", "name", "n_objects"]]
         _vacuum_after_extract(db, reports, extracted, counts)

@@ -93,7 +93,8 @@ _STRUCTURE_COLUMNS = sql.SQL(
     background double precision,
     spot_centroid_z double precision,
     spot_centroid_y double precision,
-    spot_centroid_x double precision
+    spot_centroid_x double precision,
+    capture_correction double precision
     """
 )
 
