@@ -49,6 +49,7 @@ that a neighbour's light is not taken for the object's spread.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -100,69 +101,22 @@ CAPTURE_COLUMNS = {"object_id": "int64", "capture_correction": "float64",
                    "source_width_um": "float64"}
 
 
-def _gaussian(grid, centre, widths2):
-    """exp(-1/2 sum_a d_a**2 / w_a**2) at `grid` (N, 3) and the offsets d."""
-    d = grid - centre
-    return np.exp(-0.5 * (d * d / widths2).sum(1)), d
-
-
 class _Region:
     """An object's aperture and shell voxels in its window, grouped as the background reads them.
 
     As :func:`~rna_localization.apertures.aperture_intensities` (``"shell_plane"``):
     each aperture voxel's background is the median of the shell voxels in its
     plane, or of the whole shell where that plane holds fewer than
-    :data:`~rna_localization.apertures.SHELL_PLANE_MIN_VOXELS`.
+    :data:`~rna_localization.apertures.SHELL_PLANE_MIN_VOXELS`
+    (:func:`rna_localization._fits.prepare_region`).
     """
 
     def __init__(self, values, owner, label, fallback):
-        flat = owner.ravel()
-        kept = np.flatnonzero((flat == label) | (flat == -label))
-        self.grid = np.column_stack(np.unravel_index(kept, owner.shape)).astype(np.float64)
-        self.aperture = flat[kept] == label
-        shell = ~self.aperture
-        planes = self.grid[:, 0].astype(np.intp)
-        counts = np.bincount(planes[shell], minlength=owner.shape[0])
-        whole = owner.shape[0]  # the group of the whole shell
-        own_plane = counts >= SHELL_PLANE_MIN_VOXELS
-        self.group = np.where(own_plane[planes], planes, whole)
-        members = [np.flatnonzero(shell & (planes == z)) for z in range(whole)]
-        members.append(np.flatnonzero(shell))
-        used = [z for z in np.unique(self.group) if members[z].size]
-        light = np.asarray(values, float).ravel()[kept]
-        levels = np.full(whole + 1, float(fallback))
-        for z in used:
-            levels[z] = np.median(light[members[z]])
-        self.light = light - levels[self.group]
-        # The groups' members end to end, for medians of all groups in one sort: the
-        # middle one or two of each group's run once sorted by (group, value).
-        self.cat = np.concatenate([members[z] for z in used]) if used else np.zeros(0, np.intp)
-        sizes = np.array([members[z].size for z in used], dtype=np.intp)
-        self.run = np.repeat(np.arange(len(used)), sizes)
-        starts = np.cumsum(sizes) - sizes
-        self.middle = np.stack([starts + (sizes - 1) // 2, starts + sizes // 2])
-        # Each voxel's group among `used` (-1: a group with no shell voxel; nothing
-        # subtracted).
-        place = np.full(whole + 1, -1, dtype=np.intp)
-        place[used] = np.arange(len(used))
-        self.slot = place[self.group]
-        self.counted = self.slot >= 0
+        from ._fits import prepare_region  # compiled on first use (numba)
 
-    def subtract_medians(self, model, *derivatives):
-        """`model` and its `derivatives` less each group's median of the model, in place.
-
-        The median's derivative is that of the voxel(s) holding it: the background
-        read from the shell moves with the model's own light there.
-        """
-        if not self.cat.size:
-            return model
-        order = np.lexsort((model[self.cat], self.run))
-        pair = self.cat[order[self.middle]]  # (2, groups): each group's middle voxel(s)
-        slot, counted = self.slot[self.counted], self.counted
-        model[counted] -= 0.5 * (model[pair[0]] + model[pair[1]])[slot]
-        for derivative in derivatives:
-            derivative[counted] -= 0.5 * (derivative[pair[0]] + derivative[pair[1]])[slot]
-        return model
+        (self.grid, self.light, self.aperture, self.slot, self.cat, self.starts,
+         self.sizes) = prepare_region(np.asarray(values, np.float64), owner.astype(np.int64),
+                                      int(label), float(fallback), SHELL_PLANE_MIN_VOXELS)
 
     def start(self):
         """Starting amplitude and centre: the peak and light centroid of the aperture."""
@@ -173,14 +127,15 @@ class _Region:
         return float(self.light[self.aperture].max()), (self.grid * positive[:, None]).sum(0) / total
 
     def captured(self, centre, widths_vox):
-        """The aperture's background-subtracted share of a unit Gaussian source."""
-        g, _ = _gaussian(self.grid, centre, widths_vox ** 2)
-        g /= (2 * np.pi) ** 1.5 * np.prod(widths_vox)
-        return self.subtract_medians(g)[self.aperture].sum()
+        """The aperture's background-subtracted reading of a unit Gaussian source."""
+        from ._fits import captured
+
+        return captured(self.grid, self.aperture, self.slot, self.cat, self.starts, self.sizes,
+                        np.asarray(centre, np.float64), np.asarray(widths_vox, np.float64))
 
 
 def _fit(region, amplitude, centre, widths, spacing, mode, steps=FIT_STEPS):
-    """Damped Gauss-Newton fit of a Gaussian to `region`'s light.
+    """Damped Gauss-Newton fit of a Gaussian to `region`'s light (compiled: rna_localization._fits).
 
     The model at a voxel is the Gaussian less its group's median (the shell's
     background read off the model, as off the image). mode "psf": free
@@ -190,55 +145,19 @@ def _fit(region, amplitude, centre, widths, spacing, mode, steps=FIT_STEPS):
     a hundredth of a voxel and the widths by less than a relative 1e-3.
     Returns (amplitude, centre, width params).
     """
-    spacing = np.asarray(spacing, float)
-    inv2 = 1.0 / spacing ** 2
-    grid, values = region.grid, region.light
+    from ._fits import fit_gaussian  # compiled on first use (numba)
+
+    spacing = np.asarray(spacing, np.float64)
     psf = mode == "psf"
-    if psf:
-        p = np.array([amplitude, *centre, widths[0], widths[1]], float)
-        low, high = 0.3 * spacing[:2], 5 * np.asarray(widths[:2]) + spacing[:2]
-    else:
-        p = np.array([amplitude, *centre, 0.005], float)
-        base2 = np.asarray(widths, float) ** 2 * inv2  # the PSF's variances, voxels²
-    jacobian = np.empty((values.size, p.size))
-    for _ in range(steps):
-        a = p[0]
-        if psf:
-            w2 = np.array([p[4], p[5], p[5]]) ** 2 * inv2
-        else:
-            w2 = base2 + p[4] * inv2
-        g, d = _gaussian(grid, p[1:4], w2)
-        ag = a * g
-        jacobian[:, 0] = g
-        jacobian[:, 1:4] = ag[:, None] * d / w2
-        dw2 = (0.5 * ag)[:, None] * (d * d / w2 ** 2)  # d model / d w2_a, per axis
-        if psf:
-            jacobian[:, 4] = dw2[:, 0] * (2 * p[4] * inv2[0])
-            jacobian[:, 5] = (dw2[:, 1] + dw2[:, 2]) * (2 * p[5] * inv2[1])
-        else:
-            jacobian[:, 4] = dw2 @ inv2
-        region.subtract_medians(ag, jacobian)
-        residual = ag - values
-        normal = jacobian.T @ jacobian
-        normal.flat[::p.size + 1] *= 1 + 1e-3
-        normal.flat[::p.size + 1] += 1e-12
-        try:
-            step = np.linalg.solve(normal, jacobian.T @ residual)
-        except np.linalg.LinAlgError:
-            break
-        move = np.abs(step[1:4] / np.sqrt(w2)).max()  # at most one sigma a step
-        if move > 1.0:
-            step /= move
-        before = p[4:].copy()
-        p -= step
-        p[0] = max(p[0], 0.0)
-        if psf:
-            p[4:] = np.clip(p[4:], low, high)
-        else:
-            p[4] = min(max(p[4], 0.0), EXTRA_VARIANCE_BOUND)
-        settled = np.abs(p[4:] - before) <= 1e-3 * np.maximum(np.abs(before), 1e-3)
-        if np.abs(step[1:4]).max() < 1e-2 and settled.all():
-            break
+    widths = np.asarray(widths, np.float64)
+    low = 0.3 * spacing[:2]
+    high = 5 * widths[:2] + spacing[:2] if psf else low
+    if psf:  # (axial, lateral) as the sigmas along (z, y, x)
+        widths = np.array([widths[0], widths[1], widths[1]])
+    start = np.array([amplitude, *centre], np.float64)
+    p = fit_gaussian(region.grid, region.light, region.slot, region.cat, region.starts,
+                     region.sizes, start, widths, spacing, psf, int(steps), low, high,
+                     EXTRA_VARIANCE_BOUND)
     return p[0], p[1:4], p[4:]
 
 
@@ -262,6 +181,7 @@ class _Windows:
             np.minimum.at(self.low[:, axis], index, coords[axis])
             np.maximum.at(self.high[:, axis], index, coords[axis])
         self.plane_size = int(objects.shape[1]) * int(objects.shape[2])
+        self.width = int(objects.shape[2])
 
     def __call__(self, row):
         """(values, owner, label) of the object at `row` of ids.
@@ -272,23 +192,30 @@ class _Windows:
         lo = np.maximum(self.low[row] - 2 * self.reach, 0)
         hi = np.minimum(self.high[row] + 1 + 2 * self.reach, self.shape)
         objects = self.objects
-        run = slice(*np.searchsorted(objects.voxels, [lo[0] * self.plane_size,
-                                                      hi[0] * self.plane_size]))
-        z, y, x = np.unravel_index(objects.voxels[run], objects.shape)
-        inside = (y >= lo[1]) & (y < hi[1]) & (x >= lo[2]) & (x < hi[2])
+        # The object voxels of the window's rows, plane by plane (the voxels are in
+        # scan order: each plane's rows lo..hi are one run), then its columns.
+        planes = np.arange(lo[0], hi[0], dtype=np.int64) * self.plane_size
+        first = np.searchsorted(objects.voxels, planes + lo[1] * self.width)
+        last = np.searchsorted(objects.voxels, planes + hi[1] * self.width)
+        counts = last - first
+        at = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        z, y, x = np.unravel_index(objects.voxels[at], objects.shape)
+        inside = (x >= lo[2]) & (x < hi[2])
         labels = np.zeros(hi - lo, dtype=np.int64)
         labels[z[inside] - lo[0], y[inside] - lo[1], x[inside] - lo[2]] = \
-            objects.labels[run][inside]
+            objects.labels[at[inside]]
         distance, nearest = ndimage.distance_transform_edt(
             labels == 0, sampling=self.metric, return_indices=True)
-        nearest = labels[tuple(nearest)]
-        owner = np.where(distance <= _at_most(self.grow), nearest,
-                         np.where(distance <= _at_most(self.outer), -nearest, 0))
+        # Only the fit's window is read: the margin served its edge voxels' nearest objects.
         lo_fit = np.maximum(self.low[row] - self.reach, 0)
         hi_fit = np.minimum(self.high[row] + 1 + self.reach, self.shape)
         cut = tuple(slice(a - b, c - b) for a, b, c in zip(lo_fit, lo, hi_fit))
+        distance = distance[cut]
+        nearest = labels[tuple(axis[cut] for axis in nearest)]
+        owner = np.where(distance <= _at_most(self.grow), nearest,
+                         np.where(distance <= _at_most(self.outer), -nearest, 0))
         box = tuple(slice(a, c) for a, c in zip(lo_fit, hi_fit))
-        return np.asarray(self.image[box], dtype=np.float64), owner[cut], int(self.ids[row])
+        return np.asarray(self.image[box], dtype=np.float64), owner, int(self.ids[row])
 
 
 def fit_source_width(values, owner, label, *, spacing, psf_um, background=0.0):
@@ -396,7 +323,15 @@ def measure_psf(label_image, intensity_image, apertures: pd.DataFrame, *, spacin
     return _measure(windows, apertures, scale)
 
 
-def _measure(windows, apertures, scale):
+def _each(function, items, threads):
+    """`function` over `items`, in order, on up to `threads` threads (the fits let go of the GIL)."""
+    if threads <= 1 or len(items) < 2:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(min(int(threads), 2)) as pool:
+        return list(pool.map(function, items, chunksize=16))
+
+
+def _measure(windows, apertures, scale, threads=1):
     light = apertures["spot_intensity"].to_numpy(float)
     positive = light[light > 0]
     typical = float(np.median(positive)) if positive.size else 0.0
@@ -408,15 +343,17 @@ def _measure(windows, apertures, scale):
     background = apertures["background"].to_numpy(float)[like]
     start = np.array(PSF_START_UM)
     high = 5 * start + scale[:2]
-    fits = []
-    for row, level in zip(rows, background):
+
+    def fit(item):
+        row, level = item
         region = _Region(*windows(row), level)
         first = region.start()
         if first is None:
-            continue
+            return None
         _, _, widths = _fit(region, first[0], first[1], start, scale, "psf")
-        if (widths < high * (1 - 1e-6)).all():  # not run off to the bound
-            fits.append(widths)
+        return widths if (widths < high * (1 - 1e-6)).all() else None  # not at the bound
+
+    fits = [w for w in _each(fit, list(zip(rows, background)), threads) if w is not None]
     if len(fits) < PSF_MIN_OBJECTS:
         return None, len(fits)
     fits = np.array(fits)
@@ -427,7 +364,8 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
                         psf_um=None, grow_um: float = APERTURE_GROW_UM,
                         shell_um: float = APERTURE_SHELL_UM,
                         min_singles: float = CAPTURE_MIN_SINGLES,
-                        max_extra_sigma: float = CAPTURE_MAX_EXTRA_SIGMA) -> pd.DataFrame:
+                        max_extra_sigma: float = CAPTURE_MAX_EXTRA_SIGMA,
+                        threads: int = 1) -> pd.DataFrame:
     """Each object's aperture correction: the light its aperture misses of a wider source.
 
     Objects of at least `min_singles` times the image's typical single molecule
@@ -460,6 +398,9 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     max_extra_sigma : float
         Cap on a source's extra width, in lateral PSF sigmas (>= 0; 0 turns the
         correction off).
+    threads : int
+        With 2 or more, the objects are fitted on two threads (the answer is
+        the same).
 
     Returns
     -------
@@ -509,7 +450,7 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     if psf_um is not None:
         psf = (float(psf_um[0]), float(psf_um[1]))
     else:
-        psf, count = _measure(windows, apertures, scale)
+        psf, count = _measure(windows, apertures, scale, threads)
         out.attrs["psf_objects"] = count
         if psf is None:
             warnings.warn(
@@ -528,17 +469,21 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     sigma = np.array([psf[0], psf[1], psf[1]])
     cap = (float(max_extra_sigma) * psf[1]) ** 2
     background = apertures["background"].to_numpy(float)
-    for place, row in zip(chosen, rows):
+
+    def fit(item):
+        place, row = item
         region = _Region(*windows(row), background[place])
         start = region.start()
         if start is None:
-            continue
+            return place, np.nan, 1.0
         _, centre, (u,) = _fit(region, start[0], start[1], sigma, scale, "extra")
-        width[place] = np.sqrt(u)
         point = region.captured(centre, sigma / scale)
         spread = region.captured(centre, np.sqrt(sigma ** 2 + min(u, cap)) / scale)
-        if spread > 0:
-            correction[place] = max(point / spread, 1.0)
+        return place, np.sqrt(u), max(point / spread, 1.0) if spread > 0 else 1.0
+
+    for place, fitted, factor in _each(fit, list(zip(chosen, rows)), threads):
+        width[place] = fitted
+        correction[place] = factor
     out["capture_correction"] = correction
     out["source_width_um"] = width
     return out
@@ -560,7 +505,8 @@ def corrected_apertures(label_image, intensity_image, *, spacing, threads: int =
     spacing : float or (3,) sequence of float
         Voxel size (z, y, x), µm.
     threads : int
-        Passed to :func:`~rna_localization.apertures.aperture_intensities`.
+        Passed to :func:`~rna_localization.apertures.aperture_intensities` and
+        :func:`capture_corrections`.
     psf_um : (float, float), optional
         The PSF's (axial, lateral) sigma, µm; measured from the image by default.
 
@@ -582,7 +528,7 @@ def corrected_apertures(label_image, intensity_image, *, spacing, threads: int =
     objects, intensity_image = object_voxels_and_intensities(label_image, intensity_image)
     table = aperture_intensities(objects, intensity_image, spacing=spacing, threads=threads)
     corrected = capture_corrections(objects, intensity_image, table, spacing=spacing,
-                                    psf_um=psf_um)
+                                    psf_um=psf_um, threads=threads)
     table["capture_correction"] = corrected["capture_correction"].to_numpy()
     table["spot_intensity"] *= table["capture_correction"]
     table.attrs.update(corrected.attrs)
