@@ -67,7 +67,7 @@ from .objects import normalize_spacing, object_index, object_voxels_and_intensit
 
 __all__ = ["CAPTURE_COLUMNS", "CAPTURE_MAX_EXTRA_SIGMA", "CAPTURE_MIN_SINGLES",
            "PSF_MIN_OBJECTS", "capture_corrections", "corrected_apertures", "fit_source_width",
-           "measure_psf"]
+           "load_compiled", "measure_psf"]
 
 #: Objects at least this many times the image's typical single molecule (the median
 #: ``spot_intensity`` of its objects) are fitted and corrected; the others keep 1. A
@@ -533,3 +533,25 @@ def corrected_apertures(label_image, intensity_image, *, spacing, threads: int =
     table["spot_intensity"] *= table["capture_correction"]
     table.attrs.update(corrected.attrs)
     return table
+
+
+def load_compiled() -> None:
+    """Load the compiled fits (numba's on-disk cache, compiled the first time) in this process.
+
+    Each of them costs its loading on its first call in a process: the
+    extraction step calls this before timing its first images, so that their
+    pace, by which ``workers = 0`` judges the rest, is not theirs.
+
+    Examples
+    --------
+    >>> load_compiled()
+    """
+    owner = np.zeros((3, 5, 5), np.int64)
+    owner[:, 1:4, 1:4] = -1
+    owner[1, 2, 2] = 1
+    values = np.zeros(owner.shape)
+    values[1, 2, 2] = 1.0
+    region = _Region(values, owner, 1, 0.0)
+    _fit(region, 1.0, np.array([1.0, 2.0, 2.0]), np.array([0.3, 0.1, 0.1]),
+         np.array([0.3, 0.1, 0.1]), "extra", steps=1)
+    region.captured(np.array([1.0, 2.0, 2.0]), np.ones(3))

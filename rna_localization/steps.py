@@ -29,7 +29,7 @@ from .analysis import BASELINE_COLUMNS, add_chance_baseline
 from .apertures import spot_centroids
 from .baseline import image_baseline
 from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
-from .capture import PSF_MIN_OBJECTS, corrected_apertures
+from .capture import PSF_MIN_OBJECTS, corrected_apertures, load_compiled
 from .config import Config, ThresholdTable
 from .db import Database
 from .db.database import reuse_connections
@@ -393,6 +393,8 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
         with db.transaction() as cursor:
             register_images(cursor, sorted({p.name for p in todo}))
         workers = config.distances.workers if workers is None else workers
+        if any(task[-1] for task in tasks):
+            load_compiled()  # not on the first images' clock (workers = 0 judges by it)
         reports += list(map_images(_extract_one, tasks, workers=workers,
                                    scheduler=config.dask.scheduler, desc="extract"))
         fault_point("extracted")
