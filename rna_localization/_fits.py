@@ -164,13 +164,7 @@ def prepare_region(values, owner, label, fallback, min_plane):
     used (-1: none), and each used group's shell voxels end to end.
     """
     depth, height, width = owner.shape
-    n = 0
-    for z in range(depth):
-        for y in range(height):
-            for x in range(width):
-                o = owner[z, y, x]
-                if o == label or o == -label:
-                    n += 1
+    n = np.count_nonzero((owner == label) | (owner == -label))
     grid = np.empty((n, 3))
     raw = np.empty(n)
     aperture = np.empty(n, dtype=np.bool_)

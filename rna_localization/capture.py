@@ -65,7 +65,7 @@ from .apertures import (
 )
 from .objects import normalize_spacing, object_index, object_voxels_and_intensities
 
-__all__ = ["CAPTURE_COLUMNS", "CAPTURE_MAX_EXTRA_SIGMA", "CAPTURE_MIN_SINGLES",
+__all__ = ["CAPTURE_MAX_EXTRA_SIGMA", "CAPTURE_MIN_SINGLES",
            "PSF_MIN_OBJECTS", "capture_corrections", "corrected_apertures", "fit_source_width",
            "load_compiled", "measure_psf"]
 
@@ -95,10 +95,6 @@ PSF_START_UM = (0.3, 0.1)
 FIT_STEPS = 25
 #: Bound on the fitted extra variance, µm² (the fit's own: 0.6 µm of extra sigma).
 EXTRA_VARIANCE_BOUND = 0.36
-
-#: Columns of :func:`capture_corrections`, with their dtypes.
-CAPTURE_COLUMNS = {"object_id": "int64", "capture_correction": "float64",
-                   "source_width_um": "float64"}
 
 
 class _Region:
@@ -331,12 +327,17 @@ def _each(function, items, threads):
         return list(pool.map(function, items, chunksize=16))
 
 
+def _typical_single(light: np.ndarray) -> float:
+    """A molecule's light where single molecules are most of the objects: the median of
+    the positive `light` (NaN when none is: no object then compares with it)."""
+    positive = light[light > 0]
+    return float(np.median(positive)) if positive.size else float("nan")
+
+
 def _measure(windows, apertures, scale, threads=1):
     light = apertures["spot_intensity"].to_numpy(float)
-    positive = light[light > 0]
-    typical = float(np.median(positive)) if positive.size else 0.0
-    like = (np.flatnonzero((light >= typical / 1.5) & (light <= typical * 1.5))
-            if typical else np.zeros(0, np.intp))
+    typical = _typical_single(light)
+    like = np.flatnonzero((light >= typical / 1.5) & (light <= typical * 1.5))
     if like.size > PSF_MOST_OBJECTS:
         like = like[np.linspace(0, like.size - 1, PSF_MOST_OBJECTS).round().astype(int)]
     rows = np.searchsorted(windows.ids, apertures["object_id"].to_numpy()[like])
@@ -462,9 +463,7 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     if max_extra_sigma == 0:
         return out
     light = apertures["spot_intensity"].to_numpy(float)
-    positive = light[light > 0]
-    typical = float(np.median(positive)) if positive.size else np.inf
-    chosen = np.flatnonzero(light >= float(min_singles) * typical)
+    chosen = np.flatnonzero(light >= float(min_singles) * _typical_single(light))
     rows = np.searchsorted(windows.ids, out["object_id"].to_numpy()[chosen])
     sigma = np.array([psf[0], psf[1], psf[1]])
     cap = (float(max_extra_sigma) * psf[1]) ** 2
