@@ -130,6 +130,12 @@ class _Region:
                         np.asarray(centre, np.float64), np.asarray(widths_vox, np.float64))
 
 
+def _psf_bounds(start, spacing):
+    """The (axial, lateral) sigmas a PSF fit from `start` (µm) may take: 0.3 voxel to 5x the start."""
+    spacing = np.asarray(spacing, np.float64)
+    return 0.3 * spacing[:2], 5 * np.asarray(start, np.float64)[:2] + spacing[:2]
+
+
 def _fit(region, amplitude, centre, widths, spacing, mode, steps=FIT_STEPS):
     """Damped Gauss-Newton fit of a Gaussian to `region`'s light (compiled: rna_localization._fits).
 
@@ -146,8 +152,7 @@ def _fit(region, amplitude, centre, widths, spacing, mode, steps=FIT_STEPS):
     spacing = np.asarray(spacing, np.float64)
     psf = mode == "psf"
     widths = np.asarray(widths, np.float64)
-    low = 0.3 * spacing[:2]
-    high = 5 * widths[:2] + spacing[:2] if psf else low
+    low, high = _psf_bounds(widths, spacing)
     if psf:  # (axial, lateral) as the sigmas along (z, y, x)
         widths = np.array([widths[0], widths[1], widths[1]])
     start = np.array([amplitude, *centre], np.float64)
@@ -343,7 +348,7 @@ def _measure(windows, apertures, scale, threads=1):
     rows = np.searchsorted(windows.ids, apertures["object_id"].to_numpy()[like])
     background = apertures["background"].to_numpy(float)[like]
     start = np.array(PSF_START_UM)
-    high = 5 * start + scale[:2]
+    high = _psf_bounds(start, scale)[1]
 
     def fit(item):
         row, level = item

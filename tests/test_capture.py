@@ -25,10 +25,10 @@ SHAPE = (13, 48, 48)
 BACKGROUND = 100.0
 
 
-def _source(centre, extra_um, light):
+def _source(centre, extra_um, light, *, psf=PSF, shape=SHAPE):
     """A Gaussian source of total `light` photons: the PSF widened by `extra_um` per axis."""
-    grid = np.indices(SHAPE).astype(float)
-    widths = np.hypot(np.array([PSF[0], PSF[1], PSF[1]]), extra_um)
+    grid = np.indices(shape).astype(float)
+    widths = np.hypot(np.array([psf[0], psf[1], psf[1]]), extra_um)
     exponent = sum(((grid[a] - centre[a]) * SPACING[a] / widths[a]) ** 2 for a in range(3))
     # Each voxel's share: the density at its centre times its volume.
     density = np.exp(-0.5 * exponent) / ((2 * np.pi) ** 1.5 * np.prod(widths))
@@ -168,19 +168,14 @@ def test_dim_objects_keep_one_and_are_not_fitted():
 def _field(rng, n_side=7, light=1500.0, psf=PSF):
     """A grid of n_side**2 single molecules, shot noise, and their masks."""
     shape = (13, 16 * n_side, 16 * n_side)
-    grid = np.indices(shape).astype(float)
     image = np.full(shape, BACKGROUND)
     labels = np.zeros(shape, int)
-    widths = np.array([psf[0], psf[1], psf[1]])
     label = 0
     for i in range(n_side):
         for j in range(n_side):
             centre = (6 + rng.uniform(-0.5, 0.5), 8 + 16 * i + rng.uniform(-0.5, 0.5),
                       8 + 16 * j + rng.uniform(-0.5, 0.5))
-            exponent = sum(((grid[a] - centre[a]) * SPACING[a] / widths[a]) ** 2
-                           for a in range(3))
-            image += light * np.exp(-0.5 * exponent) * np.prod(SPACING) / (
-                (2 * np.pi) ** 1.5 * np.prod(widths))
+            image += _source(centre, 0.0, light, psf=psf, shape=shape)
             label += 1
             z, y, x = (int(round(c)) for c in centre)
             labels[z - 1:z + 2, y - 1:y + 2, x - 1:x + 2] = label
