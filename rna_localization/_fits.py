@@ -17,11 +17,64 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["captured", "fit_gaussian", "prepare_region"]
+from ._stencils import spread_keys
+
+__all__ = ["captured", "fit_gaussian", "prepare_region", "window_owner"]
 
 
 @njit(cache=True, nogil=True)
-def _model(grid, p, psf, base2, inv2, slot, cat, starts, sizes, model, jacobian):
+def _before(values, a, b):
+    """Whether voxel `a` comes before voxel `b` by value, then by place (a stable sort's order)."""
+    return values[a] < values[b] or (values[a] == values[b] and a < b)
+
+
+@njit(cache=True, nogil=True)
+def _middle_pair(values, members, work):
+    """The two middle `members` (places ``(m - 1) // 2`` and ``m // 2``) in the order of
+    their `values`, ties by member: what a stable sort of members given in increasing
+    order puts there. Quickselect (median-of-three pivot) in `work`, then the
+    smallest after the lower one; O(m) where a sort is O(m log m)."""
+    m = members.size
+    for i in range(m):
+        work[i] = members[i]
+    k = (m - 1) // 2
+    left, right = 0, m - 1
+    while right > left:
+        a, b, c = work[left], work[(left + right) // 2], work[right]
+        if _before(values, b, a):
+            a, b = b, a
+        if _before(values, c, b):
+            b = a if _before(values, c, a) else c
+        pivot = b
+        i, j = left, right
+        while i <= j:
+            while _before(values, work[i], pivot):
+                i += 1
+            while _before(values, pivot, work[j]):
+                j -= 1
+            if i <= j:
+                work[i], work[j] = work[j], work[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            right = j
+        elif k >= i:
+            left = i
+        else:
+            break
+    lower = work[k]
+    if m % 2:
+        return lower, lower
+    upper = work[k + 1]
+    for i in range(k + 2, m):
+        if _before(values, work[i], upper):
+            upper = work[i]
+    return lower, upper
+
+
+@njit(cache=True, nogil=True)
+def _model(grid, cells, factors, p, psf, base2, inv2, slot, cat, starts, sizes, model,
+           jacobian, work):
     """The Gaussian less its groups' medians, and its Jacobian, at parameters `p`."""
     n = grid.shape[0]
     w2 = np.empty(3)
@@ -33,11 +86,17 @@ def _model(grid, p, psf, base2, inv2, slot, cat, starts, sizes, model, jacobian)
         for k in range(3):
             w2[k] = base2[k] + p[4] * inv2[k]
     a = p[0]
+    # The Gaussian is a product over the axes, and the voxels sit on whole positions:
+    # each axis's factor once per position.
+    for k in range(3):
+        for c in range(factors.shape[1]):
+            d = c - p[1 + k]
+            factors[k, c] = np.exp(-0.5 * d * d / w2[k])
     for v in range(n):
         d0 = grid[v, 0] - p[1]
         d1 = grid[v, 1] - p[2]
         d2 = grid[v, 2] - p[3]
-        g = np.exp(-0.5 * (d0 * d0 / w2[0] + d1 * d1 / w2[1] + d2 * d2 / w2[2]))
+        g = (factors[0, cells[v, 0]] * factors[1, cells[v, 1]]) * factors[2, cells[v, 2]]
         ag = a * g
         model[v] = ag
         jacobian[v, 0] = g
@@ -59,10 +118,7 @@ def _model(grid, p, psf, base2, inv2, slot, cat, starts, sizes, model, jacobian)
     width = jacobian.shape[1]
     level = np.zeros((groups, width + 1))
     for k in range(groups):
-        members = cat[starts[k]:starts[k] + sizes[k]]
-        order = np.argsort(model[members], kind="mergesort")
-        i1 = members[order[(sizes[k] - 1) // 2]]
-        i2 = members[order[sizes[k] // 2]]
+        i1, i2 = _middle_pair(model, cat[starts[k]:starts[k] + sizes[k]], work)
         level[k, 0] = 0.5 * (model[i1] + model[i2])
         for j in range(width):
             level[k, 1 + j] = 0.5 * (jacobian[i1, j] + jacobian[i2, j])
@@ -106,8 +162,17 @@ def fit_gaussian(grid, light, slot, cat, starts, sizes, start, widths, spacing, 
     jacobian = np.empty((n, width))
     normal = np.empty((width, width))
     rhs = np.empty(width)
+    work = np.empty(sizes.max() if sizes.size else 0, dtype=np.int64)
+    cells = np.empty((n, 3), dtype=np.int64)
+    extent = 1
+    for v in range(n):
+        for k in range(3):
+            cells[v, k] = int(grid[v, k])
+            extent = max(extent, cells[v, k] + 1)
+    factors = np.empty((3, extent))
     for _ in range(steps):
-        w2 = _model(grid, p, psf, base2, inv2, slot, cat, starts, sizes, model, jacobian)
+        w2 = _model(grid, cells, factors, p, psf, base2, inv2, slot, cat, starts, sizes, model,
+                    jacobian, work)
         for i in range(width):
             rhs[i] = 0.0
             for j in range(width):
@@ -247,12 +312,68 @@ def captured(grid, aperture, slot, cat, starts, sizes, centre, widths):
             s += d * d
         g[v] = np.exp(-0.5 * s) / norm
     level = np.zeros(starts.shape[0])
+    work = np.empty(sizes.max() if sizes.size else 0, dtype=np.int64)
     for k in range(starts.shape[0]):
-        members = cat[starts[k]:starts[k] + sizes[k]]
-        order = np.argsort(g[members], kind="mergesort")
-        level[k] = 0.5 * (g[members[order[(sizes[k] - 1) // 2]]] + g[members[order[sizes[k] // 2]]])
+        i1, i2 = _middle_pair(g, cat[starts[k]:starts[k] + sizes[k]], work)
+        level[k] = 0.5 * (g[i1] + g[i2])
     total = 0.0
     for v in range(n):
         if aperture[v]:
             total += g[v] - (level[slot[v]] if slot[v] >= 0 else 0.0)
     return total
+
+
+@njit(cache=True, nogil=True)
+def window_owner(voxels, voxel_index, labels, shape, lo, hi, lo_fit, hi_fit, pad, mask_starts,
+                 steps, step_keys, aperture_keys, bits, blank):
+    """Each voxel's owner in the fit window ``lo_fit:hi_fit``, as the apertures draw them.
+
+    The object voxels of the box ``lo:hi`` (found in the sorted flat `voxels`,
+    row by row; ``voxel_index`` their objects' indices from 1) are keyed into
+    the box padded by `pad` on every side, :func:`rna_localization._stencils.
+    spread_keys` gives every voxel its nearest object's key (`mask_starts`,
+    `steps`: flat steps in the padded box, `step_keys`), and the fit window's
+    voxels are read off: ``labels[i]`` for keys of object ``i`` below
+    `aperture_keys`, ``-labels[i]`` for the other keys, 0 for `blank`.
+    """
+    size = (hi[0] - lo[0] + 2 * pad[0], hi[1] - lo[1] + 2 * pad[1], hi[2] - lo[2] + 2 * pad[2])
+    strides = np.array([size[1] * size[2], size[2], 1], dtype=np.int64)
+    keys = np.full(size[0] * size[1] * size[2], blank, dtype=step_keys.dtype)
+    plane = shape[1] * shape[2]
+    count = 0
+    flat_voxels = np.empty(0, dtype=np.int64)
+    index = np.empty(0, dtype=step_keys.dtype)
+    for stage in range(2):  # count the box's object voxels, then key them
+        if stage == 1:
+            flat_voxels = np.empty(count, dtype=np.int64)
+            index = np.empty(count, dtype=step_keys.dtype)
+            count = 0
+        for z in range(lo[0], hi[0]):
+            for y in range(lo[1], hi[1]):
+                row = z * plane + y * shape[2]
+                first = np.searchsorted(voxels, row + lo[2])
+                last = np.searchsorted(voxels, row + hi[2])
+                if stage == 0:
+                    count += last - first
+                    continue
+                at = ((z - lo[0] + pad[0]) * strides[0] + (y - lo[1] + pad[1]) * strides[1]
+                      + pad[2] - lo[2] - row)
+                for v in range(first, last):
+                    flat_voxels[count] = at + voxels[v]
+                    index[count] = voxel_index[v]
+                    keys[at + voxels[v]] = voxel_index[v]
+                    count += 1
+    spread_keys(keys, flat_voxels, index, strides, mask_starts, steps, step_keys)
+    owner = np.zeros((hi_fit[0] - lo_fit[0], hi_fit[1] - lo_fit[1], hi_fit[2] - lo_fit[2]),
+                     dtype=np.int64)
+    low = (1 << bits) - 1
+    for z in range(owner.shape[0]):
+        for y in range(owner.shape[1]):
+            at = ((z + lo_fit[0] - lo[0] + pad[0]) * strides[0]
+                  + (y + lo_fit[1] - lo[1] + pad[1]) * strides[1] + lo_fit[2] - lo[2] + pad[2])
+            for x in range(owner.shape[2]):
+                key = keys[at + x]
+                if key != blank:
+                    label = labels[key & low]
+                    owner[z, y, x] = label if key < aperture_keys else -label
+    return owner

@@ -53,14 +53,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from .apertures import (
     APERTURE_GROW_UM,
     APERTURE_SHELL_UM,
     SHELL_PLANE_MIN_VOXELS,
+    _allowed_offsets,
     _aperture_metric,
     _at_most,
+    _key_bits,
+    _key_dtype,
+    _stencil,
     aperture_intensities,
 )
 from .objects import normalize_spacing, object_index, object_voxels_and_intensities
@@ -168,12 +171,13 @@ class _Windows:
     def __init__(self, objects, intensity_image, spacing, grow_um, shell_um):
         self.objects, self.image = objects, intensity_image
         self.shape = np.array(objects.shape)
-        self.metric = _aperture_metric(spacing, grow_um)
-        self.grow, self.outer = grow_um, grow_um + shell_um
+        metric = _aperture_metric(spacing, grow_um)
+        outer = grow_um + shell_um
         # The window holds the object's shell; its margin, the objects that may own
-        # the window's edge voxels.
-        self.reach = np.floor(_at_most(self.outer) / self.metric).astype(int) + 1
+        # the window's edge voxels; the keys' padding, every step of the stencil.
+        self.reach = np.floor(_at_most(outer) / metric).astype(int) + 1
         self.ids, index = object_index(objects.labels)
+        self.labels = np.r_[0, self.ids].astype(np.int64)  # by index from 1; 0 for none
         coords = np.unravel_index(objects.voxels, objects.shape)
         n = self.ids.size
         self.low = np.stack([np.full(n, s) for s in objects.shape], 1)
@@ -181,40 +185,45 @@ class _Windows:
         for axis in range(3):
             np.minimum.at(self.low[:, axis], index, coords[axis])
             np.maximum.at(self.high[:, axis], index, coords[axis])
-        self.plane_size = int(objects.shape[1]) * int(objects.shape[2])
-        self.width = int(objects.shape[2])
+        # The nearest-object keys of aperture_intensities (same stencil, same ranks,
+        # ties to the smallest label), each free-face set's steps in increasing flat
+        # order: lexicographic (z, y, x), the flat order in any window they fit in.
+        offsets, _, rank, nearest = _stencil(metric, outer, (1, 1, 1))
+        self.bits = _key_bits(n)
+        self.dtype = _key_dtype(len(nearest), n)
+        self.blank = np.iinfo(self.dtype).max
+        self.aperture_keys = int(np.count_nonzero(nearest <= _at_most(grow_um))) << self.bits
+        allowed = [np.flatnonzero(_allowed_offsets(offsets, mask)) for mask in range(64)]
+        self.mask_starts = np.r_[0, np.cumsum([a.size for a in allowed])].astype(np.int64)
+        steps = np.concatenate([a[np.lexsort(offsets[a].T[::-1])] for a in allowed])
+        self.steps = offsets[steps].astype(np.int64)
+        self.step_keys = (rank[steps] << self.bits).astype(self.dtype)
+        self.flat_steps = {}
+        self.index = (index + 1).astype(self.dtype)  # each object voxel's, from 1
 
     def __call__(self, row):
         """(values, owner, label) of the object at `row` of ids.
 
         owner: a voxel's nearest object's label within `grow_um` (its aperture),
-        minus that label within ``grow_um + shell_um`` (its shell), else 0.
+        minus that label within ``grow_um + shell_um`` (its shell), else 0; as
+        :func:`~rna_localization.apertures.aperture_intensities` draws them.
         """
+        from ._fits import window_owner  # compiled on first use (numba)
+
+        # The window holds the shell; the box around it, every object voxel that may
+        # be nearest to one of its voxels; the box's keys are padded by the stencil.
         lo = np.maximum(self.low[row] - 2 * self.reach, 0)
         hi = np.minimum(self.high[row] + 1 + 2 * self.reach, self.shape)
-        objects = self.objects
-        # The object voxels of the window's rows, plane by plane (the voxels are in
-        # scan order: each plane's rows lo..hi are one run), then its columns.
-        planes = np.arange(lo[0], hi[0], dtype=np.int64) * self.plane_size
-        first = np.searchsorted(objects.voxels, planes + lo[1] * self.width)
-        last = np.searchsorted(objects.voxels, planes + hi[1] * self.width)
-        counts = last - first
-        at = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        z, y, x = np.unravel_index(objects.voxels[at], objects.shape)
-        inside = (x >= lo[2]) & (x < hi[2])
-        labels = np.zeros(hi - lo, dtype=np.int64)
-        labels[z[inside] - lo[0], y[inside] - lo[1], x[inside] - lo[2]] = \
-            objects.labels[at[inside]]
-        distance, nearest = ndimage.distance_transform_edt(
-            labels == 0, sampling=self.metric, return_indices=True)
-        # Only the fit's window is read: the margin served its edge voxels' nearest objects.
         lo_fit = np.maximum(self.low[row] - self.reach, 0)
         hi_fit = np.minimum(self.high[row] + 1 + self.reach, self.shape)
-        cut = tuple(slice(a - b, c - b) for a, b, c in zip(lo_fit, lo, hi_fit))
-        distance = distance[cut]
-        nearest = labels[tuple(axis[cut] for axis in nearest)]
-        owner = np.where(distance <= _at_most(self.grow), nearest,
-                         np.where(distance <= _at_most(self.outer), -nearest, 0))
+        rows, columns = hi[1] - lo[1] + 2 * self.reach[1], hi[2] - lo[2] + 2 * self.reach[2]
+        steps = self.flat_steps.get((rows, columns))
+        if steps is None:  # boxes of the same rows and columns share their steps
+            steps = self.steps @ np.array([rows * columns, columns, 1], dtype=np.int64)
+            self.flat_steps[(rows, columns)] = steps
+        owner = window_owner(self.objects.voxels, self.index, self.labels, self.shape, lo, hi,
+                             lo_fit, hi_fit, self.reach, self.mask_starts, steps,
+                             self.step_keys, self.aperture_keys, self.bits, self.blank)
         box = tuple(slice(a, c) for a, c in zip(lo_fit, hi_fit))
         return np.asarray(self.image[box], dtype=np.float64), owner, int(self.ids[row])
 
@@ -550,12 +559,10 @@ def load_compiled() -> None:
     --------
     >>> load_compiled()
     """
-    owner = np.zeros((3, 5, 5), np.int64)
-    owner[:, 1:4, 1:4] = -1
-    owner[1, 2, 2] = 1
-    values = np.zeros(owner.shape)
-    values[1, 2, 2] = 1.0
-    region = _Region(values, owner, 1, 0.0)
-    _fit(region, 1.0, np.array([1.0, 2.0, 2.0]), np.array([0.3, 0.1, 0.1]),
-         np.array([0.3, 0.1, 0.1]), "extra", steps=1)
-    region.captured(np.array([1.0, 2.0, 2.0]), np.ones(3))
+    labels = np.zeros((3, 7, 7), np.int64)
+    labels[1, 3, 3] = 1
+    values = np.zeros(labels.shape)
+    values[1, 3, 3] = 1.0
+    table = pd.DataFrame({"object_id": [1], "spot_intensity": [1.0], "background": [0.0]})
+    # One object through the windows, the region, the fit and the reading.
+    capture_corrections(labels, values, table, spacing=1.0, psf_um=(1.0, 1.0), min_singles=0)

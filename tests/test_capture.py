@@ -18,6 +18,7 @@ from rna_localization.capture import (
     fit_source_width,
     measure_psf,
 )
+from rna_localization.objects import object_voxels
 
 SPACING = np.array([0.3, 0.1, 0.1])
 PSF = (0.3, 0.1)
@@ -153,6 +154,42 @@ def test_a_neighbours_light_is_not_taken_for_spread():
                               spacing=SPACING, psf_um=PSF, min_singles=0.1)
     assert (out["capture_correction"] < 1.01).all(), out
     assert (out["source_width_um"] < 0.04).all(), out
+
+
+def test_fit_windows_hold_exactly_the_voxels_the_reading_reads():
+    # Objects a few voxels apart on the grid, so that many voxels lie at equal
+    # distances from two of them: each object's window must hold the aperture and
+    # shell of the brute-force oracle (ties to the smallest label, as
+    # aperture_intensities draws them), and reading its light must give
+    # aperture_intensities' spot_intensity to the last bit.
+    from rna_localization.capture import _Region, _Windows
+
+    rng = np.random.default_rng(7)
+    labels = np.zeros(SHAPE, int)
+    for label in range(1, 16):
+        z, y, x = rng.integers(2, 11), rng.integers(4, 20), rng.integers(4, 20)
+        labels[z, y:y + rng.integers(1, 3), x:x + rng.integers(1, 3)] = label
+    raw = rng.poisson(BACKGROUND + _source((6.0, 12.0, 12.0), 0.2, 9e5), SHAPE).astype(float)
+    table = aperture_intensities(labels, raw, spacing=SPACING)
+    oracle = _owner_oracle(labels)
+    windows = _Windows(object_voxels(labels), raw, SPACING, 0.3, 0.3)
+    for row, label in enumerate(windows.ids):
+        values, owner, found = windows(row)
+        assert found == label
+        box = tuple(slice(a, a + n) for a, n in
+                    zip(np.maximum(windows.low[row] - windows.reach, 0), owner.shape))
+        mine = np.abs(oracle[box]) == label
+        assert (np.abs(owner) == label).sum() == mine.sum()
+        np.testing.assert_array_equal(owner[mine], oracle[box][mine])
+        assert (np.abs(oracle[box][np.abs(owner) == label]) == label).all()
+        region = _Region(values, owner, label, 0.0)
+        assert region.light[region.aperture].sum() == table["spot_intensity"][row]
+    # The case has ties: voxels within reach at equal distances from two objects.
+    grid = np.indices(SHAPE).reshape(3, -1).T * SPACING
+    each = np.stack([np.sqrt(((grid[:, None] - np.argwhere(labels == label) * SPACING) ** 2)
+                             .sum(-1)).min(1) for label in windows.ids], 1)
+    each.sort(1)
+    assert ((each[:, 1] <= each[:, 0] * (1 + 1e-9)) & (each[:, 0] <= 0.6)).sum() > 50
 
 
 def test_dim_objects_keep_one_and_are_not_fitted():
