@@ -5,6 +5,9 @@ the GIL. :mod:`rna_localization.capture` fits one object at a time: a few
 hundred voxels and a few dozen steps each, where NumPy's per-call overhead cost
 more than the arithmetic.
 
+- :func:`window_owner` gives each voxel of an object's window to its nearest
+  object's aperture or shell, by the nearest-object keys of the apertures
+  (:func:`rna_localization._stencils.spread_keys`);
 - :func:`prepare_region` gathers an object's aperture and shell voxels from its
   window and reads the background under them, plane by plane;
 - :func:`fit_gaussian` fits the Gaussian (less its shell's medians) to them;

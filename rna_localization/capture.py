@@ -38,12 +38,13 @@ granule's.
 
 Which voxels the fit sees
 -------------------------
-The object's aperture and shell as
+The object's aperture and shell exactly as
 :func:`~rna_localization.apertures.aperture_intensities` draws them (every
-voxel within ``grow_um + shell_um`` of an object goes to the nearest, here
-found by the distance transform), in a window around the object: its
-neighbours' apertures, and whatever lies beyond its shell, weigh nothing, so
-that a neighbour's light is not taken for the object's spread.
+voxel within ``grow_um + shell_um`` of an object goes to the nearest, ties to
+the smallest label: the same nearest-object keys, formed in a box around the
+object, :func:`rna_localization._fits.window_owner`), in a window around the
+object: its neighbours' apertures, and whatever lies beyond its shell, weigh
+nothing, so that a neighbour's light is not taken for the object's spread.
 """
 
 from __future__ import annotations
