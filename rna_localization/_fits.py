@@ -343,29 +343,31 @@ def window_owner(voxels, voxel_index, labels, shape, lo, hi, lo_fit, hi_fit, pad
     strides = np.array([size[1] * size[2], size[2], 1], dtype=np.int64)
     keys = np.full(size[0] * size[1] * size[2], blank, dtype=step_keys.dtype)
     plane = shape[1] * shape[2]
+    # Each row's run of object voxels in the box (the voxels are in scan order).
+    rows = (hi[0] - lo[0]) * (hi[1] - lo[1])
+    first = np.empty(rows, dtype=np.int64)
+    last = np.empty(rows, dtype=np.int64)
     count = 0
-    flat_voxels = np.empty(0, dtype=np.int64)
-    index = np.empty(0, dtype=step_keys.dtype)
-    for stage in range(2):  # count the box's object voxels, then key them
-        if stage == 1:
-            flat_voxels = np.empty(count, dtype=np.int64)
-            index = np.empty(count, dtype=step_keys.dtype)
-            count = 0
-        for z in range(lo[0], hi[0]):
-            for y in range(lo[1], hi[1]):
-                row = z * plane + y * shape[2]
-                first = np.searchsorted(voxels, row + lo[2])
-                last = np.searchsorted(voxels, row + hi[2])
-                if stage == 0:
-                    count += last - first
-                    continue
-                at = ((z - lo[0] + pad[0]) * strides[0] + (y - lo[1] + pad[1]) * strides[1]
-                      + pad[2] - lo[2] - row)
-                for v in range(first, last):
-                    flat_voxels[count] = at + voxels[v]
-                    index[count] = voxel_index[v]
-                    keys[at + voxels[v]] = voxel_index[v]
-                    count += 1
+    for z in range(lo[0], hi[0]):
+        for y in range(lo[1], hi[1]):
+            r = (z - lo[0]) * (hi[1] - lo[1]) + y - lo[1]
+            row = z * plane + y * shape[2]
+            first[r] = np.searchsorted(voxels, row + lo[2])
+            last[r] = np.searchsorted(voxels, row + hi[2])
+            count += last[r] - first[r]
+    flat_voxels = np.empty(count, dtype=np.int64)
+    index = np.empty(count, dtype=step_keys.dtype)
+    count = 0
+    for z in range(lo[0], hi[0]):
+        for y in range(lo[1], hi[1]):
+            r = (z - lo[0]) * (hi[1] - lo[1]) + y - lo[1]
+            at = ((z - lo[0] + pad[0]) * strides[0] + (y - lo[1] + pad[1]) * strides[1]
+                  + pad[2] - lo[2] - (z * plane + y * shape[2]))
+            for v in range(first[r], last[r]):
+                flat_voxels[count] = at + voxels[v]
+                index[count] = voxel_index[v]
+                keys[at + voxels[v]] = voxel_index[v]
+                count += 1
     spread_keys(keys, flat_voxels, index, strides, mask_starts, steps, step_keys)
     owner = np.zeros((hi_fit[0] - lo_fit[0], hi_fit[1] - lo_fit[1], hi_fit[2] - lo_fit[2]),
                      dtype=np.int64)

@@ -244,6 +244,20 @@ def _allowed_offsets(offsets: np.ndarray, faces: int) -> np.ndarray:
     return allowed
 
 
+def _free_face_steps(offsets: np.ndarray, flat_offsets: np.ndarray):
+    """The steps each set of free faces allows (6 bits: 64 sets), for ``spread_keys``.
+
+    Returns ``mask_starts`` (65,) and ``steps``, indices into `offsets`: set
+    ``f``'s are ``steps[mask_starts[f]:mask_starts[f + 1]]``, in increasing
+    `flat_offsets` order (each voxel's writes then sweep its neighbourhood
+    plane by plane and row by row, not by distance across it).
+    """
+    allowed = [np.flatnonzero(_allowed_offsets(offsets, mask)) for mask in range(64)]
+    mask_starts = np.r_[0, np.cumsum([a.size for a in allowed])].astype(np.int64)
+    steps = np.concatenate([a[np.argsort(flat_offsets[a], kind="stable")] for a in allowed])
+    return mask_starts, steps
+
+
 def _key_bits(n: int) -> int:
     """Bits of a key below its rank: object indices 1..n fit in them."""
     return max(int(n).bit_length(), 1)
@@ -289,14 +303,9 @@ def _nearest_keys(shape, voxels: np.ndarray, index: np.ndarray, scale: np.ndarra
     index = index.astype(dtype, copy=False)
     keys[voxels] = index  # rank 0: every object voxel is its own
     offset_keys = (rank << _key_bits(n)).astype(dtype)
-    # The steps each set of free faces allows (6 bits: 64 sets), then every (voxel,
-    # allowed step) pair in one compiled pass; the keys hold the objects' indices and
-    # larger keys elsewhere, so they tell each voxel's free faces.
-    # Each set's steps in increasing flat order: each voxel's writes then sweep its
-    # neighbourhood plane by plane and row by row, not by distance across it.
-    allowed = [np.flatnonzero(_allowed_offsets(offsets, mask)) for mask in range(64)]
-    mask_starts = np.r_[0, np.cumsum([a.size for a in allowed])].astype(np.int64)
-    steps = np.concatenate([a[np.argsort(flat_offsets[a], kind="stable")] for a in allowed])
+    # Every (voxel, allowed step) pair in one compiled pass; the keys hold the objects'
+    # indices and larger keys elsewhere, so they tell each voxel's free faces.
+    mask_starts, steps = _free_face_steps(offsets, flat_offsets)
     spread_keys(keys, voxels.astype(np.int64, copy=False), index, strides, mask_starts,
                 flat_offsets[steps].astype(np.int64), offset_keys[steps])
     return keys.reshape(shape), nearest, blank

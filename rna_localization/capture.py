@@ -59,9 +59,9 @@ from .apertures import (
     APERTURE_GROW_UM,
     APERTURE_SHELL_UM,
     SHELL_PLANE_MIN_VOXELS,
-    _allowed_offsets,
     _aperture_metric,
     _at_most,
+    _free_face_steps,
     _key_bits,
     _key_dtype,
     _stencil,
@@ -187,16 +187,16 @@ class _Windows:
             np.minimum.at(self.low[:, axis], index, coords[axis])
             np.maximum.at(self.high[:, axis], index, coords[axis])
         # The nearest-object keys of aperture_intensities (same stencil, same ranks,
-        # ties to the smallest label), each free-face set's steps in increasing flat
-        # order: lexicographic (z, y, x), the flat order in any window they fit in.
-        offsets, _, rank, nearest = _stencil(metric, outer, (1, 1, 1))
+        # ties to the smallest label). The steps are ordered as flat steps of an array
+        # wider than the stencil along every axis: lexicographic (z, y, x), their flat
+        # order in any box they fit in.
+        wide = 2 * int(self.reach.max()) + 1
+        offsets, flat, rank, nearest = _stencil(metric, outer, (wide * wide, wide, 1))
         self.bits = _key_bits(n)
         self.dtype = _key_dtype(len(nearest), n)
         self.blank = np.iinfo(self.dtype).max
         self.aperture_keys = int(np.count_nonzero(nearest <= _at_most(grow_um))) << self.bits
-        allowed = [np.flatnonzero(_allowed_offsets(offsets, mask)) for mask in range(64)]
-        self.mask_starts = np.r_[0, np.cumsum([a.size for a in allowed])].astype(np.int64)
-        steps = np.concatenate([a[np.lexsort(offsets[a].T[::-1])] for a in allowed])
+        self.mask_starts, steps = _free_face_steps(offsets, flat)
         self.steps = offsets[steps].astype(np.int64)
         self.step_keys = (rank[steps] << self.bits).astype(self.dtype)
         self.flat_steps = {}
