@@ -347,27 +347,26 @@ def window_owner(voxels, voxel_index, labels, shape, lo, hi, lo_fit, hi_fit, pad
     rows = (hi[0] - lo[0]) * (hi[1] - lo[1])
     first = np.empty(rows, dtype=np.int64)
     last = np.empty(rows, dtype=np.int64)
-    count = 0
+    shift = np.empty(rows, dtype=np.int64)  # from a voxel's flat index to its place in keys
+    r = 0
     for z in range(lo[0], hi[0]):
         for y in range(lo[1], hi[1]):
-            r = (z - lo[0]) * (hi[1] - lo[1]) + y - lo[1]
             row = z * plane + y * shape[2]
             first[r] = np.searchsorted(voxels, row + lo[2])
             last[r] = np.searchsorted(voxels, row + hi[2])
-            count += last[r] - first[r]
+            shift[r] = ((z - lo[0] + pad[0]) * strides[0] + (y - lo[1] + pad[1]) * strides[1]
+                        + pad[2] - lo[2] - row)
+            r += 1
+    count = (last - first).sum()
     flat_voxels = np.empty(count, dtype=np.int64)
     index = np.empty(count, dtype=step_keys.dtype)
     count = 0
-    for z in range(lo[0], hi[0]):
-        for y in range(lo[1], hi[1]):
-            r = (z - lo[0]) * (hi[1] - lo[1]) + y - lo[1]
-            at = ((z - lo[0] + pad[0]) * strides[0] + (y - lo[1] + pad[1]) * strides[1]
-                  + pad[2] - lo[2] - (z * plane + y * shape[2]))
-            for v in range(first[r], last[r]):
-                flat_voxels[count] = at + voxels[v]
-                index[count] = voxel_index[v]
-                keys[at + voxels[v]] = voxel_index[v]
-                count += 1
+    for r in range(rows):
+        for v in range(first[r], last[r]):
+            flat_voxels[count] = shift[r] + voxels[v]
+            index[count] = voxel_index[v]
+            keys[shift[r] + voxels[v]] = voxel_index[v]
+            count += 1
     spread_keys(keys, flat_voxels, index, strides, mask_starts, steps, step_keys)
     owner = np.zeros((hi_fit[0] - lo_fit[0], hi_fit[1] - lo_fit[1], hi_fit[2] - lo_fit[2]),
                      dtype=np.int64)
