@@ -135,9 +135,19 @@ def _model(grid, cells, factors, p, psf, base2, inv2, slot, cat, starts, sizes, 
 
 
 @njit(cache=True, nogil=True)
+def _cost(model, light):
+    """Sum of squared residuals."""
+    total = 0.0
+    for v in range(model.shape[0]):
+        r = model[v] - light[v]
+        total += r * r
+    return total
+
+
+@njit(cache=True, nogil=True)
 def fit_gaussian(grid, light, slot, cat, starts, sizes, start, widths, spacing, psf, steps,
                  low, high, bound):
-    """Damped Gauss-Newton fit of a Gaussian less its groups' medians to `light`.
+    """Levenberg-Marquardt fit of a Gaussian less its groups' medians to `light`.
 
     Parameters: ``p = (amplitude, centre z, y, x, ...)`` then, with `psf`, the
     (axial, lateral) sigma in µm (started at `widths`, kept within
@@ -145,9 +155,13 @@ def fit_gaussian(grid, light, slot, cat, starts, sizes, start, widths, spacing, 
     `widths` (kept within 0..`bound`). Voxel ``v`` (``grid[v]``, in voxels) of
     group ``slot[v]`` (-1: none) has that group's median of the model
     subtracted; group ``k``'s members are ``cat[starts[k]:starts[k] + sizes[k]]``.
-    A step moves the centre by at most one sigma; the fit stops when a step
+    A step solves the damped normal equations (Marquardt's scaling) and moves
+    the centre by at most one sigma; it is taken only if it lowers the sum of
+    squared residuals (else the damping grows tenfold and the step is tried
+    again), so the fit descends and cannot cycle. It stops when a step taken
     moves the centre by less than a hundredth of a voxel and the widths by
-    less than a relative 1e-3, or after `steps` steps. Returns ``p``.
+    less than a relative 1e-3, when no damping finds a lower sum, or after
+    `steps` evaluations of the model. Returns ``p``.
     """
     n = grid.shape[0]
     width = 6 if psf else 5
@@ -163,8 +177,14 @@ def fit_gaussian(grid, light, slot, cat, starts, sizes, start, widths, spacing, 
         p[4] = 0.005
     model = np.empty(n)
     jacobian = np.empty((n, width))
+    trial_model = np.empty(n)
+    trial_jacobian = np.empty((n, width))
+    trial = np.empty(width)
     normal = np.empty((width, width))
+    damped = np.empty((width, width))
     rhs = np.empty(width)
+    reduced = np.empty(width)
+    free = np.empty(width, dtype=np.bool_)
     work = np.empty(sizes.max() if sizes.size else 0, dtype=np.int64)
     cells = np.empty((n, 3), dtype=np.int64)
     extent = 1
@@ -173,9 +193,12 @@ def fit_gaussian(grid, light, slot, cat, starts, sizes, start, widths, spacing, 
             cells[v, k] = int(grid[v, k])
             extent = max(extent, cells[v, k] + 1)
     factors = np.empty((3, extent))
-    for _ in range(steps):
-        w2 = _model(grid, cells, factors, p, psf, base2, inv2, slot, cat, starts, sizes, model,
-                    jacobian, work)
+    w2 = _model(grid, cells, factors, p, psf, base2, inv2, slot, cat, starts, sizes, model,
+                jacobian, work)
+    cost = _cost(model, light)
+    evaluations = 1
+    damping = 1e-3
+    while evaluations < steps:
         for i in range(width):
             rhs[i] = 0.0
             for j in range(width):
@@ -190,31 +213,65 @@ def fit_gaussian(grid, light, slot, cat, starts, sizes, start, widths, spacing, 
         for i in range(width):
             for j in range(i):
                 normal[i, j] = normal[j, i]
-            normal[i, i] = normal[i, i] * (1.0 + 1e-3) + 1e-12
-        try:
-            step = np.linalg.solve(normal, rhs)
-        except Exception:  # singular: stay where the last step left it
-            break
-        move = 0.0
-        for k in range(3):
-            move = max(move, abs(step[1 + k]) / np.sqrt(w2[k]))
-        if move > 1.0:
-            for i in range(width):
-                step[i] /= move
-        settled = True
+        # A bounded parameter at its bound that the descent would push past it stays
+        # there: the step is solved for the others (an active set), not clipped after.
         for i in range(width):
-            before = p[i]
-            p[i] -= step[i]
+            free[i] = True
             if i == 0:
-                p[0] = max(p[0], 0.0)
+                free[i] = not (p[0] <= 0.0 and rhs[0] > 0)
             elif i >= 4:
-                if psf:
-                    p[i] = min(max(p[i], low[i - 4]), high[i - 4])
-                else:
-                    p[i] = min(max(p[i], 0.0), bound)
-                if abs(p[i] - before) > 1e-3 * max(abs(before), 1e-3):
-                    settled = False
-        if settled and max(abs(step[1]), abs(step[2]), abs(step[3])) < 1e-2:
+                lower = low[i - 4] if psf else 0.0
+                upper = high[i - 4] if psf else bound
+                free[i] = not ((p[i] <= lower and rhs[i] > 0) or (p[i] >= upper and rhs[i] < 0))
+        taken = False
+        settled = False
+        while evaluations < steps and damping < 1e8:
+            for i in range(width):
+                for j in range(width):
+                    damped[i, j] = normal[i, j] if free[i] and free[j] else 0.0
+                damped[i, i] = normal[i, i] * (1.0 + damping) + 1e-12 if free[i] else 1.0
+                reduced[i] = rhs[i] if free[i] else 0.0
+            try:
+                step = np.linalg.solve(damped, reduced)
+            except Exception:  # singular: more damping
+                damping *= 10.0
+                continue
+            move = 0.0
+            for k in range(3):
+                move = max(move, abs(step[1 + k]) / np.sqrt(w2[k]))
+            if move > 1.0:
+                for i in range(width):
+                    step[i] /= move
+            for i in range(width):
+                trial[i] = p[i] - step[i]
+                if i == 0:
+                    trial[0] = max(trial[0], 0.0)
+                elif i >= 4:
+                    if psf:
+                        trial[i] = min(max(trial[i], low[i - 4]), high[i - 4])
+                    else:
+                        trial[i] = min(max(trial[i], 0.0), bound)
+            trial_w2 = _model(grid, cells, factors, trial, psf, base2, inv2, slot, cat, starts,
+                              sizes, trial_model, trial_jacobian, work)
+            evaluations += 1
+            trial_cost = _cost(trial_model, light)
+            if trial_cost < cost:
+                settled = max(abs(trial[1] - p[1]), abs(trial[2] - p[2]),
+                              abs(trial[3] - p[3])) < 1e-2
+                for i in range(4, width):
+                    if abs(trial[i] - p[i]) > 1e-3 * max(abs(p[i]), 1e-3):
+                        settled = False
+                for i in range(width):
+                    p[i] = trial[i]
+                model, trial_model = trial_model, model
+                jacobian, trial_jacobian = trial_jacobian, jacobian
+                w2 = trial_w2
+                cost = trial_cost
+                damping = max(damping * 0.1, 1e-6)
+                taken = True
+                break
+            damping *= 10.0
+        if not taken or settled:
             break
     return p
 
