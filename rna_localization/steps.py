@@ -29,7 +29,13 @@ from .analysis import BASELINE_COLUMNS, add_chance_baseline
 from .apertures import spot_centroids
 from .baseline import image_baseline
 from .calibration import FIX_RAW, FIX_SEGMENTATION, find_mismatches, scale_source, warn_mismatches
-from .capture import PSF_MIN_OBJECTS, corrected_apertures, load_compiled
+from .capture import (
+    PSF_MIN_OBJECTS,
+    PSF_OUTLIER_RATIO,
+    corrected_apertures,
+    load_compiled,
+    psf_outliers,
+)
 from .config import Config, ThresholdTable
 from .db import Database
 from .db.database import reuse_connections
@@ -245,6 +251,7 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         raise ValueError(msg)
     objects = measure_objects(label_image, raw)
     uncorrected = False
+    psf = None
     if apertures:
         # Matched apertures and light centroids: for the structures whose molecules are
         # counted or whose distances are measured (the costliest part of extraction).
@@ -258,6 +265,8 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
             warnings.simplefilter("ignore", RuntimeWarning)  # reported by extract, per image
             measured = corrected_apertures(label_image, raw, spacing=spacing, threads=threads)
         uncorrected = len(measured) > 0 and measured.attrs["psf_um"] is None
+        if len(measured):
+            psf = (*(measured.attrs["psf_um"] or (None, None)), measured.attrs["psf_objects"])
         centroids = spot_centroids(label_image, raw,
                                    measured.set_index("object_id")["background"])
         objects = (objects.merge(measured, on="object_id", how="left", validate="one_to_one")
@@ -266,7 +275,7 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         written = write_image_objects(
             cursor, pair.structure, pair.name, objects, label_image, spacing,
             raw_path=str(pair.raw), segmentation_path=str(pair.segmentation), overwrite=overwrite,
-            **fingerprints,
+            psf=psf, **fingerprints,
         )
     return {"structure": pair.structure, "name": pair.name, "objects": len(objects),
             "status": "extracted" if written else "skipped", "uncorrected": uncorrected}
@@ -405,7 +414,18 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
                   f"{' and more' if len(uncorrected) > 5 else ''}; their bright objects' light "
                   f"beyond the aperture is not corrected (capture_correction 1).")
         with db.transaction() as cursor:
-            counts = extracted_images(cursor)[["structure", "name", "n_objects"]]
+            now = extracted_images(cursor)
+        counts = now[["structure", "name", "n_objects"]]
+        apart = psf_outliers(now)
+        if len(apart):
+            names = [f"{r.structure} {r.name} (axial {r.psf_axial_um:.3f} µm, {r.axial_ratio:.2f}x; "
+                     f"lateral {r.psf_lateral_um:.3f} µm, {r.lateral_ratio:.2f}x)"
+                     for r in apart.itertuples()]
+            _warn(f"{len(names)} image(s) have a measured PSF more than {PSF_OUTLIER_RATIO:g}x "
+                  f"from the median of their structure's images (or less than its inverse): "
+                  f"{'; '.join(names[:5])}{' and more' if len(names) > 5 else ''}. Out of focus, "
+                  f"another objective, or a wrong voxel size? Their aperture corrections use that "
+                  f"PSF (label_images.psf_axial_um, psf_lateral_um).")
         _vacuum_after_extract(db, reports, extracted, counts)
     report = pd.DataFrame(reports, columns=["structure", "name", "objects", "status"])
     if len(report):

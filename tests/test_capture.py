@@ -505,3 +505,32 @@ def test_psf_fits_descend_to_the_least_squares_minimum(preset):
     print(f"{preset}: {len(short)} PSF fits, above the minimum by {short.max():.1e} at most")
     assert len(short) >= 12
     np.testing.assert_array_less(short, 1e-3)
+
+
+def test_psf_outliers_names_the_images_apart_from_their_structure():
+    import pandas as pd
+
+    from rna_localization.capture import psf_outliers
+
+    rng = np.random.default_rng(9)
+    axial = 0.33 * (1 + rng.uniform(-0.05, 0.05, 8))
+    lateral = 0.115 * (1 + rng.uniform(-0.05, 0.05, 8))
+    axial[2] *= 1.6        # out of focus along z
+    lateral[5] /= 1.5      # read at the wrong voxel size: narrower
+    lateral[6] = np.nan    # not measured: never reported, not in the median
+    images = pd.DataFrame({"structure": "rna", "name": [f"i{k}" for k in range(8)],
+                           "psf_axial_um": axial, "psf_lateral_um": lateral})
+    # Another structure with only two measured images: too few to compare.
+    images = pd.concat([images, pd.DataFrame({
+        "structure": "other", "name": ["a", "b"], "psf_axial_um": [0.3, 0.9],
+        "psf_lateral_um": [0.1, 0.3]})], ignore_index=True)
+    out = psf_outliers(images, ratio=1.3)
+    assert out["name"].tolist() == ["i2", "i5"]
+    kept = images.iloc[[0, 1, 2, 3, 4, 5, 7]]
+    np.testing.assert_allclose(out["axial_ratio"],
+                               axial[[2, 5]] / np.median(kept["psf_axial_um"]))
+    np.testing.assert_allclose(out["lateral_ratio"],
+                               lateral[[2, 5]] / np.median(kept["psf_lateral_um"]))
+    assert psf_outliers(images, ratio=2.0).empty
+    with pytest.raises(ValueError, match="ratio"):
+        psf_outliers(images, ratio=1.0)

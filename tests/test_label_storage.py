@@ -11,7 +11,7 @@ import pytest
 from rna_localization import Config
 from rna_localization.db import Database, read_label_image
 from rna_localization.db.labels import decode_runs, encode_runs
-from rna_localization.db.tables import ensure_schema
+from rna_localization.db.tables import ensure_schema, extracted_images
 from rna_localization.objects import ObjectVoxels, measure_objects, object_voxels
 
 import oracles
@@ -251,6 +251,13 @@ def test_first_release_rows_are_read_then_converted_to_runs(tmp_path, database_n
         stored = read_label_image(cursor, "rna", "a")
     np.testing.assert_array_equal(stored.labels, images["a"])
     assert stored.spacing == (0.2, 0.065, 0.065)
+    # The columns added since (fingerprints, PSF) read as missing, not as an error.
+    with db.transaction() as cursor:
+        listed = extracted_images(cursor).sort_values("name", ignore_index=True)
+    assert listed["name"].tolist() == ["a", "b"]
+    assert listed["spacing_y"].tolist() == [0.065, 0.065]
+    assert listed[["raw_sha256", "psf_axial_um", "psf_lateral_um", "psf_objects"]].isna().all(
+        axis=None)
     # The next extract's ensure_schema converts every row.
     with db.transaction() as cursor:
         ensure_schema(cursor)

@@ -496,3 +496,56 @@ def test_console_script_runs_the_pipeline(dataset):
                          text=True, check=True).stdout.strip()
     assert url.startswith("postgresql://")
     assert load_config(dataset).database.name in url
+
+
+def test_extract_stores_each_image_psf_and_names_one_apart(tmp_path, database_name):
+    # Four simulated confocal stacks (the simulator's ideal masks): extract stores the PSF
+    # the aperture corrections measured on each RNA stack, which is the simulator's; one
+    # stack blurred across by a Gaussian of 2 voxels (0.13 µm) measures a wider one, and
+    # extract names it.
+    from scipy import ndimage
+
+    from rna_localization.capture import PSF_OUTLIER_RATIO, corrected_apertures
+    from rna_localization.objects import object_voxels
+    from rna_localization.synthetic import PRESETS, simulate_dataset
+
+    data = simulate_dataset(tmp_path / "sim", n_images=4, seed=2, shape=(24, 192, 192))
+    toml = data / "pipeline.toml"
+    text = toml.read_text(encoding="utf-8")
+    assert 'name = "demo"' in text
+    toml.write_text(text.replace('name = "demo"', f'name = "{database_name}"'), encoding="utf-8")
+    config = load_config(toml)
+    names = sorted(pd.read_csv(data / "raw-data-metadata.csv")["name"])
+    blurred = names[2]
+    path = data / "rna" / "raw-data" / f"{blurred}.tif"
+    stack = tifffile.imread(path)
+    tifffile.imwrite(path, np.rint(ndimage.gaussian_filter(stack.astype(float), (0, 2, 2)))
+                     .astype(stack.dtype))
+    with pytest.warns(steps.PipelineWarning,
+                      match=rf"^1 image\(s\) have a measured PSF more than {PSF_OUTLIER_RATIO:g}x "
+                            rf".*: rna {blurred} \(axial"):
+        steps.extract(config)
+    stored = _db(toml).query("SELECT structure, name, psf_axial_um, psf_lateral_um, psf_objects "
+                             "FROM label_images ORDER BY structure, name")
+    # Centrosomes are not counted: no apertures, no PSF.
+    assert stored.loc[stored["structure"] == "centrosomes", "psf_axial_um"].isna().all()
+    rna = stored[stored["structure"] == "rna"].set_index("name")
+    assert list(rna.index) == names
+    spacing = np.asarray(config.spacing)
+    simulated = np.asarray(PRESETS["confocal"].psf_sigma_um[:2])
+    for name in names:
+        raw = tifffile.imread(data / "rna" / "raw-data" / f"{name}.tif")
+        labels = object_voxels(tifffile.imread(data / "rna" / "segmentations" / f"{name}_seg.tif"))
+        measured = corrected_apertures(labels, raw, spacing=spacing)
+        psf = rna.loc[name, ["psf_axial_um", "psf_lateral_um"]].to_numpy(float)
+        np.testing.assert_allclose(psf, measured.attrs["psf_um"], rtol=1e-12)
+        assert rna.loc[name, "psf_objects"] == measured.attrs["psf_objects"] >= 20
+        if name != blurred:
+            np.testing.assert_allclose(psf, simulated, rtol=0.08)
+    # The blur widens the PSF across (at least as the two add in quadrature; the fits
+    # also see the blurred neighbours within the unblurred masks' apertures), not along z.
+    others = rna.drop(index=blurred)["psf_lateral_um"].median()
+    wide = rna.loc[blurred, ["psf_axial_um", "psf_lateral_um"]].to_numpy(float)
+    assert wide[1] > max(PSF_OUTLIER_RATIO * others,
+                         0.95 * np.hypot(others, 2 * spacing[2]))
+    assert wide[0] == pytest.approx(simulated[0], rel=0.15)

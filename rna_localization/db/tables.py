@@ -130,6 +130,12 @@ def ensure_schema(cursor) -> None:
             ADD COLUMN IF NOT EXISTS segmentation_sha256 text;
         -- How `labels` is stored (db/labels.py); NULL: the first release's whole volume.
         ALTER TABLE label_images ADD COLUMN IF NOT EXISTS labels_format text;
+        -- The PSF the aperture corrections measured on the raw stack (capture.measure_psf)
+        -- and how many fits it is the median of; NULL where none was measured.
+        ALTER TABLE label_images
+            ADD COLUMN IF NOT EXISTS psf_axial_um double precision,
+            ADD COLUMN IF NOT EXISTS psf_lateral_um double precision,
+            ADD COLUMN IF NOT EXISTS psf_objects integer;
         CREATE TABLE IF NOT EXISTS distance_measurements (
             structure_1 text NOT NULL,
             structure_2 text NOT NULL,
@@ -500,6 +506,7 @@ def write_image_objects(
     segmentation_path: str = "",
     raw_fingerprint=None,
     segmentation_fingerprint=None,
+    psf=None,
     overwrite: bool = False,
 ) -> bool:
     """Write one image's objects and label image, replacing what it had.
@@ -511,6 +518,9 @@ def write_image_objects(
     let the next extraction see that one was replaced. `label_image` is a
     (Z, Y, X) label image or its :class:`~rna_localization.objects.ObjectVoxels`;
     only its object voxels are stored (:mod:`rna_localization.db.labels`).
+    `psf`, ``(axial_um, lateral_um, fits)`` or None, is the PSF measured on
+    the raw stack (:func:`rna_localization.capture.measure_psf`; the sigmas
+    None, and the fits counted, where too few fits measured it).
     """
     # Round trips, not statements, are what a small image's write costs: the lock and
     # every check go in one, the DELETEs of what the image had and its label_images row
@@ -533,12 +543,16 @@ def write_image_objects(
         INSERT INTO label_images (structure, name, shape_z, shape_y, shape_x, spacing_z,
             spacing_y, spacing_x, n_objects, dtype, labels, labels_format, raw_path,
             segmentation_path, raw_size, raw_mtime, raw_sha256, segmentation_size,
-            segmentation_mtime, segmentation_sha256)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            segmentation_mtime, segmentation_sha256, psf_axial_um, psf_lateral_um, psf_objects)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                %s, %s, %s)
         """))
+    psf_values = ((None if psf[0] is None else float(psf[0]),
+                   None if psf[1] is None else float(psf[1]), int(psf[2]))
+                  if psf is not None else (None, None, None))
     params += [structure, name, *map(int, voxels.shape), *map(float, spacing), n_rows,
                voxels.labels.dtype.name, blob, RUNS_FORMAT, raw_path, segmentation_path,
-               *fingerprints]
+               *fingerprints, *psf_values]
     cursor.execute(sql.SQL("; ").join(statements), params)
     _copy_objects(cursor, structure, name, objects, number)
     fault_point("extract")  # crash tests: rows written, transaction not committed
@@ -547,16 +561,26 @@ def write_image_objects(
 
 _EXTRACTED_COLUMNS = ["structure", "name", "n_objects", "spacing_z", "spacing_y", "spacing_x",
                       "raw_path", "raw_size", "raw_mtime", "raw_sha256", "segmentation_path",
-                      "segmentation_size", "segmentation_mtime", "segmentation_sha256"]
+                      "segmentation_size", "segmentation_mtime", "segmentation_sha256",
+                      "psf_axial_um", "psf_lateral_um", "psf_objects"]
 
 
 def extracted_images(cursor) -> pd.DataFrame:
     """Every extracted image: ``structure``, ``name``, ``n_objects``, the voxel size (z, y, x) it
-    was extracted at, and the path, size, mtime and SHA-256 of its raw and segmentation files."""
-    cursor.execute(sql.SQL("SELECT {} FROM label_images").format(
-        sql.SQL(", ").join(map(sql.Identifier, _EXTRACTED_COLUMNS))))
+    was extracted at, the path, size, mtime and SHA-256 of its raw and segmentation files, and
+    the PSF measured on it (``psf_axial_um``, ``psf_lateral_um``, ``psf_objects``; NaN where
+    none was). A column the table lacks (a database made before it, not extracted into
+    since) reads as NULL."""
+    cursor.execute("SELECT column_name FROM information_schema.columns "
+                   "WHERE table_schema = current_schema() AND table_name = 'label_images'")
+    present = {row[0] for row in cursor.fetchall()}
+    cursor.execute(sql.SQL("SELECT {} FROM label_images").format(sql.SQL(", ").join(
+        sql.Identifier(column) if column in present
+        else sql.SQL("NULL AS {}").format(sql.Identifier(column))
+        for column in _EXTRACTED_COLUMNS)))
     return pd.DataFrame(cursor.fetchall(), columns=_EXTRACTED_COLUMNS).astype(
-        {"spacing_z": float, "spacing_y": float, "spacing_x": float})
+        {"spacing_z": float, "spacing_y": float, "spacing_x": float, "psf_axial_um": float,
+         "psf_lateral_um": float, "psf_objects": float})
 
 
 def delete_image(cursor, structure: str, name: str) -> None:
