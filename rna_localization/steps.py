@@ -220,7 +220,9 @@ def _check_finite(raw: np.ndarray, path: Path) -> None:
 
 @_one_connection
 def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
-                 apertures: bool = True) -> dict:
+                 apertures: bool = True, psf_um=None) -> dict:
+    # psf_um: the PSF to correct with, when the image's own fits were too few to
+    # measure it (the median of its structure's other images; extract's second pass).
     # Each file fingerprinted before it is read: a file replaced while it is read is
     # seen as changed by the next run. The raw stack's SHA-256 is computed in a thread
     # while the segmentation is read and labeled (hashlib lets go of the GIL), and
@@ -263,7 +265,8 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         # is wider than a single molecule's: rna_localization.capture).
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # reported by extract, per image
-            measured = corrected_apertures(label_image, raw, spacing=spacing, threads=threads)
+            measured = corrected_apertures(label_image, raw, spacing=spacing, threads=threads,
+                                           psf_um=psf_um)
         uncorrected = len(measured) > 0 and measured.attrs["psf_um"] is None
         if len(measured):
             psf = (*(measured.attrs["psf_um"] or (None, None)), measured.attrs["psf_objects"])
@@ -407,12 +410,8 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
         reports += list(map_images(_extract_one, tasks, workers=workers,
                                    scheduler=config.dask.scheduler, desc="extract"))
         fault_point("extracted")
-        uncorrected = sorted(f"{r['structure']} {r['name']}" for r in reports if r.get("uncorrected"))
-        if uncorrected:
-            _warn(f"{len(uncorrected)} image(s) hold too few single-molecule-like objects to measure "
-                  f"the PSF from (at least {PSF_MIN_OBJECTS}): {', '.join(uncorrected[:5])}"
-                  f"{' and more' if len(uncorrected) > 5 else ''}; their bright objects' light "
-                  f"beyond the aperture is not corrected (capture_correction 1).")
+        reports = _borrow_psf(db, reports, {(p.structure, p.name): p for p in todo},
+                              config.spacing, workers, config.dask.scheduler)
         with db.transaction() as cursor:
             now = extracted_images(cursor)
         counts = now[["structure", "name", "n_objects"]]
@@ -434,6 +433,52 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
     return report.sort_values(["structure", "name"], ignore_index=True)[
         ["structure", "name", "objects", "status"]
     ]
+
+
+def _borrow_psf(db: Database, reports: list[dict], pairs: dict, spacing, workers,
+                scheduler: str) -> list[dict]:
+    """Extract again, with their structure's median PSF, the images too sparse to measure one.
+
+    One data set's optics differ little from image to image (:func:`capture.psf_outliers`
+    names the images where they do): an image whose single-molecule fits were too few
+    (fewer than :data:`~rna_localization.capture.PSF_MIN_OBJECTS`) is corrected with
+    the median sigmas of its structure's images whose own fits measured one, and
+    stores them with ``psf_objects`` 0. With no such image, it stays uncorrected.
+    Returns `reports` with those images' reports replaced.
+    """
+    sparse = [(r["structure"], r["name"]) for r in reports if r.get("uncorrected")]
+    if not sparse:
+        return reports
+    with db.transaction() as cursor:
+        known = extracted_images(cursor)
+    measured = known[known["psf_objects"] >= PSF_MIN_OBJECTS].dropna(
+        subset=["psf_axial_um", "psf_lateral_um"])
+    medians = measured.groupby("structure")[["psf_axial_um", "psf_lateral_um"]].median()
+    borrowing = [key for key in sparse if key[0] in medians.index]
+    tasks = [(db.dsn, pairs[key], spacing, True, True,
+              tuple(medians.loc[key[0]].to_numpy(float))) for key in borrowing]
+    again = {(r["structure"], r["name"]): r
+             for r in map_images(_extract_one, tasks, workers=workers, scheduler=scheduler,
+                                 desc="extract (median PSF)")}
+    if borrowing:
+        names = sorted(f"{structure} {name}" for structure, name in borrowing)
+        psf = "; ".join(f"{structure}: axial {row.psf_axial_um:.3f}, lateral "
+                        f"{row.psf_lateral_um:.3f} µm"
+                        for structure, row in medians.loc[sorted({k[0] for k in borrowing})]
+                        .iterrows())
+        _warn(f"{len(names)} image(s) hold too few single-molecule-like objects to measure the "
+              f"PSF from (at least {PSF_MIN_OBJECTS}): {', '.join(names[:5])}"
+              f"{' and more' if len(names) > 5 else ''}; their bright objects are corrected with "
+              f"the median PSF of the other images ({psf}; label_images.psf_objects 0).")
+    alone = sorted(f"{structure} {name}" for structure, name in sparse
+                   if (structure, name) not in again)
+    if alone:
+        _warn(f"{len(alone)} image(s) hold too few single-molecule-like objects to measure "
+              f"the PSF from (at least {PSF_MIN_OBJECTS}), and no other image of their "
+              f"structure measured one: {', '.join(alone[:5])}"
+              f"{' and more' if len(alone) > 5 else ''}; their bright objects' light "
+              f"beyond the aperture is not corrected (capture_correction 1).")
+    return [again.get((r["structure"], r["name"]), r) for r in reports]
 
 
 #: A step that inserted, deleted or rewrote at least this fraction of a table's rows

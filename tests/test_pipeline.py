@@ -549,3 +549,71 @@ def test_extract_stores_each_image_psf_and_names_one_apart(tmp_path, database_na
     assert wide[1] > max(PSF_OUTLIER_RATIO * others,
                          0.95 * np.hypot(others, 2 * spacing[2]))
     assert wide[0] == pytest.approx(simulated[0], rel=0.15)
+
+
+def test_a_stack_too_sparse_for_a_psf_is_corrected_with_the_others_median(tmp_path,
+                                                                           database_name):
+    # One of four simulated stacks keeps only its six largest objects (granules, mostly):
+    # too few single molecules to measure a PSF on. Extract corrects its bright objects
+    # with the median PSF of the three others (what capture_corrections gives with that
+    # PSF), stores that PSF with psf_objects 0, and says so.
+    from rna_localization.apertures import aperture_intensities
+    from rna_localization.capture import PSF_MIN_OBJECTS, capture_corrections
+    from rna_localization.objects import object_voxels
+    from rna_localization.synthetic import simulate_dataset
+
+    data = simulate_dataset(tmp_path / "sim", n_images=4, seed=2, shape=(24, 192, 192))
+    toml = data / "pipeline.toml"
+    text = toml.read_text(encoding="utf-8")
+    toml.write_text(text.replace('name = "demo"', f'name = "{database_name}"'), encoding="utf-8")
+    config = load_config(toml)
+    sparse = sorted(pd.read_csv(data / "raw-data-metadata.csv")["name"])[1]
+    path = data / "rna" / "segmentations" / f"{sparse}_seg.tif"
+    labels = tifffile.imread(path)
+    ids, sizes = np.unique(labels[labels > 0], return_counts=True)
+    kept = ids[np.argsort(sizes)[-6:]]
+    tifffile.imwrite(path, np.where(np.isin(labels, kept), labels, 0).astype(labels.dtype))
+    with pytest.warns(steps.PipelineWarning,
+                      match=rf"^1 image\(s\) hold too few single-molecule-like objects to measure "
+                            rf"the PSF from \(at least {PSF_MIN_OBJECTS}\): rna {sparse}; their "
+                            rf"bright objects are corrected with the median PSF"):
+        report = steps.extract(config)
+    assert len(report) == 8
+    assert (report["status"] == "extracted").all()
+    db = _db(toml)
+    stored = db.query("SELECT name, psf_axial_um, psf_lateral_um, psf_objects FROM label_images "
+                      "WHERE structure = 'rna' ORDER BY name").set_index("name")
+    others = stored.drop(index=sparse)
+    assert (others["psf_objects"] >= PSF_MIN_OBJECTS).all()
+    median = others[["psf_axial_um", "psf_lateral_um"]].median().to_numpy()
+    np.testing.assert_allclose(stored.loc[sparse, ["psf_axial_um", "psf_lateral_um"]]
+                               .to_numpy(float), median, rtol=1e-12)
+    assert stored.loc[sparse, "psf_objects"] == 0
+    raw = tifffile.imread(data / "rna" / "raw-data" / f"{sparse}.tif")
+    voxels = object_voxels(tifffile.imread(path))
+    table = aperture_intensities(voxels, raw, spacing=config.spacing)
+    expected = capture_corrections(voxels, raw, table, spacing=config.spacing, psf_um=median)
+    objects = db.query("SELECT object_id, capture_correction FROM rna WHERE name = %s "
+                       "ORDER BY object_id", (sparse,))
+    assert objects["object_id"].tolist() == expected["object_id"].tolist()
+    np.testing.assert_allclose(objects["capture_correction"], expected["capture_correction"],
+                               rtol=1e-12)
+    assert (objects["capture_correction"] > 1).any()
+
+
+def test_with_no_psf_measured_anywhere_nothing_is_corrected_and_extract_says_so(dataset):
+    # datagen's stacks hold blobs on uniform noise: no image has single molecules to
+    # measure a PSF on, so none can lend one.
+    from rna_localization.capture import PSF_MIN_OBJECTS
+
+    with pytest.warns(steps.PipelineWarning,
+                      match=r"^4 image\(s\) hold too few single-molecule-like objects to measure "
+                            r"the PSF from \(at least 10\), and no other image of their structure "
+                            r"measured one: rna img_00, rna img_01, rna img_02, rna img_03; "):
+        steps.extract(load_config(dataset))
+    db = _db(dataset)
+    stored = db.query("SELECT psf_axial_um, psf_lateral_um, psf_objects FROM label_images "
+                      "WHERE structure = 'rna'")
+    assert stored[["psf_axial_um", "psf_lateral_um"]].isna().all(axis=None)
+    assert (stored["psf_objects"] < PSF_MIN_OBJECTS).all()
+    assert (db.query("SELECT capture_correction FROM rna")["capture_correction"] == 1).all()

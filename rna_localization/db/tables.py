@@ -130,8 +130,9 @@ def ensure_schema(cursor) -> None:
             ADD COLUMN IF NOT EXISTS segmentation_sha256 text;
         -- How `labels` is stored (db/labels.py); NULL: the first release's whole volume.
         ALTER TABLE label_images ADD COLUMN IF NOT EXISTS labels_format text;
-        -- The PSF the aperture corrections measured on the raw stack (capture.measure_psf)
-        -- and how many fits it is the median of; NULL where none was measured.
+        -- The PSF the aperture corrections used (capture.measure_psf on the raw stack) and
+        -- how many fits it is the median of: 0 when the image's own were too few and it
+        -- took its structure's median over the other images; NULL sigmas: no correction.
         ALTER TABLE label_images
             ADD COLUMN IF NOT EXISTS psf_axial_um double precision,
             ADD COLUMN IF NOT EXISTS psf_lateral_um double precision,
@@ -518,9 +519,10 @@ def write_image_objects(
     let the next extraction see that one was replaced. `label_image` is a
     (Z, Y, X) label image or its :class:`~rna_localization.objects.ObjectVoxels`;
     only its object voxels are stored (:mod:`rna_localization.db.labels`).
-    `psf`, ``(axial_um, lateral_um, fits)`` or None, is the PSF measured on
-    the raw stack (:func:`rna_localization.capture.measure_psf`; the sigmas
-    None, and the fits counted, where too few fits measured it).
+    `psf`, ``(axial_um, lateral_um, fits)`` or None, is the PSF the aperture
+    corrections used: measured on the raw stack
+    (:func:`rna_localization.capture.measure_psf`), the other images' median
+    with ``fits`` 0, or the sigmas None (and the fits counted) where none was.
     """
     # Round trips, not statements, are what a small image's write costs: the lock and
     # every check go in one, the DELETEs of what the image had and its label_images row
