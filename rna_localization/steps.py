@@ -415,7 +415,11 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
         with db.transaction() as cursor:
             now = extracted_images(cursor)
         counts = now[["structure", "name", "n_objects"]]
+        # Judged against every image of the structure; named when extracted in this run.
+        fresh = {(p.structure, p.name) for p in todo}
         apart = psf_outliers(now)
+        apart = apart.loc[np.array([(r.structure, r.name) in fresh for r in apart.itertuples()],
+                                   dtype=bool)]
         if len(apart):
             names = [f"{r.structure} {r.name} (axial {r.psf_axial_um:.3f} µm, {r.axial_ratio:.2f}x; "
                      f"lateral {r.psf_lateral_um:.3f} µm, {r.lateral_ratio:.2f}x)"

@@ -379,6 +379,23 @@ def _sum_of_squares(values, owner, label, centre, widths_um, spacing, amplitude=
     return float(((amplitude * model - light) ** 2).sum())
 
 
+def _segmented(preset, rna_type, seed):
+    """A small realistic simulated nc14 stack through the default workflow: its voxel size,
+    aperture table, and fit windows."""
+    from rna_localization.capture import _Windows
+    from rna_localization.objects import label_objects
+    from rna_localization.segmentation import segment
+    from rna_localization.synthetic import PRESETS, simulate_image
+
+    spacing = np.asarray(PRESETS[preset].spacing)
+    shape = {"widefield": (20, 128, 128), "confocal": (30, 216, 216)}[preset]
+    sim = simulate_image(f"{rna_type}_nc14", rna_type=rna_type, cycle="nc14", seed=seed,
+                         shape=shape, preset=preset)
+    labels = label_objects(segment(sim.rna, "rna", spacing=spacing))
+    table = aperture_intensities(labels, sim.rna, spacing=spacing)
+    return spacing, table, _Windows(object_voxels(labels), sim.rna, spacing, 0.3, 0.3)
+
+
 @pytest.mark.parametrize("preset", ["widefield", "confocal"])
 def test_width_fits_descend_to_the_least_squares_minimum(preset):
     # On a realistic crowded image (cen, nc14: granules, crowds of single molecules
@@ -392,24 +409,16 @@ def test_width_fits_descend_to_the_least_squares_minimum(preset):
     #   minimum's.
     from scipy.optimize import minimize
 
-    from rna_localization.capture import _Region, _Windows
-    from rna_localization.objects import label_objects
-    from rna_localization.segmentation import segment
-    from rna_localization.synthetic import PRESETS, simulate_image
+    from rna_localization.capture import _Region
+    from rna_localization.synthetic import PRESETS
 
-    spacing = np.asarray(PRESETS[preset].spacing)
+    spacing, table, windows = _segmented(preset, "cen", 5)
     psf = PRESETS[preset].psf_sigma_um[:2]
     sigma = np.array([psf[0], psf[1], psf[1]])
     cap = (CAPTURE_MAX_EXTRA_SIGMA * psf[1]) ** 2
-    shape = {"widefield": (20, 128, 128), "confocal": (30, 216, 216)}[preset]
-    sim = simulate_image("cen_nc14", rna_type="cen", cycle="nc14", seed=5, shape=shape,
-                         preset=preset)
-    labels = label_objects(segment(sim.rna, "rna", spacing=spacing))
-    table = aperture_intensities(labels, sim.rna, spacing=spacing)
     light = table["spot_intensity"].to_numpy()
     chosen = np.flatnonzero(light >= 1.5 * np.median(light[light > 0]))[:30]
     assert len(chosen) >= 20
-    windows = _Windows(object_voxels(labels), sim.rna, spacing, 0.3, 0.3)
     rows = []
     for row in np.searchsorted(windows.ids, table["object_id"].to_numpy()[chosen]):
         values, owner, label = windows(row)
@@ -462,21 +471,12 @@ def test_psf_fits_descend_to_the_least_squares_minimum(preset):
     # lowered the sum, left one widefield fit here 55% above it.
     from scipy.optimize import minimize
 
-    from rna_localization.capture import PSF_START_UM, _fit, _psf_bounds, _Region, _Windows
-    from rna_localization.objects import label_objects
-    from rna_localization.segmentation import segment
-    from rna_localization.synthetic import PRESETS, simulate_image
+    from rna_localization.capture import PSF_START_UM, _fit, _psf_bounds, _Region
 
-    spacing = np.asarray(PRESETS[preset].spacing)
-    shape = {"widefield": (20, 128, 128), "confocal": (30, 216, 216)}[preset]
-    sim = simulate_image("gapdh_nc14", rna_type="gapdh", cycle="nc14", seed=6, shape=shape,
-                         preset=preset)
-    labels = label_objects(segment(sim.rna, "rna", spacing=spacing))
-    table = aperture_intensities(labels, sim.rna, spacing=spacing)
+    spacing, table, windows = _segmented(preset, "gapdh", 6)
     light = table["spot_intensity"].to_numpy()
     typical = np.median(light[light > 0])
     chosen = np.flatnonzero((light >= typical / 1.5) & (light <= typical * 1.5))[:25]
-    windows = _Windows(object_voxels(labels), sim.rna, spacing, 0.3, 0.3)
     low, high = _psf_bounds(PSF_START_UM, spacing)
     short = []
     for row in np.searchsorted(windows.ids, table["object_id"].to_numpy()[chosen]):

@@ -525,6 +525,8 @@ def test_extract_stores_each_image_psf_and_names_one_apart(tmp_path, database_na
                       match=rf"^1 image\(s\) have a measured PSF more than {PSF_OUTLIER_RATIO:g}x "
                             rf".*: rna {blurred} \(axial"):
         steps.extract(config)
+    # Named once: extracting again, with nothing to extract, says nothing.
+    _assert_nothing_stale(toml)
     stored = _db(toml).query("SELECT structure, name, psf_axial_um, psf_lateral_um, psf_objects "
                              "FROM label_images ORDER BY structure, name")
     # Centrosomes are not counted: no apertures, no PSF.

@@ -570,9 +570,10 @@ _EXTRACTED_COLUMNS = ["structure", "name", "n_objects", "spacing_z", "spacing_y"
 def extracted_images(cursor) -> pd.DataFrame:
     """Every extracted image: ``structure``, ``name``, ``n_objects``, the voxel size (z, y, x) it
     was extracted at, the path, size, mtime and SHA-256 of its raw and segmentation files, and
-    the PSF measured on it (``psf_axial_um``, ``psf_lateral_um``, ``psf_objects``; NaN where
-    none was). A column the table lacks (a database made before it, not extracted into
-    since) reads as NULL."""
+    the PSF its aperture corrections used (``psf_axial_um``, ``psf_lateral_um``, and
+    ``psf_objects``, the fits it is the median of: 0 for its structure's median over the other
+    images; NaN where there was none). A column the table lacks (a database made before it,
+    not extracted into since) reads as NULL."""
     cursor.execute("SELECT column_name FROM information_schema.columns "
                    "WHERE table_schema = current_schema() AND table_name = 'label_images'")
     present = {row[0] for row in cursor.fetchall()}
