@@ -178,6 +178,15 @@ def _warn(message: str) -> None:
     warnings.warn(message, PipelineWarning, stacklevel=3)
 
 
+def _some(names, separator: str = ", ", most: int = 5) -> str:
+    """The first `most` of `names` for a message, "and more" after them if there are more.
+
+    >>> _some(["a", "b", "c"], most=2)
+    'a, b and more'
+    """
+    return f"{separator.join(names[:most])}{' and more' if len(names) > most else ''}"
+
+
 def _one_connection(function):
     """Run `function` inside :func:`~rna_localization.db.database.reuse_connections`.
 
@@ -378,8 +387,8 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
         if stale and not overwrite:
             names = sorted(f"{structure} {name}" for structure, name in stale)
             _warn(f"{len(names)} image(s) were extracted at another voxel size than [scale] "
-                  f"(z {config.scale.z}, xy {config.scale.xy} µm): {', '.join(names[:5])}"
-                  f"{' and more' if len(names) > 5 else ''}; extracted again, and their "
+                  f"(z {config.scale.z}, xy {config.scale.xy} µm): {_some(names)}; "
+                  f"extracted again, and their "
                   f"distances will be measured again.")
         # A raw stack or segmentation replaced since extraction (a corrected mask saved
         # under the same name): its stored objects are another file's, so extracted again.
@@ -387,7 +396,7 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
         if replaced:
             names = sorted(f"{structure} {name}" for structure, name in replaced)
             _warn(f"{len(names)} image(s) have a raw stack or segmentation that changed since they "
-                  f"were extracted: {', '.join(names[:5])}{' and more' if len(names) > 5 else ''}; "
+                  f"were extracted: {_some(names)}; "
                   f"extracted again, and their distances will be measured again.")
         stale |= replaced
         reports = [
@@ -426,7 +435,7 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
                      for r in apart.itertuples()]
             _warn(f"{len(names)} image(s) have a measured PSF more than {PSF_OUTLIER_RATIO:g}x "
                   f"from the median of their structure's images (or less than its inverse): "
-                  f"{'; '.join(names[:5])}{' and more' if len(names) > 5 else ''}. Out of focus, "
+                  f"{_some(names, '; ')}. Out of focus, "
                   f"another objective, or a wrong voxel size? Their aperture corrections use that "
                   f"PSF (label_images.psf_axial_um, psf_lateral_um).")
         _vacuum_after_extract(db, reports, extracted, counts)
@@ -471,16 +480,15 @@ def _borrow_psf(db: Database, reports: list[dict], pairs: dict, spacing, workers
                         for structure, row in medians.loc[sorted({k[0] for k in borrowing})]
                         .iterrows())
         _warn(f"{len(names)} image(s) hold too few single-molecule-like objects to measure the "
-              f"PSF from (at least {PSF_MIN_OBJECTS}): {', '.join(names[:5])}"
-              f"{' and more' if len(names) > 5 else ''}; their bright objects are corrected with "
+              f"PSF from (at least {PSF_MIN_OBJECTS}): {_some(names)}; their bright objects "
+              f"are corrected with "
               f"the median PSF of the other images ({psf}; label_images.psf_objects 0).")
     alone = sorted(f"{structure} {name}" for structure, name in sparse
                    if (structure, name) not in again)
     if alone:
         _warn(f"{len(alone)} image(s) hold too few single-molecule-like objects to measure "
               f"the PSF from (at least {PSF_MIN_OBJECTS}), and no other image of their "
-              f"structure measured one: {', '.join(alone[:5])}"
-              f"{' and more' if len(alone) > 5 else ''}; their bright objects' light "
+              f"structure measured one: {_some(alone)}; their bright objects' light "
               f"beyond the aperture is not corrected (capture_correction 1).")
     return [again.get((r["structure"], r["name"]), r) for r in reports]
 
@@ -963,8 +971,8 @@ def _group_references(config: Config, objects: pd.DataFrame) -> tuple[pd.DataFra
     if n.method == "aperture":
         stale = sorted(set(objects.loc[objects["spot_intensity"].isna(), "name"]))
         if stale:
-            msg = (f"{n.structure} objects of image(s) {', '.join(stale[:5])}"
-                   f"{' and more' if len(stale) > 5 else ''} have no spot_intensity (extracted by "
+            msg = (f"{n.structure} objects of image(s) {_some(stale)} have no spot_intensity "
+                   f"(extracted by "
                    f"an older version): run `rna-localization extract --overwrite`.")
             raise ValueError(msg)
         references = aperture_references(objects["spot_intensity"], objects["area"], objects["grp"])
