@@ -193,6 +193,13 @@ def fit_gaussian(grid, light, slot, cat, starts, sizes, start, widths, spacing, 
             cells[v, k] = int(grid[v, k])
             extent = max(extent, cells[v, k] + 1)
     factors = np.empty((3, extent))
+    # Each parameter's bounds: the amplitude >= 0, the centre free, the widths bounded.
+    lower = np.full(width, -np.inf)
+    upper = np.full(width, np.inf)
+    lower[0] = 0.0
+    for i in range(4, width):
+        lower[i] = low[i - 4] if psf else 0.0
+        upper[i] = high[i - 4] if psf else bound
     w2 = _model(grid, cells, factors, p, psf, base2, inv2, slot, cat, starts, sizes, model,
                 jacobian, work)
     cost = _cost(model, light)
@@ -216,13 +223,7 @@ def fit_gaussian(grid, light, slot, cat, starts, sizes, start, widths, spacing, 
         # A bounded parameter at its bound that the descent would push past it stays
         # there: the step is solved for the others (an active set), not clipped after.
         for i in range(width):
-            free[i] = True
-            if i == 0:
-                free[i] = not (p[0] <= 0.0 and rhs[0] > 0)
-            elif i >= 4:
-                lower = low[i - 4] if psf else 0.0
-                upper = high[i - 4] if psf else bound
-                free[i] = not ((p[i] <= lower and rhs[i] > 0) or (p[i] >= upper and rhs[i] < 0))
+            free[i] = not ((p[i] <= lower[i] and rhs[i] > 0) or (p[i] >= upper[i] and rhs[i] < 0))
         taken = False
         settled = False
         while evaluations < steps and damping < 1e8:
@@ -243,14 +244,7 @@ def fit_gaussian(grid, light, slot, cat, starts, sizes, start, widths, spacing, 
                 for i in range(width):
                     step[i] /= move
             for i in range(width):
-                trial[i] = p[i] - step[i]
-                if i == 0:
-                    trial[0] = max(trial[0], 0.0)
-                elif i >= 4:
-                    if psf:
-                        trial[i] = min(max(trial[i], low[i - 4]), high[i - 4])
-                    else:
-                        trial[i] = min(max(trial[i], 0.0), bound)
+                trial[i] = min(max(p[i] - step[i], lower[i]), upper[i])
             trial_w2 = _model(grid, cells, factors, trial, psf, base2, inv2, slot, cat, starts,
                               sizes, trial_model, trial_jacobian, work)
             evaluations += 1
