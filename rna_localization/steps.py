@@ -87,6 +87,7 @@ from .distributions import (
 from .metadata import metadata_problems, read_distributions_csv, read_metadata_csv
 from .objects import measure_objects, object_voxels
 from .parallel import map_images, shared_clusters, shares_cores
+from .saturation import clipped_objects
 
 __all__ = [
     "DISTRIBUTIONS_FILE",
@@ -261,6 +262,9 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         )
         raise ValueError(msg)
     objects = measure_objects(label_image, raw)
+    # Objects whose light the camera clipped (a plateau at its ceiling): named by extract.
+    ceiling, clipped = clipped_objects(objects["max_intensity"],
+                                       lambda: np.ravel(raw)[label_image.voxels])
     uncorrected = False
     psf = None
     if apertures:
@@ -290,7 +294,8 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
             psf=psf, **fingerprints,
         )
     return {"structure": pair.structure, "name": pair.name, "objects": len(objects),
-            "status": "extracted" if written else "skipped", "uncorrected": uncorrected}
+            "status": "extracted" if written else "skipped", "uncorrected": uncorrected,
+            "ceiling": ceiling, "clipped": int(clipped.sum())}
 
 
 def _check_voxel_sizes(config: Config, pairs: list[io.ImagePair]) -> None:
@@ -421,6 +426,7 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
         fault_point("extracted")
         reports = _borrow_psf(db, reports, {(p.structure, p.name): p for p in todo},
                               config.spacing, workers, config.dask.scheduler)
+        _warn_clipped(reports)
         with db.transaction() as cursor:
             now = extracted_images(cursor)
         counts = now[["structure", "name", "n_objects"]]
@@ -446,6 +452,21 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
     return report.sort_values(["structure", "name"], ignore_index=True)[
         ["structure", "name", "objects", "status"]
     ]
+
+
+def _warn_clipped(reports: list[dict]) -> None:
+    """Name the images extracted in this run whose objects' light the camera clipped."""
+    clipped = sorted((r["structure"], r["name"], r["clipped"], r["ceiling"])
+                     for r in reports if r.get("clipped"))
+    if not clipped:
+        return
+    names = [f"{structure} {name} ({count} object{'s' if count > 1 else ''} at {ceiling:,})"
+             for structure, name, count, ceiling in clipped]
+    _warn(f"{len(names)} image(s) have objects whose brightest voxels sit at the camera's "
+          f"ceiling, a plateau of clipped light: {_some(names, '; ')}. They read less light "
+          f"than fell on them: fewer molecules in an RNA object, a lower peak (so a wider "
+          f"half-peak mask) in a centrosome. Image at a shorter exposure or a lower gain, or "
+          f"leave such images out; the objects are those whose max_intensity is the ceiling.")
 
 
 def _borrow_psf(db: Database, reports: list[dict], pairs: dict, spacing, workers,
