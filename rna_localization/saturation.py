@@ -1,7 +1,8 @@
 """Objects whose light a camera clipped: their brightest voxels at its ceiling.
 
 A camera counts up to a ceiling, 2^k - 1 for its k-bit converter (255, 1023, 4095,
-16383, 65535), and writes that ceiling wherever more light fell. A granule imaged at
+16383, 65535; 32767, a signed 16-bit stack's largest value), and writes that ceiling
+wherever more light fell. A granule imaged at
 an exposure set for single molecules, or a bright centrosome, can reach it: its
 plateau of voxels at the ceiling holds less light than fell there, so it reads as
 fewer molecules (and a centrosome's mask, cut at half of its own peak, grows). Such a
@@ -19,8 +20,9 @@ import numpy as np
 
 __all__ = ["CAMERA_BITS", "MIN_CLIPPED_VOXELS", "camera_ceiling", "clipped_objects"]
 
-#: The converters' bit depths whose ceilings (2^k - 1) are recognized.
-CAMERA_BITS = (8, 10, 12, 14, 16)
+#: The bit depths whose ceilings (2^k - 1) are recognized: the converters', and 15 (a
+#: signed 16-bit stack's largest value).
+CAMERA_BITS = (8, 10, 12, 14, 15, 16)
 #: Fewest voxels at a ceiling that make it a clipped plateau rather than one bright voxel.
 MIN_CLIPPED_VOXELS = 2
 

@@ -17,7 +17,7 @@ from rna_localization.synthetic import simulate_image
 from helpers import database as _db
 
 
-@pytest.mark.parametrize("value", [255, 1023, 4095, 16383, 65535, 4095.0, np.uint16(65535)])
+@pytest.mark.parametrize("value", [255, 1023, 4095, 16383, 32767, 65535, 4095.0, np.uint16(65535)])
 def test_a_converter_ceiling_is_recognized(value):
     assert camera_ceiling(value) == int(value)
 
