@@ -13,7 +13,7 @@ to one object only, a bright neighbour's halo is counted in the neighbour's
 aperture, not in the dimmer spot's.
 
 An aperture always reaches the next voxel: along an axis whose step is longer
-than ``grow_um`` (z steps of 0.4-0.5 µm against a 0.3 µm aperture), distances
+than ``grow_um`` (z steps of 0.3-0.5 µm against a 0.25 µm aperture), distances
 count that step as ``grow_um`` (:func:`_aperture_metric`), so the voxels
 directly above and below the object are in its aperture and its shell reaches
 a step further. A molecule's image spans about three planes at such steps:
@@ -21,8 +21,10 @@ without them the aperture of a molecule centred on a plane held that plane
 only (on 0.5 µm steps 60% of its light, against 90% for one between two
 planes; now 80% and 95%), and counted by light, a granule, spread over more
 planes than the single molecules of the reference, read low
-(docs/quantification.md, "Coarse z steps"). Finer grids (the presets' 0.2 and
-0.3 µm steps) are measured as they are.
+(docs/quantification.md, "Coarse z steps"). The widefield preset's 0.3 µm steps
+count as 0.25 µm, which draws the same planes as 0.3 would: the object's own and
+those directly above and below for the aperture, two more each way for the shell;
+the confocal preset's 0.2 µm steps are measured as they are.
 
 The background under an aperture
 --------------------------------
@@ -77,13 +79,17 @@ from .objects import normalize_spacing, object_index, object_voxels_and_intensit
 __all__ = ["APERTURE_COLUMNS", "APERTURE_GROW_UM", "APERTURE_SHELL_UM", "BACKGROUNDS",
            "STORED_COLUMNS", "aperture_intensities", "spot_centroids"]
 
-#: How far an aperture reaches beyond its object, µm. 0.3 holds 87-95% of a single
-#: molecule's light, whatever its brightness (87% on the widefield grid, whose axial
-#: tails are long; 95% confocal), which is what molecule counts need; a granule whose
-#: molecules spread 0.12 µm keeps 7-10% less of its light. A wider aperture takes in
-#: more of the neighbours' light where RNA is dense: 0.4 and 0.5 brought the demo's
-#: single molecules to 0.72-0.99 (docs/quantification.md, "Tried and not adopted").
-APERTURE_GROW_UM = 0.3
+#: How far an aperture reaches beyond its object, µm. 0.25 holds 86-94% of a single
+#: molecule's light, whatever its brightness (86% on the widefield grid, whose axial
+#: tails are long, 89% on the confocal, medians over sub-voxel positions; the rest lies
+#: mostly along z), which is what molecule counts need; the aperture corrections
+#: (rna_localization.capture) add what a granule's wider image puts beyond it. Where RNA
+#: is dense, the ring beyond holds more of the neighbours' light than of the object's
+#: own: 0.3 (until 2026-12-05) let crowded cen single molecules read 6-14% above isolated
+#: ones on the confocal demo (5-8% now), which raised the reference and left sparse
+#: images' totals low; 0.4 and 0.5 brought the demo's single molecules to 0.72-0.99
+#: (docs/quantification.md, "The aperture's reach").
+APERTURE_GROW_UM = 0.25
 #: Thickness of the background shell around the aperture, µm.
 APERTURE_SHELL_UM = 0.3
 #: Ways :func:`aperture_intensities` can estimate the background under an aperture.

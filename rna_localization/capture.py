@@ -5,7 +5,7 @@ Pure array functions: nothing here reads files or talks to the database.
 Why
 ---
 An object's aperture (:func:`rna_localization.apertures.aperture_intensities`:
-the object grown by 0.3 µm) holds the same share of every single molecule's
+the object grown by 0.25 µm) holds the same share of every single molecule's
 light, so dividing by a reference taken from single molecules counts them
 right. A granule is not a point: its molecules spread over a ball about as wide
 as the PSF, and its image is wider than a single molecule's, so the same
@@ -515,7 +515,7 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     >>> uncapped = capture_corrections(labels, raw, table, spacing=spacing, psf_um=psf,
     ...                                max_extra_sigma=2)  # 0.1 µm is more than 0.75 sigmas
     >>> round(float(uncapped["capture_correction"][1]), 2)
-    1.24
+    1.26
     """
     if not 0 <= float(max_extra_sigma) < np.inf:
         msg = f"max_extra_sigma must be a number >= 0; got {max_extra_sigma!r}."

@@ -545,12 +545,16 @@ def test_extract_stores_each_image_psf_and_names_one_apart(tmp_path, database_na
         if name != blurred:
             np.testing.assert_allclose(psf, simulated, rtol=0.08)
     # The blur widens the PSF across (at least as the two add in quadrature; the fits
-    # also see the blurred neighbours within the unblurred masks' apertures), not along z.
-    others = rna.drop(index=blurred)["psf_lateral_um"].median()
+    # also see the blurred neighbours within the unblurred masks' apertures). Along z it
+    # sharpens nothing. (The blurred spots keep the sharp image's masks, so they spread
+    # well past their 0.25 µm apertures and the fits widen along z too: 0.42 µm here,
+    # 0.34 with the 0.3 µm apertures before 2026-12-05. docs/quantification.md, "The
+    # aperture's reach", gives what such a PSF reads once segmented after its blur.)
+    others = rna.drop(index=blurred)[["psf_axial_um", "psf_lateral_um"]].median().to_numpy()
     wide = rna.loc[blurred, ["psf_axial_um", "psf_lateral_um"]].to_numpy(float)
-    assert wide[1] > max(PSF_OUTLIER_RATIO * others,
-                         0.95 * np.hypot(others, 2 * spacing[2]))
-    assert wide[0] == pytest.approx(simulated[0], rel=0.15)
+    assert wide[1] > max(PSF_OUTLIER_RATIO * others[1],
+                         0.95 * np.hypot(others[1], 2 * spacing[2]))
+    assert wide[0] > 0.95 * others[0]
 
 
 def test_a_stack_too_sparse_for_a_psf_is_corrected_with_the_others_median(tmp_path,
