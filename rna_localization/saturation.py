@@ -2,10 +2,10 @@
 
 A camera counts up to a ceiling, 2^k - 1 for its k-bit converter (255, 1023, 4095,
 16383, 65535; 32767, a signed 16-bit stack's largest value), and writes that ceiling
-wherever more light fell. A granule imaged at
-an exposure set for single molecules, or a bright centrosome, can reach it: its
-plateau of voxels at the ceiling holds less light than fell there, so it reads as
-fewer molecules (and a centrosome's mask, cut at half of its own peak, grows). Such a
+wherever more light fell. A granule imaged at an exposure set for single molecules,
+or a bright centrosome, can reach it: its plateau of voxels at the ceiling holds less
+light than fell there, so it reads as fewer molecules (and a centrosome's mask, cut
+at half of its own peak, grows). Such a
 plateau is told apart by its value: the brightest voxel of the objects is a ceiling,
 and more than one voxel holds it (an unclipped image's brightest voxel is almost
 always alone, and seldom lands on 2^k - 1). A ceiling a camera's software moved

@@ -344,7 +344,9 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
     image whose raw stack or segmentation changed since it was extracted (its
     size, modification time and SHA-256 are stored: a file only touched or
     copied is not extracted again).
-    Each image and structure is then written in one transaction.
+    Each image and structure is then written in one transaction. An image
+    whose objects reach the camera's ceiling (a plateau of clipped light:
+    :mod:`.saturation`) is named in a warning, with how many objects do.
 
     Parameters
     ----------
