@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
+from rna_localization import steps
 from rna_localization.cli import build_parser
 from rna_localization.config import Config, load_config
 from rna_localization.db import Database
@@ -16,6 +18,14 @@ from rna_localization.db.backup import export_tables
 def database(config) -> Database:
     """The database of a Config, or of a pipeline.toml by its path."""
     return Database.from_config(config if isinstance(config, Config) else load_config(config))
+
+
+def assert_nothing_stale(config_path) -> None:
+    """Extracting again finds nothing changed: no warning, every image skipped."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", steps.PipelineWarning)
+        report = steps.extract(load_config(config_path))
+    assert set(report["status"]) == {"skipped"}
 
 
 def table_bytes(config, folder: Path) -> dict[str, bytes]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from rna_localization.cli import main
 from rna_localization.db.backup import export_tables
 
 import oracles
+from helpers import assert_nothing_stale as _assert_nothing_stale
 from helpers import database as _db
 from helpers import table_frames as _export
 
@@ -47,14 +47,6 @@ def _oracle(config_path, spacing=SPACING) -> tuple[pd.DataFrame, pd.DataFrame]:
                                  granule_threshold=4)
         distributions.append(d.assign(**metadata.set_index("name").loc[name].to_dict(), name=name))
     return rna, pd.concat(distributions, ignore_index=True)
-
-
-def _assert_nothing_stale(dataset):
-    """Extracting again finds nothing changed: no warning, every image skipped."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", steps.PipelineWarning)
-        report = steps.extract(load_config(dataset))
-    assert set(report["status"]) == {"skipped"}
 
 
 def test_a_corrected_voxel_size_is_extracted_and_measured_again(dataset):
