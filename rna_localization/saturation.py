@@ -11,20 +11,28 @@ and more than one voxel holds it (an unclipped image's brightest voxel is almost
 always alone, and seldom lands on 2^k - 1). A ceiling a camera's software moved
 elsewhere (a stack rescaled after acquisition) is not recognized.
 
-Pure array functions; :func:`rna_localization.steps.extract` warns with them.
+Pure array functions; :func:`rna_localization.steps.extract` warns with them, and
+``segment`` flags the images on its QC page
+(:func:`rna_localization.segmentation.quality.check_clipped`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CAMERA_BITS", "MIN_CLIPPED_VOXELS", "camera_ceiling", "clipped_objects"]
+__all__ = ["CAMERA_BITS", "CLIPPED_ADVICE", "MIN_CLIPPED_VOXELS", "camera_ceiling", "clipped_labels",
+           "clipped_objects"]
 
 #: The bit depths whose ceilings (2^k - 1) are recognized: the converters', and 15 (a
 #: signed 16-bit stack's largest value).
 CAMERA_BITS = (8, 10, 12, 14, 15, 16)
 #: Fewest voxels at a ceiling that make it a clipped plateau rather than one bright voxel.
 MIN_CLIPPED_VOXELS = 2
+
+#: What to do about clipped light, said wherever it is found.
+CLIPPED_ADVICE = ("They read less light than fell on them: fewer molecules in an RNA object, a "
+                  "lower peak (so a wider half-peak mask) in a centrosome. Image at a shorter "
+                  "exposure or a lower gain, or leave such images out")
 
 _CEILINGS = frozenset(2 ** k - 1 for k in CAMERA_BITS)
 
@@ -81,3 +89,45 @@ def clipped_objects(max_intensity, voxel_values) -> tuple[int | None, np.ndarray
     if np.count_nonzero(np.asarray(values) == ceiling) < MIN_CLIPPED_VOXELS:
         return None, none
     return ceiling, brightest >= ceiling
+
+
+def clipped_labels(labels: np.ndarray, image: np.ndarray) -> tuple[int | None, int]:
+    """The ceiling at which a camera clipped labelled objects' light, and how many reach it.
+
+    The rule of :func:`clipped_objects`, on a label image and its raw stack (no
+    objects table needed): what ``segment`` checks as it writes each mask.
+
+    Parameters
+    ----------
+    labels : (Z, Y, X) ndarray of int
+        Objects as positive labels (:func:`rna_localization.objects.label_objects`).
+    image : (Z, Y, X) ndarray
+        The raw stack, same shape.
+
+    Returns
+    -------
+    ceiling : int or None
+        As :func:`clipped_objects` gives it.
+    count : int
+        How many objects hold a voxel at the ceiling (0 without one).
+
+    Examples
+    --------
+    >>> labels = np.array([[[1, 1, 0, 2, 0, 3]]])
+    >>> clipped_labels(labels, np.array([[[255, 255, 255, 90, 3, 255]]], np.uint8))
+    (255, 2)
+    >>> clipped_labels(labels, np.array([[[255, 40, 255, 90, 3, 60]]], np.uint8))
+    (None, 0)
+    """
+    labels, image = np.asarray(labels), np.asarray(image)
+    if labels.shape != image.shape:
+        msg = f"the objects' shape {labels.shape} differs from the raw stack's {image.shape}"
+        raise ValueError(msg)
+    inside = labels > 0
+    values = image[inside]
+    if not values.size:
+        return None, 0
+    ceiling, _ = clipped_objects([values.max()], values)
+    if ceiling is None:
+        return None, 0
+    return ceiling, int(np.unique(labels[inside][values == ceiling]).size)

@@ -87,7 +87,7 @@ from .distributions import (
 from .metadata import metadata_problems, read_distributions_csv, read_metadata_csv
 from .objects import measure_objects, object_voxels
 from .parallel import map_images, shared_clusters, shares_cores
-from .saturation import clipped_objects
+from .saturation import CLIPPED_ADVICE, clipped_objects
 
 __all__ = [
     "DISTRIBUTIONS_FILE",
@@ -465,10 +465,8 @@ def _warn_clipped(reports: list[dict]) -> None:
     names = [f"{structure} {name} ({count} object{'s' if count > 1 else ''} at {ceiling:,})"
              for structure, name, count, ceiling in clipped]
     _warn(f"{len(names)} image(s) have objects whose brightest voxels sit at the camera's "
-          f"ceiling, a plateau of clipped light: {_some(names, '; ')}. They read less light "
-          f"than fell on them: fewer molecules in an RNA object, a lower peak (so a wider "
-          f"half-peak mask) in a centrosome. Image at a shorter exposure or a lower gain, or "
-          f"leave such images out; the objects are those whose max_intensity is the ceiling.")
+          f"ceiling, a plateau of clipped light: {_some(names, '; ')}. {CLIPPED_ADVICE}; "
+          f"the objects are those whose max_intensity is the ceiling.")
 
 
 def _borrow_psf(db: Database, reports: list[dict], pairs: dict, spacing, workers,

@@ -21,6 +21,7 @@ from test_segmentation import _two_blobs
 from rna_localization import io
 from rna_localization.doctor import diagnose
 from rna_localization.objects import label_objects
+from rna_localization.saturation import CLIPPED_ADVICE
 from rna_localization.segmentation import (
     MAX_OBJECT_FRACTION,
     MAX_OBJECTS_PER_UM3,
@@ -215,6 +216,33 @@ def test_segment_folder_names_the_image_whose_large_objects_were_removed(tmp_pat
     segment_folder(raw, out, workflow="centrosomes", spacing=spacing, overwrite=True)
     assert qc_problems(out)["blobs"] == []
     assert json.loads((out / "qc" / "removed.json").read_text(encoding="utf-8")) == {}
+
+
+def test_segment_folder_flags_an_image_whose_objects_the_camera_clipped(tmp_path):
+    """A plateau at a 12-bit ceiling under the mask's objects: warned, on the QC page, kept."""
+    raw, out = tmp_path / "raw", tmp_path / "seg"
+    bright = np.minimum(_raw(SHAPE, SPACING).astype(np.float64) * 1.5, 4095).astype(np.uint16)
+    io.write_stack(raw / "clipped.tif", bright, spacing=SPACING)
+    io.write_stack(raw / "unclipped.tif", _raw(SHAPE, SPACING, seed=1), spacing=SPACING)
+    with pytest.warns(ImplausibleSegmentationWarning, match="clipped") as record:
+        segment_folder(raw, out, workflow="rna", spacing=SPACING)
+    messages = [str(w.message) for w in record if w.category is ImplausibleSegmentationWarning]
+    # Brute force: the mask's objects holding a voxel at 4,095.
+    labels = label_objects(io.read_stack(out / "clipped_seg.tif"))
+    held = np.unique(labels[(bright == 4095) & (labels > 0)]).size
+    assert held >= 2
+    s = "" if held == 1 else "s"
+    assert messages == [f"The segmentation of clipped has {held} object{s} whose brightest voxels "
+                        f"sit at the camera's ceiling (4,095), a plateau of clipped light: "
+                        f"{CLIPPED_ADVICE}."]
+    assert qc_problems(out) == {"clipped": messages, "unclipped": []}
+    assert messages[0] in _qc_page(out)
+    # Judged again from the files (the cache gone): the same flag.
+    (out / "qc" / "objects.json").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImplausibleSegmentationWarning)
+        assert segment_folder(raw, out, workflow="rna", spacing=SPACING) == []
+    assert qc_problems(out) == {"clipped": messages, "unclipped": []}
 
 
 def test_qc_page_flags_every_kind_of_problem_of_masks_left_by_hand(tmp_path):

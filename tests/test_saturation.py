@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from rna_localization import load_config, steps
 from rna_localization.objects import measure_objects
-from rna_localization.saturation import camera_ceiling, clipped_objects
+from rna_localization.saturation import camera_ceiling, clipped_labels, clipped_objects
 from rna_localization.synthetic import simulate_image
 
 from helpers import assert_nothing_stale
@@ -53,6 +53,26 @@ def test_the_objects_holding_the_clipped_plateau_are_named():
     assert camera_ceiling(unclipped.max()) is None
     assert clipped_objects(measure_objects(labels, unclipped)["max_intensity"],
                            unclipped[labels > 0])[0] is None
+
+
+def test_clipped_labels_counts_the_objects_under_the_plateau():
+    # The same 12-bit camera, from the label image alone (what segment checks).
+    image = _cen_stack()
+    labels = image.rna_labels
+    raw = np.minimum(np.rint(image.rna * (1.5 * 4095 / image.rna.max())), 4095).astype(np.uint16)
+    plateau = np.unique(labels[(raw == 4095) & (labels > 0)])
+    assert plateau.size >= 1
+    assert clipped_labels(labels, raw) == (4095, plateau.size)
+    # Light at the ceiling outside every object clips no object.
+    outside = raw.copy()
+    outside[(labels == 0) & (outside == 4095)] = 0
+    outside[labels > 0] = np.minimum(outside[labels > 0], 4000)
+    outside[0, 0, :3] = 4095
+    assert labels[0, 0, :3].max() == 0
+    assert clipped_labels(labels, outside) == (None, 0)
+    assert clipped_labels(np.zeros_like(labels), raw) == (None, 0)
+    with pytest.raises(ValueError, match=r"differs from the raw stack's"):
+        clipped_labels(labels[:-1], raw)
 
 
 def test_one_voxel_at_a_ceiling_is_no_plateau():

@@ -34,7 +34,12 @@ from ..io import read_stack, read_voxel_size, stack_shape, tiff_files, write_sta
 from ..objects import label_objects, normalize_spacing
 from ..parallel import worker_count
 from .params import WORKFLOWS, SegmentationParams, load_params
-from .quality import ImplausibleSegmentationWarning, check_object_sizes, object_sizes
+from .quality import (
+    ImplausibleSegmentationWarning,
+    check_clipped,
+    check_object_sizes,
+    object_sizes,
+)
 from .workflows import _run
 
 __all__ = ["SEGMENT_BYTES_PER_VOXEL", "images_at_once", "qc_overlay", "qc_problems",
@@ -137,10 +142,13 @@ def _inputs(input_dir: Path) -> list[Path]:
     return list(tiff_files(input_dir).values())
 
 
-def _assess(segmentation: np.ndarray, spacing, name: str) -> tuple[int, list[str]]:
-    """(objects, problems) of a segmentation: one labelling for both."""
-    sizes = object_sizes(label_objects(segmentation))
-    return int(sizes.size), check_object_sizes(sizes, segmentation.shape, spacing=spacing, name=name)
+def _assess(segmentation: np.ndarray, spacing, name: str,
+            image: np.ndarray) -> tuple[int, list[str]]:
+    """(objects, problems) of a segmentation and its raw stack: one labelling for all."""
+    labels = label_objects(segmentation)
+    sizes = object_sizes(labels)
+    return int(sizes.size), (check_object_sizes(sizes, segmentation.shape, spacing=spacing, name=name)
+                             + check_clipped(labels, image, name=name))
 
 
 def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow: str, params,
@@ -156,7 +164,7 @@ def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow:
     image = read_stack(raw_path)
     run = _run(image, params, spacing, keep=False, threads=threads)
     write_stack(out_path, run.result, spacing=spacing)
-    count, problems = _assess(run.result, spacing, raw_path.stem)
+    count, problems = _assess(run.result, spacing, raw_path.stem, image)
     removed = ([f"The segmentation of {raw_path.stem}: {run.removed_text(params)}"]
                if run.removed else [])
     if qc_path is not None:
@@ -516,14 +524,14 @@ def _finish_qc(inputs, outputs, qc_dir: Path,
             # Written for this very mask, its removals (recorded with it) included.
             count, problems = cached.get("objects"), _strings(cached["problems"])
         else:
-            mask = read_stack(out)
+            mask, image = read_stack(out), read_stack(raw)
             try:
-                count, problems = _assess(mask, spacing, raw.stem)
+                count, problems = _assess(mask, spacing, raw.stem, image)
             except (TypeError, ValueError) as error:  # e.g. a float mask saved by hand
                 count, problems = None, [f"{out.name} cannot be read as objects: {error}"]
             problems += removed
             if not current:
-                _write_overlays(png, read_stack(raw), mask)
+                _write_overlays(png, image, mask)
         fresh[raw.stem] = {"objects": count, "problems": problems, "spacing": list(spacing),
                            "mtime_ns": stamp}
         entries.append((raw.stem, png.name, count, problems))

@@ -2,8 +2,9 @@
 
 A segmentation is flagged when it has no object at all, implausibly many
 objects for the stack's volume (noise picked up), or one object that fills a
-large part of the stack (background or a merged mass). Each problem is a
-sentence that names the image and says what to do. Pure array code: nothing
+large part of the stack (background or a merged mass); and, given the raw
+stack, when the camera clipped its objects' light (:func:`check_clipped`).
+Each problem is a sentence that names the image and says what to do. Pure array code: nothing
 here reads files; :func:`.batch.segment_folder` and ``rna-localization
 doctor`` call it.
 """
@@ -15,12 +16,14 @@ from typing import NamedTuple
 import numpy as np
 
 from ..objects import label_objects, normalize_spacing
+from ..saturation import CLIPPED_ADVICE, clipped_labels
 
 __all__ = [
     "MAX_OBJECTS_PER_UM3",
     "MAX_OBJECT_FRACTION",
     "ImplausibleSegmentationWarning",
     "LargeObjectsRemovedWarning",
+    "check_clipped",
     "check_object_sizes",
     "check_segmentation",
     "object_sizes",
@@ -37,7 +40,8 @@ MAX_OBJECT_FRACTION = 0.05
 
 
 class ImplausibleSegmentationWarning(UserWarning):
-    """A segmentation that is probably wrong: no objects, far too many, or one huge object.
+    """A segmentation that is probably wrong (no objects, far too many, one huge object),
+    or objects whose light the camera clipped.
 
     Issued by :func:`.batch.segment_folder` once per problem, with the sentence
     of :func:`check_segmentation` as its message. Silence it with
@@ -200,3 +204,48 @@ def check_segmentation(segmentation: np.ndarray, *, spacing, name: str = "") -> 
     """
     labels = label_objects(segmentation)
     return check_object_sizes(object_sizes(labels), labels.shape, spacing=spacing, name=name)
+
+
+def check_clipped(segmentation: np.ndarray, image: np.ndarray, *, name: str = "") -> list[str]:
+    """Say whether the camera clipped the segmented objects' light, if it did.
+
+    A plateau of voxels at a converter's ceiling (2^k - 1) among the objects'
+    brightest (:func:`rna_localization.saturation.clipped_labels`): those
+    objects will read less light than fell on them. ``segment`` flags such an
+    image as it writes its mask, before anything is measured.
+
+    Parameters
+    ----------
+    segmentation : (Z, Y, X) ndarray of bool or integers
+        Mask or label image (objects as :func:`~rna_localization.objects.label_objects`
+        makes them).
+    image : (Z, Y, X) ndarray
+        The raw stack it was segmented from.
+    name : str
+        Image name, put in the sentence.
+
+    Returns
+    -------
+    list of str
+        One sentence naming the image, how many objects reach the ceiling and
+        what to do; empty when none does.
+
+    Examples
+    --------
+    >>> raw = np.full((4, 32, 32), 100, np.uint16)
+    >>> raw[2, 10:12, 10:12] = 4095  # a granule's peak, clipped by a 12-bit converter
+    >>> raw[2, 20, 20] = 900
+    >>> mask = raw > 500
+    >>> print(check_clipped(mask, raw, name="embryo1")[0].split(":")[0])
+    The segmentation of embryo1 has 1 object whose brightest voxels sit at the camera's ceiling (4,095), a plateau of clipped light
+    >>> check_clipped(mask, np.minimum(raw, 1000), name="embryo1")
+    []
+    """
+    ceiling, count = clipped_labels(label_objects(segmentation), image)
+    if ceiling is None:
+        return []
+    what = f"The segmentation of {name}" if name else "The segmentation"
+    objects = f"{count} object whose brightest voxels sit" if count == 1 else (
+        f"{count} objects whose brightest voxels sit")
+    return [f"{what} has {objects} at the camera's ceiling ({ceiling:,}), a plateau of clipped "
+            f"light: {CLIPPED_ADVICE}."]
