@@ -14,8 +14,11 @@ molecules spread normally around a centre. Positions are sub-voxel: the image is
 A :class:`Scene` says what is imaged and how: the default, :data:`WIDEFIELD`, is
 the grid, optics and flat background of the hand-tagged real widefield images;
 :data:`VARIANTS` change one thing each (the confocal grid and optics, a coarse
-grid, 0.4 µm steps, an uneven background, four times the molecules, granules spread wider), to
-check that the counting holds beyond one kind of image.
+grid, 0.4 µm steps, an uneven background, four times the molecules, granules spread wider,
+and a PSF that is not a Gaussian: a widefield objective's diffraction pattern, ideal or with
+spherical aberration,
+:func:`rna_localization.synthetic.optics.born_wolf_psf`), to check that the counting holds beyond one
+kind of image.
 
 :func:`write_folder` writes such images as a user's data folder (with a
 second channel of centrosome-like blobs), for the command line end to end.
@@ -33,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from rna_localization.synthetic.image import microscope
+from rna_localization.synthetic.optics import EMISSION_UM, IMMERSION_INDEX, NA, born_wolf_psf
 
 #: The widefield grid and optics of the hand-tagged real images (µm): 0.11 µm pixels,
 #: 0.3 µm steps, NA 1.45.
@@ -72,6 +76,11 @@ class Scene:
     singles: int = SINGLES
     uneven: bool = False
     granule_spread_um: float = GRANULE_SPREAD_UM
+    #: None: sim-fish's Gaussian spots of ``psf_sigma_um``. A number: the molecules are
+    #: rendered through ``born_wolf_psf`` (``rna_localization.synthetic.optics``) with this
+    #: many waves of primary spherical
+    #: aberration (``psf_sigma_um`` is then only what Big-FISH is told).
+    spherical_waves: float | None = None
 
 
 def _confocal() -> Scene:
@@ -80,8 +89,14 @@ def _confocal() -> Scene:
                  psf_sigma_um=tuple(scope.psf_sigma_um), background=float(scope.background))
 
 
+#: The Gaussian sigmas (µm, axial and lateral) Big-FISH is told for a Born-Wolf scene: the
+#: usual widefield approximations 0.66 λ n / NA² and 0.21 λ / NA (Zhang et al., 2007).
+BORN_WOLF_SIGMA_UM = (0.66 * EMISSION_UM * IMMERSION_INDEX / NA ** 2, 0.21 * EMISSION_UM / NA)
+
+
 #: The images of the hand-tagged real widefield data: grid, optics and background.
 WIDEFIELD = Scene("widefield grid")
+_BORN_WOLF_SIGMAS = (BORN_WOLF_SIGMA_UM[0], BORN_WOLF_SIGMA_UM[1], BORN_WOLF_SIGMA_UM[1])
 #: One change each: the confocal preset's grid, PSF and (dimmer) background; a coarse
 #: grid (a 40x oil objective's 0.16 µm pixels, under its PSF's width, and 0.5 µm steps);
 #: 0.4 µm steps (the real images' coarsest); an uneven background; four times the single
@@ -92,7 +107,10 @@ VARIANTS = (_confocal(),
             Scene("0.4 µm steps", spacing=(0.4, 0.11, 0.11)),
             Scene("uneven background", uneven=True),
             Scene("4x the single molecules", singles=4 * SINGLES),
-            Scene("granules spread 0.2 µm", granule_spread_um=0.2))
+            Scene("granules spread 0.2 µm", granule_spread_um=0.2),
+            Scene("Born-Wolf PSF", psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.0),
+            Scene("Born-Wolf PSF, 0.2 waves of spherical aberration",
+                  psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.2))
 
 
 @dataclass
@@ -175,9 +193,18 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256),
     def render(amplitude):
         # sim-fish draws its shot noise from NumPy's global generator.
         np.random.seed(seed)  # noqa: NPY002 (sim-fish takes no generator)
-        truth = np.column_stack([fine, sigmas, amplitude * spread]).astype(np.float64)
-        light = simfish.add_spots(np.zeros(fine_shape, np.float64), truth,
-                                  voxel_size=tuple(fine_voxel_nm))
+        if scene.spherical_waves is None:
+            truth = np.column_stack([fine, sigmas, amplitude * spread]).astype(np.float64)
+            light = simfish.add_spots(np.zeros(fine_shape, np.float64), truth,
+                                      voxel_size=tuple(fine_voxel_nm))
+        else:  # points on the fine grid through the objective's PSF
+            from scipy.signal import oaconvolve
+
+            points = np.zeros(fine_shape, np.float64)
+            np.add.at(points, tuple(fine.astype(int).T), amplitude * spread)
+            kernel = born_wolf_psf(np.asarray(fine_voxel_nm) / 1000,
+                                   spherical_waves=scene.spherical_waves)
+            light = np.maximum(oaconvolve(points, kernel, mode="same"), 0.0)
         return light.reshape(shape[0], SUBPIXEL, shape[1], SUBPIXEL, shape[2], SUBPIXEL).sum(
             axis=(1, 3, 5))
 

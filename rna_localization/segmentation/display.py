@@ -349,6 +349,7 @@ _SLIDERS = {
     "split_saddle_ratio": ("saddle ratio", 0.0, 1.0, 0.01),
     "granule_saddle_ratio": ("granule saddle", 0.0, 1.0, 0.01),
     "blend_fraction": ("blend fraction (0 off)", 0.0, 1.0, 0.01),
+    "defocus_ratio": ("defocus ratio (0 off)", 0.0, 30.0, 0.5),
     "min_volume_um3": ("min volume µm³", 0.0, 0.5, 0.001),
     "max_volume_um3": ("max volume µm³ (0 off)", 0.0, 10.0, 0.1),
 }

@@ -152,6 +152,12 @@ _DOCS = {
         "peak beside it makes the spot two molecules, fitted and kept apart; any value above 0\n"
         "also looks for single molecules on a granule's flank (0: neither)."
     ),
+    "defocus_ratio": (
+        "A faint spot (under 0.6 of a typical spot and 2x the threshold) above or below a spot\n"
+        "this many times as bright, within a cone of 2-7 axial spot sigmas, is that spot's\n"
+        "out-of-focus light (a widefield granule's defocused disc or rings) and is left out\n"
+        "(0: never)."
+    ),
     "min_volume_um3": (
         "Remove objects of at most this volume, cubic microns (0: none)."
     ),
@@ -182,6 +188,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         # A lone molecule leaves a few percent of its peak once its image is subtracted,
         # a hidden second molecule 30-70%.
         "blend_fraction": 0.25,
+        # Out of focus, a widefield objective spreads a granule's light into a disc (rings
+        # and lobes with spherical aberration) whose noise maxima pass the threshold:
+        # detection.DEFOCUS_RATIO.
+        "defocus_ratio": 8.0,
         "min_volume_um3": 0.0,
         "max_volume_um3": 0.0,
     },
@@ -208,6 +218,7 @@ PRESETS["centrosomes"] = {
     "split_saddle_ratio": 0.5,
     # Centrosomes are not diffraction-limited spots of one shape.
     "blend_fraction": 0.0,
+    "defocus_ratio": 0.0,
     "min_volume_um3": 0.01,
     # A ball of 1.56 um. On the simulated widefield demo (three seeds, 60 stacks) a bright
     # out-of-focus blob's residual passed the threshold in 4 stacks (10.3-10.5 noise SDs)
@@ -296,6 +307,10 @@ class _Params:
             if not 0 <= value <= 1:
                 msg = f"{self.workflow} parameter {name} must be between 0 and 1; got {value!r}."
                 raise ValueError(msg)
+        if not (self.defocus_ratio == 0 or 1 < self.defocus_ratio < math.inf):
+            msg = (f"{self.workflow} parameter defocus_ratio must be 0 (off) or a number above 1 "
+                   f"(times as bright); got {self.defocus_ratio!r}.")
+            raise ValueError(msg)
 
     # ------------------------------------------------------------------ TOML
     def to_dict(self) -> dict[str, Any]:
@@ -478,6 +493,10 @@ class SegmentationParams(_Params):
         A spot is split into two molecules when, its own image subtracted,
         a bump of this fraction of its peak is left beside it; above 0, single
         molecules on a granule's flank are also looked for; 0: neither.
+    defocus_ratio : float
+        A faint spot above or below a spot this many times as bright is its
+        out-of-focus light, and left out (:func:`.detection.drop_defocus_spots`);
+        0: never.
     min_volume_um3 : float
         Objects of at most this volume (µm³) are removed; 0: keep all.
     max_volume_um3 : float
@@ -504,6 +523,7 @@ class SegmentationParams(_Params):
     split_saddle_ratio: float = _doc(_DOCS["split_saddle_ratio"], None)
     granule_saddle_ratio: float = _doc(_DOCS["granule_saddle_ratio"], None)
     blend_fraction: float = _doc(_DOCS["blend_fraction"], None)
+    defocus_ratio: float = _doc(_DOCS["defocus_ratio"], None)
     min_volume_um3: float = _doc(_DOCS["min_volume_um3"], None)
     max_volume_um3: float = _doc(_DOCS["max_volume_um3"], None)
 

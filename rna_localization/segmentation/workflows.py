@@ -258,6 +258,9 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
     if params.blend_fraction > 0:
         spots = detection.find_flank_spots(filtered, noise, spots, threshold, spacing=spacing,
                                            min_distance_um=params.spot_sigma_um)
+    spots = detection.drop_defocus_spots(filtered, spots, threshold, spacing=spacing,
+                                         spot_sigma_um=params.spot_sigma_um,
+                                         ratio=params.defocus_ratio)
     region = None
     if not keep:
         # The voxels the objects may take, from the score made again; neither it nor the

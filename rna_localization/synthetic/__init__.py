@@ -14,7 +14,9 @@ Modules, in the order an image is made:
 - :mod:`.camera`: the camera's noise and counts;
 - :mod:`.truth`: :class:`SimulatedImage` and curves computed from the truth;
 - :mod:`.image`: :func:`simulate_image`;
-- :mod:`.dataset`: :func:`simulate_dataset`, a whole data set on disk.
+- :mod:`.dataset`: :func:`simulate_dataset`, a whole data set on disk;
+- :mod:`.optics`: :func:`born_wolf_psf`, a real objective's PSF (rings, defocus, spherical
+  aberration), for test images beyond the Gaussian one.
 
 Coordinates are voxel indices ``(z, y, x)`` unless a name ends in ``_um``;
 ``z`` grows away from the coverslip into the embryo. Everything is drawn
@@ -43,6 +45,7 @@ from .model import (
     Microscope,
     RnaModel,
 )
+from .optics import born_wolf_psf
 from .scoring import mask_spots, match_points, score_spots, unresolvable
 from .truth import SimulatedImage, expected_distribution
 
@@ -68,6 +71,7 @@ __all__ = [
     "RnaModel",
     "SimulatedImage",
     "apply_camera",
+    "born_wolf_psf",
     "dataset_conditions",
     "expected_distribution",
     "mask_spots",
