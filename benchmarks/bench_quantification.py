@@ -446,7 +446,7 @@ def _scene_line(scene) -> str:
     """One sim-fish scene, described for the notes."""
     background = "uneven" if scene.uneven else "flat"
     return (f"- {scene.name}: spacing {' x '.join(f'{s:g}' for s in scene.spacing)} µm, PSF "
-            f"sigma {' x '.join(f'{s:g}' for s in scene.psf_sigma_um)} µm, {background} "
+            f"sigma {' x '.join(f'{s:.3g}' for s in scene.psf_sigma_um)} µm, {background} "
             f"background of {scene.background:,.0f} counts on average, {scene.singles} single "
             f"molecules, granule molecules spread {scene.granule_spread_um:g} µm (SD per axis)")
 

@@ -1947,17 +1947,16 @@ def drop_defocus_spots(filtered: np.ndarray, spots: pd.DataFrame, threshold: flo
     score = spots["score"].to_numpy(np.float64)
     at = spots[["z", "y", "x"]].to_numpy(np.float64) * scale
     low, high = np.asarray(DEFOCUS_DEPTH_SIGMAS) * float(spot_sigma_um[0])
-    tree = cKDTree(at)
-    reach = high * np.hypot(1.0, DEFOCUS_SLOPE)
-    # Each spot with a spot `ratio` times as bright in its cone above or below it.
+    # Each spot with a spot `ratio` times as bright in its cone above or below it: every
+    # pair within the cone's reach, both ways (the faint one, the bright one).
+    pairs = cKDTree(at).query_pairs(high * np.hypot(1.0, DEFOCUS_SLOPE), output_type="ndarray")
+    faint, bright = np.r_[pairs[:, 0], pairs[:, 1]], np.r_[pairs[:, 1], pairs[:, 0]]
+    depth = np.abs(at[bright, 0] - at[faint, 0])
+    side = np.hypot(at[bright, 1] - at[faint, 1], at[bright, 2] - at[faint, 2])
+    cone = ((amplitude[faint] > 0) & (amplitude[bright] >= ratio * amplitude[faint])
+            & (depth >= low) & (depth <= high) & (side <= DEFOCUS_SLOPE * depth))
     shadowed = np.zeros(len(spots), dtype=bool)
-    for i, near in enumerate(tree.query_ball_point(at, reach)):
-        near = np.asarray(near, dtype=np.int64)
-        depth = np.abs(at[near, 0] - at[i, 0])
-        side = np.hypot(at[near, 1] - at[i, 1], at[near, 2] - at[i, 2])
-        shadowed[i] = amplitude[i] > 0 and bool(
-            ((amplitude[near] >= ratio * amplitude[i]) & (depth >= low) & (depth <= high)
-             & (side <= DEFOCUS_SLOPE * depth)).any())
+    shadowed[faint[cone]] = True
     if not shadowed.any() or shadowed.all():
         return spots
     # The typical molecule: the median of the spots in no such cone (where a few granules
