@@ -1098,6 +1098,10 @@ def test_params_errors_name_the_parameter(tmp_path):
         SegmentationParams("rna", spot_sigma_um=[0, 0.1])
     with pytest.raises(ValueError, match=r"background_ratio must be a number > 1"):
         SegmentationParams("rna", background_ratio=0.5)
+    for ratio in (0.5, 1.0, -1, float("nan")):  # a source as bright as the spot, or dimmer
+        with pytest.raises(ValueError, match=r"defocus_ratio must be 0 \(off\) or a number above 1"):
+            SegmentationParams("rna", defocus_ratio=ratio)
+    assert SegmentationParams("rna", defocus_ratio=0).defocus_ratio == 0.0
     path = tmp_path / "typo.toml"
     path.write_text('workflow = "rna"\nthreshhold = 5.0\n')
     with pytest.raises(ValueError, match=r"unknown rna parameter 'threshhold'.*'threshold'"):

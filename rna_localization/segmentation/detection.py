@@ -1861,7 +1861,7 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray | None, spots: pd.DataF
 #: preset's ``defocus_ratio``). On sim-fish images through a widefield PSF with 0.2 waves
 #: of spherical aberration (three images each), molecules summed went from +8.1% to +3.1%
 #: at SNR 8 and from +14.8% to +3.9% at SNR 12; on the demo (a Gaussian PSF, which has no
-#: such light) cen totals moved by 0.1-0.5 points (docs/segmentation.md, step 7).
+#: such light) cen totals went at most 0.5 points lower (docs/segmentation.md, step 7).
 DEFOCUS_RATIO = 8.0
 #: ... and only spots scoring under this fraction of a typical molecule (the median spot
 #: in no such cone) and under :data:`DEFOCUS_MAX_THRESHOLDS` times the threshold: the noise
@@ -1869,6 +1869,7 @@ DEFOCUS_RATIO = 8.0
 #: is never left out (on the confocal demo, whose spots score 25-30, 0.6 of the median
 #: alone left out molecules above and below granules: cen totals 1 point lower).
 DEFOCUS_MAX_SCORE = 0.6
+#: The second cap of :data:`DEFOCUS_MAX_SCORE`, in detection thresholds.
 DEFOCUS_MAX_THRESHOLDS = 2.0
 #: The cone: from this many to this many axial spot sigmas above or below the bright spot
 #: (0.44-1.54 µm with the ``rna`` preset's 0.22 µm; the defocus spots sat 0.6-1.2 µm
