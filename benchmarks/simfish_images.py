@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from rna_localization.synthetic.image import microscope
-from rna_localization.synthetic.optics import EMISSION_UM, IMMERSION_INDEX, NA, born_wolf_psf
+from rna_localization.synthetic.optics import EMISSION_UM, IMMERSION_INDEX, NA, render_points
 
 #: The widefield grid and optics of the hand-tagged real images (µm): 0.11 µm pixels,
 #: 0.3 µm steps, NA 1.45.
@@ -193,18 +193,12 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256),
     def render(amplitude):
         # sim-fish draws its shot noise from NumPy's global generator.
         np.random.seed(seed)  # noqa: NPY002 (sim-fish takes no generator)
-        if scene.spherical_waves is None:
-            truth = np.column_stack([fine, sigmas, amplitude * spread]).astype(np.float64)
-            light = simfish.add_spots(np.zeros(fine_shape, np.float64), truth,
-                                      voxel_size=tuple(fine_voxel_nm))
-        else:  # points on the fine grid through the objective's PSF
-            from scipy.signal import oaconvolve
-
-            points = np.zeros(fine_shape, np.float64)
-            np.add.at(points, tuple(fine.astype(int).T), amplitude * spread)
-            kernel = born_wolf_psf(np.asarray(fine_voxel_nm) / 1000,
-                                   spherical_waves=scene.spherical_waves)
-            light = np.maximum(oaconvolve(points, kernel, mode="same"), 0.0)
+        if scene.spherical_waves is not None:  # points through the objective's PSF
+            return render_points(fine, amplitude * spread, shape, scene.spacing,
+                                 subpixel=SUBPIXEL, spherical_waves=scene.spherical_waves)
+        truth = np.column_stack([fine, sigmas, amplitude * spread]).astype(np.float64)
+        light = simfish.add_spots(np.zeros(fine_shape, np.float64), truth,
+                                  voxel_size=tuple(fine_voxel_nm))
         return light.reshape(shape[0], SUBPIXEL, shape[1], SUBPIXEL, shape[2], SUBPIXEL).sum(
             axis=(1, 3, 5))
 

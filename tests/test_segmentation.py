@@ -1487,12 +1487,10 @@ def _aberrated_widefield_scene(seed=0):
     """Granules and single molecules through a widefield objective with spherical aberration.
 
     Points on a grid twice as fine, through :func:`synthetic.born_wolf_psf` (0.2 waves),
-    summed back to the widefield voxels, on a flat background of 3,300 counts with Poisson
+    summed back to the widefield voxels (:func:`synthetic.render_points`), on a flat background of 3,300 counts with Poisson
     noise; a single molecule's peak 12 noise SDs above it. Returns the stack, the molecules
     (voxel coordinates, whether in a granule) and the spacing.
     """
-    from scipy.signal import oaconvolve
-
     rng = np.random.default_rng(seed)
     spacing, shape, fine = np.array([0.3, 0.11, 0.11]), np.array([24, 128, 128]), 2
     singles = rng.uniform([3, 6, 6], shape - [4, 7, 7], size=(60, 3))
@@ -1500,13 +1498,10 @@ def _aberrated_widefield_scene(seed=0):
     granules = np.concatenate([c + rng.normal(0, 0.12 / spacing, size=(12, 3)) for c in centres])
     points = np.concatenate([singles, granules])
     cells = np.rint((points + 0.5) * fine - 0.5).astype(int)
-    light = np.zeros(shape * fine)
-    np.add.at(light, tuple(cells.T), 1.0)
-    light = oaconvolve(light, synthetic.born_wolf_psf(spacing / fine, spherical_waves=0.2),
-                       mode="same")
-    light = light.reshape(shape[0], fine, shape[1], fine, shape[2], fine).sum(axis=(1, 3, 5))
+    light = synthetic.render_points(cells, np.ones(len(cells)), shape, spacing, subpixel=fine,
+                                    spherical_waves=0.2)
     peak = np.median(light[tuple(np.rint(singles).astype(int).T)])
-    image = rng.poisson(3300 + np.maximum(light, 0) * 12 * np.sqrt(3300) / peak)
+    image = rng.poisson(3300 + light * 12 * np.sqrt(3300) / peak)
     molecules = pd.DataFrame((cells + 0.5) / fine - 0.5, columns=["z", "y", "x"])
     molecules["in_granule"] = np.arange(len(points)) >= len(singles)
     return image.astype(np.uint16), molecules, tuple(spacing)

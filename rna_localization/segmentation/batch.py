@@ -34,12 +34,7 @@ from ..io import read_stack, read_voxel_size, stack_shape, tiff_files, write_sta
 from ..objects import label_objects, normalize_spacing
 from ..parallel import worker_count
 from .params import WORKFLOWS, SegmentationParams, load_params
-from .quality import (
-    ImplausibleSegmentationWarning,
-    check_clipped,
-    check_object_sizes,
-    object_sizes,
-)
+from .quality import ImplausibleSegmentationWarning, _clipped, check_object_sizes, object_sizes
 from .workflows import _run
 
 __all__ = ["SEGMENT_BYTES_PER_VOXEL", "images_at_once", "qc_overlay", "qc_problems",
@@ -148,7 +143,7 @@ def _assess(segmentation: np.ndarray, spacing, name: str,
     labels = label_objects(segmentation)
     sizes = object_sizes(labels)
     return int(sizes.size), (check_object_sizes(sizes, segmentation.shape, spacing=spacing, name=name)
-                             + check_clipped(labels, image, name=name))
+                             + _clipped(labels, image, name))
 
 
 def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow: str, params,

@@ -241,7 +241,12 @@ def check_clipped(segmentation: np.ndarray, image: np.ndarray, *, name: str = ""
     >>> check_clipped(mask, np.minimum(raw, 1000), name="embryo1")
     []
     """
-    ceiling, count = clipped_labels(label_objects(segmentation), image)
+    return _clipped(label_objects(segmentation), image, name)
+
+
+def _clipped(labels: np.ndarray, image: np.ndarray, name: str = "") -> list[str]:
+    """:func:`check_clipped` of objects already labelled (not labelled again)."""
+    ceiling, count = clipped_labels(labels, image)
     if ceiling is None:
         return []
     what = f"The segmentation of {name}" if name else "The segmentation"

@@ -45,7 +45,7 @@ from .model import (
     Microscope,
     RnaModel,
 )
-from .optics import born_wolf_psf
+from .optics import born_wolf_psf, render_points
 from .scoring import mask_spots, match_points, score_spots, unresolvable
 from .truth import SimulatedImage, expected_distribution
 
@@ -77,6 +77,7 @@ __all__ = [
     "mask_spots",
     "match_points",
     "microscope",
+    "render_points",
     "score_spots",
     "simulate_dataset",
     "simulate_image",

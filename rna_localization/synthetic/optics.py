@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EMISSION_UM", "IMMERSION_INDEX", "NA", "PSF_REACH_UM", "born_wolf_psf"]
+__all__ = ["EMISSION_UM", "IMMERSION_INDEX", "NA", "PSF_REACH_UM", "born_wolf_psf",
+           "render_points"]
 
 #: The objective of the hand-tagged real widefield images (NA 1.45, oil of index 1.518)
 #: and a far-red emission (Cy5), µm.
@@ -80,3 +81,48 @@ def born_wolf_psf(spacing, reach_um=PSF_REACH_UM, *, na: float = NA,
                       np.exp(1j * k * n * z[:, None] * np.cos(theta)), pupil)
     psf = (np.abs(field) ** 2)[:, where.reshape(radius.shape)]
     return psf / psf.sum()
+
+
+def render_points(cells, amplitudes, shape, spacing, *, subpixel: int = 2,
+                  spherical_waves: float = 0.0) -> np.ndarray:
+    """Point sources through :func:`born_wolf_psf`, on a grid `subpixel` times finer, summed
+    back to the voxels: the noise-free light of a stack.
+
+    Parameters
+    ----------
+    cells : (N, 3) array-like of int
+        Each source's voxel on the fine grid (voxel ``p`` of the stack spans fine voxels
+        ``subpixel * p`` to ``subpixel * p + subpixel - 1``).
+    amplitudes : (N,) array-like of float
+        Each source's light (the PSF sums to 1).
+    shape : (3,) sequence of int
+        The stack's shape.
+    spacing : (3,) sequence of float
+        The stack's voxel size (z, y, x), µm.
+    subpixel : int
+        Fine voxels per voxel along each axis.
+    spherical_waves : float
+        Primary spherical aberration, waves (:func:`born_wolf_psf`).
+
+    Returns
+    -------
+    (Z, Y, X) ndarray of float
+        Light per voxel (>= 0).
+
+    Examples
+    --------
+    >>> light = render_points([[20, 40, 40]], [1000.0], (20, 40, 40), (0.3, 0.11, 0.11))
+    >>> [int(i) for i in np.unravel_index(light.argmax(), light.shape)], round(float(light.sum()))
+    ([10, 20, 20], 1000)
+    """
+    from scipy.signal import oaconvolve
+
+    shape = tuple(int(n) for n in shape)
+    fine = tuple(n * subpixel for n in shape)
+    points = np.zeros(fine, np.float64)
+    np.add.at(points, tuple(np.asarray(cells, dtype=np.int64).T), amplitudes)
+    kernel = born_wolf_psf(np.asarray(spacing, dtype=np.float64) / subpixel,
+                           spherical_waves=spherical_waves)
+    light = np.maximum(oaconvolve(points, kernel, mode="same"), 0.0)
+    return light.reshape(shape[0], subpixel, shape[1], subpixel, shape[2], subpixel).sum(
+        axis=(1, 3, 5))
