@@ -104,10 +104,12 @@ class Cell:
 
 
 def _ours(sims: list) -> Cell:
-    """Segment, label, aperture photometry and one reference per RNA type, in memory."""
+    """Segment, label, aperture photometry (without hot pixels, as extract) and one reference
+    per RNA type, in memory."""
     from rna_localization.capture import corrected_apertures
     from rna_localization.demo import _image_truth, granule_errors
     from rna_localization.distributions import aperture_references
+    from rna_localization.hot_pixels import without_hot_pixels
     from rna_localization.objects import label_objects
     from rna_localization.segmentation import segment
     from rna_localization.synthetic import unresolvable
@@ -116,7 +118,8 @@ def _ours(sims: list) -> Cell:
     for sim in sims:
         start = time.perf_counter()
         labels = label_objects(segment(sim.rna, "rna", spacing=sim.spacing))
-        table = corrected_apertures(labels, sim.rna, spacing=sim.spacing)
+        table = corrected_apertures(labels, without_hot_pixels(sim.rna, spacing=sim.spacing),
+                                    spacing=sim.spacing)
         cell.seconds += time.perf_counter() - start
         table["area"] = np.bincount(labels.ravel())[table["object_id"]]
         tables.append(table.assign(name=sim.name, rna_type=sim.name.split("_")[0]))

@@ -15,10 +15,9 @@ A :class:`Scene` says what is imaged and how: the default, :data:`WIDEFIELD`, is
 the grid, optics and flat background of the hand-tagged real widefield images;
 :data:`VARIANTS` change one thing each (the confocal grid and optics, a coarse
 grid, 0.4 µm steps, an uneven background, four times the molecules, granules spread wider,
-and a PSF that is not a Gaussian: a widefield objective's diffraction pattern, ideal or with
-spherical aberration,
-:func:`rna_localization.synthetic.optics.born_wolf_psf`), to check that the counting holds beyond one
-kind of image.
+a PSF that is not a Gaussian: a widefield objective's diffraction pattern, ideal or with
+spherical aberration, :func:`rna_localization.synthetic.optics.born_wolf_psf`; and a camera
+with hot pixels), to check that the counting holds beyond one kind of image.
 
 :func:`write_folder` writes such images as a user's data folder (with a
 second channel of centrosome-like blobs), for the command line end to end.
@@ -81,6 +80,13 @@ class Scene:
     #: many waves of primary spherical
     #: aberration (``psf_sigma_um`` is then only what Big-FISH is told).
     spherical_waves: float | None = None
+    #: The share of the camera's pixels that are hot: each adds an offset, log-uniform over
+    #: ``HOT_PIXEL_SDS`` noise SDs, in every plane (a one-pixel column through z).
+    hot_pixels: float = 0.0
+
+
+#: A hot pixel's offset ranges over these many noise SDs (log-uniform).
+HOT_PIXEL_SDS = (2.0, 50.0)
 
 
 def _confocal() -> Scene:
@@ -101,7 +107,8 @@ _BORN_WOLF_SIGMAS = (BORN_WOLF_SIGMA_UM[0], BORN_WOLF_SIGMA_UM[1], BORN_WOLF_SIG
 #: grid (a 40x oil objective's 0.16 µm pixels, under its PSF's width, and 0.5 µm steps);
 #: 0.4 µm steps (the real images' coarsest); an uneven background; four times the single
 #: molecules; granules spread wider (their molecules a few spot widths apart: the image
-#: shows a cluster of spots more than a blob).
+#: shows a cluster of spots more than a blob); the objective's diffraction PSF, ideal and
+#: aberrated; a camera with hot pixels.
 VARIANTS = (_confocal(),
             Scene("coarse grid", spacing=(0.5, 0.16, 0.16), psf_sigma_um=(0.40, 0.12, 0.12)),
             Scene("0.4 µm steps", spacing=(0.4, 0.11, 0.11)),
@@ -110,7 +117,8 @@ VARIANTS = (_confocal(),
             Scene("granules spread 0.2 µm", granule_spread_um=0.2),
             Scene("Born-Wolf PSF", psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.0),
             Scene("Born-Wolf PSF, 0.2 waves of spherical aberration",
-                  psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.2))
+                  psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.2),
+            Scene("hot pixels (0.1% of the camera's)", hot_pixels=0.001))
 
 
 @dataclass
@@ -218,12 +226,23 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256),
     else:
         image = simfish.add_white_noise(light, noise_level=scene.background,
                                         random_noise=BACKGROUND_SPREAD)
+    if scene.hot_pixels:
+        image = image + hot_pixel_offsets(rng, shape[1:], scene.hot_pixels, noise_sd)
     molecules = pd.DataFrame({
         "object_id": owner.astype(np.int64), "z": positions[:, 0], "y": positions[:, 1],
         "x": positions[:, 2], "brightness": amplitude * spread, "in_granule": in_granule,
     })
     return SimFishImage(name, np.clip(np.rint(image), 0, 65535).astype(np.uint16),
                         tuple(scene.spacing), molecules)
+
+
+def hot_pixel_offsets(rng, shape, share: float, noise_sd: float) -> np.ndarray:
+    """(Y, X) offsets of a camera whose `share` of pixels are hot (:data:`HOT_PIXEL_SDS`)."""
+    offsets = np.zeros(shape, dtype=np.float64)
+    hot = rng.choice(offsets.size, size=int(round(share * offsets.size)), replace=False)
+    low, high = np.log(HOT_PIXEL_SDS)
+    offsets.ravel()[hot] = noise_sd * np.exp(rng.uniform(low, high, hot.size))
+    return offsets
 
 
 #: The second channel of :func:`write_folder`: this many centrosome-like balls per stack,

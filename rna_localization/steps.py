@@ -84,6 +84,7 @@ from .distributions import (
     normalize_intensities,
     single_molecule_references,
 )
+from .hot_pixels import without_hot_pixels
 from .metadata import metadata_problems, read_distributions_csv, read_metadata_csv
 from .objects import measure_objects, object_voxels
 from .parallel import map_images, shared_clusters, shares_cores
@@ -274,17 +275,21 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         # found while this one's light is summed); one where images share the cores
         # (a cluster's workers, or this process' image threads).
         threads = 1 if shares_cores() else usable_cores()
+        # The light the apertures sum, without the camera's hot pixels (a float copy only
+        # when the stack has some: rna_localization.hot_pixels).
+        light = without_hot_pixels(raw, spacing=spacing)
         # With each bright object's light beyond its aperture added (a granule's image
         # is wider than a single molecule's: rna_localization.capture).
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # reported by extract, per image
-            measured = corrected_apertures(label_image, raw, spacing=spacing, threads=threads,
+            measured = corrected_apertures(label_image, light, spacing=spacing, threads=threads,
                                            psf_um=psf_um)
         uncorrected = len(measured) > 0 and measured.attrs["psf_um"] is None
         if len(measured):
             psf = (*(measured.attrs["psf_um"] or (None, None)), measured.attrs["psf_objects"])
-        centroids = spot_centroids(label_image, raw,
+        centroids = spot_centroids(label_image, light,
                                    measured.set_index("object_id")["background"])
+        del light
         objects = (objects.merge(measured, on="object_id", how="left", validate="one_to_one")
                    .merge(centroids, on="object_id", how="left", validate="one_to_one"))
     with Database(dsn).transaction() as cursor:

@@ -2,6 +2,9 @@
 
 The steps, each a function here, in the order :func:`.workflows.segment` runs them:
 
+0. :func:`rna_localization.hot_pixels.hot_pixel_offsets`: the camera's hot
+   and dead pixels, one-pixel columns through z that no light through the
+   objective makes, measured on the stack and repaired before the filters;
 1. :func:`remove_background`: a Gaussian at the scale of the PSF (the matched
    filter of a diffraction-limited spot) minus a broad Gaussian (the smooth
    background: autofluorescence, haze, out-of-focus light);
@@ -48,6 +51,7 @@ from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
 from .._cores import in_threads, separable_in_threads, thread_count
+from ..hot_pixels import repair_in_place
 from ..objects import FACE_CONNECTIVITY, normalize_spacing
 from .params import microns_to_voxels
 
@@ -106,7 +110,8 @@ GRANULE_MERGE_SIGMAS = 3.0
 
 
 def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
-                      background_ratio: float = 2.0, threads: int | None = None) -> np.ndarray:
+                      background_ratio: float = 2.0, hot_pixels: np.ndarray | None = None,
+                      threads: int | None = None) -> np.ndarray:
     """Smooth at the PSF's scale and subtract the smooth background.
 
     Each z-plane's median is subtracted first (the background's depth
@@ -128,6 +133,10 @@ def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
         Gaussian sigma of a single molecule's image, µm.
     background_ratio : float
         Sigma of the background's Gaussian, in spot sigmas (> 1).
+    hot_pixels : (Y, X) ndarray, optional
+        The camera's hot and dead pixels, repaired first
+        (:func:`rna_localization.hot_pixels.hot_pixel_offsets`,
+        :func:`rna_localization.hot_pixels.repair_in_place`).
     threads : int, optional
         Threads for the filters (the same result on any number); None: every
         core this process may use.
@@ -149,12 +158,9 @@ def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
     True
     """
     threads = thread_count(threads)
-    image = np.array(image, dtype=np.float32)  # a copy, levelled in place
+    image = _levelled(image, hot_pixels)
     spot = microns_to_voxels(spot_sigma_um, spacing)
     broad = spot * float(background_ratio)
-    # The background changes fastest along z (the embryo or cell surface,
-    # out-of-focus planes): each plane's median level goes first, exactly.
-    image -= _plane_levels(image)[:, None, None]
     filtered = _blur(image, spot, threads)
     background = _blur(image, broad, threads)
     del image
@@ -174,6 +180,18 @@ def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
     del coarse
     _remove_face_ridges(filtered, spacing=spacing, spot=spot)
     return filtered
+
+
+
+def _levelled(image: np.ndarray, hot_pixels: np.ndarray | None) -> np.ndarray:
+    """A float32 copy of `image`, its hot and dead pixels repaired, less each plane's median."""
+    image = np.array(image, dtype=np.float32)  # a copy, levelled in place
+    if hot_pixels is not None and np.any(hot_pixels):
+        repair_in_place(image, hot_pixels)
+    # The background changes fastest along z (the embryo or cell surface,
+    # out-of-focus planes): each plane's median level goes first, exactly.
+    image -= _plane_levels(image)[:, None, None]
+    return image
 
 
 def _blur(image: np.ndarray, sigma, threads: int) -> np.ndarray:
@@ -296,7 +314,8 @@ def _plane_levels(image: np.ndarray) -> np.ndarray:
 
 
 def less_smoothed(filtered: np.ndarray, image: np.ndarray, *, spacing, spot_sigma_um,
-                  smoothing: float, threads: int | None = None) -> np.ndarray:
+                  smoothing: float, hot_pixels: np.ndarray | None = None,
+                  threads: int | None = None) -> np.ndarray:
     """:func:`remove_background`'s output with the spot filter narrowed to `smoothing` of it.
 
     ``filtered + G(smoothing·s) * image - G(s) * image`` (each plane's median
@@ -316,6 +335,8 @@ def less_smoothed(filtered: np.ndarray, image: np.ndarray, *, spacing, spot_sigm
         The spot sigma `filtered` was made with.
     smoothing : float
         In (0, 1]: the narrower filter, in spot sigmas (1 returns `filtered`).
+    hot_pixels : (Y, X) ndarray, optional
+        The hot and dead pixels `filtered` was made without (:func:`remove_background`).
     threads : int, optional
         Threads for the filters (the same result on any number); None: every
         core this process may use.
@@ -337,8 +358,7 @@ def less_smoothed(filtered: np.ndarray, image: np.ndarray, *, spacing, spot_sigm
     if smoothing >= 1:
         return filtered
     threads = thread_count(threads)
-    image = np.array(image, dtype=np.float32)  # a copy, levelled in place
-    image -= _plane_levels(image)[:, None, None]
+    image = _levelled(image, hot_pixels)
     spot = microns_to_voxels(spot_sigma_um, spacing)
     narrow = _blur(image, spot * float(smoothing), threads)
     narrow -= _blur(image, spot, threads)

@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import ndimage
 
 from ..config import DEFAULT_SPACING
+from ..hot_pixels import hot_pixel_offsets
 from ..objects import FACE_CONNECTIVITY, normalize_spacing
 from . import detection
 from .detection import _face_pairs
@@ -231,13 +232,15 @@ def separate_touching(label_image: np.ndarray) -> np.ndarray:
 def _run(image, params, spacing, keep: bool, previous=None, threads: int | None = None) -> Intermediates:
     image = _check_image(image)
     spacing = normalize_spacing(spacing)
+    # A camera's hot and dead pixels (one-pixel columns through z) repaired for every filter.
+    hot_pixels = hot_pixel_offsets(image, spacing=spacing, spot_sigma_um=params.spot_sigma_um)
     if previous is not None and previous.filtered is not None:
         filtered, noise = previous.filtered, previous.noise
     else:
         filtered = detection.remove_background(image, spacing=spacing,
                                                spot_sigma_um=params.spot_sigma_um,
                                                background_ratio=params.background_ratio,
-                                               threads=threads)
+                                               hot_pixels=hot_pixels, threads=threads)
         noise = detection.local_noise(filtered, spacing=spacing,
                                       spot_sigma_um=params.spot_sigma_um,
                                       block_um=params.noise_block_um,
@@ -271,7 +274,8 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
     if params.mask_smoothing < 1:
         mask_image = detection.less_smoothed(filtered, image, spacing=spacing,
                                              spot_sigma_um=params.spot_sigma_um,
-                                             smoothing=params.mask_smoothing, threads=threads)
+                                             smoothing=params.mask_smoothing,
+                                             hot_pixels=hot_pixels, threads=threads)
     # Molecules beside a granule (the workflows that split blended spots): only the
     # granule's own lumps take its lower saddle ratio.
     sigma = (detection.spot_shape(filtered, spots)

@@ -1,0 +1,221 @@
+"""A camera's hot pixels: one-pixel columns through z, measured on the stack
+(``rna_localization.hot_pixels``) and kept out of the spot filters (step 0 of the workflows)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from rna_localization import hot_pixels, load_config, steps, synthetic
+from rna_localization.hot_pixels import without_hot_pixels
+from rna_localization.objects import label_objects
+from rna_localization.segmentation import SegmentationParams, segment_intermediates
+
+from helpers import database as _db
+
+SPOT_UM = SegmentationParams("rna").spot_sigma_um
+
+
+def _brute_force_offsets(stack: np.ndarray, sigmas: float = hot_pixels.HOT_PIXEL_SIGMAS):
+    """The rule pixel by pixel, over every pixel in every pass: the median over z of a pixel's
+    excess over the mean of its 8 neighbours less their largest and smallest (mirrored at the
+    edges) is added to its offset
+    where its size exceeds sigmas * max(SE, floor), SE = 1.2533 * 1.4826 * MAD / sqrt(Z) and
+    floor the first pass's median SE, or where the pixel is already hot or dead; passes on
+    the stack less the offsets (at most HOT_PIXEL_PASSES); in the end the offsets within
+    sigmas * max(SE, floor), the SE measured on the stack less the offsets, are dropped."""
+    depth, height, width = stack.shape
+    offsets = np.zeros((height, width))
+    floor = None
+    for _ in range(hot_pixels.HOT_PIXEL_PASSES):
+        levelled = stack.astype(np.float64) - offsets
+        padded = np.pad(levelled, ((0, 0), (1, 1), (1, 1)), mode="reflect")
+        medians, errors = np.zeros_like(offsets), np.zeros_like(offsets)
+        for y in range(height):
+            for x in range(width):
+                around = padded[:, y:y + 3, x:x + 3].reshape(depth, 9)
+                others = np.sort(np.delete(around, 4, axis=1), axis=1)[:, 1:-1]
+                excess = around[:, 4] - others.mean(axis=1)
+                medians[y, x] = np.median(excess)
+                errors[y, x] = (1.2533 * 1.4826 * np.median(np.abs(excess - medians[y, x]))
+                                / np.sqrt(depth))
+        if floor is None:
+            floor = hot_pixels.HOT_PIXEL_SPREAD_FLOOR * np.median(errors)
+        found = np.where((np.abs(medians) > sigmas * np.maximum(errors, floor)) | (offsets != 0),
+                         medians, 0.0)
+        offsets += found
+    # The offsets past sigmas * max(SE, floor), the SE on the stack less the offsets.
+    levelled = stack.astype(np.float64) - offsets
+    padded = np.pad(levelled, ((0, 0), (1, 1), (1, 1)), mode="reflect")
+    for y, x in zip(*np.nonzero(offsets)):
+        around = padded[:, y:y + 3, x:x + 3].reshape(depth, 9)
+        others = np.sort(np.delete(around, 4, axis=1), axis=1)[:, 1:-1]
+        excess = around[:, 4] - others.mean(axis=1)
+        error = 1.2533 * 1.4826 * np.median(np.abs(excess - np.median(excess))) / np.sqrt(depth)
+        if abs(offsets[y, x]) <= sigmas * max(error, floor):
+            offsets[y, x] = 0.0
+    return offsets
+
+
+def _gaussian_spots(rng, shape, count, sigma_vox, amplitude):
+    z, y, x = np.indices(shape, dtype=np.float64)
+    light = np.zeros(shape)
+    for centre in rng.uniform((3, 3, 3), np.asarray(shape) - 3, size=(count, 3)):
+        light += amplitude * np.exp(-0.5 * (((z - centre[0]) / sigma_vox[0]) ** 2
+                                            + ((y - centre[1]) / sigma_vox[1]) ** 2
+                                            + ((x - centre[2]) / sigma_vox[2]) ** 2))
+    return light
+
+
+def test_hot_pixel_offsets_match_the_rule_pixel_by_pixel():
+    rng = np.random.default_rng(3)
+    shape, spacing = (30, 36, 40), (0.3, 0.11, 0.11)
+    stack = rng.normal(500.0, 20.0, shape)
+    stack += _gaussian_spots(rng, shape, 25, (1.0, 1.0, 1.0), 200.0)
+    # Corners, edges, a cluster of three; 1-40 noise SDs above the others, or below (dead).
+    hot = [(0, 0), (0, 17), (35, 39), (10, 10), (10, 11), (11, 11), (20, 5), (30, 25),
+           (5, 30), (6, 30), (35, 0)]
+    sds = [1, 2, 4, 8, 15, 40, 3, 6, -25, -10, -4]
+    for (y, x), sd in zip(hot, sds):
+        stack[:, y, x] += 20.0 * sd
+    found = hot_pixels.hot_pixel_offsets(stack, spacing=spacing, spot_sigma_um=SPOT_UM, rows=7)
+    oracle = _brute_force_offsets(stack)
+    np.testing.assert_array_equal(np.sign(found), np.sign(oracle))
+    np.testing.assert_allclose(found, oracle, rtol=1e-4, atol=1e-2)
+    # Every pixel of 2 noise SDs or more either way is found, near its offset; no spot's is.
+    for (y, x), sd in list(zip(hot, sds))[1:]:
+        assert found[y, x] == pytest.approx(20.0 * sd, abs=12.0)
+    assert np.count_nonzero(found) <= len(hot)
+
+
+def test_a_hot_pixel_loses_its_offset_and_a_dead_one_takes_its_live_neighbours_mean():
+    rng = np.random.default_rng(5)
+    stack = rng.normal(300.0, 10.0, (6, 7, 8)).astype(np.float32)
+    offsets = np.zeros((7, 8), dtype=np.float32)
+    offsets[3, 3], offsets[0, 5], offsets[3, 4], offsets[6, 7] = 50.0, -80.0, -30.0, -5.0
+    repaired = hot_pixels.remove_hot_pixels(stack, offsets)
+    assert repaired is not stack
+    expect = stack.astype(np.float64)
+    expect[:, 3, 3] -= 50.0
+    for y, x in ((0, 5), (3, 4), (6, 7)):  # each from the neighbours not dead, mirrored
+        values = []
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                yy, xx = abs(y + dy), abs(x + dx)
+                yy, xx = (12 - yy if yy > 6 else yy), (14 - xx if xx > 7 else xx)
+                if (dy, dx) != (0, 0) and offsets[yy, xx] >= 0:
+                    values.append(expect[:, yy, xx])
+        expect[:, y, x] = np.mean(values, axis=0)
+    np.testing.assert_allclose(repaired, expect, rtol=1e-5)
+    assert hot_pixels.remove_hot_pixels(stack, np.zeros((7, 8))) is stack
+
+
+def test_a_stack_too_short_to_tell_a_hot_pixel_from_a_molecule_is_left_as_it_is():
+    rng = np.random.default_rng(4)
+    spacing = (0.3, 0.11, 0.11)
+    planes = 4 * SPOT_UM[0] / spacing[0] * hot_pixels.HOT_PIXEL_MIN_SPANS
+    for depth, expect in ((int(np.ceil(planes)) - 1, False), (int(np.ceil(planes)) + 1, True)):
+        stack = rng.normal(500.0, 20.0, (depth, 24, 24))
+        stack[:, 12, 12] += 400.0
+        found = hot_pixels.hot_pixel_offsets(stack, spacing=spacing, spot_sigma_um=SPOT_UM)
+        assert bool(found[12, 12] > 0) is expect, depth
+    with pytest.raises(ValueError, match=r"\(Z, Y, X\) stack"):
+        hot_pixels.hot_pixel_offsets(np.zeros((24, 24)), spacing=spacing, spot_sigma_um=SPOT_UM)
+
+
+def _spots_on(spots, yx, reach: int = 1) -> int:
+    """Spots within `reach` pixels (y and x) of any of the pixels `yx`, in any plane."""
+    y = spots["yi"].to_numpy()[:, None]
+    x = spots["xi"].to_numpy()[:, None]
+    near = (np.abs(y - yx[0]) <= reach) & (np.abs(x - yx[1]) <= reach)
+    return int(np.any(near, axis=1).sum())
+
+
+@pytest.mark.parametrize("preset", ["widefield", "confocal"])
+def test_hot_and_dead_pixels_give_no_spots_and_leave_the_molecules_found(preset, monkeypatch):
+    sim = synthetic.simulate_image("h", rna_type="cen", cycle="nc14", seed=61, preset=preset,
+                                   shape=(30, 128, 128))
+    clean = sim.rna.astype(np.float32)
+    # The camera's noise SD over the background, from neighbouring pixels' differences.
+    noise = float(np.median(np.abs(np.diff(clean, axis=2))) * 1.4826 / np.sqrt(2))
+    rng = np.random.default_rng(62)
+    chosen = rng.choice(128 * 128, size=50, replace=False)
+    ys, xs = np.unravel_index(chosen[:40], (128, 128))  # hot: 2-50 noise SDs more
+    dy, dx = np.unravel_index(chosen[40:], (128, 128))  # dead: reading nothing
+    offsets = noise * np.exp(rng.uniform(np.log(2.0), np.log(50.0), ys.size))
+    image = clean.copy()
+    image[:, ys, xs] += offsets.astype(np.float32)
+    image[:, dy, dx] = 0.0
+
+    assert np.count_nonzero(hot_pixels.hot_pixel_offsets(
+        clean, spacing=sim.spacing, spot_sigma_um=SPOT_UM)) <= 1
+    found = hot_pixels.hot_pixel_offsets(image, spacing=sim.spacing, spot_sigma_um=SPOT_UM)
+    strong = offsets >= 3 * noise
+    assert np.all(found[ys[strong], xs[strong]] > 0)
+    np.testing.assert_allclose(found[ys[strong], xs[strong]], offsets[strong],
+                               rtol=0.1, atol=0.5 * noise)
+    assert np.all(found[dy, dx] < 0)
+    hot = np.zeros(found.shape, bool)
+    hot[ys, xs] = hot[dy, dx] = True
+    assert np.count_nonzero(found[~hot]) <= 1
+
+    def scores(stack):
+        spots = segment_intermediates(stack, "rna", spacing=sim.spacing).spots
+        score = synthetic.score_spots(spots[["z", "y", "x"]].to_numpy(), sim.molecules,
+                                      spacing=sim.spacing)
+        return spots, score
+
+    spots_clean, score_clean = scores(clean)
+    spots, score = scores(image)
+    assert _spots_on(spots, (ys, xs)) <= _spots_on(spots_clean, (ys, xs)) + 2
+    assert _spots_on(spots, (dy, dx), 3) <= _spots_on(spots_clean, (dy, dx), 3) + 2
+    assert score["recall"] >= score_clean["recall"] - 0.01
+    assert score["precision"] >= score_clean["precision"] - 0.01
+    # Without the step, the hot columns are found as spots, several per column, and on the
+    # widefield grid the filters' ring around each dead column makes more (on the confocal
+    # one, whose background is 12 noise SDs above 0 here, hardly any).
+    monkeypatch.setattr(hot_pixels, "HOT_PIXEL_MIN_SPANS", np.inf)
+    spots_raw, score_raw = scores(image)
+    assert _spots_on(spots_raw, (ys, xs)) >= _spots_on(spots_clean, (ys, xs)) + 40
+    if preset == "widefield":
+        assert _spots_on(spots_raw, (dy, dx), 3) >= _spots_on(spots_clean, (dy, dx), 3) + 20
+    assert score_raw["precision"] < score_clean["precision"] - 0.05
+
+
+def test_extract_sums_each_aperture_without_the_hot_pixels_and_keeps_the_raw_counts(
+        tmp_path, database_name):
+    # A data set of 24-plane stacks (datagen's 8 planes are too few to tell a hot pixel from
+    # an object): extracted, then one pixel through an RNA object made hot in every plane of
+    # its raw stack, and extracted again (the changed file is seen).
+    from datagen import write_dataset
+
+    config = write_dataset(tmp_path / "data", database_name=database_name, shape=(24, 40, 48),
+                           n_images=1)
+    data = config.parent
+    settings = load_config(config)
+    steps.extract(settings)
+    db = _db(config)
+    query = ("SELECT object_id, total_intensity, spot_intensity FROM rna WHERE name = 'img_00' "
+             "ORDER BY object_id")
+    before = db.query(query).set_index("object_id")
+    labels = label_objects(tifffile.imread(data / "rna" / "segmentations" / "img_00_seg.tif"))
+    sizes = np.bincount(labels.ravel())
+    label = int(np.argmax(sizes[1:]) + 1)  # the largest object
+    z, y, x = np.argwhere(labels == label)[len(np.argwhere(labels == label)) // 2]
+    in_mask = int(np.count_nonzero(labels[:, y, x] == label))
+    offset = 20000
+    path = data / "rna" / "raw-data" / "img_00.tif"
+    raw = tifffile.imread(path)
+    raw[:, y, x] += np.uint16(offset)
+    tifffile.imwrite(path, raw)
+    assert np.count_nonzero(without_hot_pixels(raw, spacing=(0.3, 0.1, 0.1)) != raw) == 24
+    with pytest.warns(steps.PipelineWarning, match="changed since they were extracted"):
+        steps.extract(settings)
+    after = db.query(query).set_index("object_id")
+    # The contract's raw sum holds the column's light; the aperture's sum does not (the
+    # offset is estimated to within its noise, a few hundred counts per plane).
+    assert after.loc[label, "total_intensity"] - before.loc[label, "total_intensity"] == (
+        offset * in_mask)
+    change = (after["spot_intensity"] - before["spot_intensity"]).abs()
+    assert change.max() < 0.1 * offset * in_mask, change.max()
