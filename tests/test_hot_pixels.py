@@ -17,43 +17,58 @@ from helpers import database as _db
 SPOT_UM = SegmentationParams("rna").spot_sigma_um
 
 
+def _excess_and_error(stack, y, x):
+    """A pixel's median excess over its 8 neighbours' mean less their largest and smallest
+    (mirrored at the edges), over the planes, and its standard error."""
+    depth, height, width = stack.shape
+    padded = np.pad(stack, ((0, 0), (1, 1), (1, 1)), mode="reflect")
+    around = padded[:, y:y + 3, x:x + 3].reshape(depth, 9)
+    others = np.sort(np.delete(around, 4, axis=1), axis=1)[:, 1:-1]
+    excess = around[:, 4] - others.mean(axis=1)
+    median = np.median(excess)
+    return median, 1.2533 * 1.4826 * np.median(np.abs(excess - median)) / np.sqrt(depth)
+
+
 def _brute_force_offsets(stack: np.ndarray, sigmas: float = hot_pixels.HOT_PIXEL_SIGMAS):
-    """The rule pixel by pixel, over every pixel in every pass: the median over z of a pixel's
-    excess over the mean of its 8 neighbours less their largest and smallest (mirrored at the
-    edges) is added to its offset
-    where its size exceeds sigmas * max(SE, floor), SE = 1.2533 * 1.4826 * MAD / sqrt(Z) and
-    floor the first pass's median SE, or where the pixel is already hot or dead; passes on
-    the stack less the offsets (at most HOT_PIXEL_PASSES); in the end the offsets within
-    sigmas * max(SE, floor), the SE measured on the stack less the offsets, are dropped."""
+    """The rule, pixel by pixel. The floor: the median standard error over a grid of about
+    HOT_PIXEL_SAMPLE pixels. Examined first: the pixels whose median over the planes stands
+    more than HOT_PIXEL_SCREEN * sigmas floors from its neighbours' medians' trimmed mean;
+    each takes its median excess where that exceeds sigmas * max(its SE, floor). Then, up
+    to HOT_PIXEL_PASSES passes in all, the pixels next to a change, on the stack less the
+    offsets: a hot or dead pixel takes its median excess, another only past the same test.
+    In the end the offsets within sigmas * max(SE, floor), the SE on the stack less the
+    offsets, are dropped."""
+    stack = stack.astype(np.float64)
     depth, height, width = stack.shape
     offsets = np.zeros((height, width))
-    floor = None
+    step = max(1, int(np.sqrt(height * width / hot_pixels.HOT_PIXEL_SAMPLE)))
+    floor = hot_pixels.HOT_PIXEL_SPREAD_FLOOR * np.median(
+        [_excess_and_error(stack, y, x)[1] for y in range(0, height, step)
+         for x in range(0, width, step)])
+    level = np.median(stack, axis=0)
+    padded = np.pad(level, 1, mode="reflect")
+    examine = []
+    for y in range(height):
+        for x in range(width):
+            others = np.sort(np.delete(padded[y:y + 3, x:x + 3].ravel(), 4))[1:-1]
+            if abs(level[y, x] - others.mean()) > hot_pixels.HOT_PIXEL_SCREEN * sigmas * floor:
+                examine.append((y, x))
     for _ in range(hot_pixels.HOT_PIXEL_PASSES):
-        levelled = stack.astype(np.float64) - offsets
-        padded = np.pad(levelled, ((0, 0), (1, 1), (1, 1)), mode="reflect")
-        medians, errors = np.zeros_like(offsets), np.zeros_like(offsets)
-        for y in range(height):
-            for x in range(width):
-                around = padded[:, y:y + 3, x:x + 3].reshape(depth, 9)
-                others = np.sort(np.delete(around, 4, axis=1), axis=1)[:, 1:-1]
-                excess = around[:, 4] - others.mean(axis=1)
-                medians[y, x] = np.median(excess)
-                errors[y, x] = (1.2533 * 1.4826 * np.median(np.abs(excess - medians[y, x]))
-                                / np.sqrt(depth))
-        if floor is None:
-            floor = hot_pixels.HOT_PIXEL_SPREAD_FLOOR * np.median(errors)
-        found = np.where((np.abs(medians) > sigmas * np.maximum(errors, floor)) | (offsets != 0),
-                         medians, 0.0)
+        levelled = stack - offsets
+        found = np.zeros_like(offsets)
+        for y, x in examine:
+            median, error = _excess_and_error(levelled, y, x)
+            if abs(median) > sigmas * max(error, floor) or offsets[y, x] != 0:
+                found[y, x] = median
         offsets += found
-    # The offsets past sigmas * max(SE, floor), the SE on the stack less the offsets.
-    levelled = stack.astype(np.float64) - offsets
-    padded = np.pad(levelled, ((0, 0), (1, 1), (1, 1)), mode="reflect")
+        examine = sorted({(min(max(y + dy, 0), height - 1), min(max(x + dx, 0), width - 1))
+                          for y, x in zip(*np.nonzero(found))
+                          for dy in (-1, 0, 1) for dx in (-1, 0, 1)})
+        if not examine:
+            break
+    levelled = stack - offsets
     for y, x in zip(*np.nonzero(offsets)):
-        around = padded[:, y:y + 3, x:x + 3].reshape(depth, 9)
-        others = np.sort(np.delete(around, 4, axis=1), axis=1)[:, 1:-1]
-        excess = around[:, 4] - others.mean(axis=1)
-        error = 1.2533 * 1.4826 * np.median(np.abs(excess - np.median(excess))) / np.sqrt(depth)
-        if abs(offsets[y, x]) <= sigmas * max(error, floor):
+        if abs(offsets[y, x]) <= sigmas * max(_excess_and_error(levelled, y, x)[1], floor):
             offsets[y, x] = 0.0
     return offsets
 
