@@ -275,8 +275,8 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         # found while this one's light is summed); one where images share the cores
         # (a cluster's workers, or this process' image threads).
         threads = 1 if shares_cores() else usable_cores()
-        # The light the apertures sum, without the camera's hot pixels (a float copy only
-        # when the stack has some: rna_localization.hot_pixels).
+        # The light the apertures sum, the camera's hot and dead pixels repaired (a float
+        # copy only when the stack has some: rna_localization.hot_pixels).
         light = without_hot_pixels(raw, spacing=spacing)
         # With each bright object's light beyond its aperture added (a granule's image
         # is wider than a single molecule's: rna_localization.capture).

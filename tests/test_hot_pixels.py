@@ -1,5 +1,6 @@
-"""A camera's hot pixels: one-pixel columns through z, measured on the stack
-(``rna_localization.hot_pixels``) and kept out of the spot filters (step 0 of the workflows)."""
+"""A camera's hot and dead pixels: one-pixel columns through z, measured on the stack
+(``rna_localization.hot_pixels``) and repaired before the spot filters (step 0 of the workflows)
+and the apertures (extract)."""
 
 from __future__ import annotations
 
@@ -198,7 +199,7 @@ def test_hot_and_dead_pixels_give_no_spots_and_leave_the_molecules_found(preset,
     assert score_raw["precision"] < score_clean["precision"] - 0.05
 
 
-def test_extract_sums_each_aperture_without_the_hot_pixels_and_keeps_the_raw_counts(
+def test_extract_sums_each_aperture_with_a_hot_pixel_repaired_and_keeps_the_raw_counts(
         tmp_path, database_name):
     # A data set of 24-plane stacks (datagen's 8 planes are too few to tell a hot pixel from
     # an object): extracted, then one pixel through an RNA object made hot in every plane of
@@ -217,7 +218,8 @@ def test_extract_sums_each_aperture_without_the_hot_pixels_and_keeps_the_raw_cou
     labels = label_objects(tifffile.imread(data / "rna" / "segmentations" / "img_00_seg.tif"))
     sizes = np.bincount(labels.ravel())
     label = int(np.argmax(sizes[1:]) + 1)  # the largest object
-    z, y, x = np.argwhere(labels == label)[len(np.argwhere(labels == label)) // 2]
+    voxels = np.argwhere(labels == label)
+    _, y, x = voxels[len(voxels) // 2]
     in_mask = int(np.count_nonzero(labels[:, y, x] == label))
     offset = 20000
     path = data / "rna" / "raw-data" / "img_00.tif"

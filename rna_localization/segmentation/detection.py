@@ -182,7 +182,6 @@ def remove_background(image: np.ndarray, *, spacing, spot_sigma_um,
     return filtered
 
 
-
 def _levelled(image: np.ndarray, hot_pixels: np.ndarray | None) -> np.ndarray:
     """A float32 copy of `image`, its hot and dead pixels repaired, less each plane's median."""
     image = np.array(image, dtype=np.float32)  # a copy, levelled in place
