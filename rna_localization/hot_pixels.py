@@ -210,8 +210,7 @@ def _plane_medians(image: np.ndarray, rows: int) -> np.ndarray:
     depth, height, width = image.shape
     medians = np.empty((height, width), dtype=np.float32)
     for top in range(0, height, rows):
-        medians[top:top + rows] = _median_spread(
-            np.asarray(image[:, top:top + rows], dtype=np.float32), None)[0]
+        medians[top:top + rows] = _median_in_place(_last_axis_copy(image[:, top:top + rows]))
     return medians
 
 
@@ -230,28 +229,28 @@ def _hot_excess(image: np.ndarray, offsets: np.ndarray, cy: np.ndarray, cx: np.n
 
 
 def _median_spread(excess: np.ndarray, scale) -> tuple[np.ndarray, np.ndarray]:
-    """The median over the first axis of `excess`, and `scale` × its median absolute deviation
-    (None when `scale` is None).
-
-    As ``np.median`` (the mean of the two middle values of an even count), by
-    partitioning a copy with that axis last and contiguous (a few times faster
-    along a strided axis).
-    """
-    values = np.moveaxis(excess, 0, -1).astype(np.float32, copy=True)
-    half = values.shape[-1] // 2
-
-    def median_of(array):
-        array.partition(half, axis=-1)  # the values before `half` are the smaller ones
-        upper = array[..., half]
-        if array.shape[-1] % 2:
-            return upper.copy()
-        return (array[..., :half].max(axis=-1) + upper) * np.float32(0.5)
-
-    median = median_of(values)
-    if scale is None:
-        return median, None
+    """The median over the first axis of `excess`, and `scale` × its median absolute deviation."""
+    values = _last_axis_copy(excess)
+    median = _median_in_place(values)
     np.abs(values - median[..., None], out=values)
-    return median, median_of(values) * scale
+    return median, _median_in_place(values) * scale
+
+
+def _last_axis_copy(values: np.ndarray) -> np.ndarray:
+    """A float32 copy of `values` with its first axis last and contiguous."""
+    return np.moveaxis(values, 0, -1).astype(np.float32, copy=True)
+
+
+def _median_in_place(array: np.ndarray) -> np.ndarray:
+    """The median over the last axis, as ``np.median`` (the mean of the two middle values of an
+    even count), by partitioning `array` in place: a few times faster than ``np.median`` along
+    a strided axis."""
+    half = array.shape[-1] // 2
+    array.partition(half, axis=-1)  # the values before `half` are the smaller ones
+    upper = array[..., half]
+    if array.shape[-1] % 2:
+        return upper.copy()
+    return (array[..., :half].max(axis=-1) + upper) * np.float32(0.5)
 
 
 def remove_hot_pixels(image: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -320,14 +319,11 @@ def repair_in_place(stack: np.ndarray, offsets: np.ndarray) -> None:
     height, width = offsets.shape
     total = np.zeros((stack.shape[0], cy.size), dtype=np.float64)
     count = np.zeros(cy.size)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dy == 0 and dx == 0:
-                continue
-            yy, xx = _mirrored(cy + dy, height), _mirrored(cx + dx, width)
-            alive = offsets[yy, xx] >= 0
-            total[:, alive] += stack[:, yy[alive], xx[alive]]
-            count += alive
+    for dy, dx in _NEIGHBOURS:
+        yy, xx = _mirrored(cy + dy, height), _mirrored(cx + dx, width)
+        alive = offsets[yy, xx] >= 0
+        total[:, alive] += stack[:, yy[alive], xx[alive]]
+        count += alive
     fill = np.asarray(stack[:, cy, cx], dtype=np.float64) - offsets[cy, cx]
     some = count > 0
     fill[:, some] = total[:, some] / count[some]

@@ -232,9 +232,12 @@ def separate_touching(label_image: np.ndarray) -> np.ndarray:
 def _run(image, params, spacing, keep: bool, previous=None, threads: int | None = None) -> Intermediates:
     image = _check_image(image)
     spacing = normalize_spacing(spacing)
-    # A camera's hot and dead pixels (one-pixel columns through z) repaired for every filter.
-    hot_pixels = hot_pixel_offsets(image, spacing=spacing, spot_sigma_um=params.spot_sigma_um)
-    if previous is not None and previous.filtered is not None:
+    # A camera's hot and dead pixels (one-pixel columns through z) repaired for every filter
+    # (not looked for again when a playground redraw reuses the filtered image alone).
+    reuse = previous is not None and previous.filtered is not None
+    hot_pixels = (None if reuse and params.mask_smoothing >= 1 else
+                  hot_pixel_offsets(image, spacing=spacing, spot_sigma_um=params.spot_sigma_um))
+    if reuse:
         filtered, noise = previous.filtered, previous.noise
     else:
         filtered = detection.remove_background(image, spacing=spacing,
