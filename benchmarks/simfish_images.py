@@ -107,8 +107,9 @@ _BORN_WOLF_SIGMAS = (BORN_WOLF_SIGMA_UM[0], BORN_WOLF_SIGMA_UM[1], BORN_WOLF_SIG
 #: grid (a 40x oil objective's 0.16 µm pixels, under its PSF's width, and 0.5 µm steps);
 #: 0.4 µm steps (the real images' coarsest); an uneven background; four times the single
 #: molecules; granules spread wider (their molecules a few spot widths apart: the image
-#: shows a cluster of spots more than a blob); the objective's diffraction PSF, ideal and
-#: aberrated; a camera with hot pixels.
+#: shows a cluster of spots more than a blob); the objective's diffraction PSF, ideal,
+#: mildly aberrated (0.2 waves, a Strehl ratio of about 0.7) and strongly (0.35 waves, about
+#: 0.4: each molecule a column with two maxima along z); a camera with hot pixels.
 VARIANTS = (_confocal(),
             Scene("coarse grid", spacing=(0.5, 0.16, 0.16), psf_sigma_um=(0.40, 0.12, 0.12)),
             Scene("0.4 µm steps", spacing=(0.4, 0.11, 0.11)),
@@ -118,6 +119,8 @@ VARIANTS = (_confocal(),
             Scene("Born-Wolf PSF", psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.0),
             Scene("Born-Wolf PSF, 0.2 waves of spherical aberration",
                   psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.2),
+            Scene("Born-Wolf PSF, 0.35 waves of spherical aberration",
+                  psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.35),
             Scene("hot pixels (0.1% of the camera's)", hot_pixels=0.001))
 
 

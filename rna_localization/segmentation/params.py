@@ -155,8 +155,10 @@ _DOCS = {
     "defocus_ratio": (
         "A faint spot (under 0.6 of a typical spot and 2x the threshold) above or below a spot\n"
         "this many times as bright, within a cone of 2-7 axial spot sigmas, is that spot's\n"
-        "out-of-focus light (a widefield granule's defocused disc or rings) and is left out\n"
-        "(0: never)."
+        "out-of-focus light (a widefield granule's defocused disc or rings) and is left out;\n"
+        "above 0, a strongly aberrated PSF is also measured on the image's spots: a molecule's\n"
+        "maxima along z become one object, spots a brighter spot's far field explains are\n"
+        "left out (0: none of these)."
     ),
     "min_volume_um3": (
         "Remove objects of at most this volume, cubic microns (0: none)."
@@ -496,7 +498,9 @@ class SegmentationParams(_Params):
     defocus_ratio : float
         A faint spot above or below a spot this many times as bright is its
         out-of-focus light, and left out (:func:`.detection.drop_defocus_spots`);
-        0: never.
+        above 0, a PSF far from a Gaussian is also measured on the image's spots
+        (:func:`.detection.axial_lobe_pairs`, :func:`.detection.drop_explained_spots`);
+        0: neither.
     min_volume_um3 : float
         Objects of at most this volume (µm³) are removed; 0: keep all.
     max_volume_um3 : float
