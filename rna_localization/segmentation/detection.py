@@ -2140,14 +2140,14 @@ EXPLAINED_SHADOW_RATIO = 3.0
 def _far_field(filtered: np.ndarray, index: np.ndarray, amplitude: np.ndarray,
                lone: np.ndarray, offsets: np.ndarray, taken: np.ndarray) -> np.ndarray | None:
     """The typical spot's far field at each of `offsets` (voxels, unique rows): the median
-    of ``filtered`` at that offset from the peak of the `lone` spots within a factor 2 of
-    their median amplitude (up to :data:`EXPLAINED_PROFILE_SPOTS` of them), over their
+    of ``filtered`` at that offset from the peak of the typical `lone` spots
+    (:func:`_typical`; up to :data:`EXPLAINED_PROFILE_SPOTS` of them), over their
     amplitude, counting the spots for which the offset lies in the stack and off the
     `taken` voxels (another spot's core), if at least :data:`EXPLAINED_MIN_SPOTS` and
     :data:`EXPLAINED_SIGNIFICANCE` standard errors above 0 (0 otherwise). None from too
     few spots."""
-    middle = float(np.median(amplitude[lone])) if lone.any() else 0.0
-    rows = np.flatnonzero(lone & (amplitude > middle / 2) & (amplitude < 2 * middle))
+    rows = np.flatnonzero(lone)
+    rows = rows[_typical(amplitude[rows])]
     if rows.size < EXPLAINED_MIN_SPOTS:
         return None
     rows = rows[np.linspace(0, rows.size - 1, min(rows.size, EXPLAINED_PROFILE_SPOTS)).astype(int)]
