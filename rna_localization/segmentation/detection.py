@@ -221,6 +221,14 @@ def _box_max(image: np.ndarray, reach, threads: int) -> np.ndarray:
     return separable_in_threads(image, passes, threads=threads)
 
 
+def _near_spots(shape, voxels: tuple, reach, threads: int) -> np.ndarray:
+    """True within a box of `reach` voxels (per axis) around each of `voxels` ((z, y, x)
+    index arrays): one byte per voxel."""
+    seeds = np.zeros(shape, dtype=np.uint8)
+    seeds[voxels] = 1
+    return _box_max(seeds, np.asarray(reach, dtype=int), threads).view(bool)  # 0 or 1
+
+
 def _max_pass(source: np.ndarray, target: np.ndarray, *, size: int, axis: int) -> None:
     ndimage.maximum_filter1d(source, size, axis, output=target, mode="constant")
 
@@ -1817,10 +1825,7 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray | None, spots: pd.DataF
     if reach is not None:
         # No object reaches farther than `reach` voxels from its spots along any axis:
         # a spot on a faint ridge of background cannot flood a whole plane.
-        seeds = np.zeros(filtered.shape, dtype=np.uint8)
-        seeds[voxels] = 1
-        region &= _box_max(seeds, np.asarray(reach, dtype=int), threads) > 0
-        del seeds
+        region &= _near_spots(filtered.shape, voxels, reach, threads)
     components, count = ndimage.label(region, structure=face)
     del region
     owner = components[voxels]
@@ -2287,10 +2292,7 @@ def drop_explained_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.Data
         return spots, lobes
     faint, bright = faint[lends], bright[lends]
     offsets, which = np.unique(offset[lends], axis=0, return_inverse=True)
-    seeds = np.zeros(np.shape(filtered), dtype=np.uint8)
-    seeds[tuple(index.T)] = 1
-    taken = _box_max(seeds, core, thread_count(threads)).view(bool)  # 0 or 1: no copy
-    del seeds
+    taken = _near_spots(np.shape(filtered), tuple(index.T), core, thread_count(threads))
     field = _far_field(filtered, index, amplitude, lone, offsets, taken)
     if field is None:
         return spots, lobes
