@@ -16,8 +16,8 @@ the grid, optics and flat background of the hand-tagged real widefield images;
 :data:`VARIANTS` change one thing each (the confocal grid and optics, a coarse
 grid, 0.4 µm steps, an uneven background, four times the molecules, granules spread wider,
 a PSF that is not a Gaussian: a widefield objective's diffraction pattern, ideal or with
-spherical aberration, :func:`rna_localization.synthetic.optics.born_wolf_psf`; and a camera
-with hot pixels), to check that the counting holds beyond one kind of image.
+spherical aberration, the same through the stack or growing with depth,
+:func:`rna_localization.synthetic.optics.born_wolf_psf`; and a camera with hot pixels), to check that the counting holds beyond one kind of image.
 
 :func:`write_folder` writes such images as a user's data folder (with a
 second channel of centrosome-like blobs), for the command line end to end.
@@ -80,9 +80,18 @@ class Scene:
     #: many waves of primary spherical
     #: aberration (``psf_sigma_um`` is then only what Big-FISH is told).
     spherical_waves: float | None = None
+    #: With ``spherical_waves``: the aberration at the stack's last plane, the first plane
+    #: having ``spherical_waves`` (None: the same through the stack). A sample deeper than
+    #: the objective is corrected for aberrates more with every micron: the molecules are
+    #: rendered in :data:`DEPTH_SLABS` slabs of planes, each through the PSF of its middle.
+    deep_waves: float | None = None
     #: The share of the camera's pixels that are hot: each adds an offset, log-uniform over
     #: ``HOT_PIXEL_SDS`` noise SDs, in every plane (a one-pixel column through z).
     hot_pixels: float = 0.0
+
+
+#: Slabs of planes a PSF varying with depth is rendered in (``Scene.deep_waves``).
+DEPTH_SLABS = 6
 
 
 #: A hot pixel's offset ranges over these many noise SDs (log-uniform).
@@ -109,7 +118,9 @@ _BORN_WOLF_SIGMAS = (BORN_WOLF_SIGMA_UM[0], BORN_WOLF_SIGMA_UM[1], BORN_WOLF_SIG
 #: molecules; granules spread wider (their molecules a few spot widths apart: the image
 #: shows a cluster of spots more than a blob); the objective's diffraction PSF, ideal,
 #: mildly aberrated (0.2 waves, a Strehl ratio of about 0.7) and strongly (0.35 waves, about
-#: 0.4: each molecule a column with two maxima along z); a camera with hot pixels.
+#: 0.4: each molecule a column with two maxima along z), and aberrated more with depth
+#: (0.1 waves at the first plane to 0.4 at the last, 6 µm deeper: an oil objective focused
+#: into a watery sample); a camera with hot pixels.
 VARIANTS = (_confocal(),
             Scene("coarse grid", spacing=(0.5, 0.16, 0.16), psf_sigma_um=(0.40, 0.12, 0.12)),
             Scene("0.4 µm steps", spacing=(0.4, 0.11, 0.11)),
@@ -121,6 +132,9 @@ VARIANTS = (_confocal(),
                   psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.2),
             Scene("Born-Wolf PSF, 0.35 waves of spherical aberration",
                   psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.35),
+            Scene("Born-Wolf PSF, spherical aberration from 0.1 waves (first plane) to 0.4 "
+                  "(last)", psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.1,
+                  deep_waves=0.4),
             Scene("hot pixels (0.1% of the camera's)", hot_pixels=0.001))
 
 
@@ -141,6 +155,23 @@ def available() -> str | None:
     except Exception as error:  # noqa: BLE001 (any import failure means: not available)
         return f"{type(error).__name__}: {error}"
     return None
+
+
+def _through_objective(fine, amplitude, shape, scene: Scene) -> np.ndarray:
+    """Point sources on the fine grid through the objective's PSF, the aberration growing
+    linearly from the first plane to the last when ``scene.deep_waves`` is set."""
+    if scene.deep_waves is None:
+        return render_points(fine, amplitude, shape, scene.spacing, subpixel=SUBPIXEL,
+                             spherical_waves=scene.spherical_waves)
+    light = np.zeros(shape, np.float64)
+    edges = np.linspace(0, shape[0] * SUBPIXEL, DEPTH_SLABS + 1)
+    slab = np.clip(np.searchsorted(edges, fine[:, 0], side="right") - 1, 0, DEPTH_SLABS - 1)
+    for k in np.unique(slab):
+        depth = 0.5 * (edges[k] + edges[k + 1]) / (shape[0] * SUBPIXEL)  # 0 top, 1 bottom
+        waves = scene.spherical_waves + (scene.deep_waves - scene.spherical_waves) * depth
+        light += render_points(fine[slab == k], amplitude[slab == k], shape, scene.spacing,
+                               subpixel=SUBPIXEL, spherical_waves=waves)
+    return light
 
 
 def _positions(rng, shape, scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -205,8 +236,7 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256),
         # sim-fish draws its shot noise from NumPy's global generator.
         np.random.seed(seed)  # noqa: NPY002 (sim-fish takes no generator)
         if scene.spherical_waves is not None:  # points through the objective's PSF
-            return render_points(fine, amplitude * spread, shape, scene.spacing,
-                                 subpixel=SUBPIXEL, spherical_waves=scene.spherical_waves)
+            return _through_objective(fine, amplitude * spread, shape, scene)
         truth = np.column_stack([fine, sigmas, amplitude * spread]).astype(np.float64)
         light = simfish.add_spots(np.zeros(fine_shape, np.float64), truth,
                                   voxel_size=tuple(fine_voxel_nm))

@@ -344,8 +344,11 @@ def test_isolated_granules_read_their_molecules_on_realistic_images(preset):
               f"{100 * relative[name]:+.1f}% ({is_granule.sum()})")
         assert abs(single - 1) <= 0.04
     # The cap (0.75 lateral PSF sigmas) leaves part of these granules' spread uncredited
-    # (their molecules' SD, 0.11 µm, is 1.0-1.1 sigmas): -3% on the confocal grid.
-    assert abs(relative["corrected"]) <= 0.05, relative
+    # (their molecules' SD, 0.11 µm, is 1.0-1.1 sigmas): -5% on the confocal grid, -2% on
+    # the widefield one. (-3% and -0.4% before the correction for the aperture's size: a
+    # granule's wider aperture, reading 2% more of a point source than a single molecule's,
+    # offset part of it.)
+    assert abs(relative["corrected"]) <= 0.06, relative
     assert relative["plain"] < relative["corrected"] - 0.015, relative
     np.testing.assert_allclose(corrected.attrs["psf_um"], psf[:2], rtol=0.06)
 
@@ -540,3 +543,151 @@ def test_psf_outliers_names_the_images_apart_from_their_structure():
     assert psf_outliers(images, ratio=2.0).empty
     with pytest.raises(ValueError, match="ratio"):
         psf_outliers(images, ratio=1.0)
+
+
+# ------------------------------------------------- a wider aperture reads more of a point
+# The light around the image's single molecules (light_profile) says how much more of a
+# point source a bright object's wider aperture reads than a single molecule's; the
+# correction divides it out. Scenes: noise-free point sources of known light on a flat
+# background, single molecules with one-plane 3x3 masks, bright sources (three molecules'
+# light in one point) with 3-plane 5x5 masks, 12 voxels apart (their apertures and shells
+# do not meet).
+WIDE_SHAPE = (30, 96, 96)
+WIDE_MASK = (1, 2, 2)
+
+
+def _point(centre, light, widths, shape=WIDE_SHAPE):
+    """A point source of `light` photons through a Gaussian PSF of `widths` (µm, z y x)."""
+    grid = np.indices(shape).astype(float)
+    exponent = sum(((grid[a] - centre[a]) * SPACING[a] / widths[a]) ** 2 for a in range(3))
+    return light * np.exp(-0.5 * exponent) * np.prod(SPACING) / ((2 * np.pi) ** 1.5
+                                                                 * np.prod(widths))
+
+
+def _halo_psf(centre, light, depth_scale=1.0, shape=WIDE_SHAPE):
+    """A PSF far from one Gaussian: three quarters of the light in the PSF's core, a quarter
+    in a halo 2.5 times as wide (an aberrated objective's wings), both wider by
+    `depth_scale`."""
+    core = np.array([PSF[0], PSF[1], PSF[1]]) * depth_scale
+    return (0.75 * _point(centre, light, core, shape)
+            + 0.25 * _point(centre, light, 2.5 * core, shape))
+
+
+def _wide_scene(psf, bright_every=7, rng=None):
+    """Sources on a 12-voxel grid at planes 5, 15 and 25 (one plane of the grid per slab
+    of the stack): every `bright_every`-th a bright one. Returns raw, labels, light per label,
+    whether bright, each source's plane."""
+    raw = np.full(WIDE_SHAPE, BACKGROUND)
+    labels = np.zeros(WIDE_SHAPE, int)
+    light, bright, planes = [0.0], [False], [0]
+    label = 0
+    for z in (5, 15, 25):
+        for y in range(8, 96, 12):
+            for x in range(8, 96, 12):
+                label += 1
+                is_bright = label % bright_every == 0
+                centre = (z + 0.2, y - 0.3, x + 0.25) if rng is None else (
+                    z + rng.uniform(-0.4, 0.4), y + rng.uniform(-0.4, 0.4),
+                    x + rng.uniform(-0.4, 0.4))
+                amount = 6000.0 if is_bright else 2000.0
+                raw += psf(centre, amount, z)
+                r = WIDE_MASK if is_bright else (0, 1, 1)
+                labels[z - r[0]:z + r[0] + 1, y - r[1]:y + r[1] + 1, x - r[2]:x + r[2] + 1] = label
+                light.append(amount)
+                bright.append(is_bright)
+                planes.append(z)
+    return raw, labels, np.array(light), np.array(bright), np.array(planes)
+
+
+def _corrected_ratio(raw, labels, bright, planes, **kwargs):
+    """Each bright source's corrected reading over the median reading of the single molecules
+    of its plane (a molecule's light is the same at every depth; the aperture's share of it
+    need not be), and its correction."""
+    table = aperture_intensities(labels, raw, spacing=SPACING)
+    out = capture_corrections(labels, raw, table, spacing=SPACING, psf_um=PSF, **kwargs)
+    spot = table["spot_intensity"].to_numpy() * out["capture_correction"].to_numpy()
+    ids = table["object_id"].to_numpy()
+    singles = {z: np.median(spot[~bright[ids] & (planes[ids] == z)]) for z in np.unique(planes[ids])}
+    at = bright[ids]
+    return (spot[at] / np.array([singles[z] for z in planes[ids][at]]),
+            out["capture_correction"].to_numpy()[at])
+
+
+def test_light_profile_is_the_psf_around_its_sources():
+    from rna_localization.capture import light_profile
+
+    rng = np.random.default_rng(4)
+    widths = np.array([0.33, 0.11, 0.11])
+    centres = np.array([(rng.uniform(8, 22), y + rng.uniform(-0.5, 0.5),
+                         x + rng.uniform(-0.5, 0.5))
+                        for y in range(10, 90, 16) for x in range(10, 90, 16)])
+    raw = np.full(WIDE_SHAPE, BACKGROUND)
+    for centre in centres:
+        raw += _point(centre, 2000.0, widths)
+    # A neighbour beside a few of them (a minority): the median leaves its light out.
+    for centre in centres[:5]:
+        raw += _point(centre + (0, 2.5, 0), 2000.0, widths)
+    half = (4, 6, 6)
+    profile = light_profile(raw, centres, np.full(len(centres), 2000.0), half)
+    # The oracle: the PSF at each offset (per unit light), less its plane's corner median.
+    expected = _point(np.array(half, float), 1.0, widths, shape=tuple(2 * np.array(half) + 1))
+    yy, xx = np.indices(expected.shape[1:]) - np.array(half[1:])[:, None, None]
+    corners = (yy / half[1]) ** 2 + (xx / half[2]) ** 2 >= 1
+    expected -= np.median(expected[:, corners], axis=1)[:, None, None]
+    # Within 2.5% of the peak: cubic interpolation of a PSF about one voxel wide (the
+    # peak itself reads 2% low).
+    np.testing.assert_allclose(profile, expected, atol=0.025 * expected.max())
+
+
+def test_a_wider_aperture_reads_a_point_source_as_a_single_molecule_does():
+    raw, labels, _, bright, planes = _wide_scene(lambda c, light, z: _point(
+        c, light, np.array([PSF[0], PSF[1], PSF[1]])))
+    # The oracle: what each aperture, drawn alone, reads of the point source by brute force.
+    table = aperture_intensities(labels, raw, spacing=SPACING)
+    single, wide = (int(np.flatnonzero(~bright[1:])[0]) + 1,
+                    int(np.flatnonzero(bright[1:])[0]) + 1)
+    readings = []
+    for label in (single, wide):
+        zyx = np.argwhere(labels == label).mean(0)
+        # Its source's centre, as _wide_scene puts it.
+        centre = np.rint(zyx) + (0.2, -0.3, 0.25)
+        own = _owner_oracle(np.where(labels == label, label, 0))
+        readings.append(_reading(_point(centre, 1.0, np.array([PSF[0], PSF[1], PSF[1]])),
+                                 own, label))
+    oracle = readings[0] / readings[1]
+    # A single molecule's one-plane mask: its aperture spans three planes (+-1.5 axial PSF
+    # sigmas), the bright sources' five: they read about 30% more of the same light.
+    assert oracle < 0.8
+    ratio, correction = _corrected_ratio(raw, labels, bright, planes)
+    # Each bright source reads its three molecules, its correction the oracle's (within 1%:
+    # the profile is the image interpolated at each molecule's centre).
+    np.testing.assert_allclose(ratio, 3.0, rtol=0.01)
+    np.testing.assert_allclose(correction, oracle, rtol=0.01)
+    before, _ = _corrected_ratio(raw, labels, bright, planes, size=False)
+    assert (before > 3.6).all(), before
+    assert table["spot_intensity"].gt(0).all()
+
+
+def test_a_psf_with_wings_and_varying_with_depth_is_read_from_the_image():
+    # The PSF has a halo, and widens with depth (30% more at plane 25 than at plane 5):
+    # each slab of the stack has its own profile.
+    scale = {5: 1.0, 15: 1.15, 25: 1.3}
+    raw, labels, _, bright, planes = _wide_scene(
+        lambda c, light, z: _halo_psf(c, light, scale[z]), rng=np.random.default_rng(1))
+    ids = np.flatnonzero(bright[1:]) + 1
+    # Only the size correction: the spread fit would take the halo for spread.
+    ratio, _ = _corrected_ratio(raw, labels, bright, planes, max_extra_sigma=1e-9)
+    # Within 4% (45-60% off before): the profile is the halo's light within its window
+    # (1.8 µm along z, 1.2 µm across), read by cubic interpolation.
+    np.testing.assert_allclose(ratio, 3.0, rtol=0.04)
+    before, _ = _corrected_ratio(raw, labels, bright, planes, max_extra_sigma=1e-9,
+                                 size=False)
+    assert (np.abs(before / 3.0 - 1) > 0.3).all(), before
+    # One profile for the whole stack misreads the deepest and shallowest slabs.
+    from rna_localization import capture
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(capture, "PROFILE_SLABS", 1)
+        whole, _ = _corrected_ratio(raw, labels, bright, planes, max_extra_sigma=1e-9)
+    worst = np.abs(whole / 3.0 - 1)
+    assert worst[planes[ids] != 15].min() > np.abs(ratio / 3.0 - 1).max(), (whole, ratio)
