@@ -365,20 +365,13 @@ def captured(grid, aperture, slot, cat, starts, sizes, centre, widths):
             d = (grid[v, k] - centre[k]) / widths[k]
             s += d * d
         g[v] = np.exp(-0.5 * s) / norm
-    return read_values(g, aperture, slot, cat, starts, sizes)
-
-
-@njit(cache=True, nogil=True)
-def read_values(g, aperture, slot, cat, starts, sizes):
-    """What the aperture reads of the light `g` (one value per voxel of the region): its
-    sum over the aperture less each group's median, as the light is read."""
     level = np.zeros(starts.shape[0])
     work = np.empty(sizes.max() if sizes.size else 0, dtype=np.int64)
     for k in range(starts.shape[0]):
         i1, i2 = _middle_pair(g, cat[starts[k]:starts[k] + sizes[k]], work)
         level[k] = 0.5 * (g[i1] + g[i2])
     total = 0.0
-    for v in range(g.shape[0]):
+    for v in range(n):
         if aperture[v]:
             total += g[v] - (level[slot[v]] if slot[v] >= 0 else 0.0)
     return total

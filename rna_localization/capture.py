@@ -28,18 +28,6 @@ a point, above 1 for a wider source. Only objects of at least
 :data:`CAPTURE_MIN_SINGLES` typical single molecules are fitted; the single
 molecules the reference is taken from keep 1.
 
-A bright object's aperture is also wider than a single molecule's (its mask is),
-and a wider aperture reads more of the same point source: a little under a
-Gaussian PSF (2-3% on the demo's granules), much more under a real objective's,
-whose rings and out-of-focus wings carry light a single molecule's aperture
-misses (on sim-fish images through an aberrated objective, granules read +20%).
-The light around the image's own single molecules (:func:`light_profile`, one
-profile per third of the stack's depth, since aberration grows with depth) is
-read through each fitted object's aperture drawn alone and through a typical
-single molecule's: the correction is also multiplied by the second over the
-first. Drawn alone, so that the light a neighbour's aperture takes of the
-object, and the object of the neighbour, is not counted twice.
-
 The extra width credited is capped at :data:`CAPTURE_MAX_EXTRA_SIGMA` lateral
 PSF sigmas. The fit cannot tell a compact granule from a clump of single
 molecules a spot width apart (both fit a Gaussian about one PSF sigma wider;
@@ -81,9 +69,9 @@ from .apertures import (
 )
 from .objects import normalize_spacing, object_index, object_voxels_and_intensities
 
-__all__ = ["CAPTURE_MAX_EXTRA_SIGMA", "CAPTURE_MIN_SINGLES", "PROFILE_SLABS",
+__all__ = ["CAPTURE_MAX_EXTRA_SIGMA", "CAPTURE_MIN_SINGLES",
            "PSF_MIN_OBJECTS", "PSF_OUTLIER_RATIO", "capture_corrections", "corrected_apertures",
-           "fit_source_width", "light_profile", "load_compiled", "measure_psf", "psf_outliers"]
+           "fit_source_width", "load_compiled", "measure_psf", "psf_outliers"]
 
 #: Objects at least this many times the image's typical single molecule (the median
 #: ``spot_intensity`` of its objects) are fitted and corrected; the others keep 1. A
@@ -120,19 +108,6 @@ PSF_START_UM = (0.3, 0.1)
 FIT_STEPS = 100
 #: Bound on the fitted extra variance, µm² (the fit's own: 0.6 µm of extra sigma).
 EXTRA_VARIANCE_BOUND = 0.36
-#: The light around the image's single molecules (:func:`light_profiles`) is measured in
-#: this many slabs of planes, each its own profile: an objective used deeper in the sample
-#: than it is corrected for spreads a molecule's light more with every micron.
-PROFILE_SLABS = 3
-#: Fewest single molecules a slab's profile is the median of; a slab with fewer takes the
-#: profile of the whole stack's.
-PROFILE_SLAB_MIN_SINGLES = 20
-#: Most single molecules the profiles are measured on (evenly spread over the objects
-#: within a factor of 1.5 of the image's typical one).
-PROFILE_MOST_SINGLES = 120
-#: The profiles reach this many times an aperture and its shell past the centre along each
-#: axis (a granule's object, and its aperture and shell around it).
-PROFILE_REACH = 1.5
 
 
 class _Region:
@@ -159,14 +134,6 @@ class _Region:
         if total <= 0:
             return None
         return float(self.light[self.aperture].max()), (self.grid * positive[:, None]).sum(0) / total
-
-    def reads(self, values):
-        """The aperture's background-subtracted reading of the light `values` (one value
-        per voxel of the region, in its order)."""
-        from ._fits import read_values
-
-        return read_values(np.asarray(values, np.float64), self.aperture, self.slot, self.cat,
-                           self.starts, self.sizes)
 
     def captured(self, centre, widths_vox):
         """The aperture's background-subtracted reading of a unit Gaussian source."""
@@ -218,8 +185,6 @@ class _Windows:
         self.shape = np.array(objects.shape)
         metric = _aperture_metric(spacing, grow_um)
         outer = grow_um + shell_um
-        self.metric, self.grow_um, self.outer_um = metric, float(grow_um), float(outer)
-        self._own = None  # each object's voxels, grouped on first use (alone)
         # The window holds the object's shell; its margin, the objects that may own
         # the window's edge voxels; the keys' padding, every step of the stencil.
         self.reach = np.floor(_at_most(outer) / metric).astype(int) + 1
@@ -274,35 +239,6 @@ class _Windows:
         box = tuple(slice(a, c) for a, c in zip(lo_fit, hi_fit))
         return np.asarray(self.image[box], dtype=np.float64), owner, int(self.ids[row])
 
-    def own(self):
-        """Every object's voxels (flat, ascending within each object), grouped by object:
-        ``voxels[bounds[row]:bounds[row + 1]]``."""
-        if self._own is None:
-            index = self.index.astype(np.int64) - 1
-            order = np.argsort(index, kind="stable")
-            self._own = (self.objects.voxels[order],
-                         np.searchsorted(index[order], np.arange(self.ids.size + 1)))
-        return self._own
-
-    def alone(self, row):
-        """(values, owner, label) as :meth:`__call__`, the object's aperture and shell drawn
-        as if it had no neighbour: every voxel within ``grow_um`` of it, then within
-        ``grow_um + shell_um`` (the same distances as the apertures'), whoever is nearer."""
-        from scipy import ndimage
-
-        voxels, bounds = self.own()
-        lo_fit = np.maximum(self.low[row] - self.reach, 0)
-        hi_fit = np.minimum(self.high[row] + 1 + self.reach, self.shape)
-        own = np.zeros(tuple(hi_fit - lo_fit), bool)
-        at = np.unravel_index(voxels[bounds[row]:bounds[row + 1]], tuple(self.shape))
-        own[tuple(a - lo for a, lo in zip(at, lo_fit))] = True
-        distance = ndimage.distance_transform_edt(~own, sampling=self.metric)
-        label = int(self.ids[row])
-        owner = np.where(distance <= _at_most(self.grow_um), label,
-                         np.where(distance <= _at_most(self.outer_um), -label, 0))
-        box = tuple(slice(a, c) for a, c in zip(lo_fit, hi_fit))
-        return np.asarray(self.image[box], dtype=np.float64), owner.astype(np.int64), label
-
 
 def fit_source_width(values, owner, label, *, spacing, psf_um, background=0.0):
     """Fit one object's extra width over the PSF to the raw light of its aperture and shell.
@@ -354,203 +290,6 @@ def fit_source_width(values, owner, label, *, spacing, psf_um, background=0.0):
     psf = np.array([psf_um[0], psf_um[1], psf_um[1]], float)
     _, centre, (u,) = _fit(region, start[0], start[1], psf, normalize_spacing(spacing), "extra")
     return float(u), centre
-
-
-def light_profile(intensity_image, centres, readings, half) -> np.ndarray | None:
-    """The median light around sources, each less its plane's level, per unit of reading.
-
-    Around each source the image is sampled on the voxel grid centred on it
-    (Lanczos interpolation at its sub-voxel centre, axis by axis), ``half`` voxels each
-    way along each axis; each plane of the window loses the median of its
-    corners (the voxels at least ``half`` lateral voxels from the centre: the
-    background, whatever the source still puts there), and the window is
-    divided by the source's `readings`. The median of the windows, voxel by
-    voxel, is the light a source of unit reading puts around itself, its
-    neighbours' light left out wherever they are a minority: the PSF as the
-    image shows it, wings and rings included.
-
-    Parameters
-    ----------
-    intensity_image : (Z, Y, X) ndarray
-        Raw intensities.
-    centres : (N, 3) array_like of float
-        The sources' centres, voxels (z, y, x).
-    readings : (N,) array_like of float
-        Each source's reading (e.g. its aperture's ``spot_intensity``), > 0.
-    half : (3,) sequence of int
-        The window's half-size, voxels.
-
-    Returns
-    -------
-    (2 half + 1) ndarray of float, or None
-        The profile, its centre at index ``half``; None without a source.
-
-    Examples
-    --------
-    >>> zz, yy, xx = np.indices((9, 40, 40)).astype(float)
-    >>> image = np.full(zz.shape, 100.0)
-    >>> for z, y, x in ((4, 10.3, 10), (4.2, 28, 12.5), (4, 20, 29.7)):
-    ...     image += 500 * np.exp(-0.5 * ((zz - z) ** 2 + (yy - y) ** 2 + (xx - x) ** 2))
-    >>> profile = light_profile(image, [(4, 10.3, 10), (4.2, 28, 12.5), (4, 20, 29.7)],
-    ...                         [500.0] * 3, (2, 5, 5))
-    >>> # Peaks of 500 over readings of 500: 1 at the centre (to interpolation), exp(-1/2) beside
-    >>> profile.shape, round(float(profile[2, 5, 5]), 2), round(float(profile[2, 5, 6]), 2)
-    ((5, 11, 11), 1.0, 0.61)
-    """
-    windows = _windows_around(intensity_image, centres, half)
-    if windows is None:
-        return None
-    return np.median(windows / np.asarray(readings, np.float64)[:, None, None, None], axis=0)
-
-
-#: Taps of the interpolation kernel on each side (Lanczos: a windowed sinc; 3 reads a
-#: Gaussian one voxel wide to about 1% of its peak at half-voxel shifts, cubic
-#: convolution to 3%).
-_LANCZOS = 3
-
-
-def _interpolation_weights(shift: np.ndarray) -> np.ndarray:
-    """Lanczos weights of the samples at ``-_LANCZOS + 1 .. _LANCZOS`` for points `shift`
-    (each in [0, 1)) past the sample at 0, summing to 1: (N, 2 _LANCZOS)."""
-    distance = np.arange(-_LANCZOS + 1, _LANCZOS + 1)[None, :] - np.asarray(shift)[:, None]
-    w = np.sinc(distance) * np.sinc(distance / _LANCZOS)
-    return w / w.sum(axis=1, keepdims=True)
-
-
-def _windows_around(intensity_image, centres, half) -> np.ndarray | None:
-    """The image around each centre, ``half`` voxels each way, sampled at the centre's
-    sub-voxel offsets (Lanczos interpolation, axis by axis), each plane less the median of
-    its corners."""
-    centres = np.asarray(centres, np.float64).reshape(-1, 3)
-    if not len(centres):
-        return None
-    half = np.asarray(half, int)
-    image = np.asarray(intensity_image)
-    shape = np.array(image.shape)
-    base = np.floor(centres).astype(int)
-    shift = centres - base
-    # Each window's samples from -half - _LANCZOS + 1 to half + _LANCZOS about its base
-    # voxel, the voxels beyond the stack mirrored back in.
-    steps = [np.arange(-h - _LANCZOS + 1, h + _LANCZOS + 1) for h in half]
-    boxes = np.empty((len(centres), *(len(t) for t in steps)))
-    for i, b in enumerate(base):
-        index = []
-        for axis in range(3):
-            ix = np.abs(b[axis] + steps[axis])
-            ix = np.where(ix > shape[axis] - 1, 2 * (shape[axis] - 1) - ix, ix)
-            index.append(ix.clip(0, shape[axis] - 1))
-        boxes[i] = image[np.ix_(*index)]
-    for axis in range(3):
-        w = _interpolation_weights(shift[:, axis])
-        n = 2 * half[axis] + 1
-        moved = np.moveaxis(boxes, axis + 1, 1)
-        expand = (slice(None), None) + (None,) * (moved.ndim - 2)
-        moved = sum(w[:, k][expand] * moved[:, k:k + n] for k in range(2 * _LANCZOS))
-        boxes = np.moveaxis(moved, 1, axis + 1)
-    offsets = np.indices(boxes.shape[2:]) - half[1:, None, None]
-    corners = (offsets[0] / half[1]) ** 2 + (offsets[1] / half[2]) ** 2 >= 1.0
-    boxes -= np.median(boxes[:, :, corners], axis=2)[:, :, None, None]
-    return boxes
-
-
-#: Single molecules whose apertures, drawn alone, give the typical one's reading of a
-#: unit source (evenly spread over those the profiles are measured on).
-PROFILE_TYPICAL_SINGLES = 40
-
-
-def _shifted(profile: np.ndarray, shift) -> np.ndarray:
-    """``profile`` sampled ``shift`` voxels on (each in (-1, 1)) by Lanczos interpolation,
-    0 beyond it: ``out[k] = profile(k + shift)``."""
-    out = np.asarray(profile, np.float64)
-    pad = _LANCZOS + 1
-    for axis, step in enumerate(np.asarray(shift, np.float64)):
-        whole = int(np.floor(step))
-        w = _interpolation_weights(np.array([step - whole]))[0]
-        n = out.shape[axis]
-        padded = np.pad(np.moveaxis(out, axis, 0), [(pad, pad), (0, 0), (0, 0)])
-        first = pad + whole - _LANCZOS + 1  # the sample at -_LANCZOS + 1 for k = 0
-        moved = sum(w[j] * padded[first + j:first + j + n] for j in range(2 * _LANCZOS))
-        out = np.moveaxis(moved, 0, axis)
-    return out
-
-
-class _Profiles:
-    """The light around the image's single molecules, one profile per slab of planes."""
-
-    def __init__(self, intensity_image, centres, readings, half, depth):
-        self.half = np.asarray(half, int)
-        self.edges = np.linspace(-0.5, depth - 0.5, PROFILE_SLABS + 1)
-        centres = np.asarray(centres, np.float64)
-        windows = _windows_around(intensity_image, centres, self.half)
-        windows /= np.asarray(readings, np.float64)[:, None, None, None]
-        slab = self.slab(centres[:, 0])
-        shape = windows.shape[1:]
-        # Voxel by voxel, the sources along the last (contiguous) axis: the medians' pass.
-        windows = np.ascontiguousarray(windows.reshape(len(windows), -1).T)
-        whole = np.median(windows, axis=1).reshape(shape)
-        self.profiles = [np.median(windows[:, slab == k], axis=1).reshape(shape)
-                         if np.count_nonzero(slab == k) >= PROFILE_SLAB_MIN_SINGLES else whole
-                         for k in range(PROFILE_SLABS)]
-
-    def slab(self, z):
-        return np.clip(np.searchsorted(self.edges, z, side="right") - 1, 0, PROFILE_SLABS - 1)
-
-    def reading(self, region, centre, z):
-        """What `region`'s aperture reads of a unit source at `centre` (region voxels), at
-        plane `z` of the stack."""
-        centre = np.asarray(centre, np.float64)
-        base = np.floor(centre).astype(int)
-        # The light at region voxel v is the profile at v - centre: on the voxel grid
-        # shifted by the centre's fraction of a voxel.
-        profile = _shifted(self.profiles[int(self.slab(z))], base - centre)
-        index = region.grid.astype(np.int64) - base + self.half
-        inside = np.all((index >= 0) & (index < np.array(profile.shape)), axis=1)
-        values = np.zeros(len(index))
-        values[inside] = profile[tuple(index[inside].T)]
-        return region.reads(values)
-
-
-def _light_centroids(windows, rows, background) -> np.ndarray:
-    """The light centroid (voxels of the stack) of each object at `rows` over its own voxels,
-    each voxel's light less the object's `background` (its voxels' mean where none is
-    above it)."""
-    voxels, bounds = windows.own()
-    counts = bounds[rows + 1] - bounds[rows]
-    take = np.concatenate([np.arange(bounds[r], bounds[r + 1]) for r in rows])
-    owner = np.repeat(np.arange(len(rows)), counts)
-    at = np.unravel_index(voxels[take], tuple(windows.shape))
-    weight = np.clip(np.asarray(windows.image[at], np.float64) - background[owner], 0, None)
-    total = np.bincount(owner, weight, len(rows))
-    weight = np.where(total[owner] > 0, weight, 1.0)
-    total = np.bincount(owner, weight, len(rows))
-    return np.column_stack([np.bincount(owner, weight * a, len(rows)) / total for a in at])
-
-
-def _profiles(windows, apertures, light, threads=1):
-    """The image's :class:`_Profiles` from its single-molecule-like objects, and the reading
-    of a unit source through a typical one's aperture drawn alone (None, nan with fewer
-    than :data:`PSF_MIN_OBJECTS` of them)."""
-    typical = _typical_single(light)
-    like = np.flatnonzero((light >= typical / 1.5) & (light <= typical * 1.5))
-    if like.size > PROFILE_MOST_SINGLES:
-        like = like[np.linspace(0, like.size - 1, PROFILE_MOST_SINGLES).round().astype(int)]
-    if like.size < PSF_MIN_OBJECTS:
-        return None, float("nan")
-    rows = np.searchsorted(windows.ids, apertures["object_id"].to_numpy()[like])
-    background = apertures["background"].to_numpy(float)[like]
-    centres = _light_centroids(windows, rows, background)
-    half = np.ceil(PROFILE_REACH * windows.reach).astype(int)
-    profiles = _Profiles(windows.image, centres, light[like], half, int(windows.shape[0]))
-    some = np.linspace(0, like.size - 1, min(like.size, PROFILE_TYPICAL_SINGLES)).round()
-
-    def typical_reading(i):
-        row = rows[i]
-        region = _Region(*windows.alone(row), background[i])
-        low = np.maximum(windows.low[row] - windows.reach, 0)
-        return profiles.reading(region, centres[i] - low, centres[i][0])
-
-    readings = _each(typical_reading, list(some.astype(int)), threads)
-    return profiles, float(np.median(readings))
 
 
 def measure_psf(label_image, intensity_image, apertures: pd.DataFrame, *, spacing,
@@ -710,7 +449,7 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
                         shell_um: float = APERTURE_SHELL_UM,
                         min_singles: float = CAPTURE_MIN_SINGLES,
                         max_extra_sigma: float = CAPTURE_MAX_EXTRA_SIGMA,
-                        size: bool = True, threads: int = 1) -> pd.DataFrame:
+                        threads: int = 1) -> pd.DataFrame:
     """Each object's aperture correction: the light its aperture misses of a wider source.
 
     Objects of at least `min_singles` times the image's typical single molecule
@@ -719,13 +458,8 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     `max_extra_sigma` lateral PSF sigmas. Their correction is what their
     aperture reads of a point source over what it reads of the fitted source
     (each a unit Gaussian at the fitted centre, summed over the aperture less
-    the shell's medians, as the light is read), times, with `size`, what a
-    typical single molecule's aperture reads of a point source over what their
-    own aperture, drawn alone, reads of it (both of the light measured around
-    the image's single molecules, :func:`light_profile`, in the third of the
-    stack's depth they lie in; 1 with fewer than :data:`PSF_MIN_OBJECTS` single
-    molecules). The others, and every object when the PSF cannot be measured,
-    keep 1. Multiply ``spot_intensity`` by it.
+    the shell's medians, as the light is read). The others, and every object
+    when the PSF cannot be measured, keep 1. Multiply ``spot_intensity`` by it.
 
     Parameters
     ----------
@@ -747,9 +481,7 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
         Objects dimmer than this many typical single molecules keep 1.
     max_extra_sigma : float
         Cap on a source's extra width, in lateral PSF sigmas (>= 0; 0 turns the
-        correction off, the aperture's size included).
-    size : bool
-        Correct for the aperture's size too (the default).
+        correction off).
     threads : int
         With 2 or more, the objects are fitted on two threads (the answer is
         the same).
@@ -757,8 +489,7 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     Returns
     -------
     DataFrame
-        ``object_id``, ``capture_correction`` (> 0; below 1 where a wide aperture
-        reads more of a point source than the spread costs) and ``source_width_um``
+        ``object_id``, ``capture_correction`` (>= 1) and ``source_width_um``
         (the fitted extra sigma, µm, before the cap; NaN where not fitted), one
         row per row of `apertures`, in its order. ``attrs["psf_um"]`` holds the
         PSF used (None if none) and ``attrs["psf_objects"]`` how many fits
@@ -821,9 +552,6 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     cap = (float(max_extra_sigma) * psf[1]) ** 2
     background = apertures["background"].to_numpy(float)
 
-    profiles, typical_reading = (_profiles(windows, apertures, light, threads) if size
-                                 else (None, float("nan")))
-
     def fit(item):
         place, row = item
         region = _Region(*windows(row), background[place])
@@ -833,19 +561,7 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
         _, centre, (u,) = _fit(region, start[0], start[1], sigma, scale, "extra")
         point = region.captured(centre, sigma / scale)
         spread = region.captured(centre, np.sqrt(sigma ** 2 + min(u, cap)) / scale)
-        factor = max(point / spread, 1.0) if spread > 0 else 1.0
-        if profiles is not None:
-            # A wider aperture reads more of a point source than a single molecule's:
-            # the image's own light profile says how much more (its aperture drawn alone,
-            # so that what a neighbour's aperture takes of it is not counted twice).
-            # At the light's centroid: the fit's centre wanders where the fit does not
-            # settle (a crowd, a fit run to its bound).
-            alone = _Region(*windows.alone(row), background[place])
-            depth = start[1][0] + max(windows.low[row][0] - windows.reach[0], 0)
-            own = profiles.reading(alone, start[1], depth)
-            if own > 0:
-                factor *= typical_reading / own
-        return place, np.sqrt(u), factor
+        return place, np.sqrt(u), max(point / spread, 1.0) if spread > 0 else 1.0
 
     for place, fitted, factor in _each(fit, list(zip(chosen, rows)), threads):
         width[place] = fitted
