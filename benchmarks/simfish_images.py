@@ -17,7 +17,8 @@ the grid, optics and flat background of the hand-tagged real widefield images;
 grid, 0.4 µm steps, an uneven background, four times the molecules, granules spread wider,
 a PSF that is not a Gaussian: a widefield objective's diffraction pattern, ideal or with
 spherical aberration, the same through the stack or growing with depth,
-:func:`rna_localization.synthetic.optics.born_wolf_psf`; and a camera with hot pixels), to check that the counting holds beyond one kind of image.
+:func:`rna_localization.synthetic.optics.born_wolf_psf`; and a camera with hot pixels), to
+check that the counting holds beyond one kind of image.
 
 :func:`write_folder` writes such images as a user's data folder (with a
 second channel of centrosome-like blobs), for the command line end to end.
@@ -119,8 +120,9 @@ _BORN_WOLF_SIGMAS = (BORN_WOLF_SIGMA_UM[0], BORN_WOLF_SIGMA_UM[1], BORN_WOLF_SIG
 #: shows a cluster of spots more than a blob); the objective's diffraction PSF, ideal,
 #: mildly aberrated (0.2 waves, a Strehl ratio of about 0.7) and strongly (0.35 waves, about
 #: 0.4: each molecule a column with two maxima along z), and aberrated more with depth
-#: (0.1 waves at the first plane to 0.4 at the last, 6 µm deeper: an oil objective focused
-#: into a watery sample); a camera with hot pixels.
+#: (0.1 waves at the first plane to 0.4 at the last, 8.7 µm deeper on the 30 planes of
+#: the benchmark's stacks: an oil objective focused into a watery sample); a camera with
+#: hot pixels.
 VARIANTS = (_confocal(),
             Scene("coarse grid", spacing=(0.5, 0.16, 0.16), psf_sigma_um=(0.40, 0.12, 0.12)),
             Scene("0.4 µm steps", spacing=(0.4, 0.11, 0.11)),
