@@ -89,11 +89,18 @@ class Scene:
     #: The share of the camera's pixels that are hot: each adds an offset, log-uniform over
     #: ``HOT_PIXEL_SDS`` noise SDs, in every plane (a one-pixel column through z).
     hot_pixels: float = 0.0
+    #: A 12-bit camera whose ceiling (4,095) stands this many single molecules' median peaks
+    #: above the background: the counts are offset to put it there, and clipped at it
+    #: (None: nothing is clipped).
+    clip_peaks: float | None = None
 
 
 #: Slabs of planes a PSF varying with depth is rendered in (``Scene.deep_waves``).
 DEPTH_SLABS = 6
 
+
+#: The ceiling of ``Scene.clip_peaks``'s camera: a 12-bit converter's.
+CLIP_CEILING = 4095
 
 #: A hot pixel's offset ranges over these many noise SDs (log-uniform).
 HOT_PIXEL_SDS = (2.0, 50.0)
@@ -122,7 +129,8 @@ _BORN_WOLF_SIGMAS = (BORN_WOLF_SIGMA_UM[0], BORN_WOLF_SIGMA_UM[1], BORN_WOLF_SIG
 #: 0.4: each molecule a column with two maxima along z), and aberrated more with depth
 #: (0.1 waves at the first plane to 0.4 at the last, 8.7 µm deeper on the 30 planes of
 #: the benchmark's stacks: an oil objective focused into a watery sample); a camera with
-#: hot pixels.
+#: hot pixels; a camera whose ceiling clips the granules' light (an exposure set for single
+#: molecules).
 VARIANTS = (_confocal(),
             Scene("coarse grid", spacing=(0.5, 0.16, 0.16), psf_sigma_um=(0.40, 0.12, 0.12)),
             Scene("0.4 µm steps", spacing=(0.4, 0.11, 0.11)),
@@ -137,7 +145,9 @@ VARIANTS = (_confocal(),
             Scene("Born-Wolf PSF, spherical aberration from 0.1 waves (first plane) to 0.4 "
                   "(last)", psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.1,
                   deep_waves=0.4),
-            Scene("hot pixels (0.1% of the camera's)", hot_pixels=0.001))
+            Scene("hot pixels (0.1% of the camera's)", hot_pixels=0.001),
+            Scene("a 12-bit camera clipping 2 single molecules' peaks above the background",
+                  clip_peaks=2.0))
 
 
 @dataclass
@@ -263,6 +273,9 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256),
                                         random_noise=BACKGROUND_SPREAD)
     if scene.hot_pixels:
         image = image + hot_pixel_offsets(rng, shape[1:], scene.hot_pixels, noise_sd)
+    if scene.clip_peaks is not None:
+        offset = CLIP_CEILING - scene.background - scene.clip_peaks * snr * noise_sd
+        image = np.minimum(image + offset, CLIP_CEILING)
     molecules = pd.DataFrame({
         "object_id": owner.astype(np.int64), "z": positions[:, 0], "y": positions[:, 1],
         "x": positions[:, 2], "brightness": amplitude * spread, "in_granule": in_granule,

@@ -125,7 +125,7 @@ CENTROID_COLUMNS = {"object_id": "int64", "spot_centroid_z": "float64",
                     "spot_centroid_y": "float64", "spot_centroid_x": "float64"}
 #: The columns extraction stores in the database beside measure_objects' ones.
 STORED_COLUMNS = ("spot_intensity", "background", "spot_centroid_z", "spot_centroid_y",
-                  "spot_centroid_x", "capture_correction")
+                  "spot_centroid_x", "capture_correction", "clipped_light")
 
 #: Distances within this relative tolerance count as equal (voxel-grid distances
 #: are sums of squares: exact ties and exactly-on-the-radius voxels are common,

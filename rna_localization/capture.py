@@ -36,6 +36,17 @@ correction credits it light its missed neighbours left in its aperture's
 surroundings. The cap bounds that credit, at the cost of part of a wide
 granule's.
 
+Clipped light
+-------------
+A camera writes its ceiling wherever more light fell (:mod:`rna_localization.saturation`).
+An object holding a plateau at the ceiling is fitted on its other voxels, and what the
+fitted source puts above the ceiling at the clipped ones is its ``clipped_light``, added to
+its reading. Its mask holds the plateau (``segment``), so its aperture is wider than a
+single molecule's and reads more of a point source (of a real objective's rings, much more
+than a Gaussian model says): its correction is divided by how much more of the image's own
+single molecules it reads when laid over them (:class:`_Singles`). docs/quantification.md,
+"Clipped light", gives how close it comes.
+
 Which voxels the fit sees
 -------------------------
 The object's aperture and shell exactly as
@@ -68,6 +79,7 @@ from .apertures import (
     aperture_intensities,
 )
 from .objects import normalize_spacing, object_index, object_voxels_and_intensities
+from .saturation import MIN_CLIPPED_VOXELS, clipped_objects
 
 __all__ = ["CAPTURE_MAX_EXTRA_SIGMA", "CAPTURE_MIN_SINGLES",
            "PSF_MIN_OBJECTS", "PSF_OUTLIER_RATIO", "capture_corrections", "corrected_apertures",
@@ -360,12 +372,80 @@ def _typical_single(light: np.ndarray) -> float:
     return float(np.median(positive)) if positive.size else float("nan")
 
 
-def _measure(windows, apertures, scale, threads=1):
+#: Most single-molecule-like objects a clipped object's aperture is laid over
+#: (:class:`_Singles`), and the fewest it needs.
+WIDER_MOST_SINGLES, WIDER_MIN_SINGLES = 60, 10
+
+
+def _single_like(apertures, clipped, most):
+    """Rows of up to `most` objects of 1/1.5-1.5 times the typical single molecule's light
+    (evenly spread), none at the ceiling."""
     light = apertures["spot_intensity"].to_numpy(float)
     typical = _typical_single(light)
-    like = np.flatnonzero((light >= typical / 1.5) & (light <= typical * 1.5))
-    if like.size > PSF_MOST_OBJECTS:
-        like = like[np.linspace(0, like.size - 1, PSF_MOST_OBJECTS).round().astype(int)]
+    like = (light >= typical / 1.5) & (light <= typical * 1.5)
+    if clipped is not None:  # a flat top is no PSF
+        like &= ~clipped
+    like = np.flatnonzero(like)
+    if like.size > most:
+        like = like[np.linspace(0, like.size - 1, most).round().astype(int)]
+    return like
+
+
+class _Singles:
+    """How much more of a point source a clipped object's aperture reads than a single
+    molecule's own: its aperture's voxels, laid over the image's single molecules.
+
+    A clipped object's mask holds its plateau, so its aperture is wider than a single
+    molecule's and holds more of a point source's light (of a real objective's rings and
+    out-of-focus light, much more than a Gaussian's). Laid over each of up to
+    :data:`WIDER_MOST_SINGLES` single-molecule-like objects (at their brightest voxel, as
+    the aperture at the plateau's centre), where it covers no other object, it reads their
+    light less their background per voxel; the median of that over their own aperture's
+    reading is the ratio (NaN from fewer than :data:`WIDER_MIN_SINGLES`).
+    """
+
+    def __init__(self, objects, intensity_image, apertures, clipped):
+        self.image, self.shape = intensity_image, np.array(objects.shape)
+        self.voxels, self.labels = objects.voxels, objects.labels
+        rows = _single_like(apertures, clipped, WIDER_MOST_SINGLES)
+        ids, index = object_index(objects.labels)
+        values = np.ravel(intensity_image)[objects.voxels]
+        # Each object's brightest voxel: the last of its voxels sorted by value.
+        order = np.lexsort((values, index))
+        last = np.r_[index[order][1:] != index[order][:-1], True]
+        brightest = np.zeros(ids.size, np.int64)
+        brightest[index[order][last]] = objects.voxels[order][last]
+        place = np.searchsorted(ids, apertures["object_id"].to_numpy()[rows])
+        self.ids = apertures["object_id"].to_numpy()[rows]
+        self.centres = np.stack(np.unravel_index(brightest[place], objects.shape), axis=1)
+        self.background = apertures["background"].to_numpy(float)[rows]
+        self.light = apertures["spot_intensity"].to_numpy(float)[rows]
+
+    def wider(self, aperture, top) -> float:
+        """The ratio for the aperture (a boolean window) of the object whose clipped voxels
+        are `top` (the same window): laid at the plateau's centre as at each molecule's
+        brightest voxel."""
+        if not (top & aperture).any():
+            return float("nan")
+        centre = np.rint(np.argwhere(top & aperture).mean(axis=0)).astype(np.int64)
+        offsets = np.argwhere(aperture) - centre
+        at = self.centres[:, None, :] + offsets[None]
+        inside = np.all((at >= 0) & (at < self.shape), axis=(1, 2))
+        flat = np.ravel_multi_index(tuple(np.moveaxis(np.clip(at, 0, self.shape - 1), 2, 0)),
+                                    tuple(self.shape))
+        # Another object's voxel under the laid aperture: its light is no part of the molecule's.
+        where = np.clip(np.searchsorted(self.voxels, flat), 0, self.voxels.size - 1)
+        other = (self.voxels[where] == flat) & (self.labels[where] != self.ids[:, None])
+        usable = inside & ~other.any(axis=1) & (self.light > 0)
+        if usable.sum() < WIDER_MIN_SINGLES:
+            return float("nan")
+        read = (np.ravel(self.image)[flat[usable]].sum(axis=1)
+                - offsets.shape[0] * self.background[usable])
+        return float(np.median(read / self.light[usable]))
+
+
+def _measure(windows, apertures, scale, threads=1, clipped=None):
+    like = _single_like(apertures, clipped, PSF_MOST_OBJECTS)
     rows = np.searchsorted(windows.ids, apertures["object_id"].to_numpy()[like])
     background = apertures["background"].to_numpy(float)[like]
     start = np.array(PSF_START_UM)
@@ -444,11 +524,38 @@ def psf_outliers(images: pd.DataFrame, *, ratio: float = PSF_OUTLIER_RATIO) -> p
     return pd.concat(rows)[columns].sort_values(["structure", "name"], ignore_index=True)
 
 
+def _clipped_objects(objects, intensity_image, ids, ceiling) -> np.ndarray:
+    """Whether each object of `ids` holds at least
+    :data:`~rna_localization.saturation.MIN_CLIPPED_VOXELS` voxels at `ceiling`."""
+    if ceiling is None:
+        return np.zeros(len(ids), dtype=bool)
+    present, index = object_index(objects.labels)
+    top = np.ravel(intensity_image)[objects.voxels] >= ceiling
+    counts = np.bincount(index[top], minlength=present.size)
+    place = np.clip(np.searchsorted(present, ids), 0, max(present.size - 1, 0))
+    return (present[place] == ids) & (counts[place] >= MIN_CLIPPED_VOXELS)
+
+
+def _lost_light(region, top, amplitude, centre, widths_vox) -> float:
+    """What the clipped voxels (`top`, of the window) of `region`'s aperture would read of
+    the fitted Gaussian (peak `amplitude`, at `centre`, sigmas `widths_vox`) beyond what they
+    read of the ceiling: both less their group's median, as the light is read (the shell's
+    median of the model, as of the image)."""
+    g = amplitude * np.exp(-0.5 * (((region.grid - centre) / widths_vox) ** 2).sum(axis=1))
+    level = np.zeros(region.starts.size + 1)  # the last: no group
+    for k, (first, size) in enumerate(zip(region.starts, region.sizes)):
+        level[k] = np.median(g[region.cat[first:first + size]])
+    model = g - level[region.slot]
+    clipped = region.aperture & top[tuple(region.grid.astype(np.intp).T)]
+    return float(np.clip(model[clipped] - region.light[clipped], 0, None).sum())
+
+
 def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *, spacing,
                         psf_um=None, grow_um: float = APERTURE_GROW_UM,
                         shell_um: float = APERTURE_SHELL_UM,
                         min_singles: float = CAPTURE_MIN_SINGLES,
                         max_extra_sigma: float = CAPTURE_MAX_EXTRA_SIGMA,
+                        ceiling: float | None = None,
                         threads: int = 1) -> pd.DataFrame:
     """Each object's aperture correction: the light its aperture misses of a wider source.
 
@@ -460,6 +567,17 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     (each a unit Gaussian at the fitted centre, summed over the aperture less
     the shell's medians, as the light is read). The others, and every object
     when the PSF cannot be measured, keep 1. Multiply ``spot_intensity`` by it.
+
+    With a camera `ceiling`, the objects holding at least
+    :data:`~rna_localization.saturation.MIN_CLIPPED_VOXELS` voxels at it (a
+    plateau of clipped light) are fitted whatever their brightness, on their
+    aperture and shell voxels under the ceiling only, and the fitted source's
+    light above the ceiling at their clipped aperture voxels (read as the light
+    is: less the shell's medians of the model and of the image) is their
+    ``clipped_light``: add it to ``spot_intensity`` before multiplying. Their
+    correction is divided by how much more their aperture reads of the image's
+    single molecules than those molecules' own apertures do (a plateau widens
+    the mask it is grown from).
 
     Parameters
     ----------
@@ -481,7 +599,10 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
         Objects dimmer than this many typical single molecules keep 1.
     max_extra_sigma : float
         Cap on a source's extra width, in lateral PSF sigmas (>= 0; 0 turns the
-        correction off).
+        correction off, but not the clipped light's estimate).
+    ceiling : float, optional
+        The camera's ceiling (:func:`~rna_localization.saturation.camera_ceiling`),
+        when its light was clipped; None: nothing is.
     threads : int
         With 2 or more, the objects are fitted on two threads (the answer is
         the same).
@@ -489,9 +610,11 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     Returns
     -------
     DataFrame
-        ``object_id``, ``capture_correction`` (>= 1) and ``source_width_um``
-        (the fitted extra sigma, µm, before the cap; NaN where not fitted), one
-        row per row of `apertures`, in its order. ``attrs["psf_um"]`` holds the
+        ``object_id``, ``capture_correction`` (>= 1 but where clipped),
+        ``source_width_um``
+        (the fitted extra sigma, µm, before the cap; NaN where not fitted) and
+        ``clipped_light`` (the light the ceiling took, >= 0, in the image's
+        units), one row per row of `apertures`, in its order. ``attrs["psf_um"]`` holds the
         PSF used (None if none) and ``attrs["psf_objects"]`` how many fits
         measured it (0 when it was given).
 
@@ -525,16 +648,19 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     n = len(apertures)
     correction = np.ones(n)
     width = np.full(n, np.nan)
+    clipped = np.zeros(n)
     out = pd.DataFrame({"object_id": apertures["object_id"].to_numpy(np.int64),
-                        "capture_correction": correction, "source_width_um": width})
+                        "capture_correction": correction, "source_width_um": width,
+                        "clipped_light": clipped})
     out.attrs.update(psf_um=None, psf_objects=0)
     if n == 0 or objects.voxels.size == 0:
         return out
     windows = _Windows(objects, intensity_image, scale, grow_um, shell_um)
+    at_ceiling = _clipped_objects(objects, intensity_image, out["object_id"].to_numpy(), ceiling)
     if psf_um is not None:
         psf = (float(psf_um[0]), float(psf_um[1]))
     else:
-        psf, count = _measure(windows, apertures, scale, threads)
+        psf, count = _measure(windows, apertures, scale, threads, at_ceiling)
         out.attrs["psf_objects"] = count
         if psf is None:
             warnings.warn(
@@ -543,31 +669,61 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
                 RuntimeWarning, stacklevel=2)
             return out
     out.attrs["psf_um"] = psf
-    if max_extra_sigma == 0:
-        return out
     light = apertures["spot_intensity"].to_numpy(float)
-    chosen = np.flatnonzero(light >= float(min_singles) * _typical_single(light))
+    least = float(min_singles) * _typical_single(light)
+    bright = light >= least
+    if max_extra_sigma == 0:
+        bright[:] = False
+    chosen = np.flatnonzero(bright | at_ceiling)
+    if chosen.size == 0:
+        return out
     rows = np.searchsorted(windows.ids, out["object_id"].to_numpy()[chosen])
     sigma = np.array([psf[0], psf[1], psf[1]])
     cap = (float(max_extra_sigma) * psf[1]) ** 2
     background = apertures["background"].to_numpy(float)
+    # A clipped object's mask holds its plateau, and its aperture is wider than a single
+    # molecule's: it reads more of a point source, by as much as it reads more of the
+    # image's own single molecules (_Singles).
+    singles = (_Singles(objects, intensity_image, apertures, at_ceiling)
+               if at_ceiling.any() else None)
 
     def fit(item):
         place, row = item
-        region = _Region(*windows(row), background[place])
-        start = region.start()
+        values, owner, label = windows(row)
+        region = _Region(values, owner, label, background[place])
+        lost = 0.0
+        if at_ceiling[place]:
+            # Fitted on the voxels under the ceiling only; the clipped ones filled from the fit.
+            top = (values >= ceiling) & (owner == label)
+            fitted = _Region(values, np.where(top, 0, owner), label, background[place])
+        else:
+            fitted = region
+        start = fitted.start()
         if start is None:
-            return place, np.nan, 1.0
-        _, centre, (u,) = _fit(region, start[0], start[1], sigma, scale, "extra")
+            return place, np.nan, 1.0, 0.0
+        amplitude, centre, (u,) = _fit(fitted, start[0], start[1], sigma, scale, "extra")
+        if at_ceiling[place]:
+            lost = _lost_light(region, top, amplitude, centre, np.sqrt(sigma ** 2 + u) / scale)
+        elif max_extra_sigma == 0 or light[place] < least:
+            return place, np.sqrt(u), 1.0, lost
         point = region.captured(centre, sigma / scale)
         spread = region.captured(centre, np.sqrt(sigma ** 2 + min(u, cap)) / scale)
-        return place, np.sqrt(u), max(point / spread, 1.0) if spread > 0 else 1.0
+        if spread <= 0:
+            return place, np.sqrt(u), 1.0, lost
+        factor = max(point / spread, 1.0)
+        if at_ceiling[place]:
+            wider = singles.wider(owner == label, top)
+            if wider > 1:
+                factor /= wider
+        return place, np.sqrt(u), factor, lost
 
-    for place, fitted, factor in _each(fit, list(zip(chosen, rows)), threads):
+    for place, fitted, factor, lost in _each(fit, list(zip(chosen, rows)), threads):
         width[place] = fitted
         correction[place] = factor
+        clipped[place] = lost
     out["capture_correction"] = correction
     out["source_width_um"] = width
+    out["clipped_light"] = clipped
     return out
 
 
@@ -577,8 +733,12 @@ def corrected_apertures(label_image, intensity_image, *, spacing, threads: int =
 
     :func:`~rna_localization.apertures.aperture_intensities` (default aperture
     and background), then :func:`capture_corrections`: ``spot_intensity`` is
-    multiplied by ``capture_correction``, which is added as a column. What
-    extraction stores, and what molecule counts divide by the reference.
+    multiplied by ``capture_correction``, which is added as a column. When the
+    objects' brightest voxels sit at a camera's ceiling in a plateau
+    (:func:`~rna_localization.saturation.clipped_objects`), the light the
+    ceiling took from each such object (``clipped_light``, 0 elsewhere) is
+    added first. What extraction stores, and what molecule counts divide by
+    the reference.
 
     Parameters
     ----------
@@ -595,24 +755,42 @@ def corrected_apertures(label_image, intensity_image, *, spacing, threads: int =
     Returns
     -------
     DataFrame
-        The columns of :data:`~rna_localization.apertures.APERTURE_COLUMNS` and
-        ``capture_correction``; ``attrs["psf_um"]`` and ``attrs["psf_objects"]``
-        as :func:`capture_corrections` sets them.
+        The columns of :data:`~rna_localization.apertures.APERTURE_COLUMNS`,
+        ``capture_correction`` and ``clipped_light``; ``attrs["psf_um"]`` and
+        ``attrs["psf_objects"]`` as :func:`capture_corrections` sets them.
 
     Examples
     --------
     >>> labels = np.zeros((5, 15, 15), int); labels[2, 7, 7] = 1
     >>> raw = np.full(labels.shape, 100.0); raw[2, 7, 7] = 600.0
     >>> table = corrected_apertures(labels, raw, spacing=(0.3, 0.1, 0.1), psf_um=(0.3, 0.1))
-    >>> table[["spot_intensity", "capture_correction"]].to_numpy().tolist()
-    [[500.0, 1.0]]
+    >>> table[["spot_intensity", "capture_correction", "clipped_light"]].to_numpy().tolist()
+    [[500.0, 1.0, 0.0]]
+
+    A source of 10,000 counts at its peak through a 12-bit camera: its light
+    above 4,095 is estimated from the voxels under it.
+
+    >>> zz, yy, xx = np.indices((11, 31, 31))
+    >>> light = 100 + 10000 * np.exp(-0.5 * (((zz - 5) * 0.3 / 0.3) ** 2
+    ...                                      + ((yy - 15) ** 2 + (xx - 15) ** 2) * 0.01 / 0.1 ** 2))
+    >>> labels = np.zeros(light.shape, int); labels[4:7, 13:18, 13:18] = 1
+    >>> whole = corrected_apertures(labels, light, spacing=(0.3, 0.1, 0.1), psf_um=(0.3, 0.1))
+    >>> clipped = corrected_apertures(labels, np.minimum(light, 4095), spacing=(0.3, 0.1, 0.1),
+    ...                               psf_um=(0.3, 0.1))
+    >>> ratio = clipped["spot_intensity"] / whole["spot_intensity"]
+    >>> round(float(ratio[0]), 3), bool(clipped["clipped_light"][0] > 0.1 * whole["spot_intensity"][0])
+    (1.0, True)
     """
     objects, intensity_image = object_voxels_and_intensities(label_image, intensity_image)
     table = aperture_intensities(objects, intensity_image, spacing=spacing, threads=threads)
+    values = np.ravel(intensity_image)[objects.voxels] if objects.voxels.size else []
+    ceiling, _ = clipped_objects([np.max(values)] if len(values) else [], values)
     corrected = capture_corrections(objects, intensity_image, table, spacing=spacing,
-                                    psf_um=psf_um, threads=threads)
+                                    psf_um=psf_um, ceiling=ceiling, threads=threads)
     table["capture_correction"] = corrected["capture_correction"].to_numpy()
-    table["spot_intensity"] *= table["capture_correction"]
+    table["clipped_light"] = corrected["clipped_light"].to_numpy()
+    table["spot_intensity"] = ((table["spot_intensity"] + table["clipped_light"])
+                               * table["capture_correction"])
     table.attrs.update(corrected.attrs)
     return table
 

@@ -9,7 +9,9 @@ at half of its own peak, grows). Such a
 plateau is told apart by its value: the brightest voxel of the objects is a ceiling,
 and more than one voxel holds it (an unclipped image's brightest voxel is almost
 always alone, and seldom lands on 2^k - 1). A ceiling a camera's software moved
-elsewhere (a stack rescaled after acquisition) is not recognized.
+elsewhere (a stack rescaled after acquisition) is not recognized. Extraction
+estimates what the ceiling took from each RNA object it counts
+(:func:`rna_localization.capture.capture_corrections`, ``clipped_light``).
 
 Pure array functions; :func:`rna_localization.steps.extract` warns with them, and
 ``segment`` flags the images on its QC page
@@ -30,8 +32,10 @@ CAMERA_BITS = (8, 10, 12, 14, 15, 16)
 MIN_CLIPPED_VOXELS = 2
 
 #: What to do about clipped light, said wherever it is found.
-CLIPPED_ADVICE = ("They read less light than fell on them: fewer molecules in an RNA object, a "
-                  "lower peak (so a wider half-peak mask) in a centrosome. Image at a shorter "
+CLIPPED_ADVICE = ("They read less light than fell on them. extract estimates the light above the "
+                  "ceiling of the objects whose molecules it counts from a Gaussian fitted to their "
+                  "other voxels (clipped_light), the less closely the more is clipped; a "
+                  "centrosome's lower peak still widens its half-peak mask. Image at a shorter "
                   "exposure or a lower gain, or leave such images out")
 
 _CEILINGS = frozenset(2 ** k - 1 for k in CAMERA_BITS)

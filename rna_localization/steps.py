@@ -268,6 +268,7 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
                                        lambda: np.ravel(raw)[label_image.voxels])
     uncorrected = False
     psf = None
+    estimated = (0, float("nan"))
     if apertures:
         # Matched apertures and light centroids: for the structures whose molecules are
         # counted or whose distances are measured (the costliest part of extraction).
@@ -287,6 +288,7 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         uncorrected = len(measured) > 0 and measured.attrs["psf_um"] is None
         if len(measured):
             psf = (*(measured.attrs["psf_um"] or (None, None)), measured.attrs["psf_objects"])
+            estimated = _clipped_estimate(measured)
         centroids = spot_centroids(label_image, light,
                                    measured.set_index("object_id")["background"])
         del light
@@ -300,7 +302,17 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         )
     return {"structure": pair.structure, "name": pair.name, "objects": len(objects),
             "status": "extracted" if written else "skipped", "uncorrected": uncorrected,
-            "ceiling": ceiling, "clipped": int(clipped.sum())}
+            "ceiling": ceiling, "clipped": int(clipped.sum()), "estimated": estimated[0],
+            "estimated_share": estimated[1]}
+
+
+def _clipped_estimate(measured: pd.DataFrame) -> tuple[int, float]:
+    """How many objects have clipped light estimated, and its share of their light."""
+    took = measured["clipped_light"].to_numpy() > 0
+    if not took.any():
+        return 0, float("nan")
+    added = (measured["clipped_light"] * measured["capture_correction"]).to_numpy()[took].sum()
+    return int(took.sum()), float(added / measured["spot_intensity"].to_numpy()[took].sum())
 
 
 def _check_voxel_sizes(config: Config, pairs: list[io.ImagePair]) -> None:
@@ -463,12 +475,15 @@ def extract(config: Config, *, overwrite: bool = False, db: Database | None = No
 
 def _warn_clipped(reports: list[dict]) -> None:
     """Name the images extracted in this run whose objects' light the camera clipped."""
-    clipped = sorted((r["structure"], r["name"], r["clipped"], r["ceiling"])
+    clipped = sorted((r["structure"], r["name"], r["clipped"], r["ceiling"], r.get("estimated", 0),
+                      r.get("estimated_share", float("nan")))
                      for r in reports if r.get("clipped"))
     if not clipped:
         return
-    names = [f"{structure} {name} ({count} object{'s' if count > 1 else ''} at {ceiling:,})"
-             for structure, name, count, ceiling in clipped]
+    names = [f"{structure} {name} ({count} object{'s' if count > 1 else ''} at {ceiling:,}"
+             + (f"; the light above it estimated for {estimated}, {share:.0%} of their light"
+                if estimated else "") + ")"
+             for structure, name, count, ceiling, estimated, share in clipped]
     _warn(f"{len(names)} image(s) have objects whose brightest voxels sit at the camera's "
           f"ceiling, a plateau of clipped light: {_some(names, '; ')}. {CLIPPED_ADVICE}; "
           f"the objects are those whose max_intensity is the ceiling.")

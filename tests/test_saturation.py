@@ -136,3 +136,70 @@ def test_extract_names_the_images_with_clipped_objects_once(dataset):
     assert at["n"].tolist() == [2, 1]
     # Named once: extracting again, with nothing to extract, says nothing.
     assert_nothing_stale(dataset)
+
+
+def test_extract_estimates_the_clipped_light_of_rna_objects(tmp_path, database_name):
+    # One of four simulated confocal stacks through a gain that puts the 95th percentile of
+    # its RNA objects' voxels at a 12-bit ceiling: its brightest objects (granules) hold a
+    # clipped plateau, and so do molecules on the haze of an out-of-focus cell that the
+    # ceiling clips around them too. extract estimates the light above the ceiling
+    # (clipped_light) where the fit puts any there, so that those objects read about what
+    # they read on the stack unclipped, and says so.
+    import pandas as pd
+
+    from rna_localization.capture import corrected_apertures
+    from rna_localization.objects import object_voxels
+    from rna_localization.synthetic import simulate_dataset
+
+    data = simulate_dataset(tmp_path / "sim", n_images=4, seed=2, shape=(24, 192, 192))
+    toml = data / "pipeline.toml"
+    text = toml.read_text(encoding="utf-8")
+    toml.write_text(text.replace('name = "demo"', f'name = "{database_name}"'), encoding="utf-8")
+    config = load_config(toml)
+    name = sorted(pd.read_csv(data / "raw-data-metadata.csv")["name"])[0]
+    path = data / "rna" / "raw-data" / f"{name}.tif"
+    segmentation = tifffile.imread(data / "rna" / "segmentations" / f"{name}_seg.tif")
+    raw = tifffile.imread(path).astype(float)
+    exposed = raw * (4095 / np.percentile(raw[segmentation > 0], 95))
+    tifffile.imwrite(path, np.minimum(np.rint(exposed), 4095).astype(np.uint16))
+    with pytest.warns(steps.PipelineWarning,
+                      match=rf"^1 image\(s\) have objects whose brightest voxels sit at the "
+                            rf"camera's ceiling, a plateau of clipped light: rna {name} "
+                            rf"\((\d+) objects at 4,095; the light above it estimated for "
+                            rf"(\d+), (\d+)% of their light\)\. They read less light") as record:
+        steps.extract(config)
+    stored = _db(toml).query("SELECT object_id, max_intensity, spot_intensity, clipped_light, "
+                             "capture_correction FROM rna WHERE name = %s ORDER BY object_id",
+                             (name,))
+    # Brute force: the objects holding two voxels or more at the ceiling (a plateau; the
+    # fit may put nothing above it).
+    objects = object_voxels(segmentation)
+    clipped = np.minimum(np.rint(exposed), 4095).ravel()[objects.voxels] == 4095
+    held = np.bincount(objects.labels[clipped].astype(np.int64),
+                       minlength=int(objects.labels.max()) + 1)
+    at = held[stored["object_id"].to_numpy()] >= 2
+    estimated = stored["clipped_light"].to_numpy() > 0
+    assert at.sum() >= 10
+    assert (stored["max_intensity"].to_numpy()[at] == 4095).all()
+    assert (estimated <= at).all()
+    assert estimated.sum() >= 4
+    message = str([w.message for w in record if "ceiling" in str(w.message)][0])
+    assert f"estimated for {estimated.sum()}," in message
+    # The oracle: the same objects' reading of the stack before the ceiling.
+    whole = corrected_apertures(objects, np.rint(exposed),
+                                spacing=config.spacing)
+    assert whole["object_id"].tolist() == stored["object_id"].tolist()
+    ratio = (stored["spot_intensity"].to_numpy()[estimated]
+             / whole["spot_intensity"].to_numpy()[estimated])
+    # Without the estimate (the reading of the clipped stack, less than its correction).
+    plain = ((stored["spot_intensity"] / stored["capture_correction"] - stored["clipped_light"])
+             * stored["capture_correction"]).to_numpy()[estimated] / whole["spot_intensity"].to_numpy()[estimated]
+    print(f"{estimated.sum()} of {at.sum()} objects clipped estimated: estimated / unclipped median {np.median(ratio):.3f} "
+          f"(least {ratio.min():.3f}); without {np.median(plain):.3f} (least {plain.min():.3f})")
+    assert 0.95 <= np.median(ratio) <= 1.05
+    assert np.abs(ratio - 1).mean() < np.abs(plain - 1).mean() - 0.02
+    # The other images hold no plateau: nothing estimated.
+    others = _db(toml).query("SELECT clipped_light FROM rna WHERE name <> %s", (name,))
+    assert (others["clipped_light"] == 0).all()
+    centrosomes = _db(toml).query("SELECT clipped_light FROM centrosomes")
+    assert centrosomes["clipped_light"].isna().all()  # not counted: no apertures

@@ -1731,3 +1731,70 @@ def test_a_strongly_aberrated_psf_gives_one_object_per_molecule():
     assert np.mean(per_molecule_before >= 2) >= 0.5
     assert len(before) >= 100
     assert len(empty) <= len(before) / 3
+
+
+def test_plateau_pairs_are_the_spots_near_one_plateau():
+    # Brute force: the plateaus as 26-connected components of the voxels at the ceiling,
+    # each spot on the plateau of its nearest clipped voxel (in spot sigmas per axis)
+    # when within reach; every pair of spots on one plateau.
+    rng = np.random.default_rng(3)
+    spacing, sigma = (0.3, 0.1, 0.1), (0.2, 0.1)
+    image = rng.integers(100, 3000, (12, 60, 60)).astype(np.uint16)
+    near = []
+    for _ in range(6):
+        z, y, x = rng.integers(2, 10), *rng.integers(4, 56, 2)
+        image[z - 1:z + 1, y - 2:y + rng.integers(1, 4), x - 2:x + 2] = 4095
+        near.append(np.array([z, y, x]) + rng.integers(-3, 4, (3, 3)))  # some within reach
+    image[0, 0, 0] = 4095  # a lone voxel at the ceiling: one voxel, no plateau of its own
+    at = np.clip(np.concatenate(near + [rng.integers(0, [12, 60, 60], (40, 3))]), 0,
+                 [11, 59, 59])
+    spots = pd.DataFrame(at, columns=["zi", "yi", "xi"])
+    pairs = detection.plateau_pairs(image, spots, spacing=spacing, spot_sigma_um=sigma)
+    components, _ = ndimage.label(image == 4095, structure=np.ones((3, 3, 3)))
+    top = np.argwhere(components > 0)
+    scale = np.array(spacing) / np.array([sigma[0], sigma[1], sigma[1]])
+    at = spots.to_numpy()
+    distance = np.sqrt((((at[:, None] - top[None]) * scale) ** 2).sum(axis=2))
+    nearest = top[distance.argmin(axis=1)]
+    plateau = components[tuple(nearest.T)]
+    sizes = np.bincount(components.ravel())
+    on = (distance.min(axis=1) <= detection.PLATEAU_REACH_SIGMAS) & (sizes[plateau] >= 2)
+    expected = {(i, j) for i in range(len(at)) for j in range(i + 1, len(at))
+                if on[i] and on[j] and plateau[i] == plateau[j]}
+    assert len(expected) >= 5
+    assert {tuple(p) for p in pairs.tolist()} == expected
+    assert len(pairs) == len(expected)
+    # No ceiling, no pairs.
+    assert len(detection.plateau_pairs(np.minimum(image, 4094), spots, spacing=spacing,
+                                       spot_sigma_um=sigma)) == 0
+
+
+def test_a_clipped_granule_is_one_object():
+    # The isolated scene (granules and single molecules apart, shot noise) through a 12-bit
+    # camera whose ceiling stands 1.5 single molecules' peaks above the background: each
+    # clipped granule's flat top rings the filter with spots, which are grown into one
+    # object; the objects are those of the unclipped stack.
+    from scenes import BACKGROUND, PEAK, isolated_scene
+
+    rng = np.random.default_rng(5)
+    light, positions, owner, granule, spacing, _ = isolated_scene("widefield", rng,
+                                                                  shape=(30, 192, 192))
+    counts = rng.poisson(light).astype(float) + (4095 - BACKGROUND - 1.5 * PEAK)
+    clipped = np.minimum(counts, 4095).astype(np.uint16)
+    voxel = np.clip(np.rint(positions).astype(int), 0, np.array(light.shape) - 1)
+    found = {}
+    for name, stack in (("unclipped", counts), ("clipped", clipped)):
+        run = segment_intermediates(stack, "rna", spacing=spacing)
+        labels = label_objects(run.result)
+        held = labels[tuple(voxel.T)]
+        split = sum(np.unique(held[(owner == k) & (held > 0)]).size > 1
+                    for k in np.flatnonzero(granule))
+        empty = labels.max() - np.unique(held[held > 0]).size
+        found[name] = (len(run.spots), labels.max(), split, empty)
+    print(found)
+    spots, objects, split, empty = found["clipped"]
+    assert (clipped == 4095).sum() > 1000
+    assert spots > 1.2 * found["unclipped"][0]  # the rings' spots
+    assert abs(objects - found["unclipped"][1]) <= 0.02 * found["unclipped"][1]
+    assert split <= found["unclipped"][2] + 3
+    assert empty <= 5

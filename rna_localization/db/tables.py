@@ -94,7 +94,8 @@ _STRUCTURE_COLUMNS = sql.SQL(
     spot_centroid_z double precision,
     spot_centroid_y double precision,
     spot_centroid_x double precision,
-    capture_correction double precision
+    capture_correction double precision,
+    clipped_light double precision
     """
 )
 

@@ -57,6 +57,7 @@ from skimage.segmentation import watershed
 from .._cores import in_threads, separable_in_threads, thread_count
 from ..hot_pixels import repair_in_place
 from ..objects import FACE_CONNECTIVITY, normalize_spacing
+from ..saturation import MIN_CLIPPED_VOXELS, camera_ceiling
 from .params import microns_to_voxels
 
 __all__ = [
@@ -69,7 +70,10 @@ __all__ = [
     "face_noise_profile",
     "find_flank_spots",
     "find_spots",
+    "clipped_plateaus",
     "grow_objects",
+    "plateau_pairs",
+    "plateau_reach",
     "split_blended_spots",
     "spot_shape",
     "less_smoothed",
@@ -1740,12 +1744,28 @@ def _peak_near(image: np.ndarray, index: np.ndarray) -> np.ndarray:
     return best
 
 
+def _plateau_masks(keep, where, object_of_voxel, merged, plateaus, reach) -> None:
+    """In `keep` (over the voxels `where`), the objects of `merged` holding a plateau voxel
+    keep their voxels within `reach` (voxels per axis, an ellipsoid) of one."""
+    plateaus = np.asarray(plateaus, dtype=np.int64)
+    holders = np.unique(merged[tuple(plateaus.T)])
+    holders = holders[holders > 0]
+    if not holders.size:
+        return
+    mine = np.flatnonzero(np.isin(object_of_voxel, holders))
+    at = np.stack(np.unravel_index(where[mine], merged.shape), axis=1)
+    scale = 1.0 / np.asarray(reach, dtype=np.float64)
+    distance, _ = cKDTree(plateaus * scale).query(at * scale)
+    keep[mine] = distance <= 1.0 + 1e-9
+
+
 def grow_objects(filtered: np.ndarray, score: np.ndarray | None, spots: pd.DataFrame, *,
                  floor: float, mask_fraction: float, saddle_ratio: float,
                  granule_saddle_ratio: float = 0.5, reach=None,
                  mask_image: np.ndarray | None = None, granule_reach=None,
                  region: np.ndarray | None = None, threads: int | None = None,
-                 joined: np.ndarray | None = None) -> np.ndarray:
+                 joined: np.ndarray | None = None,
+                 plateaus: np.ndarray | None = None, plateau_reach=None) -> np.ndarray:
     """One object per spot (or per group of spots with no dip between them).
 
     1. A watershed of ``-filtered`` from the spots over the voxels whose score
@@ -1807,6 +1827,17 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray | None, spots: pd.DataF
     joined : (K, 2) ndarray of int, optional
         Row numbers of `spots` whose basins, where they touch, are merged
         whatever the dip between them.
+    plateaus : (N, 3) ndarray of int, optional
+        Voxels of clipped plateaus (:func:`clipped_plateaus`). An object holding
+        one keeps, in step 3, the voxels of its basin within `plateau_reach` of
+        a plateau voxel instead: the plateau and the margin a point source's
+        mask has around its peak. (Cut at a fraction of a flat top, which is
+        lower than the source's peak, the mask would reach out over the PSF's
+        rings and the neighbours, and the aperture grown from it would read
+        more of a real objective's PSF than a single molecule's does.)
+    plateau_reach : (3,) sequence of float, optional
+        The margin's radii, voxels along (z, y, x) (an ellipsoid); with
+        `plateaus`.
 
     Returns
     -------
@@ -1887,6 +1918,8 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray | None, spots: pd.DataF
     values = mask_image.ravel()[where]
     object_of_voxel = merged.ravel()[where]
     keep = (object_of_voxel > 0) & (values >= mask_fraction * level[object_of_voxel])
+    if plateaus is not None and len(plateaus):
+        _plateau_masks(keep, where, object_of_voxel, merged, plateaus, plateau_reach)
     # The merged labels are 0 off the region's voxels: cut them in place.
     cut = merged
     cut.ravel()[where[~keep]] = 0
@@ -2029,6 +2062,140 @@ LOBE_CONTROL_AREA = 8.0
 LOBE_EXCESS = 4.0
 LOBE_MIN_SHARE = 0.05
 LOBE_MIN_PAIRS = 10
+
+
+#: :func:`plateau_pairs`: a spot this many spot sigmas (per axis) or less from a voxel of a
+#: clipped plateau is on that plateau's source.
+PLATEAU_REACH_SIGMAS = 2.0
+
+
+def plateau_reach(mask_fraction: float, shape_sigma, spot_sigma_um, spacing) -> np.ndarray:
+    """How far (voxels along z, y, x) a point source's mask reaches beyond its peak: where a
+    Gaussian of the spot's shape falls to `mask_fraction` of it (``shape_sigma``, voxels, as
+    :func:`spot_shape` measures it; `spot_sigma_um` where None).
+
+    Examples
+    --------
+    >>> plateau_reach(0.5, None, (0.3, 0.1), (0.3, 0.1, 0.1)).round(3).tolist()
+    [1.177, 1.177, 1.177]
+    """
+    if shape_sigma is None:
+        shape_sigma = (np.array([spot_sigma_um[0], spot_sigma_um[1], spot_sigma_um[1]])
+                       / normalize_spacing(spacing))
+    return np.sqrt(2 * np.log(1 / float(mask_fraction))) * np.asarray(shape_sigma, np.float64)
+
+
+def clipped_plateaus(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The voxels at the camera's ceiling, and the plateau each belongs to.
+
+    Empty unless the stack's brightest voxel is a ceiling
+    (:func:`~rna_localization.saturation.camera_ceiling`) held by at least
+    :data:`~rna_localization.saturation.MIN_CLIPPED_VOXELS` voxels. A plateau
+    is a set of them joined through faces, edges or corners.
+
+    Parameters
+    ----------
+    image : (Z, Y, X) ndarray
+        The raw stack.
+
+    Returns
+    -------
+    voxels : (N, 3) ndarray of int
+        (z, y, x) of the voxels at the ceiling, in scan order.
+    plateau : (N,) ndarray of int
+        Each one's plateau, numbered from 0.
+
+    Examples
+    --------
+    >>> image = np.zeros((1, 4, 6), np.uint8); image[0, 1, 1:3] = 255; image[0, 3, 5] = 255
+    >>> voxels, plateau = clipped_plateaus(image)
+    >>> voxels.tolist(), plateau.tolist()
+    ([[0, 1, 1], [0, 1, 2], [0, 3, 5]], [0, 0, 1])
+    """
+    empty = np.zeros((0, 3), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if not np.size(image):
+        return empty
+    ceiling = camera_ceiling(np.max(image))
+    if ceiling is None:
+        return empty
+    flat = np.flatnonzero(np.asarray(image).ravel() == ceiling)
+    if flat.size < MIN_CLIPPED_VOXELS:
+        return empty
+    top = np.stack(np.unravel_index(flat, np.shape(image)), axis=1).astype(np.int64)
+    pairs = cKDTree(top).query_pairs(np.sqrt(3) + 1e-9, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])),
+                       shape=(len(top), len(top)))
+    _, plateau = connected_components(graph, directed=False)
+    return top, plateau.astype(np.int64)
+
+
+def plateau_pairs(image: np.ndarray, spots: pd.DataFrame, *, spacing, spot_sigma_um,
+                  plateaus: tuple | None = None) -> np.ndarray:
+    """Pairs of spots on one plateau of clipped light: one source, grown into one object.
+
+    A camera writes its ceiling (2^k - 1) wherever more light fell
+    (:mod:`rna_localization.saturation`): a granule or centrosome brighter
+    than that has a flat top. The spot filter answers a flat top wider than
+    a spot with a ring, which breaks into several spots around it: on
+    simulated widefield stacks of isolated granules whose ceiling stood 1.5
+    single molecules' peaks above the background, 112 of 149 granules came
+    out in two objects or more and 81 objects held no molecule (8 and 0
+    unclipped; 5 and 3 with these pairs joined). Nothing under a plateau can
+    be resolved, so every pair of
+    spots within :data:`PLATEAU_REACH_SIGMAS` spot sigmas (per axis) of one
+    plateau (face-, edge- or corner-connected voxels at the ceiling, at least
+    :data:`~rna_localization.saturation.MIN_CLIPPED_VOXELS`) is returned, to
+    be grown into one object (:func:`grow_objects`, ``joined``). A stack
+    whose brightest voxel is no ceiling gives none.
+
+    Parameters
+    ----------
+    image : (Z, Y, X) ndarray
+        The raw stack.
+    spots : DataFrame
+        ``zi``, ``yi``, ``xi`` (voxels).
+    spacing : float or sequence of 3 floats
+        Microns per voxel (z, y, x).
+    spot_sigma_um : (float, float)
+        The spot's sigma (axial, lateral), µm.
+    plateaus : tuple, optional
+        :func:`clipped_plateaus` of `image`, when already at hand.
+
+    Returns
+    -------
+    (K, 2) ndarray of int
+        Rows of `spots` (positions), each pair once.
+
+    Examples
+    --------
+    A plateau of 5 x 5 voxels at a 12-bit ceiling with three spots around
+    it, and a spot away from it:
+
+    >>> image = np.full((5, 30, 30), 100, np.uint16); image[2, 8:13, 8:13] = 4095
+    >>> spots = pd.DataFrame({"zi": [2, 2, 2, 2], "yi": [7, 13, 10, 25], "xi": [10, 10, 14, 25]})
+    >>> plateau_pairs(image, spots, spacing=(0.3, 0.1, 0.1), spot_sigma_um=(0.2, 0.1)).tolist()
+    [[0, 1], [0, 2], [1, 2]]
+    """
+    none = np.zeros((0, 2), dtype=np.int64)
+    if not len(spots):
+        return none
+    top, plateau = clipped_plateaus(image) if plateaus is None else plateaus
+    if not len(top):
+        return none
+    size = np.bincount(plateau)
+    # Each spot's nearest clipped voxel, in spot sigmas per axis.
+    sigma = np.array([spot_sigma_um[0], spot_sigma_um[1], spot_sigma_um[1]], np.float64)
+    scale = normalize_spacing(spacing) / sigma
+    at = spots[["zi", "yi", "xi"]].to_numpy(np.float64)
+    distance, nearest = cKDTree(top * scale).query(at * scale)
+    on = (distance <= PLATEAU_REACH_SIGMAS) & (size[plateau[nearest]] >= MIN_CLIPPED_VOXELS)
+    rows, which = np.flatnonzero(on), plateau[nearest[on]]
+    out = [none]
+    for p in np.unique(which):
+        members = rows[which == p]
+        first, second = np.triu_indices(members.size, 1)
+        out.append(np.stack([members[first], members[second]], axis=1))
+    return np.concatenate(out).astype(np.int64)
 
 
 def axial_lobe_pairs(spots: pd.DataFrame, *, spacing, spot_sigma_um) -> np.ndarray:

@@ -289,6 +289,13 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
                                              spot_sigma_um=params.spot_sigma_um,
                                              smoothing=params.mask_smoothing,
                                              hot_pixels=hot_pixels, threads=threads)
+    # The spots around one plateau of clipped light (a flat top rings the filter) are
+    # one source.
+    plateaus = detection.clipped_plateaus(image)
+    plateau = detection.plateau_pairs(image, spots, spacing=spacing,
+                                      spot_sigma_um=params.spot_sigma_um, plateaus=plateaus)
+    if len(plateau):
+        lobes = plateau if lobes is None else np.concatenate([lobes, plateau])
     # Molecules beside a granule (the workflows that split blended spots): only the
     # granule's own lumps take its lower saddle ratio.
     sigma = (detection.spot_shape(filtered, spots)
@@ -302,7 +309,10 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
                                     mask_image=mask_image,
                                     granule_reach=None if sigma is None
                                     else detection.GRANULE_MERGE_SIGMAS * sigma,
-                                    region=region, threads=threads, joined=lobes)
+                                    region=region, threads=threads, joined=lobes,
+                                    plateaus=plateaus[0], plateau_reach=detection.plateau_reach(
+                                        params.mask_fraction, sigma, params.spot_sigma_um,
+                                        spacing))
     del mask_image
     final = separate_touching(labels)
     if params.min_volume_um3 > 0 or params.max_volume_um3 > 0:

@@ -1,0 +1,45 @@
+"""Simulated scenes shared by the test files (rendered by ``rna_localization.synthetic``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rna_localization.synthetic import PRESETS
+from rna_localization.synthetic.rendering import render_molecules
+
+#: The isolated scene's flat background, counts; a molecule's peak is 8 noise SDs above it.
+BACKGROUND = 3300.0
+#: A molecule's peak above the background, counts.
+PEAK = 8 * np.sqrt(BACKGROUND)
+
+
+def isolated_scene(preset, rng, shape=None):
+    """Single molecules and granules of 4-15 molecules in 0.25 µm balls, each ~1.8 µm from
+    the next, on a flat background of 3,300 counts; a molecule's peak 8 noise SDs.
+    Drawn from `rng`. Returns the noise-free light (background included), the molecules'
+    voxel positions, each one's site, whether each site is a granule, the spacing and the
+    PSF."""
+    spacing = np.asarray(PRESETS[preset].spacing)
+    psf = PRESETS[preset].psf_sigma_um
+    if shape is None:  # about 9 x 28 x 28 µm on either grid
+        shape = {"widefield": (30, 256, 256), "confocal": (46, 432, 432)}[preset]
+    step = np.ceil(np.array([1.8, 1.76, 1.76]) / spacing).astype(int)  # sites ~1.8 µm apart
+    sites = np.stack(np.meshgrid(*(np.arange(s, n - s + 1, s) for s, n in zip(step, shape)),
+                                 indexing="ij"), -1).reshape(-1, 3).astype(float)
+    sites += rng.uniform(-0.5, 0.5, sites.shape)
+    granule = rng.random(len(sites)) < 0.3
+    positions, owner = [], []
+    for k, (centre, is_granule) in enumerate(zip(sites, granule)):
+        if is_granule:
+            n = rng.integers(4, 16)
+            direction = rng.normal(size=(n, 3))
+            direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+            points = centre + direction * (0.25 * rng.random(n) ** (1 / 3))[:, None] / spacing
+        else:
+            points = centre[None]
+        positions.append(points)
+        owner += [k] * len(points)
+    positions, owner = np.concatenate(positions), np.array(owner)
+    light = render_molecules(positions, np.full(len(positions), PEAK), owner,
+                             granule, shape, spacing, psf)[0].reshape(shape)
+    return light + BACKGROUND, positions, owner, granule, spacing, psf
