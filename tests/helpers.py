@@ -20,6 +20,18 @@ def database(config) -> Database:
     return Database.from_config(config if isinstance(config, Config) else load_config(config))
 
 
+def simulated_dataset(folder: Path, database_name: str):
+    """Four simulated confocal images (24 x 192 x 192, seed 2) written as a data set whose
+    config names `database_name`: the data folder, its pipeline.toml and its Config."""
+    from rna_localization.synthetic import simulate_dataset
+
+    data = simulate_dataset(folder, n_images=4, seed=2, shape=(24, 192, 192))
+    toml = data / "pipeline.toml"
+    text = toml.read_text(encoding="utf-8")
+    toml.write_text(text.replace('name = "demo"', f'name = "{database_name}"'), encoding="utf-8")
+    return data, toml, load_config(toml)
+
+
 def assert_nothing_stale(config_path) -> None:
     """Extracting again finds nothing changed: no warning, every image skipped."""
     with warnings.catch_warnings():

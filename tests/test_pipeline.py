@@ -19,6 +19,7 @@ from rna_localization.db.backup import export_tables
 import oracles
 from helpers import assert_nothing_stale as _assert_nothing_stale
 from helpers import database as _db
+from helpers import simulated_dataset
 from helpers import table_frames as _export
 
 SPACING = (0.3, 0.1, 0.1)  # datagen's pipeline.toml
@@ -499,14 +500,10 @@ def test_extract_stores_each_image_psf_and_names_one_apart(tmp_path, database_na
 
     from rna_localization.capture import PSF_OUTLIER_RATIO, corrected_apertures
     from rna_localization.objects import object_voxels
-    from rna_localization.synthetic import PRESETS, simulate_dataset
+    from rna_localization.synthetic import PRESETS
 
-    data = simulate_dataset(tmp_path / "sim", n_images=4, seed=2, shape=(24, 192, 192))
-    toml = data / "pipeline.toml"
-    text = toml.read_text(encoding="utf-8")
-    assert 'name = "demo"' in text
-    toml.write_text(text.replace('name = "demo"', f'name = "{database_name}"'), encoding="utf-8")
-    config = load_config(toml)
+    data, toml, config = simulated_dataset(tmp_path / "sim", database_name)
+    assert f'name = "{database_name}"' in toml.read_text(encoding="utf-8")
     names = sorted(pd.read_csv(data / "raw-data-metadata.csv")["name"])
     blurred = names[2]
     path = data / "rna" / "raw-data" / f"{blurred}.tif"
@@ -558,13 +555,8 @@ def test_a_stack_too_sparse_for_a_psf_is_corrected_with_the_others_median(tmp_pa
     from rna_localization.apertures import aperture_intensities
     from rna_localization.capture import PSF_MIN_OBJECTS, capture_corrections
     from rna_localization.objects import object_voxels
-    from rna_localization.synthetic import simulate_dataset
 
-    data = simulate_dataset(tmp_path / "sim", n_images=4, seed=2, shape=(24, 192, 192))
-    toml = data / "pipeline.toml"
-    text = toml.read_text(encoding="utf-8")
-    toml.write_text(text.replace('name = "demo"', f'name = "{database_name}"'), encoding="utf-8")
-    config = load_config(toml)
+    data, toml, config = simulated_dataset(tmp_path / "sim", database_name)
     sparse = sorted(pd.read_csv(data / "raw-data-metadata.csv")["name"])[1]
     path = data / "rna" / "segmentations" / f"{sparse}_seg.tif"
     labels = tifffile.imread(path)

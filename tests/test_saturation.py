@@ -12,7 +12,7 @@ from rna_localization.objects import measure_objects
 from rna_localization.saturation import camera_ceiling, clipped_labels, clipped_objects
 from rna_localization.synthetic import simulate_image
 
-from helpers import assert_nothing_stale
+from helpers import assert_nothing_stale, simulated_dataset
 from helpers import database as _db
 
 
@@ -149,13 +149,8 @@ def test_extract_estimates_the_clipped_light_of_rna_objects(tmp_path, database_n
 
     from rna_localization.capture import corrected_apertures
     from rna_localization.objects import object_voxels
-    from rna_localization.synthetic import simulate_dataset
 
-    data = simulate_dataset(tmp_path / "sim", n_images=4, seed=2, shape=(24, 192, 192))
-    toml = data / "pipeline.toml"
-    text = toml.read_text(encoding="utf-8")
-    toml.write_text(text.replace('name = "demo"', f'name = "{database_name}"'), encoding="utf-8")
-    config = load_config(toml)
+    data, toml, config = simulated_dataset(tmp_path / "sim", database_name)
     name = sorted(pd.read_csv(data / "raw-data-metadata.csv")["name"])[0]
     path = data / "rna" / "raw-data" / f"{name}.tif"
     segmentation = tifffile.imread(data / "rna" / "segmentations" / f"{name}_seg.tif")
