@@ -728,7 +728,7 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
 
 
 def corrected_apertures(label_image, intensity_image, *, spacing, threads: int = 1,
-                        psf_um=None) -> pd.DataFrame:
+                        psf_um=None, ceiling="auto") -> pd.DataFrame:
     """Matched-aperture intensities with each bright object's aperture correction applied.
 
     :func:`~rna_localization.apertures.aperture_intensities` (default aperture
@@ -751,6 +751,10 @@ def corrected_apertures(label_image, intensity_image, *, spacing, threads: int =
         :func:`capture_corrections`.
     psf_um : (float, float), optional
         The PSF's (axial, lateral) sigma, µm; measured from the image by default.
+    ceiling : "auto", float or None
+        The camera's ceiling where the objects' light was clipped (None: it was
+        not); "auto" finds it from the objects' voxels
+        (:func:`~rna_localization.saturation.clipped_objects`).
 
     Returns
     -------
@@ -783,8 +787,9 @@ def corrected_apertures(label_image, intensity_image, *, spacing, threads: int =
     """
     objects, intensity_image = object_voxels_and_intensities(label_image, intensity_image)
     table = aperture_intensities(objects, intensity_image, spacing=spacing, threads=threads)
-    values = np.ravel(intensity_image)[objects.voxels] if objects.voxels.size else []
-    ceiling, _ = clipped_objects([np.max(values)] if len(values) else [], values)
+    if isinstance(ceiling, str):
+        values = np.ravel(intensity_image)[objects.voxels]
+        ceiling, _ = clipped_objects([values.max()] if values.size else [], values)
     corrected = capture_corrections(objects, intensity_image, table, spacing=spacing,
                                     psf_um=psf_um, ceiling=ceiling, threads=threads)
     table["capture_correction"] = corrected["capture_correction"].to_numpy()

@@ -284,7 +284,7 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # reported by extract, per image
             measured = corrected_apertures(label_image, light, spacing=spacing, threads=threads,
-                                           psf_um=psf_um)
+                                           psf_um=psf_um, ceiling=ceiling)
         uncorrected = len(measured) > 0 and measured.attrs["psf_um"] is None
         if len(measured):
             psf = (*(measured.attrs["psf_um"] or (None, None)), measured.attrs["psf_objects"])

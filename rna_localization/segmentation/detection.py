@@ -2141,12 +2141,10 @@ def plateau_pairs(image: np.ndarray, spots: pd.DataFrame, *, spacing, spot_sigma
     single molecules' peaks above the background, 112 of 149 granules came
     out in two objects or more and 81 objects held no molecule (8 and 0
     unclipped; 5 and 3 with these pairs joined). Nothing under a plateau can
-    be resolved, so every pair of
-    spots within :data:`PLATEAU_REACH_SIGMAS` spot sigmas (per axis) of one
-    plateau (face-, edge- or corner-connected voxels at the ceiling, at least
-    :data:`~rna_localization.saturation.MIN_CLIPPED_VOXELS`) is returned, to
-    be grown into one object (:func:`grow_objects`, ``joined``). A stack
-    whose brightest voxel is no ceiling gives none.
+    be resolved, so every pair of spots within :data:`PLATEAU_REACH_SIGMAS`
+    spot sigmas (per axis) of one plateau (:func:`clipped_plateaus`) is
+    returned, to be grown into one object (:func:`grow_objects`, ``joined``).
+    A stack whose brightest voxel is no ceiling gives none.
 
     Parameters
     ----------
