@@ -408,16 +408,17 @@ class _Singles:
         self.image, self.shape = intensity_image, np.array(objects.shape)
         self.voxels, self.labels = objects.voxels, objects.labels
         rows = _single_like(apertures, clipped, WIDER_MOST_SINGLES)
-        ids, index = object_index(objects.labels)
-        values = np.ravel(intensity_image)[objects.voxels]
-        # Each object's brightest voxel: the last of its voxels sorted by value.
-        order = np.lexsort((values, index))
-        last = np.r_[index[order][1:] != index[order][:-1], True]
-        brightest = np.zeros(ids.size, np.int64)
-        brightest[index[order][last]] = objects.voxels[order][last]
-        place = np.searchsorted(ids, apertures["object_id"].to_numpy()[rows])
         self.ids = apertures["object_id"].to_numpy()[rows]
-        self.centres = np.stack(np.unravel_index(brightest[place], objects.shape), axis=1)
+        # Each molecule's brightest voxel (of its own voxels only, not the image's every
+        # object's): the last of its voxels sorted by value.
+        mine = np.isin(objects.labels, self.ids)
+        voxels, labels = objects.voxels[mine], objects.labels[mine].astype(np.int64)
+        order = np.lexsort((np.ravel(intensity_image)[voxels], labels))
+        last = np.ones(labels.size, dtype=bool)
+        last[:-1] = labels[order][1:] != labels[order][:-1]
+        brightest = dict(zip(labels[order][last].tolist(), voxels[order][last].tolist()))
+        at = np.array([brightest[i] for i in self.ids.tolist()], dtype=np.int64)
+        self.centres = np.stack(np.unravel_index(at, objects.shape), axis=1)
         self.background = apertures["background"].to_numpy(float)[rows]
         self.light = apertures["spot_intensity"].to_numpy(float)[rows]
 

@@ -296,6 +296,22 @@ def test_clipped_light_of_a_noise_free_source_is_the_light_above_the_ceiling(ext
     np.testing.assert_allclose(table["spot_intensity"][0] / single, 12, rtol=0.01)
 
 
+def _held_alone(labels, positions, owner, sites):
+    """The object holding each site's molecules (by the voxel each lies in), 0 where the site
+    is missed, split between objects or shares its object with another site's molecule (a
+    granule's outer molecules may lie just past its mask: those in no object are let be)."""
+    voxel = np.clip(np.rint(positions).astype(int), 0, np.array(labels.shape) - 1)
+    found = labels[tuple(voxel.T)]
+    alone = np.zeros(sites, dtype=np.int64)
+    for k in range(sites):
+        mine = owner == k
+        held = np.unique(found[mine])
+        held = held[held > 0]
+        if len(held) == 1 and not (found[~mine] == held[0]).any():
+            alone[k] = held[0]
+    return alone
+
+
 def _granules_against_singles(table, labels, positions, owner, granule, *, clipped=None):
     """Molecules per granule against single molecules' (a relative error), over the sites
     held alone by one object (those whose object holds a plateau at the camera's ceiling
@@ -306,20 +322,13 @@ def _granules_against_singles(table, labels, positions, owner, granule, *, clipp
     reference = aperture_references(table["spot_intensity"], area,
                                     np.zeros(len(table)))["reference"].item()
     estimate = table.set_index("object_id")["spot_intensity"] / reference
-    voxel = np.clip(np.rint(positions).astype(int), 0, np.array(labels.shape) - 1)
-    found = labels[tuple(voxel.T)]
-    error, is_granule = [], []
-    for k in range(granule.size):
-        mine = owner == k
-        held = np.unique(found[mine])
-        held = held[held > 0]
-        if len(held) != 1 or (found[~mine] == held[0]).any():
-            continue  # missed, split, or sharing its object
-        if granule[k] and clipped is not None and not clipped[held[0]]:
-            continue
-        error.append(estimate.loc[held[0]] / mine.sum() - 1)
-        is_granule.append(granule[k])
-    error, is_granule = np.array(error), np.array(is_granule)
+    alone = _held_alone(labels, positions, owner, granule.size)
+    kept = alone > 0
+    if clipped is not None:
+        kept &= ~granule | clipped[alone]
+    error = (estimate.loc[alone[kept]].to_numpy()
+             / np.bincount(owner, minlength=granule.size)[kept] - 1)
+    is_granule = granule[kept]
     single = 1 + error[~is_granule].mean()
     return (1 + error[is_granule].mean()) / single - 1, int(is_granule.sum())
 
@@ -399,24 +408,15 @@ def test_isolated_granules_read_their_molecules_on_realistic_images(preset):
 
     rng = np.random.default_rng(11)
     light, positions, owner, granule, spacing, psf = isolated_scene(preset, rng)
-    shape = light.shape
-    sites = np.arange(granule.size)
     image = rng.poisson(light).astype(np.uint16)
     labels = label_objects(segment(image, "rna", spacing=spacing))
     corrected = corrected_apertures(labels, image, spacing=spacing)
     plain = aperture_intensities(labels, image, spacing=spacing)
     area = np.bincount(labels.ravel())[corrected["object_id"]]
-    voxel = np.clip(np.rint(positions).astype(int), 0, np.array(shape) - 1)
-    found = labels[tuple(voxel.T)]
-    rows = []
-    for k in range(len(sites)):
-        mine = owner == k
-        held = np.unique(found[mine])
-        held = held[held > 0]  # a granule's outer molecules may lie just past its mask
-        if len(held) != 1 or (found[~mine] == held[0]).any():
-            continue  # missed, split, or sharing its object
-        rows.append((held[0], granule[k], mine.sum()))
-    objects, is_granule, molecules = map(np.array, zip(*rows))
+    alone = _held_alone(labels, positions, owner, granule.size)
+    kept = alone > 0
+    objects, is_granule = alone[kept], granule[kept]
+    molecules = np.bincount(owner, minlength=granule.size)[kept]
     assert is_granule.sum() >= 100
     assert (~is_granule).sum() >= 300
     print(f"{preset}: PSF measured {np.round(corrected.attrs['psf_um'], 3)} (simulated "

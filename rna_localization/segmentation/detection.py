@@ -57,7 +57,7 @@ from skimage.segmentation import watershed
 from .._cores import in_threads, separable_in_threads, thread_count
 from ..hot_pixels import repair_in_place
 from ..objects import FACE_CONNECTIVITY, normalize_spacing
-from ..saturation import MIN_CLIPPED_VOXELS, camera_ceiling
+from ..saturation import MIN_CLIPPED_VOXELS, clipped_objects
 from .params import microns_to_voxels
 
 __all__ = [
@@ -2115,12 +2115,11 @@ def clipped_plateaus(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     empty = np.zeros((0, 3), dtype=np.int64), np.zeros(0, dtype=np.int64)
     if not np.size(image):
         return empty
-    ceiling = camera_ceiling(np.max(image))
+    # The rule extract names clipped images by (a ceiling held by enough voxels).
+    ceiling, _ = clipped_objects([np.max(image)], lambda: np.ravel(image))
     if ceiling is None:
         return empty
-    flat = np.flatnonzero(np.asarray(image).ravel() == ceiling)
-    if flat.size < MIN_CLIPPED_VOXELS:
-        return empty
+    flat = np.flatnonzero(np.ravel(image) == ceiling)
     top = np.stack(np.unravel_index(flat, np.shape(image)), axis=1).astype(np.int64)
     pairs = cKDTree(top).query_pairs(np.sqrt(3) + 1e-9, output_type="ndarray")
     graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])),
