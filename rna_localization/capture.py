@@ -39,13 +39,19 @@ granule's.
 Clipped light
 -------------
 A camera writes its ceiling wherever more light fell (:mod:`rna_localization.saturation`).
-An object holding a plateau at the ceiling is fitted on its other voxels, and what the
-fitted source puts above the ceiling at the clipped ones is its ``clipped_light``, added to
-its reading. Its mask holds the plateau (``segment``), so its aperture is wider than a
-single molecule's and reads more of a point source (of a real objective's rings, much more
-than a Gaussian model says): its correction is divided by how much more of the image's own
-single molecules it reads when laid over them (:class:`_Singles`). docs/quantification.md,
-"Clipped light", gives how close it comes.
+An object holding a plateau at the ceiling is read through the image's own single
+molecules (:class:`_Singles`): its aperture and shell, laid over each of them, give what
+a source of the image's PSF (widened by the object's fitted spread) puts in each of its
+aperture voxels, per single molecule. That template, scaled to the object's voxels under
+the ceiling, gives its brightness; the template's light at its clipped voxels less their
+reading is its ``clipped_light``, added to its reading. Its mask
+holds the plateau (``segment``), so its aperture is wider than a single molecule's and
+reads more of a point source (of a real objective's rings, much more than a Gaussian model
+says): its correction divides by how much more the template's whole aperture holds.
+Neither step assumes a shape for the PSF. Where the template cannot be read (fewer than
+:data:`WIDER_MIN_SINGLES` single molecules, a shell at the ceiling too) or puts less light
+in the aperture than it reads, the Gaussian fitted to the voxels under the ceiling fills
+the clipped ones. docs/quantification.md, "Clipped light", gives how close it comes.
 
 Which voxels the fit sees
 -------------------------
@@ -391,22 +397,69 @@ def _single_like(apertures, clipped, most):
     return like
 
 
+def _row_medians(values):
+    """Each row's median of its finite values (NaN where it has none): ``np.nanmedian``
+    along axis 1, by one sort."""
+    ordered = np.sort(values, axis=1)  # NaN last
+    count = np.isfinite(values).sum(axis=1)
+    rows = np.arange(values.shape[0])
+    low = ordered[rows, np.maximum(count - 1, 0) // 2]
+    high = ordered[rows, np.maximum(count, 1) // 2 - (count == 0)]
+    return np.where(count > 0, 0.5 * (low + high), np.nan)
+
+
+def _spread_offsets(variance):
+    """Whole-voxel offsets and weights whose mixture has `variance` (voxels², per axis):
+    a source spread by a Gaussian of that variance, as point sources at those offsets.
+
+    Under one voxel² an axis takes three offsets (-1, 0, 1) weighted to that variance
+    exactly; from one voxel², a Gaussian's weights out to three sigmas. Offsets of
+    weight under 1e-3 are dropped and the rest renormalized.
+
+    Examples
+    --------
+    >>> steps, weights = _spread_offsets([0.0, 0.5, 0.5])
+    >>> len(steps), round(float(weights @ steps[:, 1] ** 2), 3)
+    (9, 0.5)
+    """
+    axes = []
+    for v in np.asarray(variance, dtype=np.float64):
+        if v < 1:
+            steps, weights = np.array([-1, 0, 1]), np.array([v / 2, 1 - v, v / 2])
+        else:
+            reach = int(np.ceil(3 * np.sqrt(v)))
+            steps = np.arange(-reach, reach + 1)
+            weights = np.exp(-0.5 * steps ** 2 / v)
+        axes.append((steps, weights / weights.sum()))
+    grid = np.stack(np.meshgrid(*[a[0] for a in axes], indexing="ij"), axis=-1).reshape(-1, 3)
+    weights = np.einsum("i,j,k->ijk", *[a[1] for a in axes]).ravel()
+    keep = weights >= 1e-3
+    return grid[keep], weights[keep] / weights[keep].sum()
+
+
 class _Singles:
-    """How much more of a point source a clipped object's aperture reads than a single
-    molecule's own: its aperture's voxels, laid over the image's single molecules.
+    """How a clipped object's aperture reads a source of the image's own PSF: its aperture
+    and shell, laid over the image's single molecules.
 
     A clipped object's mask holds its plateau, so its aperture is wider than a single
     molecule's and holds more of a point source's light (of a real objective's rings and
-    out-of-focus light, much more than a Gaussian's). Laid over each of up to
-    :data:`WIDER_MOST_SINGLES` single-molecule-like objects (at their brightest voxel, as
-    the aperture at the plateau's centre), where it covers no other object, it reads their
-    light less their background per voxel; the median of that over their own aperture's
-    reading is the ratio (NaN from fewer than :data:`WIDER_MIN_SINGLES`).
+    out-of-focus light, much more than a Gaussian's); and the light above the ceiling is
+    lost. The aperture is laid over each of up to :data:`WIDER_MOST_SINGLES`
+    single-molecule-like objects (the plateau on their brightest voxel, :meth:`_centre`)
+    and read as the object's own is: each plane less the median of the shell's voxels in
+    it, the other objects' voxels left out (a molecule whose laid aperture covers one is
+    not used). A source wider than a point (the object's fitted extra variance) is read
+    as the molecule laid at whole-voxel offsets around the centre, weighted to that
+    variance (:func:`_spread_offsets`). Each voxel's light over the molecule's own
+    aperture's reading, the median over the molecules is the template; the median of
+    their sums, the ratio of the whole aperture (:meth:`read`).
     """
 
     def __init__(self, objects, intensity_image, apertures, clipped):
-        self.image, self.shape = intensity_image, np.array(objects.shape)
-        self.voxels, self.labels = objects.voxels, objects.labels
+        self.image, self.shape = np.ravel(intensity_image), np.array(objects.shape)
+        # Each voxel's object (0: none), to leave out the other objects' voxels.
+        self.owner = np.zeros(self.image.size, dtype=np.int64)
+        self.owner[objects.voxels] = objects.labels
         rows = _single_like(apertures, clipped, WIDER_MOST_SINGLES)
         self.ids = apertures["object_id"].to_numpy()[rows]
         # Each molecule's brightest voxel (of its own voxels only, not the image's every
@@ -419,30 +472,95 @@ class _Singles:
         brightest = dict(zip(labels[order][last].tolist(), voxels[order][last].tolist()))
         at = np.array([brightest[i] for i in self.ids.tolist()], dtype=np.int64)
         self.centres = np.stack(np.unravel_index(at, objects.shape), axis=1)
-        self.background = apertures["background"].to_numpy(float)[rows]
         self.light = apertures["spot_intensity"].to_numpy(float)[rows]
 
-    def wider(self, aperture, top) -> float:
-        """The ratio for the aperture (a boolean window) of the object whose clipped voxels
-        are `top` (the same window): laid at the plateau's centre as at each molecule's
-        brightest voxel."""
-        if not (top & aperture).any():
-            return float("nan")
-        centre = np.rint(np.argwhere(top & aperture).mean(axis=0)).astype(np.int64)
-        offsets = np.argwhere(aperture) - centre
-        at = self.centres[:, None, :] + offsets[None]
-        inside = np.all((at >= 0) & (at < self.shape), axis=(1, 2))
-        flat = np.ravel_multi_index(tuple(np.moveaxis(np.clip(at, 0, self.shape - 1), 2, 0)),
-                                    tuple(self.shape))
-        # Another object's voxel under the laid aperture: its light is no part of the molecule's.
-        where = np.clip(np.searchsorted(self.voxels, flat), 0, self.voxels.size - 1)
-        other = (self.voxels[where] == flat) & (self.labels[where] != self.ids[:, None])
-        usable = inside & ~other.any(axis=1) & (self.light > 0)
-        if usable.sum() < WIDER_MIN_SINGLES:
-            return float("nan")
-        read = (np.ravel(self.image)[flat[usable]].sum(axis=1)
-                - offsets.shape[0] * self.background[usable])
-        return float(np.median(read / self.light[usable]))
+    def _laid(self, offsets):
+        """Values at `offsets` laid at each molecule's centre (molecules × offsets; NaN
+        outside the stack or on another object's voxel)."""
+        inside = np.ones((self.ids.size, offsets.shape[0]), dtype=bool)
+        flat = np.zeros(inside.shape, dtype=np.int64)
+        for axis in range(3):
+            at = self.centres[:, axis][:, None] + offsets[None, :, axis]
+            inside &= (at >= 0) & (at < self.shape[axis])
+            flat = flat * self.shape[axis] + at
+        flat[~inside] = 0
+        owner = self.owner[flat]
+        values = self.image[flat].astype(np.float64)
+        values[~inside | ((owner != 0) & (owner != self.ids[:, None]))] = np.nan
+        return values
+
+    def _centre(self, plateau):
+        """Where the plateau's voxels lie on a molecule's brightest voxel: of the whole
+        voxels around their mean, the one that lays them over the most of the molecules'
+        light (median over the molecules). A plateau is the light's level set above the
+        ceiling, and of all sets of its size, a level set holds the most of its source's
+        light; so this lays it as it lay on its own source, were that a point."""
+        mean = np.rint(plateau.mean(axis=0)).astype(np.int64)
+        around = mean + np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"),
+                                 axis=-1).reshape(-1, 3)
+        # Every candidate's voxels are the plateau's moved by at most one voxel: one gather.
+        q = plateau - mean
+        low = q.min(axis=0) - 1
+        span = tuple(q.max(axis=0) + 2 - low)
+        moves = mean - around
+        keys = np.unique(np.ravel_multi_index(
+            tuple((q[None] + moves[:, None] - low).reshape(-1, 3).T), span))
+        values = self._laid(np.stack(np.unravel_index(keys, span), axis=1) + low)
+        held = []
+        for move in moves:
+            at = np.searchsorted(keys, np.ravel_multi_index(tuple((q + move - low).T), span))
+            held.append(np.nanmedian(values[:, at].sum(axis=1) / self.light))
+        held = np.where(np.isnan(held), -np.inf, held)
+        return around[int(np.argmax(held))]
+
+    def read(self, owner, label, top, most):
+        """A function of a variance (voxels², per axis, up to `most`; a source spread by
+        it) giving ``(whole, template)``: the ratio of the aperture (``owner == label``,
+        shell ``owner == -label``, clipped voxels `top`, all of one window) and that
+        source's light at each aperture voxel (scan order) over a single molecule's own
+        reading (per voxel, the median over the molecules), or None where they cannot be
+        read. The molecules' voxels are gathered once, for every spread up to `most`."""
+        aperture = owner == label
+        if not (top & aperture).any() or not (owner == -label).any():
+            return None
+        centre = self._centre(np.argwhere(top & aperture))
+        inner = np.argwhere(aperture) - centre
+        outer = np.argwhere(owner == -label) - centre
+        planes, counts = np.unique(outer[:, 0], return_counts=True)
+        planes = planes[counts >= SHELL_PLANE_MIN_VOXELS]
+        # Each aperture plane's background: the median of the shell's voxels in that plane,
+        # or of the whole shell where the plane holds too few (as it is read); the same for
+        # the molecule laid a voxel or two aside.
+        shell = self._laid(outer)
+        overall = _row_medians(shell)
+        level = np.repeat(overall[:, None], inner.shape[0], axis=1)
+        for plane in planes:
+            median = _row_medians(shell[:, outer[:, 0] == plane])
+            level[:, inner[:, 0] == plane] = np.where(np.isnan(median), overall,
+                                                      median)[:, None]
+        reach = np.array([1 if v < 1 else int(np.ceil(3 * np.sqrt(v))) for v in most])
+        steps = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"),
+                         axis=-1).reshape(-1, 3)
+        low = inner.min(axis=0) - reach
+        span = tuple(inner.max(axis=0) + reach - low + 1)
+        keys = np.unique(np.ravel_multi_index(
+            tuple((steps[:, None] + inner[None] - low).reshape(-1, 3).T), span))
+        values = self._laid(np.stack(np.unravel_index(keys, span), axis=1) + low)
+
+        def spread(variance):
+            light = np.zeros((self.ids.size, inner.shape[0]))
+            for shift, weight in zip(*_spread_offsets(variance)):
+                at = np.searchsorted(keys, np.ravel_multi_index(tuple((inner + shift - low).T),
+                                                                span))
+                light += weight * values[:, at]
+            light = (light - level) / self.light[:, None]  # NaN: another object's voxel
+            whole = light.sum(axis=1)
+            usable = np.isfinite(whole) & (self.light > 0)
+            if usable.sum() < WIDER_MIN_SINGLES:
+                return None
+            return float(np.median(whole[usable])), np.median(light[usable], axis=0)
+
+        return spread
 
 
 def _measure(windows, apertures, scale, threads=1, clipped=None):
@@ -551,6 +669,58 @@ def _lost_light(region, top, amplitude, centre, widths_vox) -> float:
     return float(np.clip(model[clipped] - region.light[clipped], 0, None).sum())
 
 
+#: A clipped object's extra sigma is tried at these fractions of the cap
+#: (`max_extra_sigma`), the template of each against its voxels under the ceiling, and
+#: refined at the vertex of the parabola through the best and its two neighbours.
+SPREAD_STEPS = tuple(np.linspace(0.0, 1.0, 9))
+
+
+def _best_spread(read, region, top, most_sigma, weights):
+    """(whole, light above the ceiling) of the spread whose template fits the voxels under
+    the ceiling best (:data:`SPREAD_STEPS` of `most_sigma`, voxels per axis), or None."""
+    def at(fraction):
+        got = read((fraction * most_sigma) ** 2)
+        return None if got is None else (got[0],
+                                         *_template_light(region, top, got[1], weights))
+
+    tried = [at(f) for f in SPREAD_STEPS]
+    misfits = np.array([np.nan if t is None else t[2] for t in tried])
+    if np.isnan(misfits).all():
+        return None
+    k = int(np.nanargmin(misfits))
+    best = tried[k]
+    if 0 < k < len(SPREAD_STEPS) - 1 and np.isfinite(misfits[k - 1:k + 2]).all():
+        left, middle, right = misfits[k - 1:k + 2]
+        curve = left - 2 * middle + right
+        if curve > 0:
+            step = SPREAD_STEPS[1] - SPREAD_STEPS[0]
+            refined = at(SPREAD_STEPS[k] + 0.5 * step * (left - right) / curve)
+            if refined is not None and refined[2] <= best[2]:
+                best = refined
+    return best[0], best[1]
+
+
+def _template_light(region, top, template, weights) -> tuple[float, float]:
+    """(light, misfit): the light above the ceiling at the clipped voxels (`top`, of the
+    window) of `region`'s aperture, from the `template` (its aperture voxels' light per
+    single molecule, scan order) scaled to the voxels under the ceiling, less what the
+    clipped ones read; and the scaled template's sum of squared residuals there (NaN, NaN
+    where the template holds nothing there).
+
+    The scale is the ratio of `weights`-weighted sums (the object's fitted Gaussian at
+    those voxels: its bright flanks count most, where its own light outweighs its
+    neighbours'), not a least-squares fit: the template is a median over noisy molecules,
+    and least squares would read its noise as a smaller source."""
+    read = region.light[region.aperture]
+    under = ~top[tuple(region.grid[region.aperture].astype(np.intp).T)]
+    norm = float(weights[under] @ template[under])
+    if not norm > 0:
+        return float("nan"), float("nan")
+    amplitude = float(weights[under] @ read[under]) / norm
+    misfit = float(((read[under] - amplitude * template[under]) ** 2).sum())
+    return amplitude * float(template[~under].sum()) - float(read[~under].sum()), misfit
+
+
 def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *, spacing,
                         psf_um=None, grow_um: float = APERTURE_GROW_UM,
                         shell_um: float = APERTURE_SHELL_UM,
@@ -572,13 +742,19 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     With a camera `ceiling`, the objects holding at least
     :data:`~rna_localization.saturation.MIN_CLIPPED_VOXELS` voxels at it (a
     plateau of clipped light) are fitted whatever their brightness, on their
-    aperture and shell voxels under the ceiling only, and the fitted source's
-    light above the ceiling at their clipped aperture voxels (read as the light
-    is: less the shell's medians of the model and of the image) is their
-    ``clipped_light``: add it to ``spot_intensity`` before multiplying. Their
-    correction is divided by how much more their aperture reads of the image's
-    single molecules than those molecules' own apertures do (a plateau widens
-    the mask it is grown from).
+    aperture and shell voxels under the ceiling only, for their spread. Their
+    aperture and shell, laid over the image's single molecules, give a template
+    of that spread source's light at each aperture voxel (:class:`_Singles`;
+    the spread tried from none to the cap, :data:`SPREAD_STEPS`); scaled to their
+    voxels under the ceiling, its light above their reading at the clipped
+    voxels is their ``clipped_light``: add it to
+    ``spot_intensity`` before multiplying. Their correction is one over how much
+    more the template's whole aperture reads than a single molecule's own (a
+    plateau widens the mask it is grown from; never above 1). Where no template
+    can be read, or it puts less light in the aperture than the aperture reads,
+    the fitted Gaussian's light above the ceiling at the clipped voxels (read as
+    the light is: less the shell's medians of the model and of the image) is
+    used, with the Gaussian's correction over the template's ratio where known.
 
     Parameters
     ----------
@@ -703,19 +879,34 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
         if start is None:
             return place, np.nan, 1.0, 0.0
         amplitude, centre, (u,) = _fit(fitted, start[0], start[1], sigma, scale, "extra")
+        if not at_ceiling[place] and (max_extra_sigma == 0 or light[place] < least):
+            return place, np.sqrt(u), 1.0, 0.0
+        whole, lost = np.nan, 0.0
         if at_ceiling[place]:
+            # The image's own single molecules read through the object's aperture give
+            # the template; where it cannot be read, where the shell is clipped too (a
+            # haze at the ceiling: the plateau is no source's), or where it puts less
+            # light in the aperture than the aperture reads (a plateau of neighbours read
+            # as one source), the fitted Gaussian fills the clipped voxels.
+            read = (singles.read(owner, label, top, cap / scale ** 2)
+                    if not (values[owner == -label] >= ceiling).any() else None)
+            widths = np.sqrt(sigma ** 2 + u) / scale
+            weights = np.exp(-0.5 * (((region.grid[region.aperture] - centre) / widths) ** 2
+                                     ).sum(axis=1))
+            found = (_best_spread(read, region, top, np.sqrt(cap) / scale, weights)
+                     if read else None)
+            if found is not None:
+                whole, above = found
+                if above > 0:  # an aperture cut by its neighbours' is not corrected up
+                    return place, np.sqrt(u), 1 / max(whole, 1.0), above
             lost = _lost_light(region, top, amplitude, centre, np.sqrt(sigma ** 2 + u) / scale)
-        elif max_extra_sigma == 0 or light[place] < least:
-            return place, np.sqrt(u), 1.0, lost
         point = region.captured(centre, sigma / scale)
         spread = region.captured(centre, np.sqrt(sigma ** 2 + min(u, cap)) / scale)
         if spread <= 0:
             return place, np.sqrt(u), 1.0, lost
         factor = max(point / spread, 1.0)
-        if at_ceiling[place]:
-            wider = singles.wider(owner == label, top)
-            if wider > 1:
-                factor /= wider
+        if at_ceiling[place] and whole > 1:
+            factor /= whole
         return place, np.sqrt(u), factor, lost
 
     for place, fitted, factor, lost in _each(fit, list(zip(chosen, rows)), threads):

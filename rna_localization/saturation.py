@@ -33,10 +33,11 @@ MIN_CLIPPED_VOXELS = 2
 
 #: What to do about clipped light, said wherever it is found.
 CLIPPED_ADVICE = ("They read less light than fell on them. extract estimates the light above the "
-                  "ceiling of the objects whose molecules it counts from a Gaussian fitted to their "
-                  "other voxels (clipped_light), the less closely the more is clipped; a "
-                  "centrosome's lower peak still widens its half-peak mask. Image at a shorter "
-                  "exposure or a lower gain, or leave such images out")
+                  "ceiling of the objects whose molecules it counts from the image's own single "
+                  "molecules read through their aperture (clipped_light), the less closely the "
+                  "more is clipped and the more crowded they are; a centrosome's lower peak "
+                  "still widens its half-peak mask. Image at a shorter exposure or a lower gain, "
+                  "or leave such images out")
 
 _CEILINGS = frozenset(2 ** k - 1 for k in CAMERA_BITS)
 

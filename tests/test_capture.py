@@ -259,22 +259,20 @@ def test_corrected_apertures_multiplies_spot_intensity():
                                plain["spot_intensity"] * table["capture_correction"])
 
 
-@pytest.mark.parametrize("extra_um", [0.0, 0.05])
-@pytest.mark.parametrize("ceiling_share", [0.2, 0.4, 0.7])
-def test_clipped_light_of_a_noise_free_source_is_the_light_above_the_ceiling(extra_um,
-                                                                               ceiling_share):
-    # Sixteen single molecules of one light and a source of twelve, point-like or spread
-    # (less than the cap), off the voxel grid as they are, through a camera whose ceiling
-    # stands at a share of the source's peak; the source's mask is wider than theirs. The
-    # light estimated above the ceiling is the light that fell there (brute force: the
-    # same aperture's reading of the unclipped stack), and the source reads twelve of them.
+def _clipped_scene(ceiling_share, source, extra_um=0.0):
+    """Sixteen single molecules of one light and a source of twelve, spread by `extra_um`
+    (`source(centre, extra_um, light, shape)` renders one), off the voxel grid as they
+    are, through a camera whose
+    ceiling stands at `ceiling_share` of the source's peak; the source's mask is wider than
+    theirs. Returns the labels, the clipped stack, and the light the ceiling took from the
+    source (brute force: the same aperture's reading of the unclipped stack)."""
     shape, offset = (13, 96, 96), np.array([0.3, 0.4, -0.2])
     singles = [np.array([6, y, x]) + offset for y in range(8, 96, 24) for x in range(8, 96, 24)]
     bright = np.array([6, 20, 20]) + offset
-    light = _source(bright, extra_um, 12 * 20000.0, shape=shape)
+    light = source(bright, extra_um, 12 * 20000.0, shape)
     labels = np.zeros(shape, int)
     for k, centre in enumerate(singles, start=2):
-        light += _source(centre, 0.0, 20000.0, shape=shape)
+        light += source(centre, 0.0, 20000.0, shape)
         z, y, x = np.rint(centre).astype(int)
         labels[z - 1:z + 2, y - 1:y + 2, x - 1:x + 2] = k
     z, y, x = np.rint(bright).astype(int)
@@ -285,15 +283,65 @@ def test_clipped_light_of_a_noise_free_source_is_the_light_above_the_ceiling(ext
     clipped = np.minimum(whole, ceiling)
     assert (clipped[labels == 1] == ceiling).sum() >= 2
     assert (clipped[labels > 1] < ceiling).all()
+    lost = (aperture_intensities(labels, whole, spacing=SPACING)["spot_intensity"]
+            - aperture_intensities(labels, clipped, spacing=SPACING)["spot_intensity"])[0]
+    return labels, clipped, lost
+
+
+@pytest.mark.parametrize("extra_um", [0.0, 0.05])
+@pytest.mark.parametrize("ceiling_share", [0.2, 0.4, 0.7])
+def test_clipped_light_of_a_noise_free_source_is_the_light_above_the_ceiling(extra_um,
+                                                                               ceiling_share):
+    # A point-like or spread source (less than the cap; _clipped_scene): the light estimated
+    # above the ceiling is the light that fell there, and the source reads twelve single
+    # molecules (within 1%; a spread one within 2% of its light, read as single molecules
+    # laid at whole-voxel offsets around it, which a blur of half a voxel is not).
+    labels, clipped, lost = _clipped_scene(
+        ceiling_share, lambda centre, extra, light, shape: _source(centre, extra, light,
+                                                                   shape=shape), extra_um)
     table = corrected_apertures(labels, clipped, spacing=SPACING, psf_um=PSF)
     plain = aperture_intensities(labels, clipped, spacing=SPACING)
-    lost = (aperture_intensities(labels, whole, spacing=SPACING)["spot_intensity"]
-            - plain["spot_intensity"])[0]
     assert lost > {0.2: 0.3, 0.4: 0.1, 0.7: 0.02}[ceiling_share] * plain["spot_intensity"][0]
-    np.testing.assert_allclose(table["clipped_light"][0], lost, rtol=0.01)
+    tolerance = 0.01 if extra_um == 0 else 0.02
+    if extra_um == 0:
+        np.testing.assert_allclose(table["clipped_light"][0], lost, rtol=tolerance)
+    else:
+        assert abs(table["clipped_light"][0] - lost) < tolerance * (plain["spot_intensity"][0]
+                                                                    + lost)
     assert (table["clipped_light"][1:] == 0).all()  # no plateau: nothing estimated
     single = np.median(table["spot_intensity"][1:])
+    np.testing.assert_allclose(table["spot_intensity"][0] / single, 12, rtol=tolerance)
+
+
+@pytest.mark.parametrize("ceiling_share", [0.2, 0.4, 0.7])
+def test_clipped_light_needs_no_gaussian_psf(ceiling_share):
+    # A PSF with wings, as a real objective's: a third of each molecule's light in a
+    # Gaussian three times wider than the core. A Gaussian fitted to the voxels under the
+    # ceiling puts too little above it; read through the image's own single molecules, the
+    # estimate is the light that fell there within 1%, and the source reads twelve of them.
+    def winged(centre, extra, light, shape):
+        wide = (3 * PSF[0], 3 * PSF[1])
+        return (_source(centre, extra, 2 * light / 3, shape=shape)
+                + _source(centre, extra, light / 3, psf=wide, shape=shape))
+
+    labels, clipped, lost = _clipped_scene(ceiling_share, winged)
+    table = corrected_apertures(labels, clipped, spacing=SPACING, psf_um=PSF)
+    np.testing.assert_allclose(table["clipped_light"][0], lost, rtol=0.01)
+    single = np.median(table["spot_intensity"][1:])
     np.testing.assert_allclose(table["spot_intensity"][0] / single, 12, rtol=0.01)
+
+
+def test_row_medians_are_nanmedian():
+    from rna_localization.capture import _row_medians
+
+    rng = np.random.default_rng(11)
+    for columns in (1, 2, 3, 8, 9, 40):
+        values = rng.normal(size=(300, columns))
+        values[rng.random(values.shape) < 0.3] = np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+            expected = np.nanmedian(values, axis=1)
+        np.testing.assert_array_equal(_row_medians(values), expected)
 
 
 def _held_alone(labels, positions, owner, sites):
@@ -333,18 +381,19 @@ def _granules_against_singles(table, labels, positions, owner, granule, *, clipp
     return (1 + error[is_granule].mean()) / single - 1, int(is_granule.sum())
 
 
-@pytest.mark.parametrize(("preset", "ceiling_peaks", "share"), [
-    ("widefield", 3.0, 0.05),
-    ("widefield", 1.5, 0.15),
-    ("confocal", 2.0, 0.07),
+@pytest.mark.parametrize(("preset", "ceiling_peaks"), [
+    ("widefield", 3.0),
+    ("widefield", 1.5),
+    ("confocal", 2.0),
 ])
-def test_clipped_granules_read_their_molecules_on_realistic_images(preset, ceiling_peaks,
-                                                                   share):
+def test_clipped_granules_read_their_molecules_on_realistic_images(preset, ceiling_peaks):
     """The isolated scene (shot noise, a molecule's peak 8 noise SDs) through a 12-bit
     camera whose ceiling stands `ceiling_peaks` single molecules' peaks above the
     background, segmented clipped: the granules at the ceiling read their molecules
     against the single molecules as the same granules do on the stack unclipped (within
-    their target, 10%), the light estimated above the ceiling a `share` of it or more."""
+    their target, 10%), the light estimated above the ceiling within half to one and a
+    half times the light that fell there (brute force: the unclipped stack through the same
+    apertures; 0.67 to 1.20 when written)."""
     from rna_localization.objects import label_objects
     from rna_localization.segmentation import segment
 
@@ -361,22 +410,29 @@ def test_clipped_granules_read_their_molecules_on_realistic_images(preset, ceili
     held = np.bincount(labels[clipped == 4095], minlength=labels.max() + 1) >= 2
     at = held[table["object_id"]]
     assert at.sum() >= 0.3 * granule.sum()
-    assert (table["clipped_light"].to_numpy()[at] > 0).mean() >= 0.95
+    # Brute force: the light the ceiling took from each, read through the same aperture.
+    lost = (aperture_intensities(labels, whole, spacing=spacing)["spot_intensity"]
+            - aperture_intensities(labels, clipped, spacing=spacing)["spot_intensity"])
+    much = at & (lost.to_numpy() >= 0.1 * table["spot_intensity"].to_numpy())
+    assert much.sum() >= 10
+    assert (table["clipped_light"].to_numpy()[much] > 0).mean() >= 0.95
     assert (table["clipped_light"].to_numpy()[~at] == 0).all()
     scene = (positions, owner, granule)
     ours, n = _granules_against_singles(table, labels, *scene, clipped=held)
     unclipped_labels = label_objects(segment(whole, "rna", spacing=spacing))
     unclipped, _ = _granules_against_singles(
         corrected_apertures(unclipped_labels, whole, spacing=spacing), unclipped_labels, *scene)
-    estimated = (table["clipped_light"] * table["capture_correction"]).to_numpy()[at].sum()
-    estimated /= table["spot_intensity"].to_numpy()[at].sum()
+    estimated = table["clipped_light"].to_numpy()[at].sum() / lost.to_numpy()[at].sum()
+    share = (table["clipped_light"] * table["capture_correction"]).to_numpy()[at].sum()
+    share /= table["spot_intensity"].to_numpy()[at].sum()
     print(f"{preset}, ceiling {ceiling_peaks} peaks up: {n} clipped granules against single "
           f"molecules {100 * ours:+.1f}% (all granules unclipped {100 * unclipped:+.1f}%); "
-          f"estimated above the ceiling {100 * estimated:.1f}% of the clipped objects' light")
+          f"estimated above the ceiling {100 * share:.1f}% of the clipped objects' light, "
+          f"{estimated:.2f} of the light that fell there")
     assert n >= 20
     assert abs(ours) <= 0.1
     assert abs(ours - unclipped) <= 0.06
-    assert estimated >= share
+    assert 0.5 <= estimated <= 1.5
 
 
 def test_bad_cap_names_the_value():

@@ -192,7 +192,29 @@ def test_extract_estimates_the_clipped_light_of_rna_objects(tmp_path, database_n
     print(f"{estimated.sum()} of {at.sum()} objects clipped estimated: estimated / unclipped median {np.median(ratio):.3f} "
           f"(least {ratio.min():.3f}); without {np.median(plain):.3f} (least {plain.min():.3f})")
     assert 0.95 <= np.median(ratio) <= 1.05
-    assert np.abs(ratio - 1).mean() < np.abs(plain - 1).mean() - 0.02
+    # Closer than without it (the oracle reads each through its own wide aperture, which
+    # the estimate corrects to a single molecule's: the two part by that correction).
+    assert np.abs(ratio - 1).mean() < np.abs(plain - 1).mean()
+    # The truth: the simulated molecules at each object's voxels. The clipped objects holding
+    # a granule (4 molecules or more; one here, in a crowd on the haze) read their
+    # molecules' light against the image's single molecules (objects holding one, under the
+    # ceiling) within 15%, and nearer than without the estimate, which reads them low.
+    molecules = pd.read_csv(data / "truth" / "molecules.csv").query("name == @name")
+    voxel = np.clip(np.rint(molecules[["z", "y", "x"]].to_numpy()).astype(int), 0,
+                    np.array(segmentation.shape) - 1)
+    truth = (molecules.assign(label=segmentation[tuple(voxel.T)]).query("label > 0")
+             .groupby("label")["brightness"].agg(["sum", "size"]))
+    table = stored.set_index("object_id").join(truth)
+    single = table[(table["size"] == 1) & (table["max_intensity"] < 4095)]
+    per_light = np.median(single["spot_intensity"] / single["sum"])
+    granules = table[(table["clipped_light"] > 0) & (table["size"] >= 4)]
+    assert len(granules) >= 1
+    read = granules["spot_intensity"] / granules["sum"] / per_light
+    without = ((granules["spot_intensity"] / granules["capture_correction"]
+                - granules["clipped_light"]) * granules["capture_correction"]
+               / granules["sum"] / per_light)
+    assert (np.abs(read - 1) <= 0.15).all(), read
+    assert (np.abs(read - 1) < np.abs(without - 1)).all(), (read, without)
     # The other images hold no plateau: nothing estimated.
     others = _db(toml).query("SELECT clipped_light FROM rna WHERE name <> %s", (name,))
     assert (others["clipped_light"] == 0).all()
