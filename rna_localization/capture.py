@@ -72,6 +72,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
+from ._rows import row_medians
 from .apertures import (
     APERTURE_GROW_UM,
     APERTURE_SHELL_UM,
@@ -397,17 +398,6 @@ def _single_like(apertures, clipped, most):
     return like
 
 
-def _row_medians(values):
-    """Each row's median of its finite values (NaN where it has none): ``np.nanmedian``
-    along axis 1, by one sort."""
-    ordered = np.sort(values, axis=1)  # NaN last
-    count = np.isfinite(values).sum(axis=1)
-    rows = np.arange(values.shape[0])
-    low = ordered[rows, np.maximum(count - 1, 0) // 2]
-    high = ordered[rows, np.maximum(count, 1) // 2 - (count == 0)]
-    return np.where(count > 0, 0.5 * (low + high), np.nan)
-
-
 def _spread_offsets(variance):
     """Whole-voxel offsets and weights whose mixture has `variance` (voxels², per axis):
     a source spread by a Gaussian of that variance, as point sources at those offsets.
@@ -457,9 +447,7 @@ class _Singles:
 
     def __init__(self, objects, intensity_image, apertures, clipped):
         self.image, self.shape = np.ravel(intensity_image), np.array(objects.shape)
-        # Each voxel's object (0: none), to leave out the other objects' voxels.
-        self.owner = np.zeros(self.image.size, dtype=np.int64)
-        self.owner[objects.voxels] = objects.labels
+        self.voxels, self.labels = objects.voxels, objects.labels
         rows = _single_like(apertures, clipped, WIDER_MOST_SINGLES)
         self.ids = apertures["object_id"].to_numpy()[rows]
         # Each molecule's brightest voxel (of its own voxels only, not the image's every
@@ -484,9 +472,11 @@ class _Singles:
             inside &= (at >= 0) & (at < self.shape[axis])
             flat = flat * self.shape[axis] + at
         flat[~inside] = 0
-        owner = self.owner[flat]
+        # Another object's voxel (the object voxels are sorted by flat index).
+        where = np.minimum(np.searchsorted(self.voxels, flat), self.voxels.size - 1)
+        other = (self.voxels[where] == flat) & (self.labels[where] != self.ids[:, None])
         values = self.image[flat].astype(np.float64)
-        values[~inside | ((owner != 0) & (owner != self.ids[:, None]))] = np.nan
+        values[~inside | other] = np.nan
         return values
 
     def _centre(self, plateau):
@@ -532,10 +522,10 @@ class _Singles:
         # or of the whole shell where the plane holds too few (as it is read); the same for
         # the molecule laid a voxel or two aside.
         shell = self._laid(outer)
-        overall = _row_medians(shell)
+        overall = row_medians(shell)
         level = np.repeat(overall[:, None], inner.shape[0], axis=1)
         for plane in planes:
-            median = _row_medians(shell[:, outer[:, 0] == plane])
+            median = row_medians(shell[:, outer[:, 0] == plane])
             level[:, inner[:, 0] == plane] = np.where(np.isnan(median), overall,
                                                       median)[:, None]
         reach = np.array([1 if v < 1 else int(np.ceil(3 * np.sqrt(v))) for v in most])
@@ -683,13 +673,14 @@ def _best_spread(read, region, top, most_sigma, weights):
         return None if got is None else (got[0],
                                          *_template_light(region, top, got[1], weights))
 
-    tried = [at(f) for f in SPREAD_STEPS]
+    fractions = SPREAD_STEPS if np.any(most_sigma > 0) else (0.0,)  # no cap: a point
+    tried = [at(f) for f in fractions]
     misfits = np.array([np.nan if t is None else t[2] for t in tried])
     if np.isnan(misfits).all():
         return None
     k = int(np.nanargmin(misfits))
     best = tried[k]
-    if 0 < k < len(SPREAD_STEPS) - 1 and np.isfinite(misfits[k - 1:k + 2]).all():
+    if 0 < k < len(fractions) - 1 and np.isfinite(misfits[k - 1:k + 2]).all():
         left, middle, right = misfits[k - 1:k + 2]
         curve = left - 2 * middle + right
         if curve > 0:

@@ -332,7 +332,7 @@ def test_clipped_light_needs_no_gaussian_psf(ceiling_share):
 
 
 def test_row_medians_are_nanmedian():
-    from rna_localization.capture import _row_medians
+    from rna_localization._rows import row_medians
 
     rng = np.random.default_rng(11)
     for columns in (1, 2, 3, 8, 9, 40):
@@ -341,7 +341,7 @@ def test_row_medians_are_nanmedian():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
             expected = np.nanmedian(values, axis=1)
-        np.testing.assert_array_equal(_row_medians(values), expected)
+        np.testing.assert_array_equal(row_medians(values), expected)
 
 
 def _held_alone(labels, positions, owner, sites):

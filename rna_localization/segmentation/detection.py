@@ -55,6 +55,7 @@ from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
 from .._cores import in_threads, separable_in_threads, thread_count
+from .._rows import row_medians
 from ..hot_pixels import repair_in_place
 from ..objects import FACE_CONNECTIVITY, normalize_spacing
 from ..saturation import MIN_CLIPPED_VOXELS, clipped_objects
@@ -437,16 +438,8 @@ def _block_mad(values: np.ndarray, counts, exclude: np.ndarray | None = None, *,
         else:
             valid[crowded] = True
         data = np.where(valid, data, np.float32(np.nan))
-    valid_count = np.sum(~np.isnan(data), axis=1)
-    rows = np.arange(len(data))
-
-    def median(rows_values):
-        ordered = np.sort(rows_values, axis=1)  # NaN last
-        low, high = (valid_count - 1) // 2, valid_count // 2
-        return 0.5 * (ordered[rows, low] + ordered[rows, high])
-
-    centre = median(data)
-    spread = (1.4826 * median(np.abs(data - centre[:, None]))).reshape(counts)
+    centre = row_medians(data)
+    spread = (1.4826 * row_medians(np.abs(data - centre[:, None]))).reshape(counts)
     if crowded.any():
         # A tile too crowded with spots to measure takes the nearest measured tile's noise.
         nearest = ndimage.distance_transform_edt(crowded.reshape(counts), return_distances=False,
