@@ -398,6 +398,13 @@ def _single_like(apertures, clipped, most):
     return like
 
 
+def _box(reach):
+    """Every whole-voxel offset within `reach` voxels of the origin along each axis, (n, 3),
+    in C order."""
+    return np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"),
+                    axis=-1).reshape(-1, 3)
+
+
 def _spread_offsets(variance):
     """Whole-voxel offsets and weights whose mixture has `variance` (voxels², per axis):
     a source spread by a Gaussian of that variance, as point sources at those offsets.
@@ -479,6 +486,18 @@ class _Singles:
         values[~inside | other] = np.nan
         return values
 
+    def _laid_shifted(self, offsets, shifts):
+        """:meth:`_laid` at `offsets` moved by each of `shifts`, in one gather: the values
+        at the distinct voxels (molecules × voxels) and, per shift, the columns of its
+        offsets (shifts × offsets)."""
+        low = offsets.min(axis=0) + shifts.min(axis=0)
+        span = tuple(offsets.max(axis=0) + shifts.max(axis=0) - low + 1)
+        keys, where = np.unique(np.ravel_multi_index(
+            tuple((shifts[:, None] + offsets[None] - low).reshape(-1, 3).T), span),
+            return_inverse=True)
+        values = self._laid(np.stack(np.unravel_index(keys, span), axis=1) + low)
+        return values, where.reshape(shifts.shape[0], offsets.shape[0])
+
     def _centre(self, plateau):
         """Where the plateau's voxels lie on a molecule's brightest voxel: of the whole
         voxels around their mean, the one that lays them over the most of the molecules'
@@ -486,20 +505,9 @@ class _Singles:
         ceiling, and of all sets of its size, a level set holds the most of its source's
         light; so this lays it as it lay on its own source, were that a point."""
         mean = np.rint(plateau.mean(axis=0)).astype(np.int64)
-        around = mean + np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"),
-                                 axis=-1).reshape(-1, 3)
-        # Every candidate's voxels are the plateau's moved by at most one voxel: one gather.
-        q = plateau - mean
-        low = q.min(axis=0) - 1
-        span = tuple(q.max(axis=0) + 2 - low)
-        moves = mean - around
-        keys = np.unique(np.ravel_multi_index(
-            tuple((q[None] + moves[:, None] - low).reshape(-1, 3).T), span))
-        values = self._laid(np.stack(np.unravel_index(keys, span), axis=1) + low)
-        held = []
-        for move in moves:
-            at = np.searchsorted(keys, np.ravel_multi_index(tuple((q + move - low).T), span))
-            held.append(np.nanmedian(values[:, at].sum(axis=1) / self.light))
+        around = mean + _box((1, 1, 1))
+        values, where = self._laid_shifted(plateau - mean, mean - around)
+        held = [np.nanmedian(values[:, at].sum(axis=1) / self.light) for at in where]
         held = np.where(np.isnan(held), -np.inf, held)
         return around[int(np.argmax(held))]
 
@@ -529,20 +537,14 @@ class _Singles:
             level[:, inner[:, 0] == plane] = np.where(np.isnan(median), overall,
                                                       median)[:, None]
         reach = np.array([1 if v < 1 else int(np.ceil(3 * np.sqrt(v))) for v in most])
-        steps = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"),
-                         axis=-1).reshape(-1, 3)
-        low = inner.min(axis=0) - reach
-        span = tuple(inner.max(axis=0) + reach - low + 1)
-        keys = np.unique(np.ravel_multi_index(
-            tuple((steps[:, None] + inner[None] - low).reshape(-1, 3).T), span))
-        values = self._laid(np.stack(np.unravel_index(keys, span), axis=1) + low)
+        values, where = self._laid_shifted(inner, _box(reach))
 
         def spread(variance):
+            shifts, weights = _spread_offsets(variance)
+            at = where[np.ravel_multi_index(tuple((shifts + reach).T), tuple(2 * reach + 1))]
             light = np.zeros((self.ids.size, inner.shape[0]))
-            for shift, weight in zip(*_spread_offsets(variance)):
-                at = np.searchsorted(keys, np.ravel_multi_index(tuple((inner + shift - low).T),
-                                                                span))
-                light += weight * values[:, at]
+            for columns, weight in zip(at, weights):
+                light += weight * values[:, columns]
             light = (light - level) / self.light[:, None]  # NaN: another object's voxel
             whole = light.sum(axis=1)
             usable = np.isfinite(whole) & (self.light > 0)
