@@ -136,7 +136,10 @@ class _Region:
     each aperture voxel's background is the median of the shell voxels in its
     plane, or of the whole shell where that plane holds fewer than
     :data:`~rna_localization.apertures.SHELL_PLANE_MIN_VOXELS`
-    (:func:`rna_localization._fits.prepare_region`).
+    (:func:`rna_localization._fits.prepare_region`). The reading's default
+    (``"shell_plane_map"``) also moves each median by the background's smooth slope
+    from the ring to the aperture; a fit's window spans a micron at most, and its
+    model reads the light less the same medians, so the fits leave that slope out.
     """
 
     def __init__(self, values, owner, label, fallback):

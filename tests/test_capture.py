@@ -175,7 +175,7 @@ def test_fit_windows_hold_exactly_the_voxels_the_reading_reads():
         z, y, x = rng.integers(2, 11), rng.integers(4, 20), rng.integers(4, 20)
         labels[z, y:y + rng.integers(1, 3), x:x + rng.integers(1, 3)] = label
     raw = rng.poisson(BACKGROUND + _source((6.0, 12.0, 12.0), 0.2, 9e5), SHAPE).astype(float)
-    table = aperture_intensities(labels, raw, spacing=SPACING)
+    table = aperture_intensities(labels, raw, spacing=SPACING, background="shell_plane")
     oracle = _owner_oracle(labels)
     windows = _Windows(object_voxels(labels), raw, SPACING, APERTURE_GROW_UM, APERTURE_SHELL_UM)
     for row, label in enumerate(windows.ids):
@@ -542,7 +542,9 @@ def _segmented(preset, rna_type, seed):
     sim = simulate_image(f"{rna_type}_nc14", rna_type=rna_type, cycle="nc14", seed=seed,
                          shape=shape, preset=preset)
     labels = label_objects(segment(sim.rna, "rna", spacing=spacing))
-    table = aperture_intensities(labels, sim.rna, spacing=spacing)
+    # Read as the fit windows read the light (each plane's ring median), so that the
+    # objects chosen by their light are those the windows see as bright.
+    table = aperture_intensities(labels, sim.rna, spacing=spacing, background="shell_plane")
     return spacing, table, _Windows(object_voxels(labels), sim.rna, spacing, APERTURE_GROW_UM,
                                     APERTURE_SHELL_UM)
 
