@@ -12,7 +12,10 @@ calls them block by block:
   background's medians;
 - :func:`shell_levels` takes those medians once an object's whole shell has
   been read (grouped by a counting sort, each group's median by a branch-free
-  quickselect).
+  quickselect);
+- :func:`free_cell_sums` counts and sums, cell by cell of a plane, the voxels
+  outside the boxes around every object voxel (the plane backgrounds), each
+  box's object voxels counted from a summed-area table.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["shell_levels", "spread_keys", "sum_apertures"]
+__all__ = ["free_cell_sums", "shell_levels", "spread_keys", "sum_apertures"]
 
 
 @njit(cache=True, nogil=True)
@@ -287,3 +290,30 @@ def shell_levels(owner, values, keys, span, finished, aperture_planes, min_voxel
                 total += aperture_planes[g] * _median(grouped[start[g]:start[g + 1]])
         under[o] = total
     return rest_owner, rest_values, rest_keys
+
+
+@njit(cache=True, nogil=True)
+def free_cell_sums(objects, values, reach_y, reach_x, cell, weight, total):
+    """Add each cell's voxels with no object voxel in the box around them, and their light.
+
+    ``objects[y, x]`` counts the object voxels at (y, x) in the planes within reach
+    along z; a voxel is free when the box of half-widths `reach_y`, `reach_x` around
+    it holds none (a summed-area table of `objects` gives each box's count). Each free
+    voxel adds 1 to ``weight`` and ``values[y, x]`` to ``total`` at its cell
+    ``(y // cell, x // cell)``.
+    """
+    height, width = objects.shape
+    table = np.zeros((height + 1, width + 1), np.int64)
+    for y in range(height):
+        row = 0
+        for x in range(width):
+            row += objects[y, x]
+            table[y + 1, x + 1] = table[y, x + 1] + row
+    for y in range(height):
+        y0, y1 = max(y - reach_y, 0), min(y + reach_y + 1, height)
+        cy = y // cell
+        for x in range(width):
+            x0, x1 = max(x - reach_x, 0), min(x + reach_x + 1, width)
+            if table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0] == 0:
+                weight[cy, x // cell] += 1.0
+                total[cy, x // cell] += values[y, x]

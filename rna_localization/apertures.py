@@ -79,6 +79,7 @@ number of voxels within reach of each object, not the volume.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -107,12 +108,12 @@ BACKGROUNDS = ("shell_plane_map", "shell_plane", "shell", "plane")
 #: How the background under an aperture is estimated by default (see
 #: :func:`aperture_intensities`): ``"shell_plane_map"``, each of the aperture's planes
 #: from the object's shell voxels in that plane (their median), moved by how much the
-#: plane's smooth background, measured away from every object, differs between the
+#: plane's smooth background, measured beyond every object's shell, differs between the
 #: aperture and that ring. ``"shell_plane"`` (the ring's median alone) misses a slope
 #: across the ring where neighbours take one side of it, as on the flank of an
 #: out-of-focus cell: on simulated widefield stacks it scattered isolated single
-#: molecules' readings by 0.58 of their light (standard deviation) against 0.45, and
-#: lone granules' by 11.4% against 8.6% (docs/quantification.md, "The background's
+#: molecules' readings by 0.58 of their light (standard deviation) against 0.40, and
+#: lone granules' by 11.4% against 9.3% (docs/quantification.md, "The background's
 #: slope"). ``"shell"`` (the median of the whole
 #: 3D shell) reads the background under a single molecule about a tenth of a molecule
 #: low where the autofluorescence curves with depth, so single molecules, and the
@@ -360,13 +361,6 @@ def _image_median(image: np.ndarray) -> float:
     return (float(low) + float(high)) / 2 + offset
 
 
-def _cell_sums(plane: np.ndarray, cell: int) -> np.ndarray:
-    """Sums of `plane` over square cells of `cell` x `cell` voxels (the last ones partial),
-    in float64, without a float copy of the plane."""
-    rows = np.add.reduceat(plane, np.arange(0, plane.shape[0], cell), axis=0, dtype=np.float64)
-    return np.add.reduceat(rows, np.arange(0, plane.shape[1], cell), axis=1)
-
-
 def _local_linear(weight: np.ndarray, total: np.ndarray, cell_sigma: np.ndarray) -> np.ndarray:
     """The Gaussian-weighted least-squares plane through a plane's cells, at each cell.
 
@@ -375,8 +369,9 @@ def _local_linear(weight: np.ndarray, total: np.ndarray, cell_sigma: np.ndarray)
     times the Gaussian of sigma `cell_sigma` cells) is read at the cell it is fitted
     around. Where the voxels lie about a line or a point (the weighted covariance of
     their positions, in sigmas, has a determinant under 0.01), the weighted mean
-    instead; NaN where no voxel weighs. A linear field is read exactly wherever its
-    voxels surround the cell or lie to one side of it.
+    instead; NaN where no voxel weighs. A linear field is read exactly (but for each
+    cell's voxels being taken at its centre) whether its voxels surround the cell or
+    lie to one side of it, where a mean flattens the slope.
     """
     def smooth(values):
         return ndimage.gaussian_filter(values, cell_sigma, mode="constant", truncate=4.0)
@@ -404,7 +399,7 @@ def _local_linear(weight: np.ndarray, total: np.ndarray, cell_sigma: np.ndarray)
 
 
 def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, reach: np.ndarray,
-                      sigma_um: float, linear: bool = False):
+                      sigma_um: float, linear: bool = False, threads: int = 1):
     """The background of every plane of the box, on a grid of lateral cells.
 
     For each plane, the Gaussian-weighted mean (lateral sigma `sigma_um`) of
@@ -413,13 +408,14 @@ def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, reach: n
     holds the voxel's aperture ball, so no aperture voxel is counted, and its
     corners a few more). Computed on cells of about half a sigma (sums of the
     weights and of the weighted values, each smoothed with the Gaussian),
-    in slabs of planes; `scale`, the voxel size, sets the sigma in voxels.
+    a plane at a time; `scale`, the voxel size, sets the sigma in voxels.
 
     The planes are those of `box` (the objects' box, whose voxels `local`
     gives box coordinates); laterally the grid covers the box grown by the
     Gaussian's reach, cut to the image, so every voxel of the image that
     weighs on a box voxel is counted.
 
+    With `threads` of 2 or more, two threads take half the planes each.
     With `linear`, each cell takes the Gaussian-weighted plane through those
     voxels' cells instead of their weighted mean (:func:`_local_linear`): a slope
     is carried into the holes the objects leave, which a mean flattens.
@@ -444,18 +440,33 @@ def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, reach: n
     local = (local[0], local[1] - corner[0], local[2] - corner[1])
     depth, n_y, n_x = values.shape
     grid = np.full((depth, -(-n_y // cell), -(-n_x // cell)), np.nan, dtype=np.float32)
-    per = max(1, _SLAB_VOXELS // (n_y * n_x) - 2 * int(reach[0]))
-    for first in range(0, depth, per):
-        last = min(first + per, depth)
-        low, high = max(first - reach[0], 0), min(last + reach[0], depth)
-        run = slice(*np.searchsorted(local[0], [low, high]))
-        near = np.zeros((high - low, n_y, n_x), dtype=np.uint8)
-        near[local[0][run] - low, local[1][run], local[2][run]] = 1
-        near = ndimage.maximum_filter(near, size=tuple(2 * reach + 1), mode="constant")
-        for z in range(first, last):
-            outside = near[z - low] == 0
-            weight = _cell_sums(outside, cell)
-            total = _cell_sums(np.where(outside, values[z], 0), cell)
+    # The boxes around the object voxels, a plane at a time: the object voxels of the
+    # planes within reach along z counted at each (y, x) (a running sum over the
+    # planes), then each voxel's box read from their summed-area table (compiled).
+    from ._stencils import free_cell_sums  # compiled on first use (numba)
+
+    def plane_objects(p: int) -> np.ndarray:
+        run = slice(*np.searchsorted(local[0], [p, p + 1]))
+        counts = np.zeros((n_y, n_x), dtype=np.int32)
+        counts[local[1][run], local[2][run]] = 1
+        return counts
+
+    def planes(start: int, stop: int) -> None:
+        # The planes within reach of the plane before `start`: each step adds one, drops one.
+        within = np.zeros((n_y, n_x), dtype=np.int32)
+        for p in range(max(start - 1 - reach[0], 0), min(start + reach[0], depth)):
+            within += plane_objects(p)
+        for z in range(start, stop):
+            if z + reach[0] < depth:
+                within += plane_objects(z + reach[0])
+            if z - reach[0] - 1 >= 0:
+                within -= plane_objects(z - reach[0] - 1)
+            weight = np.zeros(grid.shape[1:])
+            total = np.zeros(grid.shape[1:])
+            plane = values[z]
+            if plane.dtype == np.float16 or not plane.dtype.isnative:  # not compiled for
+                plane = plane.astype(np.float32)
+            free_cell_sums(within, plane, int(reach[1]), int(reach[2]), cell, weight, total)
             cell_sigma = sigma / cell
             if linear:
                 grid[z] = _local_linear(weight, total, cell_sigma)
@@ -464,6 +475,15 @@ def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, reach: n
             total = ndimage.gaussian_filter(total, cell_sigma, mode="constant", truncate=4.0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 grid[z] = np.where(weight > 1e-9, total / weight, np.nan)
+
+    # With two threads, each takes half the planes (the compiled sums release the GIL).
+    if threads > 1 and depth > 1:
+        with ThreadPoolExecutor(1) as other:
+            half = other.submit(planes, depth // 2, depth)
+            planes(0, depth // 2)
+            half.result()
+    else:
+        planes(0, depth)
     return grid, cell, corner
 
 
@@ -521,6 +541,18 @@ def _grid_block(grid: np.ndarray, cell: int, corner: np.ndarray, planes: slice, 
     part = grid[planes]
     along_y = part[:, y0, :] * (1 - fy)[None, :, None] + part[:, y1, :] * fy[None, :, None]
     return along_y[:, :, x0] * (1 - fx) + along_y[:, :, x1] * fx
+
+
+def _map_block(keys, grid, cell, corner, planes, rows, columns, owner_bits, aperture_keys,
+               blank, map_sum):
+    """A block's map (:func:`_grid_block`) read through its keys: its sum over each
+    aperture added to `map_sum`, and its shell voxels' values in the keys' order."""
+    from ._stencils import sum_apertures  # compiled on first use (numba)
+
+    smooth = _grid_block(grid, cell, corner, planes, rows, columns)
+    return sum_apertures(keys, smooth, owner_bits, aperture_keys, blank,
+                         np.zeros(map_sum.size, np.int64), map_sum,
+                         np.zeros(0, np.int32), planes.start, np.zeros(0, np.int64))[1]
 
 
 def _plane_key_dtype(n_keys: int) -> np.dtype:
@@ -617,7 +649,7 @@ def aperture_intensities(
     with the number of voxels within reach of an object, not with the
     volume (module docstring). The plane background
     reads every plane of that box laterally grown by its Gaussian's reach,
-    in slabs, and keeps one float32 per cell of about half a sigma (a cell
+    a plane at a time, and keeps one float32 per cell of about half a sigma (a cell
     of 4 x 4 voxels at 0.065 µm: 1/16 of a float per voxel);
     ``"shell_plane_map"`` reads it too, and draws it over each block (4 bytes
     per voxel of a block more), its shell voxels' values kept beside theirs.
@@ -690,15 +722,15 @@ def aperture_intensities(
         # where no object's own light reaches), in voxels.
         reach = np.floor(_at_most(outer if mapped else grow_um) / metric).astype(int)
         grid, cell, corner = _plane_background(intensity_image, box, local, scale, reach,
-                                               background_sigma_um, linear=mapped)
+                                               background_sigma_um, linear=mapped,
+                                               threads=min(int(threads), 2))
     if plane:
         plane_sum = np.zeros(n)
         no_plane = np.zeros(n, dtype=bool)  # an aperture voxel with no plane background
     if mapped:
-        # The plane background read as the light is (its aperture sum less each ring's
-        # median), from a map known everywhere (the nearest known cell where no voxel
-        # away from every object lies within reach): what moves the ring's median to
-        # the aperture.
+        # The map read as the light is (its aperture sum less each ring's median), from
+        # a map known everywhere (the nearest known cell where no voxel beyond every
+        # shell lies within reach): what moves the ring's median to the aperture.
         grid = _filled(grid)
         map_sum = np.zeros(n)
         map_under = np.full(n, np.nan)
@@ -789,8 +821,9 @@ def aperture_intensities(
                     margin[2] : margin[2] + box_shape[2]], blank
 
     # With two threads, the next block's keys are spread (in the other buffer) while
-    # this block's are summed.
+    # this block's are summed, and its map is drawn and summed.
     ahead = ThreadPoolExecutor(1) if len(buffers) > 1 else None
+    mapper = ThreadPoolExecutor(1) if mapped and int(threads) > 1 else None
     coming = ahead.submit(block_keys, 0) if ahead else None
     try:
         for b, (first, last, _, _, top, bottom, _, _) in enumerate(blocks):
@@ -801,16 +834,18 @@ def aperture_intensities(
             else:
                 keys, blank = block_keys(b)
             here = values[first:last, top:bottom]
+            if mapped:  # the map through the same keys: its shell voxels in the same order
+                mapping = partial(_map_block, keys, grid, cell, corner, slice(first, last),
+                                  slice(top, bottom), box_shape[2], _key_bits(n),
+                                  aperture_keys, blank, map_sum)
+                # With two threads, drawn and read beside the light's own reading.
+                mapping = mapper.submit(mapping) if mapper else mapping
             owner, shell, plane_key = sum_apertures(
                 keys, here, _key_bits(n), aperture_keys, blank,
                 aperture_area, aperture_sum, key_base, first, aperture_planes)
-            if mapped:  # the map's light through the same keys: its shell voxels in order
-                light = _grid_block(grid, cell, corner, slice(first, last),
-                                    slice(top, bottom), box_shape[2])
-                pending_map.append(sum_apertures(
-                    keys, light, _key_bits(n), aperture_keys, blank, np.zeros(n, np.int64),
-                    map_sum, np.zeros(0, key_base.dtype), first, np.zeros(0, np.int64))[1])
-                del light
+            if mapped:
+                pending_map.append(mapping.result() if mapper else mapping())
+                del mapping
             if plane:  # each aperture voxel's plane background, at its place in the box
                 at = np.nonzero(keys < aperture_keys)  # blank is above
                 aperture_owner = keys[at] & ((1 << _key_bits(n)) - 1)
@@ -860,6 +895,8 @@ def aperture_intensities(
     finally:
         if ahead:
             ahead.shutdown(wait=True, cancel_futures=True)
+        if mapper:
+            mapper.shutdown(wait=True, cancel_futures=True)
     empty = np.isnan(background)  # no shell voxel at all: the image's median
     if empty.any():
         background[empty] = _image_median(intensity_image)
