@@ -445,22 +445,21 @@ def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, reach: n
     # planes), then each voxel's box read from their summed-area table (compiled).
     from ._stencils import free_cell_sums  # compiled on first use (numba)
 
-    def plane_objects(p: int) -> np.ndarray:
+    def plane_objects(p: int) -> tuple[np.ndarray, np.ndarray]:
         run = slice(*np.searchsorted(local[0], [p, p + 1]))
-        counts = np.zeros((n_y, n_x), dtype=np.int32)
-        counts[local[1][run], local[2][run]] = 1
-        return counts
+        return local[1][run], local[2][run]
 
     def planes(start: int, stop: int) -> None:
         # The planes within reach of the plane before `start`: each step adds one, drops one.
+        # (each plane's object voxels are distinct, so adding 1 at each counts them)
         within = np.zeros((n_y, n_x), dtype=np.int32)
         for p in range(max(start - 1 - reach[0], 0), min(start + reach[0], depth)):
-            within += plane_objects(p)
+            within[plane_objects(p)] += 1
         for z in range(start, stop):
             if z + reach[0] < depth:
-                within += plane_objects(z + reach[0])
+                within[plane_objects(z + reach[0])] += 1
             if z - reach[0] - 1 >= 0:
-                within -= plane_objects(z - reach[0] - 1)
+                within[plane_objects(z - reach[0] - 1)] -= 1
             weight = np.zeros(grid.shape[1:])
             total = np.zeros(grid.shape[1:])
             plane = values[z]

@@ -166,9 +166,10 @@ def test_matches_brute_force_oracle(monkeypatch, spacing, seed, background, min_
 @pytest.mark.parametrize("spacing", [(0.3, 0.1, 0.1), (0.2, 0.1, 0.1)])
 @pytest.mark.parametrize("seed", range(6))
 def test_shell_plane_map_matches_brute_force_oracle(spacing, seed):
-    # The ring medians of the light and of the smooth background map away from the
-    # objects, on crowded random stacks with a slope and a bump of background; blocks of
-    # one plane and row too (each block's map drawn over it). The map is held in float32.
+    # The ring medians of the light and of the smooth background map beyond every
+    # object's shell, on crowded random stacks with a slope and a bump of background;
+    # blocks of one plane and row, on two threads, too (each block's map drawn over it,
+    # the map's planes split between the threads). The map is held in float32.
     from rna_localization import apertures
 
     rng = np.random.default_rng(100 + seed)
