@@ -486,6 +486,14 @@ def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, reach: n
     return grid, cell, corner
 
 
+def _cell_axis(coordinate: np.ndarray, cell: int, n: int):
+    """Along one axis of a cell grid of `n` cells: the cells below and above each voxel
+    coordinate (cell centres at ``(k + 0.5) * cell - 0.5``) and its fraction of the way up."""
+    position = np.clip((coordinate + 0.5) / cell - 0.5, 0, n - 1)
+    below = np.floor(position).astype(np.int64)
+    return below, np.minimum(below + 1, n - 1), position - below
+
+
 def _grid_values(grid: np.ndarray, cell: int, corner: np.ndarray, z: np.ndarray, y: np.ndarray,
                  x: np.ndarray) -> np.ndarray:
     """Bilinear values of :func:`_plane_background`'s grid at voxels (z, y, x) of the box."""
@@ -494,10 +502,8 @@ def _grid_values(grid: np.ndarray, cell: int, corner: np.ndarray, z: np.ndarray,
     total_weight = np.zeros(z.size)
     axes = []
     for coordinate, n in ((y, grid.shape[1]), (x, grid.shape[2])):
-        position = np.clip((coordinate + 0.5) / cell - 0.5, 0, n - 1)
-        below = np.floor(position).astype(np.int64)
-        fraction = position - below
-        axes.append(((below, 1.0 - fraction), (np.minimum(below + 1, n - 1), fraction)))
+        below, above, fraction = _cell_axis(coordinate, cell, n)
+        axes.append(((below, 1.0 - fraction), (above, fraction)))
     for row, row_weight in axes[0]:
         for column, column_weight in axes[1]:
             corner = grid[z, row, column].astype(np.float64)
@@ -532,10 +538,8 @@ def _grid_block(grid: np.ndarray, cell: int, corner: np.ndarray, planes: slice, 
     axes = []
     for coordinate, n in ((np.arange(rows.start, rows.stop) - corner[0], grid.shape[1]),
                           (np.arange(columns) - corner[1], grid.shape[2])):
-        position = np.clip((coordinate + 0.5) / cell - 0.5, 0, n - 1)
-        below = np.floor(position).astype(np.int64)
-        fraction = (position - below).astype(np.float32)
-        axes.append((below, np.minimum(below + 1, n - 1), fraction))
+        below, above, fraction = _cell_axis(coordinate, cell, n)
+        axes.append((below, above, fraction.astype(np.float32)))
     (y0, y1, fy), (x0, x1, fx) = axes
     part = grid[planes]
     along_y = part[:, y0, :] * (1 - fy)[None, :, None] + part[:, y1, :] * fy[None, :, None]
