@@ -9,13 +9,14 @@ calls them block by block:
   through a voxel's free faces are formed);
 - :func:`sum_apertures` reads a block's keys once: each aperture's voxel
   count and light (and its voxels per plane), and its shell voxels for the
-  background's medians;
-- :func:`shell_levels` takes those medians once an object's whole shell has
-  been read (grouped by a counting sort, each group's median by a branch-free
-  quickselect);
+  background's medians; with a background map, the map at those voxels too
+  (bilinear between its cells, never drawn over the whole block);
+- :func:`shell_levels` takes those medians (of the light, or of the map) once
+  an object's whole shell has been read (grouped by a counting sort, each
+  group's median by a branch-free quickselect);
 - :func:`free_cell_sums` counts and sums, cell by cell of a plane, the voxels
   outside the boxes around every object voxel (the plane backgrounds), each
-  box's object voxels counted from a summed-area table.
+  box taken a side at a time (along the rows, then down the columns).
 """
 
 from __future__ import annotations
@@ -73,12 +74,28 @@ def spread_keys(keys, voxels, index, strides, mask_starts, steps, step_keys):
 
 
 @njit(cache=True, nogil=True)
+def _bilinear(grid, z, row_cells, row_fraction, y, column_cells, column_fraction, x):
+    """The map `grid` read at row `y` and column `x` of plane `z` (float64): between
+    its four nearest cell centres, along the rows first, then the columns."""
+    fy, fx = row_fraction[y], column_fraction[x]
+    r0, r1 = row_cells[0, y], row_cells[1, y]
+    c0, c1 = column_cells[0, x], column_cells[1, x]
+    left = grid[z, r0, c0] * (1.0 - fy) + grid[z, r1, c0] * fy
+    right = grid[z, r0, c1] * (1.0 - fy) + grid[z, r1, c1] * fy
+    return left * (1.0 - fx) + right * fx
+
+
+@njit(cache=True, nogil=True)
 def sum_apertures(keys, values, owner_bits, aperture_keys, blank, area, total, plane_base,
-                  first_plane, plane_area):
+                  first_plane, plane_area, grid, row_cells, row_fraction, column_cells,
+                  column_fraction, map_total):
     """Add a block's aperture voxels to their objects; return its shell voxels.
 
     A voxel's key is ``rank << owner_bits | i`` (object index ``i`` from 1),
     `blank` beyond reach; keys below `aperture_keys` are in the aperture.
+    With a background map (`grid` not empty), the map is read at each of
+    those voxels in the same pass, bilinearly between the centres of its
+    cells, and summed over each aperture and kept for each shell voxel.
 
     Parameters
     ----------
@@ -97,8 +114,18 @@ def sum_apertures(keys, values, owner_bits, aperture_keys, blank, area, total, p
         Each object's (object, plane) key less its block plane (``plane_base[i - 1]
         + first_plane + z``), or empty: no per-plane keys.
     first_plane : int
+        The block's first plane in the box (`grid`'s planes are the box's).
     plane_area : (K,) ndarray of int64
         Aperture voxels per (object, plane) key, added to (empty without keys).
+    grid : (planes, cells_y, cells_x) ndarray of float32
+        The map's cells, every one known, or empty: no map.
+    row_cells, column_cells : (2, Y) and (2, X) ndarray of int64
+        For each row (column) of the block, the grid's cell rows (columns) below
+        and above it.
+    row_fraction, column_fraction : (Y,) and (X,) ndarray of float64
+        Its fraction of the way from the one below to the one above.
+    map_total : (n,) ndarray of float64
+        The map summed over each aperture, added to (in float64).
 
     Returns
     -------
@@ -108,10 +135,13 @@ def sum_apertures(keys, values, owner_bits, aperture_keys, blank, area, total, p
         Their intensities.
     plane_keys : ndarray, `plane_base`'s dtype
         Their (object, plane) keys (empty without keys).
+    shell_map : ndarray of float32
+        The map at each of them (empty without a map).
     """
     depth, rows, columns = keys.shape
     low = (1 << owner_bits) - 1
     by_plane = plane_base.size > 0
+    mapped = grid.size > 0
     n_shell = 0
     for z in range(depth):
         for y in range(rows):
@@ -125,11 +155,16 @@ def sum_apertures(keys, values, owner_bits, aperture_keys, blank, area, total, p
                     total[owner] += values[z, y, x]
                     if by_plane:
                         plane_area[plane_base[owner] + first_plane + z] += 1
+                    if mapped:
+                        map_total[owner] += _bilinear(grid, first_plane + z, row_cells,
+                                                      row_fraction, y, column_cells,
+                                                      column_fraction, x)
                 else:
                     n_shell += 1
     owners = np.empty(n_shell, keys.dtype)
     shell = np.empty(n_shell, values.dtype)
     plane_keys = np.empty(n_shell if by_plane else 0, plane_base.dtype)
+    shell_map = np.empty(n_shell if mapped else 0, np.float32)
     k = 0
     for z in range(depth):
         for y in range(rows):
@@ -142,8 +177,11 @@ def sum_apertures(keys, values, owner_bits, aperture_keys, blank, area, total, p
                 shell[k] = values[z, y, x]
                 if by_plane:
                     plane_keys[k] = plane_base[owner] + first_plane + z
+                if mapped:
+                    shell_map[k] = _bilinear(grid, first_plane + z, row_cells, row_fraction, y,
+                                             column_cells, column_fraction, x)
                 k += 1
-    return owners, shell, plane_keys
+    return owners, shell, plane_keys, shell_map
 
 
 #: Stretches of at most this many values are sorted by insertion rather than partitioned.
@@ -297,23 +335,44 @@ def free_cell_sums(objects, values, reach_y, reach_x, cell, weight, total):
     """Add each cell's voxels with no object voxel in the box around them, and their light.
 
     ``objects[y, x]`` counts the object voxels at (y, x) in the planes within reach
-    along z; a voxel is free when the box of half-widths `reach_y`, `reach_x` around
-    it holds none (a summed-area table of `objects` gives each box's count). Each free
+    along z (never negative); a voxel is free when the box of half-widths `reach_y`,
+    `reach_x` around it holds none. The box is taken a side at a time: along each row,
+    whether an object voxel lies within `reach_x` (the last one met, looking
+    `reach_x` ahead); then down each column, how many of the rows within `reach_y`
+    have one (a running count, a row added and a row dropped at each step). Each free
     voxel adds 1 to ``weight`` and ``values[y, x]`` to ``total`` at its cell
-    ``(y // cell, x // cell)``.
+    ``(y // cell, x // cell)`` (a cell's voxels of a row summed first).
     """
     height, width = objects.shape
-    table = np.zeros((height + 1, width + 1), np.int64)
+    near = np.empty((height, width), np.uint8)
     for y in range(height):
-        row = 0
+        last = -reach_x - 1  # the last column seen to hold an object voxel
+        for x in range(min(reach_x, width)):
+            if objects[y, x] > 0:
+                last = x
         for x in range(width):
-            row += objects[y, x]
-            table[y + 1, x + 1] = table[y, x + 1] + row
+            ahead = x + reach_x
+            if ahead < width and objects[y, ahead] > 0:
+                last = ahead
+            near[y, x] = last >= x - reach_x
+    count = np.zeros(width, np.int32)
+    for y in range(min(reach_y, height)):
+        for x in range(width):
+            count[x] += near[y, x]
     for y in range(height):
-        y0, y1 = max(y - reach_y, 0), min(y + reach_y + 1, height)
+        if y + reach_y < height:
+            for x in range(width):
+                count[x] += near[y + reach_y, x]
+        if y - reach_y - 1 >= 0:
+            for x in range(width):
+                count[x] -= near[y - reach_y - 1, x]
         cy = y // cell
-        for x in range(width):
-            x0, x1 = max(x - reach_x, 0), min(x + reach_x + 1, width)
-            if table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0] == 0:
-                weight[cy, x // cell] += 1.0
-                total[cy, x // cell] += values[y, x]
+        for c in range(weight.shape[1]):
+            free = 0
+            light = 0.0
+            for x in range(c * cell, min(c * cell + cell, width)):
+                if count[x] == 0:
+                    free += 1
+                    light += values[y, x]
+            weight[cy, c] += free
+            total[cy, c] += light

@@ -442,11 +442,16 @@ def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, reach: n
     grid = np.full((depth, -(-n_y // cell), -(-n_x // cell)), np.nan, dtype=np.float32)
     # The boxes around the object voxels, a plane at a time: the object voxels of the
     # planes within reach along z counted at each (y, x) (a running sum over the
-    # planes), then each voxel's box read from their summed-area table (compiled).
+    # planes), then each voxel's box a side at a time: along the rows, then down the
+    # columns (compiled).
     from ._stencils import free_cell_sums  # compiled on first use (numba)
 
+    # Each plane's run of object voxels (they are in scan order), found once (the
+    # planes as local's own dtype: no converted copy of it for each search).
+    starts = np.searchsorted(local[0], np.arange(depth + 1, dtype=local[0].dtype))
+
     def plane_objects(p: int) -> tuple[np.ndarray, np.ndarray]:
-        run = slice(*np.searchsorted(local[0], [p, p + 1]))
+        run = slice(starts[p], starts[p + 1])
         return local[1][run], local[2][run]
 
     def planes(start: int, stop: int) -> None:
@@ -530,34 +535,6 @@ def _filled(grid: np.ndarray) -> np.ndarray:
     return grid
 
 
-def _grid_block(grid: np.ndarray, cell: int, corner: np.ndarray, planes: slice, rows: slice,
-                columns: int) -> np.ndarray:
-    """Bilinear values of a filled :func:`_plane_background` grid at every voxel of the
-    box's `planes`, `rows` and first `columns` columns, as :func:`_grid_values` reads
-    them (float32)."""
-    axes = []
-    for coordinate, n in ((np.arange(rows.start, rows.stop) - corner[0], grid.shape[1]),
-                          (np.arange(columns) - corner[1], grid.shape[2])):
-        below, above, fraction = _cell_axis(coordinate, cell, n)
-        axes.append((below, above, fraction.astype(np.float32)))
-    (y0, y1, fy), (x0, x1, fx) = axes
-    part = grid[planes]
-    along_y = part[:, y0, :] * (1 - fy)[None, :, None] + part[:, y1, :] * fy[None, :, None]
-    return along_y[:, :, x0] * (1 - fx) + along_y[:, :, x1] * fx
-
-
-def _map_block(keys, grid, cell, corner, planes, rows, columns, owner_bits, aperture_keys,
-               blank, map_sum):
-    """A block's map (:func:`_grid_block`) read through its keys: its sum over each
-    aperture added to `map_sum`, and its shell voxels' values in the keys' order."""
-    from ._stencils import sum_apertures  # compiled on first use (numba)
-
-    smooth = _grid_block(grid, cell, corner, planes, rows, columns)
-    return sum_apertures(keys, smooth, owner_bits, aperture_keys, blank,
-                         np.zeros(map_sum.size, np.int64), map_sum,
-                         np.zeros(0, np.int32), planes.start, np.zeros(0, np.int64))[1]
-
-
 def _plane_key_dtype(n_keys: int) -> np.dtype:
     """The integer dtype of the (object, plane) keys ``0..n_keys-1``."""
     return np.dtype(np.int32 if n_keys < 2**31 else np.int64)
@@ -610,7 +587,9 @@ def aperture_intensities(
     threads : int
         With 2 or more, a second thread forms the next block's nearest-object
         keys while this one's are summed (a frame of many blocks takes about
-        half the time; the answer is the same). At most 2 are used.
+        half the time; the answer is the same), and with ``"shell_plane_map"``
+        takes the light's ring medians while this thread takes the map's, and
+        fits half the map's planes. At most 2 are used.
 
     Returns
     -------
@@ -654,8 +633,9 @@ def aperture_intensities(
     reads every plane of that box laterally grown by its Gaussian's reach,
     a plane at a time, and keeps one float32 per cell of about half a sigma (a cell
     of 4 x 4 voxels at 0.065 µm: 1/16 of a float per voxel);
-    ``"shell_plane_map"`` reads it too, and draws it over each block (4 bytes
-    per voxel of a block more), its shell voxels' values kept beside theirs.
+    ``"shell_plane_map"`` reads it too (cells of 9 x 9 voxels), and reads it at
+    each aperture and shell voxel in the same pass as the light (never drawn over
+    a block), its shell voxels' values kept beside theirs (4 bytes each).
 
     Examples
     --------
@@ -730,15 +710,22 @@ def aperture_intensities(
     if plane:
         plane_sum = np.zeros(n)
         no_plane = np.zeros(n, dtype=bool)  # an aperture voxel with no plane background
+    # The map read as the light is (its aperture sum less each ring's median), from
+    # a map known everywhere (the nearest known cell where no voxel beyond every
+    # shell lies within reach): what moves the ring's median to the aperture. The
+    # compiled sums read it at each aperture and shell voxel (bilinear between the
+    # cells' centres: each column's cells and fraction found once, each row's per block).
+    map_grid = _filled(grid) if mapped else np.zeros((0, 0, 0), np.float32)
+    no_axis, no_fraction = np.zeros((2, 0), np.int64), np.zeros(0)
+    column_cells, column_fraction = no_axis, no_fraction
     if mapped:
-        # The map read as the light is (its aperture sum less each ring's median), from
-        # a map known everywhere (the nearest known cell where no voxel beyond every
-        # shell lies within reach): what moves the ring's median to the aperture.
-        grid = _filled(grid)
-        map_sum = np.zeros(n)
-        map_under = np.full(n, np.nan)
-        map_whole = np.full(n, np.nan)
-        pending_map = []
+        below, above, column_fraction = _cell_axis(np.arange(values.shape[2]) - corner[1],
+                                                   cell, map_grid.shape[2])
+        column_cells = np.stack([below, above])
+    map_sum = np.zeros(n if mapped else 0)
+    map_under = np.full(n if mapped else 0, np.nan)
+    map_whole = np.full(n if mapped else 0, np.nan)
+    pending_map = []
     shell_area = np.zeros(n, dtype=np.int64)
     # Per object once its shell is all seen: the median of its shell, and the
     # background summed under its aperture ring by ring ("shell_plane").
@@ -806,7 +793,7 @@ def aperture_intensities(
         """Block b's keys (its kept planes and rows), from its buffer."""
         first, last, low, high, top, bottom, north, south = blocks[b]
         # The voxels are in scan order, so those of planes low..high-1 are one run.
-        run = slice(*np.searchsorted(local[0], [low, high]))
+        run = slice(*np.searchsorted(local[0], np.array([low, high], local[0].dtype)))
         run_y = local[1][run]
         here_voxels = np.flatnonzero((run_y >= north) & (run_y < south))
         here_voxels += run.start
@@ -824,9 +811,8 @@ def aperture_intensities(
                     margin[2] : margin[2] + box_shape[2]], blank
 
     # With two threads, the next block's keys are spread (in the other buffer) while
-    # this block's are summed, and its map is drawn and summed.
+    # this block's are summed.
     ahead = ThreadPoolExecutor(1) if len(buffers) > 1 else None
-    mapper = ThreadPoolExecutor(1) if mapped and int(threads) > 1 else None
     coming = ahead.submit(block_keys, 0) if ahead else None
     try:
         for b, (first, last, _, _, top, bottom, _, _) in enumerate(blocks):
@@ -837,18 +823,16 @@ def aperture_intensities(
             else:
                 keys, blank = block_keys(b)
             here = values[first:last, top:bottom]
-            if mapped:  # the map through the same keys: its shell voxels in the same order
-                mapping = partial(_map_block, keys, grid, cell, corner, slice(first, last),
-                                  slice(top, bottom), box_shape[2], _key_bits(n),
-                                  aperture_keys, blank, map_sum)
-                # With two threads, drawn and read beside the light's own reading.
-                mapping = mapper.submit(mapping) if mapper else mapping
-            owner, shell, plane_key = sum_apertures(
-                keys, here, _key_bits(n), aperture_keys, blank,
-                aperture_area, aperture_sum, key_base, first, aperture_planes)
+            row_cells, row_fraction = no_axis, no_fraction
             if mapped:
-                pending_map.append(mapping.result() if mapper else mapping())
-                del mapping
+                below, above, row_fraction = _cell_axis(np.arange(top, bottom) - corner[0],
+                                                        cell, map_grid.shape[1])
+                row_cells = np.stack([below, above])
+            owner, shell, plane_key, shell_map = sum_apertures(
+                keys, here, _key_bits(n), aperture_keys, blank,
+                aperture_area, aperture_sum, key_base, first, aperture_planes,
+                map_grid, row_cells, row_fraction, column_cells, column_fraction, map_sum)
+            pending_map.append(shell_map)
             if plane:  # each aperture voxel's plane background, at its place in the box
                 at = np.nonzero(keys < aperture_keys)  # blank is above
                 aperture_owner = keys[at] & ((1 << _key_bits(n)) - 1)
@@ -877,15 +861,18 @@ def aperture_intensities(
             settled |= finished
             owner, shell = np.concatenate(pending_owner), np.concatenate(pending_values)
             keys = np.concatenate(pending_keys) if by_plane else owner
+            light = partial(shell_levels, owner, shell, keys, span, finished,
+                            aperture_planes if by_plane else aperture_area,
+                            SHELL_PLANE_MIN_VOXELS, shell_area, whole, under)
             if mapped:
+                # The light's medians and the map's taken side by side with two threads
+                # (the light's on the other thread, once it has the next block's keys).
+                light = ahead.submit(light).result if ahead else light
                 pending_map = [shell_levels(
                     owner, np.concatenate(pending_map), keys, span, finished,
                     aperture_planes, SHELL_PLANE_MIN_VOXELS, np.zeros(n, np.int64),
                     map_whole, map_under)[1]]
-            owner, shell, keys = shell_levels(
-                owner, shell, keys, span, finished,
-                aperture_planes if by_plane else aperture_area, SHELL_PLANE_MIN_VOXELS,
-                shell_area, whole, under)
+            owner, shell, keys = light()
             if mapped:
                 under[finished] += map_sum[finished] - map_under[finished]
             pending_owner, pending_values = [owner], [shell]
@@ -894,12 +881,10 @@ def aperture_intensities(
                 background[finished] = under[finished] / aperture_area[finished]
             else:
                 background[finished] = whole[finished]
-            del owner, shell, keys
+            del owner, shell, keys, light
     finally:
         if ahead:
             ahead.shutdown(wait=True, cancel_futures=True)
-        if mapper:
-            mapper.shutdown(wait=True, cancel_futures=True)
     empty = np.isnan(background)  # no shell voxel at all: the image's median
     if empty.any():
         background[empty] = _image_median(intensity_image)

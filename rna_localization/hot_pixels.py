@@ -27,6 +27,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from ._cores import in_threads, thread_count
 from .objects import normalize_spacing
 
 __all__ = ["HOT_PIXEL_MIN_SPANS", "HOT_PIXEL_PASSES", "HOT_PIXEL_SAMPLE", "HOT_PIXEL_SCREEN",
@@ -60,7 +61,8 @@ HOT_PIXEL_SCREEN = 0.5
 
 
 def hot_pixel_offsets(image: np.ndarray, *, spacing, spot_sigma_um,
-                      sigmas: float = HOT_PIXEL_SIGMAS, rows: int = 64) -> np.ndarray:
+                      sigmas: float = HOT_PIXEL_SIGMAS, rows: int = 64,
+                      threads: int | None = 1) -> np.ndarray:
     """A camera's hot and dead pixels: the light a pixel adds (or lacks) in every plane.
 
     An sCMOS (or CCD) pixel with a high dark current or offset reads more than
@@ -103,7 +105,12 @@ def hot_pixel_offsets(image: np.ndarray, *, spacing, spot_sigma_um,
         Standard errors above (below) which a pixel's median excess makes it hot
         (dead).
     rows : int
-        Rows (y) worked on at a time: memory of ``Z × rows × X`` floats.
+        Rows (y) worked on at a time: memory of ``Z × rows × X`` floats (per
+        thread).
+    threads : int or None
+        Threads the stack's medians over the planes are taken on (numpy's
+        partition lets go of the GIL; about half the time on 2, the same
+        answer); None for every usable core.
 
     Returns
     -------
@@ -147,7 +154,7 @@ def hot_pixel_offsets(image: np.ndarray, *, spacing, spot_sigma_um,
     # The pixels worth measuring: those whose median over the planes stands apart from their
     # neighbours' medians by HOT_PIXEL_SCREEN of the test (nearly every pixel that passes
     # the test passes this, its medians taken once for the whole stack).
-    level = _plane_medians(image, rows)
+    level = _plane_medians(image, rows, thread_count(threads))
     screen = _excess(level, _neighbour_views(level))
     cy, cx = np.nonzero(np.abs(screen) > np.float32(HOT_PIXEL_SCREEN) * sigmas * floor)
     del level, screen
@@ -205,12 +212,16 @@ def _neighbour_views(plane: np.ndarray):
     return (padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width] for dy, dx in _NEIGHBOURS)
 
 
-def _plane_medians(image: np.ndarray, rows: int) -> np.ndarray:
-    """Each pixel's median over the planes, (Y, X) float32, `rows` rows at a time."""
+def _plane_medians(image: np.ndarray, rows: int, threads: int = 1) -> np.ndarray:
+    """Each pixel's median over the planes, (Y, X) float32, `rows` rows at a time (on up
+    to `threads` threads)."""
     depth, height, width = image.shape
     medians = np.empty((height, width), dtype=np.float32)
-    for top in range(0, height, rows):
+
+    def band(top: int) -> None:
         medians[top:top + rows] = _median_in_place(_last_axis_copy(image[:, top:top + rows]))
+
+    in_threads(band, range(0, height, rows), threads)
     return medians
 
 
@@ -336,7 +347,8 @@ def _mirrored(index: np.ndarray, size: int) -> np.ndarray:
     return np.where(index >= size, 2 * size - 2 - index, index)
 
 
-def without_hot_pixels(image: np.ndarray, *, spacing, spot_sigma_um=None) -> np.ndarray:
+def without_hot_pixels(image: np.ndarray, *, spacing, spot_sigma_um=None,
+                       threads: int | None = 1) -> np.ndarray:
     """`image` with its hot and dead pixels repaired: what ``extract``'s apertures sum.
 
     Parameters
@@ -348,6 +360,8 @@ def without_hot_pixels(image: np.ndarray, *, spacing, spot_sigma_um=None) -> np.
     spot_sigma_um : float or (axial, lateral), optional
         A molecule's spot sigma, µm (:func:`hot_pixel_offsets`); by default the
         ``rna`` workflow's.
+    threads : int or None
+        As :func:`hot_pixel_offsets`.
 
     Returns
     -------
@@ -367,4 +381,5 @@ def without_hot_pixels(image: np.ndarray, *, spacing, spot_sigma_um=None) -> np.
 
         spot_sigma_um = PRESETS["rna"]["spot_sigma_um"]
     return remove_hot_pixels(image, hot_pixel_offsets(image, spacing=spacing,
-                                                      spot_sigma_um=spot_sigma_um))
+                                                      spot_sigma_um=spot_sigma_um,
+                                                      threads=threads))

@@ -272,13 +272,14 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
     if apertures:
         # Matched apertures and light centroids: for the structures whose molecules are
         # counted or whose distances are measured (the costliest part of extraction).
-        # An image alone in this process: every core (the next block's nearest objects
-        # found while this one's light is summed); one where images share the cores
+        # An image alone in this process: every core (the hot pixels' medians over the
+        # planes in bands of rows; the next block's nearest objects found while this
+        # one's light is summed); one where images share the cores
         # (a cluster's workers, or this process' image threads).
         threads = 1 if shares_cores() else usable_cores()
         # The light the apertures sum, the camera's hot and dead pixels repaired (a float
         # copy only when the stack has some: rna_localization.hot_pixels).
-        light = without_hot_pixels(raw, spacing=spacing)
+        light = without_hot_pixels(raw, spacing=spacing, threads=threads)
         # With each bright object's light beyond its aperture added (a granule's image
         # is wider than a single molecule's: rna_localization.capture).
         with warnings.catch_warnings():

@@ -67,9 +67,10 @@ def _oracle(labels, raw, spacing, grow_um, shell_um, background_kind="shell", mi
     return pd.DataFrame(rows)
 
 
-def _map_oracle(labels, raw, spacing, grow_um, shell_um, sigma_um, reach_um, min_voxels=8):
-    """``background="shell_plane_map"`` by brute force, for a sigma of under 4 lateral voxels
-    (the plane background's cells are then single voxels).
+def _fitted_map(labels, raw, spacing, grow_um, sigma_um, reach_um):
+    """The smooth background map of ``background="shell_plane_map"`` by brute force, at
+    every voxel, for a sigma of under 4 lateral voxels (the plane background's cells are
+    then single voxels).
 
     Each plane's smooth background at a voxel: the least-squares plane through the
     values of the voxels outside the box of half-widths `reach_um` (in the distances'
@@ -77,9 +78,7 @@ def _map_oracle(labels, raw, spacing, grow_um, shell_um, sigma_um, reach_um, min
     centred on the voxel (scipy's truncated, normalised kernel: 4 sigmas), read at the
     voxel; their weighted mean where the weighted covariance of their positions (in
     sigmas) has a determinant under 0.01; where none weighs, the nearest voxel that has
-    one (a plane with none: 0). Each aperture voxel's level: its plane's ring median of
-    the light, plus the map at the voxel, less the map's median over the same ring
-    (both over the whole shell where the ring holds fewer than `min_voxels`).
+    one (a plane with none: 0).
     """
     from scipy import ndimage
 
@@ -119,6 +118,15 @@ def _map_oracle(labels, raw, spacing, grow_um, shell_um, sigma_um, reach_um, min
             plane = plane[tuple(ndimage.distance_transform_edt(
                 unknown, return_distances=False, return_indices=True))]
         light[z] = plane
+    return light
+
+
+def _map_oracle(labels, raw, spacing, grow_um, shell_um, light, min_voxels=8):
+    """``background="shell_plane_map"`` by brute force, given the map `light` at every
+    voxel: each aperture voxel's level is its plane's ring median of the light, plus the
+    map at the voxel, less the map's median over the same ring (both over the whole
+    shell where the ring holds fewer than `min_voxels`).
+    """
     plain = _oracle(labels, raw, spacing, grow_um, shell_um, "shell_plane", min_voxels)
     # The map read as the light is: its aperture sum less its rings' medians.
     moved = _oracle(labels, light, spacing, grow_um, shell_um, "shell_plane", min_voxels)
@@ -180,7 +188,8 @@ def test_shell_plane_map_matches_brute_force_oracle(spacing, seed):
            + 2000 * (labels > 0)).astype(np.uint16)
     for grow_um, shell_um in [(0.25, 0.3), (0.3, 0.2)]:
         # The map from the voxels beyond every object's shell.
-        expected = _map_oracle(labels, raw, spacing, grow_um, shell_um, 0.15, grow_um + shell_um)
+        light = _fitted_map(labels, raw, spacing, grow_um, 0.15, grow_um + shell_um)
+        expected = _map_oracle(labels, raw, spacing, grow_um, shell_um, light)
         measured = aperture_intensities(labels, raw, spacing=spacing, grow_um=grow_um,
                                         shell_um=shell_um, background="shell_plane_map",
                                         background_sigma_um=0.15)
@@ -193,6 +202,61 @@ def test_shell_plane_map_matches_brute_force_oracle(spacing, seed):
         patch.setattr(apertures, "_BLOCK_PLANES", 1)
         blocks = aperture_intensities(labels, raw, spacing=spacing, grow_um=0.3, shell_um=0.2,
                                       background="shell_plane_map", background_sigma_um=0.15,
+                                      threads=2)
+    pd.testing.assert_frame_equal(blocks, measured, rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_shell_plane_map_reads_cells_of_many_voxels_bilinearly(seed):
+    # A sigma of 8 lateral voxels: the map's cells are 4 x 4 voxels, and each aperture and
+    # shell voxel reads the map between the four nearest cell centres (the compiled sums'
+    # own reading, never a drawn block). Against the same cells read here, voxel by voxel,
+    # and the rings' medians by brute force; in blocks of one plane and row too.
+    from rna_localization import apertures
+
+    rng = np.random.default_rng(200 + seed)
+    shape, spacing, sigma_um = (4, 40, 36), (0.3, 0.1, 0.1), 0.8
+    labels = _random_objects(rng, shape, 12)
+    zz, yy, xx = np.indices(shape)
+    raw = (rng.integers(0, 300, shape) + 25 * yy + 15 * xx * (zz + 1)
+           + 800 * np.exp(-((xx - 20) ** 2 + (yy - 12) ** 2) / 60.0)
+           + 2000 * (labels > 0)).astype(np.uint16)
+    grow_um, shell_um = 0.25, 0.3
+    # The map's cells as the module fits them (their fit is checked voxel by voxel above).
+    scale = np.array(spacing)
+    metric = apertures._aperture_metric(scale, grow_um)
+    reach = np.floor(apertures._at_most(grow_um + shell_um) / metric).astype(int)
+    # The box the module reads: the objects' own, grown by their reach and one voxel.
+    found = np.nonzero(labels)
+    box = tuple(slice(max(int(c.min()) - r - 1, 0), min(int(c.max()) + r + 2, n))
+                for c, r, n in zip(found, reach, shape))
+    local = [(c - b.start).astype(np.int32) for c, b in zip(found, box)]
+    grid, cell, corner = apertures._plane_background(raw, box, local, scale, reach, sigma_um,
+                                                     linear=True)
+    assert cell == 4
+    grid = apertures._filled(grid).astype(np.float64)
+    light = np.zeros(shape)  # (no aperture or shell voxel lies outside the box)
+    for z, y, x in np.ndindex(tuple(b.stop - b.start for b in box)):
+        # Cell k's centre at voxel (k + 0.5) * cell - 0.5 (clamped to the first and last).
+        cy = min(max((y - corner[0] + 0.5) / cell - 0.5, 0), grid.shape[1] - 1)
+        cx = min(max((x - corner[1] + 0.5) / cell - 0.5, 0), grid.shape[2] - 1)
+        y0, x0 = int(cy), int(cx)
+        y1, x1 = min(y0 + 1, grid.shape[1] - 1), min(x0 + 1, grid.shape[2] - 1)
+        fy, fx = cy - y0, cx - x0
+        light[z + box[0].start, y + box[1].start, x + box[2].start] = ((1 - fy) * ((1 - fx) * grid[z, y0, x0] + fx * grid[z, y0, x1])
+                          + fy * ((1 - fx) * grid[z, y1, x0] + fx * grid[z, y1, x1]))
+    expected = _map_oracle(labels, raw, spacing, grow_um, shell_um, light)
+    measured = aperture_intensities(labels, raw, spacing=spacing, grow_um=grow_um,
+                                    shell_um=shell_um, background_sigma_um=sigma_um)
+    # The shell voxels' map values are kept in float32.
+    pd.testing.assert_frame_equal(measured, expected, check_dtype=False, rtol=1e-6, atol=0.02)
+    plain = _oracle(labels, raw, spacing, grow_um, shell_um, "shell_plane")
+    assert np.abs(measured["spot_intensity"] - plain["spot_intensity"]).max() > 1.0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(apertures, "_SLAB_VOXELS", 1)
+        patch.setattr(apertures, "_BLOCK_PLANES", 1)
+        blocks = aperture_intensities(labels, raw, spacing=spacing, grow_um=grow_um,
+                                      shell_um=shell_um, background_sigma_um=sigma_um,
                                       threads=2)
     pd.testing.assert_frame_equal(blocks, measured, rtol=1e-9)
 
@@ -680,6 +744,36 @@ def test_quickselect_median_is_numpys_median(dtype):
     values = np.r_[np.zeros(5000), rng.integers(1, 9, 1001)].astype(dtype)
     assert _median(rng.permutation(values)) == float(np.median(values.astype(np.float64)))
     assert np.isnan(_median(np.zeros(0, dtype)))
+
+
+def test_free_cell_sums_against_a_box_filter():
+    # Planes of object counts (some voxels counted more than once) with reaches of 0 to 5
+    # and cells of 1 to 5 voxels, planes narrower than a box and a cell included: each
+    # cell's free voxels (no object voxel in the box around them) and their light,
+    # against scipy's maximum filter over the box and a sum per cell.
+    from scipy import ndimage
+
+    from rna_localization._stencils import free_cell_sums
+
+    rng = np.random.default_rng(12)
+    for _ in range(60):
+        height, width = rng.integers(1, 40, 2)
+        objects = (rng.random((height, width)) < rng.random() * 0.15) * rng.integers(1, 4)
+        objects = objects.astype(np.int32)
+        values = rng.integers(0, 1000, (height, width)).astype(np.uint16)
+        reach_y, reach_x = rng.integers(0, 6, 2)
+        cell = int(rng.integers(1, 6))
+        shape = (-(-height // cell), -(-width // cell))
+        weight, total = np.zeros(shape), np.zeros(shape)
+        free_cell_sums(objects, values, int(reach_y), int(reach_x), cell, weight, total)
+        free = ~ndimage.maximum_filter(objects > 0, size=(2 * reach_y + 1, 2 * reach_x + 1),
+                                       mode="constant")
+        cells = (np.arange(height)[:, None] // cell) * shape[1] + np.arange(width) // cell
+        expected_weight = np.bincount(cells[free], minlength=weight.size).reshape(shape)
+        expected_total = np.bincount(cells[free], weights=values[free].astype(float),
+                                     minlength=weight.size).reshape(shape)
+        np.testing.assert_array_equal(weight, expected_weight)
+        np.testing.assert_array_equal(total, expected_total)
 
 
 def test_shell_levels_against_a_loop_over_the_objects():

@@ -99,6 +99,10 @@ def test_hot_pixel_offsets_match_the_rule_pixel_by_pixel():
     oracle = _brute_force_offsets(stack)
     np.testing.assert_array_equal(np.sign(found), np.sign(oracle))
     np.testing.assert_allclose(found, oracle, rtol=1e-4, atol=1e-2)
+    # The medians over the planes taken in bands of 7 rows on 2 threads: the same offsets.
+    threaded = hot_pixels.hot_pixel_offsets(stack, spacing=spacing, spot_sigma_um=SPOT_UM,
+                                            rows=7, threads=2)
+    np.testing.assert_array_equal(threaded, found)
     # Every pixel of 2 noise SDs or more either way is found, near its offset; no spot's is.
     for (y, x), sd in list(zip(hot, sds))[1:]:
         assert found[y, x] == pytest.approx(20.0 * sd, abs=12.0)

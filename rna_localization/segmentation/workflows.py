@@ -236,7 +236,8 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
     # (not looked for again when a playground redraw reuses the filtered image alone).
     reuse = previous is not None and previous.filtered is not None
     hot_pixels = (None if reuse and params.mask_smoothing >= 1 else
-                  hot_pixel_offsets(image, spacing=spacing, spot_sigma_um=params.spot_sigma_um))
+                  hot_pixel_offsets(image, spacing=spacing, spot_sigma_um=params.spot_sigma_um,
+                                    threads=threads))
     if reuse:
         filtered, noise = previous.filtered, previous.noise
     else:
