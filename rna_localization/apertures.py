@@ -832,7 +832,8 @@ def aperture_intensities(
                 keys, here, _key_bits(n), aperture_keys, blank,
                 aperture_area, aperture_sum, key_base, first, aperture_planes,
                 map_grid, row_cells, row_fraction, column_cells, column_fraction, map_sum)
-            pending_map.append(shell_map)
+            if mapped:
+                pending_map.append(shell_map)
             if plane:  # each aperture voxel's plane background, at its place in the box
                 at = np.nonzero(keys < aperture_keys)  # blank is above
                 aperture_owner = keys[at] & ((1 << _key_bits(n)) - 1)

@@ -243,8 +243,9 @@ def test_shell_plane_map_reads_cells_of_many_voxels_bilinearly(seed):
         y0, x0 = int(cy), int(cx)
         y1, x1 = min(y0 + 1, grid.shape[1] - 1), min(x0 + 1, grid.shape[2] - 1)
         fy, fx = cy - y0, cx - x0
-        light[z + box[0].start, y + box[1].start, x + box[2].start] = ((1 - fy) * ((1 - fx) * grid[z, y0, x0] + fx * grid[z, y0, x1])
-                          + fy * ((1 - fx) * grid[z, y1, x0] + fx * grid[z, y1, x1]))
+        value = ((1 - fy) * ((1 - fx) * grid[z, y0, x0] + fx * grid[z, y0, x1])
+                 + fy * ((1 - fx) * grid[z, y1, x0] + fx * grid[z, y1, x1]))
+        light[z + box[0].start, y + box[1].start, x + box[2].start] = value
     expected = _map_oracle(labels, raw, spacing, grow_um, shell_um, light)
     measured = aperture_intensities(labels, raw, spacing=spacing, grow_um=grow_um,
                                     shell_um=shell_um, background_sigma_um=sigma_um)
