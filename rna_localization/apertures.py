@@ -454,6 +454,8 @@ def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, reach: n
         run = slice(starts[p], starts[p + 1])
         return local[1][run], local[2][run]
 
+    cell_sigma = sigma / cell  # the Gaussian's sigma in cells
+
     def planes(start: int, stop: int) -> None:
         # The planes within reach of the plane before `start`: each step adds one, drops one.
         # (each plane's object voxels are distinct, so adding 1 at each counts them)
@@ -471,7 +473,6 @@ def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, reach: n
             if plane.dtype == np.float16 or not plane.dtype.isnative:  # not compiled for
                 plane = plane.astype(np.float32)
             free_cell_sums(within, plane, int(reach[1]), int(reach[2]), cell, weight, total)
-            cell_sigma = sigma / cell
             if linear:
                 grid[z] = _local_linear(weight, total, cell_sigma)
                 continue
@@ -493,10 +494,11 @@ def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, reach: n
 
 def _cell_axis(coordinate: np.ndarray, cell: int, n: int):
     """Along one axis of a cell grid of `n` cells: the cells below and above each voxel
-    coordinate (cell centres at ``(k + 0.5) * cell - 0.5``) and its fraction of the way up."""
+    coordinate (cell centres at ``(k + 0.5) * cell - 0.5``), as a (2, len) int64 array, and
+    its fraction of the way up."""
     position = np.clip((coordinate + 0.5) / cell - 0.5, 0, n - 1)
     below = np.floor(position).astype(np.int64)
-    return below, np.minimum(below + 1, n - 1), position - below
+    return np.stack([below, np.minimum(below + 1, n - 1)]), position - below
 
 
 def _grid_values(grid: np.ndarray, cell: int, corner: np.ndarray, z: np.ndarray, y: np.ndarray,
@@ -507,10 +509,11 @@ def _grid_values(grid: np.ndarray, cell: int, corner: np.ndarray, z: np.ndarray,
     total_weight = np.zeros(z.size)
     axes = []
     for coordinate, n in ((y, grid.shape[1]), (x, grid.shape[2])):
-        below, above, fraction = _cell_axis(coordinate, cell, n)
-        axes.append(((below, 1.0 - fraction), (above, fraction)))
+        cells, fraction = _cell_axis(coordinate, cell, n)
+        axes.append(zip(cells, (1.0 - fraction, fraction)))
+    columns = list(axes[1])
     for row, row_weight in axes[0]:
-        for column, column_weight in axes[1]:
+        for column, column_weight in columns:
             corner = grid[z, row, column].astype(np.float64)
             weight = row_weight * column_weight
             known = ~np.isnan(corner)
@@ -719,9 +722,8 @@ def aperture_intensities(
     no_axis, no_fraction = np.zeros((2, 0), np.int64), np.zeros(0)
     column_cells, column_fraction = no_axis, no_fraction
     if mapped:
-        below, above, column_fraction = _cell_axis(np.arange(values.shape[2]) - corner[1],
+        column_cells, column_fraction = _cell_axis(np.arange(values.shape[2]) - corner[1],
                                                    cell, map_grid.shape[2])
-        column_cells = np.stack([below, above])
     map_sum = np.zeros(n if mapped else 0)
     map_under = np.full(n if mapped else 0, np.nan)
     map_whole = np.full(n if mapped else 0, np.nan)
@@ -825,9 +827,8 @@ def aperture_intensities(
             here = values[first:last, top:bottom]
             row_cells, row_fraction = no_axis, no_fraction
             if mapped:
-                below, above, row_fraction = _cell_axis(np.arange(top, bottom) - corner[0],
-                                                        cell, map_grid.shape[1])
-                row_cells = np.stack([below, above])
+                row_cells, row_fraction = _cell_axis(np.arange(top, bottom) - corner[0],
+                                                     cell, map_grid.shape[1])
             owner, shell, plane_key, shell_map = sum_apertures(
                 keys, here, _key_bits(n), aperture_keys, blank,
                 aperture_area, aperture_sum, key_base, first, aperture_planes,
