@@ -796,6 +796,57 @@ def test_a_molecule_beside_a_granule_keeps_its_own_object_its_lumps_do_not():
     assert 0 not in limited
 
 
+def test_granules_stacked_along_z_stay_apart_a_granules_lumps_across_do_not():
+    import pandas as pd
+
+    from rna_localization.segmentation.detection import (
+        GRANULE_MERGE_SIGMAS,
+        granule_merge_reach,
+        grow_objects,
+    )
+
+    # The widefield grid: a spot of 1.1 voxels (0.33 µm) along z, 1.05 (0.115 µm) across.
+    spacing, sigma = (0.3, 0.11, 0.11), np.array([1.1, 1.05, 1.05])
+    z, y, x = np.mgrid[:16, :25, :90].astype(np.float64)
+
+    def spot(cz, cx, amplitude):
+        return amplitude * np.exp(-0.5 * (((z - cz) / sigma[0]) ** 2 + ((y - 12) / sigma[1]) ** 2
+                                          + ((x - cx) / sigma[2]) ** 2))
+
+    # Two granules, one 1.8 voxels (0.54 µm) above the other and 1.7 voxels (0.19 µm)
+    # aside (2.3 spot sigmas apart); one granule whose two lumps lie 2.5 sigmas apart
+    # across; five lone molecules for the median spot.
+    centres = [(6.0, 12.0, 10.0), (7.8, 13.7, 10.0), (7.0, 40.0, 10.0), (7.0, 42.625, 10.0),
+               *[(7.0, cx, 1.0) for cx in (55.0, 62.0, 69.0, 76.0, 83.0)]]
+    filtered = sum(spot(cz, cx, a) for cz, cx, a in centres).astype(np.float32)
+    spots = pd.DataFrame({"z": [c[0] for c in centres], "y": 12.0,
+                          "x": [c[1] for c in centres], "zi": [round(c[0]) for c in centres],
+                          "yi": 12, "xi": [round(c[1]) for c in centres]})
+
+    def objects(granule_reach, granule_ratio=0.8):
+        labels = grow_objects(filtered, filtered / 0.01, spots, floor=5, mask_fraction=0.3,
+                              saddle_ratio=0.95, granule_saddle_ratio=granule_ratio,
+                              granule_reach=granule_reach)
+        return [int(labels[zi, 12, xi]) for zi, xi in zip(spots["zi"], spots["xi"])]
+
+    # Both pairs' light dips between the granule's ratio and the usual one: the usual
+    # ratio splits each, the granule's joins each.
+    assert len(set(objects(None, 0.95))) == 9
+    everywhere = objects(None)
+    assert everywhere[0] == everywhere[1]
+    assert everywhere[2] == everywhere[3]
+
+    found = objects(granule_merge_reach(sigma, spacing))
+    assert 0 not in found
+    assert found[0] != found[1]  # the stacked granules: two objects
+    assert found[2] == found[3]  # the lumps across: one granule
+    assert len(set(found)) == 8
+    # As many spot sigmas along z as across (1 µm here) join the stacked pair.
+    alike = objects(GRANULE_MERGE_SIGMAS * sigma)
+    assert alike[0] == alike[1]
+    assert alike[2] == alike[3]
+
+
 def test_granules_cut_by_the_stack_faces_are_fitted_and_drawn_inside_it():
     # A granule centred a plane above the stack (its light cut by plane 0) and one past
     # the last row: the fit keeps every centre inside the image, and drawing spots

@@ -309,7 +309,7 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
                                         params.spot_sigma_um, spacing)).astype(int),
                                     mask_image=mask_image,
                                     granule_reach=None if sigma is None
-                                    else detection.GRANULE_MERGE_SIGMAS * sigma,
+                                    else detection.granule_merge_reach(sigma, spacing),
                                     region=region, threads=threads, joined=lobes,
                                     plateaus=plateaus[0], plateau_reach=detection.plateau_reach(
                                         params.mask_fraction, sigma, params.spot_sigma_um,
