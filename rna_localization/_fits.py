@@ -76,9 +76,30 @@ def _middle_pair(values, members, work):
 
 
 @njit(cache=True, nogil=True)
-def _model(grid, cells, factors, p, psf, base2, inv2, slot, cat, starts, sizes, model,
-           jacobian, work):
-    """The Gaussian less its groups' medians, and its Jacobian, at parameters `p`."""
+def _still_middle(values, members, lower):
+    """The upper middle member if `lower` is still the lower one (``(m - 1) // 2`` members
+    before it by value, ties by member), else -1: one pass where a selection takes several."""
+    m = members.size
+    before = 0
+    upper = -1
+    for i in range(m):
+        b = members[i]
+        if b == lower:
+            continue
+        if _before(values, b, lower):
+            before += 1
+        elif upper < 0 or _before(values, b, upper):
+            upper = b
+    if before != (m - 1) // 2:
+        return -1
+    return lower if m % 2 else upper
+
+
+@njit(cache=True, nogil=True)
+def _gaussian(grid, cells, factors, p, psf, base2, inv2, slot, cat, starts, sizes, model, unit,
+              pairs, work):
+    """The Gaussian less its groups' medians at parameters `p` (`model`), the unit Gaussian
+    (`unit`), and each group's middle pair (`pairs`, also the hint: the last evaluation's)."""
     n = grid.shape[0]
     w2 = np.empty(3)
     if psf:
@@ -92,46 +113,122 @@ def _model(grid, cells, factors, p, psf, base2, inv2, slot, cat, starts, sizes, 
     # The Gaussian is a product over the axes, and the voxels sit on whole positions:
     # each axis's factor once per position.
     for k in range(3):
+        half = -0.5 / w2[k]
         for c in range(factors.shape[1]):
             d = c - p[1 + k]
-            factors[k, c] = np.exp(-0.5 * d * d / w2[k])
+            factors[k, c] = np.exp(half * d * d)
     for v in range(n):
-        d0 = grid[v, 0] - p[1]
-        d1 = grid[v, 1] - p[2]
-        d2 = grid[v, 2] - p[3]
         g = (factors[0, cells[v, 0]] * factors[1, cells[v, 1]]) * factors[2, cells[v, 2]]
-        ag = a * g
-        model[v] = ag
-        jacobian[v, 0] = g
-        jacobian[v, 1] = ag * d0 / w2[0]
-        jacobian[v, 2] = ag * d1 / w2[1]
-        jacobian[v, 3] = ag * d2 / w2[2]
-        # d model / d w2 per axis, then through the width parameters
-        e0 = 0.5 * ag * d0 * d0 / (w2[0] * w2[0])
-        e1 = 0.5 * ag * d1 * d1 / (w2[1] * w2[1])
-        e2 = 0.5 * ag * d2 * d2 / (w2[2] * w2[2])
-        if psf:
-            jacobian[v, 4] = e0 * 2.0 * p[4] * inv2[0]
-            jacobian[v, 5] = (e1 + e2) * 2.0 * p[5] * inv2[1]
-        else:
-            jacobian[v, 4] = e0 * inv2[0] + e1 * inv2[1] + e2 * inv2[2]
-    # Each group's median of the model (its middle one or two members by value), and of
-    # the Jacobian's rows there, all from the model before any is subtracted.
+        unit[v] = g
+        model[v] = a * g
     groups = starts.shape[0]
-    width = jacobian.shape[1]
-    level = np.zeros((groups, width + 1))
+    level = np.empty(groups)
     for k in range(groups):
-        i1, i2 = _middle_pair(model, cat[starts[k]:starts[k] + sizes[k]], work)
-        level[k, 0] = 0.5 * (model[i1] + model[i2])
-        for j in range(width):
-            level[k, 1 + j] = 0.5 * (jacobian[i1, j] + jacobian[i2, j])
+        members = cat[starts[k]:starts[k] + sizes[k]]
+        i2 = -1
+        if pairs[k, 0] >= 0:
+            i2 = _still_middle(model, members, pairs[k, 0])
+        if i2 >= 0:
+            i1 = pairs[k, 0]
+        else:
+            i1, i2 = _middle_pair(model, members, work)
+        pairs[k, 0] = i1
+        pairs[k, 1] = i2
+        level[k] = 0.5 * (model[i1] + model[i2])
     for v in range(n):
         k = slot[v]
         if k >= 0:
-            model[v] -= level[k, 0]
-            for j in range(width):
-                jacobian[v, j] -= level[k, 1 + j]
+            model[v] -= level[k]
     return w2
+
+
+@njit(cache=True, nogil=True)
+def _row(grid, v, p, psf, inv2, r0, r1, r2, unit):
+    """Voxel `v`'s row of the Jacobian of the Gaussian before its group's median (six
+    columns; the extra-width fit's sixth is 0), `r0`..`r2` the inverse variances (voxels)."""
+    d0 = grid[v, 0] - p[1]
+    d1 = grid[v, 1] - p[2]
+    d2 = grid[v, 2] - p[3]
+    g = unit[v]
+    ag = p[0] * g
+    # d model / d w2 per axis, then through the width parameters
+    e0 = 0.5 * ag * d0 * d0 * r0 * r0
+    e1 = 0.5 * ag * d1 * d1 * r1 * r1
+    e2 = 0.5 * ag * d2 * d2 * r2 * r2
+    if psf:
+        return (g, ag * d0 * r0, ag * d1 * r1, ag * d2 * r2, e0 * 2.0 * p[4] * inv2[0],
+                (e1 + e2) * 2.0 * p[5] * inv2[1])
+    return (g, ag * d0 * r0, ag * d1 * r1, ag * d2 * r2,
+            e0 * inv2[0] + e1 * inv2[1] + e2 * inv2[2], 0.0)
+
+
+@njit(cache=True, nogil=True)
+def _normal_equations(grid, p, psf, inv2, w2, unit, model, light, slot, pairs, normal, rhs):
+    """J^T J and J^T (model - light) at `p`, J the Jacobian of :func:`_gaussian`'s model (each
+    group's median taken at its middle pair, as the model's). A row at a time, its sums held
+    in registers: the Jacobian itself is never stored, and is formed only for a step taken."""
+    n = grid.shape[0]
+    width = rhs.shape[0]
+    r0, r1, r2 = 1.0 / w2[0], 1.0 / w2[1], 1.0 / w2[2]
+    groups = pairs.shape[0]
+    level = np.zeros((groups + 1, 6))  # the last: no group
+    for k in range(groups):
+        first = _row(grid, pairs[k, 0], p, psf, inv2, r0, r1, r2, unit)
+        second = _row(grid, pairs[k, 1], p, psf, inv2, r0, r1, r2, unit)
+        for j in range(6):
+            level[k, j] = 0.5 * (first[j] + second[j])
+    n00 = n01 = n02 = n03 = n04 = n05 = 0.0
+    n11 = n12 = n13 = n14 = n15 = 0.0
+    n22 = n23 = n24 = n25 = 0.0
+    n33 = n34 = n35 = 0.0
+    n44 = n45 = 0.0
+    n55 = 0.0
+    b0 = b1 = b2 = b3 = b4 = b5 = 0.0
+    for v in range(n):
+        j0, j1, j2, j3, j4, j5 = _row(grid, v, p, psf, inv2, r0, r1, r2, unit)
+        k = slot[v] if slot[v] >= 0 else groups
+        j0 -= level[k, 0]
+        j1 -= level[k, 1]
+        j2 -= level[k, 2]
+        j3 -= level[k, 3]
+        j4 -= level[k, 4]
+        j5 -= level[k, 5]
+        r = model[v] - light[v]
+        b0 += j0 * r
+        b1 += j1 * r
+        b2 += j2 * r
+        b3 += j3 * r
+        b4 += j4 * r
+        b5 += j5 * r
+        n00 += j0 * j0
+        n01 += j0 * j1
+        n02 += j0 * j2
+        n03 += j0 * j3
+        n04 += j0 * j4
+        n05 += j0 * j5
+        n11 += j1 * j1
+        n12 += j1 * j2
+        n13 += j1 * j3
+        n14 += j1 * j4
+        n15 += j1 * j5
+        n22 += j2 * j2
+        n23 += j2 * j3
+        n24 += j2 * j4
+        n25 += j2 * j5
+        n33 += j3 * j3
+        n34 += j3 * j4
+        n35 += j3 * j5
+        n44 += j4 * j4
+        n45 += j4 * j5
+        n55 += j5 * j5
+    sums = np.array([[n00, n01, n02, n03, n04, n05], [n01, n11, n12, n13, n14, n15],
+                     [n02, n12, n22, n23, n24, n25], [n03, n13, n23, n33, n34, n35],
+                     [n04, n14, n24, n34, n44, n45], [n05, n15, n25, n35, n45, n55]])
+    right = np.array([b0, b1, b2, b3, b4, b5])
+    for i in range(width):
+        rhs[i] = right[i]
+        for j in range(width):
+            normal[i, j] = sums[i, j]
 
 
 @njit(cache=True, nogil=True)
@@ -176,9 +273,11 @@ def fit_gaussian(grid, light, slot, cat, starts, sizes, start, widths, spacing, 
     else:
         p[4] = 0.005
     model = np.empty(n)
-    jacobian = np.empty((n, width))
+    unit = np.empty(n)
     trial_model = np.empty(n)
-    trial_jacobian = np.empty((n, width))
+    trial_unit = np.empty(n)
+    pairs = np.full((starts.shape[0], 2), -1, dtype=np.int64)
+    trial_pairs = np.full((starts.shape[0], 2), -1, dtype=np.int64)
     trial = np.empty(width)
     normal = np.empty((width, width))
     damped = np.empty((width, width))
@@ -200,26 +299,13 @@ def fit_gaussian(grid, light, slot, cat, starts, sizes, start, widths, spacing, 
     for i in range(4, width):
         lower[i] = low[i - 4] if psf else 0.0
         upper[i] = high[i - 4] if psf else bound
-    w2 = _model(grid, cells, factors, p, psf, base2, inv2, slot, cat, starts, sizes, model,
-                jacobian, work)
+    w2 = _gaussian(grid, cells, factors, p, psf, base2, inv2, slot, cat, starts, sizes, model,
+                   unit, pairs, work)
     cost = _cost(model, light)
     evaluations = 1
     damping = 1e-3
     while evaluations < steps:
-        for i in range(width):
-            rhs[i] = 0.0
-            for j in range(width):
-                normal[i, j] = 0.0
-        for v in range(n):
-            r = model[v] - light[v]
-            for i in range(width):
-                ji = jacobian[v, i]
-                rhs[i] += ji * r
-                for j in range(i, width):
-                    normal[i, j] += ji * jacobian[v, j]
-        for i in range(width):
-            for j in range(i):
-                normal[i, j] = normal[j, i]
+        _normal_equations(grid, p, psf, inv2, w2, unit, model, light, slot, pairs, normal, rhs)
         # A bounded parameter at its bound that the descent would push past it stays
         # there: the step is solved for the others (an active set), not clipped after.
         for i in range(width):
@@ -245,8 +331,9 @@ def fit_gaussian(grid, light, slot, cat, starts, sizes, start, widths, spacing, 
                     step[i] /= move
             for i in range(width):
                 trial[i] = min(max(p[i] - step[i], lower[i]), upper[i])
-            trial_w2 = _model(grid, cells, factors, trial, psf, base2, inv2, slot, cat, starts,
-                              sizes, trial_model, trial_jacobian, work)
+            trial_pairs[:] = pairs
+            trial_w2 = _gaussian(grid, cells, factors, trial, psf, base2, inv2, slot, cat, starts,
+                                 sizes, trial_model, trial_unit, trial_pairs, work)
             evaluations += 1
             trial_cost = _cost(trial_model, light)
             if trial_cost < cost:
@@ -258,7 +345,8 @@ def fit_gaussian(grid, light, slot, cat, starts, sizes, start, widths, spacing, 
                 for i in range(width):
                     p[i] = trial[i]
                 model, trial_model = trial_model, model
-                jacobian, trial_jacobian = trial_jacobian, jacobian
+                unit, trial_unit = trial_unit, unit
+                pairs, trial_pairs = trial_pairs, pairs
                 w2 = trial_w2
                 cost = trial_cost
                 damping = max(damping * 0.1, 1e-6)
