@@ -128,10 +128,10 @@ def granule_merge_reach(sigma, spacing) -> np.ndarray:
     :data:`GRANULE_MERGE_SIGMAS` lateral spot sigmas, and the same distance in µm
     along z (never more than as many axial sigmas). A granule's lumps lie within
     its own size of each other along every axis, while the PSF is about three
-    times longer along z than across: as many axial sigmas reach 1 µm on a
-    widefield grid, and joined granules stacked 0.5 µm apart whose light dips
-    between them (in the widefield demo's cen images, seed 1, 9 of 269 granules
-    were scored against such a pair's object).
+    times longer along z than across. A reach of as many axial sigmas (1 µm on a
+    widefield grid; the workflows' until 2026-12-05) joined two granules stacked
+    0.5 µm apart wherever their light dipped between them: in the widefield demo's
+    cen images (seed 1), 9 of 269 granules were scored against such a pair's object.
 
     Parameters
     ----------
