@@ -331,6 +331,27 @@ def test_clipped_light_needs_no_gaussian_psf(ceiling_share):
     np.testing.assert_allclose(table["spot_intensity"][0] / single, 12, rtol=0.01)
 
 
+def test_the_fits_middle_pair_and_its_one_pass_check_match_a_stable_sort():
+    # The fits' shell medians: each group's two middle members (places (m - 1) // 2 and
+    # m // 2 by value, ties by member, as a stable sort of the members in increasing order
+    # puts them), found by selection, or checked in one pass against the last evaluation's
+    # lower member. Oracle: numpy's stable argsort. Values with many ties.
+    from rna_localization._fits import _middle_pair, _still_middle
+
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 6, 400).astype(np.float64)
+    for m in (1, 2, 3, 4, 7, 10, 31, 64):
+        for _ in range(20):
+            members = np.sort(rng.choice(values.size, m, replace=False)).astype(np.int64)
+            order = members[np.argsort(values[members], kind="stable")]
+            lower, upper = order[(m - 1) // 2], order[m // 2]
+            work = np.empty(m, np.int64)
+            assert _middle_pair(values, members, work) == (lower, upper)
+            assert _still_middle(values, members, lower) == upper
+            for other in members[members != lower]:
+                assert _still_middle(values, members, other) == -1
+
+
 def test_row_medians_are_nanmedian():
     from rna_localization._rows import row_medians
 
