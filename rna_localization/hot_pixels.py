@@ -108,8 +108,8 @@ def hot_pixel_offsets(image: np.ndarray, *, spacing, spot_sigma_um,
         Rows (y) worked on at a time: memory of ``Z × rows × X`` floats
         (shared among the threads).
     threads : int or None
-        Threads the stack's medians over the planes are taken on (numpy's
-        partition lets go of the GIL; about half the time on 2, the same
+        Threads the stack's medians over the planes are taken on (a compiled
+        loop that lets go of the GIL; about half the time on 2, the same
         answer); None for every usable core.
 
     Returns
@@ -136,6 +136,11 @@ def hot_pixel_offsets(image: np.ndarray, *, spacing, spot_sigma_um,
     if image.ndim != 3:
         msg = f"hot_pixel_offsets takes a (Z, Y, X) stack; got shape {image.shape}."
         raise ValueError(msg)
+    if image.dtype.kind not in "iuf" or image.dtype == np.float16 or not image.dtype.isnative:
+        # The compiled loops read native integers, float32 and float64.
+        image = image.astype(np.float32)
+    from ._columns import map_excess  # compiled on first use (numba)
+
     depth, height, width = image.shape
     offsets = np.zeros((height, width), dtype=np.float32)
     axial = np.asarray(spot_sigma_um, dtype=np.float64).ravel()[0]
@@ -158,7 +163,8 @@ def hot_pixel_offsets(image: np.ndarray, *, spacing, spot_sigma_um,
     # the memory in flight stays that of `rows` rows however many threads).
     workers = thread_count(threads)
     level = _plane_medians(image, max(1, rows // workers), workers)
-    screen = _excess(level, _neighbour_views(level))
+    screen = np.empty_like(level)
+    map_excess(level, screen)
     cy, cx = np.nonzero(np.abs(screen) > np.float32(HOT_PIXEL_SCREEN) * sigmas * floor)
     del level, screen
     median, spread = _hot_excess(image, offsets, cy, cx, scale)
@@ -171,9 +177,9 @@ def hot_pixel_offsets(image: np.ndarray, *, spacing, spot_sigma_um,
     # those that changed (a hot pixel's own change taken whatever its size, a new one only
     # past `sigmas`).
     for _ in range(HOT_PIXEL_PASSES - 1):
-        changed = ndimage.binary_dilation(found != 0, np.ones((3, 3), bool))
-        if not changed.any():
+        if not found.any():
             break
+        changed = ndimage.binary_dilation(found != 0, np.ones((3, 3), bool))
         cy, cx = np.nonzero(changed)
         median, spread = _hot_excess(image, offsets, cy, cx, scale)
         keep = (np.abs(median) > sigmas * np.maximum(spread, floor)) | (offsets[cy, cx] != 0)
@@ -193,36 +199,16 @@ def hot_pixel_offsets(image: np.ndarray, *, spacing, spot_sigma_um,
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
 
-def _excess(centre: np.ndarray, neighbours) -> np.ndarray:
-    """`centre` less the mean of its 8 `neighbours` without their largest and smallest (a hot or
-    dead neighbour does not move it)."""
-    total = np.zeros_like(centre)
-    largest = np.full_like(centre, -np.inf)
-    smallest = np.full_like(centre, np.inf)
-    for values in neighbours:
-        total += values
-        np.maximum(largest, values, out=largest)
-        np.minimum(smallest, values, out=smallest)
-    total -= largest
-    total -= smallest
-    return centre - total / np.float32(6.0)
-
-
-def _neighbour_views(plane: np.ndarray):
-    """The 8 neighbours of every pixel of a (Y, X) map, mirrored at its edges, as 8 views."""
-    padded = np.pad(plane, 1, mode="reflect")
-    height, width = plane.shape
-    return (padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width] for dy, dx in _NEIGHBOURS)
-
-
 def _plane_medians(image: np.ndarray, rows: int, threads: int = 1) -> np.ndarray:
     """Each pixel's median over the planes, (Y, X) float32, `rows` rows at a time (on up
     to `threads` threads)."""
+    from ._columns import column_medians  # compiled on first use (numba)
+
     depth, height, width = image.shape
     medians = np.empty((height, width), dtype=np.float32)
 
     def band(top: int) -> None:
-        medians[top:top + rows] = _median_in_place(_last_axis_copy(image[:, top:top + rows]))
+        column_medians(image[:, top:top + rows], out=medians[top:top + rows])
 
     in_threads(band, range(0, height, rows), threads)
     return medians
@@ -230,41 +216,18 @@ def _plane_medians(image: np.ndarray, rows: int, threads: int = 1) -> np.ndarray
 
 def _hot_excess(image: np.ndarray, offsets: np.ndarray, cy: np.ndarray, cx: np.ndarray,
                 scale) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_median_spread` at the pixels (cy, cx) only, on the stack with the offsets found
-    taken from it."""
-    height, width = offsets.shape
+    """At the pixels (cy, cx) only, on the stack with the offsets found taken from it: the
+    median over the planes of each pixel's excess over its neighbours (the mean of its 8
+    without their largest and smallest, in each plane), and
+    `scale` × its median absolute deviation."""
+    from ._columns import excess_medians  # compiled on first use (numba)
 
-    def values(dy, dx):
-        yy, xx = _mirrored(cy + dy, height), _mirrored(cx + dx, width)
-        return np.asarray(image[:, yy, xx], dtype=np.float32) - offsets[yy, xx]
-
-    return _median_spread(_excess(values(0, 0), (values(dy, dx) for dy, dx in _NEIGHBOURS)),
-                          scale)
-
-
-def _median_spread(excess: np.ndarray, scale) -> tuple[np.ndarray, np.ndarray]:
-    """The median over the first axis of `excess`, and `scale` × its median absolute deviation."""
-    values = _last_axis_copy(excess)
-    median = _median_in_place(values)
-    np.abs(values - median[..., None], out=values)
-    return median, _median_in_place(values) * scale
-
-
-def _last_axis_copy(values: np.ndarray) -> np.ndarray:
-    """A float32 copy of `values` with its first axis last and contiguous."""
-    return np.moveaxis(values, 0, -1).astype(np.float32, copy=True)
-
-
-def _median_in_place(array: np.ndarray) -> np.ndarray:
-    """The median over the last axis, as ``np.median`` (the mean of the two middle values of an
-    even count), by partitioning `array` in place: a few times faster than ``np.median`` along
-    a strided axis."""
-    half = array.shape[-1] // 2
-    array.partition(half, axis=-1)  # the values before `half` are the smaller ones
-    upper = array[..., half]
-    if array.shape[-1] % 2:
-        return upper.copy()
-    return (array[..., :half].max(axis=-1) + upper) * np.float32(0.5)
+    median = np.empty(cy.size, dtype=np.float32)
+    spread = np.empty(cy.size, dtype=np.float32)
+    excess_medians(image, np.asarray(offsets, dtype=np.float32),
+                   np.asarray(cy, dtype=np.int64), np.asarray(cx, dtype=np.int64),
+                   np.float32(scale), median, spread)
+    return median, spread
 
 
 def remove_hot_pixels(image: np.ndarray, offsets: np.ndarray) -> np.ndarray:

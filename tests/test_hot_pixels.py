@@ -109,6 +109,79 @@ def test_hot_pixel_offsets_match_the_rule_pixel_by_pixel():
     assert np.count_nonzero(found) <= len(hot)
 
 
+@pytest.mark.parametrize("count", range(1, 15))
+def test_the_median_network_puts_the_middle_values_in_place_for_every_0_1_input(count):
+    from rna_localization._columns import median_network
+
+    # A comparator network that orders every input of 0s and 1s orders every input (the
+    # 0-1 principle): all 2**count of them, one per column, each comparison on every column.
+    columns = (np.arange(2 ** count)[None, :] >> np.arange(count)[:, None]) & 1
+    for i, j in median_network(count):
+        columns[[i, j]] = np.minimum(columns[i], columns[j]), np.maximum(columns[i], columns[j])
+    ordered = np.sort(columns, axis=0)
+    for middle in {(count - 1) // 2, count // 2}:
+        np.testing.assert_array_equal(columns[middle], ordered[middle])
+
+
+def test_column_medians_are_numpys_median_over_the_planes():
+    from rna_localization._columns import COLUMN_BLOCK, column_medians
+
+    rng = np.random.default_rng(5)
+    for depth in range(1, 71):
+        ties = rng.integers(0, 6, (depth, 3, 21)).astype(np.uint16)   # many equal values
+        floats = rng.normal(0.0, 1.0, (depth, 2, 13)).astype(np.float32)
+        for stack in (ties, floats, floats.astype(np.float64)):
+            expected = np.median(stack.astype(np.float64), axis=0).astype(np.float32)
+            np.testing.assert_array_equal(column_medians(stack), expected)
+    # Rows longer than a block, and a band of a larger stack written into a map in place.
+    stack = rng.poisson(400.0, (60, 9, COLUMN_BLOCK + 37)).astype(np.uint16)
+    expected = np.median(stack, axis=0).astype(np.float32)
+    out = np.full(expected.shape, np.nan, np.float32)
+    column_medians(stack[:, 2:5], out=out[2:5])
+    np.testing.assert_array_equal(out[2:5], expected[2:5])
+    assert np.isnan(out[:2]).all()
+    assert np.isnan(out[5:]).all()
+    np.testing.assert_array_equal(column_medians(stack[::-1, :, ::-1]), expected[:, ::-1])
+
+
+def test_the_compiled_excesses_match_the_rule_at_every_kind_of_pixel():
+    from rna_localization._columns import excess_medians, map_excess
+
+    rng = np.random.default_rng(6)
+    stack = rng.normal(300.0, 20.0, (25, 12, 15))
+    stack[:, 0, 0] += 200.0   # a corner, an edge and an inner pixel hot
+    stack[:, 11, 7] += 90.0
+    stack[:, 6, 6] -= 150.0
+    level = np.median(stack, axis=0).astype(np.float32)
+    screen = np.empty_like(level)
+    map_excess(level, screen)
+    padded = np.pad(level.astype(np.float64), 1, mode="reflect")
+    for y in range(12):
+        for x in range(15):
+            others = np.sort(np.delete(padded[y:y + 3, x:x + 3].ravel(), 4))[1:-1]
+            assert screen[y, x] == pytest.approx(level[y, x] - others.mean(), abs=1e-3)
+    rows, columns = np.divmod(np.arange(12 * 15), 15)
+    median = np.empty(rows.size, np.float32)
+    spread = np.empty(rows.size, np.float32)
+    scale = 1.2533 * 1.4826 / np.sqrt(25)
+    excess_medians(stack.astype(np.float32), np.zeros((12, 15), np.float32), rows, columns,
+                   np.float32(scale), median, spread)
+    for i, (y, x) in enumerate(zip(rows, columns)):
+        expected_median, expected_error = _excess_and_error(stack, y, x)
+        assert median[i] == pytest.approx(expected_median, abs=1e-3)
+        assert spread[i] == pytest.approx(expected_error, rel=1e-4, abs=1e-4)
+    assert median[0] == pytest.approx(200.0, abs=30.0)
+    # Each pixel's offsets come off its value, and off its neighbours' where it is one.
+    offsets = np.zeros((12, 15), np.float32)
+    offsets[0, 0] = 200.0
+    excess_medians(stack.astype(np.float32), offsets, rows[:2], columns[:2], np.float32(scale),
+                   median[:2], spread[:2])
+    levelled = stack.copy()
+    levelled[:, 0, 0] -= 200.0
+    for i in range(2):
+        assert median[i] == pytest.approx(_excess_and_error(levelled, 0, i)[0], abs=1e-3)
+
+
 def test_a_hot_pixel_loses_its_offset_and_a_dead_one_takes_its_live_neighbours_mean():
     rng = np.random.default_rng(5)
     stack = rng.normal(300.0, 10.0, (6, 7, 8)).astype(np.float32)
