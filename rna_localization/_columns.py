@@ -30,6 +30,8 @@ __all__ = ["column_medians", "excess_medians", "map_excess", "median_network"]
 #: :func:`column_medians` works on this many pixels of a row at a time (a block of
 #: ``planes × COLUMN_BLOCK`` float32 values, held in the core's caches).
 COLUMN_BLOCK = 512
+#: :func:`map_excess` works on about this many pixels at a time.
+MAP_BAND = 1 << 17
 
 
 def _batcher_pairs(count: int) -> list[tuple[int, int]]:
@@ -167,7 +169,36 @@ def _mirror(index, size):
 
 
 @njit(cache=True, nogil=True)
-def map_excess(level, out):
+def _excesses(stack, offsets, rows, columns, out):
+    """``out[i, z]``: pixel ``(rows[i], columns[i])``'s value in plane `z` less the mean of its 8
+    neighbours there (mirrored at the edges) without their largest and smallest, every value
+    less its pixel's `offsets` first; float32, summed in the order of the neighbours' rows,
+    then columns."""
+    depth, height, width = stack.shape
+    six = np.float32(6.0)
+    for i in range(rows.size):
+        y, x = rows[i], columns[i]
+        for z in range(depth):
+            centre = np.float32(stack[z, y, x]) - offsets[y, x]
+            total = np.float32(0.0)
+            largest = np.float32(-np.inf)
+            smallest = np.float32(np.inf)
+            for dy in range(-1, 2):
+                yy = _mirror(y + dy, height)
+                for dx in range(-1, 2):
+                    if dy == 0 and dx == 0:
+                        continue
+                    xx = _mirror(x + dx, width)
+                    value = np.float32(stack[z, yy, xx]) - offsets[yy, xx]
+                    total += value
+                    largest = max(largest, value)
+                    smallest = min(smallest, value)
+            total -= largest
+            total -= smallest
+            out[i, z] = centre - total / six
+
+
+def map_excess(level: np.ndarray, out: np.ndarray) -> None:
     """``out[y, x]``: ``level[y, x]`` less the mean of its 8 neighbours (mirrored at the
     edges: -1 -> 1, size -> size - 2) without their largest and smallest value, in float32,
     summed in the order of the neighbours' rows, then columns.
@@ -180,24 +211,16 @@ def map_excess(level, out):
     (6.0, 0.0)
     """
     height, width = level.shape
-    six = np.float32(6.0)
-    for y in range(height):
-        for x in range(width):
-            total = np.float32(0.0)
-            largest = np.float32(-np.inf)
-            smallest = np.float32(np.inf)
-            for dy in range(-1, 2):
-                yy = _mirror(y + dy, height)
-                for dx in range(-1, 2):
-                    if dy == 0 and dx == 0:
-                        continue
-                    value = np.float32(level[yy, _mirror(x + dx, width)])
-                    total += value
-                    largest = max(largest, value)
-                    smallest = min(smallest, value)
-            total -= largest
-            total -= smallest
-            out[y, x] = np.float32(level[y, x]) - total / six
+    stack = level[np.newaxis]
+    none = np.zeros((height, width), np.float32)
+    rows = max(1, MAP_BAND // width)
+    for top in range(0, height, rows):
+        band = out[top:top + rows]
+        y = np.repeat(np.arange(top, top + band.shape[0], dtype=np.int64), width)
+        x = np.tile(np.arange(width, dtype=np.int64), band.shape[0])
+        values = np.empty((y.size, 1), np.float32)
+        _excesses(stack, none, y, x, values)
+        band[...] = values.reshape(band.shape)
 
 
 @njit(cache=True, nogil=True)
@@ -207,37 +230,17 @@ def excess_medians(image, offsets, rows, columns, scale, median, spread):
 
     A pixel's excess in a plane is its value less the mean of its 8
     neighbours (mirrored at the edges) without their largest and smallest,
-    every value less its pixel's `offsets` first; float32 throughout, summed
-    in the order of the neighbours' rows, then columns. Writes ``median[i]``
-    and ``spread[i]`` (float32; a median of an even count is the mean of its
-    two middle values).
+    every value less its pixel's `offsets` first (:func:`_excesses`). Writes
+    ``median[i]`` and ``spread[i]`` (float32; a median of an even count is the
+    mean of its two middle values).
     """
-    depth, height, width = image.shape
-    excess = np.empty(depth, np.float32)
+    depth = image.shape[0]
+    excess = np.empty((rows.size, depth), np.float32)
+    _excesses(image, offsets, rows, columns, excess)
     deviation = np.empty(depth, np.float32)
-    six = np.float32(6.0)
     for i in range(rows.size):
-        y, x = rows[i], columns[i]
+        middle = np.float32(_median(excess[i]))
         for z in range(depth):
-            centre = np.float32(image[z, y, x]) - offsets[y, x]
-            total = np.float32(0.0)
-            largest = np.float32(-np.inf)
-            smallest = np.float32(np.inf)
-            for dy in range(-1, 2):
-                yy = _mirror(y + dy, height)
-                for dx in range(-1, 2):
-                    if dy == 0 and dx == 0:
-                        continue
-                    xx = _mirror(x + dx, width)
-                    value = np.float32(image[z, yy, xx]) - offsets[yy, xx]
-                    total += value
-                    largest = max(largest, value)
-                    smallest = min(smallest, value)
-            total -= largest
-            total -= smallest
-            excess[z] = centre - total / six
-        middle = np.float32(_median(excess))
-        for z in range(depth):
-            deviation[z] = abs(excess[z] - middle)
+            deviation[z] = abs(excess[i, z] - middle)
         median[i] = middle
         spread[i] = np.float32(_median(deviation)) * scale
