@@ -197,6 +197,8 @@ def hot_pixel_offsets(image: np.ndarray, *, spacing, spot_sigma_um,
 
 
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+# Pixels examined at a time (their excesses in every plane held: 16 MB for 60 planes).
+_EXAMINED_AT_ONCE = 1 << 16
 
 
 def _plane_medians(image: np.ndarray, rows: int, threads: int = 1) -> np.ndarray:
@@ -218,15 +220,18 @@ def _hot_excess(image: np.ndarray, offsets: np.ndarray, cy: np.ndarray, cx: np.n
                 scale) -> tuple[np.ndarray, np.ndarray]:
     """At the pixels (cy, cx) only, on the stack with the offsets found taken from it: the
     median over the planes of each pixel's excess over its neighbours (the mean of its 8
-    without their largest and smallest, in each plane), and
-    `scale` × its median absolute deviation."""
+    without their largest and smallest, in each plane), and `scale` × its median absolute
+    deviation; :data:`_EXAMINED_AT_ONCE` pixels at a time."""
     from ._columns import excess_medians  # compiled on first use (numba)
 
     median = np.empty(cy.size, dtype=np.float32)
     spread = np.empty(cy.size, dtype=np.float32)
-    excess_medians(image, np.asarray(offsets, dtype=np.float32),
-                   np.asarray(cy, dtype=np.int64), np.asarray(cx, dtype=np.int64),
-                   np.float32(scale), median, spread)
+    offsets = np.asarray(offsets, dtype=np.float32)
+    cy, cx = np.asarray(cy, dtype=np.int64), np.asarray(cx, dtype=np.int64)
+    for start in range(0, cy.size, _EXAMINED_AT_ONCE):
+        part = slice(start, start + _EXAMINED_AT_ONCE)
+        excess_medians(image, offsets, cy[part], cx[part], np.float32(scale), median[part],
+                       spread[part])
     return median, spread
 
 

@@ -84,7 +84,7 @@ def _gaussian_spots(rng, shape, count, sigma_vox, amplitude):
     return light
 
 
-def test_hot_pixel_offsets_match_the_rule_pixel_by_pixel():
+def test_hot_pixel_offsets_match_the_rule_pixel_by_pixel(monkeypatch):
     rng = np.random.default_rng(3)
     shape, spacing = (30, 36, 40), (0.3, 0.11, 0.11)
     stack = rng.normal(500.0, 20.0, shape)
@@ -103,6 +103,10 @@ def test_hot_pixel_offsets_match_the_rule_pixel_by_pixel():
     threaded = hot_pixels.hot_pixel_offsets(stack, spacing=spacing, spot_sigma_um=SPOT_UM,
                                             rows=7, threads=2)
     np.testing.assert_array_equal(threaded, found)
+    # The examined pixels taken a few at a time: the same offsets.
+    monkeypatch.setattr(hot_pixels, "_EXAMINED_AT_ONCE", 7)
+    np.testing.assert_array_equal(
+        hot_pixels.hot_pixel_offsets(stack, spacing=spacing, spot_sigma_um=SPOT_UM, rows=7), found)
     # Every pixel of 2 noise SDs or more either way is found, near its offset; no spot's is.
     for (y, x), sd in list(zip(hot, sds))[1:]:
         assert found[y, x] == pytest.approx(20.0 * sd, abs=12.0)
