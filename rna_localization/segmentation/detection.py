@@ -1145,9 +1145,40 @@ def _residual_profile(left: np.ndarray, index: np.ndarray, amplitude: np.ndarray
     rows = rows[np.linspace(0, rows.size - 1, min(rows.size, _PROFILE_SPOTS)).astype(int)]
     steps = [np.arange(-r, r + 1) for r in reach]
     offsets = np.stack(np.meshgrid(*steps, indexing="ij"), axis=-1).reshape(-1, 3)
-    values = left[tuple(np.moveaxis(index[rows, None, :] + offsets[None, :, :], 2, 0))]
-    profile = np.median(values / amplitude[rows, None], axis=0)
+    profile, _, _ = _spot_medians(left, index[rows], amplitude[rows], offsets)
     return reach, profile.reshape(window)
+
+
+def _spot_medians(image: np.ndarray, index: np.ndarray, amplitude: np.ndarray,
+                  offsets: np.ndarray, taken: np.ndarray | None = None):
+    """At each of `offsets` (voxels) from the peak voxels `index` of one or more spots: the
+    median of ``image`` there over the spot's `amplitude`, counting the spots for which the
+    offset lies in the stack and off the `taken` voxels; how many counted; and the counted
+    values' interquartile range (their order statistics at a quarter and three quarters of
+    the count). Where none counts the median is inf and the range NaN."""
+    middle = np.empty(len(offsets))
+    counted = np.empty(len(offsets), dtype=np.int64)
+    spread = np.empty(len(offsets))
+    upper = np.array(image.shape) - 1
+    chunk = 1024  # offsets at a time: a few MB of values
+    for start in range(0, len(offsets), chunk):
+        at = index[:, None, :] + offsets[None, start:start + chunk, :]
+        voxels = tuple(np.moveaxis(np.clip(at, 0, upper), 2, 0))
+        values = image[voxels] / amplitude[:, None]
+        outside = np.any((at < 0) | (at > upper), axis=2)
+        if taken is not None:
+            outside |= taken[voxels]
+        # The median of each column's counted values: sorted, the uncounted last (inf).
+        values[outside] = np.inf
+        values.sort(axis=0)
+        count = np.sum(~outside, axis=0)
+        columns = np.arange(values.shape[1])
+        part = slice(start, start + values.shape[1])
+        middle[part] = 0.5 * (values[(count - 1) // 2, columns] + values[count // 2, columns])
+        with np.errstate(invalid="ignore"):  # inf - inf where too few values count
+            spread[part] = values[(3 * count) // 4, columns] - values[count // 4, columns]
+        counted[part] = count
+    return middle, counted, spread
 
 
 def _beyond_lone_residual(left: np.ndarray, voxel: np.ndarray, nearest: np.ndarray,
@@ -2350,30 +2381,15 @@ def _far_field(filtered: np.ndarray, index: np.ndarray, amplitude: np.ndarray,
     if rows.size < EXPLAINED_MIN_SPOTS:
         return None
     rows = rows[np.linspace(0, rows.size - 1, min(rows.size, EXPLAINED_PROFILE_SPOTS)).astype(int)]
-    field = np.zeros(len(offsets))
-    upper = np.array(filtered.shape) - 1
-    chunk = 1024  # offsets at a time: a few MB of values
-    for start in range(0, len(offsets), chunk):
-        at = index[rows, None, :] + offsets[None, start:start + chunk, :]
-        voxels = tuple(np.moveaxis(np.clip(at, 0, upper), 2, 0))
-        values = filtered[voxels] / amplitude[rows, None]
-        # Offsets past the stack's faces count for no spot (thin stacks keep their spots),
-        # nor those in another spot's core: its light, not the spot's far field.
-        outside = np.any((at < 0) | (at > upper), axis=2) | taken[voxels]
-        # The median of each column's counted values: sorted, the uncounted last (inf).
-        values[outside] = np.inf
-        values.sort(axis=0)
-        counted = np.sum(~outside, axis=0)
-        columns = np.arange(values.shape[1])
-        middle = 0.5 * (values[(counted - 1) // 2, columns] + values[counted // 2, columns])
-        # Its standard error, from the interquartile range (1.349 SDs of a normal spread):
-        # a median not clear of 0 by EXPLAINED_SIGNIFICANCE of them is noise, not light.
-        with np.errstate(invalid="ignore"):  # inf - inf where no value counts
-            spread = values[(3 * counted) // 4, columns] - values[counted // 4, columns]
-        error = 1.2533 * spread / 1.349 / np.sqrt(np.maximum(counted, 1))
-        clear = (counted >= EXPLAINED_MIN_SPOTS) & (middle > EXPLAINED_SIGNIFICANCE * error)
-        field[start:start + chunk] = np.where(clear, middle, 0.0)
-    return field
+    # Offsets past the stack's faces count for no spot (thin stacks keep their spots), nor
+    # those in another spot's core: its light, not the spot's far field.
+    middle, counted, spread = _spot_medians(filtered, index[rows], amplitude[rows], offsets,
+                                            taken)
+    # The median's standard error, from the interquartile range (1.349 SDs of a normal
+    # spread): a median not clear of 0 by EXPLAINED_SIGNIFICANCE of them is noise, not light.
+    error = 1.2533 * spread / 1.349 / np.sqrt(np.maximum(counted, 1))
+    clear = (counted >= EXPLAINED_MIN_SPOTS) & (middle > EXPLAINED_SIGNIFICANCE * error)
+    return np.where(clear, middle, 0.0)
 
 
 def drop_explained_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFrame,
