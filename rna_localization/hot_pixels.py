@@ -105,8 +105,9 @@ def hot_pixel_offsets(image: np.ndarray, *, spacing, spot_sigma_um,
         Standard errors above (below) which a pixel's median excess makes it hot
         (dead).
     rows : int
-        Rows (y) worked on at a time: memory of ``Z × rows × X`` floats
-        (shared among the threads).
+        Rows (y) a thread takes at a time for the medians over the planes
+        (each thread holds ``Z × 512`` float32 values however many rows:
+        ``rna_localization._columns.COLUMN_BLOCK``).
     threads : int or None
         Threads the stack's medians over the planes are taken on (a compiled
         loop that lets go of the GIL; about half the time on 2, the same
@@ -159,10 +160,9 @@ def hot_pixel_offsets(image: np.ndarray, *, spacing, spot_sigma_um,
     # The pixels worth measuring: those whose median over the planes stands apart from their
     # neighbours' medians by HOT_PIXEL_SCREEN of the test (nearly every pixel that passes
     # the test passes this, its medians taken once for the whole stack).
-    # The medians in bands of rows, shared among the threads (each band a share of `rows`:
-    # the memory in flight stays that of `rows` rows however many threads).
-    workers = thread_count(threads)
-    level = _plane_medians(image, max(1, rows // workers), workers)
+    # The medians in bands of rows, shared among the threads (rna_localization._columns: no
+    # copy of a band is made, each thread sorts a block of its rows' pixels at a time).
+    level = _plane_medians(image, rows, thread_count(threads))
     screen = np.empty_like(level)
     map_excess(level, screen)
     cy, cx = np.nonzero(np.abs(screen) > np.float32(HOT_PIXEL_SCREEN) * sigmas * floor)
