@@ -123,8 +123,8 @@ _BORN_WOLF_SIGMAS = (BORN_WOLF_SIGMA_UM[0], BORN_WOLF_SIGMA_UM[1], BORN_WOLF_SIG
 #: One change each: the confocal preset's grid, PSF and (dimmer) background; a coarse
 #: grid (a 40x oil objective's 0.16 µm pixels, under its PSF's width, and 0.5 µm steps);
 #: 0.4 µm steps (the real images' coarsest); an uneven background; four times the single
-#: molecules; granules spread wider (their molecules a few spot widths apart: the image
-#: shows a cluster of spots more than a blob); the objective's diffraction PSF, ideal,
+#: molecules; granules spread wider (0.16 and 0.2 µm: their molecules a few spot widths apart,
+#: the image shows a cluster of spots more than a blob); the objective's diffraction PSF, ideal,
 #: mildly aberrated (0.2 waves, a Strehl ratio of about 0.7) and strongly (0.35 waves, about
 #: 0.4: each molecule a column with two maxima along z), and aberrated more with depth
 #: (0.1 waves at the first plane to 0.4 at the last, 8.7 µm deeper on the 30 planes of
@@ -136,6 +136,7 @@ VARIANTS = (_confocal(),
             Scene("0.4 µm steps", spacing=(0.4, 0.11, 0.11)),
             Scene("uneven background", uneven=True),
             Scene("4x the single molecules", singles=4 * SINGLES),
+            Scene("granules spread 0.16 µm", granule_spread_um=0.16),
             Scene("granules spread 0.2 µm", granule_spread_um=0.2),
             Scene("Born-Wolf PSF", psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.0),
             Scene("Born-Wolf PSF, 0.2 waves of spherical aberration",
