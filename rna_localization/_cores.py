@@ -1,18 +1,21 @@
 """How many cores and how much memory this process may use (one definition for the pipeline
-and the array core), a function run on that many threads, and a separable filter's passes
-shared among them."""
+and the array core), a function run on that many threads, a separable filter's passes
+shared among them, and the warning filters kept whole around threads."""
 
 from __future__ import annotations
 
 import math
 import os
+import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["available_memory", "in_threads", "separable_in_threads", "thread_count",
-           "usable_cores"]
+           "usable_cores", "warning_filters_kept"]
 
 #: :func:`separable_in_threads` cuts a volume into slabs of at least this many voxels
 #: (smaller volumes are filtered whole: a thread's start costs more than it saves) ...
@@ -107,6 +110,41 @@ def cgroup_room(proc_cgroup: Path = Path("/proc/self/cgroup"),
     return room
 
 
+@contextmanager
+def warning_filters_kept():
+    """Put back, on leaving, the warning filters (and their display) found on entering.
+
+    :class:`warnings.catch_warnings` saves and restores the process' filters,
+    not a thread's (until Python 3.14). When two threads' blocks overlap and
+    the first opened closes first, the second puts back the first one's
+    filters, and they stay in force for the whole process. pandas opens such
+    a block, ignoring UserWarning, in every ``astype``: two images read on two
+    threads could so silence every later warning of the run (a
+    :class:`~rna_localization.steps.PipelineWarning` is a UserWarning). Code
+    that runs threads is wrapped in this (also as a decorator): whatever the
+    threads left, the caller's filters come back. On any thread but the main
+    one it does nothing (putting filters back there would race the same way).
+
+    Examples
+    --------
+    >>> with warning_filters_kept():
+    ...     warnings.simplefilter("ignore")
+    >>> ("ignore", None, Warning, None, 0) in warnings.filters
+    False
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    filters = list(warnings.filters)
+    shown = (warnings.showwarning, warnings._showwarnmsg_impl)  # noqa: SLF001
+    try:
+        yield
+    finally:
+        warnings.filters = filters
+        warnings.showwarning, warnings._showwarnmsg_impl = shown  # noqa: SLF001
+        warnings._filters_mutated()  # noqa: SLF001 - the registries' cache, as catch_warnings does
+
+
 def in_threads(function, items, threads: int) -> list:
     """``[function(item) for item in items]``, on up to `threads` threads (in order).
 
@@ -121,7 +159,7 @@ def in_threads(function, items, threads: int) -> list:
     items = list(items)
     if threads <= 1 or len(items) <= 1:
         return [function(item) for item in items]
-    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+    with warning_filters_kept(), ThreadPoolExecutor(min(threads, len(items))) as pool:
         return list(pool.map(function, items))
 
 

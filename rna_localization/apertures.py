@@ -85,6 +85,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from ._cores import warning_filters_kept
 from .objects import normalize_spacing, object_index, object_voxels_and_intensities
 
 __all__ = ["APERTURE_COLUMNS", "APERTURE_GROW_UM", "APERTURE_SHELL_UM", "BACKGROUNDS",
@@ -398,6 +399,7 @@ def _local_linear(weight: np.ndarray, total: np.ndarray, cell_sigma: np.ndarray)
     return np.where(planar, linear, mean)
 
 
+@warning_filters_kept()
 def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, reach: np.ndarray,
                       sigma_um: float, linear: bool = False, threads: int = 1):
     """The background of every plane of the box, on a grid of lateral cells.
@@ -543,6 +545,7 @@ def _plane_key_dtype(n_keys: int) -> np.dtype:
     return np.dtype(np.int32 if n_keys < 2**31 else np.int64)
 
 
+@warning_filters_kept()
 def aperture_intensities(
     label_image: np.ndarray,
     intensity_image: np.ndarray,

@@ -72,6 +72,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
+from ._cores import warning_filters_kept
 from ._rows import row_medians
 from .apertures import (
     APERTURE_GROW_UM,
@@ -371,7 +372,7 @@ def _each(function, items, threads):
     """`function` over `items`, in order, on up to `threads` threads (the fits let go of the GIL)."""
     if threads <= 1 or len(items) < 2:
         return [function(item) for item in items]
-    with ThreadPoolExecutor(min(int(threads), 2)) as pool:
+    with warning_filters_kept(), ThreadPoolExecutor(min(int(threads), 2)) as pool:
         return list(pool.map(function, items, chunksize=16))
 
 

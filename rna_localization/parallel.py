@@ -46,7 +46,7 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
-from ._cores import usable_cores
+from ._cores import usable_cores, warning_filters_kept
 from ._errors import PipelineError
 
 __all__ = ["RETRIES", "map_images", "on_cluster_worker", "shared_clusters", "shares_cores",
@@ -412,7 +412,10 @@ def map_images(function: Callable, tasks: Iterable[tuple], *, workers: int = 1,
     """
     tasks = list(tasks)
     n = worker_count(workers, len(tasks))
-    with tqdm(total=len(tasks), desc=desc, unit=unit, disable=not tasks) as bar:
+    # The caller's warning filters whole afterwards, whatever the image threads (and the
+    # Dask client's) left of them (rna_localization._cores.warning_filters_kept).
+    with tqdm(total=len(tasks), desc=desc, unit=unit, disable=not tasks) as bar, \
+            warning_filters_kept():
         if not tasks:
             return
         if n == 1 and not scheduler:

@@ -282,6 +282,8 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         light = without_hot_pixels(raw, spacing=spacing, threads=threads)
         # With each bright object's light beyond its aperture added (a granule's image
         # is wider than a single molecule's: rna_localization.capture).
+        # (On an image thread this block can leave its filter to the whole process when
+        # another thread's closes out of order: map_images puts the caller's back.)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # reported by extract, per image
             measured = corrected_apertures(label_image, light, spacing=spacing, threads=threads,
