@@ -393,10 +393,12 @@ def run(quick: bool = False) -> Section:
     if missing is None:
         for preset, cells in tallies.items():
             section.notes.append("\n".join(_summary_table(preset, cells)))
+    from rna_localization.synthetic.model import MOLECULE_BRIGHTNESS_SIGMA
+
     section.notes.append(
         "Recall by each single molecule's own peak SNR (its brightness is log-normal around "
-        "the cell's median SNR, σ of log 0.35), pooled over the sweep; in parentheses the "
-        "targets in the bin:\n\n" + "\n".join(_by_snr_table(tallies)))
+        f"the cell's median SNR, σ of log {MOLECULE_BRIGHTNESS_SIGMA:g}), pooled over the "
+        "sweep; in parentheses the targets in the bin:\n\n" + "\n".join(_by_snr_table(tallies)))
     section.notes.append("All methods (bold: ours and the best Big-FISH variant of each "
                          "cell):\n\n" + "\n".join(_detail_table(tallies)))
     if problems:

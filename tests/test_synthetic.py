@@ -417,9 +417,10 @@ def test_normalization_counts_molecules_in_granules(measured):
     ratio = granules["normalized"] / granules["molecules"]
     assert ratio.mean() == pytest.approx(1.0, abs=0.15)
     singles = objects[~objects["granule"] & objects["molecules"].eq(1)]
-    # The reference is a mean of log-normal brightnesses (sigma 0.35): a median
-    # single sits at exp(-0.35**2 / 2) = 0.94 of it.
-    assert singles["normalized"].median() == pytest.approx(0.94, abs=0.1)
+    # The reference is a mean of log-normal brightnesses (MOLECULE_BRIGHTNESS_SIGMA): a
+    # median single sits at exp(-sigma**2 / 2) of it (0.96 at sigma 0.27).
+    sigma = synthetic_model.MOLECULE_BRIGHTNESS_SIGMA
+    assert singles["normalized"].median() == pytest.approx(np.exp(-sigma**2 / 2), abs=0.1)
 
 
 def test_cen_rna_is_closer_to_centrosomes_than_gapdh(measured, dataset):
