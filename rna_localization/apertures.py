@@ -399,7 +399,6 @@ def _local_linear(weight: np.ndarray, total: np.ndarray, cell_sigma: np.ndarray)
     return np.where(planar, linear, mean)
 
 
-@warning_filters_kept()
 def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, reach: np.ndarray,
                       sigma_um: float, linear: bool = False, threads: int = 1):
     """The background of every plane of the box, on a grid of lateral cells.

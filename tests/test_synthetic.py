@@ -273,7 +273,16 @@ def test_images_look_like_real_smfish(preset):
     peak = ndimage.maximum_filter(residual, size=3)[tuple(voxel.T)] / noise
     # Median ~8 like the real images; the max over 27 noisy voxels biases it up a little.
     assert 6.5 <= np.median(peak) <= 10.5
-    assert np.percentile(singles["snr"], 10) == pytest.approx(8 * np.exp(-1.2816 * 0.35), rel=0.15)
+    # Spread like the real images', measured the same way (six hand-tagged widefield images,
+    # docs/quantification.md, "What the granules' mean absolute error is made of":
+    # 10th percentile over the median 0.66-0.84, 90th 1.07-1.52). Here 0.70 / 1.50
+    # (confocal) and 0.68 / 1.46 (widefield); the simulator's brightness spread of before
+    # 2026-12-06 (sigma 0.35 of log) read 0.63 / 1.53 and 0.64 / 1.59.
+    low, high = np.percentile(peak, [10, 90]) / np.median(peak)
+    assert 0.66 <= low <= 0.84
+    assert 1.07 <= high <= 1.52
+    sigma = synthetic_model.MOLECULE_BRIGHTNESS_SIGMA
+    assert np.percentile(singles["snr"], 10) == pytest.approx(8 * np.exp(-1.2816 * sigma), rel=0.15)
 
 
 # -------------------------------------------------------------- ideal masks
