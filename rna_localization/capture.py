@@ -67,12 +67,11 @@ nothing, so that a neighbour's light is not taken for the object's spread.
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 
-from ._cores import warning_filters_kept
+from ._cores import in_threads
 from ._rows import row_medians
 from .apertures import (
     APERTURE_GROW_UM,
@@ -369,11 +368,9 @@ def measure_psf(label_image, intensity_image, apertures: pd.DataFrame, *, spacin
 
 
 def _each(function, items, threads):
-    """`function` over `items`, in order, on up to `threads` threads (the fits let go of the GIL)."""
-    if threads <= 1 or len(items) < 2:
-        return [function(item) for item in items]
-    with warning_filters_kept(), ThreadPoolExecutor(min(int(threads), 2)) as pool:
-        return list(pool.map(function, items, chunksize=16))
+    """`function` over `items`, in order, on up to two of `threads` threads (the fits let go
+    of the GIL)."""
+    return in_threads(function, items, min(int(threads), 2))
 
 
 def _typical_single(light: np.ndarray) -> float:
