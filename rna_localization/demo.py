@@ -45,6 +45,8 @@ METRICS = {
                                             "exact photometry scores, %"),
     "granules_with_other_molecules_pct": ("true granules whose object also holds molecules of "
                                           "another object, %"),
+    "granules_split_pct": ("true granules whose molecules lie in two detected objects or more "
+                           "(the one holding most of them is scored), %"),
     "granule_alone_light_bias_pct": ("mean (estimated / true light - 1) over the true granules "
                                      "whose object holds no other molecule: the photometry's "
                                      "own error on a granule, %"),
@@ -248,8 +250,9 @@ def granule_errors(molecules: pd.DataFrame, *, threshold: float) -> pd.DataFrame
         size - 1), ``abs_error``, ``abs_light_error`` (the error of exact
         photometry: |its molecules' brightness over the mean single
         molecule's / size - 1|), ``light_error`` (estimate / that light - 1:
-        the photometry's own error) and ``with_others`` (its object also
-        holds molecules that are not of this granule).
+        the photometry's own error), ``with_others`` (its object also
+        holds molecules that are not of this granule) and ``split`` (its
+        molecules lie in two detected objects or more).
 
     Examples
     --------
@@ -258,12 +261,12 @@ def granule_errors(molecules: pd.DataFrame, *, threshold: float) -> pd.DataFrame
     ...                   "brightness": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
     ...                   "label": [5, 5, 5, 5, 5, 6],
     ...                   "normalized_intensity": [5.0] * 5 + [1.0]})
-    >>> granule_errors(m, threshold=4)[["size", "estimate", "error", "with_others"]]
-       size  estimate  error  with_others
-    0     4       5.0   0.25         True
+    >>> granule_errors(m, threshold=4)[["size", "estimate", "error", "with_others", "split"]]
+       size  estimate  error  with_others  split
+    0     4       5.0   0.25         True  False
     """
     columns = ["size", "estimate", "error", "abs_error", "abs_light_error", "light_error",
-               "with_others"]
+               "with_others", "split"]
     single = molecules.loc[~molecules["in_granule"], "brightness"]
     unit = float(single.mean()) if len(single) else np.nan
     inside = molecules[molecules["label"] > 0]
@@ -283,7 +286,8 @@ def granule_errors(molecules: pd.DataFrame, *, threshold: float) -> pd.DataFrame
                      "abs_error": abs(estimate / size - 1),
                      "abs_light_error": abs(light / size - 1),
                      "light_error": estimate / light - 1,
-                     "with_others": bool(others.any())})
+                     "with_others": bool(others.any()),
+                     "split": bool((labels != label).any())})
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -488,7 +492,8 @@ def compare_with_truth(config, db: Database, distributions: pd.DataFrame) -> Dem
         for metric, column in (("molecules_per_granule_bias_pct", "error"),
                                ("molecules_per_granule_mae_pct", "abs_error"),
                                ("molecules_per_granule_mae_floor_pct", "abs_light_error"),
-                               ("granules_with_other_molecules_pct", "with_others")):
+                               ("granules_with_other_molecules_pct", "with_others"),
+                               ("granules_split_pct", "split")):
             values = granules[column].astype(np.float64)
             add(metric, key, 100 * values.mean() if len(values) else np.nan, 0.0, images,
                 len(granules))

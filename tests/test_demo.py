@@ -221,26 +221,32 @@ def test_false_granules_against_a_hand_count():
 def test_granule_errors_against_a_hand_count():
     # Image a: granule 1 (5 molecules, 4 in object 7, one in no object), whose object also
     # holds single molecule 3; granule 2 (4 molecules) alone in object 8; granule 4 has
-    # only 3 molecules (not a granule at threshold 4). Singles' mean brightness: 2.0.
+    # only 3 molecules (not a granule at threshold 4); granule 6 (4 molecules) split, 3 in
+    # object 12 and 1 in object 13. Singles' mean brightness: 2.0.
     molecules = pd.DataFrame({
         "name": "a",
-        "object_id": [1, 1, 1, 1, 1, 2, 2, 2, 2, 3, 4, 4, 4, 5],
-        "in_granule": [True] * 9 + [False] + [True] * 3 + [False],
-        "brightness": [2.0, 2.0, 2.0, 2.0, 4.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 3.0],
-        "label": [7, 7, 7, 7, 0, 8, 8, 8, 8, 7, 9, 9, 9, 10],
+        "object_id": [1, 1, 1, 1, 1, 2, 2, 2, 2, 3, 4, 4, 4, 5, 6, 6, 6, 6],
+        "in_granule": [True] * 9 + [False] + [True] * 3 + [False] + [True] * 4,
+        "brightness": [2.0, 2.0, 2.0, 2.0, 4.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 3.0,
+                       2.0, 2.0, 2.0, 2.0],
+        "label": [7, 7, 7, 7, 0, 8, 8, 8, 8, 7, 9, 9, 9, 10, 13, 12, 12, 12],
     })
-    estimate = {7: 6.6, 8: 3.0, 9: 3.2, 10: 1.1}
+    estimate = {7: 6.6, 8: 3.0, 9: 3.2, 10: 1.1, 12: 3.3, 13: 1.2}
     molecules["normalized_intensity"] = molecules["label"].map(estimate)
     table = granule_errors(molecules, threshold=4)
-    assert table["size"].tolist() == [5, 4]
-    np.testing.assert_allclose(table["estimate"], [6.6, 3.0])
-    np.testing.assert_allclose(table["error"], [6.6 / 5 - 1, 3.0 / 4 - 1])
-    np.testing.assert_allclose(table["abs_error"], [0.32, 0.25])
-    # True light in single-molecule units: (4 x 2 + 4) / 2 = 6 for 5 molecules; 4 / 2 = 2 for 4.
-    np.testing.assert_allclose(table["abs_light_error"], [6 / 5 - 1, 1 - 2 / 4])
+    assert table["size"].tolist() == [5, 4, 4]
+    # The split granule is scored on the object holding most of it (12), not the first met.
+    np.testing.assert_allclose(table["estimate"], [6.6, 3.0, 3.3])
+    np.testing.assert_allclose(table["error"], [6.6 / 5 - 1, 3.0 / 4 - 1, 3.3 / 4 - 1])
+    np.testing.assert_allclose(table["abs_error"], [0.32, 0.25, 0.175])
+    # True light in single-molecule units: (4 x 2 + 4) / 2 = 6 for 5 molecules; 4 / 2 = 2 for
+    # 4; 8 / 2 = 4 for the split one.
+    np.testing.assert_allclose(table["abs_light_error"], [6 / 5 - 1, 1 - 2 / 4, 0.0])
     # The photometry's own error: the estimate against that light.
-    np.testing.assert_allclose(table["light_error"], [6.6 / 6 - 1, 3.0 / 2 - 1])
-    assert table["with_others"].tolist() == [True, False]
+    np.testing.assert_allclose(table["light_error"], [6.6 / 6 - 1, 3.0 / 2 - 1, 3.3 / 4 - 1])
+    assert table["with_others"].tolist() == [True, False, False]
+    # A molecule in no object (granule 1's fifth) does not split a granule; two objects do.
+    assert table["split"].tolist() == [False, False, True]
     # Below the threshold, or held by no object: no row.
     assert granule_errors(molecules.assign(label=0), threshold=4).empty
     assert len(granule_errors(molecules, threshold=6)) == 0
