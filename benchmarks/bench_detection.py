@@ -359,6 +359,7 @@ def run(quick: bool = False) -> Section:
     start = time.perf_counter()
     missing = bigfish_available()
     snrs, shape = (QUICK_SNRS, QUICK_SHAPE) if quick else (SNRS, SHAPE)
+    from rna_localization.synthetic.model import MOLECULE_BRIGHTNESS_SIGMA
     from rna_localization.synthetic.scoring import RESOLUTION_UM, SCORE_RADIUS_UM
 
     tallies, problems, crowding = evaluate(snrs=snrs, shape=shape,
@@ -393,8 +394,6 @@ def run(quick: bool = False) -> Section:
     if missing is None:
         for preset, cells in tallies.items():
             section.notes.append("\n".join(_summary_table(preset, cells)))
-    from rna_localization.synthetic.model import MOLECULE_BRIGHTNESS_SIGMA
-
     section.notes.append(
         "Recall by each single molecule's own peak SNR (its brightness is log-normal around "
         f"the cell's median SNR, σ of log {MOLECULE_BRIGHTNESS_SIGMA:g}), pooled over the "

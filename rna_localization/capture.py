@@ -572,7 +572,7 @@ def _measure(windows, apertures, scale, threads=1, clipped=None):
         _, _, widths = _fit(region, first[0], first[1], start, scale, "psf")
         return widths if (widths < high * (1 - 1e-6)).all() else None  # not at the bound
 
-    fits = [w for w in _each(fit, list(zip(rows, background)), threads) if w is not None]
+    fits = [w for w in _each(fit, zip(rows, background), threads) if w is not None]
     if len(fits) < PSF_MIN_OBJECTS:
         return None, len(fits)
     fits = np.array(fits)
@@ -903,7 +903,7 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
             factor /= whole
         return place, np.sqrt(u), factor, lost
 
-    for place, fitted, factor, lost in _each(fit, list(zip(chosen, rows)), threads):
+    for place, fitted, factor, lost in _each(fit, zip(chosen, rows), threads):
         width[place] = fitted
         correction[place] = factor
         clipped[place] = lost
