@@ -1437,12 +1437,6 @@ _GRANULE_MAX_SHIFT = 2.0
 _GRANULE_FIT_STEPS = 20
 #: Granule models are drawn out to this many of their fitted widths.
 _GRANULE_DRAW_REACH = 3.5
-#: A residual peak is a molecule only from this many of the nearest granule's fitted
-#: widths (per axis) from its centre: nearer, it is the granule's own lumpiness. On eight
-#: simulated cen images the peaks added at 2-2.3 widths were 14 granule molecules and 8
-#: single ones, at 2.3-3 widths 5 and 13; granules of 4-15 molecules in a ball of 0.25 µm
-#: alone gained a spot 14 times in 64 at 2.0, 2 at 2.5.
-_FLANK_NEAR = 2.5
 #: Up to this many widths from a granule (its flank) a residual peak must reach
 #: :data:`_FLANK_LEVEL` of the median spot's amplitude; farther, :data:`_HIDDEN_LEVEL`.
 _FLANK_FAR = 4.5
@@ -1565,9 +1559,11 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
     noise, above `threshold` (:func:`find_spots`) become spots when they still
     pass it once what every lone molecule leaves at that offset from its spot
     is taken off (the median residual of :func:`split_blended_spots`: a real
-    spot's side lobes are no molecule), lie at least :data:`_FLANK_NEAR` of the
-    nearest granule's fitted widths from its centre (per axis: nearer is the
-    granule's own lumpiness) and at least :data:`_FLANK_APART` spot sigma from
+    spot's side lobes are no molecule), lie beyond the granule merge reach
+    (:func:`granule_merge_reach`, the same distance in µm along every axis) of
+    every granule's fitted centre (nearer, a peak is one of the granule's own
+    lumps, as two spots that near take the granule's saddle ratio in
+    :func:`grow_objects`) and at least :data:`_FLANK_APART` spot sigma from
     every spot, and reach a fraction of the median spot's amplitude:
     :data:`_FLANK_LEVEL` on a granule's flank (up to :data:`_FLANK_FAR` of its
     widths); elsewhere :data:`_HIDDEN_LEVEL`, and only beside a spot with no
@@ -1678,7 +1674,8 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
     # residual beside them is as likely a lump of it as a third molecule.
     close = spot_tree.query_pairs(_GRANULE_REACH, output_type="ndarray")
     alone = np.bincount(close.ravel(), minlength=len(scaled)) == 0
-    new = _flank_peaks(at, level, centre, width, to_spot, middle, alone[nearest])
+    new = _flank_peaks(at, level, centre, width, to_spot, middle, alone[nearest],
+                       granule_merge_reach(sigma, spacing))
     new = new[passes[new]]
     if new.size == 0:
         return spots
@@ -1690,27 +1687,37 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
     return pd.concat([spots, extra], ignore_index=True).astype({**SPOT_COLUMNS, "blended": bool})
 
 
-def _flank_peaks(at, level, centre, width, to_spot, middle, alone) -> np.ndarray:
+def _flank_peaks(at, level, centre, width, to_spot, middle, alone, reach) -> np.ndarray:
     """Rows of the residual peaks `at` (voxels, with residual `level`, `to_spot` spot
     sigmas from their nearest spot; `alone`: that spot has no other near it) that are
     hidden molecules, by :func:`find_flank_spots`'s criteria (no granule: `centre` and
-    `width` have no rows)."""
+    `width` have no rows; `reach`: :func:`granule_merge_reach`, voxels per axis).
+
+    A peak on a granule's flank (within :data:`_FLANK_FAR` of its fitted widths) must
+    lie beyond `reach` of every granule's centre: the granule's lumps lie within that
+    distance in µm along every axis, while its fitted widths are the PSF's, three times
+    longer along z than across. On a widefield grid a molecule 0.4 µm above a granule
+    lies 1.1 widths from its centre, and a lump 0.35 µm to its side 3 (the fit is often
+    no wider than a spot): in widths, the one looks nearer than the other.
+    """
     if len(at) == 0:
         return np.zeros(0, dtype=np.int64)
     # Distance to the nearest granule in its own widths, up to _FLANK_FAR (infinite
-    # beyond): candidates from a tree scaled by the widest granule (never farther than
-    # their distance in their own widths).
+    # beyond), and in merge reaches: candidates from a tree scaled by the widest granule
+    # (never farther than their distance in their own widths).
     to_granule = np.full(len(at), np.inf)
+    to_lumps = np.full(len(at), np.inf)
     if len(centre):
         widest = width.max(axis=0)
         near = cKDTree(centre / widest).query_ball_point(at / widest, _FLANK_FAR)
         rows = np.repeat(np.arange(len(at)), [len(n) for n in near])
         cols = np.concatenate([np.asarray(n, dtype=np.int64) for n in near])
-        np.minimum.at(to_granule, rows,
-                      np.sqrt((((at[rows] - centre[cols]) / width[cols]) ** 2).sum(axis=1)))
+        offset = at[rows] - centre[cols]
+        np.minimum.at(to_granule, rows, np.sqrt(((offset / width[cols]) ** 2).sum(axis=1)))
+        np.minimum.at(to_lumps, rows, np.sqrt(((offset / reach) ** 2).sum(axis=1)))
     flank = to_granule <= _FLANK_FAR
     fraction = np.where(flank, _FLANK_LEVEL, _HIDDEN_LEVEL)
-    return np.flatnonzero((to_granule >= _FLANK_NEAR) & (level >= fraction * middle)
+    return np.flatnonzero((to_lumps >= 1.0) & (level >= fraction * middle)
                           & (to_spot >= _FLANK_APART) & (flank | alone))
 
 
