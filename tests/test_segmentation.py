@@ -647,7 +647,8 @@ def _granule_scene(seed, flank, *, above=False):
 
     Each granule holds molecules spread uniformly in a ball of 0.25 µm (10 of them, or
     4-15 when `flank` is False); with `flank`, one single molecule 0.35-0.45 µm laterally
-    from each granule's centre (with `above`, 0.4-0.5 µm above or below it instead).
+    from each granule's centre (with `above`, 0.35-0.45 µm above or below it and half as
+    far to its side instead).
     Every molecule has the same brightness.
     Returns the image, the granules' centres and the flank molecules (voxels).
     """
@@ -726,11 +727,12 @@ def test_molecules_on_a_granules_flank_are_found():
 def test_molecules_above_a_granule_are_found():
     # Oracle: the true positions of molecules 0.35-0.45 µm above or below a granule's centre
     # and 0.18-0.23 µm to its side. Counted in the granule's fitted widths (the PSF's, three
-    # times longer along z than across) they lie as near as its own lumps across (1.2-1.6
-    # widths); only a distance in µm, the granule merge reach, tells them apart. Measured on
-    # these seeds: 0 of 64 found before the flank search and by the widths rule (peaks from
-    # 2.5 widths) it had until 2026-12-06, 9 now; one spot added elsewhere, a granule's lump
-    # on the far side from its molecule (the fitted centre drawn towards the molecule).
+    # times longer along z than across) they lie about 2-2.5 widths from its centre, as near
+    # as its own lumps 0.25 µm to its side; in µm they lie beyond the granule merge reach
+    # (0.3 µm on this grid), which the lumps do not. Measured on these seeds: 0 of 64 found
+    # before the flank search and by the widths rule (peaks from 2.5 widths) it had until
+    # 2026-12-06, 9 now; one spot added elsewhere, a granule's lump on the far side from its
+    # molecule (the fitted centre drawn towards the molecule).
     sigma = PSF_UM / SPACING
     found_before, found_after, strays, total = 0, 0, 0, 0
     for seed in range(10, 18):
