@@ -1697,14 +1697,17 @@ def _flank_peaks(at, level, centre, width, to_spot, middle, alone, reach) -> np.
     lie beyond `reach` of every granule's centre: the granule's lumps lie within that
     distance in µm along every axis, while its fitted widths are the PSF's, three times
     longer along z than across. On a widefield grid a molecule 0.4 µm above a granule
-    lies 1.1 widths from its centre, and a lump 0.35 µm to its side 3 (the fit is often
-    no wider than a spot): in widths, the one looks nearer than the other.
+    lies about 1.2 widths from its centre, and a lump 0.35 µm to its side about 3 (the
+    fit is often no wider than a spot): in widths, the one looks nearer than the other.
     """
     if len(at) == 0:
         return np.zeros(0, dtype=np.int64)
     # Distance to the nearest granule in its own widths, up to _FLANK_FAR (infinite
     # beyond), and in merge reaches: candidates from a tree scaled by the widest granule
-    # (never farther than their distance in their own widths).
+    # (never farther than their distance in their own widths). A granule farther than
+    # _FLANK_FAR widths is farther than its reach too (at most 3 spot sigmas per axis,
+    # and its widths are no narrower than a spot), so the candidates hold every granule
+    # a peak could lie within the reach of.
     to_granule = np.full(len(at), np.inf)
     to_lumps = np.full(len(at), np.inf)
     if len(centre):
