@@ -65,6 +65,7 @@ __all__ = [
     "DEFOCUS_RATIO",
     "GRANULE_BRIGHTNESS",
     "SPOT_COLUMNS",
+    "axial_lobe_depths",
     "axial_lobe_pairs",
     "drop_defocus_spots",
     "drop_explained_spots",
@@ -1453,6 +1454,12 @@ _FLANK_LEVEL = 0.5
 _HIDDEN_LEVEL = 0.25
 #: ... and a residual peak lies at least this many spot sigmas from every spot already found.
 _FLANK_APART = 1.0
+#: Where the image shows axial lobes (:func:`axial_lobe_depths`), a residual peak on a
+#: granule's axis within the lobe depths, widened by this many spot sigmas (as measured,
+#: along z) on either side, is the granule's lobe: a ball's lobe is a shoulder on its
+#: column, and the one-Gaussian model leaves its peak a little beyond a molecule's lobe
+#: (in the test scene of a lobe 1 µm below, 1.00-1.12 µm, against a bin of 0.88-1.10 µm).
+_FLANK_LOBE_MARGIN = 0.5
 
 
 def _spread(per_axis: np.ndarray, axis: int, window: tuple) -> np.ndarray:
@@ -1541,7 +1548,8 @@ def _fit_granules(data: np.ndarray, start: np.ndarray, amplitude: np.ndarray,
 
 
 def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFrame,
-                     threshold: float, *, spacing, min_distance_um) -> pd.DataFrame:
+                     threshold: float, *, spacing, min_distance_um,
+                     lobe_depths_um=None) -> pd.DataFrame:
     """Find the single molecules hidden on a granule's flank or beside another spot.
 
     :func:`split_blended_spots` leaves granules whole (a granule's lumpy image
@@ -1569,6 +1577,11 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
     widths); elsewhere :data:`_HIDDEN_LEVEL`, and only beside a spot with no
     other within :data:`_GRANULE_REACH` sigmas (a granule too dim to be taken
     for one makes two maxima, and the residual beside them may be its lump).
+    Where the image shows a PSF's axial lobes (`lobe_depths_um`,
+    :func:`axial_lobe_depths`), a peak on a granule's axis (within
+    :data:`LOBE_LATERAL_SIGMAS` of its fitted lateral widths) at a lobe's depth
+    from its centre (give or take :data:`_FLANK_LOBE_MARGIN` spot sigma) is the
+    granule's lobe, not a molecule.
 
     Parameters
     ----------
@@ -1584,6 +1597,9 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
         Microns per voxel (z, y, x).
     min_distance_um : float or (axial, lateral)
         :func:`find_spots`'s box half-width.
+    lobe_depths_um : (K, 2) array_like, optional
+        The (nearest, farthest) axial distances, µm, at which the image's
+        spots show lobes (:func:`axial_lobe_depths`); none when not given.
 
     Returns
     -------
@@ -1674,8 +1690,11 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
     # residual beside them is as likely a lump of it as a third molecule.
     close = spot_tree.query_pairs(_GRANULE_REACH, output_type="ndarray")
     alone = np.bincount(close.ravel(), minlength=len(scaled)) == 0
+    lobes = np.zeros((0, 2)) if lobe_depths_um is None else np.asarray(lobe_depths_um)
+    lobes = (lobes.reshape(-1, 2) / spacing[0]
+             + np.array([-1.0, 1.0]) * _FLANK_LOBE_MARGIN * sigma[0])
     new = _flank_peaks(at, level, centre, width, to_spot, middle, alone[nearest],
-                       granule_merge_reach(sigma, spacing))
+                       granule_merge_reach(sigma, spacing), lobes)
     new = new[passes[new]]
     if new.size == 0:
         return spots
@@ -1687,11 +1706,13 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
     return pd.concat([spots, extra], ignore_index=True).astype({**SPOT_COLUMNS, "blended": bool})
 
 
-def _flank_peaks(at, level, centre, width, to_spot, middle, alone, reach) -> np.ndarray:
+def _flank_peaks(at, level, centre, width, to_spot, middle, alone, reach,
+                 lobes=None) -> np.ndarray:
     """Rows of the residual peaks `at` (voxels, with residual `level`, `to_spot` spot
     sigmas from their nearest spot; `alone`: that spot has no other near it) that are
     hidden molecules, by :func:`find_flank_spots`'s criteria (no granule: `centre` and
-    `width` have no rows; `reach`: :func:`granule_merge_reach`, voxels per axis).
+    `width` have no rows; `reach`: :func:`granule_merge_reach`, voxels per axis;
+    `lobes`: the image's lobe depths, voxels along z, (nearest, farthest) per row).
 
     A peak on a granule's flank (within :data:`_FLANK_FAR` of its fitted widths) must
     lie beyond `reach` of every granule's centre: the granule's lumps lie within that
@@ -1710,6 +1731,8 @@ def _flank_peaks(at, level, centre, width, to_spot, middle, alone, reach) -> np.
     # a peak could lie within the reach of.
     to_granule = np.full(len(at), np.inf)
     to_lumps = np.full(len(at), np.inf)
+    lobe = np.zeros(len(at), dtype=bool)
+    lobes = np.zeros((0, 2)) if lobes is None else lobes
     if len(centre):
         widest = width.max(axis=0)
         near = cKDTree(centre / widest).query_ball_point(at / widest, _FLANK_FAR)
@@ -1718,9 +1741,15 @@ def _flank_peaks(at, level, centre, width, to_spot, middle, alone, reach) -> np.
         offset = at[rows] - centre[cols]
         np.minimum.at(to_granule, rows, np.sqrt(((offset / width[cols]) ** 2).sum(axis=1)))
         np.minimum.at(to_lumps, rows, np.sqrt(((offset / reach) ** 2).sum(axis=1)))
+        # A granule's own lobe: on its axis, at a depth where the image's spots show theirs.
+        depth = np.abs(offset[:, 0])
+        on_axis = (np.hypot(*(offset[:, 1:] / width[cols, 1:]).T) <= LOBE_LATERAL_SIGMAS)
+        at_lobe = ((depth[:, None] >= lobes[None, :, 0])
+                   & (depth[:, None] < lobes[None, :, 1])).any(axis=1)
+        np.logical_or.at(lobe, rows, on_axis & at_lobe)
     flank = to_granule <= _FLANK_FAR
     fraction = np.where(flank, _FLANK_LEVEL, _HIDDEN_LEVEL)
-    return np.flatnonzero((to_lumps >= 1.0) & (level >= fraction * middle)
+    return np.flatnonzero((to_lumps >= 1.0) & ~lobe & (level >= fraction * middle)
                           & (to_spot >= _FLANK_APART) & (flank | alone))
 
 
@@ -2320,30 +2349,80 @@ def axial_lobe_pairs(spots: pd.DataFrame, *, spacing, spot_sigma_um) -> np.ndarr
     0
     """
     empty = np.zeros((0, 2), dtype=np.int64)
-    if len(spots) < 2:
+    pairs, depth, lobe = _lobe_bins(spots, spacing, spot_sigma_um)
+    if not lobe.any():
         return empty
+    low = LOBE_DEPTH_SIGMAS[0]
+    in_range = (depth >= low) & (depth < low + lobe.size)
+    chosen = np.zeros(len(pairs), dtype=bool)
+    chosen[in_range] = lobe[np.floor(depth[in_range] - low).astype(np.int64)]
+    return pairs[chosen].astype(np.int64)
+
+
+def axial_lobe_depths(spots: pd.DataFrame, *, spacing, spot_sigma_um) -> np.ndarray:
+    """The depths (µm along z) at which the image's spots show a PSF's axial lobes.
+
+    The depth bins of :func:`axial_lobe_pairs` that hold lobes, as ranges of
+    the axial distance between a spot and its lobe: empty when the image shows
+    none (a Gaussian or mildly aberrated PSF). :func:`find_flank_spots` takes
+    a granule's own lobes, on its axis at these depths, for no molecule.
+
+    Parameters
+    ----------
+    spots : DataFrame
+        Sub-voxel positions ``z``, ``y``, ``x`` (voxels).
+    spacing : float or sequence of 3 floats
+        Microns per voxel (z, y, x).
+    spot_sigma_um : (float, float)
+        The spot's sigma (axial, lateral), µm.
+
+    Returns
+    -------
+    (K, 2) ndarray of float
+        Each lobe bin's (nearest, farthest) axial distance, µm.
+
+    Examples
+    --------
+    Forty molecules, each with a lobe 0.8 µm below it, and forty more
+    without: the lobes lie in the bin of 3-4 axial sigmas (0.66-0.88 µm).
+
+    >>> rng = np.random.default_rng(0)
+    >>> at = rng.uniform([2, 5, 5], [28, 250, 250], (80, 3))
+    >>> lobe = at[:40] + [0.8 / 0.3, 0.2, 0.0]
+    >>> spots = pd.DataFrame(np.vstack([at, lobe]), columns=["z", "y", "x"])
+    >>> axial_lobe_depths(spots, spacing=(0.3, 0.11, 0.11), spot_sigma_um=(0.22, 0.08)).round(2)
+    array([[0.66, 0.88]])
+    """
+    _, _, lobe = _lobe_bins(spots, spacing, spot_sigma_um)
+    near = LOBE_DEPTH_SIGMAS[0] + np.flatnonzero(lobe).astype(np.float64)
+    return np.stack([near, near + 1.0], axis=1) * float(spot_sigma_um[0])
+
+
+def _lobe_bins(spots, spacing, spot_sigma_um):
+    """:func:`axial_lobe_pairs`'s count: the pairs of spots on one axis (rows of `spots`),
+    their depths (axial spot sigmas) and, per depth bin from ``LOBE_DEPTH_SIGMAS[0]``,
+    whether it holds lobes (none when the image shows none)."""
+    edges = np.arange(LOBE_DEPTH_SIGMAS[0], LOBE_DEPTH_SIGMAS[1] + 0.5)
+    none = (np.zeros((0, 2), dtype=np.int64), np.zeros(0), np.zeros(edges.size - 1, bool))
+    if len(spots) < 2:
+        return none
     at = spots[["z", "y", "x"]].to_numpy(np.float64) * normalize_spacing(spacing)
     axial, lateral = float(spot_sigma_um[0]), float(spot_sigma_um[1])
     disc = LOBE_LATERAL_SIGMAS * lateral
     pairs = cKDTree(at[:, 1:]).query_pairs(disc * math.sqrt(1.0 + LOBE_CONTROL_AREA),
                                            output_type="ndarray")
     if len(pairs) == 0:
-        return empty
+        return none
     on_axis = np.hypot(*(at[pairs[:, 0], 1:] - at[pairs[:, 1], 1:]).T) <= disc
     depth = np.abs(at[pairs[:, 0], 0] - at[pairs[:, 1], 0]) / axial
-    low, high = LOBE_DEPTH_SIGMAS
-    edges = np.arange(low, high + 0.5)
     pairs_in_bin = np.histogram(depth[on_axis], edges)[0]
     chance = np.histogram(depth[~on_axis], edges)[0] / LOBE_CONTROL_AREA
     lobe = ((pairs_in_bin >= LOBE_EXCESS * chance)
             & (pairs_in_bin >= chance + 5.0 * np.sqrt(chance + 1.0)))
     excess = float((pairs_in_bin - chance)[lobe].sum())
     if not lobe.any() or excess < max(LOBE_MIN_PAIRS, LOBE_MIN_SHARE * len(spots)):
-        return empty
-    in_range = on_axis & (depth >= low) & (depth < edges[-1])
-    chosen = np.zeros(len(pairs), dtype=bool)
-    chosen[in_range] = lobe[np.floor(depth[in_range] - low).astype(np.int64)]
-    return pairs[chosen].astype(np.int64)
+        return none
+    return pairs[on_axis], depth[on_axis], lobe
 
 
 #: :func:`drop_explained_spots`: the far field of the typical spot is measured this far

@@ -499,8 +499,9 @@ class SegmentationParams(_Params):
         A faint spot above or below a spot this many times as bright is its
         out-of-focus light, and left out (:func:`.detection.drop_defocus_spots`);
         above 0, a PSF far from a Gaussian is also measured on the image's spots
-        (:func:`.detection.axial_lobe_pairs`, :func:`.detection.drop_explained_spots`);
-        0: neither.
+        (:func:`.detection.axial_lobe_pairs`, :func:`.detection.drop_explained_spots`,
+        and a granule's axial lobes in :func:`.detection.find_flank_spots`, from
+        :func:`.detection.axial_lobe_depths`); 0: neither.
     min_volume_um3 : float
         Objects of at most this volume (µm³) are removed; 0: keep all.
     max_volume_um3 : float

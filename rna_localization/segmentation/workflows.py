@@ -263,8 +263,13 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
                                           min_distance_um=params.spot_sigma_um,
                                           min_fraction=params.blend_fraction)
     if params.blend_fraction > 0:
+        # A granule's own axial lobes, where the spots show a PSF's (none on a Gaussian's).
+        lobe_depths = (detection.axial_lobe_depths(spots, spacing=spacing,
+                                                   spot_sigma_um=params.spot_sigma_um)
+                       if params.defocus_ratio > 0 else None)
         spots = detection.find_flank_spots(filtered, noise, spots, threshold, spacing=spacing,
-                                           min_distance_um=params.spot_sigma_um)
+                                           min_distance_um=params.spot_sigma_um,
+                                           lobe_depths_um=lobe_depths)
     spots = detection.drop_defocus_spots(filtered, spots, threshold, spacing=spacing,
                                          spot_sigma_um=params.spot_sigma_um,
                                          ratio=params.defocus_ratio)
