@@ -31,7 +31,7 @@ and noise, molecules through the whole stack, its faces included), if it is
 installed (``make bench`` installs it): an SNR sweep on the widefield grid, then
 one change at a time at SNR 8 (``simfish_images.VARIANTS``: the confocal grid,
 a coarse grid, 0.4 µm steps, an uneven background, four times the molecules, granules spread
-wider, an objective's diffraction PSF ideal, with 0.2 and 0.35 waves of spherical
+wider, an objective's diffraction PSF ideal, with 0.2, 0.35 and 0.5 waves of spherical
 aberration and with aberration growing from 0.1 to 0.4 waves through the stack, hot pixels,
 a 12-bit camera whose ceiling clips the granules). Last, sim-fish images written as a user's data folder go through the
 command line (``init``, ``segment``, ``run`` on the embedded PostgreSQL), and

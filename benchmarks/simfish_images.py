@@ -126,7 +126,8 @@ _BORN_WOLF_SIGMAS = (BORN_WOLF_SIGMA_UM[0], BORN_WOLF_SIGMA_UM[1], BORN_WOLF_SIG
 #: molecules; granules spread wider (0.16 and 0.2 µm: their molecules a few spot widths apart,
 #: the image shows a cluster of spots more than a blob); the objective's diffraction PSF, ideal,
 #: mildly aberrated (0.2 waves, a Strehl ratio of about 0.7) and strongly (0.35 waves, about
-#: 0.4: each molecule a column with two maxima along z), and aberrated more with depth
+#: 0.4: each molecule a column with two maxima along z; 0.5 waves, two or three maxima
+#: whose masks do not touch), and aberrated more with depth
 #: (0.1 waves at the first plane to 0.4 at the last, 8.7 µm deeper on the 30 planes of
 #: the benchmark's stacks: an oil objective focused into a watery sample); a camera with
 #: hot pixels; a camera whose ceiling clips the granules' light (an exposure set for single
@@ -143,6 +144,8 @@ VARIANTS = (_confocal(),
                   psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.2),
             Scene("Born-Wolf PSF, 0.35 waves of spherical aberration",
                   psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.35),
+            Scene("Born-Wolf PSF, 0.5 waves of spherical aberration",
+                  psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.5),
             Scene("Born-Wolf PSF, spherical aberration from 0.1 waves (first plane) to 0.4 "
                   "(last)", psf_sigma_um=_BORN_WOLF_SIGMAS, spherical_waves=0.1,
                   deep_waves=0.4),

@@ -300,6 +300,7 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
     plateaus = detection.clipped_plateaus(image)
     plateau = detection.plateau_pairs(image, spots, spacing=spacing,
                                       spot_sigma_um=params.spot_sigma_um, plateaus=plateaus)
+    columns = lobes  # one molecule's maxima along z, kept one connected object
     if len(plateau):
         lobes = plateau if lobes is None else np.concatenate([lobes, plateau])
     # Molecules beside a granule (the workflows that split blended spots): only the
@@ -316,6 +317,7 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
                                     granule_reach=None if sigma is None
                                     else detection.granule_merge_reach(sigma, spacing),
                                     region=region, threads=threads, joined=lobes,
+                                    bridged=columns,
                                     plateaus=plateaus[0], plateau_reach=detection.plateau_reach(
                                         params.mask_fraction, sigma, params.spot_sigma_um,
                                         spacing))
