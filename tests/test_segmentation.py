@@ -1920,7 +1920,7 @@ def test_a_joined_pair_cut_apart_by_its_mask_is_bridged(monkeypatch):
     bridged = grown(np.array([[0, 1]]))
     assert ndimage.label(grown(None) > 0)[1] == 2
     assert ndimage.label(bridged > 0)[1] == 1
-    monkeypatch.setattr(detection, "_bridge_joined", lambda *args: None)
+    monkeypatch.setattr(detection, "_bridge_lines", lambda *args: [])
     apart = grown(np.array([[0, 1]]))
     assert ndimage.label(apart > 0)[1] == 2
     # The line's voxels: those a segment from (5, 7, 7) to (13, 8, 7) passes within half
@@ -1951,7 +1951,7 @@ def test_a_psf_with_three_maxima_gives_one_object_per_molecule():
         for k, bridge in enumerate((True, False)):
             with pytest.MonkeyPatch.context() as patch:
                 if not bridge:
-                    patch.setattr(detection, "_bridge_joined", lambda *args: None)
+                    patch.setattr(detection, "_bridge_lines", lambda *args: [])
                 labels = label_objects(segment(image, "rna", spacing=spacing))
             centres = np.array(ndimage.center_of_mass(labels > 0, labels,
                                                       np.arange(1, labels.max() + 1))) * spacing

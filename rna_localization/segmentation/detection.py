@@ -1707,7 +1707,7 @@ def find_flank_spots(filtered: np.ndarray, noise: np.ndarray, spots: pd.DataFram
 
 
 def _flank_peaks(at, level, centre, width, to_spot, middle, alone, reach,
-                 lobes=None) -> np.ndarray:
+                 lobes) -> np.ndarray:
     """Rows of the residual peaks `at` (voxels, with residual `level`, `to_spot` spot
     sigmas from their nearest spot; `alone`: that spot has no other near it) that are
     hidden molecules, by :func:`find_flank_spots`'s criteria (no granule: `centre` and
@@ -1732,7 +1732,6 @@ def _flank_peaks(at, level, centre, width, to_spot, middle, alone, reach,
     to_granule = np.full(len(at), np.inf)
     to_lumps = np.full(len(at), np.inf)
     lobe = np.zeros(len(at), dtype=bool)
-    lobes = np.zeros((0, 2)) if lobes is None else lobes
     if len(centre):
         widest = width.max(axis=0)
         near = cKDTree(centre / widest).query_ball_point(at / widest, _FLANK_FAR)
@@ -2025,8 +2024,12 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray | None, spots: pd.DataF
     keep = (object_of_voxel > 0) & (values >= mask_fraction * level[object_of_voxel])
     if plateaus is not None and len(plateaus):
         _plateau_masks(keep, where, object_of_voxel, merged, plateaus, plateau_reach)
-    # The pieces of a bridged pair are joined within their merged basins (below).
-    merged_basins = merged.copy() if bridged is not None and len(bridged) else None
+    # The lines that would join a bridged pair's pieces, read in the merged basins before
+    # the cut (below).
+    bridges, pairs = [], None
+    if bridged is not None and len(bridged):
+        pairs = np.asarray(bridged, np.int64)
+        bridges = _bridge_lines(merged, voxels, pairs, mask_image, peaks)
     # The merged labels are 0 off the region's voxels: cut them in place.
     cut = merged
     cut.ravel()[where[~keep]] = 0
@@ -2037,9 +2040,11 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray | None, spots: pd.DataF
     seeded[0] = False
     inside = np.flatnonzero(cut)
     cut.ravel()[inside[~seeded[pieces.ravel()[inside]]]] = 0
-    if merged_basins is not None:
-        _bridge_joined(cut, pieces, merged_basins, voxels, np.asarray(bridged, np.int64),
-                       mask_image, peaks)
+    for row, path in bridges:
+        # Only where the cut left the pair's spots in two pieces.
+        first, second = (tuple(np.asarray(v)[spot] for v in voxels) for spot in pairs[row])
+        if pieces[first] != pieces[second]:
+            cut[tuple(path.T)] = cut[first]
     return cut
 
 
@@ -2052,34 +2057,40 @@ def grow_objects(filtered: np.ndarray, score: np.ndarray | None, spots: pd.DataF
 BRIDGE_DIP = 0.25
 
 
-def _bridge_joined(cut, pieces, basins, voxels, joined, image, peaks) -> None:
-    """Join, in `cut`, the pieces of one object that hold the two spots of a joined pair
-    when the light on the straight line between them stays at least :data:`BRIDGE_DIP`
-    of the dimmer spot's peak (`peaks`, in `image`, the image the masks are cut from):
-    the line's voxels within that object's merged basins take its label. One molecule's
-    maxima along z are one column of light, which the mask's cut at a fraction of the
-    dimmer peak may break, and a binary mask keeps one object only as a connected one;
-    two sources on one axis have background between them."""
+def _bridge_lines(merged, voxels, pairs, image, peaks) -> list:
+    """The voxels that would join the two spots of each of `pairs` (rows of the spots at
+    `voxels`) in `merged` (the merged basins, before the masks are cut): the straight line
+    between them, face-connected as the objects are, within the pair's merged basin,
+    when both spots lie in one and the light on the line stays at least
+    :data:`BRIDGE_DIP` of the dimmer spot's peak (`peaks`, in `image`, the image the masks
+    are cut from). One molecule's maxima along z are one column of light, which the
+    mask's cut at a fraction of the dimmer peak may break, and a binary mask keeps one
+    object only as a connected one; two sources on one axis have background between them.
+
+    Returns
+    -------
+    list of (int, (L, 3) ndarray of int)
+        The row of `pairs` and its line's voxels, for each pair bridged.
+    """
     at = np.stack(voxels, axis=1)
-    first, second = at[joined[:, 0]], at[joined[:, 1]]
-    label = cut[tuple(first.T)]
-    apart = ((label > 0) & (label == cut[tuple(second.T)])
-             & (pieces[tuple(first.T)] != pieces[tuple(second.T)]))
-    dimmer = np.minimum(peaks[joined[:, 0]], peaks[joined[:, 1]])
-    for a, b, value, low in zip(first[apart], second[apart], label[apart], dimmer[apart],
-                                strict=True):
+    first, second = at[pairs[:, 0]], at[pairs[:, 1]]
+    label = merged[tuple(first.T)]
+    dimmer = np.minimum(peaks[pairs[:, 0]], peaks[pairs[:, 1]])
+    lines = []
+    for row in np.flatnonzero((label > 0) & (label == merged[tuple(second.T)])):
+        a, b = first[row], second[row]
         steps = int(np.abs(b - a).max()) + 1
         line = np.rint(a + np.linspace(0.0, 1.0, steps)[:, None] * (b - a)).astype(np.int64)
-        if image[tuple(line.T)].min() < BRIDGE_DIP * low:
+        if image[tuple(line.T)].min() < BRIDGE_DIP * dimmer[row]:
             continue
-        # Face-connected, as the objects are: one axis at a time between the points.
+        # Face-connected: one axis at a time between the line's points.
         here, there = line[:-1], line[1:]
         path = np.stack([np.column_stack([there[:, 0], here[:, 1], here[:, 2]]),
                          np.column_stack([there[:, 0], there[:, 1], here[:, 2]]), there],
                         axis=1).reshape(-1, 3)
         path = np.vstack([line[:1], path])
-        path = path[basins[tuple(path.T)] == value]
-        cut[tuple(path.T)] = value
+        lines.append((row, path[merged[tuple(path.T)] == label[row]]))
+    return lines
 
 
 #: :func:`drop_defocus_spots`: a spot this many times fainter (filtered peak) than a spot
