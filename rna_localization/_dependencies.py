@@ -31,7 +31,8 @@ REQUIREMENTS = (
 #: Optional groups: ``pip install -e '.[name]'``.
 EXTRAS = {
     "notebooks": ["jupyterlab", "ipywidgets>=8", "papermill>=2.4", "ipykernel"],
-    "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5", "papermill>=2.4", "nbclient>=0.8",
+    "test": ["pytest>=7", "pytest-timeout>=2", "pytest-xdist>=3", "ruff>=0.5", "papermill>=2.4",
+             "nbclient>=0.8",
              "nbformat>=5", "ipykernel", "ipywidgets>=8",
              "anndata>=0.11", "pandas>=3",  # the AnnData export's round trip (see "anndata")
              # The viewer's layers in napari's headless model (no Qt, no window).
