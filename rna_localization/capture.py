@@ -88,9 +88,10 @@ from .apertures import (
 from .objects import normalize_spacing, object_index, object_voxels_and_intensities
 from .saturation import MIN_CLIPPED_VOXELS, clipped_objects
 
-__all__ = ["CAPTURE_MAX_EXTRA_SIGMA", "CAPTURE_MIN_SINGLES",
+__all__ = ["CAPTURE_MAX_EXTRA_SIGMA", "CAPTURE_MIN_SINGLES", "PSF_DEPTH_RATIO",
            "PSF_MIN_OBJECTS", "PSF_OUTLIER_RATIO", "capture_corrections", "corrected_apertures",
-           "fit_source_width", "load_compiled", "measure_psf", "psf_outliers"]
+           "fit_source_width", "load_compiled", "measure_psf", "psf_depth_change",
+           "psf_outliers"]
 
 #: Objects at least this many times the image's typical single molecule (the median
 #: ``spot_intensity`` of its objects) are fitted and corrected; the others keep 1. A
@@ -120,6 +121,18 @@ PSF_MOST_OBJECTS = 100
 PSF_OUTLIER_RATIO = 1.3
 #: Fewest images with a measured PSF that :func:`psf_outliers` compares.
 PSF_OUTLIER_MIN_IMAGES = 3
+#: A PSF that changes with depth (:func:`psf_depth_change`): either sigma's median over
+#: the single-molecule fits in the bottom third of the stack's planes more than this many
+#: times the top third's (or less than its inverse), the thirds apart beyond chance (p
+#: under :data:`PSF_DEPTH_P`). Measured (2026-12-06) with the workflow's masks: on 24 of the
+#: demo's stacks (seeds 0-2, four cen stacks each, both microscopes) the ratios lie within
+#: 0.90-1.07, on sim-fish's stacks through one PSF (every benchmark variant, Born-Wolf PSFs
+#: through 0-0.5 waves included) within 0.94-1.07, none named; through spherical aberration
+#: growing from 0.1 waves (first plane) to 0.4 (last, 8.7 µm deeper), 2.91 (axial, p 3e-17).
+PSF_DEPTH_RATIO = 1.25
+PSF_DEPTH_P = 1e-3
+#: Fewest fits in each third for :func:`psf_depth_change` to judge.
+PSF_DEPTH_MIN_FITS = 8
 #: The PSF's starting guess, µm (axial, lateral): any value within a factor of two works.
 PSF_START_UM = (0.3, 0.1)
 #: Most evaluations of the model in one fit (Levenberg-Marquardt: most fits settle in
@@ -556,7 +569,9 @@ class _Singles:
         return spread
 
 
-def _measure(windows, apertures, scale, threads=1, clipped=None):
+def _measure(windows, apertures, scale, threads=1, clipped=None, depth=False):
+    """The PSF's median (axial, lateral) sigma and the number of fits; with `depth`, also
+    :func:`psf_depth_change` of the fits (None where the PSF is not measured)."""
     like = _single_like(apertures, clipped, PSF_MOST_OBJECTS)
     rows = np.searchsorted(windows.ids, apertures["object_id"].to_numpy()[like])
     background = apertures["background"].to_numpy(float)[like]
@@ -570,13 +585,78 @@ def _measure(windows, apertures, scale, threads=1, clipped=None):
         if first is None:
             return None
         _, _, widths = _fit(region, first[0], first[1], start, scale, "psf")
-        return widths if (widths < high * (1 - 1e-6)).all() else None  # not at the bound
+        if not (widths < high * (1 - 1e-6)).all():  # at the bound
+            return None
+        # The object's middle plane: the depth its fit belongs to.
+        return 0.5 * (windows.low[row, 0] + windows.high[row, 0]), widths[0], widths[1]
 
-    fits = [w for w in _each(fit, zip(rows, background), threads) if w is not None]
+    fits = np.array([f for f in _each(fit, zip(rows, background), threads) if f is not None],
+                    np.float64).reshape(-1, 3)
     if len(fits) < PSF_MIN_OBJECTS:
-        return None, len(fits)
-    fits = np.array(fits)
-    return (float(np.median(fits[:, 0])), float(np.median(fits[:, 1]))), len(fits)
+        return (None, len(fits), None) if depth else (None, len(fits))
+    psf = (float(np.median(fits[:, 1])), float(np.median(fits[:, 2])))
+    if not depth:
+        return psf, len(fits)
+    return psf, len(fits), psf_depth_change(fits[:, 0], fits[:, 1], fits[:, 2],
+                                            int(windows.shape[0]))
+
+
+def psf_depth_change(planes, axial_um, lateral_um, n_planes: int) -> dict | None:
+    """How single molecules' fitted PSF changes from the top third of a stack to the bottom.
+
+    An oil objective focused into a watery sample aberrates more with every micron, so one
+    stack sees several PSFs; the aperture corrections and the single-molecule reference
+    assume one (docs/quantification.md, "Aberration that grows with depth"). The fits
+    :func:`measure_psf` makes are split by their object's plane into thirds of the
+    stack's planes; the PSF *changes with depth* when either sigma's median in the
+    bottom third is more than :data:`PSF_DEPTH_RATIO` times the top third's (or less
+    than its inverse) and the three thirds' sigmas differ beyond chance (Kruskal-Wallis,
+    p below :data:`PSF_DEPTH_P`).
+
+    Parameters
+    ----------
+    planes : (n,) array_like of float
+        Each fit's plane (0 = the stack's first).
+    axial_um, lateral_um : (n,) array_like of float
+        Each fit's sigmas, µm.
+    n_planes : int
+        The stack's planes.
+
+    Returns
+    -------
+    dict or None
+        ``fits`` (per third, top first), ``top`` and ``bottom`` (the thirds' median
+        (axial, lateral) sigmas, µm), ``ratio`` (bottom / top, per sigma), ``p`` (per
+        sigma) and ``changes`` (bool); None when a third holds fewer than
+        :data:`PSF_DEPTH_MIN_FITS` fits.
+
+    Examples
+    --------
+    >>> planes = np.repeat([2.0, 15.0, 27.0], 20)
+    >>> axial = np.repeat([0.3, 0.4, 0.6], 20) + np.tile(np.linspace(-0.02, 0.02, 20), 3)
+    >>> change = psf_depth_change(planes, axial, np.full(60, 0.1), 30)
+    >>> np.round(change["ratio"], 2).tolist(), bool(change["changes"])
+    ([2.0, 1.0], True)
+    """
+    from scipy.stats import kruskal
+
+    planes = np.asarray(planes, np.float64)
+    widths = np.stack([np.asarray(axial_um, np.float64), np.asarray(lateral_um, np.float64)], 1)
+    third = np.clip(np.floor(planes * 3 / int(n_planes)).astype(int), 0, 2)
+    fits = np.bincount(third, minlength=3)
+    if fits.min() < PSF_DEPTH_MIN_FITS:
+        return None
+    medians = np.array([np.median(widths[third == k], axis=0) for k in range(3)])
+    ratio = medians[2] / medians[0]
+    p = np.ones(2)
+    for axis in range(2):
+        groups = [widths[third == k, axis] for k in range(3)]
+        if np.ptp(widths[:, axis]) > 0:  # Kruskal-Wallis needs values that differ
+            p[axis] = kruskal(*groups).pvalue
+    apart = (ratio > PSF_DEPTH_RATIO) | (ratio < 1 / PSF_DEPTH_RATIO)
+    return {"fits": fits.tolist(), "top": tuple(medians[0].tolist()),
+            "bottom": tuple(medians[2].tolist()), "ratio": tuple(ratio.tolist()),
+            "p": tuple(p.tolist()), "changes": bool((apart & (p < PSF_DEPTH_P)).any())}
 
 
 def psf_outliers(images: pd.DataFrame, *, ratio: float = PSF_OUTLIER_RATIO) -> pd.DataFrame:
@@ -786,8 +866,10 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
         (the fitted extra sigma, µm, before the cap; NaN where not fitted) and
         ``clipped_light`` (the light the ceiling took, >= 0, in the image's
         units), one row per row of `apertures`, in its order. ``attrs["psf_um"]`` holds the
-        PSF used (None if none) and ``attrs["psf_objects"]`` how many fits
-        measured it (0 when it was given).
+        PSF used (None if none), ``attrs["psf_objects"]`` how many fits
+        measured it (0 when it was given) and ``attrs["psf_depth"]`` how the fits
+        change from the stack's top third to its bottom (:func:`psf_depth_change`;
+        None when the PSF was given or a third held too few fits).
 
     Examples
     --------
@@ -823,7 +905,7 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     out = pd.DataFrame({"object_id": apertures["object_id"].to_numpy(np.int64),
                         "capture_correction": correction, "source_width_um": width,
                         "clipped_light": clipped})
-    out.attrs.update(psf_um=None, psf_objects=0)
+    out.attrs.update(psf_um=None, psf_objects=0, psf_depth=None)
     if n == 0 or objects.voxels.size == 0:
         return out
     windows = _Windows(objects, intensity_image, scale, grow_um, shell_um)
@@ -831,8 +913,9 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     if psf_um is not None:
         psf = (float(psf_um[0]), float(psf_um[1]))
     else:
-        psf, count = _measure(windows, apertures, scale, threads, at_ceiling)
+        psf, count, change = _measure(windows, apertures, scale, threads, at_ceiling, depth=True)
         out.attrs["psf_objects"] = count
+        out.attrs["psf_depth"] = change
         if psf is None:
             warnings.warn(
                 f"The PSF could not be measured: {count} single-molecule fits (at least "
@@ -946,8 +1029,9 @@ def corrected_apertures(label_image, intensity_image, *, spacing, threads: int =
     -------
     DataFrame
         The columns of :data:`~rna_localization.apertures.APERTURE_COLUMNS`,
-        ``capture_correction`` and ``clipped_light``; ``attrs["psf_um"]`` and
-        ``attrs["psf_objects"]`` as :func:`capture_corrections` sets them.
+        ``capture_correction`` and ``clipped_light``; ``attrs["psf_um"]``,
+        ``attrs["psf_objects"]`` and ``attrs["psf_depth"]`` as :func:`capture_corrections`
+        sets them.
 
     Examples
     --------

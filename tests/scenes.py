@@ -43,3 +43,35 @@ def isolated_scene(preset, rng, shape=None):
     light = render_molecules(positions, np.full(len(positions), PEAK), owner,
                              granule, shape, spacing, psf)[0].reshape(shape)
     return light + BACKGROUND, positions, owner, granule, spacing, psf
+
+
+def depth_aberrated_spots(rng, spacing, axial_um=(0.3, 0.6), lateral_um=0.1, planes=36,
+                          grid=12, step_px=12, background=100.0, light=4000.0):
+    """Single molecules whose PSF widens with depth, as through spherical aberration that
+    grows with every micron: the axial sigma goes linearly from ``axial_um[0]`` at the
+    first plane to ``axial_um[1]`` at the last, the light of each molecule the same (its
+    peak falls as it widens). One molecule per point of a `grid` x `grid` lateral lattice
+    `step_px` pixels apart, their planes going round the stack's depth in lattice order;
+    Poisson noise on a flat background. Returns the raw stack (uint16), the masks (each
+    molecule's voxels at half its own peak or more, labels in lattice order) and each
+    molecule's (plane, axial sigma in µm)."""
+    spacing = np.asarray(spacing, np.float64)
+    size = grid * step_px + step_px
+    shape = (planes, size, size)
+    light_map = np.full(shape, background)
+    labels = np.zeros(shape, np.int32)
+    zz, yy, xx = np.indices(shape, sparse=True)
+    levels = np.linspace(2, planes - 3, 7)
+    truth = []
+    for k in range(grid * grid):
+        y, x = (np.array(divmod(k, grid)) + 1) * step_px + rng.uniform(-0.5, 0.5, 2)
+        z = levels[k % levels.size] + rng.uniform(-0.5, 0.5)
+        sigma_z = axial_um[0] + (axial_um[1] - axial_um[0]) * z / (planes - 1)
+        form = (((zz - z) * spacing[0] / sigma_z) ** 2
+                + (((yy - y) * spacing[1]) ** 2 + ((xx - x) * spacing[2]) ** 2) / lateral_um ** 2)
+        volume = (2 * np.pi) ** 1.5 * sigma_z * lateral_um ** 2 / spacing.prod()  # in voxels
+        light_map = light_map + light / volume * np.exp(-0.5 * form)
+        labels[form <= 2 * np.log(2)] = k + 1
+        truth.append((z, sigma_z))
+    raw = np.clip(rng.poisson(light_map), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    return raw, labels, np.array(truth)

@@ -21,7 +21,7 @@ from rna_localization.capture import (
 from rna_localization.objects import object_voxels
 
 from scenes import BACKGROUND as SCENE_BACKGROUND
-from scenes import PEAK, isolated_scene
+from scenes import PEAK, depth_aberrated_spots, isolated_scene
 
 SPACING = np.array([0.3, 0.1, 0.1])
 PSF = (0.3, 0.1)
@@ -700,6 +700,74 @@ def test_psf_fits_descend_to_the_least_squares_minimum(preset):
     assert psf_like.sum() >= 12
     np.testing.assert_array_less(short[psf_like], 1e-3)
     np.testing.assert_allclose(np.median(fitted, axis=0), np.median(minima, axis=0), rtol=1e-3)
+
+
+def test_psf_depth_change_against_the_thirds_taken_by_hand():
+    from scipy.stats import kruskal
+
+    from rna_localization.capture import PSF_DEPTH_P, PSF_DEPTH_RATIO, psf_depth_change
+
+    rng = np.random.default_rng(4)
+    n_planes = 31
+    planes = rng.uniform(0, n_planes - 1, 90)
+    axial = 0.3 + 0.01 * planes + rng.normal(0, 0.03, 90)   # 0.3 -> 0.6 µm down the stack
+    lateral = rng.normal(0.1, 0.005, 90)
+    change = psf_depth_change(planes, axial, lateral, n_planes)
+    # By hand: a plane's third is how many thirds of the stack lie above it.
+    thirds = [[k for k in range(90) if t * n_planes <= 3 * planes[k] < (t + 1) * n_planes]
+              for t in range(3)]
+    assert change["fits"] == [len(t) for t in thirds]
+    for key, t in (("top", thirds[0]), ("bottom", thirds[2])):
+        np.testing.assert_allclose(change[key], (np.median(axial[t]), np.median(lateral[t])))
+    np.testing.assert_allclose(change["ratio"], np.divide(change["bottom"], change["top"]))
+    np.testing.assert_allclose(change["p"], [kruskal(*[w[t] for t in thirds]).pvalue
+                                             for w in (axial, lateral)])
+    assert change["ratio"][0] > PSF_DEPTH_RATIO
+    assert change["p"][0] < PSF_DEPTH_P
+    assert change["changes"]
+    # Narrower at depth counts as well; the same widths at every depth do not.
+    assert psf_depth_change(planes, 0.9 - 0.01 * planes + rng.normal(0, 0.03, 90), lateral,
+                            n_planes)["changes"]
+    flat = psf_depth_change(planes, rng.normal(0.3, 0.03, 90), lateral, n_planes)
+    assert not flat["changes"]
+    assert abs(flat["ratio"][0] - 1) < 0.1
+    # Apart beyond chance but by less than the ratio: not a change worth naming.
+    slight = psf_depth_change(planes, 0.3 + 0.001 * planes + rng.normal(0, 0.001, 90), lateral,
+                              n_planes)
+    assert slight["p"][0] < 1e-10
+    assert slight["ratio"][0] < PSF_DEPTH_RATIO
+    assert not slight["changes"]
+    # Medians apart by more than the ratio, but the thirds' widths overlapping as much
+    # as chance makes them (eight fits a third): not named.
+    spread = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    overlap = np.r_[spread, spread, [0.1, 0.2, 0.3, 0.55, 0.65, 0.7, 0.8, 0.9]]
+    loose = psf_depth_change(np.repeat([1.0, 15.0, 28.0], 8), overlap, np.full(24, 0.1),
+                             n_planes)
+    assert loose["ratio"][0] > PSF_DEPTH_RATIO
+    assert loose["p"][0] > PSF_DEPTH_P
+    assert not loose["changes"]
+    # Too few fits in a third to judge.
+    assert psf_depth_change(planes[planes < 20], axial[planes < 20], lateral[planes < 20],
+                            n_planes) is None
+
+
+@pytest.mark.parametrize("axial_um", [(0.3, 0.6), (0.3, 0.3)])
+def test_a_psf_widening_with_depth_is_measured_and_one_psf_is_not(axial_um):
+    # Single molecules whose axial sigma grows linearly down the stack (the same light
+    # each), on the confocal grid: the fits' thirds read the simulated widths; through
+    # one PSF no change is found.
+    spacing = (0.2, 0.065, 0.065)
+    raw, labels, truth = depth_aberrated_spots(np.random.default_rng(1), spacing,
+                                               axial_um=axial_um)
+    change = corrected_apertures(labels, raw, spacing=spacing).attrs["psf_depth"]
+    third = np.clip(np.floor(truth[:, 0] * 3 / raw.shape[0]).astype(int), 0, 2)
+    simulated = [np.median(truth[third == k, 1]) for k in (0, 2)]
+    print(axial_um, change, simulated)
+    # The fits read the PSF as the voxels sample it: within 10% of the simulated sigmas.
+    np.testing.assert_allclose([change["top"][0], change["bottom"][0]], simulated, rtol=0.1)
+    np.testing.assert_allclose([change["top"][1], change["bottom"][1]], 0.1, rtol=0.1)
+    np.testing.assert_allclose(change["ratio"][0], simulated[1] / simulated[0], rtol=0.1)
+    assert change["changes"] == (axial_um[1] != axial_um[0])
 
 
 def test_psf_outliers_names_the_images_apart_from_their_structure():

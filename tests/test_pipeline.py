@@ -546,6 +546,32 @@ def test_extract_stores_each_image_psf_and_names_one_apart(tmp_path, database_na
     assert wide[0] > 0.95 * others[0]
 
 
+def test_extract_names_an_image_whose_psf_widens_with_depth(tmp_path, database_name):
+    # Of four simulated confocal stacks, one is replaced by single molecules whose axial
+    # sigma grows from 0.3 µm at the first plane to 0.6 at the last (with its masks):
+    # extract names that one, with its thirds' widths, and no other.
+    from rna_localization.capture import corrected_apertures
+
+    from scenes import depth_aberrated_spots
+
+    data, toml, config = simulated_dataset(tmp_path / "sim", database_name)
+    deep = sorted(pd.read_csv(data / "raw-data-metadata.csv")["name"])[3]
+    raw, labels, _ = depth_aberrated_spots(np.random.default_rng(1), config.spacing)
+    tifffile.imwrite(data / "rna" / "raw-data" / f"{deep}.tif", raw)
+    tifffile.imwrite(data / "rna" / "segmentations" / f"{deep}_seg.tif", labels)
+    change = corrected_apertures(labels, raw, spacing=config.spacing).attrs["psf_depth"]
+    with pytest.warns(steps.PipelineWarning) as caught:
+        steps.extract(config)
+    named = [str(w.message) for w in caught if "changes with depth" in str(w.message)]
+    assert len(named) == 1
+    assert named[0].startswith(
+        f"1 image(s) show a PSF that changes with depth: rna {deep} (axial sigma "
+        f"{change['top'][0]:.2f} µm in the top third of the stack, {change['bottom'][0]:.2f} µm "
+        f"in the bottom third, {change['ratio'][0]:.2f}x; lateral {change['top'][1]:.3f} µm, "
+        f"{change['bottom'][1]:.3f} µm, {change['ratio'][1]:.2f}x). Molecule counts assume")
+    assert 0.3 < change["top"][0] < change["bottom"][0] < 0.6
+
+
 def test_a_stack_too_sparse_for_a_psf_is_corrected_with_the_others_median(tmp_path,
                                                                            database_name):
     # One of four simulated stacks keeps only its six largest objects (granules, mostly):
