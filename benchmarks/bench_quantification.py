@@ -89,6 +89,10 @@ class Cell:
     #: Molecules centred on the stack's first or last plane: all, and those held by an object.
     face_total: int = 0
     face_found: int = 0
+    #: Images counted, and those whose single molecules' PSF changes with depth
+    #: (``corrected_apertures``' ``attrs["psf_depth"]``, the check ``extract`` names them by).
+    images: int = 0
+    depth_named: int = 0
 
     @property
     def total_pct(self) -> float:
@@ -123,6 +127,8 @@ def _ours(sims: list) -> Cell:
         table = corrected_apertures(labels, without_hot_pixels(sim.rna, spacing=sim.spacing),
                                     spacing=sim.spacing)
         cell.seconds += time.perf_counter() - start
+        cell.images += 1
+        cell.depth_named += bool((table.attrs["psf_depth"] or {}).get("changes"))
         table["area"] = np.bincount(labels.ravel())[table["object_id"]]
         tables.append(table.assign(name=sim.name, rna_type=sim.name.split("_")[0]))
         molecules = sim.molecules.assign(name=sim.name, label=_image_truth(sim.molecules, labels))
@@ -427,6 +433,29 @@ def _simfish_figures(by_snr: dict, variants: dict, with_bigfish: bool) -> list[F
     return figures
 
 
+def _depth_figures(cells: dict, by_snr: dict, variants: dict) -> list[Figure]:
+    """The images ``extract`` would name for a PSF that changes with depth: every image of the
+    sim-fish variants aberrated more with depth, none of the others (ours or sim-fish's)."""
+    from .simfish_images import VARIANTS
+
+    deep = {scene.name for scene in VARIANTS if scene.deep_waves is not None}
+    changing = [methods[OURS] for name, methods in variants.items() if name in deep]
+    one_psf = ([methods[OURS] for name, methods in variants.items() if name not in deep]
+               + [methods[OURS] for methods in by_snr.values()]
+               + [methods[OURS] for by_preset in cells.values() for methods in by_preset.values()])
+    figures = []
+    for label, group, target in (
+            ("sim-fish variants aberrated more with depth: images named for a PSF that "
+             "changes with depth", changing, "every image"),
+            ("every other image, ours and sim-fish's (one PSF through the stack): images named "
+             "for a PSF that changes with depth", one_psf, "none")):
+        named = sum(c.depth_named for c in group)
+        total = sum(c.images for c in group)
+        met = named == total if target == "every image" else named == 0
+        figures.append(Figure(label, f"{named} of {total}", target, bool(total) and met))
+    return figures
+
+
 def _table(preset: str, by_snr: dict, n_images: int = len(IMAGES), row: str = "SNR") -> list[str]:
     names = list(next(iter(by_snr.values())))
     lines = [f"**{preset}**: molecules summed vs simulated (%) / molecules per granule bias (%) / "
@@ -494,6 +523,7 @@ def run(quick: bool = False) -> Section:
             with_bigfish=missing is None)
         section.figures += _simfish_figures(simfish_cells, variant_cells,
                                             with_bigfish=missing is None)
+        section.figures += _depth_figures(cells, simfish_cells, variant_cells)
         section.notes.append(
             f"Images rendered by sim-fish (`benchmarks/simfish_images.py`), seeds "
             f"{', '.join(map(str, SIMFISH_SEEDS))} at each SNR: {SINGLES} single molecules "
