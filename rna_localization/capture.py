@@ -377,7 +377,7 @@ def measure_psf(label_image, intensity_image, apertures: pd.DataFrame, *, spacin
     objects, intensity_image = object_voxels_and_intensities(label_image, intensity_image)
     scale = normalize_spacing(spacing)
     windows = _Windows(objects, intensity_image, scale, grow_um, shell_um)
-    return _measure(windows, apertures, scale)
+    return _measure(windows, apertures, scale)[:2]
 
 
 def _each(function, items, threads):
@@ -569,9 +569,9 @@ class _Singles:
         return spread
 
 
-def _measure(windows, apertures, scale, threads=1, clipped=None, depth=False):
-    """The PSF's median (axial, lateral) sigma and the number of fits; with `depth`, also
-    :func:`psf_depth_change` of the fits (None where the PSF is not measured)."""
+def _measure(windows, apertures, scale, threads=1, clipped=None):
+    """The PSF's median (axial, lateral) sigma, the number of fits and
+    :func:`psf_depth_change` of the fits (None for both where the PSF is not measured)."""
     like = _single_like(apertures, clipped, PSF_MOST_OBJECTS)
     rows = np.searchsorted(windows.ids, apertures["object_id"].to_numpy()[like])
     background = apertures["background"].to_numpy(float)[like]
@@ -593,10 +593,8 @@ def _measure(windows, apertures, scale, threads=1, clipped=None, depth=False):
     fits = np.array([f for f in _each(fit, zip(rows, background), threads) if f is not None],
                     np.float64).reshape(-1, 3)
     if len(fits) < PSF_MIN_OBJECTS:
-        return (None, len(fits), None) if depth else (None, len(fits))
+        return None, len(fits), None
     psf = (float(np.median(fits[:, 1])), float(np.median(fits[:, 2])))
-    if not depth:
-        return psf, len(fits)
     return psf, len(fits), psf_depth_change(fits[:, 0], fits[:, 1], fits[:, 2],
                                             int(windows.shape[0]))
 
@@ -913,7 +911,7 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     if psf_um is not None:
         psf = (float(psf_um[0]), float(psf_um[1]))
     else:
-        psf, count, change = _measure(windows, apertures, scale, threads, at_ceiling, depth=True)
+        psf, count, change = _measure(windows, apertures, scale, threads, at_ceiling)
         out.attrs["psf_objects"] = count
         out.attrs["psf_depth"] = change
         if psf is None:
