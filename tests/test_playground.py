@@ -184,3 +184,24 @@ def test_the_playground_title_counts_the_objects_removed_as_too_large():
     assert playground.title == ("1 objects, threshold 10.0 noise SDs (set by hand), 1 removed as "
                                 "over max_volume_um3 = 0.3 µm³")
     assert "1 removed" in playground.status.value
+
+
+def test_the_playground_title_states_the_single_molecules_under_the_threshold():
+    """A faint stack: the share in the title; a bright one: none."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from rna_localization.segmentation.display import interactive_playground
+
+    sim = synthetic.simulate_image("faint", rna_type="gapdh", cycle="nc14", seed=5,
+                                   shape=(16, 128, 128), preset="widefield", snr=3.0)
+    playground = interactive_playground(sim.rna, SegmentationParams("rna"), spacing=sim.spacing,
+                                        crop=False)
+    share = playground.intermediates.faint
+    assert share >= 0.3  # measured against the simulated molecules in test_quality.py
+    assert playground.title.endswith(f"(automatic), ~{share:.0%} of single molecules under it")
+    bright = synthetic.simulate_image("bright", rna_type="gapdh", cycle="nc14", seed=5,
+                                      shape=(16, 128, 128), preset="widefield", snr=8.0)
+    playground = interactive_playground(bright.rna, SegmentationParams("rna"),
+                                        spacing=bright.spacing, crop=False)
+    assert "under it" not in playground.title

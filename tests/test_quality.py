@@ -1,4 +1,5 @@
-"""Implausible segmentations (no objects, far too many, one huge object) are said, not silent.
+"""Implausible segmentations (no objects, far too many, one huge object) are said, not silent,
+and so are single molecules too faint to be found.
 
 The check itself on arrays; then where it is reported: warnings of ``segment_folder``,
 the QC page (also for images skipped on a re-run), the ``segment`` command's output,
@@ -19,19 +20,30 @@ from test_doctor import _find
 from test_segmentation import _two_blobs
 
 from rna_localization import io
+from rna_localization.demo import _image_truth
 from rna_localization.doctor import diagnose
 from rna_localization.objects import label_objects
 from rna_localization.saturation import CLIPPED_ADVICE
 from rna_localization.segmentation import (
     MAX_OBJECT_FRACTION,
     MAX_OBJECTS_PER_UM3,
+    FaintSpotsWarning,
     ImplausibleSegmentationWarning,
     SegmentationParams,
     check_segmentation,
     object_sizes,
+    segment,
     segment_folder,
+    segment_intermediates,
 )
 from rna_localization.segmentation.batch import qc_problems
+from rna_localization.segmentation.quality import (
+    FAINT_MIN_SPOTS,
+    FAINT_UPPER,
+    FAINT_WARN_FRACTION,
+    missed_faint_fraction,
+)
+from rna_localization.synthetic import simulate_image, unresolvable
 
 from datagen import random_blobs
 
@@ -128,6 +140,93 @@ def test_the_limits_are_the_documented_constants():
         mask = np.zeros(shape, np.uint8)
         mask.ravel()[:n] = 255  # one run along x, then the next row: one object
         assert bool(check_segmentation(mask, spacing=spacing)) == flagged, n
+
+
+def test_missed_faint_fraction_against_the_share_drawn_under_the_threshold():
+    """Log-normal molecules cut at a threshold: the share under it, from the rest alone."""
+    # ~1,100 spots found: a fit of the cut-off distribution, whose error grows with the
+    # share cut off (up to 0.02 at 7%, 0.10 at 26%, 0.13 at 51% over these seeds).
+    for cut, tolerance in ((3.0, 0.03), (4.0, 0.12), (5.0, 0.15)):
+        errors = []
+        for seed in range(10):
+            rng = np.random.default_rng(seed)
+            scores = np.exp(rng.normal(np.log(5.0), 0.35, 1500))
+            truth = float(np.mean(scores < cut))
+            found = scores[scores >= cut]
+            # Granules and unresolved pairs (3-6 times the median) do not move it.
+            bright = rng.uniform(3.0, 6.0, len(found) // 10) * float(np.median(found))
+            estimate = missed_faint_fraction(np.r_[found, bright], cut)
+            assert abs(estimate - truth) <= tolerance, (cut, seed, estimate, truth)
+            errors.append(estimate - truth)
+        assert abs(np.mean(errors)) <= 0.03, (cut, np.mean(errors))  # no bias
+    # A population far above the threshold misses nothing; nothing is estimated from a
+    # handful of spots, or from spots that do not pass the threshold.
+    scores = np.exp(np.random.default_rng(0).normal(np.log(20.0), 0.35, 500))
+    assert missed_faint_fraction(scores, 3.0) < 1e-4
+    assert np.isnan(missed_faint_fraction(scores[: FAINT_MIN_SPOTS - 1], 3.0))
+    assert np.isnan(missed_faint_fraction(scores, 100.0))
+    assert FAINT_UPPER == 2.0  # as documented
+    assert FAINT_WARN_FRACTION == 0.05
+
+
+def _faint_case(preset: str, snr: float, seed: int):
+    """A simulated gapdh stack; the share of its isolated single molecules in no object."""
+    sim = simulate_image(f"gapdh_snr{snr:g}_{seed}", rna_type="gapdh", cycle="nc14", seed=seed,
+                         shape=(16, 128, 128), preset=preset, snr=snr)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        run = segment_intermediates(sim.rna, "rna", spacing=sim.spacing)
+    found = _image_truth(sim.molecules, label_objects(run.result)) > 0
+    isolated = (~unresolvable(sim.molecules, spacing=sim.spacing)
+                & ~sim.molecules["in_granule"].to_numpy())
+    faint = [w for w in record if w.category is FaintSpotsWarning]
+    return sim, run, float(np.mean(~found[isolated])), faint
+
+
+def test_segment_warns_when_many_single_molecules_are_too_faint_to_find():
+    """The estimate against the simulated molecules no object holds, faint to bright."""
+    for preset, snr, seed in (("widefield", 3.0, 5), ("widefield", 3.0, 6), ("widefield", 4.0, 5),
+                              ("widefield", 4.0, 6), ("widefield", 8.0, 5), ("confocal", 3.0, 5)):
+        sim, run, missed, faint = _faint_case(preset, snr, seed)
+        assert abs(run.faint - missed) <= 0.12, (preset, snr, seed, run.faint, missed)
+        if missed >= 0.15:  # faint widefield stacks: warned, with the estimate
+            assert len(faint) == 1
+            assert faint[0].message.fraction == run.faint
+            assert str(faint[0].message).startswith(
+                f"An estimated {run.faint:.0%} of the single molecules score under the "
+                f"detection threshold ({run.threshold:.3g} noise SDs;")
+            assert faint[0].filename == __file__
+        elif missed <= 0.03:  # bright ones, and the confocal's dimmer background: silent
+            assert run.faint < FAINT_WARN_FRACTION
+            assert not faint
+    # segment warns the same; the centrosome workflow finds no single molecules to judge.
+    sim = _faint_case("widefield", 3.0, 5)[0]
+    with pytest.warns(FaintSpotsWarning, match="An estimated"):
+        segment(sim.rna, "rna", spacing=sim.spacing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FaintSpotsWarning)
+        segment(sim.rna, "centrosomes", spacing=sim.spacing)
+
+
+def test_segment_folder_names_the_image_whose_molecules_are_too_faint(tmp_path):
+    """Reported from the worker process, on the QC page, and kept with the mask."""
+    raw, out = tmp_path / "raw", tmp_path / "seg"
+    for snr in (3.0, 8.0):
+        sim = simulate_image(f"snr{snr:g}", rna_type="gapdh", cycle="nc14", seed=5,
+                             shape=(16, 128, 128), preset="widefield", snr=snr)
+        io.write_stack(raw / f"{sim.name}.tif", sim.rna, spacing=sim.spacing)
+    with pytest.warns(ImplausibleSegmentationWarning, match="snr3") as record:
+        segment_folder(raw, out, workflow="rna", spacing=sim.spacing, workers=2)
+    messages = [str(w.message) for w in record if w.category is ImplausibleSegmentationWarning]
+    assert len(messages) == 1
+    assert messages[0].startswith("In snr3, an estimated ")
+    assert "molecule counts read about as much low" in messages[0]
+    assert qc_problems(out) == {"snr3": messages, "snr8": []}
+    assert messages[0] in _qc_page(out)
+    # The mask cannot show it: judged again (the cache gone), the flag stays.
+    (out / "qc" / "objects.json").unlink()
+    segment_folder(raw, out, workflow="rna", spacing=sim.spacing)
+    assert qc_problems(out) == {"snr3": messages, "snr8": []}
 
 
 def test_objects_follow_label_objects_masks_by_faces_label_images_by_labels():

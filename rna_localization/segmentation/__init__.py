@@ -32,6 +32,7 @@ from .params import (
 from .quality import (
     MAX_OBJECT_FRACTION,
     MAX_OBJECTS_PER_UM3,
+    FaintSpotsWarning,
     ImplausibleSegmentationWarning,
     LargeObjectsRemovedWarning,
     check_clipped,
@@ -54,6 +55,7 @@ __all__ = [
     "MAX_OBJECT_FRACTION",
     "PRESETS",
     "WORKFLOWS",
+    "FaintSpotsWarning",
     "ImplausibleSegmentationWarning",
     "Intermediates",
     "LargeObjectsRemovedWarning",

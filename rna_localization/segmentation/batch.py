@@ -41,7 +41,8 @@ __all__ = ["SEGMENT_BYTES_PER_VOXEL", "images_at_once", "qc_overlay", "qc_proble
            "segment_folder", "segment_structure", "workflow_for_structure", "write_qc_page"]
 
 _QC_CACHE = "objects.json"
-#: What the workflow removed from each mask as too large (:func:`_record_removed`).
+#: What the workflow removed from each mask as too large, and the single molecules too faint
+#: to be found (:func:`_record_removed`).
 _QC_REMOVED = "removed.json"
 #: Sub-folder of ``qc/`` holding each overlay at the stack's full resolution (the page links to it).
 QC_FULL_DIR = "full"
@@ -152,9 +153,10 @@ def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow:
     overlay).
 
     Returns (path, objects, problems, removed): the problems of
-    :func:`.quality.check_segmentation`, and what the workflow removed as
-    larger than its ``max_volume_um3`` (a sentence naming the image, or
-    nothing; the mask cannot show it), for the main process to warn about.
+    :func:`.quality.check_segmentation`, and what the mask cannot show (sentences
+    naming the image, or none): what the workflow removed as larger than its
+    ``max_volume_um3``, and the single molecules too faint to be found
+    (:meth:`.workflows.Intermediates.faint_text`), for the main process to warn about.
     """
     image = read_stack(raw_path)
     run = _run(image, params, spacing, keep=False, threads=threads)
@@ -162,15 +164,17 @@ def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow:
     count, problems = _assess(run.result, spacing, raw_path.stem, image)
     removed = ([f"The segmentation of {raw_path.stem}: {run.removed_text(params)}"]
                if run.removed else [])
+    removed += [run.faint_text(raw_path.stem)] if run.faint_text() else []
     if qc_path is not None:
         _write_overlays(qc_path, image, run.result)
     return out_path, count, problems, removed
 
 
 def _record_removed(qc_dir: Path, name: str, out_path: Path, removed: list[str]) -> None:
-    """Keep what the workflow removed from an image (``qc/removed.json``), as it is written.
+    """Keep what the workflow removed from an image, and the single molecules too faint to
+    be found (``qc/removed.json``), as it is written.
 
-    The mask cannot show it, so it is kept with the mask's modification time
+    The mask cannot show them, so they are kept with the mask's modification time
     for :func:`_finish_qc` (also after an interrupted run or one without QC);
     an image segmented again without removals loses its record.
     """
@@ -309,8 +313,9 @@ def write_qc_page(qc_dir: str | os.PathLike, entries, *, title: str = "Segmentat
         )
     summary = (f'<p class="problem">{len(flagged)} of {len(entries)} images look wrong (in red '
                f"below): {', '.join(flagged)}.</p>" if flagged else
-               "<p>No image looks implausible (no objects, far too many, one huge object, or "
-               "objects removed as larger than the workflow's max_volume_um3).</p>")
+               "<p>No image looks implausible (no objects, far too many, one huge object, "
+               "objects removed as larger than the workflow's max_volume_um3, or many single "
+               "molecules too faint to be found).</p>")
     page = (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>"
@@ -384,8 +389,9 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     ``output_dir/qc/index.html`` showing all of them are written too.
 
     Each segmentation written is checked (:func:`.quality.check_segmentation`:
-    no objects, implausibly many, one huge object; and objects the
-    workflow's ``max_volume_um3`` removed, :class:`.quality.LargeObjectsRemovedWarning`):
+    no objects, implausibly many, one huge object; objects the
+    workflow's ``max_volume_um3`` removed, :class:`.quality.LargeObjectsRemovedWarning`;
+    many single molecules too faint to be found, :class:`.quality.FaintSpotsWarning`):
     every problem is an :class:`.quality.ImplausibleSegmentationWarning` naming
     the image, and the QC page flags those images, skipped ones included
     (:func:`qc_problems` reads the flags back).

@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from ..objects import FACE_CONNECTIVITY
 from .params import WORKFLOWS, SegmentationParams
-from .quality import LargeObjectsRemovedWarning
+from .quality import FaintSpotsWarning, LargeObjectsRemovedWarning
 from .workflows import DEFAULT_SPACING, FILTER_PARAMETERS, Intermediates, segment_intermediates
 
 __all__ = [
@@ -470,7 +470,9 @@ class Playground:
         """e.g. ``"412 objects, threshold 4.7 noise SDs (automatic)"``.
 
         Objects the maximum volume removed are counted after the threshold:
-        ``"..., 2 removed as over max_volume_um3 = 2 µm³"``.
+        ``"..., 2 removed as over max_volume_um3 = 2 µm³"``; and the single
+        molecules estimated under it, from :data:`.quality.FAINT_WARN_FRACTION`
+        on: ``"..., ~12% of single molecules under it"``.
         """
         _, count = _objects(self.intermediates.result)
         how = "automatic" if self.params.threshold == 0 else "set by hand"
@@ -478,6 +480,8 @@ class Playground:
         if self.intermediates.removed:
             title += (f", {self.intermediates.removed} removed as over max_volume_um3 = "
                       f"{self.params.max_volume_um3:g} µm³")
+        if self.intermediates.faint_text():
+            title += f", ~{self.intermediates.faint:.0%} of single molecules under it"
         return title
 
     def redraw(self, *, rerun: bool = True) -> None:
@@ -493,6 +497,7 @@ class Playground:
             with warnings.catch_warnings():  # the title counts them (a slider's callback
                 # would send the warning to the Jupyter log, not to the notebook)
                 warnings.simplefilter("ignore", LargeObjectsRemovedWarning)
+                warnings.simplefilter("ignore", FaintSpotsWarning)
                 self.intermediates = segment_intermediates(self._crop_image, self.params,
                                                            spacing=self.spacing, previous=previous)
             self._filter_key = key

@@ -35,7 +35,12 @@ from ..objects import FACE_CONNECTIVITY, normalize_spacing
 from . import detection
 from .detection import _face_pairs
 from .params import SegmentationParams, microns_to_voxels, volume_to_voxels
-from .quality import LargeObjectsRemovedWarning
+from .quality import (
+    FAINT_WARN_FRACTION,
+    FaintSpotsWarning,
+    LargeObjectsRemovedWarning,
+    missed_faint_fraction,
+)
 
 __all__ = [
     "DEFAULT_SPACING",
@@ -81,6 +86,10 @@ class Intermediates:
         Objects removed as larger than ``max_volume_um3``.
     removed_largest_um3 : float
         The volume of the largest of them, µm³ (NaN: none removed).
+    faint : float
+        The share of single molecules estimated to score under the threshold
+        (:func:`.quality.missed_faint_fraction` of the spots found; NaN for
+        the workflows that do not find single molecules, or too few spots).
     """
 
     raw: np.ndarray
@@ -93,6 +102,7 @@ class Intermediates:
     result: np.ndarray
     removed: int = 0
     removed_largest_um3: float = float("nan")
+    faint: float = float("nan")
 
     def removed_text(self, params: SegmentationParams) -> str:
         """What the maximum volume removed, as a sentence ("" when nothing)."""
@@ -103,6 +113,18 @@ class Intermediates:
                 f"{self.removed_largest_um3:.3g} µm³): out-of-focus light or autofluorescence "
                 f"grown into a mask, or structures larger than the {params.workflow} workflow "
                 f"expects; if they are what you segment, raise max_volume_um3 (0: no limit).")
+
+    def faint_text(self, name: str = "") -> str:
+        """The single molecules estimated under the threshold, as a sentence naming the image
+        ("" when fewer than :data:`.quality.FAINT_WARN_FRACTION`)."""
+        if not self.faint >= FAINT_WARN_FRACTION:  # NaN: not estimated
+            return ""
+        where = f"In {name}, an" if name else "An"
+        return (f"{where} estimated {self.faint:.0%} of the single molecules score under the detection "
+                f"threshold ({self.threshold:.3g} noise SDs; a log-normal fitted to the found "
+                f"spots' scores) and are in no object, so molecule counts read about as much low. "
+                f"Brighter molecules (exposure, probes) find them; a higher "
+                f"false_positives_per_1000um3 or lower threshold finds some, with more false spots.")
 
     def images(self) -> dict[str, np.ndarray]:
         """The intermediate images in order as ``{name: (Z, Y, X) array}``, skipping empty ones."""
@@ -153,10 +175,13 @@ def _too_large(sizes: np.ndarray, params: SegmentationParams, spacing) -> tuple[
 
 
 def _warn_removed(run: Intermediates, params: SegmentationParams) -> None:
-    """A LargeObjectsRemovedWarning at the caller of segment / segment_intermediates."""
+    """A LargeObjectsRemovedWarning (and a FaintSpotsWarning) at the caller of segment /
+    segment_intermediates."""
     if run.removed:
         warnings.warn(LargeObjectsRemovedWarning(run.removed_text(params), run.removed,
                                                  run.removed_largest_um3), stacklevel=3)
+    if run.faint_text():
+        warnings.warn(FaintSpotsWarning(run.faint_text(), run.faint), stacklevel=3)
 
 
 def size_filter(mask: np.ndarray, min_volume_um3: float, *, max_volume_um3: float = 0.0,
@@ -257,6 +282,10 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
         spacing=spacing, background_ratio=params.background_ratio)
     spots = detection.find_spots(score, threshold, spacing=spacing,
                                  min_distance_um=params.spot_sigma_um)
+    # The molecules too faint to be found, from the scores of those that were (the workflows
+    # that find single molecules: those that split blended spots).
+    faint = (missed_faint_fraction(spots["score"], threshold) if params.blend_fraction > 0
+             else float("nan"))
     if not keep:
         score = None  # made again below (the same values): one volume less meanwhile
     spots = detection.split_blended_spots(filtered, noise, spots, threshold, spacing=spacing,
@@ -335,8 +364,10 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
         removed = (0, float("nan"))
     result = final.astype(np.uint8) * np.uint8(255)
     if not keep:
-        return Intermediates(image, None, None, None, threshold, spots, None, result, *removed)
-    return Intermediates(image, filtered, noise, score, threshold, spots, labels, result, *removed)
+        return Intermediates(image, None, None, None, threshold, spots, None, result, *removed,
+                             faint=faint)
+    return Intermediates(image, filtered, noise, score, threshold, spots, labels, result, *removed,
+                         faint=faint)
 
 
 def _params(params) -> SegmentationParams:
@@ -383,7 +414,9 @@ def segment(image: np.ndarray, params: SegmentationParams | str | dict = "rna", 
     (dtype('uint8'), (9, 32, 32), [0, 255])
 
     Objects removed as larger than the parameters' ``max_volume_um3`` are
-    reported in a :class:`.quality.LargeObjectsRemovedWarning`.
+    reported in a :class:`.quality.LargeObjectsRemovedWarning`; single molecules
+    too faint to be found (an estimated :data:`.quality.FAINT_WARN_FRACTION` of
+    them or more) in a :class:`.quality.FaintSpotsWarning`.
     """
     params = _params(params)
     run = _run(image, params, spacing, keep=False, threads=threads)
