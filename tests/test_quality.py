@@ -220,7 +220,7 @@ def test_segment_folder_names_the_image_whose_molecules_are_too_faint(tmp_path):
     messages = [str(w.message) for w in record if w.category is ImplausibleSegmentationWarning]
     assert len(messages) == 1
     assert messages[0].startswith("In snr3, an estimated ")
-    assert "molecule counts read about as much low" in messages[0]
+    assert "molecule counts read low by about as much" in messages[0]
     assert qc_problems(out) == {"snr3": messages, "snr8": []}
     assert messages[0] in _qc_page(out)
     # The mask cannot show it: judged again (the cache gone), the flag stays.

@@ -113,7 +113,10 @@ def missed_faint_fraction(scores, threshold: float, *, min_spots: int = FAINT_MI
     score higher), truncated at both ends, and its mass under the threshold
     is the share the detector missed. When the spots' median lies many
     noise SDs above the threshold the estimate is next to 0; when the spots
-    crowd against it, a large share is missing.
+    crowd against it, a large share is missing. The spots are taken for
+    molecules: under a threshold low enough to let noise through, false spots
+    crowd the cut-off and the estimate rises, so it says how faint the
+    molecules are against the threshold used, not what a lower one would find.
 
     Parameters
     ----------

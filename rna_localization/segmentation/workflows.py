@@ -122,7 +122,7 @@ class Intermediates:
         where = f"In {name}, an" if name else "An"
         return (f"{where} estimated {self.faint:.0%} of the single molecules score under the detection "
                 f"threshold ({self.threshold:.3g} noise SDs; a log-normal fitted to the found "
-                f"spots' scores) and are in no object, so molecule counts read about as much low. "
+                f"spots' scores) and are in no object, so molecule counts read low by about as much. "
                 f"Brighter molecules (exposure, probes) find them; a higher "
                 f"false_positives_per_1000um3 or lower threshold finds some, with more false spots.")
 
