@@ -42,7 +42,7 @@ __all__ = ["SEGMENT_BYTES_PER_VOXEL", "images_at_once", "qc_overlay", "qc_proble
 
 _QC_CACHE = "objects.json"
 #: What the workflow removed from each mask as too large, and the single molecules too faint
-#: to be found (:func:`_record_removed`).
+#: to be found (:func:`_record_unseen`).
 _QC_REMOVED = "removed.json"
 #: Sub-folder of ``qc/`` holding each overlay at the stack's full resolution (the page links to it).
 QC_FULL_DIR = "full"
@@ -152,7 +152,7 @@ def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow:
     """Worker: read, segment (the filters on `threads` threads), write the mask (and the QC
     overlay).
 
-    Returns (path, objects, problems, removed): the problems of
+    Returns (path, objects, problems, unseen): the problems of
     :func:`.quality.check_segmentation`, and what the mask cannot show (sentences
     naming the image, or none): what the workflow removed as larger than its
     ``max_volume_um3``, and the single molecules too faint to be found
@@ -162,26 +162,27 @@ def _segment_one(raw_path: Path, out_path: Path, qc_path: Path | None, workflow:
     run = _run(image, params, spacing, keep=False, threads=threads)
     write_stack(out_path, run.result, spacing=spacing)
     count, problems = _assess(run.result, spacing, raw_path.stem, image)
-    removed = ([f"The segmentation of {raw_path.stem}: {run.removed_text(params)}"]
-               if run.removed else [])
-    removed += [run.faint_text(raw_path.stem)] if run.faint_text() else []
+    unseen = ([f"The segmentation of {raw_path.stem}: {run.removed_text(params)}"]
+              if run.removed else [])
+    faint = run.faint_text(raw_path.stem)
+    unseen += [faint] if faint else []
     if qc_path is not None:
         _write_overlays(qc_path, image, run.result)
-    return out_path, count, problems, removed
+    return out_path, count, problems, unseen
 
 
-def _record_removed(qc_dir: Path, name: str, out_path: Path, removed: list[str]) -> None:
+def _record_unseen(qc_dir: Path, name: str, out_path: Path, unseen: list[str]) -> None:
     """Keep what the workflow removed from an image, and the single molecules too faint to
     be found (``qc/removed.json``), as it is written.
 
     The mask cannot show them, so they are kept with the mask's modification time
     for :func:`_finish_qc` (also after an interrupted run or one without QC);
-    an image segmented again without removals loses its record.
+    an image segmented again with neither loses its record.
     """
     path = qc_dir / _QC_REMOVED
     records = _read_json(path)
-    if removed:
-        records[name] = {"mtime_ns": out_path.stat().st_mtime_ns, "removed": removed}
+    if unseen:  # kept under the key "removed" that files written before the faint share use
+        records[name] = {"mtime_ns": out_path.stat().st_mtime_ns, "removed": unseen}
     elif records.pop(name, None) is None:
         return
     _write_json(path, records)
@@ -457,7 +458,7 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
                         used=spacing_source, fix=FIX_RAW if "[scale]" in spacing_source else "",
                         stacklevel=2)
     output_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[int, tuple[int, list[str], list[str]]] = {}  # index: (objects, problems, removed)
+    results: dict[int, tuple[int, list[str], list[str]]] = {}  # index: (objects, problems, unseen)
     n_workers, short = images_at_once(workers, len(todo), largest, available_memory())
     if todo and short:
         warnings.warn(short, UserWarning, stacklevel=2)
@@ -470,7 +471,7 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
         if n_workers <= 1:
             for i, job in zip(todo, jobs, strict=True):
                 results[i] = _segment_one(*job)[1:]
-                _record_removed(qc_dir, inputs[i].stem, outputs[i], results[i][2])
+                _record_unseen(qc_dir, inputs[i].stem, outputs[i], results[i][2])
                 _warn(results[i][1] + results[i][2])
                 bar.update()
         else:
@@ -480,7 +481,7 @@ def segment_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike, 
                 for future in as_completed(futures):
                     i = futures[future]
                     results[i] = future.result()[1:]
-                    _record_removed(qc_dir, inputs[i].stem, outputs[i], results[i][2])
+                    _record_unseen(qc_dir, inputs[i].stem, outputs[i], results[i][2])
                     _warn(results[i][1] + results[i][2])
                     bar.update()
     finally:
@@ -500,7 +501,7 @@ def _finish_qc(inputs, outputs, qc_dir: Path,
     with), so a re-run over a large data set does not read every mask again;
     a mask changed since (e.g. edited by hand) gets a new overlay. The
     objects the workflow removed as too large are not in the mask: their
-    sentences come from ``qc/removed.json`` (:func:`_record_removed`) and
+    sentences come from ``qc/removed.json`` (:func:`_record_unseen`) and
     stay with the image for as long as its mask is the one segmented.
     """
     cache_path = qc_dir / _QC_CACHE
@@ -515,14 +516,14 @@ def _finish_qc(inputs, outputs, qc_dir: Path,
         cached = cache.get(raw.stem)
         cached = cached if isinstance(cached, dict) else {}
         record = records.get(raw.stem)
-        removed = (_strings(record.get("removed"))
-                   if isinstance(record, dict) and record.get("mtime_ns") == stamp else [])
+        unseen = (_strings(record.get("removed"))
+                  if isinstance(record, dict) and record.get("mtime_ns") == stamp else [])
         current = png.exists() and _full_png(png).exists() and cached.get("mtime_ns") == stamp
         if i in results:
-            count, problems = results[i][0], results[i][1] + removed
+            count, problems = results[i][0], results[i][1] + unseen
         elif (current and cached.get("spacing") == list(spacing)
               and isinstance(cached.get("problems"), list)):
-            # Written for this very mask, its removals (recorded with it) included.
+            # Written for this very mask, what it cannot show (recorded with it) included.
             count, problems = cached.get("objects"), _strings(cached["problems"])
         else:
             mask, image = read_stack(out), read_stack(raw)
@@ -530,7 +531,7 @@ def _finish_qc(inputs, outputs, qc_dir: Path,
                 count, problems = _assess(mask, spacing, raw.stem, image)
             except (TypeError, ValueError) as error:  # e.g. a float mask saved by hand
                 count, problems = None, [f"{out.name} cannot be read as objects: {error}"]
-            problems += removed
+            problems += unseen
             if not current:
                 _write_overlays(png, image, mask)
         fresh[raw.stem] = {"objects": count, "problems": problems, "spacing": list(spacing),

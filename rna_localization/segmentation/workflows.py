@@ -174,14 +174,15 @@ def _too_large(sizes: np.ndarray, params: SegmentationParams, spacing) -> tuple[
     return int(large.sum()), float(sizes[large].max()) * float(np.prod(normalize_spacing(spacing)))
 
 
-def _warn_removed(run: Intermediates, params: SegmentationParams) -> None:
+def _warn_unseen(run: Intermediates, params: SegmentationParams) -> None:
     """A LargeObjectsRemovedWarning (and a FaintSpotsWarning) at the caller of segment /
     segment_intermediates."""
     if run.removed:
         warnings.warn(LargeObjectsRemovedWarning(run.removed_text(params), run.removed,
                                                  run.removed_largest_um3), stacklevel=3)
-    if run.faint_text():
-        warnings.warn(FaintSpotsWarning(run.faint_text(), run.faint), stacklevel=3)
+    faint = run.faint_text()
+    if faint:
+        warnings.warn(FaintSpotsWarning(faint, run.faint), stacklevel=3)
 
 
 def size_filter(mask: np.ndarray, min_volume_um3: float, *, max_volume_um3: float = 0.0,
@@ -420,7 +421,7 @@ def segment(image: np.ndarray, params: SegmentationParams | str | dict = "rna", 
     """
     params = _params(params)
     run = _run(image, params, spacing, keep=False, threads=threads)
-    _warn_removed(run, params)
+    _warn_unseen(run, params)
     return run.result
 
 
@@ -444,5 +445,5 @@ def segment_intermediates(image: np.ndarray, params: SegmentationParams | str | 
     """
     params = _params(params)
     run = _run(image, params, spacing, keep=True, previous=previous)
-    _warn_removed(run, params)
+    _warn_unseen(run, params)
     return run
