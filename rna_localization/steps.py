@@ -511,7 +511,7 @@ def _warn_psf_depth(reports: list[dict]) -> None:
           f"Molecule counts assume one PSF through the stack (aperture corrections, the "
           f"single-molecule reference): on simulated stacks aberrated from 0.1 waves at the "
           f"first plane to 0.4 at the last, molecules summed read +11% and molecules per "
-          f"granule 24% off on average. Spherical aberration grows with depth when an oil "
+          f"granule 22% off on average. Spherical aberration grows with depth when an oil "
           f"objective images a watery sample: compare the counts of shallow and deep objects, "
           f"or image nearer the coverslip or with a water or silicone objective "
           f"(docs/quantification.md, \"Aberration that grows with depth\").")
