@@ -1783,7 +1783,7 @@ def test_axial_lobe_pairs_follows_lobes_that_move_away_with_depth(monkeypatch):
     deepest = {(i, 300 + i) for i in range(4)}
     assert deepest <= pairs
     assert len(planted - pairs) <= 3
-    # Spots of two molecules on one axis: chance puts about 4.5 pairs in these four bins.
+    # Spots of two molecules on one axis: chance puts about 3 pairs in these four bins.
     assert len(pairs - planted) <= 8
     monkeypatch.setattr(detection, "LOBE_EDGE_SDS", 5.0)
     assert not deepest & found()
