@@ -2491,7 +2491,7 @@ def _lobe_bins(spots, spacing, spot_sigma_um):
     lobe = edge & (pairs_in_bin >= chance + 5.0 * spread)
     # Each run of neighbouring edge bins that holds a lobe bin is lobes, whole.
     runs = ndimage.label(edge)[0]
-    lobe = np.isin(runs, runs[lobe]) & edge
+    lobe = np.isin(runs, runs[lobe])
     excess = float((pairs_in_bin - chance)[lobe].sum())
     if not lobe.any() or excess < max(LOBE_MIN_PAIRS, LOBE_MIN_SHARE * len(spots)):
         return none
