@@ -1763,8 +1763,9 @@ def test_axial_lobe_pairs_finds_a_psfs_second_maximum_and_not_crowds():
 def test_axial_lobe_pairs_follows_lobes_that_move_away_with_depth(monkeypatch):
     # A PSF aberrated more with depth: most molecules' lobes lie 0.6-0.95 µm below them, the
     # deepest four molecules' 1.15-1.3 µm, alone in their bin (under 5 Poisson SDs over
-    # chance by themselves). The run of lobe bins takes them: every planted pair is found,
-    # as the rule pair by pair says; with the edge held to 5 SDs, the deepest are not.
+    # chance by themselves). The run of lobe bins takes them: the pairs found are the rule's,
+    # pair by pair, and hold the deepest four (and all but a few planted pairs); with the
+    # edge held to 5 SDs, the deepest are not found.
     rng = np.random.default_rng(0)
     spacing, sigma = (0.3, 0.11, 0.11), (0.22, 0.08)
     at = rng.uniform([1, 5, 5], [22, 250, 250], (300, 3))
