@@ -219,5 +219,7 @@ def synthetic_objects(rng, n: int, *, area=(10, 200), extent: float = 512.0,
         table["background"] = rng.uniform(100, 300, n)
         for axis, top in zip("zyx", (30, extent, extent)):
             table[f"spot_centroid_{axis}"] = rng.uniform(0, top, n)
+        table["capture_correction"] = 1.0  # a single molecule's aperture: no correction
+        table["clipped_light"] = 0.0
         table = table[[*OBJECT_COLUMNS, *STORED_COLUMNS]]
     return table
