@@ -11,7 +11,8 @@ nc14) are counted two ways:
   ``corrected_apertures`` (background-subtracted matched apertures, bright
   objects' aperture corrections applied, as extraction stores them) divided
   by one single-molecule reference per RNA type and cell
-  (``aperture_references``, the median over the objects in the area window):
+  (``aperture_references``: the mean over the isolated objects of the area
+  window within a factor 1.6 of their median):
   the default ``normalize`` of the package, run in memory;
 * **Big-FISH**: ``detect_spots`` (automatic threshold, ``spot_radius`` the PSF
   sigma or twice it, the better of the two per cell), ``decompose_dense``
@@ -33,7 +34,9 @@ one change at a time at SNR 8 (``simfish_images.VARIANTS``: the confocal grid,
 a coarse grid, 0.4 µm steps, an uneven background, four times the molecules, granules spread
 wider, an objective's diffraction PSF ideal, with 0.2, 0.35 and 0.5 waves of spherical
 aberration and with aberration growing from 0.1 to 0.4 waves through the stack, hot pixels,
-a 12-bit camera whose ceiling clips the granules). Last, sim-fish images written as a user's data folder go through the
+a 12-bit camera whose ceiling clips the granules, molecules spread in brightness as on real
+images; and, last, the real images' background, a mildly aberrated objective, hot pixels and
+that spread at once). Last, sim-fish images written as a user's data folder go through the
 command line (``init``, ``segment``, ``run`` on the embedded PostgreSQL), and
 the molecules per image it writes are scored.
 """
@@ -113,9 +116,10 @@ class Cell:
 def _ours(sims: list) -> Cell:
     """Segment, label, aperture photometry (without hot pixels, as extract) and one reference
     per RNA type, in memory."""
+    from rna_localization.apertures import spot_centroids
     from rna_localization.capture import corrected_apertures
     from rna_localization.demo import _image_truth, granule_errors
-    from rna_localization.distributions import aperture_references
+    from rna_localization.distributions import aperture_references, isolated_spots
     from rna_localization.hot_pixels import without_hot_pixels
     from rna_localization.objects import label_objects
     from rna_localization.segmentation import segment
@@ -125,8 +129,13 @@ def _ours(sims: list) -> Cell:
     for sim in sims:
         start = time.perf_counter()
         labels = label_objects(segment(sim.rna, "rna", spacing=sim.spacing))
-        table = corrected_apertures(labels, without_hot_pixels(sim.rna, spacing=sim.spacing),
-                                    spacing=sim.spacing)
+        raw = without_hot_pixels(sim.rna, spacing=sim.spacing)
+        table = corrected_apertures(labels, raw, spacing=sim.spacing)
+        # Where extract puts each object: its background-subtracted intensity centroid.
+        where = spot_centroids(labels, raw, table.set_index("object_id")["background"])
+        table["isolated"] = isolated_spots(
+            where.set_index("object_id").loc[table["object_id"]].to_numpy(np.float64)
+            * np.asarray(sim.spacing), np.zeros(len(table)))
         cell.seconds += time.perf_counter() - start
         cell.images += 1
         cell.depth_named += bool((table.attrs["psf_depth"] or {}).get("changes"))
@@ -141,7 +150,7 @@ def _ours(sims: list) -> Cell:
         found.append(molecules)
     objects = pd.concat(tables, ignore_index=True)
     references = aperture_references(objects["spot_intensity"], objects["area"],
-                                     objects["rna_type"])["reference"]
+                                     objects["rna_type"], isolated=objects["isolated"])["reference"]
     objects["normalized_intensity"] = (objects["spot_intensity"]
                                        / objects["rna_type"].map(references))
     estimates = objects.rename(columns={"object_id": "label"})[
@@ -282,7 +291,9 @@ COMMAND_LINE_SCENES = ("widefield grid", "coarse grid", "uneven background",
                        "confocal grid and optics", "0.4 µm steps",
                        "Born-Wolf PSF, 0.2 waves of spherical aberration",
                        "hot pixels (0.1% of the camera's)",
-                       "a 12-bit camera clipping 2 single molecules' peaks above the background")
+                       "a 12-bit camera clipping 2 single molecules' peaks above the background",
+                       "all at once: uneven background, 0.2 waves of spherical aberration, hot "
+                       "pixels, brightness spread")
 #: A faint folder through the command line (the widefield grid at this SNR): `segment`
 #: must name every image whose single molecules it misses many of.
 COMMAND_LINE_FAINT_SNR = 3
@@ -519,7 +530,9 @@ def _scene_line(scene) -> str:
     return (f"- {scene.name}: spacing {' x '.join(f'{s:g}' for s in scene.spacing)} µm, PSF "
             f"sigma {' x '.join(f'{s:.3g}' for s in scene.psf_sigma_um)} µm, {background} "
             f"background of {scene.background:,.0f} counts on average, {scene.singles} single "
-            f"molecules, granule molecules spread {scene.granule_spread_um:g} µm (SD per axis)")
+            f"molecules, granule molecules spread {scene.granule_spread_um:g} µm (SD per axis)"
+            + (f", molecules' brightness log-normal (sigma {scene.brightness_sigma:g} of log)"
+               if scene.brightness_sigma is not None else ""))
 
 
 def run(quick: bool = False) -> Section:

@@ -17,8 +17,9 @@ the grid, optics and flat background of the hand-tagged real widefield images;
 grid, 0.4 µm steps, an uneven background, four times the molecules, granules spread wider,
 a PSF that is not a Gaussian: a widefield objective's diffraction pattern, ideal or with
 spherical aberration, the same through the stack or growing with depth,
-:func:`rna_localization.synthetic.optics.born_wolf_psf`; and a camera with hot pixels), to
-check that the counting holds beyond one kind of image.
+:func:`rna_localization.synthetic.optics.born_wolf_psf`; a camera with hot pixels; molecules
+differing in brightness as on real images), to check that the counting holds beyond one
+kind of image; the last one takes the real images' conditions together.
 
 :func:`write_folder` writes such images as a user's data folder (with a
 second channel of centrosome-like blobs), for the command line end to end.
@@ -36,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from rna_localization.synthetic.image import microscope
+from rna_localization.synthetic.model import MOLECULE_BRIGHTNESS_SIGMA
 from rna_localization.synthetic.optics import EMISSION_UM, IMMERSION_INDEX, NA, render_points
 
 #: The widefield grid and optics of the hand-tagged real images (µm): 0.11 µm pixels,
@@ -93,6 +95,10 @@ class Scene:
     #: above the background: the counts are offset to put it there, and clipped at it
     #: (None: nothing is clipped).
     clip_peaks: float | None = None
+    #: None: sim-fish's spread of brightness (uniform, :data:`AMPLITUDE_SPREAD`). A number:
+    #: each molecule's brightness is log-normal with this sigma of log around the median
+    #: (:data:`REAL_BRIGHTNESS_SIGMA`, the real images' spread).
+    brightness_sigma: float | None = None
 
 
 #: Slabs of planes a PSF varying with depth is rendered in (``Scene.deep_waves``).
@@ -119,6 +125,9 @@ BORN_WOLF_SIGMA_UM = (0.66 * EMISSION_UM * IMMERSION_INDEX / NA ** 2, 0.21 * EMI
 
 #: The images of the hand-tagged real widefield data: grid, optics and background.
 WIDEFIELD = Scene("widefield grid")
+#: Spread of the real images' single molecules' brightness (sigma of log; as this
+#: package's simulator draws them).
+REAL_BRIGHTNESS_SIGMA = MOLECULE_BRIGHTNESS_SIGMA
 _BORN_WOLF_SIGMAS = (BORN_WOLF_SIGMA_UM[0], BORN_WOLF_SIGMA_UM[1], BORN_WOLF_SIGMA_UM[1])
 #: One change each: the confocal preset's grid, PSF and (dimmer) background; a coarse
 #: grid (a 40x oil objective's 0.16 µm pixels, under its PSF's width, and 0.5 µm steps);
@@ -151,7 +160,12 @@ VARIANTS = (_confocal(),
                   deep_waves=0.4),
             Scene("hot pixels (0.1% of the camera's)", hot_pixels=0.001),
             Scene("a 12-bit camera clipping 2 single molecules' peaks above the background",
-                  clip_peaks=2.0))
+                  clip_peaks=2.0),
+            Scene("molecules' brightness spread as on real images (log-normal, sigma 0.27)",
+                  brightness_sigma=REAL_BRIGHTNESS_SIGMA),
+            Scene("all at once: uneven background, 0.2 waves of spherical aberration, hot "
+                  "pixels, brightness spread", uneven=True, psf_sigma_um=_BORN_WOLF_SIGMAS,
+                  spherical_waves=0.2, hot_pixels=0.001, brightness_sigma=REAL_BRIGHTNESS_SIGMA))
 
 
 @dataclass
@@ -245,6 +259,8 @@ def simfish_image(name: str, *, seed: int, snr: float, shape=(30, 256, 256),
     sigma = np.asarray([1000 * scene.psf_sigma_um[0], 1000 * scene.psf_sigma_um[1]])
     sigmas = sigma * (1 + SIGMA_SPREAD * rng.standard_normal((len(positions), 2)))
     spread = rng.uniform(1 - AMPLITUDE_SPREAD, 1 + AMPLITUDE_SPREAD, len(positions))
+    if scene.brightness_sigma is not None:
+        spread = rng.lognormal(0.0, scene.brightness_sigma, len(positions))
     voxel = np.clip(np.rint(positions[~in_granule]).astype(int), 0, np.asarray(shape) - 1)
     noise_sd = float(np.hypot(np.sqrt(scene.background), BACKGROUND_SPREAD * scene.background))
 

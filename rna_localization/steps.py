@@ -81,6 +81,7 @@ from .distributions import (
     aperture_references,
     cumulative_distribution,
     distance_grid,
+    isolated_spots,
     normalize_intensities,
     single_molecule_references,
 )
@@ -510,8 +511,8 @@ def _warn_psf_depth(reports: list[dict]) -> None:
     _warn(f"{len(names)} image(s) show a PSF that changes with depth: {_some(names, '; ')}. "
           f"Molecule counts assume one PSF through the stack (aperture corrections, the "
           f"single-molecule reference): on simulated stacks aberrated from 0.1 waves at the "
-          f"first plane to 0.4 at the last, molecules summed read +11% and molecules per "
-          f"granule 22% off on average. Spherical aberration grows with depth when an oil "
+          f"first plane to 0.4 at the last, molecules summed read +10% and molecules per "
+          f"granule 21% off on average. Spherical aberration grows with depth when an oil "
           f"objective images a watery sample: compare the counts of shallow and deep objects, "
           f"or image nearer the coverslip or with a water or silicone objective "
           f"(docs/quantification.md, \"Aberration that grows with depth\").")
@@ -918,9 +919,12 @@ def normalize(config: Config, *, db: Database | None = None) -> pd.DataFrame:
     One single-molecule reference per value of ``group_by`` (a metadata column):
 
     - method ``"aperture"`` (the default): ``spot_intensity / reference``, the
-      reference being the median ``spot_intensity`` of the group's single
-      spots (objects within :data:`~.distributions.SINGLE_AREA_WINDOW` of the
-      group's median area; :func:`~.distributions.aperture_references`);
+      reference being the mean ``spot_intensity`` of the group's single spots
+      (objects within :data:`~.distributions.SINGLE_AREA_WINDOW` of the
+      group's median area, isolated from the others by
+      :data:`~.distributions.REFERENCE_ISOLATION_UM`), those within a factor
+      :data:`~.distributions.REFERENCE_TRIM` of their median
+      (:func:`~.distributions.aperture_references`);
     - method ``"total"`` (the old pipeline's): ``total_intensity / reference``,
       the reference being the mean total intensity of the objects with
       ``lower_threshold <= area <= upper_threshold``.
@@ -994,9 +998,16 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
     gone = sorted(set(previous["name"]) - set(now))
     # Values written by a version that kept no record of them (any image may hold some).
     unrecorded = stored.empty and NORMALIZED_COLUMN in columns
+    positions = ("spot" if "spot_centroid_z" in columns else "centroid") if aperture else None
     with db.transaction() as cursor:
-        objects = read_normalization_objects(cursor, structure, redo_names, spot_intensity=aperture)
+        objects = read_normalization_objects(cursor, structure, redo_names, spot_intensity=aperture,
+                                             positions=positions)
     objects["grp"] = objects["name"].map(now)
+    if aperture:
+        spacing = extracted.set_index("name")[["spacing_z", "spacing_y", "spacing_x"]]
+        objects["isolated"] = isolated_spots(
+            objects[["z", "y", "x"]].to_numpy(np.float64)
+            * spacing.reindex(objects["name"]).to_numpy(np.float64), objects["name"])
     references, values = _group_references(config, objects)
     redone = objects.assign(molecules=values).groupby("grp").agg(
         objects=("id", "size"), molecules=("molecules", "sum"))
@@ -1044,7 +1055,8 @@ def _group_references(config: Config, objects: pd.DataFrame) -> tuple[pd.DataFra
                    f"(extracted by "
                    f"an older version): run `rna-localization extract --overwrite`.")
             raise ValueError(msg)
-        references = aperture_references(objects["spot_intensity"], objects["area"], objects["grp"])
+        references = aperture_references(objects["spot_intensity"], objects["area"], objects["grp"],
+                                         isolated=objects["isolated"])
         reference = references["reference"].reindex(objects["grp"]).to_numpy(np.float64)
         return references[columns], objects["spot_intensity"].to_numpy(np.float64) / reference
     values = normalize_intensities(

@@ -106,3 +106,32 @@ def distribution(distance, total, molecules, *, step, threshold, granule_thresho
         rows.append({"distance": d, "percent_total_rna": 100 * within / denominator,
                      "percent_granule_rna": 100 * granules / denominator})
     return pd.DataFrame(rows)
+
+
+def aperture_reference(spot, area, points_um, images, *, reach_um: float, trim: float,
+                       fewest: int) -> float:
+    """One group's single-molecule reference (method "aperture", README's definition), by hand.
+
+    The single spots: area within 0.5-1.5x the group's median area and a positive spot
+    intensity; of them, those with no other object of their image within `reach_um`
+    (all pairs) when at least `fewest` are. The reference: the mean of the single spots
+    within a factor `trim` of their median.
+    """
+    spot = np.asarray(spot, dtype=float)
+    area = np.asarray(area, dtype=float)
+    points = np.asarray(points_um, dtype=float)
+    images = np.asarray(images, dtype=object)
+    centre = np.median(area)
+    single = [k for k in range(len(spot))
+              if 0.5 * centre <= area[k] <= 1.5 * centre and spot[k] > 0]
+    isolated = []
+    for k in single:
+        others = [j for j in range(len(spot)) if j != k and images[j] == images[k]]
+        nearest = min((math.dist(points[k], points[j]) for j in others), default=math.inf)
+        if nearest > reach_um:
+            isolated.append(k)
+    if len(isolated) >= fewest:
+        single = isolated
+    median = float(np.median(spot[single]))
+    kept = [spot[k] for k in single if median / trim <= spot[k] <= median * trim]
+    return sum(kept) / len(kept)

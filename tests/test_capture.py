@@ -384,7 +384,8 @@ def _held_alone(labels, positions, owner, sites):
 def _granules_against_singles(table, labels, positions, owner, granule, *, clipped=None):
     """Molecules per granule against single molecules' (a relative error), over the sites
     held alone by one object (those whose object holds a plateau at the camera's ceiling
-    only, with `clipped`), the reference the area window's median; and how many granules."""
+    only, with `clipped`), the reference from the whole area window (no isolation); and how
+    many granules."""
     from rna_localization.distributions import aperture_references
 
     area = np.bincount(labels.ravel())[table["object_id"]]
@@ -499,7 +500,7 @@ def test_isolated_granules_read_their_molecules_on_realistic_images(preset):
     print(f"{preset}: PSF measured {np.round(corrected.attrs['psf_um'], 3)} (simulated "
           f"{psf[0]}, {psf[1]})")
     # Granules against single molecules read the same way: the photometry's own error,
-    # whatever the reference (here the area window's median, which these images' many
+    # whatever the reference (here from the whole area window, which these images' many
     # small granules raise a little).
     relative = {}
     for name, table in (("corrected", corrected), ("plain", plain)):

@@ -8,7 +8,11 @@ from rna_localization import (
     normalize_intensities,
     single_molecule_references,
 )
-from rna_localization.distributions import aperture_references
+from rna_localization.distributions import (
+    MIN_REFERENCE_OBJECTS,
+    aperture_references,
+    isolated_spots,
+)
 
 import oracles
 
@@ -63,18 +67,82 @@ def test_group_without_single_molecules_is_named():
         normalize_intensities([1, 2], [15, 200], ["cen", "gapdh"], lower_threshold=10, upper_threshold=40)
 
 
-def test_aperture_reference_is_the_median_single_spot_of_each_group():
-    # Group a: singles of 40-60 voxels around 100, a merged pair (95 voxels) and a granule.
-    spot = [90.0, 100.0, 104.0, 250.0, 900.0, 10.0, 12.0, 11.0]
-    area = [40, 50, 60, 95, 200, 30, 30, 30]
-    groups = ["a"] * 5 + ["b"] * 3
+def test_aperture_reference_is_the_trimmed_mean_single_spot_of_each_group():
+    # Group a: singles of 40-60 voxels around 100, a merged pair and a cut spot inside the
+    # area window (170 and 55: beyond 1.6 times the window's median, 100, either side), a
+    # merged pair outside it (95 voxels) and a granule.
+    spot = [90.0, 100.0, 104.0, 170.0, 55.0, 250.0, 900.0, 10.0, 12.0, 11.0]
+    area = [40, 50, 60, 45, 55, 95, 200, 30, 30, 30]
+    groups = ["a"] * 7 + ["b"] * 3
     table = aperture_references(spot, area, groups)
-    assert table.loc["a", "reference"] == 100.0  # the pair and the granule are outside the window
+    assert table.loc["a", "reference"] == pytest.approx((90 + 100 + 104) / 3, rel=1e-15)
     assert table.loc["a", "single_molecules"] == 3
-    assert (table.loc["a", "lower_area"], table.loc["a", "upper_area"]) == (30.0, 90.0)
-    assert table.loc["b", "reference"] == 11.0
+    assert (table.loc["a", "lower_area"], table.loc["a", "upper_area"]) == (27.5, 82.5)
+    assert table.loc["b", "reference"] == pytest.approx(11.0, rel=1e-15)
+    # Two spots further apart than the factor either side of their median: the median.
+    table = aperture_references([10.0, 100.0], [30, 30], ["d", "d"])
+    assert (table.loc["d", "reference"], table.loc["d", "single_molecules"]) == (55.0, 2)
     with pytest.raises(ValueError, match="'c'"):
         aperture_references([-5.0, -1.0], [30, 30], ["c", "c"])
+
+
+def test_aperture_reference_is_the_mean_molecule_of_a_log_normal_population():
+    # Molecules log-normal in brightness as on real images (sigma 0.27 of log), read with
+    # 5% noise, alone and with 6% of the window's objects unresolved pairs (two molecules'
+    # light): a count divides light by the mean molecule, exp(sigma^2 / 2) = 1.037 medians.
+    sigma, n = 0.27, 4000
+    mean_molecule = np.exp(sigma ** 2 / 2)
+    for seed, pairs_pct in ((3, 0), (4, 6)):
+        rng = np.random.default_rng(seed)
+        singles = rng.lognormal(0.0, sigma, n)
+        pairs = rng.lognormal(0.0, sigma, (n * pairs_pct // 100, 2)).sum(axis=1)
+        spot = np.concatenate([singles, pairs])
+        spot = spot * (1 + 0.05 * rng.standard_normal(spot.size))
+        reference = aperture_references(spot, np.full(spot.size, 50),
+                                        ["g"] * spot.size).loc["g", "reference"]
+        # The trim leaves out the brightest 4% of single molecules too: 1-2% under the mean.
+        assert reference == pytest.approx(mean_molecule, rel=0.02), pairs_pct
+        # A whole population's counts come as near: molecules summed over the singles.
+        assert singles.sum() / reference == pytest.approx(n, rel=0.02), pairs_pct
+        if not pairs_pct:  # the median sits on the median molecule, 3.7% under the mean
+            assert np.median(spot) / mean_molecule < 0.97
+            assert abs(reference / mean_molecule - 1) < abs(np.median(spot) / mean_molecule - 1) - 0.015
+
+
+def test_aperture_reference_leaves_crowded_spots_out_when_enough_are_isolated():
+    # 60 isolated spots reading 100 (+-10) and 60 crowded ones reading 130: a crowded
+    # spot's aperture holds part of its neighbours' light.
+    rng = np.random.default_rng(0)
+    isolated_spot = 100 + 10 * rng.uniform(-1, 1, 60)
+    spot = np.concatenate([isolated_spot, np.full(60, 130.0)])
+    isolated = np.arange(120) < 60
+    area = np.full(120, 40)
+    table = aperture_references(spot, area, ["g"] * 120, isolated=isolated)
+    assert table.loc["g", "reference"] == pytest.approx(isolated_spot.mean(), rel=1e-12)
+    assert table.loc["g", "single_molecules"] == 60
+    # Without the isolation (or with too few isolated spots) every spot of the window counts.
+    everyone = np.concatenate([isolated_spot, np.full(60, 130.0)]).mean()
+    for flags in (None, np.arange(120) < MIN_REFERENCE_OBJECTS - 1):
+        table = aperture_references(spot, area, ["g"] * 120, isolated=flags)
+        assert table.loc["g", "reference"] == pytest.approx(everyone, rel=1e-12)
+        assert table.loc["g", "single_molecules"] == 120
+
+
+def test_isolated_spots_against_every_pair():
+    rng = np.random.default_rng(7)
+    points = rng.uniform(0, 4, (300, 3))
+    images = rng.choice(["a", "b", "c"], 300)
+    images[0] = "lone"  # the only object of its image
+    found = isolated_spots(points, images, reach_um=0.5)
+    for k in range(len(points)):
+        others = [j for j in range(len(points)) if j != k and images[j] == images[k]]
+        nearest = min((float(np.linalg.norm(points[j] - points[k])) for j in others),
+                      default=np.inf)
+        assert found[k] == (nearest > 0.5), k
+    assert found[0]
+    assert 0 < found.sum() < len(points)  # both kinds occur
+    # Exactly at the reach is not isolated.
+    assert not isolated_spots([[0, 0, 0], [0, 0, 0.5]], ["a", "a"], reach_um=0.5).any()
 
 
 def test_a_distance_a_rounding_away_from_a_grid_line_counts_on_it():

@@ -26,8 +26,14 @@ from rna_localization.db.tables import (
     register_images,
     write_image_objects,
 )
+from rna_localization.distributions import (
+    MIN_REFERENCE_OBJECTS,
+    REFERENCE_ISOLATION_UM,
+    REFERENCE_TRIM,
+)
 from rna_localization.objects import label_objects, measure_objects
 
+import oracles
 from datagen import random_blobs
 from helpers import database as _db
 
@@ -70,7 +76,8 @@ def _set_method(config_path: Path, method: str) -> None:
 
 
 def _oracle(rows: pd.DataFrame, method: str, lower: float, upper: float) -> np.ndarray:
-    """normalized_intensity from PRODUCT.md's definitions, group by group, in plain numpy."""
+    """normalized_intensity from PRODUCT.md's definitions, group by group, in plain numpy
+    (method "aperture": :func:`oracles.aperture_reference`)."""
     expected = np.full(len(rows), np.nan)
     for group in rows["rna_type"].dropna().unique():
         member = (rows["rna_type"] == group).to_numpy()
@@ -81,15 +88,26 @@ def _oracle(rows: pd.DataFrame, method: str, lower: float, upper: float) -> np.n
             expected[member] = total / reference
         else:
             spot = rows["spot_intensity"].to_numpy(float)[member]
-            centre = np.median(area)
-            single = (area >= 0.5 * centre) & (area <= 1.5 * centre) & (spot > 0)
-            expected[member] = spot / np.median(spot[single])
+            reference = oracles.aperture_reference(
+                spot, area, rows[["z_um", "y_um", "x_um"]].to_numpy(float)[member],
+                rows["name"].to_numpy()[member], reach_um=REFERENCE_ISOLATION_UM,
+                trim=REFERENCE_TRIM, fewest=MIN_REFERENCE_OBJECTS)
+            expected[member] = spot / reference
     return expected
 
 
+#: Each object's position in µm (its intensity centroid, else its centroid) for the oracle.
+_POSITIONS_UM = ", ".join(
+    f"COALESCE(o.spot_centroid_{axis}, o.centroid_{axis}) * l.spacing_{axis} AS {axis}_um"
+    for axis in "zyx")
+_LABELS = "JOIN label_images AS l ON l.name = o.name AND l.structure = 'rna'"
+
+
 def _check_normalized(db, config) -> None:
-    rows = db.query("SELECT o.id, o.area, o.total_intensity, o.spot_intensity, o.normalized_intensity, "
-                    "i.rna_type FROM rna AS o LEFT JOIN images AS i ON i.name = o.name ORDER BY o.id")
+    rows = db.query("SELECT o.id, o.name, o.area, o.total_intensity, o.spot_intensity, "
+                    "o.normalized_intensity, " + _POSITIONS_UM + ", "
+                    "i.rna_type FROM rna AS o " + _LABELS + " LEFT JOIN images AS i "
+                    "ON i.name = o.name ORDER BY o.id")
     n = config.normalization
     expected = _oracle(rows, n.method, n.lower_threshold, n.upper_threshold)
     stored = rows["normalized_intensity"].to_numpy(float)
@@ -256,8 +274,9 @@ def test_a_deleted_image_renormalizes_its_group(dataset):
     _check_normalized(db, config)
     # The cen reference and counts are img_02's alone now, checked against the oracle.
     rows = db.query("SELECT o.name, o.area, o.total_intensity, o.spot_intensity, "
-                    "o.normalized_intensity, i.rna_type FROM rna AS o JOIN images AS i "
-                    "ON i.name = o.name WHERE i.rna_type = 'cen' ORDER BY o.id")
+                    "o.normalized_intensity, " + _POSITIONS_UM + ", i.rna_type FROM rna AS o "
+                    + _LABELS + " JOIN images AS i ON i.name = o.name "
+                    "WHERE i.rna_type = 'cen' ORDER BY o.id")
     assert set(rows["name"]) == {"img_02"}
     n = config.normalization
     expected = _oracle(rows, n.method, n.lower_threshold, n.upper_threshold)
@@ -370,3 +389,43 @@ def test_a_normalize_with_nothing_to_do_waits_for_no_reader(dataset):
         reader.close()
     worker.join()
     assert finished, "normalize waited for a reader although it had nothing to write"
+
+
+def test_normalize_takes_its_reference_from_the_isolated_spots(dataset):
+    # The two cen images become a grid of spots (3x3-voxel boxes in one plane) 0.8 µm apart,
+    # its first row with a second spot between each two (0.4 µm apart, under
+    # REFERENCE_ISOLATION_UM) and brighter: crowded spots whose neighbours' light would
+    # raise the reference.
+    root = dataset.parent
+    shape = (8, 40, 48)
+    for name in ("img_00", "img_02"):
+        seg = np.zeros(shape, np.uint8)
+        raw = np.full(shape, 100, np.uint16)
+        centres = [(y, x, False) for y in range(4, 40, 8) for x in range(4, 48, 8)]
+        centres += [(4, x, True) for x in range(8, 44, 8)]
+        for y, x, _ in centres:
+            crowded = y == 4
+            seg[4, y - 1:y + 2, x - 1:x + 2] = 255
+            raw[4, y - 1:y + 2, x - 1:x + 2] += 1400 if crowded else 1000
+        tifffile.imwrite(root / "rna" / "raw-data" / f"{name}.tif", raw)
+        tifffile.imwrite(root / "rna" / "segmentations" / f"{name}_seg.tif", seg)
+    _set_method(dataset, "aperture")
+    config = load_config(dataset)
+    assert config.normalization.method == "aperture"
+    steps.run(config)
+    db = _db(dataset)
+    _check_normalized(db, config)  # the oracle: isolation by brute force, in µm
+    rows = db.query("SELECT o.name, o.area, o.spot_intensity, o.normalized_intensity, "
+                    + _POSITIONS_UM + " FROM rna AS o " + _LABELS
+                    + " WHERE o.name IN ('img_00', 'img_02') ORDER BY o.id")
+    assert len(rows) == 2 * 35
+    crowded = (rows["y_um"] < 0.5).to_numpy()  # the first row, y = 0.4 µm
+    assert crowded.sum() == 2 * 11
+    spot = rows["spot_intensity"].to_numpy(float)
+    reference = (spot / rows["normalized_intensity"].to_numpy(float))
+    np.testing.assert_allclose(reference, reference[0], rtol=1e-12)
+    # The isolated spots' trimmed mean (every spot here within 1.6x of the median) ...
+    assert reference[0] == pytest.approx(spot[~crowded].mean(), rel=1e-12)
+    # ... which the crowded spots would have moved.
+    assert abs(spot.mean() / spot[~crowded].mean() - 1) > 0.05
+    assert spot[crowded].min() > spot[~crowded].max()

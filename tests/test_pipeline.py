@@ -15,6 +15,11 @@ import tifffile
 from rna_localization import io, load_config, steps
 from rna_localization.cli import main
 from rna_localization.db.backup import export_tables
+from rna_localization.distributions import (
+    MIN_REFERENCE_OBJECTS,
+    REFERENCE_ISOLATION_UM,
+    REFERENCE_TRIM,
+)
 
 import oracles
 from helpers import assert_nothing_stale as _assert_nothing_stale
@@ -188,8 +193,8 @@ def test_backup_then_restore_gives_identical_tables(dataset, tmp_path, database_
 def test_aperture_normalization_from_the_files(dataset):
     # Method "aperture": every object's spot_intensity and background are those of
     # aperture_intensities on its files (tested against a brute-force oracle in
-    # test_apertures.py); one molecule is the median spot_intensity of the
-    # objects within 0.5-1.5x their group's median area.
+    # test_apertures.py); one molecule is the mean spot_intensity of the isolated
+    # objects within 0.5-1.5x their group's median area (oracles.aperture_reference).
     from rna_localization.apertures import aperture_intensities
 
     text = Path(dataset).read_text(encoding="utf-8")
@@ -200,9 +205,12 @@ def test_aperture_normalization_from_the_files(dataset):
     assert config.normalization.method == "aperture"
     assert config.distribution.distance == "centroid"
     steps.run(config)
-    stored = _db(dataset).query("SELECT o.name, o.object_id, o.area, o.spot_intensity, o.background, "
-                                "o.normalized_intensity, i.rna_type FROM rna AS o JOIN images AS i "
-                                "ON i.name = o.name ORDER BY o.name, o.object_id")
+    stored = _db(dataset).query(
+        "SELECT o.name, o.object_id, o.area, o.spot_intensity, o.background, "
+        "o.normalized_intensity, i.rna_type, "
+        + ", ".join(f"COALESCE(o.spot_centroid_{axis}, o.centroid_{axis}) * {size} AS {axis}_um"
+                    for axis, size in zip("zyx", SPACING))
+        + " FROM rna AS o JOIN images AS i ON i.name = o.name ORDER BY o.name, o.object_id")
     root = Path(dataset).parent
     expected = []
     for name in sorted(stored["name"].unique()):
@@ -214,10 +222,11 @@ def test_aperture_normalization_from_the_files(dataset):
     np.testing.assert_allclose(stored["background"], expected["background"], rtol=1e-12)
     molecules = []
     for _, group in stored.groupby("rna_type"):
-        centre = group["area"].median()
-        window = group[(group["area"] >= 0.5 * centre) & (group["area"] <= 1.5 * centre)
-                       & (group["spot_intensity"] > 0)]
-        molecules.append(group["spot_intensity"] / window["spot_intensity"].median())
+        reference = oracles.aperture_reference(
+            group["spot_intensity"], group["area"], group[["z_um", "y_um", "x_um"]],
+            group["name"], reach_um=REFERENCE_ISOLATION_UM, trim=REFERENCE_TRIM,
+            fewest=MIN_REFERENCE_OBJECTS)
+        molecules.append(group["spot_intensity"] / reference)
     np.testing.assert_allclose(stored["normalized_intensity"], pd.concat(molecules).sort_index(),
                                rtol=1e-12)
     # Centroid distances: from each stored centroid to every centrosome voxel, by brute force.

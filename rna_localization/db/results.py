@@ -277,19 +277,30 @@ REFERENCE_COLUMNS = ["grp", "method", "group_by", "lower_threshold", "upper_thre
                      "reference", "single_molecules", "objects", "molecules"]
 
 
-def read_normalization_objects(cursor, structure: str, names, *,
-                               spot_intensity: bool) -> pd.DataFrame:
+def read_normalization_objects(cursor, structure: str, names, *, spot_intensity: bool,
+                               positions: str | None = None) -> pd.DataFrame:
     """The objects of images `names` of `structure` (through the ``(name, object_id)`` index).
 
-    Columns ``id``, ``name``, ``area``, ``total_intensity`` and
-    ``spot_intensity`` (when asked), in (name, object_id) order: sums over
-    them (a mean reference, molecules per group) do not depend on where the
-    rows lie, so the same data always give the same bits.
+    Columns ``id``, ``name``, ``area``, ``total_intensity``, ``spot_intensity``
+    (when asked) and, with `positions`, ``z``, ``y``, ``x`` in voxels: the
+    intensity centroid where there is one, else the centroid (`positions` =
+    ``"spot"``), or the centroid (``"centroid"``, a table extracted without
+    intensity centroids). In (name, object_id) order: sums over them (a mean
+    reference, molecules per group) do not depend on where the rows lie, so
+    the same data always give the same bits.
     """
     columns = ["id", "name", "area", "total_intensity"] + (["spot_intensity"] if spot_intensity else [])
+    selected = [sql.Identifier(column) for column in columns]
+    if positions is not None:
+        for axis in "zyx":
+            centroid = sql.Identifier(f"centroid_{axis}")
+            selected.append(sql.SQL("COALESCE({}, {})").format(
+                sql.Identifier(f"spot_centroid_{axis}"), centroid) if positions == "spot"
+                else centroid)
+        columns = [*columns, "z", "y", "x"]
     cursor.execute(
         sql.SQL("SELECT {} FROM {} WHERE name = ANY(%s) ORDER BY name, object_id").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(structure)),
+            sql.SQL(", ").join(selected), sql.Identifier(structure)),
         (list(names),),
     )
     return pd.DataFrame(cursor.fetchall(), columns=columns)
