@@ -115,7 +115,7 @@ def aperture_reference(spot, area, points_um, images, *, reach_um: float, trim: 
     The single spots: area within 0.5-1.5x the group's median area and a positive spot
     intensity; of them, those with no other object of their image within `reach_um`
     (all pairs) when at least `fewest` are. The reference: the mean of the single spots
-    within a factor `trim` of their median.
+    within a factor `trim` of their median (the median when none is).
     """
     spot = np.asarray(spot, dtype=float)
     area = np.asarray(area, dtype=float)
@@ -134,4 +134,4 @@ def aperture_reference(spot, area, points_um, images, *, reach_um: float, trim: 
         single = isolated
     median = float(np.median(spot[single]))
     kept = [spot[k] for k in single if median / trim <= spot[k] <= median * trim]
-    return sum(kept) / len(kept)
+    return sum(kept) / len(kept) if kept else median

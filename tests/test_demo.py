@@ -83,8 +83,8 @@ def test_demo_with_the_segmentation_workflows_meets_its_targets(tmp_path, postgr
     _check_csv(report, images_per_group=2)
     # Four images of each RNA type, two per cycle. The full demo's figures (20 images,
     # 3 seeds) are in the README; on these small stacks dense cen RNA carries fewer
-    # molecules, and its reference (from the area window's isolated spots, a few hundred
-    # here) and the images sharing it move from seed to seed, so its bounds are wider.
+    # molecules, and its reference (from the area window's isolated spots) and the images
+    # sharing it move from seed to seed, so its bounds are wider.
     # Measured on seeds 5-12 with the window's median as the reference: cen
     # single molecules 0.87-1.01 (gapdh 0.97-1.02), cen totals -5 to -16%. With two
     # images per RNA type the cen figure spread over 0.84-1.06 (seeds 5-13): too few to
