@@ -190,9 +190,8 @@ def aperture_references(spot_intensity, area, groups, *, isolated=None,
         "group": np.asarray(groups, dtype=object),
         "area": np.asarray(area, dtype=np.float64),
         "spot": np.asarray(spot_intensity, dtype=np.float64),
-        "isolated": (np.ones(len(np.atleast_1d(area)), dtype=bool) if isolated is None
-                     else np.asarray(isolated, dtype=bool)),
     })
+    table["isolated"] = True if isolated is None else np.asarray(isolated, dtype=bool)
     rows = {}
     for group, objects in table.groupby("group", sort=True):
         centre = float(objects["area"].median())
