@@ -88,8 +88,10 @@ class Intermediates:
         The volume of the largest of them, µm³ (NaN: none removed).
     faint : float
         The share of single molecules estimated to score under the threshold
-        (:func:`.quality.missed_faint_fraction` of the spots found; NaN for
-        the workflows that do not find single molecules, or too few spots).
+        (:func:`.quality.missed_faint_fraction` of the spots kept in ``spots``,
+        one per source: a PSF's lobes along z and the spots around one clipped
+        plateau count once; NaN for the workflows that do not find single
+        molecules, or too few spots).
     """
 
     raw: np.ndarray
@@ -283,10 +285,6 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
         spacing=spacing, background_ratio=params.background_ratio)
     spots = detection.find_spots(score, threshold, spacing=spacing,
                                  min_distance_um=params.spot_sigma_um)
-    # The molecules too faint to be found, from the scores of those that were (the workflows
-    # that find single molecules: those that split blended spots).
-    faint = (missed_faint_fraction(spots["score"], threshold) if params.blend_fraction > 0
-             else float("nan"))
     if not keep:
         score = None  # made again below (the same values): one volume less meanwhile
     spots = detection.split_blended_spots(filtered, noise, spots, threshold, spacing=spacing,
@@ -333,6 +331,12 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
     columns = lobes  # one molecule's maxima along z, kept one connected object
     if len(plateau):
         lobes = plateau if lobes is None else np.concatenate([lobes, plateau])
+    # The molecules too faint to be found, from the scores of those that were (the workflows
+    # that find single molecules: those that split blended spots): the spots as kept (the
+    # blended pairs' and flanks' molecules in, the far field of brighter spots out), one per
+    # source (a PSF's second maximum along z scores just over the threshold).
+    faint = (missed_faint_fraction(spots["score"], threshold, same_source=lobes)
+             if params.blend_fraction > 0 else float("nan"))
     # Molecules beside a granule (the workflows that split blended spots): only the
     # granule's own lumps take its lower saddle ratio.
     sigma = (detection.spot_shape(filtered, spots)
