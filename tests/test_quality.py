@@ -184,7 +184,8 @@ def test_missed_faint_fraction_counts_a_source_with_two_maxima_once():
         pairs = np.c_[seen, len(found) + np.arange(len(seen))]
         assert missed_faint_fraction(both, 4.0) >= truth + 0.05, seed  # the lobes read as faint
         assert abs(missed_faint_fraction(both, 4.0, same_source=pairs) - truth) <= 0.02, seed
-        # Either order in a pair; pairs sharing a spot (three maxima of one source).
+        # Either order in a pair; pairs that share a spot (a chain of maxima, here two lobes
+        # paired too) leave out the dimmer of each pair and nothing else.
         assert (missed_faint_fraction(both, 4.0, same_source=pairs[:, ::-1])
                 == missed_faint_fraction(both, 4.0, same_source=pairs))
         chain = np.r_[pairs, np.c_[pairs[:5, 1], pairs[5:10, 1]]]
