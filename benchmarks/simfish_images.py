@@ -190,18 +190,9 @@ def available() -> str | None:
 def _through_objective(fine, amplitude, shape, scene: Scene) -> np.ndarray:
     """Point sources on the fine grid through the objective's PSF, the aberration growing
     linearly from the first plane to the last when ``scene.deep_waves`` is set."""
-    if scene.deep_waves is None:
-        return render_points(fine, amplitude, shape, scene.spacing, subpixel=SUBPIXEL,
-                             spherical_waves=scene.spherical_waves)
-    light = np.zeros(shape, np.float64)
-    edges = np.linspace(0, shape[0] * SUBPIXEL, DEPTH_SLABS + 1)
-    slab = np.clip(np.searchsorted(edges, fine[:, 0], side="right") - 1, 0, DEPTH_SLABS - 1)
-    for k in np.unique(slab):
-        depth = 0.5 * (edges[k] + edges[k + 1]) / (shape[0] * SUBPIXEL)  # 0 top, 1 bottom
-        waves = scene.spherical_waves + (scene.deep_waves - scene.spherical_waves) * depth
-        light += render_points(fine[slab == k], amplitude[slab == k], shape, scene.spacing,
-                               subpixel=SUBPIXEL, spherical_waves=waves)
-    return light
+    return render_points(fine, amplitude, shape, scene.spacing, subpixel=SUBPIXEL,
+                         spherical_waves=scene.spherical_waves, deep_waves=scene.deep_waves,
+                         slabs=DEPTH_SLABS)
 
 
 def _positions(rng, shape, scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

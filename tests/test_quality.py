@@ -244,14 +244,9 @@ def _deepening_aberration(seed: int):
     at = rng.uniform([3, 6, 6], shape - [4, 7, 7], size=(300, 3))
     cells = np.rint((at + 0.5) * fine - 0.5).astype(int)
     brightness = np.exp(rng.normal(0.0, 0.27, len(at)))
-    third = np.minimum(3 * cells[:, 0] // (shape[0] * fine), 2)
-    light, unit = np.zeros(shape), np.zeros(shape)
-    for k, waves in enumerate((0.15, 0.25, 0.35)):
-        inside = third == k
-        light += render_points(cells[inside], brightness[inside], shape, spacing, subpixel=fine,
-                               spherical_waves=waves)
-        unit += render_points(cells[inside], np.ones(inside.sum()), shape, spacing,
-                              subpixel=fine, spherical_waves=waves)
+    light, unit = (render_points(cells, amplitude, shape, spacing, subpixel=fine,
+                                 spherical_waves=0.1, deep_waves=0.4, slabs=3)
+                   for amplitude in (brightness, np.ones(len(at))))
     peak = np.median(unit[tuple(np.rint(at).astype(int).T)])
     image = rng.poisson(3300 + light * 8 * np.sqrt(3300) / peak).astype(np.uint16)
     return image, at, tuple(spacing)
