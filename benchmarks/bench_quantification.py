@@ -119,7 +119,7 @@ def _ours(sims: list) -> Cell:
     from rna_localization.apertures import spot_centroids
     from rna_localization.capture import corrected_apertures
     from rna_localization.demo import _image_truth, granule_errors
-    from rna_localization.distributions import aperture_references, isolated_spots
+    from rna_localization.distributions import isolated_spots, object_references
     from rna_localization.hot_pixels import without_hot_pixels
     from rna_localization.objects import label_objects
     from rna_localization.segmentation import segment
@@ -133,12 +133,15 @@ def _ours(sims: list) -> Cell:
         table = corrected_apertures(labels, raw, spacing=sim.spacing)
         # Where extract puts each object: its background-subtracted intensity centroid.
         where = spot_centroids(labels, raw, table.set_index("object_id")["background"])
-        table["isolated"] = isolated_spots(
-            where.set_index("object_id").loc[table["object_id"]].to_numpy(np.float64)
-            * np.asarray(sim.spacing), np.zeros(len(table)))
+        points = (where.set_index("object_id").loc[table["object_id"]].to_numpy(np.float64)
+                  * np.asarray(sim.spacing))
+        table["isolated"] = isolated_spots(points, np.zeros(len(table)))
+        table["depth_um"] = points[:, 0]
+        # A PSF that changes with depth: counted against the single molecules at each depth.
+        table["by_depth"] = bool((table.attrs["psf_depth"] or {}).get("changes"))
         cell.seconds += time.perf_counter() - start
         cell.images += 1
-        cell.depth_named += bool((table.attrs["psf_depth"] or {}).get("changes"))
+        cell.depth_named += bool(table["by_depth"].any())
         table["area"] = np.bincount(labels.ravel())[table["object_id"]]
         tables.append(table.assign(name=sim.name, rna_type=sim.name.split("_")[0]))
         molecules = sim.molecules.assign(name=sim.name, label=_image_truth(sim.molecules, labels))
@@ -149,10 +152,10 @@ def _ours(sims: list) -> Cell:
         cell.face_found += int((face & (molecules["label"].to_numpy() > 0)).sum())
         found.append(molecules)
     objects = pd.concat(tables, ignore_index=True)
-    references = aperture_references(objects["spot_intensity"], objects["area"],
-                                     objects["rna_type"], isolated=objects["isolated"])["reference"]
-    objects["normalized_intensity"] = (objects["spot_intensity"]
-                                       / objects["rna_type"].map(references))
+    _, reference = object_references(objects["spot_intensity"], objects["area"],
+                                     objects["rna_type"], isolated=objects["isolated"],
+                                     depth_um=objects["depth_um"], by_depth=objects["by_depth"])
+    objects["normalized_intensity"] = objects["spot_intensity"] / reference
     estimates = objects.rename(columns={"object_id": "label"})[
         ["name", "label", "normalized_intensity"]]
     for molecules in found:

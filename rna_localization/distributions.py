@@ -14,12 +14,15 @@ __all__ = [
     "REFERENCE_ISOLATION_UM",
     "REFERENCE_TRIM",
     "SINGLE_AREA_WINDOW",
+    "REFERENCE_DEPTH_REACH_UM",
     "aperture_references",
     "cumulative_distribution",
+    "depth_references",
     "distance_grid",
     "distance_steps",
     "isolated_spots",
     "normalize_intensities",
+    "object_references",
     "single_molecule_references",
 ]
 
@@ -215,6 +218,164 @@ def aperture_references(spot_intensity, area, groups, *, isolated=None,
     result = pd.DataFrame.from_dict(rows, orient="index")
     result.index.name = "group"
     return result
+
+
+#: Method "aperture", images whose PSF changes with depth: an object's reference is taken
+#: from the isolated spots within this many µm of its depth (or the
+#: :data:`MIN_REFERENCE_OBJECTS` nearest in depth, when fewer are). Through spherical
+#: aberration growing from 0.1 waves at the first plane to 0.4 at the last (8.7 µm deeper),
+#: the isolated single molecules' light in their apertures changes by up to 30% from one
+#: micron of depth to the next (docs/quantification.md, "Aberration that grows with depth").
+REFERENCE_DEPTH_REACH_UM = 1.0
+
+
+def _trimmed_mean(values: np.ndarray, trim: float) -> float:
+    """Mean of `values` within a factor `trim` of their median (the median when none are)."""
+    median = float(np.median(values))
+    kept = values[(values >= median / trim) & (values <= median * trim)]
+    return float(kept.mean()) if kept.size else median
+
+
+def depth_references(spot_intensity, depth_um, groups, *, isolated,
+                     reach_um: float = REFERENCE_DEPTH_REACH_UM, trim: float = REFERENCE_TRIM,
+                     min_objects: int = MIN_REFERENCE_OBJECTS) -> np.ndarray:
+    """Each object's single-molecule reference at its own depth, for a PSF that changes with depth.
+
+    An oil objective focused deeper into a watery sample aberrates more, and
+    the share of a molecule's light its aperture holds changes with the
+    depth (:func:`rna_localization.capture.psf_depth_change` names such
+    stacks). Each object is then counted against the single molecules at its
+    depth: its reference is the mean ``spot_intensity`` of its group's
+    reference spots (`isolated`, with a positive intensity) whose depth lies
+    within `reach_um` of its own, those within a factor `trim` of their
+    median, as :func:`aperture_references` takes them over the whole group
+    but without its area window (a molecule's mask grows with its depth's
+    PSF). When fewer than `min_objects` spots lie within reach, the
+    `min_objects` nearest in depth serve (all of the group's, when it has
+    fewer).
+
+    Parameters
+    ----------
+    spot_intensity, depth_um, groups : (N,) array-like
+        One value per object: background-subtracted aperture intensity, depth
+        (µm from the stack's first plane) and group.
+    isolated : (N,) array-like of bool
+        The objects that may serve as references (:func:`isolated_spots`).
+    reach_um : float
+        Half the range of depths (µm) the reference spots are taken from.
+    trim : float
+        As in :func:`aperture_references`.
+    min_objects : int
+        Fewest reference spots behind a reference.
+
+    Returns
+    -------
+    (N,) ndarray of float64
+        Each object's reference; NaN for the objects of a group without a
+        reference spot, and for those whose depth is not finite.
+
+    Examples
+    --------
+    Spots read 100 near the top and 130 three microns down; each object is
+    counted against the spots at its depth:
+
+    >>> depth = [0.0, 0.2, 0.4, 3.0, 3.2, 3.4, 0.3, 3.1]
+    >>> spot = [100, 100, 100, 130, 130, 130, 200, 260]
+    >>> depth_references(spot, depth, ["a"] * 8, isolated=[True] * 6 + [False] * 2,
+    ...                  min_objects=2)
+    array([100., 100., 100., 130., 130., 130., 100., 130.])
+    """
+    spot = np.asarray(spot_intensity, dtype=np.float64)
+    depth = np.asarray(depth_um, dtype=np.float64)
+    groups = np.asarray(groups, dtype=object)
+    usable = np.asarray(isolated, dtype=bool) & (spot > 0) & np.isfinite(depth)
+    out = np.full(spot.shape, np.nan)
+    for group in pd.unique(groups):
+        members = np.flatnonzero(groups == group)
+        pool = members[usable[members]]
+        if pool.size == 0:
+            continue
+        order = np.argsort(depth[pool], kind="stable")
+        levels, values = depth[pool][order], spot[pool][order]
+        members = members[np.isfinite(depth[members])]  # no depth: no reference here
+        z = depth[members]
+        lo = np.searchsorted(levels, z - reach_um, side="left")
+        hi = np.searchsorted(levels, z + reach_um, side="right")
+        need = min(int(min_objects), levels.size)
+        for k in np.flatnonzero(hi - lo < need):
+            # The `need` spots nearest in depth: a run of the sorted depths.
+            first = np.arange(max(0, lo[k] - need), min(hi[k], levels.size - need) + 1)
+            reach = np.maximum(z[k] - levels[first], levels[first + need - 1] - z[k])
+            lo[k] = first[np.argmin(reach)]
+            hi[k] = lo[k] + need
+        # Objects with the same run of spots share one reference.
+        runs, which = np.unique(np.stack([lo, hi], 1), axis=0, return_inverse=True)
+        per_run = np.array([_trimmed_mean(values[a:b], trim) for a, b in runs])
+        out[members] = per_run[np.ravel(which)]
+    return out
+
+
+def object_references(spot_intensity, area, groups, *, isolated, depth_um=None,
+                      by_depth=None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Method "aperture"'s references: one per group, or per depth where the PSF changes with it.
+
+    Every object is counted against its group's reference
+    (:func:`aperture_references` of the group's images through one PSF), but
+    the objects of the images whose PSF changes with depth (`by_depth`),
+    against the single molecules of those images at their own depth
+    (:func:`depth_references`). A group whose every image has a PSF that
+    changes with depth reports the reference of them all.
+
+    Parameters
+    ----------
+    spot_intensity, area, groups : (N,) array-like
+        As in :func:`aperture_references`.
+    isolated : (N,) array-like of bool
+        Objects with no other object nearby (:func:`isolated_spots`).
+    depth_um : (N,) array-like of float, optional
+        Each object's depth, µm from its stack's first plane (needed with `by_depth`).
+    by_depth : (N,) array-like of bool, optional
+        The objects of images whose PSF changes with depth
+        (:func:`rna_localization.capture.psf_depth_change`). None: none.
+
+    Returns
+    -------
+    references : DataFrame
+        :func:`aperture_references` of the objects the group's reference is
+        taken from, plus ``by_depth``: the objects of each group counted
+        against a reference at their depth.
+    reference : (N,) ndarray of float64
+        Each object's reference.
+
+    Examples
+    --------
+    >>> table, reference = object_references(
+    ...     [100, 110, 90, 420], [20, 22, 18, 60], ["a"] * 4, isolated=[True] * 4)
+    >>> reference.tolist(), table["by_depth"].tolist()
+    ([100.0, 100.0, 100.0, 100.0], [0])
+    """
+    spot = np.asarray(spot_intensity, dtype=np.float64)
+    groups = np.asarray(groups, dtype=object)
+    isolated = np.asarray(isolated, dtype=bool)
+    deep = (np.zeros(groups.shape, bool) if by_depth is None
+            else np.asarray(by_depth, dtype=bool))
+    # The group's reference from its images through one PSF (from all of them, in a
+    # group whose every image has a PSF that changes with depth).
+    basis = ~deep | ~pd.Series(~deep).groupby(groups).transform("any").to_numpy(bool)
+    table = aperture_references(spot[basis], np.asarray(area, np.float64)[basis], groups[basis],
+                                isolated=isolated[basis])
+    reference = table["reference"].reindex(groups).to_numpy(np.float64, copy=True)
+    if deep.any():
+        if depth_um is None:
+            msg = "object_references: by_depth needs depth_um, each object's depth."
+            raise ValueError(msg)
+        at_depth = depth_references(spot[deep], np.asarray(depth_um, np.float64)[deep],
+                                    groups[deep], isolated=isolated[deep])
+        # A group whose depth-changing images have no reference spot keeps its own.
+        reference[deep] = np.where(np.isnan(at_depth), reference[deep], at_depth)
+    table["by_depth"] = pd.Series(deep, index=groups).groupby(level=0).sum().reindex(
+        table.index, fill_value=0).astype(np.int64)
+    return table, reference
 
 
 def normalize_intensities(

@@ -77,12 +77,13 @@ from .distances import nearest_distances, point_distances
 from .distributions import (
     DISTRIBUTION_COLUMNS,
     MIN_REFERENCE_OBJECTS,
+    REFERENCE_DEPTH_REACH_UM,
     SINGLE_AREA_WINDOW,
-    aperture_references,
     cumulative_distribution,
     distance_grid,
     isolated_spots,
     normalize_intensities,
+    object_references,
     single_molecule_references,
 )
 from .hot_pixels import without_hot_pixels
@@ -304,7 +305,8 @@ def _extract_one(dsn: str, pair: io.ImagePair, spacing, overwrite: bool,
         written = write_image_objects(
             cursor, pair.structure, pair.name, objects, label_image, spacing,
             raw_path=str(pair.raw), segmentation_path=str(pair.segmentation), overwrite=overwrite,
-            psf=psf, **fingerprints,
+            psf=psf, psf_depth_changes=None if psf_depth is None else psf_depth["changes"],
+            **fingerprints,
         )
     return {"structure": pair.structure, "name": pair.name, "objects": len(objects),
             "status": "extracted" if written else "skipped", "uncorrected": uncorrected,
@@ -509,10 +511,11 @@ def _warn_psf_depth(reports: list[dict]) -> None:
              f"{d['top'][1]:.3f} µm, {d['bottom'][1]:.3f} µm, {d['ratio'][1]:.2f}x)"
              for structure, name, d in changed]
     _warn(f"{len(names)} image(s) show a PSF that changes with depth: {_some(names, '; ')}. "
-          f"Molecule counts assume one PSF through the stack (aperture corrections, the "
-          f"single-molecule reference): on simulated stacks aberrated from 0.1 waves at the "
-          f"first plane to 0.4 at the last, molecules summed read +10% and molecules per "
-          f"granule 21% off on average. Spherical aberration grows with depth when an oil "
+          f"Normalize counts their objects against the single molecules at their own depth, "
+          f"but the aperture corrections assume one PSF through the stack: on simulated "
+          f"stacks aberrated from 0.1 waves at the first plane to 0.4 at the last, molecules "
+          f"summed read +4% and molecules per granule 15% off on average (+10% and 21% "
+          f"against one reference). Spherical aberration grows with depth when an oil "
           f"objective images a watery sample: compare the counts of shallow and deep objects, "
           f"or image nearer the coverslip or with a water or silicone objective "
           f"(docs/quantification.md, \"Aberration that grows with depth\").")
@@ -924,7 +927,11 @@ def normalize(config: Config, *, db: Database | None = None) -> pd.DataFrame:
       group's median area, isolated from the others by
       :data:`~.distributions.REFERENCE_ISOLATION_UM`), those within a factor
       :data:`~.distributions.REFERENCE_TRIM` of their median
-      (:func:`~.distributions.aperture_references`);
+      (:func:`~.distributions.aperture_references`); the objects of an image
+      whose PSF changes with depth (``label_images.psf_depth_changes``, judged
+      by extract) against the isolated spots of such images of their group
+      within :data:`~.distributions.REFERENCE_DEPTH_REACH_UM` of their own
+      depth (:func:`~.distributions.depth_references`), a warning naming them;
     - method ``"total"`` (the old pipeline's): ``total_intensity / reference``,
       the reference being the mean total intensity of the objects with
       ``lower_threshold <= area <= upper_threshold``.
@@ -1004,10 +1011,14 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
                                              positions=positions)
     objects["grp"] = objects["name"].map(now)
     if aperture:
-        spacing = extracted.set_index("name")[["spacing_z", "spacing_y", "spacing_x"]]
-        objects["isolated"] = isolated_spots(
-            objects[["z", "y", "x"]].to_numpy(np.float64)
-            * spacing.reindex(objects["name"]).to_numpy(np.float64), objects["name"])
+        by_name = extracted.set_index("name")
+        points = (objects[["z", "y", "x"]].to_numpy(np.float64)
+                  * by_name[["spacing_z", "spacing_y", "spacing_x"]].reindex(objects["name"])
+                  .to_numpy(np.float64))
+        objects["isolated"] = isolated_spots(points, objects["name"])
+        # Images whose PSF changes with depth: counted against the molecules at each depth.
+        objects["depth_um"] = points[:, 0]
+        objects["by_depth"] = by_name["psf_depth_changes"].reindex(objects["name"]).to_numpy(bool)
     references, values = _group_references(config, objects)
     redone = objects.assign(molecules=values).groupby("grp").agg(
         objects=("id", "size"), molecules=("molecules", "sum"))
@@ -1055,9 +1066,11 @@ def _group_references(config: Config, objects: pd.DataFrame) -> tuple[pd.DataFra
                    f"(extracted by "
                    f"an older version): run `rna-localization extract --overwrite`.")
             raise ValueError(msg)
-        references = aperture_references(objects["spot_intensity"], objects["area"], objects["grp"],
-                                         isolated=objects["isolated"])
-        reference = references["reference"].reindex(objects["grp"]).to_numpy(np.float64)
+        references, reference = object_references(
+            objects["spot_intensity"], objects["area"], objects["grp"],
+            isolated=objects["isolated"], depth_um=objects["depth_um"],
+            by_depth=objects["by_depth"])
+        _warn_by_depth(config, objects, references, reference)
         return references[columns], objects["spot_intensity"].to_numpy(np.float64) / reference
     values = normalize_intensities(
         objects["total_intensity"], objects["area"], objects["grp"],
@@ -1070,6 +1083,23 @@ def _group_references(config: Config, objects: pd.DataFrame) -> tuple[pd.DataFra
             lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold),
         "single_molecules": single.groupby(objects["grp"]).sum()})
     return references, values
+
+
+def _warn_by_depth(config: Config, objects: pd.DataFrame, references: pd.DataFrame,
+                   reference: np.ndarray) -> None:
+    """Name the groups whose images' objects were counted against the molecules at their depth."""
+    for group, count in references["by_depth"].items():
+        if not count:
+            continue
+        deep = (objects["grp"] == group).to_numpy() & objects["by_depth"].to_numpy(bool)
+        names = sorted(set(objects.loc[deep, "name"]))
+        ratio = reference[deep] / float(references.loc[group, "reference"])
+        _warn(f"{len(names)} image(s) of {config.normalization.group_by} = {group!r} have a PSF "
+              f"that changes with depth ({_some(names)}): their objects are counted against "
+              f"the single molecules at their own depth (within "
+              f"{REFERENCE_DEPTH_REACH_UM:g} µm), {ratio.min():.2f}-{ratio.max():.2f} times the "
+              f"group's reference (docs/quantification.md, \"Aberration that grows with "
+              f"depth\").")
 
 
 # -------------------------------------------------------------- distributions

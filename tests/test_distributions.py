@@ -10,8 +10,11 @@ from rna_localization import (
 )
 from rna_localization.distributions import (
     MIN_REFERENCE_OBJECTS,
+    REFERENCE_TRIM,
     aperture_references,
+    depth_references,
     isolated_spots,
+    object_references,
 )
 
 import oracles
@@ -126,6 +129,95 @@ def test_aperture_reference_leaves_crowded_spots_out_when_enough_are_isolated():
         table = aperture_references(spot, area, ["g"] * 120, isolated=flags)
         assert table.loc["g", "reference"] == pytest.approx(everyone, rel=1e-12)
         assert table.loc["g", "single_molecules"] == 120
+
+
+def _trimmed(values):
+    values = np.asarray(values, float)
+    median = np.median(values)
+    kept = values[(values >= median / REFERENCE_TRIM) & (values <= median * REFERENCE_TRIM)]
+    return kept.mean() if kept.size else median
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_depth_references_against_every_object_taken_by_hand(seed):
+    # Three groups: one with spots at every depth, one whose spots thin out with depth (the
+    # nearest ones serve where fewer than the minimum lie within reach) and one with fewer
+    # reference spots than the minimum (all of them serve). Each object's reference, from
+    # its group's isolated spots of positive light within reach of its depth, by hand.
+    rng = np.random.default_rng(seed)
+    n = 900
+    groups = rng.choice(["even", "thinning", "sparse"], n, p=[0.5, 0.45, 0.05])
+    depth = np.where(groups == "thinning", 8 * rng.uniform(0, 1, n) ** 3, rng.uniform(0, 8, n))
+    spot = rng.lognormal(np.log(100 + 10 * depth), 0.3)
+    spot[rng.uniform(size=n) < 0.03] *= -1  # dimmer than their surroundings: never references
+    isolated = rng.uniform(size=n) < 0.7
+    isolated[groups == "sparse"] &= np.cumsum(groups == "sparse")[groups == "sparse"] < 12
+    depth[5] = np.nan  # a position unknown: counted, never a reference
+    found = depth_references(spot, depth, groups, isolated=isolated, reach_um=0.6,
+                             min_objects=20)
+    usable = isolated & (spot > 0) & np.isfinite(depth)
+    widened = 0
+    for k in range(n):
+        pool = np.flatnonzero(usable & (groups == groups[k]))
+        gap = np.abs(depth[pool] - depth[k])
+        near = pool[gap <= 0.6]
+        need = min(20, pool.size)
+        if near.size < need:
+            near = pool[np.argsort(gap)[:need]]
+            widened += 1
+        if np.isnan(depth[k]):
+            assert np.isnan(found[k])
+            continue
+        assert found[k] == pytest.approx(_trimmed(spot[near]), rel=1e-12), k
+    assert widened > 20  # the nearest spots served, in the thinning and sparse groups
+    # The references follow the depth (10% brighter per micron here).
+    even = (groups == "even") & np.isfinite(depth)
+    assert np.corrcoef(depth[even], found[even])[0, 1] > 0.9
+
+
+def test_object_references_count_depth_changing_images_by_depth_and_the_others_as_before():
+    rng = np.random.default_rng(3)
+    n = 600
+    groups = np.where(np.arange(n) < 400, "mixed", "all deep")
+    by_depth = (np.arange(n) >= 250)  # the mixed group's last 150 objects, and every "all deep"
+    depth = rng.uniform(0, 6, n)
+    spot = np.where(by_depth, 100 * (1 + 0.1 * depth), 120.0) * rng.lognormal(0, 0.2, n)
+    area = rng.integers(8, 14, n)
+    isolated = rng.uniform(size=n) < 0.8
+    table, reference = object_references(spot, area, groups, isolated=isolated, depth_um=depth,
+                                         by_depth=by_depth)
+    plain = ~by_depth
+    # The objects through one PSF: their group's reference from them alone.
+    alone = aperture_references(spot[plain], area[plain], groups[plain], isolated=isolated[plain])
+    np.testing.assert_allclose(reference[plain], alone.loc["mixed", "reference"], rtol=1e-12)
+    assert table.loc["mixed", "reference"] == alone.loc["mixed", "reference"]
+    # Those whose PSF changes with depth: the spots of such images at their depth.
+    deep = depth_references(spot[by_depth], depth[by_depth], groups[by_depth],
+                            isolated=isolated[by_depth])
+    np.testing.assert_allclose(reference[by_depth], deep, rtol=1e-12)
+    assert table["by_depth"].to_dict() == {"all deep": 200, "mixed": 150}
+    whole = aperture_references(spot[groups == "all deep"], area[groups == "all deep"],
+                                groups[groups == "all deep"], isolated=isolated[groups == "all deep"])
+    assert table.loc["all deep", "reference"] == whole.loc["all deep", "reference"]
+    # Counted against the reference at their depth, their molecules read about 1 at every
+    # depth (within the slope over half the reach at the stack's ends); against one
+    # reference, 25% apart from the top to the bottom.
+    shallow, bottom = by_depth & (depth < 2), by_depth & (depth > 4)
+    for part in (shallow, bottom):
+        assert np.mean(spot[part] / reference[part]) == pytest.approx(1.0, abs=0.05)
+    one = depth_references(spot[by_depth], depth[by_depth], groups[by_depth],
+                           isolated=isolated[by_depth], reach_um=10)
+    one = pd.Series(one).groupby(groups[by_depth]).transform("first").to_numpy()
+    one_top = np.mean(spot[shallow] / one[shallow[by_depth]])
+    one_bottom = np.mean(spot[bottom] / one[bottom[by_depth]])
+    assert one_bottom - one_top > 0.2
+    # Nothing changes with depth: every object against its group's reference, as before.
+    table, reference = object_references(spot, area, groups, isolated=isolated)
+    before = aperture_references(spot, area, groups, isolated=isolated)
+    np.testing.assert_allclose(reference, before["reference"].reindex(groups), rtol=1e-12)
+    assert table["by_depth"].sum() == 0
+    with pytest.raises(ValueError, match="depth_um"):
+        object_references(spot, area, groups, isolated=isolated, by_depth=by_depth)
 
 
 def test_isolated_spots_against_every_pair():

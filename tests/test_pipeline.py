@@ -19,6 +19,8 @@ from rna_localization.distributions import (
     MIN_REFERENCE_OBJECTS,
     REFERENCE_ISOLATION_UM,
     REFERENCE_TRIM,
+    aperture_references,
+    isolated_spots,
 )
 
 import oracles
@@ -565,7 +567,7 @@ def test_extract_names_an_image_whose_psf_widens_with_depth(tmp_path, database_n
 
     data, toml, config = simulated_dataset(tmp_path / "sim", database_name)
     deep = sorted(pd.read_csv(data / "raw-data-metadata.csv")["name"])[3]
-    raw, labels, _ = depth_aberrated_spots(np.random.default_rng(1), config.spacing)
+    raw, labels, truth = depth_aberrated_spots(np.random.default_rng(1), config.spacing)
     tifffile.imwrite(data / "rna" / "raw-data" / f"{deep}.tif", raw)
     tifffile.imwrite(data / "rna" / "segmentations" / f"{deep}_seg.tif", labels)
     change = corrected_apertures(labels, raw, spacing=config.spacing).attrs["psf_depth"]
@@ -577,8 +579,43 @@ def test_extract_names_an_image_whose_psf_widens_with_depth(tmp_path, database_n
         f"1 image(s) show a PSF that changes with depth: rna {deep} (axial sigma "
         f"{change['top'][0]:.2f} µm in the top third of the stack, {change['bottom'][0]:.2f} µm "
         f"in the bottom third, {change['ratio'][0]:.2f}x; lateral {change['top'][1]:.3f} µm, "
-        f"{change['bottom'][1]:.3f} µm, {change['ratio'][1]:.2f}x). Molecule counts assume")
+        f"{change['bottom'][1]:.3f} µm, {change['ratio'][1]:.2f}x). Normalize counts")
     assert 0.3 < change["top"][0] < change["bottom"][0] < 0.6
+    stored = _db(toml).query("SELECT name, psf_depth_changes FROM label_images "
+                             "WHERE structure = 'rna' ORDER BY name").set_index("name")
+    # The others: no change, or too few fits in a third to judge (NULL).
+    assert {name: value for name, value in stored["psf_depth_changes"].items()
+            if value is not None} == {name: name == deep for name in stored.index
+                                      if stored.loc[name, "psf_depth_changes"] is not None}
+    assert stored.loc[deep, "psf_depth_changes"] is True
+
+    # Normalize counts its molecules against those at their own depth: each object is one
+    # molecule of the same light, and reads 1 in every third of the stack (against one
+    # reference they read 1.04-1.06 at the top and 0.92-0.93 at the bottom). The other
+    # images keep their group's reference, from them alone.
+    steps.load_metadata(config)
+    with pytest.warns(steps.PipelineWarning,
+                      match=rf"^1 image\(s\) of rna_type = '\w+' have a PSF that changes with "
+                            rf"depth \({deep}\): their objects are counted against the single "
+                            rf"molecules at their own depth"):
+        steps.normalize(config)
+    objects = _db(toml).query("SELECT name, object_id, area, spot_intensity, spot_centroid_x, "
+                              "spot_centroid_y, spot_centroid_z, normalized_intensity FROM rna")
+    mine = objects[objects["name"] == deep].sort_values("object_id")
+    third = np.clip(np.floor(truth[mine["object_id"] - 1, 0] * 3 / raw.shape[0]), 0, 2)
+    for k in range(3):
+        assert mine["normalized_intensity"][third == k].mean() == pytest.approx(1.0, abs=0.03), k
+    metadata = pd.read_csv(data / "raw-data-metadata.csv").set_index("name")["rna_type"]
+    others = objects[(objects["name"] != deep)
+                     & objects["name"].map(metadata).eq(metadata[deep])].sort_values(
+        ["name", "object_id"])
+    points = others[["spot_centroid_z", "spot_centroid_y", "spot_centroid_x"]].to_numpy(float)
+    reference = aperture_references(
+        others["spot_intensity"], others["area"], ["g"] * len(others),
+        isolated=isolated_spots(points * np.asarray(config.spacing), others["name"]))
+    np.testing.assert_allclose(others["normalized_intensity"],
+                               others["spot_intensity"] / reference.loc["g", "reference"],
+                               rtol=1e-9)
 
 
 def test_a_stack_too_sparse_for_a_psf_is_corrected_with_the_others_median(tmp_path,

@@ -138,6 +138,10 @@ def ensure_schema(cursor) -> None:
             ADD COLUMN IF NOT EXISTS psf_axial_um double precision,
             ADD COLUMN IF NOT EXISTS psf_lateral_um double precision,
             ADD COLUMN IF NOT EXISTS psf_objects integer;
+        -- Whether the single molecules' PSF changes with depth through the stack
+        -- (capture.psf_depth_change): normalize then counts the image's objects against the
+        -- single molecules at their own depth. NULL: not judged (too few fits, a PSF given).
+        ALTER TABLE label_images ADD COLUMN IF NOT EXISTS psf_depth_changes boolean;
         CREATE TABLE IF NOT EXISTS distance_measurements (
             structure_1 text NOT NULL,
             structure_2 text NOT NULL,
@@ -509,6 +513,7 @@ def write_image_objects(
     raw_fingerprint=None,
     segmentation_fingerprint=None,
     psf=None,
+    psf_depth_changes: bool | None = None,
     overwrite: bool = False,
 ) -> bool:
     """Write one image's objects and label image, replacing what it had.
@@ -524,6 +529,8 @@ def write_image_objects(
     corrections used: measured on the raw stack
     (:func:`rna_localization.capture.measure_psf`), the other images' median
     with ``fits`` 0, or the sigmas None (and the fits counted) where none was.
+    `psf_depth_changes` says whether that PSF changes with depth through the stack
+    (:func:`rna_localization.capture.psf_depth_change`; None: not judged).
     """
     # Round trips, not statements, are what a small image's write costs: the lock and
     # every check go in one, the DELETEs of what the image had and its label_images row
@@ -546,16 +553,18 @@ def write_image_objects(
         INSERT INTO label_images (structure, name, shape_z, shape_y, shape_x, spacing_z,
             spacing_y, spacing_x, n_objects, dtype, labels, labels_format, raw_path,
             segmentation_path, raw_size, raw_mtime, raw_sha256, segmentation_size,
-            segmentation_mtime, segmentation_sha256, psf_axial_um, psf_lateral_um, psf_objects)
+            segmentation_mtime, segmentation_sha256, psf_axial_um, psf_lateral_um, psf_objects,
+            psf_depth_changes)
         VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                %s, %s, %s)
+                %s, %s, %s, %s)
         """))
     psf_values = ((None if psf[0] is None else float(psf[0]),
                    None if psf[1] is None else float(psf[1]), int(psf[2]))
                   if psf is not None else (None, None, None))
     params += [structure, name, *map(int, voxels.shape), *map(float, spacing), n_rows,
                voxels.labels.dtype.name, blob, RUNS_FORMAT, raw_path, segmentation_path,
-               *fingerprints, *psf_values]
+               *fingerprints, *psf_values,
+               None if psf_depth_changes is None else bool(psf_depth_changes)]
     cursor.execute(sql.SQL("; ").join(statements), params)
     _copy_objects(cursor, structure, name, objects, number)
     fault_point("extract")  # crash tests: rows written, transaction not committed
@@ -565,7 +574,7 @@ def write_image_objects(
 _EXTRACTED_COLUMNS = ["structure", "name", "n_objects", "spacing_z", "spacing_y", "spacing_x",
                       "raw_path", "raw_size", "raw_mtime", "raw_sha256", "segmentation_path",
                       "segmentation_size", "segmentation_mtime", "segmentation_sha256",
-                      "psf_axial_um", "psf_lateral_um", "psf_objects"]
+                      "psf_axial_um", "psf_lateral_um", "psf_objects", "psf_depth_changes"]
 
 
 def extracted_images(cursor) -> pd.DataFrame:
@@ -573,7 +582,8 @@ def extracted_images(cursor) -> pd.DataFrame:
     was extracted at, the path, size, mtime and SHA-256 of its raw and segmentation files, and
     the PSF its aperture corrections used (``psf_axial_um``, ``psf_lateral_um``, and
     ``psf_objects``, the fits it is the median of: 0 for its structure's median over the other
-    images; NaN where there was none). A column the table lacks (a database made before it,
+    images; NaN where there was none), and ``psf_depth_changes`` (True where that PSF changes
+    with depth through the stack; False where it does not or was not judged). A column the table lacks (a database made before it,
     not extracted into since) reads as NULL."""
     cursor.execute("SELECT column_name FROM information_schema.columns "
                    "WHERE table_schema = current_schema() AND table_name = 'label_images'")
@@ -582,9 +592,11 @@ def extracted_images(cursor) -> pd.DataFrame:
         sql.Identifier(column) if column in present
         else sql.SQL("NULL AS {}").format(sql.Identifier(column))
         for column in _EXTRACTED_COLUMNS)))
-    return pd.DataFrame(cursor.fetchall(), columns=_EXTRACTED_COLUMNS).astype(
+    table = pd.DataFrame(cursor.fetchall(), columns=_EXTRACTED_COLUMNS).astype(
         {"spacing_z": float, "spacing_y": float, "spacing_x": float, "psf_axial_um": float,
          "psf_lateral_um": float, "psf_objects": float})
+    table["psf_depth_changes"] = [value is True for value in table["psf_depth_changes"]]
+    return table
 
 
 def delete_image(cursor, structure: str, name: str) -> None:
