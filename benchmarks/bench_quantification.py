@@ -296,7 +296,10 @@ COMMAND_LINE_SCENES = ("widefield grid", "coarse grid", "uneven background",
                        "hot pixels (0.1% of the camera's)",
                        "a 12-bit camera clipping 2 single molecules' peaks above the background",
                        "all at once: uneven background, 0.2 waves of spherical aberration, hot "
-                       "pixels, brightness spread")
+                       "pixels, brightness spread",
+                       # extract stores its PSF's change with depth; normalize counts by depth.
+                       "Born-Wolf PSF, spherical aberration from 0.1 waves (first plane) to 0.4 "
+                       "(last)")
 #: A faint folder through the command line (the widefield grid at this SNR): `segment`
 #: must name every image whose single molecules it misses many of.
 COMMAND_LINE_FAINT_SNR = 3
