@@ -15,6 +15,7 @@ __all__ = [
     "REFERENCE_TRIM",
     "SINGLE_AREA_WINDOW",
     "REFERENCE_DEPTH_REACH_UM",
+    "REFERENCE_DEPTH_STEP_UM",
     "aperture_references",
     "cumulative_distribution",
     "depth_references",
@@ -227,6 +228,10 @@ def aperture_references(spot_intensity, area, groups, *, isolated=None,
 #: the isolated single molecules' light in their apertures changes by up to 30% from one
 #: micron of depth to the next (docs/quantification.md, "Aberration that grows with depth").
 REFERENCE_DEPTH_REACH_UM = 1.0
+#: :func:`depth_references` takes each object's depth to the nearest multiple of this many
+#: µm (a twentieth of the reach, finer than any microscope's z step): objects at one such
+#: depth share one reference, so a million objects cost a few hundred trimmed means.
+REFERENCE_DEPTH_STEP_UM = 0.05
 
 
 def _trimmed_mean(values: np.ndarray, trim: float) -> float:
@@ -238,7 +243,8 @@ def _trimmed_mean(values: np.ndarray, trim: float) -> float:
 
 def depth_references(spot_intensity, depth_um, groups, *, isolated,
                      reach_um: float = REFERENCE_DEPTH_REACH_UM, trim: float = REFERENCE_TRIM,
-                     min_objects: int = MIN_REFERENCE_OBJECTS) -> np.ndarray:
+                     min_objects: int = MIN_REFERENCE_OBJECTS,
+                     step_um: float = REFERENCE_DEPTH_STEP_UM) -> np.ndarray:
     """Each object's single-molecule reference at its own depth, for a PSF that changes with depth.
 
     An oil objective focused deeper into a watery sample aberrates more, and
@@ -247,7 +253,8 @@ def depth_references(spot_intensity, depth_um, groups, *, isolated,
     stacks). Each object is then counted against the single molecules at its
     depth: its reference is the mean ``spot_intensity`` of its group's
     reference spots (`isolated`, with a positive intensity) whose depth lies
-    within `reach_um` of its own, those within a factor `trim` of their
+    within `reach_um` of its own (taken to the nearest multiple of
+    `step_um`), those within a factor `trim` of their
     median, as :func:`aperture_references` takes them over the whole group
     but without its area window (a molecule's mask grows with its depth's
     PSF). When fewer than `min_objects` spots lie within reach, the
@@ -267,6 +274,8 @@ def depth_references(spot_intensity, depth_um, groups, *, isolated,
         As in :func:`aperture_references`.
     min_objects : int
         Fewest reference spots behind a reference.
+    step_um : float
+        Each object's depth is taken to the nearest multiple of this (µm).
 
     Returns
     -------
@@ -298,7 +307,9 @@ def depth_references(spot_intensity, depth_um, groups, *, isolated,
         order = np.argsort(depth[pool], kind="stable")
         levels, values = depth[pool][order], spot[pool][order]
         members = members[np.isfinite(depth[members])]  # no depth: no reference here
-        z = depth[members]
+        # One reference per depth step: the objects at each are counted alike.
+        steps, where = np.unique(np.rint(depth[members] / step_um), return_inverse=True)
+        z = steps * step_um
         lo = np.searchsorted(levels, z - reach_um, side="left")
         hi = np.searchsorted(levels, z + reach_um, side="right")
         need = min(int(min_objects), levels.size)
@@ -308,10 +319,8 @@ def depth_references(spot_intensity, depth_um, groups, *, isolated,
             reach = np.maximum(z[k] - levels[first], levels[first + need - 1] - z[k])
             lo[k] = first[np.argmin(reach)]
             hi[k] = lo[k] + need
-        # Objects with the same run of spots share one reference.
-        runs, which = np.unique(np.stack([lo, hi], 1), axis=0, return_inverse=True)
-        per_run = np.array([_trimmed_mean(values[a:b], trim) for a, b in runs])
-        out[members] = per_run[np.ravel(which)]
+        per_step = np.array([_trimmed_mean(values[a:b], trim) for a, b in zip(lo, hi)])
+        out[members] = per_step[np.ravel(where)]
     return out
 
 

@@ -143,7 +143,8 @@ def test_depth_references_against_every_object_taken_by_hand(seed):
     # Three groups: one with spots at every depth, one whose spots thin out with depth (the
     # nearest ones serve where fewer than the minimum lie within reach) and one with fewer
     # reference spots than the minimum (all of them serve). Each object's reference, from
-    # its group's isolated spots of positive light within reach of its depth, by hand.
+    # its group's isolated spots of positive light within reach of its depth (to the
+    # nearest step), by hand.
     rng = np.random.default_rng(seed)
     n = 900
     groups = rng.choice(["even", "thinning", "sparse"], n, p=[0.5, 0.45, 0.05])
@@ -154,12 +155,12 @@ def test_depth_references_against_every_object_taken_by_hand(seed):
     isolated[groups == "sparse"] &= np.cumsum(groups == "sparse")[groups == "sparse"] < 12
     depth[5] = np.nan  # a position unknown: counted, never a reference
     found = depth_references(spot, depth, groups, isolated=isolated, reach_um=0.6,
-                             min_objects=20)
+                             min_objects=20, step_um=0.05)
     usable = isolated & (spot > 0) & np.isfinite(depth)
     widened = 0
     for k in range(n):
         pool = np.flatnonzero(usable & (groups == groups[k]))
-        gap = np.abs(depth[pool] - depth[k])
+        gap = np.abs(depth[pool] - np.rint(depth[k] / 0.05) * 0.05)
         near = pool[gap <= 0.6]
         need = min(20, pool.size)
         if near.size < need:
@@ -170,6 +171,11 @@ def test_depth_references_against_every_object_taken_by_hand(seed):
             continue
         assert found[k] == pytest.approx(_trimmed(spot[near]), rel=1e-12), k
     assert widened > 20  # the nearest spots served, in the thinning and sparse groups
+    # Objects within one step share a reference; a step of 0 is each object's own depth.
+    exact = depth_references(spot, depth, groups, isolated=isolated, reach_um=0.6,
+                             min_objects=20, step_um=1e-9)
+    moved = np.isfinite(depth) & (np.abs(exact - found) > 1e-9 * found)
+    assert 0 < moved.sum() < n
     # The references follow the depth (10% brighter per micron here).
     even = (groups == "even") & np.isfinite(depth)
     assert np.corrcoef(depth[even], found[even])[0, 1] > 0.9
