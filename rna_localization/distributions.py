@@ -11,11 +11,11 @@ import pandas as pd
 __all__ = [
     "DISTRIBUTION_COLUMNS",
     "MIN_REFERENCE_OBJECTS",
+    "REFERENCE_DEPTH_REACH_UM",
+    "REFERENCE_DEPTH_STEP_UM",
     "REFERENCE_ISOLATION_UM",
     "REFERENCE_TRIM",
     "SINGLE_AREA_WINDOW",
-    "REFERENCE_DEPTH_REACH_UM",
-    "REFERENCE_DEPTH_STEP_UM",
     "aperture_references",
     "cumulative_distribution",
     "depth_references",
@@ -254,12 +254,11 @@ def depth_references(spot_intensity, depth_um, groups, *, isolated,
     depth: its reference is the mean ``spot_intensity`` of its group's
     reference spots (`isolated`, with a positive intensity) whose depth lies
     within `reach_um` of its own (taken to the nearest multiple of
-    `step_um`), those within a factor `trim` of their
-    median, as :func:`aperture_references` takes them over the whole group
-    but without its area window (a molecule's mask grows with its depth's
-    PSF). When fewer than `min_objects` spots lie within reach, the
-    `min_objects` nearest in depth serve (all of the group's, when it has
-    fewer).
+    `step_um`), those within a factor `trim` of their median, as
+    :func:`aperture_references` takes them over the whole group but without
+    its area window (a molecule's mask grows with its depth's PSF). When
+    fewer than `min_objects` spots lie within reach, the `min_objects`
+    nearest in depth serve (all of the group's, when it has fewer).
 
     Parameters
     ----------

@@ -1018,7 +1018,8 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
         objects["isolated"] = isolated_spots(points, objects["name"])
         # Images whose PSF changes with depth: counted against the molecules at each depth.
         objects["depth_um"] = points[:, 0]
-        objects["by_depth"] = by_name["psf_depth_changes"].reindex(objects["name"]).to_numpy(bool)
+        objects["by_depth"] = by_name["psf_depth_changes"].reindex(
+            objects["name"], fill_value=False).to_numpy(bool)
     references, values = _group_references(config, objects)
     redone = objects.assign(molecules=values).groupby("grp").agg(
         objects=("id", "size"), molecules=("molecules", "sum"))

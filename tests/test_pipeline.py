@@ -591,8 +591,8 @@ def test_extract_names_an_image_whose_psf_widens_with_depth(tmp_path, database_n
 
     # Normalize counts its molecules against those at their own depth: each object is one
     # molecule of the same light, and reads 1 in every third of the stack (against one
-    # reference they read 1.04-1.06 at the top and 0.92-0.93 at the bottom). The other
-    # images keep their group's reference, from them alone.
+    # reference from its own spots, 1.04-1.06 at the top and 0.92-0.93 at the bottom). The
+    # other images of its group keep their group's reference, from them alone.
     steps.load_metadata(config)
     with pytest.warns(steps.PipelineWarning,
                       match=rf"^1 image\(s\) of rna_type = '\w+' have a PSF that changes with "
@@ -609,6 +609,7 @@ def test_extract_names_an_image_whose_psf_widens_with_depth(tmp_path, database_n
     others = objects[(objects["name"] != deep)
                      & objects["name"].map(metadata).eq(metadata[deep])].sort_values(
         ["name", "object_id"])
+    assert others["name"].nunique() >= 1
     points = others[["spot_centroid_z", "spot_centroid_y", "spot_centroid_x"]].to_numpy(float)
     reference = aperture_references(
         others["spot_intensity"], others["area"], ["g"] * len(others),

@@ -583,8 +583,9 @@ def extracted_images(cursor) -> pd.DataFrame:
     the PSF its aperture corrections used (``psf_axial_um``, ``psf_lateral_um``, and
     ``psf_objects``, the fits it is the median of: 0 for its structure's median over the other
     images; NaN where there was none), and ``psf_depth_changes`` (True where that PSF changes
-    with depth through the stack; False where it does not or was not judged). A column the table lacks (a database made before it,
-    not extracted into since) reads as NULL."""
+    with depth through the stack; False where it does not or was not judged). A column the
+    table lacks (a database made before it, not extracted into since) reads as NULL (False
+    for ``psf_depth_changes``)."""
     cursor.execute("SELECT column_name FROM information_schema.columns "
                    "WHERE table_schema = current_schema() AND table_name = 'label_images'")
     present = {row[0] for row in cursor.fetchall()}
