@@ -143,6 +143,17 @@ def isolated_spots(points_um, images, *, reach_um: float = REFERENCE_ISOLATION_U
     return isolated
 
 
+def _trimmed_mean(values: np.ndarray, trim: float) -> tuple[float, int]:
+    """Mean of `values` within a factor `trim` of their median, and how many those are.
+
+    None is within it when the values fall in two groups further apart than `trim`
+    squared: the median then, and 0.
+    """
+    median = float(np.median(values))
+    kept = values[(values >= median / trim) & (values <= median * trim)]
+    return (float(kept.mean()) if kept.size else median), int(kept.size)
+
+
 def aperture_references(spot_intensity, area, groups, *, isolated=None,
                         window: tuple[float, float] = SINGLE_AREA_WINDOW,
                         trim: float = REFERENCE_TRIM) -> pd.DataFrame:
@@ -210,11 +221,8 @@ def aperture_references(spot_intensity, area, groups, *, isolated=None,
         if single["isolated"].sum() >= MIN_REFERENCE_OBJECTS:
             single = single[single["isolated"]]
         spot = single["spot"].to_numpy()
-        median = float(np.median(spot))
-        kept = spot[(spot >= median / trim) & (spot <= median * trim)]
-        # None is kept when the spots fall in two groups further apart than trim squared.
-        reference = float(kept.mean()) if kept.size else median
-        rows[group] = {"reference": reference, "single_molecules": len(kept) or len(spot),
+        reference, kept = _trimmed_mean(spot, trim)
+        rows[group] = {"reference": reference, "single_molecules": kept or len(spot),
                        "lower_area": lower, "upper_area": upper}
     result = pd.DataFrame.from_dict(rows, orient="index")
     result.index.name = "group"
@@ -234,11 +242,6 @@ REFERENCE_DEPTH_REACH_UM = 1.0
 REFERENCE_DEPTH_STEP_UM = 0.05
 
 
-def _trimmed_mean(values: np.ndarray, trim: float) -> float:
-    """Mean of `values` within a factor `trim` of their median (the median when none are)."""
-    median = float(np.median(values))
-    kept = values[(values >= median / trim) & (values <= median * trim)]
-    return float(kept.mean()) if kept.size else median
 
 
 def depth_references(spot_intensity, depth_um, groups, *, isolated,
@@ -318,7 +321,7 @@ def depth_references(spot_intensity, depth_um, groups, *, isolated,
             reach = np.maximum(z[k] - levels[first], levels[first + need - 1] - z[k])
             lo[k] = first[np.argmin(reach)]
             hi[k] = lo[k] + need
-        per_step = np.array([_trimmed_mean(values[a:b], trim) for a, b in zip(lo, hi)])
+        per_step = np.array([_trimmed_mean(values[a:b], trim)[0] for a, b in zip(lo, hi)])
         out[members] = per_step[np.ravel(where)]
     return out
 
