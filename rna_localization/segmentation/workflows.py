@@ -10,7 +10,10 @@ Both workflows run the same steps (:mod:`.detection`), each with its preset of
 4. grow each object from its spot(s): touching molecules stay apart where the
    intensity dips between them, a granule (no dip) stays one object, and each
    mask reaches down to a fixed fraction of its own peak, so its size follows
-   the optics rather than the brightness;
+   the optics rather than the brightness (``refine_masks``, centrosomes: each
+   mask cut again at that fraction of its peak above the light around it, in
+   the raw stack, :mod:`.refine`, once the objects grown past ``max_volume_um3``
+   are left out);
 5. remove objects at or below a volume and make the objects the mask's
    face-connected components.
 
@@ -41,6 +44,7 @@ from .quality import (
     LargeObjectsRemovedWarning,
     missed_faint_fraction,
 )
+from .refine import REFINE_SMOOTHING, refine_to_own_peak
 
 __all__ = [
     "DEFAULT_SPACING",
@@ -79,7 +83,8 @@ class Intermediates:
         the molecules hidden on granules' flanks or beside other spots added
         (:func:`.detection.find_flank_spots`).
     labels : (Z, Y, X) ndarray of int32
-        Objects grown from the spots, before the size filter.
+        Objects grown from the spots (their masks cut again, with
+        ``refine_masks``), before the size filter.
     result : (Z, Y, X) ndarray of uint8
         The segmentation, 0 and 255.
     removed : int
@@ -263,7 +268,7 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
     # A camera's hot and dead pixels (one-pixel columns through z) repaired for every filter
     # (not looked for again when a playground redraw reuses the filtered image alone).
     reuse = previous is not None and previous.filtered is not None
-    hot_pixels = (None if reuse and params.mask_smoothing >= 1 else
+    hot_pixels = (None if reuse and params.mask_smoothing >= 1 and not params.refine_masks else
                   hot_pixel_offsets(image, spacing=spacing, spot_sigma_um=params.spot_sigma_um,
                                     threads=threads))
     if reuse:
@@ -356,6 +361,27 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
                                         params.mask_fraction, sigma, params.spot_sigma_um,
                                         spacing))
     del mask_image
+    grown_too_large = (0, float("nan"))
+    if params.refine_masks:
+        if params.max_volume_um3 > 0:
+            # Judged on the region each object grew over in the background-removed image,
+            # where an out-of-focus cell's residual spreads over microns: cut again at its
+            # own peak, its mask can come out no larger than a centrosome's.
+            grown = np.bincount(labels.ravel())
+            grown[0] = 0
+            grown_too_large = _too_large(grown, params, spacing)
+            if grown_too_large[0]:
+                drop = ~_volume_kept(grown, 0.0, params.max_volume_um3, spacing)
+                drop[0] = False
+                labels = np.where(drop[labels], 0, labels)
+        # Each mask cut again at its own peak above the light around it, in the raw stack:
+        # the background filter took part of a large blob's own light.
+        light = detection.blurred(image, spacing=spacing, spot_sigma_um=params.spot_sigma_um,
+                                  smoothing=REFINE_SMOOTHING, hot_pixels=hot_pixels,
+                                  threads=threads)
+        labels = refine_to_own_peak(labels, light, fraction=params.mask_fraction,
+                                    sigma_voxels=microns_to_voxels(params.spot_sigma_um, spacing))
+        del light
     final = separate_touching(labels)
     if params.min_volume_um3 > 0 or params.max_volume_um3 > 0:
         # Counted per object on the object voxels only, without labelling the image again.
@@ -367,6 +393,9 @@ def _run(image, params, spacing, keep: bool, previous=None, threads: int | None 
         removed = _too_large(sizes, params, spacing)
     else:
         removed = (0, float("nan"))
+    if grown_too_large[0]:
+        removed = (removed[0] + grown_too_large[0],
+                   float(np.nanmax([removed[1], grown_too_large[1]])))
     result = final.astype(np.uint8) * np.uint8(255)
     if not keep:
         return Intermediates(image, None, None, None, threshold, spots, None, result, *removed,
