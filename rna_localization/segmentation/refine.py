@@ -5,15 +5,15 @@ object's peak in the background-removed image. That image has lost, with the
 background, the part of the object's own light that the broad background
 filter spreads (a difference of Gaussians): an object as wide as that filter
 (a centrosome of 0.9 µm, under a background filter of 0.7 × 0.4 µm) keeps a
-lower peak there, and its mask shrinks; one much smaller than the PSF grows
-with the filter's own blur. On the simulated demo the centrosome workflow's
+lower peak there, and its mask shrinks; one much smaller than that filter
+grows with its blur. On the simulated demo the centrosome workflow's
 masks held 0.8 of the half-maximum region of a 0.9 µm centrosome's image and
 1.5–1.6 times that of a 0.4 µm one.
 
 :func:`refine_to_own_peak` measures each object against the light around it
-instead: the median, over a shell a few spot sigmas out (none of it nearer
-another object), of the raw image blurred at the mask's own smoothing, is the
-object's background; its mask becomes the voxels, connected to its peak and
+instead: the median, over a shell a few spot sigmas out (none of it near
+another object), of the raw image lightly blurred (:data:`REFINE_SMOOTHING`), is
+the object's background; its mask becomes the voxels, connected to its peak and
 nearer to it than to any other object, where that image reaches the
 background plus ``fraction`` of the peak above it. On a noise-free blurred
 ball that is the ball's half-maximum region, whatever its size.
@@ -115,22 +115,25 @@ def refine_to_own_peak(labels: np.ndarray, image: np.ndarray, *, sigma_voxels,
         raise ValueError(msg)
     # Distances in spot sigmas: one voxel along axis a is 1 / sigma[a] of them.
     sampling = 1.0 / sigma
-    # The box holds the shell, every voxel within `inner` of it (whether another object is
-    # that near) and every voxel within `grow` of a voxel the object may take.
-    margin = np.ceil(max(outer + inner, 2 * grow) * sigma).astype(int) + 1
+    # Each object's box holds its shell and every voxel within `grow` of it; a wider one,
+    # looked at only where other objects are, every voxel within `inner` of the shell (is
+    # another object that near?) and within `grow` of a voxel the object may take.
+    margin = np.ceil(max(outer, grow) * sigma).astype(int) + 1
+    wide = np.ceil(max(outer + inner, 2 * grow) * sigma).astype(int) + 1
     refined = np.zeros(labels.shape, dtype=np.int32)
     for index, where in enumerate(ndimage.find_objects(labels), start=1):
         if where is None:
             continue
-        box = tuple(slice(max(s.start - m, 0), min(s.stop + m, n))
-                    for s, m, n in zip(where, margin, labels.shape, strict=True))
-        part = labels[box]
-        own = part == index
+        box, around = _grown(where, margin, labels.shape), _grown(where, wide, labels.shape)
+        inside = tuple(slice(b.start - a.start, b.stop - a.start)
+                       for a, b in zip(around, box, strict=True))  # `box` within `around`
+        own = labels[box] == index
         light = image[box].astype(np.float64)
         to_own = ndimage.distance_transform_edt(~own, sampling=sampling)
-        other = (part > 0) & ~own
-        to_other = (ndimage.distance_transform_edt(~other, sampling=sampling) if other.any()
-                    else np.full(part.shape, np.inf))
+        other = labels[around] != 0
+        other[inside] &= ~own
+        to_other = (ndimage.distance_transform_edt(~other, sampling=sampling)[inside]
+                    if other.any() else np.full(own.shape, np.inf))
         ring = (to_own >= inner) & (to_own <= outer)
         clear = ring & (to_other >= inner)
         ring = clear if np.count_nonzero(clear) >= _MIN_SHELL_VOXELS else ring
@@ -144,3 +147,9 @@ def refine_to_own_peak(labels: np.ndarray, image: np.ndarray, *, sigma_voxels,
         pieces, _ = ndimage.label(keep, structure=FACE_CONNECTIVITY)
         refined[box][pieces == pieces.ravel()[peak_at]] = index
     return refined
+
+
+def _grown(where: tuple, margin: np.ndarray, shape: tuple) -> tuple:
+    """The slices of `where` widened by `margin` voxels along each axis, within `shape`."""
+    return tuple(slice(max(s.start - m, 0), min(s.stop + m, n))
+                 for s, m, n in zip(where, margin, shape, strict=True))
