@@ -2078,12 +2078,13 @@ def test_a_clipped_granule_is_one_object():
     assert empty <= 5
 
 
-def test_spot_medians_count_only_the_spots_whose_offset_is_in_the_stack_and_free():
+def test_spot_medians_count_only_the_spots_whose_offset_is_in_the_stack_and_free(monkeypatch):
     # The profiles of typical spots (the residual a lone molecule leaves, the far field of
     # an aberrated PSF) are medians over spots at each offset from their peaks: checked
     # against a loop over the offsets, each spot counted where the offset is inside the
     # stack and not on a taken voxel, the spread the counted values' quartile order
-    # statistics apart. 2,500 offsets: the chunks of 1,024 meet twice.
+    # statistics apart. 2,500 offsets read 1,024 at a time: the chunks meet twice.
+    monkeypatch.setattr(detection, "_MEDIAN_VALUES", 40 * 1024)
     rng = np.random.default_rng(8)
     image = rng.normal(0.0, 1.0, (9, 20, 22))
     index = np.column_stack([rng.integers(0, n, 40) for n in image.shape])
@@ -2110,6 +2111,9 @@ def test_spot_medians_count_only_the_spots_whose_offset_is_in_the_stack_and_free
     inner = index[np.all((index >= 3) & (index < np.array(image.shape) - 3), axis=1)]
     assert len(inner) >= 3
     small = np.unique(rng.integers(-3, 4, (200, 3)), axis=0)
-    profile, _, _ = detection._spot_medians(image, inner, np.ones(len(inner)), small)
+    profile, counted, spread = detection._spot_medians(image, inner, np.ones(len(inner)), small)
     values = image[tuple(np.moveaxis(inner[:, None, :] + small[None], 2, 0))]
     np.testing.assert_array_equal(profile, np.median(values, axis=0))
+    np.testing.assert_array_equal(counted, len(inner))
+    ranked = np.sort(values, axis=0)
+    np.testing.assert_array_equal(spread, ranked[(3 * len(inner)) // 4] - ranked[len(inner) // 4])

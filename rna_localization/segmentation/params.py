@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from .refine import REFINE_SHELL, REFINE_SMOOTHING
+
 __all__ = [
     "PRESETS",
     "WORKFLOWS",
@@ -140,7 +142,8 @@ _DOCS = {
     ),
     "refine_masks": (
         "Cut each mask again at mask_fraction of the object's own peak above the median light\n"
-        "of a shell 3-4 spot sigmas around it, in the raw stack blurred by 0.3 spot sigmas\n"
+        f"of a shell {REFINE_SHELL[0]:g}-{REFINE_SHELL[1]:g} spot sigmas around it, in the raw"
+        f" stack blurred by {REFINE_SMOOTHING:g} spot sigmas\n"
         "(true: blobs as wide as the background filter, whose own light it takes; centrosomes),\n"
         "or keep the cut in the background-removed image (false: single molecules, granules).\n"
         "Objects grown past max_volume_um3 are left out first."
