@@ -178,6 +178,12 @@ class _Region:
                         np.asarray(centre, np.float64), np.asarray(widths_vox, np.float64))
 
 
+def _left_aperture(region, centre) -> bool:
+    """Whether `centre` (voxels) lies more than half a voxel outside the box of the aperture's voxels."""
+    inside = region.grid[region.aperture]
+    return bool(np.any(centre < inside.min(axis=0) - 0.5) or np.any(centre > inside.max(axis=0) + 0.5))
+
+
 def _psf_bounds(start, spacing):
     """The (axial, lateral) sigmas a PSF fit from `start` (µm) may take: 0.3 voxel to 5x the start."""
     spacing = np.asarray(spacing, np.float64)
@@ -954,6 +960,11 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
         if start is None:
             return place, np.nan, 1.0, 0.0
         amplitude, centre, (u,) = _fit(fitted, start[0], start[1], sigma, scale, "extra")
+        if not at_ceiling[place] and _left_aperture(region, centre):
+            # The fit followed other light out of the object's aperture (a neighbour, the
+            # haze): its width is not the object's, and a source centred there is hardly in
+            # the aperture at all (a point over a spread source read 565 once). No correction.
+            return place, np.nan, 1.0, 0.0
         if not at_ceiling[place] and (max_extra_sigma == 0 or light[place] < least):
             return place, np.sqrt(u), 1.0, 0.0
         whole, lost = np.nan, 0.0

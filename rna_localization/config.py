@@ -131,6 +131,9 @@ class DistancesConfig:
 
 #: normalization.method values.
 NORMALIZATION_METHODS = ("aperture", "total")
+#: normalization.reference values (method "aperture"): each image's own single molecules
+#: (its group's where it has too few), or one reference per group.
+NORMALIZATION_REFERENCES = ("image", "group")
 #: distribution.distance values.
 DISTANCE_KINDS = ("centroid", "voxel")
 
@@ -143,6 +146,7 @@ class NormalizationConfig:
     upper_threshold: float = 40
     granule_threshold: float = 4
     group_by: str = "rna_type"
+    reference: str = "image"
 
 
 @dataclass(frozen=True)
@@ -373,6 +377,13 @@ class Config:
                 f"normalization.method must be one of {list(NORMALIZATION_METHODS)} "
                 f"(\"aperture\": background-subtracted matched apertures; \"total\": the old "
                 f"pipeline's raw sums); got {n.method!r}."
+            )
+            raise ValueError(msg)
+        if n.reference not in NORMALIZATION_REFERENCES:
+            msg = (
+                f"normalization.reference must be one of {list(NORMALIZATION_REFERENCES)} "
+                f"(\"image\": each image's own single molecules; \"group\": one reference "
+                f"per group_by value); got {n.reference!r}."
             )
             raise ValueError(msg)
         if not 0 <= n.lower_threshold <= n.upper_threshold:

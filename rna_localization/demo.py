@@ -41,7 +41,7 @@ METRICS = {
     "molecules_per_granule_bias_pct": "mean (estimated / true - 1) over true granules, %",
     "molecules_per_granule_mae_pct": "mean |estimated / true - 1| over true granules, %",
     "molecules_per_granule_mae_floor_pct": ("the same from each granule's true light (its molecules' "
-                                            "brightness over the mean single molecule's): what "
+                                            "brightness over its image's mean single molecule's): what "
                                             "exact photometry scores, %"),
     "granules_with_other_molecules_pct": ("true granules whose object also holds molecules of "
                                           "another object, %"),
@@ -248,7 +248,7 @@ def granule_errors(molecules: pd.DataFrame, *, threshold: float) -> pd.DataFrame
         One row per granule of at least `threshold` molecules held by an
         object: ``size`` (true molecules), ``estimate``, ``error`` (estimate /
         size - 1), ``abs_error``, ``abs_light_error`` (the error of exact
-        photometry: |its molecules' brightness over the mean single
+        photometry: |its molecules' brightness over its image's mean single
         molecule's / size - 1|), ``light_error`` (estimate / that light - 1:
         the photometry's own error), ``with_others`` (its object also
         holds molecules that are not of this granule) and ``split`` (its
@@ -267,8 +267,9 @@ def granule_errors(molecules: pd.DataFrame, *, threshold: float) -> pd.DataFrame
     """
     columns = ["size", "estimate", "error", "abs_error", "abs_light_error", "light_error",
                "with_others", "split"]
-    single = molecules.loc[~molecules["in_granule"], "brightness"]
-    unit = float(single.mean()) if len(single) else np.nan
+    # Each image's mean single molecule: images differ in brightness, and each is counted
+    # against its own (normalization.reference "image").
+    unit = molecules.loc[~molecules["in_granule"]].groupby("name")["brightness"].mean()
     inside = molecules[molecules["label"] > 0]
     held_by = inside.groupby(["name", "label"])
     rows = []
@@ -281,7 +282,7 @@ def granule_errors(molecules: pd.DataFrame, *, threshold: float) -> pd.DataFrame
         estimate = float(held["normalized_intensity"].iloc[0])
         others = ~held.index.isin(granule.index)
         size = len(granule)
-        light = granule["brightness"].sum() / unit
+        light = granule["brightness"].sum() / unit.get(name, np.nan)
         rows.append({"size": size, "estimate": estimate, "error": estimate / size - 1,
                      "abs_error": abs(estimate / size - 1),
                      "abs_light_error": abs(light / size - 1),

@@ -10,6 +10,7 @@ import pandas as pd
 
 __all__ = [
     "DISTRIBUTION_COLUMNS",
+    "IMAGE_REFERENCE_MIN_OBJECTS",
     "MIN_REFERENCE_OBJECTS",
     "REFERENCE_DEPTH_REACH_UM",
     "REFERENCE_DEPTH_STEP_UM",
@@ -21,6 +22,7 @@ __all__ = [
     "depth_references",
     "distance_grid",
     "distance_steps",
+    "image_references",
     "isolated_spots",
     "normalize_intensities",
     "object_references",
@@ -106,6 +108,17 @@ REFERENCE_TRIM = 1.6
 #: a crowded spot's aperture holds some of its neighbours' light, and in a crowd that of
 #: the molecules no object holds.
 REFERENCE_ISOLATION_UM = 0.5
+
+
+#: Method "aperture" with ``normalization.reference = "image"``: an image is counted against
+#: its own single molecules when it holds at least this many isolated single spots (as many
+#: as a group's reference needs before it warns: their trimmed mean is then within about 7%,
+#: one standard error, at the real images' spread in brightness); with fewer, against its
+#: group's. Real images' molecules differ in brightness from one image to the next (by about
+#: 18%, one SD of log, on hand-tagged widefield smFISH; docs/quantification.md, "Images whose
+#: molecules differ in brightness"), so a reference pooled over a group's images counts each
+#: image's objects off by as much.
+IMAGE_REFERENCE_MIN_OBJECTS = MIN_REFERENCE_OBJECTS
 
 
 def isolated_spots(points_um, images, *, reach_um: float = REFERENCE_ISOLATION_UM) -> np.ndarray:
@@ -229,6 +242,71 @@ def aperture_references(spot_intensity, area, groups, *, isolated=None,
     return result
 
 
+def image_references(spot_intensity, area, images, *, isolated,
+                     window: tuple[float, float] = SINGLE_AREA_WINDOW,
+                     trim: float = REFERENCE_TRIM,
+                     min_objects: int = IMAGE_REFERENCE_MIN_OBJECTS) -> pd.DataFrame:
+    """Each image's own single-molecule reference, where it holds enough isolated single spots.
+
+    As :func:`aperture_references` takes a group's reference, over one
+    image's objects: its single spots are those whose area is within
+    `window` times the image's median area, with a positive intensity and
+    `isolated`; the reference is their mean ``spot_intensity`` within a
+    factor `trim` of their median. An image with fewer than `min_objects`
+    such spots (within the trim) gets none (NaN): too few to say its
+    molecules' brightness.
+
+    Parameters
+    ----------
+    spot_intensity, area, images : (N,) array-like
+        One value per object: background-subtracted aperture intensity, area
+        in voxels, and the object's image.
+    isolated : (N,) array-like of bool
+        Objects with no other object nearby (:func:`isolated_spots`).
+    window, trim : as in :func:`aperture_references`
+    min_objects : int
+        Fewest spots behind an image's reference.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by image (sorted): ``reference`` (NaN with too few spots) and
+        ``single_molecules`` (the spots the mean is of; with too few, the
+        isolated single spots found).
+
+    Examples
+    --------
+    Image "b"'s molecules are twice as bright as "a"'s; "c" has one spot only:
+
+    >>> spots = [100, 110, 90, 200, 220, 180, 150]
+    >>> image_references(spots, [20] * 7, list("aaabbbc"), isolated=[True] * 7, min_objects=3)
+           reference  single_molecules
+    image
+    a          100.0                 3
+    b          200.0                 3
+    c            NaN                 1
+    """
+    table = pd.DataFrame({
+        "image": np.asarray(images, dtype=object),
+        "area": np.asarray(area, dtype=np.float64),
+        "spot": np.asarray(spot_intensity, dtype=np.float64),
+        "isolated": np.asarray(isolated, dtype=bool),
+    })
+    rows = {}
+    for image, objects in table.groupby("image", sort=True):
+        centre = float(objects["area"].median())
+        single = objects[objects["area"].between(window[0] * centre, window[1] * centre)
+                         & (objects["spot"] > 0) & objects["isolated"]]
+        reference, kept = (_trimmed_mean(single["spot"].to_numpy(), trim) if len(single)
+                           else (np.nan, 0))
+        if kept < min_objects:
+            reference, kept = np.nan, len(single)
+        rows[image] = {"reference": reference, "single_molecules": kept}
+    result = pd.DataFrame.from_dict(rows, orient="index", columns=["reference", "single_molecules"])
+    result.index.name = "image"
+    return result.astype({"reference": np.float64, "single_molecules": np.int64})
+
+
 #: Method "aperture", images whose PSF changes with depth: an object's reference is taken
 #: from the isolated spots within this many µm of its depth (or the
 #: :data:`MIN_REFERENCE_OBJECTS` nearest in depth, when fewer are). Through spherical
@@ -327,8 +405,8 @@ def depth_references(spot_intensity, depth_um, groups, *, isolated,
 
 
 def object_references(spot_intensity, area, groups, *, isolated, depth_um=None,
-                      by_depth=None) -> tuple[pd.DataFrame, np.ndarray]:
-    """Method "aperture"'s references: one per group, or per depth where the PSF changes with it.
+                      by_depth=None, images=None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Method "aperture"'s references: per group or per image, and per depth where the PSF changes.
 
     Every object is counted against its group's reference
     (:func:`aperture_references` of the group's images through one PSF), but
@@ -336,6 +414,12 @@ def object_references(spot_intensity, area, groups, *, isolated, depth_um=None,
     against the single molecules of those images at their own depth
     (:func:`depth_references`). A group whose every image has a PSF that
     changes with depth reports the reference of them all.
+
+    Given `images`, each image with at least
+    :data:`IMAGE_REFERENCE_MIN_OBJECTS` isolated single spots is counted
+    against its own (:func:`image_references`; at each depth, from its own
+    spots, where its PSF changes with depth), the others against their
+    group's, as above.
 
     Parameters
     ----------
@@ -348,13 +432,19 @@ def object_references(spot_intensity, area, groups, *, isolated, depth_um=None,
     by_depth : (N,) array-like of bool, optional
         The objects of images whose PSF changes with depth
         (:func:`rna_localization.capture.psf_depth_change`). None: none.
+    images : (N,) array-like, optional
+        Each object's image: each image counted against its own single
+        molecules where it has enough. None: one reference per group.
 
     Returns
     -------
     references : DataFrame
         :func:`aperture_references` of the objects the group's reference is
         taken from, plus ``by_depth``: the objects of each group counted
-        against a reference at their depth.
+        against a reference at their depth, and ``own_reference``: the images
+        of each group counted against their own (0 without `images`). With
+        `images`, ``attrs["images"]`` is :func:`image_references` of every
+        image.
     reference : (N,) ndarray of float64
         Each object's reference.
 
@@ -364,6 +454,16 @@ def object_references(spot_intensity, area, groups, *, isolated, depth_um=None,
     ...     [100, 110, 90, 420], [20, 22, 18, 60], ["a"] * 4, isolated=[True] * 4)
     >>> reference.tolist(), table["by_depth"].tolist()
     ([100.0, 100.0, 100.0, 100.0], [0])
+
+    Per image: "y"'s molecules are twice as bright as "x"'s, and each image is
+    counted against its own (at least 20 isolated single spots each):
+
+    >>> spots = [100.0] * 60 + [200.0] * 60 + [400.0]
+    >>> table, reference = object_references(
+    ...     spots, [20] * 121, ["a"] * 121, isolated=[True] * 120 + [False],
+    ...     images=["x"] * 60 + ["y"] * 61)
+    >>> float(spots[-1] / reference[-1]), table["own_reference"].tolist()
+    (2.0, [2])
     """
     spot = np.asarray(spot_intensity, dtype=np.float64)
     groups = np.asarray(groups, dtype=object)
@@ -376,15 +476,30 @@ def object_references(spot_intensity, area, groups, *, isolated, depth_um=None,
     table = aperture_references(spot[basis], np.asarray(area, np.float64)[basis], groups[basis],
                                 isolated=isolated[basis])
     reference = table["reference"].reindex(groups).to_numpy(np.float64, copy=True)
+    own = np.zeros(groups.shape, bool)  # objects of the images counted against their own
+    if images is not None:
+        images = np.asarray(images, dtype=object)
+        per_image = image_references(spot, area, images, isolated=isolated)
+        own = per_image["reference"].notna().reindex(images).to_numpy(bool)
+        mine = per_image["reference"].reindex(images).to_numpy(np.float64)
+        reference[own & ~deep] = mine[own & ~deep]
+        table.attrs["images"] = per_image
     if deep.any():
         if depth_um is None:
             msg = "object_references: by_depth needs depth_um, each object's depth."
             raise ValueError(msg)
-        at_depth = depth_references(spot[deep], np.asarray(depth_um, np.float64)[deep],
-                                    groups[deep], isolated=isolated[deep])
+        depth = np.asarray(depth_um, np.float64)[deep]
+        at_depth = depth_references(spot[deep], depth, groups[deep], isolated=isolated[deep])
+        if own[deep].any():
+            # An image with spots enough for its own reference: its own at each depth.
+            by_image = depth_references(spot[deep], depth, images[deep], isolated=isolated[deep])
+            at_depth = np.where(own[deep] & ~np.isnan(by_image), by_image, at_depth)
         # A group whose depth-changing images have no reference spot keeps its own.
         reference[deep] = np.where(np.isnan(at_depth), reference[deep], at_depth)
     table["by_depth"] = pd.Series(deep, index=groups).groupby(level=0).sum().reindex(
+        table.index, fill_value=0).astype(np.int64)
+    owners = pd.Series(images if images is not None else groups)[own]
+    table["own_reference"] = owners.groupby(groups[own]).nunique().reindex(
         table.index, fill_value=0).astype(np.int64)
     return table, reference
 

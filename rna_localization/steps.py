@@ -76,6 +76,7 @@ from .db.tables import (
 from .distances import nearest_distances, point_distances
 from .distributions import (
     DISTRIBUTION_COLUMNS,
+    IMAGE_REFERENCE_MIN_OBJECTS,
     MIN_REFERENCE_OBJECTS,
     REFERENCE_DEPTH_REACH_UM,
     SINGLE_AREA_WINDOW,
@@ -990,8 +991,10 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
     now = {name: group_of[name] for name in extracted["name"] if name in group_of}
     settings = {"method": n.method, "group_by": n.group_by,
                 "lower_threshold": float(n.lower_threshold),
-                "upper_threshold": float(n.upper_threshold)}
-    compared = ["method", "group_by"] + ([] if aperture else ["lower_threshold", "upper_threshold"])
+                "upper_threshold": float(n.upper_threshold),
+                "reference_by": n.reference if aperture else "group"}
+    compared = ["method", "group_by", "reference_by"] + (
+        [] if aperture else ["lower_threshold", "upper_threshold"])
     # Only the groups whose images changed since the last normalize (an image extracted,
     # deleted, or moved to another group in the metadata) are read and written again;
     # every group when the settings changed or nothing was recorded.
@@ -1021,20 +1024,28 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
         objects["by_depth"] = by_name["psf_depth_changes"].reindex(
             objects["name"], fill_value=False).to_numpy(bool)
     references, values = _group_references(config, objects)
+    # Each image's own reference (NaN: its group's), and the spots behind it.
+    per_image = references.attrs.get("images")
+    per_image = (per_image.reindex(redo_names) if per_image is not None else
+                 pd.DataFrame({"reference": np.nan, "single_molecules": 0}, index=redo_names))
     redone = objects.assign(molecules=values).groupby("grp").agg(
         objects=("id", "size"), molecules=("molecules", "sum"))
     redone = (references.join(redone).rename_axis("grp").reset_index().assign(**settings)
-              .astype({"single_molecules": np.int64, "objects": np.int64}))
+              .astype({"single_molecules": np.int64, "objects": np.int64,
+                       "own_reference": np.int64}))
     written = 0
     if redo_names or gone or unrecorded or everything:  # else nothing to write, no lock taken
         with db.transaction() as cursor:
             write_normalized_intensities(cursor, structure, objects["id"].to_numpy(), values)
             written = (clear_normalized_intensities(cursor, structure, redo_names, all_but=True)
                        if unrecorded else clear_normalized_intensities(cursor, structure, gone))
-            write_normalization_state(cursor, structure,
-                                      pd.DataFrame({"name": redo_names,
-                                                    "grp": [now[name] for name in redo_names]}),
-                                      redone, forget=True if everything else gone)
+            write_normalization_state(
+                cursor, structure,
+                pd.DataFrame({"name": redo_names, "grp": [now[name] for name in redo_names],
+                              "reference": per_image["reference"].to_numpy(np.float64),
+                              "single_molecules": per_image["single_molecules"].fillna(0)
+                              .to_numpy(np.int64)}),
+                redone, forget=True if everything else gone)
             fault_point("normalize")  # crash tests: every value written, not committed
     _vacuum_if_churned(db, structure, written + len(objects), int(extracted["n_objects"].sum()))
     kept = stored[stored["grp"].isin(set(now.values()) - redo)] if not everything else stored[:0]
@@ -1046,8 +1057,9 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
                 _warn(f"the single-molecule reference of {n.group_by} = {group!r} comes from "
                       f"{int(count)} objects only: molecule counts of that group are uncertain.")
     summary = summary.rename(columns={"grp": n.group_by})
-    return summary[[n.group_by, "reference", "single_molecules", "objects", "molecules"]].astype(
-        {"single_molecules": np.int64, "objects": np.int64})
+    return summary[[n.group_by, "reference", "single_molecules", "own_reference", "objects",
+                    "molecules"]].astype({"single_molecules": np.int64, "own_reference": np.int64,
+                                          "objects": np.int64})
 
 
 def _group_references(config: Config, objects: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
@@ -1059,7 +1071,7 @@ def _group_references(config: Config, objects: pd.DataFrame) -> tuple[pd.DataFra
     n = config.normalization
     columns = ["reference", "single_molecules"]
     if objects.empty:
-        return pd.DataFrame(columns=columns, dtype=np.float64), np.zeros(0)
+        return pd.DataFrame(columns=[*columns, "own_reference"], dtype=np.float64), np.zeros(0)
     if n.method == "aperture":
         stale = sorted(set(objects.loc[objects["spot_intensity"].isna(), "name"]))
         if stale:
@@ -1070,9 +1082,14 @@ def _group_references(config: Config, objects: pd.DataFrame) -> tuple[pd.DataFra
         references, reference = object_references(
             objects["spot_intensity"], objects["area"], objects["grp"],
             isolated=objects["isolated"], depth_um=objects["depth_um"],
-            by_depth=objects["by_depth"])
+            by_depth=objects["by_depth"],
+            images=objects["name"] if n.reference == "image" else None)
         _warn_by_depth(config, objects, references, reference)
-        return references[columns], objects["spot_intensity"].to_numpy(np.float64) / reference
+        if n.reference == "image":
+            _warn_image_references(config, objects, references)
+        table = references[[*columns, "own_reference"]].copy()
+        table.attrs["images"] = references.attrs.get("images")  # each image's own reference
+        return table, objects["spot_intensity"].to_numpy(np.float64) / reference
     values = normalize_intensities(
         objects["total_intensity"], objects["area"], objects["grp"],
         lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold,
@@ -1083,7 +1100,25 @@ def _group_references(config: Config, objects: pd.DataFrame) -> tuple[pd.DataFra
             objects["total_intensity"], objects["area"], objects["grp"],
             lower_threshold=n.lower_threshold, upper_threshold=n.upper_threshold),
         "single_molecules": single.groupby(objects["grp"]).sum()})
+    references["own_reference"] = 0
     return references, values
+
+
+def _warn_image_references(config: Config, objects: pd.DataFrame,
+                           references: pd.DataFrame) -> None:
+    """Name the images counted against their group's reference: too few isolated single spots."""
+    per_image = references.attrs["images"]
+    few = per_image[per_image["reference"].isna()]
+    if few.empty:
+        return
+    group_of = objects.drop_duplicates("name").set_index("name")["grp"]
+    for group, names in few.groupby(group_of.reindex(few.index)).groups.items():
+        counts = few.loc[names, "single_molecules"]
+        _warn(f"{len(names)} image(s) of {config.normalization.group_by} = {group!r} hold fewer "
+              f"than {IMAGE_REFERENCE_MIN_OBJECTS} isolated single spots ({_some(list(names))}: "
+              f"{counts.min()}-{counts.max()}): they are counted against the group's reference, "
+              f"not their own; if their molecules are brighter or dimmer than the group's, their "
+              f"counts are off by as much.")
 
 
 def _warn_by_depth(config: Config, objects: pd.DataFrame, references: pd.DataFrame,

@@ -108,6 +108,32 @@ def distribution(distance, total, molecules, *, step, threshold, granule_thresho
     return pd.DataFrame(rows)
 
 
+def image_reference(spot, area, points_um, *, reach_um: float, trim: float,
+                    fewest: int) -> float | None:
+    """One image's own single-molecule reference (normalization.reference "image"), by hand.
+
+    The single spots: area within 0.5-1.5x the image's median area, a positive spot
+    intensity, and no other object of the image within `reach_um` (all pairs). Their mean
+    within a factor `trim` of their median, if at least `fewest` are within it; else None
+    (the image is counted against its group's reference).
+    """
+    spot = np.asarray(spot, dtype=float)
+    area = np.asarray(area, dtype=float)
+    points = np.asarray(points_um, dtype=float)
+    centre = np.median(area)
+    single = []
+    for k in range(len(spot)):
+        nearest = min((math.dist(points[k], points[j]) for j in range(len(spot)) if j != k),
+                      default=math.inf)
+        if 0.5 * centre <= area[k] <= 1.5 * centre and spot[k] > 0 and nearest > reach_um:
+            single.append(k)
+    if not single:
+        return None
+    median = float(np.median(spot[single]))
+    kept = [spot[k] for k in single if median / trim <= spot[k] <= median * trim]
+    return sum(kept) / len(kept) if len(kept) >= fewest else None
+
+
 def aperture_reference(spot, area, points_um, images, *, reach_um: float, trim: float,
                        fewest: int) -> float:
     """One group's single-molecule reference (method "aperture", README's definition), by hand.

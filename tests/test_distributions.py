@@ -9,10 +9,13 @@ from rna_localization import (
     single_molecule_references,
 )
 from rna_localization.distributions import (
+    IMAGE_REFERENCE_MIN_OBJECTS,
     MIN_REFERENCE_OBJECTS,
+    REFERENCE_ISOLATION_UM,
     REFERENCE_TRIM,
     aperture_references,
     depth_references,
+    image_references,
     isolated_spots,
     object_references,
 )
@@ -224,6 +227,65 @@ def test_object_references_count_depth_changing_images_by_depth_and_the_others_a
     assert table["by_depth"].sum() == 0
     with pytest.raises(ValueError, match="depth_um"):
         object_references(spot, area, groups, isolated=isolated, by_depth=by_depth)
+
+
+def test_image_references_against_each_image_taken_by_hand():
+    # Five images whose molecules differ in brightness, with crowded spots (isolation by
+    # all pairs), odd areas and non-positive intensities; two hold too few isolated single
+    # spots for a reference of their own.
+    rng = np.random.default_rng(11)
+    sizes = {"a": 300, "b": 200, "c": 120, "d": 20, "e": 8}
+    images = np.repeat(list(sizes), list(sizes.values()))
+    brightness = pd.Series({"a": 1.0, "b": 1.5, "c": 0.7, "d": 1.2, "e": 1.0})
+    n = len(images)
+    spot = 1000 * brightness.reindex(images).to_numpy() * rng.lognormal(0, 0.27, n)
+    spot[rng.uniform(size=n) < 0.03] *= -1
+    spot[rng.uniform(size=n) < 0.05] *= 2.5  # merged pairs
+    area = rng.integers(20, 40, n).astype(float)
+    area[rng.uniform(size=n) < 0.05] *= 3
+    points = rng.uniform(0, 6, (n, 3))
+    isolated = isolated_spots(points, images)
+    table = image_references(spot, area, images, isolated=isolated)
+    assert table.index.tolist() == list(sizes)
+    own = {}
+    for name in sizes:
+        mine = images == name
+        expected = oracles.image_reference(spot[mine], area[mine], points[mine],
+                                           reach_um=REFERENCE_ISOLATION_UM, trim=REFERENCE_TRIM,
+                                           fewest=IMAGE_REFERENCE_MIN_OBJECTS)
+        if expected is None:
+            assert np.isnan(table.loc[name, "reference"]), name
+        else:
+            assert table.loc[name, "reference"] == pytest.approx(expected, rel=1e-12), name
+            own[name] = expected
+    assert set(own) == {"a", "b", "c"}  # "d" and "e": too few isolated spots
+    # Each image's reference follows its molecules' brightness.
+    ratio = pd.Series(own) / own["a"]
+    np.testing.assert_allclose(ratio, brightness[ratio.index], rtol=0.12)
+    # Through object_references: each image with its own against it, the others against
+    # the group's (pooled over every image), and the group's reference unchanged.
+    groups = np.where(np.isin(images, ["a", "b", "d"]), "g1", "g2")
+    summary, reference = object_references(spot, area, groups, isolated=isolated, images=images)
+    pooled = aperture_references(spot, area, groups, isolated=isolated)
+    pd.testing.assert_series_equal(summary["reference"], pooled["reference"])
+    for name in sizes:
+        mine = images == name
+        want = own.get(name, pooled.loc[groups[mine][0], "reference"])
+        np.testing.assert_allclose(reference[mine], want, rtol=1e-12)
+    assert summary["own_reference"].to_dict() == {"g1": 2, "g2": 1}
+    pd.testing.assert_frame_equal(summary.attrs["images"], table)
+    # Images whose PSF changes with depth ("a", with its own reference, and "d", without):
+    # "a" against its own spots at each depth, "d" against its group's depth-changing spots.
+    depth = rng.uniform(0, 6, n)
+    deep = np.isin(images, ["a", "d"])
+    _, reference = object_references(spot, area, groups, isolated=isolated, images=images,
+                                     depth_um=depth, by_depth=deep)
+    for name in ("a", "d"):
+        mine = images == name
+        pool = images if name == "a" else groups
+        want = depth_references(spot[deep], depth[deep], pool[deep], isolated=isolated[deep])
+        np.testing.assert_allclose(reference[mine], want[mine[deep]], rtol=1e-12)
+    np.testing.assert_allclose(reference[images == "b"], own["b"], rtol=1e-12)
 
 
 def test_isolated_spots_against_every_pair():

@@ -27,6 +27,7 @@ from rna_localization.db.tables import (
     write_image_objects,
 )
 from rna_localization.distributions import (
+    IMAGE_REFERENCE_MIN_OBJECTS,
     MIN_REFERENCE_OBJECTS,
     REFERENCE_ISOLATION_UM,
     REFERENCE_TRIM,
@@ -75,9 +76,11 @@ def _set_method(config_path: Path, method: str) -> None:
     config_path.write_text(text.replace('method = "total"', f'method = "{method}"'), encoding="utf-8")
 
 
-def _oracle(rows: pd.DataFrame, method: str, lower: float, upper: float) -> np.ndarray:
+def _oracle(rows: pd.DataFrame, method: str, lower: float, upper: float,
+            per_image: bool = False) -> np.ndarray:
     """normalized_intensity from PRODUCT.md's definitions, group by group, in plain numpy
-    (method "aperture": :func:`oracles.aperture_reference`)."""
+    (method "aperture": :func:`oracles.aperture_reference`; with `per_image`, each image
+    with enough isolated single spots against its own, :func:`oracles.image_reference`)."""
     expected = np.full(len(rows), np.nan)
     for group in rows["rna_type"].dropna().unique():
         member = (rows["rna_type"] == group).to_numpy()
@@ -93,6 +96,17 @@ def _oracle(rows: pd.DataFrame, method: str, lower: float, upper: float) -> np.n
                 rows["name"].to_numpy()[member], reach_um=REFERENCE_ISOLATION_UM,
                 trim=REFERENCE_TRIM, fewest=MIN_REFERENCE_OBJECTS)
             expected[member] = spot / reference
+            if not per_image:
+                continue
+            for name in rows.loc[member, "name"].unique():
+                mine = member & (rows["name"] == name).to_numpy()
+                own = oracles.image_reference(
+                    rows["spot_intensity"].to_numpy(float)[mine], rows["area"].to_numpy(float)[mine],
+                    rows[["z_um", "y_um", "x_um"]].to_numpy(float)[mine],
+                    reach_um=REFERENCE_ISOLATION_UM, trim=REFERENCE_TRIM,
+                    fewest=IMAGE_REFERENCE_MIN_OBJECTS)
+                if own is not None:
+                    expected[mine] = rows["spot_intensity"].to_numpy(float)[mine] / own
     return expected
 
 
@@ -109,7 +123,8 @@ def _check_normalized(db, config) -> None:
                     "i.rna_type FROM rna AS o " + _LABELS + " LEFT JOIN images AS i "
                     "ON i.name = o.name ORDER BY o.id")
     n = config.normalization
-    expected = _oracle(rows, n.method, n.lower_threshold, n.upper_threshold)
+    expected = _oracle(rows, n.method, n.lower_threshold, n.upper_threshold,
+                       per_image=n.reference == "image")
     stored = rows["normalized_intensity"].to_numpy(float)
     np.testing.assert_array_equal(np.isnan(stored), np.isnan(expected))
     np.testing.assert_allclose(stored[~np.isnan(expected)], expected[~np.isnan(expected)], rtol=1e-12)
@@ -429,3 +444,63 @@ def test_normalize_takes_its_reference_from_the_isolated_spots(dataset):
     # ... which the crowded spots would have moved.
     assert abs(spot.mean() / spot[~crowded].mean() - 1) > 0.05
     assert spot[crowded].min() > spot[~crowded].max()
+
+
+def test_normalize_counts_each_image_against_its_own_single_molecules(dataset):
+    # The two cen images become grids of 120 isolated spots (3x3-voxel boxes in one plane,
+    # 0.8 µm apart), img_02's molecules 1.5 times as bright as img_00's, as real images
+    # differ from one another. Each is counted against its own spots: every spot reads one
+    # molecule; with one reference for the group, img_00's read 0.8 and img_02's 1.2.
+    root = dataset.parent
+    shape = (8, 80, 96)
+    light = {"img_00": 1000, "img_02": 1500}
+    for name, added in light.items():
+        seg = np.zeros(shape, np.uint8)
+        raw = np.full(shape, 100, np.uint16)
+        for y in range(4, 80, 8):
+            for x in range(4, 96, 8):
+                seg[4, y - 1:y + 2, x - 1:x + 2] = 255
+                raw[4, y - 1:y + 2, x - 1:x + 2] += added
+        for structure in ("rna", "centrosomes"):
+            tifffile.imwrite(root / structure / "raw-data" / f"{name}.tif", raw)
+            tifffile.imwrite(root / structure / "segmentations" / f"{name}_seg.tif", seg)
+    _set_method(dataset, "aperture")
+    config = load_config(dataset)
+    assert config.normalization.reference == "image"  # the default
+    steps.run(config)
+    db = _db(dataset)
+    _check_normalized(db, config)  # the oracle, brute force
+    rows = db.query("SELECT name, spot_intensity, normalized_intensity FROM rna "
+                    "WHERE name IN ('img_00', 'img_02') ORDER BY id")
+    assert (rows.groupby("name").size() == 120).all()
+    np.testing.assert_allclose(rows["normalized_intensity"], 1.0, rtol=1e-9)
+    stored = db.query("SELECT name, reference, single_molecules FROM normalized_images "
+                      "WHERE structure = 'rna' ORDER BY name").set_index("name")
+    spot = rows.groupby("name")["spot_intensity"].mean()
+    assert stored.loc["img_00", "reference"] == pytest.approx(spot["img_00"], rel=1e-12)
+    assert stored.loc["img_02", "reference"] == pytest.approx(spot["img_02"], rel=1e-12)
+    assert spot["img_02"] / spot["img_00"] == pytest.approx(1.5, rel=0.01)
+    assert stored.loc[["img_00", "img_02"], "single_molecules"].tolist() == [120, 120]
+    # The small images hold too few spots: their group's reference, none of their own.
+    assert stored.loc[["img_01", "img_03"], "reference"].isna().all()
+    groups = db.query("SELECT grp, reference_by, own_reference FROM normalization_references "
+                      "ORDER BY grp")
+    assert groups["reference_by"].tolist() == ["image", "image"]
+    assert groups["own_reference"].tolist() == [2, 0]
+
+    # One reference for the group: every row written again, each image off by its brightness.
+    config_path = Path(dataset)
+    config_path.write_text(config_path.read_text(encoding="utf-8").replace(
+        "[normalization]\n", '[normalization]\nreference = "group"\n', 1), encoding="utf-8")
+    config = load_config(dataset)
+    assert config.normalization.reference == "group"
+    summary = steps.normalize(config)
+    assert summary["own_reference"].tolist() == [0, 0]
+    _check_normalized(db, config)
+    rows = db.query("SELECT name, normalized_intensity FROM rna "
+                    "WHERE name IN ('img_00', 'img_02') ORDER BY id")
+    read = rows.groupby("name")["normalized_intensity"].mean()
+    assert read["img_00"] == pytest.approx(0.8, rel=0.01)
+    assert read["img_02"] == pytest.approx(1.2, rel=0.01)
+    assert db.query("SELECT reference FROM normalized_images WHERE structure = 'rna'")[
+        "reference"].isna().all()

@@ -274,7 +274,10 @@ def read_images_table(cursor) -> pd.DataFrame:
 # -------------------------------------------------------------- normalization
 #: Columns of ``normalization_references`` after ``structure`` (one row per group).
 REFERENCE_COLUMNS = ["grp", "method", "group_by", "lower_threshold", "upper_threshold",
-                     "reference", "single_molecules", "objects", "molecules"]
+                     "reference_by", "reference", "single_molecules", "own_reference", "objects",
+                     "molecules"]
+#: Columns of ``normalized_images`` after ``structure`` (one row per image).
+NORMALIZED_IMAGE_COLUMNS = ["name", "grp", "reference", "single_molecules"]
 
 
 def read_normalization_objects(cursor, structure: str, names, *, spot_intensity: bool,
@@ -313,12 +316,14 @@ def read_normalization_state(cursor, structure: str) -> tuple[pd.DataFrame, pd.D
     -------
     images : DataFrame
         ``name``, ``grp``: the images whose objects hold ``normalized_intensity``
-        values, and the group whose reference those came from.
+        values, and their group; ``reference``, ``single_molecules``: the
+        image's own reference and the spots behind it (NULL: its group's).
     references : DataFrame
         :data:`REFERENCE_COLUMNS`, one row per group.
     """
-    cursor.execute("SELECT name, grp FROM normalized_images WHERE structure = %s", (structure,))
-    images = pd.DataFrame(cursor.fetchall(), columns=["name", "grp"])
+    cursor.execute(sql.SQL("SELECT {} FROM normalized_images WHERE structure = %s").format(
+        sql.SQL(", ").join(map(sql.Identifier, NORMALIZED_IMAGE_COLUMNS))), (structure,))
+    images = pd.DataFrame(cursor.fetchall(), columns=NORMALIZED_IMAGE_COLUMNS)
     cursor.execute(sql.SQL("SELECT {} FROM normalization_references WHERE structure = %s "
                            "ORDER BY grp").format(
         sql.SQL(", ").join(map(sql.Identifier, REFERENCE_COLUMNS))), (structure,))
@@ -350,7 +355,8 @@ def clear_normalized_intensities(cursor, structure: str, names, *, all_but: bool
 
 def write_normalization_state(cursor, structure: str, images: pd.DataFrame,
                               references: pd.DataFrame, *, forget) -> None:
-    """Record what ``normalize`` wrote: `images` (``name``, ``grp``) and `references` (one row per group).
+    """Record what ``normalize`` wrote: `images` (:data:`NORMALIZED_IMAGE_COLUMNS`) and
+    `references` (:data:`REFERENCE_COLUMNS`, one row per group).
 
     The rows of the images `forget` (names; True for every image and group of
     `structure`) and of the groups in `references` are replaced; a group left
@@ -366,7 +372,8 @@ def write_normalization_state(cursor, structure: str, images: pd.DataFrame,
                        "OR grp NOT IN (SELECT grp FROM normalized_images WHERE structure = %s))",
                        (structure, list(references["grp"]), structure))
     copy_frame(cursor, sql.Identifier("normalized_images"),
-               images[["name", "grp"]].assign(structure=structure)[["structure", "name", "grp"]])
+               images[NORMALIZED_IMAGE_COLUMNS].assign(structure=structure)[
+                   ["structure", *NORMALIZED_IMAGE_COLUMNS]])
     copy_frame(cursor, sql.Identifier("normalization_references"),
                references[REFERENCE_COLUMNS].assign(structure=structure)[["structure", *REFERENCE_COLUMNS]])
 

@@ -182,7 +182,10 @@ def _ensure_bookkeeping(cursor) -> None:
 
     A database made before they existed gets them empty: its objects keep
     their ids (all below :data:`ID_STRIDE`, so no new id can equal one) and
-    its next ``normalize`` recomputes every group.
+    its next ``normalize`` recomputes every group. One normalized before each
+    image could have its own reference gets its groups' ``reference_by`` =
+    'group' and no image's reference: its next ``normalize`` with
+    ``normalization.reference = "image"`` recomputes every group.
     """
     cursor.execute(
         """
@@ -209,6 +212,12 @@ def _ensure_bookkeeping(cursor) -> None:
             molecules double precision NOT NULL,
             PRIMARY KEY (structure, grp)
         );
+        ALTER TABLE normalized_images
+            ADD COLUMN IF NOT EXISTS reference double precision,
+            ADD COLUMN IF NOT EXISTS single_molecules bigint;
+        ALTER TABLE normalization_references
+            ADD COLUMN IF NOT EXISTS reference_by text NOT NULL DEFAULT 'group',
+            ADD COLUMN IF NOT EXISTS own_reference bigint NOT NULL DEFAULT 0;
         """
     )
 

@@ -135,7 +135,8 @@ def single_molecule_voxels(preset=model.DEFAULT_PRESET) -> float:
 
 def simulate_dataset(out_dir, *, n_images: int = 20, seed: int = 0,
                      shape=(30, 256, 256), preset=model.DEFAULT_PRESET,
-                     snr: float = model.MOLECULE_SNR) -> Path:
+                     snr: float = model.MOLECULE_SNR,
+                     image_brightness_sigma: float = model.IMAGE_BRIGHTNESS_SIGMA) -> Path:
     """Write a simulated data set with ground truth, a pipeline.toml and a manifest.
 
     Layout under `out_dir` (PRODUCT.md, "Data layout")::
@@ -170,7 +171,13 @@ def simulate_dataset(out_dir, *, n_images: int = 20, seed: int = 0,
     preset : {"confocal", "widefield"}
         Microscope of every image (:data:`~.model.PRESETS`).
     snr : float
-        Median peak SNR of a single molecule.
+        Median peak SNR of a single molecule, over the data set.
+    image_brightness_sigma : float
+        Each image's median molecule SNR is `snr` times a log-normal factor of
+        this sigma (:data:`~.model.IMAGE_BRIGHTNESS_SIGMA`, as real images
+        differ; 0: every image alike). The factors are drawn from their own
+        stream of `seed`: the images are otherwise the same whatever it is.
+        The manifest lists each image's factor (``image_brightness``).
 
     Returns
     -------
@@ -196,17 +203,23 @@ def simulate_dataset(out_dir, *, n_images: int = 20, seed: int = 0,
     conditions = dataset_conditions(n_images)
     scope = microscope(preset)
     shape, spacing = check_geometry(shape, scope.spacing)
-    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n_images)]
+    if not (np.isfinite(image_brightness_sigma) and image_brightness_sigma >= 0):
+        msg = f"image_brightness_sigma must be a number >= 0; got {image_brightness_sigma!r}."
+        raise ValueError(msg)
+    *streams, brightness_stream = np.random.SeedSequence(seed).spawn(n_images + 1)
+    seeds = [int(s.generate_state(1)[0]) for s in streams]
+    brightness = np.exp(np.random.default_rng(brightness_stream).normal(
+        0.0, float(image_brightness_sigma), n_images))
     out.mkdir(parents=True, exist_ok=True)
 
     written: list[str] = []
     molecules, centrosomes, nuclei, expected = [], [], [], []
     rows = conditions.to_dict("records")
-    for row, image_seed in tqdm(list(zip(rows, seeds, strict=True)), desc="simulate",
-                                unit="image"):
+    for row, image_seed, factor in tqdm(list(zip(rows, seeds, brightness, strict=True)),
+                                        desc="simulate", unit="image"):
         image = simulate_image(row["name"], rna_type=row["rna_type"], cycle=row["cycle"],
                                replicate=row["replicate"], seed=image_seed, shape=shape,
-                               preset=scope, snr=snr)
+                               preset=scope, snr=snr * float(factor))
         for structure, raw, labels in [("rna", image.rna, image.rna_labels),
                                        ("centrosomes", image.centrosomes,
                                         image.centrosome_labels)]:
@@ -255,6 +268,9 @@ def simulate_dataset(out_dir, *, n_images: int = 20, seed: int = 0,
             "shape": list(shape),
             "spacing": [float(s) for s in spacing],
             "image_seeds": dict(zip(conditions["name"], seeds, strict=True)),
+            "image_brightness_sigma": float(image_brightness_sigma),
+            "image_brightness": {name: round(float(f), 6)
+                                 for name, f in zip(conditions["name"], brightness, strict=True)},
         },
     )
     return out
