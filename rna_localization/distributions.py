@@ -167,6 +167,14 @@ def _trimmed_mean(values: np.ndarray, trim: float) -> tuple[float, int]:
     return (float(kept.mean()) if kept.size else median), int(kept.size)
 
 
+def _single_spots(objects: pd.DataFrame, window: tuple[float, float]):
+    """The rows of `objects` (``area``, ``spot``) whose area is within `window` times their
+    median area and whose intensity is positive: the single spots; and the window's bounds."""
+    centre = float(objects["area"].median())
+    lower, upper = window[0] * centre, window[1] * centre
+    return objects[objects["area"].between(lower, upper) & (objects["spot"] > 0)], lower, upper
+
+
 def aperture_references(spot_intensity, area, groups, *, isolated=None,
                         window: tuple[float, float] = SINGLE_AREA_WINDOW,
                         trim: float = REFERENCE_TRIM) -> pd.DataFrame:
@@ -222,9 +230,7 @@ def aperture_references(spot_intensity, area, groups, *, isolated=None,
     table["isolated"] = True if isolated is None else np.asarray(isolated, dtype=bool)
     rows = {}
     for group, objects in table.groupby("group", sort=True):
-        centre = float(objects["area"].median())
-        lower, upper = window[0] * centre, window[1] * centre
-        single = objects[objects["area"].between(lower, upper) & (objects["spot"] > 0)]
+        single, lower, upper = _single_spots(objects, window)
         if single.empty:
             msg = (
                 f"no single-molecule reference for group {group!r}: no object with a positive "
@@ -294,9 +300,8 @@ def image_references(spot_intensity, area, images, *, isolated,
     })
     rows = {}
     for image, objects in table.groupby("image", sort=True):
-        centre = float(objects["area"].median())
-        single = objects[objects["area"].between(window[0] * centre, window[1] * centre)
-                         & (objects["spot"] > 0) & objects["isolated"]]
+        single, _, _ = _single_spots(objects, window)
+        single = single[single["isolated"]]
         reference, kept = (_trimmed_mean(single["spot"].to_numpy(), trim) if len(single)
                            else (np.nan, 0))
         if kept < min_objects:

@@ -810,16 +810,15 @@ def test_a_fit_that_leaves_the_aperture_corrects_nothing():
     from rna_localization.objects import label_objects
     from rna_localization.segmentation import segment
     from rna_localization.synthetic import dataset_conditions, simulate_image
-    from rna_localization.synthetic.model import IMAGE_BRIGHTNESS_SIGMA
+    from rna_localization.synthetic.dataset import image_draws
 
     conditions = dataset_conditions(20)
     k = conditions.index[conditions["name"] == "gapdh_nc14_r1_03"][0]
-    *streams, brightness = np.random.SeedSequence(1).spawn(21)
-    factor = np.exp(np.random.default_rng(brightness).normal(0.0, IMAGE_BRIGHTNESS_SIGMA, 20))[k]
+    seeds, factors = image_draws(1, 20)  # the demo's seed 1, its 20 images
     row = conditions.loc[k]
     sim = simulate_image(row["name"], rna_type=row["rna_type"], cycle=row["cycle"],
-                         replicate=row["replicate"], seed=int(streams[k].generate_state(1)[0]),
-                         preset="widefield", snr=8.0 * factor)
+                         replicate=row["replicate"], seed=seeds[k], preset="widefield",
+                         snr=8.0 * factors[k])
     labels = label_objects(segment(sim.rna, "rna", spacing=sim.spacing))
     table = corrected_apertures(labels, sim.rna, spacing=sim.spacing)
     assert len(table) > 2000

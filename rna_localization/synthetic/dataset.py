@@ -133,6 +133,33 @@ def single_molecule_voxels(preset=model.DEFAULT_PRESET) -> float:
     return float(4 / 3 * math.pi * np.prod(semi_axes))
 
 
+def image_draws(seed: int, n_images: int,
+                image_brightness_sigma: float = model.IMAGE_BRIGHTNESS_SIGMA):
+    """Each image's seed and brightness factor in :func:`simulate_dataset`'s data set.
+
+    Image ``i`` is simulated with the ``i``-th seed spawned from `seed` by
+    ``np.random.SeedSequence``, and its median molecule SNR multiplied by a
+    log-normal factor of sigma `image_brightness_sigma`, drawn from one more
+    spawned stream (so the factors leave the images' own draws alone).
+
+    Returns
+    -------
+    seeds : list of int
+    factors : (n_images,) ndarray of float
+
+    Examples
+    --------
+    >>> seeds, factors = image_draws(0, 3, 0.0)
+    >>> len(seeds), factors.tolist()
+    (3, [1.0, 1.0, 1.0])
+    """
+    *streams, brightness = np.random.SeedSequence(seed).spawn(n_images + 1)
+    seeds = [int(s.generate_state(1)[0]) for s in streams]
+    factors = np.exp(np.random.default_rng(brightness).normal(
+        0.0, float(image_brightness_sigma), n_images))
+    return seeds, factors
+
+
 def simulate_dataset(out_dir, *, n_images: int = 20, seed: int = 0,
                      shape=(30, 256, 256), preset=model.DEFAULT_PRESET,
                      snr: float = model.MOLECULE_SNR,
@@ -206,10 +233,7 @@ def simulate_dataset(out_dir, *, n_images: int = 20, seed: int = 0,
     if not (np.isfinite(image_brightness_sigma) and image_brightness_sigma >= 0):
         msg = f"image_brightness_sigma must be a number >= 0; got {image_brightness_sigma!r}."
         raise ValueError(msg)
-    *streams, brightness_stream = np.random.SeedSequence(seed).spawn(n_images + 1)
-    seeds = [int(s.generate_state(1)[0]) for s in streams]
-    brightness = np.exp(np.random.default_rng(brightness_stream).normal(
-        0.0, float(image_brightness_sigma), n_images))
+    seeds, brightness = image_draws(seed, n_images, image_brightness_sigma)
     out.mkdir(parents=True, exist_ok=True)
 
     written: list[str] = []
