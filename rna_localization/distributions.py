@@ -485,8 +485,8 @@ def object_references(spot_intensity, area, groups, *, isolated, depth_um=None,
     if images is not None:
         images = np.asarray(images, dtype=object)
         per_image = image_references(spot, area, images, isolated=isolated)
-        own = per_image["reference"].notna().reindex(images).to_numpy(bool)
         mine = per_image["reference"].reindex(images).to_numpy(np.float64)
+        own = ~np.isnan(mine)
         reference[own & ~deep] = mine[own & ~deep]
         table.attrs["images"] = per_image
     if deep.any():
