@@ -280,7 +280,8 @@ def render_config(survey: DataSurvey, *, data_dir: str = ".") -> str:
         comments["normalization.group_by"] = ("one single-molecule reference per value, for the "
                                               "images too sparse for their own")
     comments["normalization.reference"] = ('"image": each image against its own single '
-                                           'molecules; "group": one per group_by value')
+                                           'molecules, pulled toward its group\'s as far as they '
+                                           'are few; "group": one per group_by value')
     others = [c for c in survey.metadata_columns if c not in excluded | {group}]
     comments["plot.col"] = ("a metadata column for side-by-side panels"
                             + (f", e.g. {others[0]!r}" if others else ""))

@@ -192,6 +192,16 @@ def _some(names, separator: str = ", ", most: int = 5) -> str:
     return f"{separator.join(names[:most])}{' and more' if len(names) > most else ''}"
 
 
+def _span(values, spec: str = "") -> str:
+    """The range of `values` for a message: one number when they are all the same.
+
+    >>> _span([24, 31]), _span([24, 24]), _span([1.051, 1.049], ".2f")
+    ('24-31', '24', '1.05')
+    """
+    low, high = format(min(values), spec), format(max(values), spec)
+    return low if low == high else f"{low}-{high}"
+
+
 def _one_connection(function):
     """Run `function` inside :func:`~rna_localization.db.database.reuse_connections`.
 
@@ -955,6 +965,14 @@ def normalize(config: Config, *, db: Database | None = None) -> pd.DataFrame:
         return _normalize(config, db)
 
 
+#: What ``normalization_references.reference_by`` records for each ``normalization.reference``:
+#: "image-shrunk", each image's own reference pulled toward its group's
+#: (:func:`~rna_localization.distributions.shrunk_references`), so that a database
+#: normalized with each image's own reference as it was ("image", until 2026-12-07) has
+#: every group computed again.
+_REFERENCE_BY = {"image": "image-shrunk", "group": "group"}
+
+
 def _normalize(config: Config, db: Database) -> pd.DataFrame:
     n = config.normalization
     structure = n.structure
@@ -992,7 +1010,7 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
     settings = {"method": n.method, "group_by": n.group_by,
                 "lower_threshold": float(n.lower_threshold),
                 "upper_threshold": float(n.upper_threshold),
-                "reference_by": n.reference if aperture else "group"}
+                "reference_by": _REFERENCE_BY[n.reference] if aperture else "group"}
     compared = ["method", "group_by", "reference_by"] + (
         [] if aperture else ["lower_threshold", "upper_threshold"])
     # Only the groups whose images changed since the last normalize (an image extracted,
@@ -1024,7 +1042,8 @@ def _normalize(config: Config, db: Database) -> pd.DataFrame:
         objects["by_depth"] = by_name["psf_depth_changes"].reindex(
             objects["name"], fill_value=False).to_numpy(bool)
     references, values = _group_references(config, objects)
-    # Each image's own reference (NaN: its group's), and the spots behind it.
+    # Each image's reference (its own pulled toward its group's; NaN: its group's), and the
+    # spots behind its own.
     per_image = references.attrs.get("images")
     per_image = (per_image.reindex(redo_names) if per_image is not None else
                  pd.DataFrame({"reference": np.nan, "single_molecules": 0}, index=redo_names))
@@ -1088,7 +1107,7 @@ def _group_references(config: Config, objects: pd.DataFrame) -> tuple[pd.DataFra
         if n.reference == "image":
             _warn_image_references(config, objects, references)
         table = references[[*columns, "own_reference"]].copy()
-        table.attrs["images"] = references.attrs.get("images")  # each image's own reference
+        table.attrs["images"] = references.attrs.get("images")  # each image's reference
         return table, objects["spot_intensity"].to_numpy(np.float64) / reference
     values = normalize_intensities(
         objects["total_intensity"], objects["area"], objects["grp"],
@@ -1116,7 +1135,7 @@ def _warn_image_references(config: Config, objects: pd.DataFrame,
         counts = few.loc[names, "single_molecules"]
         _warn(f"{len(names)} image(s) of {config.normalization.group_by} = {group!r} hold fewer "
               f"than {IMAGE_REFERENCE_MIN_OBJECTS} isolated single spots ({_some(list(names))}: "
-              f"{counts.min()}-{counts.max()}): they are counted against the group's reference, "
+              f"{_span(counts.astype(int))}): they are counted against the group's reference, "
               f"not their own; if their molecules are brighter or dimmer than the group's, their "
               f"counts are off by as much.")
 
@@ -1133,7 +1152,7 @@ def _warn_by_depth(config: Config, objects: pd.DataFrame, references: pd.DataFra
         _warn(f"{len(names)} image(s) of {config.normalization.group_by} = {group!r} have a PSF "
               f"that changes with depth ({_some(names)}): their objects are counted against "
               f"the single molecules at their own depth (within "
-              f"{REFERENCE_DEPTH_REACH_UM:g} µm), {ratio.min():.2f}-{ratio.max():.2f} times the "
+              f"{REFERENCE_DEPTH_REACH_UM:g} µm), {_span(ratio, '.2f')} times the "
               f"group's reference (docs/quantification.md, \"Aberration that grows with "
               f"depth\").")
 

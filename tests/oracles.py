@@ -109,12 +109,13 @@ def distribution(distance, total, molecules, *, step, threshold, granule_thresho
 
 
 def image_reference(spot, area, points_um, *, reach_um: float, trim: float,
-                    fewest: int) -> float | None:
-    """One image's own single-molecule reference (normalization.reference "image"), by hand.
+                    fewest: int) -> list | None:
+    """The spots of one image's own single-molecule reference (normalization.reference
+    "image"), by hand: its mean is the image's own reference.
 
     The single spots: area within 0.5-1.5x the image's median area, a positive spot
-    intensity, and no other object of the image within `reach_um` (all pairs). Their mean
-    within a factor `trim` of their median, if at least `fewest` are within it; else None
+    intensity, and no other object of the image within `reach_um` (all pairs). Those within
+    a factor `trim` of their median, if at least `fewest` (and two) are within it; else None
     (the image is counted against its group's reference).
     """
     spot = np.asarray(spot, dtype=float)
@@ -131,7 +132,36 @@ def image_reference(spot, area, points_um, *, reach_um: float, trim: float,
         return None
     median = float(np.median(spot[single]))
     kept = [spot[k] for k in single if median / trim <= spot[k] <= median * trim]
-    return sum(kept) / len(kept) if len(kept) >= fewest else None
+    return kept if len(kept) >= max(fewest, 2) else None
+
+
+def shrunk_reference(kept_by_image: dict, group_reference: float) -> dict:
+    """Each image's reference within one group (normalization.reference "image"), by hand.
+
+    `kept_by_image`: each image's spots (:func:`image_reference`; None: too few). Each own
+    reference (its spots' mean) is pulled toward `group_reference` in logarithms by the
+    weight tau2 / (tau2 + s2 / n): s2 the images' squared spread (SD over mean) pooled with
+    n - 1 degrees of freedom each, tau2 DerSimonian and Laird's estimate of the variance of
+    the images' log references beyond chance. One image, or spots alike to the bit: its own.
+    """
+    spots = {name: kept for name, kept in kept_by_image.items() if kept is not None}
+    means = {name: sum(kept) / len(kept) for name, kept in spots.items()}
+    squared = {name: sum((v - means[name]) ** 2 for v in kept) / (len(kept) - 1) / means[name] ** 2
+               for name, kept in spots.items()}
+    degrees = sum(len(kept) - 1 for kept in spots.values())
+    pooled = sum((len(spots[name]) - 1) * squared[name] for name in spots) / max(degrees, 1)
+    if len(spots) < 2 or pooled <= 0:
+        return means
+    weight = {name: len(kept) / pooled for name, kept in spots.items()}
+    logs = {name: math.log(mean) for name, mean in means.items()}
+    total = sum(weight.values())
+    centre = sum(weight[name] * logs[name] for name in spots) / total
+    q = sum(weight[name] * (logs[name] - centre) ** 2 for name in spots)
+    tau2 = max(0.0, (q - (len(spots) - 1))
+               / (total - sum(w * w for w in weight.values()) / total))
+    base = math.log(group_reference)
+    return {name: math.exp(base + tau2 / (tau2 + 1 / weight[name]) * (logs[name] - base))
+            for name in spots}
 
 
 def aperture_reference(spot, area, points_um, images, *, reach_um: float, trim: float,

@@ -18,6 +18,7 @@ from rna_localization.distributions import (
     image_references,
     isolated_spots,
     object_references,
+    shrunk_references,
 )
 
 import oracles
@@ -234,7 +235,7 @@ def test_image_references_against_each_image_taken_by_hand():
     # all pairs), odd areas and non-positive intensities; two hold too few isolated single
     # spots for a reference of their own.
     rng = np.random.default_rng(11)
-    sizes = {"a": 300, "b": 200, "c": 120, "d": 20, "e": 8}
+    sizes = {"a": 300, "b": 200, "c": 120, "d": 6, "e": 7}
     images = np.repeat(list(sizes), list(sizes.values()))
     brightness = pd.Series({"a": 1.0, "b": 1.5, "c": 0.7, "d": 1.2, "e": 1.0})
     n = len(images)
@@ -247,33 +248,49 @@ def test_image_references_against_each_image_taken_by_hand():
     isolated = isolated_spots(points, images)
     table = image_references(spot, area, images, isolated=isolated)
     assert table.index.tolist() == list(sizes)
-    own = {}
+    kept = {}
     for name in sizes:
         mine = images == name
-        expected = oracles.image_reference(spot[mine], area[mine], points[mine],
-                                           reach_um=REFERENCE_ISOLATION_UM, trim=REFERENCE_TRIM,
-                                           fewest=IMAGE_REFERENCE_MIN_OBJECTS)
-        if expected is None:
+        kept[name] = oracles.image_reference(spot[mine], area[mine], points[mine],
+                                             reach_um=REFERENCE_ISOLATION_UM, trim=REFERENCE_TRIM,
+                                             fewest=IMAGE_REFERENCE_MIN_OBJECTS)
+        if kept[name] is None:
             assert np.isnan(table.loc[name, "reference"]), name
+            assert np.isnan(table.loc[name, "spread"]), name
         else:
-            assert table.loc[name, "reference"] == pytest.approx(expected, rel=1e-12), name
-            own[name] = expected
-    assert set(own) == {"a", "b", "c"}  # "d" and "e": too few isolated spots
+            mean = sum(kept[name]) / len(kept[name])
+            assert table.loc[name, "reference"] == pytest.approx(mean, rel=1e-12), name
+            assert table.loc[name, "single_molecules"] == len(kept[name])
+            assert table.loc[name, "spread"] == pytest.approx(
+                np.std(kept[name], ddof=1) / mean, rel=1e-9), name
+    own = table["reference"].dropna()
+    assert own.index.tolist() == ["a", "b", "c"]  # "d" and "e": too few isolated spots
     # Each image's reference follows its molecules' brightness.
-    ratio = pd.Series(own) / own["a"]
+    ratio = own / own["a"]
     np.testing.assert_allclose(ratio, brightness[ratio.index], rtol=0.12)
-    # Through object_references: each image with its own against it, the others against
-    # the group's (pooled over every image), and the group's reference unchanged.
+    # Through object_references: each image with its own against it, pulled toward its
+    # group's (pooled over every image; oracles.shrunk_reference), the others against the
+    # group's, and the group's reference unchanged.
     groups = np.where(np.isin(images, ["a", "b", "d"]), "g1", "g2")
     summary, reference = object_references(spot, area, groups, isolated=isolated, images=images)
     pooled = aperture_references(spot, area, groups, isolated=isolated)
     pd.testing.assert_series_equal(summary["reference"], pooled["reference"])
+    used = {}
+    for group in ("g1", "g2"):
+        names = [name for name in sizes if groups[images == name][0] == group]
+        used.update(oracles.shrunk_reference({name: kept[name] for name in names},
+                                             pooled.loc[group, "reference"]))
+    assert 0.99 < used["b"] / own["b"] < 1  # a and b plainly differ: nearly their own
+    assert used["c"] == pytest.approx(own["c"], rel=1e-12)  # alone in its group
     for name in sizes:
         mine = images == name
-        want = own.get(name, pooled.loc[groups[mine][0], "reference"])
+        want = used.get(name, pooled.loc[groups[mine][0], "reference"])
         np.testing.assert_allclose(reference[mine], want, rtol=1e-12)
     assert summary["own_reference"].to_dict() == {"g1": 2, "g2": 1}
-    pd.testing.assert_frame_equal(summary.attrs["images"], table)
+    images_table = summary.attrs["images"]
+    pd.testing.assert_series_equal(images_table["own"], table["reference"], check_names=False)
+    np.testing.assert_allclose(images_table["reference"].dropna(),
+                               [used[name] for name in ("a", "b", "c")], rtol=1e-12)
     # Images whose PSF changes with depth ("a", with its own reference, and "d", without):
     # "a" against its own spots at each depth, "d" against its group's depth-changing spots.
     depth = rng.uniform(0, 6, n)
@@ -285,7 +302,91 @@ def test_image_references_against_each_image_taken_by_hand():
         pool = images if name == "a" else groups
         want = depth_references(spot[deep], depth[deep], pool[deep], isolated=isolated[deep])
         np.testing.assert_allclose(reference[mine], want[mine[deep]], rtol=1e-12)
-    np.testing.assert_allclose(reference[images == "b"], own["b"], rtol=1e-12)
+    # "b" pulled toward its group's reference, which is now of the objects through one PSF.
+    basis = aperture_references(spot[~deep], area[~deep], groups[~deep],
+                                isolated=isolated[~deep]).loc["g1", "reference"]
+    want = oracles.shrunk_reference({name: kept[name] for name in ("a", "b", "d")}, basis)
+    np.testing.assert_allclose(reference[images == "b"], want["b"], rtol=1e-12)
+
+
+def test_shrunk_references_against_the_formula_by_hand():
+    # Groups of 1-6 images with 8-60 spots each, some without a reference of their own,
+    # one group whose spots read alike to the bit; each image's reference against
+    # oracles.shrunk_reference.
+    rng = np.random.default_rng(5)
+    rows, spots, group_reference = [], {}, {}
+    for g in range(12):
+        group = f"g{g}"
+        group_reference[group] = float(rng.uniform(500, 1500))
+        for i in range(int(rng.integers(1, 7))):
+            name = f"{group}_{i}"
+            if rng.uniform() < 0.15:
+                spots[name] = None
+            elif g == 0:
+                spots[name] = [1000.0] * 12
+            else:
+                factor = rng.lognormal(0, rng.choice([0.02, 0.2]))
+                spots[name] = list(group_reference[group] * factor
+                                   * rng.lognormal(0, 0.3, int(rng.integers(8, 60))))
+            rows.append((name, group))
+    names, groups = zip(*rows)
+    own = [np.mean(spots[n]) if spots[n] is not None else np.nan for n in names]
+    spread = [np.std(spots[n], ddof=1) / np.mean(spots[n]) if spots[n] is not None else np.nan
+              for n in names]
+    count = [len(spots[n]) if spots[n] is not None else 3 for n in names]
+    result = shrunk_references(own, spread, count, groups, pd.Series(group_reference))
+    assert result.index.tolist() == list(range(len(names)))
+    weights = []
+    for group in group_reference:
+        mine = [k for k, g in enumerate(groups) if g == group]
+        want = oracles.shrunk_reference({names[k]: spots[names[k]] for k in mine},
+                                        group_reference[group])
+        for k in mine:
+            if spots[names[k]] is None:  # its group's
+                assert result.loc[k, "reference"] == pytest.approx(group_reference[group])
+                assert result.loc[k, "weight"] == 0
+            else:
+                assert result.loc[k, "reference"] == pytest.approx(want[names[k]], rel=1e-9)
+                weights.append(result.loc[k, "weight"])
+    assert (result.loc[[k for k, g in enumerate(groups) if g == "g0"], "weight"] <= 1).all()
+    # Weights between 0 and 1, and both ends reached among these groups.
+    assert min(weights) >= 0
+    assert max(weights) <= 1
+    assert min(weights) < 0.5 < max(weights)
+
+
+def _reference_errors(tau: float, spots: tuple[int, int], rng) -> dict:
+    """Mean |reference / truth - 1| of each image's own, its group's and the shrunk reference,
+    over 300 simulated groups of 6 images whose molecules differ in brightness by `tau` (SD
+    of log), each with `spots` (low, high) single spots spread as real molecules."""
+    errors = {"own": [], "group": [], "shrunk": []}
+    for _ in range(300):
+        factor = rng.lognormal(0, tau, 6)
+        count = rng.integers(spots[0], spots[1] + 1, 6)
+        draws = [1000 * f * rng.lognormal(0, 0.27, c) for f, c in zip(factor, count)]
+        truth = 1000 * factor * np.exp(0.27 ** 2 / 2)  # each image's mean molecule
+        own = np.array([d.mean() for d in draws])
+        spread = [d.std(ddof=1) / d.mean() for d in draws]
+        group = float(np.concatenate(draws).mean())
+        shrunk = shrunk_references(own, spread, count, ["g"] * 6,
+                                   pd.Series({"g": group}))["reference"].to_numpy()
+        for key, value in (("own", own), ("group", group), ("shrunk", shrunk)):
+            errors[key].extend(np.abs(value / truth - 1))
+    return {key: float(np.mean(value)) for key, value in errors.items()}
+
+
+def test_shrunk_references_follow_whichever_reference_is_right():
+    # Simulated truth. Images whose molecules differ by 18% (as real ones), 8-20 spots
+    # each: the group's reference is far off, the shrunk one as good as each image's own.
+    rng = np.random.default_rng(3)
+    differ = _reference_errors(0.18, (8, 20), rng)
+    assert differ["shrunk"] < 0.5 * differ["group"]
+    assert differ["shrunk"] < 1.03 * differ["own"]
+    # Images alike, 20-59 spots each: each image's own errs by chance alone, and the shrunk
+    # one comes near the group's.
+    alike = _reference_errors(0.0, (20, 59), rng)
+    assert alike["shrunk"] < 0.6 * alike["own"]
+    assert alike["shrunk"] < 1.4 * alike["group"]
 
 
 def test_isolated_spots_against_every_pair():

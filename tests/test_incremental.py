@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,8 @@ def _oracle(rows: pd.DataFrame, method: str, lower: float, upper: float,
             per_image: bool = False) -> np.ndarray:
     """normalized_intensity from PRODUCT.md's definitions, group by group, in plain numpy
     (method "aperture": :func:`oracles.aperture_reference`; with `per_image`, each image
-    with enough isolated single spots against its own, :func:`oracles.image_reference`)."""
+    with enough isolated single spots against its own pulled toward its group's,
+    :func:`oracles.image_reference` and :func:`oracles.shrunk_reference`)."""
     expected = np.full(len(rows), np.nan)
     for group in rows["rna_type"].dropna().unique():
         member = (rows["rna_type"] == group).to_numpy()
@@ -98,15 +100,18 @@ def _oracle(rows: pd.DataFrame, method: str, lower: float, upper: float,
             expected[member] = spot / reference
             if not per_image:
                 continue
-            for name in rows.loc[member, "name"].unique():
+            names = rows.loc[member, "name"].unique()
+            kept = {}
+            for name in names:
                 mine = member & (rows["name"] == name).to_numpy()
-                own = oracles.image_reference(
+                kept[name] = oracles.image_reference(
                     rows["spot_intensity"].to_numpy(float)[mine], rows["area"].to_numpy(float)[mine],
                     rows[["z_um", "y_um", "x_um"]].to_numpy(float)[mine],
                     reach_um=REFERENCE_ISOLATION_UM, trim=REFERENCE_TRIM,
                     fewest=IMAGE_REFERENCE_MIN_OBJECTS)
-                if own is not None:
-                    expected[mine] = rows["spot_intensity"].to_numpy(float)[mine] / own
+            for name, own in oracles.shrunk_reference(kept, reference).items():
+                mine = member & (rows["name"] == name).to_numpy()
+                expected[mine] = rows["spot_intensity"].to_numpy(float)[mine] / own
     return expected
 
 
@@ -467,7 +472,9 @@ def test_normalize_counts_each_image_against_its_own_single_molecules(dataset):
     _set_method(dataset, "aperture")
     config = load_config(dataset)
     assert config.normalization.reference == "image"  # the default
-    steps.run(config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        steps.run(config)
     db = _db(dataset)
     _check_normalized(db, config)  # the oracle, brute force
     rows = db.query("SELECT name, spot_intensity, normalized_intensity FROM rna "
@@ -483,9 +490,16 @@ def test_normalize_counts_each_image_against_its_own_single_molecules(dataset):
     assert stored.loc[["img_00", "img_02"], "single_molecules"].tolist() == [120, 120]
     # The small images hold too few spots: their group's reference, none of their own.
     assert stored.loc[["img_01", "img_03"], "reference"].isna().all()
+    # ... and the warning names them, with how many isolated single spots each holds.
+    few = stored.loc[["img_01", "img_03"], "single_molecules"].astype(int).tolist()
+    named = [str(w.message) for w in caught if "isolated single spots" in str(w.message)]
+    assert len(named) == 1
+    assert named[0].startswith(f"2 image(s) of rna_type = 'gapdh' hold fewer than "
+                               f"{IMAGE_REFERENCE_MIN_OBJECTS} ")
+    assert f"(img_01, img_03: {min(few)}-{max(few)})" in named[0]
     groups = db.query("SELECT grp, reference_by, own_reference FROM normalization_references "
                       "ORDER BY grp")
-    assert groups["reference_by"].tolist() == ["image", "image"]
+    assert groups["reference_by"].tolist() == ["image-shrunk", "image-shrunk"]
     assert groups["own_reference"].tolist() == [2, 0]
 
     # One reference for the group: every row written again, each image off by its brightness.
@@ -494,7 +508,10 @@ def test_normalize_counts_each_image_against_its_own_single_molecules(dataset):
         "[normalization]\n", '[normalization]\nreference = "group"\n', 1), encoding="utf-8")
     config = load_config(dataset)
     assert config.normalization.reference == "group"
-    summary = steps.normalize(config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = steps.normalize(config)
+    assert not [w for w in caught if "isolated single spots" in str(w.message)]
     assert summary["own_reference"].tolist() == [0, 0]
     _check_normalized(db, config)
     rows = db.query("SELECT name, normalized_intensity FROM rna "

@@ -317,7 +317,9 @@ def read_normalization_state(cursor, structure: str) -> tuple[pd.DataFrame, pd.D
     images : DataFrame
         ``name``, ``grp``: the images whose objects hold ``normalized_intensity``
         values, and their group; ``reference``, ``single_molecules``: the
-        image's own reference and the spots behind it (NULL: its group's).
+        reference the image was counted against, from its own spots (pulled
+        toward its group's, :func:`~rna_localization.distributions.shrunk_references`),
+        and how many those are (NULL: its group's).
     references : DataFrame
         :data:`REFERENCE_COLUMNS`, one row per group.
     """
