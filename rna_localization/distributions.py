@@ -325,7 +325,8 @@ def image_references(spot_intensity, area, images, *, isolated,
                           "spread": np.float64})
 
 
-def shrunk_references(own, spread, count, groups, group_reference) -> pd.DataFrame:
+def shrunk_references(own, spread, count, groups, group_reference,
+                      molecules=None) -> pd.DataFrame:
     """Each image's own reference pulled toward its group's by as much as it is uncertain.
 
     An image's own reference, the mean of its few isolated single spots, errs
@@ -342,11 +343,17 @@ def shrunk_references(own, spread, count, groups, group_reference) -> pd.DataFra
       about their weighted mean, less what chance gives (``k - 1`` for ``k``
       images), over ``Σw - Σw² / Σw`` (``w = n / s²``); 0 when chance explains
       all of it;
-    - each image's ``weight`` is ``τ² / (τ² + s² / n)``, and its reference
-      ``group_reference · (own / group_reference) ** weight``.
+    - each image's weight is ``τ² / (τ² + s² / n)``: the share of its own
+      reference in the best estimate of the mean molecule of its kind;
+    - but a count divides the image's light by the mean of *its* molecules,
+      and its ``n`` spots are ``f = n / m`` of its ``m`` `molecules`: their
+      mean is that share of it exactly, so the ``weight`` is
+      ``f + (1 - f) · τ² / (τ² + s² / n)``;
+    - its reference is ``group_reference · (own / group_reference) ** weight``.
 
-    Many spots, or images that truly differ, keep an image's own reference
-    (weight near 1); few spots in images alike take the group's (near 0). A
+    Many spots, images that truly differ, or an image whose molecules are
+    mostly its isolated spots keep their own reference (weight near 1); few
+    spots among many molecules, in images alike, take the group's (near 0). A
     group with one image of its own reference, or whose spots read alike to
     the bit (``s² = 0``), keeps the own references (weight 1). An image with
     no own reference (NaN) takes its group's (weight 0).
@@ -362,6 +369,9 @@ def shrunk_references(own, spread, count, groups, group_reference) -> pd.DataFra
         Each image's group.
     group_reference : Series
         Each group's reference (:func:`aperture_references`), indexed by group.
+    molecules : (M,) array-like of float, optional
+        Each image's molecules (its light over its own reference). None: many
+        more than its spots (``f = 0``).
 
     Returns
     -------
@@ -371,10 +381,10 @@ def shrunk_references(own, spread, count, groups, group_reference) -> pd.DataFra
 
     Examples
     --------
-    Three images of 10 spots each whose spots spread by 30%: "a" and "b" read
-    alike, so their difference is chance and both move toward the group's;
-    with "c" twice as bright the images plainly differ, and each keeps
-    nearly its own:
+    Three images of 10 spots each, their spots spread by 30%. References 5%
+    apart are what chance gives: all three take the group's. With one image
+    twice as bright as the other two, the images plainly differ, and each
+    keeps nearly its own:
 
     >>> group = pd.Series({"g": 100.0})
     >>> shrunk_references([95, 105, 100], [0.3] * 3, [10] * 3, ["g"] * 3, group).round(2)
@@ -395,6 +405,9 @@ def shrunk_references(own, spread, count, groups, group_reference) -> pd.DataFra
     base = np.log(pd.Series(group_reference).reindex(groups).to_numpy(np.float64))
     weight = np.zeros(own.shape)
     have = ~np.isnan(own)
+    share = (np.zeros(own.shape) if molecules is None else
+             np.clip(count / np.asarray(molecules, dtype=np.float64), 0.0, 1.0))
+    share[~have | ~np.isfinite(share)] = 0.0
     for rows in pd.Series(groups[have]).groupby(groups[have], sort=False).indices.values():
         rows = np.flatnonzero(have)[rows]
         pooled = (np.sum((count[rows] - 1) * spread[rows] ** 2)
@@ -408,7 +421,7 @@ def shrunk_references(own, spread, count, groups, group_reference) -> pd.DataFra
         centre = np.sum(w * y) / np.sum(w)
         q = np.sum(w * (y - centre) ** 2)
         tau2 = max(0.0, (q - (len(rows) - 1)) / (np.sum(w) - np.sum(w ** 2) / np.sum(w)))
-        weight[rows] = tau2 / (tau2 + chance)
+        weight[rows] = share[rows] + (1 - share[rows]) * tau2 / (tau2 + chance)
     logs = np.where(have, np.log(np.where(have, own, 1.0)), base)
     # Weight 1: the own reference to the bit (not through its logarithm); 0: the group's.
     reference = np.where(weight == 1, own, np.exp(base + weight * (logs - base)))
@@ -593,9 +606,12 @@ def object_references(spot_intensity, area, groups, *, isolated, depth_um=None,
         images = np.asarray(images, dtype=object)
         per_image = image_references(spot, area, images, isolated=isolated)
         group_of = pd.Series(groups, index=images).groupby(level=0).first()
+        light = pd.Series(spot, index=images).groupby(level=0).sum()
         shrunk = shrunk_references(per_image["reference"], per_image["spread"],
                                    per_image["single_molecules"],
-                                   group_of.reindex(per_image.index), table["reference"])
+                                   group_of.reindex(per_image.index), table["reference"],
+                                   molecules=light.reindex(per_image.index)
+                                   / per_image["reference"])
         per_image = per_image.assign(
             own=per_image["reference"],
             reference=np.where(per_image["reference"].isna(), np.nan, shrunk["reference"]),

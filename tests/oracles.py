@@ -135,14 +135,17 @@ def image_reference(spot, area, points_um, *, reach_um: float, trim: float,
     return kept if len(kept) >= max(fewest, 2) else None
 
 
-def shrunk_reference(kept_by_image: dict, group_reference: float) -> dict:
+def shrunk_reference(kept_by_image: dict, group_reference: float,
+                     light: dict | None = None) -> dict:
     """Each image's reference within one group (normalization.reference "image"), by hand.
 
     `kept_by_image`: each image's spots (:func:`image_reference`; None: too few). Each own
     reference (its spots' mean) is pulled toward `group_reference` in logarithms by the
-    weight tau2 / (tau2 + s2 / n): s2 the images' squared spread (SD over mean) pooled with
-    n - 1 degrees of freedom each, tau2 DerSimonian and Laird's estimate of the variance of
-    the images' log references beyond chance. One image, or spots alike to the bit: its own.
+    weight f + (1 - f) tau2 / (tau2 + s2 / n): s2 the images' squared spread (SD over mean)
+    pooled with n - 1 degrees of freedom each, tau2 DerSimonian and Laird's estimate of the
+    variance of the images' log references beyond chance, f the image's n spots over its
+    molecules (its `light` over its own reference, at most 1; no `light`: 0). One image, or
+    spots alike to the bit: its own.
     """
     spots = {name: kept for name, kept in kept_by_image.items() if kept is not None}
     means = {name: sum(kept) / len(kept) for name, kept in spots.items()}
@@ -160,8 +163,13 @@ def shrunk_reference(kept_by_image: dict, group_reference: float) -> dict:
     tau2 = max(0.0, (q - (len(spots) - 1))
                / (total - sum(w * w for w in weight.values()) / total))
     base = math.log(group_reference)
-    return {name: math.exp(base + tau2 / (tau2 + 1 / weight[name]) * (logs[name] - base))
-            for name in spots}
+    result = {}
+    for name in spots:
+        share = 0.0 if light is None else min(1.0, max(0.0, len(spots[name])
+                                                          / (light[name] / means[name])))
+        pull = share + (1 - share) * tau2 / (tau2 + 1 / weight[name])
+        result[name] = means[name] if pull == 1 else math.exp(base + pull * (logs[name] - base))
+    return result
 
 
 def aperture_reference(spot, area, points_um, images, *, reach_um: float, trim: float,

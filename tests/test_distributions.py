@@ -276,10 +276,11 @@ def test_image_references_against_each_image_taken_by_hand():
     pooled = aperture_references(spot, area, groups, isolated=isolated)
     pd.testing.assert_series_equal(summary["reference"], pooled["reference"])
     used = {}
+    light = {name: spot[images == name].sum() for name in sizes}
     for group in ("g1", "g2"):
         names = [name for name in sizes if groups[images == name][0] == group]
         used.update(oracles.shrunk_reference({name: kept[name] for name in names},
-                                             pooled.loc[group, "reference"]))
+                                             pooled.loc[group, "reference"], light))
     assert 0.99 < used["b"] / own["b"] < 1  # a and b plainly differ: nearly their own
     assert used["c"] == pytest.approx(own["c"], rel=1e-12)  # alone in its group
     for name in sizes:
@@ -305,7 +306,8 @@ def test_image_references_against_each_image_taken_by_hand():
     # "b" pulled toward its group's reference, which is now of the objects through one PSF.
     basis = aperture_references(spot[~deep], area[~deep], groups[~deep],
                                 isolated=isolated[~deep]).loc["g1", "reference"]
-    want = oracles.shrunk_reference({name: kept[name] for name in ("a", "b", "d")}, basis)
+    want = oracles.shrunk_reference({name: kept[name] for name in ("a", "b", "d")}, basis,
+                                    light)
     np.testing.assert_allclose(reference[images == "b"], want["b"], rtol=1e-12)
 
 
@@ -334,21 +336,35 @@ def test_shrunk_references_against_the_formula_by_hand():
     spread = [np.std(spots[n], ddof=1) / np.mean(spots[n]) if spots[n] is not None else np.nan
               for n in names]
     count = [len(spots[n]) if spots[n] is not None else 3 for n in names]
-    result = shrunk_references(own, spread, count, groups, pd.Series(group_reference))
+    # Each image's light: its spots' and as many molecules again as 0-4 times them (0: its
+    # molecules are its spots, which then say its mean molecule exactly).
+    light = {n: np.sum(spots[n]) * rng.choice([1.0, 1.5, 3.0, 5.0]) if spots[n] is not None
+             else 1.0 for n in names}
+    result = shrunk_references(own, spread, count, groups, pd.Series(group_reference),
+                               molecules=[light[n] / o for n, o in zip(names, own)])
+    plain = shrunk_references(own, spread, count, groups, pd.Series(group_reference))
     assert result.index.tolist() == list(range(len(names)))
     weights = []
     for group in group_reference:
         mine = [k for k, g in enumerate(groups) if g == group]
-        want = oracles.shrunk_reference({names[k]: spots[names[k]] for k in mine},
-                                        group_reference[group])
+        kept = {names[k]: spots[names[k]] for k in mine}
+        want = oracles.shrunk_reference(kept, group_reference[group],
+                                        {names[k]: light[names[k]] for k in mine})
+        without = oracles.shrunk_reference(kept, group_reference[group])
         for k in mine:
             if spots[names[k]] is None:  # its group's
                 assert result.loc[k, "reference"] == pytest.approx(group_reference[group])
                 assert result.loc[k, "weight"] == 0
             else:
                 assert result.loc[k, "reference"] == pytest.approx(want[names[k]], rel=1e-9)
-                weights.append(result.loc[k, "weight"])
-    assert (result.loc[[k for k, g in enumerate(groups) if g == "g0"], "weight"] <= 1).all()
+                assert plain.loc[k, "reference"] == pytest.approx(without[names[k]], rel=1e-9)
+                assert result.loc[k, "weight"] >= plain.loc[k, "weight"]
+                if light[names[k]] == pytest.approx(np.sum(spots[names[k]])):
+                    assert result.loc[k, "reference"] == own[k]  # its molecules are its spots
+                weights.append(plain.loc[k, "weight"])
+    alike = [k for k, g in enumerate(groups) if g == "g0" and spots[names[k]] is not None]
+    assert alike
+    assert (result.loc[alike, "weight"] == 1).all()  # spots alike to the bit: their own
     # Weights between 0 and 1, and both ends reached among these groups.
     assert min(weights) >= 0
     assert max(weights) <= 1

@@ -109,7 +109,9 @@ def _oracle(rows: pd.DataFrame, method: str, lower: float, upper: float,
                     rows[["z_um", "y_um", "x_um"]].to_numpy(float)[mine],
                     reach_um=REFERENCE_ISOLATION_UM, trim=REFERENCE_TRIM,
                     fewest=IMAGE_REFERENCE_MIN_OBJECTS)
-            for name, own in oracles.shrunk_reference(kept, reference).items():
+            light = {name: rows.loc[member & (rows["name"] == name).to_numpy(),
+                                    "spot_intensity"].sum() for name in names}
+            for name, own in oracles.shrunk_reference(kept, reference, light).items():
                 mine = member & (rows["name"] == name).to_numpy()
                 expected[mine] = rows["spot_intensity"].to_numpy(float)[mine] / own
     return expected
