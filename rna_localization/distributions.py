@@ -605,17 +605,18 @@ def object_references(spot_intensity, area, groups, *, isolated, depth_um=None,
     if images is not None:
         images = np.asarray(images, dtype=object)
         per_image = image_references(spot, area, images, isolated=isolated)
-        group_of = pd.Series(groups, index=images).groupby(level=0).first()
-        light = pd.Series(spot, index=images).groupby(level=0).sum()
+        # Each image's group and light, in one pass over the objects.
+        by_image = pd.DataFrame({"group": groups, "light": spot}, index=images).groupby(
+            level=0).agg(group=("group", "first"), light=("light", "sum")).reindex(per_image.index)
         shrunk = shrunk_references(per_image["reference"], per_image["spread"],
-                                   per_image["single_molecules"],
-                                   group_of.reindex(per_image.index), table["reference"],
-                                   molecules=light.reindex(per_image.index)
-                                   / per_image["reference"])
-        per_image = per_image.assign(
-            own=per_image["reference"],
-            reference=np.where(per_image["reference"].isna(), np.nan, shrunk["reference"]),
-            weight=np.where(per_image["reference"].isna(), np.nan, shrunk["weight"]))
+                                   per_image["single_molecules"], by_image["group"],
+                                   table["reference"],
+                                   molecules=by_image["light"] / per_image["reference"])
+        # Images without their own reference stay NaN (their group's, as above).
+        has_own = per_image["reference"].notna().to_numpy()
+        per_image = per_image.assign(own=per_image["reference"],
+                                     reference=shrunk["reference"].where(has_own).to_numpy(),
+                                     weight=shrunk["weight"].where(has_own).to_numpy())
         mine = per_image["reference"].reindex(images).to_numpy(np.float64)
         own = ~np.isnan(mine)
         reference[own & ~deep] = mine[own & ~deep]
