@@ -199,3 +199,65 @@ def aperture_reference(spot, area, points_um, images, *, reach_um: float, trim: 
     median = float(np.median(spot[single]))
     kept = [spot[k] for k in single if median / trim <= spot[k] <= median * trim]
     return sum(kept) / len(kept) if kept else median
+
+
+def _damped_gauss_newton_step(jacobian, error):
+    """``(JᵀJ + 1e-3 diag(JᵀJ) + 1e-12 I)⁻¹ Jᵀe``, J and e over a window's voxels."""
+    normal = jacobian.T @ jacobian
+    normal[np.diag_indices_from(normal)] *= 1 + 1e-3
+    normal[np.diag_indices_from(normal)] += 1e-12
+    return np.linalg.solve(normal, jacobian.T @ error)
+
+
+def granule_fit(window, inside, coords, start, amplitude, sigma, spacing, *, low, high,
+                max_extra, steps):
+    """One granule's widened Gaussian by Gauss-Newton, written out on the whole window.
+
+    `window` (V,) data, `inside` (V,) bool, `coords` (V, 3) voxel positions;
+    ``A exp(-Σ_a (x_a - c_a)² / (2 (sigma_a² + u / spacing_a²)))`` from (`amplitude`,
+    `start`, u = 0.01); each step moves the centre by at most a sigma, then A ≥ 0, the
+    centre within `low`..`high`, u within 0..`max_extra`. Returns (A, c (3), u).
+    """
+    sigma = np.asarray(sigma, dtype=float)
+    inverse_area = 1.0 / np.asarray(spacing, dtype=float) ** 2
+    data = np.where(inside, window, 0.0)
+    p = np.array([amplitude, *start, 0.01], dtype=float)
+    for _ in range(steps):
+        width2 = sigma ** 2 + p[4] * inverse_area
+        delta = coords - p[1:4]
+        model = np.exp(-0.5 * (delta ** 2 / width2).sum(axis=1))
+        columns = [model]
+        columns += [p[0] * model * delta[:, a] / width2[a] for a in range(3)]
+        columns += [p[0] * model * (0.5 * delta ** 2 / width2 ** 2 * inverse_area).sum(axis=1)]
+        jacobian = np.column_stack(columns) * inside[:, None]
+        step = _damped_gauss_newton_step(jacobian, (p[0] * model - data) * inside)
+        p -= step * min(1.0, 1.0 / max(float(np.max(np.abs(step[1:4]) / sigma)), 1e-12))
+        p[0] = max(p[0], 0.0)
+        p[1:4] = np.clip(p[1:4], low, high)
+        p[4] = min(max(p[4], 0.0), max_extra)
+    return p
+
+
+def pair_fit(window, coords, start_1, start_2, amplitude, sigma, *, steps):
+    """Two Gaussians of `sigma` by Gauss-Newton, written out on the whole window.
+
+    `window` (V,) data, NaN where there is none, `coords` (V, 3); from amplitudes
+    0.6 `amplitude` at `start_1` and `start_2`; no step moves a molecule by more than a
+    sigma. Returns (a1, a2, m1 (3), m2 (3)).
+    """
+    sigma = np.asarray(sigma, dtype=float)
+    inside = np.isfinite(window)
+    data = np.where(inside, window, 0.0)
+    p = np.array([0.6 * amplitude, 0.6 * amplitude, *start_1, *start_2], dtype=float)
+    for _ in range(steps):
+        parts = [(coords - p[2 + 3 * m: 5 + 3 * m]) / sigma for m in range(2)]
+        models = [np.exp(-0.5 * (part ** 2).sum(axis=1)) for part in parts]
+        columns = list(models)
+        for m in range(2):
+            columns += [p[m] * models[m] * parts[m][:, a] / sigma[a] for a in range(3)]
+        jacobian = np.column_stack(columns) * inside[:, None]
+        error = (p[0] * models[0] + p[1] * models[1] - data) * inside
+        step = _damped_gauss_newton_step(jacobian, error)
+        p -= step * min(1.0, 1.0 / max(float(np.max(np.abs(step[2:]).reshape(2, 3) / sigma)),
+                                       1e-12))
+    return p

@@ -841,6 +841,105 @@ def test_granule_fit_recovers_a_known_gaussian():
     assert extra == pytest.approx(np.array([[e] * 3 for _, _, e in truth]), abs=2e-3)
 
 
+def _blobs(shape, blobs, rng):
+    """Gaussian blobs (height, centre, widths in voxels) on unit white noise."""
+    grid = np.indices(shape).astype(float)
+    data = rng.normal(0.0, 1.0, shape)
+    for height, centre, width in blobs:
+        data += height * np.exp(-0.5 * sum(((grid[a] - centre[a]) / width[a]) ** 2
+                                           for a in range(3)))
+    return data
+
+
+def _window(centre, reach):
+    """A fit's window: its voxels' positions, z slowest, as the fits lay them out."""
+    import itertools
+
+    return np.array([np.add(centre, offset) for offset in
+                     itertools.product(*(range(-r, r + 1) for r in reach))], dtype=np.int64)
+
+
+def test_compiled_granule_fits_follow_the_fit_written_out():
+    # Oracle: the same Gauss-Newton fit written out voxel by voxel on each whole window
+    # (oracles.granule_fit), on noisy blobs of several widths, two of them cut by the
+    # stack's faces, and one start far enough off that the centre limit holds it.
+    from rna_localization.segmentation import detection
+
+    import oracles
+
+    rng = np.random.default_rng(3)
+    sigma, spacing = np.array([0.95, 0.75, 0.75]), np.array([0.3, 0.11, 0.11])
+    shape = (14, 48, 60)
+    truth = [(40.0, (6.2, 20.4, 15.7), (0.95, 0.75, 0.75)),
+             (25.0, (7.0, 30.0, 40.0), (1.3, 1.4, 1.2)),
+             (60.0, (0.4, 10.0, 50.0), (1.1, 0.9, 1.0)),
+             (30.0, (12.8, 44.5, 5.0), (1.0, 1.6, 1.6)),
+             (20.0, (5.0, 40.0, 30.0), (2.0, 2.5, 2.5))]
+    data = _blobs(shape, truth, rng)
+    start = np.array([c for _, c, _ in truth]) + rng.normal(0.0, 0.7, (len(truth), 3))
+    start[-1] += (2.5, 0.0, 0.0)
+    start = np.clip(start, 0.0, np.array(shape) - 1.0)
+    amplitude = np.array([h for h, _, _ in truth]) * 0.8
+    height, centre, width = detection._fit_granules(data, start, amplitude, sigma, spacing)
+    reach = np.ceil(detection._GRANULE_FIT_REACH * sigma).astype(int)
+    for g in range(len(truth)):
+        coords = _window(np.rint(start[g]).astype(int), reach)
+        inside = np.all((coords >= 0) & (coords < shape), axis=1)
+        clipped = np.clip(coords, 0, np.array(shape) - 1)
+        expected = oracles.granule_fit(
+            data[tuple(clipped.T)], inside, coords.astype(float), start[g], amplitude[g],
+            sigma, spacing, low=np.maximum(start[g] - detection._GRANULE_MAX_SHIFT, -0.5),
+            high=np.minimum(start[g] + detection._GRANULE_MAX_SHIFT, np.array(shape) - 0.5),
+            max_extra=detection._GRANULE_MAX_WIDTH_UM ** 2,
+            steps=detection._GRANULE_FIT_STEPS)
+        assert height[g] == pytest.approx(expected[0], rel=1e-8)
+        assert centre[g] == pytest.approx(expected[1:4], abs=1e-8)
+        assert width[g] == pytest.approx(np.sqrt(sigma ** 2 + expected[4] / spacing ** 2),
+                                         rel=1e-8)
+    # The centre limit held the last one, and the others came near their blobs.
+    assert np.abs(centre[-1] - start[-1]).max() == pytest.approx(detection._GRANULE_MAX_SHIFT)
+    assert np.abs(centre[:2] - np.array([c for _, c, _ in truth[:2]])).max() < 0.3
+
+
+def test_compiled_pair_fits_follow_the_fit_written_out():
+    # Oracle: oracles.pair_fit on each whole window; pairs of blended molecules on noise,
+    # one pair's window cut by the stack's first plane (no data there), one start that
+    # is no pair at all (a lone molecule).
+    from rna_localization.segmentation import detection
+
+    import oracles
+
+    rng = np.random.default_rng(4)
+    sigma = np.array([0.95, 0.75, 0.75])
+    shape = (12, 40, 40)
+    pairs = [((6.0, 10.0, 10.0), (6.3, 11.4, 10.8)), ((1.0, 25.0, 12.0), (1.5, 26.0, 13.0)),
+             ((6.0, 20.0, 30.0), (6.0, 20.0, 32.0))]
+    blobs = [(30.0, c, sigma) for pair in pairs[:2] for c in pair] + [(30.0, (6.0, 20.0, 30.0),
+                                                                       sigma)]
+    data = _blobs(shape, blobs, rng)
+    start_1 = np.array([p[0] for p in pairs]) + rng.normal(0.0, 0.3, (3, 3))
+    start_2 = np.array([p[1] for p in pairs]) + rng.normal(0.0, 0.3, (3, 3))
+    amplitude = np.array([30.0, 30.0, 30.0])
+
+    def data_at(rows, voxels):
+        inside = np.all((voxels >= 0) & (voxels < shape), axis=2)
+        clipped = np.clip(voxels, 0, np.array(shape) - 1)
+        return np.where(inside, data[tuple(np.moveaxis(clipped, 2, 0))], np.nan)
+
+    a1, a2, m1, m2 = detection._fit_pairs(data_at, start_1, start_2, amplitude, sigma)
+    reach = np.ceil(detection._FIT_REACH * sigma).astype(int)
+    for n in range(len(pairs)):
+        coords = _window(np.rint(0.5 * (start_1[n] + start_2[n])).astype(int), reach)
+        window = data_at(None, coords[None])[0]
+        expected = oracles.pair_fit(window, coords.astype(float), start_1[n], start_2[n],
+                                    amplitude[n], sigma, steps=detection._FIT_STEPS)
+        assert [a1[n], a2[n]] == pytest.approx(expected[:2], rel=1e-7, abs=1e-7)
+        assert m1[n] == pytest.approx(expected[2:5], abs=1e-7)
+        assert m2[n] == pytest.approx(expected[5:8], abs=1e-7)
+    # The first pair is found where it was drawn.
+    assert np.sort([m1[0][2], m2[0][2]]) == pytest.approx([10.0, 10.8], abs=0.3)
+
+
 def test_a_molecule_beside_a_granule_keeps_its_own_object_its_lumps_do_not():
     import pandas as pd
 

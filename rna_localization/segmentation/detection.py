@@ -59,6 +59,7 @@ from .._rows import row_medians
 from ..hot_pixels import repair_in_place
 from ..objects import FACE_CONNECTIVITY, normalize_spacing
 from ..saturation import MIN_CLIPPED_VOXELS, clipped_objects
+from ._spotfits import fit_granule_windows, fit_pair_windows
 from .params import microns_to_voxels
 
 __all__ = [
@@ -1307,48 +1308,21 @@ def _fit_pairs(data_at, start_1, start_2, amplitude, sigma):
 
 
 def _fit_pair_batch(data_at, start_1, start_2, amplitude, sigma):
-    """:func:`_fit_pairs` on one batch; ``data_at(voxels)`` as there, for these pairs."""
+    """:func:`_fit_pairs` on one batch; ``data_at(voxels)`` as there, for these pairs.
+
+    Each pair starts at 0.6 of `amplitude` for both molecules; the Gauss-Newton steps are
+    :func:`._spotfits.fit_pair_windows`' (compiled, one window at a time).
+    """
     reach = np.ceil(_FIT_REACH * sigma).astype(int)
-    steps = [np.arange(-r, r + 1) for r in reach]
+    steps = [np.arange(-r, r + 1, dtype=np.int64) for r in reach]
     offsets = np.stack(np.meshgrid(*steps, indexing="ij"), axis=-1).reshape(-1, 3)
     centre = np.rint(0.5 * (start_1 + start_2)).astype(np.int64)
-    data = data_at(centre[:, None, :] + offsets[None, :, :])    # (P, V)
-    weight = np.isfinite(data).astype(np.float64)
-    data = np.nan_to_num(data)
-    n = len(centre)
-    # Each axis's coordinates in each window: (P, 2r + 1).
-    axes = [centre[:, a, None] + steps[a][None, :] for a in range(3)]
-    shapes = [(n, -1, 1, 1), (n, 1, -1, 1), (n, 1, 1, -1)]
-
-    def gaussian(m):
-        # Value and its three coordinate differences / sigma², on the (P, V) window.
-        parts = [(axes[a] - m[:, a, None]) / sigma[a] for a in range(3)]
-        value = np.ones((n, 1, 1, 1))
-        for a in range(3):
-            value = value * np.exp(-0.5 * parts[a] ** 2).reshape(shapes[a])
-        value = value.reshape(n, -1)
-        slopes = [np.broadcast_to((parts[a] / sigma[a]).reshape(shapes[a]),
-                                  (n, *(len(v) for v in steps))).reshape(n, -1) for a in range(3)]
-        return value, slopes
-
+    data = np.ascontiguousarray(data_at(centre[:, None, :] + offsets[None, :, :]),
+                                dtype=np.float64)                  # (P, V), NaN outside
     params = np.concatenate([amplitude[:, None] * 0.6, amplitude[:, None] * 0.6,
-                             start_1, start_2], axis=1)        # (P, 8)
-    damping = 1e-3 * np.eye(8)
-    for _ in range(_FIT_STEPS):
-        a1, a2 = params[:, 0, None], params[:, 1, None]
-        g1, s1 = gaussian(params[:, 2:5])
-        g2, s2 = gaussian(params[:, 5:8])
-        error = (a1 * g1 + a2 * g2 - data) * weight
-        jacobian = np.stack([g1, g2, *(a1 * g1 * s for s in s1), *(a2 * g2 * s for s in s2)],
-                            axis=2) * weight[..., None]       # (P, V, 8)
-        normal = np.matmul(jacobian.transpose(0, 2, 1), jacobian)
-        normal += normal * damping + 1e-12 * np.eye(8)
-        gradient = np.matmul(jacobian.transpose(0, 2, 1), error[..., None])
-        step = np.linalg.solve(normal, gradient)[..., 0]
-        # No step moves a molecule by more than a sigma.
-        move = np.abs(step[:, 2:]).reshape(-1, 2, 3) / sigma
-        scale = np.minimum(1.0, 1.0 / np.maximum(move.max(axis=(1, 2)), 1e-12))
-        params = params - step * scale[:, None]
+                             start_1, start_2], axis=1).astype(np.float64)   # (P, 8)
+    fit_pair_windows(data, centre, *steps, params, np.asarray(sigma, dtype=np.float64),
+                     _FIT_STEPS)
     return params[:, 0], params[:, 1], params[:, 2:5], params[:, 5:8]
 
 
@@ -1525,14 +1499,6 @@ _FLANK_APART = 1.0
 _FLANK_LOBE_MARGIN = 0.5
 
 
-def _spread(per_axis: np.ndarray, axis: int, window: tuple) -> np.ndarray:
-    """One axis's (G, window[axis]) values repeated over (G, prod(window)) flattened boxes."""
-    shape = [len(per_axis), 1, 1, 1]
-    shape[axis + 1] = -1
-    return np.broadcast_to(per_axis.reshape(shape), (len(per_axis), *window)
-                           ).reshape(len(per_axis), -1)
-
-
 def _fit_granules(data: np.ndarray, start: np.ndarray, amplitude: np.ndarray,
                   sigma: np.ndarray, spacing: np.ndarray):
     """Least-squares fit of one wider Gaussian per granule, all granules at once.
@@ -1555,11 +1521,12 @@ def _fit_granules(data: np.ndarray, start: np.ndarray, amplitude: np.ndarray,
         Voxels, per axis.
     """
     reach = np.ceil(_GRANULE_FIT_REACH * sigma).astype(int)
-    steps = [np.arange(-r, r + 1) for r in reach]
+    steps = [np.arange(-r, r + 1, dtype=np.int64) for r in reach]
     offsets = np.stack(np.meshgrid(*steps, indexing="ij"), axis=-1).reshape(-1, 3)
     batch = max(1, _FIT_BATCH_VALUES // len(offsets))
     shape = np.array(data.shape)
-    inverse_area = 1.0 / spacing ** 2
+    inverse_area = 1.0 / np.asarray(spacing, dtype=np.float64) ** 2
+    sigma = np.asarray(sigma, dtype=np.float64)
     out = []
     for first in range(0, len(start), batch):
         part = slice(first, first + batch)
@@ -1567,43 +1534,13 @@ def _fit_granules(data: np.ndarray, start: np.ndarray, amplitude: np.ndarray,
         voxels = centre[:, None, :] + offsets[None, :, :]               # (G, V, 3)
         weight = np.all((voxels >= 0) & (voxels < shape), axis=2).astype(np.float64)
         values = data[tuple(np.moveaxis(np.clip(voxels, 0, shape - 1), 2, 0))] * weight
-        n = len(centre)
-        # Each axis's coordinates in each window (G, 2r + 1): the Gaussian is separable.
-        axes = [centre[:, a, None] + steps[a][None, :] for a in range(3)]
-        shapes = [(n, -1, 1, 1), (n, 1, -1, 1), (n, 1, 1, -1)]
-        window = tuple(len(v) for v in steps)
-        low, high = start[part] - _GRANULE_MAX_SHIFT, start[part] + _GRANULE_MAX_SHIFT
+        low = np.maximum(start[part] - _GRANULE_MAX_SHIFT, -0.5)
+        high = np.minimum(start[part] + _GRANULE_MAX_SHIFT, shape - 0.5)
         # Parameters: amplitude, centre (3), u = extra width² (µm²).
         params = np.concatenate([amplitude[part, None], start[part],
-                                 np.full((n, 1), 0.01)], axis=1)
-
-        for _ in range(_GRANULE_FIT_STEPS):
-            height, middle, extra = params[:, 0, None], params[:, 1:4], params[:, 4]
-            width2 = sigma ** 2 + extra[:, None] * inverse_area                 # (G, 3)
-            delta = [axes[a] - middle[:, a, None] for a in range(3)]
-            ratio = [delta[a] ** 2 / width2[:, a, None] for a in range(3)]
-            shape_value = np.ones((n, 1, 1, 1))
-            for a in range(3):
-                shape_value = shape_value * np.exp(-0.5 * ratio[a]).reshape(shapes[a])
-            shape_value = shape_value.reshape(n, -1)                            # (G, V)
-            error = (height * shape_value - values) * weight
-            slope = height * shape_value * weight
-            widening = sum(_spread(0.5 * ratio[a] / width2[:, a, None] * inverse_area[a], a,
-                                   window) for a in range(3))
-            jacobian = np.stack([shape_value * weight,
-                                 *(slope * _spread(delta[a] / width2[:, a, None], a, window)
-                                   for a in range(3)),
-                                 slope * widening], axis=2)                     # (G, V, 5)
-            normal = np.matmul(jacobian.transpose(0, 2, 1), jacobian)
-            normal += normal * 1e-3 * np.eye(5) + 1e-12 * np.eye(5)
-            gradient = np.matmul(jacobian.transpose(0, 2, 1), error[..., None])
-            step = np.linalg.solve(normal, gradient)[..., 0]
-            move = np.abs(step[:, 1:4] / sigma).max(axis=1)
-            params = params - step * np.minimum(1.0, 1.0 / np.maximum(move, 1e-12))[:, None]
-            params[:, 0] = np.maximum(params[:, 0], 0.0)
-            params[:, 1:4] = np.clip(params[:, 1:4], np.maximum(low, -0.5),
-                                     np.minimum(high, shape - 0.5))
-            params[:, 4] = np.clip(params[:, 4], 0.0, _GRANULE_MAX_WIDTH_UM ** 2)
+                                 np.full((len(centre), 1), 0.01)], axis=1).astype(np.float64)
+        fit_granule_windows(values, weight, centre, *steps, params, sigma, inverse_area,
+                            low, high, _GRANULE_MAX_WIDTH_UM ** 2, _GRANULE_FIT_STEPS)
         out.append(params)
     params = np.concatenate(out) if out else np.zeros((0, 5))
     width = np.sqrt(sigma ** 2 + params[:, 4, None] * inverse_area)
