@@ -87,6 +87,7 @@ from .apertures import (
 )
 from .objects import normalize_spacing, object_index, object_voxels_and_intensities
 from .saturation import MIN_CLIPPED_VOXELS, clipped_objects
+from .stats import kruskal_wallis_p
 
 __all__ = ["CAPTURE_MAX_EXTRA_SIGMA", "CAPTURE_MIN_SINGLES", "PSF_DEPTH_RATIO",
            "PSF_MIN_OBJECTS", "PSF_OUTLIER_RATIO", "capture_corrections", "corrected_apertures",
@@ -642,8 +643,6 @@ def psf_depth_change(planes, axial_um, lateral_um, n_planes: int) -> dict | None
     >>> np.round(change["ratio"], 2).tolist(), bool(change["changes"])
     ([2.0, 1.0], True)
     """
-    from scipy.stats import kruskal
-
     planes = np.asarray(planes, np.float64)
     widths = np.stack([np.asarray(axial_um, np.float64), np.asarray(lateral_um, np.float64)], 1)
     third = np.clip(np.floor(planes * 3 / int(n_planes)).astype(int), 0, 2)
@@ -656,7 +655,7 @@ def psf_depth_change(planes, axial_um, lateral_um, n_planes: int) -> dict | None
     for axis in range(2):
         groups = [widths[third == k, axis] for k in range(3)]
         if np.ptp(widths[:, axis]) > 0:  # Kruskal-Wallis needs values that differ
-            p[axis] = kruskal(*groups).pvalue
+            p[axis] = kruskal_wallis_p(groups)
     apart = (ratio > PSF_DEPTH_RATIO) | (ratio < 1 / PSF_DEPTH_RATIO)
     return {"fits": fits.tolist(), "top": tuple(medians[0].tolist()),
             "bottom": tuple(medians[2].tolist()), "ratio": tuple(ratio.tolist()),
