@@ -16,7 +16,12 @@ import tifffile
 
 from rna_localization import label_objects, load_config
 from rna_localization.db import start_server, stop_server
-from rna_localization.parallel import AUTO_CLUSTER_SECONDS, IN_PROCESS_IMAGES, usable_cores
+from rna_localization.parallel import (
+    CLUSTER_START_SECONDS,
+    IN_PROCESS_IMAGES,
+    cluster_saving,
+    usable_cores,
+)
 
 from ._common import Figure, Section, format_profile
 
@@ -172,8 +177,8 @@ def run(dataset: Path, workdir: Path, *, small_images: int, quick: bool = False)
     growth = peak / peak_small
     section.figures += [
         Figure(f"run (workers = 0, the default: {IN_PROCESS_IMAGES} images at a time in its own "
-               f"process until the rest would take over {AUTO_CLUSTER_SECONDS:g} s, then {cores} "
-               f"Dask workers) / floor",
+               f"process until {cores} Dask workers would save more than their "
+               f"{CLUSTER_START_SECONDS:g} s start) / floor",
                f"{ratio_cluster:.1f}x",
                "<= 3x", ratio_cluster <= 3),
         Figure("run (workers = 1, no cluster) / floor", f"{ratio_serial:.1f}x", "<= 3x",
@@ -231,9 +236,10 @@ def run(dataset: Path, workdir: Path, *, small_images: int, quick: bool = False)
             "methods as it imports them: the inspect.cleandoc calls below), then drawing and "
             "saving two figures, each laid out once and drawn once per file, as 600-dpi PDF "
             "(TrueType fonts, subset by fontTools for each file) and PNG;\n"
-            f"- with workers = 0, a local Dask cluster is started only once the images left "
-            f"would take more than {AUTO_CLUSTER_SECONDS:g} s (its start, a few seconds, is "
-            f"more than the per-image work it spreads on a data set this small); until then "
+            f"- with workers = 0, a local Dask cluster is started only once it would save "
+            f"more than its start ({CLUSTER_START_SECONDS:g} s) on the images left "
+            f"(`parallel.cluster_saving`: on {cores} cores, "
+            f"{cluster_saving(100.0, cores):.0f}% of their time in this process); until then "
             f"the images run {IN_PROCESS_IMAGES} at a time on threads of the run's own process: "
             f"its extract step took {cluster_extract:.1f} s against {extract:.1f} s with "
             "workers = 1, one image after the other;\n"

@@ -8,8 +8,8 @@ or not at all. Where the tasks run:
 * ``workers = 1`` (and no scheduler): in this process, one after the other. No
   cluster is started: the fastest choice for small jobs and for tests.
 * ``workers = 0``: in this process, :data:`IN_PROCESS_IMAGES` images at a time
-  on threads, while the images left would take less than
-  :data:`AUTO_CLUSTER_SECONDS`; then a "cluster of one" for the rest — a Dask
+  on threads, while a cluster would not save more than it costs to start
+  (:func:`cluster_saving`); then a "cluster of one" for the rest — a Dask
   ``LocalCluster`` with one single-threaded worker process per core, on this
   machine's loopback interface, behind mutual TLS with a certificate made for it
   (``Security.temporary``): other users of the machine cannot connect to it and
@@ -49,20 +49,47 @@ from tqdm.auto import tqdm
 from ._cores import usable_cores, warning_filters_kept
 from ._errors import PipelineError
 
-__all__ = ["RETRIES", "map_images", "on_cluster_worker", "shared_clusters", "shares_cores",
+__all__ = ["CLUSTER_START_SECONDS", "IN_PROCESS_SPEEDUP", "RETRIES", "WORKER_EFFICIENCY",
+           "cluster_saving", "map_images", "on_cluster_worker", "shared_clusters", "shares_cores",
            "usable_cores", "worker_count"]
 
 #: How many times a task that raised an unexpected error is tried again.
 RETRIES = 2
 
-#: With ``workers = 0``, images run in this process until those left would take
-#: this many seconds more there (at the pace of the fastest image after the
-#: first, which also pays one-off costs); only then is a local cluster
-#: started for them. Its start, about 3 s on a laptop, is then at most a fifth
-#: of the time left, and n workers save
-#: (1 - 1/n) of it, at least half: a cluster is never started where it would
-#: make the job slower than ``workers = 1``.
-AUTO_CLUSTER_SECONDS = 15.0
+#: With ``workers = 0``: what starting a local cluster costs, seconds. Its workers are
+#: fresh Python processes that import numpy, SciPy, pandas and the package and load its
+#: compiled loops (2.4 s each, side by side, on a shared 2-core virtual machine:
+#: benchmarks/RESULTS.md, "Segmentation: 1 worker against 2"), and the scheduler starts
+#: first.
+CLUSTER_START_SECONDS = 5.0
+#: ... the images run in this process :data:`IN_PROCESS_IMAGES` at a time go this many
+#: times as fast as one at a time (extract on the demo's 20 images: 3.5 s one at a time,
+#: 2.9 s two at a time: one image's Python holds the GIL while the other's compiled loops
+#: and round trips run) ...
+IN_PROCESS_SPEEDUP = 1.2
+#: ... and n worker processes go n times this as fast as one (segment_folder's 2 workers
+#: 1.37 times as fast as 1: the processes share the memory bandwidth and caches).
+WORKER_EFFICIENCY = 0.69
+
+
+def cluster_saving(seconds_left: float, cores: int) -> float:
+    """Seconds a local cluster of one worker per core would save on what is left.
+
+    ``seconds_left`` is the rest's time in this process, :data:`IN_PROCESS_IMAGES` at a
+    time; a cluster of `cores` workers does it :data:`IN_PROCESS_SPEEDUP` /
+    (cores × :data:`WORKER_EFFICIENCY`) times as long, so it saves the rest of it
+    (none when that ratio is 1 or more). ``workers = 0`` starts a cluster only when
+    this is more than :data:`CLUSTER_START_SECONDS`: on 2 cores (a saving of 13%) once
+    the rest would take about 38 s here, on 8 cores (78%) about 6 s.
+
+    Examples
+    --------
+    >>> round(cluster_saving(100.0, 2), 1), round(cluster_saving(100.0, 8), 1)
+    (13.0, 78.3)
+    >>> cluster_saving(100.0, 1)
+    0.0
+    """
+    return seconds_left * max(0.0, 1.0 - IN_PROCESS_SPEEDUP / (cores * WORKER_EFFICIENCY))
 
 #: With ``workers = 0``, images run in this process this many at a time (fewer on
 #: fewer usable cores), each on a thread with its own connection and transaction:
@@ -329,7 +356,9 @@ def _here_until_long(function: Callable, tasks: list, bar) -> Iterator:
 
     The rest is judged at the pace of the fastest task after the first (the first also
     pays one-off costs: imports, compiled loops loaded, the first connection), as
-    ``fastest * left / threads``: the first `threads` tasks start together, and no
+    ``fastest * left / threads``, and a cluster is worth its start when it would save
+    more than :data:`CLUSTER_START_SECONDS` of that (:func:`cluster_saving`): the
+    first `threads` tasks start together, and no
     other starts while they run until one of them but the first has finished. The
     first error stops new tasks; those running finish (each commits or rolls back
     its own transaction), then it is raised. So does an interruption (Ctrl-C): the
@@ -359,8 +388,8 @@ def _here_until_long(function: Callable, tasks: list, bar) -> Iterator:
                     yield value
                     bar.update()
                 left = len(tasks) - started
-                stop = stop or bool(left and fastest < float("inf")
-                                    and fastest * left / threads > AUTO_CLUSTER_SECONDS)
+                stop = stop or bool(left and fastest < float("inf") and cluster_saving(
+                    fastest * left / threads, usable_cores()) > CLUSTER_START_SECONDS)
         finally:
             for future in running:
                 future.cancel()
@@ -386,10 +415,11 @@ def map_images(function: Callable, tasks: Iterable[tuple], *, workers: int = 1,
     workers : int
         Worker processes when `scheduler` is empty: 1 → in this process, one
         after the other, no cluster; 0 → in this process, up to
-        :data:`IN_PROCESS_IMAGES` at a time on threads, while the images left
-        would take less than :data:`AUTO_CLUSTER_SECONDS` there (judged from
-        the fastest image done after the first), then a local Dask cluster with
-        one worker per usable core for the rest; N → a local cluster of N
+        :data:`IN_PROCESS_IMAGES` at a time on threads, while a cluster would
+        save no more than :data:`CLUSTER_START_SECONDS` of the images left
+        (:func:`cluster_saving`, judged from the fastest image done after the
+        first), then a local Dask cluster with one worker per usable core for
+        the rest; N → a local cluster of N
         workers (never more than tasks).
     scheduler : str
         Address of a running Dask scheduler (``tcp://host:8786``): its workers

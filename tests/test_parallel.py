@@ -135,14 +135,14 @@ def test_an_image_that_keeps_killing_workers_is_one_clear_error():
 
 
 def test_workers_0_runs_short_jobs_in_this_process_and_long_ones_on_a_cluster(monkeypatch):
-    # A short job (the rest would take far less than AUTO_CLUSTER_SECONDS): every task runs
-    # here, with no cluster to start.
+    # A short job (a cluster would save far less than CLUSTER_START_SECONDS): every task
+    # runs here, with no cluster to start.
     tasks = [()] * 4
     assert set(parallel.map_images(os.getpid, tasks, workers=0)) == {os.getpid()}
-    # A long one (here: any time at all is too long): the first two tasks run here (the
-    # first's one-off costs make it no measure of the rest), then the rest go to a local
-    # cluster's worker processes.
-    monkeypatch.setattr(parallel, "AUTO_CLUSTER_SECONDS", 0.0)
+    # A long one (here: a cluster that starts at no cost, on 2 cores or more, always saves
+    # some): the first two tasks run here (the first's one-off costs make it no measure
+    # of the rest), then the rest go to a local cluster's worker processes.
+    monkeypatch.setattr(parallel, "CLUSTER_START_SECONDS", 0.0)
     pids = list(parallel.map_images(os.getpid, [()] * 5, workers=0))
     assert pids[:2] == [os.getpid()] * 2
     assert len(pids) == 5
@@ -160,7 +160,7 @@ def test_tasks_know_when_they_share_the_cores(monkeypatch):
     # workers = 0 starting a cluster partway: the first two images run here on image
     # threads, side by side (with 2 usable cores), the rest on the cluster's workers. Those
     # sharing the cores use one thread each (steps._extract_one, steps._measure_one ask).
-    monkeypatch.setattr(parallel, "AUTO_CLUSTER_SECONDS", 0.0)
+    monkeypatch.setattr(parallel, "CLUSTER_START_SECONDS", 0.0)
     where = list(parallel.map_images(where_run, [()] * 5, workers=0))
     side_by_side = parallel.usable_cores() >= 2
     assert where[:2] == [(False, side_by_side)] * 2
@@ -171,9 +171,11 @@ def test_tasks_know_when_they_share_the_cores(monkeypatch):
 
 def test_workers_0_does_not_judge_the_rest_by_a_slow_first_image(monkeypatch):
     # The first image is slow (imports, first connection); the others are quick. Judged by
-    # the first, the three left would take 3 x 0.4 s > 1 s and start a cluster whose start
-    # costs more than the whole job; judged by the fastest after it, they stay here.
-    monkeypatch.setattr(parallel, "AUTO_CLUSTER_SECONDS", 1.0)
+    # the first, a cluster would save more than its start costs on the three left (0.4 s
+    # each: 0.6 s two at a time, of which it saves 13% on 2 cores, more on more); judged
+    # by the fastest after it, they stay here.
+    monkeypatch.setattr(parallel, "CLUSTER_START_SECONDS", 0.05)
+    assert parallel.cluster_saving(3 * 0.4 / 2, max(2, parallel.usable_cores())) > 0.05
     tasks = [(0.4,), (0.0,), (0.0,), (0.0,)]
     assert set(parallel.map_images(pid_after, tasks, workers=0)) == {os.getpid()}
 
