@@ -58,14 +58,14 @@ RETRIES = 2
 
 #: With ``workers = 0``: what starting a local cluster costs, seconds. Its workers are
 #: fresh Python processes that import numpy, SciPy, pandas and the package and load its
-#: compiled loops (2.4 s each, side by side, on a shared 2-core virtual machine:
-#: benchmarks/RESULTS.md, "Segmentation: 1 worker against 2"), and the scheduler starts
-#: first.
+#: compiled loops (0.5-2.4 s each, side by side, measured on a shared 2-core virtual
+#: machine whose speed varied by half), and the scheduler starts first.
 CLUSTER_START_SECONDS = 5.0
 #: ... the images run in this process :data:`IN_PROCESS_IMAGES` at a time go this many
-#: times as fast as one at a time (extract on the demo's 20 images: 3.5 s one at a time,
-#: 2.9 s two at a time: one image's Python holds the GIL while the other's compiled loops
-#: and round trips run) ...
+#: times as fast as one at a time (extract on the demo's 20 images, benchmarks/RESULTS.md,
+#: "The whole run on the demo data set": 1.2 on 2026-12-05, 1.36 on 2026-12-07; one
+#: image's Python holds the GIL while the other's compiled loops and round trips run;
+#: the lower, so that a cluster is not passed over where it would pay) ...
 IN_PROCESS_SPEEDUP = 1.2
 #: ... and n worker processes go n times this as fast as one (segment_folder's 2 workers
 #: 1.37 times as fast as 1: the processes share the memory bandwidth and caches).

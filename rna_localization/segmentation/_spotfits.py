@@ -24,9 +24,13 @@ __all__ = ["fit_granule_windows", "fit_pair_windows"]
 
 
 @njit(cache=True, nogil=True)
-def _solve_damped(normal, gradient, size):
-    """The step of a lightly damped Gauss-Newton iteration: ``(N + 1e-3 diag N + 1e-12 I)⁻¹ g``."""
+def _damped_step(normal, gradient):
+    """The step of a lightly damped Gauss-Newton iteration, ``(N + 1e-3 diag N + 1e-12 I)⁻¹ g``,
+    from the upper triangle of N."""
+    size = len(gradient)
     for p in range(size):
+        for q in range(p):
+            normal[p, q] = normal[q, p]
         normal[p, p] += normal[p, p] * 1e-3 + 1e-12
     return np.linalg.solve(normal, gradient)
 
@@ -97,15 +101,13 @@ def fit_granule_windows(values, weight, centre, steps_z, steps_y, steps_x, param
                             jacobian[3] = slope * slope_of[2, k]
                             jacobian[4] = slope * (widen_of[0, i] + widen_of[1, j]
                                                    + widen_of[2, k])
+                            # The upper triangle; the sizes are constants, so the loops unroll.
                             for p in range(5):
                                 gradient[p] += jacobian[p] * error
                                 for q in range(p, 5):
                                     normal[p, q] += jacobian[p] * jacobian[q]
                         v += 1
-            for p in range(5):
-                for q in range(p):
-                    normal[p, q] = normal[q, p]
-            step = _solve_damped(normal, gradient, 5)
+            step = _damped_step(normal, gradient)
             move = 1e-12
             for a in range(3):
                 move = max(move, abs(step[1 + a] / sigma[a]))
@@ -180,10 +182,7 @@ def fit_pair_windows(data, centre, steps_z, steps_y, steps_x, params, sigma, n_s
                                 for q in range(p, 8):
                                     normal[p, q] += jacobian[p] * jacobian[q]
                         v += 1
-            for p in range(8):
-                for q in range(p):
-                    normal[p, q] = normal[q, p]
-            step = _solve_damped(normal, gradient, 8)
+            step = _damped_step(normal, gradient)
             move = 1e-12
             for a in range(6):
                 move = max(move, abs(step[2 + a]) / sigma[a % 3])
