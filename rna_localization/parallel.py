@@ -73,7 +73,7 @@ WORKER_EFFICIENCY = 0.69
 
 
 def cluster_saving(seconds_left: float, cores: int) -> float:
-    """Seconds a local cluster of one worker per core would save on what is left.
+    """Seconds a local cluster of `cores` workers would save on what is left.
 
     ``seconds_left`` is the rest's time in this process, :data:`IN_PROCESS_IMAGES` at a
     time; a cluster of `cores` workers does it :data:`IN_PROCESS_SPEEDUP` /
@@ -364,7 +364,8 @@ def _here_until_long(function: Callable, tasks: list, bar) -> Iterator:
     its own transaction), then it is raised. So does an interruption (Ctrl-C): the
     images in flight are written whole, the others not begun.
     """
-    threads = max(1, min(IN_PROCESS_IMAGES, usable_cores(), len(tasks)))
+    cores = usable_cores()
+    threads = max(1, min(IN_PROCESS_IMAGES, cores, len(tasks)))
     fastest = float("inf")
     started, stop = 0, False
     with ThreadPoolExecutor(threads, thread_name_prefix="image") as pool:
@@ -388,8 +389,10 @@ def _here_until_long(function: Callable, tasks: list, bar) -> Iterator:
                     yield value
                     bar.update()
                 left = len(tasks) - started
+                # The cluster map_images would start: one worker per core, no more than
+                # the images left.
                 stop = stop or bool(left and fastest < float("inf") and cluster_saving(
-                    fastest * left / threads, usable_cores()) > CLUSTER_START_SECONDS)
+                    fastest * left / threads, min(cores, left)) > CLUSTER_START_SECONDS)
         finally:
             for future in running:
                 future.cancel()
