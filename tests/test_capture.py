@@ -703,6 +703,57 @@ def test_psf_fits_descend_to_the_least_squares_minimum(preset):
     np.testing.assert_allclose(np.median(fitted, axis=0), np.median(minima, axis=0), rtol=1e-3)
 
 
+@pytest.mark.parametrize("preset", ["widefield", "confocal"])
+def test_compiled_fits_over_many_objects_are_the_fits_one_at_a_time(preset):
+    # capture_corrections and measure_psf fit their objects in compiled loops over them
+    # (_Windows.fit): every object of a realistic image (those the stack's faces cut
+    # included) must get, to the bit, the window, start, fit, left-the-aperture check
+    # and readings that the one-object functions give (the functions the least-squares
+    # tests above hold to their minima), on any number of threads.
+    from rna_localization.capture import (
+        CAPTURE_MAX_EXTRA_SIGMA,
+        PSF_START_UM,
+        _fit,
+        _left_aperture,
+        _Region,
+    )
+    from rna_localization.synthetic import PRESETS
+
+    spacing, table, windows = _segmented(preset, "cen", 3)
+    psf = PRESETS[preset].psf_sigma_um[:2]
+    sigma = np.array([psf[0], psf[1], psf[1]])
+    cap = (CAPTURE_MAX_EXTRA_SIGMA * psf[1]) ** 2
+    rows = np.arange(windows.ids.size)
+    fallback = table["background"].to_numpy(float)
+    assert ((windows.low < windows.reach) | (windows.high + windows.reach >= windows.shape)).any()
+    expected = np.full((rows.size, 8), np.nan)
+    expected_psf = np.full((rows.size, 6), np.nan)
+    for row in rows:
+        region = _Region(*windows(row), fallback[row])
+        first = region.start()
+        if first is None:
+            continue
+        amplitude, centre, (u,) = _fit(region, first[0], first[1], sigma, spacing, "extra")
+        left = _left_aperture(region, centre)
+        expected[row, :6] = amplitude, *centre, u, left
+        if not left:
+            expected[row, 6] = region.captured(centre, sigma / spacing)
+            expected[row, 7] = region.captured(centre, np.sqrt(sigma ** 2 + min(u, cap))
+                                               / spacing)
+        amplitude, centre, widths = _fit(region, first[0], first[1], PSF_START_UM, spacing,
+                                         "psf")
+        expected_psf[row] = amplitude, *centre, *widths
+    assert np.isfinite(expected[:, 6]).sum() > 100
+    assert expected[:, 5].sum() < rows.size
+    for threads in (1, 3):
+        params, left, point, spread = windows.fit(rows, fallback, "extra", sigma, spacing,
+                                                  cap=cap, threads=threads)
+        got = np.column_stack([params[:, :5], left, point, spread])
+        np.testing.assert_array_equal(got, expected)
+        params = windows.fit(rows, fallback, "psf", PSF_START_UM, spacing, threads=threads)[0]
+        np.testing.assert_array_equal(params, expected_psf)
+
+
 def test_psf_depth_change_against_the_thirds_taken_by_hand():
     from scipy.stats import kruskal
 
