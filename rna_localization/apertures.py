@@ -362,10 +362,16 @@ def _image_median(image: np.ndarray) -> float:
     return (float(low) + float(high)) / 2 + offset
 
 
+#: Cells of the background map (planes times cells per plane) :func:`_plane_background`
+#: smooths in one call: a few planes of a full frame's map, every plane of the demo's.
+_MAP_CELLS = 1 << 16
+
+
 def _local_linear(weight: np.ndarray, total: np.ndarray, cell_sigma: np.ndarray) -> np.ndarray:
     """The Gaussian-weighted least-squares plane through a plane's cells, at each cell.
 
-    `weight` holds each cell's counted voxels and `total` their summed light; the plane
+    `weight` holds each cell's counted voxels and `total` their summed light (the last two
+    axes the cells; any axes before them, planes taken each on its own); the plane
     through the cells' mean values (each at its cell's centre, weighted by its voxels
     times the Gaussian of sigma `cell_sigma` cells) is read at the cell it is fitted
     around. Where the voxels lie about a line or a point (the weighted covariance of
@@ -374,15 +380,16 @@ def _local_linear(weight: np.ndarray, total: np.ndarray, cell_sigma: np.ndarray)
     cell's voxels being taken at its centre) whether its voxels surround the cell or
     lie to one side of it, where a mean flattens the slope.
     """
-    def smooth(values):
-        return ndimage.gaussian_filter(values, cell_sigma, mode="constant", truncate=4.0)
-
-    # Positions in sigmas, and the moments about each cell from the smoothed sums.
-    i = (np.arange(weight.shape[0]) / cell_sigma[0])[:, None]
-    j = (np.arange(weight.shape[1]) / cell_sigma[1])[None, :]
-    s0, si, sj = smooth(weight), smooth(weight * i), smooth(weight * j)
-    sii, sjj, sij = smooth(weight * i * i), smooth(weight * j * j), smooth(weight * i * j)
-    t0, ti, tj = smooth(total), smooth(total * i), smooth(total * j)
+    # Positions in sigmas, and the moments about each cell from the smoothed sums: the
+    # nine sums smoothed in one call, stacked along axes the Gaussian leaves alone (each
+    # plane and sum filtered exactly as alone).
+    i = (np.arange(weight.shape[-2]) / cell_sigma[0])[:, None]
+    j = (np.arange(weight.shape[-1]) / cell_sigma[1])[None, :]
+    sums = np.stack([weight, weight * i, weight * j, weight * i * i, weight * j * j,
+                     weight * i * j, total, total * i, total * j])
+    sums = ndimage.gaussian_filter(sums, (0,) * (sums.ndim - 2) + tuple(cell_sigma),
+                                   mode="constant", truncate=4.0)
+    s0, si, sj, sii, sjj, sij, t0, ti, tj = sums
     mi, mj = si - i * s0, sj - j * s0
     mii, mjj = sii - 2 * i * si + i * i * s0, sjj - 2 * j * sj + j * j * s0
     mij = sij - i * sj - j * si + i * j * s0
@@ -457,30 +464,42 @@ def _plane_background(image: np.ndarray, box, local, scale: np.ndarray, reach: n
 
     cell_sigma = sigma / cell  # the Gaussian's sigma in cells
 
+    cells = grid.shape[1] * grid.shape[2]
+    chunk = max(1, _MAP_CELLS // cells)  # planes smoothed at once
+
+    def smooth(first: int, weight: np.ndarray, total: np.ndarray) -> None:
+        # Planes stacked along an axis the Gaussian leaves alone: each plane exactly as
+        # alone, without a call per plane.
+        stop = first + len(weight)
+        if linear:
+            grid[first:stop] = _local_linear(weight, total, cell_sigma)
+            return
+        smoothed = ndimage.gaussian_filter(np.stack([weight, total]), (0, 0, *cell_sigma),
+                                           mode="constant", truncate=4.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            grid[first:stop] = np.where(smoothed[0] > 1e-9, smoothed[1] / smoothed[0], np.nan)
+
     def planes(start: int, stop: int) -> None:
         # The planes within reach of the plane before `start`: each step adds one, drops one.
         # (each plane's object voxels are distinct, so adding 1 at each counts them)
         within = np.zeros((n_y, n_x), dtype=np.int32)
         for p in range(max(start - 1 - reach[0], 0), min(start + reach[0], depth)):
             within[plane_objects(p)] += 1
-        for z in range(start, stop):
-            if z + reach[0] < depth:
-                within[plane_objects(z + reach[0])] += 1
-            if z - reach[0] - 1 >= 0:
-                within[plane_objects(z - reach[0] - 1)] -= 1
-            weight = np.zeros(grid.shape[1:])
-            total = np.zeros(grid.shape[1:])
-            plane = values[z]
-            if plane.dtype == np.float16 or not plane.dtype.isnative:  # not compiled for
-                plane = plane.astype(np.float32)
-            free_cell_sums(within, plane, int(reach[1]), int(reach[2]), cell, weight, total)
-            if linear:
-                grid[z] = _local_linear(weight, total, cell_sigma)
-                continue
-            weight = ndimage.gaussian_filter(weight, cell_sigma, mode="constant", truncate=4.0)
-            total = ndimage.gaussian_filter(total, cell_sigma, mode="constant", truncate=4.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                grid[z] = np.where(weight > 1e-9, total / weight, np.nan)
+        for first in range(start, stop, chunk):
+            last = min(stop, first + chunk)
+            weight = np.zeros((last - first, *grid.shape[1:]))
+            total = np.zeros((last - first, *grid.shape[1:]))
+            for z in range(first, last):
+                if z + reach[0] < depth:
+                    within[plane_objects(z + reach[0])] += 1
+                if z - reach[0] - 1 >= 0:
+                    within[plane_objects(z - reach[0] - 1)] -= 1
+                plane = values[z]
+                if plane.dtype == np.float16 or not plane.dtype.isnative:  # not compiled for
+                    plane = plane.astype(np.float32)
+                free_cell_sums(within, plane, int(reach[1]), int(reach[2]), cell,
+                               weight[z - first], total[z - first])
+            smooth(first, weight, total)
 
     # With two threads, each takes half the planes (the compiled sums release the GIL).
     if threads > 1 and depth > 1:

@@ -200,6 +200,7 @@ def test_shell_plane_map_matches_brute_force_oracle(spacing, seed):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(apertures, "_SLAB_VOXELS", 1)
         patch.setattr(apertures, "_BLOCK_PLANES", 1)
+        patch.setattr(apertures, "_MAP_CELLS", 1)  # the map's planes smoothed one at a time
         blocks = aperture_intensities(labels, raw, spacing=spacing, grow_um=0.3, shell_um=0.2,
                                       background="shell_plane_map", background_sigma_um=0.15,
                                       threads=2)
@@ -234,6 +235,17 @@ def test_shell_plane_map_reads_cells_of_many_voxels_bilinearly(seed):
     grid, cell, corner = apertures._plane_background(raw, box, local, scale, reach, sigma_um,
                                                      linear=True)
     assert cell == 4
+    # The planes smoothed in chunks of 1, 2 or 3 (of 4), on one or two threads: the same map.
+    plane_cells = grid.shape[1] * grid.shape[2]
+    for chunk, threads in [(1, 1), (2, 2), (3, 1), (3, 2)]:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(apertures, "_MAP_CELLS", chunk * plane_cells)
+            for linear in (True, False):
+                chunked = apertures._plane_background(raw, box, local, scale, reach, sigma_um,
+                                                      linear=linear, threads=threads)[0]
+                whole = (grid if linear else apertures._plane_background(
+                    raw, box, local, scale, reach, sigma_um, linear=False)[0])
+                np.testing.assert_array_equal(chunked, whole)
     grid = apertures._filled(grid).astype(np.float64)
     light = np.zeros(shape)  # (no aperture or shell voxel lies outside the box)
     for z, y, x in np.ndindex(tuple(b.stop - b.start for b in box)):
@@ -256,6 +268,7 @@ def test_shell_plane_map_reads_cells_of_many_voxels_bilinearly(seed):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(apertures, "_SLAB_VOXELS", 1)
         patch.setattr(apertures, "_BLOCK_PLANES", 1)
+        patch.setattr(apertures, "_MAP_CELLS", 1)  # the map's planes smoothed one at a time
         blocks = aperture_intensities(labels, raw, spacing=spacing, grow_um=grow_um,
                                       shell_um=shell_um, background_sigma_um=sigma_um,
                                       threads=2)
@@ -658,6 +671,7 @@ def test_plane_background_in_slabs_gives_the_whole_stack_answer(monkeypatch, sla
     expected = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), background_sigma_um=0.15, background="plane")
     monkeypatch.setattr(apertures, "_SLAB_VOXELS", slab_voxels)
     monkeypatch.setattr(apertures, "_BLOCK_PLANES", block_planes)
+    monkeypatch.setattr(apertures, "_MAP_CELLS", block_planes)  # planes smoothed in chunks
     measured = aperture_intensities(labels, raw, spacing=(0.2, 0.1, 0.1), background_sigma_um=0.15, background="plane")
     pd.testing.assert_frame_equal(measured, expected, check_exact=True)
     oracle = _plane_oracle(labels, raw, (0.2, 0.1, 0.1), APERTURE_GROW_UM, 0.15)
