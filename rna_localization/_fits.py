@@ -555,8 +555,9 @@ def _window_region(row, window, voxels, voxel_index, labels, ids, shape, low, hi
 
 @njit(cache=True, nogil=True)
 def fit_windows(rows, fallbacks, psf, widths, spacing, steps, low, high, bound, light_of,
-                starts_of, voxels, voxel_index, labels, ids, shape, box_low, box_high, reach, mask_starts,
-                step_offsets, step_keys, aperture_keys, bits, blank, min_plane, cap):
+                starts_of, voxels, voxel_index, labels, ids, shape, box_low, box_high, reach,
+                mask_starts, step_offsets, step_keys, aperture_keys, bits, blank, min_plane,
+                cap):
     """The fits of ``capture`` for many objects in one call: each object's window
     (:func:`_window_region`), its start (the aperture's peak and the centroid of its
     positive light), :func:`fit_gaussian`, and, without `psf`, what its aperture reads
@@ -588,9 +589,9 @@ def fit_windows(rows, fallbacks, psf, widths, spacing, steps, low, high, bound, 
     spread_widths = np.empty(3)
     for i in range(n):
         grid, light, aperture, slot, cat, starts, sizes = _window_region(
-            rows[i], light_of[starts_of[i]:starts_of[i + 1]], voxels, voxel_index, labels, ids, shape, box_low, box_high, reach,
-            mask_starts, step_offsets, step_keys, aperture_keys, bits, blank, fallbacks[i],
-            min_plane)
+            rows[i], light_of[starts_of[i]:starts_of[i + 1]], voxels, voxel_index, labels, ids,
+            shape, box_low, box_high, reach, mask_starts, step_offsets, step_keys, aperture_keys,
+            bits, blank, fallbacks[i], min_plane)
         total = 0.0
         peak = -np.inf
         weighted = np.zeros(3)

@@ -179,12 +179,6 @@ class _Region:
                         np.asarray(centre, np.float64), np.asarray(widths_vox, np.float64))
 
 
-def _left_aperture(region, centre) -> bool:
-    """Whether `centre` (voxels) lies more than half a voxel outside the box of the aperture's voxels."""
-    inside = region.grid[region.aperture]
-    return bool(np.any(centre < inside.min(axis=0) - 0.5) or np.any(centre > inside.max(axis=0) + 0.5))
-
-
 def _psf_bounds(start, spacing):
     """The (axial, lateral) sigmas a PSF fit from `start` (µm) may take: 0.3 voxel to 5x the start."""
     spacing = np.asarray(spacing, np.float64)
@@ -987,58 +981,50 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     singles = (_Singles(objects, intensity_image, apertures, at_ceiling)
                if at_ceiling.any() else None)
 
-    def fit(item):
+    def fit_clipped(item):
+        # An object at the ceiling, fitted on its voxels under the ceiling only; the
+        # clipped ones filled from the fit (the objects under it: windows.fit, below).
         place, row = item
         values, owner, label = windows(row)
         region = _Region(values, owner, label, background[place])
-        lost = 0.0
-        if at_ceiling[place]:
-            # Fitted on the voxels under the ceiling only; the clipped ones filled from the fit.
-            top = (values >= ceiling) & (owner == label)
-            fitted = _Region(values, np.where(top, 0, owner), label, background[place])
-        else:
-            fitted = region
+        top = (values >= ceiling) & (owner == label)
+        fitted = _Region(values, np.where(top, 0, owner), label, background[place])
         start = fitted.start()
         if start is None:
             return place, np.nan, 1.0, 0.0
         amplitude, centre, (u,) = _fit(fitted, start[0], start[1], sigma, scale, "extra")
-        if not at_ceiling[place] and _left_aperture(region, centre):
-            # The fit followed other light out of the object's aperture (a neighbour, the
-            # haze): its width is not the object's, and a source centred there is hardly in
-            # the aperture at all (a point over a spread source read 565 once). No correction.
-            return place, np.nan, 1.0, 0.0
-        if not at_ceiling[place] and (max_extra_sigma == 0 or light[place] < least):
-            return place, np.sqrt(u), 1.0, 0.0
-        whole, lost = np.nan, 0.0
-        if at_ceiling[place]:
-            # The image's own single molecules read through the object's aperture give
-            # the template; where it cannot be read, where the shell is clipped too (a
-            # haze at the ceiling: the plateau is no source's), or where it puts less
-            # light in the aperture than the aperture reads (a plateau of neighbours read
-            # as one source), the fitted Gaussian fills the clipped voxels.
-            read = (singles.read(owner, label, top, cap / scale ** 2)
-                    if not (values[owner == -label] >= ceiling).any() else None)
-            widths = np.sqrt(sigma ** 2 + u) / scale
-            weights = np.exp(-0.5 * (((region.grid[region.aperture] - centre) / widths) ** 2
-                                     ).sum(axis=1))
-            found = (_best_spread(read, region, top, np.sqrt(cap) / scale, weights)
-                     if read else None)
-            if found is not None:
-                whole, above = found
-                if above > 0:  # an aperture cut by its neighbours' is not corrected up
-                    return place, np.sqrt(u), 1 / max(whole, 1.0), above
-            lost = _lost_light(region, top, amplitude, centre, np.sqrt(sigma ** 2 + u) / scale)
+        # The image's own single molecules read through the object's aperture give the
+        # template; where it cannot be read, where the shell is clipped too (a haze at the
+        # ceiling: the plateau is no source's), or where it puts less light in the aperture
+        # than the aperture reads (a plateau of neighbours read as one source), the fitted
+        # Gaussian fills the clipped voxels.
+        read = (singles.read(owner, label, top, cap / scale ** 2)
+                if not (values[owner == -label] >= ceiling).any() else None)
+        widths = np.sqrt(sigma ** 2 + u) / scale
+        weights = np.exp(-0.5 * (((region.grid[region.aperture] - centre) / widths) ** 2
+                                 ).sum(axis=1))
+        found = (_best_spread(read, region, top, np.sqrt(cap) / scale, weights)
+                 if read else None)
+        whole = np.nan
+        if found is not None:
+            whole, above = found
+            if above > 0:  # an aperture cut by its neighbours' is not corrected up
+                return place, np.sqrt(u), 1 / max(whole, 1.0), above
+        lost = _lost_light(region, top, amplitude, centre, np.sqrt(sigma ** 2 + u) / scale)
         point = region.captured(centre, sigma / scale)
         spread = region.captured(centre, np.sqrt(sigma ** 2 + min(u, cap)) / scale)
         if spread <= 0:
             return place, np.sqrt(u), 1.0, lost
         factor = max(point / spread, 1.0)
-        if at_ceiling[place] and whole > 1:
+        if whole > 1:
             factor /= whole
         return place, np.sqrt(u), factor, lost
 
-    # The objects under the ceiling, in compiled loops over them (the same fits and readings
-    # as fit() takes one at a time); the clipped ones, one at a time above.
+    # The objects under the ceiling, in compiled loops over them (the one-object functions'
+    # fits and readings, to the bit). A fit that followed other light out of the object's
+    # aperture (a neighbour, the haze) has no width of the object's, and a source centred
+    # there is hardly in the aperture at all (a point over a spread source read 565 once):
+    # no correction.
     plain = ~at_ceiling[chosen]
     params, left, point, spread = windows.fit(rows[plain], background[chosen[plain]], "extra",
                                               sigma, scale, cap=cap, threads=threads)
@@ -1048,7 +1034,8 @@ def capture_corrections(label_image, intensity_image, apertures: pd.DataFrame, *
     width[places[fitted]] = np.sqrt(u[fitted])
     read = fitted & (spread > 0)
     correction[places[read]] = np.maximum(point[read] / spread[read], 1.0)
-    for place, found, factor, lost in _each(fit, zip(chosen[~plain], rows[~plain]), threads):
+    for place, found, factor, lost in _each(fit_clipped, zip(chosen[~plain], rows[~plain]),
+                                            threads):
         width[place] = found
         correction[place] = factor
         clipped[place] = lost
