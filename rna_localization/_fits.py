@@ -25,7 +25,8 @@ from numba import njit
 
 from ._stencils import spread_keys
 
-__all__ = ["captured", "fit_gaussian", "fit_windows", "prepare_region", "window_owner"]
+__all__ = ["captured", "fit_gaussian", "fit_windows", "prepare_region", "window_owner",
+           "window_owner_at"]
 
 
 @njit(cache=True, nogil=True)
@@ -526,40 +527,35 @@ def window_owner(voxels, voxel_index, labels, shape, lo, hi, lo_fit, hi_fit, pad
 
 
 @njit(cache=True, nogil=True)
-def _window_region(row, window, voxels, voxel_index, labels, ids, shape, low, high, reach,
-                   mask_starts, step_offsets, step_keys, aperture_keys, bits, blank, fallback,
-                   min_plane):
-    """:func:`prepare_region` of the object at `row`, its window cut as
-    ``capture._Windows`` cuts it (the box of its shell, keyed over the box of every
-    object voxel that may be nearest to one of the window's voxels); `window` holds the
-    raw light of that box, flat in C order."""
+def window_owner_at(row, lo_fit, hi_fit, voxels, voxel_index, labels, shape, low, high, reach,
+                    mask_starts, step_offsets, step_keys, aperture_keys, bits, blank):
+    """:func:`window_owner` of the object at `row` (its voxels' box ``low[row]`` to
+    ``high[row]``), over its fit window ``lo_fit:hi_fit``: the voxels keyed are the box
+    of every object voxel that may be nearest to one of the window's (the object's box
+    grown by twice `reach`, cut to the stack), padded by `reach`, and the stencil's
+    `step_offsets` (z, y, x) are taken as flat steps of that padded box."""
     lo = np.empty(3, np.int64)
     hi = np.empty(3, np.int64)
-    lo_fit = np.empty(3, np.int64)
-    hi_fit = np.empty(3, np.int64)
     for k in range(3):
         lo[k] = max(low[row, k] - 2 * reach[k], 0)
         hi[k] = min(high[row, k] + 1 + 2 * reach[k], shape[k])
-        lo_fit[k] = max(low[row, k] - reach[k], 0)
-        hi_fit[k] = min(high[row, k] + 1 + reach[k], shape[k])
     rows = hi[1] - lo[1] + 2 * reach[1]
     columns = hi[2] - lo[2] + 2 * reach[2]
     steps = np.empty(step_offsets.shape[0], np.int64)
     for j in range(steps.size):
         steps[j] = (step_offsets[j, 0] * rows * columns + step_offsets[j, 1] * columns
                     + step_offsets[j, 2])
-    owner = window_owner(voxels, voxel_index, labels, shape, lo, hi, lo_fit, hi_fit, reach,
-                         mask_starts, steps, step_keys, aperture_keys, bits, blank)
-    return prepare_region(window.reshape(owner.shape), owner, ids[row], fallback, min_plane)
+    return window_owner(voxels, voxel_index, labels, shape, lo, hi, lo_fit, hi_fit, reach,
+                        mask_starts, steps, step_keys, aperture_keys, bits, blank)
 
 
 @njit(cache=True, nogil=True)
 def fit_windows(rows, fallbacks, psf, widths, spacing, steps, low, high, bound, light_of,
-                starts_of, voxels, voxel_index, labels, ids, shape, box_low, box_high, reach,
-                mask_starts, step_offsets, step_keys, aperture_keys, bits, blank, min_plane,
-                cap):
+                starts_of, fit_low, fit_high, ids, min_plane, cap, voxels, voxel_index, labels,
+                shape, box_low, box_high, reach, mask_starts, step_offsets, step_keys,
+                aperture_keys, bits, blank):
     """The fits of ``capture`` for many objects in one call: each object's window
-    (:func:`_window_region`), its start (the aperture's peak and the centroid of its
+    (``fit_low[i]:fit_high[i]``; :func:`window_owner_at`, :func:`prepare_region`), its start (the aperture's peak and the centroid of its
     positive light), :func:`fit_gaussian`, and, without `psf`, what its aperture reads
     of a point and of the fitted source (:func:`captured`, the extra variance capped
     at `cap` µm²), exactly as ``capture`` takes them one object at a time. Object `i`'s
@@ -588,10 +584,12 @@ def fit_windows(rows, fallbacks, psf, widths, spacing, steps, low, high, bound, 
     point_widths = np.empty(3)
     spread_widths = np.empty(3)
     for i in range(n):
-        grid, light, aperture, slot, cat, starts, sizes = _window_region(
-            rows[i], light_of[starts_of[i]:starts_of[i + 1]], voxels, voxel_index, labels, ids,
-            shape, box_low, box_high, reach, mask_starts, step_offsets, step_keys, aperture_keys,
-            bits, blank, fallbacks[i], min_plane)
+        owner = window_owner_at(rows[i], fit_low[i], fit_high[i], voxels, voxel_index, labels,
+                                shape, box_low, box_high, reach, mask_starts, step_offsets,
+                                step_keys, aperture_keys, bits, blank)
+        window = light_of[starts_of[i]:starts_of[i + 1]].reshape(owner.shape)
+        grid, light, aperture, slot, cat, starts, sizes = prepare_region(
+            window, owner, ids[rows[i]], fallbacks[i], min_plane)
         total = 0.0
         peak = -np.inf
         weighted = np.zeros(3)

@@ -223,18 +223,18 @@ class _Windows:
 
     def __init__(self, objects, intensity_image, spacing, grow_um, shell_um):
         self.objects, self.image = objects, intensity_image
-        self.shape = np.array(objects.shape)
+        self.shape = np.array(objects.shape, dtype=np.int64)
         metric = _aperture_metric(spacing, grow_um)
         outer = grow_um + shell_um
         # The window holds the object's shell; its margin, the objects that may own
         # the window's edge voxels; the keys' padding, every step of the stencil.
-        self.reach = np.floor(_at_most(outer) / metric).astype(int) + 1
+        self.reach = np.floor(_at_most(outer) / metric).astype(np.int64) + 1
         self.ids, index = object_index(objects.labels)
         self.labels = np.r_[0, self.ids].astype(np.int64)  # by index from 1; 0 for none
         coords = np.unravel_index(objects.voxels, objects.shape)
         n = self.ids.size
-        self.low = np.stack([np.full(n, s) for s in objects.shape], 1)
-        self.high = np.zeros((n, 3), int)
+        self.low = np.stack([np.full(n, s, dtype=np.int64) for s in objects.shape], 1)
+        self.high = np.zeros((n, 3), np.int64)
         for axis in range(3):
             np.minimum.at(self.low[:, axis], index, coords[axis])
             np.maximum.at(self.high[:, axis], index, coords[axis])
@@ -251,8 +251,17 @@ class _Windows:
         self.mask_starts, steps = _free_face_steps(offsets, flat)
         self.steps = offsets[steps].astype(np.int64)
         self.step_keys = (rank[steps] << self.bits).astype(self.dtype)
-        self.flat_steps = {}
         self.index = (index + 1).astype(self.dtype)  # each object voxel's, from 1
+        # What _fits.window_owner_at reads of the objects and the stencil.
+        self.keying = (objects.voxels, self.index, self.labels, self.shape, self.low,
+                       self.high, self.reach, self.mask_starts, self.steps, self.step_keys,
+                       self.aperture_keys, self.bits, self.blank)
+
+    def boxes(self, rows):
+        """The fit windows of the objects at `rows`: ``(lo, hi)``, each (..., 3), the box of
+        each object's voxels grown by the reach (its shell), cut to the stack."""
+        return (np.maximum(self.low[rows] - self.reach, 0),
+                np.minimum(self.high[rows] + 1 + self.reach, self.shape))
 
     def __call__(self, row):
         """(values, owner, label) of the object at `row` of ids.
@@ -261,22 +270,10 @@ class _Windows:
         minus that label within ``grow_um + shell_um`` (its shell), else 0; as
         :func:`~rna_localization.apertures.aperture_intensities` draws them.
         """
-        from ._fits import window_owner  # compiled on first use (numba)
+        from ._fits import window_owner_at  # compiled on first use (numba)
 
-        # The window holds the shell; the box around it, every object voxel that may
-        # be nearest to one of its voxels; the box's keys are padded by the stencil.
-        lo = np.maximum(self.low[row] - 2 * self.reach, 0)
-        hi = np.minimum(self.high[row] + 1 + 2 * self.reach, self.shape)
-        lo_fit = np.maximum(self.low[row] - self.reach, 0)
-        hi_fit = np.minimum(self.high[row] + 1 + self.reach, self.shape)
-        rows, columns = hi[1] - lo[1] + 2 * self.reach[1], hi[2] - lo[2] + 2 * self.reach[2]
-        steps = self.flat_steps.get((rows, columns))
-        if steps is None:  # boxes of the same rows and columns share their steps
-            steps = self.steps @ np.array([rows * columns, columns, 1], dtype=np.int64)
-            self.flat_steps[(rows, columns)] = steps
-        owner = window_owner(self.objects.voxels, self.index, self.labels, self.shape, lo, hi,
-                             lo_fit, hi_fit, self.reach, self.mask_starts, steps,
-                             self.step_keys, self.aperture_keys, self.bits, self.blank)
+        lo_fit, hi_fit = self.boxes(row)
+        owner = window_owner_at(row, lo_fit, hi_fit, *self.keying)
         box = tuple(slice(a, c) for a, c in zip(lo_fit, hi_fit))
         return np.asarray(self.image[box], dtype=np.float64), owner, int(self.ids[row])
 
@@ -300,13 +297,8 @@ class _Windows:
         if psf:
             widths = np.array([widths[0], widths[1], widths[1]])
         fixed = (psf, widths, spacing, int(FIT_STEPS), low, high, EXTRA_VARIANCE_BOUND)
-        keys = (self.objects.voxels, self.index, self.labels, self.ids.astype(np.int64),
-                self.shape.astype(np.int64), self.low.astype(np.int64),
-                self.high.astype(np.int64), self.reach.astype(np.int64), self.mask_starts,
-                self.steps, self.step_keys, self.aperture_keys, self.bits, self.blank,
-                SHELL_PLANE_MIN_VOXELS, float(cap))
-        lo = np.maximum(self.low[rows] - self.reach, 0)
-        hi = np.minimum(self.high[rows] + 1 + self.reach, self.shape)
+        lo, hi = self.boxes(rows)
+        ids = self.ids.astype(np.int64)
 
         def fit_part(part):
             # Each object's window of light, gathered here (any dtype) into one float64
@@ -319,7 +311,8 @@ class _Windows:
                 window = self.image[box]
                 light[end - window.size:end] = window.ravel()
             return fit_windows(rows[part], fallbacks[part], *fixed, light,
-                               np.r_[0, ends].astype(np.int64), *keys)
+                               np.r_[0, ends].astype(np.int64), lo[part], hi[part], ids,
+                               SHELL_PLANE_MIN_VOXELS, float(cap), *self.keying)
 
         parts = np.array_split(np.arange(rows.size),
                                max(min(int(threads), rows.size), -(-rows.size // _FIT_PART), 1))
